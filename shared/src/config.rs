@@ -1,0 +1,164 @@
+//! Node configuration: one schema for the TOML file, the environment and (later) the REST API.
+//!
+//! Layering, lowest first: built-in defaults → TOML file (`--config`) → environment
+//! (`MESHMQ_` prefix, `__` between levels, e.g. `MESHMQ_MQTT__SERVER_KEEPALIVE=30`) → command
+//! line flags for the common keys. Loading lives in [`load`]; this module only holds types.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+mod load;
+pub use load::{ConfigError, Overrides, load};
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Node identity and storage.
+    pub node: NodeConfig,
+    /// Where the node listens.
+    pub listeners: ListenersConfig,
+    /// MQTT protocol limits and behaviour.
+    pub mqtt: MqttConfig,
+}
+
+/// Node identity and storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name, used in logs, metrics and (later) the cluster tables.
+    pub name: String,
+    /// Data directory (the embedded core's store lives here).
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { name: "meshmq@127.0.0.1".into(), data_dir: PathBuf::from("data") }
+    }
+}
+
+/// Listener addresses. Port 0 picks a free port (tests read the bound address back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenersConfig {
+    /// MQTT over TCP.
+    pub mqtt_bind: SocketAddr,
+    /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`); `None` disables it.
+    pub ws_bind: Option<SocketAddr>,
+    /// HTTP: `/metrics`, `/health`, REST API.
+    pub http_bind: Option<SocketAddr>,
+    /// Cap on concurrent MQTT connections (TCP + WS) on this node.
+    pub max_connections: usize,
+}
+
+impl Default for ListenersConfig {
+    fn default() -> Self {
+        ListenersConfig {
+            mqtt_bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            ws_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 18083))),
+            max_connections: 1_000_000,
+        }
+    }
+}
+
+/// Strategy for choosing the member of a shared-subscription group that gets a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedStrategy {
+    /// A random member per message.
+    Random,
+    /// Members in turn, starting at a random one.
+    #[default]
+    RoundRobin,
+    /// The same member until it leaves.
+    Sticky,
+    /// A hash of the publisher's client id picks the member.
+    HashClientid,
+    /// A hash of the topic picks the member.
+    HashTopic,
+}
+
+/// What to drop when a session's message queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueDropPolicy {
+    /// Drop the oldest queued message to make room (EMQX's default).
+    #[default]
+    DropOldest,
+    /// Drop the incoming message.
+    DropNewest,
+}
+
+/// MQTT protocol limits and behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Largest packet we accept, in bytes (sent as Maximum Packet Size in a v5 CONNACK).
+    pub max_packet_size: u32,
+    /// Server keep-alive cap in seconds: a client asking for more (or 0) gets this value in
+    /// CONNACK (v5) and is held to it. Off (`None`) by default.
+    pub server_keepalive: Option<u16>,
+    /// Our Receive Maximum: QoS 1/2 PUBLISHes a client may have unacknowledged towards us.
+    pub receive_maximum: u16,
+    /// Cap on our in-flight QoS 1/2 deliveries to one client (also bounded by its Receive Maximum).
+    pub max_inflight: u16,
+    /// Largest QoS 2 `awaiting_rel` set per session.
+    pub max_awaiting_rel: usize,
+    /// Seconds after which an unreleased QoS 2 packet id is purged.
+    pub await_rel_timeout: u64,
+    /// Messages queued per session (offline, or beyond the in-flight window).
+    pub max_mqueue_len: usize,
+    /// Whether QoS 0 messages are queued for offline sessions.
+    pub mqueue_store_qos0: bool,
+    /// Which message a full queue drops.
+    pub mqueue_drop_policy: QueueDropPolicy,
+    /// Cap on the session expiry interval in seconds. MQTT 3.1.1 clean-session=0 sessions
+    /// never expire by the spec; they are held for this long.
+    pub max_session_expiry: u32,
+    /// Topic Alias Maximum we accept from clients (0 disables inbound aliases).
+    pub max_topic_alias: u16,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// Whether wildcard subscriptions are allowed.
+    pub wildcard_subscription: bool,
+    /// Whether shared subscriptions are allowed.
+    pub shared_subscription: bool,
+    /// Strategy for shared subscriptions.
+    pub shared_subscription_strategy: SharedStrategy,
+    /// Longest client id accepted.
+    pub max_clientid_len: usize,
+    /// Seconds a new connection has to send CONNECT before it is closed.
+    pub connect_timeout: u64,
+    /// Response Information returned when a v5 client asks for it (Request Response
+    /// Information = 1); the client builds response topics under it.
+    pub response_information: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            max_packet_size: 1024 * 1024,
+            server_keepalive: None,
+            receive_maximum: 32,
+            max_inflight: 32,
+            max_awaiting_rel: 100,
+            await_rel_timeout: 300,
+            max_mqueue_len: 1000,
+            mqueue_store_qos0: true,
+            mqueue_drop_policy: QueueDropPolicy::DropOldest,
+            max_session_expiry: 7 * 24 * 3600,
+            max_topic_alias: 65_535,
+            retain_available: true,
+            wildcard_subscription: true,
+            shared_subscription: true,
+            shared_subscription_strategy: SharedStrategy::RoundRobin,
+            max_clientid_len: 65_535,
+            connect_timeout: 15,
+            response_information: "$response/".into(),
+        }
+    }
+}

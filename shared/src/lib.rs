@@ -1,0 +1,5 @@
+//! Code shared by every meshmq node: the MQTT codec, topic names and filters with the
+//! subscription trie, the cluster tables and their pure apply function, configuration types
+//! and metric names. Nothing here owns a socket or spawns a task.
+
+pub mod codec;
