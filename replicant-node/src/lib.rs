@@ -1,1 +1,26 @@
-//! replicant
+//! meshmq replicant node: terminates MQTT 3.1, 3.1.1 and 5.0 clients over TCP and WebSocket.
+//!
+//! In standalone mode (no cores configured) it holds the cluster tables in an embedded
+//! in-process core; the same code paths later talk to a Raft core group.
+//!
+//! Layout: [`connection`] (one task per client) drives [`session`] (pure MQTT session state)
+//! and publishes through [`publish`] and [`router`] into [`mailbox`]es; [`cluster`] writes
+//! the tables; [`broker`] wires listeners, [`http`] and [`ws`] together.
+
+pub mod authz;
+pub mod broker;
+pub mod cli;
+pub mod cluster;
+pub mod connection;
+pub mod http;
+pub mod mailbox;
+pub mod message;
+pub mod publish;
+pub mod router;
+pub mod session;
+pub mod sessions;
+pub mod sys;
+pub mod ws;
+
+pub use authz::{AllowAll, Authorizer, AuthzAction};
+pub use broker::{Broker, BrokerBuilder, BrokerHandle, start};

@@ -3,3 +3,7 @@
 //! and metric names. Nothing here owns a socket or spawns a task.
 
 pub mod codec;
+pub mod config;
+pub mod metrics;
+pub mod topic;
+pub mod tables;

@@ -199,7 +199,11 @@ pub struct PubResp {
 impl PubResp {
     /// A success response for `packet_id` with no properties.
     pub fn new(packet_id: u16) -> PubResp {
-        PubResp { packet_id, reason: ReasonCode::Success, properties: Properties::default() }
+        PubResp {
+            packet_id,
+            reason: ReasonCode::Success,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -272,7 +276,10 @@ pub struct Disconnect {
 impl Disconnect {
     /// A DISCONNECT with `reason` and no properties.
     pub fn new(reason: ReasonCode) -> Disconnect {
-        Disconnect { reason, properties: Properties::default() }
+        Disconnect {
+            reason,
+            properties: Properties::default(),
+        }
     }
 }
 

@@ -1,0 +1,182 @@
+//! The `loadtest` command line: subcommands and their flags, and their translation into
+//! library configs.
+//!
+//! It owns parsing and defaults only. It must never open a socket or start a runtime; that
+//! is `main.rs` and `fanout`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::fanout::FanoutConfig;
+use crate::wire::MqttVersion;
+
+/// meshmq load generator and benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// N publishers flood a topic pattern that N subscribers all subscribe to.
+    Fanout(FanoutArgs),
+    /// Prints a comparison table (medians per broker and scenario) from `--json` reports.
+    Summarize(SummarizeArgs),
+}
+
+/// Flags of `loadtest fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Broker host; must be loopback (127.0.0.0/8, ::1, localhost) unless --allow-remote.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker MQTT port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// Allow a broker that is not on this machine.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Topic publisher i writes to (`%i` = publisher index).
+    #[arg(long, default_value = "bench/%i")]
+    pub topic: String,
+    /// Filter subscriber i subscribes to (`%i` = subscriber index).
+    #[arg(long, default_value = "bench/#")]
+    pub filter: String,
+    /// QoS of publishes and subscriptions (0 or 1).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub qos: u8,
+    /// Payload bytes (at least 16: send timestamp and sequence number).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Measurement window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Publishing before the window opens, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// QoS 1: unacknowledged PUBLISHes allowed per publisher.
+    #[arg(long, default_value_t = 32)]
+    pub inflight: usize,
+    /// Broker process id, to report its peak RSS and its CPU.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// MQTT protocol level: 4 (3.1.1) or 5.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=5))]
+    pub mqtt_version: u8,
+    /// Tokio worker threads; 1 runs a current_thread runtime (leaves the most CPU to the
+    /// broker on a shared box).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Label of the broker under test, carried into the report.
+    #[arg(long)]
+    pub broker_name: Option<String>,
+    /// Label of the scenario, carried into the report.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// Seconds allowed for each CONNECT and SUBSCRIBE handshake.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+}
+
+/// Flags of `loadtest summarize`.
+#[derive(Debug, Clone, Args)]
+pub struct SummarizeArgs {
+    /// Broker label the others are compared with (ratio column).
+    #[arg(long, default_value = "mosquitto")]
+    pub baseline: String,
+    /// JSON reports written by `fanout --json`.
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+}
+
+fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("--{flag} {value} is not a duration"))
+}
+
+impl FanoutArgs {
+    /// The library config for these flags (validated).
+    pub fn to_config(&self) -> anyhow::Result<FanoutConfig> {
+        let version =
+            MqttVersion::from_level(self.mqtt_version).context("--mqtt-version must be 4 or 5")?;
+        let cfg = FanoutConfig {
+            host: self.host.clone(),
+            port: self.port,
+            allow_remote: self.allow_remote,
+            publishers: self.publishers,
+            subscribers: self.subscribers,
+            topic: self.topic.clone(),
+            filter: self.filter.clone(),
+            qos: self.qos,
+            size: self.size,
+            inflight: self.inflight,
+            warmup: secs(self.warmup, "warmup")?,
+            duration: secs(self.duration, "duration")?,
+            version,
+            broker_pid: self.broker_pid,
+            connect_timeout: secs(self.connect_timeout, "connect-timeout")?,
+            broker_name: self.broker_name.clone(),
+            scenario: self.scenario.clone(),
+            ..FanoutConfig::new(self.host.clone(), self.port)
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("loadtest").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn fanout_flags_map_to_config() {
+        let cli = parse(&[
+            "fanout",
+            "--port",
+            "1999",
+            "--qos",
+            "1",
+            "--mqtt-version",
+            "5",
+        ])
+        .unwrap();
+        let Command::Fanout(args) = cli.command else {
+            panic!("not fanout")
+        };
+        let cfg = args.to_config().unwrap();
+        assert_eq!((cfg.port, cfg.qos, cfg.version), (1999, 1, MqttVersion::V5));
+        assert_eq!((cfg.publishers, cfg.subscribers, cfg.size), (10, 10, 100));
+        assert_eq!(cfg.duration, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn refuses_remote_host_and_bad_values() {
+        let Command::Fanout(args) = parse(&["fanout", "--host", "10.1.1.1"]).unwrap().command
+        else {
+            panic!("not fanout")
+        };
+        assert!(args.to_config().is_err());
+        assert!(parse(&["fanout", "--qos", "2"]).is_err());
+        assert!(parse(&["fanout", "--mqtt-version", "3"]).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The result of one fan-out run: rates over the measurement window, totals over the whole
+//! run, latency percentiles, broker RSS/CPU and errors; printed for humans or as JSON.
+//!
+//! Pure: it turns counts and samples into figures and text. It must never touch a socket
+//! or the clock.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Publish-to-receive latency over the samples kept in the measurement window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Samples behind the figures.
+    pub samples: usize,
+    /// Median, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+    /// Largest sample, microseconds.
+    pub max_us: f64,
+}
+
+impl LatencySummary {
+    /// Summarises nanosecond samples (sorted here); `None` when there are none.
+    pub fn from_samples(mut samples_ns: Vec<u64>) -> Option<LatencySummary> {
+        if samples_ns.is_empty() {
+            return None;
+        }
+        samples_ns.sort_unstable();
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Some(LatencySummary {
+            samples: samples_ns.len(),
+            p50_us: us(percentile(&samples_ns, 50.0)),
+            p99_us: us(percentile(&samples_ns, 99.0)),
+            max_us: us(samples_ns[samples_ns.len() - 1]),
+        })
+    }
+}
+
+/// The nearest-rank percentile `p` (0..=100) of sorted, non-empty `sorted`.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Everything one `loadtest fanout` run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanoutReport {
+    /// Label of the broker under test (from `--broker-name`), for comparisons.
+    pub broker: Option<String>,
+    /// Label of the scenario (from `--scenario`), for comparisons.
+    pub scenario: Option<String>,
+    /// MQTT protocol level used (4 or 5).
+    pub mqtt_version: u8,
+    /// QoS of publishes and subscriptions.
+    pub qos: u8,
+    /// Publisher connections.
+    pub publishers: usize,
+    /// Subscriber connections.
+    pub subscribers: usize,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// QoS 1 window per publisher.
+    pub inflight: usize,
+    /// Tokio worker threads of the load generator (1 = current_thread runtime).
+    pub runtime_threads: usize,
+    /// Length of the measurement window actually observed, seconds.
+    pub window_secs: f64,
+    /// PUBLISHes written per second in the window, all publishers.
+    pub published_per_sec: f64,
+    /// PUBACKs received per second in the window (QoS 1).
+    pub acked_per_sec: f64,
+    /// PUBLISHes received per second in the window, summed over subscribers.
+    pub delivered_per_sec: f64,
+    /// The slowest subscriber's deliveries per second in the window.
+    pub delivered_per_sec_min_subscriber: f64,
+    /// The fastest subscriber's deliveries per second in the window.
+    pub delivered_per_sec_max_subscriber: f64,
+    /// PUBLISHes written over the whole run (warmup, window and stop).
+    pub published_total: u64,
+    /// PUBLISHes received over the whole run, after the drain, summed over subscribers.
+    pub delivered_total: u64,
+    /// Latency percentiles, if any sample was kept.
+    pub latency: Option<LatencySummary>,
+    /// Largest broker `VmRSS` seen, MiB (with `--broker-pid`).
+    pub broker_rss_max_mib: Option<f64>,
+    /// Broker CPU in the window, percent of one core (with `--broker-pid`).
+    pub broker_cpu_percent: Option<f64>,
+    /// Load generator CPU in the window, percent of one core.
+    pub loadtest_cpu_percent: Option<f64>,
+    /// Connections that failed after setup.
+    pub errors: u64,
+    /// The first error messages.
+    pub error_messages: Vec<String>,
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}{unit}"))
+}
+
+impl FanoutReport {
+    /// The human-readable report printed at the end of a run.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let label = match (&self.broker, &self.scenario) {
+            (Some(b), Some(sc)) => format!(" [{b} / {sc}]"),
+            (Some(b), None) => format!(" [{b}]"),
+            (None, Some(sc)) => format!(" [{sc}]"),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "fanout{label}: {} pub -> {} sub, QoS {}, {} B, MQTT v{}, {} thread(s), window {:.2} s",
+            self.publishers,
+            self.subscribers,
+            self.qos,
+            self.size,
+            self.mqtt_version,
+            self.runtime_threads,
+            self.window_secs
+        );
+        let _ = writeln!(s, "  delivered msg/s   {:>12.0}", self.delivered_per_sec);
+        let _ = writeln!(
+            s,
+            "    per subscriber  {:>12.0} .. {:.0}",
+            self.delivered_per_sec_min_subscriber, self.delivered_per_sec_max_subscriber
+        );
+        let _ = writeln!(s, "  published msg/s   {:>12.0}", self.published_per_sec);
+        if self.qos > 0 {
+            let _ = writeln!(s, "  acked msg/s       {:>12.0}", self.acked_per_sec);
+        }
+        match &self.latency {
+            Some(l) => {
+                let _ = writeln!(
+                    s,
+                    "  latency           p50 {:.0} us, p99 {:.0} us, max {:.0} us ({} samples)",
+                    l.p50_us, l.p99_us, l.max_us, l.samples
+                );
+            }
+            None => s.push_str("  latency           n/a (no samples)\n"),
+        }
+        let _ = writeln!(
+            s,
+            "  broker RSS max    {}",
+            opt(self.broker_rss_max_mib, " MiB")
+        );
+        let _ = writeln!(
+            s,
+            "  CPU               broker {}, loadtest {}",
+            opt(self.broker_cpu_percent, "%"),
+            opt(self.loadtest_cpu_percent, "%")
+        );
+        let _ = writeln!(
+            s,
+            "  totals            published {}, delivered {}",
+            self.published_total, self.delivered_total
+        );
+        let _ = writeln!(s, "  errors            {}", self.errors);
+        for m in &self.error_messages {
+            let _ = writeln!(s, "    {m}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn latency_summary_sorts_and_converts_to_us() {
+        let l = LatencySummary::from_samples(vec![3_000, 1_000, 2_000]).unwrap();
+        assert_eq!((l.samples, l.p50_us, l.max_us), (3, 2.0, 3.0));
+        assert_eq!(LatencySummary::from_samples(Vec::new()), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! Broker memory: the resident set size (`VmRSS` in `/proc/PID/status`), sampled once a
+//! second while a run lasts, of which the report keeps the maximum.
+//!
+//! It owns only the reading of `/proc`. It must never fail a run: a process that cannot be
+//! read (gone, not Linux) yields no sample rather than an error.
+
+use std::time::Duration;
+
+use crate::counters::Stop;
+
+/// How often the sampler reads `/proc/PID/status`.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// `VmRSS` in KiB from the text of a `/proc/PID/status` file.
+pub fn parse_vmrss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The current `VmRSS` of `pid` in KiB, `None` if it cannot be read.
+pub fn vmrss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vmrss_kib(&status)
+}
+
+/// Samples `pid` now and every [`SAMPLE_EVERY`] until `stop`; returns the largest `VmRSS`
+/// seen in KiB, `None` if no sample could be read.
+pub async fn max_rss_until(pid: u32, stop: Stop) -> Option<u64> {
+    let mut max = None;
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    let stopped = stop.wait();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            _ = tick.tick() => {
+                if let Some(kib) = vmrss_kib(pid) {
+                    max = max.max(Some(kib));
+                }
+            }
+        }
+    }
+    if let Some(kib) = vmrss_kib(pid) {
+        max = max.max(Some(kib));
+    }
+    max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vmrss_line() {
+        let status = "Name:\tmosquitto\nVmPeak:\t  9000 kB\nVmRSS:\t    6144 kB\nThreads:\t1\n";
+        assert_eq!(parse_vmrss_kib(status), Some(6144));
+        assert_eq!(parse_vmrss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_own_rss() {
+        assert!(vmrss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+    }
+}

@@ -1,0 +1,255 @@
+//! Starting and stopping a broker: binds the listeners, builds the shared [`Ctx`], spawns
+//! the accept loops, the HTTP endpoint and the housekeeping tasks, and hands back a
+//! [`BrokerHandle`] with the bound addresses.
+//!
+//! Standalone mode: the cluster tables live in an embedded in-process core
+//! ([`core_node::embedded::EmbeddedCore`]); the cluster issue swaps the holder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use core_node::embedded::EmbeddedCore;
+use meshmq_shared::config::Config;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::authz::{AllowAll, Authorizer};
+use crate::router::Router;
+use crate::session::Limits;
+use crate::sessions::Sessions;
+use crate::{connection, http, sys, ws};
+
+/// Everything a connection task needs, shared by all of them.
+pub struct Ctx {
+    /// The node configuration.
+    pub config: Config,
+    /// Session limits derived from the configuration.
+    pub limits: Limits,
+    /// Local subscription index.
+    pub router: Router,
+    /// Local sessions.
+    pub sessions: Sessions,
+    /// The cluster tables (embedded core in standalone mode).
+    pub core: EmbeddedCore,
+    /// Authorization hook.
+    pub authz: Arc<dyn Authorizer>,
+    /// Source of session and connection ids.
+    next_id: AtomicU64,
+    /// Live MQTT connections (TCP + WebSocket).
+    pub connections: AtomicUsize,
+    /// Cancelled when the broker stops.
+    pub shutdown: CancellationToken,
+    /// When the broker started (uptime, `$SYS`).
+    pub started: Instant,
+    /// Caps concurrent connections.
+    pub conn_limit: Arc<Semaphore>,
+}
+
+impl Ctx {
+    /// A fresh id for a session or a connection.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// This node's name (the `node` column of the tables).
+    pub fn node(&self) -> &str {
+        &self.config.node.name
+    }
+}
+
+/// Builds a broker: configuration plus optional hooks.
+pub struct BrokerBuilder {
+    config: Config,
+    authz: Arc<dyn Authorizer>,
+}
+
+/// Entry point: `Broker::builder(config).start().await`.
+pub struct Broker;
+
+impl Broker {
+    /// A builder with the default hooks (allow everything).
+    pub fn builder(config: Config) -> BrokerBuilder {
+        BrokerBuilder { config, authz: Arc::new(AllowAll) }
+    }
+}
+
+/// Starts a broker with default hooks.
+pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
+    Broker::builder(config).start().await
+}
+
+impl BrokerBuilder {
+    /// Uses `authz` to authorize PUBLISH and SUBSCRIBE.
+    pub fn authorizer(mut self, authz: Arc<dyn Authorizer>) -> BrokerBuilder {
+        self.authz = authz;
+        self
+    }
+
+    /// Binds every listener and starts serving.
+    pub async fn start(self) -> anyhow::Result<BrokerHandle> {
+        let config = self.config;
+        // Install the process-wide metrics recorder before anything records.
+        let _ = http::prometheus_handle();
+        let mqtt = TcpListener::bind(config.listeners.mqtt_bind)
+            .await
+            .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
+        let ws_listener = match config.listeners.ws_bind {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding WebSocket listener {a}"))?),
+            None => None,
+        };
+        let http_listener = match config.listeners.http_bind {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding HTTP listener {a}"))?),
+            None => None,
+        };
+        let ctx = Arc::new(Ctx {
+            limits: Limits::from_config(&config.mqtt),
+            router: Router::new(config.mqtt.shared_subscription_strategy),
+            sessions: Sessions::default(),
+            core: EmbeddedCore::new(),
+            authz: self.authz,
+            next_id: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+            conn_limit: Arc::new(Semaphore::new(config.listeners.max_connections.min(Semaphore::MAX_PERMITS))),
+            config,
+        });
+        crate::cluster::announce_node(&ctx).await;
+        let mqtt_addr = mqtt.local_addr()?;
+        let ws_addr = ws_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(accept_loop(ctx.clone(), mqtt));
+        if let Some(l) = ws_listener {
+            let c = ctx.clone();
+            let on_conn = move |io: ws::WsIo, peer: SocketAddr| {
+                connection::spawn(c.clone(), io, peer, "ws");
+            };
+            let token = ctx.shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = ws::serve(l, on_conn, token).await {
+                    warn!(error = %e, "WebSocket listener stopped");
+                }
+            });
+        }
+        if let Some(l) = http_listener {
+            let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone());
+            let token = ctx.shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = http::serve(l, state, token).await {
+                    warn!(error = %e, "HTTP listener stopped");
+                }
+            });
+        }
+        tasks.spawn(sys::run(ctx.clone()));
+        info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
+        Ok(BrokerHandle { ctx, mqtt_addr, ws_addr, http_addr, tasks })
+    }
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    ctx: Arc<Ctx>,
+    mqtt_addr: SocketAddr,
+    ws_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    tasks: JoinSet<()>,
+}
+
+impl BrokerHandle {
+    /// Bound MQTT/TCP address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// Bound WebSocket address, if enabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// Bound HTTP address, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Live MQTT connections.
+    pub fn connections(&self) -> usize {
+        self.ctx.connections.load(Ordering::Relaxed)
+    }
+
+    /// Sessions held (connected or not).
+    pub fn sessions(&self) -> usize {
+        self.ctx.sessions.len()
+    }
+
+    /// Stops accepting, tells every client the server is shutting down, and waits (bounded)
+    /// for the connection tasks to finish.
+    pub async fn shutdown(mut self) {
+        self.ctx.shutdown.cancel();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.ctx.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until the broker is stopped by a signal (Ctrl-C / SIGTERM), then shuts down.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        info!("signal received, shutting down");
+        self.shutdown().await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Accepts TCP connections until shutdown; transient accept errors back off instead of
+/// spinning (EMFILE under a connection storm).
+async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted: std::io::Result<(TcpStream, SocketAddr)> = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                connection::spawn(ctx.clone(), stream, peer, "tcp");
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Command-line flags of the `replicant-node` binary.
+//!
+//! Owns the flag names and their mapping onto [`Overrides`]; loading and layering live in
+//! [`meshmq_shared::config`]. It must never read files or the environment itself: every
+//! flag is optional and, when given, wins over the file and `MESHMQ_*` variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use meshmq_shared::config::Overrides;
+
+/// meshmq replicant node: an MQTT 3.1/3.1.1/5.0 broker.
+///
+/// Configuration layers, lowest first: built-in defaults, the `--config` TOML file,
+/// `MESHMQ_*` environment variables (`__` between levels, e.g.
+/// `MESHMQ_MQTT__SERVER_KEEPALIVE=30`), then these flags.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "replicant-node", version, about, long_about)]
+pub struct Cli {
+    /// TOML configuration file; it must exist when given.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// MQTT/TCP listen address (`listeners.mqtt_bind`), e.g. 0.0.0.0:1883.
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_bind: Option<SocketAddr>,
+    /// MQTT/WebSocket listen address (`listeners.ws_bind`), e.g. 0.0.0.0:8083.
+    #[arg(long, value_name = "ADDR")]
+    pub ws_bind: Option<SocketAddr>,
+    /// HTTP listen address for /metrics, /health and the API (`listeners.http_bind`).
+    #[arg(long, value_name = "ADDR")]
+    pub http_bind: Option<SocketAddr>,
+    /// Data directory (`node.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Node name (`node.name`), e.g. meshmq@10.0.0.1.
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+}
+
+impl Cli {
+    /// The flags that were given, as configuration overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            mqtt_bind: self.mqtt_bind,
+            ws_bind: self.ws_bind,
+            http_bind: self.http_bind,
+            data_dir: self.data_dir.clone(),
+            node_name: self.node_name.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_flags_override_nothing() {
+        let cli = Cli::try_parse_from(["replicant-node"]).unwrap();
+        let o = cli.overrides();
+        assert!(cli.config.is_none());
+        assert!(o.mqtt_bind.is_none() && o.ws_bind.is_none() && o.http_bind.is_none());
+        assert!(o.data_dir.is_none() && o.node_name.is_none());
+    }
+
+    #[test]
+    fn every_flag_maps_to_its_override() {
+        let cli = Cli::try_parse_from([
+            "replicant-node",
+            "--config",
+            "/etc/meshmq.toml",
+            "--mqtt-bind",
+            "0.0.0.0:1883",
+            "--ws-bind",
+            "0.0.0.0:8083",
+            "--http-bind",
+            "127.0.0.1:18083",
+            "--data-dir",
+            "/var/lib/meshmq",
+            "--node-name",
+            "meshmq@10.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("/etc/meshmq.toml")));
+        let o = cli.overrides();
+        assert_eq!(o.mqtt_bind, Some("0.0.0.0:1883".parse().unwrap()));
+        assert_eq!(o.ws_bind, Some("0.0.0.0:8083".parse().unwrap()));
+        assert_eq!(o.http_bind, Some("127.0.0.1:18083".parse().unwrap()));
+        assert_eq!(o.data_dir, Some(PathBuf::from("/var/lib/meshmq")));
+        assert_eq!(o.node_name.as_deref(), Some("meshmq@10.0.0.1"));
+    }
+
+    #[test]
+    fn bad_address_is_rejected() {
+        assert!(Cli::try_parse_from(["replicant-node", "--mqtt-bind", "nope"]).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! The end of a connection and of a session: the will message (with its delay), the session
+//! expiry timer, and ending a session (subscriptions, routes and registry row removed).
+//!
+//! Timers are tasks that capture the slot's `epoch`; a reconnect bumps it, so a timer that
+//! fires after the client came back does nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshmq_shared::codec::{ReasonCode, Will};
+use meshmq_shared::metrics as m;
+use meshmq_shared::topic::{SubscriptionFilter, parse_subscription};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+use super::{Conn, Exit};
+use crate::authz::AuthzAction;
+use crate::broker::Ctx;
+use crate::cluster;
+use crate::message::Message;
+use crate::publish;
+use crate::sessions::SessionSlot;
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Closes the socket and settles the will and the session according to why it ended.
+    pub(super) async fn close(mut self, exit: Exit) {
+        let _ = self.writer.shutdown().await;
+        let will = self.will.take();
+        if exit == Exit::Shutdown {
+            // The node is stopping: its in-memory sessions go with it (persistence of session
+            // state across restarts arrives with the core group).
+            return;
+        }
+        if let Exit::Kicked { session_ends } = exit {
+            // The new owner has the session; only the will is ours to settle.
+            if let Some(w) = will {
+                if session_ends || will_delay(&w) == 0 {
+                    publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
+                }
+            }
+            return;
+        }
+        let (epoch, expiry, generation) = {
+            let mut inner = self.slot.inner.lock();
+            if inner.owner != Some(self.id) {
+                return;
+            }
+            inner.owner = None;
+            inner.control = None;
+            inner.epoch += 1;
+            (inner.epoch, inner.expiry_secs, inner.generation)
+        };
+        self.slot.mailbox.set_online(false);
+        let send_will = !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
+        if let Some(w) = will.filter(|_| send_will) {
+            let delay = will_delay(&w).min(expiry);
+            if delay == 0 {
+                publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
+            } else {
+                spawn_will_timer(&self.ctx, &self.slot, epoch, delay, w, self.username.clone());
+            }
+        }
+        if expiry == 0 {
+            end_session(&self.ctx, &self.slot, true).await;
+        } else {
+            cluster::disconnected(&self.ctx, &self.client_id, generation, expiry).await;
+            spawn_expiry_timer(&self.ctx, &self.slot, epoch, expiry);
+        }
+    }
+}
+
+fn will_delay(w: &Will) -> u32 {
+    w.properties.will_delay_interval.unwrap_or(0)
+}
+
+/// Publishes a will message through the normal path (authorization, retained, routing).
+pub(crate) async fn publish_will(ctx: &Arc<Ctx>, w: Will, client_id: &str, username: Option<&str>) {
+    if !ctx.authz.check(client_id, username, AuthzAction::Publish, &w.topic) {
+        metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
+        return;
+    }
+    metrics::counter!(m::WILL_MESSAGES_SENT_TOTAL).increment(1);
+    let mut msg = Message::new(Instant::now(), w.topic, w.payload, w.qos, w.retain, w.properties);
+    msg.properties.will_delay_interval = None;
+    msg.from_client = Some(Arc::from(client_id));
+    publish::publish(ctx, Arc::new(msg)).await;
+}
+
+fn spawn_will_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch: u64, delay: u32, w: Will, username: Option<String>) {
+    let (ctx, slot) = (ctx.clone(), slot.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {}
+        }
+        let still_away = {
+            let inner = slot.inner.lock();
+            inner.epoch == epoch || inner.ended
+        };
+        if still_away {
+            publish_will(&ctx, w, &slot.client_id, username.as_deref()).await;
+        }
+    });
+}
+
+fn spawn_expiry_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch: u64, expiry: u32) {
+    let (ctx, slot) = (ctx.clone(), slot.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(u64::from(expiry))) => {}
+        }
+        let expired = slot.inner.lock().epoch == epoch;
+        if expired {
+            metrics::counter!(m::SESSIONS_EXPIRED_TOTAL).increment(1);
+            end_session(&ctx, &slot, true).await;
+        }
+    });
+}
+
+/// Ends a session: no connection may own it afterwards; its subscriptions leave the router
+/// (and the `routes` rows their filters no longer need), its queue is dropped (counted) and,
+/// when `remove_registry`, its registry row and persistent subscriptions are deleted.
+pub(crate) async fn end_session(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, remove_registry: bool) {
+    let (subs, generation) = {
+        let mut inner = slot.inner.lock();
+        if inner.ended {
+            return;
+        }
+        inner.ended = true;
+        inner.owner = None;
+        inner.control = None;
+        inner.epoch += 1;
+        let subs: Vec<_> = inner.session.subscriptions.drain().collect();
+        (subs, inner.generation)
+    };
+    let mut ops = Vec::new();
+    for (filter, opts) in subs {
+        match parse_subscription(&filter) {
+            Ok(SubscriptionFilter::Plain(f)) => {
+                if ctx.router.unsubscribe(slot.id, f, opts) {
+                    ops.push(cluster::route_remove(ctx, f));
+                }
+            }
+            Ok(SubscriptionFilter::Shared { group, filter: f }) => {
+                ctx.router.unsubscribe_shared(slot.id, group, f);
+                ops.push(cluster::shared_remove(group, f, &slot.client_id));
+            }
+            Err(_) => {}
+        }
+    }
+    ctx.router.unregister(slot.id);
+    ctx.sessions.remove_if_current(slot);
+    let dropped = slot.mailbox.clear();
+    if dropped > 0 {
+        metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "session_ended").increment(dropped as u64);
+    }
+    if remove_registry {
+        ops.push(cluster::registry_remove(&slot.client_id, generation));
+    }
+    cluster::transact(ctx, ops).await;
+    metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
+    metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.router.subscription_count() as f64);
+    debug!(client_id = %slot.client_id, "session ended");
+}

@@ -1,0 +1,299 @@
+//! The CONNECT phase: read the first packet (with a deadline), validate it, claim the client
+//! id in the registry, take over or discard an existing session, answer CONNACK and attach
+//! the session to this connection.
+//!
+//! Refusals answer CONNACK with the reason (3.1.1: the closest return code) and close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use meshmq_shared::codec::{
+    self, ConnAck, Connect, DecodeError, Decoder, Packet, Properties, ProtocolVersion, ReasonCode,
+};
+use meshmq_shared::metrics as m;
+use meshmq_shared::topic;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::{Conn, reason_label};
+use crate::broker::Ctx;
+use crate::cluster;
+use crate::mailbox::Mailbox;
+use crate::session::{ConnParams, Session};
+use crate::sessions::{Control, SessionSlot, SlotInner};
+
+/// Reads CONNECT and sets the connection up; `None` when it was refused or the socket closed.
+pub(super) async fn accept<S>(ctx: &Arc<Ctx>, mut reader: ReadHalf<S>, mut writer: WriteHalf<S>) -> Option<Conn<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut decoder = Decoder::new(ctx.config.mqtt.max_packet_size);
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let timeout = Duration::from_secs(ctx.config.mqtt.connect_timeout.max(1));
+    let first = tokio::time::timeout(timeout, read_first(&mut decoder, &mut reader, &mut rbuf)).await;
+    let connect = match first {
+        Err(_) => {
+            metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "connect_timeout").increment(1);
+            return None;
+        }
+        Ok(Err(FirstError::Io)) => return None,
+        Ok(Err(FirstError::Decode(e))) => {
+            metrics::counter!(m::MALFORMED_PACKETS_TOTAL, "reason" => e.label()).increment(1);
+            refuse_undecodable(&mut writer, &e).await;
+            return None;
+        }
+        Ok(Ok(c)) => c,
+    };
+    let version = connect.protocol;
+    let mut wbuf = BytesMut::new();
+    let setup = match validate(ctx, &connect) {
+        Ok(setup) => setup,
+        Err(code) => {
+            refuse(&mut writer, version, code).await;
+            return None;
+        }
+    };
+    let (tx, control) = mpsc::channel(4);
+    let id = ctx.next_id();
+    let (slot, session_present) = claim(ctx, &connect, &setup, id, tx).await;
+    let connack = connack(ctx, &connect, &setup, session_present);
+    metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(ReasonCode::Success)).increment(1);
+    if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
+        return None;
+    }
+    let Connect { client_id: _, username, will, keep_alive: _, properties, .. } = *connect;
+    let mut conn = Conn {
+        ctx: ctx.clone(),
+        id,
+        slot,
+        version,
+        client_id: setup.client_id.clone(),
+        username,
+        will,
+        keep_alive: setup.keep_alive,
+        connect_expiry_zero: setup.expiry_secs == 0,
+        problem_info: properties.request_problem_information != Some(0),
+        reader,
+        writer,
+        decoder,
+        rbuf,
+        wbuf,
+        control,
+        out: Vec::new(),
+        deliveries: Vec::new(),
+        congested: None,
+        delivered: 0,
+    };
+    let params = ConnParams {
+        version,
+        receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX),
+        max_packet_size: properties.maximum_packet_size.unwrap_or(u32::MAX),
+        topic_alias_maximum: properties.topic_alias_maximum.unwrap_or(0),
+    };
+    conn.with_session(|s, now, out| s.attach(now, params, out));
+    conn.slot.mailbox.set_online(true);
+    conn.slot.mailbox.ready.notify_one();
+    Some(conn)
+}
+
+enum FirstError {
+    Io,
+    Decode(DecodeError),
+}
+
+async fn read_first<R: AsyncRead + Unpin>(
+    decoder: &mut Decoder,
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+) -> Result<Box<Connect>, FirstError> {
+    loop {
+        match decoder.decode(rbuf) {
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(_)) => return Err(FirstError::Decode(DecodeError::FirstPacketNotConnect)),
+            Ok(None) => {}
+            Err(e) => return Err(FirstError::Decode(e)),
+        }
+        match reader.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(FirstError::Io),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A CONNECT that could not be decoded: answer with a CONNACK only where the version is
+/// known well enough to do it right (unsupported level → 0x84 / return code 1).
+async fn refuse_undecodable<W: AsyncWrite + Unpin>(writer: &mut W, e: &DecodeError) {
+    if let DecodeError::UnsupportedProtocolVersion { level } = e {
+        let version = if *level >= 5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+        refuse(writer, version, ReasonCode::UnsupportedProtocolVersion).await;
+    }
+}
+
+async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion, code: ReasonCode) {
+    metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(code)).increment(1);
+    metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => reason_label(code)).increment(1);
+    let ack = ConnAck { session_present: false, code, properties: Properties::default() };
+    let mut buf = BytesMut::new();
+    if codec::encode(&Packet::ConnAck(ack), version, &mut buf).is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer.write_all(&buf)).await;
+        let _ = writer.flush().await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// What CONNECT validation decided.
+pub(super) struct Setup {
+    client_id: Arc<str>,
+    assigned: bool,
+    keep_alive: u16,
+    keep_alive_changed: bool,
+    expiry_secs: u32,
+    expiry_changed: bool,
+}
+
+fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
+    let cfg = &ctx.config.mqtt;
+    let v5 = c.protocol.is_v5();
+    if c.properties.authentication_method.is_some() {
+        return Err(ReasonCode::BadAuthenticationMethod);
+    }
+    let (client_id, assigned): (Arc<str>, bool) = if c.client_id.is_empty() {
+        if !v5 && !c.clean_start {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        (Arc::from(format!("meshmq-{:016x}", rand::random::<u64>())), true)
+    } else {
+        (Arc::from(c.client_id.as_str()), false)
+    };
+    if client_id.len() > cfg.max_clientid_len {
+        return Err(ReasonCode::ClientIdentifierNotValid);
+    }
+    if let Some(w) = &c.will {
+        if topic::validate_topic_name(&w.topic).is_err() {
+            return Err(ReasonCode::TopicNameInvalid);
+        }
+        if w.retain && !cfg.retain_available {
+            return Err(ReasonCode::RetainNotSupported);
+        }
+    }
+    let (keep_alive, keep_alive_changed) = match cfg.server_keepalive {
+        Some(cap) if v5 && (c.keep_alive == 0 || c.keep_alive > cap) => (cap, true),
+        _ => (c.keep_alive, false),
+    };
+    let requested = if v5 {
+        c.properties.session_expiry_interval.unwrap_or(0)
+    } else if c.clean_start {
+        0
+    } else {
+        u32::MAX
+    };
+    let expiry_secs = requested.min(cfg.max_session_expiry);
+    Ok(Setup { client_id, assigned, keep_alive, keep_alive_changed, expiry_secs, expiry_changed: expiry_secs != requested })
+}
+
+/// Claims the client id in the registry and installs this connection as the session's owner:
+/// resumes the existing session (kicking its connection) or starts a new one.
+async fn claim(
+    ctx: &Arc<Ctx>,
+    c: &Connect,
+    setup: &Setup,
+    conn_id: u64,
+    control: mpsc::Sender<Control>,
+) -> (Arc<SessionSlot>, bool) {
+    let generation = cluster::claim(ctx, &setup.client_id, c.clean_start, setup.expiry_secs, c.protocol).await;
+    if let Some(old) = ctx.sessions.get(&setup.client_id) {
+        if !c.clean_start {
+            let mut inner = old.inner.lock();
+            if !inner.ended {
+                if let Some(tx) = inner.control.take() {
+                    metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
+                    let _ = tx.try_send(Control::Kick { reason: ReasonCode::SessionTakenOver, session_ends: false });
+                }
+                inner.owner = Some(conn_id);
+                inner.control = Some(control);
+                inner.generation = generation;
+                inner.expiry_secs = setup.expiry_secs;
+                inner.epoch += 1;
+                drop(inner);
+                return (old, true);
+            }
+        } else {
+            let kicked = {
+                let mut inner = old.inner.lock();
+                inner.control.take()
+            };
+            if let Some(tx) = kicked {
+                metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
+                let _ = tx.try_send(Control::Kick { reason: ReasonCode::SessionTakenOver, session_ends: true });
+            }
+            super::end_session(ctx, &old, false).await;
+        }
+    }
+    let mailbox = Arc::new(Mailbox::new(
+        ctx.config.mqtt.max_mqueue_len,
+        ctx.config.mqtt.mqueue_drop_policy,
+        ctx.config.mqtt.mqueue_store_qos0,
+    ));
+    let params = ConnParams { version: c.protocol, receive_maximum: u16::MAX, max_packet_size: u32::MAX, topic_alias_maximum: 0 };
+    let slot = Arc::new(SessionSlot {
+        id: ctx.next_id(),
+        client_id: setup.client_id.clone(),
+        mailbox: mailbox.clone(),
+        inner: parking_lot::Mutex::new(SlotInner {
+            session: Session::new(setup.client_id.clone(), ctx.limits.clone(), params),
+            owner: Some(conn_id),
+            control: Some(control),
+            generation,
+            expiry_secs: setup.expiry_secs,
+            epoch: 1,
+            ended: false,
+        }),
+    });
+    ctx.router.register(slot.id, mailbox);
+    if let Some(prev) = ctx.sessions.insert(slot.clone()) {
+        // A concurrent CONNECT for the same id lost the race to us: end what it installed.
+        debug!(client_id = %setup.client_id, "replacing a concurrently installed session");
+        if let Some(tx) = prev.inner.lock().control.take() {
+            let _ = tx.try_send(Control::Kick { reason: ReasonCode::SessionTakenOver, session_ends: true });
+        }
+        super::end_session(ctx, &prev, false).await;
+    }
+    metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
+    (slot, false)
+}
+
+fn connack(ctx: &Ctx, c: &Connect, setup: &Setup, session_present: bool) -> ConnAck {
+    let cfg = &ctx.config.mqtt;
+    let mut p = Properties::default();
+    if c.protocol.is_v5() {
+        if setup.assigned {
+            p.assigned_client_identifier = Some(setup.client_id.to_string());
+        }
+        if setup.keep_alive_changed {
+            p.server_keep_alive = Some(setup.keep_alive);
+        }
+        if setup.expiry_changed {
+            p.session_expiry_interval = Some(setup.expiry_secs);
+        }
+        if cfg.receive_maximum != u16::MAX {
+            p.receive_maximum = Some(cfg.receive_maximum);
+        }
+        p.maximum_packet_size = Some(cfg.max_packet_size);
+        p.topic_alias_maximum = Some(cfg.max_topic_alias);
+        if !cfg.retain_available {
+            p.retain_available = Some(0);
+        }
+        if !cfg.wildcard_subscription {
+            p.wildcard_subscription_available = Some(0);
+        }
+        if !cfg.shared_subscription {
+            p.shared_subscription_available = Some(0);
+        }
+        if c.properties.request_response_information == Some(1) && !cfg.response_information.is_empty() {
+            p.response_information = Some(cfg.response_information.clone());
+        }
+    }
+    ConnAck { session_present, code: ReasonCode::Success, properties: p }
+}

@@ -1,0 +1,342 @@
+//! One task per MQTT connection (TCP or WebSocket): reads and decodes packets, drives the
+//! session state machine under its slot lock, routes what the client publishes, drains the
+//! session's mailbox, and writes everything queued for the client in one `write` per wake-up.
+//!
+//! The task owns the socket, the keep-alive timer and the control channel; protocol decisions
+//! live in [`crate::session`]. It never blocks on another client: a slow subscriber is seen as
+//! a full mailbox (dropped and counted), a slow socket as a write timeout.
+
+mod close;
+mod connect;
+mod packets;
+mod subscribe;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use meshmq_shared::codec::{self, Decoder, Disconnect, Packet, ProtocolVersion, ReasonCode, Will};
+use meshmq_shared::metrics as m;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info_span};
+
+use crate::broker::Ctx;
+use crate::mailbox::Mailbox;
+use crate::message::Delivery;
+use crate::session::Outgoing;
+use crate::sessions::{ConnId, Control, SessionSlot};
+
+pub(crate) use close::end_session;
+
+/// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from
+/// starving its own socket reads).
+const DRAIN_BATCH: usize = 512;
+/// How long one write may block before the client is considered dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a publisher waits for a congested subscriber queue before reading on.
+const BACKPRESSURE_WAIT: Duration = Duration::from_millis(50);
+
+/// Why the main loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// The client sent DISCONNECT with this reason (0x00 normal, 0x04 with will).
+    ClientDisconnect(ReasonCode),
+    /// The socket closed or failed without DISCONNECT.
+    Dropped,
+    /// We closed it for a protocol reason (DISCONNECT already queued for 5.0).
+    ServerClose(ReasonCode),
+    /// Another connection took the session (or discarded it).
+    Kicked { session_ends: bool },
+    /// The broker is stopping.
+    Shutdown,
+}
+
+/// Starts the task for an accepted connection, unless the node is at its connection cap.
+pub fn spawn<S>(ctx: Arc<Ctx>, io: S, peer: SocketAddr, transport: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(permit) = ctx.conn_limit.clone().try_acquire_owned() else {
+        metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
+        return;
+    };
+    metrics::counter!(m::CONNECTIONS_ACCEPTED_TOTAL).increment(1);
+    let span = info_span!("conn", %peer, transport, client_id = tracing::field::Empty);
+    tokio::spawn(
+        async move {
+            ctx.connections.fetch_add(1, Ordering::Relaxed);
+            metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
+            run(&ctx, io).await;
+            metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
+            ctx.connections.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        }
+        .instrument(span),
+    );
+}
+
+/// A connection after a successful CONNECT.
+struct Conn<S> {
+    ctx: Arc<Ctx>,
+    id: ConnId,
+    slot: Arc<SessionSlot>,
+    version: ProtocolVersion,
+    client_id: Arc<str>,
+    username: Option<String>,
+    will: Option<Will>,
+    /// Effective keep-alive (0 = none); the connection is closed after 1.5x of silence.
+    keep_alive: u16,
+    /// Session expiry requested in CONNECT was 0 (then DISCONNECT may not raise it).
+    connect_expiry_zero: bool,
+    /// The client wants reason strings and user properties on errors (5.0 default: yes).
+    problem_info: bool,
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    decoder: Decoder,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    control: mpsc::Receiver<Control>,
+    out: Vec<Outgoing>,
+    deliveries: Vec<Delivery>,
+    /// A subscriber queue the last routed publish found congested (publisher back-pressure).
+    congested: Option<Arc<Mailbox>>,
+    /// Messages written since the last metrics flush.
+    delivered: u64,
+}
+
+async fn run<S>(ctx: &Arc<Ctx>, io: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(io);
+    let Some(mut conn) = connect::accept(ctx, reader, writer).await else { return };
+    tracing::Span::current().record("client_id", &*conn.client_id);
+    let exit = conn.main_loop().await;
+    debug!(?exit, "connection closing");
+    conn.close(exit).await;
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn main_loop(&mut self) -> Exit {
+        let mailbox = self.slot.mailbox.clone();
+        let mut last_packet = Instant::now();
+        loop {
+            let ka_deadline = self.keepalive_deadline(last_packet);
+            let rel_deadline = self.slot.inner.lock().session.next_awaiting_rel_expiry().map(tokio::time::Instant::from_std);
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(16 * 1024);
+            }
+            let exit = tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => Some(Exit::Shutdown),
+                c = self.control.recv() => match c {
+                    Some(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
+                    None => Some(Exit::Kicked { session_ends: false }),
+                },
+                r = self.reader.read_buf(&mut self.rbuf) => match r {
+                    Ok(0) | Err(_) => Some(Exit::Dropped),
+                    Ok(n) => {
+                        metrics::counter!(m::BYTES_RECEIVED_TOTAL).increment(n as u64);
+                        last_packet = Instant::now();
+                        self.on_readable().await
+                    }
+                },
+                _ = mailbox.ready.notified() => { self.drain_mailbox(); None }
+                _ = sleep_until_opt(ka_deadline) => {
+                    metrics::counter!(m::KEEPALIVE_TIMEOUTS_TOTAL).increment(1);
+                    self.queue_disconnect(ReasonCode::KeepAliveTimeout);
+                    Some(Exit::ServerClose(ReasonCode::KeepAliveTimeout))
+                }
+                _ = sleep_until_opt(rel_deadline) => {
+                    self.with_session(|s, now, _| s.purge_awaiting_rel(now));
+                    None
+                }
+            };
+            if let Some(e) = exit {
+                if matches!(e, Exit::Kicked { .. }) {
+                    self.queue_disconnect(ReasonCode::SessionTakenOver);
+                }
+                if e == Exit::Shutdown {
+                    self.queue_disconnect(ReasonCode::ServerShuttingDown);
+                }
+                let _ = self.flush().await;
+                return e;
+            }
+            if self.flush().await.is_err() {
+                return Exit::Dropped;
+            }
+            self.backpressure().await;
+        }
+    }
+
+    fn keepalive_deadline(&self, last: Instant) -> Option<tokio::time::Instant> {
+        (self.keep_alive > 0).then(|| {
+            let grace = Duration::from_millis(u64::from(self.keep_alive) * 1500);
+            tokio::time::Instant::from_std(last + grace)
+        })
+    }
+
+    /// Decodes every complete packet in the read buffer and handles it.
+    async fn on_readable(&mut self) -> Option<Exit> {
+        loop {
+            match self.decoder.decode(&mut self.rbuf) {
+                Ok(Some(packet)) => {
+                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name()).increment(1);
+                    if let Some(exit) = self.on_packet(packet).await {
+                        return Some(exit);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    debug!(error = %e, "bad packet");
+                    metrics::counter!(m::MALFORMED_PACKETS_TOTAL, "reason" => e.label()).increment(1);
+                    self.queue_disconnect(e.reason_code());
+                    return Some(Exit::ServerClose(e.reason_code()));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the session if this connection still owns it; `None` when taken over.
+    fn with_session<R>(
+        &mut self,
+        f: impl FnOnce(&mut crate::session::Session, Instant, &mut Vec<Outgoing>) -> R,
+    ) -> Option<R> {
+        let now = Instant::now();
+        let mut inner = self.slot.inner.lock();
+        if inner.owner != Some(self.id) {
+            return None;
+        }
+        let r = f(&mut inner.session, now, &mut self.out);
+        let drops = inner.session.take_drops();
+        drop(inner);
+        record_drops(drops);
+        self.encode_out();
+        Some(r)
+    }
+
+    /// Moves mailbox deliveries into the session (which sends or queues them). The mailbox
+    /// is drained under the slot lock, only while this connection owns the session, so a
+    /// takeover never strands deliveries in a connection that is going away.
+    fn drain_mailbox(&mut self) {
+        let mut batch = std::mem::take(&mut self.deliveries);
+        let mailbox = self.slot.mailbox.clone();
+        self.with_session(|s, now, out| {
+            mailbox.drain(DRAIN_BATCH, &mut batch);
+            for d in batch.drain(..) {
+                s.deliver(now, d, out);
+            }
+        });
+        batch.clear();
+        self.deliveries = batch;
+        if !mailbox.is_empty() {
+            mailbox.ready.notify_one();
+        }
+    }
+
+    /// Encodes every pending [`Outgoing`] into the write buffer.
+    fn encode_out(&mut self) {
+        let now = Instant::now();
+        for o in self.out.drain(..) {
+            match o {
+                Outgoing::Packet(p) => {
+                    metrics::counter!(m::PACKETS_SENT_TOTAL, "type" => p.name()).increment(1);
+                    if let Err(e) = codec::encode(&p, self.version, &mut self.wbuf) {
+                        debug!(error = %e, packet = p.name(), "could not encode");
+                    }
+                }
+                Outgoing::Publish { msg, variant } => {
+                    self.delivered += 1;
+                    if variant.is_plain_qos0() {
+                        if let Some(bytes) = msg.cached_qos0(self.version) {
+                            self.wbuf.extend_from_slice(&bytes);
+                            continue;
+                        }
+                    }
+                    let p = Packet::Publish(msg.to_publish(now, &variant));
+                    if let Err(e) = codec::encode(&p, self.version, &mut self.wbuf) {
+                        debug!(error = %e, "could not encode publish");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a DISCONNECT with `reason` (5.0 only; 3.1.1 just closes).
+    fn queue_disconnect(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() {
+            metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => reason_label(reason)).increment(1);
+            self.out.push(Outgoing::Packet(Packet::Disconnect(Disconnect::new(reason))));
+            self.encode_out();
+        }
+    }
+
+    /// Writes the write buffer in one go (bounded by [`WRITE_TIMEOUT`]).
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.delivered > 0 {
+            metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(self.delivered);
+            self.delivered = 0;
+        }
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let n = self.wbuf.len();
+        let r = tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&self.wbuf)).await;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > 1 << 20 {
+            self.wbuf = BytesMut::with_capacity(8 * 1024);
+        }
+        metrics::counter!(m::BYTES_SENT_TOTAL).increment(n as u64);
+        match r {
+            Ok(Ok(())) => self.writer.flush().await,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+        }
+    }
+
+    /// Publisher back-pressure: when a subscriber queue this publisher feeds is past its
+    /// high-water mark, stop reading from the publisher until it drains (bounded wait).
+    async fn backpressure(&mut self) {
+        if let Some(mb) = self.congested.take() {
+            let drained = mb.drained.notified();
+            if mb.len() * 2 > self.ctx.config.mqtt.max_mqueue_len && mb.is_online() {
+                let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn record_drops(d: crate::session::Drops) {
+    if d == crate::session::Drops::default() {
+        return;
+    }
+    let c = |reason: &'static str, n: u64| {
+        if n > 0 {
+            metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => reason).increment(n);
+        }
+    };
+    c("queue_full", d.queue_full);
+    c("expired", d.expired);
+    c("too_large_for_client", d.too_large);
+    if d.awaiting_rel_expired > 0 {
+        metrics::counter!(m::AWAITING_REL_EXPIRED_TOTAL).increment(d.awaiting_rel_expired);
+    }
+}
+
+/// A short, stable metric label for a reason code.
+pub(crate) fn reason_label(r: ReasonCode) -> String {
+    format!("0x{:02x}", r.as_u8())
+}

@@ -1,0 +1,122 @@
+//! Dispatch of packets received after CONNECT: PUBLISH and the acks, PING, DISCONNECT,
+//! and the packets a client must never send.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use meshmq_shared::codec::{Disconnect, Packet, Publish, QoS, ReasonCode};
+use meshmq_shared::metrics as m;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Conn, Exit};
+use crate::authz::AuthzAction;
+use crate::message::Message;
+use crate::publish;
+use crate::session::Outgoing;
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    /// Handles one packet; `Some(exit)` ends the connection.
+    pub(super) async fn on_packet(&mut self, packet: Packet) -> Option<Exit> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p).await,
+            Packet::PubAck(p) => self.with_session(|s, now, out| s.on_puback(now, p.packet_id, out)).map_or(self.kicked(), |_| None),
+            Packet::PubRec(p) => self.with_session(|s, now, out| s.on_pubrec(now, &p, out)).map_or(self.kicked(), |_| None),
+            Packet::PubRel(p) => self.with_session(|s, now, out| s.on_pubrel(now, p.packet_id, out)).map_or(self.kicked(), |_| None),
+            Packet::PubComp(p) => self.with_session(|s, now, out| s.on_pubcomp(now, p.packet_id, out)).map_or(self.kicked(), |_| None),
+            Packet::Subscribe(s) => self.on_subscribe(s).await,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
+            Packet::PingReq => {
+                self.out.push(Outgoing::Packet(Packet::PingResp));
+                self.encode_out();
+                None
+            }
+            Packet::Disconnect(d) => Some(self.on_disconnect(d)),
+            Packet::Connect(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp
+            | Packet::Auth(_) => {
+                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "unexpected_packet").increment(1);
+                self.queue_disconnect(ReasonCode::ProtocolError);
+                Some(Exit::ServerClose(ReasonCode::ProtocolError))
+            }
+        }
+    }
+
+    /// The session was taken over while this connection was still reading.
+    fn kicked(&self) -> Option<Exit> {
+        Some(Exit::Kicked { session_ends: false })
+    }
+
+    async fn on_publish(&mut self, mut p: Publish) -> Option<Exit> {
+        metrics::counter!(m::MESSAGES_RECEIVED_TOTAL, "qos" => qos_label(p.qos)).increment(1);
+        if p.retain && !self.ctx.config.mqtt.retain_available {
+            self.queue_disconnect(ReasonCode::RetainNotSupported);
+            return Some(Exit::ServerClose(ReasonCode::RetainNotSupported));
+        }
+        let resolved = self.with_session(|s, _, _| s.resolve_alias(&mut p));
+        match resolved {
+            None => return self.kicked(),
+            Some(Err(e)) => {
+                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "topic_alias").increment(1);
+                self.queue_disconnect(e.reason_code());
+                return Some(Exit::ServerClose(e.reason_code()));
+            }
+            Some(Ok(())) => {}
+        }
+        let allowed = self.ctx.authz.check(&self.client_id, self.username.as_deref(), AuthzAction::Publish, &p.topic);
+        if !allowed {
+            metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
+        }
+        let decision = self.with_session(|s, now, out| s.on_publish(now, p, allowed, out));
+        let route = match decision {
+            None => return self.kicked(),
+            Some(Err(e)) => {
+                self.queue_disconnect(e.reason_code());
+                return Some(Exit::ServerClose(e.reason_code()));
+            }
+            Some(Ok(inbound)) => inbound.route,
+        };
+        if let Some(p) = route {
+            let mut msg = Message::new(Instant::now(), p.topic, p.payload, p.qos, p.retain, p.properties);
+            msg.from = Some(self.slot.id);
+            msg.from_client = Some(self.client_id.clone());
+            let congested = publish::publish(&self.ctx, Arc::new(msg)).await;
+            if congested.is_some() {
+                self.congested = congested;
+            }
+        }
+        None
+    }
+
+    /// DISCONNECT from the client: 0x04 keeps the will; a 5.0 session expiry in DISCONNECT
+    /// replaces the one from CONNECT, except that it may not turn 0 into non-zero.
+    fn on_disconnect(&mut self, d: Disconnect) -> Exit {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            if self.connect_expiry_zero && expiry != 0 {
+                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "session_expiry").increment(1);
+                self.queue_disconnect(ReasonCode::ProtocolError);
+                return Exit::ServerClose(ReasonCode::ProtocolError);
+            }
+            let capped = expiry.min(self.ctx.config.mqtt.max_session_expiry);
+            let mut inner = self.slot.inner.lock();
+            if inner.owner == Some(self.id) {
+                inner.expiry_secs = capped;
+            }
+        }
+        Exit::ClientDisconnect(d.reason)
+    }
+}
+
+/// Metric label of a QoS.
+pub(crate) fn qos_label(q: QoS) -> &'static str {
+    match q {
+        QoS::AtMostOnce => "0",
+        QoS::AtLeastOnce => "1",
+        QoS::ExactlyOnce => "2",
+    }
+}

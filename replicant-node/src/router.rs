@@ -1,0 +1,240 @@
+//! The node's subscription index: which local sessions a topic reaches.
+//!
+//! Owns the topic trie of plain subscriptions, the shared-subscription groups with their
+//! member-choice strategies, and the session → mailbox map. Matching runs under a read lock
+//! and never awaits; pushing into mailboxes happens after the lock is released, by the caller.
+//! It does not talk to the cluster tables: it tells the caller when a filter gains its first
+//! or loses its last local subscriber, and the caller writes the `routes` row.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use hashbrown::HashMap;
+use meshmq_shared::config::SharedStrategy;
+use meshmq_shared::topic::Trie;
+use parking_lot::RwLock;
+
+use crate::mailbox::Mailbox;
+use crate::message::{Delivery, Message};
+use crate::session::SubOpts;
+use crate::sessions::SessionId;
+
+/// A plain subscription in the trie.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SubValue {
+    sid: SessionId,
+    opts: SubOpts,
+}
+
+/// One `$share/{group}/{filter}` group.
+#[derive(Debug)]
+struct SharedGroup {
+    members: Vec<(SessionId, SubOpts)>,
+    /// Round-robin cursor (random start).
+    cursor: AtomicUsize,
+    /// Sticky member (0 = none yet).
+    sticky: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    trie: Trie<SubValue>,
+    /// Local subscriber count per plain filter: drives `routes` rows (first / last).
+    filter_counts: HashMap<String, usize>,
+    shared_trie: Trie<Box<str>>,
+    /// filter → group → members.
+    shared: HashMap<Box<str>, HashMap<Box<str>, SharedGroup>>,
+    mailboxes: HashMap<SessionId, Arc<Mailbox>>,
+}
+
+/// A delivery to push into a session's mailbox.
+pub type Target = (Arc<Mailbox>, Delivery);
+
+/// The subscription index of this node.
+#[derive(Debug)]
+pub struct Router {
+    state: RwLock<State>,
+    strategy: SharedStrategy,
+}
+
+impl Router {
+    /// An empty router using `strategy` for shared subscriptions.
+    pub fn new(strategy: SharedStrategy) -> Router {
+        Router { state: RwLock::new(State::default()), strategy }
+    }
+
+    /// Makes a session's mailbox reachable.
+    pub fn register(&self, sid: SessionId, mailbox: Arc<Mailbox>) {
+        self.state.write().mailboxes.insert(sid, mailbox);
+    }
+
+    /// Forgets a session's mailbox (its subscriptions must have been removed first).
+    pub fn unregister(&self, sid: SessionId) {
+        self.state.write().mailboxes.remove(&sid);
+    }
+
+    /// Adds a plain subscription; returns true when `filter` had no local subscriber before.
+    pub fn subscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> bool {
+        let mut st = self.state.write();
+        if !st.trie.insert(filter, SubValue { sid, opts }) {
+            return false;
+        }
+        let n = st.filter_counts.entry_ref(filter).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Removes a plain subscription; returns true when `filter` has no local subscriber left.
+    pub fn unsubscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> bool {
+        let mut st = self.state.write();
+        if !st.trie.remove(filter, &SubValue { sid, opts }) {
+            return false;
+        }
+        match st.filter_counts.get_mut(filter) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                st.filter_counts.remove(filter);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds (or updates) a member of a shared group.
+    pub fn subscribe_shared(&self, sid: SessionId, group: &str, filter: &str, opts: SubOpts) {
+        let mut st = self.state.write();
+        st.shared_trie.insert(filter, Box::from(group));
+        let groups = st.shared.entry_ref(filter).or_default();
+        let g = groups.entry_ref(group).or_insert_with(|| SharedGroup {
+            members: Vec::new(),
+            cursor: AtomicUsize::new(rand::random::<u32>() as usize),
+            sticky: AtomicU64::new(0),
+        });
+        match g.members.iter_mut().find(|(s, _)| *s == sid) {
+            Some(m) => m.1 = opts,
+            None => g.members.push((sid, opts)),
+        }
+    }
+
+    /// Removes a member of a shared group; returns true if it was a member.
+    pub fn unsubscribe_shared(&self, sid: SessionId, group: &str, filter: &str) -> bool {
+        let mut st = self.state.write();
+        let Some(groups) = st.shared.get_mut(filter) else { return false };
+        let Some(g) = groups.get_mut(group) else { return false };
+        let before = g.members.len();
+        g.members.retain(|(s, _)| *s != sid);
+        let removed = g.members.len() != before;
+        if g.members.is_empty() {
+            groups.remove(group);
+            if groups.is_empty() {
+                st.shared.remove(filter);
+            }
+            st.shared_trie.remove(filter, &Box::from(group));
+        }
+        removed
+    }
+
+    /// Number of plain (filter, session) subscriptions plus shared memberships.
+    pub fn subscription_count(&self) -> usize {
+        let st = self.state.read();
+        st.trie.len() + st.shared.values().flat_map(|g| g.values()).map(|g| g.members.len()).sum::<usize>()
+    }
+
+    /// Finds every local session `msg` goes to. Overlapping plain subscriptions of one session
+    /// give one delivery at the highest granted QoS carrying every subscription identifier;
+    /// each shared group gives one delivery to one member.
+    pub fn route(&self, msg: &Arc<Message>, out: &mut Vec<Target>) {
+        let st = self.state.read();
+        let mut hits: Vec<(SessionId, SubOpts)> = Vec::new();
+        st.trie.for_each_match(&msg.topic, |v| {
+            if !(v.opts.no_local && msg.from == Some(v.sid)) {
+                hits.push((v.sid, v.opts));
+            }
+        });
+        hits.sort_unstable_by_key(|(sid, _)| *sid);
+        let mut i = 0;
+        while i < hits.len() {
+            let (sid, first) = hits[i];
+            let mut qos = first.qos;
+            let mut rap = first.retain_as_published;
+            let mut ids: Vec<u32> = first.subscription_id.into_iter().collect();
+            i += 1;
+            while i < hits.len() && hits[i].0 == sid {
+                qos = qos.max(hits[i].1.qos);
+                rap |= hits[i].1.retain_as_published;
+                ids.extend(hits[i].1.subscription_id);
+                i += 1;
+            }
+            if let Some(mb) = st.mailboxes.get(&sid) {
+                out.push((mb.clone(), delivery(msg, qos, rap, ids)));
+            }
+        }
+        st.shared_trie.for_each_match_with_filter(&msg.topic, |filter, group| {
+            let Some(g) = st.shared.get(filter).and_then(|m| m.get(group)) else { return };
+            if let Some((sid, opts)) = self.pick(g, msg, &st.mailboxes) {
+                if let Some(mb) = st.mailboxes.get(&sid) {
+                    let ids = opts.subscription_id.into_iter().collect();
+                    out.push((mb.clone(), delivery(msg, opts.qos, opts.retain_as_published, ids)));
+                }
+            }
+        });
+    }
+
+    /// Picks the member of a shared group by the configured strategy, preferring members
+    /// with a live connection (an offline member only gets it when nobody is online).
+    fn pick(
+        &self,
+        g: &SharedGroup,
+        msg: &Message,
+        mailboxes: &HashMap<SessionId, Arc<Mailbox>>,
+    ) -> Option<(SessionId, SubOpts)> {
+        let n = g.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = match self.strategy {
+            SharedStrategy::Random => rand::random::<u32>() as usize % n,
+            SharedStrategy::RoundRobin => g.cursor.fetch_add(1, Ordering::Relaxed) % n,
+            SharedStrategy::HashClientid => hash_of(msg.from_client.as_deref().unwrap_or("")) % n,
+            SharedStrategy::HashTopic => hash_of(&msg.topic) % n,
+            SharedStrategy::Sticky => {
+                let s = g.sticky.load(Ordering::Relaxed);
+                match g.members.iter().position(|(sid, _)| *sid == s) {
+                    Some(p) if online(mailboxes, s) => p,
+                    _ => rand::random::<u32>() as usize % n,
+                }
+            }
+        };
+        let chosen = (0..n)
+            .map(|k| g.members[(start + k) % n])
+            .find(|(sid, _)| online(mailboxes, *sid))
+            .unwrap_or(g.members[start]);
+        if self.strategy == SharedStrategy::Sticky {
+            g.sticky.store(chosen.0, Ordering::Relaxed);
+        }
+        Some(chosen)
+    }
+}
+
+fn online(mailboxes: &HashMap<SessionId, Arc<Mailbox>>, sid: SessionId) -> bool {
+    mailboxes.get(&sid).is_some_and(|m| m.is_online())
+}
+
+fn hash_of(s: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish() as usize
+}
+
+fn delivery(msg: &Arc<Message>, sub_qos: meshmq_shared::codec::QoS, rap: bool, ids: Vec<u32>) -> Delivery {
+    Delivery {
+        msg: msg.clone(),
+        qos: msg.qos.min(sub_qos),
+        retain: rap && msg.retain,
+        subscription_ids: ids,
+    }
+}

@@ -1,0 +1,135 @@
+//! Socket-free tests of the session state machine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use meshmq_shared::codec::{Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode};
+use meshmq_shared::config::MqttConfig;
+
+use super::*;
+use crate::message::{Delivery, Message};
+
+fn conn(version: ProtocolVersion, receive_maximum: u16) -> ConnParams {
+    ConnParams { version, receive_maximum, max_packet_size: u32::MAX, topic_alias_maximum: 0 }
+}
+
+fn session(receive_maximum: u16) -> Session {
+    let limits = Limits::from_config(&MqttConfig { await_rel_timeout: 10, ..MqttConfig::default() });
+    Session::new(Arc::from("c"), limits, conn(ProtocolVersion::V5, receive_maximum))
+}
+
+fn delivery(now: Instant, topic: &str, qos: QoS) -> Delivery {
+    let msg = Message::new(now, topic.into(), Bytes::from_static(b"x"), qos, false, Properties::default());
+    Delivery { msg: Arc::new(msg), qos, retain: false, subscription_ids: vec![] }
+}
+
+fn publishes(out: &[Outgoing]) -> Vec<(u16, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Outgoing::Publish { variant, .. } => Some((variant.packet_id, variant.dup)),
+            Outgoing::Packet(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn v5_4_9_receive_maximum_limits_the_window_and_acks_reopen_it() {
+    let now = Instant::now();
+    let mut s = session(2);
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        s.deliver(now, delivery(now, "t", QoS::AtLeastOnce), &mut out);
+    }
+    assert_eq!(publishes(&out), vec![(1, false), (2, false)]);
+    assert_eq!(s.pending_len(), 3);
+    out.clear();
+    s.on_puback(now, 1, &mut out);
+    assert_eq!(publishes(&out), vec![(3, false)]);
+}
+
+#[test]
+fn v5_4_4_redelivery_on_attach_only_with_dup() {
+    let now = Instant::now();
+    let mut s = session(10);
+    let mut out = Vec::new();
+    s.deliver(now, delivery(now, "t", QoS::AtLeastOnce), &mut out);
+    s.deliver(now, delivery(now, "t", QoS::ExactlyOnce), &mut out);
+    out.clear();
+    s.on_pubrec(now, &PubResp::new(2), &mut out);
+    out.clear();
+    s.attach(now, conn(ProtocolVersion::V5, 10), &mut out);
+    assert_eq!(publishes(&out), vec![(1, true)]);
+    assert!(out.iter().any(|o| matches!(o, Outgoing::Packet(Packet::PubRel(r)) if r.packet_id == 2)));
+}
+
+#[test]
+fn v5_4_3_3_awaiting_rel_dedupes_and_expires() {
+    let now = Instant::now();
+    let mut s = session(10);
+    let mut out = Vec::new();
+    let p = Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: "t".into(),
+        packet_id: 7,
+        payload: Bytes::new(),
+        properties: Properties::default(),
+    };
+    assert!(s.on_publish(now, p.clone(), true, &mut out).expect("ok").route.is_some());
+    assert!(s.on_publish(now, p.clone(), true, &mut out).expect("ok").route.is_none());
+    let later = now + Duration::from_secs(11);
+    assert!(s.on_publish(later, p, true, &mut out).expect("ok").route.is_some());
+    assert_eq!(s.take_drops().awaiting_rel_expired, 1);
+}
+
+#[test]
+fn v5_3_3_4_exceeding_our_receive_maximum_is_an_error() {
+    let now = Instant::now();
+    let limits = Limits::from_config(&MqttConfig { receive_maximum: 2, ..MqttConfig::default() });
+    let mut s = Session::new(Arc::from("c"), limits, conn(ProtocolVersion::V5, 10));
+    let mut out = Vec::new();
+    for pid in 1..=2 {
+        let p = Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: pid,
+            payload: Bytes::new(),
+            properties: Properties::default(),
+        };
+        s.on_publish(now, p, true, &mut out).expect("within limit");
+    }
+    let p = Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: "t".into(),
+        packet_id: 3,
+        payload: Bytes::new(),
+        properties: Properties::default(),
+    };
+    let err = s.on_publish(now, p, true, &mut out).expect_err("over limit");
+    assert_eq!(err.reason_code(), ReasonCode::ReceiveMaximumExceeded);
+}
+
+#[test]
+fn v5_3_3_2_3_4_server_topic_aliases_reuse() {
+    let now = Instant::now();
+    let mut s = session(10);
+    let mut out = Vec::new();
+    s.attach(now, ConnParams { topic_alias_maximum: 1, ..conn(ProtocolVersion::V5, 10) }, &mut out);
+    for topic in ["a", "a", "b"] {
+        s.deliver(now, delivery(now, topic, QoS::AtMostOnce), &mut out);
+    }
+    let aliases: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outgoing::Publish { variant, .. } => Some((variant.topic_alias, variant.omit_topic)),
+            Outgoing::Packet(_) => None,
+        })
+        .collect();
+    assert_eq!(aliases, vec![(Some(1), false), (Some(1), true), (None, false)]);
+}

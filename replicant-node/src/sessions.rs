@@ -1,0 +1,114 @@
+//! The node's sessions by client id, and which connection (if any) owns each.
+//!
+//! A [`SessionSlot`] lives as long as the session: across connections for persistent
+//! sessions, until expiry. Exactly one connection owns a slot at a time (`owner`); a newer
+//! CONNECT for the same client id takes ownership under the slot lock and kicks the old
+//! connection through its control channel, which then exits without touching the session.
+//! Timers (will delay, session expiry) capture the slot's `epoch` and act only if no
+//! connection came back since.
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use meshmq_shared::codec::ReasonCode;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::mailbox::Mailbox;
+use crate::session::Session;
+
+/// Node-local identity of a session (never reused within a process).
+pub type SessionId = u64;
+
+/// Node-local identity of a connection (never reused within a process).
+pub type ConnId = u64;
+
+/// What a connection task is told from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Another connection took the session over (or discarded it with clean start):
+    /// send DISCONNECT with `reason` (5.0) and close; publish the will if `will_now`.
+    Kick {
+        /// DISCONNECT reason (0x8E session taken over, 0x8B shutting down, ...).
+        reason: ReasonCode,
+        /// Whether the will must be published at once (the session ended, or no delay).
+        session_ends: bool,
+    },
+}
+
+/// Mutable part of a slot, under its lock.
+#[derive(Debug)]
+pub struct SlotInner {
+    /// The session state.
+    pub session: Session,
+    /// The connection that owns the session now, if connected.
+    pub owner: Option<ConnId>,
+    /// Control channel of the owning connection.
+    pub control: Option<mpsc::Sender<Control>>,
+    /// Registry generation of the latest connection (from the table claim).
+    pub generation: u64,
+    /// Effective session expiry interval in seconds (after the node's cap).
+    pub expiry_secs: u32,
+    /// Bumped on every (re)connect and on end: timers that captured an older value are void.
+    pub epoch: u64,
+    /// True once the session ended (expired or discarded); the slot is then unusable.
+    pub ended: bool,
+}
+
+/// A session and its mailbox.
+#[derive(Debug)]
+pub struct SessionSlot {
+    /// Node-local session id (router key).
+    pub id: SessionId,
+    /// Client identifier.
+    pub client_id: Arc<str>,
+    /// Deliveries routed to this session.
+    pub mailbox: Arc<Mailbox>,
+    /// Session state and ownership.
+    pub inner: Mutex<SlotInner>,
+}
+
+/// Sessions of this node by client id.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_client: Mutex<HashMap<Arc<str>, Arc<SessionSlot>>>,
+}
+
+impl Sessions {
+    /// The slot of `client_id`, if it has a session here.
+    pub fn get(&self, client_id: &str) -> Option<Arc<SessionSlot>> {
+        self.by_client.lock().get(client_id).cloned()
+    }
+
+    /// Installs `slot` for its client id, returning the slot it replaces.
+    pub fn insert(&self, slot: Arc<SessionSlot>) -> Option<Arc<SessionSlot>> {
+        self.by_client.lock().insert(slot.client_id.clone(), slot)
+    }
+
+    /// Removes `slot` if it is still the one registered for its client id.
+    pub fn remove_if_current(&self, slot: &Arc<SessionSlot>) -> bool {
+        let mut map = self.by_client.lock();
+        match map.get(&slot.client_id) {
+            Some(cur) if Arc::ptr_eq(cur, slot) => {
+                map.remove(&slot.client_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn len(&self) -> usize {
+        self.by_client.lock().len()
+    }
+
+    /// True when there is no session.
+    pub fn is_empty(&self) -> bool {
+        self.by_client.lock().is_empty()
+    }
+
+    /// Every slot (for shutdown).
+    pub fn all(&self) -> Vec<Arc<SessionSlot>> {
+        self.by_client.lock().values().cloned().collect()
+    }
+}

@@ -1,0 +1,22 @@
+//! The broker's MQTT 3.1.1 / 5.0 conformance suite: a real client library (rumqttc) and raw
+//! bytes against a single-node broker started in-process on 127.0.0.1:0.
+//!
+//! One test binary (one link instead of a dozen) with one module per area; test names carry
+//! the MQTT 5.0 section they check. Every wait has a deadline; sleeps only bound a window in
+//! which something must NOT happen, preferably after a marker that arrived.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod authz;
+mod connect;
+mod malformed;
+mod qos;
+mod qos2;
+mod retained;
+mod sessions;
+mod shared_subs;
+mod topics;
+mod v5_properties;
+mod websocket;
+mod will;

@@ -1,0 +1,106 @@
+//! Inbound QoS 2 (MQTT 5.0 section 4.3.3) and the `awaiting_rel` set: duplicates before
+//! PUBREL, EMQX's `max_awaiting_rel` cap (PUBREC 0x93) and `await_rel_timeout` purging.
+
+use std::time::{Duration, Instant};
+
+use meshmq_shared::codec::ProtocolVersion::{V5, V311};
+use meshmq_shared::codec::{Packet, PubResp, QoS, ReasonCode};
+
+use crate::common::raw::{RawClient, publish_packet};
+use crate::common::{self, QUIET, WAIT, start_broker};
+
+/// Sends a QoS 2 PUBLISH with `pid` and returns the PUBREC's reason code (no PUBREL).
+async fn publish_qos2_unreleased(c: &mut RawClient, pid: u16, payload: &str) -> ReasonCode {
+    let mut p = publish_packet("ar/t", payload.as_bytes(), QoS::ExactlyOnce, false);
+    p.packet_id = pid;
+    c.send(&Packet::Publish(p)).await;
+    c.expect_ack(pid, |p| matches!(p, Packet::PubRec(_))).await.reason
+}
+
+#[tokio::test]
+async fn v5_4_3_3_duplicate_qos2_publish_before_pubrel_is_delivered_once() {
+    let b = common::broker().await;
+    for v in [V311, V5] {
+        let mut sub = RawClient::connect(b.mqtt_addr(), V5, &common::unique("dup-sub")).await;
+        sub.subscribe("ar/t", QoS::AtMostOnce).await;
+        let mut c = RawClient::connect(b.mqtt_addr(), v, &common::unique("dup-pub")).await;
+        assert_eq!(publish_qos2_unreleased(&mut c, 5, "x").await, ReasonCode::Success);
+        let mut again = publish_packet("ar/t", b"x", QoS::ExactlyOnce, false);
+        again.packet_id = 5;
+        again.dup = true;
+        c.send(&Packet::Publish(again)).await;
+        let rec = c.expect_ack(5, |p| matches!(p, Packet::PubRec(_))).await;
+        assert_eq!(rec.reason, ReasonCode::Success, "{v:?}: the re-sent PUBLISH is acknowledged again");
+        c.send(&Packet::PubRel(PubResp::new(5))).await;
+        c.expect_ack(5, |p| matches!(p, Packet::PubComp(_))).await;
+        c.publish("ar/t", "marker", QoS::AtMostOnce, false).await;
+        assert_eq!(&sub.recv_publish().await.payload[..], b"x");
+        assert_eq!(&sub.recv_publish().await.payload[..], b"marker", "{v:?}: the duplicate was routed again");
+        sub.expect_no_publish(QUIET).await;
+    }
+}
+
+#[tokio::test]
+async fn emqx_max_awaiting_rel_refuses_with_pubrec_0x93() {
+    let b = start_broker(|c| c.mqtt.max_awaiting_rel = 2).await;
+    let mut sub = RawClient::connect(b.mqtt_addr(), V5, "mar-sub").await;
+    sub.subscribe("ar/t", QoS::AtMostOnce).await;
+    let mut c = RawClient::connect(b.mqtt_addr(), V5, "mar-pub").await;
+    assert_eq!(publish_qos2_unreleased(&mut c, 1, "1").await, ReasonCode::Success);
+    assert_eq!(publish_qos2_unreleased(&mut c, 2, "2").await, ReasonCode::Success);
+    assert_eq!(publish_qos2_unreleased(&mut c, 3, "3").await, ReasonCode::ReceiveMaximumExceeded, "third un-released id");
+    c.ping().await; // the connection stays up (below our Receive Maximum of 32)
+    c.publish("ar/t", "marker", QoS::AtMostOnce, false).await;
+    for want in ["1", "2", "marker"] {
+        assert_eq!(&sub.recv_publish().await.payload[..], want.as_bytes(), "refused message 3 must not be routed");
+    }
+    // Releasing one frees a slot.
+    c.send(&Packet::PubRel(PubResp::new(1))).await;
+    c.expect_ack(1, |p| matches!(p, Packet::PubComp(_))).await;
+    assert_eq!(publish_qos2_unreleased(&mut c, 4, "4").await, ReasonCode::Success);
+    assert_eq!(&sub.recv_publish().await.payload[..], b"4");
+}
+
+#[tokio::test]
+async fn emqx_await_rel_timeout_purges_unreleased_packet_ids() {
+    let b = start_broker(|c| {
+        c.mqtt.max_awaiting_rel = 2;
+        c.mqtt.await_rel_timeout = 1;
+    })
+    .await;
+    let mut sub = RawClient::connect(b.mqtt_addr(), V5, "art-sub").await;
+    sub.subscribe("ar/t", QoS::AtMostOnce).await;
+    let mut c = RawClient::connect(b.mqtt_addr(), V5, "art-pub").await;
+    assert_eq!(publish_qos2_unreleased(&mut c, 1, "a").await, ReasonCode::Success);
+    assert_eq!(publish_qos2_unreleased(&mut c, 2, "b").await, ReasonCode::Success);
+    let filled = Instant::now();
+    assert_eq!(&sub.recv_publish().await.payload[..], b"a");
+    assert_eq!(&sub.recv_publish().await.payload[..], b"b");
+
+    // Deadline loop: a third id is refused (0x93) until ids 1 and 2 expire, then accepted.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let r = publish_qos2_unreleased(&mut c, 3, "c").await;
+        if r == ReasonCode::Success {
+            break;
+        }
+        assert_eq!(r, ReasonCode::ReceiveMaximumExceeded, "attempt {attempts}");
+        assert!(filled.elapsed() < WAIT, "awaiting_rel entries never expired (await_rel_timeout = 1 s)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let waited = filled.elapsed();
+    assert!(waited >= Duration::from_millis(900), "purged after {waited:?}, before await_rel_timeout");
+    assert_eq!(&sub.recv_publish().await.payload[..], b"c");
+
+    // The purged id 1 is new again: a PUBLISH with it is routed, not taken for a duplicate.
+    assert_eq!(publish_qos2_unreleased(&mut c, 1, "a2").await, ReasonCode::Success);
+    assert_eq!(&sub.recv_publish().await.payload[..], b"a2", "purged packet id treated as a new message");
+    // Ids 3 and 1 are now awaiting: the cap still applies.
+    assert_eq!(publish_qos2_unreleased(&mut c, 4, "d").await, ReasonCode::ReceiveMaximumExceeded);
+    // PUBREL for the purged id 2 finds nothing.
+    c.send(&Packet::PubRel(PubResp::new(2))).await;
+    let comp = c.expect_ack(2, |p| matches!(p, Packet::PubComp(_))).await;
+    assert_eq!(comp.reason, ReasonCode::PacketIdentifierNotFound);
+    sub.expect_no_publish(QUIET).await;
+}

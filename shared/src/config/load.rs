@@ -1,0 +1,246 @@
+//! Loading a [`Config`]: defaults → TOML file → `MESHMQ_` environment → command-line flags,
+//! then validation.
+//!
+//! Owns the layering order, the mapping of environment variables to keys
+//! (`MESHMQ_MQTT__SERVER_KEEPALIVE` → `mqtt.server_keepalive`) and the checks that run on the
+//! merged result. It must never read the process environment anywhere but [`load`] (so
+//! [`load_with_env`] stays testable) and never panic on a bad file or value: every problem is
+//! a [`ConfigError`] that names the key and where the value came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+use super::Config;
+
+/// Prefix of the environment variables that configure a node.
+pub const ENV_PREFIX: &str = "MESHMQ_";
+/// Separator between key levels in an environment variable name.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// Largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
+const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_460;
+/// Smallest packet size we accept as a limit: anything lower cannot carry a useful CONNECT.
+const MIN_PACKET_SIZE_LIMIT: u32 = 64;
+/// MQTT requires servers to accept client ids of 1 to 23 bytes.
+const MIN_CLIENTID_LEN: usize = 23;
+
+/// Values given on the command line; each `Some` wins over every other source.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--mqtt-bind`: `listeners.mqtt_bind`.
+    pub mqtt_bind: Option<SocketAddr>,
+    /// `--ws-bind`: `listeners.ws_bind`.
+    pub ws_bind: Option<SocketAddr>,
+    /// `--http-bind`: `listeners.http_bind`.
+    pub http_bind: Option<SocketAddr>,
+    /// `--data-dir`: `node.data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--node-name`: `node.name`.
+    pub node_name: Option<String>,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file given with `--config` could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    File {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A source could not be parsed or a value has the wrong type or an unknown key; the
+    /// message names the key and its source (file path or environment variable).
+    #[error("invalid configuration: {0}")]
+    Parse(Box<figment::Error>),
+    /// The merged configuration is well-formed but a value is out of range.
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid {
+        /// Dotted key path, e.g. `mqtt.receive_maximum`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Parse(Box::new(e))
+    }
+}
+
+/// Loads the configuration from `file` (if any), the process environment and `overrides`.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    load_with_env(file, &env, overrides)
+}
+
+/// Like [`load`], but takes the environment as `(name, value)` pairs instead of reading the
+/// process environment. Names without the `MESHMQ_` prefix are ignored.
+pub fn load_with_env(
+    file: Option<&Path>,
+    env: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        // Toml::file silently skips a missing file; a file the operator named must exist.
+        std::fs::metadata(path)
+            .and_then(|m| match m.is_file() {
+                true => Ok(()),
+                false => Err(std::io::Error::other("not a regular file")),
+            })
+            .map_err(|source| ConfigError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(EnvPairs::new(env));
+    let mut config: Config = figment.extract()?;
+    apply_overrides(&mut config, overrides);
+    validate(&config)?;
+    Ok(config)
+}
+
+fn apply_overrides(config: &mut Config, o: &Overrides) {
+    if let Some(a) = o.mqtt_bind {
+        config.listeners.mqtt_bind = a;
+    }
+    if let Some(a) = o.ws_bind {
+        config.listeners.ws_bind = Some(a);
+    }
+    if let Some(a) = o.http_bind {
+        config.listeners.http_bind = Some(a);
+    }
+    if let Some(d) = &o.data_dir {
+        config.node.data_dir = d.clone();
+    }
+    if let Some(n) = &o.node_name {
+        config.node.name = n.clone();
+    }
+}
+
+/// Range checks on the merged configuration.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
+    let m = &config.mqtt;
+    if config.node.name.trim().is_empty() {
+        return invalid("node.name", "must not be empty".into());
+    }
+    if config.listeners.max_connections == 0 {
+        return invalid("listeners.max_connections", "must be greater than 0".into());
+    }
+    if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
+        let reason = format!(
+            "must be between {MIN_PACKET_SIZE_LIMIT} and {MAX_PACKET_SIZE_LIMIT}, got {}",
+            m.max_packet_size
+        );
+        return invalid("mqtt.max_packet_size", reason);
+    }
+    if m.receive_maximum == 0 {
+        return invalid("mqtt.receive_maximum", "must be greater than 0".into());
+    }
+    if m.max_inflight == 0 {
+        return invalid("mqtt.max_inflight", "must be greater than 0".into());
+    }
+    if m.max_clientid_len < MIN_CLIENTID_LEN {
+        let reason = format!(
+            "must be at least {MIN_CLIENTID_LEN}, got {}",
+            m.max_clientid_len
+        );
+        return invalid("mqtt.max_clientid_len", reason);
+    }
+    if m.connect_timeout == 0 {
+        return invalid("mqtt.connect_timeout", "must be greater than 0".into());
+    }
+    if m.await_rel_timeout == 0 {
+        return invalid("mqtt.await_rel_timeout", "must be greater than 0".into());
+    }
+    Ok(())
+}
+
+/// A figment provider over `(name, value)` pairs that behaves like
+/// `Env::prefixed("MESHMQ_").split("__")`: the prefix is stripped (case-insensitively),
+/// `__` separates levels, keys are lowercased and values are parsed like figment's `Env`
+/// does (numbers and booleans become typed values, anything else stays a string).
+struct EnvPairs {
+    /// Matching variables as (dotted lowercase key, raw value), in input order.
+    pairs: Vec<(String, String)>,
+}
+
+impl EnvPairs {
+    fn new(env: &[(String, String)]) -> Self {
+        let pairs = env
+            .iter()
+            .filter_map(|(k, v)| Some((env_key(k)?, v.clone())))
+            .collect();
+        EnvPairs { pairs }
+    }
+}
+
+/// `MESHMQ_MQTT__SERVER_KEEPALIVE` → `mqtt.server_keepalive`; `None` for other variables.
+fn env_key(name: &str) -> Option<String> {
+    let name = name.trim();
+    let head = name.get(..ENV_PREFIX.len())?;
+    if !head.eq_ignore_ascii_case(ENV_PREFIX) {
+        return None;
+    }
+    let rest = name.get(ENV_PREFIX.len()..)?;
+    let key = rest.replace(ENV_SEPARATOR, ".");
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return None;
+    }
+    Some(key.to_ascii_lowercase())
+}
+
+impl Provider for EnvPairs {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("`{ENV_PREFIX}` environment variable(s)")).interpolater(
+            |_: &Profile, keys: &[&str]| {
+                let upper: Vec<String> = keys.iter().map(|k| k.to_ascii_uppercase()).collect();
+                format!("{ENV_PREFIX}{}", upper.join(ENV_SEPARATOR))
+            },
+        )
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, raw) in &self.pairs {
+            let value: Value = match raw.parse() {
+                Ok(v) => v,
+                Err(never) => match never {},
+            };
+            if let Value::Dict(_, nested) = figment::util::nest(key, value) {
+                merge_dict(&mut dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Merges `from` into `into`; nested dictionaries merge, other values from `from` win.
+fn merge_dict(into: &mut Dict, from: Dict) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, incoming)) => {
+                merge_dict(existing, incoming)
+            }
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;

@@ -1,0 +1,273 @@
+//! Tests for configuration layering and validation. No test touches the process environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::config::{Config, QueueDropPolicy};
+
+/// A TOML file in the temp dir, removed on drop.
+struct TempToml(PathBuf);
+
+impl TempToml {
+    fn new(contents: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "meshmq-config-test-{}-{n}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempToml(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempToml {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn no_sources_gives_defaults() {
+    let c = load_with_env(None, &[], &Overrides::default()).unwrap();
+    assert_eq!(c, Config::default());
+}
+
+#[test]
+fn unrelated_environment_is_ignored() {
+    let e = env(&[
+        ("PATH", "/bin"),
+        ("MESHMQ_", "x"),
+        ("MESHMQX_MQTT__RECEIVE_MAXIMUM", "1"),
+    ]);
+    let c = load_with_env(None, &e, &Overrides::default()).unwrap();
+    assert_eq!(c, Config::default());
+}
+
+#[test]
+fn toml_file_overrides_defaults() {
+    let f = TempToml::new(
+        "[node]\nname = \"n1\"\n[listeners]\nmqtt_bind = \"127.0.0.1:2883\"\n\
+         [mqtt]\nreceive_maximum = 10\nmqueue_drop_policy = \"drop_newest\"\n",
+    );
+    let c = load_with_env(Some(f.path()), &[], &Overrides::default()).unwrap();
+    assert_eq!(c.node.name, "n1");
+    assert_eq!(c.listeners.mqtt_bind, addr("127.0.0.1:2883"));
+    assert_eq!(c.mqtt.receive_maximum, 10);
+    assert_eq!(c.mqtt.mqueue_drop_policy, QueueDropPolicy::DropNewest);
+    // Untouched keys keep their defaults.
+    assert_eq!(c.mqtt.max_inflight, Config::default().mqtt.max_inflight);
+    assert_eq!(c.listeners.ws_bind, Config::default().listeners.ws_bind);
+}
+
+#[test]
+fn env_overrides_toml() {
+    let f = TempToml::new("[mqtt]\nreceive_maximum = 10\nmax_inflight = 5\n");
+    let e = env(&[
+        ("MESHMQ_MQTT__RECEIVE_MAXIMUM", "20"),
+        ("MESHMQ_MQTT__SERVER_KEEPALIVE", "30"),
+        ("MESHMQ_LISTENERS__MQTT_BIND", "127.0.0.1:1884"),
+        ("MESHMQ_LISTENERS__WS_BIND", "0.0.0.0:9083"),
+        ("MESHMQ_MQTT__RETAIN_AVAILABLE", "false"),
+        ("MESHMQ_NODE__NAME", "env-node"),
+    ]);
+    let c = load_with_env(Some(f.path()), &e, &Overrides::default()).unwrap();
+    assert_eq!(c.mqtt.receive_maximum, 20);
+    assert_eq!(
+        c.mqtt.max_inflight, 5,
+        "TOML value survives when env does not set it"
+    );
+    assert_eq!(c.mqtt.server_keepalive, Some(30));
+    assert_eq!(c.listeners.mqtt_bind, addr("127.0.0.1:1884"));
+    assert_eq!(c.listeners.ws_bind, Some(addr("0.0.0.0:9083")));
+    assert!(!c.mqtt.retain_available);
+    assert_eq!(c.node.name, "env-node");
+}
+
+#[test]
+fn env_prefix_is_case_insensitive_like_figment_env() {
+    let e = env(&[("meshmq_mqtt__max_inflight", "7")]);
+    let c = load_with_env(None, &e, &Overrides::default()).unwrap();
+    assert_eq!(c.mqtt.max_inflight, 7);
+}
+
+#[test]
+fn flags_override_env() {
+    let e = env(&[
+        ("MESHMQ_LISTENERS__MQTT_BIND", "127.0.0.1:1884"),
+        ("MESHMQ_LISTENERS__HTTP_BIND", "127.0.0.1:1885"),
+        ("MESHMQ_NODE__NAME", "env-node"),
+        ("MESHMQ_NODE__DATA_DIR", "/env/data"),
+    ]);
+    let o = Overrides {
+        mqtt_bind: Some(addr("127.0.0.1:0")),
+        ws_bind: Some(addr("127.0.0.1:0")),
+        http_bind: Some(addr("127.0.0.1:0")),
+        data_dir: Some(PathBuf::from("/flag/data")),
+        node_name: Some("flag-node".into()),
+    };
+    let c = load_with_env(None, &e, &o).unwrap();
+    assert_eq!(c.listeners.mqtt_bind, addr("127.0.0.1:0"));
+    assert_eq!(c.listeners.ws_bind, Some(addr("127.0.0.1:0")));
+    assert_eq!(c.listeners.http_bind, Some(addr("127.0.0.1:0")));
+    assert_eq!(c.node.data_dir, PathBuf::from("/flag/data"));
+    assert_eq!(c.node.name, "flag-node");
+}
+
+#[test]
+fn unknown_key_in_toml_is_an_error() {
+    let f = TempToml::new("[mqtt]\nreceive_maximun = 10\n");
+    let err = load_with_env(Some(f.path()), &[], &Overrides::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::Parse(_)), "{msg}");
+    assert!(msg.contains("receive_maximun"), "{msg}");
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+}
+
+#[test]
+fn unknown_key_in_env_is_an_error() {
+    let e = env(&[("MESHMQ_MQTT__NO_SUCH_KEY", "1")]);
+    let msg = load_with_env(None, &e, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no_such_key"), "{msg}");
+}
+
+#[test]
+fn unknown_section_is_an_error() {
+    let f = TempToml::new("[cluster]\ncores = []\n");
+    let msg = load_with_env(Some(f.path()), &[], &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("cluster"), "{msg}");
+}
+
+#[test]
+fn bad_env_value_names_the_variable() {
+    let e = env(&[("MESHMQ_MQTT__RECEIVE_MAXIMUM", "lots")]);
+    let msg = load_with_env(None, &e, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("MESHMQ_MQTT__RECEIVE_MAXIMUM"), "{msg}");
+}
+
+#[test]
+fn bad_toml_value_names_key_and_file() {
+    let f = TempToml::new("[listeners]\nmqtt_bind = \"not an address\"\n");
+    let msg = load_with_env(Some(f.path()), &[], &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("mqtt_bind"), "{msg}");
+    assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+}
+
+#[test]
+fn toml_syntax_error_is_an_error() {
+    let f = TempToml::new("[mqtt\n");
+    let err = load_with_env(Some(f.path()), &[], &Overrides::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse(_)), "{err}");
+}
+
+#[test]
+fn missing_file_is_an_error_naming_the_path() {
+    let path = std::env::temp_dir().join("meshmq-config-test-does-not-exist.toml");
+    let err = load_with_env(Some(&path), &[], &Overrides::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::File { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn directory_as_file_is_an_error() {
+    let dir = std::env::temp_dir();
+    let err = load_with_env(Some(&dir), &[], &Overrides::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::File { .. }), "{err}");
+}
+
+#[test]
+fn out_of_range_values_are_rejected_with_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("MESHMQ_MQTT__RECEIVE_MAXIMUM", "0", "mqtt.receive_maximum"),
+        ("MESHMQ_MQTT__MAX_INFLIGHT", "0", "mqtt.max_inflight"),
+        ("MESHMQ_MQTT__MAX_PACKET_SIZE", "63", "mqtt.max_packet_size"),
+        (
+            "MESHMQ_MQTT__MAX_PACKET_SIZE",
+            "268435461",
+            "mqtt.max_packet_size",
+        ),
+        (
+            "MESHMQ_MQTT__MAX_CLIENTID_LEN",
+            "22",
+            "mqtt.max_clientid_len",
+        ),
+        ("MESHMQ_MQTT__CONNECT_TIMEOUT", "0", "mqtt.connect_timeout"),
+        (
+            "MESHMQ_LISTENERS__MAX_CONNECTIONS",
+            "0",
+            "listeners.max_connections",
+        ),
+        ("MESHMQ_NODE__NAME", " ", "node.name"),
+    ];
+    for (var, value, key) in cases {
+        let err = load_with_env(None, &env(&[(var, value)]), &Overrides::default()).unwrap_err();
+        match &err {
+            ConfigError::Invalid { key: k, .. } => assert_eq!(k, key, "{err}"),
+            other => panic!("{var}={value}: expected Invalid, got {other}"),
+        }
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
+#[test]
+fn packet_size_bounds_are_inclusive() {
+    for v in ["64", "268435460"] {
+        let e = env(&[("MESHMQ_MQTT__MAX_PACKET_SIZE", v)]);
+        let c = load_with_env(None, &e, &Overrides::default()).unwrap();
+        assert_eq!(c.mqtt.max_packet_size.to_string(), v);
+    }
+}
+
+#[test]
+fn later_env_pair_wins_and_sections_merge() {
+    let e = env(&[
+        ("MESHMQ_MQTT__MAX_INFLIGHT", "3"),
+        ("MESHMQ_MQTT__RECEIVE_MAXIMUM", "4"),
+        ("MESHMQ_MQTT__MAX_INFLIGHT", "5"),
+    ]);
+    let c = load_with_env(None, &e, &Overrides::default()).unwrap();
+    assert_eq!((c.mqtt.max_inflight, c.mqtt.receive_maximum), (5, 4));
+}
+
+#[test]
+fn load_matches_load_with_env_on_the_process_environment() {
+    // `load` reads std::env; with the same pairs `load_with_env` must agree (or both fail).
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let o = Overrides {
+        node_name: Some("same".into()),
+        ..Overrides::default()
+    };
+    let a = load(None, &o).map_err(|e| e.to_string());
+    let b = load_with_env(None, &vars, &o).map_err(|e| e.to_string());
+    assert_eq!(a, b);
+}

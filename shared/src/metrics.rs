@@ -1,0 +1,148 @@
+//! Every metric name meshmq exports, defined once.
+//!
+//! Owns the names (Prometheus conventions, `meshmq_` prefix, `_total` on counters) and, in
+//! each doc comment, the metric's kind, what it counts and its labels. It must never record
+//! anything or depend on a metrics library: recording happens where the event happens
+//! (`metrics::counter!(m::CONNACK_TOTAL, "reason" => ...)`), and the descriptions are
+//! registered with the recorder by `replicant_node::http::describe_all`.
+//!
+//! Label values are small fixed sets (reason labels, packet type names, `0`/`1`/`2` for QoS);
+//! never put a client id or a topic in a label.
+
+/// Gauge: live MQTT connections. Labels: `transport` (`tcp`, `ws`).
+pub const CONNECTIONS: &str = "meshmq_connections";
+/// Counter: connections accepted by a listener (before CONNECT). No labels.
+pub const CONNECTIONS_ACCEPTED_TOTAL: &str = "meshmq_connections_accepted_total";
+/// Counter: connections refused or closed before a session existed. Labels: `reason`
+/// (`max_connections`, `connect_timeout`, or a CONNACK reason code label).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "meshmq_connections_refused_total";
+/// Counter: CONNACK packets sent. Labels: `reason` (reason code label, `success` included).
+pub const CONNACK_TOTAL: &str = "meshmq_connack_total";
+/// Counter: connections that ended after CONNACK. Labels: `reason` (DISCONNECT reason code
+/// label, or why the server closed the connection).
+pub const DISCONNECTS_TOTAL: &str = "meshmq_disconnects_total";
+/// Gauge: sessions held on this node, connected or not. No labels.
+pub const SESSIONS: &str = "meshmq_sessions";
+/// Counter: sessions discarded because their expiry interval ran out. No labels.
+pub const SESSIONS_EXPIRED_TOTAL: &str = "meshmq_sessions_expired_total";
+/// Counter: sessions taken over by a new connection with the same client id. No labels.
+pub const TAKEOVERS_TOTAL: &str = "meshmq_takeovers_total";
+/// Gauge: subscriptions in this node's router (shared subscriptions included). No labels.
+pub const SUBSCRIPTIONS: &str = "meshmq_subscriptions";
+/// Gauge: retained messages stored. No labels.
+pub const RETAINED_MESSAGES: &str = "meshmq_retained_messages";
+/// Counter: PUBLISH packets received from clients. Labels: `qos` (`0`, `1`, `2`).
+pub const MESSAGES_RECEIVED_TOTAL: &str = "meshmq_messages_received_total";
+/// Counter: PUBLISH packets delivered to subscribers. Labels: `qos` (`0`, `1`, `2`) where known.
+pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
+/// Counter: messages dropped instead of delivered. Labels: `reason` (`queue_full`,
+/// `no_subscribers`, `expired`, `too_large_for_client`, `not_authorized`,
+/// `inflight_full_qos0`, `offline_qos0`, `session_ended`).
+pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
+/// Gauge: messages waiting in session queues (offline, or beyond the in-flight window).
+/// No labels.
+pub const MESSAGES_QUEUED: &str = "meshmq_messages_queued";
+/// Counter: MQTT packets decoded. Labels: `type` (packet type, e.g. `publish`).
+pub const PACKETS_RECEIVED_TOTAL: &str = "meshmq_packets_received_total";
+/// Counter: MQTT packets encoded and written. Labels: `type` (packet type, e.g. `puback`).
+pub const PACKETS_SENT_TOTAL: &str = "meshmq_packets_sent_total";
+/// Counter: bytes read from client connections (TCP and WebSocket payload). No labels.
+pub const BYTES_RECEIVED_TOTAL: &str = "meshmq_bytes_received_total";
+/// Counter: bytes written to client connections. No labels.
+pub const BYTES_SENT_TOTAL: &str = "meshmq_bytes_sent_total";
+/// Counter: packets that failed to decode; the connection is closed. Labels: `reason`
+/// (decoder error label).
+pub const MALFORMED_PACKETS_TOTAL: &str = "meshmq_malformed_packets_total";
+/// Counter: well-formed packets that broke a protocol rule. Labels: `reason`
+/// (e.g. `unexpected_packet`, `topic_alias`, `session_expiry`).
+pub const PROTOCOL_ERRORS_TOTAL: &str = "meshmq_protocol_errors_total";
+/// Counter: operations refused by the authorizer. Labels: `action` (`publish`, `subscribe`).
+pub const AUTHZ_DENIED_TOTAL: &str = "meshmq_authz_denied_total";
+/// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
+pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
+/// Counter: will messages published. No labels.
+pub const WILL_MESSAGES_SENT_TOTAL: &str = "meshmq_will_messages_sent_total";
+/// Counter: connections closed because the client was silent past 1.5 × keep-alive.
+/// No labels.
+pub const KEEPALIVE_TIMEOUTS_TOTAL: &str = "meshmq_keepalive_timeouts_total";
+/// Counter: cluster table transactions. Labels: `result` (`ok`, `error`).
+pub const TABLE_TRANSACTIONS_TOTAL: &str = "meshmq_table_transactions_total";
+/// Histogram: seconds a cluster table transaction took, submission to result. No labels.
+pub const TABLE_TRANSACTION_SECONDS: &str = "meshmq_table_transaction_seconds";
+
+/// Bucket upper bounds, in seconds, for [`TABLE_TRANSACTION_SECONDS`]: from an in-process
+/// apply (tens of µs) to a slow Raft round trip.
+pub const TABLE_TRANSACTION_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+
+/// Every counter name, for registering descriptions and for tests.
+pub const COUNTERS: &[&str] = &[
+    CONNECTIONS_ACCEPTED_TOTAL,
+    CONNECTIONS_REFUSED_TOTAL,
+    CONNACK_TOTAL,
+    DISCONNECTS_TOTAL,
+    SESSIONS_EXPIRED_TOTAL,
+    TAKEOVERS_TOTAL,
+    MESSAGES_RECEIVED_TOTAL,
+    MESSAGES_DELIVERED_TOTAL,
+    MESSAGES_DROPPED_TOTAL,
+    PACKETS_RECEIVED_TOTAL,
+    PACKETS_SENT_TOTAL,
+    BYTES_RECEIVED_TOTAL,
+    BYTES_SENT_TOTAL,
+    MALFORMED_PACKETS_TOTAL,
+    PROTOCOL_ERRORS_TOTAL,
+    AUTHZ_DENIED_TOTAL,
+    AWAITING_REL_EXPIRED_TOTAL,
+    WILL_MESSAGES_SENT_TOTAL,
+    KEEPALIVE_TIMEOUTS_TOTAL,
+    TABLE_TRANSACTIONS_TOTAL,
+];
+
+/// Every gauge name.
+pub const GAUGES: &[&str] = &[
+    CONNECTIONS,
+    SESSIONS,
+    SUBSCRIPTIONS,
+    RETAINED_MESSAGES,
+    MESSAGES_QUEUED,
+];
+
+/// Every histogram name.
+pub const HISTOGRAMS: &[&str] = &[TABLE_TRANSACTION_SECONDS];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_prefixed_and_suffixed() {
+        let all: Vec<&str> = COUNTERS
+            .iter()
+            .chain(GAUGES)
+            .chain(HISTOGRAMS)
+            .copied()
+            .collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len(), "a name is listed twice");
+        for name in &all {
+            assert!(name.starts_with("meshmq_"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        assert!(COUNTERS.iter().all(|n| n.ends_with("_total")));
+        assert!(
+            GAUGES
+                .iter()
+                .chain(HISTOGRAMS)
+                .all(|n| !n.ends_with("_total"))
+        );
+        assert!(TABLE_TRANSACTION_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
+}

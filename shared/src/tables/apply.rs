@@ -1,0 +1,189 @@
+//! [`Tables::apply`]: the dispatch of one [`Op`] to the table rules, and the rules that span
+//! tables (a claim with clean start clears subscriptions, a purge drops a node's rows
+//! everywhere but in `subscriptions`, routes need a known node).
+//!
+//! Owns the order of checks inside an op: every check runs before the first write, so a
+//! rejected op leaves the state exactly as it was. It must never read anything but its
+//! arguments and the tables, and never return an error other than a `Rejected` result.
+
+use meshmq_proto::tables::{
+    Applied, Batch, NodePurge, NodeUp, Op, OpResult, RegistryClaim, RegistryRemove, RejectReason,
+    Rejected, RetainedSet, SharedAdd, SubscriptionSet, op::Kind, op_result::Outcome,
+};
+
+use super::nodes::UpOutcome;
+use super::{Tables, invalid, reject, retained, routes, shared_groups, subscriptions};
+
+/// What a single table rule returns: the outcome to report, or why nothing changed.
+type Applying = Result<Outcome, Rejected>;
+
+/// The outcome of an op that applied with nothing to report.
+fn done() -> Applying {
+    Ok(Outcome::Ok(Applied {}))
+}
+
+impl Tables {
+    /// Applies one op at log index `index` and returns its result.
+    ///
+    /// Deterministic: the same ops in the same order give the same state and the same
+    /// results on every node. Total: a malformed or stale op gives a `Rejected` result and
+    /// changes nothing; it never panics. `index` only advances
+    /// [`applied_index`](Self::applied_index) (it never moves back).
+    pub fn apply(&mut self, index: u64, op: &Op) -> OpResult {
+        self.applied_index = self.applied_index.max(index);
+        let applying = match &op.kind {
+            Some(kind) => self.apply_kind(kind),
+            None => Err(invalid("empty Op")),
+        };
+        OpResult {
+            outcome: Some(applying.unwrap_or_else(Outcome::Rejected)),
+        }
+    }
+
+    /// Applies the ops of one log entry in order, all at `index`, one result per op. A
+    /// rejected op does not stop the others (each op is its own all-or-nothing unit).
+    pub fn apply_batch(&mut self, index: u64, batch: &Batch) -> Vec<OpResult> {
+        batch.ops.iter().map(|op| self.apply(index, op)).collect()
+    }
+
+    /// Routes an op to its rule.
+    fn apply_kind(&mut self, kind: &Kind) -> Applying {
+        match kind {
+            Kind::NodeUp(op) => self.node_up(op),
+            Kind::NodeStatus(op) => self.nodes.set_status(op).and_then(|()| done()),
+            Kind::NodePurge(op) => self.node_purge(op),
+            Kind::RegistryClaim(op) => self.registry_claim(op),
+            Kind::RegistryDisconnect(op) => self.registry.disconnect(op).and_then(|()| done()),
+            Kind::RegistryRemove(op) => self.registry_remove(op),
+            Kind::SubscriptionSet(op) => self.subscription_set(op),
+            Kind::SubscriptionRemove(op) => {
+                self.subscriptions.remove(&op.client_id, &op.filter);
+                done()
+            }
+            Kind::SubscriptionClear(op) => {
+                self.subscriptions.clear(&op.client_id);
+                done()
+            }
+            Kind::RouteAdd(op) => {
+                routes::check("RouteAdd", &op.filter, &op.node)?;
+                self.require_node("RouteAdd", &op.node)?;
+                self.routes.add(&op.filter, &op.node);
+                done()
+            }
+            Kind::RouteRemove(op) => {
+                self.routes.remove(&op.filter, &op.node);
+                done()
+            }
+            Kind::SharedAdd(op) => self.shared_add(op),
+            Kind::SharedRemove(op) => {
+                self.shared.remove(&op.group, &op.filter, &op.client_id);
+                done()
+            }
+            Kind::RetainedSet(op) => self.retained_set(op),
+            Kind::RetainedDelete(op) => {
+                self.retained.delete(&op.topic);
+                done()
+            }
+            Kind::RetainedExpire(op) => {
+                self.retained.expire(op.now_ms);
+                done()
+            }
+        }
+    }
+
+    /// Rejects with `UnknownNode` unless `node` has a row: a late write of a purged node
+    /// must not bring its rows back.
+    fn require_node(&self, what: &str, node: &str) -> Result<(), Rejected> {
+        if self.nodes.contains(node) {
+            Ok(())
+        } else {
+            Err(reject(
+                RejectReason::UnknownNode,
+                format!("{what}: unknown node {node:?}"),
+            ))
+        }
+    }
+
+    /// `NodeUp`; a new incarnation drops what the previous process of that node held.
+    fn node_up(&mut self, op: &NodeUp) -> Applying {
+        if let UpOutcome::NewIncarnation { new } = self.nodes.up(op)? {
+            self.routes.purge_node(&op.node);
+            self.shared.purge_node(&op.node);
+            self.registry.purge_node(&op.node, new.saturating_sub(1));
+        }
+        done()
+    }
+
+    /// `NodePurge`: drops routes, shared members and registry rows of the node, then its
+    /// row; keeps subscriptions so that persistent sessions resume elsewhere.
+    fn node_purge(&mut self, op: &NodePurge) -> Applying {
+        if op.node.is_empty() {
+            return Err(invalid("NodePurge: empty node id"));
+        }
+        self.nodes.check_purge(&op.node, op.incarnation)?;
+        self.routes.purge_node(&op.node);
+        self.shared.purge_node(&op.node);
+        self.registry.purge_node(&op.node, op.incarnation);
+        self.nodes.remove(&op.node);
+        done()
+    }
+
+    /// `RegistryClaim`: always applies when well-formed; clears the subscriptions of a
+    /// clean start or of an expired session in the same op.
+    fn registry_claim(&mut self, op: &RegistryClaim) -> Applying {
+        self.registry.check_claim(op)?;
+        let has_subscriptions = self.subscriptions.has_any(&op.client_id);
+        let outcome = self.registry.claim(op, has_subscriptions);
+        if outcome.clear_subscriptions {
+            self.subscriptions.clear(&op.client_id);
+        }
+        Ok(Outcome::Claimed(outcome.claimed))
+    }
+
+    /// `RegistryRemove`: the session ended, its subscriptions go with it.
+    fn registry_remove(&mut self, op: &RegistryRemove) -> Applying {
+        self.registry.remove(op)?;
+        self.subscriptions.clear(&op.client_id);
+        done()
+    }
+
+    /// `SubscriptionSet` for a client that has a registry row.
+    fn subscription_set(&mut self, op: &SubscriptionSet) -> Applying {
+        if op.client_id.is_empty() {
+            return Err(invalid("SubscriptionSet: empty client id"));
+        }
+        let options = op.options.unwrap_or_default();
+        subscriptions::check(&op.filter, &options)?;
+        if self.registry.get(&op.client_id).is_none() {
+            return Err(reject(
+                RejectReason::UnknownClient,
+                format!("SubscriptionSet: unknown client {:?}", op.client_id),
+            ));
+        }
+        self.subscriptions.set(&op.client_id, &op.filter, options);
+        done()
+    }
+
+    /// `SharedAdd` for a known node.
+    fn shared_add(&mut self, op: &SharedAdd) -> Applying {
+        shared_groups::check_add(&op.group, &op.filter, &op.client_id, &op.node)?;
+        self.require_node("SharedAdd", &op.node)?;
+        self.shared
+            .add(&op.group, &op.filter, &op.client_id, &op.node);
+        done()
+    }
+
+    /// `RetainedSet`; an empty payload deletes (MQTT 5.0 3.3.1.3).
+    fn retained_set(&mut self, op: &RetainedSet) -> Applying {
+        let Some(message) = &op.message else {
+            return Err(invalid("RetainedSet: no message"));
+        };
+        retained::check(message)?;
+        if message.payload.is_empty() {
+            self.retained.delete(&message.topic);
+        } else {
+            self.retained.set(message.clone());
+        }
+        done()
+    }
+}

@@ -1,0 +1,229 @@
+//! The cluster tables (nodes, registry, subscriptions, routes, shared groups, retained
+//! messages) and the one function that changes them, [`Tables::apply`].
+//!
+//! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
+//! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
+//! order give the same state and the same [`OpResult`]s on every node, and an op that cannot
+//! apply gives a typed [`Rejected`](meshmq_proto::tables::Rejected) and leaves the state as
+//! it was.
+//!
+//! It must never read a clock, a random source or anything outside its arguments (ops carry
+//! `now_ms`), never let hash-map iteration order reach a result or a snapshot, never panic or
+//! recurse per topic level on data from the network, and never do I/O: the holder (the
+//! embedded core today, a Raft state machine later) owns storage, ordering and waiting.
+
+mod apply;
+#[cfg(test)]
+mod cluster_tests;
+mod nodes;
+mod registry;
+mod retained;
+#[cfg(test)]
+mod retained_tests;
+mod routes;
+mod shared_groups;
+mod subscriptions;
+#[cfg(test)]
+mod tests;
+
+use meshmq_proto::tables::{
+    Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
+};
+pub use meshmq_proto::tables::{Batch, Op, RegistryRow, RetainedMessage, SubOptions};
+
+/// All cluster tables with their indexes; see the module doc.
+///
+/// Equality compares the canonical snapshots (all rows, not the hash-map layout).
+pub struct Tables {
+    /// Highest log index applied so far (0 before the first op).
+    applied_index: u64,
+    /// Node id → node row.
+    nodes: nodes::Nodes,
+    /// Client id → owner, generation, session state.
+    registry: registry::Registry,
+    /// Client id → subscriptions of sessions that outlive the connection.
+    subscriptions: subscriptions::Subscriptions,
+    /// (filter, node) rows with a trie to find the nodes interested in a topic.
+    routes: routes::Routes,
+    /// (group, filter) → members in join order, with a trie over the filters.
+    shared: shared_groups::SharedGroups,
+    /// Topic → retained message, indexed by topic level and by expiry.
+    retained: retained::Retained,
+}
+
+impl Tables {
+    /// Empty tables (log index 0).
+    pub fn new() -> Self {
+        Self {
+            applied_index: 0,
+            nodes: nodes::Nodes::default(),
+            registry: registry::Registry::default(),
+            subscriptions: subscriptions::Subscriptions::default(),
+            routes: routes::Routes::default(),
+            shared: shared_groups::SharedGroups::default(),
+            retained: retained::Retained::default(),
+        }
+    }
+
+    /// Highest log index given to [`apply`](Self::apply) so far (0 before the first op).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The node row of `node`.
+    pub fn node(&self, node: &str) -> Option<&NodeRow> {
+        self.nodes.get(node)
+    }
+
+    /// Every node row, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeRow> {
+        self.nodes.iter()
+    }
+
+    /// The registry row of `client_id`.
+    pub fn registry(&self, client_id: &str) -> Option<&RegistryRow> {
+        self.registry.get(client_id)
+    }
+
+    /// Number of registry rows.
+    pub fn registry_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// The stored subscriptions of `client_id` as (filter, options), sorted by filter.
+    pub fn subscriptions(&self, client_id: &str) -> impl Iterator<Item = (&str, &SubOptions)> {
+        self.subscriptions.of(client_id)
+    }
+
+    /// Calls `f` once per retained message whose topic matches `filter` (MQTT 4.7, with the
+    /// `$` rule) and that has not expired at `now_ms`. Walks the topic-level index: cost
+    /// follows the matching part of the tree, not the store size. Order unspecified.
+    pub fn retained_matching(&self, filter: &str, now_ms: u64, f: impl FnMut(&RetainedMessage)) {
+        self.retained.for_each_match(filter, now_ms, f);
+    }
+
+    /// The retained message of exactly `topic`, expired or not.
+    pub fn retained(&self, topic: &str) -> Option<&RetainedMessage> {
+        self.retained.get(topic)
+    }
+
+    /// Number of retained messages stored (expired ones included until `RetainedExpire`).
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Calls `f` once per node that has a route whose filter matches `topic`.
+    pub fn route_nodes_matching(&self, topic: &str, f: impl FnMut(&str)) {
+        self.routes.nodes_matching(topic, f);
+    }
+
+    /// Number of (filter, node) route rows.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Members (client id, node) of shared group `group` for `filter`, in join order; empty
+    /// if there is no such group.
+    pub fn shared_members(&self, group: &str, filter: &str) -> &[(String, String)] {
+        self.shared.members(group, filter)
+    }
+
+    /// Calls `f(group, filter, members)` for every shared group whose filter matches
+    /// `topic` (MQTT 4.7 with the `$` rule). Order of groups unspecified; members in join
+    /// order.
+    pub fn shared_groups_matching(
+        &self,
+        topic: &str,
+        f: impl FnMut(&str, &str, &[(String, String)]),
+    ) {
+        self.shared.groups_matching(topic, f);
+    }
+
+    /// Every row in canonical order: equal states give equal (and byte-equal encoded)
+    /// snapshots on every node.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            applied_index: self.applied_index,
+            nodes: self.nodes.snapshot_rows(),
+            registry: self.registry.snapshot_rows(),
+            subscriptions: self.subscriptions.snapshot_rows(),
+            routes: self.routes.snapshot_rows(),
+            shared: self.shared.snapshot_rows(),
+            retained: self.retained.snapshot_rows(),
+        }
+    }
+
+    /// Rebuilds the tables and their indexes from a snapshot; `from_snapshot(&t.snapshot())`
+    /// equals `t`. The snapshot comes from another node: rows that apply could never have
+    /// stored (empty ids, invalid topics or filters, out-of-range values) are skipped, never
+    /// a panic.
+    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        let mut tables = Self::new();
+        tables.applied_index = snapshot.applied_index;
+        tables.nodes.restore(&snapshot.nodes);
+        tables.registry.restore(&snapshot.registry);
+        tables.subscriptions.restore(&snapshot.subscriptions);
+        tables.routes.restore(&snapshot.routes);
+        tables.shared.restore(&snapshot.shared);
+        tables.retained.restore(&snapshot.retained);
+        tables
+    }
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for Tables {
+    fn eq(&self, other: &Self) -> bool {
+        self.snapshot() == other.snapshot()
+    }
+}
+
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tables")
+            .field("applied_index", &self.applied_index)
+            .field("nodes", &self.nodes.len())
+            .field("registry", &self.registry.len())
+            .field("subscriptions", &self.subscriptions.len())
+            .field("routes", &self.routes.len())
+            .field("shared_groups", &self.shared.len())
+            .field("retained", &self.retained.len())
+            .finish()
+    }
+}
+
+/// The result of an op that applied with nothing to report.
+pub fn ok_result() -> OpResult {
+    OpResult {
+        outcome: Some(Outcome::Ok(Applied {})),
+    }
+}
+
+/// The rejection carried by `result`, if it is one: its reason (unknown codes read as
+/// [`RejectReason::Unspecified`]) and detail text.
+pub fn rejection(result: &OpResult) -> Option<(RejectReason, &str)> {
+    match &result.outcome {
+        Some(Outcome::Rejected(r)) => Some((
+            RejectReason::try_from(r.reason).unwrap_or(RejectReason::Unspecified),
+            r.detail.as_str(),
+        )),
+        _ => None,
+    }
+}
+
+/// Builds a rejection; used by every table module.
+fn reject(reason: RejectReason, detail: impl Into<String>) -> Rejected {
+    Rejected {
+        reason: reason as i32,
+        detail: detail.into(),
+    }
+}
+
+/// Shorthand for an [`RejectReason::Invalid`] rejection.
+fn invalid(detail: impl Into<String>) -> Rejected {
+    reject(RejectReason::Invalid, detail)
+}

@@ -1,0 +1,204 @@
+//! The `registry` table: client id → owner node, incarnation, generation, session state.
+//!
+//! Owns the claim / disconnect / remove rules: a claim always wins and bumps the
+//! generation; a disconnect or remove naming another generation is stale and rejected, so a
+//! late message of an old connection can never end the session of the new one. It must
+//! never touch the `subscriptions` table itself: it reports whether the claim must clear
+//! them and `apply` does it in the same op.
+
+use hashbrown::HashMap;
+use meshmq_proto::tables::{
+    Claimed, PreviousOwner, RegistryClaim, RegistryDisconnect, RegistryEntry, RegistryRemove,
+    RegistryRow, RejectReason, Rejected,
+};
+
+use super::{invalid, reject};
+
+/// `session_expiry_secs` meaning "never expires" (MQTT 5.0 3.1.2.11.2).
+pub(super) const NEVER_EXPIRES: u32 = u32::MAX;
+
+/// MQTT protocol levels a claim may carry: 3.1 (3), 3.1.1 (4), 5.0 (5).
+const PROTOCOL_LEVELS: [u32; 3] = [3, 4, 5];
+
+/// What a claim decided.
+pub(super) struct ClaimOutcome {
+    /// The reply for the claiming node.
+    pub(super) claimed: Claimed,
+    /// The client's stored subscriptions belong to no live session any more.
+    pub(super) clear_subscriptions: bool,
+}
+
+/// Registry rows by client id.
+#[derive(Default)]
+pub(super) struct Registry {
+    /// Client id → row.
+    rows: HashMap<String, RegistryRow>,
+}
+
+/// Whether the session of `row` still exists at `now_ms`.
+fn session_alive(row: &RegistryRow, now_ms: u64) -> bool {
+    if row.connected || row.session_expiry_secs == NEVER_EXPIRES {
+        return true;
+    }
+    let expiry_ms = u64::from(row.session_expiry_secs).saturating_mul(1000);
+    now_ms < row.disconnected_at_ms.saturating_add(expiry_ms)
+}
+
+/// Whether a claim may carry this protocol level.
+fn valid_protocol_level(level: u32) -> bool {
+    PROTOCOL_LEVELS.contains(&level)
+}
+
+impl Registry {
+    /// The row of `client_id`.
+    pub(super) fn get(&self, client_id: &str) -> Option<&RegistryRow> {
+        self.rows.get(client_id)
+    }
+
+    /// Number of rows.
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Checks a claim without changing anything.
+    pub(super) fn check_claim(&self, op: &RegistryClaim) -> Result<(), Rejected> {
+        if op.client_id.is_empty() {
+            return Err(invalid("RegistryClaim: empty client id"));
+        }
+        if op.node.is_empty() {
+            return Err(invalid("RegistryClaim: empty node id"));
+        }
+        if !valid_protocol_level(op.protocol_level) {
+            return Err(invalid(format!(
+                "RegistryClaim: invalid protocol level {}",
+                op.protocol_level
+            )));
+        }
+        if self
+            .rows
+            .get(&op.client_id)
+            .is_some_and(|row| row.generation == u64::MAX)
+        {
+            return Err(invalid("RegistryClaim: generation overflow"));
+        }
+        Ok(())
+    }
+
+    /// Applies a claim already accepted by [`check_claim`](Self::check_claim).
+    ///
+    /// `has_subscriptions`: the client has stored subscriptions. Without a row they are an
+    /// orphaned persistent session (its node was purged), which counts as existing.
+    pub(super) fn claim(&mut self, op: &RegistryClaim, has_subscriptions: bool) -> ClaimOutcome {
+        let previous = self.rows.get(&op.client_id);
+        let (generation, previous, existed, expired) = match previous {
+            Some(row) => {
+                let alive = session_alive(row, op.now_ms);
+                let owner = PreviousOwner {
+                    node: row.node.clone(),
+                    generation: row.generation,
+                    connected: row.connected,
+                    session_expiry_secs: row.session_expiry_secs,
+                    disconnected_at_ms: row.disconnected_at_ms,
+                    incarnation: row.incarnation,
+                };
+                (row.generation.saturating_add(1), Some(owner), alive, !alive)
+            }
+            None => (1, None, has_subscriptions, false),
+        };
+        self.rows.insert(
+            op.client_id.clone(),
+            RegistryRow {
+                node: op.node.clone(),
+                incarnation: op.incarnation,
+                generation,
+                connected: true,
+                session_expiry_secs: op.session_expiry_secs,
+                protocol_level: op.protocol_level,
+                connected_at_ms: op.now_ms,
+                disconnected_at_ms: 0,
+            },
+        );
+        ClaimOutcome {
+            claimed: Claimed {
+                generation,
+                previous,
+                session_existed: existed,
+            },
+            clear_subscriptions: op.clean_start || expired,
+        }
+    }
+
+    /// The row of `client_id` if `generation` is its current one.
+    fn current_mut(
+        &mut self,
+        what: &str,
+        client_id: &str,
+        generation: u64,
+    ) -> Result<&mut RegistryRow, Rejected> {
+        let Some(row) = self.rows.get_mut(client_id) else {
+            return Err(reject(
+                RejectReason::UnknownClient,
+                format!("{what}: unknown client {client_id:?}"),
+            ));
+        };
+        if row.generation != generation {
+            return Err(reject(
+                RejectReason::StaleGeneration,
+                format!(
+                    "{what}: client {client_id:?} is at generation {}, op names {generation}",
+                    row.generation
+                ),
+            ));
+        }
+        Ok(row)
+    }
+
+    /// Applies `RegistryDisconnect`: the row stays, disconnected since `now_ms`.
+    pub(super) fn disconnect(&mut self, op: &RegistryDisconnect) -> Result<(), Rejected> {
+        let row = self.current_mut("RegistryDisconnect", &op.client_id, op.generation)?;
+        row.connected = false;
+        row.disconnected_at_ms = op.now_ms;
+        row.session_expiry_secs = op.session_expiry_secs;
+        Ok(())
+    }
+
+    /// Applies `RegistryRemove` (the caller clears the subscriptions).
+    pub(super) fn remove(&mut self, op: &RegistryRemove) -> Result<(), Rejected> {
+        self.current_mut("RegistryRemove", &op.client_id, op.generation)?;
+        self.rows.remove(&op.client_id);
+        Ok(())
+    }
+
+    /// Drops the rows owned by `node` with an incarnation at most `incarnation`.
+    /// Scans the whole table: purges are rare (a node died or restarted).
+    pub(super) fn purge_node(&mut self, node: &str, incarnation: u64) {
+        self.rows
+            .retain(|_, row| !(row.node == node && row.incarnation <= incarnation));
+    }
+
+    /// All rows sorted by client id.
+    pub(super) fn snapshot_rows(&self) -> Vec<RegistryEntry> {
+        let mut rows: Vec<RegistryEntry> = self
+            .rows
+            .iter()
+            .map(|(client_id, row)| RegistryEntry {
+                client_id: client_id.clone(),
+                row: Some(row.clone()),
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| a.client_id.cmp(&b.client_id));
+        rows
+    }
+
+    /// Loads snapshot rows, skipping those without a client id, row or node.
+    pub(super) fn restore(&mut self, entries: &[RegistryEntry]) {
+        for entry in entries {
+            match &entry.row {
+                Some(row) if !entry.client_id.is_empty() && !row.node.is_empty() => {
+                    self.rows.insert(entry.client_id.clone(), row.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+}

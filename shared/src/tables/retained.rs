@@ -1,0 +1,251 @@
+//! The `retained` table: topic → retained message, indexed by topic level (to find the
+//! messages a new subscription's filter matches without scanning the store) and by expiry
+//! time (to delete expired messages without scanning either).
+//!
+//! Owns the store, its two indexes and the filter-against-stored-names matching (the
+//! reverse of the subscription trie). It must never read a clock (callers pass `now_ms`)
+//! and never recurse per topic level: topic names have no level limit, so every walk, and
+//! dropping the tree, uses an explicit stack.
+
+use std::collections::BTreeSet;
+
+use hashbrown::HashMap;
+use meshmq_proto::tables::{Rejected, RetainedMessage};
+
+use super::invalid;
+use crate::topic::validate_topic_name;
+
+/// One topic level of the index.
+#[derive(Default)]
+struct Level {
+    /// Next levels by name (the empty level included).
+    children: HashMap<Box<str>, Level>,
+    /// The message retained on the topic that ends here.
+    message: Option<RetainedMessage>,
+}
+
+impl Drop for Level {
+    /// Drops the subtree level by level so that a very deep topic cannot overflow the stack.
+    fn drop(&mut self) {
+        let mut stack: Vec<Level> = self.children.drain().map(|(_, child)| child).collect();
+        while let Some(mut level) = stack.pop() {
+            stack.extend(level.children.drain().map(|(_, child)| child));
+        }
+    }
+}
+
+/// Retained messages with their indexes.
+#[derive(Default)]
+pub(super) struct Retained {
+    /// The level tree; the root is the empty path and never holds a message.
+    root: Level,
+    /// Number of stored messages.
+    count: usize,
+    /// (expires_at_ms, topic) of every stored message that has an expiry.
+    expiry: BTreeSet<(u64, String)>,
+}
+
+/// Whether `message` has expired at `now_ms`.
+fn expired(message: &RetainedMessage, now_ms: u64) -> bool {
+    message.expires_at_ms.is_some_and(|at| at <= now_ms)
+}
+
+/// Checks the message of a `RetainedSet`.
+pub(super) fn check(message: &RetainedMessage) -> Result<(), Rejected> {
+    validate_topic_name(&message.topic)
+        .map_err(|e| invalid(format!("RetainedSet: topic {:?}: {e}", message.topic)))?;
+    if message.qos > 2 {
+        return Err(invalid(format!("RetainedSet: qos {}", message.qos)));
+    }
+    if message.payload_format_indicator.is_some_and(|p| p > 1) {
+        return Err(invalid("RetainedSet: payload format indicator above 1"));
+    }
+    Ok(())
+}
+
+impl Retained {
+    /// Number of stored messages (expired ones until [`expire`](Self::expire)).
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The message of exactly `topic`.
+    pub(super) fn get(&self, topic: &str) -> Option<&RetainedMessage> {
+        let mut level = &self.root;
+        for name in topic.split('/') {
+            level = level.children.get(name)?;
+        }
+        level.message.as_ref()
+    }
+
+    /// Stores `message` (already checked with [`check`]), replacing the topic's previous one.
+    pub(super) fn set(&mut self, message: RetainedMessage) {
+        let expiry_key = message.expires_at_ms.map(|at| (at, message.topic.clone()));
+        let mut level = &mut self.root;
+        for name in message.topic.split('/') {
+            level = level.children.entry_ref(name).or_default();
+        }
+        match level.message.replace(message) {
+            Some(old) => {
+                if let Some(at) = old.expires_at_ms {
+                    self.expiry.remove(&(at, old.topic));
+                }
+            }
+            None => self.count += 1,
+        }
+        if let Some(key) = expiry_key {
+            self.expiry.insert(key);
+        }
+    }
+
+    /// Deletes the message of `topic` if any, pruning levels left empty.
+    pub(super) fn delete(&mut self, topic: &str) {
+        if let Some(old) = self.take(topic) {
+            self.count -= 1;
+            if let Some(at) = old.expires_at_ms {
+                self.expiry.remove(&(at, old.topic));
+            }
+        }
+    }
+
+    /// Removes and returns the message of `topic`, pruning, without touching the counters.
+    fn take(&mut self, topic: &str) -> Option<RetainedMessage> {
+        // Pass 1: find the deepest level on the path that must stay (the root, or a level
+        // with a message or another child); the path below it is removed whole.
+        let mut level = &self.root;
+        let mut cut = 0;
+        for (depth, name) in topic.split('/').enumerate() {
+            if depth > 0 && (level.message.is_some() || level.children.len() > 1) {
+                cut = depth;
+            }
+            level = level.children.get(name)?;
+        }
+        level.message.as_ref()?;
+        let is_leaf = level.children.is_empty();
+        let mut names = topic.split('/');
+        let mut level = &mut self.root;
+        if !is_leaf {
+            for name in names {
+                level = level.children.get_mut(name)?;
+            }
+            return level.message.take();
+        }
+        // Pass 2: detach the subtree below the cut, then take the message out of it.
+        for _ in 0..cut {
+            level = level.children.get_mut(names.next()?)?;
+        }
+        let mut removed = level.children.remove(names.next()?)?;
+        let mut level = &mut removed;
+        for name in names {
+            level = level.children.get_mut(name)?;
+        }
+        level.message.take()
+    }
+
+    /// Calls `f` for every unexpired message whose topic matches `filter`.
+    pub(super) fn for_each_match(
+        &self,
+        filter: &str,
+        now_ms: u64,
+        mut f: impl FnMut(&RetainedMessage),
+    ) {
+        let mut emit = |level: &Level| {
+            if let Some(message) = &level.message
+                && !expired(message, now_ms)
+            {
+                f(message);
+            }
+        };
+        let filter_levels: Vec<&str> = filter.split('/').collect();
+        let mut stack: Vec<(&Level, usize)> = vec![(&self.root, 0)];
+        while let Some((level, depth)) = stack.pop() {
+            let Some(name) = filter_levels.get(depth) else {
+                emit(level);
+                continue;
+            };
+            // The `$` rule: a wildcard first level does not match topics starting with '$'.
+            let visible = |key: &str| depth > 0 || !key.starts_with('$');
+            match *name {
+                "#" => for_each_below(level, visible, &mut emit),
+                "+" => stack.extend(
+                    level
+                        .children
+                        .iter()
+                        .filter(|(key, _)| visible(key))
+                        .map(|(_, child)| (child, depth + 1)),
+                ),
+                literal => {
+                    if let Some(child) = level.children.get(literal) {
+                        stack.push((child, depth + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes every message with `expires_at_ms <= now_ms`; returns how many.
+    pub(super) fn expire(&mut self, now_ms: u64) -> usize {
+        let due = match now_ms.checked_add(1) {
+            Some(after) => {
+                let later = self.expiry.split_off(&(after, String::new()));
+                std::mem::replace(&mut self.expiry, later)
+            }
+            None => std::mem::take(&mut self.expiry),
+        };
+        for (_, topic) in &due {
+            if self.take(topic).is_some() {
+                self.count -= 1;
+            }
+        }
+        due.len()
+    }
+
+    /// Number of levels below the root (0 when empty): tests check pruning with it.
+    #[cfg(test)]
+    pub(super) fn level_count(&self) -> usize {
+        let mut count = 0;
+        for_each_below(&self.root, |_| true, &mut |_| count += 1);
+        count - 1
+    }
+
+    /// All messages sorted by topic.
+    pub(super) fn snapshot_rows(&self) -> Vec<RetainedMessage> {
+        let mut rows = Vec::with_capacity(self.count);
+        for_each_below(&self.root, |_| true, &mut |level| {
+            if let Some(message) = &level.message {
+                rows.push(message.clone());
+            }
+        });
+        rows.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
+        rows
+    }
+
+    /// Loads snapshot rows, skipping those `RetainedSet` would reject or that are empty.
+    pub(super) fn restore(&mut self, rows: &[RetainedMessage]) {
+        for message in rows {
+            if check(message).is_ok() && !message.payload.is_empty() {
+                self.set(message.clone());
+            }
+        }
+    }
+}
+
+/// Calls `f` on `start` and every level below it, skipping the children of `start` whose
+/// key fails `visible`. Iterative.
+fn for_each_below<'a>(
+    start: &'a Level,
+    visible: impl Fn(&str) -> bool,
+    f: &mut impl FnMut(&'a Level),
+) {
+    f(start);
+    let mut stack: Vec<&Level> = start
+        .children
+        .iter()
+        .filter(|(key, _)| visible(key))
+        .map(|(_, child)| child)
+        .collect();
+    while let Some(level) = stack.pop() {
+        f(level);
+        stack.extend(level.children.values());
+    }
+}
