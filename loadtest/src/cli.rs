@@ -58,7 +58,7 @@ pub struct FanoutArgs {
     /// QoS of publishes and subscriptions (0 or 1).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub qos: u8,
-    /// Payload bytes (at least 16: send timestamp and sequence number).
+    /// Payload bytes (at least 24: send timestamp, sequence number, run tag).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Measurement window, seconds.
@@ -141,6 +141,7 @@ impl FanoutArgs {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

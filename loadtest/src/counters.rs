@@ -20,6 +20,10 @@ const MAX_ERROR_MESSAGES: usize = 16;
 pub struct RunCounters {
     /// Origin of payload timestamps; publishers and subscribers live in one process.
     base: Instant,
+    /// Random tag stamped in every payload of this run; deliveries without it are foreign.
+    pub run_tag: u64,
+    /// PUBLISH packets received that another run sent (a broker still draining it).
+    pub foreign: AtomicU64,
     /// PUBLISH packets written to the socket by all publishers.
     pub published: AtomicU64,
     /// PUBACKs received by QoS 1 publishers.
@@ -57,6 +61,8 @@ impl RunCounters {
     pub fn new(subscribers: usize) -> RunCounters {
         RunCounters {
             base: Instant::now(),
+            run_tag: random_tag(),
+            foreign: AtomicU64::new(0),
             published: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             delivered: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
@@ -113,6 +119,14 @@ impl RunCounters {
     pub fn is_measuring(&self) -> bool {
         self.measuring.load(Ordering::Relaxed)
     }
+}
+
+/// A random `u64` from the standard library's per-process hasher seed (no `rand` needed).
+fn random_tag() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
 }
 
 /// The sending side of a stop signal; dropping it stops every [`Stop`] too.

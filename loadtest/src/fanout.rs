@@ -13,7 +13,7 @@ use anyhow::{Context, bail, ensure};
 use tokio::task::JoinSet;
 
 use crate::client::MqttConn;
-use crate::counters::{RunCounters, Snapshot, StopTrigger, stop_signal};
+use crate::counters::{RunCounters, Snapshot, Stop, StopTrigger, stop_signal};
 use crate::publisher::{PublisherSpec, run_publisher};
 use crate::report::{FanoutReport, LatencySummary};
 use crate::subscriber::run_subscriber;
@@ -45,7 +45,7 @@ pub struct FanoutConfig {
     pub filter: String,
     /// QoS 0 or 1, for publishes and subscriptions alike.
     pub qos: u8,
-    /// Payload bytes, at least 16 (timestamp and sequence number).
+    /// Payload bytes, at least [`STAMP_LEN`] (timestamp, sequence number, run tag).
     pub size: usize,
     /// QoS 1: unacknowledged PUBLISHes allowed per publisher.
     pub inflight: usize,
@@ -152,41 +152,18 @@ pub async fn run_fanout(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         .broker_pid
         .map(|pid| tokio::spawn(rss::max_rss_until(pid, rss_stop)));
 
+    let conns = connect_subscribers(cfg, addr).await?;
     let mut subscribers = JoinSet::new();
-    for (index, conn) in connect_subscribers(cfg, addr)
-        .await?
-        .into_iter()
-        .enumerate()
-    {
-        subscribers.spawn(run_subscriber(
-            conn,
-            index,
-            counters.clone(),
-            subs_stop.clone(),
-        ));
+    for (index, conn) in conns.into_iter().enumerate() {
+        let task = run_subscriber(conn, index, counters.clone(), subs_stop.clone());
+        subscribers.spawn(task);
     }
-    let mut publishers = JoinSet::new();
-    for (index, conn) in connect_publishers(cfg, addr).await?.into_iter().enumerate() {
-        let spec = PublisherSpec {
-            topic: cfg.topic.replace("%i", &index.to_string()),
-            qos: cfg.qos,
-            size: cfg.size,
-            inflight: cfg.inflight,
-        };
-        let name = format!("publisher {index}");
-        publishers.spawn(run_publisher(
-            conn,
-            spec,
-            counters.clone(),
-            pubs_stop.clone(),
-            name,
-        ));
-    }
+    let mut publishers = spawn_publishers(cfg, addr, &counters, &pubs_stop).await?;
 
     tokio::time::sleep(cfg.warmup).await;
     let window = measure(cfg, &counters).await;
     stop_and_join(&stop_pubs, &mut publishers).await;
-    drain(&counters, cfg.drain_quiet).await;
+    let drained = drain(&counters, cfg.drain_quiet).await;
     let totals = counters.snapshot();
     stop_subs.fire();
     let mut samples = Vec::new();
@@ -200,9 +177,36 @@ pub async fn run_fanout(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
         Some(task) => task.await.ok().flatten(),
         None => None,
     };
-    Ok(build_report(
-        cfg, &counters, &window, &totals, samples, rss_kib,
-    ))
+    let mut report = build_report(cfg, &counters, &window, &totals, samples, rss_kib);
+    report.drain_secs = drained.as_secs_f64();
+    Ok(report)
+}
+
+/// Connects the publishers, then starts them all at once.
+async fn spawn_publishers(
+    cfg: &FanoutConfig,
+    addr: SocketAddr,
+    counters: &Arc<RunCounters>,
+    stop: &Stop,
+) -> anyhow::Result<JoinSet<()>> {
+    let mut publishers = JoinSet::new();
+    for (index, conn) in connect_publishers(cfg, addr).await?.into_iter().enumerate() {
+        let spec = PublisherSpec {
+            topic: cfg.topic.replace("%i", &index.to_string()),
+            qos: cfg.qos,
+            size: cfg.size,
+            inflight: cfg.inflight,
+        };
+        let name = format!("publisher {index}");
+        publishers.spawn(run_publisher(
+            conn,
+            spec,
+            counters.clone(),
+            stop.clone(),
+            name,
+        ));
+    }
+    Ok(publishers)
 }
 
 async fn connect_subscribers(
@@ -300,13 +304,19 @@ async fn stop_and_join(trigger: &StopTrigger, set: &mut JoinSet<()>) {
     while set.join_next().await.is_some() {}
 }
 
-/// Waits until deliveries stop moving for `quiet` (bounded by [`DRAIN_MAX`]), so totals
-/// count what the broker still had queued when the publishers stopped.
-async fn drain(counters: &RunCounters, quiet: Duration) {
-    let deadline = Instant::now() + DRAIN_MAX;
-    let mut last = counters.snapshot().delivered_total();
+/// Waits until every subscriber has every message, or deliveries stop moving for `quiet`
+/// (bounded by [`DRAIN_MAX`]), so totals count what the broker still had queued when the
+/// publishers stopped. Returns how long deliveries went on after the publishers stopped.
+async fn drain(counters: &RunCounters, quiet: Duration) -> Duration {
+    let started = Instant::now();
+    let deadline = started + DRAIN_MAX;
+    let snapshot = counters.snapshot();
+    let full = snapshot
+        .published
+        .saturating_mul(snapshot.delivered.len() as u64);
+    let mut last = snapshot.delivered_total();
     let mut since = Instant::now();
-    while Instant::now() < deadline && since.elapsed() < quiet {
+    while last < full && Instant::now() < deadline && since.elapsed() < quiet {
         tokio::time::sleep(DRAIN_POLL).await;
         let now = counters.snapshot().delivered_total();
         if now != last {
@@ -314,6 +324,7 @@ async fn drain(counters: &RunCounters, quiet: Duration) {
             since = Instant::now();
         }
     }
+    since.saturating_duration_since(started)
 }
 
 fn build_report(
@@ -356,6 +367,12 @@ fn build_report(
         delivered_per_sec_max_subscriber: per_sub.iter().copied().fold(0.0, f64::max),
         published_total: totals.published,
         delivered_total: totals.delivered_total(),
+        delivered_ratio: match totals.published.saturating_mul(cfg.subscribers as u64) {
+            0 => 0.0,
+            full => totals.delivered_total() as f64 / full as f64,
+        },
+        drain_secs: 0.0,
+        foreign_total: counters.foreign.load(std::sync::atomic::Ordering::Relaxed),
         latency: LatencySummary::from_samples(samples),
         broker_rss_max_mib: rss_kib.map(|kib| kib as f64 / 1024.0),
         broker_cpu_percent: w.broker_cpu,

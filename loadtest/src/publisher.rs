@@ -5,6 +5,7 @@
 //! when the socket would block the publisher waits, so the broker sets the pace. It never
 //! decides when measurement starts; it only counts what it writes.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -56,43 +57,64 @@ pub async fn run_publisher(
     }
 }
 
-fn batch_for(conn: &MqttConn, spec: &PublisherSpec, max: usize) -> anyhow::Result<PublishBatch> {
-    let one = PublishBatch::new(conn.version(), &spec.topic, spec.qos, spec.size, 1)?;
+fn batch_for(
+    conn: &MqttConn,
+    spec: &PublisherSpec,
+    max: usize,
+    run: u64,
+) -> anyhow::Result<PublishBatch> {
+    let (v, topic, qos, size) = (conn.version(), &spec.topic, spec.qos, spec.size);
+    let one = PublishBatch::new(v, topic, qos, size, 1, run)?;
     let capacity = (BATCH_BYTES / one.frame_len()).clamp(1, max.max(1));
-    Ok(PublishBatch::new(
-        conn.version(),
-        &spec.topic,
-        spec.qos,
-        spec.size,
-        capacity,
-    )?)
+    Ok(PublishBatch::new(v, topic, qos, size, capacity, run)?)
 }
 
-/// QoS 0: write whole batches back to back; `write_all` parks while the socket is full.
+/// QoS 0: write whole batches back to back; writing parks while the socket is full.
 async fn flood_qos0(
     conn: MqttConn,
     spec: &PublisherSpec,
     counters: &RunCounters,
     stop: Stop,
 ) -> anyhow::Result<()> {
-    let mut batch = batch_for(&conn, spec, usize::MAX)?;
+    let mut batch = batch_for(&conn, spec, usize::MAX, counters.run_tag)?;
     let (mut stream, _) = conn.into_parts();
     let n = batch.capacity();
     let mut seq = 0u64;
     let stopped = stop.clone().wait();
     tokio::pin!(stopped);
     while !stop.is_set() {
+        let frame_len = batch.frame_len();
         let bytes = batch.stamp(n, counters.now_ns(), seq, || 0);
-        tokio::select! {
-            biased;
-            _ = &mut stopped => return Ok(()),
-            written = stream.write_all(bytes) => written.context("writing PUBLISH batch")?,
+        let written = write_until(&mut stream, bytes, stopped.as_mut()).await?;
+        RunCounters::add(&counters.published, (written / frame_len) as u64);
+        if written < bytes.len() {
+            return Ok(());
         }
         seq += n as u64;
-        RunCounters::add(&counters.published, n as u64);
     }
     finish(&mut stream).await;
     Ok(())
+}
+
+/// Writes `bytes` until all are written or `stopped` resolves; returns the bytes written,
+/// so a stop in the middle of a batch still counts exactly the frames that left.
+async fn write_until(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    mut stopped: Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<usize> {
+    let mut off = 0;
+    while off < bytes.len() {
+        tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            n = stream.write(&bytes[off..]) => match n.context("writing PUBLISH batch")? {
+                0 => bail!("connection closed while writing"),
+                n => off += n,
+            },
+        }
+    }
+    Ok(off)
 }
 
 /// Which QoS 1 packet ids are waiting for their PUBACK.
@@ -146,7 +168,7 @@ async fn window_qos1(
     stop: Stop,
 ) -> anyhow::Result<()> {
     let max_inflight = spec.inflight.clamp(1, 65_000);
-    let mut batch = batch_for(&conn, spec, max_inflight)?;
+    let mut batch = batch_for(&conn, spec, max_inflight, counters.run_tag)?;
     let (mut stream, mut buf) = conn.into_parts();
     let mut window = Window::new();
     let mut seq = 0u64;
@@ -156,14 +178,14 @@ async fn window_qos1(
         let free = max_inflight - window.inflight;
         if free > 0 {
             let n = free.min(batch.capacity());
+            let frame_len = batch.frame_len();
             let bytes = batch.stamp(n, counters.now_ns(), seq, || window.take());
-            tokio::select! {
-                biased;
-                _ = &mut stopped => return Ok(()),
-                written = stream.write_all(bytes) => written.context("writing PUBLISH batch")?,
+            let written = write_until(&mut stream, bytes, stopped.as_mut()).await?;
+            RunCounters::add(&counters.published, (written / frame_len) as u64);
+            if written < bytes.len() {
+                return Ok(());
             }
             seq += n as u64;
-            RunCounters::add(&counters.published, n as u64);
         }
         buf.reserve(16 * 1024);
         tokio::select! {
@@ -218,6 +240,7 @@ async fn finish(stream: &mut TcpStream) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

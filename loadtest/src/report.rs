@@ -84,6 +84,14 @@ pub struct FanoutReport {
     pub published_total: u64,
     /// PUBLISHes received over the whole run, after the drain, summed over subscribers.
     pub delivered_total: u64,
+    /// `delivered_total / (published_total × subscribers)`: the share of the full fan-out
+    /// that arrived, when every filter matches every topic (the default `bench/#` run);
+    /// below 1 the broker dropped messages (or filters match fewer topics).
+    pub delivered_ratio: f64,
+    /// How long deliveries went on after the publishers stopped: the broker's backlog.
+    pub drain_secs: f64,
+    /// PUBLISHes received that this run did not send (an earlier run's leftovers).
+    pub foreign_total: u64,
     /// Latency percentiles, if any sample was kept.
     pub latency: Option<LatencySummary>,
     /// Largest broker `VmRSS` seen, MiB (with `--broker-pid`).
@@ -105,16 +113,22 @@ fn opt(v: Option<f64>, unit: &str) -> String {
 impl FanoutReport {
     /// The human-readable report printed at the end of a run.
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
+        let mut s = self.heading();
+        self.write_rates(&mut s);
+        self.write_outcome(&mut s);
+        s
+    }
+
+    /// The first line: what was run.
+    fn heading(&self) -> String {
         let label = match (&self.broker, &self.scenario) {
             (Some(b), Some(sc)) => format!(" [{b} / {sc}]"),
             (Some(b), None) => format!(" [{b}]"),
             (None, Some(sc)) => format!(" [{sc}]"),
             (None, None) => String::new(),
         };
-        let _ = writeln!(
-            s,
-            "fanout{label}: {} pub -> {} sub, QoS {}, {} B, MQTT v{}, {} thread(s), window {:.2} s",
+        format!(
+            "fanout{label}: {} pub -> {} sub, QoS {}, {} B, MQTT v{}, {} thread(s), window {:.2} s\n",
             self.publishers,
             self.subscribers,
             self.qos,
@@ -122,7 +136,11 @@ impl FanoutReport {
             self.mqtt_version,
             self.runtime_threads,
             self.window_secs
-        );
+        )
+    }
+
+    /// Rates and latency in the window.
+    fn write_rates(&self, s: &mut String) {
         let _ = writeln!(s, "  delivered msg/s   {:>12.0}", self.delivered_per_sec);
         let _ = writeln!(
             s,
@@ -143,11 +161,12 @@ impl FanoutReport {
             }
             None => s.push_str("  latency           n/a (no samples)\n"),
         }
-        let _ = writeln!(
-            s,
-            "  broker RSS max    {}",
-            opt(self.broker_rss_max_mib, " MiB")
-        );
+    }
+
+    /// Resources, totals, drain and errors.
+    fn write_outcome(&self, s: &mut String) {
+        let rss = opt(self.broker_rss_max_mib, " MiB");
+        let _ = writeln!(s, "  broker RSS max    {rss}");
         let _ = writeln!(
             s,
             "  CPU               broker {}, loadtest {}",
@@ -156,18 +175,26 @@ impl FanoutReport {
         );
         let _ = writeln!(
             s,
-            "  totals            published {}, delivered {}",
-            self.published_total, self.delivered_total
+            "  totals            published {}, delivered {} ({:.1}% of full fan-out), foreign {}",
+            self.published_total,
+            self.delivered_total,
+            self.delivered_ratio * 100.0,
+            self.foreign_total
+        );
+        let _ = writeln!(
+            s,
+            "  drain             deliveries went on {:.2} s after publishers stopped",
+            self.drain_secs
         );
         let _ = writeln!(s, "  errors            {}", self.errors);
         for m in &self.error_messages {
             let _ = writeln!(s, "    {m}");
         }
-        s
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -44,12 +44,28 @@ struct Inbox {
     acks: Vec<u8>,
     /// Samples kept so far.
     latency_ns: Vec<u64>,
+    /// This run's tag: deliveries stamped otherwise are foreign.
+    run: u64,
+}
+
+/// PUBLISH packets found by one [`Inbox::drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Counts {
+    /// Stamped by this run.
+    ours: u64,
+    /// Not stamped by this run (an earlier run's leftovers, or someone else's traffic).
+    foreign: u64,
 }
 
 impl Inbox {
     /// Consumes every whole packet in `buf`; returns how many were PUBLISHes.
-    fn drain(&mut self, buf: &mut BytesMut, now_ns: u64, measuring: bool) -> anyhow::Result<u64> {
-        let mut published = 0;
+    fn drain(
+        &mut self,
+        buf: &mut BytesMut,
+        now_ns: u64,
+        measuring: bool,
+    ) -> anyhow::Result<Counts> {
+        let mut counts = Counts::default();
         let mut pos = 0;
         while let Some(header) = wire::parse_header(&buf[pos..])? {
             if header.body_len > MAX_PACKET {
@@ -62,17 +78,21 @@ impl Inbox {
             match header.kind() {
                 kind::PUBLISH => {
                     let publish = wire::parse_publish(self.version, header.first, body)?;
-                    published += 1;
                     if publish.qos == 1 {
                         self.acks
                             .extend_from_slice(&wire::puback(publish.packet_id));
                     }
-                    if measuring && self.latency_ns.len() < MAX_SAMPLES {
-                        if let Some((sent, seq)) = wire::read_stamp(publish.payload)
-                            && seq & SAMPLE_MASK == 0
-                        {
-                            self.latency_ns.push(now_ns.saturating_sub(sent));
+                    match wire::read_stamp(publish.payload) {
+                        Some(stamp) if stamp.run == self.run => {
+                            counts.ours += 1;
+                            if measuring
+                                && stamp.seq & SAMPLE_MASK == 0
+                                && self.latency_ns.len() < MAX_SAMPLES
+                            {
+                                self.latency_ns.push(now_ns.saturating_sub(stamp.sent_ns));
+                            }
                         }
+                        _ => counts.foreign += 1,
                     }
                 }
                 kind::DISCONNECT => bail!("broker sent DISCONNECT"),
@@ -81,7 +101,7 @@ impl Inbox {
             pos += header.frame_len();
         }
         buf.advance(pos);
-        Ok(published)
+        Ok(counts)
     }
 }
 
@@ -96,6 +116,7 @@ pub async fn run_subscriber(
         version: conn.version(),
         acks: Vec::new(),
         latency_ns: Vec::new(),
+        run: counters.run_tag,
     };
     if let Err(err) = receive(conn, index, &counters, stop, &mut inbox).await {
         counters.record_error(&format!("subscriber {index}"), &err);
@@ -119,8 +140,13 @@ async fn receive(
     let stopped = stop.wait();
     tokio::pin!(stopped);
     loop {
-        let published = inbox.drain(&mut buf, counters.now_ns(), counters.is_measuring())?;
-        RunCounters::add(delivered, published);
+        let counts = inbox.drain(&mut buf, counters.now_ns(), counters.is_measuring())?;
+        if counts.ours > 0 {
+            RunCounters::add(delivered, counts.ours);
+        }
+        if counts.foreign > 0 {
+            RunCounters::add(&counters.foreign, counts.foreign);
+        }
         if !inbox.acks.is_empty() {
             tokio::select! {
                 biased;
@@ -146,30 +172,43 @@ async fn receive(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use crate::wire::PublishBatch;
 
-    #[test]
-    fn drain_counts_acks_and_samples_across_split_reads() {
-        let mut batch = PublishBatch::new(MqttVersion::V5, "t/1", 1, 32, 65).unwrap();
-        let mut id = 0u16;
-        let bytes = batch
-            .stamp(65, 1_000, 0, || {
-                id += 1;
-                id
-            })
-            .to_vec();
-        let mut inbox = Inbox {
-            version: MqttVersion::V5,
+    fn inbox(version: MqttVersion, run: u64) -> Inbox {
+        Inbox {
+            version,
             acks: Vec::new(),
             latency_ns: Vec::new(),
+            run,
+        }
+    }
+
+    fn frames(run: u64, n: usize) -> Vec<u8> {
+        let mut batch = PublishBatch::new(MqttVersion::V5, "t/1", 1, 32, n, run).unwrap();
+        let mut id = 0u16;
+        let mut next = || {
+            id += 1;
+            id
         };
+        batch.stamp(n, 1_000, 0, &mut next).to_vec()
+    }
+
+    #[test]
+    fn drain_counts_acks_and_samples_across_split_reads() {
+        let bytes = frames(7, 65);
+        let mut inbox = inbox(MqttVersion::V5, 7);
         let cut = bytes.len() - 5;
         let mut buf = BytesMut::from(&bytes[..cut]);
-        assert_eq!(inbox.drain(&mut buf, 3_000, true).unwrap(), 64);
+        let ours = |n| Counts {
+            ours: n,
+            foreign: 0,
+        };
+        assert_eq!(inbox.drain(&mut buf, 3_000, true).unwrap(), ours(64));
         buf.extend_from_slice(&bytes[cut..]);
-        assert_eq!(inbox.drain(&mut buf, 3_000, true).unwrap(), 1);
+        assert_eq!(inbox.drain(&mut buf, 3_000, true).unwrap(), ours(1));
         assert!(buf.is_empty());
         assert_eq!(inbox.acks.len(), 65 * 4);
         assert_eq!(&inbox.acks[..4], &wire::puback(1));
@@ -181,12 +220,23 @@ mod tests {
     }
 
     #[test]
+    fn other_runs_are_foreign_but_still_acked() {
+        let mut inbox = inbox(MqttVersion::V5, 7);
+        let mut buf = BytesMut::from(&frames(8, 3)[..]);
+        assert_eq!(
+            inbox.drain(&mut buf, 3_000, true).unwrap(),
+            Counts {
+                ours: 0,
+                foreign: 3
+            }
+        );
+        assert_eq!(inbox.acks.len(), 3 * 4);
+        assert!(inbox.latency_ns.is_empty());
+    }
+
+    #[test]
     fn drain_rejects_garbage_without_panicking() {
-        let mut inbox = Inbox {
-            version: MqttVersion::V311,
-            acks: Vec::new(),
-            latency_ns: Vec::new(),
-        };
+        let mut inbox = inbox(MqttVersion::V311, 0);
         let mut buf = BytesMut::from(&[0x30, 0x01, 0x00][..]);
         assert!(inbox.drain(&mut buf, 0, false).is_err());
         let mut buf = BytesMut::from(&[0xe0, 0x00][..]);

@@ -45,6 +45,8 @@ pub struct Row {
     pub p99_us: Option<f64>,
     /// Median peak broker RSS, MiB.
     pub rss_mib: Option<f64>,
+    /// Median share of the full fan-out delivered, percent.
+    pub received_pct: Option<f64>,
     /// Median broker CPU, percent of one core.
     pub broker_cpu: Option<f64>,
     /// Errors summed over the runs.
@@ -62,7 +64,7 @@ pub fn rows(reports: &[FanoutReport], baseline: &str) -> Vec<Row> {
             keys.push(key);
         }
     }
-    keys.sort_by(|a, b| a.0.cmp(&b.0).then(std::cmp::Ordering::Equal));
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
     let mut rows: Vec<Row> = keys
         .into_iter()
         .map(|(scenario, broker)| {
@@ -78,6 +80,7 @@ pub fn rows(reports: &[FanoutReport], baseline: &str) -> Vec<Row> {
                 p50_us: m(&|r| r.latency.as_ref().map(|l| l.p50_us)),
                 p99_us: m(&|r| r.latency.as_ref().map(|l| l.p99_us)),
                 rss_mib: m(&|r| r.broker_rss_max_mib),
+                received_pct: m(&|r| Some(r.delivered_ratio * 100.0)),
                 broker_cpu: m(&|r| r.broker_cpu_percent),
                 errors: runs.iter().map(|r| r.errors).sum(),
                 ratio: None,
@@ -120,12 +123,13 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:<12} {:>4} {:>14} {:>14} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12}",
+        "{:<16} {:<12} {:>4} {:>14} {:>14} {:>7} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12}",
         "scenario",
         "broker",
         "runs",
         "delivered/s",
         "published/s",
+        "recv %",
         "p50 us",
         "p99 us",
         "RSS MiB",
@@ -136,12 +140,13 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:<16} {:<12} {:>4} {:>14.0} {:>14.0} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12}",
+            "{:<16} {:<12} {:>4} {:>14.0} {:>14.0} {:>7} {:>9} {:>9} {:>8} {:>8} {:>6} {:>12}",
             r.scenario,
             r.broker,
             r.runs,
             r.delivered,
             r.published,
+            cell(r.received_pct, 1),
             cell(r.p50_us, 0),
             cell(r.p99_us, 0),
             cell(r.rss_mib, 1),
@@ -154,6 +159,7 @@ pub fn table(rows: &[Row], baseline: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use crate::report::LatencySummary;
@@ -177,6 +183,9 @@ mod tests {
             delivered_per_sec_max_subscriber: delivered,
             published_total: 0,
             delivered_total: 0,
+            foreign_total: 0,
+            drain_secs: 0.0,
+            delivered_ratio: 1.0,
             latency: Some(LatencySummary {
                 samples: 1,
                 p50_us: p50,

@@ -159,6 +159,7 @@ async fn status(State(s): State<AppState>) -> Json<Status> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! The HTTP endpoint served on 127.0.0.1:0 and queried with raw HTTP/1.1 over a TcpStream:
 //! status lines and bodies of `/health`, `/metrics` and `/api/v5/status`.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::SocketAddr;
 use std::sync::Arc;

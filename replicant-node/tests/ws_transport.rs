@@ -1,6 +1,7 @@
 //! MQTT over WebSocket transport: the real `ws::serve` listener on 127.0.0.1:0 with an echo
 //! `on_conn`, driven by a tokio-tungstenite client. The bytes are opaque here: the transport
 //! must carry a byte stream whatever the frame boundaries.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::SocketAddr;
 use std::time::Duration;

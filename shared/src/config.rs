@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 mod load;
-pub use load::{ConfigError, Overrides, load};
+pub use load::{ConfigError, Overrides, load, load_with_env, validate};
 
 /// The whole configuration of a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

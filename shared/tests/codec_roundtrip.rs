@@ -324,9 +324,9 @@ fn remaining_length_helper_matches_the_spec_examples() {
 }
 
 /// Writes valid packet streams as a seed corpus for the `decode` fuzz target, framed the way
-/// the target reads them (first byte = mode). Run on demand:
-/// `MESHMQ_FUZZ_SEEDS=shared/fuzz/corpus/decode cargo test -p meshmq-shared --test
-/// codec_roundtrip -- --ignored write_fuzz_seeds`.
+/// the target reads them (first byte = mode). Run on demand from the workspace root, with an
+/// absolute path (tests run in `shared/`): `MESHMQ_FUZZ_SEEDS=$PWD/shared/fuzz/corpus/decode
+/// cargo test -p meshmq-shared --test codec_roundtrip -- --ignored write_fuzz_seeds`.
 #[test]
 #[ignore = "writes files; run on demand to seed the fuzz corpus"]
 fn write_fuzz_seeds() {
@@ -336,7 +336,7 @@ fn write_fuzz_seeds() {
     let Some(dir) = std::env::var_os("MESHMQ_FUZZ_SEEDS") else {
         return;
     };
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("create the corpus directory");
     let mut runner = TestRunner::deterministic();
     for n in 0..300 {
         let version = VERSIONS[n % VERSIONS.len()];
@@ -349,17 +349,23 @@ fn write_fuzz_seeds() {
         let mode = ((n % 16) << 4 | reader << 2) as u8;
         let mut seed = BytesMut::from(&[mode][..]);
         if reader == 0 {
-            let c = connect(version).new_tree(&mut runner).unwrap().current();
-            encode(&c, version, &mut seed).unwrap();
+            let c = connect(version)
+                .new_tree(&mut runner)
+                .expect("a CONNECT")
+                .current();
+            encode(&c, version, &mut seed).expect("encode CONNECT");
         }
         for _ in 0..1 + n % 3 {
-            let p = packet(version).new_tree(&mut runner).unwrap().current();
-            encode(&p, version, &mut seed).unwrap();
+            let p = packet(version)
+                .new_tree(&mut runner)
+                .expect("a packet")
+                .current();
+            encode(&p, version, &mut seed).expect("encode packet");
         }
         std::fs::write(
             std::path::Path::new(&dir).join(format!("seed-{n:03}")),
             &seed,
         )
-        .unwrap();
+        .expect("write a seed");
     }
 }

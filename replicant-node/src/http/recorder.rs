@@ -64,82 +64,124 @@ fn spawn_upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// `# HELP` text of every counter.
+const COUNTER_HELP: &[(&str, &str)] = &[
+    (
+        m::CONNECTIONS_ACCEPTED_TOTAL,
+        "Connections accepted by a listener.",
+    ),
+    (
+        m::CONNECTIONS_REFUSED_TOTAL,
+        "Connections refused before a session existed, by reason.",
+    ),
+    (m::CONNACK_TOTAL, "CONNACK packets sent, by reason code."),
+    (
+        m::DISCONNECTS_TOTAL,
+        "Connections ended after CONNACK, by reason.",
+    ),
+    (
+        m::SESSIONS_EXPIRED_TOTAL,
+        "Sessions discarded after their expiry interval.",
+    ),
+    (
+        m::TAKEOVERS_TOTAL,
+        "Sessions taken over by a new connection with the same client id.",
+    ),
+    (
+        m::MESSAGES_RECEIVED_TOTAL,
+        "PUBLISH packets received from clients, by QoS.",
+    ),
+    (
+        m::MESSAGES_DELIVERED_TOTAL,
+        "PUBLISH packets delivered to subscribers.",
+    ),
+    (
+        m::MESSAGES_DROPPED_TOTAL,
+        "Messages dropped instead of delivered, by reason.",
+    ),
+    (m::PACKETS_RECEIVED_TOTAL, "MQTT packets decoded, by type."),
+    (m::PACKETS_SENT_TOTAL, "MQTT packets sent, by type."),
+    (
+        m::BYTES_RECEIVED_TOTAL,
+        "Bytes read from client connections.",
+    ),
+    (m::BYTES_SENT_TOTAL, "Bytes written to client connections."),
+    (
+        m::MALFORMED_PACKETS_TOTAL,
+        "Packets that failed to decode, by reason.",
+    ),
+    (
+        m::PROTOCOL_ERRORS_TOTAL,
+        "Packets that broke a protocol rule, by reason.",
+    ),
+    (
+        m::AUTHZ_DENIED_TOTAL,
+        "Operations refused by the authorizer, by action.",
+    ),
+    (
+        m::AWAITING_REL_EXPIRED_TOTAL,
+        "QoS 2 packet ids purged after await_rel_timeout.",
+    ),
+    (m::WILL_MESSAGES_SENT_TOTAL, "Will messages published."),
+    (
+        m::KEEPALIVE_TIMEOUTS_TOTAL,
+        "Connections closed for exceeding 1.5x keep-alive.",
+    ),
+    (
+        m::TABLE_TRANSACTIONS_TOTAL,
+        "Cluster table transactions, by result.",
+    ),
+];
+
+/// `# HELP` text of every gauge.
+const GAUGE_HELP: &[(&str, &str)] = &[
+    (m::CONNECTIONS, "Live MQTT connections, by transport."),
+    (m::SESSIONS, "Sessions held on this node, connected or not."),
+    (m::SUBSCRIPTIONS, "Subscriptions in this node's router."),
+    (m::RETAINED_MESSAGES, "Retained messages stored."),
+    (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
+];
+
+/// `# HELP` text of every histogram (all measured in seconds).
+const HISTOGRAM_HELP: &[(&str, &str)] = &[(
+    m::TABLE_TRANSACTION_SECONDS,
+    "Cluster table transaction latency.",
+)];
+
 /// Registers `# HELP` text for every metric in [`meshmq_shared::metrics`] with the installed
 /// recorder. Called once by [`prometheus_handle`]; calling it again is harmless.
 pub fn describe_all() {
-    describe_gauge!(m::CONNECTIONS, "Live MQTT connections, by transport.");
-    describe_counter!(
-        m::CONNECTIONS_ACCEPTED_TOTAL,
-        "Connections accepted by a listener."
-    );
-    describe_counter!(
-        m::CONNECTIONS_REFUSED_TOTAL,
-        "Connections refused before a session existed, by reason."
-    );
-    describe_counter!(m::CONNACK_TOTAL, "CONNACK packets sent, by reason code.");
-    describe_counter!(
-        m::DISCONNECTS_TOTAL,
-        "Connections ended after CONNACK, by reason."
-    );
-    describe_gauge!(m::SESSIONS, "Sessions held on this node, connected or not.");
-    describe_counter!(
-        m::SESSIONS_EXPIRED_TOTAL,
-        "Sessions discarded after their expiry interval."
-    );
-    describe_counter!(
-        m::TAKEOVERS_TOTAL,
-        "Sessions taken over by a new connection with the same client id."
-    );
-    describe_gauge!(m::SUBSCRIPTIONS, "Subscriptions in this node's router.");
-    describe_gauge!(m::RETAINED_MESSAGES, "Retained messages stored.");
-    describe_counter!(
-        m::MESSAGES_RECEIVED_TOTAL,
-        "PUBLISH packets received from clients, by QoS."
-    );
-    describe_counter!(
-        m::MESSAGES_DELIVERED_TOTAL,
-        "PUBLISH packets delivered to subscribers."
-    );
-    describe_counter!(
-        m::MESSAGES_DROPPED_TOTAL,
-        "Messages dropped instead of delivered, by reason."
-    );
-    describe_gauge!(m::MESSAGES_QUEUED, "Messages waiting in session queues.");
-    describe_counter!(m::PACKETS_RECEIVED_TOTAL, "MQTT packets decoded, by type.");
-    describe_counter!(m::PACKETS_SENT_TOTAL, "MQTT packets sent, by type.");
-    describe_counter!(
-        m::BYTES_RECEIVED_TOTAL,
-        "Bytes read from client connections."
-    );
-    describe_counter!(m::BYTES_SENT_TOTAL, "Bytes written to client connections.");
-    describe_counter!(
-        m::MALFORMED_PACKETS_TOTAL,
-        "Packets that failed to decode, by reason."
-    );
-    describe_counter!(
-        m::PROTOCOL_ERRORS_TOTAL,
-        "Packets that broke a protocol rule, by reason."
-    );
-    describe_counter!(
-        m::AUTHZ_DENIED_TOTAL,
-        "Operations refused by the authorizer, by action."
-    );
-    describe_counter!(
-        m::AWAITING_REL_EXPIRED_TOTAL,
-        "QoS 2 packet ids purged after await_rel_timeout."
-    );
-    describe_counter!(m::WILL_MESSAGES_SENT_TOTAL, "Will messages published.");
-    describe_counter!(
-        m::KEEPALIVE_TIMEOUTS_TOTAL,
-        "Connections closed for exceeding 1.5x keep-alive."
-    );
-    describe_counter!(
-        m::TABLE_TRANSACTIONS_TOTAL,
-        "Cluster table transactions, by result."
-    );
-    describe_histogram!(
-        m::TABLE_TRANSACTION_SECONDS,
-        metrics::Unit::Seconds,
-        "Cluster table transaction latency."
-    );
+    for &(name, help) in COUNTER_HELP {
+        describe_counter!(name, help);
+    }
+    for &(name, help) in GAUGE_HELP {
+        describe_gauge!(name, help);
+    }
+    for &(name, help) in HISTOGRAM_HELP {
+        describe_histogram!(name, metrics::Unit::Seconds, help);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(help: &[(&'static str, &str)]) -> Vec<&'static str> {
+        let mut v: Vec<_> = help.iter().map(|(n, _)| *n).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn sorted(names: &[&'static str]) -> Vec<&'static str> {
+        let mut v = names.to_vec();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn every_metric_is_described_exactly_once() {
+        assert_eq!(names(COUNTER_HELP), sorted(m::COUNTERS));
+        assert_eq!(names(GAUGE_HELP), sorted(m::GAUGES));
+        assert_eq!(names(HISTOGRAM_HELP), sorted(m::HISTOGRAMS));
+    }
 }

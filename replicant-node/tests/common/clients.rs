@@ -25,11 +25,19 @@ pub struct Events<P> {
 
 impl<P: Clone + std::fmt::Debug> Events<P> {
     fn new(rx: mpsc::UnboundedReceiver<Result<P, String>>) -> Events<P> {
-        Events { rx, backlog: VecDeque::new(), ended: None }
+        Events {
+            rx,
+            backlog: VecDeque::new(),
+            ended: None,
+        }
     }
 
     /// The first packet for which `pick` returns `Some` within `timeout`; others are kept.
-    pub async fn next_where<T>(&mut self, timeout: Duration, mut pick: impl FnMut(&P) -> Option<T>) -> Option<T> {
+    pub async fn next_where<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&P) -> Option<T>,
+    ) -> Option<T> {
         if let Some(i) = self.backlog.iter().position(|p| pick(p).is_some()) {
             let p = self.backlog.remove(i)?;
             return pick(&p);
@@ -88,7 +96,9 @@ macro_rules! spawn_forwarder {
 /// An MQTT 3.1.1 rumqttc client.
 pub mod v4 {
     use super::*;
-    pub use rumqttc::{AsyncClient, ConnAck, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, Publish, QoS};
+    pub use rumqttc::{
+        AsyncClient, ConnAck, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, Publish, QoS,
+    };
 
     /// A connected 3.1.1 client.
     pub struct V4 {
@@ -129,13 +139,21 @@ pub mod v4 {
             .await
             .unwrap_or_else(|| panic!("no CONNACK for {id}: {:?}", events.ended));
         assert_eq!(connack.code, ConnectReturnCode::Success, "CONNACK for {id}");
-        V4 { client, events, connack, task }
+        V4 {
+            client,
+            events,
+            connack,
+            task,
+        }
     }
 
     impl V4 {
         /// Subscribes and waits for the SUBACK.
         pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
-            self.client.subscribe(filter, qos).await.expect("subscribe request");
+            self.client
+                .subscribe(filter, qos)
+                .await
+                .expect("subscribe request");
             self.events
                 .next_where(WAIT, |p| matches!(p, Packet::SubAck(_)).then_some(()))
                 .await
@@ -144,13 +162,21 @@ pub mod v4 {
 
         /// Publishes; for QoS 1/2 waits until the flow completes (PUBACK / PUBCOMP).
         pub async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, payload: &str) {
-            self.client.publish(topic, qos, retain, payload.as_bytes().to_vec()).await.expect("publish request");
+            self.client
+                .publish(topic, qos, retain, payload.as_bytes().to_vec())
+                .await
+                .expect("publish request");
             let done = |p: &Packet| match (qos, p) {
-                (QoS::AtLeastOnce, Packet::PubAck(_)) | (QoS::ExactlyOnce, Packet::PubComp(_)) => Some(()),
+                (QoS::AtLeastOnce, Packet::PubAck(_)) | (QoS::ExactlyOnce, Packet::PubComp(_)) => {
+                    Some(())
+                }
                 _ => None,
             };
             if qos != QoS::AtMostOnce {
-                self.events.next_where(WAIT, done).await.unwrap_or_else(|| panic!("publish to {topic} not acknowledged"));
+                self.events
+                    .next_where(WAIT, done)
+                    .await
+                    .unwrap_or_else(|| panic!("publish to {topic} not acknowledged"));
             }
         }
 
@@ -189,11 +215,11 @@ pub mod v4 {
 /// An MQTT 5.0 rumqttc client.
 pub mod v5 {
     use super::*;
-    pub use rumqttc::v5::mqttbytes::v5::{
-        ConnAck, ConnectReturnCode, Filter, LastWill, LastWillProperties, Packet, Publish, PublishProperties,
-        RetainForwardRule, SubscribeProperties, SubscribeReasonCode,
-    };
     pub use rumqttc::v5::mqttbytes::QoS;
+    pub use rumqttc::v5::mqttbytes::v5::{
+        ConnAck, ConnectReturnCode, Filter, Packet, Publish, PublishProperties,
+        SubscribeProperties, SubscribeReasonCode,
+    };
     pub use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
     /// A connected 5.0 client.
@@ -235,15 +261,28 @@ pub mod v5 {
             .await
             .unwrap_or_else(|| panic!("no CONNACK for {id}: {:?}", events.ended));
         assert_eq!(connack.code, ConnectReturnCode::Success, "CONNACK for {id}");
-        V5 { client, events, connack, task }
+        V5 {
+            client,
+            events,
+            connack,
+            task,
+        }
     }
 
     impl V5 {
         /// Subscribes with full filter options and properties; returns the SUBACK codes.
-        pub async fn subscribe_filter(&mut self, filter: Filter, props: Option<SubscribeProperties>) -> Vec<SubscribeReasonCode> {
+        pub async fn subscribe_filter(
+            &mut self,
+            filter: Filter,
+            props: Option<SubscribeProperties>,
+        ) -> Vec<SubscribeReasonCode> {
             let path = filter.path.clone();
             match props {
-                Some(p) => self.client.subscribe_many_with_properties([filter], p).await,
+                Some(p) => {
+                    self.client
+                        .subscribe_many_with_properties([filter], p)
+                        .await
+                }
                 None => self.client.subscribe_many([filter]).await,
             }
             .expect("subscribe request");
@@ -259,11 +298,22 @@ pub mod v5 {
         /// Subscribes at `qos` and waits for a successful SUBACK.
         pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
             let codes = self.subscribe_filter(Filter::new(filter, qos), None).await;
-            assert_eq!(codes, vec![SubscribeReasonCode::Success(qos)], "SUBACK for {filter}");
+            assert_eq!(
+                codes,
+                vec![SubscribeReasonCode::Success(qos)],
+                "SUBACK for {filter}"
+            );
         }
 
         /// Publishes with properties; for QoS 1/2 waits until the flow completes.
-        pub async fn publish_props(&mut self, topic: &str, qos: QoS, retain: bool, payload: &[u8], props: PublishProperties) {
+        pub async fn publish_props(
+            &mut self,
+            topic: &str,
+            qos: QoS,
+            retain: bool,
+            payload: &[u8],
+            props: PublishProperties,
+        ) {
             self.client
                 .publish_with_properties(topic, qos, retain, payload.to_vec(), props)
                 .await
@@ -273,17 +323,25 @@ pub mod v5 {
 
         /// Publishes without properties; for QoS 1/2 waits until the flow completes.
         pub async fn publish(&mut self, topic: &str, qos: QoS, retain: bool, payload: &str) {
-            self.client.publish(topic, qos, retain, payload.as_bytes().to_vec()).await.expect("publish request");
+            self.client
+                .publish(topic, qos, retain, payload.as_bytes().to_vec())
+                .await
+                .expect("publish request");
             self.wait_publish_done(topic, qos).await;
         }
 
         async fn wait_publish_done(&mut self, topic: &str, qos: QoS) {
             let done = |p: &Packet| match (qos, p) {
-                (QoS::AtLeastOnce, Packet::PubAck(_)) | (QoS::ExactlyOnce, Packet::PubComp(_)) => Some(()),
+                (QoS::AtLeastOnce, Packet::PubAck(_)) | (QoS::ExactlyOnce, Packet::PubComp(_)) => {
+                    Some(())
+                }
                 _ => None,
             };
             if qos != QoS::AtMostOnce {
-                self.events.next_where(WAIT, done).await.unwrap_or_else(|| panic!("publish to {topic} not acknowledged"));
+                self.events
+                    .next_where(WAIT, done)
+                    .await
+                    .unwrap_or_else(|| panic!("publish to {topic} not acknowledged"));
             }
         }
 
@@ -308,7 +366,10 @@ pub mod v5 {
         /// Asserts no PUBLISH arrives within `window`.
         pub async fn expect_no_publish(&mut self, window: Duration) {
             if let Some(p) = self.try_recv_publish(window).await {
-                panic!("unexpected PUBLISH on {:?} payload {:?}", p.topic, p.payload);
+                panic!(
+                    "unexpected PUBLISH on {:?} payload {:?}",
+                    p.topic, p.payload
+                );
             }
         }
 

@@ -42,7 +42,10 @@ pub fn test_config() -> Config {
 pub async fn start_broker(tweak: impl FnOnce(&mut Config)) -> BrokerHandle {
     let mut config = test_config();
     tweak(&mut config);
-    Broker::builder(config).start().await.expect("broker starts")
+    Broker::builder(config)
+        .start()
+        .await
+        .expect("broker starts")
 }
 
 /// Starts a broker with the default configuration.
@@ -51,16 +54,27 @@ pub async fn broker() -> BrokerHandle {
 }
 
 /// Starts a broker with an authorization hook.
-pub async fn start_broker_with_authz(tweak: impl FnOnce(&mut Config), authz: Arc<dyn Authorizer>) -> BrokerHandle {
+pub async fn start_broker_with_authz(
+    tweak: impl FnOnce(&mut Config),
+    authz: Arc<dyn Authorizer>,
+) -> BrokerHandle {
     let mut config = test_config();
     tweak(&mut config);
-    Broker::builder(config).authorizer(authz).start().await.expect("broker starts")
+    Broker::builder(config)
+        .authorizer(authz)
+        .start()
+        .await
+        .expect("broker starts")
 }
 
 /// A name unique within this test process (client ids, topics, directories).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Polls `cond` every 10 ms until it holds; false if `deadline` passes first.
@@ -97,18 +111,30 @@ where
 
 /// `GET path` over raw HTTP/1.1 (connection: close); returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.expect("http connect in time").expect("http connect");
+    let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("http connect in time")
+        .expect("http connect");
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("http write");
     let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.expect("http response in time").expect("http read");
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("http response in time")
+        .expect("http read");
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let body = match text.find("\r\n\r\n") {
         Some(i) => text[i + 4..].to_owned(),
         None => String::new(),
     };
-    let chunked = text[..text.find("\r\n\r\n").unwrap_or(0)].to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let chunked = text[..text.find("\r\n\r\n").unwrap_or(0)]
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
     (status, if chunked { dechunk(&body) } else { body })
 }
 
@@ -116,7 +142,9 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some(i) = rest.find("\r\n") {
-        let Ok(n) = usize::from_str_radix(rest[..i].trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(rest[..i].trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < i + 2 + n {
             break;
         }
@@ -139,7 +167,9 @@ pub async fn metrics_text(handle: &BrokerHandle) -> String {
 pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         let (label_part, value) = if let Some(r) = rest.strip_prefix('{') {
             match r.split_once('}') {
                 Some((l, v)) => (l, v),
@@ -150,11 +180,19 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64
         } else {
             continue; // another metric whose name starts with `name`
         };
-        let wanted = labels.iter().all(|(k, v)| label_part.split(',').any(|kv| kv.trim() == format!("{k}=\"{v}\"")));
+        let wanted = labels.iter().all(|(k, v)| {
+            label_part
+                .split(',')
+                .any(|kv| kv.trim() == format!("{k}=\"{v}\""))
+        });
         if !wanted {
             continue;
         }
-        if let Some(v) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             *found.get_or_insert(0.0) += v;
         }
     }
@@ -166,14 +204,20 @@ pub fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     digits
         .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("ascii hex"), 16).expect("hex digit"))
+        .map(|pair| {
+            u8::from_str_radix(std::str::from_utf8(pair).expect("ascii hex"), 16)
+                .expect("hex digit")
+        })
         .collect()
 }
 
 #[test]
 fn metric_sum_parses_prometheus_text() {
     let text = "# TYPE x counter\nmeshmq_x_total{reason=\"a\",node=\"n\"} 3\nmeshmq_x_total{reason=\"b\"} 4\nmeshmq_x_total_other 9\nmeshmq_y 1.5\n";
-    assert_eq!(metric_sum(text, "meshmq_x_total", &[("reason", "a")]), Some(3.0));
+    assert_eq!(
+        metric_sum(text, "meshmq_x_total", &[("reason", "a")]),
+        Some(3.0)
+    );
     assert_eq!(metric_sum(text, "meshmq_x_total", &[]), Some(7.0));
     assert_eq!(metric_sum(text, "meshmq_y", &[]), Some(1.5));
     assert_eq!(metric_sum(text, "meshmq_z", &[]), None);

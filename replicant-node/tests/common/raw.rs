@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use meshmq_shared::codec::{
-    self, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode,
-    SubAck, Subscribe, SubscriptionOptions, Will,
+    self, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS,
+    ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Will,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -60,7 +60,13 @@ pub fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
 
 /// A will message with no properties.
 pub fn will(topic: &str, payload: &str, qos: QoS) -> Will {
-    Will { topic: topic.into(), payload: Bytes::copy_from_slice(payload.as_bytes()), qos, retain: false, properties: Properties::default() }
+    Will {
+        topic: topic.into(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        qos,
+        retain: false,
+        properties: Properties::default(),
+    }
 }
 
 /// A PUBLISH with no properties (packet id 0; [`RawClient::publish`] assigns one).
@@ -78,13 +84,19 @@ pub fn publish_packet(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Pu
 
 /// Subscription options with just a QoS.
 pub fn sub_opts(qos: QoS) -> SubscriptionOptions {
-    SubscriptionOptions { qos, ..SubscriptionOptions::default() }
+    SubscriptionOptions {
+        qos,
+        ..SubscriptionOptions::default()
+    }
 }
 
 impl RawClient {
     /// Opens a TCP connection; nothing is sent yet.
     pub async fn open(addr: SocketAddr) -> RawClient {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.expect("connect in time").expect("tcp connect");
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("tcp connect");
         stream.set_nodelay(true).expect("nodelay");
         RawClient {
             stream,
@@ -110,7 +122,11 @@ impl RawClient {
     /// Connects with [`connect_packet`] defaults; asserts the CONNACK is a success.
     pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> RawClient {
         let (c, ack) = RawClient::connect_with(addr, connect_packet(version, client_id)).await;
-        assert_eq!(ack.code, ReasonCode::Success, "CONNACK for {client_id}: {ack:?}");
+        assert_eq!(
+            ack.code,
+            ReasonCode::Success,
+            "CONNACK for {client_id}: {ack:?}"
+        );
         c
     }
 
@@ -168,7 +184,11 @@ impl RawClient {
     }
 
     /// The first packet for which `pick` returns `Some`, leaving the others in the backlog.
-    pub async fn recv_where<T>(&mut self, timeout: Duration, mut pick: impl FnMut(&Packet) -> Option<T>) -> Result<T, RecvError> {
+    pub async fn recv_where<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(&Packet) -> Option<T>,
+    ) -> Result<T, RecvError> {
         if let Some(i) = self.backlog.iter().position(|p| pick(p).is_some()) {
             let p = self.backlog.remove(i).expect("index in range");
             return Ok(pick(&p).expect("picked before"));
@@ -185,7 +205,9 @@ impl RawClient {
 
     /// The next PUBLISH (other packets stay in the backlog).
     pub async fn recv_publish(&mut self) -> Publish {
-        self.try_recv_publish(WAIT).await.unwrap_or_else(|e| panic!("expected a PUBLISH: {e:?}"))
+        self.try_recv_publish(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("expected a PUBLISH: {e:?}"))
     }
 
     /// The next PUBLISH within `timeout`.
@@ -207,39 +229,70 @@ impl RawClient {
     }
 
     /// Subscribes to one filter and returns the SUBACK.
-    pub async fn subscribe_opts(&mut self, filter: &str, opts: SubscriptionOptions, properties: Properties) -> SubAck {
+    pub async fn subscribe_opts(
+        &mut self,
+        filter: &str,
+        opts: SubscriptionOptions,
+        properties: Properties,
+    ) -> SubAck {
         self.subscribe_many(&[(filter, opts)], properties).await
     }
 
     /// Subscribes to several filters in one SUBSCRIBE and returns the SUBACK.
-    pub async fn subscribe_many(&mut self, filters: &[(&str, SubscriptionOptions)], properties: Properties) -> SubAck {
+    pub async fn subscribe_many(
+        &mut self,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: Properties,
+    ) -> SubAck {
         let packet_id = self.pid();
         let filters = filters.iter().map(|(f, o)| ((*f).to_owned(), *o)).collect();
-        self.send(&Packet::Subscribe(Subscribe { packet_id, filters, properties })).await;
-        let ack = self
-            .recv_where(WAIT, |p| match p {
-                Packet::SubAck(a) if a.packet_id == packet_id => Some(a.clone()),
-                _ => None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("expected SUBACK {packet_id}: {e:?}"));
-        ack
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters,
+            properties,
+        }))
+        .await;
+        self.recv_where(WAIT, |p| match p {
+            Packet::SubAck(a) if a.packet_id == packet_id => Some(a.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("expected SUBACK {packet_id}: {e:?}"))
     }
 
     /// Subscribes at `qos` and asserts the grant.
     pub async fn subscribe(&mut self, filter: &str, qos: QoS) {
-        let ack = self.subscribe_opts(filter, sub_opts(qos), Properties::default()).await;
-        assert_eq!(ack.reasons, vec![ReasonCode::granted(qos)], "SUBACK for {filter}");
+        let ack = self
+            .subscribe_opts(filter, sub_opts(qos), Properties::default())
+            .await;
+        assert_eq!(
+            ack.reasons,
+            vec![ReasonCode::granted(qos)],
+            "SUBACK for {filter}"
+        );
     }
 
     /// Unsubscribes and waits for the UNSUBACK.
     pub async fn unsubscribe(&mut self, filter: &str) {
+        self.unsubscribe_many(&[filter]).await;
+    }
+
+    /// Unsubscribes from several filters in one UNSUBSCRIBE and returns the UNSUBACK.
+    pub async fn unsubscribe_many(&mut self, filters: &[&str]) -> UnsubAck {
         let packet_id = self.pid();
-        let u = codec::Unsubscribe { packet_id, filters: vec![filter.to_owned()], properties: Properties::default() };
+        let filters = filters.iter().map(|f| (*f).to_owned()).collect();
+        let u = codec::Unsubscribe {
+            packet_id,
+            filters,
+            properties: Properties::default(),
+        };
         self.send(&Packet::Unsubscribe(u)).await;
-        self.recv_where(WAIT, |p| matches!(p, Packet::UnsubAck(a) if a.packet_id == packet_id).then_some(()))
-            .await
-            .unwrap_or_else(|e| panic!("expected UNSUBACK {packet_id}: {e:?}"));
+        self.recv_where(WAIT, |p| match p {
+            Packet::UnsubAck(a) if a.packet_id == packet_id => Some(a.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("expected UNSUBACK {packet_id}: {e:?}"))
     }
 
     /// Publishes and completes the QoS flow as a publisher (waits for PUBACK, or PUBREC →
@@ -252,12 +305,19 @@ impl RawClient {
         self.send(&Packet::Publish(p)).await;
         match qos {
             QoS::AtMostOnce => ReasonCode::Success,
-            QoS::AtLeastOnce => self.expect_ack(pid, |p| matches!(p, Packet::PubAck(_))).await.reason,
+            QoS::AtLeastOnce => {
+                self.expect_ack(pid, |p| matches!(p, Packet::PubAck(_)))
+                    .await
+                    .reason
+            }
             QoS::ExactlyOnce => {
-                let rec = self.expect_ack(pid, |p| matches!(p, Packet::PubRec(_))).await;
+                let rec = self
+                    .expect_ack(pid, |p| matches!(p, Packet::PubRec(_)))
+                    .await;
                 if !rec.reason.is_error() {
                     self.send(&Packet::PubRel(PubResp::new(pid))).await;
-                    self.expect_ack(pid, |p| matches!(p, Packet::PubComp(_))).await;
+                    self.expect_ack(pid, |p| matches!(p, Packet::PubComp(_)))
+                        .await;
                 }
                 rec.reason
             }
@@ -265,8 +325,15 @@ impl RawClient {
     }
 
     /// Publishes a payload without properties (see [`RawClient::publish_full`]).
-    pub async fn publish(&mut self, topic: &str, payload: &str, qos: QoS, retain: bool) -> ReasonCode {
-        self.publish_full(publish_packet(topic, payload.as_bytes(), qos, retain)).await
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        qos: QoS,
+        retain: bool,
+    ) -> ReasonCode {
+        self.publish_full(publish_packet(topic, payload.as_bytes(), qos, retain))
+            .await
     }
 
     /// Waits for the ack packet (PUBACK, PUBREC, PUBREL, PUBCOMP) with this packet id.
@@ -289,7 +356,8 @@ impl RawClient {
             QoS::AtLeastOnce => self.send(&Packet::PubAck(PubResp::new(p.packet_id))).await,
             QoS::ExactlyOnce => {
                 self.send(&Packet::PubRec(PubResp::new(p.packet_id))).await;
-                self.expect_ack(p.packet_id, |q| matches!(q, Packet::PubRel(_))).await;
+                self.expect_ack(p.packet_id, |q| matches!(q, Packet::PubRel(_)))
+                    .await;
                 self.send(&Packet::PubComp(PubResp::new(p.packet_id))).await;
             }
         }
@@ -305,7 +373,8 @@ impl RawClient {
 
     /// Sends DISCONNECT with `reason` (3.1.1: the plain DISCONNECT) and waits for the close.
     pub async fn disconnect(mut self, reason: ReasonCode) {
-        self.send(&Packet::Disconnect(Disconnect::new(reason))).await;
+        self.send(&Packet::Disconnect(Disconnect::new(reason)))
+            .await;
         let _ = self.stream.shutdown().await;
         let _ = self.wait_closed(WAIT).await;
     }
@@ -319,8 +388,12 @@ impl RawClient {
             match self.read_packet(deadline).await {
                 Ok(p) => seen.push(p),
                 Err(RecvError::Closed) => return seen,
-                Err(RecvError::Decode(e)) => panic!("undecodable bytes before close: {e} (after {seen:?})"),
-                Err(RecvError::Timeout) => panic!("connection still open after {timeout:?} (read {seen:?})"),
+                Err(RecvError::Decode(e)) => {
+                    panic!("undecodable bytes before close: {e} (after {seen:?})")
+                }
+                Err(RecvError::Timeout) => {
+                    panic!("connection still open after {timeout:?} (read {seen:?})")
+                }
             }
         }
     }
@@ -332,8 +405,12 @@ impl RawClient {
         let mut reason = None;
         for p in &seen {
             match p {
-                Packet::Disconnect(d) if self.version.is_v5() && v5_reasons.contains(&d.reason) => reason = Some(d.reason),
-                other => panic!("unexpected packet before close: {other:?} (expected DISCONNECT in {v5_reasons:?})"),
+                Packet::Disconnect(d) if self.version.is_v5() && v5_reasons.contains(&d.reason) => {
+                    reason = Some(d.reason)
+                }
+                other => panic!(
+                    "unexpected packet before close: {other:?} (expected DISCONNECT in {v5_reasons:?})"
+                ),
             }
         }
         reason

@@ -10,7 +10,11 @@ use crate::common::raw::{RawClient, connect_packet};
 use crate::common::{self, WAIT, hex, start_broker};
 
 /// Connects a raw client with keep alive `ka`; returns it and when CONNACK arrived.
-async fn connect_ka(addr: std::net::SocketAddr, v: meshmq_shared::codec::ProtocolVersion, ka: u16) -> (RawClient, Instant) {
+async fn connect_ka(
+    addr: std::net::SocketAddr,
+    v: meshmq_shared::codec::ProtocolVersion,
+    ka: u16,
+) -> (RawClient, Instant) {
     let mut c = connect_packet(v, &common::unique("ka"));
     c.keep_alive = ka;
     let (client, ack) = RawClient::connect_with(addr, c).await;
@@ -22,8 +26,16 @@ async fn connect_ka(addr: std::net::SocketAddr, v: meshmq_shared::codec::Protoco
 async fn assert_keepalive_close(c: &mut RawClient, since: Instant, min: Duration, max: Duration) {
     let reason = c.expect_closed_with(&[ReasonCode::KeepAliveTimeout]).await;
     let waited = since.elapsed();
-    assert!(waited >= min, "{:?} client closed after {waited:?}, before {min:?} (reason {reason:?})", c.version);
-    assert!(waited <= max, "{:?} client closed only after {waited:?} (> {max:?})", c.version);
+    assert!(
+        waited >= min,
+        "{:?} client closed after {waited:?}, before {min:?} (reason {reason:?})",
+        c.version
+    );
+    assert!(
+        waited <= max,
+        "{:?} client closed only after {waited:?} (> {max:?})",
+        c.version
+    );
 }
 
 #[tokio::test]
@@ -79,7 +91,13 @@ async fn v5_3_2_2_21_server_keep_alive_is_enforced() {
     let (mut client, ack) = RawClient::connect_with(b.mqtt_addr(), c).await;
     let since = Instant::now();
     assert_eq!(ack.properties.server_keep_alive, Some(1));
-    assert_keepalive_close(&mut client, since, Duration::from_millis(1400), Duration::from_millis(3500)).await;
+    assert_keepalive_close(
+        &mut client,
+        since,
+        Duration::from_millis(1400),
+        Duration::from_millis(3500),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -88,8 +106,15 @@ async fn v311_3_1_3_7_empty_client_id_with_clean_session_is_accepted() {
     let (mut c, ack) = RawClient::connect_with(b.mqtt_addr(), connect_packet(V311, "")).await;
     assert_eq!(ack.code, ReasonCode::Success);
     assert!(!ack.session_present);
-    c.subscribe("empty/id", meshmq_shared::codec::QoS::AtMostOnce).await;
-    c.publish("empty/id", "hi", meshmq_shared::codec::QoS::AtMostOnce, false).await;
+    c.subscribe("empty/id", meshmq_shared::codec::QoS::AtMostOnce)
+        .await;
+    c.publish(
+        "empty/id",
+        "hi",
+        meshmq_shared::codec::QoS::AtMostOnce,
+        false,
+    )
+    .await;
     assert_eq!(&c.recv_publish().await.payload[..], b"hi");
 }
 
@@ -99,7 +124,11 @@ async fn v311_3_1_3_8_empty_client_id_without_clean_session_gets_return_code_2()
     let mut connect = connect_packet(V311, "");
     connect.clean_start = false;
     let (mut c, ack) = RawClient::connect_with(b.mqtt_addr(), connect).await;
-    assert_eq!(ack.code, ReasonCode::ClientIdentifierNotValid, "return code 2 expected: {ack:?}");
+    assert_eq!(
+        ack.code,
+        ReasonCode::ClientIdentifierNotValid,
+        "return code 2 expected: {ack:?}"
+    );
     assert!(!ack.session_present);
     c.expect_closed_with(&[]).await;
 }
@@ -109,7 +138,11 @@ async fn v5_3_2_2_3_7_empty_client_id_gets_assigned_client_identifier() {
     let b = common::broker().await;
     let (mut c, ack) = RawClient::connect_with(b.mqtt_addr(), connect_packet(V5, "")).await;
     assert_eq!(ack.code, ReasonCode::Success);
-    let assigned = ack.properties.assigned_client_identifier.clone().expect("Assigned Client Identifier present");
+    let assigned = ack
+        .properties
+        .assigned_client_identifier
+        .clone()
+        .expect("Assigned Client Identifier present");
     assert!(!assigned.is_empty());
     c.ping().await;
     // A second anonymous client gets another identifier.
@@ -124,9 +157,15 @@ async fn v5_3_1_4_3_same_client_id_takes_over_the_first_connection() {
         let id = common::unique("takeover");
         let mut first = RawClient::connect(b.mqtt_addr(), v, &id).await;
         let mut second = RawClient::connect(b.mqtt_addr(), v, &id).await;
-        let reason = first.expect_closed_with(&[ReasonCode::SessionTakenOver]).await;
+        let reason = first
+            .expect_closed_with(&[ReasonCode::SessionTakenOver])
+            .await;
         if v.is_v5() {
-            assert_eq!(reason, Some(ReasonCode::SessionTakenOver), "5.0: first connection gets DISCONNECT 0x8E");
+            assert_eq!(
+                reason,
+                Some(ReasonCode::SessionTakenOver),
+                "5.0: first connection gets DISCONNECT 0x8E"
+            );
         }
         second.ping().await;
     }
@@ -145,9 +184,15 @@ async fn v5_3_1_0_1_first_packet_must_be_connect() {
         let mut c = RawClient::open(b.mqtt_addr()).await;
         c.send_bytes(&hex(bytes)).await;
         let seen = c.wait_closed(WAIT).await;
-        assert!(seen.is_empty(), "{name} as first packet: expected a bare close, got {seen:?}");
+        assert!(
+            seen.is_empty(),
+            "{name} as first packet: expected a bare close, got {seen:?}"
+        );
     }
-    RawClient::connect(b.mqtt_addr(), V311, "after").await.ping().await;
+    RawClient::connect(b.mqtt_addr(), V311, "after")
+        .await
+        .ping()
+        .await;
 }
 
 #[tokio::test]
@@ -156,10 +201,15 @@ async fn v5_3_1_0_2_second_connect_is_a_protocol_error() {
     for v in [V311, V5] {
         let id = common::unique("twice");
         let mut c = RawClient::connect(b.mqtt_addr(), v, &id).await;
-        c.send(&Packet::Connect(Box::new(connect_packet(v, &id)))).await;
+        c.send(&Packet::Connect(Box::new(connect_packet(v, &id))))
+            .await;
         let reason = c.expect_closed_with(&[ReasonCode::ProtocolError]).await;
         if v.is_v5() {
-            assert_eq!(reason, Some(ReasonCode::ProtocolError), "5.0: DISCONNECT 0x82 before the close");
+            assert_eq!(
+                reason,
+                Some(ReasonCode::ProtocolError),
+                "5.0: DISCONNECT 0x82 before the close"
+            );
         }
     }
 }
@@ -173,7 +223,9 @@ async fn v5_3_1_2_2_unsupported_protocol_level_is_refused() {
     c.version = V5;
     c.send_bytes(&level6).await;
     match c.recv().await {
-        Ok(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::UnsupportedProtocolVersion, "{a:?}"),
+        Ok(Packet::ConnAck(a)) => {
+            assert_eq!(a.code, ReasonCode::UnsupportedProtocolVersion, "{a:?}")
+        }
         other => panic!("level 6: expected CONNACK 0x84, got {other:?}"),
     }
     c.expect_closed_with(&[]).await;
@@ -183,11 +235,18 @@ async fn v5_3_1_2_2_unsupported_protocol_level_is_refused() {
     let mut c = RawClient::open(b.mqtt_addr()).await;
     c.send_bytes(&level2).await;
     match c.recv().await {
-        Ok(Packet::ConnAck(a)) => assert_eq!(a.code, ReasonCode::UnsupportedProtocolVersion, "return code 1 expected: {a:?}"),
+        Ok(Packet::ConnAck(a)) => assert_eq!(
+            a.code,
+            ReasonCode::UnsupportedProtocolVersion,
+            "return code 1 expected: {a:?}"
+        ),
         other => panic!("level 2: expected CONNACK return code 1, got {other:?}"),
     }
     c.expect_closed_with(&[]).await;
-    RawClient::connect(b.mqtt_addr(), V5, "still-serving").await.ping().await;
+    RawClient::connect(b.mqtt_addr(), V5, "still-serving")
+        .await
+        .ping()
+        .await;
 }
 
 #[tokio::test]
@@ -198,7 +257,18 @@ async fn v5_3_1_real_clients_connect_with_both_versions() {
     assert!(!c4.connack.session_present);
     let c5 = v5::connect(b.mqtt_addr(), "rumqttc-v5", |_| {}).await;
     assert!(!c5.connack.session_present);
-    let props = c5.connack.properties.clone().expect("5.0 CONNACK carries properties");
-    assert_eq!(props.max_packet_size, Some(1024 * 1024), "Maximum Packet Size from mqtt.max_packet_size");
-    assert!(common::wait_until(WAIT, || b.connections() == 2).await, "broker counts 2 connections");
+    let props = c5
+        .connack
+        .properties
+        .clone()
+        .expect("5.0 CONNACK carries properties");
+    assert_eq!(
+        props.max_packet_size,
+        Some(1024 * 1024),
+        "Maximum Packet Size from mqtt.max_packet_size"
+    );
+    assert!(
+        common::wait_until(WAIT, || b.connections() == 2).await,
+        "broker counts 2 connections"
+    );
 }

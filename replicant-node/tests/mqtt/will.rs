@@ -22,7 +22,14 @@ async fn watcher(addr: SocketAddr) -> RawClient {
 
 /// Connects `id` with a will on `topic`; `delay`/`expiry` are the 5.0 Will Delay Interval and
 /// Session Expiry Interval (ignored for 3.1.1).
-async fn with_will(addr: SocketAddr, v: ProtocolVersion, id: &str, topic: &str, delay: Option<u32>, expiry: Option<u32>) -> RawClient {
+async fn with_will(
+    addr: SocketAddr,
+    v: ProtocolVersion,
+    id: &str,
+    topic: &str,
+    delay: Option<u32>,
+    expiry: Option<u32>,
+) -> RawClient {
     let mut c = connect_packet(v, id);
     let mut w = will(topic, &format!("gone:{id}"), QoS::AtLeastOnce);
     if v.is_v5() {
@@ -47,12 +54,18 @@ async fn v5_3_1_2_5_will_is_published_on_abnormal_close() {
     .await;
     c4.kill();
     let p = w.recv_publish().await;
-    assert_eq!((p.topic.as_str(), &p.payload[..]), ("will/v4", &b"v4 gone"[..]));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("will/v4", &b"v4 gone"[..])
+    );
     // 5.0 raw: the TCP connection is dropped.
     let c5 = with_will(b.mqtt_addr(), V5, "will-v5", "will/v5", None, None).await;
     drop(c5);
     let p = w.recv_publish().await;
-    assert_eq!((p.topic.as_str(), &p.payload[..]), ("will/v5", &b"gone:will-v5"[..]));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("will/v5", &b"gone:will-v5"[..])
+    );
     assert!(!p.retain);
 }
 
@@ -61,15 +74,37 @@ async fn v5_3_1_2_8_will_is_not_published_after_normal_disconnect() {
     let b = common::broker().await;
     let mut w = watcher(b.mqtt_addr()).await;
     for v in [V311, V5] {
-        let c = with_will(b.mqtt_addr(), v, &common::unique("normal"), "will/normal", None, None).await;
+        let c = with_will(
+            b.mqtt_addr(),
+            v,
+            &common::unique("normal"),
+            "will/normal",
+            None,
+            None,
+        )
+        .await;
         c.disconnect(ReasonCode::Success).await;
         // The broker has finished with that connection (will settled) once it stops counting it.
-        assert!(common::wait_until(WAIT, || b.connections() == 1).await, "{v:?}: connection not released");
+        assert!(
+            common::wait_until(WAIT, || b.connections() == 1).await,
+            "{v:?}: connection not released"
+        );
         // Marker: another client's will, triggered afterwards, must be the first to arrive.
-        let marker = with_will(b.mqtt_addr(), V5, &common::unique("marker"), "will/marker", None, None).await;
+        let marker = with_will(
+            b.mqtt_addr(),
+            V5,
+            &common::unique("marker"),
+            "will/marker",
+            None,
+            None,
+        )
+        .await;
         drop(marker);
         let p = w.recv_publish().await;
-        assert_eq!(p.topic, "will/marker", "{v:?}: will published after a normal DISCONNECT: {p:?}");
+        assert_eq!(
+            p.topic, "will/marker",
+            "{v:?}: will published after a normal DISCONNECT: {p:?}"
+        );
         assert!(common::wait_until(WAIT, || b.connections() == 1).await);
     }
     w.expect_no_publish(QUIET).await;
@@ -82,21 +117,41 @@ async fn v5_3_14_2_1_disconnect_with_will_message_publishes_it() {
     let c = with_will(b.mqtt_addr(), V5, "dww", "will/0x04", None, None).await;
     c.disconnect(ReasonCode::DisconnectWithWillMessage).await;
     let p = w.recv_publish().await;
-    assert_eq!((p.topic.as_str(), &p.payload[..]), ("will/0x04", &b"gone:dww"[..]));
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("will/0x04", &b"gone:dww"[..])
+    );
 }
 
 #[tokio::test]
 async fn v5_3_1_3_2_will_delay_interval_delays_the_will() {
     let b = common::broker().await;
     let mut w = watcher(b.mqtt_addr()).await;
-    let c = with_will(b.mqtt_addr(), V5, "delayed", "will/delayed", Some(2), Some(10)).await;
+    let c = with_will(
+        b.mqtt_addr(),
+        V5,
+        "delayed",
+        "will/delayed",
+        Some(2),
+        Some(10),
+    )
+    .await;
     drop(c);
     let closed = Instant::now();
-    let p = w.try_recv_publish(Duration::from_secs(6)).await.expect("delayed will arrives");
+    let p = w
+        .try_recv_publish(Duration::from_secs(6))
+        .await
+        .expect("delayed will arrives");
     let after = closed.elapsed();
     assert_eq!(p.topic, "will/delayed");
-    assert!(after >= Duration::from_millis(1800), "will sent {after:?} after the close, delay is 2 s");
-    assert!(after <= Duration::from_millis(4000), "will sent only {after:?} after the close");
+    assert!(
+        after >= Duration::from_millis(1800),
+        "will sent {after:?} after the close, delay is 2 s"
+    );
+    assert!(
+        after <= Duration::from_millis(4000),
+        "will sent only {after:?} after the close"
+    );
 }
 
 #[tokio::test]
@@ -114,8 +169,14 @@ async fn v5_3_1_3_2_reconnect_within_will_delay_cancels_the_will() {
     // Marker: a will with a 3 s delay started after the first one's 2 s delay.
     let marker = with_will(addr, V5, "marker", "will/marker", Some(3), Some(10)).await;
     drop(marker);
-    let p = w.try_recv_publish(Duration::from_secs(7)).await.expect("marker will arrives");
-    assert_eq!(p.topic, "will/marker", "the cancelled will was published: {p:?}");
+    let p = w
+        .try_recv_publish(Duration::from_secs(7))
+        .await
+        .expect("marker will arrives");
+    assert_eq!(
+        p.topic, "will/marker",
+        "the cancelled will was published: {p:?}"
+    );
     back.ping().await;
 }
 
@@ -123,14 +184,31 @@ async fn v5_3_1_3_2_reconnect_within_will_delay_cancels_the_will() {
 async fn v5_3_1_2_5_will_is_published_at_session_expiry_when_earlier() {
     let b = common::broker().await;
     let mut w = watcher(b.mqtt_addr()).await;
-    let c = with_will(b.mqtt_addr(), V5, "expires", "will/expires", Some(10), Some(1)).await;
+    let c = with_will(
+        b.mqtt_addr(),
+        V5,
+        "expires",
+        "will/expires",
+        Some(10),
+        Some(1),
+    )
+    .await;
     drop(c);
     let closed = Instant::now();
-    let p = w.try_recv_publish(Duration::from_secs(6)).await.expect("will at session expiry");
+    let p = w
+        .try_recv_publish(Duration::from_secs(6))
+        .await
+        .expect("will at session expiry");
     let after = closed.elapsed();
     assert_eq!(p.topic, "will/expires");
-    assert!(after >= Duration::from_millis(800), "will sent {after:?} after the close, expiry is 1 s");
-    assert!(after <= Duration::from_millis(3000), "will sent {after:?} after the close: not at the 1 s session expiry");
+    assert!(
+        after >= Duration::from_millis(800),
+        "will sent {after:?} after the close, expiry is 1 s"
+    );
+    assert!(
+        after <= Duration::from_millis(3000),
+        "will sent {after:?} after the close: not at the 1 s session expiry"
+    );
 }
 
 #[tokio::test]
@@ -140,5 +218,8 @@ async fn v5_3_1_2_5_takeover_publishes_will_without_delay() {
     let _first = with_will(b.mqtt_addr(), V5, "taken", "will/taken", None, None).await;
     let _second = RawClient::connect(b.mqtt_addr(), V5, "taken").await;
     let p = w.recv_publish().await;
-    assert_eq!(p.topic, "will/taken", "taken-over connection's will (no delay) is published");
+    assert_eq!(
+        p.topic, "will/taken",
+        "taken-over connection's will (no delay) is published"
+    );
 }

@@ -8,6 +8,7 @@
 
 use bytes::{Buf, BytesMut};
 
+use super::decode_connect::{decode_connack, decode_connect};
 use super::error::DecodeError;
 use super::packet::*;
 use super::properties::Properties;
@@ -181,7 +182,11 @@ fn decode_body(h: FixedHeader, c: &mut Cursor, v: ProtocolVersion) -> Result<Pac
 }
 
 /// A property section in 5.0; nothing (empty properties) in 3.x.
-fn props(c: &mut Cursor, v: ProtocolVersion, of: PropsOf) -> Result<Properties, DecodeError> {
+pub(super) fn props(
+    c: &mut Cursor,
+    v: ProtocolVersion,
+    of: PropsOf,
+) -> Result<Properties, DecodeError> {
     if v.is_v5() {
         read_properties(c, of)
     } else {
@@ -190,7 +195,7 @@ fn props(c: &mut Cursor, v: ProtocolVersion, of: PropsOf) -> Result<Properties, 
 }
 
 /// A topic name: no wildcards (0x90). Emptiness is the caller's rule.
-fn topic_name(c: &mut Cursor, what: &'static str) -> Result<String, DecodeError> {
+pub(super) fn topic_name(c: &mut Cursor, what: &'static str) -> Result<String, DecodeError> {
     let topic = c.str(what)?;
     if topic.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(DecodeError::TopicNameInvalid("wildcard in a topic name"));
@@ -207,7 +212,7 @@ fn nonzero_packet_id(c: &mut Cursor) -> Result<u16, DecodeError> {
 }
 
 /// With payload format indicator 1 the payload must be UTF-8 (0x99).
-fn check_payload_format(props: &Properties, payload: &[u8]) -> Result<(), DecodeError> {
+pub(super) fn check_payload_format(props: &Properties, payload: &[u8]) -> Result<(), DecodeError> {
     if props.payload_format_indicator == Some(1) && std::str::from_utf8(payload).is_err() {
         return Err(DecodeError::PayloadFormatInvalid);
     }
@@ -215,144 +220,13 @@ fn check_payload_format(props: &Properties, payload: &[u8]) -> Result<(), Decode
 }
 
 /// A reason code byte that must be one of `codes`.
-fn reason(c: &mut Cursor, codes: &[u8]) -> Result<ReasonCode, DecodeError> {
+pub(super) fn reason(c: &mut Cursor, codes: &[u8]) -> Result<ReasonCode, DecodeError> {
     let raw = c.u8("reason code")?;
     codes
         .contains(&raw)
         .then(|| ReasonCode::from_u8(raw))
         .flatten()
         .ok_or(malformed("reason code not defined for this packet"))
-}
-
-/// Protocol name and level (sections 3.1.2.1, 3.1.2.2), read before anything else.
-fn protocol_version(c: &mut Cursor) -> Result<ProtocolVersion, DecodeError> {
-    let mqisdp = match c.str("protocol name")? {
-        "MQTT" => false,
-        "MQIsdp" => true,
-        _ => return Err(DecodeError::InvalidProtocolName),
-    };
-    match (mqisdp, c.u8("protocol level")?) {
-        (false, 4) => Ok(ProtocolVersion::V311),
-        (false, 5) => Ok(ProtocolVersion::V5),
-        (true, 3) => Ok(ProtocolVersion::V31),
-        (_, level) => Err(DecodeError::UnsupportedProtocolVersion { level }),
-    }
-}
-
-/// The CONNECT flags byte (section 3.1.2.3), validated.
-#[derive(Debug, Clone, Copy)]
-struct ConnectFlags {
-    clean_start: bool,
-    will: Option<(QoS, bool)>,
-    username: bool,
-    password: bool,
-}
-
-impl ConnectFlags {
-    fn parse(byte: u8, v: ProtocolVersion) -> Result<ConnectFlags, DecodeError> {
-        if byte & 0x01 != 0 {
-            return Err(malformed("reserved CONNECT flag set"));
-        }
-        let will_qos = (byte >> 3) & 0b11;
-        let will_retain = byte & 0x20 != 0;
-        let will = if byte & 0x04 != 0 {
-            let qos = QoS::from_u8(will_qos).ok_or(malformed("will QoS 3"))?;
-            Some((qos, will_retain))
-        } else if will_qos != 0 || will_retain {
-            return Err(malformed("will QoS or retain without the will flag"));
-        } else {
-            None
-        };
-        let (username, password) = (byte & 0x80 != 0, byte & 0x40 != 0);
-        if password && !username && !v.is_v5() {
-            return Err(malformed("password without user name"));
-        }
-        Ok(ConnectFlags {
-            clean_start: byte & 0x02 != 0,
-            will,
-            username,
-            password,
-        })
-    }
-}
-
-/// CONNECT (section 3.1).
-fn decode_connect(c: &mut Cursor) -> Result<Connect, DecodeError> {
-    let protocol = protocol_version(c)?;
-    let flags = ConnectFlags::parse(c.u8("connect flags")?, protocol)?;
-    let keep_alive = c.u16("keep alive")?;
-    let properties = props(c, protocol, PropsOf::Connect)?;
-    let client_id = c.string("client identifier")?;
-    let will = match flags.will {
-        Some((qos, retain)) => Some(decode_will(c, protocol, qos, retain)?),
-        None => None,
-    };
-    let username = if flags.username {
-        Some(c.string("user name")?)
-    } else {
-        None
-    };
-    let password = if flags.password {
-        Some(c.binary("password")?)
-    } else {
-        None
-    };
-    Ok(Connect {
-        protocol,
-        clean_start: flags.clean_start,
-        keep_alive,
-        client_id,
-        will,
-        username,
-        password,
-        properties,
-    })
-}
-
-/// The will in CONNECT's payload (section 3.1.3.2 to 3.1.3.4).
-fn decode_will(
-    c: &mut Cursor,
-    v: ProtocolVersion,
-    qos: QoS,
-    retain: bool,
-) -> Result<Will, DecodeError> {
-    let properties = props(c, v, PropsOf::Will)?;
-    let topic = topic_name(c, "will topic")?;
-    if topic.is_empty() {
-        return Err(DecodeError::TopicNameInvalid("empty will topic"));
-    }
-    let payload = c.binary("will payload")?;
-    check_payload_format(&properties, &payload)?;
-    Ok(Will {
-        topic,
-        payload,
-        qos,
-        retain,
-        properties,
-    })
-}
-
-/// CONNACK (section 3.2).
-fn decode_connack(c: &mut Cursor, v: ProtocolVersion) -> Result<ConnAck, DecodeError> {
-    let flags = c.u8("connack flags")?;
-    if flags & 0xfe != 0 {
-        return Err(malformed("reserved CONNACK flags"));
-    }
-    let code = if v.is_v5() {
-        reason(c, CONNACK_CODES)?
-    } else {
-        ReasonCode::from_v3_connack(c.u8("return code")?).ok_or(malformed("CONNACK return code"))?
-    };
-    let session_present = flags & 0x01 != 0;
-    if session_present && code != ReasonCode::Success {
-        return Err(DecodeError::ProtocolError("session present with a refusal"));
-    }
-    let properties = props(c, v, PropsOf::ConnAck)?;
-    Ok(ConnAck {
-        session_present,
-        code,
-        properties,
-    })
 }
 
 /// PUBLISH (section 3.3): the hot path. The payload is a zero-copy slice.
@@ -550,11 +424,6 @@ fn decode_auth(c: &mut Cursor) -> Result<Auth, DecodeError> {
     Ok(Auth { reason, properties })
 }
 
-/// CONNACK reason codes (section 3.2.2.2).
-const CONNACK_CODES: &[u8] = &[
-    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
-    0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
-];
 /// PUBACK and PUBREC reason codes (sections 3.4.2.1, 3.5.2.1).
 const PUBACK_CODES: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
 /// PUBREL and PUBCOMP reason codes (sections 3.6.2.1, 3.7.2.1).

@@ -290,6 +290,7 @@ fn write_connack(a: &ConnAck, v: ProtocolVersion, out: &mut BytesMut) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use bytes::Bytes;
 

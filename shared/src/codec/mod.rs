@@ -4,6 +4,7 @@
 //! CONNECT before anything else is parsed, and every later packet is read with it.
 
 mod decode;
+mod decode_connect;
 mod encode;
 mod error;
 mod packet;

@@ -53,45 +53,26 @@ const fn mask(ids: &[u8]) -> u64 {
 use id::*;
 
 /// Properties shared by PUBLISH and the will.
+#[rustfmt::skip]
 const MESSAGE: u64 = mask(&[
-    PAYLOAD_FORMAT_INDICATOR,
-    MESSAGE_EXPIRY_INTERVAL,
-    CONTENT_TYPE,
-    RESPONSE_TOPIC,
-    CORRELATION_DATA,
-    USER_PROPERTY,
+    PAYLOAD_FORMAT_INDICATOR, MESSAGE_EXPIRY_INTERVAL, CONTENT_TYPE, RESPONSE_TOPIC,
+    CORRELATION_DATA, USER_PROPERTY,
 ]);
 /// What every acknowledgement carries.
 const ACK: u64 = mask(&[REASON_STRING, USER_PROPERTY]);
+#[rustfmt::skip]
 const CONNECT: u64 = mask(&[
-    SESSION_EXPIRY_INTERVAL,
-    RECEIVE_MAXIMUM,
-    MAXIMUM_PACKET_SIZE,
-    TOPIC_ALIAS_MAXIMUM,
-    REQUEST_RESPONSE_INFORMATION,
-    REQUEST_PROBLEM_INFORMATION,
-    USER_PROPERTY,
-    AUTHENTICATION_METHOD,
-    AUTHENTICATION_DATA,
+    SESSION_EXPIRY_INTERVAL, RECEIVE_MAXIMUM, MAXIMUM_PACKET_SIZE, TOPIC_ALIAS_MAXIMUM,
+    REQUEST_RESPONSE_INFORMATION, REQUEST_PROBLEM_INFORMATION, USER_PROPERTY,
+    AUTHENTICATION_METHOD, AUTHENTICATION_DATA,
 ]);
+#[rustfmt::skip]
 const CONNACK: u64 = mask(&[
-    SESSION_EXPIRY_INTERVAL,
-    RECEIVE_MAXIMUM,
-    MAXIMUM_QOS,
-    RETAIN_AVAILABLE,
-    MAXIMUM_PACKET_SIZE,
-    ASSIGNED_CLIENT_IDENTIFIER,
-    TOPIC_ALIAS_MAXIMUM,
-    REASON_STRING,
-    USER_PROPERTY,
-    WILDCARD_SUBSCRIPTION_AVAILABLE,
-    SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-    SHARED_SUBSCRIPTION_AVAILABLE,
-    SERVER_KEEP_ALIVE,
-    RESPONSE_INFORMATION,
-    SERVER_REFERENCE,
-    AUTHENTICATION_METHOD,
-    AUTHENTICATION_DATA,
+    SESSION_EXPIRY_INTERVAL, RECEIVE_MAXIMUM, MAXIMUM_QOS, RETAIN_AVAILABLE, MAXIMUM_PACKET_SIZE,
+    ASSIGNED_CLIENT_IDENTIFIER, TOPIC_ALIAS_MAXIMUM, REASON_STRING, USER_PROPERTY,
+    WILDCARD_SUBSCRIPTION_AVAILABLE, SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+    SHARED_SUBSCRIPTION_AVAILABLE, SERVER_KEEP_ALIVE, RESPONSE_INFORMATION, SERVER_REFERENCE,
+    AUTHENTICATION_METHOD, AUTHENTICATION_DATA,
 ]);
 const WILL: u64 = MESSAGE | mask(&[WILL_DELAY_INTERVAL]);
 const PUBLISH: u64 = MESSAGE | mask(&[TOPIC_ALIAS, SUBSCRIPTION_IDENTIFIER]);
@@ -128,8 +109,11 @@ impl PropsOf {
 pub(crate) fn read_properties(cur: &mut Cursor, of: PropsOf) -> Result<Properties, DecodeError> {
     let len = cur.varint("property length")?;
     let len = usize::try_from(len).map_err(|_| malformed("property length"))?;
-    let mut section = Cursor::new(cur.split(len, "property length beyond the packet")?);
     let mut props = Properties::default();
+    if len == 0 {
+        return Ok(props);
+    }
+    let mut section = Cursor::new(cur.split(len, "property length beyond the packet")?);
     while !section.is_empty() {
         let raw = section.varint("property identifier")?;
         let id = u8::try_from(raw).unwrap_or(u8::MAX);
@@ -258,39 +242,38 @@ fn read_one(c: &mut Cursor, id: u8, of: PropsOf, p: &mut Properties) -> Result<(
 
 /// Where visited properties go: a size count or an output buffer.
 trait Sink {
-    fn u8(&mut self, id: u8, v: u8);
-    fn u16(&mut self, id: u8, v: u16);
-    fn u32(&mut self, id: u8, v: u32);
+    /// A fixed-size value (byte, two- or four-byte integer), big-endian.
+    fn fixed(&mut self, id: u8, v: &[u8]);
+    /// A variable byte integer.
     fn varint(&mut self, id: u8, v: u32);
-    fn string(&mut self, id: u8, v: &str);
-    fn binary(&mut self, id: u8, v: &[u8]);
+    /// A length-prefixed UTF-8 string (`string`) or binary data.
+    fn field(&mut self, id: u8, v: &[u8], string: bool);
+    /// A user property: two strings.
     fn pair(&mut self, id: u8, k: &str, v: &str);
 }
 
 /// Counts the encoded size of properties, recording unencodable values in the [`Sizer`].
 struct Count<'a> {
+    /// Where string, binary and varint limits are checked.
     sizer: &'a mut Sizer,
+    /// Bytes counted so far.
     len: usize,
 }
 
 impl Sink for Count<'_> {
-    fn u8(&mut self, _: u8, _: u8) {
-        self.len += 2;
-    }
-    fn u16(&mut self, _: u8, _: u16) {
-        self.len += 3;
-    }
-    fn u32(&mut self, _: u8, _: u32) {
-        self.len += 5;
+    fn fixed(&mut self, _: u8, v: &[u8]) {
+        self.len += 1 + v.len();
     }
     fn varint(&mut self, _: u8, v: u32) {
         self.len += 1 + self.sizer.varint(v);
     }
-    fn string(&mut self, _: u8, v: &str) {
-        self.len += 1 + self.sizer.string(v);
-    }
-    fn binary(&mut self, _: u8, v: &[u8]) {
-        self.len += 1 + self.sizer.binary(v);
+    fn field(&mut self, _: u8, v: &[u8], string: bool) {
+        let len = if string {
+            self.sizer.string_bytes(v)
+        } else {
+            self.sizer.binary(v)
+        };
+        self.len += 1 + len;
     }
     fn pair(&mut self, _: u8, k: &str, v: &str) {
         self.len += 1 + self.sizer.string(k) + self.sizer.string(v);
@@ -298,27 +281,15 @@ impl Sink for Count<'_> {
 }
 
 impl Sink for BytesMut {
-    fn u8(&mut self, id: u8, v: u8) {
+    fn fixed(&mut self, id: u8, v: &[u8]) {
         self.put_u8(id);
-        self.put_u8(v);
-    }
-    fn u16(&mut self, id: u8, v: u16) {
-        self.put_u8(id);
-        self.put_u16(v);
-    }
-    fn u32(&mut self, id: u8, v: u32) {
-        self.put_u8(id);
-        self.put_u32(v);
+        self.put_slice(v);
     }
     fn varint(&mut self, id: u8, v: u32) {
         self.put_u8(id);
         put_varint(self, v);
     }
-    fn string(&mut self, id: u8, v: &str) {
-        self.put_u8(id);
-        put_str(self, v);
-    }
-    fn binary(&mut self, id: u8, v: &[u8]) {
+    fn field(&mut self, id: u8, v: &[u8], _: bool) {
         self.put_u8(id);
         put_binary(self, v);
     }
@@ -331,41 +302,41 @@ impl Sink for BytesMut {
 
 /// Feeds the properties `of` allows to a [`Sink`], in identifier order.
 struct Emit<'a, S: Sink> {
+    /// The section being written, which decides what is left out.
     of: PropsOf,
+    /// Where the properties go.
     sink: &'a mut S,
 }
 
 impl<S: Sink> Emit<'_, S> {
-    fn u8(&mut self, id: u8, v: Option<u8>) {
+    fn fixed<const N: usize>(&mut self, id: u8, v: Option<[u8; N]>) {
         if let (Some(v), true) = (v, self.of.allows(id)) {
-            self.sink.u8(id, v);
-        }
-    }
-    fn u16(&mut self, id: u8, v: Option<u16>) {
-        if let (Some(v), true) = (v, self.of.allows(id)) {
-            self.sink.u16(id, v);
-        }
-    }
-    fn u32(&mut self, id: u8, v: Option<u32>) {
-        if let (Some(v), true) = (v, self.of.allows(id)) {
-            self.sink.u32(id, v);
+            self.sink.fixed(id, &v);
         }
     }
     fn string(&mut self, id: u8, v: &Option<String>) {
         if let (Some(v), true) = (v, self.of.allows(id)) {
-            self.sink.string(id, v);
+            self.sink.field(id, v.as_bytes(), true);
         }
     }
     fn binary(&mut self, id: u8, v: &Option<bytes::Bytes>) {
         if let (Some(v), true) = (v, self.of.allows(id)) {
-            self.sink.binary(id, v);
+            self.sink.field(id, v, false);
         }
     }
 
     /// Every property of `p` this section allows.
     fn all(&mut self, p: &Properties) {
-        self.u8(PAYLOAD_FORMAT_INDICATOR, p.payload_format_indicator);
-        self.u32(MESSAGE_EXPIRY_INTERVAL, p.message_expiry_interval);
+        self.message(p);
+        self.connection(p);
+    }
+
+    /// The message properties (identifiers up to 0x0B), those PUBLISH and the will carry.
+    fn message(&mut self, p: &Properties) {
+        let byte = |v: Option<u8>| v.map(|b| [b]);
+        let u32 = |v: Option<u32>| v.map(u32::to_be_bytes);
+        self.fixed(PAYLOAD_FORMAT_INDICATOR, byte(p.payload_format_indicator));
+        self.fixed(MESSAGE_EXPIRY_INTERVAL, u32(p.message_expiry_interval));
         self.string(CONTENT_TYPE, &p.content_type);
         self.string(RESPONSE_TOPIC, &p.response_topic);
         self.binary(CORRELATION_DATA, &p.correlation_data);
@@ -380,48 +351,58 @@ impl<S: Sink> Emit<'_, S> {
                 self.sink.varint(SUBSCRIPTION_IDENTIFIER, v);
             }
         }
-        self.u32(SESSION_EXPIRY_INTERVAL, p.session_expiry_interval);
+    }
+
+    /// The connection and acknowledgement properties (identifiers from 0x11).
+    fn connection(&mut self, p: &Properties) {
+        let byte = |v: Option<u8>| v.map(|b| [b]);
+        let u16 = |v: Option<u16>| v.map(u16::to_be_bytes);
+        let u32 = |v: Option<u32>| v.map(u32::to_be_bytes);
+        self.fixed(SESSION_EXPIRY_INTERVAL, u32(p.session_expiry_interval));
         self.string(ASSIGNED_CLIENT_IDENTIFIER, &p.assigned_client_identifier);
-        self.u16(SERVER_KEEP_ALIVE, p.server_keep_alive);
+        self.fixed(SERVER_KEEP_ALIVE, u16(p.server_keep_alive));
         self.string(AUTHENTICATION_METHOD, &p.authentication_method);
         self.binary(AUTHENTICATION_DATA, &p.authentication_data);
-        self.u8(REQUEST_PROBLEM_INFORMATION, p.request_problem_information);
-        self.u32(WILL_DELAY_INTERVAL, p.will_delay_interval);
-        self.u8(REQUEST_RESPONSE_INFORMATION, p.request_response_information);
+        self.fixed(
+            REQUEST_PROBLEM_INFORMATION,
+            byte(p.request_problem_information),
+        );
+        self.fixed(WILL_DELAY_INTERVAL, u32(p.will_delay_interval));
+        self.fixed(
+            REQUEST_RESPONSE_INFORMATION,
+            byte(p.request_response_information),
+        );
         self.string(RESPONSE_INFORMATION, &p.response_information);
         self.string(SERVER_REFERENCE, &p.server_reference);
         self.string(REASON_STRING, &p.reason_string);
-        self.u16(RECEIVE_MAXIMUM, p.receive_maximum);
-        self.u16(TOPIC_ALIAS_MAXIMUM, p.topic_alias_maximum);
-        self.u16(TOPIC_ALIAS, p.topic_alias);
-        self.u8(MAXIMUM_QOS, p.maximum_qos);
-        self.u8(RETAIN_AVAILABLE, p.retain_available);
+        self.fixed(RECEIVE_MAXIMUM, u16(p.receive_maximum));
+        self.fixed(TOPIC_ALIAS_MAXIMUM, u16(p.topic_alias_maximum));
+        self.fixed(TOPIC_ALIAS, u16(p.topic_alias));
+        self.fixed(MAXIMUM_QOS, byte(p.maximum_qos));
+        self.fixed(RETAIN_AVAILABLE, byte(p.retain_available));
         if self.of.allows(USER_PROPERTY) {
             for (k, v) in &p.user_properties {
                 self.sink.pair(USER_PROPERTY, k, v);
             }
         }
-        self.u32(MAXIMUM_PACKET_SIZE, p.maximum_packet_size);
-        self.u8(
+        self.fixed(MAXIMUM_PACKET_SIZE, u32(p.maximum_packet_size));
+        self.fixed(
             WILDCARD_SUBSCRIPTION_AVAILABLE,
-            p.wildcard_subscription_available,
+            byte(p.wildcard_subscription_available),
         );
-        self.u8(
+        self.fixed(
             SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            p.subscription_identifier_available,
+            byte(p.subscription_identifier_available),
         );
-        self.u8(
+        self.fixed(
             SHARED_SUBSCRIPTION_AVAILABLE,
-            p.shared_subscription_available,
+            byte(p.shared_subscription_available),
         );
     }
 }
 
 /// Length of the properties `of` allows, without the property length prefix.
 pub(crate) fn properties_len(p: &Properties, of: PropsOf, sizer: &mut Sizer) -> usize {
-    if p.is_empty() {
-        return 0;
-    }
     let mut count = Count { sizer, len: 0 };
     Emit {
         of,
@@ -439,16 +420,16 @@ pub(crate) fn section_len(p: &Properties, of: PropsOf, sizer: &mut Sizer) -> usi
 
 /// Writes a whole property section: the length prefix, then the properties `of` allows.
 pub(crate) fn put_properties(out: &mut BytesMut, p: &Properties, of: PropsOf) {
-    if p.is_empty() {
-        out.put_u8(0);
-        return;
-    }
     let len = properties_len(p, of, &mut Sizer::default());
     put_varint(out, u32::try_from(len).unwrap_or(u32::MAX));
+    if len == 0 {
+        return;
+    }
     Emit { of, sink: out }.all(p);
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use bytes::Bytes;
 
@@ -509,18 +490,12 @@ mod tests {
         protocol(read(&[3, 0x23, 0, 1], PropsOf::Connect));
         protocol(read(&[3, 0x16, 0, 0], PropsOf::Auth));
         protocol(read(&[4, 0x08, 0, 1, b'#'], PropsOf::Publish));
-        assert!(matches!(
-            read(&[2, 0x7f, 0], PropsOf::Publish),
-            Err(DecodeError::MalformedPacket(_))
-        ));
-        assert!(matches!(
-            read(&[5, 0x02, 0, 0], PropsOf::Publish),
-            Err(DecodeError::MalformedPacket(_))
-        ));
-        assert!(matches!(
-            read(&[2, 0x02, 0, 0, 0], PropsOf::Publish),
-            Err(DecodeError::MalformedPacket(_))
-        ));
+        let malformed = |r: Result<Properties, DecodeError>| {
+            assert!(matches!(r, Err(DecodeError::MalformedPacket(_))), "{r:?}");
+        };
+        malformed(read(&[2, 0x7f, 0], PropsOf::Publish));
+        malformed(read(&[5, 0x02, 0, 0], PropsOf::Publish));
+        malformed(read(&[2, 0x02, 0, 0, 0], PropsOf::Publish));
     }
 
     #[test]

@@ -203,6 +203,11 @@ impl Sizer {
 
     /// Size of a length-prefixed UTF-8 string.
     pub(crate) fn string(&mut self, s: &str) -> usize {
+        self.string_bytes(s.as_bytes())
+    }
+
+    /// Size of a length-prefixed UTF-8 string given as its bytes.
+    pub(crate) fn string_bytes(&mut self, s: &[u8]) -> usize {
         if s.len() > MAX_FIELD {
             self.fail(EncodeError::StringTooLong { len: s.len() });
         }
@@ -235,6 +240,7 @@ impl Sizer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

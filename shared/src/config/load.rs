@@ -242,5 +242,6 @@ fn merge_dict(into: &mut Dict, from: Dict) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 #[path = "load_tests.rs"]
 mod tests;

@@ -1,0 +1,178 @@
+//! MQTT over WebSocket (MQTT 5.0 section 6): a 3.1.1 client on `ws://.../mqtt` with the
+//! `mqtt` subprotocol exchanges messages with a TCP client; MQTT packets may span WebSocket
+//! frames and one frame may carry several packets.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_util::{SinkExt, StreamExt};
+use meshmq_shared::codec::ProtocolVersion::{self, V311};
+use meshmq_shared::codec::{self, Packet, Publish, QoS, ReasonCode, Subscribe};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use crate::common::clients::v4;
+use crate::common::raw::{connect_packet, publish_packet, sub_opts};
+use crate::common::{self, WAIT};
+
+/// An MQTT client over a WebSocket, using our codec.
+struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    rbuf: BytesMut,
+    version: ProtocolVersion,
+}
+
+impl WsClient {
+    async fn open(addr: SocketAddr) -> WsClient {
+        let mut req = format!("ws://{addr}/mqtt")
+            .into_client_request()
+            .expect("ws request");
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+        let (ws, resp) = tokio::time::timeout(WAIT, connect_async(req))
+            .await
+            .expect("ws handshake in time")
+            .expect("ws handshake");
+        let proto = resp
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            proto,
+            Some("mqtt"),
+            "the broker selects the mqtt subprotocol"
+        );
+        WsClient {
+            ws,
+            rbuf: BytesMut::new(),
+            version: V311,
+        }
+    }
+
+    fn encode(&self, p: &Packet) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        codec::encode(p, self.version, &mut buf).expect("encodes");
+        buf.to_vec()
+    }
+
+    async fn send_frame(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("ws send");
+    }
+
+    async fn send(&mut self, p: &Packet) {
+        let bytes = self.encode(p);
+        self.send_frame(bytes).await;
+    }
+
+    async fn recv(&mut self) -> Packet {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(p) =
+                codec::decode_packet(&mut self.rbuf, self.version, 1 << 20).expect("decodable")
+            {
+                return p;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => panic!("no packet over WebSocket within {WAIT:?}"),
+                Ok(None) => panic!("WebSocket closed"),
+                Ok(Some(Err(e))) => panic!("WebSocket error: {e}"),
+                Ok(Some(Ok(Message::Binary(b)))) => self.rbuf.extend_from_slice(&b),
+                Ok(Some(Ok(Message::Close(f)))) => panic!("WebSocket closed by the broker: {f:?}"),
+                Ok(Some(Ok(_))) => {} // ping/pong/text: not MQTT
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn v5_6_0_websocket_client_talks_to_tcp_client() {
+    let b = common::broker().await;
+    let ws_addr = b.ws_addr().expect("WebSocket listener enabled");
+    let mut tcp = v4::connect(b.mqtt_addr(), "tcp-side", |_| {}).await;
+    tcp.subscribe("ws/up", v4::QoS::AtLeastOnce).await;
+
+    let mut ws = WsClient::open(ws_addr).await;
+    ws.send(&Packet::Connect(Box::new(connect_packet(V311, "ws-side"))))
+        .await;
+    match ws.recv().await {
+        Packet::ConnAck(a) => assert_eq!(a.code, ReasonCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let sub = Subscribe {
+        packet_id: 1,
+        filters: vec![("ws/down".into(), sub_opts(QoS::AtLeastOnce))],
+        properties: Default::default(),
+    };
+    ws.send(&Packet::Subscribe(sub)).await;
+    match ws.recv().await {
+        Packet::SubAck(a) => assert_eq!(a.reasons, vec![ReasonCode::GrantedQoS1]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+
+    // WS → TCP, QoS 1.
+    let mut p = publish_packet("ws/up", b"from-ws", QoS::AtLeastOnce, false);
+    p.packet_id = 2;
+    ws.send(&Packet::Publish(p)).await;
+    match ws.recv().await {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, 2),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let got = tcp.recv_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        ("ws/up", &b"from-ws"[..])
+    );
+
+    // A packet split over two frames, then two packets in one frame.
+    let bytes = ws.encode(&Packet::Publish(publish_packet(
+        "ws/up",
+        b"split",
+        QoS::AtMostOnce,
+        false,
+    )));
+    let (a, c) = bytes.split_at(3);
+    ws.send_frame(a.to_vec()).await;
+    ws.send_frame(c.to_vec()).await;
+    let mut two = ws.encode(&Packet::Publish(publish_packet(
+        "ws/up",
+        b"one",
+        QoS::AtMostOnce,
+        false,
+    )));
+    two.extend(ws.encode(&Packet::Publish(publish_packet(
+        "ws/up",
+        b"two",
+        QoS::AtMostOnce,
+        false,
+    ))));
+    ws.send_frame(two).await;
+    for want in [&b"split"[..], b"one", b"two"] {
+        assert_eq!(&tcp.recv_publish().await.payload[..], want);
+    }
+
+    // TCP → WS.
+    tcp.publish("ws/down", v4::QoS::AtLeastOnce, false, "from-tcp")
+        .await;
+    match ws.recv().await {
+        Packet::Publish(Publish {
+            topic,
+            payload,
+            qos,
+            ..
+        }) => {
+            assert_eq!(
+                (topic.as_str(), &payload[..], qos),
+                ("ws/down", &b"from-tcp"[..], QoS::AtLeastOnce)
+            );
+        }
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
