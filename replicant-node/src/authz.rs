@@ -16,7 +16,13 @@ pub enum AuthzAction {
 pub trait Authorizer: Send + Sync + 'static {
     /// True to allow. `topic` is the topic name (publish) or the filter as sent,
     /// including any `$share/{group}/` prefix (subscribe).
-    fn check(&self, client_id: &str, username: Option<&str>, action: AuthzAction, topic: &str) -> bool;
+    fn check(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        action: AuthzAction,
+        topic: &str,
+    ) -> bool;
 }
 
 /// The default: everything is allowed.

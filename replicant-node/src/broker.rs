@@ -75,7 +75,10 @@ pub struct Broker;
 impl Broker {
     /// A builder with the default hooks (allow everything).
     pub fn builder(config: Config) -> BrokerBuilder {
-        BrokerBuilder { config, authz: Arc::new(AllowAll) }
+        BrokerBuilder {
+            config,
+            authz: Arc::new(AllowAll),
+        }
     }
 }
 
@@ -100,11 +103,19 @@ impl BrokerBuilder {
             .await
             .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
         let ws_listener = match config.listeners.ws_bind {
-            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding WebSocket listener {a}"))?),
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding WebSocket listener {a}"))?,
+            ),
             None => None,
         };
         let http_listener = match config.listeners.http_bind {
-            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("binding HTTP listener {a}"))?),
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding HTTP listener {a}"))?,
+            ),
             None => None,
         };
         let ctx = Arc::new(Ctx {
@@ -117,13 +128,21 @@ impl BrokerBuilder {
             connections: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
-            conn_limit: Arc::new(Semaphore::new(config.listeners.max_connections.min(Semaphore::MAX_PERMITS))),
+            conn_limit: Arc::new(Semaphore::new(
+                config.listeners.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
             config,
         });
         crate::cluster::announce_node(&ctx).await;
         let mqtt_addr = mqtt.local_addr()?;
-        let ws_addr = ws_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-        let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let ws_addr = ws_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        let http_addr = http_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(ctx.clone(), mqtt));
         if let Some(l) = ws_listener {
@@ -149,7 +168,13 @@ impl BrokerBuilder {
         }
         tasks.spawn(sys::run(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
-        Ok(BrokerHandle { ctx, mqtt_addr, ws_addr, http_addr, tasks })
+        Ok(BrokerHandle {
+            ctx,
+            mqtt_addr,
+            ws_addr,
+            http_addr,
+            tasks,
+        })
     }
 }
 

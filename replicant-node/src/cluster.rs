@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meshmq_proto::tables::{
-    KeyValue, NodeRole, NodeUp, Op, RegistryClaim, RegistryDisconnect, RegistryRemove, RetainedDelete, RetainedMessage,
-    RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove, SubOptions, SubscriptionRemove, SubscriptionSet, op,
-    op_result,
+    KeyValue, NodeRole, NodeUp, Op, RegistryClaim, RegistryDisconnect, RegistryRemove,
+    RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove,
+    SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
 };
 use meshmq_shared::codec::{Properties, ProtocolVersion, QoS};
 use meshmq_shared::metrics as m;
@@ -23,7 +23,9 @@ use crate::session::SubOpts;
 
 /// Wall-clock milliseconds since the Unix epoch (table timestamps).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn op(kind: op::Kind) -> Op {
@@ -41,7 +43,11 @@ pub async fn transact(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
     match result {
         Ok(committed) => {
             metrics::counter!(m::TABLE_TRANSACTIONS_TOTAL, "result" => "ok").increment(1);
-            committed.results.into_iter().filter_map(|r| r.outcome).collect()
+            committed
+                .results
+                .into_iter()
+                .filter_map(|r| r.outcome)
+                .collect()
         }
         Err(e) => {
             metrics::counter!(m::TABLE_TRANSACTIONS_TOTAL, "result" => "error").increment(1);
@@ -64,7 +70,13 @@ pub async fn announce_node(ctx: &Ctx) {
 
 /// Claims `client_id` for this node; returns the new registry generation (0 if the
 /// transaction failed, which the session tolerates).
-pub async fn claim(ctx: &Ctx, client_id: &str, clean_start: bool, expiry: u32, version: ProtocolVersion) -> u64 {
+pub async fn claim(
+    ctx: &Ctx,
+    client_id: &str,
+    clean_start: bool,
+    expiry: u32,
+    version: ProtocolVersion,
+) -> u64 {
     let claim = RegistryClaim {
         client_id: client_id.to_owned(),
         node: ctx.node().to_owned(),
@@ -94,17 +106,26 @@ pub async fn disconnected(ctx: &Ctx, client_id: &str, generation: u64, expiry: u
 
 /// Removes the registry row (and persistent subscriptions) of an ended session.
 pub fn registry_remove(client_id: &str, generation: u64) -> Op {
-    op(op::Kind::RegistryRemove(RegistryRemove { client_id: client_id.to_owned(), generation }))
+    op(op::Kind::RegistryRemove(RegistryRemove {
+        client_id: client_id.to_owned(),
+        generation,
+    }))
 }
 
 /// This node now has a local subscriber to `filter`.
 pub fn route_add(ctx: &Ctx, filter: &str) -> Op {
-    op(op::Kind::RouteAdd(RouteAdd { filter: filter.to_owned(), node: ctx.node().to_owned() }))
+    op(op::Kind::RouteAdd(RouteAdd {
+        filter: filter.to_owned(),
+        node: ctx.node().to_owned(),
+    }))
 }
 
 /// This node no longer has a local subscriber to `filter`.
 pub fn route_remove(ctx: &Ctx, filter: &str) -> Op {
-    op(op::Kind::RouteRemove(RouteRemove { filter: filter.to_owned(), node: ctx.node().to_owned() }))
+    op(op::Kind::RouteRemove(RouteRemove {
+        filter: filter.to_owned(),
+        node: ctx.node().to_owned(),
+    }))
 }
 
 /// `client_id` on this node joins a shared group.
@@ -143,15 +164,22 @@ pub fn subscription_set(client_id: &str, filter: &str, o: &SubOpts) -> Op {
 
 /// Removes a persistent session's subscription.
 pub fn subscription_remove(client_id: &str, filter: &str) -> Op {
-    op(op::Kind::SubscriptionRemove(SubscriptionRemove { client_id: client_id.to_owned(), filter: filter.to_owned() }))
+    op(op::Kind::SubscriptionRemove(SubscriptionRemove {
+        client_id: client_id.to_owned(),
+        filter: filter.to_owned(),
+    }))
 }
 
 /// Stores (or with an empty payload, clears) the retained message of `msg.topic`.
 pub async fn retain(ctx: &Ctx, msg: &Message) {
     let op = if msg.payload.is_empty() {
-        op(op::Kind::RetainedDelete(RetainedDelete { topic: msg.topic.clone() }))
+        op(op::Kind::RetainedDelete(RetainedDelete {
+            topic: msg.topic.clone(),
+        }))
     } else {
-        op(op::Kind::RetainedSet(RetainedSet { message: Some(to_retained(msg)) }))
+        op(op::Kind::RetainedSet(RetainedSet {
+            message: Some(to_retained(msg)),
+        }))
     };
     transact(ctx, vec![op]).await;
     let count = ctx.core.read(|t| t.retained_count());
@@ -169,7 +197,14 @@ fn to_retained(msg: &Message) -> RetainedMessage {
         content_type: p.content_type.clone(),
         response_topic: p.response_topic.clone(),
         correlation_data: p.correlation_data.clone(),
-        user_properties: p.user_properties.iter().map(|(k, v)| KeyValue { key: k.clone(), value: v.clone() }).collect(),
+        user_properties: p
+            .user_properties
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
         expires_at_ms: msg
             .expires_at
             .map(|t| now + t.saturating_duration_since(Instant::now()).as_millis() as u64),
@@ -183,7 +218,9 @@ pub fn retained_matching(ctx: &Ctx, filter: &str) -> Vec<Arc<Message>> {
     let now_i = Instant::now();
     let mut out = Vec::new();
     ctx.core.read(|t| {
-        t.retained_matching(filter, now, |r| out.push(Arc::new(from_retained(r, now, now_i))));
+        t.retained_matching(filter, now, |r| {
+            out.push(Arc::new(from_retained(r, now, now_i)))
+        });
     });
     out
 }
@@ -196,11 +233,22 @@ fn from_retained(r: &RetainedMessage, now_ms: u64, now: Instant) -> Message {
         content_type: r.content_type.clone(),
         response_topic: r.response_topic.clone(),
         correlation_data: r.correlation_data.clone(),
-        user_properties: r.user_properties.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect(),
+        user_properties: r
+            .user_properties
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect(),
         ..Properties::default()
     };
     let qos = QoS::from_u8(r.qos as u8).unwrap_or(QoS::AtMostOnce);
-    let mut msg = Message::new(now, r.topic.clone(), r.payload.clone(), qos, true, properties);
+    let mut msg = Message::new(
+        now,
+        r.topic.clone(),
+        r.payload.clone(),
+        qos,
+        true,
+        properties,
+    );
     if let Some(ms) = remaining {
         msg.expires_at = Some(now + Duration::from_millis(ms));
     }

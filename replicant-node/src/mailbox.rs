@@ -95,7 +95,11 @@ impl Mailbox {
         if len == 1 {
             self.ready.notify_one();
         }
-        if online && len * 2 > self.cap { PushOutcome::Congested } else { PushOutcome::Queued }
+        if online && len * 2 > self.cap {
+            PushOutcome::Congested
+        } else {
+            PushOutcome::Queued
+        }
     }
 
     /// Takes up to `max` queued deliveries, oldest first, and wakes waiting publishers.

@@ -89,7 +89,11 @@ impl Message {
             dup: d.dup,
             qos: d.qos,
             retain: d.retain,
-            topic: if d.omit_topic { String::new() } else { self.topic.clone() },
+            topic: if d.omit_topic {
+                String::new()
+            } else {
+                self.topic.clone()
+            },
             packet_id: d.packet_id,
             payload: self.payload.clone(),
             properties,
@@ -137,7 +141,10 @@ pub struct PublishVariant {
 impl PublishVariant {
     /// The plain variant: given QoS, nothing else.
     pub fn plain(qos: QoS) -> PublishVariant {
-        PublishVariant { qos, ..PublishVariant::default() }
+        PublishVariant {
+            qos,
+            ..PublishVariant::default()
+        }
     }
 
     /// True when this variant is the shared, cacheable QoS 0 encoding.

@@ -61,7 +61,10 @@ pub struct Router {
 impl Router {
     /// An empty router using `strategy` for shared subscriptions.
     pub fn new(strategy: SharedStrategy) -> Router {
-        Router { state: RwLock::new(State::default()), strategy }
+        Router {
+            state: RwLock::new(State::default()),
+            strategy,
+        }
     }
 
     /// Makes a session's mailbox reachable.
@@ -123,8 +126,12 @@ impl Router {
     /// Removes a member of a shared group; returns true if it was a member.
     pub fn unsubscribe_shared(&self, sid: SessionId, group: &str, filter: &str) -> bool {
         let mut st = self.state.write();
-        let Some(groups) = st.shared.get_mut(filter) else { return false };
-        let Some(g) = groups.get_mut(group) else { return false };
+        let Some(groups) = st.shared.get_mut(filter) else {
+            return false;
+        };
+        let Some(g) = groups.get_mut(group) else {
+            return false;
+        };
         let before = g.members.len();
         g.members.retain(|(s, _)| *s != sid);
         let removed = g.members.len() != before;
@@ -141,7 +148,12 @@ impl Router {
     /// Number of plain (filter, session) subscriptions plus shared memberships.
     pub fn subscription_count(&self) -> usize {
         let st = self.state.read();
-        st.trie.len() + st.shared.values().flat_map(|g| g.values()).map(|g| g.members.len()).sum::<usize>()
+        st.trie.len()
+            + st.shared
+                .values()
+                .flat_map(|g| g.values())
+                .map(|g| g.members.len())
+                .sum::<usize>()
     }
 
     /// Finds every local session `msg` goes to. Overlapping plain subscriptions of one session
@@ -173,15 +185,21 @@ impl Router {
                 out.push((mb.clone(), delivery(msg, qos, rap, ids)));
             }
         }
-        st.shared_trie.for_each_match_with_filter(&msg.topic, |filter, group| {
-            let Some(g) = st.shared.get(filter).and_then(|m| m.get(group)) else { return };
-            if let Some((sid, opts)) = self.pick(g, msg, &st.mailboxes) {
-                if let Some(mb) = st.mailboxes.get(&sid) {
-                    let ids = opts.subscription_id.into_iter().collect();
-                    out.push((mb.clone(), delivery(msg, opts.qos, opts.retain_as_published, ids)));
+        st.shared_trie
+            .for_each_match_with_filter(&msg.topic, |filter, group| {
+                let Some(g) = st.shared.get(filter).and_then(|m| m.get(group)) else {
+                    return;
+                };
+                if let Some((sid, opts)) = self.pick(g, msg, &st.mailboxes) {
+                    if let Some(mb) = st.mailboxes.get(&sid) {
+                        let ids = opts.subscription_id.into_iter().collect();
+                        out.push((
+                            mb.clone(),
+                            delivery(msg, opts.qos, opts.retain_as_published, ids),
+                        ));
+                    }
                 }
-            }
-        });
+            });
     }
 
     /// Picks the member of a shared group by the configured strategy, preferring members
@@ -230,7 +248,12 @@ fn hash_of(s: &str) -> usize {
     h.finish() as usize
 }
 
-fn delivery(msg: &Arc<Message>, sub_qos: meshmq_shared::codec::QoS, rap: bool, ids: Vec<u32>) -> Delivery {
+fn delivery(
+    msg: &Arc<Message>,
+    sub_qos: meshmq_shared::codec::QoS,
+    rap: bool,
+    ids: Vec<u32>,
+) -> Delivery {
     Delivery {
         msg: msg.clone(),
         qos: msg.qos.min(sub_qos),

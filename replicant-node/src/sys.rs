@@ -28,7 +28,11 @@ pub async fn run(ctx: Arc<Ctx>) {
             _ = tick.tick() => {}
         }
         publish_sys(&ctx).await;
-        let purge = Op { kind: Some(op::Kind::RetainedExpire(RetainedExpire { now_ms: cluster::now_ms() })) };
+        let purge = Op {
+            kind: Some(op::Kind::RetainedExpire(RetainedExpire {
+                now_ms: cluster::now_ms(),
+            })),
+        };
         cluster::transact(&ctx, vec![purge]).await;
     }
 }
@@ -38,13 +42,26 @@ async fn publish_sys(ctx: &Arc<Ctx>) {
     let items = [
         ("version", env!("CARGO_PKG_VERSION").to_owned()),
         ("uptime", ctx.started.elapsed().as_secs().to_string()),
-        ("clients/connected", ctx.connections.load(Ordering::Relaxed).to_string()),
+        (
+            "clients/connected",
+            ctx.connections.load(Ordering::Relaxed).to_string(),
+        ),
         ("sessions/count", ctx.sessions.len().to_string()),
-        ("subscriptions/count", ctx.router.subscription_count().to_string()),
+        (
+            "subscriptions/count",
+            ctx.router.subscription_count().to_string(),
+        ),
     ];
     for (name, value) in items {
         let topic = format!("$SYS/brokers/{node}/{name}");
-        let msg = Message::new(Instant::now(), topic, Bytes::from(value), QoS::AtMostOnce, true, Properties::default());
+        let msg = Message::new(
+            Instant::now(),
+            topic,
+            Bytes::from(value),
+            QoS::AtMostOnce,
+            true,
+            Properties::default(),
+        );
         publish::publish(ctx, Arc::new(msg)).await;
     }
 }

@@ -36,7 +36,10 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { name: "meshmq@127.0.0.1".into(), data_dir: PathBuf::from("data") }
+        NodeConfig {
+            name: "meshmq@127.0.0.1".into(),
+            data_dir: PathBuf::from("data"),
+        }
     }
 }
 

@@ -5,5 +5,5 @@
 pub mod codec;
 pub mod config;
 pub mod metrics;
-pub mod topic;
 pub mod tables;
+pub mod topic;

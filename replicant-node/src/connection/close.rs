@@ -60,7 +60,14 @@ where
             if delay == 0 {
                 publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
             } else {
-                spawn_will_timer(&self.ctx, &self.slot, epoch, delay, w, self.username.clone());
+                spawn_will_timer(
+                    &self.ctx,
+                    &self.slot,
+                    epoch,
+                    delay,
+                    w,
+                    self.username.clone(),
+                );
             }
         }
         if expiry == 0 {
@@ -78,18 +85,35 @@ fn will_delay(w: &Will) -> u32 {
 
 /// Publishes a will message through the normal path (authorization, retained, routing).
 pub(crate) async fn publish_will(ctx: &Arc<Ctx>, w: Will, client_id: &str, username: Option<&str>) {
-    if !ctx.authz.check(client_id, username, AuthzAction::Publish, &w.topic) {
+    if !ctx
+        .authz
+        .check(client_id, username, AuthzAction::Publish, &w.topic)
+    {
         metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
         return;
     }
     metrics::counter!(m::WILL_MESSAGES_SENT_TOTAL).increment(1);
-    let mut msg = Message::new(Instant::now(), w.topic, w.payload, w.qos, w.retain, w.properties);
+    let mut msg = Message::new(
+        Instant::now(),
+        w.topic,
+        w.payload,
+        w.qos,
+        w.retain,
+        w.properties,
+    );
     msg.properties.will_delay_interval = None;
     msg.from_client = Some(Arc::from(client_id));
     publish::publish(ctx, Arc::new(msg)).await;
 }
 
-fn spawn_will_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch: u64, delay: u32, w: Will, username: Option<String>) {
+fn spawn_will_timer(
+    ctx: &Arc<Ctx>,
+    slot: &Arc<SessionSlot>,
+    epoch: u64,
+    delay: u32,
+    w: Will,
+    username: Option<String>,
+) {
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
         tokio::select! {
@@ -156,7 +180,8 @@ pub(crate) async fn end_session(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, remove_
     ctx.sessions.remove_if_current(slot);
     let dropped = slot.mailbox.clear();
     if dropped > 0 {
-        metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "session_ended").increment(dropped as u64);
+        metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "session_ended")
+            .increment(dropped as u64);
     }
     if remove_registry {
         ops.push(cluster::registry_remove(&slot.client_id, generation));

@@ -25,17 +25,23 @@ use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, SessionSlot, SlotInner};
 
 /// Reads CONNECT and sets the connection up; `None` when it was refused or the socket closed.
-pub(super) async fn accept<S>(ctx: &Arc<Ctx>, mut reader: ReadHalf<S>, mut writer: WriteHalf<S>) -> Option<Conn<S>>
+pub(super) async fn accept<S>(
+    ctx: &Arc<Ctx>,
+    mut reader: ReadHalf<S>,
+    mut writer: WriteHalf<S>,
+) -> Option<Conn<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut decoder = Decoder::new(ctx.config.mqtt.max_packet_size);
     let mut rbuf = BytesMut::with_capacity(4096);
     let timeout = Duration::from_secs(ctx.config.mqtt.connect_timeout.max(1));
-    let first = tokio::time::timeout(timeout, read_first(&mut decoder, &mut reader, &mut rbuf)).await;
+    let first =
+        tokio::time::timeout(timeout, read_first(&mut decoder, &mut reader, &mut rbuf)).await;
     let connect = match first {
         Err(_) => {
-            metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "connect_timeout").increment(1);
+            metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "connect_timeout")
+                .increment(1);
             return None;
         }
         Ok(Err(FirstError::Io)) => return None,
@@ -63,7 +69,14 @@ where
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
         return None;
     }
-    let Connect { client_id: _, username, will, keep_alive: _, properties, .. } = *connect;
+    let Connect {
+        client_id: _,
+        username,
+        will,
+        keep_alive: _,
+        properties,
+        ..
+    } = *connect;
     let mut conn = Conn {
         ctx: ctx.clone(),
         id,
@@ -126,7 +139,11 @@ async fn read_first<R: AsyncRead + Unpin>(
 /// known well enough to do it right (unsupported level → 0x84 / return code 1).
 async fn refuse_undecodable<W: AsyncWrite + Unpin>(writer: &mut W, e: &DecodeError) {
     if let DecodeError::UnsupportedProtocolVersion { level } = e {
-        let version = if *level >= 5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+        let version = if *level >= 5 {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V311
+        };
         refuse(writer, version, ReasonCode::UnsupportedProtocolVersion).await;
     }
 }
@@ -134,7 +151,11 @@ async fn refuse_undecodable<W: AsyncWrite + Unpin>(writer: &mut W, e: &DecodeErr
 async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion, code: ReasonCode) {
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(code)).increment(1);
     metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => reason_label(code)).increment(1);
-    let ack = ConnAck { session_present: false, code, properties: Properties::default() };
+    let ack = ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    };
     let mut buf = BytesMut::new();
     if codec::encode(&Packet::ConnAck(ack), version, &mut buf).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(5), writer.write_all(&buf)).await;
@@ -163,7 +184,10 @@ fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
         if !v5 && !c.clean_start {
             return Err(ReasonCode::ClientIdentifierNotValid);
         }
-        (Arc::from(format!("meshmq-{:016x}", rand::random::<u64>())), true)
+        (
+            Arc::from(format!("meshmq-{:016x}", rand::random::<u64>())),
+            true,
+        )
     } else {
         (Arc::from(c.client_id.as_str()), false)
     };
@@ -190,7 +214,14 @@ fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
         u32::MAX
     };
     let expiry_secs = requested.min(cfg.max_session_expiry);
-    Ok(Setup { client_id, assigned, keep_alive, keep_alive_changed, expiry_secs, expiry_changed: expiry_secs != requested })
+    Ok(Setup {
+        client_id,
+        assigned,
+        keep_alive,
+        keep_alive_changed,
+        expiry_secs,
+        expiry_changed: expiry_secs != requested,
+    })
 }
 
 /// Claims the client id in the registry and installs this connection as the session's owner:
@@ -202,14 +233,24 @@ async fn claim(
     conn_id: u64,
     control: mpsc::Sender<Control>,
 ) -> (Arc<SessionSlot>, bool) {
-    let generation = cluster::claim(ctx, &setup.client_id, c.clean_start, setup.expiry_secs, c.protocol).await;
+    let generation = cluster::claim(
+        ctx,
+        &setup.client_id,
+        c.clean_start,
+        setup.expiry_secs,
+        c.protocol,
+    )
+    .await;
     if let Some(old) = ctx.sessions.get(&setup.client_id) {
         if !c.clean_start {
             let mut inner = old.inner.lock();
             if !inner.ended {
                 if let Some(tx) = inner.control.take() {
                     metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-                    let _ = tx.try_send(Control::Kick { reason: ReasonCode::SessionTakenOver, session_ends: false });
+                    let _ = tx.try_send(Control::Kick {
+                        reason: ReasonCode::SessionTakenOver,
+                        session_ends: false,
+                    });
                 }
                 inner.owner = Some(conn_id);
                 inner.control = Some(control);
@@ -226,7 +267,10 @@ async fn claim(
             };
             if let Some(tx) = kicked {
                 metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-                let _ = tx.try_send(Control::Kick { reason: ReasonCode::SessionTakenOver, session_ends: true });
+                let _ = tx.try_send(Control::Kick {
+                    reason: ReasonCode::SessionTakenOver,
+                    session_ends: true,
+                });
             }
             super::end_session(ctx, &old, false).await;
         }
@@ -236,7 +280,12 @@ async fn claim(
         ctx.config.mqtt.mqueue_drop_policy,
         ctx.config.mqtt.mqueue_store_qos0,
     ));
-    let params = ConnParams { version: c.protocol, receive_maximum: u16::MAX, max_packet_size: u32::MAX, topic_alias_maximum: 0 };
+    let params = ConnParams {
+        version: c.protocol,
+        receive_maximum: u16::MAX,
+        max_packet_size: u32::MAX,
+        topic_alias_maximum: 0,
+    };
     let slot = Arc::new(SessionSlot {
         id: ctx.next_id(),
         client_id: setup.client_id.clone(),
@@ -256,7 +305,10 @@ async fn claim(
         // A concurrent CONNECT for the same id lost the race to us: end what it installed.
         debug!(client_id = %setup.client_id, "replacing a concurrently installed session");
         if let Some(tx) = prev.inner.lock().control.take() {
-            let _ = tx.try_send(Control::Kick { reason: ReasonCode::SessionTakenOver, session_ends: true });
+            let _ = tx.try_send(Control::Kick {
+                reason: ReasonCode::SessionTakenOver,
+                session_ends: true,
+            });
         }
         super::end_session(ctx, &prev, false).await;
     }
@@ -291,9 +343,15 @@ fn connack(ctx: &Ctx, c: &Connect, setup: &Setup, session_present: bool) -> Conn
         if !cfg.shared_subscription {
             p.shared_subscription_available = Some(0);
         }
-        if c.properties.request_response_information == Some(1) && !cfg.response_information.is_empty() {
+        if c.properties.request_response_information == Some(1)
+            && !cfg.response_information.is_empty()
+        {
             p.response_information = Some(cfg.response_information.clone());
         }
     }
-    ConnAck { session_present, code: ReasonCode::Success, properties: p }
+    ConnAck {
+        session_present,
+        code: ReasonCode::Success,
+        properties: p,
+    }
 }

@@ -112,7 +112,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(io);
-    let Some(mut conn) = connect::accept(ctx, reader, writer).await else { return };
+    let Some(mut conn) = connect::accept(ctx, reader, writer).await else {
+        return;
+    };
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
@@ -128,7 +130,13 @@ where
         let mut last_packet = Instant::now();
         loop {
             let ka_deadline = self.keepalive_deadline(last_packet);
-            let rel_deadline = self.slot.inner.lock().session.next_awaiting_rel_expiry().map(tokio::time::Instant::from_std);
+            let rel_deadline = self
+                .slot
+                .inner
+                .lock()
+                .session
+                .next_awaiting_rel_expiry()
+                .map(tokio::time::Instant::from_std);
             if self.rbuf.capacity() - self.rbuf.len() < 4096 {
                 self.rbuf.reserve(16 * 1024);
             }
@@ -187,7 +195,8 @@ where
         loop {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
-                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name()).increment(1);
+                    metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name())
+                        .increment(1);
                     if let Some(exit) = self.on_packet(packet).await {
                         return Some(exit);
                     }
@@ -195,7 +204,8 @@ where
                 Ok(None) => return None,
                 Err(e) => {
                     debug!(error = %e, "bad packet");
-                    metrics::counter!(m::MALFORMED_PACKETS_TOTAL, "reason" => e.label()).increment(1);
+                    metrics::counter!(m::MALFORMED_PACKETS_TOTAL, "reason" => e.label())
+                        .increment(1);
                     self.queue_disconnect(e.reason_code());
                     return Some(Exit::ServerClose(e.reason_code()));
                 }
@@ -272,7 +282,10 @@ where
     fn queue_disconnect(&mut self, reason: ReasonCode) {
         if self.version.is_v5() {
             metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => reason_label(reason)).increment(1);
-            self.out.push(Outgoing::Packet(Packet::Disconnect(Disconnect::new(reason))));
+            self.out
+                .push(Outgoing::Packet(Packet::Disconnect(Disconnect::new(
+                    reason,
+                ))));
             self.encode_out();
         }
     }
@@ -296,7 +309,10 @@ where
         match r {
             Ok(Ok(())) => self.writer.flush().await,
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            )),
         }
     }
 
@@ -331,6 +347,7 @@ fn record_drops(d: crate::session::Drops) {
     c("queue_full", d.queue_full);
     c("expired", d.expired);
     c("too_large_for_client", d.too_large);
+    c("awaiting_rel_full", d.awaiting_rel_full);
     if d.awaiting_rel_expired > 0 {
         metrics::counter!(m::AWAITING_REL_EXPIRED_TOTAL).increment(d.awaiting_rel_expired);
     }

@@ -22,10 +22,18 @@ where
     pub(super) async fn on_packet(&mut self, packet: Packet) -> Option<Exit> {
         match packet {
             Packet::Publish(p) => self.on_publish(p).await,
-            Packet::PubAck(p) => self.with_session(|s, now, out| s.on_puback(now, p.packet_id, out)).map_or(self.kicked(), |_| None),
-            Packet::PubRec(p) => self.with_session(|s, now, out| s.on_pubrec(now, &p, out)).map_or(self.kicked(), |_| None),
-            Packet::PubRel(p) => self.with_session(|s, now, out| s.on_pubrel(now, p.packet_id, out)).map_or(self.kicked(), |_| None),
-            Packet::PubComp(p) => self.with_session(|s, now, out| s.on_pubcomp(now, p.packet_id, out)).map_or(self.kicked(), |_| None),
+            Packet::PubAck(p) => self
+                .with_session(|s, now, out| s.on_puback(now, p.packet_id, out))
+                .map_or(self.kicked(), |_| None),
+            Packet::PubRec(p) => self
+                .with_session(|s, now, out| s.on_pubrec(now, &p, out))
+                .map_or(self.kicked(), |_| None),
+            Packet::PubRel(p) => self
+                .with_session(|s, now, out| s.on_pubrel(now, p.packet_id, out))
+                .map_or(self.kicked(), |_| None),
+            Packet::PubComp(p) => self
+                .with_session(|s, now, out| s.on_pubcomp(now, p.packet_id, out))
+                .map_or(self.kicked(), |_| None),
             Packet::Subscribe(s) => self.on_subscribe(s).await,
             Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
             Packet::PingReq => {
@@ -40,7 +48,8 @@ where
             | Packet::UnsubAck(_)
             | Packet::PingResp
             | Packet::Auth(_) => {
-                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "unexpected_packet").increment(1);
+                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "unexpected_packet")
+                    .increment(1);
                 self.queue_disconnect(ReasonCode::ProtocolError);
                 Some(Exit::ServerClose(ReasonCode::ProtocolError))
             }
@@ -49,7 +58,9 @@ where
 
     /// The session was taken over while this connection was still reading.
     fn kicked(&self) -> Option<Exit> {
-        Some(Exit::Kicked { session_ends: false })
+        Some(Exit::Kicked {
+            session_ends: false,
+        })
     }
 
     async fn on_publish(&mut self, mut p: Publish) -> Option<Exit> {
@@ -68,7 +79,12 @@ where
             }
             Some(Ok(())) => {}
         }
-        let allowed = self.ctx.authz.check(&self.client_id, self.username.as_deref(), AuthzAction::Publish, &p.topic);
+        let allowed = self.ctx.authz.check(
+            &self.client_id,
+            self.username.as_deref(),
+            AuthzAction::Publish,
+            &p.topic,
+        );
         if !allowed {
             metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
         }
@@ -82,7 +98,14 @@ where
             Some(Ok(inbound)) => inbound.route,
         };
         if let Some(p) = route {
-            let mut msg = Message::new(Instant::now(), p.topic, p.payload, p.qos, p.retain, p.properties);
+            let mut msg = Message::new(
+                Instant::now(),
+                p.topic,
+                p.payload,
+                p.qos,
+                p.retain,
+                p.properties,
+            );
             msg.from = Some(self.slot.id);
             msg.from_client = Some(self.client_id.clone());
             let congested = publish::publish(&self.ctx, Arc::new(msg)).await;
@@ -98,7 +121,8 @@ where
     fn on_disconnect(&mut self, d: Disconnect) -> Exit {
         if let Some(expiry) = d.properties.session_expiry_interval {
             if self.connect_expiry_zero && expiry != 0 {
-                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "session_expiry").increment(1);
+                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "session_expiry")
+                    .increment(1);
                 self.queue_disconnect(ReasonCode::ProtocolError);
                 return Exit::ServerClose(ReasonCode::ProtocolError);
             }

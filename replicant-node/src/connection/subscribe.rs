@@ -4,7 +4,9 @@
 //! SUBACK is sent only after the table transaction committed (the route exists), so a
 //! message published after the client saw its SUBACK reaches it (ARCHITECTURE invariant 1).
 
-use meshmq_shared::codec::{Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe};
+use meshmq_shared::codec::{
+    Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{self, SubscriptionFilter};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -64,7 +66,12 @@ where
                         ops.push(cluster::subscription_set(&self.client_id, filter, &opts));
                     }
                     reasons.push(ReasonCode::granted(opts.qos));
-                    accepted.push(Accepted { filter: filter.clone(), opts, is_new: old.is_none(), shared });
+                    accepted.push(Accepted {
+                        filter: filter.clone(),
+                        opts,
+                        is_new: old.is_none(),
+                        shared,
+                    });
                 }
             }
         }
@@ -74,7 +81,11 @@ where
         if v5 && self.problem_info && reasons.iter().any(|r| r.is_error()) {
             properties.reason_string = Some("one or more filters were refused".into());
         }
-        self.out.push(Outgoing::Packet(Packet::SubAck(SubAck { packet_id: sub.packet_id, reasons, properties })));
+        self.out.push(Outgoing::Packet(Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            reasons,
+            properties,
+        })));
         self.encode_out();
         for a in accepted {
             self.replay_retained(&a);
@@ -83,18 +94,27 @@ where
     }
 
     fn kicked_exit(&self) -> Option<Exit> {
-        Some(Exit::Kicked { session_ends: false })
+        Some(Exit::Kicked {
+            session_ends: false,
+        })
     }
 
     /// Validates and authorizes one filter.
-    fn check_filter<'f>(&self, filter: &'f str, opts: &SubOpts) -> Result<SubscriptionFilter<'f>, FilterVerdict> {
+    fn check_filter<'f>(
+        &self,
+        filter: &'f str,
+        opts: &SubOpts,
+    ) -> Result<SubscriptionFilter<'f>, FilterVerdict> {
         let cfg = &self.ctx.config.mqtt;
-        let parsed = topic::parse_subscription(filter).map_err(|_| FilterVerdict::Refuse(ReasonCode::TopicFilterInvalid))?;
+        let parsed = topic::parse_subscription(filter)
+            .map_err(|_| FilterVerdict::Refuse(ReasonCode::TopicFilterInvalid))?;
         let inner = match parsed {
             SubscriptionFilter::Plain(f) => f,
             SubscriptionFilter::Shared { filter: f, .. } => {
                 if !cfg.shared_subscription {
-                    return Err(FilterVerdict::Refuse(ReasonCode::SharedSubscriptionsNotSupported));
+                    return Err(FilterVerdict::Refuse(
+                        ReasonCode::SharedSubscriptionsNotSupported,
+                    ));
                 }
                 if opts.no_local && self.version.is_v5() {
                     // MQTT 5.0 3.8.3.1: No Local on a shared subscription is a Protocol Error.
@@ -107,9 +127,16 @@ where
             return Err(FilterVerdict::Refuse(ReasonCode::TopicFilterInvalid));
         }
         if topic::is_wildcard(inner) && !cfg.wildcard_subscription {
-            return Err(FilterVerdict::Refuse(ReasonCode::WildcardSubscriptionsNotSupported));
+            return Err(FilterVerdict::Refuse(
+                ReasonCode::WildcardSubscriptionsNotSupported,
+            ));
         }
-        if !self.ctx.authz.check(&self.client_id, self.username.as_deref(), AuthzAction::Subscribe, filter) {
+        if !self.ctx.authz.check(
+            &self.client_id,
+            self.username.as_deref(),
+            AuthzAction::Subscribe,
+            filter,
+        ) {
             metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "subscribe").increment(1);
             return Err(FilterVerdict::Refuse(ReasonCode::NotAuthorized));
         }
@@ -138,7 +165,12 @@ where
             }
             SubscriptionFilter::Shared { group, filter } => {
                 self.ctx.router.subscribe_shared(sid, group, filter, opts);
-                ops.push(cluster::shared_add(&self.ctx, group, filter, &self.client_id));
+                ops.push(cluster::shared_add(
+                    &self.ctx,
+                    group,
+                    filter,
+                    &self.client_id,
+                ));
                 true
             }
         }
@@ -163,7 +195,12 @@ where
         self.with_session(|s, now, out| {
             for msg in msgs {
                 let qos: QoS = msg.qos.min(a.opts.qos);
-                let d = Delivery { msg, qos, retain: true, subscription_ids: ids.clone() };
+                let d = Delivery {
+                    msg,
+                    qos,
+                    retain: true,
+                    subscription_ids: ids.clone(),
+                };
                 s.deliver(now, d, out);
             }
         });
@@ -203,7 +240,11 @@ where
         if !self.version.is_v5() {
             reasons.clear();
         }
-        let ack = UnsubAck { packet_id: u.packet_id, reasons, properties: Properties::default() };
+        let ack = UnsubAck {
+            packet_id: u.packet_id,
+            reasons,
+            properties: Properties::default(),
+        };
         self.out.push(Outgoing::Packet(Packet::UnsubAck(ack)));
         self.encode_out();
         None

@@ -34,12 +34,20 @@ impl Session {
             r
         };
         match p.qos {
-            QoS::AtMostOnce => Ok(Inbound { route: allowed.then_some(p) }),
+            QoS::AtMostOnce => Ok(Inbound {
+                route: allowed.then_some(p),
+            }),
             QoS::AtLeastOnce => {
                 let pid = p.packet_id;
-                let ack = if allowed || !v5 { PubResp::new(pid) } else { deny(pid) };
+                let ack = if allowed || !v5 {
+                    PubResp::new(pid)
+                } else {
+                    deny(pid)
+                };
                 out.push(Outgoing::Packet(Packet::PubAck(ack)));
-                Ok(Inbound { route: allowed.then_some(p) })
+                Ok(Inbound {
+                    route: allowed.then_some(p),
+                })
             }
             QoS::ExactlyOnce => self.on_publish_qos2(now, p, allowed, out),
         }
@@ -76,11 +84,15 @@ impl Session {
             return Err(SessionError::ReceiveMaximumExceeded);
         }
         if self.awaiting_rel.len() >= self.limits.max_awaiting_rel {
+            // Refused and counted. 5.0: PUBREC 0x97 Quota exceeded (0x93 is not a PUBREC
+            // code). 3.1.1 cannot say "refused": a plain PUBREC completes the client's flow
+            // (its PUBREL then gets a PUBCOMP) and the message is dropped, as EMQX does.
+            self.drops.awaiting_rel_full += 1;
+            let mut r = PubResp::new(pid);
             if v5 {
-                let mut r = PubResp::new(pid);
-                r.reason = ReasonCode::ReceiveMaximumExceeded;
-                out.push(Outgoing::Packet(Packet::PubRec(r)));
+                r.reason = ReasonCode::QuotaExceeded;
             }
+            out.push(Outgoing::Packet(Packet::PubRec(r)));
             return Ok(Inbound { route: None });
         }
         self.awaiting_rel.insert(pid, now);
@@ -129,7 +141,8 @@ impl Session {
     pub fn purge_awaiting_rel(&mut self, now: Instant) {
         let timeout = self.limits.await_rel_timeout;
         let before = self.awaiting_rel.len();
-        self.awaiting_rel.retain(|_, t| now.saturating_duration_since(*t) < timeout);
+        self.awaiting_rel
+            .retain(|_, t| now.saturating_duration_since(*t) < timeout);
         self.drops.awaiting_rel_expired += (before - self.awaiting_rel.len()) as u64;
     }
 }

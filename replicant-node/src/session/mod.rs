@@ -110,6 +110,8 @@ pub struct Drops {
     pub too_large: u64,
     /// Inbound QoS 2 packet ids purged after `await_rel_timeout`.
     pub awaiting_rel_expired: u64,
+    /// Inbound QoS 2 messages refused because `max_awaiting_rel` was reached.
+    pub awaiting_rel_full: u64,
 }
 
 /// One client's session.
@@ -197,7 +199,10 @@ impl Session {
 
     /// The earliest instant at which an `awaiting_rel` entry expires, for the task's timer.
     pub fn next_awaiting_rel_expiry(&self) -> Option<Instant> {
-        self.awaiting_rel.values().min().map(|t| *t + self.limits.await_rel_timeout)
+        self.awaiting_rel
+            .values()
+            .min()
+            .map(|t| *t + self.limits.await_rel_timeout)
     }
 }
 

@@ -58,7 +58,9 @@ impl Session {
     /// Sends what the window admits from the pending queue.
     pub(super) fn pump(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
         while self.window_open() {
-            let Some(d) = self.pending.pop_front() else { break };
+            let Some(d) = self.pending.pop_front() else {
+                break;
+            };
             if d.msg.is_expired(now) {
                 self.drops.expired += 1;
                 continue;
@@ -89,10 +91,21 @@ impl Session {
         self.assign_alias(&d, &mut variant);
         if d.qos != QoS::AtMostOnce {
             variant.packet_id = self.alloc_packet_id();
-            let stage = if d.qos == QoS::AtLeastOnce { Stage::AwaitPubAck } else { Stage::AwaitPubRec };
-            self.inflight.push_back(Inflight { packet_id: variant.packet_id, delivery: d.clone(), stage });
+            let stage = if d.qos == QoS::AtLeastOnce {
+                Stage::AwaitPubAck
+            } else {
+                Stage::AwaitPubRec
+            };
+            self.inflight.push_back(Inflight {
+                packet_id: variant.packet_id,
+                delivery: d.clone(),
+                stage,
+            });
         }
-        out.push(Outgoing::Publish { msg: d.msg, variant });
+        out.push(Outgoing::Publish {
+            msg: d.msg,
+            variant,
+        });
     }
 
     /// Maximum Packet Size of the client: a PUBLISH that would exceed it is dropped, not sent
@@ -139,7 +152,9 @@ impl Session {
         let mut expired = Vec::new();
         for f in &self.inflight {
             match f.stage {
-                Stage::AwaitPubComp => out.push(Outgoing::Packet(Packet::PubRel(PubResp::new(f.packet_id)))),
+                Stage::AwaitPubComp => {
+                    out.push(Outgoing::Packet(Packet::PubRel(PubResp::new(f.packet_id))))
+                }
                 _ if f.delivery.msg.is_expired(now) => expired.push(f.packet_id),
                 _ => {
                     let variant = PublishVariant {
@@ -151,7 +166,10 @@ impl Session {
                         topic_alias: None,
                         omit_topic: false,
                     };
-                    out.push(Outgoing::Publish { msg: f.delivery.msg.clone(), variant });
+                    out.push(Outgoing::Publish {
+                        msg: f.delivery.msg.clone(),
+                        variant,
+                    });
                 }
             }
         }
@@ -162,7 +180,9 @@ impl Session {
     }
 
     fn position(&self, packet_id: u16, stage: Stage) -> Option<usize> {
-        self.inflight.iter().position(|f| f.packet_id == packet_id && f.stage == stage)
+        self.inflight
+            .iter()
+            .position(|f| f.packet_id == packet_id && f.stage == stage)
     }
 
     /// PUBACK from the client: frees the window slot.

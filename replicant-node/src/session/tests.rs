@@ -4,24 +4,50 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use meshmq_shared::codec::{Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode};
+use meshmq_shared::codec::{
+    Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode,
+};
 use meshmq_shared::config::MqttConfig;
 
 use super::*;
 use crate::message::{Delivery, Message};
 
 fn conn(version: ProtocolVersion, receive_maximum: u16) -> ConnParams {
-    ConnParams { version, receive_maximum, max_packet_size: u32::MAX, topic_alias_maximum: 0 }
+    ConnParams {
+        version,
+        receive_maximum,
+        max_packet_size: u32::MAX,
+        topic_alias_maximum: 0,
+    }
 }
 
 fn session(receive_maximum: u16) -> Session {
-    let limits = Limits::from_config(&MqttConfig { await_rel_timeout: 10, ..MqttConfig::default() });
-    Session::new(Arc::from("c"), limits, conn(ProtocolVersion::V5, receive_maximum))
+    let limits = Limits::from_config(&MqttConfig {
+        await_rel_timeout: 10,
+        ..MqttConfig::default()
+    });
+    Session::new(
+        Arc::from("c"),
+        limits,
+        conn(ProtocolVersion::V5, receive_maximum),
+    )
 }
 
 fn delivery(now: Instant, topic: &str, qos: QoS) -> Delivery {
-    let msg = Message::new(now, topic.into(), Bytes::from_static(b"x"), qos, false, Properties::default());
-    Delivery { msg: Arc::new(msg), qos, retain: false, subscription_ids: vec![] }
+    let msg = Message::new(
+        now,
+        topic.into(),
+        Bytes::from_static(b"x"),
+        qos,
+        false,
+        Properties::default(),
+    );
+    Delivery {
+        msg: Arc::new(msg),
+        qos,
+        retain: false,
+        subscription_ids: vec![],
+    }
 }
 
 fn publishes(out: &[Outgoing]) -> Vec<(u16, bool)> {
@@ -60,7 +86,10 @@ fn v5_4_4_redelivery_on_attach_only_with_dup() {
     out.clear();
     s.attach(now, conn(ProtocolVersion::V5, 10), &mut out);
     assert_eq!(publishes(&out), vec![(1, true)]);
-    assert!(out.iter().any(|o| matches!(o, Outgoing::Packet(Packet::PubRel(r)) if r.packet_id == 2)));
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outgoing::Packet(Packet::PubRel(r)) if r.packet_id == 2))
+    );
 }
 
 #[test]
@@ -77,17 +106,35 @@ fn v5_4_3_3_awaiting_rel_dedupes_and_expires() {
         payload: Bytes::new(),
         properties: Properties::default(),
     };
-    assert!(s.on_publish(now, p.clone(), true, &mut out).expect("ok").route.is_some());
-    assert!(s.on_publish(now, p.clone(), true, &mut out).expect("ok").route.is_none());
+    assert!(
+        s.on_publish(now, p.clone(), true, &mut out)
+            .expect("ok")
+            .route
+            .is_some()
+    );
+    assert!(
+        s.on_publish(now, p.clone(), true, &mut out)
+            .expect("ok")
+            .route
+            .is_none()
+    );
     let later = now + Duration::from_secs(11);
-    assert!(s.on_publish(later, p, true, &mut out).expect("ok").route.is_some());
+    assert!(
+        s.on_publish(later, p, true, &mut out)
+            .expect("ok")
+            .route
+            .is_some()
+    );
     assert_eq!(s.take_drops().awaiting_rel_expired, 1);
 }
 
 #[test]
 fn v5_3_3_4_exceeding_our_receive_maximum_is_an_error() {
     let now = Instant::now();
-    let limits = Limits::from_config(&MqttConfig { receive_maximum: 2, ..MqttConfig::default() });
+    let limits = Limits::from_config(&MqttConfig {
+        receive_maximum: 2,
+        ..MqttConfig::default()
+    });
     let mut s = Session::new(Arc::from("c"), limits, conn(ProtocolVersion::V5, 10));
     let mut out = Vec::new();
     for pid in 1..=2 {
@@ -111,7 +158,9 @@ fn v5_3_3_4_exceeding_our_receive_maximum_is_an_error() {
         payload: Bytes::new(),
         properties: Properties::default(),
     };
-    let err = s.on_publish(now, p, true, &mut out).expect_err("over limit");
+    let err = s
+        .on_publish(now, p, true, &mut out)
+        .expect_err("over limit");
     assert_eq!(err.reason_code(), ReasonCode::ReceiveMaximumExceeded);
 }
 
@@ -120,7 +169,14 @@ fn v5_3_3_2_3_4_server_topic_aliases_reuse() {
     let now = Instant::now();
     let mut s = session(10);
     let mut out = Vec::new();
-    s.attach(now, ConnParams { topic_alias_maximum: 1, ..conn(ProtocolVersion::V5, 10) }, &mut out);
+    s.attach(
+        now,
+        ConnParams {
+            topic_alias_maximum: 1,
+            ..conn(ProtocolVersion::V5, 10)
+        },
+        &mut out,
+    );
     for topic in ["a", "a", "b"] {
         s.deliver(now, delivery(now, topic, QoS::AtMostOnce), &mut out);
     }
@@ -131,5 +187,8 @@ fn v5_3_3_2_3_4_server_topic_aliases_reuse() {
             Outgoing::Packet(_) => None,
         })
         .collect();
-    assert_eq!(aliases, vec![(Some(1), false), (Some(1), true), (None, false)]);
+    assert_eq!(
+        aliases,
+        vec![(Some(1), false), (Some(1), true), (None, false)]
+    );
 }
