@@ -2,7 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=schema");
-    let fds = protox::compile(["meshmq/tables.proto"], ["schema"])?;
+    let fds = protox::compile(
+        ["meshmq/tables.proto", "meshmq/raft.proto", "meshmq/core.proto"],
+        ["schema"],
+    )?;
     let mut config = prost_build::Config::new();
     // Payloads are shared with every matching subscriber: `Bytes` clones are O(1).
     config.bytes(["."]);

@@ -11,40 +11,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use meshmq_proto::tables::{Batch, Op, OpResult};
+use meshmq_proto::tables::{Batch, Op};
 use meshmq_shared::tables::Tables;
 use parking_lot::RwLock;
 
-/// Most ops one log entry may carry; a larger transaction is refused whole.
-pub const MAX_OPS_PER_ENTRY: usize = 10_000;
 
-/// A committed and applied log entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Committed {
-    /// The log index of the entry (1 for the first one).
-    pub index: u64,
-    /// One result per op, in order; a rejected op is a result, not an error.
-    pub results: Vec<OpResult>,
-}
-
-/// Why a transaction was not committed; nothing of it applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransactError {
-    /// This node cannot commit (Raft holder: it is not the leader); retry on `leader`.
-    /// Never returned by the embedded holder.
-    #[error("not the leader (leader: {leader:?})")]
-    NotLeader {
-        /// The current leader's address, if known.
-        leader: Option<String>,
-    },
-    /// The entry was not committed in time; it may still commit later (Raft holder).
-    /// Never returned by the embedded holder.
-    #[error("the transaction was not committed in time")]
-    Timeout,
-    /// The entry as a whole was refused (e.g. more than [`MAX_OPS_PER_ENTRY`] ops).
-    #[error("transaction refused: {0}")]
-    Rejected(String),
-}
+pub use crate::api::{Committed, MAX_OPS_PER_ENTRY, TransactError};
 
 /// The tables held in this process, with the index of the last applied entry.
 pub struct EmbeddedCore {

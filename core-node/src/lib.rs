@@ -6,4 +6,6 @@
 //! This crate owns ordering, storage and commit of table operations; it never implements
 //! table rules (they live in `meshmq_shared::tables`) and never speaks MQTT.
 
+pub mod api;
 pub mod embedded;
+pub mod raft;
