@@ -3,7 +3,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=schema");
     let fds = protox::compile(
-        ["meshmq/tables.proto", "meshmq/raft.proto", "meshmq/core.proto"],
+        [
+            "meshmq/tables.proto",
+            "meshmq/raft.proto",
+            "meshmq/core.proto",
+        ],
         ["schema"],
     )?;
     let mut config = prost_build::Config::new();

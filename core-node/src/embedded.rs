@@ -15,7 +15,6 @@ use meshmq_proto::tables::{Batch, Op};
 use meshmq_shared::tables::Tables;
 use parking_lot::RwLock;
 
-
 pub use crate::api::{Committed, MAX_OPS_PER_ENTRY, TransactError};
 
 /// The tables held in this process, with the index of the last applied entry.

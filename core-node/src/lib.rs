@@ -8,4 +8,7 @@
 
 pub mod api;
 pub mod embedded;
+pub mod http;
+pub mod node;
+pub mod prometheus;
 pub mod raft;

@@ -1,11 +1,158 @@
-//! `core-node`: a member of the Raft core group. Cluster mode is not built yet: today the
-//! tables run embedded inside a standalone `replicant-node` (see the README).
+//! `core-node`: runs one member of the Raft core group, or generates cluster certificates.
+//! Thin: parses flags, builds a [`CoreConfig`], starts [`CoreNode`] and its HTTP, waits for
+//! a signal.
 
-fn main() {
-    eprintln!(
-        "core-node {}: the Raft core group is not available yet; run `cargo run --release -p replicant-node` \
-         for a standalone broker with an embedded core",
-        env!("CARGO_PKG_VERSION")
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
+use meshmq_shared::quic::certs;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "meshmq core node: a voter of the Raft group holding the cluster tables"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Writes a dev CA and a certificate/key per node name into DIR (reusing DIR's CA).
+    GenCerts {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Node names, comma separated (cores are `core-<id>`; replicants any name).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Raft node id (>= 1).
+    #[arg(long, env = "MESHMQ_CORE__NODE_ID", default_value_t = 1)]
+    node_id: u64,
+    /// Core QUIC bind address.
+    #[arg(long, env = "MESHMQ_CORE__BIND", default_value = "127.0.0.1:4370")]
+    core_bind: SocketAddr,
+    /// Address other nodes dial (default: the bind address).
+    #[arg(long, env = "MESHMQ_CORE__ADVERTISE")]
+    advertise: Option<String>,
+    /// Admin HTTP bind address (/metrics, /health, /api/v5/cluster).
+    #[arg(
+        long,
+        env = "MESHMQ_CORE__HTTP_BIND",
+        default_value = "127.0.0.1:18084"
+    )]
+    http_bind: SocketAddr,
+    /// Data directory (redb store).
+    #[arg(long, env = "MESHMQ_CORE__DATA_DIR", default_value = "data/core")]
+    data_dir: PathBuf,
+    /// Voters of a new group, `id=addr,id=addr,...`; default: this node alone.
+    #[arg(long, env = "MESHMQ_CORE__INITIAL_MEMBERS", value_delimiter = ',')]
+    initial_members: Vec<String>,
+    /// Directory with `ca.pem` and `core-<id>.pem`/`.key` (from `gen-certs`); default
+    /// `<data-dir>/certs`, generated on first start (single-node development only).
+    #[arg(long, env = "MESHMQ_CORE__CERTS_DIR")]
+    certs_dir: Option<PathBuf>,
+}
+
+fn parse_members(raw: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
+    raw.iter()
+        .filter(|s| !s.is_empty())
+        .map(|m| {
+            let (id, addr) = m
+                .split_once('=')
+                .with_context(|| format!("initial member {m:?} is not id=addr"))?;
+            let id: u64 = id.parse().with_context(|| format!("node id in {m:?}"))?;
+            if id == 0 {
+                bail!("node ids start at 1 ({m:?})");
+            }
+            Ok((id, addr.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::GenCerts { out, nodes }) = cli.command {
+        certs::generate(&out, &nodes)
+            .with_context(|| format!("writing certificates to {}", out.display()))?;
+        println!(
+            "certificates for {} written to {}",
+            nodes.join(", "),
+            out.display()
+        );
+        return Ok(());
+    }
+    let a = cli.run;
+    if a.node_id == 0 {
+        bail!("--node-id must be >= 1");
+    }
+    let initial_members = parse_members(&a.initial_members)?;
+    let name = format!("core-{}", a.node_id);
+    let certs_dir = a
+        .certs_dir
+        .clone()
+        .unwrap_or_else(|| a.data_dir.join("certs"));
+    let certs = certs::ensure_dev(&certs_dir, &name)
+        .with_context(|| format!("certificates for {name} in {}", certs_dir.display()))?;
+    let cfg = CoreConfig {
+        node_id: a.node_id,
+        core_bind: a.core_bind,
+        advertise: a.advertise,
+        data_dir: a.data_dir,
+        initial_members,
+        certs,
+        timings: RaftTimings::default(),
+        group_commit: GroupCommit::default(),
+    };
+    let _ = core_node::prometheus::prometheus_handle();
+    let core = CoreNode::start(cfg).await?;
+    let http = core_node::http::serve(core.clone(), a.http_bind)
+        .await
+        .with_context(|| format!("binding HTTP on {}", a.http_bind))?;
+    println!(
+        "{}",
+        serde_json::json!({"node_id": core.id, "core": core.addr, "http": http.to_string()})
     );
-    std::process::exit(2);
+    shutdown_signal().await;
+    core.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -2,8 +2,8 @@
 //! the accept loops, the HTTP endpoint and the housekeeping tasks, and hands back a
 //! [`BrokerHandle`] with the bound addresses.
 //!
-//! Standalone mode: the cluster tables live in an embedded in-process core
-//! ([`core_node::embedded::EmbeddedCore`]); the cluster issue swaps the holder.
+//! The cluster tables are reached through [`CoreHandle`]: remote cores (`cluster.cores`), or
+//! in standalone mode an embedded single-voter core in this process, behind the same link.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use core_node::embedded::EmbeddedCore;
 use meshmq_shared::config::Config;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::authz::{AllowAll, Authorizer};
+use crate::core_handle::CoreHandle;
 use crate::router::Router;
 use crate::session::Limits;
 use crate::sessions::Sessions;
@@ -35,8 +35,10 @@ pub struct Ctx {
     pub router: Router,
     /// Local sessions.
     pub sessions: Sessions,
-    /// The cluster tables (embedded core in standalone mode).
-    pub core: EmbeddedCore,
+    /// The cluster tables: local replica and the link to the cores.
+    pub core: CoreHandle,
+    /// This start of the node (`nodes.incarnation`): rows of older incarnations are stale.
+    pub incarnation: u64,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
     /// Source of session and connection ids.
@@ -99,6 +101,8 @@ impl BrokerBuilder {
         let config = self.config;
         // Install the process-wide metrics recorder before anything records.
         let _ = http::prometheus_handle();
+        let incarnation = crate::cluster::now_ms();
+        let core = CoreHandle::start(&config, incarnation).await?;
         let mqtt = TcpListener::bind(config.listeners.mqtt_bind)
             .await
             .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
@@ -122,7 +126,8 @@ impl BrokerBuilder {
             limits: Limits::from_config(&config.mqtt),
             router: Router::new(config.mqtt.shared_subscription_strategy),
             sessions: Sessions::default(),
-            core: EmbeddedCore::new(),
+            core,
+            incarnation,
             authz: self.authz,
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -223,6 +228,7 @@ impl BrokerHandle {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        self.ctx.core.shutdown().await;
     }
 
     /// Waits until the broker is stopped by a signal (Ctrl-C / SIGTERM), then shuts down.

@@ -36,6 +36,13 @@ pub struct Cli {
     /// Node name (`node.name`), e.g. meshmq@10.0.0.1.
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Core QUIC addresses, comma separated (`cluster.cores`); none: standalone with an
+    /// embedded core.
+    #[arg(long = "core", value_name = "ADDR,...", value_delimiter = ',')]
+    pub cores: Vec<String>,
+    /// Directory with `ca.pem` and this node's certificate (`cluster.certs_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -47,6 +54,8 @@ impl Cli {
             http_bind: self.http_bind,
             data_dir: self.data_dir.clone(),
             node_name: self.node_name.clone(),
+            cores: self.cores.clone(),
+            certs_dir: self.certs_dir.clone(),
         }
     }
 }

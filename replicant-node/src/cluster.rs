@@ -63,7 +63,7 @@ pub async fn announce_node(ctx: &Ctx) {
         node: ctx.node().to_owned(),
         addr: ctx.config.listeners.mqtt_bind.to_string(),
         role: NodeRole::Replicant as i32,
-        incarnation: now_ms(),
+        incarnation: ctx.incarnation,
     };
     transact(ctx, vec![op(op::Kind::NodeUp(up))]).await;
 }

@@ -22,6 +22,37 @@ pub struct Config {
     pub listeners: ListenersConfig,
     /// MQTT protocol limits and behaviour.
     pub mqtt: MqttConfig,
+    /// Where the cluster tables are held: remote cores, or an embedded core.
+    pub cluster: ClusterConfig,
+}
+
+/// How this node reaches the core group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Core QUIC addresses (`host:port`, a DNS name may resolve to several). Empty:
+    /// standalone, with an embedded single-voter core in this process (data in
+    /// `node.data_dir`).
+    pub cores: Vec<String>,
+    /// Directory with `ca.pem` and `<node name>.pem`/`.key` (from `core-node gen-certs`).
+    /// Default `<data_dir>/certs`, generated on first start (standalone and development).
+    pub certs_dir: Option<PathBuf>,
+    /// Where the embedded core's QUIC endpoint listens (standalone only).
+    pub embedded_core_bind: SocketAddr,
+    /// Liveness lease with the cores, in milliseconds: the cores purge this node's routes
+    /// and registry rows when it has not renewed for this long.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            cores: Vec::new(),
+            certs_dir: None,
+            embedded_core_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lease_ttl_ms: 10_000,
+        }
+    }
 }
 
 /// Node identity and storage.

@@ -5,5 +5,6 @@
 pub mod codec;
 pub mod config;
 pub mod metrics;
+pub mod quic;
 pub mod tables;
 pub mod topic;

@@ -70,6 +70,81 @@ pub const TABLE_TRANSACTIONS_TOTAL: &str = "meshmq_table_transactions_total";
 /// Histogram: seconds a cluster table transaction took, submission to result. No labels.
 pub const TABLE_TRANSACTION_SECONDS: &str = "meshmq_table_transaction_seconds";
 
+// ---- core node (Raft group, Transact, Follow, leases) ----
+
+/// Gauge: this core's current Raft term. No labels.
+pub const RAFT_TERM: &str = "meshmq_raft_term";
+/// Gauge: the leader's node id as this core sees it (0: none). No labels.
+pub const RAFT_LEADER_ID: &str = "meshmq_raft_leader_id";
+/// Gauge: 1 on the leader, 0 elsewhere. No labels.
+pub const RAFT_IS_LEADER: &str = "meshmq_raft_is_leader";
+/// Gauge: index of the last log entry this core has. No labels.
+pub const RAFT_LAST_LOG_INDEX: &str = "meshmq_raft_last_log_index";
+/// Gauge: highest index known committed (applied on this core). No labels.
+pub const RAFT_COMMIT_INDEX: &str = "meshmq_raft_commit_index";
+/// Gauge: index of the last entry applied to this core's state machine. No labels.
+pub const RAFT_APPLIED_INDEX: &str = "meshmq_raft_applied_index";
+/// Histogram: seconds from submitting a group-commit entry to its commit. No labels.
+pub const CORE_TRANSACT_SECONDS: &str = "meshmq_core_transact_seconds";
+/// Histogram: ops per group-commit entry. No labels.
+pub const CORE_GROUP_COMMIT_OPS: &str = "meshmq_core_group_commit_ops";
+/// Histogram: transactions per group-commit entry. No labels.
+pub const CORE_GROUP_COMMIT_TRANSACTIONS: &str = "meshmq_core_group_commit_transactions";
+/// Counter: Transact requests served. Labels: `result` (`ok`, `not_leader`, `timeout`,
+/// `rejected`, `unavailable`), `forwarded` (`true` when this core passed it to the leader).
+pub const CORE_TRANSACT_TOTAL: &str = "meshmq_core_transact_total";
+/// Gauge: replicants currently following this core's log. No labels.
+pub const CORE_FOLLOWERS: &str = "meshmq_core_followers";
+/// Counter: snapshots sent to followers because their index was purged. No labels.
+pub const CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL: &str = "meshmq_core_follow_snapshots_sent_total";
+/// Counter: log entries streamed to followers. No labels.
+pub const CORE_FOLLOW_ENTRIES_SENT_TOTAL: &str = "meshmq_core_follow_entries_sent_total";
+/// Counter: requests on the core endpoint that could not be served. Labels: `reason`.
+pub const CORE_REQUEST_ERRORS_TOTAL: &str = "meshmq_core_request_errors_total";
+/// Counter: replicant nodes purged by the leader after their lease lapsed. No labels.
+pub const CORE_LEASE_PURGES_TOTAL: &str = "meshmq_core_lease_purges_total";
+/// Gauge: replicant leases the leader holds. No labels.
+pub const CORE_LEASES: &str = "meshmq_core_leases";
+/// Counter: Raft state-machine snapshots built or installed on this core. Labels: `kind`
+/// (`build`, `install`).
+pub const RAFT_SNAPSHOTS_TOTAL: &str = "meshmq_raft_snapshots_total";
+/// Histogram: seconds to build (encode and persist) or install a Raft snapshot. Labels:
+/// `kind` (`build`, `install`).
+pub const RAFT_SNAPSHOT_SECONDS: &str = "meshmq_raft_snapshot_seconds";
+/// Gauge: entries held in this core's Raft log (last index − first index + 1, 0 when
+/// empty). No labels.
+pub const RAFT_LOG_ENTRIES: &str = "meshmq_raft_log_entries";
+/// Counter: Raft RPCs this core sent to another core. Labels: `rpc` (`vote`, `append`,
+/// `snapshot`), `result` (`ok`, `unreachable`, `timeout`, `network`, `remote_error`,
+/// `malformed`).
+pub const RAFT_RPC_TOTAL: &str = "meshmq_raft_rpc_total";
+
+// ---- replicant's link to the core group (replica, Follow, Transact, lease) ----
+
+/// Counter: snapshots the replicant's replica installed from a core (its log index was
+/// purged there, or it started empty). No labels.
+pub const REPLICA_SNAPSHOT_INSTALLS_TOTAL: &str = "meshmq_replica_snapshot_installs_total";
+/// Counter: follow streams that ended and made the replicant pick a core again. Labels:
+/// `reason` (`timeout`, `gap`, `closed`, `malformed`, or a frame error label).
+pub const REPLICA_CORE_SWITCHES_TOTAL: &str = "meshmq_replica_core_switches_total";
+/// Counter: follow frames from a core that could not be decoded or applied; each ends the
+/// stream. Labels: `reason` (frame error label, or `invalid_frame`).
+pub const REPLICA_MALFORMED_FRAMES_TOTAL: &str = "meshmq_replica_malformed_frames_total";
+/// Gauge: highest log index applied to the replicant's replica. No labels.
+pub const REPLICA_APPLIED_INDEX: &str = "meshmq_replica_applied_index";
+/// Gauge: commit index last reported by the followed core minus the local applied index.
+/// No labels.
+pub const REPLICATION_LAG_ENTRIES: &str = "meshmq_replication_lag_entries";
+/// Histogram: seconds a replicant transaction took, submission to applied locally.
+/// No labels.
+pub const REPLICA_TRANSACT_SECONDS: &str = "meshmq_replica_transact_seconds";
+/// Counter: replicant transactions. Labels: `result` (`ok`, `not_leader`, `timeout`,
+/// `rejected`, `unavailable`, `lagging`: committed but not applied locally in time).
+pub const REPLICA_TRANSACT_TOTAL: &str = "meshmq_replica_transact_total";
+/// Counter: lease renewals that failed. Labels: `reason` (`no_core`, `not_leader`,
+/// `request`).
+pub const REPLICA_LEASE_FAILURES_TOTAL: &str = "meshmq_replica_lease_failures_total";
+
 /// Bucket upper bounds, in seconds, for [`TABLE_TRANSACTION_SECONDS`]: from an in-process
 /// apply (tens of µs) to a slow Raft round trip.
 pub const TABLE_TRANSACTION_BUCKETS: &[f64] = &[
@@ -99,6 +174,12 @@ pub const COUNTERS: &[&str] = &[
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,
     TABLE_TRANSACTIONS_TOTAL,
+    REPLICA_SNAPSHOT_INSTALLS_TOTAL,
+    REPLICA_CORE_SWITCHES_TOTAL,
+    REPLICA_MALFORMED_FRAMES_TOTAL,
+    REPLICA_TRANSACT_TOTAL,
+    REPLICA_LEASE_FAILURES_TOTAL,
+    RAFT_RPC_TOTAL,
 ];
 
 /// Every gauge name.
@@ -108,6 +189,8 @@ pub const GAUGES: &[&str] = &[
     SUBSCRIPTIONS,
     RETAINED_MESSAGES,
     MESSAGES_QUEUED,
+    REPLICA_APPLIED_INDEX,
+    REPLICATION_LAG_ENTRIES,
 ];
 
 /// Every histogram name.

@@ -2,4 +2,9 @@
 //! protobuf messages, the redb stores and the QUIC network. Nothing outside this module names
 //! an openraft type.
 
+pub mod convert;
+pub mod network;
+pub mod rpc_convert;
+pub mod rpc_server;
+pub mod store;
 pub mod types;

@@ -41,6 +41,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--node-name`: `node.name`.
     pub node_name: Option<String>,
+    /// `--core`: `cluster.cores` (when non-empty).
+    pub cores: Vec<String>,
+    /// `--certs-dir`: `cluster.certs_dir`.
+    pub certs_dir: Option<PathBuf>,
 }
 
 /// Why a configuration could not be loaded.
@@ -111,6 +115,12 @@ pub fn load_with_env(
 }
 
 fn apply_overrides(config: &mut Config, o: &Overrides) {
+    if !o.cores.is_empty() {
+        config.cluster.cores.clone_from(&o.cores);
+    }
+    if let Some(d) = &o.certs_dir {
+        config.cluster.certs_dir = Some(d.clone());
+    }
     if let Some(a) = o.mqtt_bind {
         config.listeners.mqtt_bind = a;
     }

@@ -122,12 +122,16 @@ fn flags_override_env() {
         http_bind: Some(addr("127.0.0.1:0")),
         data_dir: Some(PathBuf::from("/flag/data")),
         node_name: Some("flag-node".into()),
+        cores: vec!["10.0.0.1:4370".into(), "core.example:4370".into()],
+        certs_dir: Some(PathBuf::from("/flag/certs")),
     };
     let c = load_with_env(None, &e, &o).unwrap();
     assert_eq!(c.listeners.mqtt_bind, addr("127.0.0.1:0"));
     assert_eq!(c.listeners.ws_bind, Some(addr("127.0.0.1:0")));
     assert_eq!(c.listeners.http_bind, Some(addr("127.0.0.1:0")));
     assert_eq!(c.node.data_dir, PathBuf::from("/flag/data"));
+    assert_eq!(c.cluster.cores, ["10.0.0.1:4370", "core.example:4370"]);
+    assert_eq!(c.cluster.certs_dir, Some(PathBuf::from("/flag/certs")));
     assert_eq!(c.node.name, "flag-node");
 }
 

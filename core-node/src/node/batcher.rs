@@ -1,0 +1,199 @@
+//! Group commit on the leader: transactions that arrive within [`GroupCommit::window`] (or
+//! until [`GroupCommit::max_ops`] ops) share one Raft entry, so a connect storm of 100 000
+//! CONNECTs is a few hundred entries. Entries are submitted in arrival order
+//! (`client_write_ff`) and their replies awaited off the batching task, so the next batch
+//! forms while the previous one is being committed.
+//!
+//! Never applies anything itself (the state machine does) and never splits one caller's ops
+//! across entries: a caller's batch commits whole or not at all.
+
+use std::time::Duration;
+
+use meshmq_proto::tables::{Batch, Op, OpResult};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::api::{Committed, MAX_OPS_PER_ENTRY, TransactError};
+use crate::raft::types::{EntryData, Raft};
+use meshmq_shared::metrics as m;
+
+/// How transactions are grouped into entries.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// How long the first transaction of a group waits for others.
+    pub window: Duration,
+    /// A group is closed as soon as it holds this many ops.
+    pub max_ops: usize,
+    /// How long to wait for an entry to commit before answering `Timeout`.
+    pub commit_timeout: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(1),
+            max_ops: 1_000,
+            commit_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a waiting caller gets back.
+pub type Reply = oneshot::Sender<Result<Committed, TransactError>>;
+
+struct Pending {
+    ops: Vec<Op>,
+    reply: Reply,
+}
+
+/// The handle callers submit to; the task stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Batcher {
+    /// Starts the batching task for `raft`.
+    pub fn start(raft: Raft, cfg: GroupCommit) -> Self {
+        let (tx, rx) = mpsc::channel(16_384);
+        tokio::spawn(run(raft, cfg, rx));
+        Self { tx }
+    }
+
+    /// Submits `ops` and waits for the entry that carries them to commit.
+    pub async fn submit(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        if ops.len() > MAX_OPS_PER_ENTRY {
+            return Err(TransactError::Rejected(format!(
+                "{} ops in one transaction, at most {MAX_OPS_PER_ENTRY}",
+                ops.len()
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { ops, reply })
+            .await
+            .map_err(|_| TransactError::Unavailable("core is shutting down".into()))?;
+        rx.await
+            .map_err(|_| TransactError::Unavailable("core is shutting down".into()))?
+    }
+}
+
+async fn run(raft: Raft, cfg: GroupCommit, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        let mut ops = group[0].ops.len();
+        let deadline = Instant::now() + cfg.window;
+        while ops < cfg.max_ops {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) if ops + p.ops.len() <= MAX_OPS_PER_ENTRY => {
+                    ops += p.ops.len();
+                    group.push(p);
+                }
+                Ok(Some(p)) => {
+                    // Would overflow one entry: commit it on its own right after this group.
+                    submit_group(&raft, cfg, std::mem::take(&mut group)).await;
+                    ops = p.ops.len();
+                    group.push(p);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        submit_group(&raft, cfg, group).await;
+    }
+}
+
+/// Sends one entry to Raft (in order) and spawns the wait for its commit.
+async fn submit_group(raft: &Raft, cfg: GroupCommit, group: Vec<Pending>) {
+    if group.is_empty() {
+        return;
+    }
+    let counts: Vec<usize> = group.iter().map(|p| p.ops.len()).collect();
+    let mut replies = Vec::with_capacity(group.len());
+    let mut all = Vec::with_capacity(counts.iter().sum());
+    for p in group {
+        all.extend(p.ops);
+        replies.push(p.reply);
+    }
+    metrics::histogram!(m::CORE_GROUP_COMMIT_OPS).record(all.len() as f64);
+    metrics::histogram!(m::CORE_GROUP_COMMIT_TRANSACTIONS).record(replies.len() as f64);
+    let data = EntryData {
+        batch: Batch { ops: all }.encode_to_vec(),
+    };
+    let started = Instant::now();
+    let rx = match raft.client_write_ff(data).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            let err = TransactError::Unavailable(format!("raft stopped: {e}"));
+            for r in replies {
+                let _ = r.send(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    let timeout = cfg.commit_timeout;
+    tokio::spawn(async move {
+        let outcome = match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(TransactError::Timeout),
+            Ok(Err(_)) => Err(TransactError::Unavailable(
+                "raft dropped the request".into(),
+            )),
+            Ok(Ok(Err(e))) => Err(write_error(e)),
+            Ok(Ok(Ok(resp))) => decode_results(resp.log_id.index, &resp.data.results),
+        };
+        metrics::histogram!(m::CORE_TRANSACT_SECONDS).record(started.elapsed().as_secs_f64());
+        split(outcome, &counts, replies);
+    });
+}
+
+fn write_error(
+    e: openraft::error::ClientWriteError<crate::raft::types::NodeId, crate::raft::types::Node>,
+) -> TransactError {
+    match e {
+        openraft::error::ClientWriteError::ForwardToLeader(f) => TransactError::NotLeader {
+            leader: f.leader_node.map(|n| n.addr),
+        },
+        other => TransactError::Unavailable(other.to_string()),
+    }
+}
+
+fn decode_results(index: u64, raw: &[Vec<u8>]) -> Result<Committed, TransactError> {
+    let results = raw
+        .iter()
+        .map(|r| OpResult::decode(r.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransactError::Unavailable(format!("undecodable op result: {e}")))?;
+    Ok(Committed { index, results })
+}
+
+/// Hands each caller its slice of the entry's results.
+fn split(outcome: Result<Committed, TransactError>, counts: &[usize], replies: Vec<Reply>) {
+    match outcome {
+        Err(e) => {
+            for r in replies {
+                let _ = r.send(Err(e.clone()));
+            }
+        }
+        Ok(c) if c.results.len() != counts.iter().sum::<usize>() => {
+            let e = TransactError::Unavailable(format!(
+                "entry {} returned {} results for {} ops",
+                c.index,
+                c.results.len(),
+                counts.iter().sum::<usize>()
+            ));
+            for r in replies {
+                let _ = r.send(Err(e.clone()));
+            }
+        }
+        Ok(c) => {
+            let mut results = c.results.into_iter();
+            for (n, r) in counts.iter().zip(replies) {
+                let mine: Vec<OpResult> = results.by_ref().take(*n).collect();
+                let _ = r.send(Ok(Committed {
+                    index: c.index,
+                    results: mine,
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! A running core: the Raft group member with its redb stores, its QUIC endpoint serving
+//! Raft RPCs, `Transact`, `Follow`, leases and status, and the tasks behind them.
+//!
+//! [`CoreNode::start`] is what `core-node` (the binary) and a standalone `replicant-node`
+//! (embedded single-voter core) both run, so the two share one code path. This module wires
+//! parts together; the parts own the logic (`batcher`, `follow`, `lease`, `server`,
+//! `raft::*`). It never speaks MQTT.
+
+pub mod batcher;
+pub mod conns;
+pub mod follow;
+pub mod lease;
+pub mod members;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use meshmq_proto::core::{Request, Response, TransactRequest, request, response};
+use meshmq_proto::tables::{Batch, Op};
+use meshmq_shared::quic::certs::CertPaths;
+use meshmq_shared::quic::{self, tls::Identity};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::api::{self, Committed, TransactError};
+use crate::raft::network::Network;
+use crate::raft::store::{self, LogStore, StateMachineStore};
+use crate::raft::types::{Node, NodeId, Raft};
+use batcher::{Batcher, GroupCommit};
+use conns::Conns;
+use lease::Leases;
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTimings {
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Election timeout range (a follower that hears no leader for a random time in it runs).
+    pub election_min: Duration,
+    /// Upper end of the election timeout range.
+    pub election_max: Duration,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind the last snapshot, so followers a little behind need
+    /// no snapshot.
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_millis(150),
+            election_min: Duration::from_millis(600),
+            election_max: Duration::from_millis(1_200),
+            snapshot_every: 50_000,
+            keep_after_snapshot: 50_000,
+        }
+    }
+}
+
+/// Everything a core needs to start.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Raft node id (≥ 1, unique in the group).
+    pub node_id: NodeId,
+    /// Where the core QUIC endpoint listens (port 0: any).
+    pub core_bind: SocketAddr,
+    /// The address other nodes dial; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// redb files live here.
+    pub data_dir: PathBuf,
+    /// Voters of a new group (id → address). Empty: a single-voter group of this node.
+    /// Ignored when the data dir already holds a group.
+    pub initial_members: Vec<(NodeId, String)>,
+    /// This node's certificate, key and the cluster CA.
+    pub certs: CertPaths,
+    /// Raft timing and compaction.
+    pub timings: RaftTimings,
+    /// Group commit.
+    pub group_commit: GroupCommit,
+}
+
+/// Why a core could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The store could not be opened.
+    #[error("opening the store in {dir}: {source}")]
+    Store {
+        /// The data dir.
+        dir: PathBuf,
+        /// What failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Certificates or the QUIC endpoint.
+    #[error("core endpoint: {0}")]
+    Endpoint(String),
+    /// openraft refused its configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A running core.
+pub struct CoreNode {
+    /// Raft node id.
+    pub id: NodeId,
+    /// The address other nodes dial.
+    pub addr: String,
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The log store (read by `Follow`).
+    pub log: LogStore,
+    /// The state machine (tables).
+    pub sm: StateMachineStore,
+    /// The QUIC endpoint (server, and client for outgoing calls).
+    pub endpoint: quinn::Endpoint,
+    /// Outgoing connections to other cores.
+    pub conns: Conns,
+    /// Cancelled on shutdown; every task selects on it.
+    pub shutdown: CancellationToken,
+    batcher: Batcher,
+    leases: Leases,
+    followers: AtomicU32,
+}
+
+impl CoreNode {
+    /// Opens the store, starts Raft and the endpoint, and initializes a new group when the
+    /// store is empty. Returns without waiting for a leader.
+    pub async fn start(cfg: CoreConfig) -> Result<Arc<Self>, CoreError> {
+        let (log, sm) = store::open(&cfg.data_dir).map_err(|e| CoreError::Store {
+            dir: cfg.data_dir.clone(),
+            source: Box::new(e),
+        })?;
+        let id = Identity::load(&cfg.certs).map_err(|e| CoreError::Endpoint(e.to_string()))?;
+        let endpoint = quic::endpoint::bind(cfg.core_bind, &id, quic::ALPN_CORE)
+            .map_err(|e| CoreError::Endpoint(e.to_string()))?;
+        let bound = endpoint
+            .local_addr()
+            .map_err(|e| CoreError::Endpoint(e.to_string()))?;
+        let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+        let raft_cfg = raft_config(&cfg.timings)?;
+        let network = Network::new(cfg.node_id, endpoint.clone());
+        let raft = Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
+            .await
+            .map_err(|e| CoreError::Raft(e.to_string()))?;
+        let batcher = Batcher::start(raft.clone(), cfg.group_commit);
+        let core = Arc::new(Self {
+            id: cfg.node_id,
+            addr: addr.clone(),
+            raft,
+            log,
+            sm,
+            conns: Conns::new(endpoint.clone(), Duration::from_secs(5)),
+            endpoint,
+            shutdown: CancellationToken::new(),
+            batcher,
+            leases: Leases::default(),
+            followers: AtomicU32::new(0),
+        });
+        tokio::spawn(server::accept_loop(Arc::clone(&core)));
+        tokio::spawn(lease::run(Arc::clone(&core)));
+        tokio::spawn(members::export_metrics(Arc::clone(&core)));
+        core.initialize(&cfg).await?;
+        info!(node_id = cfg.node_id, %addr, "core started");
+        Ok(core)
+    }
+
+    async fn initialize(&self, cfg: &CoreConfig) -> Result<(), CoreError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| CoreError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, Node> = if cfg.initial_members.is_empty() {
+            BTreeMap::from([(
+                self.id,
+                Node {
+                    addr: self.addr.clone(),
+                },
+            )])
+        } else {
+            cfg.initial_members
+                .iter()
+                .map(|(id, addr)| (*id, Node { addr: addr.clone() }))
+                .collect()
+        };
+        if !members.contains_key(&self.id) {
+            // A core that joins a running group later waits to be added as a learner.
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another initial member got there first: the same membership, nothing to do.
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(()),
+            Err(e) => Err(CoreError::Raft(e.to_string())),
+        }
+    }
+
+    /// Whether this core is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// The leader's id and address as this core knows them.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node.addr))
+    }
+
+    /// Commits `ops` as (part of) one entry: on the leader through group commit, elsewhere
+    /// forwarded once to the leader.
+    pub async fn transact(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        match self.transact_here(ops.clone()).await {
+            Err(TransactError::NotLeader { .. }) => self.forward(ops).await,
+            other => other,
+        }
+    }
+
+    /// Commits `ops` only if this core is the leader.
+    pub async fn transact_here(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        if ops.is_empty() {
+            return Ok(Committed {
+                index: self.sm.applied_index(),
+                results: Vec::new(),
+            });
+        }
+        if !self.is_leader() {
+            return Err(TransactError::NotLeader {
+                leader: self.leader().map(|(_, a)| a),
+            });
+        }
+        self.batcher.submit(ops).await
+    }
+
+    async fn forward(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        let Some((leader_id, addr)) = self.leader() else {
+            return Err(TransactError::Unavailable("no leader".into()));
+        };
+        if leader_id == self.id {
+            return Err(TransactError::Unavailable("leadership is changing".into()));
+        }
+        let req = Request {
+            kind: Some(request::Kind::Transact(TransactRequest {
+                batch: Some(Batch { ops }),
+                forwarded: true,
+            })),
+        };
+        match self.conns.request::<_, Response>(&addr, &req).await {
+            Ok(Response {
+                kind: Some(response::Kind::Transact(t)),
+            }) => api::from_wire(t),
+            Ok(_) => Err(TransactError::Unavailable(format!(
+                "leader {addr} answered something else"
+            ))),
+            Err(e) => Err(TransactError::Unavailable(e)),
+        }
+    }
+
+    /// Stops every task, Raft and the endpoint.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        let _ = self.raft.shutdown().await;
+        self.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+fn raft_config(t: &RaftTimings) -> Result<Arc<openraft::Config>, CoreError> {
+    let cfg = openraft::Config {
+        cluster_name: "meshmq".into(),
+        heartbeat_interval: t.heartbeat.as_millis() as u64,
+        election_timeout_min: t.election_min.as_millis() as u64,
+        election_timeout_max: t.election_max.as_millis() as u64,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_every),
+        max_in_snapshot_log_to_keep: t.keep_after_snapshot,
+        ..Default::default()
+    };
+    cfg.validate()
+        .map(Arc::new)
+        .map_err(|e| CoreError::Raft(e.to_string()))
+}

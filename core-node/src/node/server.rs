@@ -1,0 +1,171 @@
+//! The core's QUIC endpoint: accepts connections from cores and replicants (mutual TLS,
+//! ALPN `meshmq-core/1`) and serves each bidirectional stream as one request: a Raft RPC,
+//! `Transact`, `Lease`, `Status`, or `Follow` (whose answer is a stream of frames).
+//!
+//! One task per connection and one per stream; a bad request is answered with
+//! `Response::Error` and counted, never a panic. It holds no state of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshmq_proto::core::{
+    LeaseRequest, LeaseResponse, NotLeader, Request, Response, StatusResponse, TransactRequest,
+    lease_response, request::Kind as Req, response::Kind as Resp,
+};
+use meshmq_proto::raft::Blank;
+use meshmq_shared::metrics as m;
+use meshmq_shared::quic::frame::{self, FrameError};
+use tracing::debug;
+
+use super::CoreNode;
+use crate::api::{self, TransactError};
+use crate::raft::rpc_server;
+
+/// How long a peer has to send its request once it opened a stream.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown.
+pub async fn accept_loop(core: Arc<CoreNode>) {
+    loop {
+        let incoming = tokio::select! {
+            _ = core.shutdown.cancelled() => return,
+            i = core.endpoint.accept() => i,
+        };
+        let Some(incoming) = incoming else { return };
+        let core = Arc::clone(&core);
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => serve_connection(core, conn).await,
+                Err(e) => {
+                    metrics::counter!(m::CORE_REQUEST_ERRORS_TOTAL, "reason" => "handshake")
+                        .increment(1);
+                    debug!(error = %e, "core endpoint: handshake failed");
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
+    loop {
+        let stream = tokio::select! {
+            _ = core.shutdown.cancelled() => return,
+            s = conn.accept_bi() => s,
+        };
+        let Ok((send, recv)) = stream else { return };
+        let core = Arc::clone(&core);
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(&core, send, recv).await {
+                metrics::counter!(m::CORE_REQUEST_ERRORS_TOTAL, "reason" => e.label()).increment(1);
+                debug!(error = %e, "core endpoint: stream failed");
+            }
+        });
+    }
+}
+
+async fn serve_stream(
+    core: &CoreNode,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), FrameError> {
+    let req = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        frame::read_msg::<Request>(&mut recv, frame::MAX_FRAME),
+    )
+    .await
+    .map_err(|_| FrameError::Timeout)??;
+    let Some(Request { kind: Some(kind) }) = req else {
+        let resp = error_response("empty request");
+        return reply(&mut send, &resp).await;
+    };
+    let resp = match kind {
+        Req::Follow(f) => {
+            let r = super::follow::serve(core, f, &mut send).await;
+            let _ = send.finish();
+            return r;
+        }
+        Req::Transact(t) => Resp::Transact(api::to_wire(transact(core, t).await)),
+        Req::Lease(l) => Resp::Lease(lease(core, l).await),
+        Req::Status(_) => Resp::Status(status(core)),
+        raft_rpc @ (Req::Vote(_) | Req::Append(_) | Req::Snapshot(_)) => {
+            return reply(&mut send, &rpc_server::handle(&core.raft, raft_rpc).await).await;
+        }
+    };
+    reply(&mut send, &Response { kind: Some(resp) }).await
+}
+
+async fn reply(send: &mut quinn::SendStream, resp: &Response) -> Result<(), FrameError> {
+    frame::write_msg(send, resp).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+fn error_response(message: &str) -> Response {
+    Response {
+        kind: Some(Resp::Error(meshmq_proto::core::Error {
+            message: message.to_owned(),
+        })),
+    }
+}
+
+async fn transact(core: &CoreNode, t: TransactRequest) -> Result<api::Committed, TransactError> {
+    let ops = t.batch.map(|b| b.ops).unwrap_or_default();
+    let forwarded = t.forwarded;
+    let result = if forwarded {
+        core.transact_here(ops).await
+    } else {
+        core.transact(ops).await
+    };
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.label(),
+    };
+    metrics::counter!(m::CORE_TRANSACT_TOTAL, "result" => label, "forwarded" => if forwarded { "true" } else { "false" })
+        .increment(1);
+    result
+}
+
+async fn lease(core: &CoreNode, l: LeaseRequest) -> LeaseResponse {
+    let result = if core.is_leader() {
+        let ttl = Duration::from_millis(u64::from(l.ttl_ms.clamp(1_000, 300_000)));
+        core.leases.renew(&l.node, l.incarnation, ttl);
+        lease_response::Result::Ok(Blank {})
+    } else {
+        match core.leader() {
+            // Pass it on once; the leader answers for itself.
+            Some((id, addr)) if id != core.id => {
+                let req = Request {
+                    kind: Some(Req::Lease(l)),
+                };
+                match core.conns.request::<_, Response>(&addr, &req).await {
+                    Ok(Response {
+                        kind: Some(Resp::Lease(r)),
+                    }) => return r,
+                    _ => lease_response::Result::NotLeader(NotLeader {
+                        leader_id: Some(id),
+                        leader_addr: addr,
+                    }),
+                }
+            }
+            _ => lease_response::Result::NotLeader(NotLeader::default()),
+        }
+    };
+    LeaseResponse {
+        result: Some(result),
+    }
+}
+
+/// This core's view of the group.
+pub fn status(core: &CoreNode) -> StatusResponse {
+    let metrics = core.raft.metrics().borrow().clone();
+    let leader = core.leader();
+    StatusResponse {
+        node_id: core.id,
+        leader_id: metrics.current_leader,
+        term: metrics.current_term,
+        commit_index: metrics.last_applied.map_or(0, |l| l.index),
+        applied_index: core.sm.applied_index(),
+        followers: core.followers.load(std::sync::atomic::Ordering::Relaxed),
+        leader_addr: leader.map(|(_, a)| a).unwrap_or_default(),
+    }
+}

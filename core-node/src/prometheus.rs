@@ -1,0 +1,189 @@
+//! The process-wide Prometheus recorder and the descriptions of every meshmq metric, used by
+//! core and replicant nodes alike (a standalone broker runs both in one process).
+//!
+//! Owns installing the recorder exactly once per process (several brokers in one test
+//! process share it), the histogram buckets, the periodic upkeep that drains histogram
+//! samples, and the `# HELP` text. Metric names come from [`meshmq_shared::metrics`]; this
+//! module must never invent a name of its own.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use meshmq_shared::metrics as m;
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::warn;
+
+/// How often histogram samples are drained into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The handle of the process-wide Prometheus recorder, installing it (and describing every
+/// metric) on first use. Never panics: if another recorder was installed first, a detached
+/// recorder is returned and `/metrics` will only show what reaches it (a warning is logged).
+pub fn prometheus_handle() -> PrometheusHandle {
+    HANDLE.get_or_init(install).clone()
+}
+
+fn install() -> PrometheusHandle {
+    // Every `_seconds` histogram (table transactions, Raft commits) shares one bucket set.
+    let matcher = Matcher::Suffix("_seconds".to_string());
+    let builder = match PrometheusBuilder::new()
+        .set_buckets_for_metric(matcher, m::TABLE_TRANSACTION_BUCKETS)
+    {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "histogram buckets rejected; using summaries");
+            PrometheusBuilder::new()
+        }
+    };
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    match metrics::set_global_recorder(recorder) {
+        Ok(()) => describe_all(),
+        Err(e) => {
+            warn!(error = %e, "a metrics recorder was already installed; /metrics is detached")
+        }
+    }
+    spawn_upkeep(handle.clone());
+    handle
+}
+
+/// Drains histogram samples periodically on a small dedicated thread (the recorder outlives
+/// any one Tokio runtime, e.g. in tests).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("meshmq-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, "cannot start the metrics upkeep thread; histograms drain on scrape only");
+    }
+}
+
+/// `# HELP` text of every counter.
+const COUNTER_HELP: &[(&str, &str)] = &[
+    (
+        m::CONNECTIONS_ACCEPTED_TOTAL,
+        "Connections accepted by a listener.",
+    ),
+    (
+        m::CONNECTIONS_REFUSED_TOTAL,
+        "Connections refused before a session existed, by reason.",
+    ),
+    (m::CONNACK_TOTAL, "CONNACK packets sent, by reason code."),
+    (
+        m::DISCONNECTS_TOTAL,
+        "Connections ended after CONNACK, by reason.",
+    ),
+    (
+        m::SESSIONS_EXPIRED_TOTAL,
+        "Sessions discarded after their expiry interval.",
+    ),
+    (
+        m::TAKEOVERS_TOTAL,
+        "Sessions taken over by a new connection with the same client id.",
+    ),
+    (
+        m::MESSAGES_RECEIVED_TOTAL,
+        "PUBLISH packets received from clients, by QoS.",
+    ),
+    (
+        m::MESSAGES_DELIVERED_TOTAL,
+        "PUBLISH packets delivered to subscribers.",
+    ),
+    (
+        m::MESSAGES_DROPPED_TOTAL,
+        "Messages dropped instead of delivered, by reason.",
+    ),
+    (m::PACKETS_RECEIVED_TOTAL, "MQTT packets decoded, by type."),
+    (m::PACKETS_SENT_TOTAL, "MQTT packets sent, by type."),
+    (
+        m::BYTES_RECEIVED_TOTAL,
+        "Bytes read from client connections.",
+    ),
+    (m::BYTES_SENT_TOTAL, "Bytes written to client connections."),
+    (
+        m::MALFORMED_PACKETS_TOTAL,
+        "Packets that failed to decode, by reason.",
+    ),
+    (
+        m::PROTOCOL_ERRORS_TOTAL,
+        "Packets that broke a protocol rule, by reason.",
+    ),
+    (
+        m::AUTHZ_DENIED_TOTAL,
+        "Operations refused by the authorizer, by action.",
+    ),
+    (
+        m::AWAITING_REL_EXPIRED_TOTAL,
+        "QoS 2 packet ids purged after await_rel_timeout.",
+    ),
+    (m::WILL_MESSAGES_SENT_TOTAL, "Will messages published."),
+    (
+        m::KEEPALIVE_TIMEOUTS_TOTAL,
+        "Connections closed for exceeding 1.5x keep-alive.",
+    ),
+    (
+        m::TABLE_TRANSACTIONS_TOTAL,
+        "Cluster table transactions, by result.",
+    ),
+];
+
+/// `# HELP` text of every gauge.
+const GAUGE_HELP: &[(&str, &str)] = &[
+    (m::CONNECTIONS, "Live MQTT connections, by transport."),
+    (m::SESSIONS, "Sessions held on this node, connected or not."),
+    (m::SUBSCRIPTIONS, "Subscriptions in this node's router."),
+    (m::RETAINED_MESSAGES, "Retained messages stored."),
+    (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
+];
+
+/// `# HELP` text of every histogram (all measured in seconds).
+const HISTOGRAM_HELP: &[(&str, &str)] = &[(
+    m::TABLE_TRANSACTION_SECONDS,
+    "Cluster table transaction latency.",
+)];
+
+/// Registers `# HELP` text for every metric in [`meshmq_shared::metrics`] with the installed
+/// recorder. Called once by [`prometheus_handle`]; calling it again is harmless.
+pub fn describe_all() {
+    for &(name, help) in COUNTER_HELP {
+        describe_counter!(name, help);
+    }
+    for &(name, help) in GAUGE_HELP {
+        describe_gauge!(name, help);
+    }
+    for &(name, help) in HISTOGRAM_HELP {
+        describe_histogram!(name, metrics::Unit::Seconds, help);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(help: &[(&'static str, &str)]) -> Vec<&'static str> {
+        let mut v: Vec<_> = help.iter().map(|(n, _)| *n).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn sorted(names: &[&'static str]) -> Vec<&'static str> {
+        let mut v = names.to_vec();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn every_metric_is_described_exactly_once() {
+        assert_eq!(names(COUNTER_HELP), sorted(m::COUNTERS));
+        assert_eq!(names(GAUGE_HELP), sorted(m::GAUGES));
+        assert_eq!(names(HISTOGRAM_HELP), sorted(m::HISTOGRAMS));
+    }
+}

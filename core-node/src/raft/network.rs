@@ -1,0 +1,464 @@
+//! The calling side of the Raft RPCs between cores: openraft's `RaftNetworkFactory` and
+//! `RaftNetwork` over QUIC with mutual TLS (ALPN `meshmq-core/1`).
+//!
+//! One bidirectional stream per RPC on a cached connection per target address: the request is
+//! a length-delimited `meshmq.core.v1.Request`, the reply a `Response` of the matching kind or
+//! `Error`. This module owns the connection cache (one dial per target at a time, a redial when
+//! the cached connection has closed), the RPC deadlines (openraft's `RPCOption::hard_ttl`), the
+//! mapping of transport failures to openraft's `RPCError`, and the
+//! `meshmq_raft_rpc_total{rpc, result}` counter.
+//!
+//! It never accepts connections or serves requests (see [`super::rpc_server`]), never retries
+//! on its own (openraft's replication loop decides when to retry and how to back off), and
+//! never panics on a malformed or unexpected reply: it is an `RPCError::Network`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshmq_proto::core::{Request, Response, request, response};
+use meshmq_shared::metrics as m;
+use meshmq_shared::quic::{endpoint, frame};
+use openraft::RPCTypes;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use tokio::time::Instant;
+
+use super::convert::ConvertError;
+use super::rpc_convert as conv;
+use super::types::{Node, NodeId, TypeConfig};
+
+/// Upper bound on a QUIC handshake with a peer core, whatever the RPC's own deadline.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The RPC result of one call, as openraft wants it for RPC kind `E`'s remote errors.
+type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, E>>;
+
+/// Why one RPC to a peer core failed below the Raft level. Wrapped in openraft's
+/// `Unreachable` or `NetworkError` (its text is what openraft logs).
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The target's address (`BasicNode::addr`) did not resolve to a socket address.
+    #[error("cannot resolve core address {addr:?}: {reason}")]
+    Resolve {
+        /// The address as in the membership.
+        addr: String,
+        /// Why it did not resolve.
+        reason: String,
+    },
+    /// The QUIC/TLS handshake failed, was refused, or did not finish in time.
+    #[error("cannot connect to core {addr}: {reason}")]
+    Connect {
+        /// The address dialed.
+        addr: String,
+        /// The endpoint's error, as text.
+        reason: String,
+    },
+    /// The connection closed before the reply arrived (peer stopped or restarted).
+    #[error("connection to core {addr} lost: {reason}")]
+    ConnectionLost {
+        /// The peer's address.
+        addr: String,
+        /// The close reason or stream error, as text.
+        reason: String,
+    },
+    /// The stream failed while the connection stayed up (reset, malformed frame).
+    #[error("{rpc} to core {addr}: {reason}")]
+    Stream {
+        /// Which RPC.
+        rpc: &'static str,
+        /// The peer's address.
+        addr: String,
+        /// The framing error, as text.
+        reason: String,
+    },
+    /// The peer answered `Response::Error`.
+    #[error("core {addr} could not serve {rpc}: {message}")]
+    Remote {
+        /// Which RPC.
+        rpc: &'static str,
+        /// The peer's address.
+        addr: String,
+        /// The peer's error text.
+        message: String,
+    },
+    /// The peer answered with a response of another kind, or none.
+    #[error("core {addr} answered {got} to a {rpc} request")]
+    UnexpectedReply {
+        /// Which RPC.
+        rpc: &'static str,
+        /// The peer's address.
+        addr: String,
+        /// The kind of response it sent.
+        got: &'static str,
+    },
+    /// The reply had the right kind but a missing or malformed field.
+    #[error("malformed {rpc} reply from core {addr}: {source}")]
+    Malformed {
+        /// Which RPC.
+        rpc: &'static str,
+        /// The peer's address.
+        addr: String,
+        /// What was wrong with it.
+        source: ConvertError,
+    },
+}
+
+/// How one RPC failed, before it is given openraft's shape (which depends on the RPC).
+enum Failure {
+    /// Could not reach the peer: openraft backs off before retrying.
+    Unreachable(TransportError),
+    /// The deadline passed with the connection up.
+    Timeout,
+    /// Anything else: openraft retries on its next replication round.
+    Network(TransportError),
+}
+
+impl Failure {
+    /// Label value of `meshmq_raft_rpc_total{result}`.
+    fn label(&self) -> &'static str {
+        match self {
+            Failure::Unreachable(_) => "unreachable",
+            Failure::Timeout => "timeout",
+            Failure::Network(TransportError::Remote { .. }) => "remote_error",
+            Failure::Network(TransportError::Malformed { .. })
+            | Failure::Network(TransportError::UnexpectedReply { .. }) => "malformed",
+            Failure::Network(_) => "network",
+        }
+    }
+}
+
+/// A connection slot for one target address; the async lock makes concurrent RPCs to that
+/// target wait for one dial instead of each dialing.
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+
+/// openraft's network factory for this core: cheap to clone (an `Arc` inside), shared by every
+/// per-target client openraft creates.
+#[derive(Clone)]
+pub struct Network {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// This node's id: openraft's `Timeout` error names the caller.
+    id: NodeId,
+    /// The core's QUIC endpoint (server config plus the default client config with this node's
+    /// certificate), used to dial peers.
+    endpoint: quinn::Endpoint,
+    /// One connection slot per target address (`BasicNode::addr`); bounded by the membership.
+    peers: parking_lot::Mutex<HashMap<String, Slot>>,
+}
+
+impl Network {
+    /// A network for node `id` that dials peers from `endpoint` (made by
+    /// `meshmq_shared::quic::endpoint::bind` with ALPN `meshmq-core/1`).
+    pub fn new(id: NodeId, endpoint: quinn::Endpoint) -> Self {
+        Network {
+            shared: Arc::new(Shared {
+                id,
+                endpoint,
+                peers: parking_lot::Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The endpoint this network dials from.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.shared.endpoint
+    }
+
+    /// The cached connection to `addr` if it is still open, else a new one (the cache keeps
+    /// it). Bounded by `deadline` and [`CONNECT_TIMEOUT`].
+    async fn connection(
+        &self,
+        addr: &str,
+        deadline: Instant,
+    ) -> Result<quinn::Connection, TransportError> {
+        let slot = self
+            .shared
+            .peers
+            .lock()
+            .entry(addr.to_owned())
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some(conn) = cached.as_ref() {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+            tracing::debug!(%addr, "cached core connection closed; redialing");
+            *cached = None;
+        }
+        let target = resolve(addr).await?;
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .min(CONNECT_TIMEOUT);
+        let conn = endpoint::connect(&self.shared.endpoint, target, budget)
+            .await
+            .map_err(|e| TransportError::Connect {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?;
+        *cached = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// Resolves `host:port` (an IP address needs no lookup) to the first socket address.
+async fn resolve(addr: &str) -> Result<SocketAddr, TransportError> {
+    if let Ok(sock) = addr.parse::<SocketAddr>() {
+        return Ok(sock);
+    }
+    let resolve_err = |reason: String| TransportError::Resolve {
+        addr: addr.to_owned(),
+        reason,
+    };
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| resolve_err(e.to_string()))?
+        .next()
+        .ok_or_else(|| resolve_err("no address".to_owned()))
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        PeerClient {
+            net: self.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// openraft's client for one target core: sends each RPC on a new stream of the cached
+/// connection to the target's address.
+pub struct PeerClient {
+    /// The shared factory: endpoint and connection cache.
+    net: Network,
+    /// The target's node id (for openraft's errors).
+    target: NodeId,
+    /// The target's address as in the membership (`host:port`).
+    addr: String,
+}
+
+impl PeerClient {
+    /// Sends `kind`, waits for the reply within `ttl`, and decodes it with `decode` (which
+    /// hands back a reply of another kind). Records `meshmq_raft_rpc_total` and gives a failure
+    /// openraft's shape.
+    async fn send<T, E: std::error::Error>(
+        &self,
+        rpc: &'static str,
+        action: RPCTypes,
+        ttl: Duration,
+        kind: request::Kind,
+        decode: impl FnOnce(response::Kind) -> Result<Result<T, ConvertError>, response::Kind>,
+    ) -> RpcResult<T, E> {
+        let result = match self.exchange(rpc, kind, ttl).await {
+            Ok(reply) => match decode(reply) {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(self.malformed(rpc, e)),
+                Err(other) => Err(self.unexpected(rpc, other)),
+            },
+            Err(f) => Err(f),
+        };
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(f) => f.label(),
+        };
+        metrics::counter!(m::RAFT_RPC_TOTAL, "rpc" => rpc, "result" => label).increment(1);
+        result.map_err(|f| {
+            tracing::debug!(
+                target = self.target,
+                addr = %self.addr,
+                rpc,
+                result = label,
+                "raft rpc failed"
+            );
+            self.rpc_error(action, ttl, f)
+        })
+    }
+
+    /// One request/response exchange with the target within `ttl`: dial (or reuse) the
+    /// connection, then send on a new stream. No decoding beyond the `Response` envelope.
+    async fn exchange(
+        &self,
+        rpc: &'static str,
+        kind: request::Kind,
+        ttl: Duration,
+    ) -> Result<response::Kind, Failure> {
+        let deadline = Instant::now() + ttl;
+        let conn = match tokio::time::timeout_at(
+            deadline,
+            self.net.connection(&self.addr, deadline),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Failure::Unreachable(e)),
+            Err(_elapsed) => {
+                return Err(Failure::Unreachable(TransportError::Connect {
+                    addr: self.addr.clone(),
+                    reason: format!("no handshake within {ttl:?}"),
+                }));
+            }
+        };
+        let req = Request { kind: Some(kind) };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let sent = frame::request::<Request, Response>(&conn, &req, frame::MAX_FRAME, remaining);
+        match tokio::time::timeout_at(deadline, sent).await {
+            Ok(Ok(Response { kind: Some(kind) })) => Ok(kind),
+            Ok(Ok(Response { kind: None })) => {
+                Err(Failure::Network(TransportError::UnexpectedReply {
+                    rpc,
+                    addr: self.addr.clone(),
+                    got: "an empty response",
+                }))
+            }
+            Ok(Err(frame::FrameError::Timeout)) | Err(_) => Err(Failure::Timeout),
+            Ok(Err(e)) => Err(self.stream_failure(rpc, &conn, e.to_string())),
+        }
+    }
+
+    /// A failed exchange: `Unreachable` when the connection itself is gone (the next call
+    /// redials), else a `Network` failure of this stream only.
+    fn stream_failure(
+        &self,
+        rpc: &'static str,
+        conn: &quinn::Connection,
+        reason: String,
+    ) -> Failure {
+        match conn.close_reason() {
+            Some(closed) => Failure::Unreachable(TransportError::ConnectionLost {
+                addr: self.addr.clone(),
+                reason: format!("{closed}; {reason}"),
+            }),
+            None => Failure::Network(TransportError::Stream {
+                rpc,
+                addr: self.addr.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// Gives a failure openraft's shape for the RPC `action`.
+    fn rpc_error<E: std::error::Error>(
+        &self,
+        action: RPCTypes,
+        ttl: Duration,
+        failure: Failure,
+    ) -> RPCError<NodeId, Node, E> {
+        match failure {
+            Failure::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            Failure::Timeout => RPCError::Timeout(Timeout {
+                action,
+                id: self.net.shared.id,
+                target: self.target,
+                timeout: ttl,
+            }),
+            Failure::Network(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+
+    /// The failure for a reply that is not of the expected kind (`Error` included).
+    fn unexpected(&self, rpc: &'static str, got: response::Kind) -> Failure {
+        let addr = self.addr.clone();
+        Failure::Network(match got {
+            response::Kind::Error(e) => TransportError::Remote {
+                rpc,
+                addr,
+                message: e.message,
+            },
+            other => TransportError::UnexpectedReply {
+                rpc,
+                addr,
+                got: kind_name(&other),
+            },
+        })
+    }
+
+    fn malformed(&self, rpc: &'static str, source: ConvertError) -> Failure {
+        Failure::Network(TransportError::Malformed {
+            rpc,
+            addr: self.addr.clone(),
+            source,
+        })
+    }
+}
+
+/// Name of a response kind, for error messages.
+fn kind_name(kind: &response::Kind) -> &'static str {
+    match kind {
+        response::Kind::Vote(_) => "vote",
+        response::Kind::Append(_) => "append",
+        response::Kind::Snapshot(_) => "snapshot",
+        response::Kind::Transact(_) => "transact",
+        response::Kind::Lease(_) => "lease",
+        response::Kind::Status(_) => "status",
+        response::Kind::Error(_) => "error",
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        let kind = request::Kind::Append(conv::append_request_to_proto(&rpc));
+        let ttl = option.hard_ttl();
+        self.send(
+            "append",
+            RPCTypes::AppendEntries,
+            ttl,
+            kind,
+            |reply| match reply {
+                response::Kind::Append(r) => Ok(conv::append_response_from_proto(&r)),
+                other => Err(other),
+            },
+        )
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        let kind = request::Kind::Snapshot(conv::snapshot_request_to_proto(&rpc));
+        let ttl = option.hard_ttl();
+        self.send(
+            "snapshot",
+            RPCTypes::InstallSnapshot,
+            ttl,
+            kind,
+            |reply| match reply {
+                response::Kind::Snapshot(r) => Ok(conv::snapshot_response_from_proto(&r)),
+                other => Err(other),
+            },
+        )
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        let kind = request::Kind::Vote(conv::vote_request_to_proto(&rpc));
+        let ttl = option.hard_ttl();
+        self.send("vote", RPCTypes::Vote, ttl, kind, |reply| match reply {
+            response::Kind::Vote(r) => Ok(conv::vote_response_from_proto(&r)),
+            other => Err(other),
+        })
+        .await
+    }
+}

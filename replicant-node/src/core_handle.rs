@@ -1,0 +1,153 @@
+//! This node's way to the cluster tables: the local read replica plus the link that follows
+//! the core group's log and sends it transactions. In standalone mode (no `cluster.cores`)
+//! it first starts an embedded single-voter core in this process, on loopback, and then
+//! links to it exactly as to a remote core: one code path for both.
+//!
+//! Owns start-up and shutdown of that pair; the replica logic is in [`crate::replica`], the
+//! link in [`crate::core_link`], the core in `core_node::node`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use core_node::api::{Committed, TransactError};
+use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
+use meshmq_proto::tables::Op;
+use meshmq_shared::config::Config;
+use meshmq_shared::quic::{certs, tls::Identity};
+use meshmq_shared::tables::Tables;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::core_link::{CoreLink, CoreLinkConfig};
+use crate::replica::Replica;
+
+/// The replica, the link, and (standalone) the embedded core.
+pub struct CoreHandle {
+    replica: Replica,
+    link: CoreLink,
+    /// The embedded core of a standalone node; `None` when cores are remote.
+    embedded: Option<Arc<CoreNode>>,
+    /// Stops the link's tasks.
+    shutdown: CancellationToken,
+}
+
+/// The certificate name of a node: its name with anything but ASCII letters, digits, `-`
+/// and `.` turned into `-` (`meshmq@127.0.0.1` → `meshmq-127.0.0.1`), at most 63 chars.
+fn cert_name(node: &str) -> String {
+    let name: String = node
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    if name.is_empty() || name == "ca" {
+        "node".into()
+    } else {
+        name
+    }
+}
+
+fn certs_dir(config: &Config) -> PathBuf {
+    config
+        .cluster
+        .certs_dir
+        .clone()
+        .unwrap_or_else(|| config.node.data_dir.join("certs"))
+}
+
+async fn start_embedded(config: &Config, certs_dir: &Path) -> anyhow::Result<Arc<CoreNode>> {
+    let certs = certs::ensure_dev(certs_dir, "core-1")
+        .with_context(|| format!("embedded core certificates in {}", certs_dir.display()))?;
+    let cfg = CoreConfig {
+        node_id: 1,
+        core_bind: config.cluster.embedded_core_bind,
+        advertise: None,
+        data_dir: config.node.data_dir.join("core"),
+        initial_members: Vec::new(),
+        certs,
+        timings: RaftTimings::default(),
+        group_commit: GroupCommit::default(),
+    };
+    CoreNode::start(cfg)
+        .await
+        .context("starting the embedded core")
+}
+
+impl CoreHandle {
+    /// Starts (standalone: the embedded core, then) the link, and returns once the replica
+    /// has caught up with the core it follows.
+    pub async fn start(config: &Config, incarnation: u64) -> anyhow::Result<Self> {
+        let certs_dir = certs_dir(config);
+        let node = &config.node.name;
+        let (embedded, cores) = if config.cluster.cores.is_empty() {
+            let core = start_embedded(config, &certs_dir).await?;
+            let addr = core.addr.clone();
+            (Some(core), vec![addr])
+        } else {
+            (None, config.cluster.cores.clone())
+        };
+        let paths = certs::ensure_dev(&certs_dir, &cert_name(node))
+            .with_context(|| format!("certificates of {node} in {}", certs_dir.display()))?;
+        let identity = Identity::load(&paths).context("loading this node's certificate")?;
+        let replica = Replica::new();
+        let shutdown = CancellationToken::new();
+        let link_cfg = CoreLinkConfig {
+            cores,
+            identity,
+            node: node.clone(),
+            incarnation,
+            lease_ttl: Duration::from_millis(config.cluster.lease_ttl_ms.max(1_000)),
+            request_timeout: Duration::from_secs(5),
+            transact_deadline: Duration::from_secs(15),
+        };
+        let link = CoreLink::start(link_cfg, replica.clone(), shutdown.clone())
+            .await
+            .context("linking to the core group")?;
+        info!(
+            applied = replica.applied_index(),
+            standalone = embedded.is_some(),
+            "tables replica ready"
+        );
+        Ok(Self {
+            replica,
+            link,
+            embedded,
+            shutdown,
+        })
+    }
+
+    /// Commits `ops` as one transaction; returns once this node's replica has applied it.
+    pub async fn transact(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        self.link.transact(ops).await
+    }
+
+    /// Reads the local replica (keep `f` short: the follower waits to apply).
+    pub fn read<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
+        self.replica.read(f)
+    }
+
+    /// Index of the last entry applied to the local replica.
+    pub fn applied_index(&self) -> u64 {
+        self.replica.applied_index()
+    }
+
+    /// The embedded core, in standalone mode.
+    pub fn embedded(&self) -> Option<&Arc<CoreNode>> {
+        self.embedded.as_ref()
+    }
+
+    /// Stops the link and (standalone) the embedded core.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        if let Some(core) = &self.embedded {
+            core.shutdown().await;
+        }
+    }
+}

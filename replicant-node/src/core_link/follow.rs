@@ -1,0 +1,215 @@
+//! The follow task: keeps the replica following one core's committed log.
+//!
+//! One session = pick a core, send `Follow{from_index: applied + 1}`, apply every frame.
+//! A session ends on silence (no frame for [`FRAME_TIMEOUT`]; cores send a heartbeat at
+//! least every second), a gap, a malformed frame, the end of the stream or any connection
+//! error; the task then counts a core switch, backs off (100 ms doubling to 2 s, jittered)
+//! and starts a new session from wherever the replica is. It never starts from index 1
+//! unless the replica is empty, never applies a frame out of order (the replica refuses),
+//! and never panics on what a core sends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use meshmq_proto::core::{FollowFrame, FollowRequest, Request, follow_frame, request};
+use meshmq_shared::metrics as m;
+use meshmq_shared::quic::frame::{self, FrameError};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::pick::{self, Picked};
+use super::{Backoff, Shared};
+use crate::replica::ReplicaError;
+
+/// A follow stream silent for this long is given up (heartbeats come at least every second).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How a follow session ended.
+struct Ended {
+    /// Short label for logs and the switch counter.
+    reason: &'static str,
+    /// What happened, for logs and the start error.
+    detail: String,
+    /// A frame was applied during the session (the back-off starts over).
+    progress: bool,
+    /// A core was being followed (so this counts as a core switch).
+    connected: bool,
+    /// The connection is suspect (silent, broken, malformed): close it so nothing else
+    /// keeps using it.
+    close: bool,
+}
+
+impl Ended {
+    /// A session that ended before any core was followed.
+    fn before_follow(reason: &'static str, detail: String) -> Self {
+        Self {
+            reason,
+            detail,
+            progress: false,
+            connected: false,
+            close: false,
+        }
+    }
+}
+
+/// Runs follow sessions until the link stops. `first` gets the commit index of the first
+/// core followed (the start-up catch-up target).
+pub async fn run(shared: Arc<Shared>, first: oneshot::Sender<u64>) {
+    let mut first = Some(first);
+    let mut backoff = Backoff::new();
+    loop {
+        let ended = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            ended = session(&shared, &mut first) => ended,
+        };
+        shared.current.lock().take();
+        if ended.progress {
+            backoff.reset();
+        }
+        if ended.connected {
+            shared.core_switches.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::REPLICA_CORE_SWITCHES_TOTAL, "reason" => ended.reason)
+                .increment(1);
+            warn!(reason = ended.reason, detail = %ended.detail, "follow stream ended; picking a core again");
+        } else {
+            warn!(reason = ended.reason, detail = %ended.detail, "no core to follow");
+        }
+        *shared.last_error.lock() = ended.detail;
+        let delay = backoff.delay();
+        tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    shared.current.lock().take();
+}
+
+/// One session: pick, ask to follow from `applied + 1`, apply frames until it ends.
+async fn session(shared: &Shared, first: &mut Option<oneshot::Sender<u64>>) -> Ended {
+    let Picked { addr, conn, status } = match pick::pick(&shared.dialer, &shared.cores).await {
+        Ok(p) => p,
+        Err(e) => return Ended::before_follow("no_core", e),
+    };
+    note_commit(shared, status.commit_index);
+    let from = shared.replica.applied_index() + 1;
+    let mut recv = match open(shared, &conn, from).await {
+        Ok(recv) => recv,
+        Err(e) => {
+            shared.dialer.forget(addr, "follow failed");
+            return Ended::before_follow("open", format!("follow {addr}: {e}"));
+        }
+    };
+    *shared.current.lock() = Some((addr, conn));
+    if let Some(tx) = first.take() {
+        // Start may have given up waiting; nothing to do then.
+        let _ = tx.send(status.commit_index);
+    }
+    info!(core = %addr, from, "following core");
+    let mut ended = stream(shared, &mut recv).await;
+    ended.detail = format!("core {addr}: {}", ended.detail);
+    if ended.close {
+        shared.dialer.forget(addr, ended.reason);
+    }
+    ended
+}
+
+/// Opens the follow stream and sends the request.
+async fn open(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    from_index: u64,
+) -> Result<quinn::RecvStream, String> {
+    let req = Request {
+        kind: Some(request::Kind::Follow(FollowRequest {
+            from_index,
+            node: shared.node.clone(),
+        })),
+    };
+    let opened = tokio::time::timeout(shared.request_timeout, async {
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        frame::write_msg(&mut send, &req)
+            .await
+            .map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        Ok(recv)
+    })
+    .await;
+    opened.unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// Reads and applies frames until the stream ends; says how it ended.
+async fn stream(shared: &Shared, recv: &mut quinn::RecvStream) -> Ended {
+    let mut progress = false;
+    let end = |reason: &'static str, detail: String, close: bool, progress: bool| Ended {
+        reason,
+        detail,
+        progress,
+        connected: true,
+        close,
+    };
+    loop {
+        let read = tokio::time::timeout(
+            FRAME_TIMEOUT,
+            frame::read_msg::<FollowFrame>(recv, frame::MAX_FRAME),
+        )
+        .await;
+        let frame = match read {
+            Err(_) => return end("timeout", "no frame for 3 s".into(), true, progress),
+            Ok(Ok(None)) => return end("closed", "stream ended".into(), false, progress),
+            Ok(Err(e)) => {
+                if is_malformed(&e) {
+                    count_malformed(shared, e.label());
+                }
+                return end(e.label(), e.to_string(), true, progress);
+            }
+            Ok(Ok(Some(frame))) => frame,
+        };
+        let reported = reported_commit(&frame);
+        match shared.replica.apply(frame) {
+            Ok(()) => progress = true,
+            Err(e @ ReplicaError::Gap { .. }) => {
+                return end("gap", e.to_string(), false, progress);
+            }
+            Err(e) => {
+                count_malformed(shared, "invalid_frame");
+                return end("malformed", e.to_string(), true, progress);
+            }
+        }
+        if let Some(commit) = reported {
+            note_commit(shared, commit);
+            let lag = commit.saturating_sub(shared.replica.applied_index());
+            metrics::gauge!(m::REPLICATION_LAG_ENTRIES).set(lag as f64);
+        }
+    }
+}
+
+/// The commit index a frame reports (entries and heartbeats carry one; a snapshot's own
+/// index is committed too).
+fn reported_commit(frame: &FollowFrame) -> Option<u64> {
+    match &frame.kind {
+        Some(follow_frame::Kind::Entries(e)) => Some(e.commit_index),
+        Some(follow_frame::Kind::Heartbeat(h)) => Some(h.commit_index),
+        Some(follow_frame::Kind::Snapshot(s)) => Some(s.index),
+        None => None,
+    }
+}
+
+/// Remembers the highest commit index seen.
+fn note_commit(shared: &Shared, commit: u64) {
+    shared.commit_index.fetch_max(commit, Ordering::Relaxed);
+}
+
+/// True for read errors caused by the bytes the core sent (not by the connection).
+fn is_malformed(e: &FrameError) -> bool {
+    matches!(
+        e,
+        FrameError::Decode(..) | FrameError::TooLarge { .. } | FrameError::Truncated
+    )
+}
+
+/// Counts a malformed frame.
+fn count_malformed(shared: &Shared, reason: &'static str) {
+    shared.malformed_frames.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(m::REPLICA_MALFORMED_FRAMES_TOTAL, "reason" => reason).increment(1);
+}

@@ -1,0 +1,551 @@
+//! The replicant's core link against fake cores: real QUIC endpoints with mTLS on
+//! 127.0.0.1:0, serving `Status`, `Follow` (from an in-memory log shared by the fake cores,
+//! as a Raft log is), `Transact` and `Lease`, with knobs to purge the log, answer
+//! `NotLeader`, delay the stream or send garbage.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use core_node::api::TransactError;
+use meshmq_proto::core::{
+    Committed, FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshot,
+    LeaseResponse, LogEntry, NotLeader, Request, Response, StatusResponse, TransactResponse,
+    follow_frame, lease_response, request, response, transact_response,
+};
+use meshmq_proto::raft::Blank;
+use meshmq_proto::tables::{Batch, NodeRole, NodeUp, Op, RouteAdd, RouteRemove, op};
+use meshmq_shared::quic::{ALPN_CORE, CertPaths, Identity, certs, endpoint, frame};
+use meshmq_shared::tables::{Tables, ok_result};
+use parking_lot::Mutex;
+use replicant_node::core_link::{CoreLink, CoreLinkConfig, CoreLinkError};
+use replicant_node::replica::Replica;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+// ---------- the log every fake core serves ----------
+
+/// A committed log (index = position + 1), shared by the fake cores of one test.
+#[derive(Clone)]
+struct Log {
+    entries: Arc<Mutex<Vec<Option<Batch>>>>,
+    len: Arc<watch::Sender<u64>>,
+}
+
+impl Log {
+    /// A log holding `n` generated entries.
+    fn with(n: u64) -> Self {
+        let log = Log {
+            entries: Arc::default(),
+            len: Arc::new(watch::Sender::new(0)),
+        };
+        for i in 1..=n {
+            log.append(entry(i));
+        }
+        log
+    }
+
+    fn append(&self, batch: Option<Batch>) -> u64 {
+        let mut entries = self.entries.lock();
+        entries.push(batch);
+        let len = entries.len() as u64;
+        self.len.send_replace(len);
+        len
+    }
+
+    fn len(&self) -> u64 {
+        self.entries.lock().len() as u64
+    }
+
+    fn slice(&self, from: u64, max: usize) -> Vec<LogEntry> {
+        let entries = self.entries.lock();
+        (from..=entries.len() as u64)
+            .take(max)
+            .map(|index| LogEntry {
+                index,
+                batch: entries[index as usize - 1].clone(),
+            })
+            .collect()
+    }
+
+    /// The tables after applying the whole log.
+    fn tables(&self) -> Tables {
+        let mut t = Tables::new();
+        for (i, b) in self.entries.lock().iter().enumerate() {
+            if let Some(b) = b {
+                t.apply_batch(i as u64 + 1, b);
+            }
+        }
+        t
+    }
+}
+
+fn op(kind: op::Kind) -> Op {
+    Op { kind: Some(kind) }
+}
+
+fn node_up(node: String) -> op::Kind {
+    op::Kind::NodeUp(NodeUp {
+        node,
+        addr: "127.0.0.1:1883".into(),
+        role: NodeRole::Replicant as i32,
+        incarnation: 1,
+    })
+}
+
+/// Entry `i` of a generated log: nodes first, then route adds and removes that depend on
+/// order, and some blank entries.
+fn entry(i: u64) -> Option<Batch> {
+    if i <= 3 {
+        return Some(Batch {
+            ops: vec![op(node_up(format!("n{}", i - 1)))],
+        });
+    }
+    if i.is_multiple_of(7) {
+        return None;
+    }
+    let add = op::Kind::RouteAdd(RouteAdd {
+        filter: format!("t/{}/#", i % 50),
+        node: format!("n{}", i % 3),
+    });
+    let remove = op::Kind::RouteRemove(RouteRemove {
+        filter: format!("t/{}/#", (i + 25) % 50),
+        node: format!("n{}", (i + 1) % 3),
+    });
+    Some(Batch {
+        ops: vec![op(add), op(remove)],
+    })
+}
+
+// ---------- a fake core ----------
+
+/// What a fake core does and what it saw.
+#[derive(Default)]
+struct CoreState {
+    /// Entries below this index are purged: a follower asking for one gets a snapshot.
+    first_index: AtomicU64,
+    /// Answer `Transact` with `NotLeader{leader_addr}`.
+    not_leader: Mutex<Option<String>>,
+    /// Send malformed frames on follow streams.
+    garbage: AtomicBool,
+    /// Wait this long before streaming entries (makes "transact waits for apply" visible).
+    delay_ms: AtomicU64,
+    /// `from_index` of every `Follow` request.
+    follows: Mutex<Vec<u64>>,
+    snapshots: AtomicU64,
+    transacts: AtomicU64,
+    leases: AtomicU64,
+    followers: AtomicU32,
+    garbage_sent: AtomicU64,
+}
+
+struct FakeCore {
+    addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    state: Arc<CoreState>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FakeCore {
+    fn start(id: &Identity, log: &Log) -> Self {
+        let ep = endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), id, ALPN_CORE)
+            .expect("bind fake core");
+        let addr = ep.local_addr().expect("local addr");
+        let state = Arc::new(CoreState {
+            first_index: AtomicU64::new(1),
+            ..CoreState::default()
+        });
+        let accept = tokio::spawn(accept_loop(ep.clone(), state.clone(), log.clone()));
+        FakeCore {
+            addr,
+            endpoint: ep,
+            state,
+            accept,
+        }
+    }
+
+    fn kill(&self) {
+        self.accept.abort();
+        self.endpoint.close(0u32.into(), b"killed");
+    }
+}
+
+async fn accept_loop(ep: quinn::Endpoint, state: Arc<CoreState>, log: Log) {
+    while let Some(incoming) = ep.accept().await {
+        let (state, log) = (state.clone(), log.clone());
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                tokio::spawn(serve(send, recv, state.clone(), log.clone()));
+            }
+        });
+    }
+}
+
+async fn serve(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    st: Arc<CoreState>,
+    log: Log,
+) {
+    let Ok(Some(req)) = frame::read_msg::<Request>(&mut recv, frame::MAX_FRAME).await else {
+        return;
+    };
+    let kind = match req.kind {
+        Some(request::Kind::Follow(f)) => return follow(&mut send, f, &st, &log).await,
+        Some(request::Kind::Status(_)) => response::Kind::Status(StatusResponse {
+            commit_index: log.len(),
+            applied_index: log.len(),
+            followers: st.followers.load(Ordering::SeqCst),
+            ..StatusResponse::default()
+        }),
+        Some(request::Kind::Lease(_)) => {
+            st.leases.fetch_add(1, Ordering::SeqCst);
+            response::Kind::Lease(LeaseResponse {
+                result: Some(lease_response::Result::Ok(Blank {})),
+            })
+        }
+        Some(request::Kind::Transact(t)) => {
+            st.transacts.fetch_add(1, Ordering::SeqCst);
+            let result = match st.not_leader.lock().clone() {
+                Some(leader_addr) => transact_response::Result::NotLeader(NotLeader {
+                    leader_id: None,
+                    leader_addr,
+                }),
+                None => {
+                    let batch = t.batch.unwrap_or_default();
+                    let results = batch.ops.iter().map(|_| ok_result()).collect();
+                    let index = log.append(Some(batch));
+                    transact_response::Result::Committed(Committed { index, results })
+                }
+            };
+            response::Kind::Transact(TransactResponse {
+                result: Some(result),
+            })
+        }
+        _ => return,
+    };
+    let _ = frame::write_msg(&mut send, &Response { kind: Some(kind) }).await;
+    let _ = send.finish();
+}
+
+/// Serves a follow stream: a snapshot when `from_index` is purged, entries in frames of
+/// 100, heartbeats every 200 ms when idle.
+async fn follow(send: &mut quinn::SendStream, f: FollowRequest, st: &CoreState, log: &Log) {
+    st.follows.lock().push(f.from_index);
+    st.followers.fetch_add(1, Ordering::SeqCst);
+    let _ = follow_stream(send, f.from_index.max(1), st, log).await;
+    st.followers.fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn follow_stream(
+    send: &mut quinn::SendStream,
+    mut next: u64,
+    st: &CoreState,
+    log: &Log,
+) -> Result<(), frame::FrameError> {
+    let mut rx = log.len.subscribe();
+    if next < st.first_index.load(Ordering::SeqCst) {
+        let tables = log.tables();
+        let index = log.len();
+        st.snapshots.fetch_add(1, Ordering::SeqCst);
+        let snap = FollowSnapshot {
+            index,
+            tables: Some(tables.snapshot()),
+        };
+        write(send, follow_frame::Kind::Snapshot(snap)).await?;
+        next = index + 1;
+    }
+    loop {
+        if st.garbage.load(Ordering::SeqCst) {
+            return send_garbage(send, st).await;
+        }
+        let len = *rx.borrow_and_update();
+        if next <= len {
+            let delay = st.delay_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let entries = log.slice(next, 100);
+            next += entries.len() as u64;
+            let frame = FollowEntries {
+                entries,
+                commit_index: len,
+            };
+            write(send, follow_frame::Kind::Entries(frame)).await?;
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Ok(()),
+            Err(_) => {
+                let hb = FollowHeartbeat { commit_index: len };
+                write(send, follow_frame::Kind::Heartbeat(hb)).await?;
+            }
+        }
+    }
+}
+
+async fn write(
+    send: &mut quinn::SendStream,
+    kind: follow_frame::Kind,
+) -> Result<(), frame::FrameError> {
+    frame::write_msg(send, &FollowFrame { kind: Some(kind) }).await
+}
+
+/// Three kinds of bad frame in turn: a length over the limit, bytes that do not decode, and
+/// a frame that decodes to no kind at all.
+async fn send_garbage(
+    send: &mut quinn::SendStream,
+    st: &CoreState,
+) -> Result<(), frame::FrameError> {
+    let bytes: &[u8] = match st.garbage_sent.fetch_add(1, Ordering::SeqCst) % 3 {
+        0 => &[0xff, 0xff, 0xff, 0xff],
+        1 => &[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        _ => &[0, 0, 0, 0],
+    };
+    send.write_all(bytes).await?;
+    // Keep the stream open: the client must react to the bytes, not to an end of stream.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+// ---------- helpers ----------
+
+struct Certs {
+    _dir: tempfile::TempDir,
+    core: CertPaths,
+    node: CertPaths,
+}
+
+fn certs() -> Certs {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certs::generate(dir.path(), &["core".to_owned(), "r1".to_owned()]).expect("certs");
+    Certs {
+        core: CertPaths::in_dir(dir.path(), "core"),
+        node: CertPaths::in_dir(dir.path(), "r1"),
+        _dir: dir,
+    }
+}
+
+fn identity(paths: &CertPaths) -> Identity {
+    Identity::load(paths).expect("identity")
+}
+
+fn config(c: &Certs, cores: &[&FakeCore]) -> CoreLinkConfig {
+    let addrs = cores.iter().map(|c| c.addr.to_string()).collect();
+    let mut cfg = CoreLinkConfig::new(addrs, identity(&c.node), "r1".into(), 7);
+    cfg.lease_ttl = Duration::from_millis(300);
+    cfg.request_timeout = Duration::from_secs(2);
+    cfg.transact_deadline = Duration::from_secs(10);
+    cfg
+}
+
+async fn start(cfg: CoreLinkConfig) -> CoreLink {
+    CoreLink::start(cfg, Replica::new(), CancellationToken::new())
+        .await
+        .expect("link starts")
+}
+
+/// Polls `cond` until it holds or `within` has passed (then fails the test).
+async fn eventually(what: &str, within: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn assert_replica_equals(replica: &Replica, log: &Log) {
+    assert_eq!(replica.applied_index(), log.len());
+    let expected = log.tables().snapshot();
+    let same = replica.read(|t| t.snapshot() == expected);
+    assert!(same, "replica differs from the log's tables");
+}
+
+fn has_route(replica: &Replica, topic: &str) -> bool {
+    replica.read(|t| {
+        let mut found = false;
+        t.route_nodes_matching(topic, |_| found = true);
+        found
+    })
+}
+
+fn route_op(filter: &str) -> Op {
+    op(op::Kind::RouteAdd(RouteAdd {
+        filter: filter.into(),
+        node: "n0".into(),
+    }))
+}
+
+// ---------- tests ----------
+
+#[tokio::test]
+async fn catches_up_at_start_and_transact_returns_after_local_apply() {
+    let c = certs();
+    let log = Log::with(1_000);
+    let core = FakeCore::start(&identity(&c.core), &log);
+    let link = start(config(&c, &[&core])).await;
+    assert_replica_equals(link.replica(), &log);
+    assert_eq!(*core.state.follows.lock(), vec![1]);
+    assert_eq!(link.current_core(), Some(core.addr));
+
+    // The stream now lags 300 ms behind the log: a transact that did not wait for the
+    // local apply would return before the route is visible.
+    core.state.delay_ms.store(300, Ordering::SeqCst);
+    let committed = link.transact(vec![route_op("z/#")]).await.expect("commits");
+    assert_eq!(committed.index, 1_001);
+    assert_eq!(committed.results.len(), 1);
+    assert!(link.replica().applied_index() >= 1_001);
+    assert!(
+        has_route(link.replica(), "z/1"),
+        "route applied before transact returned"
+    );
+
+    let too_many = vec![route_op("y"); core_node::api::MAX_OPS_PER_ENTRY + 1];
+    let refused = link.transact(too_many).await;
+    assert!(
+        matches!(refused, Err(TransactError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert_eq!(core.state.transacts.load(Ordering::SeqCst), 1);
+
+    eventually("two leases", Duration::from_secs(5), || {
+        core.state.leases.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert_eq!(link.stats().lease_failures, 0);
+    link.stop();
+    core.kill();
+}
+
+#[tokio::test]
+async fn switches_core_and_resumes_from_applied_plus_one() {
+    let c = certs();
+    let log = Log::with(1_000);
+    let id = identity(&c.core);
+    let (a, b) = (FakeCore::start(&id, &log), FakeCore::start(&id, &log));
+    let link = start(config(&c, &[&a, &b])).await;
+    assert_eq!(link.replica().applied_index(), 1_000);
+    let first = link.current_core().expect("following a core");
+    let (gone, survivor) = if first == a.addr { (&a, &b) } else { (&b, &a) };
+    gone.kill();
+    eventually(
+        "switch to the surviving core",
+        Duration::from_secs(10),
+        || link.current_core() == Some(survivor.addr),
+    )
+    .await;
+    for i in 1_001..=1_010 {
+        log.append(entry(i));
+    }
+    eventually("entries after the switch", Duration::from_secs(10), || {
+        link.replica().applied_index() == 1_010
+    })
+    .await;
+    assert_replica_equals(link.replica(), &log);
+    assert_eq!(*survivor.state.follows.lock(), vec![1_001]);
+    assert_eq!(survivor.state.snapshots.load(Ordering::SeqCst), 0);
+    assert_eq!(link.replica().snapshot_installs(), 0);
+    assert!(link.stats().core_switches >= 1);
+    link.stop();
+    survivor.kill();
+}
+
+#[tokio::test]
+async fn installs_a_snapshot_when_the_core_purged_its_log() {
+    let c = certs();
+    let log = Log::with(1_000);
+    let core = FakeCore::start(&identity(&c.core), &log);
+    core.state.first_index.store(501, Ordering::SeqCst);
+    let link = start(config(&c, &[&core])).await;
+    assert_eq!(link.replica().snapshot_installs(), 1);
+    assert_eq!(core.state.snapshots.load(Ordering::SeqCst), 1);
+    assert_replica_equals(link.replica(), &log);
+    for i in 1_001..=1_005 {
+        log.append(entry(i));
+    }
+    eventually(
+        "the tail after the snapshot",
+        Duration::from_secs(10),
+        || link.replica().applied_index() == 1_005,
+    )
+    .await;
+    assert_replica_equals(link.replica(), &log);
+    assert_eq!(link.replica().snapshot_installs(), 1);
+    link.stop();
+    core.kill();
+}
+
+#[tokio::test]
+async fn not_leader_sends_the_transaction_to_the_named_leader() {
+    let c = certs();
+    let log = Log::with(10);
+    let id = identity(&c.core);
+    let (follower, leader) = (FakeCore::start(&id, &log), FakeCore::start(&id, &log));
+    *follower.state.not_leader.lock() = Some(leader.addr.to_string());
+    // Only the follower is configured: the leader is known from its answer alone.
+    let link = start(config(&c, &[&follower])).await;
+    let committed = link.transact(vec![route_op("l/#")]).await.expect("commits");
+    assert_eq!(committed.index, 11);
+    assert_eq!(follower.state.transacts.load(Ordering::SeqCst), 1);
+    assert_eq!(leader.state.transacts.load(Ordering::SeqCst), 1);
+    assert!(has_route(link.replica(), "l/x"));
+    assert_replica_equals(link.replica(), &log);
+    link.stop();
+    follower.kill();
+    leader.kill();
+}
+
+#[tokio::test]
+async fn malformed_frames_are_counted_and_the_link_reconnects() {
+    let c = certs();
+    let log = Log::with(10);
+    let core = FakeCore::start(&identity(&c.core), &log);
+    let link = start(config(&c, &[&core])).await;
+    core.state.garbage.store(true, Ordering::SeqCst);
+    log.append(entry(11)); // wakes the stream, which now sends garbage
+    eventually("three malformed frames", Duration::from_secs(15), || {
+        link.stats().malformed_frames >= 3
+    })
+    .await;
+    assert!(link.stats().core_switches >= 3, "{:?}", link.stats());
+    assert!(
+        core.state.follows.lock().len() >= 3,
+        "reconnected after each bad frame"
+    );
+    core.state.garbage.store(false, Ordering::SeqCst);
+    eventually(
+        "convergence once frames are sane",
+        Duration::from_secs(15),
+        || link.replica().applied_index() == 11,
+    )
+    .await;
+    assert_replica_equals(link.replica(), &log);
+    // Every reconnect resumed from where the replica was, never from the start.
+    let follows = core.state.follows.lock().clone();
+    assert!(follows[1..].iter().all(|&from| from >= 11), "{follows:?}");
+    link.stop();
+    core.kill();
+}
+
+#[tokio::test]
+async fn start_fails_when_no_core_answers() {
+    let c = certs();
+    let unused = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let addr = unused.local_addr().expect("addr");
+    drop(unused);
+    let mut cfg = CoreLinkConfig::new(vec![addr.to_string()], identity(&c.node), "r1".into(), 1);
+    cfg.transact_deadline = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = CoreLink::start(cfg, Replica::new(), CancellationToken::new()).await;
+    assert!(
+        matches!(err, Err(CoreLinkError::Unreachable { .. })),
+        "{:?}",
+        err.err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let cfg = CoreLinkConfig::new(Vec::new(), identity(&c.node), "r1".into(), 1);
+    let err = CoreLink::start(cfg, Replica::new(), CancellationToken::new()).await;
+    assert!(matches!(err, Err(CoreLinkError::NoCores)));
+}
