@@ -29,8 +29,14 @@ pub fn prometheus_handle() -> PrometheusHandle {
 fn install() -> PrometheusHandle {
     // Every `_seconds` histogram (table transactions, Raft commits) shares one bucket set.
     let matcher = Matcher::Suffix("_seconds".to_string());
-    let builder = match PrometheusBuilder::new()
-        .set_buckets_for_metric(matcher, m::TABLE_TRANSACTION_BUCKETS)
+    let counts = m::COUNT_HISTOGRAMS
+        .iter()
+        .map(|n| Matcher::Full((*n).to_string()))
+        .try_fold(PrometheusBuilder::new(), |b, matcher| {
+            b.set_buckets_for_metric(matcher, m::COUNT_BUCKETS)
+        });
+    let builder = match counts
+        .and_then(|b| b.set_buckets_for_metric(matcher, m::TABLE_TRANSACTION_BUCKETS))
     {
         Ok(b) => b,
         Err(e) => {
@@ -86,6 +92,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Sessions discarded after their expiry interval.",
     ),
     (
+        m::SESSIONS_RESTORED_TOTAL,
+        "Persistent sessions rebuilt from the subscriptions table (node restart, dead replicant).",
+    ),
+    (
         m::TAKEOVERS_TOTAL,
         "Sessions taken over by a new connection with the same client id.",
     ),
@@ -133,6 +143,54 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         m::TABLE_TRANSACTIONS_TOTAL,
         "Cluster table transactions, by result.",
     ),
+    (
+        m::REPLICA_SNAPSHOT_INSTALLS_TOTAL,
+        "Snapshots installed into this replicant's replica.",
+    ),
+    (
+        m::REPLICA_CORE_SWITCHES_TOTAL,
+        "Times this replicant re-picked the core it follows, by reason.",
+    ),
+    (
+        m::REPLICA_MALFORMED_FRAMES_TOTAL,
+        "Undecodable or out-of-order frames from a core, by reason.",
+    ),
+    (
+        m::REPLICA_TRANSACT_TOTAL,
+        "Transactions sent to the cores by this replicant, by result.",
+    ),
+    (
+        m::REPLICA_LEASE_FAILURES_TOTAL,
+        "Lease renewals that failed, by reason.",
+    ),
+    (
+        m::RAFT_RPC_TOTAL,
+        "Raft RPCs sent to other cores, by rpc and result.",
+    ),
+    (
+        m::CORE_TRANSACT_TOTAL,
+        "Transact requests served by this core, by result and whether forwarded.",
+    ),
+    (
+        m::CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL,
+        "Snapshots sent to followers whose index was purged.",
+    ),
+    (
+        m::CORE_FOLLOW_ENTRIES_SENT_TOTAL,
+        "Log entries streamed to followers.",
+    ),
+    (
+        m::CORE_REQUEST_ERRORS_TOTAL,
+        "Requests on the core endpoint that could not be served, by reason.",
+    ),
+    (
+        m::CORE_LEASE_PURGES_TOTAL,
+        "Replicants purged by the leader after their lease lapsed.",
+    ),
+    (
+        m::RAFT_SNAPSHOTS_TOTAL,
+        "Raft snapshots built or installed, by kind.",
+    ),
 ];
 
 /// `# HELP` text of every gauge.
@@ -142,13 +200,56 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (m::SUBSCRIPTIONS, "Subscriptions in this node's router."),
     (m::RETAINED_MESSAGES, "Retained messages stored."),
     (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
+    (
+        m::REPLICA_APPLIED_INDEX,
+        "Index of the last entry applied to this replicant's replica.",
+    ),
+    (
+        m::REPLICATION_LAG_ENTRIES,
+        "Leader commit index minus this replica's applied index.",
+    ),
+    (m::RAFT_TERM, "Current Raft term."),
+    (
+        m::RAFT_LEADER_ID,
+        "Leader node id as this core sees it (0: none).",
+    ),
+    (m::RAFT_IS_LEADER, "1 on the Raft leader, 0 elsewhere."),
+    (
+        m::RAFT_LAST_LOG_INDEX,
+        "Index of the last entry in this core's log.",
+    ),
+    (
+        m::RAFT_COMMIT_INDEX,
+        "Highest index known committed on this core.",
+    ),
+    (
+        m::RAFT_APPLIED_INDEX,
+        "Index of the last entry applied to this core's state machine.",
+    ),
+    (m::CORE_FOLLOWERS, "Replicants following this core's log."),
+    (m::CORE_LEASES, "Replicant leases held by the leader."),
+    (m::RAFT_LOG_ENTRIES, "Entries held in this core's log."),
 ];
 
 /// `# HELP` text of every histogram (all measured in seconds).
-const HISTOGRAM_HELP: &[(&str, &str)] = &[(
-    m::TABLE_TRANSACTION_SECONDS,
-    "Cluster table transaction latency.",
-)];
+const HISTOGRAM_HELP: &[(&str, &str)] = &[
+    (
+        m::TABLE_TRANSACTION_SECONDS,
+        "Cluster table transaction latency.",
+    ),
+    (
+        m::CORE_TRANSACT_SECONDS,
+        "Time from submitting a group-commit entry to its commit.",
+    ),
+    (
+        m::RAFT_SNAPSHOT_SECONDS,
+        "Time to build or install a Raft snapshot.",
+    ),
+    (
+        m::REPLICA_TRANSACT_SECONDS,
+        "Replicant transaction latency, until applied locally.",
+    ),
+];
 
 /// Registers `# HELP` text for every metric in [`meshmq_shared::metrics`] with the installed
 /// recorder. Called once by [`prometheus_handle`]; calling it again is harmless.

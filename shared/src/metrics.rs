@@ -25,6 +25,10 @@ pub const DISCONNECTS_TOTAL: &str = "meshmq_disconnects_total";
 pub const SESSIONS: &str = "meshmq_sessions";
 /// Counter: sessions discarded because their expiry interval ran out. No labels.
 pub const SESSIONS_EXPIRED_TOTAL: &str = "meshmq_sessions_expired_total";
+/// Counter: persistent sessions rebuilt from the `subscriptions` table on a CONNECT with
+/// clean start = 0 that no live session of this process held (node restart, dead replicant).
+/// No labels.
+pub const SESSIONS_RESTORED_TOTAL: &str = "meshmq_sessions_restored_total";
 /// Counter: sessions taken over by a new connection with the same client id. No labels.
 pub const TAKEOVERS_TOTAL: &str = "meshmq_takeovers_total";
 /// Gauge: subscriptions in this node's router (shared subscriptions included). No labels.
@@ -145,6 +149,14 @@ pub const REPLICA_TRANSACT_TOTAL: &str = "meshmq_replica_transact_total";
 /// `request`).
 pub const REPLICA_LEASE_FAILURES_TOTAL: &str = "meshmq_replica_lease_failures_total";
 
+/// Histograms counted in ops or transactions rather than seconds.
+pub const COUNT_HISTOGRAMS: &[&str] = &[CORE_GROUP_COMMIT_OPS, CORE_GROUP_COMMIT_TRANSACTIONS];
+
+/// Bucket upper bounds for [`COUNT_HISTOGRAMS`].
+pub const COUNT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0,
+];
+
 /// Bucket upper bounds, in seconds, for [`TABLE_TRANSACTION_SECONDS`]: from an in-process
 /// apply (tens of µs) to a slow Raft round trip.
 pub const TABLE_TRANSACTION_BUCKETS: &[f64] = &[
@@ -159,6 +171,7 @@ pub const COUNTERS: &[&str] = &[
     CONNACK_TOTAL,
     DISCONNECTS_TOTAL,
     SESSIONS_EXPIRED_TOTAL,
+    SESSIONS_RESTORED_TOTAL,
     TAKEOVERS_TOTAL,
     MESSAGES_RECEIVED_TOTAL,
     MESSAGES_DELIVERED_TOTAL,
@@ -180,6 +193,12 @@ pub const COUNTERS: &[&str] = &[
     REPLICA_TRANSACT_TOTAL,
     REPLICA_LEASE_FAILURES_TOTAL,
     RAFT_RPC_TOTAL,
+    CORE_TRANSACT_TOTAL,
+    CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL,
+    CORE_FOLLOW_ENTRIES_SENT_TOTAL,
+    CORE_REQUEST_ERRORS_TOTAL,
+    CORE_LEASE_PURGES_TOTAL,
+    RAFT_SNAPSHOTS_TOTAL,
 ];
 
 /// Every gauge name.
@@ -191,10 +210,24 @@ pub const GAUGES: &[&str] = &[
     MESSAGES_QUEUED,
     REPLICA_APPLIED_INDEX,
     REPLICATION_LAG_ENTRIES,
+    RAFT_TERM,
+    RAFT_LEADER_ID,
+    RAFT_IS_LEADER,
+    RAFT_LAST_LOG_INDEX,
+    RAFT_COMMIT_INDEX,
+    RAFT_APPLIED_INDEX,
+    CORE_FOLLOWERS,
+    CORE_LEASES,
+    RAFT_LOG_ENTRIES,
 ];
 
 /// Every histogram name.
-pub const HISTOGRAMS: &[&str] = &[TABLE_TRANSACTION_SECONDS];
+pub const HISTOGRAMS: &[&str] = &[
+    TABLE_TRANSACTION_SECONDS,
+    CORE_TRANSACT_SECONDS,
+    RAFT_SNAPSHOT_SECONDS,
+    REPLICA_TRANSACT_SECONDS,
+];
 
 #[cfg(test)]
 mod tests {
