@@ -218,6 +218,11 @@ impl BrokerHandle {
         self.ctx.sessions.len()
     }
 
+    /// This node's way to the cluster tables (replica, core link, embedded core).
+    pub fn core(&self) -> &CoreHandle {
+        &self.ctx.core
+    }
+
     /// Stops accepting, tells every client the server is shutting down, and waits (bounded)
     /// for the connection tasks to finish.
     pub async fn shutdown(mut self) {

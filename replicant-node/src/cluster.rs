@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meshmq_proto::tables::{
-    KeyValue, NodeRole, NodeUp, Op, RegistryClaim, RegistryDisconnect, RegistryRemove,
-    RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove,
-    SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
+    KeyValue, NodeRole, NodeUp, Op, PreviousOwner, RegistryClaim, RegistryDisconnect,
+    RegistryRemove, RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd,
+    SharedRemove, SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
 };
 use meshmq_shared::codec::{Properties, ProtocolVersion, QoS};
 use meshmq_shared::metrics as m;
@@ -68,28 +68,44 @@ pub async fn announce_node(ctx: &Ctx) {
     transact(ctx, vec![op(op::Kind::NodeUp(up))]).await;
 }
 
-/// Claims `client_id` for this node; returns the new registry generation (0 if the
-/// transaction failed, which the session tolerates).
+/// What a committed `RegistryClaim` told this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The new registry generation (0 if the transaction failed, which the session
+    /// tolerates: its later registry ops are then rejected as stale, never applied wrongly).
+    pub generation: u64,
+    /// The registry row before this claim, if there was one (the node to take over from).
+    pub previous: Option<PreviousOwner>,
+    /// Session state existed cluster-wide (connected, or disconnected and not expired, or
+    /// orphaned `subscriptions` rows). False when the transaction failed.
+    pub session_existed: bool,
+}
+
+/// Claims `client_id` for this node; returns the new generation and what existed before.
 pub async fn claim(
     ctx: &Ctx,
     client_id: &str,
     clean_start: bool,
     expiry: u32,
     version: ProtocolVersion,
-) -> u64 {
+) -> Claim {
     let claim = RegistryClaim {
         client_id: client_id.to_owned(),
         node: ctx.node().to_owned(),
-        incarnation: 0,
+        incarnation: ctx.incarnation,
         clean_start,
         session_expiry_secs: expiry,
         protocol_level: u32::from(version.level()),
         now_ms: now_ms(),
     };
     let results = transact(ctx, vec![op(op::Kind::RegistryClaim(claim))]).await;
-    match results.first() {
-        Some(op_result::Outcome::Claimed(c)) => c.generation,
-        _ => 0,
+    match results.into_iter().next() {
+        Some(op_result::Outcome::Claimed(c)) => Claim {
+            generation: c.generation,
+            previous: c.previous,
+            session_existed: c.session_existed,
+        },
+        _ => Claim::default(),
     }
 }
 

@@ -138,6 +138,16 @@ impl CoreHandle {
         self.replica.applied_index()
     }
 
+    /// The local replica.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The link to the cores (current core, switch and lease counters).
+    pub fn link(&self) -> &CoreLink {
+        &self.link
+    }
+
     /// The embedded core, in standalone mode.
     pub fn embedded(&self) -> Option<&Arc<CoreNode>> {
         self.embedded.as_ref()

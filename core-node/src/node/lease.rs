@@ -1,7 +1,9 @@
 //! Replicant liveness leases, kept by the leader. A replicant renews its lease every third of
 //! its TTL; when a lease lapses, the leader commits `NodePurge` for that node's incarnation,
-//! which drops its routes, shared-group members and registry rows (persistent sessions keep
-//! their `subscriptions` rows and resume anywhere: invariant 6).
+//! which drops its routes, shared-group members and the registry rows of its *connected*
+//! clients (disconnected persistent sessions keep their rows, so their expiry still runs,
+//! and every persistent session keeps its `subscriptions` rows and resumes anywhere:
+//! invariant 6).
 //!
 //! Leases live in the leader's memory only. A new leader gives every running replicant in
 //! the `nodes` table a full TTL of grace before it may purge it, so a leader change never

@@ -30,8 +30,17 @@ where
         let _ = self.writer.shutdown().await;
         let will = self.will.take();
         if exit == Exit::Shutdown {
-            // The node is stopping: its in-memory sessions go with it (persistence of session
-            // state across restarts arrives with the core group).
+            // The node is stopping: in-memory state (queue, in-flight) goes with it, but a
+            // persistent session's subscriptions stay in the tables. Record the disconnect so
+            // that its expiry clock runs from now (a restart then restores it, or not, by
+            // expiry); a clean session's row is purged when the node comes back.
+            let (owner, expiry, generation) = {
+                let inner = self.slot.inner.lock();
+                (inner.owner, inner.expiry_secs, inner.generation)
+            };
+            if owner == Some(self.id) && expiry > 0 {
+                cluster::disconnected(&self.ctx, &self.client_id, generation, expiry).await;
+            }
             return;
         }
         if let Exit::Kicked { session_ends } = exit {

@@ -1,6 +1,6 @@
 //! The CONNECT phase: read the first packet (with a deadline), validate it, claim the client
-//! id in the registry, take over or discard an existing session, answer CONNACK and attach
-//! the session to this connection.
+//! id in the registry, take over or discard an existing session (or rebuild one from the
+//! tables through `restore`), answer CONNACK and attach the session to this connection.
 //!
 //! Refusals answer CONNACK with the reason (3.1.1: the closest return code) and close.
 
@@ -225,7 +225,9 @@ fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
 }
 
 /// Claims the client id in the registry and installs this connection as the session's owner:
-/// resumes the existing session (kicking its connection) or starts a new one.
+/// resumes the session held here (kicking its connection), or, with clean start = 0 and a
+/// session that existed cluster-wide but not in this process, rebuilds it from the
+/// `subscriptions` table; otherwise starts a new one. Returns the slot and session present.
 async fn claim(
     ctx: &Arc<Ctx>,
     c: &Connect,
@@ -233,7 +235,7 @@ async fn claim(
     conn_id: u64,
     control: mpsc::Sender<Control>,
 ) -> (Arc<SessionSlot>, bool) {
-    let generation = cluster::claim(
+    let claimed = cluster::claim(
         ctx,
         &setup.client_id,
         c.clean_start,
@@ -242,39 +244,70 @@ async fn claim(
     )
     .await;
     if let Some(old) = ctx.sessions.get(&setup.client_id) {
-        if !c.clean_start {
-            let mut inner = old.inner.lock();
-            if !inner.ended {
-                if let Some(tx) = inner.control.take() {
-                    metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-                    let _ = tx.try_send(Control::Kick {
-                        reason: ReasonCode::SessionTakenOver,
-                        session_ends: false,
-                    });
-                }
-                inner.owner = Some(conn_id);
-                inner.control = Some(control);
-                inner.generation = generation;
-                inner.expiry_secs = setup.expiry_secs;
-                inner.epoch += 1;
-                drop(inner);
-                return (old, true);
-            }
-        } else {
-            let kicked = {
-                let mut inner = old.inner.lock();
-                inner.control.take()
-            };
-            if let Some(tx) = kicked {
-                metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-                let _ = tx.try_send(Control::Kick {
-                    reason: ReasonCode::SessionTakenOver,
-                    session_ends: true,
-                });
-            }
-            super::end_session(ctx, &old, false).await;
+        if c.clean_start {
+            discard_local(ctx, &old).await;
+        } else if resume_local(&old, setup, conn_id, &control, claimed.generation) {
+            return (old, true);
         }
     }
+    let slot = new_slot(ctx, c, setup, conn_id, control, claimed.generation).await;
+    let present = !c.clean_start && claimed.session_existed;
+    if present {
+        super::restore::restore(ctx, &slot).await;
+    }
+    (slot, present)
+}
+
+/// Takes over the session held in this process (clean start = 0): kicks its connection and
+/// makes `conn_id` the owner. False when that session already ended.
+fn resume_local(
+    old: &SessionSlot,
+    setup: &Setup,
+    conn_id: u64,
+    control: &mpsc::Sender<Control>,
+    generation: u64,
+) -> bool {
+    let mut inner = old.inner.lock();
+    if inner.ended {
+        return false;
+    }
+    if let Some(tx) = inner.control.take() {
+        metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
+        let _ = tx.try_send(Control::Kick {
+            reason: ReasonCode::SessionTakenOver,
+            session_ends: false,
+        });
+    }
+    inner.owner = Some(conn_id);
+    inner.control = Some(control.clone());
+    inner.generation = generation;
+    inner.expiry_secs = setup.expiry_secs;
+    inner.epoch += 1;
+    true
+}
+
+/// Ends the session held in this process (clean start = 1), kicking its connection.
+async fn discard_local(ctx: &Arc<Ctx>, old: &Arc<SessionSlot>) {
+    let kicked = old.inner.lock().control.take();
+    if let Some(tx) = kicked {
+        metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
+        let _ = tx.try_send(Control::Kick {
+            reason: ReasonCode::SessionTakenOver,
+            session_ends: true,
+        });
+    }
+    super::end_session(ctx, old, false).await;
+}
+
+/// Creates and registers an empty session owned by `conn_id`.
+async fn new_slot(
+    ctx: &Arc<Ctx>,
+    c: &Connect,
+    setup: &Setup,
+    conn_id: u64,
+    control: mpsc::Sender<Control>,
+    generation: u64,
+) -> Arc<SessionSlot> {
     let mailbox = Arc::new(Mailbox::new(
         ctx.config.mqtt.max_mqueue_len,
         ctx.config.mqtt.mqueue_drop_policy,
@@ -313,7 +346,7 @@ async fn claim(
         super::end_session(ctx, &prev, false).await;
     }
     metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
-    (slot, false)
+    slot
 }
 
 fn connack(ctx: &Ctx, c: &Connect, setup: &Setup, session_present: bool) -> ConnAck {

@@ -9,6 +9,7 @@
 mod close;
 mod connect;
 mod packets;
+mod restore;
 mod subscribe;
 
 use std::net::SocketAddr;

@@ -3,7 +3,10 @@
 //!
 //! SUBACK is sent only after the table transaction committed (the route exists), so a
 //! message published after the client saw its SUBACK reaches it (ARCHITECTURE invariant 1).
+//! [`install`] (router entry plus `routes` / `shared` ops) is also the path by which
+//! `restore` rebuilds a persistent session from the `subscriptions` table.
 
+use meshmq_proto::tables::Op;
 use meshmq_shared::codec::{
     Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
@@ -13,9 +16,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, Exit};
 use crate::authz::AuthzAction;
+use crate::broker::Ctx;
 use crate::cluster;
 use crate::message::Delivery;
 use crate::session::{Outgoing, SubOpts};
+use crate::sessions::SessionId;
 
 /// A filter accepted for subscription, with what retained replay needs afterwards.
 struct Accepted {
@@ -61,7 +66,15 @@ where
                     }) else {
                         return self.kicked_exit();
                     };
-                    let shared = self.apply_subscribe(&parsed, old, opts, &mut ops);
+                    let shared = install(
+                        &self.ctx,
+                        self.slot.id,
+                        &self.client_id,
+                        &parsed,
+                        old,
+                        opts,
+                        &mut ops,
+                    );
                     if persistent {
                         ops.push(cluster::subscription_set(&self.client_id, filter, &opts));
                     }
@@ -143,39 +156,6 @@ where
         Ok(parsed)
     }
 
-    /// Puts the subscription in the router (replacing an earlier one with other options)
-    /// and adds the table operations it needs. Returns true for a shared subscription.
-    fn apply_subscribe(
-        &self,
-        parsed: &SubscriptionFilter<'_>,
-        old: Option<SubOpts>,
-        opts: SubOpts,
-        ops: &mut Vec<meshmq_proto::tables::Op>,
-    ) -> bool {
-        let sid = self.slot.id;
-        match *parsed {
-            SubscriptionFilter::Plain(f) => {
-                if let Some(old) = old {
-                    self.ctx.router.unsubscribe(sid, f, old);
-                }
-                if self.ctx.router.subscribe(sid, f, opts) {
-                    ops.push(cluster::route_add(&self.ctx, f));
-                }
-                false
-            }
-            SubscriptionFilter::Shared { group, filter } => {
-                self.ctx.router.subscribe_shared(sid, group, filter, opts);
-                ops.push(cluster::shared_add(
-                    &self.ctx,
-                    group,
-                    filter,
-                    &self.client_id,
-                ));
-                true
-            }
-        }
-    }
-
     /// Sends the retained messages a new subscription asks for (Retain Handling 0, or 1 when
     /// the subscription is new; never for shared subscriptions).
     fn replay_retained(&mut self, a: &Accepted) {
@@ -248,6 +228,40 @@ where
         self.out.push(Outgoing::Packet(Packet::UnsubAck(ack)));
         self.encode_out();
         None
+    }
+}
+
+/// Puts a subscription of session `sid` in the router (replacing an earlier one of the same
+/// filter with other options) and adds the `routes` / `shared` operations it needs for this
+/// node. Returns true for a shared subscription.
+///
+/// The caller has already put it in the session's subscription map, and writes the
+/// `subscriptions` row itself if it must (SUBSCRIBE of a persistent session; never when a
+/// session is restored from those rows).
+pub(super) fn install(
+    ctx: &Ctx,
+    sid: SessionId,
+    client_id: &str,
+    parsed: &SubscriptionFilter<'_>,
+    old: Option<SubOpts>,
+    opts: SubOpts,
+    ops: &mut Vec<Op>,
+) -> bool {
+    match *parsed {
+        SubscriptionFilter::Plain(f) => {
+            if let Some(old) = old {
+                ctx.router.unsubscribe(sid, f, old);
+            }
+            if ctx.router.subscribe(sid, f, opts) {
+                ops.push(cluster::route_add(ctx, f));
+            }
+            false
+        }
+        SubscriptionFilter::Shared { group, filter } => {
+            ctx.router.subscribe_shared(sid, group, filter, opts);
+            ops.push(cluster::shared_add(ctx, group, filter, client_id));
+            true
+        }
     }
 }
 

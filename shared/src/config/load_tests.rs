@@ -156,11 +156,22 @@ fn unknown_key_in_env_is_an_error() {
 
 #[test]
 fn unknown_section_is_an_error() {
-    let f = TempToml::new("[cluster]\ncores = []\n");
+    let f = TempToml::new("[clusters]\ncores = []\n");
     let msg = load_with_env(Some(f.path()), &[], &Overrides::default())
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("cluster"), "{msg}");
+    assert!(msg.contains("clusters"), "{msg}");
+}
+
+#[test]
+fn cluster_section_reads_cores_from_file_and_env() {
+    let f = TempToml::new("[cluster]\ncores = [\"10.0.0.1:4370\"]\nlease_ttl_ms = 3000\n");
+    let c = load_with_env(Some(f.path()), &[], &Overrides::default()).unwrap();
+    assert_eq!(c.cluster.cores, ["10.0.0.1:4370"]);
+    assert_eq!(c.cluster.lease_ttl_ms, 3000);
+    let e = env(&[("MESHMQ_CLUSTER__LEASE_TTL_MS", "4000")]);
+    let c = load_with_env(Some(f.path()), &e, &Overrides::default()).unwrap();
+    assert_eq!(c.cluster.lease_ttl_ms, 4000);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! [`Tables::apply`]: the dispatch of one [`Op`] to the table rules, and the rules that span
 //! tables (a claim with clean start clears subscriptions, a purge drops a node's rows
-//! everywhere but in `subscriptions`, routes need a known node).
+//! everywhere but in `subscriptions` and the disconnected `registry` rows, routes need a
+//! known node).
 //!
 //! Owns the order of checks inside an op: every check runs before the first write, so a
 //! rejected op leaves the state exactly as it was. It must never read anything but its
@@ -114,8 +115,9 @@ impl Tables {
         done()
     }
 
-    /// `NodePurge`: drops routes, shared members and registry rows of the node, then its
-    /// row; keeps subscriptions so that persistent sessions resume elsewhere.
+    /// `NodePurge`: drops routes, shared members and connected registry rows of the node,
+    /// then its row; keeps subscriptions (and disconnected registry rows, which carry the
+    /// expiry clock) so that persistent sessions resume elsewhere, or expire.
     fn node_purge(&mut self, op: &NodePurge) -> Applying {
         if op.node.is_empty() {
             return Err(invalid("NodePurge: empty node id"));

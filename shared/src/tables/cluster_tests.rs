@@ -191,6 +191,40 @@ fn purge_keeps_subscriptions_and_drops_the_rest_of_that_node() {
 }
 
 #[test]
+fn a_purge_keeps_disconnected_rows_so_expiry_still_counts() {
+    let mut t = Tables::new();
+    apply_ok(
+        &mut t,
+        &[
+            node_up("r1", 1),
+            claim("gone", "r1", false, 1, 0),
+            subscribe("gone", "a", 1),
+            disconnect("gone", 1, 1, 1_000),
+            claim("kept", "r1", false, 60, 0),
+            subscribe("kept", "b", 1),
+            disconnect("kept", 1, 60, 1_000),
+            claim("live", "r1", false, 60, 0),
+        ],
+    );
+    apply_ok(&mut t, &[node_up("r1", 2)]);
+    assert!(
+        t.registry("live").is_none(),
+        "connected rows die with the process"
+    );
+    assert!(t.registry("gone").is_some_and(|r| !r.connected));
+    let expired = claimed(t.apply(50, &claim("gone", "r1", false, 1, 2_500)));
+    assert!(
+        !expired.session_existed,
+        "expired while the node was down: no session"
+    );
+    assert!(subs(&t, "gone").is_empty(), "expired subscriptions cleared");
+    apply_ok(&mut t, &[purge("r1", 2)]);
+    let resumed = claimed(t.apply(51, &claim("kept", "r2", false, 60, 30_000)));
+    assert!(resumed.session_existed, "still within its expiry");
+    assert_eq!(subs(&t, "kept"), ["b"]);
+}
+
+#[test]
 fn batch_gives_one_result_per_op_and_advances_the_index() {
     let mut t = Tables::new();
     let batch = Batch {

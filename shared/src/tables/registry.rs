@@ -169,11 +169,15 @@ impl Registry {
         Ok(())
     }
 
-    /// Drops the rows owned by `node` with an incarnation at most `incarnation`.
+    /// Drops the connected rows owned by `node` with an incarnation at most `incarnation`
+    /// (their connections died with that process). Disconnected rows stay: they hold the
+    /// session's expiry clock (`disconnected_at_ms`, `session_expiry_secs`), so a later claim
+    /// still sees whether the session expired while the node was down or dead.
     /// Scans the whole table: purges are rare (a node died or restarted).
     pub(super) fn purge_node(&mut self, node: &str, incarnation: u64) {
-        self.rows
-            .retain(|_, row| !(row.node == node && row.incarnation <= incarnation));
+        self.rows.retain(|_, row| {
+            !(row.connected && row.node == node && row.incarnation <= incarnation)
+        });
     }
 
     /// All rows sorted by client id.
