@@ -25,6 +25,7 @@ use meshmq_proto::tables::{Batch, Op};
 use meshmq_shared::quic::certs::CertPaths;
 use meshmq_shared::quic::{self, tls::Identity};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::api::{self, Committed, TransactError};
@@ -36,6 +37,10 @@ use conns::Conns;
 use lease::Leases;
 
 /// Raft timing and log compaction.
+/// How long a core without a known leader waits for one before answering `Unavailable`.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// Raft timing and compaction.
 #[derive(Debug, Clone, Copy)]
 pub struct RaftTimings {
     /// Leader heartbeat interval.
@@ -122,6 +127,9 @@ pub struct CoreNode {
     pub conns: Conns,
     /// Cancelled on shutdown; every task selects on it.
     pub shutdown: CancellationToken,
+    /// Every task that holds this core (accept loop, streams, leases, metrics), so that
+    /// shutdown can wait for them and the store is released when it returns.
+    pub tasks: TaskTracker,
     batcher: Batcher,
     leases: Leases,
     followers: AtomicU32,
@@ -157,13 +165,14 @@ impl CoreNode {
             conns: Conns::new(endpoint.clone(), Duration::from_secs(5)),
             endpoint,
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             batcher,
             leases: Leases::default(),
             followers: AtomicU32::new(0),
         });
-        tokio::spawn(server::accept_loop(Arc::clone(&core)));
-        tokio::spawn(lease::run(Arc::clone(&core)));
-        tokio::spawn(members::export_metrics(Arc::clone(&core)));
+        core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
+        core.tasks.spawn(lease::run(Arc::clone(&core)));
+        core.tasks.spawn(members::export_metrics(Arc::clone(&core)));
         core.initialize(&cfg).await?;
         info!(node_id = cfg.node_id, %addr, "core started");
         Ok(core)
@@ -244,11 +253,21 @@ impl CoreNode {
     }
 
     async fn forward(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        if self.leader().is_none() {
+            // An election is under way (or this core just started): wait a little for it
+            // rather than bounce the caller at once.
+            let _ = self
+                .raft
+                .wait(Some(LEADER_WAIT))
+                .metrics(|m| m.current_leader.is_some(), "a known leader")
+                .await;
+        }
         let Some((leader_id, addr)) = self.leader() else {
             return Err(TransactError::Unavailable("no leader".into()));
         };
         if leader_id == self.id {
-            return Err(TransactError::Unavailable("leadership is changing".into()));
+            // Became the leader while waiting.
+            return self.transact_here(ops).await;
         }
         let req = Request {
             kind: Some(request::Kind::Transact(TransactRequest {
@@ -267,11 +286,14 @@ impl CoreNode {
         }
     }
 
-    /// Stops every task, Raft and the endpoint.
+    /// Stops every task, Raft and the endpoint, and waits (at most 5 s) for the tasks that
+    /// hold this core to end.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        self.tasks.close();
         let _ = self.raft.shutdown().await;
         self.endpoint.close(0u32.into(), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
     }
 }
 

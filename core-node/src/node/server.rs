@@ -32,8 +32,9 @@ pub async fn accept_loop(core: Arc<CoreNode>) {
             i = core.endpoint.accept() => i,
         };
         let Some(incoming) = incoming else { return };
-        let core = Arc::clone(&core);
-        tokio::spawn(async move {
+        let task_core = Arc::clone(&core);
+        core.tasks.spawn(async move {
+            let core = task_core;
             match incoming.await {
                 Ok(conn) => serve_connection(core, conn).await,
                 Err(e) => {
@@ -53,8 +54,9 @@ async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
             s = conn.accept_bi() => s,
         };
         let Ok((send, recv)) = stream else { return };
-        let core = Arc::clone(&core);
-        tokio::spawn(async move {
+        let task_core = Arc::clone(&core);
+        core.tasks.spawn(async move {
+            let core = task_core;
             if let Err(e) = serve_stream(&core, send, recv).await {
                 metrics::counter!(m::CORE_REQUEST_ERRORS_TOTAL, "reason" => e.label()).increment(1);
                 debug!(error = %e, "core endpoint: stream failed");
