@@ -36,7 +36,6 @@ use batcher::{Batcher, GroupCommit};
 use conns::Conns;
 use lease::Leases;
 
-/// Raft timing and log compaction.
 /// How long a core without a known leader waits for one before answering `Unavailable`.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
