@@ -1,13 +1,16 @@
-//! `core-node`: the holder of the cluster tables. Today that is [`embedded::EmbeddedCore`],
-//! the in-process holder a standalone broker uses; later a Raft group (openraft state
-//! machine on redb) replaces it behind the same `transact` / `read` shape, with the same
-//! pure [`Tables::apply`](meshmq_shared::tables::Tables::apply).
+//! `core-node`: a member of the Raft group that holds the cluster tables.
+//!
+//! [`node::CoreNode`] runs one core: openraft on redb stores (`raft/`), and on one QUIC
+//! endpoint (mutual TLS, ALPN `meshmq-core/1`) the Raft RPCs between cores, `Transact`
+//! (group commit on the leader, forwarded by followers), `Follow` (the committed log for
+//! replicants) and replicant leases. A standalone replicant runs the same `CoreNode` in its
+//! own process as a single voter. [`api`] is what callers see of a transaction.
 //!
 //! This crate owns ordering, storage and commit of table operations; it never implements
-//! table rules (they live in `meshmq_shared::tables`) and never speaks MQTT.
+//! table rules (they live in [`Tables::apply`](meshmq_shared::tables::Tables::apply)) and
+//! never speaks MQTT. openraft types are named only under [`raft`].
 
 pub mod api;
-pub mod embedded;
 pub mod http;
 pub mod node;
 pub mod prometheus;

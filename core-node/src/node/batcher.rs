@@ -146,11 +146,9 @@ async fn submit_group(raft: &Raft, cfg: GroupCommit, group: Vec<Pending>) {
     });
 }
 
-fn write_error(
-    e: openraft::error::ClientWriteError<crate::raft::types::NodeId, crate::raft::types::Node>,
-) -> TransactError {
+fn write_error(e: crate::raft::types::ClientWriteError) -> TransactError {
     match e {
-        openraft::error::ClientWriteError::ForwardToLeader(f) => TransactError::NotLeader {
+        crate::raft::types::ClientWriteError::ForwardToLeader(f) => TransactError::NotLeader {
             leader: f.leader_node.map(|n| n.addr),
         },
         other => TransactError::Unavailable(other.to_string()),

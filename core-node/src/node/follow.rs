@@ -9,6 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::raft::types::EntryPayload;
 use meshmq_proto::core::{
     FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshot, LogEntry,
     follow_frame::Kind,
@@ -16,7 +17,6 @@ use meshmq_proto::core::{
 use meshmq_proto::tables::Batch;
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError};
-use openraft::EntryPayload;
 use prost::Message;
 use tracing::debug;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::ChangeMembers;
+use crate::raft::types::ChangeMembers;
 use serde::Serialize;
 
 use super::CoreNode;

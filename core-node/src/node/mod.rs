@@ -31,7 +31,7 @@ use tracing::info;
 use crate::api::{self, Committed, TransactError};
 use crate::raft::network::Network;
 use crate::raft::store::{self, LogStore, StateMachineStore};
-use crate::raft::types::{Node, NodeId, Raft};
+use crate::raft::types::{Node, NodeId, Raft, RaftConfig, SnapshotPolicy};
 use batcher::{Batcher, GroupCommit};
 use conns::Conns;
 use lease::Leases;
@@ -206,8 +206,8 @@ impl CoreNode {
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
             // Another initial member got there first: the same membership, nothing to do.
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::InitializeError::NotAllowed(_),
+            Err(crate::raft::types::RaftError::APIError(
+                crate::raft::types::InitializeError::NotAllowed(_),
             )) => Ok(()),
             Err(e) => Err(CoreError::Raft(e.to_string())),
         }
@@ -296,13 +296,13 @@ impl CoreNode {
     }
 }
 
-fn raft_config(t: &RaftTimings) -> Result<Arc<openraft::Config>, CoreError> {
-    let cfg = openraft::Config {
+fn raft_config(t: &RaftTimings) -> Result<Arc<RaftConfig>, CoreError> {
+    let cfg = RaftConfig {
         cluster_name: "meshmq".into(),
         heartbeat_interval: t.heartbeat.as_millis() as u64,
         election_timeout_min: t.election_min.as_millis() as u64,
         election_timeout_max: t.election_max.as_millis() as u64,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_every),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
         max_in_snapshot_log_to_keep: t.keep_after_snapshot,
         ..Default::default()
     };

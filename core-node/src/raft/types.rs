@@ -55,3 +55,16 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
 /// Storage error.
 pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A membership change request.
+pub use openraft::ChangeMembers;
+/// The payload kinds of a log entry (normal, blank, membership).
+pub use openraft::EntryPayload;
+/// Raft configuration and its compaction policy.
+pub use openraft::{Config as RaftConfig, SnapshotPolicy};
+/// Why a client write failed (e.g. this node is not the leader).
+pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, Node>;
+/// Why `initialize` failed (`NotAllowed`: already initialized).
+pub use openraft::error::InitializeError;
+/// The wrapper of every Raft API error.
+pub use openraft::error::RaftError;
