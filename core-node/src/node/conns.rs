@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshmq_shared::quic::{endpoint, frame};
+use meshmq_shared::quic::endpoint;
+use meshmq_shared::quic::frame::{self, RequestError};
 use parking_lot::Mutex;
 
 /// A cache of connections dialed from one endpoint.
@@ -20,7 +21,8 @@ pub struct Conns {
 }
 
 impl Conns {
-    /// Dials from `endpoint` (which carries the client TLS config) with `timeout`.
+    /// Dials from `endpoint` (which carries the client TLS config); a dial gives up after
+    /// `timeout` (keep it short: a dead peer must not eat the caller's deadline).
     pub fn new(endpoint: quinn::Endpoint, timeout: Duration) -> Self {
         Self {
             endpoint,
@@ -44,17 +46,39 @@ impl Conns {
         Ok(conn)
     }
 
-    /// One request/response on a stream of a cached connection to `addr`.
-    pub async fn request<Req, Resp>(&self, addr: &str, req: &Req) -> Result<Resp, String>
+    /// One request/response on a stream of a cached connection to `addr`, within
+    /// `timeout`; the error tells a request that never reached `addr` from one that may have.
+    pub async fn request<Req, Resp>(
+        &self,
+        addr: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Delivery>
     where
         Req: prost::Message,
         Resp: prost::Message + Default,
     {
-        let conn = self.get(addr).await?;
-        frame::request(&conn, req, frame::MAX_FRAME, self.timeout)
+        let conn = self.get(addr).await.map_err(Delivery::NotSent)?;
+        frame::request_once(&conn, req, frame::MAX_FRAME, timeout)
             .await
-            .map_err(|e| format!("request to {addr}: {e}"))
+            .map_err(|e| match e {
+                RequestError::NotSent(e) => Delivery::NotSent(format!("request to {addr}: {e}")),
+                RequestError::MaybeSent(e) => {
+                    Delivery::MaybeSent(format!("request to {addr}: {e}"))
+                }
+            })
     }
+}
+
+/// Why a request to another core got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Delivery {
+    /// It never reached the other core (dial failed, or it shut down before serving it).
+    #[error("{0}")]
+    NotSent(String),
+    /// It may have been processed; the outcome is unknown.
+    #[error("{0}")]
+    MaybeSent(String),
 }
 
 /// Resolves `host:port` to its first address.

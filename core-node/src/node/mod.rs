@@ -33,11 +33,17 @@ use crate::raft::network::Network;
 use crate::raft::store::{self, LogStore, StateMachineStore};
 use crate::raft::types::{Node, NodeId, Raft, RaftConfig, SnapshotPolicy};
 use batcher::{Batcher, GroupCommit};
-use conns::Conns;
+use conns::{Conns, Delivery};
 use lease::Leases;
 
+/// How long a core dials another core before giving up (a dead leader must not eat the
+/// caller's deadline: it answers `Unavailable` and the caller retries).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a forwarded Transact may take, leader wait included; below a replicant's request timeout (5 s), so the
+/// replicant hears the outcome from us rather than timing out itself.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a core without a known leader waits for one before answering `Unavailable`.
-const LEADER_WAIT: Duration = Duration::from_secs(3);
+const LEADER_WAIT: Duration = Duration::from_millis(1_500);
 
 /// Raft timing and compaction.
 #[derive(Debug, Clone, Copy)]
@@ -161,7 +167,7 @@ impl CoreNode {
             raft,
             log,
             sm,
-            conns: Conns::new(endpoint.clone(), Duration::from_secs(5)),
+            conns: Conns::new(endpoint.clone(), DIAL_TIMEOUT),
             endpoint,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -252,6 +258,7 @@ impl CoreNode {
     }
 
     async fn forward(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
         if self.leader().is_none() {
             // An election is under way (or this core just started): wait a little for it
             // rather than bounce the caller at once.
@@ -274,25 +281,32 @@ impl CoreNode {
                 forwarded: true,
             })),
         };
-        match self.conns.request::<_, Response>(&addr, &req).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match self.conns.request::<_, Response>(&addr, &req, left).await {
             Ok(Response {
                 kind: Some(response::Kind::Transact(t)),
             }) => api::from_wire(t),
-            Ok(_) => Err(TransactError::Unavailable(format!(
-                "leader {addr} answered something else"
-            ))),
-            Err(e) => Err(TransactError::Unavailable(e)),
+            // The leader served the request but its answer is unusable: outcome unknown.
+            Ok(_) => Err(TransactError::Timeout),
+            Err(Delivery::NotSent(e)) => Err(TransactError::Unavailable(e)),
+            Err(Delivery::MaybeSent(_)) => Err(TransactError::Timeout),
         }
     }
 
     /// Stops every task, Raft and the endpoint, and waits (at most 5 s) for the tasks that
     /// hold this core to end.
     pub async fn shutdown(&self) {
+        // Stop taking requests, finish (bounded) the ones accepted — Raft still runs for
+        // them — then stop Raft and close. Only if every accepted request was answered does
+        // the close say CLOSE_SHUTDOWN ("unanswered means not processed": callers resend).
         self.shutdown.cancel();
         self.tasks.close();
+        let drained = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_ok();
         let _ = self.raft.shutdown().await;
-        self.endpoint.close(0u32.into(), b"shutdown");
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+        let code = if drained { quic::CLOSE_SHUTDOWN } else { 0 };
+        self.endpoint.close(code.into(), b"shutdown");
     }
 }
 

@@ -21,6 +21,8 @@ use super::CoreNode;
 use crate::api::{self, TransactError};
 use crate::raft::rpc_server;
 
+/// How long a reply waits for the peer to acknowledge it.
+const ACK_WAIT: Duration = Duration::from_secs(2);
 /// How long a peer has to send its request once it opened a stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,7 +52,13 @@ pub async fn accept_loop(core: Arc<CoreNode>) {
 async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
     loop {
         let stream = tokio::select! {
-            _ = core.shutdown.cancelled() => return,
+            _ = core.shutdown.cancelled() => {
+                // Keep the connection open (untracked) until the endpoint closes it with
+                // CLOSE_SHUTDOWN: dropping the last handle now would close it with code 0
+                // and the peer could not tell "not processed" from "outcome unknown".
+                tokio::spawn(async move { conn.closed().await });
+                return;
+            }
             s = conn.accept_bi() => s,
         };
         let Ok((send, recv)) = stream else { return };
@@ -99,6 +107,9 @@ async fn serve_stream(
 async fn reply(send: &mut quinn::SendStream, resp: &Response) -> Result<(), FrameError> {
     frame::write_msg(send, resp).await?;
     let _ = send.finish();
+    // Wait (bounded) until the peer has the whole answer: a shutdown closes the connection
+    // only after this, so an unanswered request on it was truly never processed.
+    let _ = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
     Ok(())
 }
 
@@ -139,7 +150,11 @@ async fn lease(core: &CoreNode, l: LeaseRequest) -> LeaseResponse {
                 let req = Request {
                     kind: Some(Req::Lease(l)),
                 };
-                match core.conns.request::<_, Response>(&addr, &req).await {
+                match core
+                    .conns
+                    .request::<_, Response>(&addr, &req, Duration::from_secs(2))
+                    .await
+                {
                     Ok(Response {
                         kind: Some(Resp::Lease(r)),
                     }) => return r,

@@ -102,11 +102,13 @@ impl Dialer {
         Ok(conn)
     }
 
-    /// Closes and forgets the connection to `addr` (it misbehaved or went silent), so the
-    /// next [`connect`](Self::connect) dials again.
+    /// Forgets the connection to `addr` (it misbehaved or went silent), so the next
+    /// [`connect`](Self::connect) dials again. It is not closed here: a transaction still
+    /// waiting on it keeps it until its answer (or its own timeout); quinn closes it when the
+    /// last handle goes.
     pub fn forget(&self, addr: SocketAddr, why: &'static str) {
-        if let Some(c) = self.conns.lock().remove(&addr) {
-            c.close(0u32.into(), why.as_bytes());
+        if self.conns.lock().remove(&addr).is_some() {
+            tracing::debug!(%addr, why, "core connection forgotten");
         }
     }
 

@@ -15,7 +15,7 @@ use core_node::api::{self, Committed, MAX_OPS_PER_ENTRY, TransactError};
 use meshmq_proto::core::{Request, Response, TransactRequest, request, response};
 use meshmq_proto::tables::{Batch, Op};
 use meshmq_shared::metrics as m;
-use meshmq_shared::quic::frame;
+use meshmq_shared::quic::{self, frame};
 use tracing::warn;
 
 use super::{Backoff, CoreLink, Shared, pick};
@@ -163,6 +163,13 @@ async fn exchange(
     .await;
     let resp = match reply {
         Ok(Ok(Some(resp))) => resp,
+        // The core shut down after answering every request it had accepted: this one was
+        // never processed, so it is safe to send it to another core.
+        Ok(_) if quic::closed_by_shutdown(conn) => {
+            return Err(Failed::NotSent(
+                "the core shut down before serving it".into(),
+            ));
+        }
         Ok(Ok(None)) => return Err(unknown("the core closed the stream without a reply")),
         Ok(Err(e)) => return Err(unknown(&format!("reading the reply: {e}"))),
         Err(_) => return Err(unknown("no reply in time")),

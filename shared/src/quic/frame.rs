@@ -141,6 +141,49 @@ pub async fn request<Req: Message, Resp: Message + Default>(
     }
 }
 
+/// Why [`request_once`] got no answer, and whether the peer may have processed the request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The request certainly did not reach the peer's handler (no stream could be opened, or
+    /// the peer shut down with [`super::CLOSE_SHUTDOWN`] before answering): safe to resend.
+    #[error("not sent: {0}")]
+    NotSent(FrameError),
+    /// The request may have been processed but no answer came back: resending could apply
+    /// it twice.
+    #[error("sent, no answer: {0}")]
+    MaybeSent(FrameError),
+}
+
+/// Like [`request`], but tells a request that never reached the peer from one whose
+/// outcome is unknown; `timeout` bounds the whole exchange.
+pub async fn request_once<Req: Message, Resp: Message + Default>(
+    conn: &quinn::Connection,
+    req: &Req,
+    max: usize,
+    timeout: Duration,
+) -> Result<Resp, RequestError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (mut send, mut recv) = match tokio::time::timeout_at(deadline, conn.open_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(RequestError::NotSent(e.into())),
+        Err(_) => return Err(RequestError::NotSent(FrameError::Timeout)),
+    };
+    let answer = tokio::time::timeout_at(deadline, async {
+        write_msg(&mut send, req).await?;
+        let _ = send.finish();
+        read_msg(&mut recv, max).await?.ok_or(FrameError::Closed)
+    })
+    .await
+    .unwrap_or(Err(FrameError::Timeout));
+    answer.map_err(|e| {
+        if super::closed_by_shutdown(conn) {
+            RequestError::NotSent(e)
+        } else {
+            RequestError::MaybeSent(e)
+        }
+    })
+}
+
 /// The body of [`request`], without the timeout.
 async fn exchange<Req: Message, Resp: Message + Default>(
     conn: &quinn::Connection,

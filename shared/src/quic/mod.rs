@@ -39,3 +39,17 @@ pub const ALPN_PEER: &[u8] = b"meshmq-peer/1";
 /// The DNS name every node certificate carries and every client verifies, whatever address
 /// it dialed.
 pub const SERVER_NAME: &str = "meshmq.cluster";
+
+/// Application close code a node uses when it shuts down after finishing every stream it
+/// had accepted: a request left without an answer on such a connection was never processed
+/// and may be sent again elsewhere.
+pub const CLOSE_SHUTDOWN: u32 = 0x5d;
+
+/// Whether `conn` was closed by its peer with [`CLOSE_SHUTDOWN`].
+pub fn closed_by_shutdown(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == quinn::VarInt::from_u32(CLOSE_SHUTDOWN)
+    )
+}
