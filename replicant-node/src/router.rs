@@ -190,14 +190,14 @@ impl Router {
                 let Some(g) = st.shared.get(filter).and_then(|m| m.get(group)) else {
                     return;
                 };
-                if let Some((sid, opts)) = self.pick(g, msg, &st.mailboxes) {
-                    if let Some(mb) = st.mailboxes.get(&sid) {
-                        let ids = opts.subscription_id.into_iter().collect();
-                        out.push((
-                            mb.clone(),
-                            delivery(msg, opts.qos, opts.retain_as_published, ids),
-                        ));
-                    }
+                if let Some((sid, opts)) = self.pick(g, msg, &st.mailboxes)
+                    && let Some(mb) = st.mailboxes.get(&sid)
+                {
+                    let ids = opts.subscription_id.into_iter().collect();
+                    out.push((
+                        mb.clone(),
+                        delivery(msg, opts.qos, opts.retain_as_published, ids),
+                    ));
                 }
             });
     }

@@ -98,7 +98,10 @@ async fn run(raft: Raft, cfg: GroupCommit, mut rx: mpsc::Receiver<Pending>) {
             let next = match rx.try_recv() {
                 Ok(p) => Some(p),
                 Err(_) if Instant::now() >= deadline => None,
-                Err(_) => tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten(),
+                Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
             };
             let Some(p) = next else { break };
             if ops + p.ops.len() > MAX_OPS_PER_ENTRY {

@@ -45,10 +45,10 @@ where
         }
         if let Exit::Kicked { session_ends } = exit {
             // The new owner has the session; only the will is ours to settle.
-            if let Some(w) = will {
-                if session_ends || will_delay(&w) == 0 {
-                    publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
-                }
+            if let Some(w) = will
+                && (session_ends || will_delay(&w) == 0)
+            {
+                publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
             }
             return;
         }

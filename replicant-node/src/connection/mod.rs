@@ -264,11 +264,11 @@ where
                 }
                 Outgoing::Publish { msg, variant } => {
                     self.delivered += 1;
-                    if variant.is_plain_qos0() {
-                        if let Some(bytes) = msg.cached_qos0(self.version) {
-                            self.wbuf.extend_from_slice(&bytes);
-                            continue;
-                        }
+                    if variant.is_plain_qos0()
+                        && let Some(bytes) = msg.cached_qos0(self.version)
+                    {
+                        self.wbuf.extend_from_slice(&bytes);
+                        continue;
                     }
                     let p = Packet::Publish(msg.to_publish(now, &variant));
                     if let Err(e) = codec::encode(&p, self.version, &mut self.wbuf) {
