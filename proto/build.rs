@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "meshmq/tables.proto",
             "meshmq/raft.proto",
             "meshmq/core.proto",
+            "meshmq/peer.proto",
         ],
         ["schema"],
     )?;

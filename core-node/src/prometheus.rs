@@ -75,6 +75,14 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 /// `# HELP` text of every counter.
 const COUNTER_HELP: &[(&str, &str)] = &[
     (
+        m::MESSAGES_FORWARDED_TOTAL,
+        "Messages forwarded to other replicants, one per target node.",
+    ),
+    (
+        m::MESSAGES_FROM_PEERS_TOTAL,
+        "Messages received from other replicants for local delivery.",
+    ),
+    (
         m::CONNECTIONS_ACCEPTED_TOTAL,
         "Connections accepted by a listener.",
     ),
@@ -191,6 +199,30 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         m::RAFT_SNAPSHOTS_TOTAL,
         "Raft snapshots built or installed, by kind.",
     ),
+    (
+        m::PEER_MESSAGES_SENT_TOTAL,
+        "Messages written to peer links (replicant to replicant).",
+    ),
+    (
+        m::PEER_BATCHES_SENT_TOTAL,
+        "Batches written to peer links; each carries every message queued at the time.",
+    ),
+    (
+        m::PEER_MESSAGES_DROPPED_TOTAL,
+        "Messages for a peer dropped instead of sent (at most once, never resent), by reason.",
+    ),
+    (
+        m::PEER_RECONNECTS_TOTAL,
+        "Peer links connected again after losing their connection.",
+    ),
+    (
+        m::PEER_MALFORMED_TOTAL,
+        "Incoming peer streams dropped for a malformed frame, by reason.",
+    ),
+    (
+        m::PEER_HANDSHAKE_FAILURES_TOTAL,
+        "Incoming peer connections whose handshake failed.",
+    ),
 ];
 
 /// `# HELP` text of every gauge.
@@ -229,6 +261,7 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (m::CORE_FOLLOWERS, "Replicants following this core's log."),
     (m::CORE_LEASES, "Replicant leases held by the leader."),
     (m::RAFT_LOG_ENTRIES, "Entries held in this core's log."),
+    (m::PEER_LINKS_UP, "Outgoing peer links connected now."),
 ];
 
 /// `# HELP` text of every histogram (all measured in seconds).

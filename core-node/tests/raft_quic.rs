@@ -143,6 +143,7 @@ fn node_up(i: u64) -> EntryData {
                 addr: format!("10.0.0.{}:1883", i % 250),
                 role: NodeRole::Replicant as i32,
                 incarnation: i,
+                peer_addr: String::new(),
             })),
         }],
     };

@@ -62,6 +62,7 @@ fn node_up(node: &str) -> Kind {
         addr: format!("{node}:1883"),
         role: NodeRole::Replicant as i32,
         incarnation: 1,
+        peer_addr: String::new(),
     })
 }
 

@@ -26,6 +26,12 @@ mod generated {
                 include!(concat!(env!("OUT_DIR"), "/meshmq.core.v1.rs"));
             }
         }
+        pub mod peer {
+            pub mod v1 {
+                #![allow(missing_docs)]
+                include!(concat!(env!("OUT_DIR"), "/meshmq.peer.v1.rs"));
+            }
+        }
     }
 }
 
@@ -37,3 +43,6 @@ pub use generated::meshmq::raft::v1 as raft;
 
 /// The core node's QUIC services (`meshmq.core.v1`): Raft RPCs, Transact, Follow, leases.
 pub use generated::meshmq::core::v1 as core;
+
+/// Replicant-to-replicant messages (`meshmq.peer.v1`): forwarded PUBLISHes.
+pub use generated::meshmq::peer::v1 as peer;

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::authz::{AllowAll, Authorizer};
 use crate::core_handle::CoreHandle;
+use crate::peer::{PeerConfig, Peers};
 use crate::router::Router;
 use crate::session::Limits;
 use crate::sessions::Sessions;
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub core: CoreHandle,
     /// This start of the node (`nodes.incarnation`): rows of older incarnations are stale.
     pub incarnation: u64,
+    /// Links to the other replicants (cluster mode; `None` standalone).
+    pub peers: Option<Peers>,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
     /// Source of session and connection ids.
@@ -103,6 +106,31 @@ impl BrokerBuilder {
         let _ = http::prometheus_handle();
         let incarnation = crate::cluster::now_ms();
         let core = CoreHandle::start(&config, incarnation).await?;
+        let shutdown = CancellationToken::new();
+        // The peer endpoint starts before the context exists; its deliveries find the
+        // context through this slot (and are dropped until it is set).
+        let ctx_slot = Arc::new(std::sync::OnceLock::new());
+        let peers = if config.cluster.cores.is_empty() {
+            None
+        } else {
+            let cfg = PeerConfig {
+                bind: config.cluster.peer_bind,
+                identity: core.identity().clone(),
+                node: config.node.name.clone(),
+                incarnation,
+                queue_len: config.cluster.peer_queue_len,
+            };
+            Some(
+                Peers::start(
+                    cfg,
+                    crate::forward::deliver_fn(ctx_slot.clone()),
+                    shutdown.clone(),
+                )
+                .with_context(|| {
+                    format!("binding the peer endpoint {}", config.cluster.peer_bind)
+                })?,
+            )
+        };
         let mqtt = TcpListener::bind(config.listeners.mqtt_bind)
             .await
             .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
@@ -128,16 +156,18 @@ impl BrokerBuilder {
             sessions: Sessions::default(),
             core,
             incarnation,
+            peers,
             authz: self.authz,
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
-            shutdown: CancellationToken::new(),
+            shutdown,
             started: Instant::now(),
             conn_limit: Arc::new(Semaphore::new(
                 config.listeners.max_connections.min(Semaphore::MAX_PERMITS),
             )),
             config,
         });
+        let _ = ctx_slot.set(Arc::downgrade(&ctx));
         crate::cluster::announce_node(&ctx).await;
         let mqtt_addr = mqtt.local_addr()?;
         let ws_addr = ws_listener
@@ -172,6 +202,7 @@ impl BrokerBuilder {
             });
         }
         tasks.spawn(sys::run(ctx.clone()));
+        tasks.spawn(crate::forward::sync_links(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {
             ctx,
@@ -216,6 +247,11 @@ impl BrokerHandle {
     /// Sessions held (connected or not).
     pub fn sessions(&self) -> usize {
         self.ctx.sessions.len()
+    }
+
+    /// Links to the other replicants (cluster mode only).
+    pub fn peers(&self) -> Option<&Peers> {
+        self.ctx.peers.as_ref()
     }
 
     /// This node's way to the cluster tables (replica, core link, embedded core).

@@ -64,6 +64,11 @@ pub async fn announce_node(ctx: &Ctx) {
         addr: ctx.config.listeners.mqtt_bind.to_string(),
         role: NodeRole::Replicant as i32,
         incarnation: ctx.incarnation,
+        peer_addr: ctx
+            .peers
+            .as_ref()
+            .map(|p| p.local_addr().to_string())
+            .unwrap_or_default(),
     };
     transact(ctx, vec![op(op::Kind::NodeUp(up))]).await;
 }

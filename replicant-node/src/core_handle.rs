@@ -31,6 +31,8 @@ pub struct CoreHandle {
     embedded: Option<Arc<CoreNode>>,
     /// Stops the link's tasks.
     shutdown: CancellationToken,
+    /// This node's certificate (also used by the peer endpoint).
+    identity: Identity,
 }
 
 /// The certificate name of a node: its name with anything but ASCII letters, digits, `-`
@@ -100,7 +102,7 @@ impl CoreHandle {
         let shutdown = CancellationToken::new();
         let link_cfg = CoreLinkConfig {
             cores,
-            identity,
+            identity: identity.clone(),
             node: node.clone(),
             incarnation,
             lease_ttl: Duration::from_millis(config.cluster.lease_ttl_ms.max(1_000)),
@@ -120,6 +122,7 @@ impl CoreHandle {
             link,
             embedded,
             shutdown,
+            identity,
         })
     }
 
@@ -136,6 +139,11 @@ impl CoreHandle {
     /// Index of the last entry applied to the local replica.
     pub fn applied_index(&self) -> u64 {
         self.replica.applied_index()
+    }
+
+    /// This node's TLS identity (cluster CA, certificate, key).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The local replica.

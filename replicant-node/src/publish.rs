@@ -1,5 +1,6 @@
 //! The message path after a PUBLISH is accepted: retained update (a table transaction),
-//! matching against local subscriptions, and pushing into each target session's mailbox.
+//! matching against local subscriptions, pushing into each target session's mailbox, then
+//! forwarding once to each other replicant with a matching route.
 //! Used for client publishes, wills and `$SYS` alike.
 
 use std::sync::Arc;
@@ -17,10 +18,13 @@ pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Arc<Mailbox>> 
     if msg.retain {
         cluster::retain(ctx, &msg).await;
     }
-    route(ctx, &msg)
+    let congested = route(ctx, &msg);
+    crate::forward::to_peers(ctx, &msg);
+    congested
 }
 
-/// Delivers `msg` to the local sessions whose subscriptions match.
+/// Delivers `msg` to the local sessions whose subscriptions match (messages from peers come
+/// straight here: they are never forwarded again).
 pub fn route(ctx: &Ctx, msg: &Arc<Message>) -> Option<Arc<Mailbox>> {
     let mut targets = Vec::new();
     ctx.router.route(msg, &mut targets);

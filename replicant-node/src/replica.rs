@@ -83,6 +83,11 @@ impl Replica {
         *self.inner.applied.borrow()
     }
 
+    /// A receiver that wakes whenever the applied index moves.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.inner.applied.subscribe()
+    }
+
     /// Snapshots installed since this replica was created.
     pub fn snapshot_installs(&self) -> u64 {
         self.inner.snapshot_installs.load(Ordering::Relaxed)
@@ -201,6 +206,7 @@ mod tests {
             addr: "127.0.0.1:1883".into(),
             role: NodeRole::Replicant as i32,
             incarnation: 1,
+            peer_addr: String::new(),
         };
         Batch {
             ops: vec![Op {

@@ -91,6 +91,7 @@ fn node_up(node: String) -> op::Kind {
         addr: "127.0.0.1:1883".into(),
         role: NodeRole::Replicant as i32,
         incarnation: 1,
+        peer_addr: String::new(),
     })
 }
 

@@ -39,6 +39,11 @@ pub struct ClusterConfig {
     pub certs_dir: Option<PathBuf>,
     /// Where the embedded core's QUIC endpoint listens (standalone only).
     pub embedded_core_bind: SocketAddr,
+    /// Where this replicant's peer QUIC endpoint listens (other replicants forward
+    /// messages to it; ALPN `meshmq-peer/1`). Not used standalone.
+    pub peer_bind: SocketAddr,
+    /// Messages queued per peer before new ones are dropped (and counted).
+    pub peer_queue_len: usize,
     /// Liveness lease with the cores, in milliseconds: the cores purge this node's routes
     /// and registry rows when it has not renewed for this long.
     pub lease_ttl_ms: u64,
@@ -50,6 +55,8 @@ impl Default for ClusterConfig {
             cores: Vec::new(),
             certs_dir: None,
             embedded_core_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            peer_bind: SocketAddr::from(([127, 0, 0, 1], 5370)),
+            peer_queue_len: 65_536,
             lease_ttl_ms: 10_000,
         }
     }

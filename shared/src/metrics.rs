@@ -74,6 +74,11 @@ pub const TABLE_TRANSACTIONS_TOTAL: &str = "meshmq_table_transactions_total";
 /// Histogram: seconds a cluster table transaction took, submission to result. No labels.
 pub const TABLE_TRANSACTION_SECONDS: &str = "meshmq_table_transaction_seconds";
 
+/// Counter: messages forwarded to other replicants (one per target node). No labels.
+pub const MESSAGES_FORWARDED_TOTAL: &str = "meshmq_messages_forwarded_total";
+/// Counter: messages received from other replicants for local delivery. No labels.
+pub const MESSAGES_FROM_PEERS_TOTAL: &str = "meshmq_messages_from_peers_total";
+
 // ---- core node (Raft group, Transact, Follow, leases) ----
 
 /// Gauge: this core's current Raft term. No labels.
@@ -149,6 +154,28 @@ pub const REPLICA_TRANSACT_TOTAL: &str = "meshmq_replica_transact_total";
 /// `request`).
 pub const REPLICA_LEASE_FAILURES_TOTAL: &str = "meshmq_replica_lease_failures_total";
 
+// ---- replicant-to-replicant peer links (forwarded PUBLISHes) ----
+
+/// Counter: messages written to peer links (one per message per target node). No labels.
+pub const PEER_MESSAGES_SENT_TOTAL: &str = "meshmq_peer_messages_sent_total";
+/// Counter: `PeerBatch` frames written to peer links (one write carries every message
+/// queued at that moment). No labels.
+pub const PEER_BATCHES_SENT_TOTAL: &str = "meshmq_peer_batches_sent_total";
+/// Counter: messages for a peer dropped instead of sent (forwarding is at most once, never
+/// resent). Labels: `reason` (`peer_down`, `queue_full`, `link_broken`, `too_large`,
+/// `stopped`).
+pub const PEER_MESSAGES_DROPPED_TOTAL: &str = "meshmq_peer_messages_dropped_total";
+/// Counter: peer links connected again after losing their connection. No labels.
+pub const PEER_RECONNECTS_TOTAL: &str = "meshmq_peer_reconnects_total";
+/// Counter: incoming peer streams dropped for a malformed frame. Labels: `reason` (frame
+/// error label, `bad_hello`, `hello_timeout`).
+pub const PEER_MALFORMED_TOTAL: &str = "meshmq_peer_malformed_total";
+/// Counter: incoming peer connections whose handshake failed (certificate refused, wrong
+/// ALPN, lost). No labels.
+pub const PEER_HANDSHAKE_FAILURES_TOTAL: &str = "meshmq_peer_handshake_failures_total";
+/// Gauge: outgoing peer links connected now. No labels.
+pub const PEER_LINKS_UP: &str = "meshmq_peer_links_up";
+
 /// Histograms counted in ops or transactions rather than seconds.
 pub const COUNT_HISTOGRAMS: &[&str] = &[CORE_GROUP_COMMIT_OPS, CORE_GROUP_COMMIT_TRANSACTIONS];
 
@@ -166,6 +193,8 @@ pub const TABLE_TRANSACTION_BUCKETS: &[f64] = &[
 
 /// Every counter name, for registering descriptions and for tests.
 pub const COUNTERS: &[&str] = &[
+    MESSAGES_FORWARDED_TOTAL,
+    MESSAGES_FROM_PEERS_TOTAL,
     CONNECTIONS_ACCEPTED_TOTAL,
     CONNECTIONS_REFUSED_TOTAL,
     CONNACK_TOTAL,
@@ -199,6 +228,12 @@ pub const COUNTERS: &[&str] = &[
     CORE_REQUEST_ERRORS_TOTAL,
     CORE_LEASE_PURGES_TOTAL,
     RAFT_SNAPSHOTS_TOTAL,
+    PEER_MESSAGES_SENT_TOTAL,
+    PEER_BATCHES_SENT_TOTAL,
+    PEER_MESSAGES_DROPPED_TOTAL,
+    PEER_RECONNECTS_TOTAL,
+    PEER_MALFORMED_TOTAL,
+    PEER_HANDSHAKE_FAILURES_TOTAL,
 ];
 
 /// Every gauge name.
@@ -219,6 +254,7 @@ pub const GAUGES: &[&str] = &[
     CORE_FOLLOWERS,
     CORE_LEASES,
     RAFT_LOG_ENTRIES,
+    PEER_LINKS_UP,
 ];
 
 /// Every histogram name.

@@ -99,6 +99,7 @@ fn retained_message() -> impl Strategy<Value = RetainedMessage> {
 fn node_ops() -> BoxedStrategy<Kind> {
     prop_oneof![
         (node(), small32(), small()).prop_map(|(node, role, incarnation)| Kind::NodeUp(NodeUp {
+            peer_addr: String::new(),
             addr: format!("{node}:1883"),
             node,
             role: role as i32,

@@ -425,3 +425,8 @@ pub fn has_route(replicant: &BrokerHandle, topic: &str, node: &str) -> bool {
 pub fn ms_since(start: Instant) -> u128 {
     start.elapsed().as_millis()
 }
+
+/// Messages `stats` counts as dropped for `node`, all reasons.
+pub fn peer_drops(stats: &replicant_node::peer::PeerStats, node: &str) -> u64 {
+    stats.links.get(node).map_or(0, |l| l.dropped())
+}

@@ -19,3 +19,4 @@ mod failover;
 mod harness;
 mod lease;
 mod replication;
+mod routing;

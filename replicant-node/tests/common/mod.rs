@@ -34,6 +34,7 @@ pub fn test_config() -> Config {
     config.listeners.mqtt_bind = any;
     config.listeners.ws_bind = Some(any);
     config.listeners.http_bind = Some(any);
+    config.cluster.peer_bind = any;
     config.node.data_dir = std::env::temp_dir().join(unique("meshmq-itest"));
     config
 }

@@ -80,6 +80,7 @@ impl Nodes {
             NodeRow {
                 node: op.node.clone(),
                 addr: op.addr.clone(),
+                peer_addr: op.peer_addr.clone(),
                 role: op.role,
                 incarnation: op.incarnation,
                 status: NodeState::Running as i32,

@@ -20,6 +20,7 @@ pub(super) fn node_up(node: &str, incarnation: u64) -> Op {
         addr: format!("{node}:1883"),
         role: NodeRole::Replicant as i32,
         incarnation,
+        peer_addr: String::new(),
     }))
 }
 

@@ -1,0 +1,225 @@
+//! The incoming side of the peer endpoint: accepts connections from other replicants
+//! (mutual TLS against the cluster CA, ALPN `meshmq-peer/1`, both enforced by the endpoint's
+//! TLS configuration) and reads their unidirectional streams.
+//!
+//! Every stream must start with a `PeerHello` (within [`HELLO_TIMEOUT`]), then carries
+//! `PeerBatch` frames whose messages go, in order, to the [`Deliver`] callback. A malformed
+//! frame (undecodable, over the size limit, cut short, or a hello without a node name) is
+//! counted in `meshmq_peer_malformed_total{reason}` and ends that stream only; the
+//! connection and every other stream keep being served.
+//!
+//! Waiting on the network is bounded by QUIC's idle timeout (keep-alive 1 s, idle 5 s, from
+//! `quic::endpoint::transport()`): a peer that died or became unreachable ends its
+//! connection, and with it every read here, within 5 s. A live peer with nothing to send
+//! keeps its stream open on purpose: that is an idle link, and it costs one task.
+//!
+//! One task per connection and one per stream (at most [`MAX_CONNECTIONS`] connections, and
+//! the transport caps uni streams per connection). It never writes to a peer, never panics
+//! on what a peer sends, and never interprets a message (the callback does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use meshmq_proto::peer::{PeerBatch, PeerHello};
+use meshmq_shared::metrics as m;
+use meshmq_shared::quic::CLOSE_SHUTDOWN;
+use meshmq_shared::quic::frame::{self, FrameError, MAX_FRAME};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, warn};
+
+use super::Deliver;
+use super::link::Dialer;
+
+/// Most incoming peer connections at once (the cluster's replicants, with room to spare);
+/// more are refused.
+pub const MAX_CONNECTIONS: usize = 1_024;
+/// A stream must deliver its hello within this long.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest hello frame accepted.
+const MAX_HELLO: usize = 4_096;
+/// Application code sent with `STOP_SENDING` on a stream dropped for a malformed frame.
+const STOP_MALFORMED: u32 = 1;
+/// How long shutdown waits for closed connections to drain before freeing the port.
+const DRAIN_WAIT: Duration = Duration::from_secs(3);
+
+/// Counters of the incoming side (see [`super::PeerStats`]).
+#[derive(Debug, Default)]
+pub(super) struct ServerCounters {
+    /// Messages passed to the callback.
+    pub(super) received: AtomicU64,
+    /// Streams dropped for a malformed frame.
+    pub(super) malformed: AtomicU64,
+    /// Connections whose handshake failed.
+    pub(super) handshake_failures: AtomicU64,
+}
+
+/// What the accept loop and its tasks share.
+pub(super) struct ServerCtx {
+    /// Where received messages go.
+    deliver: Deliver,
+    /// Counters, shared with [`super::Peers::stats`].
+    counters: Arc<ServerCounters>,
+    /// The node's shutdown.
+    shutdown: CancellationToken,
+    /// Caps concurrent connections.
+    connections: Arc<Semaphore>,
+}
+
+impl ServerCtx {
+    /// The context of an accept loop.
+    pub(super) fn new(
+        deliver: Deliver,
+        counters: Arc<ServerCounters>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            deliver,
+            counters,
+            shutdown,
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        })
+    }
+
+    /// Counts a malformed frame.
+    fn malformed(&self, reason: &'static str) {
+        self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::PEER_MALFORMED_TOTAL, "reason" => reason).increment(1);
+    }
+}
+
+/// Accepts connections until shutdown, then closes the endpoint (with
+/// [`CLOSE_SHUTDOWN`]) and waits, bounded, for its connections to drain so the port is
+/// free again.
+pub(super) async fn accept_loop(ep: quinn::Endpoint, dialer: Arc<Dialer>, ctx: Arc<ServerCtx>) {
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            i = ep.accept() => i,
+        };
+        let Some(incoming) = incoming else { break };
+        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            warn!(remote = %incoming.remote_address(), "too many peer connections; refused");
+            incoming.refuse();
+            continue;
+        };
+        tokio::spawn(connection(ctx.clone(), incoming, permit));
+    }
+    dialer.close();
+    ep.close(CLOSE_SHUTDOWN.into(), b"shutdown");
+    let _ = tokio::time::timeout(DRAIN_WAIT, ep.wait_idle()).await;
+}
+
+/// Completes the handshake and spawns a reader per unidirectional stream.
+async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
+    let remote = incoming.remote_address();
+    // The handshake is bounded by the idle timeout.
+    let conn = tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => return,
+        c = incoming => c,
+    };
+    let conn = match conn {
+        Ok(conn) => conn,
+        Err(e) => {
+            ctx.counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::PEER_HANDSHAKE_FAILURES_TOTAL).increment(1);
+            warn!(%remote, error = %e, "peer handshake failed");
+            return;
+        }
+    };
+    loop {
+        let stream = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return,
+            s = conn.accept_uni() => s,
+        };
+        match stream {
+            Ok(recv) => {
+                tokio::spawn(read_stream(ctx.clone(), recv, remote));
+            }
+            Err(e) => {
+                debug!(%remote, error = %e, "peer connection ended");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads the hello, then batches until the stream ends, breaks or is malformed.
+async fn read_stream(ctx: Arc<ServerCtx>, mut recv: quinn::RecvStream, remote: SocketAddr) {
+    let read_hello = frame::read_msg::<PeerHello>(&mut recv, MAX_HELLO);
+    let hello = tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => return,
+        h = tokio::time::timeout(HELLO_TIMEOUT, read_hello) => h,
+    };
+    let hello = match hello {
+        Ok(Ok(Some(h))) if !h.node.is_empty() => h,
+        Ok(Ok(Some(_))) => return drop_stream(&ctx, &mut recv, remote, "bad_hello"),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) if is_malformed(&e) => return drop_stream(&ctx, &mut recv, remote, e.label()),
+        Ok(Err(e)) => {
+            debug!(%remote, error = %e, "peer stream ended before its hello");
+            return;
+        }
+        Err(_) => return drop_stream(&ctx, &mut recv, remote, "hello_timeout"),
+    };
+    let span = tracing::info_span!("peer_in", from = %hello.node, incarnation = hello.incarnation);
+    read_batches(&ctx, &mut recv, remote).instrument(span).await;
+}
+
+/// Reads `PeerBatch` frames and delivers their messages in order.
+async fn read_batches(ctx: &ServerCtx, recv: &mut quinn::RecvStream, remote: SocketAddr) {
+    loop {
+        // Bounded by the QUIC idle timeout when the peer is gone (see the module doc).
+        let read = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return,
+            r = frame::read_msg::<PeerBatch>(recv, MAX_FRAME) => r,
+        };
+        match read {
+            Ok(Some(batch)) => {
+                let n = batch.messages.len() as u64;
+                for msg in batch.messages {
+                    (ctx.deliver)(msg);
+                }
+                ctx.counters.received.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(None) => {
+                debug!(%remote, "peer stream finished");
+                return;
+            }
+            Err(e) if is_malformed(&e) => return drop_stream(ctx, recv, remote, e.label()),
+            Err(e) => {
+                debug!(%remote, error = %e, "peer stream ended");
+                return;
+            }
+        }
+    }
+}
+
+/// Counts a malformed frame and tells the sender to stop (the connection stays).
+fn drop_stream(
+    ctx: &ServerCtx,
+    recv: &mut quinn::RecvStream,
+    remote: SocketAddr,
+    reason: &'static str,
+) {
+    ctx.malformed(reason);
+    let _ = recv.stop(STOP_MALFORMED.into());
+    warn!(%remote, reason, "malformed frame from peer; stream dropped");
+}
+
+/// True for read errors caused by the bytes the peer sent (not by the connection).
+fn is_malformed(e: &FrameError) -> bool {
+    matches!(
+        e,
+        FrameError::Decode(..) | FrameError::TooLarge { .. } | FrameError::Truncated
+    )
+}
