@@ -223,6 +223,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         m::PEER_HANDSHAKE_FAILURES_TOTAL,
         "Incoming peer connections whose handshake failed.",
     ),
+    (
+        m::PEER_BARRIER_TIMEOUTS_TOTAL,
+        "Peer barriers that gave up at their timeout with a node yet to ack.",
+    ),
 ];
 
 /// `# HELP` text of every gauge.
@@ -281,6 +285,10 @@ const HISTOGRAM_HELP: &[(&str, &str)] = &[
     (
         m::REPLICA_TRANSACT_SECONDS,
         "Replicant transaction latency, until applied locally.",
+    ),
+    (
+        m::PEER_BARRIER_SECONDS,
+        "Time for every connected peer to confirm it applied an index.",
     ),
 ];
 

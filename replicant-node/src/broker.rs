@@ -119,6 +119,7 @@ impl BrokerBuilder {
                 node: config.node.name.clone(),
                 incarnation,
                 queue_len: config.cluster.peer_queue_len,
+                applied: core.replica().subscribe_applied(),
             };
             Some(
                 Peers::start(

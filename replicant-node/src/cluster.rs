@@ -57,6 +57,22 @@ pub async fn transact(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
     }
 }
 
+/// Waits (at most [`BARRIER_TIMEOUT`]) until every other connected replicant has applied
+/// this node's replica index, so that a route this node just committed is known wherever a
+/// client may publish next (invariant 1: SUBACK, then publish anywhere). A node that does not
+/// answer in time is logged and counted; the caller goes on (availability first).
+pub async fn barrier(ctx: &Ctx) {
+    let Some(peers) = &ctx.peers else { return };
+    let index = ctx.core.applied_index();
+    let report = peers.barrier(index, BARRIER_TIMEOUT).await;
+    if !report.missing.is_empty() {
+        warn!(index, missing = ?report.missing, "replicants did not confirm the route in time");
+    }
+}
+
+/// The longest a SUBACK waits for the other replicants to confirm a route.
+pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Announces this node in the `nodes` table (a new incarnation per start).
 pub async fn announce_node(ctx: &Ctx) {
     let up = NodeUp {

@@ -1,7 +1,8 @@
 //! Peer links between replicants over real QUIC endpoints on 127.0.0.1:0, with certificates
 //! generated into a temporary directory: ordering and coalescing, concurrent senders, a
-//! peer that goes down and comes back, full queues, removal, a client from another CA and
-//! garbage on a stream.
+//! peer that goes down and comes back, full queues, removal, a client from another CA,
+//! garbage on a stream, and applied-index barriers (waiting, down peers, timeouts,
+//! concurrency, order with messages, restarts).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use bytes::Bytes;
 use meshmq_proto::peer::{PeerHello, PeerMessage};
 use meshmq_shared::quic::{ALPN_PEER, CertPaths, Identity, certs, endpoint, frame};
 use parking_lot::Mutex;
-use replicant_node::peer::{Deliver, PeerConfig, PeerError, PeerStats, Peers};
+use replicant_node::peer::{BarrierReport, Deliver, PeerConfig, PeerError, PeerStats, Peers};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Bound on every wait for a condition.
@@ -22,9 +24,16 @@ struct Node {
     peers: Peers,
     got: Arc<Mutex<Vec<PeerMessage>>>,
     stop: CancellationToken,
+    /// Stands for the node's replica: its applied index.
+    applied: watch::Sender<u64>,
 }
 
 impl Node {
+    /// Moves the node's (pretend) replica to `index`.
+    fn set_applied(&self, index: u64) {
+        self.applied.send_replace(index);
+    }
+
     fn addr(&self) -> String {
         self.peers.local_addr().to_string()
     }
@@ -80,15 +89,22 @@ fn try_start(
     let sink = got.clone();
     let deliver: Deliver = Arc::new(move |m| sink.lock().push(m));
     let stop = CancellationToken::new();
+    let (applied, applied_rx) = watch::channel(0);
     let cfg = PeerConfig {
         bind,
         identity: id,
         node: node.to_owned(),
         incarnation: 1,
         queue_len,
+        applied: applied_rx,
     };
     let peers = Peers::start(cfg, deliver, stop.clone())?;
-    Ok(Node { peers, got, stop })
+    Ok(Node {
+        peers,
+        got,
+        stop,
+        applied,
+    })
 }
 
 fn start(dir: &tempfile::TempDir, node: &str, queue_len: usize) -> Node {
@@ -382,4 +398,197 @@ async fn garbage_on_a_stream_is_counted_and_the_server_keeps_serving() {
     wait_for("a's messages at b", || b.count_from("a") == 100).await;
     assert_eq!(b.seqs_from("a"), (0..100).collect::<Vec<_>>());
     assert_eq!(b.got.lock().len(), 100, "nothing from the garbage streams");
+}
+
+// ---- barriers ----
+
+/// Links `x` and `y` both ways (acks travel on the answering node's own link).
+async fn link_both(x_name: &str, x: &Node, y_name: &str, y: &Node) {
+    link_up(x, y_name, y).await;
+    link_up(y, x_name, x).await;
+}
+
+fn report(waited_for: &[&str], missing: &[&str]) -> BarrierReport {
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+    BarrierReport {
+        waited_for: owned(waited_for),
+        missing: owned(missing),
+    }
+}
+
+/// Awaits a spawned barrier, failing after [`DEADLINE`].
+async fn join(task: tokio::task::JoinHandle<BarrierReport>) -> BarrierReport {
+    tokio::time::timeout(DEADLINE, task)
+        .await
+        .expect("barrier returned")
+        .expect("barrier task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_waits_until_the_peer_has_applied_the_index() {
+    let dir = cert_dir(&["a", "b"]);
+    let a = start(&dir, "a", 16);
+    let b = start(&dir, "b", 16);
+    link_both("a", &a, "b", &b).await;
+    b.set_applied(41);
+
+    let peers = a.peers.clone();
+    let task = tokio::spawn(async move { peers.barrier(42, DEADLINE).await });
+    wait_for("the barrier at b", || b.stats().barriers_received == 1).await;
+    // b holds the barrier and cannot ack it before its replica reaches 42.
+    assert!(!task.is_finished(), "returned before b applied 42");
+    b.set_applied(42);
+    assert_eq!(join(task).await, report(&["b"], &[]));
+
+    // A lower index shares b's ack: nothing is sent, nothing waited for.
+    let t = Instant::now();
+    assert_eq!(a.peers.barrier(40, DEADLINE).await, report(&["b"], &[]));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let s = a.stats();
+    assert_eq!(s.barrier_timeouts, 0);
+    assert_eq!(b.stats().barriers_received, 1);
+    assert_eq!(b.stats().barriers_unanswered, 0);
+    assert_eq!(s.link("b").sent, 0, "barriers are not messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_does_not_wait_for_a_down_peer() {
+    let dir = cert_dir(&["a", "b", "c", "d"]);
+    let a = start(&dir, "a", 16);
+    let b = start(&dir, "b", 16);
+    let c = start(&dir, "c", 16);
+    link_both("a", &a, "b", &b).await;
+    link_both("a", &a, "c", &c).await;
+    c.set_applied(10);
+
+    drop(b);
+    wait_for("link to b down", || !a.stats().link("b").up).await;
+    let t = Instant::now();
+    assert_eq!(a.peers.barrier(10, DEADLINE).await, report(&["c"], &[]));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // No link at all: returns at once.
+    let d = start(&dir, "d", 16);
+    let t = Instant::now();
+    assert_eq!(d.peers.barrier(10, DEADLINE).await, report(&[], &[]));
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(a.stats().barrier_timeouts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_acks_is_missing_after_the_timeout() {
+    let dir = cert_dir(&["a", "b"]);
+    let a = start(&dir, "a", 16);
+    let b = start(&dir, "b", 16);
+    link_both("a", &a, "b", &b).await;
+
+    let timeout = Duration::from_millis(300);
+    let t = Instant::now();
+    assert_eq!(a.peers.barrier(5, timeout).await, report(&["b"], &["b"]));
+    assert!(t.elapsed() >= timeout, "{:?}", t.elapsed());
+    assert_eq!(a.stats().barrier_timeouts, 1);
+    // b gives up on it too, within its answer bound.
+    wait_for("b dropping the barrier", || {
+        b.stats().barriers_unanswered == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_is_dropped_when_the_peer_has_no_link_back() {
+    let dir = cert_dir(&["a", "b"]);
+    let a = start(&dir, "a", 16);
+    let b = start(&dir, "b", 16);
+    link_up(&a, "b", &b).await;
+    b.set_applied(10);
+
+    let timeout = Duration::from_millis(300);
+    assert_eq!(a.peers.barrier(5, timeout).await, report(&["b"], &["b"]));
+    wait_for("b counting the unanswered barrier", || {
+        b.stats().barriers_unanswered == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_barriers_share_acks_and_all_complete() {
+    let dir = cert_dir(&["a", "b", "c"]);
+    let a = start(&dir, "a", 16);
+    let b = start(&dir, "b", 16);
+    let c = start(&dir, "c", 16);
+    link_both("a", &a, "b", &b).await;
+    link_both("a", &a, "c", &c).await;
+
+    let tasks: Vec<_> = (1..=20u64)
+        .map(|i| {
+            let peers = a.peers.clone();
+            tokio::spawn(async move { peers.barrier(i, DEADLINE).await })
+        })
+        .collect();
+    wait_for("every barrier at b and c", || {
+        b.stats().barriers_received == 20 && c.stats().barriers_received == 20
+    })
+    .await;
+    b.set_applied(10);
+    c.set_applied(20);
+    wait_for("barriers 1..=10 done", || {
+        tasks[..10].iter().all(|t| t.is_finished())
+    })
+    .await;
+    // b acked 10 at most: nothing above can be done.
+    assert!(tasks[10..].iter().all(|t| !t.is_finished()));
+    b.set_applied(20);
+    for task in tasks {
+        assert_eq!(join(task).await, report(&["b", "c"], &[]));
+    }
+    assert_eq!(a.stats().barrier_timeouts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_before_a_barrier_arrive_before_it_returns() {
+    let dir = cert_dir(&["a", "b"]);
+    let a = start(&dir, "a", 4_096);
+    let b = start(&dir, "b", 16);
+    link_both("a", &a, "b", &b).await;
+    b.set_applied(7);
+
+    let to = b.addr();
+    for i in 0..2_000 {
+        a.peers.forward("b", &to, msg("a", i));
+    }
+    assert_eq!(a.peers.barrier(7, DEADLINE).await, report(&["b"], &[]));
+    assert_eq!(b.seqs_from("a"), (0..2_000).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_of_a_restarted_peer_do_not_count_for_its_new_replica() {
+    let dir = cert_dir(&["a", "b"]);
+    let a = start(&dir, "a", 16);
+    let b = start(&dir, "b", 16);
+    link_both("a", &a, "b", &b).await;
+    b.set_applied(10);
+    assert_eq!(a.peers.barrier(10, DEADLINE).await, report(&["b"], &[]));
+
+    // b restarts on its port with an empty replica.
+    let b_sock = b.peers.local_addr();
+    drop(b);
+    wait_for("link to b down", || !a.stats().link("b").up).await;
+    let mut b2 = None;
+    wait_for("b rebound on its port", || {
+        b2 = try_start(identity(&dir, "b"), "b", b_sock, 16).ok();
+        b2.is_some()
+    })
+    .await;
+    let b2 = b2.expect("b restarted");
+    link_up(&b2, "a", &a).await;
+    wait_for("link to b up again", || a.stats().link("b").up).await;
+
+    let timeout = Duration::from_millis(300);
+    assert_eq!(a.peers.barrier(5, timeout).await, report(&["b"], &["b"]));
+    b2.set_applied(5);
+    assert_eq!(a.peers.barrier(5, DEADLINE).await, report(&["b"], &[]));
 }

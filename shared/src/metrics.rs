@@ -175,6 +175,11 @@ pub const PEER_MALFORMED_TOTAL: &str = "meshmq_peer_malformed_total";
 pub const PEER_HANDSHAKE_FAILURES_TOTAL: &str = "meshmq_peer_handshake_failures_total";
 /// Gauge: outgoing peer links connected now. No labels.
 pub const PEER_LINKS_UP: &str = "meshmq_peer_links_up";
+/// Histogram: seconds a peer barrier took (queueing it on every connected link until every
+/// such node acked, or the timeout). No labels.
+pub const PEER_BARRIER_SECONDS: &str = "meshmq_peer_barrier_seconds";
+/// Counter: peer barriers that gave up at their timeout with a node yet to ack. No labels.
+pub const PEER_BARRIER_TIMEOUTS_TOTAL: &str = "meshmq_peer_barrier_timeouts_total";
 
 /// Histograms counted in ops or transactions rather than seconds.
 pub const COUNT_HISTOGRAMS: &[&str] = &[CORE_GROUP_COMMIT_OPS, CORE_GROUP_COMMIT_TRANSACTIONS];
@@ -234,6 +239,7 @@ pub const COUNTERS: &[&str] = &[
     PEER_RECONNECTS_TOTAL,
     PEER_MALFORMED_TOTAL,
     PEER_HANDSHAKE_FAILURES_TOTAL,
+    PEER_BARRIER_TIMEOUTS_TOTAL,
 ];
 
 /// Every gauge name.
@@ -263,6 +269,7 @@ pub const HISTOGRAMS: &[&str] = &[
     CORE_TRANSACT_SECONDS,
     RAFT_SNAPSHOT_SECONDS,
     REPLICA_TRANSACT_SECONDS,
+    PEER_BARRIER_SECONDS,
 ];
 
 #[cfg(test)]

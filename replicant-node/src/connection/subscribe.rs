@@ -89,6 +89,10 @@ where
             }
         }
         cluster::transact(&self.ctx, ops).await;
+        // Every SUBSCRIBE (even one that added no route: another local subscriber's route
+        // may have been committed an instant ago) waits for the other replicants to have
+        // applied what this node has, before SUBACK.
+        cluster::barrier(&self.ctx).await;
         metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
         let mut properties = Properties::default();
         if v5 && self.problem_info && reasons.iter().any(|r| r.is_error()) {

@@ -1,8 +1,10 @@
 //! The outgoing link to one remote node: the task that drains its [`Queue`].
 //!
 //! The task dials the node (1 s bound), opens ONE unidirectional stream, writes a
-//! `PeerHello` and then, at every wake-up, takes everything queued (see [`super::queue`])
-//! and writes it as ONE `PeerBatch` frame, so a burst costs one write and order is kept.
+//! `PeerHello` and then, at every wake-up, takes everything queued (see [`super::queue`]:
+//! messages, barriers and acks) and writes it as ONE `PeerBatch` frame, so a burst costs one
+//! write and order is kept. Going up clears the node's ack record and going down wakes the
+//! barriers waiting on it (see [`super::barrier`]).
 //! When the connection breaks it counts what it loses, backs off (100 ms doubling to 2 s,
 //! jittered) and dials again. The queue only takes messages while the link is connected: a
 //! down peer costs its callers nothing but a counter.
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use meshmq_proto::peer::{PeerBatch, PeerHello, PeerMessage};
+use meshmq_proto::peer::{PeerHello, PeerMessage};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError, MAX_FRAME};
 use meshmq_shared::quic::{ALPN_PEER, CLOSE_SHUTDOWN, Identity, endpoint};
@@ -25,7 +27,8 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::queue::Queue;
+use super::barrier::Barriers;
+use super::queue::{Control, Queue};
 use super::{DropReason, LinkCounters};
 use crate::core_link::Backoff;
 use crate::core_link::pick::resolve;
@@ -102,6 +105,8 @@ pub(super) struct Link {
     queue: Arc<Queue>,
     /// The node's counters.
     counters: Arc<LinkCounters>,
+    /// Woken when the link stops.
+    barriers: Arc<Barriers>,
     /// Stops the task.
     stop: CancellationToken,
 }
@@ -124,11 +129,23 @@ impl Link {
         }
     }
 
+    /// Queues a barrier or an ack (never bounded by the message cap); returns the
+    /// connection it was queued on. Refused while the link is down. Never waits.
+    pub(super) fn push_control(&self, control: Control) -> Result<u64, DropReason> {
+        self.queue.push_control(control)
+    }
+
+    /// The current connection's number while the link is up, `None` while it is down.
+    pub(super) fn session(&self) -> Option<u64> {
+        self.queue.session()
+    }
+
     /// Stops the task; what was queued is dropped and counted now.
     pub(super) fn stop(&self) {
         self.stop.cancel();
         self.counters
             .dropped(DropReason::Stopped, self.queue.close());
+        self.barriers.changed();
     }
 }
 
@@ -144,6 +161,8 @@ pub(super) struct LinkSpec<'a> {
     pub queue_len: usize,
     /// The node's counters.
     pub counters: Arc<LinkCounters>,
+    /// The node's barrier state.
+    pub barriers: Arc<Barriers>,
     /// Endpoints to dial from.
     pub dialer: Arc<Dialer>,
     /// Stops the task (a child of the node's shutdown token).
@@ -158,10 +177,12 @@ pub(super) fn spawn(spec: LinkSpec<'_>) -> Link {
         addr: Arc::from(spec.addr.as_str()),
         queue: Arc::new(Queue::new(spec.queue_len)),
         counters: spec.counters,
+        barriers: spec.barriers,
         stop: spec.stop,
     };
     let span = tracing::info_span!("peer_link", node = %spec.node, addr = %spec.addr);
     let task = LinkTask {
+        node: spec.node,
         addr: spec.addr,
         hello: spec.hello,
         dialer: spec.dialer,
@@ -173,6 +194,8 @@ pub(super) fn spawn(spec: LinkSpec<'_>) -> Link {
 
 /// The task side of a link.
 struct LinkTask {
+    /// The remote node's name.
+    node: String,
     /// Where to dial.
     addr: String,
     /// Written first on every stream.
@@ -236,6 +259,7 @@ impl LinkTask {
         self.link
             .counters
             .dropped(DropReason::Stopped, self.link.queue.close());
+        self.link.barriers.changed();
     }
 
     /// Resolves the address and connects, all within [`DIAL_TIMEOUT`].
@@ -271,6 +295,7 @@ impl LinkTask {
             }
         };
         let counters = &self.link.counters;
+        self.link.barriers.link_up(&self.node);
         if !self.link.queue.set_up() {
             conn.close(CLOSE_SHUTDOWN.into(), b"link stopped");
             return SessionEnd::Stopped;
@@ -288,12 +313,14 @@ impl LinkTask {
         match ended {
             Err(()) => {
                 counters.dropped(DropReason::Stopped, self.link.queue.close());
+                self.link.barriers.changed();
                 let _ = send.finish();
                 conn.close(CLOSE_SHUTDOWN.into(), b"link stopped");
                 SessionEnd::Stopped
             }
             Ok(detail) => {
                 counters.dropped(DropReason::LinkBroken, self.link.queue.set_down());
+                self.link.barriers.changed();
                 SessionEnd::Broken {
                     detail,
                     was_up: true,
@@ -310,7 +337,8 @@ impl LinkTask {
         Ok(send)
     }
 
-    /// Writes one batch per wake-up. `Ok(why)` when the connection broke, `Err(())` when
+    /// Writes one batch per wake-up (`sent` counts its messages; barriers and acks are not
+    /// messages). `Ok(why)` when the connection broke, `Err(())` when
     /// the link was stopped.
     async fn pump(
         &self,
@@ -324,14 +352,13 @@ impl LinkTask {
             ..
         } = &self.link;
         loop {
-            let messages = tokio::select! {
+            let batch = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(()),
                 e = conn.closed() => return Ok(format!("connection closed: {e}")),
                 b = queue.next_batch() => b,
             };
-            let n = messages.len();
-            let batch = PeerBatch { messages };
+            let n = batch.messages.len();
             let wrote = tokio::select! {
                 biased;
                 _ = stop.cancelled() => {

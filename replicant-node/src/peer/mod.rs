@@ -1,12 +1,15 @@
 //! Replicant-to-replicant peer links: a PUBLISH accepted on this node goes to every other
-//! replicant with a matching route over QUIC (mutual TLS, ALPN `meshmq-peer/1`).
+//! replicant with a matching route over QUIC (mutual TLS, ALPN `meshmq-peer/1`); and
+//! applied-index barriers ([`Peers::barrier`], see `barrier`) ride the same links, so a
+//! SUBACK can wait until every connected replicant has applied the route.
 //!
 //! [`Peers::start`] binds one endpoint that both accepts peers (`server`) and dials them
 //! (`link`, `queue`). Outgoing, there is one link per remote node: a bounded queue drained
 //! by one task that keeps one connection with ONE unidirectional stream, writes a
 //! `PeerHello` and then one `PeerBatch` frame per wake-up carrying everything queued
-//! (coalescing), so order is kept per node pair. Incoming, every stream must start with a
-//! `PeerHello`; the messages of its batches go, in order, to the [`Deliver`] callback.
+//! (coalescing), so order is kept per node pair; barriers and acks share that order and
+//! those batches. Incoming, every stream must start with a `PeerHello`; the messages of its
+//! batches go, in order, to the [`Deliver`] callback, then its acks and barriers are handled.
 //!
 //! Delivery across nodes is **at most once**, whatever the MQTT QoS: a message forwarded
 //! while the link is down, one that finds the queue full and a batch lost with its
@@ -19,6 +22,7 @@
 //! panic on what a peer sends, never forward a received message again and never interpret a
 //! message (the [`Deliver`] callback does).
 
+mod barrier;
 mod link;
 mod queue;
 mod server;
@@ -33,10 +37,17 @@ use meshmq_shared::metrics as m;
 use meshmq_shared::quic::{ALPN_PEER, Identity, QuicError, endpoint};
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use barrier::Barriers;
+pub use barrier::{ANSWER_WITHIN, BarrierReport};
 use link::{Dialer, Link};
 use server::ServerCounters;
+
+/// The outgoing link of every node, shared by [`Peers`] and the incoming side (which sends
+/// acks on them).
+type Links = Arc<RwLock<HashMap<String, Link>>>;
 
 /// What a node needs to run its peer links.
 pub struct PeerConfig {
@@ -51,6 +62,9 @@ pub struct PeerConfig {
     pub incarnation: u64,
     /// Messages each outgoing link may hold before [`Peers::forward`] drops (at least 1).
     pub queue_len: usize,
+    /// The local replica's applied index (`Replica::subscribe_applied`): barriers from
+    /// peers are answered once it reaches theirs.
+    pub applied: watch::Receiver<u64>,
 }
 
 /// Called for every message received from a peer (on the receiving task; must not block).
@@ -158,6 +172,14 @@ pub struct PeerStats {
     pub malformed: u64,
     /// Incoming connections whose handshake failed (certificate refused, wrong ALPN...).
     pub handshake_failures: u64,
+    /// [`Peers::barrier`] calls that gave up at their timeout.
+    pub barrier_timeouts: u64,
+    /// Barrier entries received from peers.
+    pub barriers_received: u64,
+    /// Barriers from peers not answered: the local applied index did not reach theirs within
+    /// [`ANSWER_WITHIN`], too many were waiting, the stream ended first, or no link to the
+    /// asker was up (an ack answering several barriers counts once).
+    pub barriers_unanswered: u64,
 }
 
 impl PeerStats {
@@ -232,7 +254,9 @@ struct Shared {
     /// Endpoints the links dial from.
     dialer: Arc<Dialer>,
     /// The link of every node forwarded to and not removed, with the address it dials.
-    links: RwLock<HashMap<String, Link>>,
+    links: Links,
+    /// Acks received, and what answers barriers from peers.
+    barriers: Arc<Barriers>,
     /// Counters per node; an entry outlives its link (a few hundred bytes per node ever
     /// seen), so the stats of a node that left stay readable.
     counters: Mutex<BTreeMap<String, Arc<LinkCounters>>>,
@@ -263,6 +287,8 @@ impl Peers {
         let local_addr = ep.local_addr().map_err(PeerError::LocalAddr)?;
         let dialer = Arc::new(Dialer::new(cfg.identity, ep.clone(), local_addr));
         let server = Arc::new(ServerCounters::default());
+        let links = Links::default();
+        let barriers = Arc::new(Barriers::new(cfg.applied, links.clone()));
         let shared = Arc::new(Shared {
             hello: PeerHello {
                 node: cfg.node,
@@ -271,13 +297,14 @@ impl Peers {
             queue_len: cfg.queue_len,
             local_addr,
             dialer: dialer.clone(),
-            links: RwLock::new(HashMap::new()),
+            links,
+            barriers: barriers.clone(),
             counters: Mutex::new(BTreeMap::new()),
             server: server.clone(),
             shutdown: shutdown.clone(),
             runtime: runtime.clone(),
         });
-        let ctx = server::ServerCtx::new(deliver, server, shutdown);
+        let ctx = server::ServerCtx::new(deliver, server, barriers, shutdown);
         runtime.spawn(server::accept_loop(ep, dialer, ctx));
         Ok(Peers { shared })
     }
@@ -337,7 +364,7 @@ impl Peers {
         }
     }
 
-    /// Counters for tests: per node, messages sent / dropped by reason.
+    /// Counters for tests: per node, messages sent / dropped by reason; barriers.
     pub fn stats(&self) -> PeerStats {
         let links = self
             .shared
@@ -347,11 +374,15 @@ impl Peers {
             .map(|(node, c)| (node.clone(), c.snapshot()))
             .collect();
         let server = &self.shared.server;
+        let barriers = &self.shared.barriers;
         PeerStats {
             links,
             received: server.received.load(Ordering::Relaxed),
             malformed: server.malformed.load(Ordering::Relaxed),
             handshake_failures: server.handshake_failures.load(Ordering::Relaxed),
+            barrier_timeouts: barriers.timeouts.load(Ordering::Relaxed),
+            barriers_received: barriers.received.load(Ordering::Relaxed),
+            barriers_unanswered: barriers.unanswered.load(Ordering::Relaxed),
         }
     }
 }
@@ -386,6 +417,7 @@ impl Shared {
             hello: self.hello.clone(),
             queue_len: self.queue_len,
             counters: self.counters_of(node),
+            barriers: self.barriers.clone(),
             dialer: self.dialer.clone(),
             stop: self.shutdown.child_token(),
             runtime: &self.runtime,

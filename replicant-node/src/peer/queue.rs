@@ -1,32 +1,69 @@
 //! The bounded queue of one outgoing peer link, and how it is cut into batches.
 //!
-//! The queue accepts messages only while its link is connected (`up`): a message for a down
-//! peer is refused at once. It holds at most `queue_len` messages; [`Queue::next_batch`]
-//! hands the link task everything queued, up to [`MAX_BATCH_MESSAGES`] messages or about
-//! [`MAX_BATCH_BYTES`], in order. It owns the messages between `forward` and the write; it
-//! never waits while holding its lock, never reorders, and never counts (the caller does).
+//! The queue holds [`Item`]s — forwarded messages, barriers and acks — in ONE order, and
+//! accepts them only while its link is connected (`up`): an item for a down peer is refused
+//! at once. It holds at most `cap` messages; barriers and acks are tiny and bypass that cap
+//! (bounded separately by [`MAX_CONTROL`]), and an ack pushed right behind another ack
+//! raises it instead of queueing a second one. [`Queue::next_batch`] hands the link task
+//! everything queued as one `PeerBatch`, up to [`MAX_BATCH_ITEMS`] items or about
+//! [`MAX_BATCH_BYTES`], in order. Every connection gets a new session number, so a barrier
+//! can tell that the session it was queued on is gone.
+//!
+//! It owns the items between their push and the write; it never waits while holding its
+//! lock, never reorders, and never counts (the caller does).
 
 use std::collections::VecDeque;
 
-use meshmq_proto::peer::PeerMessage;
+use meshmq_proto::peer::{PeerBatch, PeerMessage};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::DropReason;
 
-/// Most messages in one `PeerBatch` frame.
-pub const MAX_BATCH_MESSAGES: usize = 512;
+/// Most items (messages, barriers, acks) in one `PeerBatch` frame.
+pub const MAX_BATCH_ITEMS: usize = 512;
 /// A batch stops growing before it passes this many bytes (a single larger message still
 /// goes, alone).
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Most barriers and acks queued at once (they bypass the message cap, not this one).
+pub const MAX_CONTROL: usize = 65_536;
 /// Bytes a message adds to a batch besides its own encoding (field tag and length prefix).
 const FRAMING: usize = 6;
+/// Bytes a barrier or an ack adds to a batch at most (a 10-byte varint and some framing).
+const CONTROL_BYTES: usize = 11;
 
-/// A bounded FIFO of messages for one node, open only while the link is connected.
+/// A barrier or an ack: tiny, never bounded by the message cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Control {
+    /// "Tell me when your replica has applied this index."
+    Barrier(u64),
+    /// "My replica has applied at least this index."
+    Ack(u64),
+}
+
+/// One thing queued for a peer.
+enum Item {
+    /// A forwarded PUBLISH, with its encoded length (computed once, outside the lock).
+    Message(usize, PeerMessage),
+    /// A barrier or an ack.
+    Control(Control),
+}
+
+impl Item {
+    /// Bytes the item adds to a batch (an upper bound for barriers and acks).
+    fn framed_len(&self) -> usize {
+        match self {
+            Item::Message(len, _) => len + FRAMING,
+            Item::Control(_) => CONTROL_BYTES,
+        }
+    }
+}
+
+/// A bounded FIFO of items for one node, open only while the link is connected.
 pub(super) struct Queue {
-    /// The messages with their encoded length, and the link state.
+    /// The items and the link state.
     state: Mutex<QueueState>,
-    /// Wakes the link task when a message is pushed.
+    /// Wakes the link task when an item is pushed.
     wake: Notify,
     /// Most messages held.
     cap: usize,
@@ -34,12 +71,27 @@ pub(super) struct Queue {
 
 /// The part of [`Queue`] behind its lock.
 struct QueueState {
-    /// Queued messages with their encoded length (computed once, outside the lock).
-    items: VecDeque<(usize, PeerMessage)>,
+    /// Queued items, in push order.
+    items: VecDeque<Item>,
+    /// How many of `items` are messages (the ones `cap` bounds).
+    messages: usize,
     /// The link is connected: pushes are accepted.
     up: bool,
     /// The link is stopped for good: pushes are refused and nothing is queued again.
     closed: bool,
+    /// Number of the current (or last) connection, raised by every [`Queue::set_up`].
+    session: u64,
+}
+
+impl QueueState {
+    /// Empties the queue; returns how many messages were dropped (barriers and acks are not
+    /// counted: a lost barrier is noticed through the session number).
+    fn clear(&mut self) -> usize {
+        let n = self.messages;
+        self.items.clear();
+        self.messages = 0;
+        n
+    }
 }
 
 impl Queue {
@@ -48,8 +100,10 @@ impl Queue {
         Self {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
+                messages: 0,
                 up: false,
                 closed: false,
+                session: 0,
             }),
             wake: Notify::new(),
             cap,
@@ -63,43 +117,77 @@ impl Queue {
             if s.closed || !s.up {
                 return Err(DropReason::PeerDown);
             }
-            if s.items.len() >= self.cap {
+            if s.messages >= self.cap {
                 return Err(DropReason::QueueFull);
             }
-            s.items.push_back((len, msg));
+            s.items.push_back(Item::Message(len, msg));
+            s.messages += 1;
         }
         self.wake.notify_one();
         Ok(())
     }
 
-    /// Starts accepting messages; false if the queue is closed.
+    /// Queues a barrier or an ack past the message cap; returns the session it was queued
+    /// on, or why it cannot be queued. An ack right behind another ack raises that one
+    /// instead (an ack means "at least").
+    pub(super) fn push_control(&self, control: Control) -> Result<u64, DropReason> {
+        let session = {
+            let mut s = self.state.lock();
+            if s.closed || !s.up {
+                return Err(DropReason::PeerDown);
+            }
+            let session = s.session;
+            if let (Some(Item::Control(Control::Ack(last))), Control::Ack(n)) =
+                (s.items.back_mut(), control)
+            {
+                *last = (*last).max(n);
+                return Ok(session);
+            }
+            if s.items.len() - s.messages >= MAX_CONTROL {
+                return Err(DropReason::QueueFull);
+            }
+            s.items.push_back(Item::Control(control));
+            session
+        };
+        self.wake.notify_one();
+        Ok(session)
+    }
+
+    /// The current session while the link is connected, `None` while it is down.
+    pub(super) fn session(&self) -> Option<u64> {
+        let s = self.state.lock();
+        (s.up && !s.closed).then_some(s.session)
+    }
+
+    /// Starts accepting items on a new session; false if the queue is closed.
     pub(super) fn set_up(&self) -> bool {
         let mut s = self.state.lock();
         s.up = !s.closed;
+        if s.up {
+            s.session += 1;
+        }
         s.up
     }
 
-    /// Stops accepting messages and empties the queue; returns how many were dropped.
+    /// Stops accepting items and empties the queue; returns how many messages were dropped.
     pub(super) fn set_down(&self) -> usize {
         let mut s = self.state.lock();
         s.up = false;
-        let n = s.items.len();
-        s.items.clear();
-        n
+        s.clear()
     }
 
-    /// Closes the queue for good and empties it; returns how many were dropped.
+    /// Closes the queue for good and empties it; returns how many messages were dropped.
     pub(super) fn close(&self) -> usize {
         self.state.lock().closed = true;
         self.set_down()
     }
 
-    /// Takes the next batch: at least one message (waiting for it), at most
-    /// [`MAX_BATCH_MESSAGES`], and no more than about [`MAX_BATCH_BYTES`].
-    pub(super) async fn next_batch(&self) -> Vec<PeerMessage> {
+    /// Takes the next batch: at least one item (waiting for it), at most
+    /// [`MAX_BATCH_ITEMS`], and no more than about [`MAX_BATCH_BYTES`].
+    pub(super) async fn next_batch(&self) -> PeerBatch {
         loop {
             let batch = self.take();
-            if !batch.is_empty() {
+            if !is_empty(&batch) {
                 return batch;
             }
             // A push between `take` and here left a permit: this returns at once.
@@ -108,26 +196,36 @@ impl Queue {
     }
 
     /// Takes what [`next_batch`](Self::next_batch) would, without waiting (may be empty).
-    pub(super) fn take(&self) -> Vec<PeerMessage> {
+    pub(super) fn take(&self) -> PeerBatch {
         let mut s = self.state.lock();
-        let mut batch = Vec::with_capacity(s.items.len().min(MAX_BATCH_MESSAGES));
-        let mut bytes = 0;
-        while batch.len() < MAX_BATCH_MESSAGES {
-            let Some(&(len, _)) = s.items.front() else {
+        let mut batch = PeerBatch::default();
+        let (mut items, mut bytes) = (0, 0);
+        while items < MAX_BATCH_ITEMS {
+            let Some(framed) = s.items.front().map(Item::framed_len) else {
                 break;
             };
-            let framed = len + FRAMING;
-            if !batch.is_empty() && bytes + framed > MAX_BATCH_BYTES {
+            if items > 0 && bytes + framed > MAX_BATCH_BYTES {
                 break;
             }
-            let Some((_, msg)) = s.items.pop_front() else {
-                break;
-            };
+            match s.items.pop_front() {
+                Some(Item::Message(_, msg)) => {
+                    s.messages -= 1;
+                    batch.messages.push(msg);
+                }
+                Some(Item::Control(Control::Barrier(n))) => batch.barriers.push(n),
+                Some(Item::Control(Control::Ack(n))) => batch.acks.push(n),
+                None => break,
+            }
+            items += 1;
             bytes += framed;
-            batch.push(msg);
         }
         batch
     }
+}
+
+/// True when `batch` carries nothing.
+pub(super) fn is_empty(batch: &PeerBatch) -> bool {
+    batch.messages.is_empty() && batch.barriers.is_empty() && batch.acks.is_empty()
 }
 
 #[cfg(test)]
@@ -154,18 +252,26 @@ mod tests {
     fn the_queue_takes_nothing_while_down_and_bounds_itself_while_up() {
         let q = Queue::new(3);
         assert_eq!(push(&q, 1), Err(DropReason::PeerDown));
+        assert_eq!(
+            q.push_control(Control::Barrier(1)),
+            Err(DropReason::PeerDown)
+        );
         assert!(q.set_up());
         for _ in 0..3 {
             assert_eq!(push(&q, 1), Ok(()));
         }
         assert_eq!(push(&q, 1), Err(DropReason::QueueFull));
-        assert_eq!(q.set_down(), 3);
+        assert_eq!(q.push_control(Control::Barrier(1)), Ok(1), "past the cap");
+        assert_eq!(q.set_down(), 3, "only messages are counted");
         assert_eq!(push(&q, 1), Err(DropReason::PeerDown));
+        assert_eq!(q.session(), None);
         assert!(q.set_up());
+        assert_eq!(q.session(), Some(2), "a new connection is a new session");
         assert_eq!(push(&q, 1), Ok(()));
         assert_eq!(q.close(), 1);
         assert!(!q.set_up(), "a closed queue stays closed");
         assert_eq!(push(&q, 1), Err(DropReason::PeerDown));
+        assert_eq!(q.session(), None);
     }
 
     #[test]
@@ -175,9 +281,9 @@ mod tests {
         for _ in 0..1_000 {
             push(&q, 10).expect("queued");
         }
-        assert_eq!(q.take().len(), MAX_BATCH_MESSAGES);
-        assert_eq!(q.take().len(), 1_000 - MAX_BATCH_MESSAGES);
-        assert!(q.take().is_empty());
+        assert_eq!(q.take().messages.len(), MAX_BATCH_ITEMS);
+        assert_eq!(q.take().messages.len(), 1_000 - MAX_BATCH_ITEMS);
+        assert!(is_empty(&q.take()));
 
         // 300 KiB messages: three fit in 1 MiB, a fourth does not.
         for i in 0..5 {
@@ -185,14 +291,59 @@ mod tests {
             m.topic = format!("t/{i}");
             q.push(len, m).expect("queued");
         }
-        let first: Vec<String> = q.take().into_iter().map(|m| m.topic).collect();
+        let first: Vec<String> = q.take().messages.into_iter().map(|m| m.topic).collect();
         assert_eq!(first, ["t/0", "t/1", "t/2"]);
-        assert_eq!(q.take().len(), 2);
+        assert_eq!(q.take().messages.len(), 2);
 
         // A message over the byte bound still goes, alone.
         push(&q, 2 << 20).expect("queued");
         push(&q, 1).expect("queued");
-        assert_eq!(q.take().len(), 1);
-        assert_eq!(q.take().len(), 1);
+        assert_eq!(q.take().messages.len(), 1);
+        assert_eq!(q.take().messages.len(), 1);
+    }
+
+    #[test]
+    fn barriers_and_acks_share_the_order_and_consecutive_acks_merge() {
+        let q = Queue::new(1);
+        assert!(q.set_up());
+        push(&q, 1).expect("queued");
+        assert_eq!(q.push_control(Control::Barrier(7)), Ok(1));
+        assert_eq!(q.push_control(Control::Ack(3)), Ok(1));
+        assert_eq!(q.push_control(Control::Ack(5)), Ok(1));
+        assert_eq!(q.push_control(Control::Ack(4)), Ok(1));
+        let batch = q.take();
+        assert_eq!(
+            (batch.messages.len(), batch.barriers, batch.acks),
+            (1, vec![7], vec![5])
+        );
+        assert!(is_empty(&q.take()));
+
+        // A barrier cut off from its message by the item bound goes in the next batch.
+        let q = Queue::new(MAX_BATCH_ITEMS);
+        assert!(q.set_up());
+        for _ in 0..MAX_BATCH_ITEMS {
+            push(&q, 1).expect("queued");
+        }
+        q.push_control(Control::Barrier(9)).expect("queued");
+        let first = q.take();
+        assert_eq!(
+            (first.messages.len(), first.barriers.len()),
+            (MAX_BATCH_ITEMS, 0)
+        );
+        assert_eq!(q.take().barriers, vec![9]);
+    }
+
+    #[test]
+    fn control_items_have_their_own_bound() {
+        let q = Queue::new(1);
+        assert!(q.set_up());
+        for i in 0..MAX_CONTROL as u64 {
+            q.push_control(Control::Barrier(i)).expect("queued");
+        }
+        assert_eq!(
+            q.push_control(Control::Barrier(0)),
+            Err(DropReason::QueueFull)
+        );
+        assert_eq!(push(&q, 1), Ok(()), "messages have their own cap");
     }
 }

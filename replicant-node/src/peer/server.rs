@@ -3,7 +3,10 @@
 //! TLS configuration) and reads their unidirectional streams.
 //!
 //! Every stream must start with a `PeerHello` (within [`HELLO_TIMEOUT`]), then carries
-//! `PeerBatch` frames whose messages go, in order, to the [`Deliver`] callback. A malformed
+//! `PeerBatch` frames whose messages go, in order, to the [`Deliver`] callback; then the
+//! batch's acks are recorded and its barriers answered (see [`super::barrier`]: answering
+//! never blocks this loop), so everything sent before a barrier is delivered before the
+//! barrier's ack leaves. A malformed
 //! frame (undecodable, over the size limit, cut short, or a hello without a node name) is
 //! counted in `meshmq_peer_malformed_total{reason}` and ends that stream only; the
 //! connection and every other stream keep being served.
@@ -14,8 +17,9 @@
 //! keeps its stream open on purpose: that is an idle link, and it costs one task.
 //!
 //! One task per connection and one per stream (at most [`MAX_CONNECTIONS`] connections, and
-//! the transport caps uni streams per connection). It never writes to a peer, never panics
-//! on what a peer sends, and never interprets a message (the callback does).
+//! the transport caps uni streams per connection). It never writes to a peer itself (acks
+//! go out on this node's own link to the sender), never panics on what a peer sends, and
+//! never interprets a message (the callback does).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
 use super::Deliver;
+use super::barrier::{Barriers, StreamBarriers};
 use super::link::Dialer;
 
 /// Most incoming peer connections at once (the cluster's replicants, with room to spare);
@@ -62,6 +67,8 @@ pub(super) struct ServerCtx {
     deliver: Deliver,
     /// Counters, shared with [`super::Peers::stats`].
     counters: Arc<ServerCounters>,
+    /// Where acks are recorded and barriers answered.
+    barriers: Arc<Barriers>,
     /// The node's shutdown.
     shutdown: CancellationToken,
     /// Caps concurrent connections.
@@ -73,11 +80,13 @@ impl ServerCtx {
     pub(super) fn new(
         deliver: Deliver,
         counters: Arc<ServerCounters>,
+        barriers: Arc<Barriers>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
             deliver,
             counters,
+            barriers,
             shutdown,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         })
@@ -171,11 +180,20 @@ async fn read_stream(ctx: Arc<ServerCtx>, mut recv: quinn::RecvStream, remote: S
         Err(_) => return drop_stream(&ctx, &mut recv, remote, "hello_timeout"),
     };
     let span = tracing::info_span!("peer_in", from = %hello.node, incarnation = hello.incarnation);
-    read_batches(&ctx, &mut recv, remote).instrument(span).await;
+    let mut answers = ctx.barriers.stream(&hello, ctx.shutdown.clone());
+    read_batches(&ctx, &mut recv, remote, &mut answers)
+        .instrument(span)
+        .await;
 }
 
-/// Reads `PeerBatch` frames and delivers their messages in order.
-async fn read_batches(ctx: &ServerCtx, recv: &mut quinn::RecvStream, remote: SocketAddr) {
+/// Reads `PeerBatch` frames: delivers their messages in order, then records their acks and
+/// answers their barriers.
+async fn read_batches(
+    ctx: &ServerCtx,
+    recv: &mut quinn::RecvStream,
+    remote: SocketAddr,
+    answers: &mut StreamBarriers,
+) {
     loop {
         // Bounded by the QUIC idle timeout when the peer is gone (see the module doc).
         let read = tokio::select! {
@@ -190,6 +208,8 @@ async fn read_batches(ctx: &ServerCtx, recv: &mut quinn::RecvStream, remote: Soc
                     (ctx.deliver)(msg);
                 }
                 ctx.counters.received.fetch_add(n, Ordering::Relaxed);
+                answers.acks(&batch.acks);
+                answers.barriers(&batch.barriers);
             }
             Ok(None) => {
                 debug!(%remote, "peer stream finished");
