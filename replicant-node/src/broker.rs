@@ -204,6 +204,7 @@ impl BrokerBuilder {
         }
         tasks.spawn(sys::run(ctx.clone()));
         tasks.spawn(crate::forward::sync_links(ctx.clone()));
+        tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {
             ctx,

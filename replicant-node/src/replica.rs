@@ -16,7 +16,7 @@ use meshmq_proto::core::{FollowEntries, FollowFrame, FollowSnapshot, follow_fram
 use meshmq_shared::metrics as m;
 use meshmq_shared::tables::Tables;
 use parking_lot::RwLock;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// Why a frame could not be applied, or a wait ended without the wanted index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +43,9 @@ pub enum ReplicaError {
     },
 }
 
+/// Claims buffered for a slow receiver before it is told it lagged.
+const CLAIM_FEED: usize = 16_384;
+
 /// The local read replica; cheap to clone (all clones share one state).
 #[derive(Clone)]
 pub struct Replica {
@@ -59,6 +62,23 @@ struct Inner {
     /// Snapshots installed since start (also exported as a metric; kept here for tests and
     /// health reporting).
     snapshot_installs: AtomicU64,
+    /// Every applied `RegistryClaim` (client id, claiming node), for the node that must close
+    /// a connection whose client id was claimed elsewhere. A lagging receiver is told so and
+    /// rescans.
+    claims: broadcast::Sender<ClaimSeen>,
+}
+
+/// A `RegistryClaim` the replica applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSeen {
+    /// The claimed client id.
+    pub client_id: String,
+    /// The node that claimed it.
+    pub node: String,
+    /// The registry generation the claim created.
+    pub generation: u64,
+    /// Whether the new connection asked for a clean start.
+    pub clean_start: bool,
 }
 
 impl Replica {
@@ -69,6 +89,7 @@ impl Replica {
                 tables: RwLock::new(Tables::new()),
                 applied: watch::Sender::new(0),
                 snapshot_installs: AtomicU64::new(0),
+                claims: broadcast::Sender::new(CLAIM_FEED),
             }),
         }
     }
@@ -81,6 +102,11 @@ impl Replica {
     /// Highest log index applied locally (0 before anything was applied).
     pub fn applied_index(&self) -> u64 {
         *self.inner.applied.borrow()
+    }
+
+    /// Every `RegistryClaim` applied from now on.
+    pub fn subscribe_claims(&self) -> broadcast::Receiver<ClaimSeen> {
+        self.inner.claims.subscribe()
     }
 
     /// A receiver that wakes whenever the applied index moves.
@@ -120,6 +146,29 @@ impl Replica {
                 wanted: index,
                 applied: self.applied_index(),
             }),
+        }
+    }
+
+    fn announce_claims(
+        &self,
+        batch: &meshmq_proto::tables::Batch,
+        results: &[meshmq_proto::tables::OpResult],
+    ) {
+        use meshmq_proto::tables::{op::Kind, op_result::Outcome};
+        if self.inner.claims.receiver_count() == 0 {
+            return;
+        }
+        for (op, result) in batch.ops.iter().zip(results) {
+            if let (Some(Kind::RegistryClaim(c)), Some(Outcome::Claimed(claimed))) =
+                (&op.kind, &result.outcome)
+            {
+                let _ = self.inner.claims.send(ClaimSeen {
+                    client_id: c.client_id.clone(),
+                    node: c.node.clone(),
+                    generation: claimed.generation,
+                    clean_start: c.clean_start,
+                });
+            }
         }
     }
 
@@ -166,7 +215,8 @@ impl Replica {
                 break;
             }
             if let Some(batch) = &entry.batch {
-                guard.apply_batch(entry.index, batch);
+                let results = guard.apply_batch(entry.index, batch);
+                self.announce_claims(batch, &results);
             }
             applied = entry.index;
         }

@@ -158,6 +158,22 @@ fn spawn_expiry_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch: u64, expir
 /// (and the `routes` rows their filters no longer need), its queue is dropped (counted) and,
 /// when `remove_registry`, its registry row and persistent subscriptions are deleted.
 pub(crate) async fn end_session(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, remove_registry: bool) {
+    end_session_with(ctx, slot, remove_registry, false).await;
+}
+
+/// Ends the local copy of a session whose client id another node has claimed: local router
+/// entries and this node's `routes` rows go, but the `shared` and `subscriptions` rows and
+/// the registry row now belong to the new owner and are left alone.
+pub(crate) async fn end_session_moved(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>) {
+    end_session_with(ctx, slot, false, true).await;
+}
+
+async fn end_session_with(
+    ctx: &Arc<Ctx>,
+    slot: &Arc<SessionSlot>,
+    remove_registry: bool,
+    moved: bool,
+) {
     let (subs, generation) = {
         let mut inner = slot.inner.lock();
         if inner.ended {
@@ -180,7 +196,9 @@ pub(crate) async fn end_session(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, remove_
             }
             Ok(SubscriptionFilter::Shared { group, filter: f }) => {
                 ctx.router.unsubscribe_shared(slot.id, group, f);
-                ops.push(cluster::shared_remove(group, f, &slot.client_id));
+                if !moved {
+                    ops.push(cluster::shared_remove(group, f, &slot.client_id));
+                }
             }
             Err(_) => {}
         }

@@ -8,6 +8,7 @@
 
 mod close;
 mod connect;
+pub mod moved;
 mod packets;
 mod restore;
 mod subscribe;

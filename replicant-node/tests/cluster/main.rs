@@ -20,3 +20,4 @@ mod harness;
 mod lease;
 mod replication;
 mod routing;
+mod takeover;
