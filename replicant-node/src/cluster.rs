@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use meshmq_proto::tables::{
-    KeyValue, NodeRole, NodeUp, Op, PreviousOwner, RegistryClaim, RegistryDisconnect,
-    RegistryRemove, RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd,
-    SharedRemove, SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
+    NodeRole, NodeUp, Op, PreviousOwner, RegistryClaim, RegistryDisconnect, RegistryRemove,
+    RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove,
+    SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
 };
 use meshmq_shared::codec::{Properties, ProtocolVersion, QoS};
 use meshmq_shared::metrics as m;
@@ -234,14 +234,7 @@ fn to_retained(msg: &Message) -> RetainedMessage {
         content_type: p.content_type.clone(),
         response_topic: p.response_topic.clone(),
         correlation_data: p.correlation_data.clone(),
-        user_properties: p
-            .user_properties
-            .iter()
-            .map(|(k, v)| KeyValue {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
+        user_properties: crate::message::user_properties_to_wire(p),
         expires_at_ms: msg
             .expires_at
             .map(|t| now + t.saturating_duration_since(Instant::now()).as_millis() as u64),
@@ -270,11 +263,7 @@ fn from_retained(r: &RetainedMessage, now_ms: u64, now: Instant) -> Message {
         content_type: r.content_type.clone(),
         response_topic: r.response_topic.clone(),
         correlation_data: r.correlation_data.clone(),
-        user_properties: r
-            .user_properties
-            .iter()
-            .map(|kv| (kv.key.clone(), kv.value.clone()))
-            .collect(),
+        user_properties: crate::message::user_properties_from_wire(&r.user_properties),
         ..Properties::default()
     };
     let qos = QoS::from_u8(r.qos as u8).unwrap_or(QoS::AtMostOnce);

@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use meshmq_proto::peer::PeerMessage;
-use meshmq_proto::tables::KeyValue;
 use meshmq_shared::codec::{Properties, QoS};
 use meshmq_shared::metrics as m;
 
@@ -114,14 +113,7 @@ pub fn to_wire(msg: &Message, now: Instant) -> PeerMessage {
         content_type: p.content_type.clone(),
         response_topic: p.response_topic.clone(),
         correlation_data: p.correlation_data.clone(),
-        user_properties: p
-            .user_properties
-            .iter()
-            .map(|(k, v)| KeyValue {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
+        user_properties: crate::message::user_properties_to_wire(p),
         from_client: msg.from_client.as_deref().unwrap_or_default().to_owned(),
     }
 }
@@ -129,12 +121,7 @@ pub fn to_wire(msg: &Message, now: Instant) -> PeerMessage {
 /// A routable message from its wire form; `None` if a field is out of range (QoS > 2,
 /// payload format > 1) or the topic is empty.
 pub fn from_wire(pm: PeerMessage, now: Instant) -> Option<Message> {
-    let qos = match pm.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        2 => QoS::ExactlyOnce,
-        _ => return None,
-    };
+    let qos = u8::try_from(pm.qos).ok().and_then(QoS::from_u8)?;
     let payload_format_indicator = match pm.payload_format_indicator {
         None => None,
         Some(v @ 0..=1) => Some(v as u8),
@@ -149,11 +136,7 @@ pub fn from_wire(pm: PeerMessage, now: Instant) -> Option<Message> {
         content_type: pm.content_type,
         response_topic: pm.response_topic,
         correlation_data: pm.correlation_data,
-        user_properties: pm
-            .user_properties
-            .into_iter()
-            .map(|kv| (kv.key, kv.value))
-            .collect(),
+        user_properties: crate::message::user_properties_from_wire(&pm.user_properties),
         ..Properties::default()
     };
     let mut msg = Message::new(now, pm.topic, pm.payload, qos, pm.retain, properties);

@@ -165,3 +165,21 @@ pub struct Delivery {
     /// Subscription identifiers of every matching subscription.
     pub subscription_ids: Vec<u32>,
 }
+
+/// A message's user properties in the tables' and peers' wire form.
+pub fn user_properties_to_wire(p: &Properties) -> Vec<meshmq_proto::tables::KeyValue> {
+    p.user_properties
+        .iter()
+        .map(|(k, v)| meshmq_proto::tables::KeyValue {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+/// User properties back from their wire form.
+pub fn user_properties_from_wire(kvs: &[meshmq_proto::tables::KeyValue]) -> Vec<(String, String)> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
+}
