@@ -70,6 +70,7 @@ fn route_add(filter: &str, node: &str) -> Kind {
     Kind::RouteAdd(RouteAdd {
         filter: filter.to_owned(),
         node: node.to_owned(),
+        seq: 0,
     })
 }
 

@@ -149,19 +149,21 @@ pub fn registry_remove(client_id: &str, generation: u64) -> Op {
     }))
 }
 
-/// This node now has a local subscriber to `filter`.
-pub fn route_add(ctx: &Ctx, filter: &str) -> Op {
+/// This node now has a local subscriber to `filter` (`seq`: the router's decision order).
+pub fn route_add(ctx: &Ctx, filter: &str, seq: u64) -> Op {
     op(op::Kind::RouteAdd(RouteAdd {
         filter: filter.to_owned(),
         node: ctx.node().to_owned(),
+        seq,
     }))
 }
 
-/// This node no longer has a local subscriber to `filter`.
-pub fn route_remove(ctx: &Ctx, filter: &str) -> Op {
+/// This node no longer has a local subscriber to `filter` (`seq` as for [`route_add`]).
+pub fn route_remove(ctx: &Ctx, filter: &str, seq: u64) -> Op {
     op(op::Kind::RouteRemove(RouteRemove {
         filter: filter.to_owned(),
         node: ctx.node().to_owned(),
+        seq,
     }))
 }
 

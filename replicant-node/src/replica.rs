@@ -269,6 +269,7 @@ mod tests {
         let add = RouteAdd {
             filter: filter.into(),
             node: "r1".into(),
+            seq: 0,
         };
         Batch {
             ops: vec![Op {

@@ -42,10 +42,19 @@ struct State {
     trie: Trie<SubValue>,
     /// Local subscriber count per plain filter: drives `routes` rows (first / last).
     filter_counts: HashMap<String, usize>,
+    /// Order of first/last decisions, stamped on the `routes` ops (`RouteAdd.seq`) so that
+    /// ops committed out of order still apply in decision order. Starts at 1.
+    route_seq: u64,
     shared_trie: Trie<Box<str>>,
     /// filter → group → members.
     shared: HashMap<Box<str>, HashMap<Box<str>, SharedGroup>>,
     mailboxes: HashMap<SessionId, Arc<Mailbox>>,
+}
+
+/// The next route decision seq (taken under the state lock, so seqs follow decisions).
+fn next_seq(st: &mut State) -> u64 {
+    st.route_seq += 1;
+    st.route_seq
 }
 
 /// A delivery to push into a session's mailbox.
@@ -77,33 +86,35 @@ impl Router {
         self.state.write().mailboxes.remove(&sid);
     }
 
-    /// Adds a plain subscription; returns true when `filter` had no local subscriber before.
-    pub fn subscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> bool {
+    /// Adds a plain subscription; returns the route seq when `filter` had no local subscriber
+    /// before (the caller then writes `RouteAdd` with it).
+    pub fn subscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> Option<u64> {
         let mut st = self.state.write();
         if !st.trie.insert(filter, SubValue { sid, opts }) {
-            return false;
+            return None;
         }
         let n = st.filter_counts.entry_ref(filter).or_insert(0);
         *n += 1;
-        *n == 1
+        (*n == 1).then(|| next_seq(&mut st))
     }
 
-    /// Removes a plain subscription; returns true when `filter` has no local subscriber left.
-    pub fn unsubscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> bool {
+    /// Removes a plain subscription; returns the route seq when `filter` has no local
+    /// subscriber left (the caller then writes `RouteRemove` with it).
+    pub fn unsubscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> Option<u64> {
         let mut st = self.state.write();
         if !st.trie.remove(filter, &SubValue { sid, opts }) {
-            return false;
+            return None;
         }
         match st.filter_counts.get_mut(filter) {
             Some(n) if *n > 1 => {
                 *n -= 1;
-                false
+                None
             }
             Some(_) => {
                 st.filter_counts.remove(filter);
-                true
+                Some(next_seq(&mut st))
             }
-            None => false,
+            None => None,
         }
     }
 

@@ -109,10 +109,12 @@ fn entry(i: u64) -> Option<Batch> {
     let add = op::Kind::RouteAdd(RouteAdd {
         filter: format!("t/{}/#", i % 50),
         node: format!("n{}", i % 3),
+        seq: 0,
     });
     let remove = op::Kind::RouteRemove(RouteRemove {
         filter: format!("t/{}/#", (i + 25) % 50),
         node: format!("n{}", (i + 1) % 3),
+        seq: 0,
     });
     Some(Batch {
         ops: vec![op(add), op(remove)],
@@ -375,6 +377,7 @@ fn route_op(filter: &str) -> Op {
     op(op::Kind::RouteAdd(RouteAdd {
         filter: filter.into(),
         node: "n0".into(),
+        seq: 0,
     }))
 }
 

@@ -180,8 +180,16 @@ fn subscription_ops() -> BoxedStrategy<Kind> {
             SubscriptionRemove { client_id, filter }
         )),
         client().prop_map(|client_id| Kind::SubscriptionClear(SubscriptionClear { client_id })),
-        (path(), node()).prop_map(|(filter, node)| Kind::RouteAdd(RouteAdd { filter, node })),
-        (path(), node()).prop_map(|(filter, node)| Kind::RouteRemove(RouteRemove { filter, node })),
+        (path(), node(), 0u64..4).prop_map(|(filter, node, seq)| Kind::RouteAdd(RouteAdd {
+            filter,
+            node,
+            seq
+        })),
+        (path(), node(), 0u64..4).prop_map(|(filter, node, seq)| Kind::RouteRemove(RouteRemove {
+            filter,
+            node,
+            seq
+        })),
         (pick(&["g", "h", ""]), path(), client(), node()).prop_map(
             |(group, filter, client_id, node)| {
                 Kind::SharedAdd(SharedAdd {

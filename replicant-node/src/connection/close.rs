@@ -190,8 +190,8 @@ async fn end_session_with(
     for (filter, opts) in subs {
         match parse_subscription(&filter) {
             Ok(SubscriptionFilter::Plain(f)) => {
-                if ctx.router.unsubscribe(slot.id, f, opts) {
-                    ops.push(cluster::route_remove(ctx, f));
+                if let Some(seq) = ctx.router.unsubscribe(slot.id, f, opts) {
+                    ops.push(cluster::route_remove(ctx, f, seq));
                 }
             }
             Ok(SubscriptionFilter::Shared { group, filter: f }) => {

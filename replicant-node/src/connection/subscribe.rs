@@ -204,8 +204,8 @@ where
             };
             match topic::parse_subscription(filter) {
                 Ok(SubscriptionFilter::Plain(f)) => {
-                    if self.ctx.router.unsubscribe(self.slot.id, f, opts) {
-                        ops.push(cluster::route_remove(&self.ctx, f));
+                    if let Some(seq) = self.ctx.router.unsubscribe(self.slot.id, f, opts) {
+                        ops.push(cluster::route_remove(&self.ctx, f, seq));
                     }
                 }
                 Ok(SubscriptionFilter::Shared { group, filter: f }) => {
@@ -256,8 +256,8 @@ pub(super) fn install(
             if let Some(old) = old {
                 ctx.router.unsubscribe(sid, f, old);
             }
-            if ctx.router.subscribe(sid, f, opts) {
-                ops.push(cluster::route_add(ctx, f));
+            if let Some(seq) = ctx.router.subscribe(sid, f, opts) {
+                ops.push(cluster::route_add(ctx, f, seq));
             }
             false
         }

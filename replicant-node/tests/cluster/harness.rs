@@ -382,6 +382,7 @@ pub fn route_op(filter: &str, node: &str) -> Op {
         kind: Some(op::Kind::RouteAdd(RouteAdd {
             filter: filter.to_owned(),
             node: node.to_owned(),
+            seq: 0,
         })),
     }
 }

@@ -68,11 +68,11 @@ impl Tables {
             Kind::RouteAdd(op) => {
                 routes::check("RouteAdd", &op.filter, &op.node)?;
                 self.require_node("RouteAdd", &op.node)?;
-                self.routes.add(&op.filter, &op.node);
+                self.routes.add(&op.filter, &op.node, op.seq);
                 done()
             }
             Kind::RouteRemove(op) => {
-                self.routes.remove(&op.filter, &op.node);
+                self.routes.remove(&op.filter, &op.node, op.seq);
                 done()
             }
             Kind::SharedAdd(op) => self.shared_add(op),

@@ -2,7 +2,8 @@
 //! round trips.
 
 use meshmq_proto::tables::{
-    Batch, NodeState, NodeStatus, RejectReason, RetainedExpire, RouteRemove, SharedRemove, op::Kind,
+    Batch, NodeState, NodeStatus, RejectReason, RetainedExpire, RouteAdd, RouteRemove,
+    SharedRemove, op::Kind,
 };
 
 use super::tests::{
@@ -95,9 +96,48 @@ fn routes_need_a_known_node_and_match_once_per_node() {
         &[op(Kind::RouteRemove(RouteRemove {
             filter: "a/#".into(),
             node: "r2".into(),
+            seq: 0,
         }))],
     );
     assert_eq!(route_nodes(&t, "a/b"), ["r1"]);
+}
+
+fn route_op(add: bool, filter: &str, seq: u64) -> super::Op {
+    let (filter, node) = (filter.to_owned(), "r1".to_owned());
+    if add {
+        op(Kind::RouteAdd(RouteAdd { filter, node, seq }))
+    } else {
+        op(Kind::RouteRemove(RouteRemove { filter, node, seq }))
+    }
+}
+
+#[test]
+fn route_ops_apply_in_the_nodes_decision_order_whatever_the_commit_order() {
+    let mut t = Tables::new();
+    apply_ok(&mut t, &[node_up("r1", 1), route_op(true, "a/+", 1)]);
+    // The node decided remove (2) then add (3); they commit in the other order.
+    apply_ok(
+        &mut t,
+        &[route_op(true, "a/+", 3), route_op(false, "a/+", 2)],
+    );
+    assert_eq!(
+        route_nodes(&t, "a/x"),
+        ["r1"],
+        "the older remove must not win"
+    );
+    // A newer remove does apply; seq 0 (unordered) always applies.
+    apply_ok(&mut t, &[route_op(false, "a/+", 4)]);
+    assert!(route_nodes(&t, "a/x").is_empty());
+    apply_ok(
+        &mut t,
+        &[route_op(true, "a/+", 0), route_op(false, "a/+", 0)],
+    );
+    assert!(route_nodes(&t, "a/x").is_empty());
+    // The stored seq survives a snapshot round trip.
+    apply_ok(&mut t, &[route_op(true, "b/+", 7)]);
+    let mut back = Tables::from_snapshot(&t.snapshot());
+    apply_ok(&mut back, &[route_op(false, "b/+", 6)]);
+    assert_eq!(route_nodes(&back, "b/x"), ["r1"]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! topic, the nodes to forward to) and a per-node index (to purge a node without scanning).
 //! It must never know which clients subscribed: nodes count their local subscribers.
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use meshmq_proto::tables::{Rejected, RouteEntry};
 
 use super::invalid;
@@ -16,8 +16,9 @@ use crate::topic::{Trie, validate_topic_filter};
 pub(super) struct Routes {
     /// Filter → node ids, for matching topics.
     trie: Trie<String>,
-    /// Node id → its filters, for purges and snapshots. A node never maps to an empty set.
-    by_node: HashMap<String, HashSet<String>>,
+    /// Node id → its filters with the seq of the op that added each, for purges, snapshots
+    /// and ordering (see `RouteAdd.seq`). A node never maps to an empty map.
+    by_node: HashMap<String, HashMap<String, u64>>,
 }
 
 /// Checks the filter of a route op.
@@ -49,21 +50,39 @@ impl Routes {
         });
     }
 
-    /// Adds (filter, node), already checked with [`check`]; no-op if present.
-    pub(super) fn add(&mut self, filter: &str, node: &str) {
+    /// The seq stored with (filter, node), if the row exists.
+    fn seq(&self, filter: &str, node: &str) -> Option<u64> {
+        self.by_node.get(node).and_then(|f| f.get(filter)).copied()
+    }
+
+    /// Adds (filter, node), already checked with [`check`], recording `seq`; ignored when the
+    /// row holds a newer seq (a later remove-then-add of the node already won).
+    pub(super) fn add(&mut self, filter: &str, node: &str, seq: u64) {
+        if let Some(stored) = self.seq(filter, node) {
+            if seq == 0 || seq >= stored {
+                if let Some(s) = self.by_node.get_mut(node).and_then(|f| f.get_mut(filter)) {
+                    *s = seq.max(*s);
+                }
+            }
+            return;
+        }
         if self.trie.insert(filter, node.to_owned()) {
             self.by_node
                 .entry_ref(node)
                 .or_default()
-                .insert(filter.to_owned());
+                .insert(filter.to_owned(), seq);
         }
     }
 
-    /// Removes (filter, node) if present.
-    pub(super) fn remove(&mut self, filter: &str, node: &str) {
-        if !self.trie.remove(filter, &node.to_owned()) {
-            return;
+    /// Removes (filter, node) if present, unless the row was added by a newer op than `seq`
+    /// (`seq` 0: always).
+    pub(super) fn remove(&mut self, filter: &str, node: &str, seq: u64) {
+        match self.seq(filter, node) {
+            None => return,
+            Some(stored) if seq != 0 && seq < stored => return,
+            Some(_) => {}
         }
+        self.trie.remove(filter, &node.to_owned());
         if let Some(filters) = self.by_node.get_mut(node) {
             filters.remove(filter);
             if filters.is_empty() {
@@ -78,7 +97,7 @@ impl Routes {
             return;
         };
         let node = node.to_owned();
-        for filter in &filters {
+        for filter in filters.keys() {
             self.trie.remove(filter, &node);
         }
     }
@@ -89,9 +108,10 @@ impl Routes {
             .by_node
             .iter()
             .flat_map(|(node, filters)| {
-                filters.iter().map(move |filter| RouteEntry {
+                filters.iter().map(move |(filter, seq)| RouteEntry {
                     filter: filter.clone(),
                     node: node.clone(),
+                    seq: *seq,
                 })
             })
             .collect();
@@ -103,7 +123,7 @@ impl Routes {
     pub(super) fn restore(&mut self, rows: &[RouteEntry]) {
         for row in rows {
             if check("RouteEntry", &row.filter, &row.node).is_ok() {
-                self.add(&row.filter, &row.node);
+                self.add(&row.filter, &row.node, row.seq);
             }
         }
     }

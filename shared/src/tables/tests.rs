@@ -60,6 +60,7 @@ pub(super) fn route(filter: &str, node: &str) -> Op {
     op(Kind::RouteAdd(RouteAdd {
         filter: filter.into(),
         node: node.into(),
+        seq: 0,
     }))
 }
 
