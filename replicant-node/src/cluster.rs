@@ -209,9 +209,9 @@ pub fn subscription_remove(client_id: &str, filter: &str) -> Op {
     }))
 }
 
-/// Stores (or with an empty payload, clears) the retained message of `msg.topic`.
-pub async fn retain(ctx: &Ctx, msg: &Message) {
-    let op = if msg.payload.is_empty() {
+/// The op that stores (or with an empty payload, clears) the retained message of `msg.topic`.
+pub fn retain_op(msg: &Message) -> Op {
+    if msg.payload.is_empty() {
         op(op::Kind::RetainedDelete(RetainedDelete {
             topic: msg.topic.clone(),
         }))
@@ -219,8 +219,12 @@ pub async fn retain(ctx: &Ctx, msg: &Message) {
         op(op::Kind::RetainedSet(RetainedSet {
             message: Some(to_retained(msg)),
         }))
-    };
-    transact(ctx, vec![op]).await;
+    }
+}
+
+/// Stores (or with an empty payload, clears) the retained message of `msg.topic`.
+pub async fn retain(ctx: &Ctx, msg: &Message) {
+    transact(ctx, vec![retain_op(msg)]).await;
     let count = ctx.core.read(|t| t.retained_count());
     metrics::gauge!(m::RETAINED_MESSAGES).set(count as f64);
 }

@@ -3,6 +3,7 @@
 //! subscriptions starting with `+` or `#` never see them, per MQTT 4.7.2), and purges expired
 //! retained messages from the tables.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,22 +23,20 @@ pub const SYS_INTERVAL: Duration = Duration::from_secs(10);
 /// Runs until shutdown.
 pub async fn run(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(SYS_INTERVAL);
+    // Last value written per `$SYS` topic: unchanged values are not written again.
+    let mut last: HashMap<&'static str, String> = HashMap::new();
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        publish_sys(&ctx).await;
-        let purge = Op {
-            kind: Some(op::Kind::RetainedExpire(RetainedExpire {
-                now_ms: cluster::now_ms(),
-            })),
-        };
-        cluster::transact(&ctx, vec![purge]).await;
+        refresh(&ctx, &mut last).await;
     }
 }
 
-async fn publish_sys(ctx: &Arc<Ctx>) {
+/// One tick: the changed `$SYS` values and the expiry purge as ONE table transaction (one
+/// Raft entry per tick per node, not one per topic), then local delivery of the values.
+async fn refresh(ctx: &Arc<Ctx>, last: &mut HashMap<&'static str, String>) {
     let node = ctx.node().to_owned();
     let items = [
         ("version", env!("CARGO_PKG_VERSION").to_owned()),
@@ -52,16 +51,31 @@ async fn publish_sys(ctx: &Arc<Ctx>) {
             ctx.router.subscription_count().to_string(),
         ),
     ];
+    let mut ops = Vec::with_capacity(items.len() + 1);
+    let mut msgs = Vec::with_capacity(items.len());
     for (name, value) in items {
-        let topic = format!("$SYS/brokers/{node}/{name}");
-        let msg = Message::new(
+        if last.get(name) == Some(&value) {
+            continue;
+        }
+        let msg = Arc::new(Message::new(
             Instant::now(),
-            topic,
-            Bytes::from(value),
+            format!("$SYS/brokers/{node}/{name}"),
+            Bytes::from(value.clone()),
             QoS::AtMostOnce,
             true,
             Properties::default(),
-        );
-        publish::publish(ctx, Arc::new(msg)).await;
+        ));
+        ops.push(cluster::retain_op(&msg));
+        msgs.push(msg);
+        last.insert(name, value);
+    }
+    ops.push(Op {
+        kind: Some(op::Kind::RetainedExpire(RetainedExpire {
+            now_ms: cluster::now_ms(),
+        })),
+    });
+    cluster::transact(ctx, ops).await;
+    for msg in msgs {
+        publish::route(ctx, &msg);
     }
 }
