@@ -58,12 +58,9 @@ impl Routes {
     /// Adds (filter, node), already checked with [`check`], recording `seq`; ignored when the
     /// row holds a newer seq (a later remove-then-add of the node already won).
     pub(super) fn add(&mut self, filter: &str, node: &str, seq: u64) {
-        if let Some(stored) = self.seq(filter, node) {
-            if seq == 0 || seq >= stored {
-                if let Some(s) = self.by_node.get_mut(node).and_then(|f| f.get_mut(filter)) {
-                    *s = seq.max(*s);
-                }
-            }
+        if let Some(stored) = self.by_node.get_mut(node).and_then(|f| f.get_mut(filter)) {
+            // Present already: keep the newest seq seen.
+            *stored = seq.max(*stored);
             return;
         }
         if self.trie.insert(filter, node.to_owned()) {
