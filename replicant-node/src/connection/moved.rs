@@ -70,18 +70,18 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
 /// Every local session whose registry row now names another node.
 async fn rescan(ctx: &Arc<Ctx>) {
     let me = ctx.node().to_owned();
-    let gone: Vec<(String, u64)> = ctx
-        .sessions
-        .all()
-        .into_iter()
-        .filter_map(|slot| {
-            ctx.core.read(|t| {
+    let slots = ctx.sessions.all();
+    // One read of the replica for every session (not one lock round per session).
+    let gone: Vec<(String, u64)> = ctx.core.read(|t| {
+        slots
+            .iter()
+            .filter_map(|slot| {
                 t.registry(&slot.client_id)
                     .filter(|row| row.node != me)
                     .map(|row| (slot.client_id.to_string(), row.generation))
             })
-        })
-        .collect();
+            .collect()
+    });
     for (client_id, generation) in gone {
         moved(ctx, &client_id, generation, false).await;
     }
