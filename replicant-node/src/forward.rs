@@ -19,11 +19,11 @@ use crate::broker::Ctx;
 use crate::message::Message;
 use crate::peer::Deliver;
 
-/// Forwards `msg` to every other node with a matching route.
-pub fn to_peers(ctx: &Ctx, msg: &Message) {
-    let Some(peers) = &ctx.peers else { return };
+/// Forwards `msg` to every other node with a matching route; returns how many nodes.
+pub fn to_peers(ctx: &Ctx, msg: &Message) -> usize {
+    let Some(peers) = &ctx.peers else { return 0 };
     if msg.topic.starts_with("$SYS/") {
-        return;
+        return 0;
     }
     let me = ctx.node();
     let mut targets: Vec<(String, String)> = Vec::new();
@@ -39,13 +39,15 @@ pub fn to_peers(ctx: &Ctx, msg: &Message) {
         });
     });
     if targets.is_empty() {
-        return;
+        return 0;
     }
     let wire = to_wire(msg, Instant::now());
+    let n = targets.len();
     for (node, addr) in targets {
         metrics::counter!(m::MESSAGES_FORWARDED_TOTAL).increment(1);
         peers.forward(&node, &addr, wire.clone());
     }
+    n
 }
 
 /// Keeps a link open to every other replicant in the `nodes` table (so the first message
@@ -96,7 +98,9 @@ pub fn deliver_fn(ctx: Arc<OnceLock<Weak<Ctx>>>) -> Deliver {
             return;
         };
         metrics::counter!(m::MESSAGES_FROM_PEERS_TOTAL).increment(1);
-        crate::publish::route(&ctx, &Arc::new(msg));
+        if !crate::publish::route(&ctx, &Arc::new(msg)).matched {
+            crate::publish::count_unmatched(); // a route that outlived its subscribers
+        }
     })
 }
 

@@ -13,30 +13,45 @@ use crate::mailbox::{Mailbox, PushOutcome};
 use crate::message::Message;
 
 /// Publishes `msg`; returns a congested subscriber mailbox, if any, so a publishing
-/// connection can apply back-pressure.
+/// connection can apply back-pressure. A message that matched nobody here and went to no
+/// other node is counted as dropped (`no_subscribers`).
 pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Arc<Mailbox>> {
     if msg.retain {
         cluster::retain(ctx, &msg).await;
     }
-    let congested = route(ctx, &msg);
-    crate::forward::to_peers(ctx, &msg);
-    congested
+    let local = route(ctx, &msg);
+    let remote = crate::forward::to_peers(ctx, &msg);
+    if !local.matched && remote == 0 {
+        count_unmatched();
+    }
+    local.congested
+}
+
+/// What local delivery did.
+pub struct Local {
+    /// At least one local session matched.
+    pub matched: bool,
+    /// A subscriber queue found congested (publisher back-pressure).
+    pub congested: Option<Arc<Mailbox>>,
+}
+
+/// Counts a message that reached no subscriber anywhere.
+pub fn count_unmatched() {
+    metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "no_subscribers").increment(1);
 }
 
 /// Delivers `msg` to the local sessions whose subscriptions match (messages from peers come
-/// straight here: they are never forwarded again).
-pub fn route(ctx: &Ctx, msg: &Arc<Message>) -> Option<Arc<Mailbox>> {
+/// straight here: they are never forwarded again). Counts nothing: the caller knows whether
+/// the message also went elsewhere.
+pub fn route(ctx: &Ctx, msg: &Arc<Message>) -> Local {
     let mut targets = Vec::new();
     ctx.router.route(msg, &mut targets);
-    if targets.is_empty() {
-        metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "no_subscribers").increment(1);
-        return None;
-    }
+    let matched = !targets.is_empty();
     let mut congested = None;
     for (mailbox, delivery) in targets {
         if mailbox.push(delivery) == PushOutcome::Congested && congested.is_none() {
             congested = Some(mailbox);
         }
     }
-    congested
+    Local { matched, congested }
 }
