@@ -15,10 +15,13 @@ use core_node::api::{self, TransactError};
 use meshmq_proto::core::{
     FollowFrame, FollowRequest, Request, Response, TransactRequest, follow_frame, request, response,
 };
-use meshmq_proto::tables::{Batch, Op, RetainedMessage, RetainedSet, op};
+use meshmq_proto::tables::{Batch, Op};
 use meshmq_shared::quic::{self, certs, frame, tls::Identity};
 use meshmq_shared::tables::Tables;
 use parking_lot::Mutex;
+
+mod common;
+use common::retained;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -49,20 +52,6 @@ fn spawn_core(data: &Path, certs_dir: &Path) -> (Child, SocketAddr) {
     let v: serde_json::Value = serde_json::from_str(&line).expect("endpoints are JSON");
     let addr = v["core"].as_str().unwrap().parse().unwrap();
     (child, addr)
-}
-
-fn retained(topic: &str) -> Op {
-    Op {
-        kind: Some(op::Kind::RetainedSet(RetainedSet {
-            message: Some(RetainedMessage {
-                topic: topic.into(),
-                payload: "x".into(),
-                qos: 1,
-                published_at_ms: 1,
-                ..Default::default()
-            }),
-        })),
-    }
 }
 
 async fn transact(conn: &quinn::Connection, ops: Vec<Op>) -> Result<u64, TransactError> {

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
-use meshmq_proto::tables::{Op, RetainedMessage, RetainedSet, op};
 use meshmq_shared::quic::certs;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::retained;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -73,19 +75,6 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn retained(topic: &str) -> Op {
-    Op {
-        kind: Some(op::Kind::RetainedSet(RetainedSet {
-            message: Some(RetainedMessage {
-                topic: topic.into(),
-                payload: "x".into(),
-                published_at_ms: 1,
-                ..Default::default()
-            }),
-        })),
     }
 }
 
