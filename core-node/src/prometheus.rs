@@ -108,6 +108,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Sessions taken over by a new connection with the same client id.",
     ),
     (
+        m::HANDOVERS_TOTAL,
+        "Cross-node session hand-overs, by role (give/take) and result.",
+    ),
+    (
+        m::HANDOVER_MESSAGES_TOTAL,
+        "Deliveries moved with a handed-over session, by direction.",
+    ),
+    (
         m::MESSAGES_RECEIVED_TOTAL,
         "PUBLISH packets received from clients, by QoS.",
     ),

@@ -42,6 +42,8 @@ pub struct Ctx {
     pub incarnation: u64,
     /// Links to the other replicants (cluster mode; `None` standalone).
     pub peers: Option<Peers>,
+    /// Cross-node session hand-overs in progress.
+    pub handovers: crate::handover::Handovers,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
     /// Source of session and connection ids.
@@ -120,6 +122,7 @@ impl BrokerBuilder {
                 incarnation,
                 queue_len: config.cluster.peer_queue_len,
                 applied: core.replica().subscribe_applied(),
+                on_session: Some(crate::handover::on_session_fn(ctx_slot.clone())),
             };
             Some(
                 Peers::start(
@@ -158,6 +161,7 @@ impl BrokerBuilder {
             core,
             incarnation,
             peers,
+            handovers: crate::handover::Handovers::default(),
             authz: self.authz,
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod core_handle;
 pub mod core_link;
 pub mod forward;
+pub mod handover;
 pub mod http;
 pub mod mailbox;
 pub mod message;

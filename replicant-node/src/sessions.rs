@@ -53,6 +53,21 @@ pub struct SlotInner {
     pub epoch: u64,
     /// True once the session ended (expired or discarded); the slot is then unusable.
     pub ended: bool,
+    /// Where the session stands with respect to another node that claimed its client id.
+    pub leaving: Leaving,
+}
+
+/// A session claimed by another node, on its way there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Leaving {
+    /// Not claimed elsewhere.
+    #[default]
+    No,
+    /// The claim was seen; waiting (bounded) for the new owner's hand-over request.
+    AwaitingRequest,
+    /// Handed over: what still reaches this copy is forwarded to the new owner. The will
+    /// and expiry timers of this copy are void (the client is connected elsewhere).
+    Forwarding,
 }
 
 /// A session and its mailbox.

@@ -97,6 +97,7 @@ fn try_start(
         incarnation: 1,
         queue_len,
         applied: applied_rx,
+        on_session: None,
     };
     let peers = Peers::start(cfg, deliver, stop.clone())?;
     Ok(Node {

@@ -31,6 +31,13 @@ pub const SESSIONS_EXPIRED_TOTAL: &str = "meshmq_sessions_expired_total";
 pub const SESSIONS_RESTORED_TOTAL: &str = "meshmq_sessions_restored_total";
 /// Counter: sessions taken over by a new connection with the same client id. No labels.
 pub const TAKEOVERS_TOTAL: &str = "meshmq_takeovers_total";
+/// Counter: cross-node session hand-overs, by `role` (`give`: this node held the session;
+/// `take`: a client connected here) and `result` (`ok`, `not_found`, `timeout`,
+/// `unreachable`, `abandoned`).
+pub const HANDOVERS_TOTAL: &str = "meshmq_session_handovers_total";
+/// Counter: deliveries moved with a handed-over session (in flight, queued, and forwarded
+/// during the hand-over), by `direction` (`sent`, `received`).
+pub const HANDOVER_MESSAGES_TOTAL: &str = "meshmq_session_handover_messages_total";
 /// Gauge: subscriptions in this node's router (shared subscriptions included). No labels.
 pub const SUBSCRIPTIONS: &str = "meshmq_subscriptions";
 /// Gauge: retained messages stored. No labels.
@@ -207,6 +214,8 @@ pub const COUNTERS: &[&str] = &[
     SESSIONS_EXPIRED_TOTAL,
     SESSIONS_RESTORED_TOTAL,
     TAKEOVERS_TOTAL,
+    HANDOVERS_TOTAL,
+    HANDOVER_MESSAGES_TOTAL,
     MESSAGES_RECEIVED_TOTAL,
     MESSAGES_DELIVERED_TOTAL,
     MESSAGES_DROPPED_TOTAL,

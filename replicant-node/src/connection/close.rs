@@ -19,7 +19,7 @@ use crate::broker::Ctx;
 use crate::cluster;
 use crate::message::Message;
 use crate::publish;
-use crate::sessions::SessionSlot;
+use crate::sessions::{Leaving, SessionSlot};
 
 impl<S> Conn<S>
 where
@@ -131,7 +131,8 @@ fn spawn_will_timer(
         }
         let still_away = {
             let inner = slot.inner.lock();
-            inner.epoch == epoch || inner.ended
+            // A session that moved to another node has its client back: no will.
+            (inner.epoch == epoch || inner.ended) && inner.leaving == Leaving::No
         };
         if still_away {
             publish_will(&ctx, w, &slot.client_id, username.as_deref()).await;

@@ -20,9 +20,10 @@ use tracing::debug;
 use super::{Conn, reason_label};
 use crate::broker::Ctx;
 use crate::cluster;
+use crate::handover;
 use crate::mailbox::Mailbox;
 use crate::session::{ConnParams, Session};
-use crate::sessions::{Control, SessionSlot, SlotInner};
+use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
 
 /// Reads CONNECT and sets the connection up; `None` when it was refused or the socket closed.
 pub(super) async fn accept<S>(
@@ -253,7 +254,20 @@ async fn claim(
     let slot = new_slot(ctx, c, setup, conn_id, control, claimed.generation).await;
     let present = !c.clean_start && claimed.session_existed;
     if present {
+        // Held by another live replicant: its in-flight and queued messages move here.
+        let from = claimed
+            .previous
+            .map(|p| p.node)
+            .filter(|node| node != ctx.node());
+        let mut handed = false;
+        if let Some(node) = &from {
+            handed = handover::take::take_over(ctx, &slot, node, claimed.generation).await;
+        }
         super::restore::restore(ctx, &slot).await;
+        if let Some(node) = from.filter(|_| handed) {
+            // Our routes are now known on every replicant: the old owner may stop forwarding.
+            handover::take::finish(ctx, &node, &setup.client_id, claimed.generation);
+        }
     }
     (slot, present)
 }
@@ -268,7 +282,7 @@ fn resume_local(
     generation: u64,
 ) -> bool {
     let mut inner = old.inner.lock();
-    if inner.ended {
+    if inner.ended || inner.leaving != Leaving::No {
         return false;
     }
     if let Some(tx) = inner.control.take() {
@@ -331,6 +345,7 @@ async fn new_slot(
             expiry_secs: setup.expiry_secs,
             epoch: 1,
             ended: false,
+            leaving: Leaving::No,
         }),
     });
     ctx.router.register(slot.id, mailbox);

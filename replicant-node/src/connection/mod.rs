@@ -31,7 +31,7 @@ use crate::message::Delivery;
 use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
 
-pub(crate) use close::end_session;
+pub(crate) use close::{end_session, end_session_moved};
 
 /// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from
 /// starving its own socket reads).
@@ -337,7 +337,8 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn record_drops(d: crate::session::Drops) {
+/// Turns a session's drop counters into metrics.
+pub(crate) fn record_drops(d: crate::session::Drops) {
     if d == crate::session::Drops::default() {
         return;
     }

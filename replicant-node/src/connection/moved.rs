@@ -1,10 +1,9 @@
 //! Sessions claimed by another node. When a client connects to another replicant (a load
 //! balancer sent it there), that node commits a `RegistryClaim`; this node sees the claim in
-//! its replica, closes the old connection (MQTT 5: DISCONNECT 0x8E Session taken over) and
-//! drops its local copy of the session. The new owner rebuilds the session from the
-//! `subscriptions` rows (session present = 1); what was queued or in flight only here is
-//! lost and counted (`meshmq_messages_dropped_total{reason="session_ended"}`): the hand-over
-//! of that state over the peer link is not built yet.
+//! its replica and closes the old connection (MQTT 5: DISCONNECT 0x8E Session taken over).
+//! With clean start = 0 the session then waits for the new owner's hand-over request
+//! (`crate::handover`), which moves its in-flight and queued messages; with clean start = 1
+//! the local copy is dropped.
 //!
 //! Owns only the watch: a claim feed from the replica, plus a periodic rescan that also
 //! covers claims missed by a lagging feed or folded into a snapshot.
@@ -18,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
 use crate::broker::Ctx;
-use crate::sessions::Control;
+use crate::sessions::{Control, Leaving};
 
 /// How often every local session is checked against the registry.
 const RESCAN: Duration = Duration::from_secs(5);
@@ -43,15 +42,23 @@ pub async fn watch_remote_claims(ctx: Arc<Ctx>) {
     }
 }
 
-/// Closes the local connection of `client_id` (if any) and drops the local session, unless
-/// the local session is newer than the claim (the client came back here since).
+/// A claim of `client_id` by another node: with clean start = 0 the local connection is
+/// closed and the session kept for the new owner's hand-over request
+/// ([`crate::handover::give`]); with clean start = 1 the local copy is dropped. Nothing
+/// happens when the local session is newer than the claim (the client came back here).
 async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bool) {
     let Some(slot) = ctx.sessions.get(client_id) else {
         return;
     };
+    if !clean_start {
+        if crate::handover::give::await_request(ctx, &slot, generation) {
+            debug!(%client_id, "session claimed by another node; awaiting its request");
+        }
+        return;
+    }
     let control = {
         let mut inner = slot.inner.lock();
-        if inner.generation >= generation {
+        if inner.generation >= generation || inner.leaving == Leaving::Forwarding {
             return;
         }
         inner.control.take()
@@ -60,10 +67,10 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
         let _ = tx.try_send(Control::Kick {
             reason: ReasonCode::SessionTakenOver,
-            session_ends: clean_start,
+            session_ends: true,
         });
     }
-    debug!(%client_id, "session claimed by another node");
+    debug!(%client_id, "session discarded by a clean start on another node");
     super::close::end_session_moved(ctx, &slot).await;
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use meshmq_proto::peer::{PeerHello, PeerMessage};
+use meshmq_proto::peer::{PeerHello, PeerMessage, SessionItem};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError, MAX_FRAME};
 use meshmq_shared::quic::{ALPN_PEER, CLOSE_SHUTDOWN, Identity, endpoint};
@@ -133,6 +133,16 @@ impl Link {
     /// connection it was queued on. Refused while the link is down. Never waits.
     pub(super) fn push_control(&self, control: Control) -> Result<u64, DropReason> {
         self.queue.push_control(control)
+    }
+
+    /// Queues a session hand-over item (never bounded by the message cap). Refused while
+    /// the link is down. Never waits.
+    pub(super) fn push_session(&self, item: SessionItem) -> Result<(), DropReason> {
+        let len = item.encoded_len();
+        if len > MAX_MESSAGE {
+            return Err(DropReason::TooLarge);
+        }
+        self.queue.push_session(len, item)
     }
 
     /// The current connection's number while the link is up, `None` while it is down.

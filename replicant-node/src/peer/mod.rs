@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use meshmq_proto::peer::{PeerHello, PeerMessage};
+use meshmq_proto::peer::{PeerHello, PeerMessage, SessionItem};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::{ALPN_PEER, Identity, QuicError, endpoint};
 use parking_lot::{Mutex, RwLock};
@@ -65,10 +65,16 @@ pub struct PeerConfig {
     /// The local replica's applied index (`Replica::subscribe_applied`): barriers from
     /// peers are answered once it reaches theirs.
     pub applied: watch::Receiver<u64>,
+    /// Where session hand-over items from peers go (`None`: they are counted as malformed).
+    pub on_session: Option<OnSession>,
 }
 
 /// Called for every message received from a peer (on the receiving task; must not block).
 pub type Deliver = Arc<dyn Fn(PeerMessage) + Send + Sync>;
+
+/// Called for every session hand-over item received from a peer, with the sending node's
+/// name (on the receiving task, in stream order; must not block).
+pub type OnSession = Arc<dyn Fn(&str, SessionItem) + Send + Sync>;
 
 /// Why the peer links could not start.
 #[derive(Debug, thiserror::Error)]
@@ -304,7 +310,7 @@ impl Peers {
             shutdown: shutdown.clone(),
             runtime: runtime.clone(),
         });
-        let ctx = server::ServerCtx::new(deliver, server, barriers, shutdown);
+        let ctx = server::ServerCtx::new(deliver, cfg.on_session, server, barriers, shutdown);
         runtime.spawn(server::accept_loop(ep, dialer, ctx));
         Ok(Peers { shared })
     }
@@ -353,6 +359,35 @@ impl Peers {
         if !exists {
             let _ = self.shared.link_to(node, addr);
         }
+    }
+
+    /// Queues a session hand-over item for `node` at `addr` (creating the link if needed,
+    /// see [`forward`](Self::forward)). Unlike a forwarded message it is never dropped
+    /// silently: the error says why it could not be queued (link down, queue full, too
+    /// large), and the caller decides. Never blocks.
+    pub fn send_session(
+        &self,
+        node: &str,
+        addr: &str,
+        item: SessionItem,
+    ) -> Result<(), DropReason> {
+        let link = {
+            let links = self.shared.links.read();
+            links.get(node).filter(|l| l.addr() == addr).cloned()
+        };
+        match link.or_else(|| self.shared.link_to(node, addr)) {
+            Some(link) => link.push_session(item),
+            None => Err(DropReason::Stopped),
+        }
+    }
+
+    /// True while the link to `node` is connected.
+    pub fn is_up(&self, node: &str) -> bool {
+        self.shared
+            .links
+            .read()
+            .get(node)
+            .is_some_and(|l| l.session().is_some())
     }
 
     /// The node left the cluster: stop its link, drop (and count) what was queued.

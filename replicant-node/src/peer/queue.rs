@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use meshmq_proto::peer::{PeerBatch, PeerMessage};
+use meshmq_proto::peer::{PeerBatch, PeerMessage, SessionItem};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -47,13 +47,16 @@ enum Item {
     Message(usize, PeerMessage),
     /// A barrier or an ack.
     Control(Control),
+    /// A session hand-over item, with its encoded length (bounded like barriers and acks:
+    /// it carries state that already exists, and must not be dropped for forwarded load).
+    Session(usize, SessionItem),
 }
 
 impl Item {
     /// Bytes the item adds to a batch (an upper bound for barriers and acks).
     fn framed_len(&self) -> usize {
         match self {
-            Item::Message(len, _) => len + FRAMING,
+            Item::Message(len, _) | Item::Session(len, _) => len + FRAMING,
             Item::Control(_) => CONTROL_BYTES,
         }
     }
@@ -153,6 +156,23 @@ impl Queue {
         Ok(session)
     }
 
+    /// Queues a session hand-over item (of encoded length `len`) past the message cap,
+    /// within the [`MAX_CONTROL`] bound it shares with barriers and acks.
+    pub(super) fn push_session(&self, len: usize, item: SessionItem) -> Result<(), DropReason> {
+        {
+            let mut s = self.state.lock();
+            if s.closed || !s.up {
+                return Err(DropReason::PeerDown);
+            }
+            if s.items.len() - s.messages >= MAX_CONTROL {
+                return Err(DropReason::QueueFull);
+            }
+            s.items.push_back(Item::Session(len, item));
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// The current session while the link is connected, `None` while it is down.
     pub(super) fn session(&self) -> Option<u64> {
         let s = self.state.lock();
@@ -214,6 +234,7 @@ impl Queue {
                 }
                 Some(Item::Control(Control::Barrier(n))) => batch.barriers.push(n),
                 Some(Item::Control(Control::Ack(n))) => batch.acks.push(n),
+                Some(Item::Session(_, item)) => batch.sessions.push(item),
                 None => break,
             }
             items += 1;
@@ -225,7 +246,10 @@ impl Queue {
 
 /// True when `batch` carries nothing.
 pub(super) fn is_empty(batch: &PeerBatch) -> bool {
-    batch.messages.is_empty() && batch.barriers.is_empty() && batch.acks.is_empty()
+    batch.messages.is_empty()
+        && batch.barriers.is_empty()
+        && batch.acks.is_empty()
+        && batch.sessions.is_empty()
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
-use super::Deliver;
 use super::barrier::{Barriers, StreamBarriers};
 use super::link::Dialer;
+use super::{Deliver, OnSession};
 
 /// Most incoming peer connections at once (the cluster's replicants, with room to spare);
 /// more are refused.
@@ -65,6 +65,8 @@ pub(super) struct ServerCounters {
 pub(super) struct ServerCtx {
     /// Where received messages go.
     deliver: Deliver,
+    /// Where received session hand-over items go (dropped, counted, when unset).
+    on_session: Option<OnSession>,
     /// Counters, shared with [`super::Peers::stats`].
     counters: Arc<ServerCounters>,
     /// Where acks are recorded and barriers answered.
@@ -79,12 +81,14 @@ impl ServerCtx {
     /// The context of an accept loop.
     pub(super) fn new(
         deliver: Deliver,
+        on_session: Option<OnSession>,
         counters: Arc<ServerCounters>,
         barriers: Arc<Barriers>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
             deliver,
+            on_session,
             counters,
             barriers,
             shutdown,
@@ -181,17 +185,18 @@ async fn read_stream(ctx: Arc<ServerCtx>, mut recv: quinn::RecvStream, remote: S
     };
     let span = tracing::info_span!("peer_in", from = %hello.node, incarnation = hello.incarnation);
     let mut answers = ctx.barriers.stream(&hello, ctx.shutdown.clone());
-    read_batches(&ctx, &mut recv, remote, &mut answers)
+    read_batches(&ctx, &mut recv, remote, &hello.node, &mut answers)
         .instrument(span)
         .await;
 }
 
-/// Reads `PeerBatch` frames: delivers their messages in order, then records their acks and
-/// answers their barriers.
+/// Reads `PeerBatch` frames: delivers their messages in order, then hands their session
+/// items over (in order), then records their acks and answers their barriers.
 async fn read_batches(
     ctx: &ServerCtx,
     recv: &mut quinn::RecvStream,
     remote: SocketAddr,
+    from: &str,
     answers: &mut StreamBarriers,
 ) {
     loop {
@@ -208,6 +213,12 @@ async fn read_batches(
                     (ctx.deliver)(msg);
                 }
                 ctx.counters.received.fetch_add(n, Ordering::Relaxed);
+                for item in batch.sessions {
+                    match &ctx.on_session {
+                        Some(f) => f(from, item),
+                        None => metrics::counter!(m::PEER_MALFORMED_TOTAL, "reason" => "unexpected_session_item").increment(1),
+                    }
+                }
                 answers.acks(&batch.acks);
                 answers.barriers(&batch.barriers);
             }

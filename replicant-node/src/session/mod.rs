@@ -7,6 +7,7 @@
 //! The connection task feeds it packets and deliveries with the current time and executes the
 //! [`Outgoing`] items it returns; it never decides protocol behaviour itself.
 
+mod handover;
 mod inbound;
 mod outbound;
 
@@ -18,8 +19,9 @@ use hashbrown::HashMap;
 use meshmq_shared::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use meshmq_shared::config::{MqttConfig, QueueDropPolicy};
 
+pub use handover::{Handed, HandedState};
 pub use inbound::Inbound;
-pub use outbound::Inflight;
+pub use outbound::{Inflight, Stage};
 
 use crate::message::{Delivery, Message, PublishVariant};
 

@@ -14,7 +14,7 @@ use crate::message::{Delivery, PublishVariant};
 
 /// Where an outbound QoS 1/2 delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub enum Stage {
     /// QoS 1 sent, waiting for PUBACK.
     AwaitPubAck,
     /// QoS 2 sent, waiting for PUBREC.
@@ -26,9 +26,9 @@ enum Stage {
 /// One outbound QoS 1/2 delivery awaiting acknowledgement.
 #[derive(Debug, Clone)]
 pub struct Inflight {
-    packet_id: u16,
-    delivery: Delivery,
-    stage: Stage,
+    pub(super) packet_id: u16,
+    pub(super) delivery: Delivery,
+    pub(super) stage: Stage,
 }
 
 impl Session {
@@ -43,6 +43,12 @@ impl Session {
             self.send_new(now, d, out);
             return;
         }
+        self.queue_back(d);
+    }
+
+    /// Queues `d` behind the pending queue; when it is full the drop policy picks the victim
+    /// (counted).
+    pub(super) fn queue_back(&mut self, d: Delivery) {
         if self.pending.len() >= self.limits.max_queue {
             self.drops.queue_full += 1;
             match self.limits.drop_policy {
@@ -138,7 +144,7 @@ impl Session {
         }
     }
 
-    fn alloc_packet_id(&mut self) -> u16 {
+    pub(super) fn alloc_packet_id(&mut self) -> u16 {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };

@@ -192,3 +192,53 @@ fn v5_3_3_2_3_4_server_topic_aliases_reuse() {
         vec![(Some(1), false), (Some(1), true), (None, false)]
     );
 }
+
+#[test]
+fn a_handed_over_session_resends_in_flight_with_the_same_ids_then_its_queue() {
+    let now = Instant::now();
+    let mut old = session(2);
+    let mut out = Vec::new();
+    old.attach(now, conn(ProtocolVersion::V5, 2), &mut out);
+    for t in ["a", "b", "c", "d"] {
+        old.deliver(now, delivery(now, t, QoS::AtLeastOnce), &mut out);
+    }
+    assert_eq!(publishes(&out), vec![(1, false), (2, false)]);
+    let mut inbound = Vec::new();
+    let p = Publish {
+        dup: false,
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        topic: "in".into(),
+        packet_id: 9,
+        payload: Bytes::from_static(b"q2"),
+        properties: Properties::default(),
+    };
+    old.on_publish(now, p, true, &mut inbound)
+        .expect("accepted");
+    let state = old.export();
+    assert_eq!(
+        old.inflight_len() + old.pending_len() + old.awaiting_rel_len(),
+        0
+    );
+    assert_eq!(state.deliveries.len(), 4);
+    assert_eq!(state.awaiting_rel, vec![9]);
+
+    let mut new = session(10);
+    new.import(now, state);
+    assert_eq!(new.awaiting_rel_len(), 1);
+    let mut out = Vec::new();
+    new.attach(now, conn(ProtocolVersion::V5, 10), &mut out);
+    // In flight again with DUP and the same ids, then the queue under fresh ids.
+    assert_eq!(
+        publishes(&out),
+        vec![(1, true), (2, true), (3, false), (4, false)]
+    );
+    let topics: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outgoing::Publish { msg, .. } => Some(msg.topic.clone()),
+            Outgoing::Packet(_) => None,
+        })
+        .collect();
+    assert_eq!(topics, ["a", "b", "c", "d"]);
+}

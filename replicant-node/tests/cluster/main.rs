@@ -16,6 +16,7 @@ mod common;
 
 mod catchup;
 mod failover;
+mod handover;
 mod harness;
 mod lease;
 mod replication;

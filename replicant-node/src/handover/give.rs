@@ -1,0 +1,231 @@
+//! The old owner's side of a hand-over: detach the session from its connection (kicked with
+//! 0x8E), send its deliveries and state to the new owner, forward what still reaches it
+//! until the new owner says its routes are live (or [`FORWARD_MAX`]), then drop the copy.
+//! A claim seen in the replica before any request waits [`REQUEST_WAIT`] for one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshmq_proto::peer::{SessionItem, TakeoverEnd, TakeoverRequest, TakeoverState, session_item};
+use meshmq_shared::codec::ReasonCode;
+use meshmq_shared::metrics as m;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::take::peer_addr;
+use super::to_wire;
+use crate::broker::Ctx;
+use crate::connection::end_session_moved;
+use crate::peer::Peers;
+use crate::session::{Handed, HandedState};
+use crate::sessions::{Control, Leaving, SessionSlot};
+
+/// How long a session claimed elsewhere waits for the new owner's request before it ends.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
+/// Longest this node forwards to the new owner without hearing `TakeoverEnd`.
+pub const FORWARD_MAX: Duration = Duration::from_secs(10);
+
+fn counted(result: &'static str) {
+    metrics::counter!(m::HANDOVERS_TOTAL, "role" => "give", "result" => result).increment(1);
+}
+
+fn item(kind: session_item::Kind) -> SessionItem {
+    SessionItem { kind: Some(kind) }
+}
+
+/// A takeover request from `from` (handled on its own task).
+pub(super) fn on_request(ctx: &Arc<Ctx>, from: &str, req: TakeoverRequest) {
+    tokio::spawn(give(ctx.clone(), from.to_owned(), req));
+}
+
+/// The new owner's routes are live: stop forwarding that session.
+pub(super) fn on_end(ctx: &Ctx, e: &TakeoverEnd) {
+    let mut outgoing = ctx.handovers.outgoing.lock();
+    if outgoing
+        .get(&e.client_id)
+        .is_some_and(|(g, _)| *g == e.generation)
+        && let Some((_, stop)) = outgoing.remove(&e.client_id)
+    {
+        let _ = stop.send(());
+    }
+}
+
+/// A claim of `slot`'s client by another node was seen (clean start = 0): close the local
+/// connection and keep the session, without an owner, for the new owner's request; end it
+/// after [`REQUEST_WAIT`] if none comes. False when there is nothing to do (a newer local
+/// connection, or a hand-over already under way).
+pub(crate) fn await_request(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, generation: u64) -> bool {
+    let control = {
+        let mut inner = slot.inner.lock();
+        if inner.ended || inner.generation >= generation || inner.leaving != Leaving::No {
+            return false;
+        }
+        inner.leaving = Leaving::AwaitingRequest;
+        inner.owner = None;
+        inner.epoch += 1;
+        inner.control.take()
+    };
+    kick(control);
+    let (ctx, slot) = (ctx.clone(), slot.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REQUEST_WAIT) => {}
+        }
+        if slot.inner.lock().leaving == Leaving::AwaitingRequest {
+            counted("abandoned");
+            debug!(client_id = %slot.client_id, "no takeover request came; session copy dropped");
+            end_session_moved(&ctx, &slot).await;
+        }
+    });
+    true
+}
+
+fn kick(control: Option<mpsc::Sender<Control>>) {
+    if let Some(tx) = control {
+        metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
+        let _ = tx.try_send(Control::Kick {
+            reason: ReasonCode::SessionTakenOver,
+            session_ends: false,
+        });
+    }
+}
+
+/// Detaches the session of `slot` for a claim of `generation`: no connection owns it any
+/// more and its state (with what waited in the mailbox) is taken out. `None` when there is
+/// nothing to hand over.
+fn detach(
+    slot: &SessionSlot,
+    generation: u64,
+) -> Option<(Option<mpsc::Sender<Control>>, HandedState)> {
+    let mut inner = slot.inner.lock();
+    if inner.ended || inner.generation >= generation || inner.leaving == Leaving::Forwarding {
+        return None;
+    }
+    let control = inner.control.take();
+    inner.owner = None;
+    inner.epoch += 1;
+    inner.leaving = Leaving::Forwarding;
+    let mut state = inner.session.export();
+    let mut queued = Vec::new();
+    slot.mailbox.drain(usize::MAX, &mut queued);
+    state
+        .deliveries
+        .extend(queued.into_iter().map(|delivery| Handed {
+            delivery,
+            inflight: None,
+        }));
+    Some((control, state))
+}
+
+async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
+    let Some(peers) = ctx.peers.clone() else {
+        return;
+    };
+    let Some(addr) = peer_addr(&ctx, &from) else {
+        counted("unreachable");
+        return;
+    };
+    let TakeoverRequest {
+        client_id,
+        generation,
+    } = req;
+    let slot = ctx.sessions.get(&client_id);
+    let detached = slot.as_ref().and_then(|s| detach(s, generation));
+    let (Some(slot), Some((control, state))) = (slot, detached) else {
+        counted("not_found");
+        let none = TakeoverState {
+            client_id,
+            generation,
+            ..TakeoverState::default()
+        };
+        let _ = peers.send_session(&from, &addr, item(session_item::Kind::State(none)));
+        return;
+    };
+    kick(control);
+    // The client is connected (at the new owner): QoS 0 keeps flowing while forwarded.
+    slot.mailbox.set_online(true);
+    let stop = ctx.handovers.forwarding(&client_id, generation);
+    let now = Instant::now();
+    let n = state.deliveries.len();
+    let send = |kind| peers.send_session(&from, &addr, item(kind));
+    let mut sent = 0;
+    for h in &state.deliveries {
+        let d = to_wire(&client_id, generation, h, now);
+        if send(session_item::Kind::Delivery(d)).is_ok() {
+            sent += 1;
+        }
+    }
+    let done = TakeoverState {
+        client_id: client_id.clone(),
+        generation,
+        found: true,
+        next_packet_id: u32::from(state.next_packet_id),
+        awaiting_rel: state.awaiting_rel.iter().map(|&id| u32::from(id)).collect(),
+        deliveries: n as u64,
+    };
+    metrics::counter!(m::HANDOVER_MESSAGES_TOTAL, "direction" => "sent").increment(sent as u64);
+    if sent < n || send(session_item::Kind::State(done)).is_err() {
+        // The new owner times out and goes on from the subscriptions table alone.
+        counted("unreachable");
+        metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "handover_failed")
+            .increment((n - sent) as u64);
+        ctx.handovers.forwarded(&client_id, generation);
+        end_session_moved(&ctx, &slot).await;
+        return;
+    }
+    counted("ok");
+    debug!(%client_id, to = %from, deliveries = n, "session handed over");
+    forward(&ctx, &peers, (&from, &addr), &slot, generation, stop).await;
+}
+
+/// Forwards what reaches the handed-over session's mailbox to the new owner until it says
+/// stop (or [`FORWARD_MAX`]), then drops the local copy (its routes go with it).
+async fn forward(
+    ctx: &Arc<Ctx>,
+    peers: &Peers,
+    (node, addr): (&str, &str),
+    slot: &Arc<SessionSlot>,
+    generation: u64,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let deadline = tokio::time::sleep(FORWARD_MAX);
+    tokio::pin!(deadline);
+    let mut batch = Vec::new();
+    loop {
+        let last = tokio::select! {
+            _ = ctx.shutdown.cancelled() => true,
+            _ = &mut stop => true,
+            _ = &mut deadline => true,
+            _ = slot.mailbox.ready.notified() => false,
+        };
+        if last {
+            // Nothing new reaches the mailbox after this; the drain below is the final one.
+            ctx.router.unregister(slot.id);
+        }
+        slot.mailbox.drain(usize::MAX, &mut batch);
+        let now = Instant::now();
+        let (mut sent, mut failed) = (0u64, 0u64);
+        for delivery in batch.drain(..) {
+            let h = Handed {
+                delivery,
+                inflight: None,
+            };
+            let d = to_wire(&slot.client_id, generation, &h, now);
+            match peers.send_session(node, addr, item(session_item::Kind::Delivery(d))) {
+                Ok(()) => sent += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        metrics::counter!(m::HANDOVER_MESSAGES_TOTAL, "direction" => "sent").increment(sent);
+        if failed > 0 {
+            metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "handover_failed")
+                .increment(failed);
+        }
+        if last {
+            break;
+        }
+    }
+    ctx.handovers.forwarded(&slot.client_id, generation);
+    end_session_moved(ctx, slot).await;
+}
