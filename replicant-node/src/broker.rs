@@ -44,6 +44,8 @@ pub struct Ctx {
     pub peers: Option<Peers>,
     /// Cross-node session hand-overs in progress.
     pub handovers: crate::handover::Handovers,
+    /// Cluster-wide shared-subscription picks (strategy state).
+    pub shared_picker: crate::shared_pick::SharedPicker,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
     /// Source of session and connection ids.
@@ -162,6 +164,7 @@ impl BrokerBuilder {
             incarnation,
             peers,
             handovers: crate::handover::Handovers::default(),
+            shared_picker: crate::shared_pick::SharedPicker::default(),
             authz: self.authz,
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),

@@ -5,8 +5,8 @@
 //!
 //! Owns the conversion between [`Message`] and the wire `PeerMessage`. The transport is in
 //! [`crate::peer`]; which nodes match is the tables' `route_nodes_matching`. Node-local
-//! topics (`$SYS/...`) are never forwarded. Shared subscriptions across nodes are not
-//! handled here yet: a `$share` group is served by members on the publishing node only.
+//! topics (`$SYS/...`) are never forwarded. Shared-group members are picked cluster-wide
+//! by the publishing node (`crate::shared_pick`), which forwards to the picked member only.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -88,17 +88,29 @@ pub async fn sync_links(ctx: Arc<Ctx>) {
 /// The callback the peer server calls for each received message: local delivery only.
 /// `ctx` is filled in once the broker context exists (the peer endpoint starts before it).
 pub fn deliver_fn(ctx: Arc<OnceLock<Weak<Ctx>>>) -> Deliver {
-    Arc::new(move |pm: PeerMessage| {
+    Arc::new(move |mut pm: PeerMessage| {
         let Some(ctx) = ctx.get().and_then(Weak::upgrade) else {
             return;
         };
+        let shared = pm.shared.take();
         let Some(msg) = from_wire(pm, Instant::now()) else {
             metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "bad_peer_message")
                 .increment(1);
             return;
         };
         metrics::counter!(m::MESSAGES_FROM_PEERS_TOTAL).increment(1);
-        if !crate::publish::route(&ctx, &Arc::new(msg)).matched {
+        let msg = Arc::new(msg);
+        if let Some(t) = shared {
+            match crate::shared_pick::local_target(&ctx, &t.group, &t.filter, &t.client_id, &msg) {
+                Some(target) => {
+                    crate::publish::push(vec![target]);
+                }
+                None => {
+                    metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "shared_member_gone")
+                        .increment(1)
+                }
+            }
+        } else if !crate::publish::route(&ctx, &msg).matched {
             crate::publish::count_unmatched(); // a route that outlived its subscribers
         }
     })
@@ -119,6 +131,7 @@ pub fn to_wire(msg: &Message, now: Instant) -> PeerMessage {
         correlation_data: p.correlation_data.clone(),
         user_properties: crate::message::user_properties_to_wire(p),
         from_client: msg.from_client.as_deref().unwrap_or_default().to_owned(),
+        shared: None,
     }
 }
 

@@ -25,6 +25,7 @@ pub mod replica;
 pub mod router;
 pub mod session;
 pub mod sessions;
+pub mod shared_pick;
 pub mod sys;
 pub mod ws;
 

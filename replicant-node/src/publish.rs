@@ -19,8 +19,17 @@ pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Arc<Mailbox>> 
     if msg.retain {
         cluster::retain(ctx, &msg).await;
     }
-    let local = route(ctx, &msg);
-    let remote = crate::forward::to_peers(ctx, &msg);
+    let mut targets = Vec::new();
+    let mut remote = 0;
+    if ctx.peers.is_some() {
+        // Shared groups are picked cluster-wide by the publishing node.
+        ctx.router.route_plain(&msg, &mut targets);
+        remote += crate::shared_pick::pick(ctx, &msg, &mut targets);
+    } else {
+        ctx.router.route(&msg, &mut targets);
+    }
+    let local = push(targets);
+    remote += crate::forward::to_peers(ctx, &msg);
     if !local.matched && remote == 0 {
         count_unmatched();
     }
@@ -40,12 +49,17 @@ pub fn count_unmatched() {
     metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "no_subscribers").increment(1);
 }
 
-/// Delivers `msg` to the local sessions whose subscriptions match (messages from peers come
-/// straight here: they are never forwarded again). Counts nothing: the caller knows whether
-/// the message also went elsewhere.
+/// Delivers a message forwarded by a peer to the local plain subscribers whose
+/// subscriptions match (it is never forwarded again; shared members were picked by the
+/// publishing node). Counts nothing: the caller knows whether it was expected here.
 pub fn route(ctx: &Ctx, msg: &Arc<Message>) -> Local {
     let mut targets = Vec::new();
-    ctx.router.route(msg, &mut targets);
+    ctx.router.route_plain(msg, &mut targets);
+    push(targets)
+}
+
+/// Pushes each delivery into its mailbox.
+pub fn push(targets: Vec<crate::router::Target>) -> Local {
     let matched = !targets.is_empty();
     let mut congested = None;
     for (mailbox, delivery) in targets {

@@ -171,6 +171,45 @@ impl Router {
     /// give one delivery at the highest granted QoS carrying every subscription identifier;
     /// each shared group gives one delivery to one member.
     pub fn route(&self, msg: &Arc<Message>, out: &mut Vec<Target>) {
+        self.route_with(msg, true, out);
+    }
+
+    /// Like [`route`](Self::route) without the shared groups (in a cluster the publishing
+    /// node picks shared members cluster-wide: see `crate::shared_pick`).
+    pub fn route_plain(&self, msg: &Arc<Message>, out: &mut Vec<Target>) {
+        self.route_with(msg, false, out);
+    }
+
+    /// The delivery of `msg` to session `sid` as a member of `$share/{group}/{filter}`;
+    /// `None` when it is not a member here.
+    pub fn shared_member(
+        &self,
+        group: &str,
+        filter: &str,
+        sid: SessionId,
+        msg: &Arc<Message>,
+    ) -> Option<Target> {
+        let st = self.state.read();
+        let g = st.shared.get(filter)?.get(group)?;
+        let (_, opts) = g.members.iter().find(|(s, _)| *s == sid)?;
+        member_target(&st, sid, *opts, msg)
+    }
+
+    /// One local member of `$share/{group}/{filter}` picked by the strategy (online ones
+    /// first); `None` when the group has no member here.
+    pub fn shared_pick_local(
+        &self,
+        group: &str,
+        filter: &str,
+        msg: &Arc<Message>,
+    ) -> Option<Target> {
+        let st = self.state.read();
+        let g = st.shared.get(filter)?.get(group)?;
+        let (sid, opts) = self.pick(g, msg, &st.mailboxes)?;
+        member_target(&st, sid, opts, msg)
+    }
+
+    fn route_with(&self, msg: &Arc<Message>, shared: bool, out: &mut Vec<Target>) {
         let st = self.state.read();
         let mut hits: Vec<(SessionId, SubOpts)> = Vec::new();
         st.trie.for_each_match(&msg.topic, |v| {
@@ -196,19 +235,18 @@ impl Router {
                 out.push((mb.clone(), delivery(msg, qos, rap, ids)));
             }
         }
+        if !shared {
+            return;
+        }
         st.shared_trie
             .for_each_match_with_filter(&msg.topic, |filter, group| {
                 let Some(g) = st.shared.get(filter).and_then(|m| m.get(group)) else {
                     return;
                 };
                 if let Some((sid, opts)) = self.pick(g, msg, &st.mailboxes)
-                    && let Some(mb) = st.mailboxes.get(&sid)
+                    && let Some(t) = member_target(&st, sid, opts, msg)
                 {
-                    let ids = opts.subscription_id.into_iter().collect();
-                    out.push((
-                        mb.clone(),
-                        delivery(msg, opts.qos, opts.retain_as_published, ids),
-                    ));
+                    out.push(t);
                 }
             });
     }
@@ -257,6 +295,16 @@ fn hash_of(s: &str) -> usize {
     let mut h = DefaultHasher::new();
     s.hash(&mut h);
     h.finish() as usize
+}
+
+/// The delivery of `msg` to member `sid` of a shared group, with its options.
+fn member_target(st: &State, sid: SessionId, opts: SubOpts, msg: &Arc<Message>) -> Option<Target> {
+    let mb = st.mailboxes.get(&sid)?;
+    let ids = opts.subscription_id.into_iter().collect();
+    Some((
+        mb.clone(),
+        delivery(msg, opts.qos, opts.retain_as_published, ids),
+    ))
 }
 
 fn delivery(

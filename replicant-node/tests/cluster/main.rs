@@ -21,4 +21,5 @@ mod harness;
 mod lease;
 mod replication;
 mod routing;
+mod shared;
 mod takeover;
