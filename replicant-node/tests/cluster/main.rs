@@ -19,6 +19,7 @@ mod failover;
 mod handover;
 mod harness;
 mod lease;
+mod reconnect;
 mod replication;
 mod routing;
 mod shared;
