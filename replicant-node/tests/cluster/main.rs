@@ -24,3 +24,4 @@ mod replication;
 mod routing;
 mod shared;
 mod takeover;
+mod wills;
