@@ -233,3 +233,40 @@ async fn an_offline_session_moves_with_its_queue_and_its_qos2_flow() {
     r2.shutdown().await;
     cluster.stop().await;
 }
+
+/// The replicant holding a persistent session is gone: reconnecting on another one still
+/// resumes it from the `subscriptions` table (session present = 1), and what is published
+/// afterwards arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_replicant_is_gone_resumes_elsewhere() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster.start_replicant("r2").await;
+    let r3 = cluster.start_replicant("r3").await;
+    let id = unique("dead");
+    let (mut s, _) =
+        RawClient::connect_with(r1.mqtt_addr(), persistent(ProtocolVersion::V5, &id)).await;
+    s.subscribe(&format!("dead/{id}"), QoS::AtLeastOnce).await;
+    r1.shutdown().await;
+    let _ = s.wait_closed(WAIT).await;
+    assert!(
+        wait_until(WAIT, || !r2.peers().expect("cluster").is_up("r1")).await,
+        "r2 saw r1 go"
+    );
+    let started = Instant::now();
+    let (mut s, ack) =
+        RawClient::connect_with(r2.mqtt_addr(), persistent(ProtocolVersion::V5, &id)).await;
+    assert!(ack.session_present, "restored from the tables");
+    println!(
+        "CONNACK with the old node down after {:?}",
+        started.elapsed()
+    );
+    let mut p = RawClient::connect(r3.mqtt_addr(), ProtocolVersion::V5, &unique("dead-p")).await;
+    p.publish(&format!("dead/{id}"), "after", QoS::AtLeastOnce, false)
+        .await;
+    assert_eq!(&s.recv_publish().await.payload[..], b"after");
+    r2.shutdown().await;
+    r3.shutdown().await;
+    cluster.stop().await;
+}
