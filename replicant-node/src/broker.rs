@@ -46,6 +46,8 @@ pub struct Ctx {
     pub handovers: crate::handover::Handovers,
     /// Cluster-wide shared-subscription picks (strategy state).
     pub shared_picker: crate::shared_pick::SharedPicker,
+    /// Commits this node's `routes` rows in decision order.
+    pub route_writer: crate::route_writer::RouteWriter,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
     /// Source of session and connection ids.
@@ -165,6 +167,7 @@ impl BrokerBuilder {
             peers,
             handovers: crate::handover::Handovers::default(),
             shared_picker: crate::shared_pick::SharedPicker::default(),
+            route_writer: crate::route_writer::RouteWriter::default(),
             authz: self.authz,
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -211,6 +214,7 @@ impl BrokerBuilder {
         }
         tasks.spawn(sys::run(ctx.clone()));
         tasks.spawn(crate::forward::sync_links(ctx.clone()));
+        tasks.spawn(crate::route_writer::run(ctx.clone()));
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {

@@ -70,6 +70,15 @@ pub async fn barrier(ctx: &Ctx) {
     }
 }
 
+/// Waits (bounded) until every route decision this node's router made so far is committed
+/// by the route writer and applied here (`crate::route_writer`).
+pub async fn routes_committed(ctx: &Ctx) {
+    let seq = ctx.router.decided_seq();
+    if !ctx.route_writer.wait(seq).await {
+        warn!(seq, "route decisions not committed in time");
+    }
+}
+
 /// The longest a SUBACK waits for the other replicants to confirm a route.
 pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(2);
 

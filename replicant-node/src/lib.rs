@@ -22,6 +22,7 @@ pub mod message;
 pub mod peer;
 pub mod publish;
 pub mod replica;
+pub mod route_writer;
 pub mod router;
 pub mod session;
 pub mod sessions;

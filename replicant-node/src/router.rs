@@ -45,6 +45,9 @@ struct State {
     /// Order of first/last decisions, stamped on the `routes` ops (`RouteAdd.seq`) so that
     /// ops committed out of order still apply in decision order. Starts at 1.
     route_seq: u64,
+    /// Route decisions not yet taken by the route writer: the latest per filter
+    /// (`true` = add), with its seq. Recorded under this lock, so seqs and queue agree.
+    decisions: HashMap<String, (bool, u64)>,
     shared_trie: Trie<Box<str>>,
     /// filter → group → members.
     shared: HashMap<Box<str>, HashMap<Box<str>, SharedGroup>>,
@@ -57,6 +60,22 @@ fn next_seq(st: &mut State) -> u64 {
     st.route_seq
 }
 
+/// Records a first/last decision for `filter` and returns its seq.
+fn decide(st: &mut State, filter: &str, add: bool) -> u64 {
+    let seq = next_seq(st);
+    st.decisions.insert(filter.to_owned(), (add, seq));
+    seq
+}
+
+/// Route decisions taken by the route writer: `(filter, add, seq)`, and the seq up to
+/// which every decision is in this batch or in an earlier one.
+pub struct Decisions {
+    /// The latest decision per filter, at most the requested number.
+    pub batch: Vec<(String, bool, u64)>,
+    /// Every decision with a seq up to this one has been handed out.
+    pub covered: u64,
+}
+
 /// A delivery to push into a session's mailbox.
 pub type Target = (Arc<Mailbox>, Delivery);
 
@@ -65,6 +84,8 @@ pub type Target = (Arc<Mailbox>, Delivery);
 pub struct Router {
     state: RwLock<State>,
     strategy: SharedStrategy,
+    /// Woken when a route decision is recorded (the route writer waits on it).
+    pub decided: tokio::sync::Notify,
 }
 
 impl Router {
@@ -73,7 +94,51 @@ impl Router {
         Router {
             state: RwLock::new(State::default()),
             strategy,
+            decided: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Takes up to `max` pending route decisions for the route writer (the oldest first).
+    pub fn take_decisions(&self, max: usize) -> Decisions {
+        let mut st = self.state.write();
+        let mut all: Vec<(String, bool, u64)> = st
+            .decisions
+            .drain()
+            .map(|(f, (add, seq))| (f, add, seq))
+            .collect();
+        all.sort_unstable_by_key(|d| d.2);
+        let rest = all.split_off(all.len().min(max));
+        let covered = rest.first().map_or(st.route_seq, |d| d.2 - 1);
+        for (f, add, seq) in rest {
+            st.decisions.insert(f, (add, seq));
+        }
+        Decisions {
+            batch: all,
+            covered,
+        }
+    }
+
+    /// Puts back decisions whose commit failed, unless a newer one for the filter exists.
+    pub fn requeue_decisions(&self, failed: Vec<(String, bool, u64)>) {
+        let mut st = self.state.write();
+        for (f, add, seq) in failed {
+            match st.decisions.get(&f) {
+                Some((_, newer)) if *newer > seq => {}
+                _ => {
+                    st.decisions.insert(f, (add, seq));
+                }
+            }
+        }
+    }
+
+    /// The seq of the latest route decision (0 before the first).
+    pub fn decided_seq(&self) -> u64 {
+        self.state.read().route_seq
+    }
+
+    /// True when route decisions wait for the writer.
+    pub fn has_decisions(&self) -> bool {
+        !self.state.read().decisions.is_empty()
     }
 
     /// Makes a session's mailbox reachable.
@@ -87,7 +152,7 @@ impl Router {
     }
 
     /// Adds a plain subscription; returns the route seq when `filter` had no local subscriber
-    /// before (the caller then writes `RouteAdd` with it).
+    /// before (a `RouteAdd` decision is then queued for the route writer).
     pub fn subscribe(&self, sid: SessionId, filter: &str, opts: SubOpts) -> Option<u64> {
         let mut st = self.state.write();
         if !st.trie.insert(filter, SubValue { sid, opts }) {
@@ -95,7 +160,12 @@ impl Router {
         }
         let n = st.filter_counts.entry_ref(filter).or_insert(0);
         *n += 1;
-        (*n == 1).then(|| next_seq(&mut st))
+        let seq = (*n == 1).then(|| decide(&mut st, filter, true));
+        drop(st);
+        if seq.is_some() {
+            self.decided.notify_one();
+        }
+        seq
     }
 
     /// Removes a plain subscription; returns the route seq when `filter` has no local
@@ -112,7 +182,10 @@ impl Router {
             }
             Some(_) => {
                 st.filter_counts.remove(filter);
-                Some(next_seq(&mut st))
+                let seq = decide(&mut st, filter, false);
+                drop(st);
+                self.decided.notify_one();
+                Some(seq)
             }
             None => None,
         }
@@ -318,5 +391,58 @@ fn delivery(
         qos: msg.qos.min(sub_qos),
         retain: rap && msg.retain,
         subscription_ids: ids,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshmq_shared::codec::QoS;
+
+    fn opts() -> SubOpts {
+        SubOpts {
+            qos: QoS::AtLeastOnce,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
+            subscription_id: None,
+        }
+    }
+
+    #[test]
+    fn route_decisions_keep_the_latest_per_filter_and_say_what_they_cover() {
+        let r = Router::new(SharedStrategy::RoundRobin);
+        let a = r
+            .subscribe(1, "a/#", opts())
+            .expect("first subscriber of a/#");
+        assert_eq!(
+            r.subscribe(2, "a/#", opts()),
+            None,
+            "second subscriber: no decision"
+        );
+        let b = r.subscribe(1, "b", opts()).expect("first of b");
+        let b_gone = r.unsubscribe(1, "b", opts()).expect("last of b");
+        assert!(a < b && b < b_gone);
+        assert_eq!(r.decided_seq(), b_gone);
+
+        let d = r.take_decisions(10);
+        let got: Vec<_> = d
+            .batch
+            .iter()
+            .map(|(f, add, _)| (f.as_str(), *add))
+            .collect();
+        assert_eq!(got, [("a/#", true), ("b", false)], "b's add was superseded");
+        assert_eq!(d.covered, b_gone);
+        assert!(!r.has_decisions());
+
+        // A batch that failed goes back, unless a newer decision for its filter exists.
+        let again = r.subscribe(1, "b", opts()).expect("b again");
+        r.requeue_decisions(d.batch);
+        let d = r.take_decisions(1);
+        assert_eq!(d.batch, [("a/#".to_owned(), true, a)]);
+        assert_eq!(d.covered, again - 1, "b's newer add is still pending");
+        let d = r.take_decisions(10);
+        assert_eq!(d.batch, [("b".to_owned(), true, again)]);
+        assert_eq!(d.covered, again);
     }
 }

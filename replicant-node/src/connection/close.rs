@@ -191,9 +191,8 @@ async fn end_session_with(
     for (filter, opts) in subs {
         match parse_subscription(&filter) {
             Ok(SubscriptionFilter::Plain(f)) => {
-                if let Some(seq) = ctx.router.unsubscribe(slot.id, f, opts) {
-                    ops.push(cluster::route_remove(ctx, f, seq));
-                }
+                // The last local subscriber queues a `RouteRemove` (route writer).
+                ctx.router.unsubscribe(slot.id, f, opts);
             }
             Ok(SubscriptionFilter::Shared { group, filter: f }) => {
                 ctx.router.unsubscribe_shared(slot.id, group, f);

@@ -58,6 +58,7 @@ pub(super) async fn restore(ctx: &Ctx, slot: &SessionSlot) -> Option<usize> {
     }
     cluster::transact(ctx, ops).await;
     // As for SUBACK: the restored routes are known on every replicant before CONNACK.
+    cluster::routes_committed(ctx).await;
     cluster::barrier(ctx).await;
     metrics::counter!(m::SESSIONS_RESTORED_TOTAL).increment(1);
     metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.router.subscription_count() as f64);

@@ -90,8 +90,9 @@ where
         }
         cluster::transact(&self.ctx, ops).await;
         // Every SUBSCRIBE (even one that added no route: another local subscriber's route
-        // may have been committed an instant ago) waits for the other replicants to have
-        // applied what this node has, before SUBACK.
+        // may be on its way) waits for this node's route decisions to be committed, then for
+        // the other replicants to have applied what this node has, before SUBACK.
+        cluster::routes_committed(&self.ctx).await;
         cluster::barrier(&self.ctx).await;
         metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
         let mut properties = Properties::default();
@@ -204,9 +205,8 @@ where
             };
             match topic::parse_subscription(filter) {
                 Ok(SubscriptionFilter::Plain(f)) => {
-                    if let Some(seq) = self.ctx.router.unsubscribe(self.slot.id, f, opts) {
-                        ops.push(cluster::route_remove(&self.ctx, f, seq));
-                    }
+                    // The last local subscriber queues a `RouteRemove` (route writer).
+                    self.ctx.router.unsubscribe(self.slot.id, f, opts);
                 }
                 Ok(SubscriptionFilter::Shared { group, filter: f }) => {
                     self.ctx.router.unsubscribe_shared(self.slot.id, group, f);
@@ -236,8 +236,9 @@ where
 }
 
 /// Puts a subscription of session `sid` in the router (replacing an earlier one of the same
-/// filter with other options) and adds the `routes` / `shared` operations it needs for this
-/// node. Returns true for a shared subscription.
+/// filter with other options; the router queues the `routes` decision for the route writer)
+/// and adds the `shared` operation it needs for this node. Returns true for a shared
+/// subscription.
 ///
 /// The caller has already put it in the session's subscription map, and writes the
 /// `subscriptions` row itself if it must (SUBSCRIBE of a persistent session; never when a
@@ -256,9 +257,8 @@ pub(super) fn install(
             if let Some(old) = old {
                 ctx.router.unsubscribe(sid, f, old);
             }
-            if let Some(seq) = ctx.router.subscribe(sid, f, opts) {
-                ops.push(cluster::route_add(ctx, f, seq));
-            }
+            // A first local subscriber queues a `RouteAdd` for the route writer.
+            ctx.router.subscribe(sid, f, opts);
             false
         }
         SubscriptionFilter::Shared { group, filter } => {

@@ -81,6 +81,18 @@ pub(crate) fn await_request(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, generation:
     true
 }
 
+/// Drops (and counts) deliveries whose message expired: on the wire an expiry can only be
+/// a remaining interval, which would bring them back to life.
+fn drop_expired(deliveries: &mut Vec<Handed>, now: Instant) {
+    let before = deliveries.len();
+    deliveries.retain(|h| !h.delivery.msg.is_expired(now));
+    let expired = before - deliveries.len();
+    if expired > 0 {
+        metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "expired")
+            .increment(expired as u64);
+    }
+}
+
 fn kick(control: Option<mpsc::Sender<Control>>) {
     if let Some(tx) = control {
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
@@ -132,7 +144,7 @@ async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
     } = req;
     let slot = ctx.sessions.get(&client_id);
     let detached = slot.as_ref().and_then(|s| detach(s, generation));
-    let (Some(slot), Some((control, state))) = (slot, detached) else {
+    let (Some(slot), Some((control, mut state))) = (slot, detached) else {
         counted("not_found");
         let none = TakeoverState {
             client_id,
@@ -147,6 +159,7 @@ async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
     slot.mailbox.set_online(true);
     let stop = ctx.handovers.forwarding(&client_id, generation);
     let now = Instant::now();
+    drop_expired(&mut state.deliveries, now);
     let n = state.deliveries.len();
     let send = |kind| peers.send_session(&from, &addr, item(kind));
     let mut sent = 0;
@@ -191,7 +204,7 @@ async fn forward(
 ) {
     let deadline = tokio::time::sleep(FORWARD_MAX);
     tokio::pin!(deadline);
-    let mut batch = Vec::new();
+    let mut queued = Vec::new();
     loop {
         let last = tokio::select! {
             _ = ctx.shutdown.cancelled() => true,
@@ -203,14 +216,18 @@ async fn forward(
             // Nothing new reaches the mailbox after this; the drain below is the final one.
             ctx.router.unregister(slot.id);
         }
-        slot.mailbox.drain(usize::MAX, &mut batch);
+        slot.mailbox.drain(usize::MAX, &mut queued);
         let now = Instant::now();
-        let (mut sent, mut failed) = (0u64, 0u64);
-        for delivery in batch.drain(..) {
-            let h = Handed {
+        let mut batch: Vec<Handed> = queued
+            .drain(..)
+            .map(|delivery| Handed {
                 delivery,
                 inflight: None,
-            };
+            })
+            .collect();
+        drop_expired(&mut batch, now);
+        let (mut sent, mut failed) = (0u64, 0u64);
+        for h in batch {
             let d = to_wire(&slot.client_id, generation, &h, now);
             match peers.send_session(node, addr, item(session_item::Kind::Delivery(d))) {
                 Ok(()) => sent += 1,

@@ -1,0 +1,102 @@
+//! Writes this node's `routes` rows in the order the router decided them. The router
+//! records each first-subscriber / last-subscriber decision with a seq under its own lock
+//! (the latest decision per filter wins); this one task takes them in batches and commits
+//! one batch at a time, so a `RouteRemove` can never commit before the `RouteAdd` it undoes
+//! nor an old add after a newer remove (which would leave a stale row behind: the table
+//! keeps no tombstones). A failed batch is put back (unless superseded) and retried with
+//! backoff.
+//!
+//! [`RouteWriter::wait`] lets a SUBACK (or a restored session's CONNACK) wait until every
+//! decision up to a seq is committed and applied here, before the peer barrier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::broker::Ctx;
+use crate::cluster;
+
+/// Most route ops in one transaction (well under the core's per-entry limit).
+const MAX_BATCH: usize = 4_096;
+/// Longest a caller of [`RouteWriter::wait`] waits (the core may be unreachable).
+pub const WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// The writer's progress.
+#[derive(Debug)]
+pub struct RouteWriter {
+    /// Every decision with a seq up to this one is committed (or superseded and committed).
+    committed: watch::Sender<u64>,
+}
+
+impl Default for RouteWriter {
+    fn default() -> Self {
+        Self {
+            committed: watch::Sender::new(0),
+        }
+    }
+}
+
+impl RouteWriter {
+    /// Waits until every route decision up to `seq` is committed (at most [`WAIT_MAX`]);
+    /// false on timeout.
+    pub async fn wait(&self, seq: u64) -> bool {
+        let mut rx = self.committed.subscribe();
+        tokio::time::timeout(WAIT_MAX, rx.wait_for(|c| *c >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Highest seq covered by committed batches.
+    pub fn committed(&self) -> u64 {
+        *self.committed.borrow()
+    }
+}
+
+/// The writer task; runs until shutdown.
+pub async fn run(ctx: Arc<Ctx>) {
+    let writer = &ctx.route_writer;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if !ctx.router.has_decisions() {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                _ = ctx.router.decided.notified() => {}
+            }
+        }
+        let d = ctx.router.take_decisions(MAX_BATCH);
+        if d.batch.is_empty() {
+            writer.committed.send_if_modified(|c| {
+                let raised = d.covered > *c;
+                *c = (*c).max(d.covered);
+                raised
+            });
+            continue;
+        }
+        let ops = d
+            .batch
+            .iter()
+            .map(|(f, add, seq)| {
+                if *add {
+                    cluster::route_add(&ctx, f, *seq)
+                } else {
+                    cluster::route_remove(&ctx, f, *seq)
+                }
+            })
+            .collect();
+        let n = d.batch.len();
+        if cluster::transact(&ctx, ops).await.len() == n {
+            backoff = Duration::from_millis(50);
+            writer.committed.send_modify(|c| *c = (*c).max(d.covered));
+        } else {
+            warn!(ops = n, "route batch not committed; retrying");
+            ctx.router.requeue_decisions(d.batch);
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+}
