@@ -1,15 +1,22 @@
 //! Helpers shared by the broker's integration tests: starting a broker on loopback port 0
-//! with a configuration tweak, polling a condition with a deadline, reading `/metrics`, and
-//! the two kinds of client the tests drive ([`raw`] bytes over TCP, [`clients`] = rumqttc).
+//! with a configuration tweak (standalone, or a round-robin proxy over a cluster: see
+//! [`topology`]), an in-process core cluster ([`cluster`]), polling a condition with a
+//! deadline, reading `/metrics`, and the two kinds of client the tests drive ([`raw`] bytes
+//! over TCP, [`clients`] = rumqttc).
 //!
 //! Owns nothing the broker uses: it must never reach into broker internals beyond the public
-//! `BrokerHandle`, and never sleep to synchronise (only to prove that something does *not*
-//! happen within a bounded window).
+//! `BrokerHandle` / `CoreNode` APIs, and never sleep to synchronise (only to prove that
+//! something does *not* happen within a bounded window).
 
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod cluster;
+pub mod proxy;
 pub mod raw;
+pub mod topology;
+
+pub use topology::{HttpNode, TestBroker};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use meshmq_shared::config::Config;
-use replicant_node::{Authorizer, Broker, BrokerHandle};
+use replicant_node::Authorizer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -39,33 +46,23 @@ pub fn test_config() -> Config {
     config
 }
 
-/// Starts a broker with `tweak` applied to [`test_config`].
-pub async fn start_broker(tweak: impl FnOnce(&mut Config)) -> BrokerHandle {
-    let mut config = test_config();
-    tweak(&mut config);
-    Broker::builder(config)
-        .start()
-        .await
-        .expect("broker starts")
+/// Starts a broker with `tweak` applied to [`test_config`], in the topology
+/// `MESHMQ_TEST_TOPOLOGY` selects ([`Topology::from_env`]).
+pub async fn start_broker(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+    TestBroker::start(tweak, None).await
 }
 
 /// Starts a broker with the default configuration.
-pub async fn broker() -> BrokerHandle {
+pub async fn broker() -> TestBroker {
     start_broker(|_| {}).await
 }
 
-/// Starts a broker with an authorization hook.
+/// Starts a broker with an authorization hook (on every replicant in rr-cluster mode).
 pub async fn start_broker_with_authz(
     tweak: impl FnOnce(&mut Config),
     authz: Arc<dyn Authorizer>,
-) -> BrokerHandle {
-    let mut config = test_config();
-    tweak(&mut config);
-    Broker::builder(config)
-        .authorizer(authz)
-        .start()
-        .await
-        .expect("broker starts")
+) -> TestBroker {
+    TestBroker::start(tweak, Some(authz)).await
 }
 
 /// A name unique within this test process (client ids, topics, directories).
@@ -156,7 +153,7 @@ fn dechunk(body: &str) -> String {
 }
 
 /// The `/metrics` text of a broker.
-pub async fn metrics_text(handle: &BrokerHandle) -> String {
+pub async fn metrics_text(handle: &impl HttpNode) -> String {
     let addr = handle.http_addr().expect("http listener enabled");
     let (status, body) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200, "/metrics answered {status}: {body}");

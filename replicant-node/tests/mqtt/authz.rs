@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use meshmq_shared::codec::ProtocolVersion::{V5, V311};
 use meshmq_shared::codec::{Properties, QoS, ReasonCode};
-use replicant_node::{Authorizer, AuthzAction, BrokerHandle};
+use replicant_node::{Authorizer, AuthzAction};
 
 use crate::common::raw::{RawClient, connect_packet, sub_opts, will};
-use crate::common::{self, QUIET};
+use crate::common::{self, QUIET, TestBroker};
 
 /// Denies subscribing to any filter under `secret/` and publishing to `secret/x`.
 struct DenySecret;
@@ -30,7 +30,7 @@ impl Authorizer for DenySecret {
     }
 }
 
-async fn broker() -> BrokerHandle {
+async fn broker() -> TestBroker {
     common::start_broker_with_authz(|_| {}, Arc::new(DenySecret)).await
 }
 

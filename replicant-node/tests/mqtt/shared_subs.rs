@@ -8,19 +8,18 @@ use std::time::{Duration, Instant};
 use meshmq_shared::codec::ProtocolVersion::{self, V5, V311};
 use meshmq_shared::codec::{Properties, QoS, ReasonCode};
 use meshmq_shared::config::SharedStrategy;
-use replicant_node::BrokerHandle;
 
 use crate::common::raw::{RawClient, sub_opts};
-use crate::common::{self, QUIET, WAIT, start_broker};
+use crate::common::{self, QUIET, TestBroker, WAIT, start_broker};
 
 const FILTER: &str = "$share/g/sh/#";
 
-async fn broker_with(strategy: SharedStrategy) -> BrokerHandle {
+async fn broker_with(strategy: SharedStrategy) -> TestBroker {
     start_broker(|c| c.mqtt.shared_subscription_strategy = strategy).await
 }
 
 /// Three members of group `g` (two 5.0, one 3.1.1), subscribed in order.
-async fn members(b: &BrokerHandle) -> Vec<RawClient> {
+async fn members(b: &TestBroker) -> Vec<RawClient> {
     let mut out = Vec::new();
     for (i, v) in [V5, V311, V5].into_iter().enumerate() {
         let mut c = RawClient::connect(b.mqtt_addr(), v, &format!("member-{i}")).await;
