@@ -27,7 +27,7 @@ fn seq_of(payload: &[u8]) -> u32 {
 
 /// A persistent-session CONNECT (even clients 5.0, odd ones 3.1.1).
 fn connect(i: usize, id: &str) -> meshmq_shared::codec::Connect {
-    let version = if i % 2 == 0 {
+    let version = if i.is_multiple_of(2) {
         ProtocolVersion::V5
     } else {
         ProtocolVersion::V311
