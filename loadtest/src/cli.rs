@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::endpoint;
 use crate::fanout::FanoutConfig;
 use crate::wire::MqttVersion;
 
@@ -24,6 +25,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// N publishers flood a topic pattern that N subscribers all subscribe to.
     Fanout(FanoutArgs),
@@ -40,6 +42,14 @@ pub struct FanoutArgs {
     /// Broker MQTT port.
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
+    /// Publishers connect here instead, round-robin by index: `host:port,host:port`
+    /// (each must be loopback unless --allow-remote).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub pub_hosts: Option<String>,
+    /// Subscribers connect here instead, round-robin by index: `host:port,host:port`
+    /// (each must be loopback unless --allow-remote).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    pub sub_hosts: Option<String>,
     /// Allow a broker that is not on this machine.
     #[arg(long)]
     pub allow_remote: bool,
@@ -70,9 +80,17 @@ pub struct FanoutArgs {
     /// QoS 1: unacknowledged PUBLISHes allowed per publisher.
     #[arg(long, default_value_t = 32)]
     pub inflight: usize,
-    /// Broker process id, to report its peak RSS and its CPU.
-    #[arg(long)]
-    pub broker_pid: Option<u32>,
+    /// Total PUBLISHes per second over all publishers (split evenly, staggered); without
+    /// it publishers go as fast as the broker takes them. Deliveries are rate x subscribers.
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
+    /// Sample the latency of every Nth message of each publisher (a power of two); default
+    /// 64, or 1 with --rate.
+    #[arg(long, value_name = "N")]
+    pub sample_every: Option<u64>,
+    /// Broker process id(s), comma-separated, to report their peak RSS and CPU (summed).
+    #[arg(long, value_delimiter = ',')]
+    pub broker_pid: Vec<u32>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -115,9 +133,16 @@ impl FanoutArgs {
     pub fn to_config(&self) -> anyhow::Result<FanoutConfig> {
         let version =
             MqttVersion::from_level(self.mqtt_version).context("--mqtt-version must be 4 or 5")?;
+        let hosts = |list: &Option<String>, flag: &str| match list {
+            Some(text) => endpoint::parse_list(text).with_context(|| format!("--{flag}")),
+            None => Ok(Vec::new()),
+        };
+        let default_every = if self.rate.is_some() { 1 } else { 64 };
         let cfg = FanoutConfig {
             host: self.host.clone(),
             port: self.port,
+            pub_hosts: hosts(&self.pub_hosts, "pub-hosts")?,
+            sub_hosts: hosts(&self.sub_hosts, "sub-hosts")?,
             allow_remote: self.allow_remote,
             publishers: self.publishers,
             subscribers: self.subscribers,
@@ -126,10 +151,12 @@ impl FanoutArgs {
             qos: self.qos,
             size: self.size,
             inflight: self.inflight,
+            rate: self.rate,
+            sample_every: self.sample_every.unwrap_or(default_every),
             warmup: secs(self.warmup, "warmup")?,
             duration: secs(self.duration, "duration")?,
             version,
-            broker_pid: self.broker_pid,
+            broker_pids: self.broker_pid.clone(),
             connect_timeout: secs(self.connect_timeout, "connect-timeout")?,
             broker_name: self.broker_name.clone(),
             scenario: self.scenario.clone(),
@@ -179,5 +206,66 @@ mod tests {
         assert!(args.to_config().is_err());
         assert!(parse(&["fanout", "--qos", "2"]).is_err());
         assert!(parse(&["fanout", "--mqtt-version", "3"]).is_err());
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<FanoutConfig> {
+        let all: Vec<&str> = std::iter::once("fanout")
+            .chain(args.iter().copied())
+            .collect();
+        let Command::Fanout(args) = parse(&all)?.command else {
+            panic!("not fanout")
+        };
+        args.to_config()
+    }
+
+    #[test]
+    fn endpoint_lists_default_to_host_and_port() {
+        let cfg = config(&["--port", "1999"]).unwrap();
+        assert!(cfg.pub_hosts.is_empty() && cfg.sub_hosts.is_empty());
+        assert_eq!(cfg.subscriber_hosts()[0].to_string(), "127.0.0.1:1999");
+        assert!(cfg.broker_pids.is_empty());
+        assert_eq!((cfg.rate, cfg.sample_every), (None, 64));
+    }
+
+    #[test]
+    fn cross_node_flags_map_to_config() {
+        let cfg = config(&[
+            "--pub-hosts",
+            "127.0.0.1:24201",
+            "--sub-hosts",
+            "127.0.0.1:24202,localhost:24203",
+            "--rate",
+            "2000",
+            "--broker-pid",
+            "11,12,13",
+        ])
+        .unwrap();
+        let subs: Vec<String> = cfg.sub_hosts.iter().map(|e| e.to_string()).collect();
+        assert_eq!(subs, ["127.0.0.1:24202", "localhost:24203"]);
+        assert_eq!(cfg.publisher_hosts()[0].port, 24201);
+        assert_eq!(cfg.rate, Some(2000.0));
+        assert_eq!(
+            cfg.sample_every, 1,
+            "--rate samples every message by default"
+        );
+        assert_eq!(cfg.broker_pids, [11, 12, 13]);
+        let cfg = config(&["--rate", "10", "--sample-every", "8"]).unwrap();
+        assert_eq!(cfg.sample_every, 8);
+    }
+
+    #[test]
+    fn cross_node_flags_are_checked() {
+        for bad in [
+            &["--sub-hosts", "127.0.0.1:1,10.0.0.1:2"][..],
+            &["--pub-hosts", "example.com:1883"],
+            &["--pub-hosts", "127.0.0.1"],
+            &["--sub-hosts", ""],
+            &["--rate", "0"],
+            &["--sample-every", "3"],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
+        }
+        let remote = ["--sub-hosts", "10.0.0.1:2", "--allow-remote"];
+        assert!(config(&remote).is_ok());
     }
 }

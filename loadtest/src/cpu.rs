@@ -1,5 +1,6 @@
-//! CPU time of the broker and of the load generator itself, from `/proc/PID/stat`, so a
-//! report can say how the two shared the box during the measurement window.
+//! CPU time of the broker (summed over its processes when it is a cluster) and of the load
+//! generator itself, from `/proc/PID/stat`, so a report can say how the two shared the box
+//! during the measurement window.
 //!
 //! It owns only the reading of `/proc`. It must never fail a run: unreadable processes give
 //! `None`.
@@ -27,6 +28,15 @@ pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
     parse_cpu_ticks(&std::fs::read_to_string(path).ok()?)
 }
 
+/// CPU ticks used so far by all of `pids`; `None` if the list is empty or any of them
+/// cannot be read.
+pub fn cpu_ticks_sum(pids: &[u32]) -> Option<u64> {
+    pids.iter()
+        .map(|&pid| cpu_ticks(Some(pid)))
+        .sum::<Option<u64>>()
+        .filter(|_| !pids.is_empty())
+}
+
 /// Percent of one core used between two tick readings `secs` apart.
 pub fn percent(before: Option<u64>, after: Option<u64>, secs: f64) -> Option<f64> {
     let used = after?.checked_sub(before?)?;
@@ -49,5 +59,13 @@ mod tests {
         assert_eq!(percent(Some(100), Some(300), 2.0), Some(100.0));
         assert_eq!(percent(None, Some(300), 2.0), None);
         assert!(cpu_ticks(None).is_some());
+    }
+
+    #[test]
+    fn sums_ticks_of_several_processes() {
+        let me = std::process::id();
+        assert!(cpu_ticks_sum(&[me, me]).is_some());
+        assert_eq!(cpu_ticks_sum(&[]), None);
+        assert_eq!(cpu_ticks_sum(&[me, u32::MAX]), None);
     }
 }

@@ -1,23 +1,28 @@
-//! The fan-out benchmark: N subscribers on one filter, then N publishers flooding, a warmup,
-//! a measurement window whose edges snapshot the counters, a drain, and the report.
+//! The fan-out benchmark: N subscribers on one filter, then N publishers flooding (or
+//! sending at a fixed total rate), a warmup, a measurement window whose edges snapshot the
+//! counters, a drain, and the report. Publishers and subscribers may be spread round-robin
+//! over several broker nodes (cross-node fan-out).
 //!
 //! It owns the run's phases and its time bounds: every phase has a deadline, so a run always
 //! ends by itself. It must never talk to a non-loopback broker unless `allow_remote` is set,
 //! and never does per-message work itself (that is `publisher` and `subscriber`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::Context;
 use tokio::task::JoinSet;
 
 use crate::client::MqttConn;
+pub use crate::config::FanoutConfig;
 use crate::counters::{RunCounters, Snapshot, Stop, StopTrigger, stop_signal};
+use crate::endpoint;
+pub use crate::endpoint::check_host;
+use crate::pace::pacer_for;
 use crate::publisher::{PublisherSpec, run_publisher};
 use crate::report::{FanoutReport, LatencySummary};
 use crate::subscriber::run_subscriber;
-use crate::wire::{MqttVersion, STAMP_LEN};
 use crate::{cpu, rss};
 
 /// How often the drain looks at the delivery counters.
@@ -26,139 +31,29 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The longest the drain waits for deliveries to stop after the publishers stopped.
 const DRAIN_MAX: Duration = Duration::from_secs(5);
 
-/// Everything a fan-out run needs.
-#[derive(Debug, Clone)]
-pub struct FanoutConfig {
-    /// Broker host: a loopback address or `localhost` unless `allow_remote`.
-    pub host: String,
-    /// Broker MQTT port.
-    pub port: u16,
-    /// Allow a broker that is not on this machine.
-    pub allow_remote: bool,
-    /// Publisher connections.
-    pub publishers: usize,
-    /// Subscriber connections.
-    pub subscribers: usize,
-    /// Topic each publisher writes to; `%i` becomes the publisher index.
-    pub topic: String,
-    /// Filter each subscriber subscribes to; `%i` becomes the subscriber index.
-    pub filter: String,
-    /// QoS 0 or 1, for publishes and subscriptions alike.
-    pub qos: u8,
-    /// Payload bytes, at least [`STAMP_LEN`] (timestamp, sequence number, run tag).
-    pub size: usize,
-    /// QoS 1: unacknowledged PUBLISHes allowed per publisher.
-    pub inflight: usize,
-    /// Publishing before the window opens.
-    pub warmup: Duration,
-    /// Length of the measurement window.
-    pub duration: Duration,
-    /// MQTT protocol level.
-    pub version: MqttVersion,
-    /// Broker process to sample for RSS and CPU.
-    pub broker_pid: Option<u32>,
-    /// Deadline for each CONNECT/CONNACK and SUBSCRIBE/SUBACK.
-    pub connect_timeout: Duration,
-    /// The drain ends once deliveries have not moved for this long.
-    pub drain_quiet: Duration,
-    /// Labels copied into the report.
-    pub broker_name: Option<String>,
-    /// Scenario label copied into the report.
-    pub scenario: Option<String>,
-}
-
-impl FanoutConfig {
-    /// A config with the defaults of the command line for `host:port`.
-    pub fn new(host: impl Into<String>, port: u16) -> FanoutConfig {
-        FanoutConfig {
-            host: host.into(),
-            port,
-            allow_remote: false,
-            publishers: 10,
-            subscribers: 10,
-            topic: "bench/%i".to_owned(),
-            filter: "bench/#".to_owned(),
-            qos: 0,
-            size: 100,
-            inflight: 32,
-            warmup: Duration::from_secs(2),
-            duration: Duration::from_secs(10),
-            version: MqttVersion::V311,
-            broker_pid: None,
-            connect_timeout: Duration::from_secs(10),
-            drain_quiet: Duration::from_millis(250),
-            broker_name: None,
-            scenario: None,
-        }
-    }
-
-    /// Checks the settings that do not need the network.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        ensure!(
-            self.publishers > 0 && self.subscribers > 0,
-            "need publishers and subscribers"
-        );
-        ensure!(self.qos <= 1, "--qos must be 0 or 1");
-        ensure!(
-            self.size >= STAMP_LEN,
-            "--size must be at least {STAMP_LEN} bytes"
-        );
-        ensure!(self.inflight > 0, "--inflight must be at least 1");
-        ensure!(!self.duration.is_zero(), "--duration must be positive");
-        check_host(&self.host, self.allow_remote)
-    }
-}
-
-/// Refuses hosts outside 127.0.0.0/8, ::1 and `localhost` unless `allow_remote`.
-pub fn check_host(host: &str, allow_remote: bool) -> anyhow::Result<()> {
-    if allow_remote || is_loopback_name(host) {
-        return Ok(());
-    }
-    bail!("refusing non-loopback host {host:?}: benchmarks run locally (pass --allow-remote)")
-}
-
-fn is_loopback_name(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// Resolves the broker address, keeping only loopback answers unless `allow_remote`.
-async fn resolve(cfg: &FanoutConfig) -> anyhow::Result<SocketAddr> {
-    let bare = cfg.host.trim_start_matches('[').trim_end_matches(']');
-    let addrs = tokio::net::lookup_host((bare, cfg.port))
-        .await
-        .with_context(|| format!("resolving {}", cfg.host))?;
-    addrs
-        .into_iter()
-        .find(|a| cfg.allow_remote || a.ip().is_loopback())
-        .with_context(|| format!("{} has no loopback address", cfg.host))
-}
-
 /// Runs the benchmark described by `cfg` and returns what it measured.
 ///
 /// Fails only on setup (bad config, connect or subscribe refused); failures after setup
 /// are counted in the report. Ends within warmup + duration + a few bounded seconds.
 pub async fn run_fanout(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     cfg.validate()?;
-    let addr = resolve(cfg).await?;
+    let pub_addrs = endpoint::resolve_all(&cfg.publisher_hosts(), cfg.allow_remote).await?;
+    let sub_addrs = endpoint::resolve_all(&cfg.subscriber_hosts(), cfg.allow_remote).await?;
     let counters = Arc::new(RunCounters::new(cfg.subscribers));
     let (stop_subs, subs_stop) = stop_signal();
     let (stop_pubs, pubs_stop) = stop_signal();
     let (stop_rss, rss_stop) = stop_signal();
-    let rss_task = cfg
-        .broker_pid
-        .map(|pid| tokio::spawn(rss::max_rss_until(pid, rss_stop)));
+    let rss_task = (!cfg.broker_pids.is_empty())
+        .then(|| tokio::spawn(rss::max_rss_until(cfg.broker_pids.clone(), rss_stop)));
 
-    let conns = connect_subscribers(cfg, addr).await?;
+    let conns = connect_all(cfg, &sub_addrs, true).await?;
     let mut subscribers = JoinSet::new();
+    let mask = cfg.sample_every.saturating_sub(1);
     for (index, conn) in conns.into_iter().enumerate() {
-        let task = run_subscriber(conn, index, counters.clone(), subs_stop.clone());
+        let task = run_subscriber(conn, index, counters.clone(), subs_stop.clone(), mask);
         subscribers.spawn(task);
     }
-    let mut publishers = spawn_publishers(cfg, addr, &counters, &pubs_stop).await?;
+    let mut publishers = spawn_publishers(cfg, &pub_addrs, &counters, &pubs_stop).await?;
 
     tokio::time::sleep(cfg.warmup).await;
     let window = measure(cfg, &counters).await;
@@ -185,17 +80,22 @@ pub async fn run_fanout(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
 /// Connects the publishers, then starts them all at once.
 async fn spawn_publishers(
     cfg: &FanoutConfig,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     counters: &Arc<RunCounters>,
     stop: &Stop,
 ) -> anyhow::Result<JoinSet<()>> {
     let mut publishers = JoinSet::new();
-    for (index, conn) in connect_publishers(cfg, addr).await?.into_iter().enumerate() {
+    let conns = connect_all(cfg, addrs, false).await?;
+    let t0 = Instant::now();
+    for (index, conn) in conns.into_iter().enumerate() {
         let spec = PublisherSpec {
             topic: cfg.topic.replace("%i", &index.to_string()),
             qos: cfg.qos,
             size: cfg.size,
             inflight: cfg.inflight,
+            pacer: cfg
+                .rate
+                .map(|rate| pacer_for(t0, rate, cfg.publishers, index)),
         };
         let name = format!("publisher {index}");
         publishers.spawn(run_publisher(
@@ -209,39 +109,36 @@ async fn spawn_publishers(
     Ok(publishers)
 }
 
-async fn connect_subscribers(
+/// Opens the subscribers (`subscribe`: each also subscribes to the filter) or the
+/// publishers in parallel, connection `i` to `addrs[i % len]`; returns them in index order.
+async fn connect_all(
     cfg: &FanoutConfig,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
+    subscribe: bool,
 ) -> anyhow::Result<Vec<MqttConn>> {
+    let (n, role) = if subscribe {
+        (cfg.subscribers, "sub")
+    } else {
+        (cfg.publishers, "pub")
+    };
     let pid = std::process::id();
     let mut set = JoinSet::new();
-    for index in 0..cfg.subscribers {
-        let (version, timeout) = (cfg.version, cfg.connect_timeout);
-        let filter = cfg.filter.replace("%i", &index.to_string());
-        let qos = cfg.qos;
+    for index in 0..n {
+        let addr = endpoint::pick(addrs, index)?;
+        let (version, timeout, qos) = (cfg.version, cfg.connect_timeout, cfg.qos);
+        let filter = subscribe.then(|| cfg.filter.replace("%i", &index.to_string()));
         set.spawn(async move {
-            let id = format!("lt-{pid}-sub-{index}");
+            let id = format!("lt-{pid}-{role}-{index}");
             let mut conn = MqttConn::connect(addr, version, &id, timeout).await?;
-            conn.subscribe(&filter, qos, timeout)
-                .await
-                .with_context(|| id.clone())?;
+            if let Some(filter) = filter {
+                conn.subscribe(&filter, qos, timeout)
+                    .await
+                    .with_context(|| id.clone())?;
+            }
             anyhow::Ok((index, conn))
         });
     }
-    collect_in_order(set, cfg.subscribers).await
-}
-
-async fn connect_publishers(cfg: &FanoutConfig, addr: SocketAddr) -> anyhow::Result<Vec<MqttConn>> {
-    let pid = std::process::id();
-    let mut set = JoinSet::new();
-    for index in 0..cfg.publishers {
-        let (version, timeout) = (cfg.version, cfg.connect_timeout);
-        set.spawn(async move {
-            let id = format!("lt-{pid}-pub-{index}");
-            anyhow::Ok((index, MqttConn::connect(addr, version, &id, timeout).await?))
-        });
-    }
-    collect_in_order(set, cfg.publishers).await
+    collect_in_order(set, n).await
 }
 
 async fn collect_in_order(
@@ -276,7 +173,7 @@ struct Window {
 }
 
 async fn measure(cfg: &FanoutConfig, counters: &RunCounters) -> Window {
-    let broker0 = cfg.broker_pid.and_then(|pid| cpu::cpu_ticks(Some(pid)));
+    let broker0 = cpu::cpu_ticks_sum(&cfg.broker_pids);
     let own0 = cpu::cpu_ticks(None);
     counters
         .measuring
@@ -289,7 +186,7 @@ async fn measure(cfg: &FanoutConfig, counters: &RunCounters) -> Window {
     counters
         .measuring
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    let broker1 = cfg.broker_pid.and_then(|pid| cpu::cpu_ticks(Some(pid)));
+    let broker1 = cpu::cpu_ticks_sum(&cfg.broker_pids);
     Window {
         start,
         end,
@@ -358,6 +255,17 @@ fn build_report(
         subscribers: cfg.subscribers,
         size: cfg.size,
         inflight: cfg.inflight,
+        offered_per_sec: cfg.rate,
+        pub_endpoints: cfg
+            .publisher_hosts()
+            .iter()
+            .map(|e| e.to_string())
+            .collect(),
+        sub_endpoints: cfg
+            .subscriber_hosts()
+            .iter()
+            .map(|e| e.to_string())
+            .collect(),
         runtime_threads: tokio::runtime::Handle::current().metrics().num_workers(),
         window_secs: w.secs,
         published_per_sec: rate(w.start.published, w.end.published),
@@ -379,66 +287,5 @@ fn build_report(
         loadtest_cpu_percent: w.own_cpu,
         errors: counters.errors(),
         error_messages: counters.error_messages(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_policy() {
-        for ok in [
-            "127.0.0.1",
-            "127.1.2.3",
-            "::1",
-            "[::1]",
-            "localhost",
-            "LocalHost",
-        ] {
-            assert!(check_host(ok, false).is_ok(), "{ok}");
-        }
-        for bad in ["10.0.0.1", "192.168.1.1", "example.com", "0.0.0.0", "::"] {
-            assert!(check_host(bad, false).is_err(), "{bad}");
-            assert!(check_host(bad, true).is_ok(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn validate_rejects_bad_settings() {
-        let ok = FanoutConfig::new("127.0.0.1", 1883);
-        assert!(ok.validate().is_ok());
-        assert!(
-            FanoutConfig {
-                qos: 2,
-                ..ok.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            FanoutConfig {
-                size: 15,
-                ..ok.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            FanoutConfig {
-                publishers: 0,
-                ..ok.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            FanoutConfig {
-                host: "8.8.8.8".into(),
-                ..ok
-            }
-            .validate()
-            .is_err()
-        );
     }
 }

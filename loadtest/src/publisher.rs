@@ -1,12 +1,15 @@
 //! One benchmark publisher: floods pre-encoded PUBLISH batches (QoS 0) or keeps a window of
-//! at most `inflight` unacknowledged PUBLISHes (QoS 1), as fast as the broker takes them.
+//! at most `inflight` unacknowledged PUBLISHes (QoS 1), as fast as the broker takes them,
+//! or, with a [`Pacer`] (`--rate`), only as many as its schedule says are due.
 //!
 //! It owns its socket and its packet-id bookkeeping. It must never buffer beyond one batch:
-//! when the socket would block the publisher waits, so the broker sets the pace. It never
-//! decides when measurement starts; it only counts what it writes.
+//! when the socket would block the publisher waits, so the broker sets the pace (or the
+//! pacer, whichever is slower). It never decides when measurement starts; it only counts
+//! what it writes.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
@@ -15,6 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::client::MqttConn;
 use crate::counters::{RunCounters, Stop};
+use crate::pace::Pacer;
 use crate::wire::{self, PublishBatch, kind};
 
 /// Bytes of PUBLISH frames written per batch (one `write` when the socket has room).
@@ -37,6 +41,26 @@ pub struct PublisherSpec {
     pub size: usize,
     /// QoS 1 window: unacknowledged PUBLISHes allowed at once.
     pub inflight: usize,
+    /// The schedule to send on; `None` sends as fast as the broker takes it.
+    pub pacer: Option<Pacer>,
+}
+
+/// How many frames may go now: all `room` without a pacer, else what the pacer says is due.
+fn allowance(pacer: Option<&Pacer>, room: usize) -> usize {
+    match pacer {
+        None => room,
+        Some(p) => usize::try_from(p.due(Instant::now()))
+            .unwrap_or(usize::MAX)
+            .min(room),
+    }
+}
+
+/// Sleeps until the pacer's next message is due; never resolves without a pacer.
+async fn next_due(pacer: Option<&Pacer>) {
+    match pacer {
+        Some(p) => tokio::time::sleep_until(p.next_at().into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs a publisher until `stop` fires or its connection fails (counted as an error).
@@ -78,11 +102,19 @@ async fn flood_qos0(
 ) -> anyhow::Result<()> {
     let mut batch = batch_for(&conn, spec, usize::MAX, counters.run_tag)?;
     let (mut stream, _) = conn.into_parts();
-    let n = batch.capacity();
+    let mut pacer = spec.pacer.clone();
     let mut seq = 0u64;
     let stopped = stop.clone().wait();
     tokio::pin!(stopped);
     while !stop.is_set() {
+        let n = allowance(pacer.as_ref(), batch.capacity());
+        if n == 0 {
+            tokio::select! {
+                biased;
+                _ = &mut stopped => break,
+                _ = next_due(pacer.as_ref()) => continue,
+            }
+        }
         let frame_len = batch.frame_len();
         let bytes = batch.stamp(n, counters.now_ns(), seq, || 0);
         let written = write_until(&mut stream, bytes, stopped.as_mut()).await?;
@@ -91,6 +123,9 @@ async fn flood_qos0(
             return Ok(());
         }
         seq += n as u64;
+        if let Some(p) = pacer.as_mut() {
+            p.sent(n as u64);
+        }
     }
     finish(&mut stream).await;
     Ok(())
@@ -171,13 +206,14 @@ async fn window_qos1(
     let mut batch = batch_for(&conn, spec, max_inflight, counters.run_tag)?;
     let (mut stream, mut buf) = conn.into_parts();
     let mut window = Window::new();
+    let mut pacer = spec.pacer.clone();
     let mut seq = 0u64;
     let stopped = stop.clone().wait();
     tokio::pin!(stopped);
     while !stop.is_set() {
         let free = max_inflight - window.inflight;
-        if free > 0 {
-            let n = free.min(batch.capacity());
+        let n = allowance(pacer.as_ref(), free.min(batch.capacity()));
+        if n > 0 {
             let frame_len = batch.frame_len();
             let bytes = batch.stamp(n, counters.now_ns(), seq, || window.take());
             let written = write_until(&mut stream, bytes, stopped.as_mut()).await?;
@@ -186,7 +222,12 @@ async fn window_qos1(
                 return Ok(());
             }
             seq += n as u64;
+            if let Some(p) = pacer.as_mut() {
+                p.sent(n as u64);
+            }
         }
+        // Wake for the next scheduled message only while the window has room for it.
+        let timer = pacer.is_some() && window.inflight < max_inflight;
         buf.reserve(16 * 1024);
         tokio::select! {
             biased;
@@ -196,6 +237,7 @@ async fn window_qos1(
                     bail!("connection closed by the broker");
                 }
             }
+            _ = next_due(pacer.as_ref()), if timer => continue,
         }
         let acked = take_acks(&mut buf, &mut window)?;
         RunCounters::add(&counters.acked, acked);

@@ -66,6 +66,15 @@ pub struct FanoutReport {
     pub size: usize,
     /// QoS 1 window per publisher.
     pub inflight: usize,
+    /// The fixed total publish rate asked for (`--rate`), msg/s; `None` for a flood.
+    #[serde(default)]
+    pub offered_per_sec: Option<f64>,
+    /// Where the publishers connected (`host:port`, round-robin by publisher index).
+    #[serde(default)]
+    pub pub_endpoints: Vec<String>,
+    /// Where the subscribers connected (`host:port`, round-robin by subscriber index).
+    #[serde(default)]
+    pub sub_endpoints: Vec<String>,
     /// Tokio worker threads of the load generator (1 = current_thread runtime).
     pub runtime_threads: usize,
     /// Length of the measurement window actually observed, seconds.
@@ -127,7 +136,7 @@ impl FanoutReport {
             (None, Some(sc)) => format!(" [{sc}]"),
             (None, None) => String::new(),
         };
-        format!(
+        let mut s = format!(
             "fanout{label}: {} pub -> {} sub, QoS {}, {} B, MQTT v{}, {} thread(s), window {:.2} s\n",
             self.publishers,
             self.subscribers,
@@ -136,7 +145,25 @@ impl FanoutReport {
             self.mqtt_version,
             self.runtime_threads,
             self.window_secs
-        )
+        );
+        if self.pub_endpoints.len() + self.sub_endpoints.len() > 2
+            || self.pub_endpoints != self.sub_endpoints
+        {
+            let _ = writeln!(
+                s,
+                "  publishers on     {}\n  subscribers on    {}",
+                self.pub_endpoints.join(", "),
+                self.sub_endpoints.join(", ")
+            );
+        }
+        if let Some(rate) = self.offered_per_sec {
+            let _ = writeln!(
+                s,
+                "  offered load      {rate:.0} publishes/s ({:.0} deliveries/s at full fan-out)",
+                rate * self.subscribers as f64
+            );
+        }
+        s
     }
 
     /// Rates and latency in the window.

@@ -1,5 +1,6 @@
 //! Broker memory: the resident set size (`VmRSS` in `/proc/PID/status`), sampled once a
-//! second while a run lasts, of which the report keeps the maximum.
+//! second while a run lasts, of which the report keeps the maximum. A cluster is several
+//! processes: each sample is their sum.
 //!
 //! It owns only the reading of `/proc`. It must never fail a run: a process that cannot be
 //! read (gone, not Linux) yields no sample rather than an error.
@@ -23,9 +24,18 @@ pub fn vmrss_kib(pid: u32) -> Option<u64> {
     parse_vmrss_kib(&status)
 }
 
-/// Samples `pid` now and every [`SAMPLE_EVERY`] until `stop`; returns the largest `VmRSS`
-/// seen in KiB, `None` if no sample could be read.
-pub async fn max_rss_until(pid: u32, stop: Stop) -> Option<u64> {
+/// The summed `VmRSS` of `pids` in KiB; `None` if any of them cannot be read (a partial
+/// sum would understate the peak).
+pub fn vmrss_sum_kib(pids: &[u32]) -> Option<u64> {
+    pids.iter()
+        .map(|&pid| vmrss_kib(pid))
+        .sum::<Option<u64>>()
+        .filter(|_| !pids.is_empty())
+}
+
+/// Samples `pids` (summed) now and every [`SAMPLE_EVERY`] until `stop`; returns the largest
+/// total `VmRSS` seen in KiB, `None` if no sample could be read.
+pub async fn max_rss_until(pids: Vec<u32>, stop: Stop) -> Option<u64> {
     let mut max = None;
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     let stopped = stop.wait();
@@ -35,19 +45,20 @@ pub async fn max_rss_until(pid: u32, stop: Stop) -> Option<u64> {
             biased;
             _ = &mut stopped => break,
             _ = tick.tick() => {
-                if let Some(kib) = vmrss_kib(pid) {
+                if let Some(kib) = vmrss_sum_kib(&pids) {
                     max = max.max(Some(kib));
                 }
             }
         }
     }
-    if let Some(kib) = vmrss_kib(pid) {
+    if let Some(kib) = vmrss_sum_kib(&pids) {
         max = max.max(Some(kib));
     }
     max
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -61,5 +72,15 @@ mod tests {
     #[test]
     fn reads_own_rss() {
         assert!(vmrss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+    }
+
+    #[test]
+    fn sums_several_processes() {
+        let me = std::process::id();
+        let one = vmrss_sum_kib(&[me]).unwrap();
+        let two = vmrss_sum_kib(&[me, me]).unwrap();
+        assert!(two >= one && two > 0);
+        assert_eq!(vmrss_sum_kib(&[]), None);
+        assert_eq!(vmrss_sum_kib(&[me, u32::MAX]), None);
     }
 }

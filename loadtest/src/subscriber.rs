@@ -1,6 +1,7 @@
 //! One benchmark subscriber: reads whatever the broker sends, counts PUBLISH packets,
 //! acknowledges QoS 1 ones by packet id, and keeps a latency sample for every 64th message
-//! of each publisher while the measurement window is open.
+//! of each publisher (every Nth with `--sample-every N`) while the measurement window is
+//! open.
 //!
 //! It owns its socket and its samples. Parsing reads the fixed header and the few PUBLISH
 //! fields it needs in place (no allocation per message); it must never panic on what the
@@ -16,7 +17,7 @@ use crate::client::MqttConn;
 use crate::counters::{RunCounters, Stop};
 use crate::wire::{self, MqttVersion, kind};
 
-/// Keep a latency sample when `seq & SAMPLE_MASK == 0`: one message in 64.
+/// Keep a latency sample when `seq & SAMPLE_MASK == 0`: one message in 64 (the default).
 pub const SAMPLE_MASK: u64 = 63;
 
 /// Samples kept per subscriber at most (8 MiB), so a long run cannot eat the box.
@@ -46,6 +47,8 @@ struct Inbox {
     latency_ns: Vec<u64>,
     /// This run's tag: deliveries stamped otherwise are foreign.
     run: u64,
+    /// Keep a sample when `seq & sample_mask == 0` (sampling every 2^k-th message).
+    sample_mask: u64,
 }
 
 /// PUBLISH packets found by one [`Inbox::drain`].
@@ -86,7 +89,7 @@ impl Inbox {
                         Some(stamp) if stamp.run == self.run => {
                             counts.ours += 1;
                             if measuring
-                                && stamp.seq & SAMPLE_MASK == 0
+                                && stamp.seq & self.sample_mask == 0
                                 && self.latency_ns.len() < MAX_SAMPLES
                             {
                                 self.latency_ns.push(now_ns.saturating_sub(stamp.sent_ns));
@@ -106,17 +109,21 @@ impl Inbox {
 }
 
 /// Runs subscriber number `index` until `stop` fires or its connection fails (counted).
+/// It samples the latency of messages whose sequence number has `seq & sample_mask == 0`
+/// ([`SAMPLE_MASK`] by default; 0 samples every message).
 pub async fn run_subscriber(
     conn: MqttConn,
     index: usize,
     counters: Arc<RunCounters>,
     stop: Stop,
+    sample_mask: u64,
 ) -> SubscriberOutcome {
     let mut inbox = Inbox {
         version: conn.version(),
         acks: Vec::new(),
         latency_ns: Vec::new(),
         run: counters.run_tag,
+        sample_mask,
     };
     if let Err(err) = receive(conn, index, &counters, stop, &mut inbox).await {
         counters.record_error(&format!("subscriber {index}"), &err);
@@ -183,6 +190,7 @@ mod tests {
             acks: Vec::new(),
             latency_ns: Vec::new(),
             run,
+            sample_mask: SAMPLE_MASK,
         }
     }
 
@@ -217,6 +225,17 @@ mod tests {
             vec![2_000, 2_000],
             "seq 0 and seq 64 are sampled"
         );
+    }
+
+    #[test]
+    fn mask_zero_samples_every_message() {
+        let mut inbox = Inbox {
+            sample_mask: 0,
+            ..inbox(MqttVersion::V5, 7)
+        };
+        let mut buf = BytesMut::from(&frames(7, 5)[..]);
+        inbox.drain(&mut buf, 3_000, true).unwrap();
+        assert_eq!(inbox.latency_ns, vec![2_000; 5]);
     }
 
     #[test]

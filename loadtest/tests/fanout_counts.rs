@@ -5,13 +5,17 @@
 //! acknowledges QoS 1 PUBLISHes, and forwards every PUBLISH frame byte for byte to every
 //! subscriber through bounded queues, so it never drops: after the drain, deliveries must
 //! equal publishes times subscribers exactly. Its parser is written here on purpose, apart
-//! from the library's, so a shared bug cannot hide.
+//! from the library's, so a shared bug cannot hide. Several listeners can share one
+//! subscriber list: a fake "cluster" where a PUBLISH on one node reaches subscribers on all,
+//! for the `--pub-hosts` / `--sub-hosts` split.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use loadtest::endpoint::Endpoint;
 use loadtest::wire::MqttVersion;
 use loadtest::{FanoutConfig, run_fanout};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,11 +28,17 @@ type Subscribers = Arc<Mutex<Vec<mpsc::Sender<Vec<u8>>>>>;
 
 /// Starts the fake broker; returns its port.
 async fn start_fake_broker() -> u16 {
+    start_node(Arc::default(), Arc::default()).await
+}
+
+/// Starts one listener of a fake broker whose subscribers are `subscribers` (shared by
+/// every node of a fake cluster); counts its accepted connections in `accepted`.
+async fn start_node(subscribers: Subscribers, accepted: Arc<AtomicUsize>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let subscribers: Subscribers = Arc::default();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(serve(stream, subscribers.clone()));
         }
     });
@@ -169,7 +179,7 @@ async fn qos1_v5_fans_out_to_every_subscriber_and_counts_acks() {
 async fn reports_broker_rss_and_cpu_when_given_a_pid() {
     let port = start_fake_broker().await;
     let cfg = FanoutConfig {
-        broker_pid: Some(std::process::id()),
+        broker_pids: vec![std::process::id()],
         ..config(port, 1, 1, 0)
     };
     let report = run_fanout(&cfg).await.unwrap();
@@ -190,4 +200,55 @@ async fn fails_setup_when_nothing_listens() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     assert!(run_fanout(&config(port, 1, 1, 0)).await.is_err());
+}
+
+#[tokio::test]
+async fn publishers_and_subscribers_spread_over_nodes() {
+    let subscribers: Subscribers = Arc::default();
+    let accepted: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
+    let mut ports = Vec::new();
+    for count in &accepted {
+        ports.push(start_node(subscribers.clone(), count.clone()).await);
+    }
+    let node = |i: usize| Endpoint::new("127.0.0.1", ports[i]);
+    let cfg = FanoutConfig {
+        pub_hosts: vec![node(0)],
+        sub_hosts: vec![node(1), node(2)],
+        ..config(ports[0], 2, 5, 1)
+    };
+    let report = run_fanout(&cfg).await.unwrap();
+    assert_eq!(report.errors, 0, "{:?}", report.error_messages);
+    let seen: Vec<usize> = accepted.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+    assert_eq!(
+        seen,
+        vec![2, 3, 2],
+        "publishers on node 0, subscribers round-robin on 1, 2"
+    );
+    assert!(report.published_total > 0);
+    assert_eq!(report.delivered_total, 5 * report.published_total);
+    assert_eq!(report.sub_endpoints.len(), 2);
+}
+
+#[tokio::test]
+async fn rate_limited_publishers_hold_the_offered_load() {
+    let port = start_fake_broker().await;
+    for qos in [0, 1] {
+        let cfg = FanoutConfig {
+            rate: Some(2_000.0),
+            sample_every: 1,
+            ..config(port, 4, 2, qos)
+        };
+        let report = run_fanout(&cfg).await.unwrap();
+        assert_eq!(report.errors, 0, "{:?}", report.error_messages);
+        let rate = report.published_per_sec;
+        assert!(
+            (1_600.0..=2_400.0).contains(&rate),
+            "QoS {qos}: {rate} msg/s"
+        );
+        assert_eq!(report.delivered_total, 2 * report.published_total);
+        let samples = report.latency.as_ref().map_or(0, |l| l.samples) as f64;
+        let in_window = report.delivered_per_sec * report.window_secs;
+        assert!(samples > 0.8 * in_window, "QoS {qos}: {samples} samples");
+        assert_eq!(report.offered_per_sec, Some(2_000.0));
+    }
 }
