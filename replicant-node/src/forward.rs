@@ -17,13 +17,16 @@ use meshmq_shared::metrics as m;
 
 use crate::broker::Ctx;
 use crate::message::Message;
-use crate::peer::Deliver;
+use crate::peer::{Congested, Deliver};
 
-/// Forwards `msg` to every other node with a matching route; returns how many nodes.
-pub fn to_peers(ctx: &Ctx, msg: &Message) -> usize {
-    let Some(peers) = &ctx.peers else { return 0 };
+/// Forwards `msg` to every other node with a matching route; returns how many nodes, and a
+/// link found congested (publisher back-pressure), if any.
+pub fn to_peers(ctx: &Ctx, msg: &Message) -> (usize, Option<Congested>) {
+    let Some(peers) = &ctx.peers else {
+        return (0, None);
+    };
     if msg.topic.starts_with("$SYS/") {
-        return 0;
+        return (0, None);
     }
     let me = ctx.node();
     let mut targets: Vec<(String, String)> = Vec::new();
@@ -39,15 +42,18 @@ pub fn to_peers(ctx: &Ctx, msg: &Message) -> usize {
         });
     });
     if targets.is_empty() {
-        return 0;
+        return (0, None);
     }
     let wire = to_wire(msg, Instant::now());
     let n = targets.len();
+    let mut congested = None;
     for (node, addr) in targets {
         metrics::counter!(m::MESSAGES_FORWARDED_TOTAL).increment(1);
-        peers.forward(&node, &addr, wire.clone());
+        if let Some(c) = peers.forward(&node, &addr, wire.clone()) {
+            congested = Some(c);
+        }
     }
-    n
+    (n, congested)
 }
 
 /// Keeps a link open to every other replicant in the `nodes` table (so the first message

@@ -11,29 +11,42 @@ use crate::broker::Ctx;
 use crate::cluster;
 use crate::mailbox::{Mailbox, PushOutcome};
 use crate::message::Message;
+use crate::peer::Congested;
 
-/// Publishes `msg`; returns a congested subscriber mailbox, if any, so a publishing
-/// connection can apply back-pressure. A message that matched nobody here and went to no
-/// other node is counted as dropped (`no_subscribers`).
-pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Arc<Mailbox>> {
+/// What a publisher should wait for before reading on.
+pub enum Backpressure {
+    /// A subscriber queue past its high-water mark.
+    Mailbox(Arc<Mailbox>),
+    /// A peer link's queue past half its capacity.
+    Peer(Congested),
+}
+
+/// Publishes `msg`; returns what was found congested (a subscriber mailbox or a peer link),
+/// if anything, so a publishing connection can apply back-pressure. A message that matched
+/// nobody here and went to no other node is counted as dropped (`no_subscribers`).
+pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> {
     if msg.retain {
         cluster::retain(ctx, &msg).await;
     }
     let mut targets = Vec::new();
-    let mut remote = 0;
+    let (mut remote, mut peer) = (0, None);
     if ctx.peers.is_some() {
         // Shared groups are picked cluster-wide by the publishing node.
         ctx.router.route_plain(&msg, &mut targets);
-        remote += crate::shared_pick::pick(ctx, &msg, &mut targets);
+        (remote, peer) = crate::shared_pick::pick(ctx, &msg, &mut targets);
     } else {
         ctx.router.route(&msg, &mut targets);
     }
     let local = push(targets);
-    remote += crate::forward::to_peers(ctx, &msg);
+    let (forwarded, congested) = crate::forward::to_peers(ctx, &msg);
+    remote += forwarded;
     if !local.matched && remote == 0 {
         count_unmatched();
     }
-    local.congested
+    local
+        .congested
+        .map(Backpressure::Mailbox)
+        .or(congested.or(peer).map(Backpressure::Peer))
 }
 
 /// What local delivery did.

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 
 use crate::broker::Ctx;
 use crate::message::Message;
+use crate::peer::Congested;
 use crate::router::Target;
 
 /// The strategy state of this node's picks, per (group, filter).
@@ -81,11 +82,14 @@ impl SharedPicker {
 }
 
 /// Picks one member of every shared group matching `msg` cluster-wide: local picks are
-/// added to `out`, others are forwarded to their node. Returns how many were forwarded.
-pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> usize {
-    let Some(peers) = &ctx.peers else { return 0 };
+/// added to `out`, others are forwarded to their node. Returns how many were forwarded, and
+/// a link found congested, if any.
+pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Option<Congested>) {
+    let Some(peers) = &ctx.peers else {
+        return (0, None);
+    };
     if msg.topic.starts_with("$SYS/") {
-        return 0;
+        return (0, None);
     }
     let me = ctx.node();
     let strategy = ctx.config.mqtt.shared_subscription_strategy;
@@ -133,6 +137,7 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> usize {
         });
     });
     let mut forwarded = 0;
+    let mut congested = None;
     let mut wire: Option<PeerMessage> = None;
     for (p, addr) in picks {
         if p.node == me {
@@ -155,10 +160,12 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> usize {
             client_id: p.client_id,
         });
         metrics::counter!(m::MESSAGES_FORWARDED_TOTAL).increment(1);
-        peers.forward(&p.node, &addr, pm);
+        if let Some(c) = peers.forward(&p.node, &addr, pm) {
+            congested = Some(c);
+        }
         forwarded += 1;
     }
-    forwarded
+    (forwarded, congested)
 }
 
 /// The delivery to member `client_id` of a group on this node, or to another local member

@@ -26,7 +26,6 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span};
 
 use crate::broker::Ctx;
-use crate::mailbox::Mailbox;
 use crate::message::Delivery;
 use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
@@ -103,8 +102,8 @@ struct Conn<S> {
     control: mpsc::Receiver<Control>,
     out: Vec<Outgoing>,
     deliveries: Vec<Delivery>,
-    /// A subscriber queue the last routed publish found congested (publisher back-pressure).
-    congested: Option<Arc<Mailbox>>,
+    /// What the last routed publish found congested (publisher back-pressure).
+    congested: Option<crate::publish::Backpressure>,
     /// Messages written since the last metrics flush.
     delivered: u64,
 }
@@ -319,13 +318,20 @@ where
     }
 
     /// Publisher back-pressure: when a subscriber queue this publisher feeds is past its
-    /// high-water mark, stop reading from the publisher until it drains (bounded wait).
+    /// high-water mark, or a peer link it feeds is half full, stop reading from the
+    /// publisher until it drains (bounded wait).
     async fn backpressure(&mut self) {
-        if let Some(mb) = self.congested.take() {
-            let drained = mb.drained.notified();
-            if mb.len() * 2 > self.ctx.config.mqtt.max_mqueue_len && mb.is_online() {
-                let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
+        match self.congested.take() {
+            Some(crate::publish::Backpressure::Mailbox(mb)) => {
+                let drained = mb.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if mb.len() * 2 > self.ctx.config.mqtt.max_mqueue_len && mb.is_online() {
+                    let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
+                }
             }
+            Some(crate::publish::Backpressure::Peer(link)) => link.wait(BACKPRESSURE_WAIT).await,
+            None => {}
         }
     }
 }

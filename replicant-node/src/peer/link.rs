@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::barrier::Barriers;
 use super::queue::{Control, Queue};
-use super::{DropReason, LinkCounters};
+use super::{Congested, DropReason, LinkCounters};
 use crate::core_link::Backoff;
 use crate::core_link::pick::resolve;
 
@@ -117,15 +117,21 @@ impl Link {
         &self.addr
     }
 
-    /// Queues `msg`, or drops and counts it. Never waits.
-    pub(super) fn push(&self, msg: PeerMessage) {
+    /// Queues `msg`, or drops and counts it; returns the queue when it is past half its
+    /// capacity (publisher back-pressure). Never waits.
+    pub(super) fn push(&self, msg: PeerMessage) -> Option<Congested> {
         let len = msg.encoded_len();
         if len > MAX_MESSAGE {
             self.counters.dropped(DropReason::TooLarge, 1);
-            return;
+            return None;
         }
-        if let Err(reason) = self.queue.push(len, msg) {
-            self.counters.dropped(reason, 1);
+        match self.queue.push(len, msg) {
+            Ok(true) => Some(Congested(self.queue.clone())),
+            Ok(false) => None,
+            Err(reason) => {
+                self.counters.dropped(reason, 1);
+                None
+            }
         }
     }
 

@@ -243,6 +243,22 @@ impl LinkCounters {
     }
 }
 
+/// A peer link's queue found past half its capacity by [`Peers::forward`].
+pub struct Congested(Arc<queue::Queue>);
+
+impl Congested {
+    /// Waits until the queue is back under half its capacity (or the link went down),
+    /// at most `max`.
+    pub async fn wait(&self, max: std::time::Duration) {
+        let drained = self.0.drained.notified();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        if self.0.is_congested() {
+            let _ = tokio::time::timeout(max, drained).await;
+        }
+    }
+}
+
 /// The peer links of this node; cheap to clone (clones share the endpoint and the links).
 #[derive(Clone)]
 pub struct Peers {
@@ -326,23 +342,26 @@ impl Peers {
     ///
     /// The message is dropped and counted when the link is not connected (which includes
     /// the first use, while it dials: see [`connect`](Self::connect)), when its queue is full
-    /// and after shutdown.
-    pub fn forward(&self, node: &str, addr: &str, msg: PeerMessage) {
+    /// and after shutdown. Returns the link's queue when it is past half its capacity: the
+    /// publisher should wait a little ([`Congested::wait`]) so that a flood is paced by
+    /// what the link can carry rather than dropped.
+    pub fn forward(&self, node: &str, addr: &str, msg: PeerMessage) -> Option<Congested> {
         {
             let links = self.shared.links.read();
             if let Some(link) = links.get(node)
                 && link.addr() == addr
             {
-                link.push(msg);
-                return;
+                return link.push(msg);
             }
         }
         match self.shared.link_to(node, addr) {
             Some(link) => link.push(msg),
-            None => self
-                .shared
-                .counters_of(node)
-                .dropped(DropReason::PeerDown, 1),
+            None => {
+                self.shared
+                    .counters_of(node)
+                    .dropped(DropReason::PeerDown, 1);
+                None
+            }
         }
     }
 

@@ -68,6 +68,8 @@ pub(super) struct Queue {
     state: Mutex<QueueState>,
     /// Wakes the link task when an item is pushed.
     wake: Notify,
+    /// Wakes publishers waiting for this queue to fall below half its capacity.
+    pub(super) drained: Notify,
     /// Most messages held.
     cap: usize,
 }
@@ -109,13 +111,15 @@ impl Queue {
                 session: 0,
             }),
             wake: Notify::new(),
+            drained: Notify::new(),
             cap,
         }
     }
 
-    /// Queues `msg` (of encoded length `len`), or says why it cannot.
-    pub(super) fn push(&self, len: usize, msg: PeerMessage) -> Result<(), DropReason> {
-        {
+    /// Queues `msg` (of encoded length `len`), or says why it cannot. `Ok(true)`: queued,
+    /// and the queue is past half its capacity (publishers should slow down).
+    pub(super) fn push(&self, len: usize, msg: PeerMessage) -> Result<bool, DropReason> {
+        let congested = {
             let mut s = self.state.lock();
             if s.closed || !s.up {
                 return Err(DropReason::PeerDown);
@@ -125,9 +129,16 @@ impl Queue {
             }
             s.items.push_back(Item::Message(len, msg));
             s.messages += 1;
-        }
+            s.messages * 2 > self.cap
+        };
         self.wake.notify_one();
-        Ok(())
+        Ok(congested)
+    }
+
+    /// True while more than half the message capacity is used (and the link is up).
+    pub(super) fn is_congested(&self) -> bool {
+        let s = self.state.lock();
+        s.up && !s.closed && s.messages * 2 > self.cap
     }
 
     /// Queues a barrier or an ack past the message cap; returns the session it was queued
@@ -191,9 +202,13 @@ impl Queue {
 
     /// Stops accepting items and empties the queue; returns how many messages were dropped.
     pub(super) fn set_down(&self) -> usize {
-        let mut s = self.state.lock();
-        s.up = false;
-        s.clear()
+        let n = {
+            let mut s = self.state.lock();
+            s.up = false;
+            s.clear()
+        };
+        self.drained.notify_waiters();
+        n
     }
 
     /// Closes the queue for good and empties it; returns how many messages were dropped.
@@ -240,6 +255,11 @@ impl Queue {
             items += 1;
             bytes += framed;
         }
+        let calm = s.messages * 2 <= self.cap;
+        drop(s);
+        if calm && !batch.messages.is_empty() {
+            self.drained.notify_waiters();
+        }
         batch
     }
 }
@@ -267,7 +287,7 @@ mod tests {
         (m.encoded_len(), m)
     }
 
-    fn push(q: &Queue, size: usize) -> Result<(), DropReason> {
+    fn push(q: &Queue, size: usize) -> Result<bool, DropReason> {
         let (len, m) = msg(size);
         q.push(len, m)
     }
@@ -281,9 +301,10 @@ mod tests {
             Err(DropReason::PeerDown)
         );
         assert!(q.set_up());
-        for _ in 0..3 {
-            assert_eq!(push(&q, 1), Ok(()));
-        }
+        assert_eq!(push(&q, 1), Ok(false));
+        assert_eq!(push(&q, 1), Ok(true), "past half: congested");
+        assert!(q.is_congested());
+        assert_eq!(push(&q, 1), Ok(true));
         assert_eq!(push(&q, 1), Err(DropReason::QueueFull));
         assert_eq!(q.push_control(Control::Barrier(1)), Ok(1), "past the cap");
         assert_eq!(q.set_down(), 3, "only messages are counted");
@@ -291,11 +312,29 @@ mod tests {
         assert_eq!(q.session(), None);
         assert!(q.set_up());
         assert_eq!(q.session(), Some(2), "a new connection is a new session");
-        assert_eq!(push(&q, 1), Ok(()));
+        assert_eq!(push(&q, 1), Ok(false));
         assert_eq!(q.close(), 1);
         assert!(!q.set_up(), "a closed queue stays closed");
         assert_eq!(push(&q, 1), Err(DropReason::PeerDown));
         assert_eq!(q.session(), None);
+    }
+
+    #[tokio::test]
+    async fn taking_a_batch_wakes_publishers_once_under_half() {
+        let q = Queue::new(4);
+        assert!(q.set_up());
+        for _ in 0..4 {
+            push(&q, 1).expect("queued");
+        }
+        assert!(q.is_congested());
+        let drained = q.drained.notified();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        assert_eq!(q.take().messages.len(), 4);
+        assert!(!q.is_congested());
+        tokio::time::timeout(std::time::Duration::from_secs(5), drained)
+            .await
+            .expect("woken");
     }
 
     #[test]
@@ -368,6 +407,10 @@ mod tests {
             q.push_control(Control::Barrier(0)),
             Err(DropReason::QueueFull)
         );
-        assert_eq!(push(&q, 1), Ok(()), "messages have their own cap");
+        assert_eq!(
+            push(&q, 1),
+            Ok(true),
+            "messages have their own cap (1 of 1: past half)"
+        );
     }
 }
