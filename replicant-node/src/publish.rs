@@ -26,7 +26,9 @@ pub enum Backpressure {
 /// nobody here and went to no other node is counted as dropped (`no_subscribers`).
 pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> {
     if msg.retain {
-        cluster::retain(ctx, &msg).await;
+        // Boxed: a table transaction is a large future, and this one sits inside every
+        // publishing connection's task.
+        Box::pin(cluster::retain(ctx, &msg)).await;
     }
     let mut targets = Vec::new();
     let (mut remote, mut peer) = (0, None);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use meshmq_shared::codec::ReasonCode;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use crate::mailbox::Mailbox;
 use crate::session::Session;
@@ -44,7 +44,7 @@ pub struct SlotInner {
     /// The connection that owns the session now, if connected.
     pub owner: Option<ConnId>,
     /// Control channel of the owning connection.
-    pub control: Option<mpsc::Sender<Control>>,
+    pub control: Option<oneshot::Sender<Control>>,
     /// Registry generation of the latest connection (from the table claim).
     pub generation: u64,
     /// Effective session expiry interval in seconds (after the node's cap).

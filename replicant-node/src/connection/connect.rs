@@ -14,7 +14,7 @@ use meshmq_shared::codec::{
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{Conn, reason_label};
@@ -35,7 +35,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut decoder = Decoder::new(ctx.config.mqtt.max_packet_size);
-    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut rbuf = BytesMut::with_capacity(512);
     let timeout = Duration::from_secs(ctx.config.mqtt.connect_timeout.max(1));
     let first =
         tokio::time::timeout(timeout, read_first(&mut decoder, &mut reader, &mut rbuf)).await;
@@ -62,7 +62,7 @@ where
             return None;
         }
     };
-    let (tx, control) = mpsc::channel(4);
+    let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
     let (slot, session_present) = claim(ctx, &connect, &setup, id, tx).await;
     let connack = connack(ctx, &connect, &setup, session_present);
@@ -93,6 +93,7 @@ where
         writer,
         decoder,
         rbuf,
+        last_read: 0,
         wbuf,
         control,
         out: Vec::new(),
@@ -234,8 +235,9 @@ async fn claim(
     c: &Connect,
     setup: &Setup,
     conn_id: u64,
-    control: mpsc::Sender<Control>,
+    control: oneshot::Sender<Control>,
 ) -> (Arc<SessionSlot>, bool) {
+    let mut control = Some(control);
     let claimed = cluster::claim(
         ctx,
         &setup.client_id,
@@ -247,7 +249,7 @@ async fn claim(
     if let Some(old) = ctx.sessions.get(&setup.client_id) {
         if c.clean_start {
             discard_local(ctx, &old).await;
-        } else if resume_local(&old, setup, conn_id, &control, claimed.generation) {
+        } else if resume_local(&old, setup, conn_id, &mut control, claimed.generation) {
             return (old, true);
         }
     }
@@ -278,7 +280,7 @@ fn resume_local(
     old: &SessionSlot,
     setup: &Setup,
     conn_id: u64,
-    control: &mpsc::Sender<Control>,
+    control: &mut Option<oneshot::Sender<Control>>,
     generation: u64,
 ) -> bool {
     let mut inner = old.inner.lock();
@@ -287,13 +289,13 @@ fn resume_local(
     }
     if let Some(tx) = inner.control.take() {
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-        let _ = tx.try_send(Control::Kick {
+        let _ = tx.send(Control::Kick {
             reason: ReasonCode::SessionTakenOver,
             session_ends: false,
         });
     }
     inner.owner = Some(conn_id);
-    inner.control = Some(control.clone());
+    inner.control = control.take();
     inner.generation = generation;
     inner.expiry_secs = setup.expiry_secs;
     inner.epoch += 1;
@@ -305,7 +307,7 @@ async fn discard_local(ctx: &Arc<Ctx>, old: &Arc<SessionSlot>) {
     let kicked = old.inner.lock().control.take();
     if let Some(tx) = kicked {
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-        let _ = tx.try_send(Control::Kick {
+        let _ = tx.send(Control::Kick {
             reason: ReasonCode::SessionTakenOver,
             session_ends: true,
         });
@@ -319,7 +321,7 @@ async fn new_slot(
     c: &Connect,
     setup: &Setup,
     conn_id: u64,
-    control: mpsc::Sender<Control>,
+    control: Option<oneshot::Sender<Control>>,
     generation: u64,
 ) -> Arc<SessionSlot> {
     let mailbox = Arc::new(Mailbox::new(
@@ -340,7 +342,7 @@ async fn new_slot(
         inner: parking_lot::Mutex::new(SlotInner {
             session: Session::new(setup.client_id.clone(), ctx.limits.clone(), params),
             owner: Some(conn_id),
-            control: Some(control),
+            control,
             generation,
             expiry_secs: setup.expiry_secs,
             epoch: 1,
@@ -353,7 +355,7 @@ async fn new_slot(
         // A concurrent CONNECT for the same id lost the race to us: end what it installed.
         debug!(client_id = %setup.client_id, "replacing a concurrently installed session");
         if let Some(tx) = prev.inner.lock().control.take() {
-            let _ = tx.try_send(Control::Kick {
+            let _ = tx.send(Control::Kick {
                 reason: ReasonCode::SessionTakenOver,
                 session_ends: true,
             });

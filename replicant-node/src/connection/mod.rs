@@ -22,8 +22,8 @@ use bytes::BytesMut;
 use meshmq_shared::codec::{self, Decoder, Disconnect, Packet, ProtocolVersion, ReasonCode, Will};
 use meshmq_shared::metrics as m;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span};
+use tokio::sync::oneshot;
+use tracing::{Instrument, debug, debug_span};
 
 use crate::broker::Ctx;
 use crate::message::Delivery;
@@ -35,6 +35,10 @@ pub(crate) use close::{end_session, end_session_moved};
 /// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from
 /// starving its own socket reads).
 const DRAIN_BATCH: usize = 512;
+/// Smallest room made in the read buffer before a read.
+const READ_MIN: usize = 256;
+/// Largest room made in the read buffer before a read (a busy publisher's reads).
+const READ_MAX: usize = 64 * 1024;
 /// How long one write may block before the client is considered dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a publisher waits for a congested subscriber queue before reading on.
@@ -65,18 +69,17 @@ where
         return;
     };
     metrics::counter!(m::CONNECTIONS_ACCEPTED_TOTAL).increment(1);
-    let span = info_span!("conn", %peer, transport, client_id = tracing::field::Empty);
-    tokio::spawn(
-        async move {
-            ctx.connections.fetch_add(1, Ordering::Relaxed);
-            metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
-            run(&ctx, io).await;
-            metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
-            ctx.connections.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        }
-        .instrument(span),
-    );
+    let span = debug_span!("conn", %peer, transport, client_id = tracing::field::Empty);
+    let fut = async move {
+        ctx.connections.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
+        run(&ctx, io).await;
+        metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
+        ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+    }
+    .instrument(span);
+    tokio::spawn(fut);
 }
 
 /// A connection after a successful CONNECT.
@@ -98,8 +101,11 @@ struct Conn<S> {
     writer: WriteHalf<S>,
     decoder: Decoder,
     rbuf: BytesMut,
+    /// Bytes the last read returned (sizes the next one).
+    last_read: usize,
     wbuf: BytesMut,
-    control: mpsc::Receiver<Control>,
+    /// Fires once: the session was taken over (or its sender dropped: the same).
+    control: oneshot::Receiver<Control>,
     out: Vec<Outgoing>,
     deliveries: Vec<Delivery>,
     /// What the last routed publish found congested (publisher back-pressure).
@@ -113,13 +119,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(io);
-    let Some(mut conn) = connect::accept(ctx, reader, writer).await else {
+    // CONNECT and close run table transactions (large futures): boxed, they cost memory only
+    // while they run, not for the whole life of every idle connection's task.
+    let Some(mut conn) = Box::pin(connect::accept(ctx, reader, writer)).await else {
         return;
     };
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
-    conn.close(exit).await;
+    Box::pin(conn.close(exit)).await;
 }
 
 impl<S> Conn<S>
@@ -138,22 +146,24 @@ where
                 .session
                 .next_awaiting_rel_expiry()
                 .map(tokio::time::Instant::from_std);
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(16 * 1024);
-            }
+            self.size_read_buffer();
             let exit = tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => Some(Exit::Shutdown),
-                c = self.control.recv() => match c {
-                    Some(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
-                    None => Some(Exit::Kicked { session_ends: false }),
+                // Polled only until it fires: the loop ends then.
+                c = &mut self.control => match c {
+                    Ok(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
+                    Err(_) => Some(Exit::Kicked { session_ends: false }),
                 },
                 r = self.reader.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => Some(Exit::Dropped),
                     Ok(n) => {
+                        self.last_read = n;
                         metrics::counter!(m::BYTES_RECEIVED_TOTAL).increment(n as u64);
                         last_packet = Instant::now();
-                        self.on_readable().await
+                        // Boxed (one allocation per read, not per packet): packet handling
+                        // is a large future that idle connections should not carry.
+                        Box::pin(self.on_readable()).await
                     }
                 },
                 _ = mailbox.ready.notified() => { self.drain_mailbox(); None }
@@ -182,6 +192,36 @@ where
             }
             self.backpressure().await;
         }
+    }
+
+    /// Sizes the read buffer to the traffic: a read that filled the room it had doubles the
+    /// room for the next one (up to [`READ_MAX`]); an idle connection whose buffer is empty
+    /// gives a large buffer (and its scratch vectors) back, so idle connections cost a few
+    /// hundred bytes, not 16 KiB.
+    fn size_read_buffer(&mut self) {
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let want = if self.last_read >= spare.max(READ_MIN) {
+            (spare * 2).clamp(READ_MIN, READ_MAX)
+        } else {
+            READ_MIN
+        };
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * want {
+            self.rbuf = BytesMut::new();
+        }
+        if want == READ_MIN {
+            // Not reading in bulk: give back the scratch vectors too (an `Outgoing` is
+            // ~400 bytes; one PINGRESP would otherwise keep four of them for good).
+            if self.out.is_empty() && self.out.capacity() > 0 {
+                self.out = Vec::new();
+            }
+            if self.deliveries.is_empty() && self.deliveries.capacity() > 0 {
+                self.deliveries = Vec::new();
+            }
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < want {
+            self.rbuf.reserve(want);
+        }
+        self.last_read = 0;
     }
 
     fn keepalive_deadline(&self, last: Instant) -> Option<tokio::time::Instant> {

@@ -65,7 +65,7 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
     };
     if let Some(tx) = control {
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-        let _ = tx.try_send(Control::Kick {
+        let _ = tx.send(Control::Kick {
             reason: ReasonCode::SessionTakenOver,
             session_ends: true,
         });

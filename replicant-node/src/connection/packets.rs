@@ -34,8 +34,10 @@ where
             Packet::PubComp(p) => self
                 .with_session(|s, now, out| s.on_pubcomp(now, p.packet_id, out))
                 .map_or(self.kicked(), |_| None),
-            Packet::Subscribe(s) => self.on_subscribe(s).await,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u).await,
+            // Boxed: their table transactions make large futures, which would otherwise be
+            // part of every (mostly idle) connection task's size.
+            Packet::Subscribe(s) => Box::pin(self.on_subscribe(s)).await,
+            Packet::Unsubscribe(u) => Box::pin(self.on_unsubscribe(u)).await,
             Packet::PingReq => {
                 self.out.push(Outgoing::Packet(Packet::PingResp));
                 self.encode_out();

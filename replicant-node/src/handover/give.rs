@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use meshmq_proto::peer::{SessionItem, TakeoverEnd, TakeoverRequest, TakeoverState, session_item};
 use meshmq_shared::codec::ReasonCode;
 use meshmq_shared::metrics as m;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::take::peer_addr;
@@ -93,10 +93,10 @@ fn drop_expired(deliveries: &mut Vec<Handed>, now: Instant) {
     }
 }
 
-fn kick(control: Option<mpsc::Sender<Control>>) {
+fn kick(control: Option<oneshot::Sender<Control>>) {
     if let Some(tx) = control {
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-        let _ = tx.try_send(Control::Kick {
+        let _ = tx.send(Control::Kick {
             reason: ReasonCode::SessionTakenOver,
             session_ends: false,
         });
@@ -109,7 +109,7 @@ fn kick(control: Option<mpsc::Sender<Control>>) {
 fn detach(
     slot: &SessionSlot,
     generation: u64,
-) -> Option<(Option<mpsc::Sender<Control>>, HandedState)> {
+) -> Option<(Option<oneshot::Sender<Control>>, HandedState)> {
     let mut inner = slot.inner.lock();
     if inner.ended || inner.generation >= generation || inner.leaving == Leaving::Forwarding {
         return None;

@@ -105,6 +105,9 @@ impl DbError {
     }
 }
 
+/// redb page cache of a core's store.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// Opens (creating it and its directory if needed) `<dir>/core.redb` and returns the two
 /// stores that share it. The state machine starts from the persisted snapshot, if any;
 /// openraft then re-applies the committed log entries after it.
@@ -114,10 +117,16 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
         source,
     })?;
     let path = dir.join(DB_FILE);
-    let db = Database::create(&path).map_err(|source| StoreError::Open {
-        path: path.clone(),
-        source,
-    })?;
+    // redb's page cache defaults to 1 GiB and keeps what every commit wrote: bounded here so
+    // a core's memory does not grow with the number of writes (the log is read back rarely:
+    // by lagging followers and replicants, which mostly read recent entries).
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(&path)
+        .map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
     let db = Arc::new(db);
     let load = |source| StoreError::Load {
         path: path.clone(),
