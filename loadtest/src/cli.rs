@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::args::{ConnArgs, PubArgs, ScenarioArgs, StormArgs, SubArgs};
 use crate::endpoint;
 use crate::fanout::FanoutConfig;
 use crate::wire::MqttVersion;
@@ -31,6 +32,16 @@ pub enum Command {
     Fanout(FanoutArgs),
     /// Prints a comparison table (medians per broker and scenario) from `--json` reports.
     Summarize(SummarizeArgs),
+    /// Connects -c clients and holds them for --duration (emqtt-bench `conn`).
+    Conn(ConnArgs),
+    /// Subscribes -c clients to -t and counts, times and sequence-checks what arrives.
+    Sub(SubArgs),
+    /// Publishes marked messages (time, sequence number) from -c clients to -t.
+    Pub(PubArgs),
+    /// Connects -c clients, drops them all, reconnects; --cycles times.
+    Storm(StormArgs),
+    /// Runs a TOML file of conn/sub/pub/storm phases, in order or in parallel groups.
+    Scenario(ScenarioArgs),
 }
 
 /// Flags of `loadtest fanout`.

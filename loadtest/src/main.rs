@@ -1,6 +1,7 @@
 //! `loadtest`: parses the command line, builds the tokio runtime the flags ask for (a
 //! current_thread runtime by default, to leave the most CPU to the broker on a shared box),
-//! and runs the chosen subcommand. All logic lives in the library.
+//! and runs the chosen subcommand. All logic lives in the library (`conn`, `sub`, `pub`,
+//! `storm` and `scenario` in `loadtest::app`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,9 +9,14 @@ use loadtest::cli::{Cli, Command, FanoutArgs, SummarizeArgs};
 use loadtest::{FanoutReport, summary};
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if let Some(job) = loadtest::app::Job::from_command(&command) {
+        return loadtest::app::run(job?);
+    }
+    match command {
         Command::Fanout(args) => fanout(&args),
         Command::Summarize(args) => summarize(&args),
+        _ => anyhow::bail!("unhandled subcommand"),
     }
 }
 

@@ -1,7 +1,10 @@
 //! The hand-rolled MQTT bytes the load generator sends and reads: CONNECT, SUBSCRIBE,
 //! PUBACK and DISCONNECT encoders, CONNACK/SUBACK checks and the fixed-header reader here;
 //! PUBLISH (pre-encoded batches stamped in place, zero-copy view, payload stamp) in
-//! `publish`.
+//! `publish`. For the emqtt-bench-style subcommands: CONNECT with every option and
+//! CONNACK/DISCONNECT with MQTT 5 properties (Server Reference) in `connect`, the QoS 2 and
+//! ping packets in `acks`, the 32-byte payload mark in `mark`, and the one-frame PUBLISH
+//! template in `template`.
 //!
 //! Why not `meshmq_shared::codec`: the benchmark shares a 2-core box with the broker under
 //! test, so the per-message path must cost next to nothing (no allocation, no owned
@@ -13,13 +16,26 @@
 
 use std::fmt;
 
+mod acks;
+mod connect;
+mod mark;
 mod publish;
+mod template;
 
+pub use acks::{PINGREQ, ack_packet_id, pubcomp, pubrec, pubrel};
+pub use connect::{
+    Connack, ConnectSpec, Disconnect, encode_connect_spec, parse_connack, parse_disconnect,
+};
+pub use mark::{MARK_LEN, MARK_MAGIC, Mark, read_mark, write_mark};
 pub use publish::{PublishBatch, PublishView, STAMP_LEN, Stamp, parse_publish, read_stamp};
+pub use template::PublishTemplate;
 
 /// MQTT protocol level spoken by a benchmark client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MqttVersion {
+    /// MQTT 3.1 (protocol level 3, protocol name `MQIsdp`); only the `conn`/`sub`/`pub`
+    /// family offers it (`-V 3`).
+    V31,
     /// MQTT 3.1.1 (protocol level 4).
     V311,
     /// MQTT 5.0 (protocol level 5).
@@ -27,9 +43,10 @@ pub enum MqttVersion {
 }
 
 impl MqttVersion {
-    /// The version for a protocol level given on the command line (4 or 5).
+    /// The version for a protocol level given on the command line (3, 4 or 5).
     pub fn from_level(level: u8) -> Option<MqttVersion> {
         match level {
+            3 => Some(MqttVersion::V31),
             4 => Some(MqttVersion::V311),
             5 => Some(MqttVersion::V5),
             _ => None,
@@ -39,13 +56,23 @@ impl MqttVersion {
     /// The CONNECT protocol level byte.
     pub fn level(self) -> u8 {
         match self {
+            MqttVersion::V31 => 3,
             MqttVersion::V311 => 4,
             MqttVersion::V5 => 5,
         }
     }
 
-    fn is_v5(self) -> bool {
+    /// Whether this is MQTT 5.0 (properties in every packet).
+    pub fn is_v5(self) -> bool {
         self == MqttVersion::V5
+    }
+
+    /// The protocol name CONNECT carries: `MQIsdp` for 3.1, `MQTT` otherwise.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            MqttVersion::V31 => "MQIsdp",
+            _ => "MQTT",
+        }
     }
 }
 
@@ -71,6 +98,10 @@ pub enum WireError {
     BadQos,
     /// A topic or client id does not fit the 65 535 bytes of an MQTT string.
     StringTooLong,
+    /// An MQTT 5 property block holds an identifier this reader does not know.
+    UnknownProperty(u8),
+    /// A string field is not UTF-8.
+    BadUtf8,
 }
 
 impl fmt::Display for WireError {
@@ -87,6 +118,8 @@ impl fmt::Display for WireError {
             }
             WireError::BadQos => write!(f, "PUBLISH with QoS 3"),
             WireError::StringTooLong => write!(f, "string longer than 65535 bytes"),
+            WireError::UnknownProperty(id) => write!(f, "unknown MQTT 5 property {id:#04x}"),
+            WireError::BadUtf8 => write!(f, "string is not UTF-8"),
         }
     }
 }
@@ -103,6 +136,14 @@ pub mod kind {
     pub const PUBACK: u8 = 4;
     /// SUBACK.
     pub const SUBACK: u8 = 9;
+    /// PUBREC (QoS 2, step 1).
+    pub const PUBREC: u8 = 5;
+    /// PUBREL (QoS 2, step 2).
+    pub const PUBREL: u8 = 6;
+    /// PUBCOMP (QoS 2, step 3).
+    pub const PUBCOMP: u8 = 7;
+    /// PINGRESP.
+    pub const PINGRESP: u8 = 13;
     /// DISCONNECT.
     pub const DISCONNECT: u8 = 14;
 }
@@ -208,7 +249,7 @@ pub fn encode_connect(
     keep_alive: u16,
 ) -> Result<Vec<u8>, WireError> {
     let mut body = Vec::with_capacity(16 + client_id.len());
-    put_str(&mut body, "MQTT")?;
+    put_str(&mut body, version.protocol_name())?;
     body.push(version.level());
     body.push(0x02);
     body.extend_from_slice(&keep_alive.to_be_bytes());
