@@ -28,7 +28,7 @@ where
     /// Closes the socket and settles the will and the session according to why it ended.
     pub(super) async fn close(mut self, exit: Exit) {
         let _ = self.writer.shutdown().await;
-        let will = self.will.take();
+        let will = self.will.take().map(|w| *w);
         if exit == Exit::Shutdown {
             // The node is stopping: in-memory state (queue, in-flight) goes with it, but a
             // persistent session's subscriptions stay in the tables. Record the disconnect so

@@ -85,7 +85,7 @@ where
         version,
         client_id: setup.client_id.clone(),
         username,
-        will,
+        will: will.map(Box::new),
         keep_alive: setup.keep_alive,
         connect_expiry_zero: setup.expiry_secs == 0,
         problem_info: properties.request_problem_information != Some(0),

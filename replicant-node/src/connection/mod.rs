@@ -90,7 +90,8 @@ struct Conn<S> {
     version: ProtocolVersion,
     client_id: Arc<str>,
     username: Option<String>,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and a `Will` (with its properties) is ~350 bytes.
+    will: Option<Box<Will>>,
     /// Effective keep-alive (0 = none); the connection is closed after 1.5x of silence.
     keep_alive: u16,
     /// Session expiry requested in CONNECT was 0 (then DISCONNECT may not raise it).
