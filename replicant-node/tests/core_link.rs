@@ -553,3 +553,47 @@ async fn start_fails_when_no_core_answers() {
     let err = CoreLink::start(cfg, Replica::new(), CancellationToken::new()).await;
     assert!(matches!(err, Err(CoreLinkError::NoCores)));
 }
+
+#[tokio::test]
+async fn concurrent_transactions_share_requests_and_each_gets_its_own_results() {
+    let c = certs();
+    let log = Log::with(10);
+    let core = FakeCore::start(&identity(&c.core), &log);
+    let link = start(config(&c, &[&core])).await;
+    // Replies are slowed by the follow stream's lag: callers arrive while one is in flight.
+    core.state.delay_ms.store(100, Ordering::SeqCst);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200usize {
+        let link = link.clone();
+        calls.spawn(async move {
+            let ops: Vec<Op> = (0..1 + i % 3)
+                .map(|k| route_op(&format!("co/{i}/{k}")))
+                .collect();
+            let n = ops.len();
+            let committed = link.transact(ops).await.expect("commits");
+            (i, n, committed)
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (i, n, committed) = done.expect("caller");
+        assert_eq!(
+            committed.results.len(),
+            n,
+            "caller {i} gets its own {n} results"
+        );
+        for k in 0..n {
+            assert!(
+                has_route(link.replica(), &format!("co/{i}/{k}")),
+                "caller {i}'s op {k} applied before it returned"
+            );
+        }
+    }
+    let requests = core.state.transacts.load(Ordering::SeqCst);
+    assert!(
+        requests < 200,
+        "200 concurrent callers sent {requests} requests"
+    );
+    println!("200 concurrent transactions in {requests} requests");
+    link.stop();
+    core.kill();
+}

@@ -14,6 +14,7 @@
 //! stream, never resend a transaction that may have committed, and never panic on what a
 //! core sends: malformed frames are counted and cause a reconnect.
 
+mod coalesce;
 mod follow;
 mod lease;
 pub mod pick;
@@ -142,6 +143,8 @@ pub(crate) struct Shared {
     lease_failures: AtomicU64,
     /// Stops the tasks: a child of the caller's token, also cancelled by [`CoreLink::stop`].
     stop: CancellationToken,
+    /// Concurrent transactions waiting to share one request.
+    coalescer: coalesce::Coalescer,
 }
 
 impl CoreLink {
@@ -245,6 +248,7 @@ impl Shared {
             leases_ok: AtomicU64::new(0),
             lease_failures: AtomicU64::new(0),
             stop,
+            coalescer: coalesce::Coalescer::default(),
         }
     }
 

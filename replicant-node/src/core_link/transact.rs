@@ -46,9 +46,22 @@ impl CoreLink {
     /// and unsent requests until `transact_deadline`. [`TransactError::Timeout`] means the
     /// batch may have committed (it is never resent); it is also returned when the batch
     /// committed but the replica did not apply it in time.
+    ///
+    /// Concurrent calls share requests (see `coalesce`): each caller still gets only its
+    /// own ops' results, in order.
     pub async fn transact(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
         let started = Instant::now();
-        let (result, label) = self.shared.transact(ops).await;
+        let result = if ops.is_empty() || ops.len() > MAX_OPS_PER_ENTRY {
+            self.shared.transact_one(ops).await
+        } else {
+            super::coalesce::Coalescer::submit(&self.shared, ops)
+                .await
+                .unwrap_or_else(|_| Err(TransactError::Unavailable("core link stopped".into())))
+        };
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
         metrics::histogram!(m::REPLICA_TRANSACT_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::counter!(m::REPLICA_TRANSACT_TOTAL, "result" => label).increment(1);
         result
@@ -56,6 +69,11 @@ impl CoreLink {
 }
 
 impl Shared {
+    /// Commits `ops` as one request (the retry loop), without coalescing.
+    pub(super) async fn transact_one(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
+        self.transact(ops).await.0
+    }
+
     /// The retry loop; returns the outcome and its metric label.
     async fn transact(&self, ops: Vec<Op>) -> (Result<Committed, TransactError>, &'static str) {
         if ops.len() > MAX_OPS_PER_ENTRY {
