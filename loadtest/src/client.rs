@@ -8,15 +8,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::Context;
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::wire::{self, FrameHeader, MqttVersion};
 
 /// Largest packet accepted during the handshake (CONNACK and SUBACK are tiny).
-const MAX_HANDSHAKE_PACKET: usize = 64 * 1024;
 
 /// A connected MQTT session before its hot loop starts.
 #[derive(Debug)]
@@ -96,20 +95,9 @@ impl MqttConn {
 
     /// Reads one whole packet; returns its header and body.
     async fn read_packet(&mut self) -> anyhow::Result<(FrameHeader, Vec<u8>)> {
-        loop {
-            if let Some(header) = wire::parse_header(&self.buf)? {
-                if header.body_len > MAX_HANDSHAKE_PACKET {
-                    bail!("handshake packet of {} bytes", header.body_len);
-                }
-                if self.buf.len() >= header.frame_len() {
-                    self.buf.advance(header.header_len);
-                    let body = self.buf.split_to(header.body_len).to_vec();
-                    return Ok((header, body));
-                }
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                bail!("connection closed by the broker");
-            }
+        match wire::read_handshake_packet(&mut self.stream, &mut self.buf).await? {
+            Some(packet) => Ok(packet),
+            None => Err(anyhow::anyhow!("connection closed by the broker")),
         }
     }
 }

@@ -23,7 +23,6 @@ use crate::wire::{self, ConnectSpec, FrameHeader, MqttVersion, WireError};
 pub const MAX_REDIRECTS: u32 = 5;
 
 /// Largest packet accepted during a handshake.
-const MAX_HANDSHAKE_PACKET: usize = 64 * 1024;
 
 /// How every client of a run connects.
 #[derive(Debug, Clone)]
@@ -239,20 +238,9 @@ impl Session {
 
     /// Reads one whole packet (handshakes only; no deadline of its own).
     async fn read_packet(&mut self) -> anyhow::Result<(FrameHeader, Vec<u8>)> {
-        loop {
-            if let Some(header) = wire::parse_header(&self.buf)? {
-                if header.body_len > MAX_HANDSHAKE_PACKET {
-                    bail!("handshake packet of {} bytes", header.body_len);
-                }
-                if self.buf.len() >= header.frame_len() {
-                    self.buf.advance(header.header_len);
-                    let body = self.buf.split_to(header.body_len).to_vec();
-                    return Ok((header, body));
-                }
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err(Closed.into());
-            }
+        match wire::read_handshake_packet(&mut self.stream, &mut self.buf).await? {
+            Some(packet) => Ok(packet),
+            None => Err(Closed.into()),
         }
     }
 
