@@ -15,8 +15,6 @@ use tokio::net::TcpStream;
 
 use crate::wire::{self, FrameHeader, MqttVersion};
 
-/// Largest packet accepted during the handshake (CONNACK and SUBACK are tiny).
-
 /// A connected MQTT session before its hot loop starts.
 #[derive(Debug)]
 pub struct MqttConn {

@@ -22,8 +22,6 @@ use crate::wire::{self, ConnectSpec, FrameHeader, MqttVersion, WireError};
 /// Redirects followed at most by one connect (a loop of references ends here).
 pub const MAX_REDIRECTS: u32 = 5;
 
-/// Largest packet accepted during a handshake.
-
 /// How every client of a run connects.
 #[derive(Debug, Clone)]
 pub struct ClientOpts {

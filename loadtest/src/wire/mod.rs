@@ -337,6 +337,35 @@ pub fn check_suback(
     }
 }
 
+/// Largest packet accepted during a handshake (CONNACK, SUBACK).
+pub const MAX_HANDSHAKE_PACKET: usize = 64 * 1024;
+
+/// Reads one whole packet from `stream` (handshakes only: at most [`MAX_HANDSHAKE_PACKET`],
+/// no deadline of its own), keeping what follows it in `buf`; `None` when the stream closed
+/// first.
+pub async fn read_handshake_packet<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut bytes::BytesMut,
+) -> anyhow::Result<Option<(FrameHeader, Vec<u8>)>> {
+    use bytes::Buf;
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(header) = parse_header(buf)? {
+            if header.body_len > MAX_HANDSHAKE_PACKET {
+                anyhow::bail!("handshake packet of {} bytes", header.body_len);
+            }
+            if buf.len() >= header.frame_len() {
+                buf.advance(header.header_len);
+                let body = buf.split_to(header.body_len).to_vec();
+                return Ok(Some((header, body)));
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -389,34 +418,5 @@ mod tests {
         );
         let s = encode_subscribe(MqttVersion::V5, 1, "a/#", 1).unwrap();
         assert_eq!(s, [0x82, 9, 0, 1, 0, 0, 3, b'a', b'/', b'#', 1]);
-    }
-}
-
-/// Largest packet accepted during a handshake (CONNACK, SUBACK).
-pub const MAX_HANDSHAKE_PACKET: usize = 64 * 1024;
-
-/// Reads one whole packet from `stream` (handshakes only: at most [`MAX_HANDSHAKE_PACKET`],
-/// no deadline of its own), keeping what follows it in `buf`; `None` when the stream closed
-/// first.
-pub async fn read_handshake_packet<R: tokio::io::AsyncRead + Unpin>(
-    stream: &mut R,
-    buf: &mut bytes::BytesMut,
-) -> anyhow::Result<Option<(FrameHeader, Vec<u8>)>> {
-    use bytes::Buf;
-    use tokio::io::AsyncReadExt;
-    loop {
-        if let Some(header) = parse_header(buf)? {
-            if header.body_len > MAX_HANDSHAKE_PACKET {
-                anyhow::bail!("handshake packet of {} bytes", header.body_len);
-            }
-            if buf.len() >= header.frame_len() {
-                buf.advance(header.header_len);
-                let body = buf.split_to(header.body_len).to_vec();
-                return Ok(Some((header, body)));
-            }
-        }
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(None);
-        }
     }
 }
