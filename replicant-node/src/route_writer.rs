@@ -47,11 +47,6 @@ impl RouteWriter {
             .await
             .is_ok_and(|r| r.is_ok())
     }
-
-    /// Highest seq covered by committed batches.
-    pub fn committed(&self) -> u64 {
-        *self.committed.borrow()
-    }
 }
 
 /// The writer task; runs until shutdown.

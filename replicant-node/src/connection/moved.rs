@@ -11,13 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshmq_shared::codec::ReasonCode;
-use meshmq_shared::metrics as m;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
 use crate::broker::Ctx;
-use crate::sessions::{Control, Leaving};
+use crate::sessions::Leaving;
 
 /// How often every local session is checked against the registry.
 const RESCAN: Duration = Duration::from_secs(5);
@@ -63,13 +61,7 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
         }
         inner.control.take()
     };
-    if let Some(tx) = control {
-        metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
-        let _ = tx.send(Control::Kick {
-            reason: ReasonCode::SessionTakenOver,
-            session_ends: true,
-        });
-    }
+    crate::handover::give::kick(control, true);
     debug!(%client_id, "session discarded by a clean start on another node");
     super::close::end_session_moved(ctx, &slot).await;
 }

@@ -65,7 +65,7 @@ pub(crate) fn await_request(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, generation:
         inner.epoch += 1;
         inner.control.take()
     };
-    kick(control);
+    kick(control, false);
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
         tokio::select! {
@@ -93,12 +93,14 @@ fn drop_expired(deliveries: &mut Vec<Handed>, now: Instant) {
     }
 }
 
-fn kick(control: Option<oneshot::Sender<Control>>) {
+/// Closes the connection owning a session taken over by another node (DISCONNECT 0x8E);
+/// `session_ends`: the session is discarded, so its will goes at once.
+pub(crate) fn kick(control: Option<oneshot::Sender<Control>>, session_ends: bool) {
     if let Some(tx) = control {
         metrics::counter!(m::TAKEOVERS_TOTAL).increment(1);
         let _ = tx.send(Control::Kick {
             reason: ReasonCode::SessionTakenOver,
-            session_ends: false,
+            session_ends,
         });
     }
 }
@@ -154,7 +156,7 @@ async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
         let _ = peers.send_session(&from, &addr, item(session_item::Kind::State(none)));
         return;
     };
-    kick(control);
+    kick(control, false);
     // The client is connected (at the new owner): QoS 0 keeps flowing while forwarded.
     slot.mailbox.set_online(true);
     let stop = ctx.handovers.forwarding(&client_id, generation);

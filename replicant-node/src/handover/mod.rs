@@ -111,11 +111,6 @@ impl Handovers {
             outgoing.remove(client_id);
         }
     }
-
-    /// Hand-overs waiting for an answer, and sessions being forwarded (for tests and logs).
-    pub fn in_progress(&self) -> (usize, usize) {
-        (self.incoming.lock().len(), self.outgoing.lock().len())
-    }
 }
 
 /// The peer callback for session items; `ctx` is set once the broker context exists.
