@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use meshmq_shared::config::Config;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -139,13 +139,12 @@ impl BrokerBuilder {
                 })?,
             )
         };
-        let mqtt = TcpListener::bind(config.listeners.mqtt_bind)
-            .await
+        let backlog = config.listeners.backlog;
+        let mqtt = listen(config.listeners.mqtt_bind, backlog)
             .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
         let ws_listener = match config.listeners.ws_bind {
             Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
+                listen(a, backlog)
                     .with_context(|| format!("binding WebSocket listener {a}"))?,
             ),
             None => None,
@@ -313,6 +312,18 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// A listening socket with an accept queue of `backlog` (tokio's `bind` uses 1024).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Accepts TCP connections until shutdown; transient accept errors back off instead of

@@ -93,6 +93,10 @@ pub struct ListenersConfig {
     pub http_bind: Option<SocketAddr>,
     /// Cap on concurrent MQTT connections (TCP + WS) on this node.
     pub max_connections: usize,
+    /// Length of the kernel's accept queue of the MQTT and WebSocket listeners (the kernel
+    /// caps it at `net.core.somaxconn`). Under a reconnect storm a short queue overflows and
+    /// every dropped SYN costs its client a 1 s (then 3 s, ...) retransmission.
+    pub backlog: u32,
 }
 
 impl Default for ListenersConfig {
@@ -102,6 +106,7 @@ impl Default for ListenersConfig {
             ws_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
             http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 18083))),
             max_connections: 1_000_000,
+            backlog: 4096,
         }
     }
 }

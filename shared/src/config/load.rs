@@ -148,6 +148,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.listeners.max_connections == 0 {
         return invalid("listeners.max_connections", "must be greater than 0".into());
     }
+    if config.listeners.backlog == 0 {
+        return invalid("listeners.backlog", "must be greater than 0".into());
+    }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(
             "must be between {MIN_PACKET_SIZE_LIMIT} and {MAX_PACKET_SIZE_LIMIT}, got {}",

@@ -240,6 +240,7 @@ fn out_of_range_values_are_rejected_with_the_key() {
             "0",
             "listeners.max_connections",
         ),
+        ("MESHMQ_LISTENERS__BACKLOG", "0", "listeners.backlog"),
         ("MESHMQ_NODE__NAME", " ", "node.name"),
     ];
     for (var, value, key) in cases {
