@@ -116,6 +116,18 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Deliveries moved with a handed-over session, by direction.",
     ),
     (
+        m::EVACUATION_CONNECTIONS_EVICTED_TOTAL,
+        "Connections closed by this node's evacuation (MQTT 5: DISCONNECT 0x9C).",
+    ),
+    (
+        m::EVACUATION_SESSIONS_MIGRATED_TOTAL,
+        "Disconnected sessions this node's evacuation handed to other nodes, by result.",
+    ),
+    (
+        m::EVACUATION_SESSIONS_ADOPTED_TOTAL,
+        "Sessions adopted from an evacuating node, by result.",
+    ),
+    (
         m::MESSAGES_RECEIVED_TOTAL,
         "PUBLISH packets received from clients, by QoS.",
     ),
@@ -240,6 +252,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
 /// `# HELP` text of every gauge.
 const GAUGE_HELP: &[(&str, &str)] = &[
     (m::CONNECTIONS, "Live MQTT connections, by transport."),
+    (
+        m::EVACUATING,
+        "1 while this node is being evacuated (availability check 503).",
+    ),
     (m::SESSIONS, "Sessions held on this node, connected or not."),
     (m::SUBSCRIPTIONS, "Subscriptions in this node's router."),
     (m::RETAINED_MESSAGES, "Retained messages stored."),

@@ -48,6 +48,8 @@ pub struct Ctx {
     pub shared_picker: crate::shared_pick::SharedPicker,
     /// Commits this node's `routes` rows in decision order.
     pub route_writer: crate::route_writer::RouteWriter,
+    /// This node's evacuation, if one is under way.
+    pub evacuation: crate::evacuation::Evacuation,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
     /// Source of session and connection ids.
@@ -144,8 +146,7 @@ impl BrokerBuilder {
             .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
         let ws_listener = match config.listeners.ws_bind {
             Some(a) => Some(
-                listen(a, backlog)
-                    .with_context(|| format!("binding WebSocket listener {a}"))?,
+                listen(a, backlog).with_context(|| format!("binding WebSocket listener {a}"))?,
             ),
             None => None,
         };
@@ -167,6 +168,7 @@ impl BrokerBuilder {
             handovers: crate::handover::Handovers::default(),
             shared_picker: crate::shared_pick::SharedPicker::default(),
             route_writer: crate::route_writer::RouteWriter::default(),
+            evacuation: crate::evacuation::Evacuation::default(),
             authz: self.authz,
             next_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -179,6 +181,8 @@ impl BrokerBuilder {
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
         crate::cluster::announce_node(&ctx).await;
+        // A node restarted mid-evacuation refuses from its first CONNECT.
+        crate::evacuation::sync(&ctx);
         let mqtt_addr = mqtt.local_addr()?;
         let ws_addr = ws_listener
             .as_ref()
@@ -205,8 +209,9 @@ impl BrokerBuilder {
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone());
             let token = ctx.shutdown.clone();
+            let api = crate::evacuation::api::routes(ctx.clone());
             tasks.spawn(async move {
-                if let Err(e) = http::serve(l, state, token).await {
+                if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");
                 }
             });
@@ -215,6 +220,7 @@ impl BrokerBuilder {
         tasks.spawn(crate::forward::sync_links(ctx.clone()));
         tasks.spawn(crate::route_writer::run(ctx.clone()));
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
+        tasks.spawn(crate::evacuation::watch(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {
             ctx,
@@ -274,6 +280,7 @@ impl BrokerHandle {
     /// Stops accepting, tells every client the server is shutting down, and waits (bounded)
     /// for the connection tasks to finish.
     pub async fn shutdown(mut self) {
+        crate::evacuation::finish_before_shutdown(&self.ctx).await;
         self.ctx.shutdown.cancel();
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.ctx.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {

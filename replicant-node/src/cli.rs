@@ -43,6 +43,16 @@ pub struct Cli {
     /// Directory with `ca.pem` and this node's certificate (`cluster.certs_dir`).
     #[arg(long, value_name = "DIR")]
     pub certs_dir: Option<PathBuf>,
+    /// Without a subcommand: run the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands (none: run the broker).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Talk to a running node's HTTP API (evacuation): `ctl rebalance start --evacuation`.
+    Ctl(crate::ctl::Ctl),
 }
 
 impl Cli {
@@ -105,6 +115,41 @@ mod tests {
         assert_eq!(o.http_bind, Some("127.0.0.1:18083".parse().unwrap()));
         assert_eq!(o.data_dir, Some(PathBuf::from("/var/lib/meshmq")));
         assert_eq!(o.node_name.as_deref(), Some("meshmq@10.0.0.1"));
+    }
+
+    #[test]
+    fn ctl_rebalance_start_parses_the_evacuation_flags() {
+        let cli = Cli::try_parse_from([
+            "replicant-node",
+            "ctl",
+            "--api",
+            "127.0.0.1:18084",
+            "rebalance",
+            "start",
+            "--evacuation",
+            "--node",
+            "r1",
+            "--conn-evict-rate",
+            "200",
+            "--migrate-to",
+            "r2,r3",
+        ])
+        .unwrap();
+        let Some(Command::Ctl(ctl)) = cli.command else {
+            panic!("ctl expected")
+        };
+        assert_eq!(ctl.api, "127.0.0.1:18084".parse().unwrap());
+        let crate::ctl::CtlCommand::Rebalance(crate::ctl::Rebalance::Start(a)) = ctl.command else {
+            panic!("rebalance start expected")
+        };
+        assert!(a.evacuation);
+        assert_eq!(a.node.as_deref(), Some("r1"));
+        assert_eq!(a.conn_evict_rate, Some(200));
+        assert_eq!(a.migrate_to, ["r2", "r3"]);
+        assert!(
+            Cli::try_parse_from(["replicant-node", "ctl", "rebalance", "start"]).is_err(),
+            "--evacuation is required"
+        );
     }
 
     #[test]

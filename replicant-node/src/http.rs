@@ -1,4 +1,5 @@
-//! The node's HTTP endpoint: `GET /metrics`, `GET /health`, `GET /api/v5/status`.
+//! The node's HTTP endpoint: `GET /metrics`, `GET /health`, `GET /api/v5/status`, plus the
+//! API routes the broker hands in (`crate::evacuation::api`).
 //!
 //! Owns the routes and their response bodies. The process-wide Prometheus recorder and the
 //! metric descriptions live in [`recorder`]. It must never touch MQTT sessions or the
@@ -124,9 +125,10 @@ fn router(state: HttpState, shutdown: CancellationToken) -> Router {
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
+    api: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state, shutdown.clone());
+    let app = router(state, shutdown.clone()).merge(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

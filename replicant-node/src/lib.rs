@@ -14,6 +14,8 @@ pub mod cluster;
 pub mod connection;
 pub mod core_handle;
 pub mod core_link;
+pub mod ctl;
+pub mod evacuation;
 pub mod forward;
 pub mod handover;
 pub mod http;

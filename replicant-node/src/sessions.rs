@@ -24,7 +24,7 @@ pub type SessionId = u64;
 pub type ConnId = u64;
 
 /// What a connection task is told from outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// Another connection took the session over (or discarded it with clean start):
     /// send DISCONNECT with `reason` (5.0) and close; publish the will if `will_now`.
@@ -33,6 +33,13 @@ pub enum Control {
         reason: ReasonCode,
         /// Whether the will must be published at once (the session ended, or no delay).
         session_ends: bool,
+    },
+    /// The node is being evacuated: send DISCONNECT 0x9C Use another server (5.0, with
+    /// `server_reference` if set; 3.1.1: just close) and close as a server-side close
+    /// (the session stays for its expiry, the will follows the normal rules).
+    Evict {
+        /// MQTT 5 Server Reference (the evacuation's `redirect_to`).
+        server_reference: Option<Arc<str>>,
     },
 }
 

@@ -28,7 +28,8 @@ async fn start(node: &str, connections: usize) -> Server {
     let addr = listener.local_addr().unwrap();
     let state = HttpState::new(node, Arc::new(AtomicUsize::new(connections)));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(http::serve(listener, state, shutdown.clone()));
+    let api = axum::Router::new();
+    let task = tokio::spawn(http::serve(listener, state, api, shutdown.clone()));
     Server {
         addr,
         shutdown,

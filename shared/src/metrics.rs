@@ -38,6 +38,17 @@ pub const HANDOVERS_TOTAL: &str = "meshmq_session_handovers_total";
 /// Counter: deliveries moved with a handed-over session (in flight, queued, and forwarded
 /// during the hand-over), by `direction` (`sent`, `received`).
 pub const HANDOVER_MESSAGES_TOTAL: &str = "meshmq_session_handover_messages_total";
+/// Counter: connections closed by this node's evacuation (v5: DISCONNECT 0x9C). No labels.
+pub const EVACUATION_CONNECTIONS_EVICTED_TOTAL: &str =
+    "meshmq_evacuation_connections_evicted_total";
+/// Counter: disconnected sessions this node's evacuation handed to another node, by
+/// `result` (`migrated`: the session left; `given_up`: still here after every attempt).
+pub const EVACUATION_SESSIONS_MIGRATED_TOTAL: &str = "meshmq_evacuation_sessions_migrated_total";
+/// Counter: sessions adopted from an evacuating node (kept here without a connection).
+/// Labels: `result` (`ok`, `skipped`).
+pub const EVACUATION_SESSIONS_ADOPTED_TOTAL: &str = "meshmq_evacuation_sessions_adopted_total";
+/// Gauge: 1 while this node is being evacuated (health check 503), else 0. No labels.
+pub const EVACUATING: &str = "meshmq_evacuating";
 /// Gauge: subscriptions in this node's router (shared subscriptions included). No labels.
 pub const SUBSCRIPTIONS: &str = "meshmq_subscriptions";
 /// Gauge: retained messages stored. No labels.
@@ -216,6 +227,9 @@ pub const COUNTERS: &[&str] = &[
     TAKEOVERS_TOTAL,
     HANDOVERS_TOTAL,
     HANDOVER_MESSAGES_TOTAL,
+    EVACUATION_CONNECTIONS_EVICTED_TOTAL,
+    EVACUATION_SESSIONS_MIGRATED_TOTAL,
+    EVACUATION_SESSIONS_ADOPTED_TOTAL,
     MESSAGES_RECEIVED_TOTAL,
     MESSAGES_DELIVERED_TOTAL,
     MESSAGES_DROPPED_TOTAL,
@@ -254,6 +268,7 @@ pub const COUNTERS: &[&str] = &[
 /// Every gauge name.
 pub const GAUGES: &[&str] = &[
     CONNECTIONS,
+    EVACUATING,
     SESSIONS,
     SUBSCRIPTIONS,
     RETAINED_MESSAGES,

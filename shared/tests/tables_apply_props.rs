@@ -105,10 +105,17 @@ fn node_ops() -> BoxedStrategy<Kind> {
             role: role as i32,
             incarnation,
         })),
-        (node(), small32()).prop_map(|(node, s)| Kind::NodeStatus(NodeStatus {
-            node,
-            status: s as i32
-        })),
+        (node(), small32(), small32()).prop_map(|(node, s, expect)| {
+            Kind::NodeStatus(NodeStatus {
+                node,
+                status: s as i32,
+                expect: (expect % 4) as i32,
+                evacuation: (s == 2).then(|| meshmq_proto::tables::Evacuation {
+                    started_ms: u64::from(expect),
+                    ..Default::default()
+                }),
+            })
+        }),
         (node(), small())
             .prop_map(|(node, incarnation)| Kind::NodePurge(NodePurge { node, incarnation })),
     ]

@@ -140,7 +140,7 @@ fn spawn_will_timer(
     });
 }
 
-fn spawn_expiry_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch: u64, expiry: u32) {
+pub(super) fn spawn_expiry_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch: u64, expiry: u32) {
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
         tokio::select! {

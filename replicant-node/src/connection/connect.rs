@@ -54,6 +54,15 @@ where
         Ok(Ok(c)) => c,
     };
     let version = connect.protocol;
+    if let Some(server_reference) = ctx.evacuation.refusing() {
+        // Evacuating: v5 gets 0x9C Use another server (+ Server Reference), 3.1.1 code 3.
+        let mut p = Properties::default();
+        if version.is_v5() {
+            p.server_reference = server_reference.map(|r| r.to_string());
+        }
+        refuse_with(&mut writer, version, ReasonCode::UseAnotherServer, p).await;
+        return None;
+    }
     let mut wbuf = BytesMut::new();
     let setup = match validate(ctx, &connect) {
         Ok(setup) => setup,
@@ -151,12 +160,21 @@ async fn refuse_undecodable<W: AsyncWrite + Unpin>(writer: &mut W, e: &DecodeErr
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion, code: ReasonCode) {
+    refuse_with(writer, version, code, Properties::default()).await;
+}
+
+async fn refuse_with<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    version: ProtocolVersion,
+    code: ReasonCode,
+    properties: Properties,
+) {
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(code)).increment(1);
     metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => reason_label(code)).increment(1);
     let ack = ConnAck {
         session_present: false,
         code,
-        properties: Properties::default(),
+        properties,
     };
     let mut buf = BytesMut::new();
     if codec::encode(&Packet::ConnAck(ack), version, &mut buf).is_ok() {
@@ -324,27 +342,43 @@ async fn new_slot(
     control: Option<oneshot::Sender<Control>>,
     generation: u64,
 ) -> Arc<SessionSlot> {
+    let owner = (Some(conn_id), control);
+    let expiry = setup.expiry_secs;
+    install_slot(ctx, &setup.client_id, c.protocol, owner, generation, expiry).await
+}
+
+/// Creates and registers an empty session for `client_id`, owned by `owner` (a connection
+/// and its control channel; `(None, None)` for a session adopted without a connection).
+/// A session of the same id installed meanwhile by a concurrent CONNECT is ended.
+pub(crate) async fn install_slot(
+    ctx: &Arc<Ctx>,
+    client_id: &Arc<str>,
+    version: ProtocolVersion,
+    owner: (Option<u64>, Option<oneshot::Sender<Control>>),
+    generation: u64,
+    expiry_secs: u32,
+) -> Arc<SessionSlot> {
     let mailbox = Arc::new(Mailbox::new(
         ctx.config.mqtt.max_mqueue_len,
         ctx.config.mqtt.mqueue_drop_policy,
         ctx.config.mqtt.mqueue_store_qos0,
     ));
     let params = ConnParams {
-        version: c.protocol,
+        version,
         receive_maximum: u16::MAX,
         max_packet_size: u32::MAX,
         topic_alias_maximum: 0,
     };
     let slot = Arc::new(SessionSlot {
         id: ctx.next_id(),
-        client_id: setup.client_id.clone(),
+        client_id: client_id.clone(),
         mailbox: mailbox.clone(),
         inner: parking_lot::Mutex::new(SlotInner {
-            session: Session::new(setup.client_id.clone(), ctx.limits.clone(), params),
-            owner: Some(conn_id),
-            control,
+            session: Session::new(client_id.clone(), ctx.limits.clone(), params),
+            owner: owner.0,
+            control: owner.1,
             generation,
-            expiry_secs: setup.expiry_secs,
+            expiry_secs,
             epoch: 1,
             ended: false,
             leaving: Leaving::No,
@@ -353,7 +387,7 @@ async fn new_slot(
     ctx.router.register(slot.id, mailbox);
     if let Some(prev) = ctx.sessions.insert(slot.clone()) {
         // A concurrent CONNECT for the same id lost the race to us: end what it installed.
-        debug!(client_id = %setup.client_id, "replacing a concurrently installed session");
+        debug!(%client_id, "replacing a concurrently installed session");
         if let Some(tx) = prev.inner.lock().control.take() {
             let _ = tx.send(Control::Kick {
                 reason: ReasonCode::SessionTakenOver,

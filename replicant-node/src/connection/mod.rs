@@ -6,6 +6,7 @@
 //! live in [`crate::session`]. It never blocks on another client: a slow subscriber is seen as
 //! a full mailbox (dropped and counted), a slow socket as a write timeout.
 
+mod adopt;
 mod close;
 mod connect;
 pub mod moved;
@@ -30,6 +31,7 @@ use crate::message::Delivery;
 use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
 
+pub(crate) use adopt::adopt;
 pub(crate) use close::{end_session, end_session_moved};
 
 /// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from
@@ -154,6 +156,10 @@ where
                 // Polled only until it fires: the loop ends then.
                 c = &mut self.control => match c {
                     Ok(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
+                    Ok(Control::Evict { server_reference }) => {
+                        self.queue_disconnect_to(ReasonCode::UseAnotherServer, server_reference);
+                        Some(Exit::ServerClose(ReasonCode::UseAnotherServer))
+                    }
                     Err(_) => Some(Exit::Kicked { session_ends: false }),
                 },
                 r = self.reader.read_buf(&mut self.rbuf) => match r {
@@ -322,12 +328,16 @@ where
 
     /// Queues a DISCONNECT with `reason` (5.0 only; 3.1.1 just closes).
     fn queue_disconnect(&mut self, reason: ReasonCode) {
+        self.queue_disconnect_to(reason, None);
+    }
+
+    /// As [`queue_disconnect`](Self::queue_disconnect), with an MQTT 5 Server Reference.
+    fn queue_disconnect_to(&mut self, reason: ReasonCode, server_reference: Option<Arc<str>>) {
         if self.version.is_v5() {
             metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => reason_label(reason)).increment(1);
-            self.out
-                .push(Outgoing::Packet(Packet::Disconnect(Disconnect::new(
-                    reason,
-                ))));
+            let mut d = Disconnect::new(reason);
+            d.properties.server_reference = server_reference.map(|r| r.to_string());
+            self.out.push(Outgoing::Packet(Packet::Disconnect(d)));
             self.encode_out();
         }
     }

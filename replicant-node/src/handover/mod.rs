@@ -124,6 +124,9 @@ pub fn on_session_fn(ctx: Arc<OnceLock<Weak<Ctx>>>) -> OnSession {
             Some(session_item::Kind::End(e)) => give::on_end(&ctx, &e),
             Some(session_item::Kind::Delivery(d)) => take::on_delivery(&ctx, d),
             Some(session_item::Kind::State(s)) => take::on_state(&ctx, s),
+            Some(session_item::Kind::Migrate(r)) => {
+                crate::evacuation::migrate::on_migrate(&ctx, from, r);
+            }
             None => metrics::counter!(
                 meshmq_shared::metrics::PEER_MALFORMED_TOTAL,
                 "reason" => "empty_session_item"

@@ -15,6 +15,7 @@
 mod common;
 
 mod catchup;
+mod evacuation;
 mod failover;
 mod handover;
 mod harness;

@@ -2,8 +2,8 @@
 //! round trips.
 
 use meshmq_proto::tables::{
-    Batch, NodeState, NodeStatus, RejectReason, RetainedExpire, RouteAdd, RouteRemove,
-    SharedRemove, op::Kind,
+    Batch, Evacuation, NodeState, NodeStatus, Op, RejectReason, RetainedExpire, RouteAdd,
+    RouteRemove, SharedRemove, op::Kind,
 };
 
 use super::tests::{
@@ -23,6 +23,7 @@ fn nodes_up_status_and_incarnations() {
     let evacuate = op(Kind::NodeStatus(NodeStatus {
         node: "r1".into(),
         status: NodeState::Evacuating as i32,
+        ..NodeStatus::default()
     }));
     apply_ok(&mut t, &[evacuate]);
     assert_eq!(
@@ -32,11 +33,13 @@ fn nodes_up_status_and_incarnations() {
     let unknown = op(Kind::NodeStatus(NodeStatus {
         node: "x".into(),
         status: 1,
+        ..NodeStatus::default()
     }));
     assert_rejected(&mut t, &unknown, RejectReason::UnknownNode);
     let bad = op(Kind::NodeStatus(NodeStatus {
         node: "r1".into(),
         status: 42,
+        ..NodeStatus::default()
     }));
     assert_rejected(&mut t, &bad, RejectReason::Invalid);
     let mut no_role = node_up("r2", 1);
@@ -46,6 +49,70 @@ fn nodes_up_status_and_incarnations() {
     assert_rejected(&mut t, &no_role, RejectReason::Invalid);
     apply_ok(&mut t, &[node_up("r1", 3)]);
     assert_rejected(&mut t, &node_up("r1", 2), RejectReason::StaleIncarnation);
+}
+
+fn status(node: &str, status: NodeState, expect: NodeState, plan: Option<Evacuation>) -> Op {
+    op(Kind::NodeStatus(NodeStatus {
+        node: node.into(),
+        status: status as i32,
+        evacuation: plan,
+        expect: expect as i32,
+    }))
+}
+
+#[test]
+fn an_evacuation_starts_once_survives_a_restart_and_stops() {
+    let mut t = Tables::new();
+    apply_ok(&mut t, &[node_up("r1", 1)]);
+    let plan = Evacuation {
+        conn_evict_rate: 500,
+        redirect_to: "r2.example:1883".into(),
+        started_ms: 42,
+        ..Evacuation::default()
+    };
+    let start = status(
+        "r1",
+        NodeState::Evacuating,
+        NodeState::Running,
+        Some(plan.clone()),
+    );
+    apply_ok(&mut t, std::slice::from_ref(&start));
+    assert_eq!(
+        t.node("r1").and_then(|n| n.evacuation.clone()),
+        Some(plan.clone())
+    );
+    // Started twice: the second is refused and the plan is unchanged.
+    assert_rejected(&mut t, &start, RejectReason::StateConflict);
+    // A new incarnation (the node restarted) is still evacuating, with its plan.
+    apply_ok(&mut t, &[node_up("r1", 2)]);
+    let row = t.node("r1").cloned().unwrap_or_default();
+    assert_eq!(row.status, NodeState::Evacuating as i32);
+    assert_eq!(row.evacuation, Some(plan));
+    // Stop: running again, plan cleared; a progress report after the stop is refused.
+    apply_ok(
+        &mut t,
+        &[status(
+            "r1",
+            NodeState::Running,
+            NodeState::Evacuating,
+            None,
+        )],
+    );
+    let row = t.node("r1").cloned().unwrap_or_default();
+    assert_eq!(row.status, NodeState::Running as i32);
+    assert_eq!(row.evacuation, None);
+    let late = status(
+        "r1",
+        NodeState::Evacuating,
+        NodeState::Evacuating,
+        Some(Evacuation::default()),
+    );
+    assert_rejected(&mut t, &late, RejectReason::StateConflict);
+    apply_ok(&mut t, &[node_up("r1", 3)]);
+    assert_eq!(
+        t.node("r1").map(|n| n.status),
+        Some(NodeState::Running as i32)
+    );
 }
 
 #[test]

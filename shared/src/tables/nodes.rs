@@ -75,6 +75,17 @@ impl Nodes {
             },
             _ => UpOutcome::Unchanged,
         };
+        // An evacuating node that restarts comes back evacuating (its plan resumes).
+        let evacuation = self
+            .rows
+            .get(&op.node)
+            .filter(|r| r.status == NodeState::Evacuating as i32)
+            .and_then(|r| r.evacuation.clone());
+        let status = if evacuation.is_some() {
+            NodeState::Evacuating
+        } else {
+            NodeState::Running
+        };
         self.rows.insert(
             op.node.clone(),
             NodeRow {
@@ -83,7 +94,8 @@ impl Nodes {
                 peer_addr: op.peer_addr.clone(),
                 role: op.role,
                 incarnation: op.incarnation,
-                status: NodeState::Running as i32,
+                status: status as i32,
+                evacuation,
             },
         );
         Ok(outcome)
@@ -101,7 +113,23 @@ impl Nodes {
                 format!("NodeStatus: unknown node {:?}", op.node),
             ));
         };
+        if op.expect != NodeState::Unspecified as i32 && op.expect != row.status {
+            return Err(reject(
+                RejectReason::StateConflict,
+                format!(
+                    "NodeStatus: node {} is {}, not {}",
+                    op.node,
+                    state_name(row.status),
+                    state_name(op.expect)
+                ),
+            ));
+        }
         row.status = op.status;
+        row.evacuation = if op.status == NodeState::Evacuating as i32 {
+            op.evacuation.clone()
+        } else {
+            None
+        };
         Ok(())
     }
 
@@ -136,5 +164,15 @@ impl Nodes {
         for row in rows.iter().filter(|r| !r.node.is_empty()) {
             self.rows.insert(row.node.clone(), row.clone());
         }
+    }
+}
+
+/// `running`, `evacuating`, `left` (or the number).
+pub fn state_name(status: i32) -> String {
+    match NodeState::try_from(status) {
+        Ok(NodeState::Running) => "running".into(),
+        Ok(NodeState::Evacuating) => "evacuating".into(),
+        Ok(NodeState::Left) => "left".into(),
+        _ => format!("state {status}"),
     }
 }

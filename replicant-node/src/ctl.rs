@@ -1,0 +1,183 @@
+//! `replicant-node ctl ...`: the operator's shell wrapper of the HTTP API of a running node
+//! (as `emqx ctl rebalance ...`):
+//!
+//! ```text
+//! replicant-node ctl [--api 127.0.0.1:18083] rebalance start --evacuation [--node N]
+//!     [--wait-health-check S] [--conn-evict-rate N] [--sess-evict-rate N]
+//!     [--redirect-to HOST:PORT] [--wait-takeover S] [--migrate-to N1,N2]
+//! replicant-node ctl rebalance stop [--node N]
+//! replicant-node ctl rebalance node-status | global-status | availability
+//! ```
+//!
+//! Prints the JSON answer; exits non-zero on an error answer (the message is printed).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+use crate::evacuation::api::StartRequest;
+
+/// `ctl`: talk to a running node's HTTP API.
+#[derive(Debug, Clone, Args)]
+pub struct Ctl {
+    /// The node's HTTP address (`listeners.http_bind`).
+    #[arg(long, default_value = "127.0.0.1:18083", value_name = "ADDR")]
+    pub api: SocketAddr,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What `ctl` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Evacuation (and, later, rebalance) of replicants.
+    #[command(subcommand)]
+    Rebalance(Rebalance),
+}
+
+/// `ctl rebalance ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum Rebalance {
+    /// Start an evacuation of a node (`--evacuation`).
+    Start(StartArgs),
+    /// Stop the evacuation of a node.
+    Stop {
+        /// The node (default: the node behind `--api`).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// This node's evacuation status.
+    NodeStatus,
+    /// Every node's evacuation status.
+    GlobalStatus,
+    /// The availability check (200, or 503 while evacuated).
+    Availability,
+}
+
+/// `ctl rebalance start`
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// Evacuate the node (the only mode so far).
+    #[arg(long, required = true)]
+    pub evacuation: bool,
+    /// The node to evacuate (default: the node behind `--api`).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Seconds between the health check turning 503 and refusing CONNECTs (default 60).
+    #[arg(long, value_name = "SECS")]
+    pub wait_health_check: Option<u32>,
+    /// Connections closed per second (default 500).
+    #[arg(long, value_name = "N")]
+    pub conn_evict_rate: Option<u32>,
+    /// Disconnected sessions migrated per second (default 500).
+    #[arg(long, value_name = "N")]
+    pub sess_evict_rate: Option<u32>,
+    /// MQTT 5 Server Reference sent to refused and evicted clients.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub redirect_to: Option<String>,
+    /// Seconds to wait for evicted clients to take their sessions elsewhere (default 60).
+    #[arg(long, value_name = "SECS")]
+    pub wait_takeover: Option<u32>,
+    /// Nodes that receive the remaining sessions (default: every other running replicant).
+    #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
+    pub migrate_to: Vec<String>,
+}
+
+/// Bound of one API call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the command; the answer's JSON on success.
+pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
+    let base = "/api/v5/load_rebalance";
+    match ctl.command {
+        CtlCommand::Rebalance(Rebalance::Start(a)) => {
+            let node = node_or_self(ctl.api, a.node).await?;
+            let req = StartRequest {
+                wait_health_check: a.wait_health_check,
+                conn_evict_rate: a.conn_evict_rate,
+                sess_evict_rate: a.sess_evict_rate,
+                redirect_to: a.redirect_to,
+                wait_takeover: a.wait_takeover,
+                migrate_to: Some(a.migrate_to).filter(|m| !m.is_empty()),
+            };
+            let body = serde_json::to_vec(&req)?;
+            let path = format!("{base}/{node}/evacuation/start");
+            expect_ok(call(ctl.api, "POST", &path, body).await?)
+        }
+        CtlCommand::Rebalance(Rebalance::Stop { node }) => {
+            let node = node_or_self(ctl.api, node).await?;
+            let path = format!("{base}/{node}/evacuation/stop");
+            expect_ok(call(ctl.api, "POST", &path, Vec::new()).await?)
+        }
+        CtlCommand::Rebalance(Rebalance::NodeStatus) => {
+            expect_ok(call(ctl.api, "GET", &format!("{base}/status"), Vec::new()).await?)
+        }
+        CtlCommand::Rebalance(Rebalance::GlobalStatus) => {
+            let path = format!("{base}/global_status");
+            expect_ok(call(ctl.api, "GET", &path, Vec::new()).await?)
+        }
+        CtlCommand::Rebalance(Rebalance::Availability) => {
+            let path = format!("{base}/availability_check");
+            let (status, body) = call(ctl.api, "GET", &path, Vec::new()).await?;
+            Ok(format!("{status} {body}"))
+        }
+    }
+}
+
+fn expect_ok((status, body): (u16, String)) -> anyhow::Result<String> {
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        bail!("HTTP {status}: {body}")
+    }
+}
+
+/// `node`, or the name of the node behind `api` (`GET /api/v5/status`).
+async fn node_or_self(api: SocketAddr, node: Option<String>) -> anyhow::Result<String> {
+    if let Some(n) = node {
+        return Ok(n);
+    }
+    let body = expect_ok(call(api, "GET", "/api/v5/status", Vec::new()).await?)?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("status answer")?;
+    v["node"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no node name in /api/v5/status")
+}
+
+/// One HTTP/1.1 request to `api`; the status and the body.
+async fn call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(u16, String)> {
+    tokio::time::timeout(CALL_TIMEOUT, async {
+        let stream = tokio::net::TcpStream::connect(api)
+            .await
+            .with_context(|| format!("connecting to {api}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", api.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let resp = sender.send_request(req).await.context("HTTP request")?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    })
+    .await
+    .with_context(|| format!("no answer from {api} in {CALL_TIMEOUT:?}"))?
+}
