@@ -180,6 +180,9 @@ pub fn sync(ctx: &Arc<Ctx>) {
                 .map(Arc::from);
             inner.report = Some(report_of(ctx, &plan));
             ev.unavailable.store(true, Ordering::Relaxed);
+            // Resumed after a restart, past its health-check wait: refuse from now on.
+            let refuse_at = plan.started_ms + u64::from(plan.wait_health_check_secs) * 1000;
+            ev.refusing.store(now_ms() >= refuse_at, Ordering::Relaxed);
             metrics::gauge!(m::EVACUATING).set(1.0);
             tokio::spawn(run::run(ctx.clone(), plan, stop));
         }

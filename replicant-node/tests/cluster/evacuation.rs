@@ -16,14 +16,14 @@ use crate::common::{http_get, http_post, metric_sum, metrics_text, unique, wait_
 use crate::harness::{Cluster, fast_timings, serial};
 
 /// Server Reference the evacuation sends.
-const REDIRECT: &str = "r2.example:1883";
+pub(crate) const REDIRECT: &str = "r2.example:1883";
 /// QoS 1 messages published to every persistent session before the evacuation.
-const K: u32 = 3;
-const API: &str = "/api/v5/load_rebalance";
+pub(crate) const K: u32 = 3;
+pub(crate) const API: &str = "/api/v5/load_rebalance";
 
 /// What a client is in the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Clean session, connected when the evacuation starts.
     Clean,
     /// Persistent session, connected (its K messages in flight, unacknowledged).
@@ -33,10 +33,10 @@ enum Kind {
 }
 
 #[derive(Debug, Clone)]
-struct Spec {
-    id: String,
-    version: ProtocolVersion,
-    kind: Kind,
+pub(crate) struct Spec {
+    pub(crate) id: String,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) kind: Kind,
 }
 
 impl Spec {
@@ -52,7 +52,7 @@ impl Spec {
 
 /// `n` clients: every other one MQTT 5; by pairs, two clean, one persistent connected, one
 /// persistent offline (n/2 clean, n/4 of each persistent kind).
-fn specs(run: &str, n: usize) -> Vec<Spec> {
+pub(crate) fn specs(run: &str, n: usize) -> Vec<Spec> {
     (0..n)
         .map(|i| Spec {
             id: format!("{run}-{i}"),
@@ -72,7 +72,11 @@ fn specs(run: &str, n: usize) -> Vec<Spec> {
 
 /// Connects every client to `addr` (persistent ones subscribe to `filter` at QoS 1), then
 /// takes the offline ones away again. The connected clients are returned.
-async fn populate(addr: SocketAddr, specs: &[Spec], filter: &str) -> Vec<(Spec, RawClient)> {
+pub(crate) async fn populate(
+    addr: SocketAddr,
+    specs: &[Spec],
+    filter: &str,
+) -> Vec<(Spec, RawClient)> {
     let mut connected = Vec::new();
     for chunk in specs.chunks(100) {
         let mut set = JoinSet::new();
@@ -102,7 +106,7 @@ async fn populate(addr: SocketAddr, specs: &[Spec], filter: &str) -> Vec<(Spec, 
 
 /// Publishes `K` QoS 1 messages (payload = sequence number) to `topic` through `addr`,
 /// then disconnects.
-async fn publish_k(addr: SocketAddr, topic: &str) {
+pub(crate) async fn publish_k(addr: SocketAddr, topic: &str) {
     let mut p = RawClient::connect(addr, ProtocolVersion::V5, &unique("ev-pub")).await;
     for seq in 0..K {
         let code = p
@@ -116,7 +120,7 @@ async fn publish_k(addr: SocketAddr, topic: &str) {
 /// Waits for the eviction of a connected client: MQTT 5 must get DISCONNECT 0x9C with the
 /// Server Reference before the close; 3.1.1 just a close. PUBLISHes before it are ignored
 /// (they were in flight and are not acknowledged).
-async fn expect_evicted(s: &Spec, mut c: RawClient) {
+pub(crate) async fn expect_evicted(s: &Spec, mut c: RawClient) {
     let seen = c.wait_closed(Duration::from_secs(120)).await;
     let disconnects: Vec<_> = seen
         .iter()
@@ -146,7 +150,7 @@ async fn expect_evicted(s: &Spec, mut c: RawClient) {
 }
 
 /// Reconnects a persistent client through `addr`: session present, and its K messages.
-async fn resume(addr: SocketAddr, s: &Spec) {
+pub(crate) async fn resume(addr: SocketAddr, s: &Spec) {
     let (mut c, ack) = RawClient::connect_with(addr, s.connect(false)).await;
     assert_eq!(ack.code, ReasonCode::Success, "{}: {ack:?}", s.id);
     assert!(ack.session_present, "{}: session present expected", s.id);
@@ -164,24 +168,28 @@ async fn resume(addr: SocketAddr, s: &Spec) {
     c.disconnect(ReasonCode::Success).await;
 }
 
-async fn status_of(node: &BrokerHandle) -> serde_json::Value {
+pub(crate) async fn status_of(node: &BrokerHandle) -> serde_json::Value {
     let (code, body) = http_get(http(node), &format!("{API}/status")).await;
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).expect("status JSON")
 }
 
-fn http(node: &BrokerHandle) -> SocketAddr {
+pub(crate) fn http(node: &BrokerHandle) -> SocketAddr {
     node.http_addr().expect("http listener")
 }
 
-async fn availability(node: &BrokerHandle) -> u16 {
+pub(crate) async fn availability(node: &BrokerHandle) -> u16 {
     http_get(http(node), &format!("{API}/availability_check"))
         .await
         .0
 }
 
 /// Waits (bounded) until `node`'s status reports `state`.
-async fn wait_state(node: &BrokerHandle, state: &str, within: Duration) -> serde_json::Value {
+pub(crate) async fn wait_state(
+    node: &BrokerHandle,
+    state: &str,
+    within: Duration,
+) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
         let last = status_of(node).await;
@@ -198,7 +206,7 @@ async fn wait_state(node: &BrokerHandle, state: &str, within: Duration) -> serde
 
 /// A new CONNECT to an evacuated node is refused: MQTT 5 with 0x9C and the Server
 /// Reference, 3.1.1 with return code 3 (server unavailable).
-async fn expect_refused(addr: SocketAddr) {
+pub(crate) async fn expect_refused(addr: SocketAddr) {
     let c5 = connect_packet(ProtocolVersion::V5, &unique("ev-new5"));
     let (_, ack) = RawClient::connect_with(addr, c5).await;
     assert_eq!(ack.code, ReasonCode::UseAnotherServer, "{ack:?}");

@@ -16,6 +16,7 @@ mod common;
 
 mod catchup;
 mod evacuation;
+mod evacuation_restart;
 mod failover;
 mod handover;
 mod harness;

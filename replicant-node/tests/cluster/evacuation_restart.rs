@@ -1,0 +1,106 @@
+//! Evacuation interrupted by a restart of the evacuated node (issue 6): a graceful stop
+//! finishes the evacuation first (every connection evicted with 0x9C, every offline session
+//! migrated with its queue), and the node comes back still evacuating (the plan is in its
+//! `nodes` row): 503 and refusals from its first CONNECT.
+
+use std::time::{Duration, Instant};
+
+use replicant_node::BrokerHandle;
+use tokio::task::JoinSet;
+
+use crate::common::{http_post, unique, wait_until_async};
+use crate::evacuation::{
+    API, Kind, REDIRECT, availability, expect_evicted, expect_refused, http, populate, publish_k,
+    resume, specs, status_of, wait_state,
+};
+use crate::harness::{Cluster, fast_timings, serial};
+
+/// Waits until `node` has evicted at least `n` connections.
+async fn wait_evicted(node: &BrokerHandle, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = status_of(node).await;
+        if st["stats"]["evicted_connections"].as_u64().unwrap_or(0) >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} evictions not reached: {st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 400 clients on r1 (200 clean, 100 persistent connected, 100 persistent offline with 3
+/// queued QoS 1 messages); the evacuation evicts at 50/s and r1 is stopped after 50
+/// evictions, then started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuation_survives_a_restart_of_the_evacuated_node() {
+    const N: usize = 400;
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster.start_replicant("r2").await;
+    let r3 = cluster.start_replicant("r3").await;
+    let run = unique("evr");
+    let topic = format!("evr/{run}/q");
+    let specs = specs(&run, N);
+    let connected = populate(r1.mqtt_addr(), &specs, &topic).await;
+    publish_k(r1.mqtt_addr(), &topic).await;
+
+    let body = format!(
+        r#"{{"wait_health_check": 0, "conn_evict_rate": 50, "redirect_to": "{REDIRECT}",
+            "wait_takeover": 60}}"#
+    );
+    let (code, answer) = http_post(http(&r1), &format!("{API}/r1/evacuation/start"), &body).await;
+    assert_eq!(code, 200, "{answer}");
+    let mut clients = JoinSet::new();
+    let targets = [r2.mqtt_addr(), r3.mqtt_addr()];
+    for (i, (s, c)) in connected.into_iter().enumerate() {
+        let to = targets[i % 2];
+        clients.spawn(async move {
+            expect_evicted(&s, c).await;
+            if s.kind == Kind::Connected {
+                resume(to, &s).await;
+            }
+        });
+    }
+    wait_evicted(&r1, 50).await;
+    // Stopping mid-eviction: the rest is evicted and migrated before the process goes.
+    r1.shutdown().await;
+    while let Some(r) = clients.join_next().await {
+        r.expect("every connected client evicted (0x9C), persistent ones resumed elsewhere");
+    }
+
+    let r1 = cluster.start_replicant("r1").await;
+    assert_eq!(
+        availability(&r1).await,
+        503,
+        "a restarted node is still evacuating from its first request"
+    );
+    expect_refused(r1.mqtt_addr()).await;
+    let done = wait_state(&r1, "prohibiting", Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "enabled", "{done}");
+    assert_eq!(r1.sessions(), 0);
+    let offline: Vec<_> = specs
+        .iter()
+        .filter(|s| s.kind == Kind::Offline)
+        .cloned()
+        .collect();
+    let mut resumes = JoinSet::new();
+    for (i, s) in offline.into_iter().enumerate() {
+        let to = targets[i % 2];
+        resumes.spawn(async move { resume(to, &s).await });
+    }
+    while let Some(r) = resumes.join_next().await {
+        r.expect("offline session resumed with every queued message");
+    }
+    let (code, answer) = http_post(http(&r2), &format!("{API}/r1/evacuation/stop"), "").await;
+    assert_eq!(code, 200, "{answer}");
+    let back = wait_until_async(Duration::from_secs(10), || async {
+        availability(&r1).await == 200
+    })
+    .await;
+    assert!(back, "r1 available again after stop");
+    for r in [r1, r2, r3] {
+        r.shutdown().await;
+    }
+    cluster.stop().await;
+}
