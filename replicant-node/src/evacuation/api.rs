@@ -36,6 +36,14 @@ pub fn routes(ctx: Arc<Ctx>) -> Router {
             post(start),
         )
         .route("/api/v5/load_rebalance/{node}/evacuation/stop", post(stop))
+        .route(
+            "/api/v5/load_rebalance/{node}/start",
+            post(super::rebalance::start),
+        )
+        .route(
+            "/api/v5/load_rebalance/{node}/stop",
+            post(super::rebalance::stop),
+        )
         .route("/api/v5/load_rebalance/status", get(status))
         .route("/api/v5/load_rebalance/global_status", get(global_status))
         .route(
@@ -85,7 +93,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+pub(super) fn error(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+) -> ApiError {
     ApiError {
         status,
         code,
@@ -93,7 +105,7 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
     }
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
     error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
 }
 
@@ -234,32 +246,42 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Response {
 }
 
 async fn global_status(State(ctx): State<Arc<Ctx>>) -> Response {
-    let evacuations: Vec<serde_json::Value> = ctx.core.read(|t| {
+    let rows: Vec<(String, tables::Evacuation)> = ctx.core.read(|t| {
         t.nodes()
             .filter(|r| r.status == NodeState::Evacuating as i32)
             .filter_map(|r| r.evacuation.as_ref().map(|e| (r.node.clone(), e.clone())))
-            .map(|(node, e)| {
-                json!({
-                    "node": node,
-                    "state": if e.stage.is_empty() { "waiting_health_check".to_owned() } else { e.stage.clone() },
-                    "connection_eviction_rate": e.conn_evict_rate,
-                    "session_eviction_rate": e.sess_evict_rate,
-                    "wait_health_check": e.wait_health_check_secs,
-                    "wait_takeover": e.wait_takeover_secs,
-                    "redirect_to": e.redirect_to,
-                    "migrate_to": e.migrate_to,
-                    "started_ms": e.started_ms,
-                    "stats": {
-                        "initial_connected": e.initial_connections,
-                        "current_connected": e.current_connections,
-                        "initial_sessions": e.initial_sessions,
-                        "current_sessions": e.current_sessions,
-                    },
-                })
-            })
             .collect()
     });
-    Json(json!({ "evacuations": evacuations, "rebalances": [] })).into_response()
+    let (rebalances, evacuations): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .partition(|(_, e)| e.process == super::REBALANCE);
+    let evacuations: Vec<serde_json::Value> = evacuations.into_iter().map(row_json).collect();
+    let rebalances: Vec<serde_json::Value> = rebalances.into_iter().map(row_json).collect();
+    Json(json!({ "evacuations": evacuations, "rebalances": rebalances })).into_response()
+}
+
+/// One evacuating (or rebalance donor) node's row as `global_status` shows it.
+fn row_json((node, e): (String, tables::Evacuation)) -> serde_json::Value {
+    json!({
+        "node": node,
+        "state": if e.stage.is_empty() { "waiting_health_check".to_owned() } else { e.stage.clone() },
+        "connection_eviction_rate": e.conn_evict_rate,
+        "session_eviction_rate": e.sess_evict_rate,
+        "wait_health_check": e.wait_health_check_secs,
+        "wait_takeover": e.wait_takeover_secs,
+        "redirect_to": e.redirect_to,
+        "migrate_to": e.migrate_to,
+        "started_ms": e.started_ms,
+        "stats": {
+            "initial_connected": e.initial_connections,
+            "current_connected": e.current_connections,
+            "initial_sessions": e.initial_sessions,
+            "current_sessions": e.current_sessions,
+        },
+        "coordinator": e.coordinator,
+        "connection_goal": e.conn_goal,
+        "session_goal": e.sess_goal,
+    })
 }
 
 async fn availability_check(State(ctx): State<Arc<Ctx>>) -> Response {

@@ -47,11 +47,13 @@ struct Offer {
 }
 
 /// Migrates every disconnected session, `rate` per second (0: no pacing), until none is
-/// left, or what is left was offered [`ATTEMPTS`] times without going. False when stopped.
+/// left, or what is left was offered [`ATTEMPTS`] times without going; with a `goal`
+/// (rebalance), until no more than `goal` sessions are held here. False when stopped.
 pub(super) async fn migrate_all(
     ctx: &Arc<Ctx>,
     plan: &tables::Evacuation,
     rate: u32,
+    goal: u64,
     stop: &CancellationToken,
 ) -> bool {
     let Some(peers) = ctx.peers.clone() else {
@@ -81,15 +83,26 @@ pub(super) async fn migrate_all(
             ctx.evacuation
                 .update(|r| r.stats.migrated_sessions = migrated);
         }
-        let due: Vec<_> = disconnected_sessions(ctx)
+        let waiting_n = offers
+            .values()
+            .filter(|o| o.at.elapsed() < RETRY_AFTER)
+            .count();
+        let held = ctx.sessions.len() as u64;
+        if goal > 0 && held <= goal {
+            break;
+        }
+        let mut due: Vec<_> = disconnected_sessions(ctx)
             .into_iter()
             .filter(|s| match offers.get(&s.client_id) {
                 None => true,
                 Some(o) => o.attempts < ATTEMPTS && o.at.elapsed() >= RETRY_AFTER,
             })
             .collect();
-        let waiting = offers.values().any(|o| o.at.elapsed() < RETRY_AFTER);
-        if due.is_empty() && !waiting {
+        if goal > 0 {
+            let room = held.saturating_sub(goal + waiting_n as u64);
+            due.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+        }
+        if due.is_empty() && waiting_n == 0 {
             break;
         }
         let targets = targets(ctx, &plan.migrate_to);

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod migrate;
+pub mod rebalance;
 mod run;
 
 use std::sync::Arc;
@@ -27,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use run::finish_before_shutdown;
+
+/// `Evacuation.process` of a rebalance donor (empty: a full evacuation).
+pub const REBALANCE: &str = "rebalance";
 
 use crate::broker::Ctx;
 use crate::cluster;
@@ -64,8 +68,14 @@ impl Stage {
 pub struct Report {
     /// The evacuated node.
     pub node: String,
-    /// Always `evacuation` (EMQX also reports `rebalance`).
+    /// `evacuation`, or `rebalance` on a rebalance donor.
     pub process: &'static str,
+    /// Rebalance: the node whose API started it.
+    pub coordinator: String,
+    /// Connections this node evicts down to (0: all).
+    pub connection_goal: u64,
+    /// Sessions this node migrates down to (0: all).
+    pub session_goal: u64,
     /// The current stage.
     pub state: Stage,
     /// Seconds from start to refusing CONNECTs.
@@ -206,7 +216,14 @@ fn report_of(ctx: &Ctx, plan: &tables::Evacuation) -> Report {
     let sessions = ctx.sessions.len() as u64;
     Report {
         node: ctx.node().to_owned(),
-        process: "evacuation",
+        process: if plan.process == REBALANCE {
+            "rebalance"
+        } else {
+            "evacuation"
+        },
+        coordinator: plan.coordinator.clone(),
+        connection_goal: plan.conn_goal,
+        session_goal: plan.sess_goal,
         state: Stage::WaitingHealthCheck,
         wait_health_check: plan.wait_health_check_secs,
         connection_eviction_rate: plan.conn_evict_rate,

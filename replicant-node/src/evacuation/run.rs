@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use meshmq_proto::tables;
+use meshmq_proto::tables::{self, NodeState};
 use meshmq_shared::metrics as m;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Stage, migrate, now_ms, publish_progress};
 use crate::broker::Ctx;
@@ -25,6 +25,12 @@ const FINISH_MAX: Duration = Duration::from_secs(10);
 /// Runs the stages of `plan` until done (then holds) or `stop`.
 pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: CancellationToken) {
     let ev = &ctx.evacuation;
+    let rebalance = plan.process == super::REBALANCE;
+    let (conn_goal, sess_goal) = if rebalance {
+        (plan.conn_goal, plan.sess_goal)
+    } else {
+        (0, 0)
+    };
     set_stage(&ctx, &plan, Stage::WaitingHealthCheck).await;
     let health_until = plan.started_ms + u64::from(plan.wait_health_check_secs) * 1000;
     let wait = Duration::from_millis(health_until.saturating_sub(now_ms()));
@@ -35,21 +41,35 @@ pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: Cancellat
     set_stage(&ctx, &plan, Stage::EvictingConns).await;
     let started = Instant::now();
     let reference = ev.inner.lock().redirect.clone();
-    if !evict_connections(&ctx, &plan, plan.conn_evict_rate, reference, &stop).await {
+    let rate = plan.conn_evict_rate;
+    if !evict_connections(&ctx, &plan, rate, reference, conn_goal, &stop).await {
         return;
     }
     let took = started.elapsed().as_secs_f64();
     ev.update(|r| r.connection_eviction_secs = Some(took));
     set_stage(&ctx, &plan, Stage::WaitingTakeover).await;
     let until = Instant::now() + Duration::from_secs(u64::from(plan.wait_takeover_secs));
-    while Instant::now() < until && !disconnected_sessions(&ctx).is_empty() {
+    while Instant::now() < until
+        && !disconnected_sessions(&ctx).is_empty()
+        && ctx.sessions.len() as u64 > sess_goal
+    {
         if !pause(&stop, POLL).await {
             return;
         }
         refresh(&ctx);
     }
     set_stage(&ctx, &plan, Stage::EvictingSessions).await;
-    if !migrate::migrate_all(&ctx, &plan, plan.sess_evict_rate, &stop).await {
+    let rate = plan.sess_evict_rate;
+    if !migrate::migrate_all(&ctx, &plan, rate, sess_goal, &stop).await {
+        return;
+    }
+    if rebalance {
+        // A donor within its goals serves again: back to RUNNING (the watch clears the rest).
+        info!(node = %ctx.node(), "rebalance done on this donor");
+        let (node, evac) = (ctx.node().to_owned(), NodeState::Evacuating);
+        if let Err(e) = super::write_status(&ctx, &node, NodeState::Running, evac, None).await {
+            warn!(error = ?e, "rebalance donor could not return to running");
+        }
         return;
     }
     set_stage(&ctx, &plan, Stage::Prohibiting).await;
@@ -121,14 +141,15 @@ fn evict(slot: &SessionSlot, server_reference: Option<Arc<str>>) -> bool {
     sent
 }
 
-/// Closes every live connection, `rate` per second (0: all at once), until none is left
-/// (connections still in their CONNECT phase are waited for: they attach, then go).
-/// False when stopped.
+/// Closes live connections, `rate` per second (0: all at once), until none is left
+/// (connections still in their CONNECT phase are waited for: they attach, then go), or,
+/// with a `goal` (rebalance), until no more than `goal` are left. False when stopped.
 async fn evict_connections(
     ctx: &Arc<Ctx>,
     plan: &tables::Evacuation,
     rate: u32,
     reference: Option<Arc<str>>,
+    goal: u64,
     stop: &CancellationToken,
 ) -> bool {
     let start = tokio::time::Instant::now();
@@ -138,7 +159,14 @@ async fn evict_connections(
     let idle_bound = Duration::from_secs(ctx.config.mqtt.connect_timeout.max(1) + 1);
     let mut idle_since: Option<Instant> = None;
     loop {
-        let targets = connected_sessions(ctx);
+        let mut targets = connected_sessions(ctx);
+        if goal > 0 {
+            let over = (targets.len() as u64).saturating_sub(goal);
+            if over == 0 {
+                break;
+            }
+            targets.truncate(usize::try_from(over).unwrap_or(usize::MAX));
+        }
         if targets.is_empty() {
             if ctx.connections.load(Ordering::Relaxed) == 0 {
                 break;
@@ -203,7 +231,7 @@ pub async fn finish_before_shutdown(ctx: &Arc<Ctx>) {
         bound.cancel();
     });
     let reference = ctx.evacuation.inner.lock().redirect.clone();
-    if !evict_connections(ctx, &plan, 0, reference, &stop).await {
+    if !evict_connections(ctx, &plan, 0, reference, 0, &stop).await {
         return;
     }
     // Evicted clients reconnect elsewhere and take their sessions: give them a moment.
@@ -213,5 +241,5 @@ pub async fn finish_before_shutdown(ctx: &Arc<Ctx>) {
             return;
         }
     }
-    migrate::migrate_all(ctx, &plan, 0, &stop).await;
+    migrate::migrate_all(ctx, &plan, 0, 0, &stop).await;
 }

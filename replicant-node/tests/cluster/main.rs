@@ -21,6 +21,7 @@ mod failover;
 mod handover;
 mod harness;
 mod lease;
+mod rebalance;
 mod reconnect;
 mod replication;
 mod routing;

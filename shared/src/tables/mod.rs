@@ -85,6 +85,12 @@ impl Tables {
         self.registry.get(client_id)
     }
 
+    /// Per node: (connected clients, sessions held), counted over the whole registry
+    /// (cost follows the registry size: for operators' decisions, not per packet).
+    pub fn registry_counts(&self) -> hashbrown::HashMap<String, (u64, u64)> {
+        self.registry.counts_by_node()
+    }
+
     /// Number of registry rows.
     pub fn registry_count(&self) -> usize {
         self.registry.len()

@@ -56,6 +56,17 @@ impl Registry {
     }
 
     /// Number of rows.
+    /// Per node: (connected clients, sessions held), from every row.
+    pub(super) fn counts_by_node(&self) -> HashMap<String, (u64, u64)> {
+        let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+        for row in self.rows.values() {
+            let c = out.entry(row.node.clone()).or_default();
+            c.0 += u64::from(row.connected);
+            c.1 += 1;
+        }
+        out
+    }
+
     pub(super) fn len(&self) -> usize {
         self.rows.len()
     }
