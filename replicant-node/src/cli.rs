@@ -146,9 +146,38 @@ mod tests {
         assert_eq!(a.node.as_deref(), Some("r1"));
         assert_eq!(a.conn_evict_rate, Some(200));
         assert_eq!(a.migrate_to, ["r2", "r3"]);
+        let rebalance = Cli::try_parse_from([
+            "replicant-node",
+            "ctl",
+            "rebalance",
+            "start",
+            "--nodes",
+            "r1,r2",
+            "--rel-conn-threshold",
+            "1.2",
+        ])
+        .unwrap();
+        let Some(Command::Ctl(ctl)) = rebalance.command else {
+            panic!("ctl expected")
+        };
+        let crate::ctl::CtlCommand::Rebalance(crate::ctl::Rebalance::Start(a)) = ctl.command else {
+            panic!("rebalance start expected")
+        };
+        assert!(!a.evacuation);
+        assert_eq!(a.nodes, ["r1", "r2"]);
+        assert_eq!(a.rel_conn_threshold, Some(1.2));
         assert!(
-            Cli::try_parse_from(["replicant-node", "ctl", "rebalance", "start"]).is_err(),
-            "--evacuation is required"
+            Cli::try_parse_from([
+                "replicant-node",
+                "ctl",
+                "rebalance",
+                "start",
+                "--evacuation",
+                "--nodes",
+                "r1"
+            ])
+            .is_err(),
+            "--nodes is for a rebalance"
         );
     }
 

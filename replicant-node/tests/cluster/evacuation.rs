@@ -391,13 +391,38 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
     }
     let (code, answer) = http_post(api, &format!("{API}/r1/evacuation/stop"), "").await;
     assert_eq!(code, 400, "{answer}");
-    let long = r#"{"wait_health_check": 3600}"#;
-    let (code, answer) = http_post(api, &start("r2"), long).await;
-    assert_eq!(code, 200, "{answer}");
+    // Started from a shell: `replicant-node ctl ... rebalance start --evacuation`.
+    let out = ctl(
+        api,
+        &[
+            "rebalance",
+            "start",
+            "--evacuation",
+            "--node",
+            "r2",
+            "--wait-health-check",
+            "3600",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"wait_health_check\":3600"),
+        "{out:?}"
+    );
     let (code, answer) = http_post(api, &start("r1"), r#"{"migrate_to": ["r2"]}"#).await;
     assert_eq!(code, 400, "an evacuating node is no target: {answer}");
     let (code, _) = http_post(api, &start("r2"), "{}").await;
     assert_eq!(code, 409);
+    let again = ctl(api, &["rebalance", "start", "--evacuation", "--node", "r2"]).await;
+    assert!(
+        !again.status.success(),
+        "the CLI reports the conflict: {again:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("409"),
+        "{again:?}"
+    );
     // During wait_health_check: 503 at once, CONNECTs still accepted.
     let unavailable = wait_until_async(Duration::from_secs(10), || async {
         availability(&r2).await == 503
@@ -412,4 +437,13 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
         r.shutdown().await;
     }
     cluster.stop().await;
+}
+
+/// Runs `replicant-node ctl --api ADDR ARGS...` (the real binary) to completion.
+async fn ctl(api: SocketAddr, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_replicant-node"));
+    cmd.arg("ctl").arg("--api").arg(api.to_string()).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run replicant-node ctl"))
+        .await
+        .expect("ctl task")
 }
