@@ -34,6 +34,9 @@ pub struct Ctl {
     /// The node's HTTP address (`listeners.http_bind`).
     #[arg(long, default_value = "127.0.0.1:18083", value_name = "ADDR")]
     pub api: SocketAddr,
+    /// The node's `listeners.api_key`, if it has one (sent as a Bearer token).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -130,9 +133,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the command; the answer's JSON on success.
 pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
     let base = "/api/v5/load_rebalance";
+    let to = (ctl.api, ctl.api_key.as_deref());
     match ctl.command {
         CtlCommand::Rebalance(Rebalance::Start(a)) if !a.evacuation => {
-            let node = node_or_self(ctl.api, a.node).await?;
+            let node = node_or_self(to, a.node).await?;
             let req = RebalanceRequest {
                 nodes: Some(a.nodes).filter(|n| !n.is_empty()),
                 conn_evict_rate: a.conn_evict_rate,
@@ -146,10 +150,10 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
             };
             let body = serde_json::to_vec(&req)?;
             let path = format!("{base}/{node}/start");
-            expect_ok(call(ctl.api, "POST", &path, body).await?)
+            expect_ok(call(to, "POST", &path, body).await?)
         }
         CtlCommand::Rebalance(Rebalance::Start(a)) => {
-            let node = node_or_self(ctl.api, a.node).await?;
+            let node = node_or_self(to, a.node).await?;
             let req = StartRequest {
                 wait_health_check: a.wait_health_check,
                 conn_evict_rate: a.conn_evict_rate,
@@ -160,27 +164,27 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
             };
             let body = serde_json::to_vec(&req)?;
             let path = format!("{base}/{node}/evacuation/start");
-            expect_ok(call(ctl.api, "POST", &path, body).await?)
+            expect_ok(call(to, "POST", &path, body).await?)
         }
         CtlCommand::Rebalance(Rebalance::Stop { node, rebalance }) => {
-            let node = node_or_self(ctl.api, node).await?;
+            let node = node_or_self(to, node).await?;
             let path = if rebalance {
                 format!("{base}/{node}/stop")
             } else {
                 format!("{base}/{node}/evacuation/stop")
             };
-            expect_ok(call(ctl.api, "POST", &path, Vec::new()).await?)
+            expect_ok(call(to, "POST", &path, Vec::new()).await?)
         }
         CtlCommand::Rebalance(Rebalance::NodeStatus) => {
-            expect_ok(call(ctl.api, "GET", &format!("{base}/status"), Vec::new()).await?)
+            expect_ok(call(to, "GET", &format!("{base}/status"), Vec::new()).await?)
         }
         CtlCommand::Rebalance(Rebalance::GlobalStatus) => {
             let path = format!("{base}/global_status");
-            expect_ok(call(ctl.api, "GET", &path, Vec::new()).await?)
+            expect_ok(call(to, "GET", &path, Vec::new()).await?)
         }
         CtlCommand::Rebalance(Rebalance::Availability) => {
             let path = format!("{base}/availability_check");
-            let (status, body) = call(ctl.api, "GET", &path, Vec::new()).await?;
+            let (status, body) = call(to, "GET", &path, Vec::new()).await?;
             Ok(format!("{status} {body}"))
         }
     }
@@ -195,11 +199,14 @@ fn expect_ok((status, body): (u16, String)) -> anyhow::Result<String> {
 }
 
 /// `node`, or the name of the node behind `api` (`GET /api/v5/status`).
-async fn node_or_self(api: SocketAddr, node: Option<String>) -> anyhow::Result<String> {
+async fn node_or_self(
+    to: (SocketAddr, Option<&str>),
+    node: Option<String>,
+) -> anyhow::Result<String> {
     if let Some(n) = node {
         return Ok(n);
     }
-    let body = expect_ok(call(api, "GET", "/api/v5/status", Vec::new()).await?)?;
+    let body = expect_ok(call(to, "GET", "/api/v5/status", Vec::new()).await?)?;
     let v: serde_json::Value = serde_json::from_str(&body).context("status answer")?;
     v["node"]
         .as_str()
@@ -209,7 +216,7 @@ async fn node_or_self(api: SocketAddr, node: Option<String>) -> anyhow::Result<S
 
 /// One HTTP/1.1 request to `api`; the status and the body.
 async fn call(
-    api: SocketAddr,
+    (api, key): (SocketAddr, Option<&str>),
     method: &str,
     path: &str,
     body: Vec<u8>,
@@ -222,12 +229,15 @@ async fn call(
             .await
             .context("HTTP handshake")?;
         tokio::spawn(conn);
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header("host", api.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let req = req.body(Full::new(Bytes::from(body)))?;
         let resp = sender.send_request(req).await.context("HTTP request")?;
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await?.to_bytes();

@@ -97,6 +97,10 @@ pub struct ListenersConfig {
     /// caps it at `net.core.somaxconn`). Under a reconnect storm a short queue overflows and
     /// every dropped SYN costs its client a 1 s (then 3 s, ...) retransmission.
     pub backlog: u32,
+    /// Bearer token the HTTP API's operator routes require (`Authorization: Bearer ...`):
+    /// the `load_rebalance` starts, stops and status. `/health`, `/metrics` and the
+    /// availability check stay open. None: no token (bind `http_bind` to a private address).
+    pub api_key: Option<String>,
 }
 
 impl Default for ListenersConfig {
@@ -107,6 +111,7 @@ impl Default for ListenersConfig {
             http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 18083))),
             max_connections: 1_000_000,
             backlog: 4096,
+            api_key: None,
         }
     }
 }

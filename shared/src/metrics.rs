@@ -41,11 +41,13 @@ pub const HANDOVER_MESSAGES_TOTAL: &str = "meshmq_session_handover_messages_tota
 /// Counter: connections closed by this node's evacuation (v5: DISCONNECT 0x9C). No labels.
 pub const EVACUATION_CONNECTIONS_EVICTED_TOTAL: &str =
     "meshmq_evacuation_connections_evicted_total";
-/// Counter: disconnected sessions this node's evacuation handed to another node, by
-/// `result` (`migrated`: the session left; `given_up`: still here after every attempt).
+/// Counter: disconnected sessions this node's evacuation offered to another node, by
+/// `result` (`migrated`: it left this node after the offer, taken by the adopter or by its
+/// own client; `given_up`: still here after every attempt).
 pub const EVACUATION_SESSIONS_MIGRATED_TOTAL: &str = "meshmq_evacuation_sessions_migrated_total";
-/// Counter: sessions adopted from an evacuating node (kept here without a connection).
-/// Labels: `result` (`ok`, `skipped`).
+/// Counter: sessions offered by an evacuating node, by `result` (`ok`: adopted with its
+/// messages; `rebuilt`: adopted from the tables only, the old node did not hand it over;
+/// `skipped`: its client was back, it expired, or it was here already).
 pub const EVACUATION_SESSIONS_ADOPTED_TOTAL: &str = "meshmq_evacuation_sessions_adopted_total";
 /// Gauge: 1 while this node is being evacuated (health check 503), else 0. No labels.
 pub const EVACUATING: &str = "meshmq_evacuating";

@@ -110,6 +110,7 @@ fn node_ops() -> BoxedStrategy<Kind> {
                 node,
                 status: s as i32,
                 expect: (expect % 4) as i32,
+                expect_started_ms: u64::from(expect % 2),
                 evacuation: (s == 2).then(|| meshmq_proto::tables::Evacuation {
                     started_ms: u64::from(expect),
                     ..Default::default()

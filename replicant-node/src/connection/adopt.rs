@@ -15,31 +15,52 @@ use crate::broker::Ctx;
 use crate::cluster;
 use crate::handover;
 
-/// Adopts `client_id`'s session from `from`; true when it is now held here.
+/// What an adoption did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Adopted {
+    /// The session came over with its in-flight and queued messages.
+    HandedOver,
+    /// The old node did not hand it over in time: rebuilt from the tables (subscriptions
+    /// only; what was queued there is lost and counted there).
+    Rebuilt,
+    /// Nothing adopted: its client is connected somewhere, it is held here already, it
+    /// expired, or the claim failed.
+    Skipped,
+}
+
+/// Adopts `client_id`'s session from `from` (which must still hold it, disconnected).
 pub(crate) async fn adopt(
     ctx: &Arc<Ctx>,
     from: &str,
     client_id: &str,
     expiry: u32,
     version: ProtocolVersion,
-) -> bool {
-    if expiry == 0 || ctx.sessions.get(client_id).is_some() {
-        // Nothing to keep, or the session (or its client) is already here.
-        return false;
+) -> Adopted {
+    let held_offline_by_from = ctx.core.read(|t| {
+        t.registry(client_id)
+            .is_some_and(|row| row.node == from && !row.connected)
+    });
+    if expiry == 0 || !held_offline_by_from || ctx.sessions.get(client_id).is_some() {
+        // Its client came back (here or elsewhere), or nothing is left to keep.
+        return Adopted::Skipped;
     }
     let client_id: Arc<str> = Arc::from(client_id);
     let claimed = cluster::claim(ctx, &client_id, false, expiry, version).await;
-    if claimed.generation == 0 {
-        return false;
-    }
     let generation = claimed.generation;
+    if generation == 0 {
+        return Adopted::Skipped;
+    }
+    if !claimed.session_existed {
+        // It expired meanwhile: the claim must not linger.
+        cluster::transact(ctx, vec![cluster::registry_remove(&client_id, generation)]).await;
+        return Adopted::Skipped;
+    }
+    if ctx.sessions.get(&client_id).is_some() {
+        // A CONNECT of its client is being set up here right now: it takes the session.
+        return Adopted::Skipped;
+    }
     let owner = (None, None);
     let slot = connect::install_slot(ctx, &client_id, version, owner, generation, expiry).await;
-    if !claimed.session_existed {
-        // It expired meanwhile: nothing to adopt, and the claim must not linger.
-        super::end_session(ctx, &slot, true).await;
-        return false;
-    }
     let previous = claimed
         .previous
         .map(|p| p.node)
@@ -52,20 +73,28 @@ pub(crate) async fn adopt(
     if let Some(node) = previous.filter(|_| handed) {
         handover::take::finish(ctx, &node, &client_id, generation);
     }
-    let epoch = {
+    let (epoch, generation) = {
         let mut inner = slot.inner.lock();
         if inner.ended {
-            return false;
+            return Adopted::Skipped;
         }
         if inner.owner.is_some() {
             // Its client connected here while it moved: it is attached already.
-            return true;
+            return if handed {
+                Adopted::HandedOver
+            } else {
+                Adopted::Rebuilt
+            };
         }
         inner.epoch += 1;
-        inner.epoch
+        (inner.epoch, inner.generation)
     };
     cluster::disconnected(ctx, &client_id, generation, expiry).await;
     close::spawn_expiry_timer(ctx, &slot, epoch, expiry);
     debug!(%client_id, from, handed, "session adopted without a connection");
-    true
+    if handed {
+        Adopted::HandedOver
+    } else {
+        Adopted::Rebuilt
+    }
 }

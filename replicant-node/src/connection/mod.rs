@@ -31,7 +31,7 @@ use crate::message::Delivery;
 use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
 
-pub(crate) use adopt::adopt;
+pub(crate) use adopt::{Adopted, adopt};
 pub(crate) use close::{end_session, end_session_moved};
 
 /// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use meshmq_proto::tables::{self, NodeRole, NodeState};
@@ -125,6 +125,34 @@ fn write_error(node: &str, e: WriteError, conflict: StatusCode) -> ApiError {
     }
 }
 
+/// Checks the `Authorization: Bearer` token when `listeners.api_key` is set (401 otherwise).
+pub(super) fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = ctx.config.listeners.api_key.as_deref() else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared in time independent of where the first difference is.
+    let same = given.len() == key.len()
+        && given
+            .bytes()
+            .zip(key.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "this route needs Authorization: Bearer <listeners.api_key>",
+        ))
+    }
+}
+
 /// Checks `req` against the nodes table; the plan to write, or the error answer.
 pub fn plan(ctx: &Ctx, node: &str, req: StartRequest) -> Result<tables::Evacuation, ApiError> {
     let rows: Vec<tables::NodeRow> = ctx.core.read(|t| t.nodes().cloned().collect());
@@ -191,7 +219,15 @@ pub fn plan(ctx: &Ctx, node: &str, req: StartRequest) -> Result<tables::Evacuati
     })
 }
 
-async fn start(State(ctx): State<Arc<Ctx>>, Path(node): Path<String>, body: Bytes) -> Response {
+async fn start(
+    State(ctx): State<Arc<Ctx>>,
+    Path(node): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = authorize(&ctx, &headers) {
+        return e.into_response();
+    }
     let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()
     } else {
@@ -214,15 +250,22 @@ async fn start(State(ctx): State<Arc<Ctx>>, Path(node): Path<String>, body: Byte
         "migrate_to": plan.migrate_to,
     });
     let running = NodeState::Running;
-    match write_status(&ctx, &node, NodeState::Evacuating, running, Some(plan)).await {
+    match write_status(&ctx, &node, NodeState::Evacuating, running, 0, Some(plan)).await {
         Ok(()) => (StatusCode::OK, Json(body)).into_response(),
         Err(e) => write_error(&node, e, StatusCode::CONFLICT).into_response(),
     }
 }
 
-async fn stop(State(ctx): State<Arc<Ctx>>, Path(node): Path<String>) -> Response {
+async fn stop(
+    State(ctx): State<Arc<Ctx>>,
+    Path(node): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = authorize(&ctx, &headers) {
+        return e.into_response();
+    }
     let evacuating = NodeState::Evacuating;
-    match write_status(&ctx, &node, NodeState::Running, evacuating, None).await {
+    match write_status(&ctx, &node, NodeState::Running, evacuating, 0, None).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "node": node }))).into_response(),
         Err(WriteError::Conflict(_)) => {
             bad_request(format!("{node} is not being evacuated")).into_response()
@@ -231,7 +274,10 @@ async fn stop(State(ctx): State<Arc<Ctx>>, Path(node): Path<String>) -> Response
     }
 }
 
-async fn status(State(ctx): State<Arc<Ctx>>) -> Response {
+async fn status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&ctx, &headers) {
+        return e.into_response();
+    }
     super::run::refresh(&ctx);
     match ctx.evacuation.report() {
         Some(r) => {
@@ -245,7 +291,10 @@ async fn status(State(ctx): State<Arc<Ctx>>) -> Response {
     }
 }
 
-async fn global_status(State(ctx): State<Arc<Ctx>>) -> Response {
+async fn global_status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&ctx, &headers) {
+        return e.into_response();
+    }
     let rows: Vec<(String, tables::Evacuation)> = ctx.core.read(|t| {
         t.nodes()
             .filter(|r| r.status == NodeState::Evacuating as i32)

@@ -19,6 +19,8 @@ use tracing::{debug, warn};
 use super::publish_progress;
 use super::run::{disconnected_sessions, pause, refresh};
 use crate::broker::Ctx;
+use crate::connection::Adopted;
+use crate::sessions::Leaving;
 
 /// How long a session may stay after its migration request before it is offered again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -26,6 +28,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 3;
 /// How often the loop looks again at what is left.
 const POLL: Duration = Duration::from_millis(100);
+/// How long the stage waits for a node to migrate to before giving up.
+const NO_TARGET_MAX: Duration = Duration::from_secs(60);
 
 /// Nodes that may receive sessions: `migrate_to` if given, else every other running
 /// replicant; only those with a peer address.
@@ -65,6 +69,8 @@ pub(super) async fn migrate_all(
     let mut offers: HashMap<Arc<str>, Offer> = HashMap::new();
     let mut migrated: u64 = 0;
     let mut last_progress = Instant::now();
+    let mut no_target_since: Option<Instant> = None;
+    let mut reached_goal = false;
     loop {
         // Offered sessions no longer here were taken by their new node.
         let here: HashSet<Arc<str>> = ctx
@@ -89,6 +95,7 @@ pub(super) async fn migrate_all(
             .count();
         let held = ctx.sessions.len() as u64;
         if goal > 0 && held <= goal {
+            reached_goal = true;
             break;
         }
         let mut due: Vec<_> = disconnected_sessions(ctx)
@@ -107,12 +114,18 @@ pub(super) async fn migrate_all(
         }
         let targets = targets(ctx, &plan.migrate_to);
         if targets.is_empty() && !due.is_empty() {
+            let since = *no_target_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= NO_TARGET_MAX {
+                warn!("no running replicant to migrate sessions to; giving up");
+                break;
+            }
             warn!("no running replicant to migrate sessions to; waiting");
             if !pause(stop, Duration::from_secs(1)).await {
                 return false;
             }
             continue;
         }
+        no_target_since = None;
         for slot in due {
             if rate > 0 {
                 let at = start + Duration::from_secs_f64(sent as f64 / f64::from(rate));
@@ -123,6 +136,10 @@ pub(super) async fn migrate_all(
             }
             let (expiry, level) = {
                 let i = slot.inner.lock();
+                if i.ended || i.owner.is_some() || i.leaving != Leaving::No {
+                    // Its client came back, or it is moving already: not ours to offer.
+                    continue;
+                }
                 (i.expiry_secs, i.session.version().level())
             };
             let (node, addr) = &targets[next_target % targets.len()];
@@ -156,7 +173,7 @@ pub(super) async fn migrate_all(
         refresh(ctx);
     }
     let stuck = disconnected_sessions(ctx).len() as u64;
-    if stuck > 0 {
+    if stuck > 0 && !reached_goal {
         metrics::counter!(m::EVACUATION_SESSIONS_MIGRATED_TOTAL, "result" => "given_up")
             .increment(stuck);
         warn!(
@@ -178,7 +195,7 @@ pub fn on_migrate(ctx: &Arc<Ctx>, from: &str, req: MigrateRequest) {
             3 => ProtocolVersion::V31,
             _ => ProtocolVersion::V311,
         };
-        let ok = crate::connection::adopt(
+        let adopted = crate::connection::adopt(
             &ctx,
             &from,
             &req.client_id,
@@ -186,7 +203,11 @@ pub fn on_migrate(ctx: &Arc<Ctx>, from: &str, req: MigrateRequest) {
             version,
         )
         .await;
-        let result = if ok { "ok" } else { "skipped" };
+        let result = match adopted {
+            Adopted::HandedOver => "ok",
+            Adopted::Rebuilt => "rebuilt",
+            Adopted::Skipped => "skipped",
+        };
         metrics::counter!(m::EVACUATION_SESSIONS_ADOPTED_TOTAL, "result" => result).increment(1);
     });
 }

@@ -94,8 +94,12 @@ pub struct Report {
     pub started_ms: u64,
     /// Counts.
     pub stats: Stats,
-    /// Seconds the connection eviction took (once it is done).
+    /// Seconds from the start of the connection eviction to the last connection told to
+    /// leave: the rate actually applied (once the stage is over).
     pub connection_eviction_secs: Option<f64>,
+    /// Seconds from the start of the connection eviction until no connection was left
+    /// (the eviction plus the clients' closes).
+    pub connections_closed_secs: Option<f64>,
 }
 
 /// Initial and current counts, plus what this evacuation did.
@@ -131,6 +135,8 @@ struct Inner {
     redirect: Option<Arc<str>>,
     /// The running stage task: its plan's start time and its stop token.
     running: Option<(u64, CancellationToken)>,
+    /// A graceful stop is finishing the evacuation: the row is no longer followed.
+    finishing: bool,
     report: Option<Report>,
 }
 
@@ -175,6 +181,9 @@ pub fn sync(ctx: &Arc<Ctx>) {
     let plan = own_plan(ctx);
     let ev = &ctx.evacuation;
     let mut inner = ev.inner.lock();
+    if inner.finishing {
+        return;
+    }
     let running = inner.running.as_ref().map(|(started, _)| *started);
     match (plan, running) {
         (Some(plan), Some(started)) if started == plan.started_ms => {}
@@ -240,6 +249,7 @@ fn report_of(ctx: &Ctx, plan: &tables::Evacuation) -> Report {
             ..Stats::default()
         },
         connection_eviction_secs: None,
+        connections_closed_secs: None,
     }
 }
 
@@ -267,12 +277,14 @@ pub enum WriteError {
     Failed(String),
 }
 
-/// Writes `status` (with `plan`) to `node`'s row if the row is `expect` now.
+/// Writes `status` (with `plan`) to `node`'s row if the row is `expect` now and, unless
+/// `expect_started` is 0, runs the plan started at that time.
 pub async fn write_status(
     ctx: &Ctx,
     node: &str,
     status: NodeState,
     expect: NodeState,
+    expect_started: u64,
     plan: Option<tables::Evacuation>,
 ) -> Result<(), WriteError> {
     let op = Op {
@@ -281,6 +293,7 @@ pub async fn write_status(
             status: status as i32,
             evacuation: plan,
             expect: expect as i32,
+            expect_started_ms: expect_started,
         })),
     };
     let results = match ctx.core.transact(vec![op]).await {
@@ -314,7 +327,8 @@ async fn publish_progress(ctx: &Arc<Ctx>, plan: &tables::Evacuation) {
     p.current_sessions = r.stats.current_sessions;
     let node = ctx.node().to_owned();
     let evac = NodeState::Evacuating;
-    if let Err(e) = write_status(ctx, &node, evac, evac, Some(p)).await
+    let started = plan.started_ms;
+    if let Err(e) = write_status(ctx, &node, evac, evac, started, Some(p)).await
         && !matches!(e, WriteError::Conflict(_))
     {
         warn!(error = ?e, "evacuation progress not written");

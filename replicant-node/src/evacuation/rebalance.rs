@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use meshmq_proto::tables::{self, NodeRole, NodeState, NodeStatus, Op, op, op_result::Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::api::{ApiError, DEFAULT_EVICT_RATE, DEFAULT_WAIT_SECS, bad_request, error};
+use super::api::{ApiError, DEFAULT_EVICT_RATE, DEFAULT_WAIT_SECS, authorize, bad_request, error};
 use super::{REBALANCE, WriteError, now_ms, write_status};
 use crate::broker::Ctx;
 
@@ -149,8 +149,14 @@ fn check(ctx: &Ctx, coordinator: &str, req: &RebalanceRequest) -> Result<Vec<Str
             "conn_evict_rate and sess_evict_rate must be at least 1",
         ));
     }
-    let nodes = match &req.nodes {
-        Some(list) => list.clone(),
+    let nodes: Vec<String> = match &req.nodes {
+        Some(list) => {
+            let mut seen = std::collections::BTreeSet::new();
+            list.iter()
+                .filter(|n| seen.insert(n.as_str()))
+                .cloned()
+                .collect()
+        }
         None => rows
             .iter()
             .filter(|r| r.status == NodeState::Running as i32)
@@ -174,8 +180,12 @@ fn check(ctx: &Ctx, coordinator: &str, req: &RebalanceRequest) -> Result<Vec<Str
 pub(super) async fn start(
     State(ctx): State<Arc<Ctx>>,
     Path(coordinator): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(e) = authorize(&ctx, &headers) {
+        return e.into_response();
+    }
     let req: RebalanceRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RebalanceRequest::default()
     } else {
@@ -259,6 +269,7 @@ async fn mark_donors(
                 status: NodeState::Evacuating as i32,
                 evacuation: Some(plan.clone()),
                 expect: NodeState::Running as i32,
+                expect_started_ms: 0,
             })),
         })
         .collect();
@@ -283,8 +294,10 @@ async fn mark_donors(
     if applied.len() == donors.len() {
         return Ok(());
     }
+    let started = plan.started_ms;
     for d in applied {
-        let _ = write_status(ctx, d, NodeState::Running, NodeState::Evacuating, None).await;
+        let evac = NodeState::Evacuating;
+        let _ = write_status(ctx, d, NodeState::Running, evac, started, None).await;
     }
     Err(error(
         StatusCode::CONFLICT,
@@ -295,7 +308,14 @@ async fn mark_donors(
 
 /// `POST /api/v5/load_rebalance/{node}/stop`: every donor of the rebalance `{node}`
 /// coordinates goes back to RUNNING.
-pub(super) async fn stop(State(ctx): State<Arc<Ctx>>, Path(coordinator): Path<String>) -> Response {
+pub(super) async fn stop(
+    State(ctx): State<Arc<Ctx>>,
+    Path(coordinator): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = authorize(&ctx, &headers) {
+        return e.into_response();
+    }
     let donors: Vec<String> = ctx.core.read(|t| {
         t.nodes()
             .filter(|r| r.status == NodeState::Evacuating as i32)
@@ -314,7 +334,7 @@ pub(super) async fn stop(State(ctx): State<Arc<Ctx>>, Path(coordinator): Path<St
         .into_response();
     }
     for d in &donors {
-        match write_status(&ctx, d, NodeState::Running, NodeState::Evacuating, None).await {
+        match write_status(&ctx, d, NodeState::Running, NodeState::Evacuating, 0, None).await {
             Ok(()) | Err(WriteError::Conflict(_)) => {}
             Err(e) => {
                 return error(

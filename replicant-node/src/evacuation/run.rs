@@ -19,8 +19,12 @@ use crate::sessions::{Control, Leaving, SessionSlot};
 const POLL: Duration = Duration::from_millis(100);
 /// How often the progress is written to the row while a stage runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-/// Bound of the fast finish before a graceful stop: evict everything, migrate everything.
-const FINISH_MAX: Duration = Duration::from_secs(10);
+/// Bounds of the fast finish before a graceful stop: evicting every connection, then
+/// migrating every session.
+const FINISH_EVICT_MAX: Duration = Duration::from_secs(3);
+const FINISH_MIGRATE_MAX: Duration = Duration::from_secs(10);
+/// Attempts of a rebalance donor to write itself back to RUNNING (1 s apart, then 2 s...).
+const BACK_TO_RUNNING_ATTEMPTS: u32 = 8;
 
 /// Runs the stages of `plan` until done (then holds) or `stop`.
 pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: CancellationToken) {
@@ -31,23 +35,23 @@ pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: Cancellat
     } else {
         (0, 0)
     };
-    set_stage(&ctx, &plan, Stage::WaitingHealthCheck).await;
+    set_stage(&ctx, &plan, Stage::WaitingHealthCheck, &stop).await;
     let health_until = plan.started_ms + u64::from(plan.wait_health_check_secs) * 1000;
     let wait = Duration::from_millis(health_until.saturating_sub(now_ms()));
     if !pause(&stop, wait).await {
         return;
     }
     ev.refusing.store(true, Ordering::Relaxed);
-    set_stage(&ctx, &plan, Stage::EvictingConns).await;
+    set_stage(&ctx, &plan, Stage::EvictingConns, &stop).await;
     let started = Instant::now();
     let reference = ev.inner.lock().redirect.clone();
     let rate = plan.conn_evict_rate;
-    if !evict_connections(&ctx, &plan, rate, reference, conn_goal, &stop).await {
+    if !evict_connections(&ctx, &plan, rate, reference, conn_goal, true, &stop).await {
         return;
     }
     let took = started.elapsed().as_secs_f64();
-    ev.update(|r| r.connection_eviction_secs = Some(took));
-    set_stage(&ctx, &plan, Stage::WaitingTakeover).await;
+    ev.update(|r| r.connections_closed_secs = Some(took));
+    set_stage(&ctx, &plan, Stage::WaitingTakeover, &stop).await;
     let until = Instant::now() + Duration::from_secs(u64::from(plan.wait_takeover_secs));
     while Instant::now() < until
         && !disconnected_sessions(&ctx).is_empty()
@@ -58,21 +62,17 @@ pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: Cancellat
         }
         refresh(&ctx);
     }
-    set_stage(&ctx, &plan, Stage::EvictingSessions).await;
+    set_stage(&ctx, &plan, Stage::EvictingSessions, &stop).await;
     let rate = plan.sess_evict_rate;
     if !migrate::migrate_all(&ctx, &plan, rate, sess_goal, &stop).await {
         return;
     }
     if rebalance {
-        // A donor within its goals serves again: back to RUNNING (the watch clears the rest).
         info!(node = %ctx.node(), "rebalance done on this donor");
-        let (node, evac) = (ctx.node().to_owned(), NodeState::Evacuating);
-        if let Err(e) = super::write_status(&ctx, &node, NodeState::Running, evac, None).await {
-            warn!(error = ?e, "rebalance donor could not return to running");
-        }
+        back_to_running(&ctx, &plan, &stop).await;
         return;
     }
-    set_stage(&ctx, &plan, Stage::Prohibiting).await;
+    set_stage(&ctx, &plan, Stage::Prohibiting, &stop).await;
     info!(node = %ctx.node(), "evacuation done; refusing CONNECTs until stopped");
 }
 
@@ -84,10 +84,41 @@ pub(super) async fn pause(stop: &CancellationToken, d: Duration) -> bool {
     }
 }
 
-async fn set_stage(ctx: &Arc<Ctx>, plan: &tables::Evacuation, stage: Stage) {
+async fn set_stage(
+    ctx: &Arc<Ctx>,
+    plan: &tables::Evacuation,
+    stage: Stage,
+    stop: &CancellationToken,
+) {
+    if stop.is_cancelled() {
+        return;
+    }
     ctx.evacuation.update(|r| r.state = stage);
     refresh(ctx);
     publish_progress(ctx, plan).await;
+}
+
+/// A rebalance donor within its goals serves again: its row goes back to RUNNING (the watch
+/// then clears the rest). Retried with back-off: a donor must not stay refusing because one
+/// write failed.
+async fn back_to_running(ctx: &Arc<Ctx>, plan: &tables::Evacuation, stop: &CancellationToken) {
+    let node = ctx.node().to_owned();
+    let (running, evac) = (NodeState::Running, NodeState::Evacuating);
+    let mut delay = Duration::from_secs(1);
+    for _ in 0..BACK_TO_RUNNING_ATTEMPTS {
+        if stop.is_cancelled() {
+            return;
+        }
+        match super::write_status(ctx, &node, running, evac, plan.started_ms, None).await {
+            Ok(()) | Err(super::WriteError::Conflict(_)) => return,
+            Err(e) => warn!(error = ?e, "rebalance donor could not return to running; retrying"),
+        }
+        if !pause(stop, delay).await {
+            return;
+        }
+        delay = (delay * 2).min(Duration::from_secs(8));
+    }
+    warn!("rebalance donor gave up returning to running: stop the rebalance by hand");
 }
 
 /// Updates the current counts of the local report.
@@ -142,14 +173,16 @@ fn evict(slot: &SessionSlot, server_reference: Option<Arc<str>>) -> bool {
 }
 
 /// Closes live connections, `rate` per second (0: all at once), until none is left
-/// (connections still in their CONNECT phase are waited for: they attach, then go), or,
-/// with a `goal` (rebalance), until no more than `goal` are left. False when stopped.
+/// (with `wait_connecting`, connections still in their CONNECT phase are waited for: they
+/// attach, then go), or, with a `goal` (rebalance), until no more than `goal` are left.
+/// False when stopped.
 async fn evict_connections(
     ctx: &Arc<Ctx>,
     plan: &tables::Evacuation,
     rate: u32,
     reference: Option<Arc<str>>,
     goal: u64,
+    wait_connecting: bool,
     stop: &CancellationToken,
 ) -> bool {
     let start = tokio::time::Instant::now();
@@ -168,7 +201,7 @@ async fn evict_connections(
             targets.truncate(usize::try_from(over).unwrap_or(usize::MAX));
         }
         if targets.is_empty() {
-            if ctx.connections.load(Ordering::Relaxed) == 0 {
+            if !wait_connecting || ctx.connections.load(Ordering::Relaxed) == 0 {
                 break;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
@@ -188,10 +221,13 @@ async fn evict_connections(
             }
             if evict(&slot, reference.clone()) {
                 sent += 1;
-                ctx.evacuation
-                    .update(|r| r.stats.evicted_connections = sent);
+                let at = start.elapsed().as_secs_f64();
+                ctx.evacuation.update(|r| {
+                    r.stats.evicted_connections = sent;
+                    r.connection_eviction_secs = Some(at);
+                });
             }
-            if last_progress.elapsed() >= PROGRESS_EVERY {
+            if last_progress.elapsed() >= PROGRESS_EVERY && !stop.is_cancelled() {
                 last_progress = Instant::now();
                 refresh(ctx);
                 publish_progress(ctx, plan).await;
@@ -207,12 +243,13 @@ async fn evict_connections(
 }
 
 /// A graceful stop of an evacuating node: finish the evacuation at once (every connection
-/// evicted, every disconnected session migrated, bounded by [`FINISH_MAX`]) so that queued
-/// messages are not lost with the process; then the caller stops. A node not evacuating
-/// returns at once.
+/// evicted, every disconnected session migrated, each bounded) so that queued messages are
+/// not lost with the process; then the caller stops. The node's row is no longer followed
+/// from here on (no second run starts). A node not evacuating returns at once.
 pub async fn finish_before_shutdown(ctx: &Arc<Ctx>) {
     let plan = {
         let mut inner = ctx.evacuation.inner.lock();
+        inner.finishing = true;
         match inner.running.take() {
             Some((_, stop)) => {
                 stop.cancel();
@@ -224,22 +261,25 @@ pub async fn finish_before_shutdown(ctx: &Arc<Ctx>) {
     let Some(plan) = plan else { return };
     info!(node = %ctx.node(), "stopping while evacuating: evicting and migrating everything now");
     ctx.evacuation.refusing.store(true, Ordering::Relaxed);
-    let stop = CancellationToken::new();
-    let bound = stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(FINISH_MAX).await;
-        bound.cancel();
-    });
     let reference = ctx.evacuation.inner.lock().redirect.clone();
-    if !evict_connections(ctx, &plan, 0, reference, 0, &stop).await {
-        return;
-    }
+    let stop = bounded(FINISH_EVICT_MAX);
+    evict_connections(ctx, &plan, 0, reference, 0, false, &stop).await;
     // Evicted clients reconnect elsewhere and take their sessions: give them a moment.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until && !disconnected_sessions(ctx).is_empty() {
-        if !pause(&stop, POLL).await {
-            return;
-        }
+        tokio::time::sleep(POLL).await;
     }
+    let stop = bounded(FINISH_MIGRATE_MAX);
     migrate::migrate_all(ctx, &plan, 0, 0, &stop).await;
+}
+
+/// A token cancelled after `d`.
+fn bounded(d: Duration) -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(d).await;
+        t.cancel();
+    });
+    token
 }

@@ -148,6 +148,14 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.listeners.max_connections == 0 {
         return invalid("listeners.max_connections", "must be greater than 0".into());
     }
+    if config
+        .listeners
+        .api_key
+        .as_deref()
+        .is_some_and(str::is_empty)
+    {
+        return invalid("listeners.api_key", "must not be empty when set".into());
+    }
     if config.listeners.backlog == 0 {
         return invalid("listeners.backlog", "must be greater than 0".into());
     }

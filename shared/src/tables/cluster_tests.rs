@@ -57,6 +57,7 @@ fn status(node: &str, status: NodeState, expect: NodeState, plan: Option<Evacuat
         status: status as i32,
         evacuation: plan,
         expect: expect as i32,
+        expect_started_ms: 0,
     }))
 }
 
@@ -83,6 +84,12 @@ fn an_evacuation_starts_once_survives_a_restart_and_stops() {
     );
     // Started twice: the second is refused and the plan is unchanged.
     assert_rejected(&mut t, &start, RejectReason::StateConflict);
+    // A write of another run (another start time) is refused.
+    let mut stale = status("r1", NodeState::Running, NodeState::Evacuating, None);
+    if let Some(Kind::NodeStatus(s)) = &mut stale.kind {
+        s.expect_started_ms = 41;
+    }
+    assert_rejected(&mut t, &stale, RejectReason::StateConflict);
     // A new incarnation (the node restarted) is still evacuating, with its plan.
     apply_ok(&mut t, &[node_up("r1", 2)]);
     let row = t.node("r1").cloned().unwrap_or_default();

@@ -124,6 +124,16 @@ impl Nodes {
                 ),
             ));
         }
+        let started = row.evacuation.as_ref().map_or(0, |e| e.started_ms);
+        if op.expect_started_ms != 0 && op.expect_started_ms != started {
+            return Err(reject(
+                RejectReason::StateConflict,
+                format!(
+                    "NodeStatus: node {} runs the plan of {started}, not {}",
+                    op.node, op.expect_started_ms
+                ),
+            ));
+        }
         row.status = op.status;
         row.evacuation = if op.status == NodeState::Evacuating as i32 {
             op.evacuation.clone()
