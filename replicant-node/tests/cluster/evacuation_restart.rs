@@ -28,12 +28,12 @@ async fn wait_evicted(node: &BrokerHandle, n: u64) {
     }
 }
 
-/// 400 clients on r1 (200 clean, 100 persistent connected, 100 persistent offline with 3
-/// queued QoS 1 messages); the evacuation evicts at 50/s and r1 is stopped after 50
-/// evictions, then started again.
+/// 2 000 clients on r1 (1 000 clean, 500 persistent connected, 500 persistent offline with
+/// 3 queued QoS 1 messages each); the evacuation evicts at 500/s and r1 is stopped after
+/// 500 evictions, then started again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evacuation_survives_a_restart_of_the_evacuated_node() {
-    const N: usize = 400;
+    const N: usize = 2_000;
     let _serial = serial().await;
     let cluster = Cluster::start(3, fast_timings()).await;
     let r1 = cluster.start_replicant("r1").await;
@@ -46,7 +46,7 @@ async fn evacuation_survives_a_restart_of_the_evacuated_node() {
     publish_k(r1.mqtt_addr(), &topic).await;
 
     let body = format!(
-        r#"{{"wait_health_check": 0, "conn_evict_rate": 50, "redirect_to": "{REDIRECT}",
+        r#"{{"wait_health_check": 0, "conn_evict_rate": 500, "redirect_to": "{REDIRECT}",
             "wait_takeover": 60}}"#
     );
     let (code, answer) = http_post(http(&r1), &format!("{API}/r1/evacuation/start"), &body).await;
@@ -62,7 +62,7 @@ async fn evacuation_survives_a_restart_of_the_evacuated_node() {
             }
         });
     }
-    wait_evicted(&r1, 50).await;
+    wait_evicted(&r1, 500).await;
     // Stopping mid-eviction: the rest is evicted and migrated before the process goes.
     r1.shutdown().await;
     while let Some(r) = clients.join_next().await {
