@@ -174,14 +174,16 @@ where
                     }
                 },
                 _ = mailbox.ready.notified() => { self.drain_mailbox(); None }
-                _ = sleep_until_opt(ka_deadline) => {
-                    metrics::counter!(m::KEEPALIVE_TIMEOUTS_TOTAL).increment(1);
-                    self.queue_disconnect(ReasonCode::KeepAliveTimeout);
-                    Some(Exit::ServerClose(ReasonCode::KeepAliveTimeout))
-                }
-                _ = sleep_until_opt(rel_deadline) => {
-                    self.with_session(|s, now, _| s.purge_awaiting_rel(now));
-                    None
+                // One timer for both deadlines: an idle connection's task carries one.
+                _ = sleep_until_opt(earliest(ka_deadline, rel_deadline)) => {
+                    if ka_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        metrics::counter!(m::KEEPALIVE_TIMEOUTS_TOTAL).increment(1);
+                        self.queue_disconnect(ReasonCode::KeepAliveTimeout);
+                        Some(Exit::ServerClose(ReasonCode::KeepAliveTimeout))
+                    } else {
+                        self.with_session(|s, now, _| s.purge_awaiting_rel(now));
+                        None
+                    }
                 }
             };
             if let Some(e) = exit {
@@ -384,6 +386,17 @@ where
             Some(crate::publish::Backpressure::Peer(link)) => link.wait(BACKPRESSURE_WAIT).await,
             None => {}
         }
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(
+    a: Option<tokio::time::Instant>,
+    b: Option<tokio::time::Instant>,
+) -> Option<tokio::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
