@@ -149,6 +149,25 @@ pub(crate) async fn expect_evicted(s: &Spec, mut c: RawClient) {
     }
 }
 
+/// One task per connected client: it waits for its eviction (see [`expect_evicted`]) and,
+/// for a persistent session, resumes it through `targets` (alternately) with its messages.
+pub(crate) fn await_evictions(
+    connected: Vec<(Spec, RawClient)>,
+    targets: [SocketAddr; 2],
+) -> JoinSet<()> {
+    let mut clients = JoinSet::new();
+    for (i, (s, c)) in connected.into_iter().enumerate() {
+        let to = targets[i % 2];
+        clients.spawn(async move {
+            expect_evicted(&s, c).await;
+            if s.kind == Kind::Connected {
+                resume(to, &s).await;
+            }
+        });
+    }
+    clients
+}
+
 /// Reconnects a persistent client through `addr`: session present, and its K messages.
 pub(crate) async fn resume(addr: SocketAddr, s: &Spec) {
     let (mut c, ack) = RawClient::connect_with(addr, s.connect(false)).await;
@@ -264,17 +283,8 @@ async fn evacuation_moves_2000_clients_and_every_queued_message() {
     let (code, again) = http_post(http(&r3), &format!("{API}/r1/evacuation/start"), &body).await;
     assert_eq!(code, 409, "a second start conflicts: {again}");
 
-    let mut clients = JoinSet::new();
     let targets = [r2.mqtt_addr(), r3.mqtt_addr()];
-    for (i, (s, c)) in connected.into_iter().enumerate() {
-        let to = targets[i % 2];
-        clients.spawn(async move {
-            expect_evicted(&s, c).await;
-            if s.kind == Kind::Connected {
-                resume(to, &s).await;
-            }
-        });
-    }
+    let mut clients = await_evictions(connected, targets);
     let unavailable = wait_until_async(Duration::from_secs(10), || async {
         availability(&r1).await == 503
     })

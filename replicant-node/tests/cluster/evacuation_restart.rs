@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::common::{http_post, unique, wait_until_async};
 use crate::evacuation::{
-    API, Kind, REDIRECT, availability, expect_evicted, expect_refused, http, populate, publish_k,
+    API, Kind, REDIRECT, availability, await_evictions, expect_refused, http, populate, publish_k,
     resume, specs, status_of, wait_state,
 };
 use crate::harness::{Cluster, fast_timings, serial};
@@ -51,17 +51,8 @@ async fn evacuation_survives_a_restart_of_the_evacuated_node() {
     );
     let (code, answer) = http_post(http(&r1), &format!("{API}/r1/evacuation/start"), &body).await;
     assert_eq!(code, 200, "{answer}");
-    let mut clients = JoinSet::new();
     let targets = [r2.mqtt_addr(), r3.mqtt_addr()];
-    for (i, (s, c)) in connected.into_iter().enumerate() {
-        let to = targets[i % 2];
-        clients.spawn(async move {
-            expect_evicted(&s, c).await;
-            if s.kind == Kind::Connected {
-                resume(to, &s).await;
-            }
-        });
-    }
+    let mut clients = await_evictions(connected, targets);
     wait_evicted(&r1, 500).await;
     // Stopping mid-eviction: the rest is evicted and migrated before the process goes.
     r1.shutdown().await;
