@@ -104,6 +104,22 @@ pub(crate) async fn populate(
     connected
 }
 
+/// [`specs`] of `n` clients named after `prefix`, connected through `addr` by [`populate`],
+/// then [`publish_k`] through `addr` itself (acknowledged once every local session has the
+/// messages, queued or sent). The specs and the clients still connected.
+pub(crate) async fn loaded(
+    addr: SocketAddr,
+    prefix: &str,
+    n: usize,
+) -> (Vec<Spec>, Vec<(Spec, RawClient)>) {
+    let run = unique(prefix);
+    let topic = format!("{prefix}/{run}/q");
+    let specs = specs(&run, n);
+    let connected = populate(addr, &specs, &topic).await;
+    publish_k(addr, &topic).await;
+    (specs, connected)
+}
+
 /// Publishes `K` QoS 1 messages (payload = sequence number) to `topic` through `addr`,
 /// then disconnects.
 pub(crate) async fn publish_k(addr: SocketAddr, topic: &str) {
@@ -253,13 +269,8 @@ async fn evacuation_moves_2000_clients_and_every_queued_message() {
     let r1 = cluster.start_replicant("r1").await;
     let r2 = cluster.start_replicant("r2").await;
     let r3 = cluster.start_replicant("r3").await;
-    let run = unique("ev");
-    let topic = format!("ev/{run}/q");
-    let specs = specs(&run, N);
-    let connected = populate(r1.mqtt_addr(), &specs, &topic).await;
+    let (specs, connected) = loaded(r1.mqtt_addr(), "ev", N).await;
     assert_eq!(connected.len(), N * 3 / 4);
-    // Published on r1 itself: acknowledged once every local session has it (queued or sent).
-    publish_k(r1.mqtt_addr(), &topic).await;
     assert_eq!(r1.sessions(), N, "every session held on r1");
     let settled = wait_until_async(Duration::from_secs(10), || async {
         r1.connections() == N * 3 / 4

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use replicant_node::BrokerHandle;
 use tokio::task::JoinSet;
 
-use crate::common::{http_post, unique, wait_until_async};
+use crate::common::{http_post, wait_until_async};
 use crate::evacuation::{
-    API, Kind, REDIRECT, availability, await_evictions, expect_refused, http, populate, publish_k,
-    resume, specs, status_of, wait_state,
+    API, Kind, REDIRECT, availability, await_evictions, expect_refused, http, loaded, resume,
+    status_of, wait_state,
 };
 use crate::harness::{Cluster, fast_timings, serial};
 
@@ -39,11 +39,7 @@ async fn evacuation_survives_a_restart_of_the_evacuated_node() {
     let r1 = cluster.start_replicant("r1").await;
     let r2 = cluster.start_replicant("r2").await;
     let r3 = cluster.start_replicant("r3").await;
-    let run = unique("evr");
-    let topic = format!("evr/{run}/q");
-    let specs = specs(&run, N);
-    let connected = populate(r1.mqtt_addr(), &specs, &topic).await;
-    publish_k(r1.mqtt_addr(), &topic).await;
+    let (specs, connected) = loaded(r1.mqtt_addr(), "evr", N).await;
 
     let body = format!(
         r#"{{"wait_health_check": 0, "conn_evict_rate": 500, "redirect_to": "{REDIRECT}",
