@@ -194,6 +194,7 @@ where
     pub(super) async fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<Exit> {
         let mut reasons = Vec::with_capacity(u.filters.len());
         let mut ops = Vec::new();
+        let mut left_shared = false;
         let persistent = self.slot.inner.lock().expiry_secs > 0;
         for filter in &u.filters {
             let Some(removed) = self.with_session(|s, _, _| s.unsubscribe(filter)) else {
@@ -211,6 +212,7 @@ where
                 Ok(SubscriptionFilter::Shared { group, filter: f }) => {
                     self.ctx.router.unsubscribe_shared(self.slot.id, group, f);
                     ops.push(cluster::shared_remove(group, f, &self.client_id));
+                    left_shared = true;
                 }
                 Err(_) => {}
             }
@@ -220,6 +222,11 @@ where
             reasons.push(ReasonCode::Success);
         }
         cluster::transact(&self.ctx, ops).await;
+        if left_shared {
+            // Publishers on other replicants pick shared members from their replicas: once
+            // UNSUBACK is out, none may still pick this client (its copy would be dropped).
+            cluster::barrier(&self.ctx).await;
+        }
         metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
         if !self.version.is_v5() {
             reasons.clear();
