@@ -19,6 +19,7 @@ use crate::broker::Ctx;
 use crate::cluster;
 use crate::message::Message;
 use crate::publish;
+use crate::sessions::ConnId;
 use crate::sessions::{Leaving, SessionSlot};
 
 impl<S> Conn<S>
@@ -28,7 +29,46 @@ where
     /// Closes the socket and settles the will and the session according to why it ended.
     pub(super) async fn close(mut self, exit: Exit) {
         let _ = self.writer.shutdown().await;
-        let will = self.will.take().map(|w| *w);
+        // Release the socket (both halves hold it) and the buffers before the bookkeeping
+        // below waits for the core: in a reconnect storm thousands of closing tasks wait at
+        // once, and each kept socket counts against the process's open-file limit.
+        let (closing, will) = self.into_closing();
+        closing.settle(exit, will).await;
+    }
+
+    /// Keeps what settling needs; the rest (socket halves, buffers) is dropped on return.
+    fn into_closing(self) -> (Closing, Option<Will>) {
+        let Conn {
+            ctx,
+            id,
+            slot,
+            client_id,
+            username,
+            will,
+            ..
+        } = self;
+        let closing = Closing {
+            ctx,
+            id,
+            slot,
+            client_id,
+            username,
+        };
+        (closing, will.map(|w| *w))
+    }
+}
+
+/// What settling a closed connection needs (the socket already released).
+struct Closing {
+    ctx: Arc<Ctx>,
+    id: ConnId,
+    slot: Arc<SessionSlot>,
+    client_id: Arc<str>,
+    username: Option<String>,
+}
+
+impl Closing {
+    async fn settle(self, exit: Exit, will: Option<Will>) {
         if exit == Exit::Shutdown {
             // The node is stopping: in-memory state (queue, in-flight) goes with it, but a
             // persistent session's subscriptions stay in the tables. Record the disconnect so
