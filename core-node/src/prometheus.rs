@@ -311,6 +311,10 @@ const HISTOGRAM_HELP: &[(&str, &str)] = &[
         "Replicant transaction latency, until applied locally.",
     ),
     (
+        m::REPLICA_APPLY_WAIT_SECONDS,
+        "Time from a core's commit answer to the local replica applying the entry.",
+    ),
+    (
         m::PEER_BARRIER_SECONDS,
         "Time for every connected peer to confirm it applied an index.",
     ),

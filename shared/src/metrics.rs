@@ -165,8 +165,12 @@ pub const REPLICA_APPLIED_INDEX: &str = "meshmq_replica_applied_index";
 /// No labels.
 pub const REPLICATION_LAG_ENTRIES: &str = "meshmq_replication_lag_entries";
 /// Histogram: seconds a replicant transaction took, submission to applied locally.
-/// No labels.
+/// Labels: `lane` (`urgent`: a client waits for it; `background`: bookkeeping after a
+/// connection closed).
 pub const REPLICA_TRANSACT_SECONDS: &str = "meshmq_replica_transact_seconds";
+/// Histogram: seconds from a core's commit answer to the local replica having applied the
+/// entry (the replication part of [`REPLICA_TRANSACT_SECONDS`]). No labels.
+pub const REPLICA_APPLY_WAIT_SECONDS: &str = "meshmq_replica_apply_wait_seconds";
 /// Counter: replicant transactions. Labels: `result` (`ok`, `not_leader`, `timeout`,
 /// `rejected`, `unavailable`, `lagging`: committed but not applied locally in time).
 pub const REPLICA_TRANSACT_TOTAL: &str = "meshmq_replica_transact_total";
@@ -295,6 +299,7 @@ pub const HISTOGRAMS: &[&str] = &[
     CORE_TRANSACT_SECONDS,
     RAFT_SNAPSHOT_SECONDS,
     REPLICA_TRANSACT_SECONDS,
+    REPLICA_APPLY_WAIT_SECONDS,
     PEER_BARRIER_SECONDS,
 ];
 

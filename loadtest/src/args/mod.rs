@@ -83,6 +83,12 @@ pub struct CommonArgs {
     /// WebSocket path.
     #[arg(long, default_value = "/mqtt", value_name = "PATH")]
     pub ws_path: String,
+    /// Local addresses to connect from, comma-separated, taken in turn (emqtt-bench's
+    /// --ifaddr). Each one has its own ephemeral ports: past ~14 000 connections to one
+    /// broker port from one address, the kernel's port search dominates the run (on
+    /// loopback use 127.0.0.1,127.0.0.2,...).
+    #[arg(long, value_name = "IP,...", value_delimiter = ',')]
+    pub ifaddr: Vec<std::net::IpAddr>,
     /// Allow brokers (and redirects) that are not on this machine.
     #[arg(long)]
     pub allow_remote: bool,

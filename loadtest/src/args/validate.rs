@@ -7,8 +7,8 @@ use anyhow::{Context, bail, ensure};
 use crate::endpoint::check_host;
 use crate::plan::{Job, Plan, PubSpec, StormSpec, SubSpec, share};
 use crate::session::ClientOpts;
-use crate::transport::Transport;
 use crate::transport::tls::{TlsClient, TlsFiles};
+use crate::transport::{LocalAddrs, Transport};
 use crate::wire::{MARK_LEN, MqttVersion};
 
 use super::*;
@@ -72,6 +72,7 @@ impl CommonArgs {
             transport: Transport {
                 tls,
                 ws_path: self.ws.then(|| self.ws_path.clone()),
+                local: LocalAddrs::new(&self.ifaddr),
             },
             timeout: secs(self.timeout, "timeout")?,
             allow_remote: self.allow_remote,

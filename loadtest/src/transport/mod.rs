@@ -6,17 +6,19 @@
 //! to an address it was not given: resolution and the loopback policy are the caller's
 //! ([`crate::endpoint`]).
 
+mod source;
 pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::endpoint::Endpoint;
+pub use source::LocalAddrs;
 
 /// A bidirectional byte stream: TCP, TLS or WebSocket, boxed.
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -33,6 +35,8 @@ pub struct Transport {
     pub tls: Option<tls::TlsClient>,
     /// WebSocket path (`--ws`), e.g. `/mqtt`.
     pub ws_path: Option<String>,
+    /// Local addresses to connect from, in turn (`--ifaddr`); `None`: the kernel chooses.
+    pub local: Option<Arc<LocalAddrs>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for Transport {
         f.debug_struct("Transport")
             .field("tls", &self.tls.is_some())
             .field("ws_path", &self.ws_path)
+            .field("local", &self.local)
             .finish()
     }
 }
@@ -64,9 +69,7 @@ impl Transport {
         timeout: Duration,
     ) -> anyhow::Result<BoxStream> {
         let fut = async {
-            let tcp = TcpStream::connect(addr)
-                .await
-                .with_context(|| format!("connecting to {addr}"))?;
+            let tcp = source::connect(self.local.as_deref(), addr).await?;
             tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
             let mut stream: BoxStream = Box::new(tcp);
             if let Some(tls) = &self.tls {

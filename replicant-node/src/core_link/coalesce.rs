@@ -47,6 +47,16 @@ pub enum Lane {
     Background = 1,
 }
 
+impl Lane {
+    /// The `lane` metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Lane::Urgent => "urgent",
+            Lane::Background => "background",
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Waiter>,

@@ -73,7 +73,8 @@ impl CoreLink {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
-        metrics::histogram!(m::REPLICA_TRANSACT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::REPLICA_TRANSACT_SECONDS, "lane" => lane.label())
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!(m::REPLICA_TRANSACT_TOTAL, "result" => label).increment(1);
         result
     }
@@ -159,10 +160,13 @@ impl Shared {
         committed: Committed,
         deadline: Instant,
     ) -> (Result<Committed, TransactError>, &'static str) {
+        let now = Instant::now();
         let left = deadline
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(now)
             .max(self.request_timeout);
-        match self.replica.wait_applied(committed.index, left).await {
+        let applied = self.replica.wait_applied(committed.index, left).await;
+        metrics::histogram!(m::REPLICA_APPLY_WAIT_SECONDS).record(now.elapsed().as_secs_f64());
+        match applied {
             Ok(()) => (Ok(committed), "ok"),
             Err(e) => {
                 warn!(index = committed.index, error = %e, "committed but not applied locally in time");
