@@ -34,25 +34,11 @@ fn op(kind: op::Kind) -> Op {
 
 /// Commits `ops` as one entry; failures are logged and counted.
 pub async fn transact(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
-    transact_in(ctx, ops, false).await
-}
-
-/// As [`transact`], for bookkeeping no client waits on (a closed connection's disconnect
-/// or removal): it never delays a CONNECT's claim.
-pub async fn transact_background(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
-    transact_in(ctx, ops, true).await
-}
-
-async fn transact_in(ctx: &Ctx, ops: Vec<Op>, background: bool) -> Vec<op_result::Outcome> {
     if ops.is_empty() {
         return Vec::new();
     }
     let started = Instant::now();
-    let result = if background {
-        ctx.core.transact_background(ops).await
-    } else {
-        ctx.core.transact(ops).await
-    };
+    let result = ctx.core.transact(ops).await;
     metrics::histogram!(m::TABLE_TRANSACTION_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(committed) => {
@@ -161,7 +147,7 @@ pub async fn disconnected(ctx: &Ctx, client_id: &str, generation: u64, expiry: u
         session_expiry_secs: expiry,
         now_ms: now_ms(),
     };
-    transact_background(ctx, vec![op(op::Kind::RegistryDisconnect(d))]).await;
+    transact(ctx, vec![op(op::Kind::RegistryDisconnect(d))]).await;
 }
 
 /// Removes the registry row (and persistent subscriptions) of an ended session.

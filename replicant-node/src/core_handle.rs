@@ -131,12 +131,6 @@ impl CoreHandle {
         self.link.transact(ops).await
     }
 
-    /// As [`transact`](Self::transact), for bookkeeping no client waits on (queued apart
-    /// from the transactions clients wait on).
-    pub async fn transact_background(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
-        self.link.transact_background(ops).await
-    }
-
     /// Reads the local replica (keep `f` short: the follower waits to apply).
     pub fn read<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
         self.replica.read(f)

@@ -165,8 +165,7 @@ pub const REPLICA_APPLIED_INDEX: &str = "meshmq_replica_applied_index";
 /// No labels.
 pub const REPLICATION_LAG_ENTRIES: &str = "meshmq_replication_lag_entries";
 /// Histogram: seconds a replicant transaction took, submission to applied locally.
-/// Labels: `lane` (`urgent`: a client waits for it; `background`: bookkeeping after a
-/// connection closed).
+/// No labels.
 pub const REPLICA_TRANSACT_SECONDS: &str = "meshmq_replica_transact_seconds";
 /// Histogram: seconds from a core's commit answer to the local replica having applied the
 /// entry (the replication part of [`REPLICA_TRANSACT_SECONDS`]). No labels.

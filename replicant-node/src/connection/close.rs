@@ -253,7 +253,7 @@ async fn end_session_with(
     if remove_registry {
         ops.push(cluster::registry_remove(&slot.client_id, generation));
     }
-    cluster::transact_background(ctx, ops).await;
+    cluster::transact(ctx, ops).await;
     metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
     metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.router.subscription_count() as f64);
     debug!(client_id = %slot.client_id, "session ended");

@@ -5,12 +5,6 @@
 //! a connect storm thousands of registry claims share a few requests instead of each
 //! paying its own stream, frame and reply.
 //!
-//! Two lanes, each with its own queue and flusher: `Urgent` (a client waits: CONNECT claims,
-//! SUBSCRIBE routes) and `Background` (bookkeeping after a connection closed: disconnects
-//! and removals). A storm that drops 18 000 connections at once then reconnects them made
-//! every claim wait behind 10 000-op batches of removals (replicant transact p99 > 2.5 s);
-//! the tables' generation checks make the order between the two lanes irrelevant.
-//!
 //! Semantics kept: each caller's ops are contiguous and in order inside the entry, so they
 //! still apply atomically and in order; results are per op. An error of the combined request
 //! (timeout, unavailable, ...) is every caller's error, exactly as if each had sent its ops
@@ -38,25 +32,6 @@ pub(super) struct Coalescer {
     state: Mutex<State>,
 }
 
-/// Which queue a transaction joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
-    /// A client is waiting for it.
-    Urgent = 0,
-    /// Nobody waits for it but the closing connection's task.
-    Background = 1,
-}
-
-impl Lane {
-    /// The `lane` metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Lane::Urgent => "urgent",
-            Lane::Background => "background",
-        }
-    }
-}
-
 #[derive(Default)]
 struct State {
     queue: VecDeque<Waiter>,
@@ -67,27 +42,26 @@ impl Coalescer {
     /// Queues `ops`; starts a flusher if none runs. The receiver yields this caller's result.
     pub(super) fn submit(
         shared: &Arc<Shared>,
-        lane: Lane,
         ops: Vec<Op>,
     ) -> oneshot::Receiver<Result<Committed, TransactError>> {
         let (done, rx) = oneshot::channel();
         let start = {
-            let mut st = shared.coalescers[lane as usize].state.lock();
+            let mut st = shared.coalescer.state.lock();
             st.queue.push_back(Waiter { ops, done });
             !std::mem::replace(&mut st.flushing, true)
         };
         if start {
-            tokio::spawn(flush(shared.clone(), lane));
+            tokio::spawn(flush(shared.clone()));
         }
         rx
     }
 }
 
 /// Sends queued ops until the queue is empty.
-async fn flush(shared: Arc<Shared>, lane: Lane) {
+async fn flush(shared: Arc<Shared>) {
     loop {
         let batch = {
-            let mut st = shared.coalescers[lane as usize].state.lock();
+            let mut st = shared.coalescer.state.lock();
             let mut batch = Vec::new();
             let mut n = 0;
             while let Some(w) = st.queue.front() {

@@ -143,9 +143,8 @@ pub(crate) struct Shared {
     lease_failures: AtomicU64,
     /// Stops the tasks: a child of the caller's token, also cancelled by [`CoreLink::stop`].
     stop: CancellationToken,
-    /// Concurrent transactions waiting to share one request: one queue per [`Lane`]
-    /// (`coalesce::Lane`), so CONNECTs never wait behind a burst of disconnects.
-    coalescers: [coalesce::Coalescer; 2],
+    /// Concurrent transactions waiting to share one request.
+    coalescer: coalesce::Coalescer,
 }
 
 impl CoreLink {
@@ -249,7 +248,7 @@ impl Shared {
             leases_ok: AtomicU64::new(0),
             lease_failures: AtomicU64::new(0),
             stop,
-            coalescers: Default::default(),
+            coalescer: coalesce::Coalescer::default(),
         }
     }
 

@@ -18,7 +18,6 @@ use meshmq_shared::metrics as m;
 use meshmq_shared::quic::{self, frame};
 use tracing::warn;
 
-use super::coalesce::Lane;
 use super::{Backoff, CoreLink, Shared, pick};
 
 /// Where the next attempt goes.
@@ -51,21 +50,11 @@ impl CoreLink {
     /// Concurrent calls share requests (see `coalesce`): each caller still gets only its
     /// own ops' results, in order.
     pub async fn transact(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
-        self.transact_in(Lane::Urgent, ops).await
-    }
-
-    /// As [`transact`](Self::transact), for bookkeeping nobody waits on (a closed
-    /// connection's disconnect or removal): queued apart, so it never delays a CONNECT.
-    pub async fn transact_background(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
-        self.transact_in(Lane::Background, ops).await
-    }
-
-    async fn transact_in(&self, lane: Lane, ops: Vec<Op>) -> Result<Committed, TransactError> {
         let started = Instant::now();
         let result = if ops.is_empty() || ops.len() > MAX_OPS_PER_ENTRY {
             self.shared.transact_one(ops).await
         } else {
-            super::coalesce::Coalescer::submit(&self.shared, lane, ops)
+            super::coalesce::Coalescer::submit(&self.shared, ops)
                 .await
                 .unwrap_or_else(|_| Err(TransactError::Unavailable("core link stopped".into())))
         };
@@ -73,8 +62,7 @@ impl CoreLink {
             Ok(_) => "ok",
             Err(e) => e.label(),
         };
-        metrics::histogram!(m::REPLICA_TRANSACT_SECONDS, "lane" => lane.label())
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::REPLICA_TRANSACT_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::counter!(m::REPLICA_TRANSACT_TOTAL, "result" => label).increment(1);
         result
     }
