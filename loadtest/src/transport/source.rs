@@ -76,6 +76,7 @@ pub async fn connect(local: Option<&LocalAddrs>, addr: SocketAddr) -> anyhow::Re
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
