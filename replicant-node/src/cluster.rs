@@ -187,11 +187,12 @@ pub fn shared_add(ctx: &Ctx, group: &str, filter: &str, client_id: &str) -> Op {
 }
 
 /// `client_id` leaves a shared group.
-pub fn shared_remove(group: &str, filter: &str, client_id: &str) -> Op {
+pub fn shared_remove(group: &str, filter: &str, client_id: &str, generation: u64) -> Op {
     op(op::Kind::SharedRemove(SharedRemove {
         group: group.to_owned(),
         filter: filter.to_owned(),
         client_id: client_id.to_owned(),
+        generation,
     }))
 }
 

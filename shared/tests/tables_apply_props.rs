@@ -208,13 +208,16 @@ fn subscription_ops() -> BoxedStrategy<Kind> {
                 })
             }
         ),
-        (pick(&["g", "h", ""]), path(), client()).prop_map(|(group, filter, client_id)| {
-            Kind::SharedRemove(SharedRemove {
-                group,
-                filter,
-                client_id,
-            })
-        }),
+        (pick(&["g", "h", ""]), path(), client(), 0u64..4).prop_map(
+            |(group, filter, client_id, generation)| {
+                Kind::SharedRemove(SharedRemove {
+                    group,
+                    filter,
+                    client_id,
+                    generation,
+                })
+            }
+        ),
     ]
     .boxed()
 }

@@ -227,6 +227,11 @@ async fn end_session_with(
         let subs: Vec<_> = inner.session.subscriptions.drain().collect();
         (subs, inner.generation)
     };
+    // A session that ended by itself (closed with expiry 0, or expired) leaves its shared
+    // groups only if its client has not come back meanwhile: a reconnect elsewhere may have
+    // claimed and joined again before this commits. A takeover here (clean start) has
+    // claimed already and is not subscribed yet: its removal is unconditional.
+    let leave_generation = if remove_registry { generation } else { 0 };
     let mut ops = Vec::new();
     for (filter, opts) in subs {
         match parse_subscription(&filter) {
@@ -237,7 +242,12 @@ async fn end_session_with(
             Ok(SubscriptionFilter::Shared { group, filter: f }) => {
                 ctx.router.unsubscribe_shared(slot.id, group, f);
                 if !moved {
-                    ops.push(cluster::shared_remove(group, f, &slot.client_id));
+                    ops.push(cluster::shared_remove(
+                        group,
+                        f,
+                        &slot.client_id,
+                        leave_generation,
+                    ));
                 }
             }
             Err(_) => {}

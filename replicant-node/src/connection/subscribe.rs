@@ -211,7 +211,7 @@ where
                 }
                 Ok(SubscriptionFilter::Shared { group, filter: f }) => {
                     self.ctx.router.unsubscribe_shared(self.slot.id, group, f);
-                    ops.push(cluster::shared_remove(group, f, &self.client_id));
+                    ops.push(cluster::shared_remove(group, f, &self.client_id, 0));
                     left_shared = true;
                 }
                 Err(_) => {}

@@ -9,7 +9,7 @@
 
 use meshmq_proto::tables::{
     Applied, Batch, NodePurge, NodeUp, Op, OpResult, RegistryClaim, RegistryRemove, RejectReason,
-    Rejected, RetainedSet, SharedAdd, SubscriptionSet, op::Kind, op_result::Outcome,
+    Rejected, RetainedSet, SharedAdd, SharedRemove, SubscriptionSet, op::Kind, op_result::Outcome,
 };
 
 use super::nodes::UpOutcome;
@@ -76,10 +76,7 @@ impl Tables {
                 done()
             }
             Kind::SharedAdd(op) => self.shared_add(op),
-            Kind::SharedRemove(op) => {
-                self.shared.remove(&op.group, &op.filter, &op.client_id);
-                done()
-            }
+            Kind::SharedRemove(op) => self.shared_remove(op),
             Kind::RetainedSet(op) => self.retained_set(op),
             Kind::RetainedDelete(op) => {
                 self.retained.delete(&op.topic);
@@ -172,6 +169,26 @@ impl Tables {
         self.require_node("SharedAdd", &op.node)?;
         self.shared
             .add(&op.group, &op.filter, &op.client_id, &op.node);
+        done()
+    }
+
+    /// `SharedRemove`: an ended session's removal (with its generation) never touches the
+    /// membership of a newer session of the same client (a reconnect's claim and SharedAdd
+    /// can commit before the old node's bookkeeping).
+    fn shared_remove(&mut self, op: &SharedRemove) -> Applying {
+        if op.generation != 0
+            && let Some(row) = self.registry.get(&op.client_id)
+            && row.generation > op.generation
+        {
+            return Err(reject(
+                RejectReason::StaleGeneration,
+                format!(
+                    "SharedRemove: client {:?} is at generation {}, op names {}",
+                    op.client_id, row.generation, op.generation
+                ),
+            ));
+        }
+        self.shared.remove(&op.group, &op.filter, &op.client_id);
         done()
     }
 

@@ -254,11 +254,43 @@ fn shared_groups_keep_join_order() {
             group: "g".into(),
             filter: "a/+".into(),
             client_id: c.into(),
+            generation: 0,
         }))
     };
     apply_ok(&mut t, &[leave("c2"), leave("c1"), leave("c1")]);
     assert!(t.shared_members("g", "a/+").is_empty());
     t.shared_groups_matching("a/x", |_, _, _| panic!("no group left"));
+}
+
+#[test]
+fn an_ended_sessions_shared_remove_spares_the_clients_newer_membership() {
+    let mut t = Tables::new();
+    apply_ok(&mut t, &[node_up("r1", 1), node_up("r2", 1)]);
+    let old = claimed(t.apply(10, &claim("c", "r1", true, 0, 0))).generation;
+    apply_ok(&mut t, &[shared_add("g", "a", "c", "r1")]);
+    // The client comes back on r2 and joins again before r1's bookkeeping of the ended
+    // session commits.
+    let new = claimed(t.apply(11, &claim("c", "r2", true, 0, 0))).generation;
+    assert!(new > old);
+    apply_ok(&mut t, &[shared_add("g", "a", "c", "r2")]);
+    let leave = |generation| {
+        op(Kind::SharedRemove(SharedRemove {
+            group: "g".into(),
+            filter: "a".into(),
+            client_id: "c".into(),
+            generation,
+        }))
+    };
+    assert_rejected(&mut t, &leave(old), RejectReason::StaleGeneration);
+    assert_eq!(
+        t.shared_members("g", "a"),
+        [("c".to_owned(), "r2".to_owned())]
+    );
+    // The current session's own removal, and an unconditional one (UNSUBSCRIBE), apply.
+    apply_ok(&mut t, &[leave(new)]);
+    assert!(t.shared_members("g", "a").is_empty());
+    apply_ok(&mut t, &[shared_add("g", "a", "c", "r2"), leave(0)]);
+    assert!(t.shared_members("g", "a").is_empty());
 }
 
 #[test]
