@@ -274,14 +274,21 @@ async fn claim(
     let slot = new_slot(ctx, c, setup, conn_id, control, claimed.generation).await;
     let present = !c.clean_start && claimed.session_existed;
     if present {
+        let previous = claimed.previous;
+        let lives_with_connection = previous
+            .as_ref()
+            .is_some_and(|p| p.session_expiry_secs == 0);
         // Held by another live replicant: its in-flight and queued messages move here.
-        let from = claimed
-            .previous
-            .map(|p| p.node)
-            .filter(|node| node != ctx.node());
+        let from = previous.map(|p| p.node).filter(|node| node != ctx.node());
         let mut handed = false;
         if let Some(node) = &from {
             handed = handover::take::take_over(ctx, &slot, node, claimed.generation).await;
+        }
+        // A session with expiry 0 ends with its connection; its row can still read
+        // "connected" while its owner's removal waits to commit. Not handed over (nor resumed
+        // here, above), it is gone: session present = 0 (MQTT 5.0 3.2.2.1.1).
+        if !handed && lives_with_connection {
+            return (slot, false);
         }
         super::restore::restore(ctx, &slot).await;
         if let Some(node) = from.filter(|_| handed) {

@@ -270,3 +270,46 @@ async fn a_session_whose_replicant_is_gone_resumes_elsewhere() {
     r3.shutdown().await;
     cluster.stop().await;
 }
+
+/// A session with expiry 0 ends with its connection even while its owner cannot commit the
+/// removal of its registry row yet (the row still reads "connected on r1"): a client that
+/// comes back through r2 with clean start = 0 gets session present = 0, not a session
+/// "restored" from nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_expiry_zero_session_is_not_present_while_its_removal_is_pending() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster.start_replicant("r2").await;
+    let id = unique("ended");
+    let (mut old, ack) =
+        RawClient::connect_with(r1.mqtt_addr(), connect_packet(ProtocolVersion::V5, &id)).await;
+    assert!(!ack.session_present);
+    old.subscribe(&format!("ended/{id}"), QoS::AtLeastOnce)
+        .await;
+    let connected_on_r1 = |t: &meshmq_shared::tables::Tables| {
+        t.registry(&id)
+            .is_some_and(|row| row.node == "r1" && row.connected)
+    };
+    let seen = wait_until(WAIT, || r2.core().read(connected_on_r1)).await;
+    assert!(seen, "the registry row of {id} on r1 not in r2's replica");
+
+    // r1 can no longer commit; the client drops; r1 ends the session locally.
+    r1.core().link().stop();
+    drop(old);
+    let ended = wait_until(WAIT, || r1.sessions() == 0).await;
+    assert!(ended, "r1 still holds the session of {id}");
+    assert!(
+        r2.core().read(connected_on_r1),
+        "the row must still read connected on r1 for this test to mean anything"
+    );
+
+    let mut again = connect_packet(ProtocolVersion::V5, &id);
+    again.clean_start = false;
+    let (_new, ack) = RawClient::connect_with(r2.mqtt_addr(), again).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    assert!(
+        !ack.session_present,
+        "an expiry-0 session ended with its connection"
+    );
+}
