@@ -312,4 +312,7 @@ async fn an_ended_expiry_zero_session_is_not_present_while_its_removal_is_pendin
         !ack.session_present,
         "an expiry-0 session ended with its connection"
     );
+    r1.shutdown().await;
+    r2.shutdown().await;
+    cluster.stop().await;
 }
