@@ -139,6 +139,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         m::MESSAGES_DROPPED_TOTAL,
         "Messages dropped instead of delivered, by reason.",
     ),
+    (
+        m::PUBLISH_BACKPRESSURE_TOTAL,
+        "Times a publisher stopped being read because a subscriber queue or peer link it feeds was congested, by what was congested.",
+    ),
     (m::PACKETS_RECEIVED_TOTAL, "MQTT packets decoded, by type."),
     (m::PACKETS_SENT_TOTAL, "MQTT packets sent, by type."),
     (

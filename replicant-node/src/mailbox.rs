@@ -3,11 +3,18 @@
 //!
 //! While the client is offline the mailbox *is* the session's message queue. It is bounded
 //! (`mqtt.max_mqueue_len`); when full, the configured drop policy picks the victim and the drop
-//! is counted. It never blocks a publisher: back-pressure is advisory ([`PushOutcome::Congested`]),
-//! and the publisher decides whether to wait on [`Mailbox::drained`].
+//! is counted. It never blocks a publisher: back-pressure is advisory
+//! ([`PushOutcome::is_congested`]), and the publisher decides whether to wait on
+//! [`Mailbox::drained`].
+//!
+//! While a connection is attached it drains the mailbox into the session, which queues what its
+//! in-flight window does not admit yet (the session's pending queue). That backlog counts
+//! toward the high-water mark ([`Mailbox::set_backlog`]): for a QoS 1/2 subscriber that acks
+//! slower than publishers publish, the mailbox itself stays nearly empty while the session's
+//! queue is full and dropping, and publishers must still be held back.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use meshmq_shared::codec::QoS;
 use meshmq_shared::config::QueueDropPolicy;
@@ -24,8 +31,19 @@ pub enum PushOutcome {
     Queued,
     /// Queued, and the queue is past its high-water mark: the publisher should slow down.
     Congested,
-    /// The queue was full and a message (this one or the oldest) was dropped.
+    /// The queue was full and a message (this one or the oldest) was dropped; or the session
+    /// is offline and does not keep QoS 0.
     Dropped,
+    /// The queue was full while a connection is attached: a message was dropped as above, and
+    /// the publisher should slow down (a full queue is the most congested one).
+    Full,
+}
+
+impl PushOutcome {
+    /// True when the publisher should wait for this queue to drain before reading on.
+    pub fn is_congested(self) -> bool {
+        matches!(self, PushOutcome::Congested | PushOutcome::Full)
+    }
 }
 
 /// The bounded delivery queue of one session.
@@ -38,6 +56,8 @@ pub struct Mailbox {
     pub drained: Notify,
     /// Whether a connection is attached (shared-subscription member choice, QoS 0 offline policy).
     online: AtomicBool,
+    /// Deliveries the attached connection's session holds behind its in-flight window.
+    backlog: AtomicUsize,
     cap: usize,
     policy: QueueDropPolicy,
     store_qos0_offline: bool,
@@ -51,20 +71,46 @@ impl Mailbox {
             ready: Notify::new(),
             drained: Notify::new(),
             online: AtomicBool::new(false),
+            backlog: AtomicUsize::new(0),
             cap: cap.max(1),
             policy,
             store_qos0_offline,
         }
     }
 
-    /// Marks the session as having (or not having) a live connection.
+    /// Marks the session as having (or not having) a live connection. Detaching forgets the
+    /// session's backlog (nothing drains it until a connection attaches again) and releases
+    /// any publisher waiting on this queue.
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
+        if !online {
+            self.set_backlog(0);
+            self.drained.notify_waiters();
+        }
     }
 
     /// True while a connection is attached.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire)
+    }
+
+    /// Records how many deliveries the session queues behind its in-flight window; wakes
+    /// waiting publishers when that brings the queue back under its high-water mark.
+    pub fn set_backlog(&self, n: usize) {
+        let before = self.backlog.swap(n, Ordering::AcqRel);
+        if n < before && !self.over_high_water(self.len()) {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// True while a connection is attached and the queue (mailbox plus the session's
+    /// backlog) is past half its bound: publishers feeding it should wait on [`Self::drained`].
+    pub fn is_congested(&self) -> bool {
+        self.is_online() && self.over_high_water(self.len())
+    }
+
+    fn over_high_water(&self, queued: usize) -> bool {
+        (queued + self.backlog.load(Ordering::Acquire)) * 2 > self.cap
     }
 
     /// Queues a delivery, applying the bound and the drop policy.
@@ -74,31 +120,30 @@ impl Mailbox {
             metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "offline_qos0").increment(1);
             return PushOutcome::Dropped;
         }
-        let len = {
+        let (len, dropped) = {
             let mut q = self.queue.lock();
             if q.len() >= self.cap {
-                metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "queue_full").increment(1);
-                match self.policy {
-                    QueueDropPolicy::DropNewest => return PushOutcome::Dropped,
-                    QueueDropPolicy::DropOldest => {
-                        q.pop_front();
-                        q.push_back(d);
-                    }
+                if self.policy == QueueDropPolicy::DropOldest {
+                    q.pop_front();
+                    q.push_back(d);
                 }
-                drop(q);
-                self.ready.notify_one();
-                return PushOutcome::Dropped;
+                (q.len(), true)
+            } else {
+                q.push_back(d);
+                (q.len(), false)
             }
-            q.push_back(d);
-            q.len()
         };
-        if len == 1 {
+        if dropped {
+            metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "queue_full").increment(1);
+        }
+        if len == 1 || dropped {
             self.ready.notify_one();
         }
-        if online && len * 2 > self.cap {
-            PushOutcome::Congested
-        } else {
-            PushOutcome::Queued
+        match (online && self.over_high_water(len), dropped) {
+            (true, true) => PushOutcome::Full,
+            (true, false) => PushOutcome::Congested,
+            (false, true) => PushOutcome::Dropped,
+            (false, false) => PushOutcome::Queued,
         }
     }
 
@@ -109,7 +154,7 @@ impl Mailbox {
         out.extend(q.drain(..n));
         let left = q.len();
         drop(q);
-        if left * 2 <= self.cap {
+        if !self.over_high_water(left) {
             self.drained.notify_waiters();
         }
     }
@@ -132,3 +177,7 @@ impl Mailbox {
         n
     }
 }
+
+#[cfg(test)]
+#[path = "mailbox_tests.rs"]
+mod tests;

@@ -9,7 +9,7 @@ use meshmq_shared::metrics as m;
 
 use crate::broker::Ctx;
 use crate::cluster;
-use crate::mailbox::{Mailbox, PushOutcome};
+use crate::mailbox::Mailbox;
 use crate::message::Message;
 use crate::peer::Congested;
 
@@ -78,7 +78,7 @@ pub fn push(targets: Vec<crate::router::Target>) -> Local {
     let matched = !targets.is_empty();
     let mut congested = None;
     for (mailbox, delivery) in targets {
-        if mailbox.push(delivery) == PushOutcome::Congested && congested.is_none() {
+        if mailbox.push(delivery).is_congested() && congested.is_none() {
             congested = Some(mailbox);
         }
     }

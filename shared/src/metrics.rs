@@ -63,6 +63,11 @@ pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
 /// `no_subscribers`, `expired`, `too_large_for_client`, `not_authorized`,
 /// `inflight_full_qos0`, `offline_qos0`, `session_ended`).
 pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
+/// Counter: times a publishing connection stopped reading (for at most 50 ms) because a
+/// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len`,
+/// counting what the session holds behind its in-flight window) or a peer link it feeds was
+/// half full. Labels: `on` (`subscriber_queue`, `peer_link`).
+pub const PUBLISH_BACKPRESSURE_TOTAL: &str = "meshmq_publish_backpressure_total";
 /// Gauge: messages waiting in session queues (offline, or beyond the in-flight window).
 /// No labels.
 pub const MESSAGES_QUEUED: &str = "meshmq_messages_queued";
@@ -238,6 +243,7 @@ pub const COUNTERS: &[&str] = &[
     MESSAGES_RECEIVED_TOTAL,
     MESSAGES_DELIVERED_TOTAL,
     MESSAGES_DROPPED_TOTAL,
+    PUBLISH_BACKPRESSURE_TOTAL,
     PACKETS_RECEIVED_TOTAL,
     PACKETS_SENT_TOTAL,
     BYTES_RECEIVED_TOTAL,

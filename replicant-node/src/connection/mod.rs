@@ -275,6 +275,7 @@ where
         }
         let r = f(&mut inner.session, now, &mut self.out);
         let drops = inner.session.take_drops();
+        self.slot.mailbox.set_backlog(inner.session.pending_len());
         drop(inner);
         record_drops(drops);
         self.encode_out();
@@ -374,18 +375,26 @@ where
     /// high-water mark, or a peer link it feeds is half full, stop reading from the
     /// publisher until it drains (bounded wait).
     async fn backpressure(&mut self) {
-        match self.congested.take() {
+        let on = match self.congested.take() {
             Some(crate::publish::Backpressure::Mailbox(mb)) => {
                 let drained = mb.drained.notified();
                 tokio::pin!(drained);
                 drained.as_mut().enable();
-                if mb.len() * 2 > self.ctx.config.mqtt.max_mqueue_len && mb.is_online() {
-                    let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
+                if !mb.is_congested() {
+                    return;
                 }
+                let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
+                "subscriber_queue"
             }
-            Some(crate::publish::Backpressure::Peer(link)) => link.wait(BACKPRESSURE_WAIT).await,
-            None => {}
-        }
+            Some(crate::publish::Backpressure::Peer(link)) => {
+                if !link.wait(BACKPRESSURE_WAIT).await {
+                    return;
+                }
+                "peer_link"
+            }
+            None => return,
+        };
+        metrics::counter!(m::PUBLISH_BACKPRESSURE_TOTAL, "on" => on).increment(1);
     }
 }
 

@@ -248,14 +248,16 @@ pub struct Congested(Arc<queue::Queue>);
 
 impl Congested {
     /// Waits until the queue is back under half its capacity (or the link went down),
-    /// at most `max`.
-    pub async fn wait(&self, max: std::time::Duration) {
+    /// at most `max`; returns false if it was no longer congested (no wait).
+    pub async fn wait(&self, max: std::time::Duration) -> bool {
         let drained = self.0.drained.notified();
         tokio::pin!(drained);
         drained.as_mut().enable();
-        if self.0.is_congested() {
-            let _ = tokio::time::timeout(max, drained).await;
+        if !self.0.is_congested() {
+            return false;
         }
+        let _ = tokio::time::timeout(max, drained).await;
+        true
     }
 }
 

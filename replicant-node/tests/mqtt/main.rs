@@ -9,6 +9,7 @@
 mod common;
 
 mod authz;
+mod backpressure;
 mod connect;
 mod malformed;
 mod qos;
