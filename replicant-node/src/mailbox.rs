@@ -56,8 +56,12 @@ pub struct Mailbox {
     pub drained: Notify,
     /// Whether a connection is attached (shared-subscription member choice, QoS 0 offline policy).
     online: AtomicBool,
-    /// Deliveries the attached connection's session holds behind its in-flight window.
+    /// A connection drains this mailbox into its session (see [`Mailbox::set_backlog`]).
+    drainer: AtomicBool,
+    /// Deliveries the draining connection's session holds behind its in-flight window.
     backlog: AtomicUsize,
+    /// A push reported congestion since publishers were last woken.
+    signalled: AtomicBool,
     cap: usize,
     policy: QueueDropPolicy,
     store_qos0_offline: bool,
@@ -71,21 +75,21 @@ impl Mailbox {
             ready: Notify::new(),
             drained: Notify::new(),
             online: AtomicBool::new(false),
+            drainer: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
+            signalled: AtomicBool::new(false),
             cap: cap.max(1),
             policy,
             store_qos0_offline,
         }
     }
 
-    /// Marks the session as having (or not having) a live connection. Detaching forgets the
-    /// session's backlog (nothing drains it until a connection attaches again) and releases
-    /// any publisher waiting on this queue.
+    /// Marks the session as having (or not having) a live connection. Going offline also
+    /// [releases](Self::release) the queue.
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
         if !online {
-            self.set_backlog(0);
-            self.drained.notify_waiters();
+            self.release();
         }
     }
 
@@ -94,13 +98,29 @@ impl Mailbox {
         self.online.load(Ordering::Acquire)
     }
 
-    /// Records how many deliveries the session queues behind its in-flight window; wakes
-    /// waiting publishers when that brings the queue back under its high-water mark.
+    /// Called by the connection that drains this mailbox, after each change to its session:
+    /// how many deliveries the session queues behind its in-flight window. Wakes waiting
+    /// publishers when the queue is back under its high-water mark.
     pub fn set_backlog(&self, n: usize) {
-        let before = self.backlog.swap(n, Ordering::AcqRel);
-        if n < before && !self.over_high_water(self.len()) {
-            self.drained.notify_waiters();
+        self.drainer.store(true, Ordering::Release);
+        self.backlog.store(n, Ordering::Release);
+        let queued = self.len();
+        if self.over_high_water(queued) {
+            // A push may have seen the queue lower while deliveries were on their way from
+            // the mailbox into the session: make sure the next drop under the mark wakes.
+            self.signalled.store(true, Ordering::Release);
+        } else {
+            self.wake_if_drained(queued);
         }
+    }
+
+    /// No connection drains this mailbox any more (closed, kicked, session handed over):
+    /// forgets the session's backlog and wakes every waiting publisher.
+    pub fn release(&self) {
+        self.drainer.store(false, Ordering::Release);
+        self.backlog.store(0, Ordering::Release);
+        self.signalled.store(false, Ordering::Release);
+        self.drained.notify_waiters();
     }
 
     /// True while a connection is attached and the queue (mailbox plus the session's
@@ -111,6 +131,17 @@ impl Mailbox {
 
     fn over_high_water(&self, queued: usize) -> bool {
         (queued + self.backlog.load(Ordering::Acquire)) * 2 > self.cap
+    }
+
+    /// Wakes waiting publishers if a push has reported congestion since the last wake and
+    /// `queued` (plus the backlog) is back under the high-water mark.
+    fn wake_if_drained(&self, queued: usize) {
+        if self.signalled.load(Ordering::Acquire)
+            && !self.over_high_water(queued)
+            && self.signalled.swap(false, Ordering::AcqRel)
+        {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Queues a delivery, applying the bound and the drop policy.
@@ -139,24 +170,36 @@ impl Mailbox {
         if len == 1 || dropped {
             self.ready.notify_one();
         }
-        match (online && self.over_high_water(len), dropped) {
-            (true, true) => PushOutcome::Full,
+        let congested = online && self.over_high_water(len);
+        // A full queue holds publishers back only while a connection drains it: one that
+        // nobody drains (awaiting a hand-over request) would hold them for nothing.
+        let outcome = match (congested, dropped) {
+            (true, true) if self.drainer.load(Ordering::Acquire) => PushOutcome::Full,
+            (_, true) => PushOutcome::Dropped,
             (true, false) => PushOutcome::Congested,
-            (false, true) => PushOutcome::Dropped,
             (false, false) => PushOutcome::Queued,
+        };
+        if outcome.is_congested() {
+            self.signalled.store(true, Ordering::Release);
         }
+        outcome
     }
 
-    /// Takes up to `max` queued deliveries, oldest first, and wakes waiting publishers.
+    /// Takes up to `max` queued deliveries, oldest first, and wakes waiting publishers
+    /// (consumers other than the session's own connection: hand-over, forwarding).
     pub fn drain(&self, max: usize, out: &mut Vec<Delivery>) {
+        let left = self.take(max, out);
+        self.wake_if_drained(left);
+    }
+
+    /// Takes up to `max` queued deliveries, oldest first; returns how many are left. The
+    /// connection draining into its session uses this and then [`Self::set_backlog`], so
+    /// publishers are not woken while the taken deliveries are merely moved to the session.
+    pub fn take(&self, max: usize, out: &mut Vec<Delivery>) -> usize {
         let mut q = self.queue.lock();
         let n = q.len().min(max);
         out.extend(q.drain(..n));
-        let left = q.len();
-        drop(q);
-        if !self.over_high_water(left) {
-            self.drained.notify_waiters();
-        }
+        q.len()
     }
 
     /// Number of queued deliveries.
@@ -174,6 +217,8 @@ impl Mailbox {
         let mut q = self.queue.lock();
         let n = q.len();
         q.clear();
+        drop(q);
+        self.wake_if_drained(0);
         n
     }
 }

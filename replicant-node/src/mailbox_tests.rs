@@ -28,9 +28,11 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
     }
 }
 
+/// A mailbox with a connection attached that drains it into an empty session.
 fn online(cap: usize, policy: QueueDropPolicy) -> Mailbox {
     let mb = Mailbox::new(cap, policy, false);
     mb.set_online(true);
+    mb.set_backlog(0);
     mb
 }
 
@@ -70,6 +72,36 @@ fn a_full_queue_drops_by_policy_and_still_reports_congestion() {
         PushOutcome::Full
     );
     assert_eq!(payloads(&newest), vec![1, 2]);
+}
+
+#[test]
+fn a_full_queue_that_no_connection_drains_does_not_hold_publishers_back() {
+    // Online (the client is connected elsewhere) but awaiting a hand-over request.
+    let mb = Mailbox::new(2, QueueDropPolicy::DropOldest, false);
+    mb.set_online(true);
+    mb.push(delivery(1, QoS::AtLeastOnce));
+    assert_eq!(
+        mb.push(delivery(2, QoS::AtLeastOnce)),
+        PushOutcome::Congested
+    );
+    assert_eq!(mb.push(delivery(3, QoS::AtLeastOnce)), PushOutcome::Dropped);
+}
+
+#[tokio::test]
+async fn a_hand_over_draining_the_queue_wakes_waiting_publishers() {
+    let mb = online(4, QueueDropPolicy::DropOldest);
+    for n in 0..3 {
+        mb.push(delivery(n, QoS::AtLeastOnce));
+    }
+    let drained = mb.drained.notified();
+    let mut drained = std::pin::pin!(drained);
+    drained.as_mut().enable();
+    let mut out = Vec::new();
+    mb.drain(usize::MAX, &mut out);
+    assert_eq!(out.len(), 3);
+    tokio::time::timeout(Duration::from_secs(10), drained)
+        .await
+        .expect("publisher was not woken");
 }
 
 #[test]
@@ -126,15 +158,21 @@ async fn a_backlog_back_under_the_high_water_mark_wakes_waiting_publishers() {
 }
 
 #[tokio::test]
-async fn a_detaching_connection_releases_waiting_publishers() {
-    let mb = Arc::new(online(10, QueueDropPolicy::DropOldest));
-    mb.set_backlog(10);
-    let drained = mb.drained.notified();
-    let mut drained = std::pin::pin!(drained);
-    drained.as_mut().enable();
-    mb.set_online(false);
-    tokio::time::timeout(Duration::from_secs(10), drained)
-        .await
-        .expect("publisher was not woken");
-    assert!(!mb.is_congested());
+async fn a_connection_that_stops_draining_releases_waiting_publishers() {
+    for goes_offline in [true, false] {
+        let mb = online(10, QueueDropPolicy::DropOldest);
+        mb.set_backlog(10);
+        let drained = mb.drained.notified();
+        let mut drained = std::pin::pin!(drained);
+        drained.as_mut().enable();
+        if goes_offline {
+            mb.set_online(false); // closed
+        } else {
+            mb.release(); // kicked: the session is handed over, the client is online elsewhere
+        }
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("publisher was not woken");
+        assert!(!mb.is_congested(), "the old backlog still counts");
+    }
 }

@@ -289,7 +289,7 @@ where
         let mut batch = std::mem::take(&mut self.deliveries);
         let mailbox = self.slot.mailbox.clone();
         self.with_session(|s, now, out| {
-            mailbox.drain(DRAIN_BATCH, &mut batch);
+            mailbox.take(DRAIN_BATCH, &mut batch);
             for d in batch.drain(..) {
                 s.deliver(now, d, out);
             }
@@ -374,9 +374,19 @@ where
     /// Publisher back-pressure: when a subscriber queue this publisher feeds is past its
     /// high-water mark, or a peer link it feeds is half full, stop reading from the
     /// publisher until it drains (bounded wait).
+    ///
+    /// Not while this client's own queue is congested: it must keep reading to acknowledge
+    /// its own deliveries (a client publishing to itself, or two clients publishing to each
+    /// other, would otherwise hold each other back).
     async fn backpressure(&mut self) {
-        let on = match self.congested.take() {
-            Some(crate::publish::Backpressure::Mailbox(mb)) => {
+        let Some(congested) = self.congested.take() else {
+            return;
+        };
+        if self.slot.mailbox.is_congested() {
+            return;
+        }
+        let on = match congested {
+            crate::publish::Backpressure::Mailbox(mb) => {
                 let drained = mb.drained.notified();
                 tokio::pin!(drained);
                 drained.as_mut().enable();
@@ -386,13 +396,12 @@ where
                 let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
                 "subscriber_queue"
             }
-            Some(crate::publish::Backpressure::Peer(link)) => {
+            crate::publish::Backpressure::Peer(link) => {
                 if !link.wait(BACKPRESSURE_WAIT).await {
                     return;
                 }
                 "peer_link"
             }
-            None => return,
         };
         metrics::counter!(m::PUBLISH_BACKPRESSURE_TOTAL, "on" => on).increment(1);
     }

@@ -63,6 +63,7 @@ pub(crate) fn await_request(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, generation:
         inner.leaving = Leaving::AwaitingRequest;
         inner.owner = None;
         inner.epoch += 1;
+        slot.mailbox.release();
         inner.control.take()
     };
     kick(control, false);
@@ -123,6 +124,7 @@ fn detach(
     let mut state = inner.session.export();
     let mut queued = Vec::new();
     slot.mailbox.drain(usize::MAX, &mut queued);
+    slot.mailbox.release();
     state
         .deliveries
         .extend(queued.into_iter().map(|delivery| Handed {

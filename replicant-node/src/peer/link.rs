@@ -118,7 +118,7 @@ impl Link {
     }
 
     /// Queues `msg`, or drops and counts it; returns the queue when it is past half its
-    /// capacity (publisher back-pressure). Never waits.
+    /// capacity, full included (publisher back-pressure). Never waits.
     pub(super) fn push(&self, msg: PeerMessage) -> Option<Congested> {
         let len = msg.encoded_len();
         if len > MAX_MESSAGE {
@@ -130,7 +130,7 @@ impl Link {
             Ok(false) => None,
             Err(reason) => {
                 self.counters.dropped(reason, 1);
-                None
+                (reason == DropReason::QueueFull).then(|| Congested(self.queue.clone()))
             }
         }
     }
