@@ -349,9 +349,10 @@ impl Router {
                 }
             }
         };
-        let chosen = (0..n)
-            .map(|k| g.members[(start + k) % n])
-            .find(|(sid, _)| online(mailboxes, *sid))
+        let in_turn = || (0..n).map(|k| g.members[(start + k) % n]);
+        let chosen = in_turn()
+            .find(|(sid, _)| self.strategy.spreads_load() && ready(mailboxes, *sid))
+            .or_else(|| in_turn().find(|(sid, _)| online(mailboxes, *sid)))
             .unwrap_or(g.members[start]);
         if self.strategy == SharedStrategy::Sticky {
             g.sticky.store(chosen.0, Ordering::Relaxed);
@@ -362,6 +363,13 @@ impl Router {
 
 fn online(mailboxes: &HashMap<SessionId, Arc<Mailbox>>, sid: SessionId) -> bool {
     mailboxes.get(&sid).is_some_and(|m| m.is_online())
+}
+
+/// Online and its queue under the high-water mark.
+fn ready(mailboxes: &HashMap<SessionId, Arc<Mailbox>>, sid: SessionId) -> bool {
+    mailboxes
+        .get(&sid)
+        .is_some_and(|m| m.is_online() && !m.is_congested())
 }
 
 fn hash_of(s: &str) -> usize {

@@ -100,11 +100,13 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
             if members.is_empty() {
                 return;
             }
-            let connected = |(client, node): &(String, String)| {
+            // `ready`: also skip a local member whose queue is past its high-water mark (a
+            // remote member's queue is not known here).
+            let connected = |(client, node): &(String, String), ready: bool| {
                 if node == me {
-                    ctx.sessions
-                        .get(client)
-                        .is_some_and(|s| s.mailbox.is_online())
+                    ctx.sessions.get(client).is_some_and(|s| {
+                        s.mailbox.is_online() && !(ready && s.mailbox.is_congested())
+                    })
                 } else {
                     // A member whose node's link is down cannot be reached now.
                     peers.is_up(node)
@@ -115,9 +117,10 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
             let key = (group.to_owned(), filter.to_owned());
             let n = members.len();
             let start = picker.start(strategy, &key, msg, members);
-            let (client_id, node) = (0..n)
-                .map(|k| &members[(start + k) % n])
-                .find(|m| connected(m))
+            let in_turn = || (0..n).map(|k| &members[(start + k) % n]);
+            let (client_id, node) = in_turn()
+                .find(|m| strategy.spreads_load() && connected(m, true))
+                .or_else(|| in_turn().find(|m| connected(m, false)))
                 .unwrap_or(&members[start]);
             if strategy == SharedStrategy::Sticky {
                 picker.sticky.lock().insert(key, client_id.clone());

@@ -133,6 +133,16 @@ pub enum SharedStrategy {
     HashTopic,
 }
 
+impl SharedStrategy {
+    /// True for the strategies that only spread load (random, round robin): they pass over
+    /// a member whose queue is past its high-water mark when another member has room. The
+    /// others promise a member (sticky, by client id, by topic) and keep it while it is
+    /// connected.
+    pub fn spreads_load(self) -> bool {
+        matches!(self, SharedStrategy::Random | SharedStrategy::RoundRobin)
+    }
+}
+
 /// What to drop when a session's message queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
