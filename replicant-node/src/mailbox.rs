@@ -29,12 +29,13 @@ use crate::message::Delivery;
 pub enum PushOutcome {
     /// Queued.
     Queued,
-    /// Queued, and the queue is past its high-water mark: the publisher should slow down.
+    /// Queued, and the queue (drained by a connection) is past its high-water mark: the
+    /// publisher should slow down.
     Congested,
     /// The queue was full and a message (this one or the oldest) was dropped; or the session
     /// is offline and does not keep QoS 0.
     Dropped,
-    /// The queue was full while a connection is attached: a message was dropped as above, and
+    /// The queue was full while a connection drains it: a message was dropped as above, and
     /// the publisher should slow down (a full queue is the most congested one).
     Full,
 }
@@ -123,10 +124,27 @@ impl Mailbox {
         self.drained.notify_waiters();
     }
 
-    /// True while a connection is attached and the queue (mailbox plus the session's
-    /// backlog) is past half its bound: publishers feeding it should wait on [`Self::drained`].
+    /// True while a connection drains this mailbox and the queue (mailbox plus the
+    /// session's backlog) is past half its bound: publishers feeding it should wait
+    /// ([`Self::wait_drained`]). A mailbox nobody drains (offline, or its session being
+    /// handed over) is never congested: waiting for it would hold publishers for nothing.
     pub fn is_congested(&self) -> bool {
-        self.is_online() && self.over_high_water(self.len())
+        self.drainer.load(Ordering::Acquire) && self.over_high_water(self.len())
+    }
+
+    /// Publisher side of back-pressure: waits until the queue is back under its high-water
+    /// mark, at most `max`; returns false if it was not congested (no wait).
+    pub async fn wait_drained(&self, max: std::time::Duration) -> bool {
+        let drained = self.drained.notified();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        // Registered: the next drop under the mark must wake us, whoever cleared the flag.
+        self.signalled.store(true, Ordering::Release);
+        if !self.is_congested() {
+            return false;
+        }
+        let _ = tokio::time::timeout(max, drained).await;
+        true
     }
 
     fn over_high_water(&self, queued: usize) -> bool {
@@ -170,12 +188,11 @@ impl Mailbox {
         if len == 1 || dropped {
             self.ready.notify_one();
         }
-        let congested = online && self.over_high_water(len);
-        // A full queue holds publishers back only while a connection drains it: one that
-        // nobody drains (awaiting a hand-over request) would hold them for nothing.
+        // Only while a connection drains this queue (see `is_congested`).
+        let congested = self.drainer.load(Ordering::Acquire) && self.over_high_water(len);
         let outcome = match (congested, dropped) {
-            (true, true) if self.drainer.load(Ordering::Acquire) => PushOutcome::Full,
-            (_, true) => PushOutcome::Dropped,
+            (true, true) => PushOutcome::Full,
+            (false, true) => PushOutcome::Dropped,
             (true, false) => PushOutcome::Congested,
             (false, false) => PushOutcome::Queued,
         };

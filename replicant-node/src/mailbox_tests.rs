@@ -75,16 +75,18 @@ fn a_full_queue_drops_by_policy_and_still_reports_congestion() {
 }
 
 #[test]
-fn a_full_queue_that_no_connection_drains_does_not_hold_publishers_back() {
+fn a_queue_that_no_connection_drains_does_not_hold_publishers_back() {
     // Online (the client is connected elsewhere) but awaiting a hand-over request.
     let mb = Mailbox::new(2, QueueDropPolicy::DropOldest, false);
     mb.set_online(true);
     mb.push(delivery(1, QoS::AtLeastOnce));
-    assert_eq!(
-        mb.push(delivery(2, QoS::AtLeastOnce)),
-        PushOutcome::Congested
-    );
+    assert_eq!(mb.push(delivery(2, QoS::AtLeastOnce)), PushOutcome::Queued);
     assert_eq!(mb.push(delivery(3, QoS::AtLeastOnce)), PushOutcome::Dropped);
+    assert!(!mb.is_congested());
+    // A connection attaches and drains it: now the same queue is congested.
+    mb.set_backlog(0);
+    assert!(mb.is_congested());
+    assert_eq!(mb.push(delivery(4, QoS::AtLeastOnce)), PushOutcome::Full);
 }
 
 #[tokio::test]

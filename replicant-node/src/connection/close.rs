@@ -256,6 +256,7 @@ async fn end_session_with(
     ctx.router.unregister(slot.id);
     ctx.sessions.remove_if_current(slot);
     let dropped = slot.mailbox.clear();
+    slot.mailbox.release();
     if dropped > 0 {
         metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "session_ended")
             .increment(dropped as u64);

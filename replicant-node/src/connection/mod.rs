@@ -387,13 +387,9 @@ where
         }
         let on = match congested {
             crate::publish::Backpressure::Mailbox(mb) => {
-                let drained = mb.drained.notified();
-                tokio::pin!(drained);
-                drained.as_mut().enable();
-                if !mb.is_congested() {
+                if !mb.wait_drained(BACKPRESSURE_WAIT).await {
                     return;
                 }
-                let _ = tokio::time::timeout(BACKPRESSURE_WAIT, drained).await;
                 "subscriber_queue"
             }
             crate::publish::Backpressure::Peer(link) => {

@@ -1,12 +1,18 @@
 //! Slow subscribers (ARCHITECTURE: "push back on publishers when subscribers' queues pass a
 //! high-water mark"): a QoS 1 subscriber that acks slower than its publisher publishes holds
-//! the publisher back, and its bounded queue keeps the newest messages.
+//! the publisher back, and its bounded queue keeps the newest messages; a shared group passes
+//! over a backed-up member. Single node only (not in `mqtt_rr`): the member choice sees the
+//! queues of its own node's members.
+
+use std::time::{Duration, Instant};
 
 use meshmq_shared::codec::ProtocolVersion::V5;
 use meshmq_shared::codec::QoS;
+use meshmq_shared::config::SharedStrategy;
 
 use crate::common::raw::RawClient;
-use crate::common::{TestBroker, metric_sum, metrics_text, start_broker};
+use crate::common::{QUIET, TestBroker, WAIT, metric_sum, metrics_text, start_broker};
+use crate::shared_subs::{FILTER, assert_each_once, publish_n};
 
 const BACKPRESSURE: &str = "meshmq_publish_backpressure_total";
 
@@ -79,4 +85,56 @@ async fn a_subscriber_behind_its_in_flight_window_holds_its_publisher_back() {
         .await;
     let p = sub.recv_publish().await;
     assert_eq!(&p.payload[..], b"marker");
+}
+
+/// Shared groups: round robin passes over a member whose queue is past its
+/// high-water mark while another member has room, instead of filling that queue until it
+/// drops (and holding the publisher back on its account).
+#[tokio::test]
+async fn round_robin_passes_over_a_member_whose_queue_is_backed_up() {
+    let b = start_broker(|c| {
+        c.mqtt.shared_subscription_strategy = SharedStrategy::RoundRobin;
+        c.mqtt.max_inflight = 2;
+        c.mqtt.max_mqueue_len = 10;
+    })
+    .await;
+    let mut stuck = RawClient::connect(b.mqtt_addr(), V5, "stuck-member").await;
+    stuck.subscribe(FILTER, QoS::AtLeastOnce).await;
+    let mut fast = RawClient::connect(b.mqtt_addr(), V5, "fast-member").await;
+    fast.subscribe(FILTER, QoS::AtLeastOnce).await;
+    // The fast member acks everything as it comes; the stuck one reads nothing for now.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let fast_task = tokio::spawn(async move {
+        while let Ok(p) = fast.try_recv_publish(WAIT).await {
+            fast.ack(&p).await;
+            if tx
+                .send(String::from_utf8_lossy(&p.payload).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut publisher = RawClient::connect(b.mqtt_addr(), V5, "bp-rr-pub").await;
+    publish_n(&mut publisher, "m", 60).await;
+
+    let mut got = vec![Vec::new(), Vec::new()];
+    let deadline = Instant::now() + WAIT;
+    while got[0].len() + got[1].len() < 60 {
+        assert!(Instant::now() < deadline, "only {got:?} of 60 arrived");
+        while let Ok(p) = rx.try_recv() {
+            got[1].push(p);
+        }
+        if let Ok(p) = stuck.try_recv_publish(Duration::from_millis(20)).await {
+            stuck.ack(&p).await;
+            got[0].push(String::from_utf8_lossy(&p.payload).into_owned());
+        }
+    }
+    fast_task.abort();
+    assert_each_once(&got, "m", 60);
+    assert!(
+        got[0].len() < 30,
+        "the backed-up member still got every other message: {got:?}"
+    );
+    stuck.expect_no_publish(QUIET).await;
 }
