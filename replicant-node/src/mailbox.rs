@@ -4,8 +4,8 @@
 //! While the client is offline the mailbox *is* the session's message queue. It is bounded
 //! (`mqtt.max_mqueue_len`); when full, the configured drop policy picks the victim and the drop
 //! is counted. It never blocks a publisher: back-pressure is advisory
-//! ([`PushOutcome::is_congested`]), and the publisher decides whether to wait on
-//! [`Mailbox::drained`].
+//! ([`PushOutcome::is_congested`]), and the publisher decides whether to wait
+//! ([`Mailbox::wait_drained`]). Only a queue that a connection drains is ever congested.
 //!
 //! While a connection is attached it drains the mailbox into the session, which queues what its
 //! in-flight window does not admit yet (the session's pending queue). That backlog counts
