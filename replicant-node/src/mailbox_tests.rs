@@ -1,31 +1,17 @@
 //! The mailbox's bound, drop policy and back-pressure signal.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use meshmq_shared::codec::{Properties, QoS};
+use meshmq_shared::codec::QoS;
 use meshmq_shared::config::QueueDropPolicy;
 
 use super::{Mailbox, PushOutcome};
-use crate::message::{Delivery, Message};
+use crate::message::Delivery;
 
 fn delivery(n: u8, qos: QoS) -> Delivery {
-    let msg = Message::new(
-        Instant::now(),
-        "t".into(),
-        Bytes::from(vec![n]),
-        qos,
-        false,
-        Properties::default(),
-    );
-    Delivery {
-        msg: Arc::new(msg),
-        qos,
-        retain: false,
-        subscription_ids: vec![],
-    }
+    Delivery::for_test(Instant::now(), "t", Bytes::from(vec![n]), qos)
 }
 
 /// A mailbox with a connection attached that drains it into an empty session.

@@ -166,6 +166,27 @@ pub struct Delivery {
     pub subscription_ids: Vec<u32>,
 }
 
+#[cfg(test)]
+impl Delivery {
+    /// A delivery of a new message without properties, at `qos`, not retained (unit tests).
+    pub(crate) fn for_test(now: Instant, topic: &str, payload: Bytes, qos: QoS) -> Delivery {
+        let msg = Message::new(
+            now,
+            topic.into(),
+            payload,
+            qos,
+            false,
+            Properties::default(),
+        );
+        Delivery {
+            msg: Arc::new(msg),
+            qos,
+            retain: false,
+            subscription_ids: vec![],
+        }
+    }
+}
+
 /// A message's user properties in the tables' and peers' wire form.
 pub fn user_properties_to_wire(p: &Properties) -> Vec<meshmq_proto::tables::KeyValue> {
     p.user_properties

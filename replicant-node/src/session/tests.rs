@@ -10,7 +10,7 @@ use meshmq_shared::codec::{
 use meshmq_shared::config::MqttConfig;
 
 use super::*;
-use crate::message::{Delivery, Message};
+use crate::message::Delivery;
 
 fn conn(version: ProtocolVersion, receive_maximum: u16) -> ConnParams {
     ConnParams {
@@ -34,20 +34,7 @@ fn session(receive_maximum: u16) -> Session {
 }
 
 fn delivery(now: Instant, topic: &str, qos: QoS) -> Delivery {
-    let msg = Message::new(
-        now,
-        topic.into(),
-        Bytes::from_static(b"x"),
-        qos,
-        false,
-        Properties::default(),
-    );
-    Delivery {
-        msg: Arc::new(msg),
-        qos,
-        retain: false,
-        subscription_ids: vec![],
-    }
+    Delivery::for_test(now, topic, Bytes::from_static(b"x"), qos)
 }
 
 fn publishes(out: &[Outgoing]) -> Vec<(u16, bool)> {
