@@ -74,6 +74,12 @@ impl Ctx {
     pub fn node(&self) -> &str {
         &self.config.node.name
     }
+
+    /// How long a connection the broker closes keeps draining the client's input
+    /// (`mqtt.close_linger_ms`; see `connection::linger`).
+    pub fn close_linger(&self) -> Duration {
+        Duration::from_millis(self.config.mqtt.close_linger_ms)
+    }
 }
 
 /// Builds a broker: configuration plus optional hooks.

@@ -101,24 +101,25 @@ pub async fn announce_node(ctx: &Ctx) {
 /// What a committed `RegistryClaim` told this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
-    /// The new registry generation (0 if the transaction failed, which the session
-    /// tolerates: its later registry ops are then rejected as stale, never applied wrongly).
+    /// The new registry generation (never 0: a claim that did not commit is no `Claim`).
     pub generation: u64,
     /// The registry row before this claim, if there was one (the node to take over from).
     pub previous: Option<PreviousOwner>,
     /// Session state existed cluster-wide (connected, or disconnected and not expired, or
-    /// orphaned `subscriptions` rows). False when the transaction failed.
+    /// orphaned `subscriptions` rows).
     pub session_existed: bool,
 }
 
-/// Claims `client_id` for this node; returns the new generation and what existed before.
+/// Claims `client_id` for this node; returns the new generation and what existed before,
+/// or `None` when the claim did not commit (core unreachable, timeout: the caller must
+/// not act as the client id's owner).
 pub async fn claim(
     ctx: &Ctx,
     client_id: &str,
     clean_start: bool,
     expiry: u32,
     version: ProtocolVersion,
-) -> Claim {
+) -> Option<Claim> {
     let claim = RegistryClaim {
         client_id: client_id.to_owned(),
         node: ctx.node().to_owned(),
@@ -130,12 +131,16 @@ pub async fn claim(
     };
     let results = transact(ctx, vec![op(op::Kind::RegistryClaim(claim))]).await;
     match results.into_iter().next() {
-        Some(op_result::Outcome::Claimed(c)) => Claim {
+        Some(op_result::Outcome::Claimed(c)) if c.generation > 0 => Some(Claim {
             generation: c.generation,
             previous: c.previous,
             session_existed: c.session_existed,
-        },
-        _ => Claim::default(),
+        }),
+        other => {
+            metrics::counter!(m::REGISTRY_CLAIMS_FAILED_TOTAL).increment(1);
+            warn!(%client_id, outcome = ?other, "registry claim not committed");
+            None
+        }
     }
 }
 

@@ -194,6 +194,12 @@ pub struct MqttConfig {
     pub max_clientid_len: usize,
     /// Seconds a new connection has to send CONNECT before it is closed.
     pub connect_timeout: u64,
+    /// Milliseconds a connection the broker closes (DISCONNECT with a reason, refusing
+    /// CONNACK) keeps reading and discarding the client's input after its write side was
+    /// shut down, until the client closes (a "lingering close"). Without it, input that
+    /// arrives after the close makes the kernel answer with a reset, and a client still
+    /// sending may never read the reason code. 0 closes at once.
+    pub close_linger_ms: u64,
     /// Response Information returned when a v5 client asks for it (Request Response
     /// Information = 1); the client builds response topics under it.
     pub response_information: String,
@@ -219,6 +225,7 @@ impl Default for MqttConfig {
             shared_subscription_strategy: SharedStrategy::RoundRobin,
             max_clientid_len: 65_535,
             connect_timeout: 15,
+            close_linger_ms: 1000,
             response_information: "$response/".into(),
         }
     }

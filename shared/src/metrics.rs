@@ -94,6 +94,9 @@ pub const WILL_MESSAGES_SENT_TOTAL: &str = "meshmq_will_messages_sent_total";
 /// Counter: connections closed because the client was silent past 1.5 × keep-alive.
 /// No labels.
 pub const KEEPALIVE_TIMEOUTS_TOTAL: &str = "meshmq_keepalive_timeouts_total";
+/// Counter: registry claims (CONNECT, session adoption) that did not commit; the CONNECT
+/// is refused (5.0: 0x88 Server unavailable, 3.1.1: code 3). No labels.
+pub const REGISTRY_CLAIMS_FAILED_TOTAL: &str = "meshmq_registry_claims_failed_total";
 /// Counter: cluster table transactions. Labels: `result` (`ok`, `error`).
 pub const TABLE_TRANSACTIONS_TOTAL: &str = "meshmq_table_transactions_total";
 /// Histogram: seconds a cluster table transaction took, submission to result. No labels.
@@ -255,6 +258,7 @@ pub const COUNTERS: &[&str] = &[
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,
     TABLE_TRANSACTIONS_TOTAL,
+    REGISTRY_CLAIMS_FAILED_TOTAL,
     REPLICA_SNAPSHOT_INSTALLS_TOTAL,
     REPLICA_CORE_SWITCHES_TOTAL,
     REPLICA_MALFORMED_FRAMES_TOTAL,

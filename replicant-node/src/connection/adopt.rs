@@ -45,11 +45,10 @@ pub(crate) async fn adopt(
         return Adopted::Skipped;
     }
     let client_id: Arc<str> = Arc::from(client_id);
-    let claimed = cluster::claim(ctx, &client_id, false, expiry, version).await;
-    let generation = claimed.generation;
-    if generation == 0 {
+    let Some(claimed) = cluster::claim(ctx, &client_id, false, expiry, version).await else {
         return Adopted::Skipped;
-    }
+    };
+    let generation = claimed.generation;
     if !claimed.session_existed {
         // It expired meanwhile: the claim must not linger.
         cluster::transact(ctx, vec![cluster::registry_remove(&client_id, generation)]).await;

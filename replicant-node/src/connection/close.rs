@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use meshmq_shared::codec::{ReasonCode, Will};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{SubscriptionFilter, parse_subscription};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::debug;
 
 use super::{Conn, Exit};
@@ -29,15 +29,29 @@ where
     /// Closes the socket and settles the will and the session according to why it ended.
     pub(super) async fn close(mut self, exit: Exit) {
         let _ = self.writer.shutdown().await;
-        // Release the socket (both halves hold it) and the buffers before the bookkeeping
-        // below waits for the core: in a reconnect storm thousands of closing tasks wait at
-        // once, and each kept socket counts against the process's open-file limit.
-        let (closing, will) = self.into_closing();
+        // Release the buffers before the bookkeeping below waits for the core: in a
+        // reconnect storm thousands of closing tasks wait at once. A client that closed (or
+        // said DISCONNECT) has its socket dropped at once too (each kept socket counts
+        // against the open-file limit); one that we closed gets a bounded lingering close
+        // beside the bookkeeping, so that it can read why.
+        let linger = match exit {
+            Exit::ServerClose(_) | Exit::Kicked { .. } | Exit::Shutdown => {
+                Some(self.ctx.close_linger())
+            }
+            Exit::ClientDisconnect(_) | Exit::Dropped => None,
+        };
+        let (closing, will, reader, writer) = self.into_closing();
+        if let Some(max) = linger {
+            tokio::spawn(super::linger(reader, writer, max));
+        } else {
+            drop((reader, writer));
+        }
         closing.settle(exit, will).await;
     }
 
-    /// Keeps what settling needs; the rest (socket halves, buffers) is dropped on return.
-    fn into_closing(self) -> (Closing, Option<Will>) {
+    /// Splits off what settling needs and the socket halves; the buffers are dropped.
+    #[allow(clippy::type_complexity)]
+    fn into_closing(self) -> (Closing, Option<Will>, ReadHalf<S>, WriteHalf<S>) {
         let Conn {
             ctx,
             id,
@@ -45,6 +59,8 @@ where
             client_id,
             username,
             will,
+            reader,
+            writer,
             ..
         } = self;
         let closing = Closing {
@@ -54,7 +70,7 @@ where
             client_id,
             username,
         };
-        (closing, will.map(|w| *w))
+        (closing, will.map(|w| *w), reader, writer)
     }
 }
 

@@ -41,6 +41,7 @@ where
         tokio::time::timeout(timeout, read_first(&mut decoder, &mut reader, &mut rbuf)).await;
     let connect = match first {
         Err(_) => {
+            // Nothing to tell a client that never finished its CONNECT: drop it at once.
             metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "connect_timeout")
                 .increment(1);
             return None;
@@ -49,7 +50,7 @@ where
         Ok(Err(FirstError::Decode(e))) => {
             metrics::counter!(m::MALFORMED_PACKETS_TOTAL, "reason" => e.label()).increment(1);
             refuse_undecodable(&mut writer, &e).await;
-            return None;
+            return refused(ctx, reader, writer).await;
         }
         Ok(Ok(c)) => c,
     };
@@ -61,19 +62,25 @@ where
             p.server_reference = server_reference.map(|r| r.to_string());
         }
         refuse_with(&mut writer, version, ReasonCode::UseAnotherServer, p).await;
-        return None;
+        return refused(ctx, reader, writer).await;
     }
     let mut wbuf = BytesMut::new();
     let setup = match validate(ctx, &connect) {
         Ok(setup) => setup,
         Err(code) => {
             refuse(&mut writer, version, code).await;
-            return None;
+            return refused(ctx, reader, writer).await;
         }
     };
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
-    let (slot, session_present) = claim(ctx, &connect, &setup, id, tx).await;
+    let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {
+        // The registry claim did not commit: without it this connection could not be the
+        // one session of its client id cluster-wide. 5.0: 0x88 Server unavailable;
+        // 3.1.1: return code 3 (the codec's mapping).
+        refuse(&mut writer, version, ReasonCode::ServerUnavailable).await;
+        return refused(ctx, reader, writer).await;
+    };
     let connack = connack(ctx, &connect, &setup, session_present);
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(ReasonCode::Success)).increment(1);
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
@@ -120,6 +127,15 @@ where
     conn.slot.mailbox.set_online(true);
     conn.slot.mailbox.ready.notify_one();
     Some(conn)
+}
+
+/// After a refusing CONNACK (already written, write side shut down): a lingering close.
+async fn refused<S>(ctx: &Ctx, reader: ReadHalf<S>, writer: WriteHalf<S>) -> Option<Conn<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    super::linger(reader, writer, ctx.close_linger()).await;
+    None
 }
 
 enum FirstError {
@@ -247,14 +263,15 @@ fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
 /// Claims the client id in the registry and installs this connection as the session's owner:
 /// resumes the session held here (kicking its connection), or, with clean start = 0 and a
 /// session that existed cluster-wide but not in this process, rebuilds it from the
-/// `subscriptions` table; otherwise starts a new one. Returns the slot and session present.
+/// `subscriptions` table; otherwise starts a new one. Returns the slot and session present,
+/// or `None` when the claim did not commit (nothing was touched then).
 async fn claim(
     ctx: &Arc<Ctx>,
     c: &Connect,
     setup: &Setup,
     conn_id: u64,
     control: oneshot::Sender<Control>,
-) -> (Arc<SessionSlot>, bool) {
+) -> Option<(Arc<SessionSlot>, bool)> {
     let mut control = Some(control);
     let claimed = cluster::claim(
         ctx,
@@ -263,12 +280,12 @@ async fn claim(
         setup.expiry_secs,
         c.protocol,
     )
-    .await;
+    .await?;
     if let Some(old) = ctx.sessions.get(&setup.client_id) {
         if c.clean_start {
             discard_local(ctx, &old).await;
         } else if resume_local(&old, setup, conn_id, &mut control, claimed.generation) {
-            return (old, true);
+            return Some((old, true));
         }
     }
     let slot = new_slot(ctx, c, setup, conn_id, control, claimed.generation).await;
@@ -288,7 +305,7 @@ async fn claim(
         // "connected" while its owner's removal waits to commit. Not handed over (nor resumed
         // here, above), it is gone: session present = 0 (MQTT 5.0 3.2.2.1.1).
         if !handed && lives_with_connection {
-            return (slot, false);
+            return Some((slot, false));
         }
         super::restore::restore(ctx, &slot).await;
         if let Some(node) = from.filter(|_| handed) {
@@ -296,7 +313,7 @@ async fn claim(
             handover::take::finish(ctx, &node, &setup.client_id, claimed.generation);
         }
     }
-    (slot, present)
+    Some((slot, present))
 }
 
 /// Takes over the session held in this process (clean start = 0): kicks its connection and

@@ -167,10 +167,16 @@ where
                     Ok(n) => {
                         self.last_read = n;
                         metrics::counter!(m::BYTES_RECEIVED_TOTAL).increment(n as u64);
-                        last_packet = Instant::now();
                         // Boxed (one allocation per read, not per packet): packet handling
                         // is a large future that idle connections should not carry.
-                        Box::pin(self.on_readable()).await
+                        let (decoded, exit) = Box::pin(self.on_readable()).await;
+                        // Keep-alive counts complete control packets, not bytes
+                        // (MQTT-3.1.2-24): a client dripping a byte at a time cannot hold
+                        // its connection and a partial packet's buffer forever.
+                        if decoded {
+                            last_packet = Instant::now();
+                        }
+                        exit
                     }
                 },
                 _ = mailbox.ready.notified() => { self.drain_mailbox(); None }
@@ -240,24 +246,27 @@ where
         })
     }
 
-    /// Decodes every complete packet in the read buffer and handles it.
-    async fn on_readable(&mut self) -> Option<Exit> {
+    /// Decodes every complete packet in the read buffer and handles it. Returns whether at
+    /// least one complete packet was decoded, and the exit if one ends the connection.
+    async fn on_readable(&mut self) -> (bool, Option<Exit>) {
+        let mut decoded = false;
         loop {
             match self.decoder.decode(&mut self.rbuf) {
                 Ok(Some(packet)) => {
+                    decoded = true;
                     metrics::counter!(m::PACKETS_RECEIVED_TOTAL, "type" => packet.name())
                         .increment(1);
                     if let Some(exit) = self.on_packet(packet).await {
-                        return Some(exit);
+                        return (decoded, Some(exit));
                     }
                 }
-                Ok(None) => return None,
+                Ok(None) => return (decoded, None),
                 Err(e) => {
                     debug!(error = %e, "bad packet");
                     metrics::counter!(m::MALFORMED_PACKETS_TOTAL, "reason" => e.label())
                         .increment(1);
                     self.queue_disconnect(e.reason_code());
-                    return Some(Exit::ServerClose(e.reason_code()));
+                    return (decoded, Some(Exit::ServerClose(e.reason_code())));
                 }
             }
         }
@@ -401,6 +410,27 @@ where
         };
         metrics::counter!(m::PUBLISH_BACKPRESSURE_TOTAL, "on" => on).increment(1);
     }
+}
+
+/// A lingering close: the write side is already shut down (our last packet and a FIN are on
+/// their way); reads and discards what the client still sends until it closes, or `max`
+/// passes, then drops the socket. Closing with unread input would make the kernel answer
+/// with a reset, and a client still sending (PUBRELs, PINGREQs) could lose the DISCONNECT
+/// or CONNACK that says why it was closed. Bounded in time and in memory (one small
+/// scratch buffer).
+pub(crate) async fn linger<R: AsyncRead + Unpin, W>(mut reader: R, writer: W, max: Duration) {
+    if !max.is_zero() {
+        let mut scratch = [0u8; 512];
+        let drain = async {
+            while let Ok(n) = reader.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(max, drain).await;
+    }
+    drop(writer);
 }
 
 /// The earlier of two optional deadlines.

@@ -80,7 +80,9 @@ impl Session {
             }
             return Ok(Inbound { route: None });
         }
-        if self.awaiting_rel.len() >= usize::from(self.limits.receive_maximum) {
+        // Receive Maximum is an MQTT 5 flow-control rule (3.3.4); a 3.1.1 client has no such
+        // limit and meets only `max_awaiting_rel` below.
+        if v5 && self.awaiting_rel.len() >= usize::from(self.limits.receive_maximum) {
             return Err(SessionError::ReceiveMaximumExceeded);
         }
         if self.awaiting_rel.len() >= self.limits.max_awaiting_rel {

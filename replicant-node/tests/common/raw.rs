@@ -108,6 +108,46 @@ impl RawClient {
         }
     }
 
+    /// Opens a TCP connection whose receive buffer is `rcvbuf` bytes (the kernel may round
+    /// it): a client that reads slowly, so the broker's writes back up in its send buffer.
+    pub async fn open_with_rcvbuf(addr: SocketAddr, rcvbuf: u32) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("tcp connect");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream,
+            version: ProtocolVersion::V311,
+            rbuf: BytesMut::with_capacity(8192),
+            backlog: VecDeque::new(),
+            closed: false,
+            next_pid: 1,
+        }
+    }
+
+    /// Reads raw bytes until the broker closes; `Ok(n)` after a clean close (FIN) with `n`
+    /// bytes read, `Err` when the connection was reset or stayed open for `timeout`.
+    pub async fn read_to_close(&mut self, timeout: Duration) -> std::io::Result<usize> {
+        let mut n = self.rbuf.len();
+        self.rbuf.clear();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.stream.read_buf(&mut self.rbuf)).await {
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                Ok(Ok(0)) => return Ok(n),
+                Ok(Ok(k)) => {
+                    n += k;
+                    self.rbuf.clear();
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
     /// Opens a connection, sends `connect` and returns the CONNACK (panics on anything else).
     pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
         let mut c = RawClient::open(addr).await;
@@ -141,6 +181,13 @@ impl RawClient {
         let mut buf = BytesMut::new();
         codec::encode(p, self.version, &mut buf).expect("test packet encodes");
         self.send_bytes(&buf).await;
+    }
+
+    /// Encodes and writes one packet; the write's result (a reset shows here).
+    pub async fn try_send(&mut self, p: &Packet) -> std::io::Result<()> {
+        let mut buf = BytesMut::new();
+        codec::encode(p, self.version, &mut buf).expect("test packet encodes");
+        self.stream.write_all(&buf).await
     }
 
     /// A fresh non-zero packet id.

@@ -10,6 +10,7 @@ mod common;
 
 mod authz;
 mod backpressure;
+mod closing;
 mod connect;
 mod malformed;
 mod qos;

@@ -194,3 +194,49 @@ async fn emqx_v311_full_awaiting_rel_still_answers_pubrec() {
         "the refused message was routed"
     );
 }
+
+/// Receive Maximum is an MQTT 5 rule: a 3.1.1 client with 1 000 QoS 2 messages awaiting
+/// PUBREL (far past our Receive Maximum of 32) is not disconnected. Every PUBLISH gets a
+/// plain PUBREC; `max_awaiting_rel` (100) decides what is routed, the rest is dropped and
+/// counted.
+#[tokio::test]
+async fn v311_has_no_receive_maximum_only_max_awaiting_rel() {
+    let b = common::broker().await;
+    let mut sub = RawClient::connect(b.mqtt_addr(), V5, &common::unique("rm3-sub")).await;
+    sub.subscribe("rm3/t", QoS::AtMostOnce).await;
+    let mut c = RawClient::connect(b.mqtt_addr(), V311, &common::unique("rm3-pub")).await;
+    let dropped = |t: &str| {
+        common::metric_sum(
+            t,
+            "meshmq_messages_dropped_total",
+            &[("reason", "awaiting_rel_full")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = dropped(&common::metrics_text(&b).await);
+    for pid in 1..=1000u16 {
+        let mut p = publish_packet("rm3/t", pid.to_string().as_bytes(), QoS::ExactlyOnce, false);
+        p.packet_id = pid;
+        c.send(&Packet::Publish(p)).await;
+    }
+    for pid in 1..=1000u16 {
+        let rec = c.expect_ack(pid, |p| matches!(p, Packet::PubRec(_))).await;
+        assert_eq!(rec.reason, ReasonCode::Success, "PUBREC {pid}");
+    }
+    c.ping().await; // still connected
+    c.publish("rm3/t", "marker", QoS::AtMostOnce, false).await;
+    for pid in 1..=100u16 {
+        assert_eq!(sub.recv_publish().await.payload, pid.to_string().as_bytes());
+    }
+    assert_eq!(
+        &sub.recv_publish().await.payload[..],
+        b"marker",
+        "only the first max_awaiting_rel (100) messages are routed"
+    );
+    let after = dropped(&common::metrics_text(&b).await);
+    assert!(
+        after - before >= 900.0,
+        "900 refused messages counted, got {}",
+        after - before
+    );
+}
