@@ -173,7 +173,9 @@ impl BrokerBuilder {
             peers,
             handovers: crate::handover::Handovers::default(),
             shared_picker: crate::shared_pick::SharedPicker::default(),
-            route_writer: crate::route_writer::RouteWriter::default(),
+            route_writer: crate::route_writer::RouteWriter::new(Duration::from_millis(
+                config.cluster.transact_timeout_ms,
+            )),
             evacuation: crate::evacuation::Evacuation::default(),
             authz: self.authz,
             next_id: AtomicU64::new(1),
@@ -271,6 +273,11 @@ impl BrokerHandle {
     /// Sessions held (connected or not).
     pub fn sessions(&self) -> usize {
         self.ctx.sessions.len()
+    }
+
+    /// Subscriptions in this node's router (plain ones plus shared memberships).
+    pub fn subscriptions(&self) -> usize {
+        self.ctx.router.subscription_count()
     }
 
     /// Links to the other replicants (cluster mode only).

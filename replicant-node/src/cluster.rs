@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use core_node::api::TransactError;
 use meshmq_proto::tables::{
     NodeRole, NodeUp, Op, PreviousOwner, RegistryClaim, RegistryDisconnect, RegistryRemove,
     RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove,
@@ -32,27 +33,48 @@ fn op(kind: op::Kind) -> Op {
     Op { kind: Some(kind) }
 }
 
-/// Commits `ops` as one entry; failures are logged and counted.
+/// Commits `ops` as one entry; failures are logged and counted (the caller sees an empty
+/// result). For callers that must tell a client what happened, see [`try_transact`].
 pub async fn transact(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
+    try_transact(ctx, ops).await.unwrap_or_default()
+}
+
+/// Commits `ops` as one entry and returns one outcome per op, or why it did not commit
+/// ([`TransactError::Timeout`]: the outcome is unknown, it may still commit). Failures are
+/// logged and counted.
+pub async fn try_transact(
+    ctx: &Ctx,
+    ops: Vec<Op>,
+) -> Result<Vec<op_result::Outcome>, TransactError> {
     if ops.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    let n = ops.len();
     let started = Instant::now();
     let result = ctx.core.transact(ops).await;
     metrics::histogram!(m::TABLE_TRANSACTION_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(committed) => {
             metrics::counter!(m::TABLE_TRANSACTIONS_TOTAL, "result" => "ok").increment(1);
-            committed
+            let outcomes: Vec<_> = committed
                 .results
                 .into_iter()
                 .filter_map(|r| r.outcome)
-                .collect()
+                .collect();
+            if outcomes.len() == n {
+                Ok(outcomes)
+            } else {
+                // Only a core that broke the protocol answers fewer outcomes than ops.
+                Err(TransactError::Rejected(format!(
+                    "{} outcomes for {n} ops",
+                    outcomes.len()
+                )))
+            }
         }
         Err(e) => {
             metrics::counter!(m::TABLE_TRANSACTIONS_TOTAL, "result" => "error").increment(1);
             warn!(error = %e, "table transaction failed");
-            Vec::new()
+            Err(e)
         }
     }
 }
@@ -70,13 +92,18 @@ pub async fn barrier(ctx: &Ctx) {
     }
 }
 
-/// Waits (bounded) until every route decision this node's router made so far is committed
-/// by the route writer and applied here (`crate::route_writer`).
-pub async fn routes_committed(ctx: &Ctx) {
+/// Waits (bounded by `cluster.transact_timeout_ms`) until every route decision this node's
+/// router made so far is committed by the route writer and applied here
+/// (`crate::route_writer`). False, logged and counted when that did not happen in time: a
+/// caller must then not claim the route exists (SUBACK fails the filters instead).
+pub async fn routes_committed(ctx: &Ctx) -> bool {
     let seq = ctx.router.decided_seq();
-    if !ctx.route_writer.wait(seq).await {
+    let ok = ctx.route_writer.wait(seq).await;
+    if !ok {
+        metrics::counter!(m::ROUTE_WAIT_TIMEOUTS_TOTAL).increment(1);
         warn!(seq, "route decisions not committed in time");
     }
+    ok
 }
 
 /// The longest a SUBACK waits for the other replicants to confirm a route.

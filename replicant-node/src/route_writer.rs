@@ -20,30 +20,31 @@ use crate::cluster;
 
 /// Most route ops in one transaction (well under the core's per-entry limit).
 const MAX_BATCH: usize = 4_096;
-/// Longest a caller of [`RouteWriter::wait`] waits (the core may be unreachable).
-pub const WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// The writer's progress.
 #[derive(Debug)]
 pub struct RouteWriter {
     /// Every decision with a seq up to this one is committed (or superseded and committed).
     committed: watch::Sender<u64>,
-}
-
-impl Default for RouteWriter {
-    fn default() -> Self {
-        Self {
-            committed: watch::Sender::new(0),
-        }
-    }
+    /// Longest a caller of [`RouteWriter::wait`] waits (the core may be unreachable):
+    /// `cluster.transact_timeout_ms`, what one table write may take.
+    wait_max: Duration,
 }
 
 impl RouteWriter {
-    /// Waits until every route decision up to `seq` is committed (at most [`WAIT_MAX`]);
-    /// false on timeout.
+    /// A writer whose callers wait at most `wait_max` for their decisions.
+    pub fn new(wait_max: Duration) -> Self {
+        Self {
+            committed: watch::Sender::new(0),
+            wait_max,
+        }
+    }
+
+    /// Waits until every route decision up to `seq` is committed (at most the writer's
+    /// `wait_max`); false on timeout.
     pub async fn wait(&self, seq: u64) -> bool {
         let mut rx = self.committed.subscribe();
-        tokio::time::timeout(WAIT_MAX, rx.wait_for(|c| *c >= seq))
+        tokio::time::timeout(self.wait_max, rx.wait_for(|c| *c >= seq))
             .await
             .is_ok_and(|r| r.is_ok())
     }

@@ -47,6 +47,11 @@ pub struct ClusterConfig {
     /// Liveness lease with the cores, in milliseconds: the cores purge this node's routes
     /// and registry rows when it has not renewed for this long.
     pub lease_ttl_ms: u64,
+    /// Longest a table write may take, retries on another core included, in milliseconds.
+    /// A CONNECT whose registry claim does not commit within it is refused (5.0: 0x88
+    /// Server unavailable; 3.1.1: code 3); a SUBSCRIBE filter whose rows or route do not,
+    /// gets a failure code in its SUBACK.
+    pub transact_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -58,6 +63,7 @@ impl Default for ClusterConfig {
             peer_bind: SocketAddr::from(([127, 0, 0, 1], 5370)),
             peer_queue_len: 65_536,
             lease_ttl_ms: 10_000,
+            transact_timeout_ms: 15_000,
         }
     }
 }

@@ -97,6 +97,13 @@ pub const KEEPALIVE_TIMEOUTS_TOTAL: &str = "meshmq_keepalive_timeouts_total";
 /// Counter: registry claims (CONNECT, session adoption) that did not commit; the CONNECT
 /// is refused (5.0: 0x88 Server unavailable, 3.1.1: code 3). No labels.
 pub const REGISTRY_CLAIMS_FAILED_TOTAL: &str = "meshmq_registry_claims_failed_total";
+/// Counter: SUBSCRIBE filters answered with a failure code because the cluster tables
+/// could not take them (the filter is rolled back on this node). Labels: `reason`
+/// (`table_write`: the table transaction failed or timed out; `route_commit`: the route
+/// was not committed in time).
+pub const SUBSCRIBE_FAILURES_TOTAL: &str = "meshmq_subscribe_failures_total";
+/// Counter: waits for this node's route decisions to commit that timed out. No labels.
+pub const ROUTE_WAIT_TIMEOUTS_TOTAL: &str = "meshmq_route_wait_timeouts_total";
 /// Counter: cluster table transactions. Labels: `result` (`ok`, `error`).
 pub const TABLE_TRANSACTIONS_TOTAL: &str = "meshmq_table_transactions_total";
 /// Histogram: seconds a cluster table transaction took, submission to result. No labels.
@@ -259,6 +266,8 @@ pub const COUNTERS: &[&str] = &[
     KEEPALIVE_TIMEOUTS_TOTAL,
     TABLE_TRANSACTIONS_TOTAL,
     REGISTRY_CLAIMS_FAILED_TOTAL,
+    SUBSCRIBE_FAILURES_TOTAL,
+    ROUTE_WAIT_TIMEOUTS_TOTAL,
     REPLICA_SNAPSHOT_INSTALLS_TOTAL,
     REPLICA_CORE_SWITCHES_TOTAL,
     REPLICA_MALFORMED_FRAMES_TOTAL,

@@ -13,6 +13,7 @@ pub mod moved;
 mod packets;
 mod restore;
 mod subscribe;
+mod unsubscribe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -59,7 +59,7 @@ where
     }
 
     /// The session was taken over while this connection was still reading.
-    fn kicked(&self) -> Option<Exit> {
+    pub(super) fn kicked(&self) -> Option<Exit> {
         Some(Exit::Kicked {
             session_ends: false,
         })

@@ -57,7 +57,10 @@ pub(super) async fn restore(ctx: &Ctx, slot: &SessionSlot) -> Option<usize> {
         }
     }
     cluster::transact(ctx, ops).await;
-    // As for SUBACK: the restored routes are known on every replicant before CONNACK.
+    // As for SUBACK: the restored routes are known on every replicant before CONNACK. A
+    // route commit that times out is logged and counted, and the session is resumed anyway:
+    // its subscriptions are live on this node at once and the route writer keeps retrying;
+    // refusing the CONNECT would not make the routes commit sooner.
     cluster::routes_committed(ctx).await;
     cluster::barrier(ctx).await;
     metrics::counter!(m::SESSIONS_RESTORED_TOTAL).increment(1);

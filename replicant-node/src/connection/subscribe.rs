@@ -1,18 +1,32 @@
-//! SUBSCRIBE and UNSUBSCRIBE: per-filter validation and authorization, router and table
-//! updates, the acknowledgement, then retained messages by Retain Handling.
+//! SUBSCRIBE: per-filter validation and authorization, the local router entry, the table
+//! writes, the acknowledgement, then retained messages by Retain Handling.
 //!
-//! SUBACK is sent only after the table transaction committed (the route exists), so a
-//! message published after the client saw its SUBACK reaches it (ARCHITECTURE invariant 1).
-//! [`install`] (router entry plus `routes` / `shared` ops) is also the path by which
-//! `restore` rebuilds a persistent session from the `subscriptions` table.
+//! Order of work, and why:
+//! 1. Every filter is validated first: a protocol error (No Local on a shared subscription)
+//!    closes the connection before anything is applied, so no filter is left behind.
+//! 2. Accepted filters enter the session and the local router at once: a message published
+//!    on this node from then on reaches the subscriber, even before the SUBACK (MQTT 5.0
+//!    3.8.4 allows that).
+//! 3. Their table rows (`shared`, and `subscriptions` for a persistent session) are committed
+//!    in transactions of at most `MAX_OPS_PER_ENTRY` ops; this node's route decisions are
+//!    committed by the route writer; then the other replicants confirm they applied it all
+//!    (the peer barrier). SUBACK follows: a message published on any replicant after the
+//!    client saw the SUBACK reaches it (docs/architecture.md, invariant 1).
+//! 4. A filter whose table write failed or whose route was not committed in time is rolled
+//!    back on this node (session and router as before it) and answered with 0x80: a SUBACK
+//!    never grants what the tables do not hold. When the write's outcome is unknown (a
+//!    timeout: it may still commit) the rows it may have written are removed again.
+//!
+//! [`install`] (router entry plus `shared` op) is also the path by which `restore`
+//! rebuilds a persistent session from the `subscriptions` table.
 
-use meshmq_proto::tables::Op;
-use meshmq_shared::codec::{
-    Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
-};
+use core_node::api::{MAX_OPS_PER_ENTRY, TransactError};
+use meshmq_proto::tables::{Op, op_result::Outcome};
+use meshmq_shared::codec::{Packet, Properties, QoS, ReasonCode, SubAck, Subscribe};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{self, SubscriptionFilter};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::warn;
 
 use super::{Conn, Exit};
 use crate::authz::AuthzAction;
@@ -30,6 +44,19 @@ struct Accepted {
     shared: bool,
 }
 
+/// A filter applied on this node, waiting for its table rows.
+struct Applied {
+    /// Position of the filter in the SUBSCRIBE (its SUBACK reason).
+    index: usize,
+    filter: String,
+    opts: SubOpts,
+    /// The session's options for this filter before (a re-subscription replaces them).
+    old: Option<SubOpts>,
+    shared: bool,
+    /// The table ops this filter needs (`shared`, `subscriptions` rows).
+    ops: Vec<Op>,
+}
+
 impl<S> Conn<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -38,10 +65,10 @@ where
         let v5 = self.version.is_v5();
         let sub_id = sub.properties.subscription_identifiers.first().copied();
         let persistent = self.slot.inner.lock().expiry_secs > 0;
+        // 1. Validate every filter before applying any.
         let mut reasons = Vec::with_capacity(sub.filters.len());
-        let mut accepted = Vec::new();
-        let mut ops = Vec::new();
-        for (filter, o) in &sub.filters {
+        let mut valid = Vec::new();
+        for (index, (filter, o)) in sub.filters.iter().enumerate() {
             let opts = SubOpts {
                 qos: o.qos,
                 no_local: o.no_local,
@@ -54,46 +81,66 @@ where
                     self.queue_disconnect(code);
                     return Some(Exit::ServerClose(code));
                 }
-                Err(FilterVerdict::Refuse(code)) => {
-                    reasons.push(code);
-                    continue;
-                }
-                Ok(parsed) => {
-                    let Some(old) = self.with_session(|s, _, _| {
-                        let old = s.subscriptions.get(filter.as_str()).copied();
-                        s.subscribe(filter, opts);
-                        old
-                    }) else {
-                        return self.kicked_exit();
-                    };
-                    let shared = install(
-                        &self.ctx,
-                        self.slot.id,
-                        &self.client_id,
-                        &parsed,
-                        old,
-                        opts,
-                        &mut ops,
-                    );
-                    if persistent {
-                        ops.push(cluster::subscription_set(&self.client_id, filter, &opts));
-                    }
+                Err(FilterVerdict::Refuse(code)) => reasons.push(code),
+                Ok(_) => {
                     reasons.push(ReasonCode::granted(opts.qos));
-                    accepted.push(Accepted {
-                        filter: filter.clone(),
-                        opts,
-                        is_new: old.is_none(),
-                        shared,
-                    });
+                    valid.push((index, filter.as_str(), opts));
                 }
             }
         }
-        cluster::transact(&self.ctx, ops).await;
-        // Every SUBSCRIBE (even one that added no route: another local subscriber's route
-        // may be on its way) waits for this node's route decisions to be committed, then for
-        // the other replicants to have applied what this node has, before SUBACK.
-        cluster::routes_committed(&self.ctx).await;
+        // 2. Apply on this node: local delivery starts now.
+        let mut applied = Vec::with_capacity(valid.len());
+        for (index, filter, opts) in valid {
+            let Some(old) = self.with_session(|s, _, _| {
+                let old = s.subscriptions.get(filter).copied();
+                s.subscribe(filter, opts);
+                old
+            }) else {
+                return self.kicked();
+            };
+            let Ok(parsed) = topic::parse_subscription(filter) else {
+                continue; // validated above
+            };
+            let mut ops = Vec::new();
+            let shared = install(
+                &self.ctx,
+                self.slot.id,
+                &self.client_id,
+                &parsed,
+                old,
+                opts,
+                &mut ops,
+            );
+            if persistent {
+                ops.push(cluster::subscription_set(&self.client_id, filter, &opts));
+            }
+            applied.push(Applied {
+                index,
+                filter: filter.to_owned(),
+                opts,
+                old,
+                shared,
+                ops,
+            });
+        }
+        // 3. Commit the rows while this node's route decisions commit, then wait for the
+        // other replicants. Every SUBSCRIBE (even one that added no route: another local
+        // subscriber's route may be on its way) waits for the route decisions.
+        let ctx = self.ctx.clone();
+        let (mut failed, routes_ok) = tokio::join!(
+            self.commit_rows(&mut applied),
+            cluster::routes_committed(&ctx)
+        );
+        if !routes_ok {
+            let (plain, rest): (Vec<_>, Vec<_>) = applied.into_iter().partition(|a| !a.shared);
+            applied = rest;
+            self.fail(plain, "route_commit", &mut failed).await;
+        }
         cluster::barrier(&self.ctx).await;
+        // 4. Acknowledge what holds.
+        for f in &failed {
+            reasons[*f] = ReasonCode::UnspecifiedError;
+        }
         metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
         let mut properties = Properties::default();
         if v5 && self.problem_info && reasons.iter().any(|r| r.is_error()) {
@@ -105,16 +152,123 @@ where
             properties,
         })));
         self.encode_out();
-        for a in accepted {
-            self.replay_retained(&a);
+        for a in applied {
+            let accepted = Accepted {
+                is_new: a.old.is_none(),
+                filter: a.filter,
+                opts: a.opts,
+                shared: a.shared,
+            };
+            self.replay_retained(&accepted);
         }
         None
     }
 
-    fn kicked_exit(&self) -> Option<Exit> {
-        Some(Exit::Kicked {
-            session_ends: false,
-        })
+    /// Commits the table rows of `applied` in transactions of at most `MAX_OPS_PER_ENTRY`
+    /// ops (a filter's ops never split). Filters whose rows did not commit are rolled back
+    /// and removed from `applied`; returns their SUBACK positions.
+    async fn commit_rows(&mut self, applied: &mut Vec<Applied>) -> Vec<usize> {
+        let mut kept = Vec::with_capacity(applied.len());
+        let mut failed = Vec::new();
+        let mut pending = std::mem::take(applied).into_iter().peekable();
+        while pending.peek().is_some() {
+            let mut chunk = Vec::new();
+            let mut n = 0;
+            while let Some(a) =
+                pending.next_if(|a| chunk.is_empty() || n + a.ops.len() <= MAX_OPS_PER_ENTRY)
+            {
+                n += a.ops.len();
+                chunk.push(a);
+            }
+            let ops: Vec<Op> = chunk.iter().flat_map(|a| a.ops.iter().cloned()).collect();
+            let (ok, bad) = match cluster::try_transact(&self.ctx, ops).await {
+                Ok(outcomes) => split_by_outcome(chunk, &outcomes),
+                Err(e) => {
+                    if matches!(e, TransactError::Timeout) {
+                        // It may still commit: take back what it may write.
+                        self.compensate(&chunk).await;
+                    }
+                    (Vec::new(), chunk)
+                }
+            };
+            kept.extend(ok);
+            self.fail(bad, "table_write", &mut failed).await;
+        }
+        *applied = kept;
+        failed
+    }
+
+    /// Rolls `filters` back on this node, counts them under `reason` and records their
+    /// SUBACK positions in `failed`.
+    async fn fail(&mut self, filters: Vec<Applied>, reason: &'static str, failed: &mut Vec<usize>) {
+        if filters.is_empty() {
+            return;
+        }
+        metrics::counter!(m::SUBSCRIBE_FAILURES_TOTAL, "reason" => reason)
+            .increment(filters.len() as u64);
+        warn!(client_id = %self.client_id, filters = filters.len(), reason, "subscription not taken by the cluster tables; refused");
+        if reason == "route_commit" {
+            // The rows of these filters committed: take them back.
+            self.compensate(&filters).await;
+        }
+        for a in filters {
+            self.rollback(&a);
+            failed.push(a.index);
+        }
+    }
+
+    /// Undoes a filter on this node: the session and the router hold what they held before.
+    fn rollback(&mut self, a: &Applied) {
+        let sid = self.slot.id;
+        let restored = self.with_session(|s, _, _| match a.old {
+            Some(old) => {
+                s.subscribe(&a.filter, old);
+            }
+            None => {
+                s.unsubscribe(&a.filter);
+            }
+        });
+        if restored.is_none() {
+            return; // taken over: the session (and its router entries) moved on
+        }
+        match topic::parse_subscription(&a.filter) {
+            Ok(SubscriptionFilter::Plain(f)) => {
+                self.ctx.router.unsubscribe(sid, f, a.opts);
+                if let Some(old) = a.old {
+                    self.ctx.router.subscribe(sid, f, old);
+                }
+            }
+            Ok(SubscriptionFilter::Shared { group, filter }) => match a.old {
+                Some(old) => self.ctx.router.subscribe_shared(sid, group, filter, old),
+                None => {
+                    self.ctx.router.unsubscribe_shared(sid, group, filter);
+                }
+            },
+            Err(_) => {}
+        }
+    }
+
+    /// Removes (or restores) the rows that `filters`' ops may have written; logged when
+    /// that too cannot commit.
+    async fn compensate(&mut self, filters: &[Applied]) {
+        let persistent = self.slot.inner.lock().expiry_secs > 0;
+        let mut ops = Vec::new();
+        for a in filters {
+            if persistent {
+                ops.push(match a.old {
+                    Some(old) => cluster::subscription_set(&self.client_id, &a.filter, &old),
+                    None => cluster::subscription_remove(&self.client_id, &a.filter),
+                });
+            }
+            if let (Ok(SubscriptionFilter::Shared { group, filter }), None) =
+                (topic::parse_subscription(&a.filter), a.old)
+            {
+                ops.push(cluster::shared_remove(group, filter, &self.client_id, 0));
+            }
+        }
+        if cluster::try_transact(&self.ctx, ops).await.is_err() {
+            warn!(client_id = %self.client_id, "rows of refused subscriptions could not be removed");
+        }
     }
 
     /// Validates and authorizes one filter.
@@ -190,56 +344,17 @@ where
             }
         });
     }
+}
 
-    pub(super) async fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<Exit> {
-        let mut reasons = Vec::with_capacity(u.filters.len());
-        let mut ops = Vec::new();
-        let mut left_shared = false;
-        let persistent = self.slot.inner.lock().expiry_secs > 0;
-        for filter in &u.filters {
-            let Some(removed) = self.with_session(|s, _, _| s.unsubscribe(filter)) else {
-                return self.kicked_exit();
-            };
-            let Some(opts) = removed else {
-                reasons.push(ReasonCode::NoSubscriptionExisted);
-                continue;
-            };
-            match topic::parse_subscription(filter) {
-                Ok(SubscriptionFilter::Plain(f)) => {
-                    // The last local subscriber queues a `RouteRemove` (route writer).
-                    self.ctx.router.unsubscribe(self.slot.id, f, opts);
-                }
-                Ok(SubscriptionFilter::Shared { group, filter: f }) => {
-                    self.ctx.router.unsubscribe_shared(self.slot.id, group, f);
-                    ops.push(cluster::shared_remove(group, f, &self.client_id, 0));
-                    left_shared = true;
-                }
-                Err(_) => {}
-            }
-            if persistent {
-                ops.push(cluster::subscription_remove(&self.client_id, filter));
-            }
-            reasons.push(ReasonCode::Success);
-        }
-        cluster::transact(&self.ctx, ops).await;
-        if left_shared {
-            // Publishers on other replicants pick shared members from their replicas: once
-            // UNSUBACK is out, none may still pick this client (its copy would be dropped).
-            cluster::barrier(&self.ctx).await;
-        }
-        metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
-        if !self.version.is_v5() {
-            reasons.clear();
-        }
-        let ack = UnsubAck {
-            packet_id: u.packet_id,
-            reasons,
-            properties: Properties::default(),
-        };
-        self.out.push(Outgoing::Packet(Packet::UnsubAck(ack)));
-        self.encode_out();
-        None
-    }
+/// Splits a committed chunk into the filters whose every op applied and those with an op
+/// the tables rejected (outcomes are in op order).
+fn split_by_outcome(chunk: Vec<Applied>, outcomes: &[Outcome]) -> (Vec<Applied>, Vec<Applied>) {
+    let mut at = 0;
+    chunk.into_iter().partition(|a| {
+        let mine = &outcomes[at.min(outcomes.len())..(at + a.ops.len()).min(outcomes.len())];
+        at += a.ops.len();
+        !mine.iter().any(|o| matches!(o, Outcome::Rejected(_)))
+    })
 }
 
 /// Puts a subscription of session `sid` in the router (replacing an earlier one of the same

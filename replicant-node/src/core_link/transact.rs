@@ -97,7 +97,7 @@ impl Shared {
                 let e = TransactError::Unavailable("core link stopped".into());
                 return (Err(e), "unavailable");
             }
-            let (next, last) = match self.attempt(&target, &req).await {
+            let (next, last) = match self.attempt(&target, &req, deadline).await {
                 Ok(committed) => return self.until_applied(committed, deadline).await,
                 Err(Failed::Answer(e)) if !e.is_retryable() => {
                     let label = e.label();
@@ -128,8 +128,14 @@ impl Shared {
         }
     }
 
-    /// One attempt on `target`.
-    async fn attempt(&self, target: &Target, req: &Request) -> Result<Committed, Failed> {
+    /// One attempt on `target`; its reply is awaited at most `request_timeout`, and never
+    /// past the whole transaction's `deadline`.
+    async fn attempt(
+        &self,
+        target: &Target,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<Committed, Failed> {
         let conn = match target {
             Target::Current => match self.current_conn() {
                 Some((_, conn)) => Ok(conn),
@@ -139,7 +145,8 @@ impl Shared {
             Target::Leader(addr) => self.conn_to(addr).await.map(|(_, conn)| conn),
         }
         .map_err(Failed::NotSent)?;
-        exchange(&conn, req, self.request_timeout).await
+        let left = deadline.saturating_duration_since(Instant::now());
+        exchange(&conn, req, self.request_timeout.min(left)).await
     }
 
     /// Waits until the replica applied the committed entry.

@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acks;
 mod catchup;
 mod evacuation;
 mod evacuation_restart;

@@ -18,6 +18,7 @@ mod qos2;
 mod retained;
 mod sessions;
 mod shared_subs;
+mod subscribe_acks;
 mod topics;
 mod v5_properties;
 mod websocket;

@@ -185,6 +185,15 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if m.await_rel_timeout == 0 {
         return invalid("mqtt.await_rel_timeout", "must be greater than 0".into());
     }
+    if config.cluster.transact_timeout_ms < 100 {
+        return invalid(
+            "cluster.transact_timeout_ms",
+            format!(
+                "must be at least 100, got {}",
+                config.cluster.transact_timeout_ms
+            ),
+        );
+    }
     Ok(())
 }
 
