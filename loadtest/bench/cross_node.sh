@@ -14,7 +14,8 @@
 #                       every message's latency sampled
 # Every broker (standalone or whole cluster) is started fresh for every run. The table shows
 # medians; "x/single" is the cross-node delivered rate over the single-node one; the target
-# lines compare with the targets (cross >= 60% of single, p99 < 5 ms at 20 000/s).
+# lines compare with the performance targets in loadtest/README.md (cross >= 60% of single,
+# p99 < 5 ms at 20 000/s).
 # After the table, the broker counters scraped from /metrics at the end of each run.
 #
 # Usage: loadtest/bench/cross_node.sh [RUNS]        (RUNS defaults to 3)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Evacuation under load (issue 6): how many connections a replicant evacuates per second and
-# how many QoS 1 messages of persistent sessions are lost (must be 0).
+# Evacuation under load: how many connections a replicant evacuates per second and how many
+# QoS 1 messages of persistent sessions are lost (must be 0: an evacuated client takes its
+# session along, or finds it migrated; docs/architecture.md, "Evacuation and rebalance").
 #
 #   scripts/dev-cluster up --release --cores 3 --replicants 3 (ports from a free base B)
 #   SUBS persistent MQTT 5 subscribers on r1 (`loadtest sub -C false -x 3600 -q 1 -t evac/%i`,

@@ -3,17 +3,23 @@
 //! Layering, lowest first: built-in defaults → TOML file (`--config`) → environment
 //! (`MESHMQ_` prefix, `__` between levels, e.g. `MESHMQ_MQTT__SERVER_KEEPALIVE=30`) → command
 //! line flags for the common keys. Loading lives in [`load`]; this module only holds types.
+//!
+//! The types derive [`JsonSchema`]: `docs/configuration.md`'s table of every setting (key,
+//! environment variable, type, default, and the `///` comment below as its description) is
+//! generated from that schema and checked by `shared/tests/config_docs.rs`, so a setting
+//! added, renamed or re-documented here must be regenerated there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod load;
-pub use load::{ConfigError, Overrides, load, load_with_env, validate};
+pub use load::{ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, load, load_with_env, validate};
 
 /// The whole configuration of a node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Node identity and storage.
@@ -27,7 +33,7 @@ pub struct Config {
 }
 
 /// How this node reaches the core group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Core QUIC addresses (`host:port`, a DNS name may resolve to several). Empty:
@@ -38,9 +44,11 @@ pub struct ClusterConfig {
     /// Default `<data_dir>/certs`, generated on first start (standalone and development).
     pub certs_dir: Option<PathBuf>,
     /// Where the embedded core's QUIC endpoint listens (standalone only).
+    #[schemars(extend("format" = "socket-address"))]
     pub embedded_core_bind: SocketAddr,
     /// Where this replicant's peer QUIC endpoint listens (other replicants forward
     /// messages to it; ALPN `meshmq-peer/1`). Not used standalone.
+    #[schemars(extend("format" = "socket-address"))]
     pub peer_bind: SocketAddr,
     /// Messages queued per peer before new ones are dropped (and counted).
     pub peer_queue_len: usize,
@@ -69,12 +77,16 @@ impl Default for ClusterConfig {
 }
 
 /// Node identity and storage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// Node name, used in logs, metrics and (later) the cluster tables.
+    /// Node name: this node's id in the cluster tables (unique in the cluster), in
+    /// `$SYS/brokers/{name}/...`, logs and metrics. Its certificate in the certificate
+    /// directory is `<name>.pem`, with every character but ASCII letters, digits, `-` and `.`
+    /// written as `-`.
     pub name: String,
-    /// Data directory (the embedded core's store lives here).
+    /// Data directory: the embedded core's store (`<data_dir>/core`, standalone only) and
+    /// the default certificate directory (`<data_dir>/certs`).
     pub data_dir: PathBuf,
 }
 
@@ -88,14 +100,17 @@ impl Default for NodeConfig {
 }
 
 /// Listener addresses. Port 0 picks a free port (tests read the bound address back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenersConfig {
     /// MQTT over TCP.
+    #[schemars(extend("format" = "socket-address"))]
     pub mqtt_bind: SocketAddr,
     /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`); `None` disables it.
+    #[schemars(extend("format" = "socket-address"))]
     pub ws_bind: Option<SocketAddr>,
     /// HTTP: `/metrics`, `/health`, REST API.
+    #[schemars(extend("format" = "socket-address"))]
     pub http_bind: Option<SocketAddr>,
     /// Cap on concurrent MQTT connections (TCP + WS) on this node.
     pub max_connections: usize,
@@ -123,7 +138,7 @@ impl Default for ListenersConfig {
 }
 
 /// Strategy for choosing the member of a shared-subscription group that gets a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SharedStrategy {
     /// A random member per message.
@@ -150,7 +165,7 @@ impl SharedStrategy {
 }
 
 /// What to drop when a session's message queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum QueueDropPolicy {
     /// Drop the oldest queued message to make room (EMQX's default).
@@ -161,7 +176,7 @@ pub enum QueueDropPolicy {
 }
 
 /// MQTT protocol limits and behaviour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// Largest packet we accept, in bytes (sent as Maximum Packet Size in a v5 CONNACK).

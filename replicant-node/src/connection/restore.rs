@@ -1,8 +1,9 @@
 //! Rebuilding a persistent session from the `subscriptions` table, for a CONNECT with clean
 //! start = 0 whose session existed cluster-wide (the registry claim said so) but is held by
 //! no live session in this process: this node restarted, or the session lived on a
-//! replicant that died (ARCHITECTURE "Session takeover": "If r1 is gone, r2 rebuilds the
-//! session from `subscriptions`").
+//! replicant that died. A replicant failure loses only what that replicant alone held: the
+//! stored subscriptions survive it, so the session resumes on any node (docs/architecture.md,
+//! invariant 6).
 //!
 //! Owns turning stored rows back into the session's subscription map, router entries,
 //! shared-group memberships and this node's `routes` / `shared` rows, through the same

@@ -2,7 +2,7 @@
 //! replicant (a load balancer sent it there), and its session moves with it — in-flight
 //! QoS 1/2 deliveries (same packet ids), the queue, `awaiting_rel`, the next packet id —
 //! over the peer link, so that nothing queued for the client is lost by moving
-//! (ARCHITECTURE "Session takeover").
+//! (docs/architecture.md, invariant 3).
 //!
 //! The new owner N ([`take`]) claims the client id in the registry, sends `TakeoverRequest`
 //! to the old owner O and waits (bounded) for the state. O ([`give`]) closes the client's

@@ -1,6 +1,6 @@
 //! Applied-index barriers over the peer links: "has every other replicant applied log index
 //! I?", asked before a SUBACK so that a PUBLISH on any replicant afterwards sees the route
-//! (invariant 1 of ARCHITECTURE.md).
+//! (docs/architecture.md, invariant 1: subscribe, then publish anywhere).
 //!
 //! Asking ([`Peers::barrier`]): a `barrier I` is queued on every link that is up, behind
 //! whatever was already queued there, and the caller waits until each of those nodes acked

@@ -1,4 +1,4 @@
-//! Evacuation of a replicant (issue 6): clients on r1 (half MQTT 5, half 3.1.1; clean,
+//! Evacuation of a replicant: clients on r1 (half MQTT 5, half 3.1.1; clean,
 //! persistent and connected, persistent and offline with queued QoS 1 messages) while r1 is
 //! evacuated to r2/r3 through the `load_rebalance` API. Raw MQTT bytes, so reason codes and
 //! properties are exact.

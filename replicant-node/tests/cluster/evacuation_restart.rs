@@ -1,4 +1,4 @@
-//! Evacuation interrupted by a restart of the evacuated node (issue 6): a graceful stop
+//! Evacuation interrupted by a restart of the evacuated node: a graceful stop
 //! finishes the evacuation first (every connection evicted with 0x9C, every offline session
 //! migrated with its queue), and the node comes back still evacuating (the plan is in its
 //! `nodes` row): 503 and refusals from its first CONNECT.

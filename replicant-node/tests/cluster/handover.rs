@@ -1,8 +1,8 @@
-//! Session hand-over between replicants (issue 4, "Sessions across the cluster"): a client
-//! that reconnects through another replicant finds there what its session held on the old
-//! one — in-flight QoS 1 deliveries (re-sent with DUP=1 and the same packet ids), queued
-//! messages, QoS 2 flows half done — and what reaches the old node during the move is
-//! forwarded. Raw MQTT bytes, so packet ids and flags are exact.
+//! Session hand-over between replicants (docs/architecture.md, invariant 3): a client that
+//! reconnects through another replicant finds there what its session held on the old one —
+//! in-flight QoS 1 deliveries (re-sent with DUP=1 and the same packet ids), queued messages,
+//! QoS 2 flows half done — and what reaches the old node during the move is forwarded. Raw
+//! MQTT bytes, so packet ids and flags are exact.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

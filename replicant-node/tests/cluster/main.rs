@@ -1,12 +1,16 @@
-//! Cluster tests (issue 3, "Done means"): three real cores (`CoreNode`, Raft over QUIC with
-//! mutual TLS, redb in tempdirs) and replicants (`Broker`s with `cluster.cores` set) in one
-//! process on 127.0.0.1:0, driven by MQTT clients (rumqttc) and by direct transactions.
+//! Cluster tests of the invariants in docs/architecture.md: three real cores (`CoreNode`,
+//! Raft over QUIC with mutual TLS, redb in tempdirs) and replicants (`Broker`s with
+//! `cluster.cores` set) in one process on 127.0.0.1:0, driven by MQTT clients (rumqttc) and
+//! by direct transactions.
 //!
 //! One module per area: [`replication`] (writes through any replicant are seen everywhere;
 //! a 100 000-op burst converges), [`failover`] (leader loss is invisible to replicants and
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
 //! the log was purged; it switches core and resumes), [`lease`] (a silent replicant's rows
-//! are purged). [`harness`] starts and stops the nodes. Tests run one at a time
+//! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
+//! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
+//! another replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
+//! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
 // The shared helpers re-export more of rumqttc than these tests use.

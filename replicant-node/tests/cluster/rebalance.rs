@@ -1,4 +1,4 @@
-//! Cluster load rebalance (issue 6): 3 000 clients all on r1, r2 and r3 empty; a rebalance
+//! Cluster load rebalance: 3 000 clients all on r1, r2 and r3 empty; a rebalance
 //! coordinated by r2 makes r1 the donor, which evicts connections (MQTT 5: DISCONNECT 0x9C,
 //! no Server Reference) down to the average while its clients reconnect to r2/r3 (as their
 //! load balancer would send them, r1 answering 503); it ends within the thresholds and r1

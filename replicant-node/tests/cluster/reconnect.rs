@@ -1,7 +1,8 @@
 //! 200 clients with persistent sessions reconnecting round-robin across three replicants
 //! (as behind a load balancer) while QoS 1 messages flow to each of them from publishers on
 //! every replicant: every message published is counted at its subscriber, none may be
-//! missing (issue 4, "Done means").
+//! missing. A client that reconnects through another replicant takes its session along, so
+//! nothing queued for it is lost by moving (docs/architecture.md, invariant 3).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Routing between replicants (issue 4): a PUBLISH on any replicant reaches subscribers on
+//! Routing between replicants: a PUBLISH on any replicant reaches subscribers on
 //! every other one, once, in the publisher's order; the invariant "subscribe, then publish
 //! anywhere" holds right after SUBACK; a route goes away with its last local subscriber;
 //! a replicant that is down costs only counted drops. Real clients (rumqttc).

@@ -1,4 +1,4 @@
-//! Shared subscriptions across replicants (issue 4): members of one `$share` group on
+//! Shared subscriptions across replicants: members of one `$share` group on
 //! several nodes get each message exactly once between them, whichever node it was
 //! published on; a member that leaves, or whose node dies, stops getting any share; every
 //! group gets its own copy.

@@ -1,5 +1,5 @@
 //! Will messages and session expiry behave the same whichever replicant the client is on or
-//! moves to (issue 4): a delayed will is cancelled by a reconnect through another node and
+//! moves to: a delayed will is cancelled by a reconnect through another node and
 //! published by the node the client was last on when it does not come back; an expired
 //! session is not resumed anywhere.
 

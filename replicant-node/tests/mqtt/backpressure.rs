@@ -1,8 +1,9 @@
-//! Slow subscribers (ARCHITECTURE: "push back on publishers when subscribers' queues pass a
-//! high-water mark"): a QoS 1 subscriber that acks slower than its publisher publishes holds
-//! the publisher back, and its bounded queue keeps the newest messages; a shared group passes
-//! over a backed-up member. Single node only (not in `mqtt_rr`): the member choice sees the
-//! queues of its own node's members.
+//! Slow subscribers: publishers are pushed back (their sockets not read for a while) when a
+//! subscriber's queue passes its high-water mark, instead of queueing deeply and dropping
+//! (docs/architecture.md, "Back-pressure"). A QoS 1 subscriber that acks slower than its
+//! publisher publishes holds the publisher back, and its bounded queue keeps the newest
+//! messages; a shared group passes over a backed-up member. Single node only (not in
+//! `mqtt_rr`): the member choice sees the queues of its own node's members.
 
 use std::time::{Duration, Instant};
 

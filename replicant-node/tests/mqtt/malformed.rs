@@ -1,7 +1,7 @@
-//! Malformed input (MQTT 5.0 sections 1.5, 2.1.3, 4.13; ARCHITECTURE invariant 7): hand-written
-//! bad packets get a closed socket (5.0: optionally a DISCONNECT with the right reason first),
-//! never a panic; the broker keeps serving new clients and counts them in
-//! `meshmq_malformed_packets_total`.
+//! Malformed input (MQTT 5.0 sections 1.5, 2.1.3, 4.13; docs/architecture.md, invariant 7: no
+//! panic on the network): hand-written bad packets get a closed socket (5.0: optionally a
+//! DISCONNECT with the right reason first), never a panic; the broker keeps serving new
+//! clients and counts them in `meshmq_malformed_packets_total`.
 //!
 //! Broker tasks run on the test's current-thread runtime, so a panic in one of them happens on
 //! this test's thread: a chained panic hook records thread names and the tests assert none.

@@ -1,7 +1,8 @@
 //! The MQTT 3.1.1 / 5.0 suite of `tests/mqtt`, module for module, run behind an in-process
 //! round-robin TCP proxy over the 3 replicants of a 3-core cluster: each new connection of
-//! the same client lands on the next replicant, as behind a load balancer (issue 4: nothing
-//! may depend on landing on the same node twice). See `common/topology.rs`.
+//! the same client lands on the next replicant, as behind a load balancer. Nothing a client
+//! sees may depend on landing on the same node twice: its session, subscriptions and queued
+//! messages follow it (docs/architecture.md, invariants 1 to 3). See `common/topology.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
