@@ -3,7 +3,8 @@
 //! `cluster.cores` set) in one process on 127.0.0.1:0, driven by MQTT clients (rumqttc) and
 //! by direct transactions.
 //!
-//! One module per area: [`replication`] (writes through any replicant are seen everywhere;
+//! One module per area: [`acks`] (what SUBACK and CONNACK may claim without a core
+//! majority), [`replication`] (writes through any replicant are seen everywhere;
 //! a 100 000-op burst converges), [`failover`] (leader loss is invisible to replicants and
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
 //! the log was purged; it switches core and resumes), [`lease`] (a silent replicant's rows
