@@ -92,6 +92,22 @@ const COUNTER_HELP: &[(&str, &str)] = &[
     ),
     (m::CONNACK_TOTAL, "CONNACK packets sent, by reason code."),
     (
+        m::REGISTRY_CLAIMS_FAILED_TOTAL,
+        "Registry claims that did not commit (the CONNECT was refused with 0x88 / code 3).",
+    ),
+    (
+        m::SUBSCRIBE_FAILURES_TOTAL,
+        "SUBSCRIBE filters refused because the cluster tables could not take them, by reason.",
+    ),
+    (
+        m::ROUTE_WAIT_TIMEOUTS_TOTAL,
+        "Waits for this node's route decisions to commit that timed out.",
+    ),
+    (
+        m::REPLICA_TRANSACT_RESENT_TOTAL,
+        "Transaction callers whose ops were sent again after an unknown outcome.",
+    ),
+    (
         m::DISCONNECTS_TOTAL,
         "Connections ended after CONNACK, by reason.",
     ),

@@ -188,6 +188,10 @@ pub const REPLICA_APPLY_WAIT_SECONDS: &str = "meshmq_replica_apply_wait_seconds"
 /// Counter: replicant transactions. Labels: `result` (`ok`, `not_leader`, `timeout`,
 /// `rejected`, `unavailable`, `lagging`: committed but not applied locally in time).
 pub const REPLICA_TRANSACT_TOTAL: &str = "meshmq_replica_transact_total";
+/// Counter: callers of a replicant's transaction whose ops were sent again after an
+/// unknown outcome (the core died or the reply was lost); only ops that may be applied
+/// twice are. No labels.
+pub const REPLICA_TRANSACT_RESENT_TOTAL: &str = "meshmq_replica_transact_resent_total";
 /// Counter: lease renewals that failed. Labels: `reason` (`no_core`, `not_leader`,
 /// `request`).
 pub const REPLICA_LEASE_FAILURES_TOTAL: &str = "meshmq_replica_lease_failures_total";
@@ -272,6 +276,7 @@ pub const COUNTERS: &[&str] = &[
     REPLICA_CORE_SWITCHES_TOTAL,
     REPLICA_MALFORMED_FRAMES_TOTAL,
     REPLICA_TRANSACT_TOTAL,
+    REPLICA_TRANSACT_RESENT_TOTAL,
     REPLICA_LEASE_FAILURES_TOTAL,
     RAFT_RPC_TOTAL,
     CORE_TRANSACT_TOTAL,

@@ -24,8 +24,9 @@ use super::CoreNode;
 
 /// Most entries in one `FollowEntries` frame.
 const ENTRIES_PER_FRAME: usize = 1_000;
-/// A heartbeat is sent when nothing was applied for this long.
-const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A heartbeat is sent when nothing was applied for this long. Frequent enough that a
+/// follower can tell a dead core (no bytes for a second) from an idle one.
+const HEARTBEAT: Duration = Duration::from_millis(250);
 /// A frame write that takes longer than this ends the stream (the follower is stuck).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -282,7 +282,25 @@ impl CoreNode {
             })),
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match self.conns.request::<_, Response>(&addr, &req, left).await {
+        // A leader that died with the request in hand never answers; Raft notices first
+        // (the followers elect another). Stop waiting then: the outcome is unknown (it may
+        // have committed before the leader died), but the caller learns it now, within an
+        // election, instead of after the whole forward timeout.
+        let leader_changed = async {
+            let changed = self
+                .raft
+                .wait(Some(left))
+                .metrics(|m| m.current_leader != Some(leader_id), "leader change")
+                .await;
+            if changed.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let answer = tokio::select! {
+            a = self.conns.request::<_, Response>(&addr, &req, left) => a,
+            () = leader_changed => return Err(TransactError::Timeout),
+        };
+        match answer {
             Ok(Response {
                 kind: Some(response::Kind::Transact(t)),
             }) => api::from_wire(t),

@@ -7,14 +7,22 @@
 //!
 //! Semantics kept: each caller's ops are contiguous and in order inside the entry, so they
 //! still apply atomically and in order; results are per op. An error of the combined request
-//! (timeout, unavailable, ...) is every caller's error, exactly as if each had sent its ops
-//! alone at that moment. Never more than [`MAX_OPS_PER_ENTRY`] ops per request.
+//! (unavailable, ...) is every caller's error, exactly as if each had sent its ops alone at
+//! that moment. Never more than [`MAX_OPS_PER_ENTRY`] ops per request.
+//!
+//! An unknown outcome (`Timeout`: the core died or the reply was lost after the request
+//! left) is split per caller: callers whose ops may be applied twice (see `resend`) are
+//! queued again at the front and sent with the next request, until their deadline; the
+//! others get the `Timeout`. So a SUBSCRIBE's writes survive the death of the core they
+//! were sent to, and a registry claim is never applied twice.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use core_node::api::{Committed, MAX_OPS_PER_ENTRY, TransactError};
 use meshmq_proto::tables::Op;
+use meshmq_shared::metrics as m;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -24,6 +32,10 @@ use super::Shared;
 struct Waiter {
     ops: Vec<Op>,
     done: oneshot::Sender<Result<Committed, TransactError>>,
+    /// Its ops may be sent again after an unknown outcome (`resend::resend_safe`).
+    resend_safe: bool,
+    /// Past this, an unknown outcome is reported instead of resent.
+    deadline: Instant,
 }
 
 /// The queue and whether a flusher runs.
@@ -45,9 +57,15 @@ impl Coalescer {
         ops: Vec<Op>,
     ) -> oneshot::Receiver<Result<Committed, TransactError>> {
         let (done, rx) = oneshot::channel();
+        let waiter = Waiter {
+            resend_safe: super::resend::resend_safe(&ops),
+            deadline: Instant::now() + shared.transact_deadline,
+            ops,
+            done,
+        };
         let start = {
             let mut st = shared.coalescer.state.lock();
-            st.queue.push_back(Waiter { ops, done });
+            st.queue.push_back(waiter);
             !std::mem::replace(&mut st.flushing, true)
         };
         if start {
@@ -80,26 +98,58 @@ async fn flush(shared: Arc<Shared>) {
         let sizes: Vec<usize> = batch.iter().map(|w| w.ops.len()).collect();
         let mut ops = Vec::with_capacity(sizes.iter().sum());
         let mut senders = Vec::with_capacity(batch.len());
-        for w in batch {
-            ops.extend(w.ops);
-            senders.push(w.done);
+        for mut w in batch {
+            // Only what may be resent is kept (cloned) for a resend.
+            if w.resend_safe {
+                ops.extend(w.ops.iter().cloned());
+            } else {
+                ops.append(&mut w.ops);
+            }
+            senders.push(w);
         }
         match shared.transact_one(ops).await {
             Ok(committed) => {
                 let mut results = committed.results.into_iter();
-                for (done, n) in senders.into_iter().zip(sizes) {
+                for (w, n) in senders.into_iter().zip(sizes) {
                     let part = Committed {
                         index: committed.index,
                         results: results.by_ref().take(n).collect(),
                     };
-                    let _ = done.send(Ok(part));
+                    let _ = w.done.send(Ok(part));
                 }
             }
+            Err(TransactError::Timeout) => resend_or_fail(&shared, senders),
             Err(e) => {
-                for done in senders {
-                    let _ = done.send(Err(e.clone()));
+                for w in senders {
+                    let _ = w.done.send(Err(e.clone()));
                 }
             }
         }
+    }
+}
+
+/// After an unknown outcome: callers whose ops may be applied twice go back to the front of
+/// the queue (in their order) while their deadline allows; the others get the `Timeout`.
+fn resend_or_fail(shared: &Shared, waiters: Vec<Waiter>) {
+    let now = Instant::now();
+    let mut again = Vec::new();
+    for w in waiters {
+        if w.resend_safe && now < w.deadline {
+            again.push(w);
+        } else {
+            let _ = w.done.send(Err(TransactError::Timeout));
+        }
+    }
+    if again.is_empty() {
+        return;
+    }
+    metrics::counter!(m::REPLICA_TRANSACT_RESENT_TOTAL).increment(again.len() as u64);
+    tracing::info!(
+        callers = again.len(),
+        "transaction outcome unknown; sending it again"
+    );
+    let mut st = shared.coalescer.state.lock();
+    for w in again.into_iter().rev() {
+        st.queue.push_front(w);
     }
 }

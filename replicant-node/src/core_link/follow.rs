@@ -1,9 +1,11 @@
 //! The follow task: keeps the replica following one core's committed log.
 //!
 //! One session = pick a core, send `Follow{from_index: applied + 1}`, apply every frame.
-//! A session ends on silence (no frame for [`FRAME_TIMEOUT`]; cores send a heartbeat at
-//! least every second), a gap, a malformed frame, the end of the stream or any connection
-//! error; the task then counts a core switch, backs off (100 ms doubling to 2 s, jittered)
+//! A session ends on silence (no frame for [`FRAME_TIMEOUT`]; cores send a heartbeat every
+//! 250 ms when idle), on a dead connection (no byte at all for [`DEAD_AFTER`]: the
+//! connection is then closed, so that transactions waiting on it fail over at once instead
+//! of waiting out their reply timeout), a gap, a malformed frame, the end of the stream or
+//! any connection error; the task then counts a core switch, backs off (100 ms doubling to 2 s, jittered)
 //! and starts a new session from wherever the replica is. It never starts from index 1
 //! unless the replica is empty, never applies a frame out of order (the replica refuses),
 //! and never panics on what a core sends.
@@ -22,8 +24,17 @@ use super::pick::{self, Picked};
 use super::{Backoff, Shared};
 use crate::replica::ReplicaError;
 
-/// A follow stream silent for this long is given up (heartbeats come at least every second).
+/// A follow stream that completes no frame for this long is given up (cores send a
+/// heartbeat every 250 ms when idle).
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection that receives no byte at all for this long is taken for dead (a core that
+/// crashed, or a network that dropped it): closed at once, so that transactions waiting on
+/// it fail now and go to another core instead of waiting out their own timeout. Cores send
+/// a heartbeat every 250 ms, and QUIC acknowledges our keep-alives, so a live core is never
+/// this quiet; a large frame in transit keeps bytes flowing.
+pub const DEAD_AFTER: Duration = Duration::from_secs(1);
+/// How often the follow task looks at the connection's received bytes.
+const LIVENESS_TICK: Duration = Duration::from_millis(250);
 
 /// How a follow session ended.
 struct Ended {
@@ -100,16 +111,19 @@ async fn session(shared: &Shared, first: &mut Option<oneshot::Sender<u64>>) -> E
             return Ended::before_follow("open", format!("follow {addr}: {e}"));
         }
     };
-    *shared.current.lock() = Some((addr, conn));
+    *shared.current.lock() = Some((addr, conn.clone()));
     if let Some(tx) = first.take() {
         // Start may have given up waiting; nothing to do then.
         let _ = tx.send(status.commit_index);
     }
     info!(core = %addr, from, "following core");
-    let mut ended = stream(shared, &mut recv).await;
+    let mut ended = stream(shared, &conn, &mut recv).await;
     ended.detail = format!("core {addr}: {}", ended.detail);
     if ended.close {
         shared.dialer.forget(addr, ended.reason);
+    }
+    if ended.reason == "dead" {
+        conn.close(0u32.into(), b"no bytes received");
     }
     ended
 }
@@ -139,7 +153,7 @@ async fn open(
 }
 
 /// Reads and applies frames until the stream ends; says how it ended.
-async fn stream(shared: &Shared, recv: &mut quinn::RecvStream) -> Ended {
+async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::RecvStream) -> Ended {
     let mut progress = false;
     let end = |reason: &'static str, detail: String, close: bool, progress: bool| Ended {
         reason,
@@ -149,21 +163,23 @@ async fn stream(shared: &Shared, recv: &mut quinn::RecvStream) -> Ended {
         close,
     };
     loop {
-        let read = tokio::time::timeout(
-            FRAME_TIMEOUT,
-            frame::read_msg::<FollowFrame>(recv, frame::MAX_FRAME),
-        )
-        .await;
+        let read = match read_frame(conn, recv).await {
+            Read::Dead => {
+                let detail = format!("no byte received for {DEAD_AFTER:?}");
+                return end("dead", detail, true, progress);
+            }
+            Read::Silent => return end("timeout", "no frame for 3 s".into(), true, progress),
+            Read::Frame(r) => r,
+        };
         let frame = match read {
-            Err(_) => return end("timeout", "no frame for 3 s".into(), true, progress),
-            Ok(Ok(None)) => return end("closed", "stream ended".into(), false, progress),
-            Ok(Err(e)) => {
+            Ok(None) => return end("closed", "stream ended".into(), false, progress),
+            Err(e) => {
                 if is_malformed(&e) {
                     count_malformed(shared, e.label());
                 }
                 return end(e.label(), e.to_string(), true, progress);
             }
-            Ok(Ok(Some(frame))) => frame,
+            Ok(Some(frame)) => frame,
         };
         let reported = reported_commit(&frame);
         match shared.replica.apply(frame) {
@@ -180,6 +196,44 @@ async fn stream(shared: &Shared, recv: &mut quinn::RecvStream) -> Ended {
             note_commit(shared, commit);
             let lag = commit.saturating_sub(shared.replica.applied_index());
             metrics::gauge!(m::REPLICATION_LAG_ENTRIES).set(lag as f64);
+        }
+    }
+}
+
+/// What waiting for the next frame gave.
+enum Read {
+    /// A frame, the end of the stream, or a read error.
+    Frame(Result<Option<FollowFrame>, frame::FrameError>),
+    /// No frame completed within [`FRAME_TIMEOUT`] although the connection is alive.
+    Silent,
+    /// The connection received nothing for [`DEAD_AFTER`].
+    Dead,
+}
+
+/// Reads the next frame, watching the connection: its received-bytes counter must grow at
+/// least every [`DEAD_AFTER`] (the read itself is never cancelled mid-frame except to end
+/// the stream).
+async fn read_frame(conn: &quinn::Connection, recv: &mut quinn::RecvStream) -> Read {
+    let read = frame::read_msg::<FollowFrame>(recv, frame::MAX_FRAME);
+    tokio::pin!(read);
+    let started = tokio::time::Instant::now();
+    let mut rx = conn.stats().udp_rx.bytes;
+    let mut heard = started;
+    let mut tick = tokio::time::interval(LIVENESS_TICK);
+    loop {
+        tokio::select! {
+            r = &mut read => return Read::Frame(r),
+            now = tick.tick() => {
+                let seen = conn.stats().udp_rx.bytes;
+                if seen != rx {
+                    (rx, heard) = (seen, now);
+                } else if now.duration_since(heard) >= DEAD_AFTER {
+                    return Read::Dead;
+                }
+                if now.duration_since(started) >= FRAME_TIMEOUT {
+                    return Read::Silent;
+                }
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ mod coalesce;
 mod follow;
 mod lease;
 pub mod pick;
+mod resend;
 mod transact;
 
 use std::net::SocketAddr;

@@ -18,6 +18,8 @@ use rand::Rng;
 
 /// How long one core may take to connect and answer `Status` before it is left out.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How much longer the other cores may take to answer once one has.
+pub const PICK_GRACE: Duration = Duration::from_millis(100);
 
 /// The random term added to each core's follower count spans this fraction of the mean
 /// follower count (at least 1, so equal counts give a uniform choice).
@@ -196,18 +198,36 @@ pub async fn status(
 }
 
 /// Resolves the configured cores, asks all of them for `Status` concurrently and returns
-/// the one [`choose`] picks; the error lists why each core was left out.
+/// the one [`choose`] picks among those that answered; the error lists why each core was
+/// left out. Once one core has answered, the others get [`PICK_GRACE`] more: a dead core
+/// (which would take the whole [`STATUS_TIMEOUT`]) does not delay a fail-over.
 pub async fn pick(dialer: &Dialer, cores: &[String]) -> Result<Picked, String> {
+    use futures_util::StreamExt as _;
     let addrs = resolve_all(cores).await;
     if addrs.is_empty() {
         return Err(format!("no core address resolves ({})", cores.join(", ")));
     }
-    let answers = futures_util::future::join_all(addrs.iter().map(|&a| status(dialer, a))).await;
+    let mut asking: futures_util::stream::FuturesUnordered<_> = addrs
+        .iter()
+        .map(|&a| async move { (a, status(dialer, a).await) })
+        .collect();
     let mut errors = Vec::new();
     let mut up = Vec::new();
-    for (addr, answer) in addrs.into_iter().zip(answers) {
+    let mut grace_end = None;
+    loop {
+        let next = match grace_end {
+            None => asking.next().await,
+            Some(end) => match tokio::time::timeout_at(end, asking.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        let Some((addr, answer)) = next else { break };
         match answer {
-            Ok((conn, status)) => up.push((addr, conn, status)),
+            Ok((conn, status)) => {
+                up.push((addr, conn, status));
+                grace_end.get_or_insert_with(|| tokio::time::Instant::now() + PICK_GRACE);
+            }
             Err(e) => errors.push(e),
         }
     }
