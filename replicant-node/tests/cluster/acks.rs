@@ -135,3 +135,66 @@ async fn a_subscription_delivers_on_its_node_before_the_suback() {
     assert_eq!(&sub.recv_publish().await.payload[..], b"early");
     cluster.stop().await;
 }
+
+/// The peer barrier before a SUBACK: a replicant that cannot confirm (its core link is gone,
+/// so it applies nothing new) costs the barrier's 2 s, is counted and named in the log,
+/// and the SUBACK still grants (the route is committed). Once its lease has lapsed and the
+/// cores purged it, it is not waited for at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_lost_its_lease_is_not_waited_for() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster
+        .start_replicant_with("r2", |c| c.cluster.lease_ttl_ms = 4_500)
+        .await;
+    let mut sub = RawClient::connect(r1.mqtt_addr(), V5, &unique("lease-sub")).await;
+    let timeouts = |t: &str| {
+        crate::common::metric_sum(t, "meshmq_peer_barrier_timeouts_total", &[]).unwrap_or(0.0)
+    };
+    let linked = wait_until(WAIT, || r1.peers().is_some_and(|p| p.stats().link("r2").up)).await;
+    assert!(linked, "r1's link to r2 is up");
+    sub.subscribe(&unique("lease/a"), QoS::AtLeastOnce).await;
+
+    r2.core().link().stop();
+    let before = timeouts(&crate::common::metrics_text(&r1).await);
+    let asked = Instant::now();
+    let ack = sub
+        .subscribe_many(
+            &[(&unique("lease/b"), sub_opts(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await;
+    let took = asked.elapsed();
+    assert_eq!(ack.reasons, [ReasonCode::GrantedQoS1]);
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "waited {took:?} for r2"
+    );
+    let after = timeouts(&crate::common::metrics_text(&r1).await);
+    assert!(after > before, "the barrier timeout is counted");
+
+    let purged = wait_until(WAIT, || r1.core().read(|t| t.node("r2").is_none())).await;
+    assert!(purged, "r2's lease lapsed and the cores purged it");
+    let asked = Instant::now();
+    let ack = sub
+        .subscribe_many(
+            &[(&unique("lease/c"), sub_opts(QoS::AtLeastOnce))],
+            Properties::default(),
+        )
+        .await;
+    assert_eq!(ack.reasons, [ReasonCode::GrantedQoS1]);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "a purged replicant is not waited for (SUBACK after {:?})",
+        asked.elapsed()
+    );
+    assert_eq!(
+        timeouts(&crate::common::metrics_text(&r1).await),
+        after,
+        "no barrier timeout once r2 is purged"
+    );
+    r1.shutdown().await;
+    r2.shutdown().await;
+    cluster.stop().await;
+}
