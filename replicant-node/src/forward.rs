@@ -107,14 +107,14 @@ pub fn deliver_fn(ctx: Arc<OnceLock<Weak<Ctx>>>) -> Deliver {
         metrics::counter!(m::MESSAGES_FROM_PEERS_TOTAL).increment(1);
         let msg = Arc::new(msg);
         if let Some(t) = shared {
-            match crate::shared_pick::local_target(&ctx, &t.group, &t.filter, &t.client_id, &msg) {
-                Some(target) => {
-                    crate::publish::push(vec![target]);
-                }
-                None => {
-                    metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "shared_member_gone")
-                        .increment(1)
-                }
+            let mut targets = Vec::new();
+            let pick = (t.group.as_str(), t.filter.as_str(), t.client_id.as_str());
+            crate::shared_pick::local_targets(&ctx, &[pick], &msg, &mut targets);
+            if targets.is_empty() {
+                metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "shared_member_gone")
+                    .increment(1);
+            } else {
+                crate::publish::push(targets);
             }
         } else if !crate::publish::route(&ctx, &msg).matched {
             crate::publish::count_unmatched(); // a route that outlived its subscribers

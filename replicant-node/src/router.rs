@@ -6,9 +6,7 @@
 //! It does not talk to the cluster tables: it tells the caller when a filter gains its first
 //! or loses its last local subscriber, and the caller writes the `routes` row.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::HashMap;
 use meshmq_shared::config::SharedStrategy;
@@ -19,6 +17,7 @@ use crate::mailbox::Mailbox;
 use crate::message::{Delivery, Message};
 use crate::session::SubOpts;
 use crate::sessions::SessionId;
+use crate::shared_pick::strategy::{self, Need, PickState};
 
 /// A plain subscription in the trie.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,13 +27,11 @@ struct SubValue {
 }
 
 /// One `$share/{group}/{filter}` group.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct SharedGroup {
     members: Vec<(SessionId, SubOpts)>,
-    /// Round-robin cursor (random start).
-    cursor: AtomicUsize,
-    /// Sticky member (0 = none yet).
-    sticky: AtomicU64,
+    /// Strategy state (round-robin cursor, sticky member) of this node's local picks.
+    pick: PickState<SessionId>,
 }
 
 #[derive(Debug, Default)]
@@ -196,11 +193,7 @@ impl Router {
         let mut st = self.state.write();
         st.shared_trie.insert(filter, Box::from(group));
         let groups = st.shared.entry_ref(filter).or_default();
-        let g = groups.entry_ref(group).or_insert_with(|| SharedGroup {
-            members: Vec::new(),
-            cursor: AtomicUsize::new(rand::random::<u32>() as usize),
-            sticky: AtomicU64::new(0),
-        });
+        let g = groups.entry_ref(group).or_default();
         match g.members.iter_mut().find(|(s, _)| *s == sid) {
             Some(m) => m.1 = opts,
             None => g.members.push((sid, opts)),
@@ -253,33 +246,30 @@ impl Router {
         self.route_with(msg, false, out);
     }
 
-    /// The delivery of `msg` to session `sid` as a member of `$share/{group}/{filter}`;
-    /// `None` when it is not a member here.
-    pub fn shared_member(
+    /// The deliveries of `msg` to members of shared groups on this node, one per
+    /// `(group, filter, member)`: to that member (a session id the publishing node picked),
+    /// or when it is not (or no longer) a member here, to a local member picked by the
+    /// strategy; nothing for a group without a member here. One read of the index for all.
+    pub fn shared_targets(
         &self,
-        group: &str,
-        filter: &str,
-        sid: SessionId,
+        picks: &[(&str, &str, Option<SessionId>)],
         msg: &Arc<Message>,
-    ) -> Option<Target> {
+        out: &mut Vec<Target>,
+    ) {
         let st = self.state.read();
-        let g = st.shared.get(filter)?.get(group)?;
-        let (_, opts) = g.members.iter().find(|(s, _)| *s == sid)?;
-        member_target(&st, sid, *opts, msg)
-    }
-
-    /// One local member of `$share/{group}/{filter}` picked by the strategy (online ones
-    /// first); `None` when the group has no member here.
-    pub fn shared_pick_local(
-        &self,
-        group: &str,
-        filter: &str,
-        msg: &Arc<Message>,
-    ) -> Option<Target> {
-        let st = self.state.read();
-        let g = st.shared.get(filter)?.get(group)?;
-        let (sid, opts) = self.pick(g, msg, &st.mailboxes)?;
-        member_target(&st, sid, opts, msg)
+        for &(group, filter, sid) in picks {
+            let Some(g) = st.shared.get(filter).and_then(|m| m.get(group)) else {
+                continue;
+            };
+            let member = sid
+                .and_then(|sid| g.members.iter().find(|(s, _)| *s == sid).copied())
+                .or_else(|| self.pick(g, msg, &st.mailboxes));
+            if let Some((sid, opts)) = member
+                && let Some(t) = member_target(&st, sid, opts, msg)
+            {
+                out.push(t);
+            }
+        }
     }
 
     fn route_with(&self, msg: &Arc<Message>, shared: bool, out: &mut Vec<Target>) {
@@ -324,40 +314,21 @@ impl Router {
             });
     }
 
-    /// Picks the member of a shared group by the configured strategy, preferring members
-    /// with a live connection (an offline member only gets it when nobody is online).
+    /// Picks the member of a local shared group by the configured strategy
+    /// (`shared_pick::strategy`: connected members first, ready ones for the load-spreading
+    /// strategies).
     fn pick(
         &self,
         g: &SharedGroup,
         msg: &Message,
         mailboxes: &HashMap<SessionId, Arc<Mailbox>>,
     ) -> Option<(SessionId, SubOpts)> {
-        let n = g.members.len();
-        if n == 0 {
-            return None;
-        }
-        let start = match self.strategy {
-            SharedStrategy::Random => rand::random::<u32>() as usize % n,
-            SharedStrategy::RoundRobin => g.cursor.fetch_add(1, Ordering::Relaxed) % n,
-            SharedStrategy::HashClientid => hash_of(msg.from_client.as_deref().unwrap_or("")) % n,
-            SharedStrategy::HashTopic => hash_of(&msg.topic) % n,
-            SharedStrategy::Sticky => {
-                let s = g.sticky.load(Ordering::Relaxed);
-                match g.members.iter().position(|(sid, _)| *sid == s) {
-                    Some(p) if online(mailboxes, s) => p,
-                    _ => rand::random::<u32>() as usize % n,
-                }
-            }
+        let able = |(sid, _): &(SessionId, SubOpts), need: Need| match need {
+            Need::Ready => ready(mailboxes, *sid),
+            Need::Connected => online(mailboxes, *sid),
         };
-        let in_turn = || (0..n).map(|k| g.members[(start + k) % n]);
-        let chosen = in_turn()
-            .find(|(sid, _)| self.strategy.spreads_load() && ready(mailboxes, *sid))
-            .or_else(|| in_turn().find(|(sid, _)| online(mailboxes, *sid)))
-            .unwrap_or(g.members[start]);
-        if self.strategy == SharedStrategy::Sticky {
-            g.sticky.store(chosen.0, Ordering::Relaxed);
-        }
-        Some(chosen)
+        strategy::choose(self.strategy, &g.pick, msg, &g.members, |m| m.0, able)
+            .map(|i| g.members[i])
     }
 }
 
@@ -370,12 +341,6 @@ fn ready(mailboxes: &HashMap<SessionId, Arc<Mailbox>>, sid: SessionId) -> bool {
     mailboxes
         .get(&sid)
         .is_some_and(|m| m.is_online() && !m.is_congested())
-}
-
-fn hash_of(s: &str) -> usize {
-    let mut h = DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish() as usize
 }
 
 /// The delivery of `msg` to member `sid` of a shared group, with its options.

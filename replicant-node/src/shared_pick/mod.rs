@@ -10,13 +10,13 @@
 //! publisher-side pick, as EMQX does it). Standalone nodes do not come here: their router
 //! picks among local members.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+pub mod strategy;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use hashbrown::HashMap;
 use meshmq_proto::peer::{PeerMessage, SharedTarget};
-use meshmq_shared::config::SharedStrategy;
 use meshmq_shared::metrics as m;
 use parking_lot::Mutex;
 
@@ -24,14 +24,23 @@ use crate::broker::Ctx;
 use crate::message::Message;
 use crate::peer::Congested;
 use crate::router::Target;
+use strategy::{Need, PickState};
 
-/// The strategy state of this node's picks, per (group, filter).
+/// The strategy state of this node's cluster-wide picks, per (group, filter).
 #[derive(Debug, Default)]
 pub struct SharedPicker {
-    /// Round-robin cursors.
-    cursors: Mutex<HashMap<(String, String), usize>>,
-    /// Sticky members (client ids).
-    sticky: Mutex<HashMap<(String, String), String>>,
+    states: Mutex<HashMap<(String, String), Arc<PickState<String>>>>,
+}
+
+impl SharedPicker {
+    /// The state of `(group, filter)`, made on first use.
+    fn state(&self, group: &str, filter: &str) -> Arc<PickState<String>> {
+        let mut states = self.states.lock();
+        states
+            .entry((group.to_owned(), filter.to_owned()))
+            .or_default()
+            .clone()
+    }
 }
 
 /// One pick: the member and where it is.
@@ -40,45 +49,6 @@ struct Pick {
     filter: String,
     client_id: String,
     node: String,
-}
-
-fn hash_of(s: &str) -> usize {
-    let mut h = DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish() as usize
-}
-
-impl SharedPicker {
-    /// Index into `members` where the search for a connected member starts.
-    fn start(
-        &self,
-        strategy: SharedStrategy,
-        key: &(String, String),
-        msg: &Message,
-        members: &[(String, String)],
-    ) -> usize {
-        let n = members.len();
-        match strategy {
-            SharedStrategy::Random => rand::random::<u32>() as usize % n,
-            SharedStrategy::RoundRobin => {
-                let mut cursors = self.cursors.lock();
-                let c = cursors
-                    .entry(key.clone())
-                    .or_insert_with(|| rand::random::<u32>() as usize);
-                *c = c.wrapping_add(1);
-                *c % n
-            }
-            SharedStrategy::HashClientid => hash_of(msg.from_client.as_deref().unwrap_or("")) % n,
-            SharedStrategy::HashTopic => hash_of(&msg.topic) % n,
-            SharedStrategy::Sticky => {
-                let sticky = self.sticky.lock();
-                sticky
-                    .get(key)
-                    .and_then(|c| members.iter().position(|(m, _)| m == c))
-                    .unwrap_or_else(|| rand::random::<u32>() as usize % n)
-            }
-        }
-    }
 }
 
 /// Picks one member of every shared group matching `msg` cluster-wide: local picks are
@@ -114,17 +84,18 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
                             .is_some_and(|r| r.connected && r.node == *node)
                 }
             };
-            let key = (group.to_owned(), filter.to_owned());
-            let n = members.len();
-            let start = picker.start(strategy, &key, msg, members);
-            let in_turn = || (0..n).map(|k| &members[(start + k) % n]);
-            let (client_id, node) = in_turn()
-                .find(|m| strategy.spreads_load() && connected(m, true))
-                .or_else(|| in_turn().find(|m| connected(m, false)))
-                .unwrap_or(&members[start]);
-            if strategy == SharedStrategy::Sticky {
-                picker.sticky.lock().insert(key, client_id.clone());
-            }
+            let state = picker.state(group, filter);
+            let Some(i) = strategy::choose(
+                strategy,
+                &state,
+                msg,
+                members,
+                |(client, _)| client.clone(),
+                |m, need| connected(m, need == Need::Ready),
+            ) else {
+                return;
+            };
+            let (client_id, node) = &members[i];
             let addr = (node != me)
                 .then(|| t.node(node).map(|r| r.peer_addr.clone()))
                 .flatten();
@@ -142,11 +113,10 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
     let mut forwarded = 0;
     let mut congested = None;
     let mut wire: Option<PeerMessage> = None;
+    let mut local = Vec::new();
     for (p, addr) in picks {
         if p.node == me {
-            if let Some(target) = local_target(ctx, &p.group, &p.filter, &p.client_id, msg) {
-                out.push(target);
-            }
+            local.push(p);
             continue;
         }
         let Some(addr) = addr.filter(|a| !a.is_empty()) else {
@@ -168,20 +138,30 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
         }
         forwarded += 1;
     }
+    let local: Vec<(&str, &str, &str)> = local
+        .iter()
+        .map(|p| (p.group.as_str(), p.filter.as_str(), p.client_id.as_str()))
+        .collect();
+    local_targets(ctx, &local, msg, out);
     (forwarded, congested)
 }
 
-/// The delivery to member `client_id` of a group on this node, or to another local member
-/// if it is no longer here (`None`: the group has no member here any more).
-pub fn local_target(
+/// The deliveries to members of groups on this node, one per `(group, filter, client id)`:
+/// to that member, or to another local member if it is no longer here (none when the group
+/// has no member here any more).
+pub fn local_targets(
     ctx: &Ctx,
-    group: &str,
-    filter: &str,
-    client_id: &str,
+    picks: &[(&str, &str, &str)],
     msg: &Arc<Message>,
-) -> Option<Target> {
-    ctx.sessions
-        .get(client_id)
-        .and_then(|s| ctx.router.shared_member(group, filter, s.id, msg))
-        .or_else(|| ctx.router.shared_pick_local(group, filter, msg))
+    out: &mut Vec<Target>,
+) {
+    if picks.is_empty() {
+        return;
+    }
+    // Session ids first: the router is read under its own lock, once for all picks.
+    let members: Vec<_> = picks
+        .iter()
+        .map(|&(group, filter, client)| (group, filter, ctx.sessions.get(client).map(|s| s.id)))
+        .collect();
+    ctx.router.shared_targets(&members, msg, out);
 }
