@@ -26,10 +26,13 @@ use crate::peer::Congested;
 use crate::router::Target;
 use strategy::{Need, PickState};
 
+/// A group's key: (group name, filter).
+type GroupKey = (String, String);
+
 /// The strategy state of this node's cluster-wide picks, per (group, filter).
 #[derive(Debug, Default)]
 pub struct SharedPicker {
-    states: Mutex<HashMap<(String, String), Arc<PickState<String>>>>,
+    states: Mutex<HashMap<GroupKey, Arc<PickState<String>>>>,
 }
 
 impl SharedPicker {

@@ -109,6 +109,8 @@ fn spawn_core(
             return CoreProcess { child, addr };
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("core {id} exited before it was ready");
 }
 
