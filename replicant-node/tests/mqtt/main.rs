@@ -17,6 +17,7 @@ mod qos2;
 mod retained;
 mod sessions;
 mod shared_subs;
+mod sys_publish;
 mod topics;
 mod v5_properties;
 mod websocket;

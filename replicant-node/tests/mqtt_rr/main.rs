@@ -22,6 +22,8 @@ mod retained;
 mod sessions;
 #[path = "../mqtt/shared_subs.rs"]
 mod shared_subs;
+#[path = "../mqtt/sys_publish.rs"]
+mod sys_publish;
 #[path = "../mqtt/topics.rs"]
 mod topics;
 #[path = "../mqtt/v5_properties.rs"]
