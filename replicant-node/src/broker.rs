@@ -200,8 +200,9 @@ impl BrokerBuilder {
                 connection::spawn(c.clone(), io, peer, "ws");
             };
             let token = ctx.shutdown.clone();
+            let options = ws::WsOptions::for_max_packet_size(ctx.config.mqtt.max_packet_size);
             tasks.spawn(async move {
-                if let Err(e) = ws::serve(l, on_conn, token).await {
+                if let Err(e) = ws::serve_with(l, on_conn, token, options).await {
                     warn!(error = %e, "WebSocket listener stopped");
                 }
             });
