@@ -208,7 +208,8 @@ impl BrokerBuilder {
             });
         }
         if let Some(l) = http_listener {
-            let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone());
+            let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
+                .with_core_link(Arc::new(ctx.core.link().clone()));
             let token = ctx.shutdown.clone();
             let api = crate::evacuation::api::routes(ctx.clone());
             tasks.spawn(async move {

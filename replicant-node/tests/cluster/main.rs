@@ -20,6 +20,7 @@ mod evacuation_restart;
 mod failover;
 mod handover;
 mod harness;
+mod health;
 mod lease;
 mod rebalance;
 mod reconnect;
