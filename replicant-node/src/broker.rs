@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use meshmq_shared::config::Config;
+use meshmq_shared::config::{Config, setting};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -137,16 +137,25 @@ impl BrokerBuilder {
                     shutdown.clone(),
                 )
                 .with_context(|| {
-                    format!("binding the peer endpoint {}", config.cluster.peer_bind)
+                    format!(
+                        "cannot bind the peer endpoint {} ({})",
+                        config.cluster.peer_bind,
+                        setting("cluster.peer_bind")
+                    )
                 })?,
             )
         };
         let backlog = config.listeners.backlog;
-        let mqtt = listen(config.listeners.mqtt_bind, backlog)
-            .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
+        let bind_failed = |what: &str, addr: SocketAddr, key: &str| {
+            format!("cannot bind the {what} {addr} ({})", setting(key))
+        };
+        let mqtt_bind = config.listeners.mqtt_bind;
+        let mqtt = listen(mqtt_bind, backlog)
+            .with_context(|| bind_failed("MQTT listener", mqtt_bind, "listeners.mqtt_bind"))?;
         let ws_listener = match config.listeners.ws_bind {
             Some(a) => Some(
-                listen(a, backlog).with_context(|| format!("binding WebSocket listener {a}"))?,
+                listen(a, backlog)
+                    .with_context(|| bind_failed("WebSocket listener", a, "listeners.ws_bind"))?,
             ),
             None => None,
         };
@@ -154,7 +163,7 @@ impl BrokerBuilder {
             Some(a) => Some(
                 TcpListener::bind(a)
                     .await
-                    .with_context(|| format!("binding HTTP listener {a}"))?,
+                    .with_context(|| bind_failed("HTTP listener", a, "listeners.http_bind"))?,
             ),
             None => None,
         };

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 mod load;
-pub use load::{ConfigError, Overrides, load, load_with_env, validate};
+pub use load::{ConfigError, Overrides, env_var, load, load_with_env, setting, validate};
 
 /// The whole configuration of a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
