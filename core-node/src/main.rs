@@ -1,14 +1,17 @@
 //! `core-node`: runs one member of the Raft core group, or generates cluster certificates.
 //! Thin: parses flags, builds a [`CoreConfig`], starts [`CoreNode`] and its HTTP, waits for
-//! a signal.
+//! a signal. A start-up failure is one `error: <what> (<flag> / <variable>): <cause>` line
+//! on stderr and exit code 1 (a backtrace only with `RUST_BACKTRACE`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
+use core_node::node::{CoreConfig, CoreError, CoreNode, RaftTimings, batcher::GroupCommit};
 use meshmq_shared::quic::certs;
+use meshmq_shared::startup;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,15 +84,44 @@ fn parse_members(raw: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
         .collect()
 }
 
+/// What names each flag in an error: the flag and its environment variable.
+const CERTS_DIR: &str = "--certs-dir / MESHMQ_CORE__CERTS_DIR";
+const CORE_BIND: &str = "--core-bind / MESHMQ_CORE__BIND";
+const DATA_DIR: &str = "--data-dir / MESHMQ_CORE__DATA_DIR";
+const HTTP_BIND: &str = "--http-bind / MESHMQ_CORE__HTTP_BIND";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
+                .unwrap_or_else(|_| startup::DEFAULT_LOG_FILTER.into()),
         )
         .init();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => startup::report_failure(&*e, &e),
+    }
+}
+
+/// A core start-up failure as one line naming the flag behind it.
+fn start_failed(e: CoreError) -> anyhow::Error {
+    match e {
+        CoreError::Store { dir, source } => anyhow::anyhow!(
+            "cannot open the store in {} ({DATA_DIR}): {source}",
+            dir.display()
+        ),
+        CoreError::Certificates(why) => {
+            anyhow::anyhow!("cannot load the core's certificates ({CERTS_DIR}): {why}")
+        }
+        CoreError::Bind { addr, error } => {
+            anyhow::anyhow!("cannot bind the core endpoint {addr} ({CORE_BIND}): {error}")
+        }
+        other => anyhow::Error::new(other).context("cannot start the core"),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::GenCerts { out, nodes }) = cli.command {
         certs::generate(&out, &nodes)
             .with_context(|| format!("writing certificates to {}", out.display()))?;
@@ -102,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let a = cli.run;
     if a.node_id == 0 {
-        bail!("--node-id must be >= 1");
+        bail!("invalid --node-id / MESHMQ_CORE__NODE_ID: must be >= 1");
     }
     let initial_members = parse_members(&a.initial_members)?;
     let name = format!("core-{}", a.node_id);
@@ -110,8 +142,12 @@ async fn main() -> anyhow::Result<()> {
         .certs_dir
         .clone()
         .unwrap_or_else(|| a.data_dir.join("certs"));
-    let certs = certs::ensure_dev(&certs_dir, &name)
-        .with_context(|| format!("certificates for {name} in {}", certs_dir.display()))?;
+    let certs = certs::ensure_dev(&certs_dir, &name).with_context(|| {
+        format!(
+            "cannot prepare the certificates of {name} in {} ({CERTS_DIR})",
+            certs_dir.display()
+        )
+    })?;
     let cfg = CoreConfig {
         node_id: a.node_id,
         core_bind: a.core_bind,
@@ -123,10 +159,15 @@ async fn main() -> anyhow::Result<()> {
         group_commit: GroupCommit::default(),
     };
     let _ = core_node::prometheus::prometheus_handle();
-    let core = CoreNode::start(cfg).await?;
+    let core = CoreNode::start(cfg).await.map_err(start_failed)?;
     let http = core_node::http::serve(core.clone(), a.http_bind)
         .await
-        .with_context(|| format!("binding HTTP on {}", a.http_bind))?;
+        .with_context(|| {
+            format!(
+                "cannot bind the HTTP listener {} ({HTTP_BIND})",
+                a.http_bind
+            )
+        })?;
     println!(
         "{}",
         serde_json::json!({"node_id": core.id, "core": core.addr, "http": http.to_string()})

@@ -3,12 +3,23 @@
 //! and runs the chosen subcommand. All logic lives in the library (`conn`, `sub`, `pub`,
 //! `storm` and `scenario` in `loadtest::app`).
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
 use loadtest::cli::{Cli, Command, FanoutArgs, SummarizeArgs};
 use loadtest::{FanoutReport, summary};
 
-fn main() -> anyhow::Result<()> {
+/// A failure is one `error: ...` line on stderr and exit code 1 (a backtrace only with
+/// `RUST_BACKTRACE`), as for the node binaries.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => meshmq_shared::startup::report_failure(&*e, &e),
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let command = Cli::parse().command;
     if let Some(job) = loadtest::app::Job::from_command(&command) {
         return loadtest::app::run(job?);

@@ -1,6 +1,13 @@
 //! Authorization hook points: every PUBLISH (including wills) and every SUBSCRIBE filter is
 //! checked here before it takes effect. The rules themselves (ACL files, built-in database)
-//! come later; until then the default allows everything.
+//! come later; until then the default allows everything except client publications into
+//! the broker's own `$SYS` namespace.
+//!
+//! Owns [`check_publish`], the one decision both client paths (a PUBLISH and a will) ask
+//! before a message enters the message path; the broker's own `$SYS` publisher
+//! (`crate::sys`) does not go through it. It must never block: it runs on connection tasks.
+
+use meshmq_shared::metrics as m;
 
 /// What a client is trying to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,14 +30,121 @@ pub trait Authorizer: Send + Sync + 'static {
         action: AuthzAction,
         topic: &str,
     ) -> bool;
+
+    /// True to let a client publish into the broker's `$SYS` namespace (`topic` is `$SYS`
+    /// or under `$SYS/`); [`check`](Self::check) still applies afterwards. The default
+    /// refuses: only the broker writes `$SYS` (as mosquitto and EMQX do out of the box).
+    /// An ACL that grants it explicitly overrides this.
+    fn allows_sys_publish(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
+        let _ = (client_id, username, topic);
+        false
+    }
 }
 
-/// The default: everything is allowed.
+/// The default: everything is allowed (but `$SYS`, see [`Authorizer::allows_sys_publish`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
     fn check(&self, _: &str, _: Option<&str>, _: AuthzAction, _: &str) -> bool {
         true
+    }
+}
+
+/// True for a topic name in the broker's own namespace: `$SYS` itself or `$SYS/...`.
+pub fn is_sys_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("$SYS")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Why a client publication was refused. Either way the message is dropped; a 5.0 client
+/// gets PUBACK / PUBREC 0x87 Not authorized, a 3.1.1 client the normal ack (it has no way
+/// to hear "refused"), a will is simply not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishDenied {
+    /// The topic is in the broker's `$SYS` namespace and the authorizer did not grant it.
+    #[error("clients may not publish to $SYS topics")]
+    SysTopic,
+    /// The authorizer refused the topic.
+    #[error("not authorized to publish to this topic")]
+    NotAuthorized,
+}
+
+impl PublishDenied {
+    /// Counts the refusal: `$SYS` as `meshmq_messages_dropped_total{reason="sys_topic"}`,
+    /// an authorizer denial as `meshmq_authz_denied_total{action="publish"}`.
+    pub fn count(self) {
+        match self {
+            PublishDenied::SysTopic => {
+                metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "sys_topic").increment(1);
+            }
+            PublishDenied::NotAuthorized => {
+                metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
+            }
+        }
+    }
+}
+
+/// May this client publish (a PUBLISH, or its will) to `topic`? The one place both paths
+/// ask: the `$SYS` namespace first (refused unless the authorizer grants it), then the
+/// authorizer's rule for the topic. Counts nothing; the caller calls
+/// [`PublishDenied::count`] once per refused message.
+pub fn check_publish(
+    authz: &dyn Authorizer,
+    client_id: &str,
+    username: Option<&str>,
+    topic: &str,
+) -> Result<(), PublishDenied> {
+    if is_sys_topic(topic) && !authz.allows_sys_publish(client_id, username, topic) {
+        return Err(PublishDenied::SysTopic);
+    }
+    if !authz.check(client_id, username, AuthzAction::Publish, topic) {
+        return Err(PublishDenied::NotAuthorized);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sys_namespace_is_sys_and_sys_slash_only() {
+        for t in ["$SYS", "$SYS/", "$SYS/brokers/x/uptime"] {
+            assert!(is_sys_topic(t), "{t}");
+        }
+        for t in ["$SYSTEM", "$sys/x", "a/$SYS", "SYS/x", "$share/g/x", ""] {
+            assert!(!is_sys_topic(t), "{t}");
+        }
+    }
+
+    /// Grants `$SYS/ok/...` only, and denies `deny/...` by rule.
+    struct Acl;
+
+    impl Authorizer for Acl {
+        fn check(&self, _: &str, _: Option<&str>, _: AuthzAction, topic: &str) -> bool {
+            !topic.starts_with("deny/") && topic != "$SYS/ok/denied"
+        }
+
+        fn allows_sys_publish(&self, _: &str, _: Option<&str>, topic: &str) -> bool {
+            topic.starts_with("$SYS/ok/")
+        }
+    }
+
+    #[test]
+    fn sys_is_refused_unless_the_authorizer_grants_it() {
+        let check = |a: &dyn Authorizer, t: &str| check_publish(a, "c", None, t);
+        assert_eq!(check(&AllowAll, "$SYS/x"), Err(PublishDenied::SysTopic));
+        assert_eq!(check(&AllowAll, "$SYS"), Err(PublishDenied::SysTopic));
+        assert_eq!(check(&AllowAll, "a/b"), Ok(()));
+        assert_eq!(check(&Acl, "$SYS/ok/x"), Ok(()));
+        assert_eq!(
+            check(&Acl, "$SYS/ok/denied"),
+            Err(PublishDenied::NotAuthorized),
+            "a granted $SYS topic still meets the rule for the topic"
+        );
+        assert_eq!(check(&Acl, "$SYS/other"), Err(PublishDenied::SysTopic));
+        assert_eq!(check(&Acl, "deny/x"), Err(PublishDenied::NotAuthorized));
     }
 }

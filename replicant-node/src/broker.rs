@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use meshmq_shared::config::Config;
+use meshmq_shared::config::{Config, setting};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -143,16 +143,25 @@ impl BrokerBuilder {
                     shutdown.clone(),
                 )
                 .with_context(|| {
-                    format!("binding the peer endpoint {}", config.cluster.peer_bind)
+                    format!(
+                        "cannot bind the peer endpoint {} ({})",
+                        config.cluster.peer_bind,
+                        setting("cluster.peer_bind")
+                    )
                 })?,
             )
         };
         let backlog = config.listeners.backlog;
-        let mqtt = listen(config.listeners.mqtt_bind, backlog)
-            .with_context(|| format!("binding MQTT listener {}", config.listeners.mqtt_bind))?;
+        let bind_failed = |what: &str, addr: SocketAddr, key: &str| {
+            format!("cannot bind the {what} {addr} ({})", setting(key))
+        };
+        let mqtt_bind = config.listeners.mqtt_bind;
+        let mqtt = listen(mqtt_bind, backlog)
+            .with_context(|| bind_failed("MQTT listener", mqtt_bind, "listeners.mqtt_bind"))?;
         let ws_listener = match config.listeners.ws_bind {
             Some(a) => Some(
-                listen(a, backlog).with_context(|| format!("binding WebSocket listener {a}"))?,
+                listen(a, backlog)
+                    .with_context(|| bind_failed("WebSocket listener", a, "listeners.ws_bind"))?,
             ),
             None => None,
         };
@@ -160,7 +169,7 @@ impl BrokerBuilder {
             Some(a) => Some(
                 TcpListener::bind(a)
                     .await
-                    .with_context(|| format!("binding HTTP listener {a}"))?,
+                    .with_context(|| bind_failed("HTTP listener", a, "listeners.http_bind"))?,
             ),
             None => None,
         };
@@ -208,14 +217,16 @@ impl BrokerBuilder {
                 connection::spawn(c.clone(), io, peer, "ws");
             };
             let token = ctx.shutdown.clone();
+            let options = ws::WsOptions::for_max_packet_size(ctx.config.mqtt.max_packet_size);
             tasks.spawn(async move {
-                if let Err(e) = ws::serve(l, on_conn, token).await {
+                if let Err(e) = ws::serve_with(l, on_conn, token, options).await {
                     warn!(error = %e, "WebSocket listener stopped");
                 }
             });
         }
         if let Some(l) = http_listener {
-            let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone());
+            let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
+                .with_core_link(Arc::new(ctx.core.link().clone()));
             let token = ctx.shutdown.clone();
             let api = crate::evacuation::api::routes(ctx.clone());
             tasks.spawn(async move {

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use core_node::api::{Committed, TransactError};
-use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
+use core_node::node::{CoreConfig, CoreError, CoreNode, RaftTimings, batcher::GroupCommit};
 use meshmq_proto::tables::Op;
-use meshmq_shared::config::Config;
+use meshmq_shared::config::{Config, setting};
 use meshmq_shared::quic::{certs, tls::Identity};
 use meshmq_shared::tables::Tables;
 use tokio_util::sync::CancellationToken;
@@ -65,8 +65,13 @@ fn certs_dir(config: &Config) -> PathBuf {
 }
 
 async fn start_embedded(config: &Config, certs_dir: &Path) -> anyhow::Result<Arc<CoreNode>> {
-    let certs = certs::ensure_dev(certs_dir, "core-1")
-        .with_context(|| format!("embedded core certificates in {}", certs_dir.display()))?;
+    let certs = certs::ensure_dev(certs_dir, "core-1").with_context(|| {
+        format!(
+            "cannot prepare the embedded core's certificates in {} ({})",
+            certs_dir.display(),
+            setting("cluster.certs_dir")
+        )
+    })?;
     let cfg = CoreConfig {
         node_id: 1,
         core_bind: config.cluster.embedded_core_bind,
@@ -77,9 +82,27 @@ async fn start_embedded(config: &Config, certs_dir: &Path) -> anyhow::Result<Arc
         timings: RaftTimings::default(),
         group_commit: GroupCommit::default(),
     };
-    CoreNode::start(cfg)
-        .await
-        .context("starting the embedded core")
+    CoreNode::start(cfg).await.map_err(embedded_failed)
+}
+
+/// An embedded core start-up failure as one line naming the setting behind it.
+fn embedded_failed(e: CoreError) -> anyhow::Error {
+    match e {
+        CoreError::Store { dir, source } => anyhow::anyhow!(
+            "cannot open the embedded core's store in {} ({}): {source}",
+            dir.display(),
+            setting("node.data_dir")
+        ),
+        CoreError::Certificates(why) => anyhow::anyhow!(
+            "cannot load the embedded core's certificates ({}): {why}",
+            setting("cluster.certs_dir")
+        ),
+        CoreError::Bind { addr, error } => anyhow::anyhow!(
+            "cannot bind the embedded core's endpoint {addr} ({}): {error}",
+            setting("cluster.embedded_core_bind")
+        ),
+        other => anyhow::Error::new(other).context("cannot start the embedded core"),
+    }
 }
 
 impl CoreHandle {
@@ -95,9 +118,15 @@ impl CoreHandle {
         } else {
             (None, config.cluster.cores.clone())
         };
-        let paths = certs::ensure_dev(&certs_dir, &cert_name(node))
-            .with_context(|| format!("certificates of {node} in {}", certs_dir.display()))?;
-        let identity = Identity::load(&paths).context("loading this node's certificate")?;
+        let certs_failed = || {
+            format!(
+                "cannot load the certificate of {node} from {} ({})",
+                certs_dir.display(),
+                setting("cluster.certs_dir")
+            )
+        };
+        let paths = certs::ensure_dev(&certs_dir, &cert_name(node)).with_context(certs_failed)?;
+        let identity = Identity::load(&paths).with_context(certs_failed)?;
         let replica = Replica::new();
         let shutdown = CancellationToken::new();
         let link_cfg = CoreLinkConfig {
@@ -111,7 +140,13 @@ impl CoreHandle {
         };
         let link = CoreLink::start(link_cfg, replica.clone(), shutdown.clone())
             .await
-            .context("linking to the core group")?;
+            .with_context(|| match embedded {
+                Some(_) => "cannot follow the embedded core".to_owned(),
+                None => format!(
+                    "cannot follow the core group ({})",
+                    setting("cluster.cores")
+                ),
+            })?;
         info!(
             applied = replica.applied_index(),
             standalone = embedded.is_some(),

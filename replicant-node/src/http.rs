@@ -3,8 +3,16 @@
 //!
 //! Owns the routes and their response bodies. The process-wide Prometheus recorder and the
 //! metric descriptions live in [`recorder`]. It must never touch MQTT sessions or the
-//! cluster tables: everything it reports comes from [`HttpState`] (a connection counter and
-//! the Prometheus handle), so serving a scrape never contends with the broker's locks.
+//! cluster tables: everything it reports comes from [`HttpState`] (a connection counter,
+//! the core link's health and the Prometheus handle), so serving a scrape never contends
+//! with the broker's locks.
+//!
+//! `GET /health` answers 200 while the node serves clients and 503 once it is stopping.
+//! Its body names the link to the core group (`core_link`: `following`, `lagging` or
+//! `down`, with the core, the indexes and the lag): a node whose link is lagging or down is
+//! degraded but still serves its clients (local and forwarded messages flow; table writes
+//! such as new subscriptions wait for a core), so it stays 200 and an operator or a load
+//! balancer that wants more reads `core_link.state`.
 
 mod recorder;
 
@@ -22,6 +30,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::core_link::{CoreLink, LinkHealth};
 pub use recorder::{describe_all, prometheus_handle};
 
 /// `Content-Type` of the Prometheus text exposition format.
@@ -45,6 +54,18 @@ impl ConnectionCount for crate::broker::Ctx {
     }
 }
 
+/// Something that knows how the link to the core group stands.
+pub trait CoreLinkHealth: Send + Sync + 'static {
+    /// The link's state now; must not block.
+    fn core_link_health(&self) -> LinkHealth;
+}
+
+impl CoreLinkHealth for CoreLink {
+    fn core_link_health(&self) -> LinkHealth {
+        self.health()
+    }
+}
+
 /// What the HTTP endpoint reports from.
 #[derive(Clone)]
 pub struct HttpState {
@@ -52,6 +73,8 @@ pub struct HttpState {
     node: Arc<str>,
     /// Source of the live connection count.
     connections: Arc<dyn ConnectionCount>,
+    /// Source of `/health`'s `core_link` (none: the field is left out).
+    core_link: Option<Arc<dyn CoreLinkHealth>>,
     /// When the state was created (the broker's start, near enough): uptime.
     started: Instant,
     /// Renders `/metrics`.
@@ -73,9 +96,16 @@ impl HttpState {
         HttpState {
             node: Arc::from(node.into()),
             connections,
+            core_link: None,
             started: Instant::now(),
             prometheus: prometheus_handle(),
         }
+    }
+
+    /// Reports `link` as `core_link` in `/health`.
+    pub fn with_core_link(mut self, link: Arc<dyn CoreLinkHealth>) -> Self {
+        self.core_link = Some(link);
+        self
     }
 }
 
@@ -93,6 +123,9 @@ struct AppState {
 struct Health {
     /// `ok`, or `stopping` once shutdown began.
     status: &'static str,
+    /// The link to the core group, when the state has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_link: Option<LinkHealth>,
 }
 
 /// Body of `/api/v5/status`.
@@ -139,16 +172,16 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
 }
 
+/// 200 while serving (whatever the core link's state: see the module doc), 503 once
+/// stopping.
 async fn health(State(s): State<AppState>) -> Response {
-    if s.shutdown.is_cancelled() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health { status: "stopping" }),
-        )
-            .into_response()
+    let core_link = s.http.core_link.as_ref().map(|l| l.core_link_health());
+    let (code, status) = if s.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
     } else {
-        (StatusCode::OK, Json(Health { status: "ok" })).into_response()
-    }
+        (StatusCode::OK, "ok")
+    };
+    (code, Json(Health { status, core_link })).into_response()
 }
 
 async fn status(State(s): State<AppState>) -> Json<Status> {
@@ -188,6 +221,27 @@ mod tests {
         let stopping = health(State(s)).await;
         assert_eq!(stopping.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body(stopping).await, r#"{"status":"stopping"}"#);
+    }
+
+    /// A link that is down.
+    struct Down;
+
+    impl CoreLinkHealth for Down {
+        fn core_link_health(&self) -> LinkHealth {
+            LinkHealth::judge(None, 4, 9)
+        }
+    }
+
+    #[tokio::test]
+    async fn health_reports_a_down_core_link_and_stays_200() {
+        let mut s = state();
+        s.http = s.http.with_core_link(Arc::new(Down));
+        let r = health(State(s)).await;
+        assert_eq!(r.status(), StatusCode::OK, "a degraded node still serves");
+        assert_eq!(
+            body(r).await,
+            r#"{"status":"ok","core_link":{"state":"down","core":null,"applied_index":4,"commit_index":9,"lag":5}}"#
+        );
     }
 
     #[tokio::test]

@@ -1,18 +1,33 @@
 //! `replicant-node`: with no arguments, a standalone broker on 127.0.0.1:1883 (TCP),
 //! 127.0.0.1:8083 (WebSocket, `/mqtt`) and 127.0.0.1:18083 (HTTP: `/metrics`, `/health`).
 //! `replicant-node ctl ...` talks to a running node's API instead (see `ctl`).
+//!
+//! A start-up failure (a port in use, an unreadable config, a bad certificate) is one line
+//! on stderr, `error: <what> (<setting> / <variable>): <cause>`, and exit code 1; a
+//! backtrace only with `RUST_BACKTRACE`. Without `RUST_LOG`, dependencies log at `warn`
+//! ([`meshmq_shared::startup::DEFAULT_LOG_FILTER`]).
+
+use std::process::ExitCode;
 
 use clap::Parser;
+use meshmq_shared::startup;
 use replicant_node::cli::Cli;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| startup::DEFAULT_LOG_FILTER.into()),
         )
         .init();
-    let mut cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => startup::report_failure(&*e, &e),
+    }
+}
+
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
     if let Some(replicant_node::cli::Command::Ctl(ctl)) = cli.command.take() {
         let answer = replicant_node::ctl::run(ctl).await?;
         println!("{answer}");

@@ -2,7 +2,8 @@
 //!
 //! Owns the HTTP side of the transport: the `/mqtt` route, the upgrade with subprotocol
 //! selection (`mqtt`, or `mqttv3.1` for clients that offer only that), frame and message size
-//! limits, and the handshake deadline ([`handshake`]). An upgraded connection is handed to
+//! limits (derived from `mqtt.max_packet_size`, [`WsOptions::for_max_packet_size`]), and the
+//! handshake deadline ([`handshake`]). An upgraded connection is handed to
 //! the caller's `on_conn` as a [`WsIo`] byte stream ([`io`]); from there it is an ordinary
 //! MQTT connection. It must never parse MQTT or hold per-client state after the hand-off.
 
@@ -33,27 +34,44 @@ pub const PATH: &str = "/mqtt";
 /// MQTT 3.1 clients offer.
 pub const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 
+/// Room above the MQTT packet limit in a WebSocket frame or message: a client may put the
+/// end of one packet and the start of the next in one frame. What passes the WebSocket
+/// limit still meets the MQTT decoder's `mqtt.max_packet_size` (DISCONNECT 0x95).
+pub const FRAME_HEADROOM: usize = 64 * 1024;
+
 /// Limits of the WebSocket listener.
 #[derive(Debug, Clone, Copy)]
 pub struct WsOptions {
     /// Time from TCP accept to a completed upgrade; slower connections are dropped.
     pub handshake_timeout: Duration,
-    /// Largest WebSocket message (all fragments) accepted.
+    /// Largest WebSocket message (all fragments) accepted. A message announced or grown
+    /// past it closes the connection; the frame's payload is not read into memory first.
     pub max_message_size: usize,
-    /// Largest single WebSocket frame accepted.
+    /// Largest single WebSocket frame accepted (checked against the frame header's length
+    /// before its payload is read).
     pub max_frame_size: usize,
 }
 
-impl Default for WsOptions {
-    /// 10 s handshake; 1 MiB (the default MQTT packet limit) plus 64 KiB headroom for a
-    /// frame that also carries the start of the next packet.
-    fn default() -> Self {
-        let size = 1024 * 1024 + 64 * 1024;
+impl WsOptions {
+    /// Limits that follow the MQTT packet limit (`mqtt.max_packet_size`): a frame and a
+    /// message may each carry one largest packet plus [`FRAME_HEADROOM`]; 10 s handshake.
+    pub fn for_max_packet_size(max_packet_size: u32) -> Self {
+        let size = usize::try_from(max_packet_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(FRAME_HEADROOM);
         WsOptions {
             handshake_timeout: Duration::from_secs(10),
             max_message_size: size,
             max_frame_size: size,
         }
+    }
+}
+
+impl Default for WsOptions {
+    /// The limits for the default MQTT packet limit (1 MiB); see
+    /// [`WsOptions::for_max_packet_size`].
+    fn default() -> Self {
+        WsOptions::for_max_packet_size(1024 * 1024)
     }
 }
 

@@ -19,7 +19,8 @@ use meshmq_proto::tables::{Batch, NodeRole, NodeUp, Op, RouteAdd, RouteRemove, o
 use meshmq_shared::quic::{ALPN_CORE, CertPaths, Identity, certs, endpoint, frame};
 use meshmq_shared::tables::{Tables, ok_result};
 use parking_lot::Mutex;
-use replicant_node::core_link::{CoreLink, CoreLinkConfig, CoreLinkError};
+use replicant_node::core_link::health::LAGGING_ENTRIES;
+use replicant_node::core_link::{CoreLink, CoreLinkConfig, CoreLinkError, LinkHealth, LinkState};
 use replicant_node::replica::Replica;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -420,6 +421,42 @@ async fn catches_up_at_start_and_transact_returns_after_local_apply() {
     assert_eq!(link.stats().lease_failures, 0);
     link.stop();
     core.kill();
+}
+
+#[tokio::test]
+async fn health_says_following_then_lagging_then_down() {
+    let c = certs();
+    let log = Log::with(100);
+    let core = FakeCore::start(&identity(&c.core), &log);
+    let link = start(config(&c, &[&core])).await;
+    let h = link.health();
+    assert_eq!(
+        (h.state, h.core, h.applied_index, h.lag),
+        (LinkState::Following, Some(core.addr), 100, 0)
+    );
+    // The core streams 100 entries per 1.5 s while the log grows by 2 000: the commit index
+    // it reports runs ahead of what the replica applied.
+    core.state.delay_ms.store(1_500, Ordering::SeqCst);
+    for i in 101..=2_100 {
+        log.append(entry(i));
+    }
+    eventually("lagging", Duration::from_secs(10), || {
+        let h = link.health();
+        h.state == LinkState::Lagging && h.lag > LAGGING_ENTRIES && h.commit_index == 2_100
+    })
+    .await;
+    core.state.delay_ms.store(0, Ordering::SeqCst);
+    eventually("following again", Duration::from_secs(10), || {
+        link.health() == LinkHealth::judge(Some(core.addr), 2_100, 2_100)
+    })
+    .await;
+    core.kill();
+    eventually("down", Duration::from_secs(10), || {
+        let h = link.health();
+        h.state == LinkState::Down && h.core.is_none() && h.applied_index == 2_100
+    })
+    .await;
+    link.stop();
 }
 
 #[tokio::test]

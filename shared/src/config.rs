@@ -16,7 +16,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod load;
-pub use load::{ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, load, load_with_env, validate};
+pub use load::{
+    ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
+    validate,
+};
 
 /// The whole configuration of a node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]

@@ -1,10 +1,12 @@
 //! Code shared by every meshmq node: the MQTT codec, topic names and filters with the
 //! subscription trie, the cluster tables and their pure apply function, configuration types
-//! and metric names. Nothing here owns a socket or spawns a task.
+//! and metric names, and what the binaries share at start-up ([`startup`]). Nothing here owns
+//! a socket or spawns a task.
 
 pub mod codec;
 pub mod config;
 pub mod metrics;
 pub mod quic;
+pub mod startup;
 pub mod tables;
 pub mod topic;

@@ -61,7 +61,10 @@ pub const MESSAGES_RECEIVED_TOTAL: &str = "meshmq_messages_received_total";
 pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
 /// Counter: messages dropped instead of delivered. Labels: `reason` (`queue_full`,
 /// `no_subscribers`, `expired`, `too_large_for_client`, `not_authorized`,
-/// `inflight_full_qos0`, `offline_qos0`, `session_ended`).
+/// `inflight_full_qos0`, `offline_qos0`, `session_ended`, `sys_topic`: a client's PUBLISH
+/// or will to `$SYS` or `$SYS/...`, the broker's own namespace, refused unless the
+/// authorizer grants it; 5.0 QoS 1/2 publishers got PUBACK/PUBREC 0x87, nothing was
+/// stored as retained).
 pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
 /// Counter: times a publishing connection stopped reading (for at most 50 ms) because a
 /// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len`,
@@ -83,7 +86,8 @@ pub const BYTES_SENT_TOTAL: &str = "meshmq_bytes_sent_total";
 /// (decoder error label).
 pub const MALFORMED_PACKETS_TOTAL: &str = "meshmq_malformed_packets_total";
 /// Counter: well-formed packets that broke a protocol rule. Labels: `reason`
-/// (e.g. `unexpected_packet`, `topic_alias`, `session_expiry`).
+/// (e.g. `unexpected_packet`, `topic_alias`, `session_expiry`, `subscription_identifier`:
+/// a client PUBLISH carrying a Subscription Identifier, MQTT-3.3.4-6).
 pub const PROTOCOL_ERRORS_TOTAL: &str = "meshmq_protocol_errors_total";
 /// Counter: operations refused by the authorizer. Labels: `action` (`publish`, `subscribe`).
 pub const AUTHZ_DENIED_TOTAL: &str = "meshmq_authz_denied_total";

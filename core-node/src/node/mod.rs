@@ -106,7 +106,18 @@ pub enum CoreError {
         /// What failed.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Certificates or the QUIC endpoint.
+    /// This core's certificate, key or the cluster CA could not be loaded.
+    #[error("cannot load the core's certificates: {0}")]
+    Certificates(String),
+    /// The QUIC endpoint could not be bound (address in use, not local, no permission).
+    #[error("cannot bind the core endpoint {addr}: {error}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        error: String,
+    },
+    /// The bound QUIC endpoint could not be inspected.
     #[error("core endpoint: {0}")]
     Endpoint(String),
     /// openraft refused its configuration or failed to start.
@@ -148,9 +159,15 @@ impl CoreNode {
             dir: cfg.data_dir.clone(),
             source: Box::new(e),
         })?;
-        let id = Identity::load(&cfg.certs).map_err(|e| CoreError::Endpoint(e.to_string()))?;
-        let endpoint = quic::endpoint::bind(cfg.core_bind, &id, quic::ALPN_CORE)
-            .map_err(|e| CoreError::Endpoint(e.to_string()))?;
+        let id = Identity::load(&cfg.certs).map_err(|e| CoreError::Certificates(e.to_string()))?;
+        let endpoint =
+            quic::endpoint::bind(cfg.core_bind, &id, quic::ALPN_CORE).map_err(|e| match e {
+                quic::endpoint::QuicError::Bind { addr, error } => CoreError::Bind {
+                    addr,
+                    error: error.to_string(),
+                },
+                other => CoreError::Certificates(other.to_string()),
+            })?;
         let bound = endpoint
             .local_addr()
             .map_err(|e| CoreError::Endpoint(e.to_string()))?;

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::debug;
 
 use super::{Conn, Exit};
-use crate::authz::AuthzAction;
+use crate::authz;
 use crate::broker::Ctx;
 use crate::cluster;
 use crate::message::Message;
@@ -150,11 +150,8 @@ fn will_delay(w: &Will) -> u32 {
 
 /// Publishes a will message through the normal path (authorization, retained, routing).
 pub(crate) async fn publish_will(ctx: &Arc<Ctx>, w: Will, client_id: &str, username: Option<&str>) {
-    if !ctx
-        .authz
-        .check(client_id, username, AuthzAction::Publish, &w.topic)
-    {
-        metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
+    if let Err(denied) = authz::check_publish(ctx.authz.as_ref(), client_id, username, &w.topic) {
+        denied.count();
         return;
     }
     metrics::counter!(m::WILL_MESSAGES_SENT_TOTAL).increment(1);

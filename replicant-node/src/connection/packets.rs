@@ -9,7 +9,7 @@ use meshmq_shared::metrics as m;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, Exit};
-use crate::authz::AuthzAction;
+use crate::authz::{self, PublishDenied};
 use crate::message::Message;
 use crate::publish;
 use crate::session::Outgoing;
@@ -67,6 +67,13 @@ where
 
     async fn on_publish(&mut self, mut p: Publish) -> Option<Exit> {
         metrics::counter!(m::MESSAGES_RECEIVED_TOTAL, "qos" => qos_label(p.qos)).increment(1);
+        if !p.properties.subscription_identifiers.is_empty() {
+            // MQTT-3.3.4-6: only the server puts Subscription Identifiers in a PUBLISH.
+            metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "subscription_identifier")
+                .increment(1);
+            self.queue_disconnect(ReasonCode::ProtocolError);
+            return Some(Exit::ServerClose(ReasonCode::ProtocolError));
+        }
         if p.retain && !self.ctx.config.mqtt.retain_available {
             self.queue_disconnect(ReasonCode::RetainNotSupported);
             return Some(Exit::ServerClose(ReasonCode::RetainNotSupported));
@@ -81,15 +88,13 @@ where
             }
             Some(Ok(())) => {}
         }
-        let allowed = self.ctx.authz.check(
+        let verdict = authz::check_publish(
+            self.ctx.authz.as_ref(),
             &self.client_id,
             self.username.as_deref(),
-            AuthzAction::Publish,
             &p.topic,
         );
-        if !allowed {
-            metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "publish").increment(1);
-        }
+        let allowed = verdict.map_err(PublishDenied::count).is_ok();
         let decision = self.with_session(|s, now, out| s.on_publish(now, p, allowed, out));
         let route = match decision {
             None => return self.kicked(),

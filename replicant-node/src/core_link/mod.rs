@@ -7,7 +7,8 @@
 //! indexes are global, so any core can continue the stream). The lease task ([`lease`])
 //! renews `Lease{node, incarnation, ttl}` every third of the ttl. [`CoreLink::transact`]
 //! ([`transact`]) commits a batch and returns only once the replica applied it, which is
-//! what lets SUBACK promise the route is visible (invariant 1).
+//! what lets SUBACK promise the route is visible (invariant 1). [`CoreLink::health`]
+//! ([`health`]) says whether it follows a core, lags, or is down.
 //!
 //! It owns the QUIC connections to cores and the retry policy. It must never build table
 //! operations (the callers do), never write the replica other than through the follow
@@ -16,6 +17,7 @@
 
 mod coalesce;
 mod follow;
+pub mod health;
 mod lease;
 pub mod pick;
 mod resend;
@@ -33,6 +35,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::replica::{Replica, ReplicaError};
+pub use health::{LinkHealth, LinkState};
 use pick::Dialer;
 
 /// How to reach the core group and who this node is.
@@ -207,6 +210,15 @@ impl CoreLink {
     /// Highest commit index any core reported to this link.
     pub fn commit_index(&self) -> u64 {
         self.shared.commit_index.load(Ordering::Relaxed)
+    }
+
+    /// Following, lagging or down, with the core and the indexes (for `/health`).
+    pub fn health(&self) -> LinkHealth {
+        LinkHealth::judge(
+            self.current_core(),
+            self.shared.replica.applied_index(),
+            self.commit_index(),
+        )
     }
 
     /// Counters since start.

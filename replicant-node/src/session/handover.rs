@@ -35,6 +35,7 @@ impl Session {
     /// Takes the in-flight window, the pending queue and `awaiting_rel` out of this session
     /// (it keeps its subscriptions), in the order the new owner must restore them.
     pub fn export(&mut self) -> HandedState {
+        self.unsent = 0;
         let mut deliveries: Vec<Handed> = self
             .inflight
             .drain(..)
@@ -75,6 +76,8 @@ impl Session {
                         delivery: h.delivery,
                         stage,
                     });
+                    // Not sent on any connection of this node: waits for the attach.
+                    self.unsent += 1;
                 }
                 // A PUBREL whose id is taken here cannot be re-sent: the PUBREC was
                 // received, so the client has the message; nothing is lost.

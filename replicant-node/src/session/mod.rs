@@ -127,6 +127,11 @@ pub struct Session {
     conn: ConnParams,
     next_packet_id: u16,
     inflight: VecDeque<Inflight>,
+    /// How many entries at the back of `inflight` still wait to be (re-)sent on this
+    /// connection: after a reconnect whose Receive Maximum admits fewer than were in
+    /// flight, the rest wait there, in order and with their packet ids, until acks open
+    /// the window. Always a suffix: new deliveries are only appended when none wait.
+    unsent: usize,
     pending: VecDeque<Delivery>,
     awaiting_rel: HashMap<u16, Instant>,
     in_aliases: HashMap<u16, String>,
@@ -145,6 +150,7 @@ impl Session {
             conn,
             next_packet_id: 1,
             inflight: VecDeque::new(),
+            unsent: 0,
             pending: VecDeque::new(),
             awaiting_rel: HashMap::new(),
             in_aliases: HashMap::new(),
@@ -159,8 +165,9 @@ impl Session {
     }
 
     /// Attaches a new connection to a resumed session: resets connection-scoped state and
-    /// re-sends every unacknowledged QoS 1/2 PUBLISH (DUP=1) and PUBREL, exactly once, then
-    /// whatever the window admits from the pending queue.
+    /// re-sends the unacknowledged QoS 1/2 PUBLISHes (DUP=1) and PUBRELs in order, each
+    /// once, as many as the new connection's Receive Maximum admits (the rest follow as
+    /// acks open the window), then whatever the window admits from the pending queue.
     pub fn attach(&mut self, now: Instant, conn: ConnParams, out: &mut Vec<Outgoing>) {
         self.conn = conn;
         self.in_aliases.clear();

@@ -2,7 +2,10 @@
 //! server-assigned topic aliases.
 //!
 //! Unacknowledged QoS 1/2 messages are re-sent only when a connection attaches to the
-//! session (DUP=1), never on a timer while connected (MQTT 5.0 4.4).
+//! session (DUP=1), never on a timer while connected (MQTT 5.0 4.4), and no more at once
+//! than the new connection's Receive Maximum admits: the rest wait at the back of the
+//! in-flight window, in order and with their packet ids, until acks open it (MQTT-3.3.4-9
+//! holds for re-sent messages too). New messages never overtake them.
 
 use std::time::Instant;
 
@@ -61,8 +64,10 @@ impl Session {
         self.pending.push_back(d);
     }
 
-    /// Sends what the window admits from the pending queue.
+    /// Sends what the window admits: first the in-flight entries still waiting to be
+    /// re-sent on this connection, then from the pending queue.
     pub(super) fn pump(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
+        self.resend_waiting(now, out);
         while self.window_open() {
             let Some(d) = self.pending.pop_front() else {
                 break;
@@ -75,9 +80,15 @@ impl Session {
         }
     }
 
+    /// How many QoS 1/2 deliveries may be unacknowledged on this connection.
+    fn window(&self) -> usize {
+        usize::from(self.conn.receive_maximum.min(self.limits.max_inflight))
+    }
+
+    /// Room for a new delivery: none waits to be re-sent (a new message must not overtake
+    /// them, and they stay the back of `inflight`) and the window has room.
     fn window_open(&self) -> bool {
-        let window = self.conn.receive_maximum.min(self.limits.max_inflight);
-        self.inflight.len() < usize::from(window)
+        self.unsent == 0 && self.inflight.len() < self.window()
     }
 
     fn send_new(&mut self, now: Instant, d: Delivery, out: &mut Vec<Outgoing>) {
@@ -154,34 +165,44 @@ impl Session {
         }
     }
 
+    /// On attach: every in-flight entry is to be sent again on the new connection (expired
+    /// PUBLISHes are dropped, counted); as many as its window admits go now.
     pub(super) fn resend_inflight(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
-        let mut expired = Vec::new();
-        for f in &self.inflight {
-            match f.stage {
-                Stage::AwaitPubComp => {
-                    out.push(Outgoing::Packet(Packet::PubRel(PubResp::new(f.packet_id))))
-                }
-                _ if f.delivery.msg.is_expired(now) => expired.push(f.packet_id),
-                _ => {
-                    let variant = PublishVariant {
-                        qos: f.delivery.qos,
-                        packet_id: f.packet_id,
-                        dup: true,
-                        retain: f.delivery.retain,
-                        subscription_ids: f.delivery.subscription_ids.clone(),
-                        topic_alias: None,
-                        omit_topic: false,
-                    };
-                    out.push(Outgoing::Publish {
-                        msg: f.delivery.msg.clone(),
-                        variant,
-                    });
-                }
+        let before = self.inflight.len();
+        self.inflight
+            .retain(|f| f.stage == Stage::AwaitPubComp || !f.delivery.msg.is_expired(now));
+        self.drops.expired += (before - self.inflight.len()) as u64;
+        self.unsent = self.inflight.len();
+        self.resend_waiting(now, out);
+    }
+
+    /// Re-sends waiting in-flight entries, oldest first, while fewer than the window are
+    /// outstanding on this connection: PUBREL for a QoS 2 message past PUBREC, else the
+    /// PUBLISH with DUP=1 and its packet id. One that expired while waiting is dropped.
+    fn resend_waiting(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
+        let window = self.window();
+        while self.unsent > 0 && self.inflight.len() - self.unsent < window {
+            // The waiting entries are the last `unsent` ones (see `Session::unsent`).
+            let i = self.inflight.len() - self.unsent;
+            let Some(f) = self.inflight.get(i) else {
+                self.unsent = 0;
+                break;
+            };
+            if f.stage != Stage::AwaitPubComp && f.delivery.msg.is_expired(now) {
+                self.drops.expired += 1;
+                self.remove_inflight(i);
+                continue;
             }
+            out.push(resend_of(f));
+            self.unsent -= 1;
         }
-        for id in expired {
-            self.drops.expired += 1;
-            self.inflight.retain(|f| f.packet_id != id);
+    }
+
+    /// Removes in-flight entry `i`, keeping the count of waiting ones right.
+    fn remove_inflight(&mut self, i: usize) {
+        let first_waiting = self.inflight.len() - self.unsent;
+        if self.inflight.remove(i).is_some() && i >= first_waiting {
+            self.unsent -= 1;
         }
     }
 
@@ -194,7 +215,7 @@ impl Session {
     /// PUBACK from the client: frees the window slot.
     pub fn on_puback(&mut self, now: Instant, packet_id: u16, out: &mut Vec<Outgoing>) {
         if let Some(i) = self.position(packet_id, Stage::AwaitPubAck) {
-            self.inflight.remove(i);
+            self.remove_inflight(i);
             self.pump(now, out);
         }
     }
@@ -203,7 +224,7 @@ impl Session {
     pub fn on_pubrec(&mut self, now: Instant, p: &PubResp, out: &mut Vec<Outgoing>) {
         match self.position(p.packet_id, Stage::AwaitPubRec) {
             Some(i) if p.reason.is_error() => {
-                self.inflight.remove(i);
+                self.remove_inflight(i);
                 self.pump(now, out);
             }
             Some(i) => {
@@ -227,8 +248,29 @@ impl Session {
     /// PUBCOMP from the client: the QoS 2 flow is complete.
     pub fn on_pubcomp(&mut self, now: Instant, packet_id: u16, out: &mut Vec<Outgoing>) {
         if let Some(i) = self.position(packet_id, Stage::AwaitPubComp) {
-            self.inflight.remove(i);
+            self.remove_inflight(i);
             self.pump(now, out);
         }
+    }
+}
+
+/// What re-sends an in-flight entry: PUBREL once PUBREC came, else the PUBLISH again with
+/// DUP=1, the same packet id and no topic alias (the new connection has none yet).
+fn resend_of(f: &Inflight) -> Outgoing {
+    if f.stage == Stage::AwaitPubComp {
+        return Outgoing::Packet(Packet::PubRel(PubResp::new(f.packet_id)));
+    }
+    let variant = PublishVariant {
+        qos: f.delivery.qos,
+        packet_id: f.packet_id,
+        dup: true,
+        retain: f.delivery.retain,
+        subscription_ids: f.delivery.subscription_ids.clone(),
+        topic_alias: None,
+        omit_topic: false,
+    };
+    Outgoing::Publish {
+        msg: f.delivery.msg.clone(),
+        variant,
     }
 }

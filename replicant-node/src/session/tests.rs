@@ -62,6 +62,74 @@ fn v5_4_9_receive_maximum_limits_the_window_and_acks_reopen_it() {
 }
 
 #[test]
+fn v5_4_9_resent_inflight_waits_for_a_smaller_receive_maximum() {
+    let now = Instant::now();
+    let mut s = session(20);
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        s.deliver(now, delivery(now, "t", QoS::AtLeastOnce), &mut out);
+    }
+    assert_eq!(publishes(&out).len(), 20, "all 20 in flight, none acked");
+    out.clear();
+    // The client comes back with Receive Maximum 5: only the 5 oldest are re-sent.
+    s.attach(now, conn(ProtocolVersion::V5, 5), &mut out);
+    let dup = |ids: std::ops::RangeInclusive<u16>| ids.map(|i| (i, true)).collect::<Vec<_>>();
+    assert_eq!(publishes(&out), dup(1..=5));
+    assert_eq!(s.inflight_len(), 20, "the rest keep their packet ids");
+    out.clear();
+    // A new message must not overtake them.
+    s.deliver(now, delivery(now, "new", QoS::AtLeastOnce), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(s.pending_len(), 1);
+    // Each ack opens one slot: the next waiting one, in order, DUP=1, same id.
+    s.on_puback(now, 1, &mut out);
+    assert_eq!(publishes(&out), dup(6..=6));
+    out.clear();
+    // An ack for a waiting one (the client had it from the old connection) frees no slot
+    // on this connection: nothing more is sent, and it is not re-sent later.
+    s.on_puback(now, 20, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    for id in 2..=14 {
+        s.on_puback(now, id, &mut out);
+    }
+    assert_eq!(publishes(&out), dup(7..=19));
+    out.clear();
+    // Nothing waits any more: the queued new message goes under a fresh id.
+    s.on_puback(now, 15, &mut out);
+    assert_eq!(publishes(&out), vec![(21, false)]);
+    assert_eq!((s.inflight_len(), s.pending_len()), (5, 0));
+}
+
+#[test]
+fn v5_4_9_a_pubrel_to_resend_takes_a_slot_of_the_window() {
+    let now = Instant::now();
+    let mut s = session(10);
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        s.deliver(now, delivery(now, "t", QoS::ExactlyOnce), &mut out);
+    }
+    s.on_pubrec(now, &PubResp::new(1), &mut out);
+    out.clear();
+    s.attach(now, conn(ProtocolVersion::V5, 1), &mut out);
+    assert!(
+        matches!(&out[..], [Outgoing::Packet(Packet::PubRel(r))] if r.packet_id == 1),
+        "only the PUBREL fits a window of 1: {out:?}"
+    );
+    out.clear();
+    s.on_pubcomp(now, 1, &mut out);
+    assert_eq!(publishes(&out), vec![(2, true)]);
+    out.clear();
+    s.on_pubrec(now, &PubResp::new(2), &mut out);
+    assert!(
+        publishes(&out).is_empty(),
+        "message 2 still holds the slot until PUBCOMP"
+    );
+    out.clear();
+    s.on_pubcomp(now, 2, &mut out);
+    assert_eq!(publishes(&out), vec![(3, true)]);
+}
+
+#[test]
 fn v5_4_4_redelivery_on_attach_only_with_dup() {
     let now = Instant::now();
     let mut s = session(10);

@@ -26,6 +26,7 @@ mod evacuation_restart;
 mod failover;
 mod handover;
 mod harness;
+mod health;
 mod leader_crash;
 mod lease;
 mod rebalance;

@@ -19,6 +19,7 @@ mod retained;
 mod sessions;
 mod shared_subs;
 mod subscribe_acks;
+mod sys_publish;
 mod topics;
 mod v5_properties;
 mod websocket;

@@ -264,6 +264,73 @@ async fn v5_4_4_0_1_unacked_message_is_resent_with_dup_on_reconnect() {
 }
 
 #[tokio::test]
+async fn v5_3_3_4_9_resent_in_flight_respects_the_new_receive_maximum() {
+    let b = common::broker().await;
+    let id = common::unique("rm-resend");
+    let persistent = |receive_maximum: u16| {
+        let mut c = connect_packet(V5, &id);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(60);
+        c.properties.receive_maximum = Some(receive_maximum);
+        c
+    };
+    let (mut sub, _) = RawClient::connect_with(b.mqtt_addr(), persistent(20)).await;
+    sub.subscribe("rmr/t", QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connect(b.mqtt_addr(), V5, &common::unique("rmr-pub")).await;
+    for i in 0..20 {
+        publisher
+            .publish("rmr/t", &i.to_string(), QoS::AtLeastOnce, false)
+            .await;
+    }
+    let mut first = Vec::new();
+    for _ in 0..20 {
+        first.push(sub.recv_publish().await);
+    }
+    sub.disconnect(ReasonCode::Success).await; // 20 in flight, none acknowledged
+
+    // Back with Receive Maximum 5: exactly the 5 oldest, DUP=1 with their packet ids.
+    let (mut sub, ack) = RawClient::connect_with(b.mqtt_addr(), persistent(5)).await;
+    assert!(ack.session_present);
+    let mut outstanding = std::collections::VecDeque::new();
+    for want in &first[..5] {
+        let p = sub.recv_publish().await;
+        assert_eq!(
+            (&p.payload, p.packet_id, p.dup),
+            (&want.payload, want.packet_id, true)
+        );
+        outstanding.push_back(p);
+    }
+    // A new message meanwhile must not overtake the 15 still waiting.
+    publisher
+        .publish("rmr/t", "new", QoS::AtLeastOnce, false)
+        .await;
+    sub.expect_no_publish(QUIET).await; // five unacknowledged: the window is full
+    // Each PUBACK opens one slot: the next waiting message, in order, then the new one.
+    for want in &first[5..] {
+        let acked = outstanding.pop_front().expect("one outstanding");
+        sub.ack(&acked).await;
+        let p = sub.recv_publish().await;
+        assert_eq!(
+            (&p.payload, p.packet_id, p.dup),
+            (&want.payload, want.packet_id, true)
+        );
+        outstanding.push_back(p);
+        if want.packet_id == first[5].packet_id {
+            sub.expect_no_publish(QUIET).await; // one ack, one message
+        }
+    }
+    let acked = outstanding.pop_front().expect("one outstanding");
+    sub.ack(&acked).await;
+    let p = sub.recv_publish().await;
+    assert_eq!((&p.payload[..], p.dup), (&b"new"[..], false));
+    outstanding.push_back(p);
+    for p in &outstanding {
+        sub.ack(p).await;
+    }
+    sub.expect_no_publish(QUIET).await;
+}
+
+#[tokio::test]
 async fn v5_4_4_0_2_no_redelivery_while_connected() {
     let b = common::broker().await;
     let mut sub = RawClient::connect(b.mqtt_addr(), V5, "noretry-sub").await;

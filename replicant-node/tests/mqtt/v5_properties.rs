@@ -1,6 +1,7 @@
 //! MQTT 5.0 properties end to end (sections 3.1.2, 3.2.2, 3.3.2, 3.8.3): topic aliases both
 //! ways, message expiry, pass-through of application properties, No Local, Maximum Packet
-//! Size both ways, and Request / Response Information.
+//! Size both ways, Request / Response Information, and no Subscription Identifier from a
+//! client.
 
 use std::time::Duration;
 
@@ -48,6 +49,34 @@ async fn v5_3_3_2_3_4_unknown_topic_alias_is_a_protocol_error() {
         reason.is_some(),
         "DISCONNECT 0x82 (or 0x94) before the close"
     );
+}
+
+#[tokio::test]
+async fn v5_3_3_4_6_subscription_identifier_from_client_is_a_protocol_error() {
+    let b = common::broker().await;
+    let mut sub = RawClient::connect(b.mqtt_addr(), V5, &common::unique("sid-sub")).await;
+    sub.subscribe("sid/#", QoS::AtMostOnce).await;
+    let before = protocol_errors(&b, "subscription_identifier").await;
+    let mut c = RawClient::connect(b.mqtt_addr(), V5, &common::unique("sid-pub")).await;
+    let mut p = publish_packet("sid/x", b"x", QoS::AtLeastOnce, false);
+    p.packet_id = 1;
+    p.properties.subscription_identifiers = vec![7];
+    c.send(&Packet::Publish(p)).await;
+    let reason = c.expect_closed_with(&[ReasonCode::ProtocolError]).await;
+    assert_eq!(
+        reason,
+        Some(ReasonCode::ProtocolError),
+        "MQTT-3.3.4-6: DISCONNECT 0x82, not a PUBACK"
+    );
+    sub.expect_no_publish(QUIET).await;
+    let after = protocol_errors(&b, "subscription_identifier").await;
+    assert!(after > before, "counted: {before} -> {after}");
+}
+
+/// `meshmq_protocol_errors_total{reason}` now (process-wide).
+async fn protocol_errors(b: &common::TestBroker, reason: &str) -> f64 {
+    let text = common::metrics_text(b).await;
+    common::metric_sum(&text, "meshmq_protocol_errors_total", &[("reason", reason)]).unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! MQTT over WebSocket (MQTT 5.0 section 6): a 3.1.1 client on `ws://.../mqtt` with the
 //! `mqtt` subprotocol exchanges messages with a TCP client; MQTT packets may span WebSocket
-//! frames and one frame may carry several packets.
+//! frames and one frame may carry several packets. The WebSocket frame and message limits
+//! follow `mqtt.max_packet_size`: a packet the MQTT limit allows passes, a frame announced
+//! beyond it closes the connection before its payload is read.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -9,6 +11,7 @@ use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use meshmq_shared::codec::ProtocolVersion::{self, V311};
 use meshmq_shared::codec::{self, Packet, Publish, QoS, ReasonCode, Subscribe};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -16,7 +19,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use crate::common::clients::v4;
-use crate::common::raw::{connect_packet, publish_packet, sub_opts};
+use crate::common::raw::{RawClient, connect_packet, publish_packet, sub_opts};
 use crate::common::{self, WAIT};
 
 /// An MQTT client over a WebSocket, using our codec.
@@ -175,4 +178,87 @@ async fn v5_6_0_websocket_client_talks_to_tcp_client() {
         }
         other => panic!("expected PUBLISH, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn ws_limits_follow_max_packet_size_upwards() {
+    // 2 MiB MQTT limit: a 1.5 MiB PUBLISH in one WebSocket message must pass (the old fixed
+    // WebSocket limit of 1 MiB + 64 KiB closed the connection).
+    let b = common::start_broker(|c| c.mqtt.max_packet_size = 2 * 1024 * 1024).await;
+    let ws_addr = b.ws_addr().expect("WebSocket listener enabled");
+    let topic = common::unique("ws/big");
+    let mut sub = RawClient::connect(b.mqtt_addr(), ProtocolVersion::V5, "ws-big-sub").await;
+    sub.subscribe(&topic, QoS::AtLeastOnce).await;
+    let mut ws = WsClient::open(ws_addr).await;
+    ws.send(&Packet::Connect(Box::new(connect_packet(V311, "ws-big"))))
+        .await;
+    assert!(matches!(ws.recv().await, Packet::ConnAck(a) if a.code == ReasonCode::Success));
+    let payload = vec![0x5a_u8; 1536 * 1024];
+    let mut p = publish_packet(&topic, &payload, QoS::AtLeastOnce, false);
+    p.packet_id = 1;
+    ws.send(&Packet::Publish(p)).await;
+    match ws.recv().await {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, 1),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    let got = sub.recv_publish().await;
+    assert_eq!(got.payload.len(), payload.len());
+}
+
+/// Upgrades a raw TCP connection to a WebSocket on `/mqtt` (subprotocol `mqtt`) by hand, so
+/// the test can then write frame bytes of its choosing.
+async fn raw_ws(addr: SocketAddr) -> TcpStream {
+    let mut tcp = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect in time")
+        .expect("tcp connect");
+    let req = format!(
+        "GET /mqtt HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut byte))
+            .await
+            .expect("upgrade answer in time")
+            .expect("read upgrade answer");
+        assert_eq!(n, 1, "closed during the upgrade: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tcp
+}
+
+#[tokio::test]
+async fn ws_frame_beyond_max_packet_size_closes_without_reading_its_payload() {
+    // 8 KiB MQTT limit: a frame announcing 512 KiB (under the old fixed limit) is refused
+    // from its header alone; the broker closes while the client has sent 16 bytes of it.
+    let b = common::start_broker(|c| c.mqtt.max_packet_size = 8 * 1024).await;
+    let mut tcp = raw_ws(b.ws_addr().expect("WebSocket listener enabled")).await;
+    let len: u64 = 512 * 1024;
+    let mut frame = vec![0x82, 0x80 | 127]; // FIN + binary; masked, 64-bit length
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]); // masking key
+    frame.extend_from_slice(&[0u8; 16]); // the start of the payload, no more
+    tcp.write_all(&frame).await.expect("write frame start");
+    // Whatever the broker sends (at most a Close frame), then the end of the connection.
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 256];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tcp.read(&mut buf)).await {
+            Err(_) => panic!("connection still open {WAIT:?} after an oversized frame header"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+    }
+    // The listener keeps serving: a fitting packet still works on a new connection.
+    let mut ws = WsClient::open(b.ws_addr().expect("WebSocket listener enabled")).await;
+    ws.send(&Packet::Connect(Box::new(connect_packet(V311, "ws-after"))))
+        .await;
+    assert!(matches!(ws.recv().await, Packet::ConnAck(a) if a.code == ReasonCode::Success));
 }

@@ -9,6 +9,8 @@ mod common;
 
 #[path = "../mqtt/authz.rs"]
 mod authz;
+#[path = "../mqtt/closing.rs"]
+mod closing;
 #[path = "../mqtt/connect.rs"]
 mod connect;
 #[path = "../mqtt/malformed.rs"]
@@ -23,6 +25,10 @@ mod retained;
 mod sessions;
 #[path = "../mqtt/shared_subs.rs"]
 mod shared_subs;
+#[path = "../mqtt/subscribe_acks.rs"]
+mod subscribe_acks;
+#[path = "../mqtt/sys_publish.rs"]
+mod sys_publish;
 #[path = "../mqtt/topics.rs"]
 mod topics;
 #[path = "../mqtt/v5_properties.rs"]

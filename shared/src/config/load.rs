@@ -21,6 +21,21 @@ pub const ENV_PREFIX: &str = "MESHMQ_";
 /// Separator between key levels in an environment variable name.
 pub const ENV_SEPARATOR: &str = "__";
 
+/// The environment variable that sets `key` (`listeners.mqtt_bind` →
+/// `MESHMQ_LISTENERS__MQTT_BIND`).
+pub fn env_var(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.to_ascii_uppercase().replace('.', ENV_SEPARATOR)
+    )
+}
+
+/// How an error names setting `key` for an operator: the key and its environment variable,
+/// `listeners.mqtt_bind / MESHMQ_LISTENERS__MQTT_BIND`.
+pub fn setting(key: &str) -> String {
+    format!("{key} / {}", env_var(key))
+}
+
 /// Largest packet size MQTT can express (a 4-byte remaining length plus the fixed header).
 const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_460;
 /// Smallest packet size we accept as a limit: anything lower cannot carry a useful CONNECT.
@@ -51,7 +66,7 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The configuration file given with `--config` could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read the config file {} (--config): {source}", path.display())]
     File {
         /// The file that was asked for.
         path: PathBuf,
@@ -63,7 +78,7 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Parse(Box<figment::Error>),
     /// The merged configuration is well-formed but a value is out of range.
-    #[error("invalid configuration: `{key}` {reason}")]
+    #[error("invalid configuration ({}): {reason}", setting(key))]
     Invalid {
         /// Dotted key path, e.g. `mqtt.receive_maximum`.
         key: &'static str,

@@ -250,7 +250,23 @@ fn out_of_range_values_are_rejected_with_the_key() {
             other => panic!("{var}={value}: expected Invalid, got {other}"),
         }
         assert!(err.to_string().contains(key), "{err}");
+        assert!(
+            err.to_string().contains(var),
+            "names the variable too: {err}"
+        );
     }
+}
+
+#[test]
+fn settings_are_named_with_their_environment_variable() {
+    assert_eq!(
+        env_var("listeners.mqtt_bind"),
+        "MESHMQ_LISTENERS__MQTT_BIND"
+    );
+    assert_eq!(
+        setting("cluster.certs_dir"),
+        "cluster.certs_dir / MESHMQ_CLUSTER__CERTS_DIR"
+    );
 }
 
 #[test]

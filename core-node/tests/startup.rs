@@ -1,0 +1,97 @@
+//! Start-up failures of the real `core-node` binary: its QUIC port in use, a certificate
+//! directory with garbage in it. Each must end the process with a non-zero exit code and
+//! exactly one `error: ...` line on stderr naming the flag (and its environment variable)
+//! and the cause, without a backtrace.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bound on one run of the binary (it fails during start-up).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `core-node` with `args` (HTTP on port 0, data in `data`), without `RUST_LOG`,
+/// `RUST_BACKTRACE` or `MESHMQ_CORE__*` from the test's environment.
+fn run(data: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_core-node"));
+    cmd.args(["--data-dir", data.to_str().expect("utf-8 temp path")])
+        .args(["--http-bind", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("MESHMQ_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn core-node");
+    let end = Instant::now() + RUN_LIMIT;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() >= end {
+            let _ = child.kill();
+            panic!("core-node still running after {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20)); // polling a child process, bounded
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Asserts a failed start with one `error:` line naming each of `wanted`, no backtrace.
+fn assert_one_error_line(out: &Output, wanted: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.status.code().is_some(),
+        "{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for w in wanted {
+        assert!(lines[0].contains(w), "{:?} does not name {w:?}", lines[0]);
+    }
+    assert!(
+        !stderr.to_ascii_lowercase().contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn core_port_in_use_names_the_core_bind_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let taken = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = run(data.path(), &["--core-bind", &addr]);
+    assert_one_error_line(
+        &out,
+        &[
+            "core endpoint",
+            &addr,
+            "--core-bind / MESHMQ_CORE__BIND",
+            "in use",
+        ],
+    );
+}
+
+#[test]
+fn garbage_certificates_name_the_certs_dir_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let certs = data.path().join("garbage");
+    std::fs::create_dir(&certs).expect("mkdir");
+    for f in ["ca.pem", "ca.key", "core-1.pem", "core-1.key"] {
+        std::fs::write(certs.join(f), "not a certificate\n").expect("write");
+    }
+    let certs = certs.to_str().expect("utf-8");
+    let out = run(
+        data.path(),
+        &["--core-bind", "127.0.0.1:0", "--certs-dir", certs],
+    );
+    assert_one_error_line(
+        &out,
+        &["certificates", "--certs-dir / MESHMQ_CORE__CERTS_DIR"],
+    );
+}
