@@ -96,8 +96,16 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Registry claims that did not commit (the CONNECT was refused with 0x88 / code 3).",
     ),
     (
+        m::UNKNOWN_CLAIMS_TOTAL,
+        "Registry claims with an unknown outcome (CONNECT refused), by what became of them.",
+    ),
+    (
         m::SUBSCRIBE_FAILURES_TOTAL,
         "SUBSCRIBE filters refused because the cluster tables could not take them, by reason.",
+    ),
+    (
+        m::UNSUBSCRIBE_FAILURES_TOTAL,
+        "UNSUBSCRIBE filters kept because the cluster tables could not remove them.",
     ),
     (
         m::ROUTE_WAIT_TIMEOUTS_TOTAL,

@@ -48,6 +48,8 @@ pub struct Ctx {
     pub shared_picker: crate::shared_pick::SharedPicker,
     /// Commits this node's `routes` rows in decision order.
     pub route_writer: crate::route_writer::RouteWriter,
+    /// Registry claims whose outcome is unknown, watched until their row is closed.
+    pub unknown_claims: crate::unknown_claims::UnknownClaims,
     /// This node's evacuation, if one is under way.
     pub evacuation: crate::evacuation::Evacuation,
     /// Authorization hook.
@@ -73,6 +75,11 @@ impl Ctx {
     /// This node's name (the `node` column of the tables).
     pub fn node(&self) -> &str {
         &self.config.node.name
+    }
+
+    /// How long one write to a client may take (`listeners.send_timeout_ms`).
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.listeners.send_timeout_ms)
     }
 
     /// How long a connection the broker closes keeps draining the client's input
@@ -185,6 +192,7 @@ impl BrokerBuilder {
             route_writer: crate::route_writer::RouteWriter::new(Duration::from_millis(
                 config.cluster.transact_timeout_ms,
             )),
+            unknown_claims: crate::unknown_claims::UnknownClaims::default(),
             evacuation: crate::evacuation::Evacuation::default(),
             authz: self.authz,
             next_id: AtomicU64::new(1),
@@ -238,6 +246,7 @@ impl BrokerBuilder {
         tasks.spawn(sys::run(ctx.clone()));
         tasks.spawn(crate::forward::sync_links(ctx.clone()));
         tasks.spawn(crate::route_writer::run(ctx.clone()));
+        tasks.spawn(crate::unknown_claims::run(ctx.clone()));
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");

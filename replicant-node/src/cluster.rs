@@ -29,7 +29,8 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn op(kind: op::Kind) -> Op {
+/// An op of `kind`.
+pub fn op(kind: op::Kind) -> Op {
     Op { kind: Some(kind) }
 }
 
@@ -37,6 +38,17 @@ fn op(kind: op::Kind) -> Op {
 /// result). For callers that must tell a client what happened, see [`try_transact`].
 pub async fn transact(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
     try_transact(ctx, ops).await.unwrap_or_default()
+}
+
+/// Commits `ops` in as many entries as it takes (at most `MAX_OPS_PER_ENTRY` ops each, in
+/// order); failures are logged and counted. For bookkeeping that may exceed one entry (a
+/// session with more shared memberships than one entry takes).
+pub async fn transact_chunked(ctx: &Ctx, mut ops: Vec<Op>) {
+    while !ops.is_empty() {
+        let rest = ops.split_off(ops.len().min(core_node::api::MAX_OPS_PER_ENTRY));
+        transact(ctx, ops).await;
+        ops = rest;
+    }
 }
 
 /// Commits `ops` as one entry and returns one outcome per op, or why it did not commit
@@ -140,6 +152,9 @@ pub struct Claim {
 /// Claims `client_id` for this node; returns the new generation and what existed before,
 /// or `None` when the claim did not commit (core unreachable, timeout: the caller must
 /// not act as the client id's owner).
+///
+/// When the outcome is unknown (a timeout: the claim may still commit), the claim is
+/// watched (`crate::unknown_claims`) so that a row it leaves behind is closed again.
 pub async fn claim(
     ctx: &Ctx,
     client_id: &str,
@@ -147,6 +162,7 @@ pub async fn claim(
     expiry: u32,
     version: ProtocolVersion,
 ) -> Option<Claim> {
+    let at_ms = now_ms();
     let claim = RegistryClaim {
         client_id: client_id.to_owned(),
         node: ctx.node().to_owned(),
@@ -154,10 +170,18 @@ pub async fn claim(
         clean_start,
         session_expiry_secs: expiry,
         protocol_level: u32::from(version.level()),
-        now_ms: now_ms(),
+        now_ms: at_ms,
     };
-    let results = transact(ctx, vec![op(op::Kind::RegistryClaim(claim))]).await;
-    match results.into_iter().next() {
+    let results = try_transact(ctx, vec![op(op::Kind::RegistryClaim(claim))]).await;
+    let outcome = match results {
+        Ok(outcomes) => outcomes.into_iter().next(),
+        Err(TransactError::Timeout) => {
+            ctx.unknown_claims.watch(client_id, at_ms, expiry);
+            None
+        }
+        Err(_) => None,
+    };
+    match outcome {
         Some(op_result::Outcome::Claimed(c)) if c.generation > 0 => Some(Claim {
             generation: c.generation,
             previous: c.previous,

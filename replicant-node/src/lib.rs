@@ -30,6 +30,7 @@ pub mod session;
 pub mod sessions;
 pub mod shared_pick;
 pub mod sys;
+pub mod unknown_claims;
 pub mod ws;
 
 pub use authz::{AllowAll, Authorizer, AuthzAction};

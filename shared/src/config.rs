@@ -125,6 +125,11 @@ pub struct ListenersConfig {
     /// the `load_rebalance` starts, stops and status. `/health`, `/metrics` and the
     /// availability check stay open. None: no token (bind `http_bind` to a private address).
     pub api_key: Option<String>,
+    /// Milliseconds one write to an MQTT client may take (its socket or WebSocket accepting
+    /// what the broker sends) before the client is taken for dead and closed (EMQX's
+    /// `tcp_options.send_timeout`, 15 s). A client that stops reading holds its connection
+    /// at most this long.
+    pub send_timeout_ms: u64,
 }
 
 impl Default for ListenersConfig {
@@ -136,6 +141,7 @@ impl Default for ListenersConfig {
             max_connections: 1_000_000,
             backlog: 4096,
             api_key: None,
+            send_timeout_ms: 15_000,
         }
     }
 }

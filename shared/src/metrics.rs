@@ -101,11 +101,19 @@ pub const KEEPALIVE_TIMEOUTS_TOTAL: &str = "meshmq_keepalive_timeouts_total";
 /// Counter: registry claims (CONNECT, session adoption) that did not commit; the CONNECT
 /// is refused (5.0: 0x88 Server unavailable, 3.1.1: code 3). No labels.
 pub const REGISTRY_CLAIMS_FAILED_TOTAL: &str = "meshmq_registry_claims_failed_total";
+/// Counter: registry claims whose outcome was unknown (their CONNECT was refused), by what
+/// became of them. Labels: `result` (`closed`: it had committed and its row was closed
+/// again; `not_committed`: no row of it appeared within the watch; `dropped`: too many
+/// were watched).
+pub const UNKNOWN_CLAIMS_TOTAL: &str = "meshmq_unknown_claims_total";
 /// Counter: SUBSCRIBE filters answered with a failure code because the cluster tables
 /// could not take them (the filter is rolled back on this node). Labels: `reason`
 /// (`table_write`: the table transaction failed or timed out; `route_commit`: the route
 /// was not committed in time).
 pub const SUBSCRIBE_FAILURES_TOTAL: &str = "meshmq_subscribe_failures_total";
+/// Counter: UNSUBSCRIBE filters kept (answered 0x80 in MQTT 5) because the cluster tables
+/// could not remove them. No labels.
+pub const UNSUBSCRIBE_FAILURES_TOTAL: &str = "meshmq_unsubscribe_failures_total";
 /// Counter: waits for this node's route decisions to commit that timed out. No labels.
 pub const ROUTE_WAIT_TIMEOUTS_TOTAL: &str = "meshmq_route_wait_timeouts_total";
 /// Counter: cluster table transactions. Labels: `result` (`ok`, `error`).
@@ -274,7 +282,9 @@ pub const COUNTERS: &[&str] = &[
     KEEPALIVE_TIMEOUTS_TOTAL,
     TABLE_TRANSACTIONS_TOTAL,
     REGISTRY_CLAIMS_FAILED_TOTAL,
+    UNKNOWN_CLAIMS_TOTAL,
     SUBSCRIBE_FAILURES_TOTAL,
+    UNSUBSCRIBE_FAILURES_TOTAL,
     ROUTE_WAIT_TIMEOUTS_TOTAL,
     REPLICA_SNAPSHOT_INSTALLS_TOTAL,
     REPLICA_CORE_SWITCHES_TOTAL,

@@ -28,7 +28,8 @@ where
 {
     /// Closes the socket and settles the will and the session according to why it ended.
     pub(super) async fn close(mut self, exit: Exit) {
-        let _ = self.writer.shutdown().await;
+        // Bounded: shutting down flushes, and a client that stopped reading would hold it.
+        let _ = tokio::time::timeout(self.ctx.close_linger(), self.writer.shutdown()).await;
         // Release the buffers before the bookkeeping below waits for the core: in a
         // reconnect storm thousands of closing tasks wait at once. A client that closed (or
         // said DISCONNECT) has its socket dropped at once too (each kept socket counts
@@ -41,12 +42,20 @@ where
             Exit::ClientDisconnect(_) | Exit::Dropped => None,
         };
         let (closing, will, reader, writer) = self.into_closing();
-        if let Some(max) = linger {
-            tokio::spawn(super::linger(reader, writer, max));
-        } else {
-            drop((reader, writer));
+        match linger {
+            // Beside the bookkeeping, in this task: the lingering socket still counts as a
+            // connection (`max_connections`, the gauge) until it is dropped.
+            Some(max) => {
+                let ((), ()) = tokio::join!(
+                    super::linger(reader, writer, max),
+                    closing.settle(exit, will)
+                );
+            }
+            None => {
+                drop((reader, writer));
+                closing.settle(exit, will).await;
+            }
         }
-        closing.settle(exit, will).await;
     }
 
     /// Splits off what settling needs and the socket halves; the buffers are dropped.
@@ -277,7 +286,7 @@ async fn end_session_with(
     if remove_registry {
         ops.push(cluster::registry_remove(&slot.client_id, generation));
     }
-    cluster::transact(ctx, ops).await;
+    cluster::transact_chunked(ctx, ops).await;
     metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
     metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.router.subscription_count() as f64);
     debug!(client_id = %slot.client_id, "session ended");

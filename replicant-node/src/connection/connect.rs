@@ -25,6 +25,9 @@ use crate::mailbox::Mailbox;
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
 
+/// Bound on writing a refusing CONNACK (and on shutting the write side after it).
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Reads CONNECT and sets the connection up; `None` when it was refused or the socket closed.
 pub(super) async fn accept<S>(
     ctx: &Arc<Ctx>,
@@ -194,10 +197,13 @@ async fn refuse_with<W: AsyncWrite + Unpin>(
     };
     let mut buf = BytesMut::new();
     if codec::encode(&Packet::ConnAck(ack), version, &mut buf).is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer.write_all(&buf)).await;
-        let _ = writer.flush().await;
+        let write = async {
+            writer.write_all(&buf).await?;
+            writer.flush().await
+        };
+        let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, write).await;
     }
-    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, writer.shutdown()).await;
 }
 
 /// What CONNECT validation decided.

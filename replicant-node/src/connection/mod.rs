@@ -13,6 +13,7 @@ pub mod moved;
 mod packets;
 mod restore;
 mod subscribe;
+mod table_writes;
 mod unsubscribe;
 
 use std::net::SocketAddr;
@@ -42,8 +43,6 @@ const DRAIN_BATCH: usize = 512;
 const READ_MIN: usize = 256;
 /// Largest room made in the read buffer before a read (a busy publisher's reads).
 const READ_MAX: usize = 64 * 1024;
-/// How long one write may block before the client is considered dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a publisher waits for a congested subscriber queue before reading on.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(50);
 
@@ -355,7 +354,7 @@ where
         }
     }
 
-    /// Writes the write buffer in one go (bounded by [`WRITE_TIMEOUT`]).
+    /// Writes the write buffer in one go (bounded by `listeners.send_timeout_ms`).
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.delivered > 0 {
             metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(self.delivered);
@@ -365,15 +364,20 @@ where
             return Ok(());
         }
         let n = self.wbuf.len();
-        let r = tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(&self.wbuf)).await;
+        // The flush is inside the bound too: a WebSocket sink stays pending while the
+        // client's window is closed, and an unbounded flush would hold the task forever.
+        let write = async {
+            self.writer.write_all(&self.wbuf).await?;
+            self.writer.flush().await
+        };
+        let r = tokio::time::timeout(self.ctx.send_timeout(), write).await;
         self.wbuf.clear();
         if self.wbuf.capacity() > 1 << 20 {
             self.wbuf = BytesMut::with_capacity(8 * 1024);
         }
         metrics::counter!(m::BYTES_SENT_TOTAL).increment(n as u64);
         match r {
-            Ok(Ok(())) => self.writer.flush().await,
-            Ok(Err(e)) => Err(e),
+            Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "write timed out",

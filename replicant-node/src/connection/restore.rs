@@ -57,7 +57,7 @@ pub(super) async fn restore(ctx: &Ctx, slot: &SessionSlot) -> Option<usize> {
             installed += 1;
         }
     }
-    cluster::transact(ctx, ops).await;
+    cluster::transact_chunked(ctx, ops).await;
     // As for SUBACK: the restored routes are known on every replicant before CONNACK. A
     // route commit that times out is logged and counted, and the session is resumed anyway:
     // its subscriptions are live on this node at once and the route writer keeps retrying;

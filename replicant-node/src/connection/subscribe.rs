@@ -20,14 +20,14 @@
 //! [`install`] (router entry plus `shared` op) is also the path by which `restore`
 //! rebuilds a persistent session from the `subscriptions` table.
 
-use core_node::api::{MAX_OPS_PER_ENTRY, TransactError};
-use meshmq_proto::tables::{Op, op_result::Outcome};
+use meshmq_proto::tables::Op;
 use meshmq_shared::codec::{Packet, Properties, QoS, ReasonCode, SubAck, Subscribe};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{self, SubscriptionFilter};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
+use super::table_writes::commit_in_chunks;
 use super::{Conn, Exit};
 use crate::authz::AuthzAction;
 use crate::broker::Ctx;
@@ -88,41 +88,45 @@ where
                 }
             }
         }
-        // 2. Apply on this node: local delivery starts now.
-        let mut applied = Vec::with_capacity(valid.len());
-        for (index, filter, opts) in valid {
-            let Some(old) = self.with_session(|s, _, _| {
-                let old = s.subscriptions.get(filter).copied();
-                s.subscribe(filter, opts);
-                old
-            }) else {
+        // 2. Apply on this node, all filters under the slot lock (a takeover sees all of
+        // them or none): local delivery starts now.
+        let mut applied = {
+            let mut inner = self.slot.inner.lock();
+            if inner.owner != Some(self.id) {
+                drop(inner);
                 return self.kicked();
-            };
-            let Ok(parsed) = topic::parse_subscription(filter) else {
-                continue; // validated above
-            };
-            let mut ops = Vec::new();
-            let shared = install(
-                &self.ctx,
-                self.slot.id,
-                &self.client_id,
-                &parsed,
-                old,
-                opts,
-                &mut ops,
-            );
-            if persistent {
-                ops.push(cluster::subscription_set(&self.client_id, filter, &opts));
             }
-            applied.push(Applied {
-                index,
-                filter: filter.to_owned(),
-                opts,
-                old,
-                shared,
-                ops,
-            });
-        }
+            let mut applied = Vec::with_capacity(valid.len());
+            for (index, filter, opts) in valid {
+                let Ok(parsed) = topic::parse_subscription(filter) else {
+                    continue; // validated above
+                };
+                let old = inner.session.subscriptions.get(filter).copied();
+                inner.session.subscribe(filter, opts);
+                let mut ops = Vec::new();
+                let shared = install(
+                    &self.ctx,
+                    self.slot.id,
+                    &self.client_id,
+                    &parsed,
+                    old,
+                    opts,
+                    &mut ops,
+                );
+                if persistent {
+                    ops.push(cluster::subscription_set(&self.client_id, filter, &opts));
+                }
+                applied.push(Applied {
+                    index,
+                    filter: filter.to_owned(),
+                    opts,
+                    old,
+                    shared,
+                    ops,
+                });
+            }
+            applied
+        };
         // 3. Commit the rows while this node's route decisions commit, then wait for the
         // other replicants. Every SUBSCRIBE (even one that added no route: another local
         // subscriber's route may be on its way) waits for the route decisions.
@@ -164,37 +168,20 @@ where
         None
     }
 
-    /// Commits the table rows of `applied` in transactions of at most `MAX_OPS_PER_ENTRY`
-    /// ops (a filter's ops never split). Filters whose rows did not commit are rolled back
-    /// and removed from `applied`; returns their SUBACK positions.
+    /// Commits the table rows of `applied` (see `table_writes`). Filters whose rows did not
+    /// commit are rolled back (and, when the outcome is unknown, the rows they may have
+    /// written are taken back) and removed from `applied`; returns their SUBACK positions.
     async fn commit_rows(&mut self, applied: &mut Vec<Applied>) -> Vec<usize> {
-        let mut kept = Vec::with_capacity(applied.len());
+        let items = std::mem::take(applied);
+        let written = commit_in_chunks(&self.ctx, items, |a| &a.ops).await;
+        *applied = written.ok;
         let mut failed = Vec::new();
-        let mut pending = std::mem::take(applied).into_iter().peekable();
-        while pending.peek().is_some() {
-            let mut chunk = Vec::new();
-            let mut n = 0;
-            while let Some(a) =
-                pending.next_if(|a| chunk.is_empty() || n + a.ops.len() <= MAX_OPS_PER_ENTRY)
-            {
-                n += a.ops.len();
-                chunk.push(a);
-            }
-            let ops: Vec<Op> = chunk.iter().flat_map(|a| a.ops.iter().cloned()).collect();
-            let (ok, bad) = match cluster::try_transact(&self.ctx, ops).await {
-                Ok(outcomes) => split_by_outcome(chunk, &outcomes),
-                Err(e) => {
-                    if matches!(e, TransactError::Timeout) {
-                        // It may still commit: take back what it may write.
-                        self.compensate(&chunk).await;
-                    }
-                    (Vec::new(), chunk)
-                }
-            };
-            kept.extend(ok);
-            self.fail(bad, "table_write", &mut failed).await;
+        if !written.unknown.is_empty() {
+            self.compensate(&written.unknown).await;
         }
-        *applied = kept;
+        let mut bad = written.failed;
+        bad.extend(written.unknown);
+        self.fail(bad, "table_write", &mut failed).await;
         failed
     }
 
@@ -211,6 +198,9 @@ where
             // The rows of these filters committed: take them back.
             self.compensate(&filters).await;
         }
+        // Last applied first: a filter given twice in one SUBSCRIBE gets back what it had.
+        let mut filters = filters;
+        filters.sort_unstable_by_key(|a| std::cmp::Reverse(a.index));
         for a in filters {
             self.rollback(&a);
             failed.push(a.index);
@@ -218,18 +208,22 @@ where
     }
 
     /// Undoes a filter on this node: the session and the router hold what they held before.
+    /// Done under the slot lock whoever owns the session now (a takeover on this node keeps
+    /// the session, and must not keep a filter the tables do not hold); nothing to do once
+    /// the session ended (its end removed every router entry of its subscriptions).
     fn rollback(&mut self, a: &Applied) {
         let sid = self.slot.id;
-        let restored = self.with_session(|s, _, _| match a.old {
+        let mut inner = self.slot.inner.lock();
+        if inner.ended {
+            return;
+        }
+        match a.old {
             Some(old) => {
-                s.subscribe(&a.filter, old);
+                inner.session.subscribe(&a.filter, old);
             }
             None => {
-                s.unsubscribe(&a.filter);
+                inner.session.unsubscribe(&a.filter);
             }
-        });
-        if restored.is_none() {
-            return; // taken over: the session (and its router entries) moved on
         }
         match topic::parse_subscription(&a.filter) {
             Ok(SubscriptionFilter::Plain(f)) => {
@@ -251,7 +245,10 @@ where
     /// Removes (or restores) the rows that `filters`' ops may have written; logged when
     /// that too cannot commit.
     async fn compensate(&mut self, filters: &[Applied]) {
-        let persistent = self.slot.inner.lock().expiry_secs > 0;
+        let (persistent, generation) = {
+            let inner = self.slot.inner.lock();
+            (inner.expiry_secs > 0, inner.generation)
+        };
         let mut ops = Vec::new();
         for a in filters {
             if persistent {
@@ -263,7 +260,12 @@ where
             if let (Ok(SubscriptionFilter::Shared { group, filter }), None) =
                 (topic::parse_subscription(&a.filter), a.old)
             {
-                ops.push(cluster::shared_remove(group, filter, &self.client_id, 0));
+                ops.push(cluster::shared_remove(
+                    group,
+                    filter,
+                    &self.client_id,
+                    generation,
+                ));
             }
         }
         if cluster::try_transact(&self.ctx, ops).await.is_err() {
@@ -344,17 +346,6 @@ where
             }
         });
     }
-}
-
-/// Splits a committed chunk into the filters whose every op applied and those with an op
-/// the tables rejected (outcomes are in op order).
-fn split_by_outcome(chunk: Vec<Applied>, outcomes: &[Outcome]) -> (Vec<Applied>, Vec<Applied>) {
-    let mut at = 0;
-    chunk.into_iter().partition(|a| {
-        let mine = &outcomes[at.min(outcomes.len())..(at + a.ops.len()).min(outcomes.len())];
-        at += a.ops.len();
-        !mine.iter().any(|o| matches!(o, Outcome::Rejected(_)))
-    })
 }
 
 /// Puts a subscription of session `sid` in the router (replacing an earlier one of the same

@@ -75,8 +75,25 @@ impl Coalescer {
     }
 }
 
+/// Clears the queue's `flushing` flag if the flusher ends without doing so (a panic), so
+/// that the next caller starts a new one instead of waiting forever. The normal end clears
+/// it under the lock that saw the queue empty (no caller can slip in between).
+struct Flushing(Arc<Shared>);
+
+impl Drop for Flushing {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.coalescer.state.lock().flushing = false;
+        }
+    }
+}
+
+/// Pause before sending again what an unknown outcome sent back to the queue.
+const RESEND_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Sends queued ops until the queue is empty.
 async fn flush(shared: Arc<Shared>) {
+    let _flushing = Flushing(shared.clone());
     loop {
         let batch = {
             let mut st = shared.coalescer.state.lock();
@@ -95,6 +112,11 @@ async fn flush(shared: Arc<Shared>) {
             }
             batch
         };
+        let deadline = batch
+            .iter()
+            .map(|w| w.deadline)
+            .min()
+            .unwrap_or_else(Instant::now);
         let sizes: Vec<usize> = batch.iter().map(|w| w.ops.len()).collect();
         let mut ops = Vec::with_capacity(sizes.iter().sum());
         let mut senders = Vec::with_capacity(batch.len());
@@ -107,7 +129,7 @@ async fn flush(shared: Arc<Shared>) {
             }
             senders.push(w);
         }
-        match shared.transact_one(ops).await {
+        match shared.transact_until(ops, deadline).await {
             Ok(committed) => {
                 let mut results = committed.results.into_iter();
                 for (w, n) in senders.into_iter().zip(sizes) {
@@ -118,7 +140,11 @@ async fn flush(shared: Arc<Shared>) {
                     let _ = w.done.send(Ok(part));
                 }
             }
-            Err(TransactError::Timeout) => resend_or_fail(&shared, senders),
+            Err(TransactError::Timeout) => {
+                if resend_or_fail(&shared, senders) {
+                    tokio::time::sleep(RESEND_PAUSE).await;
+                }
+            }
             Err(e) => {
                 for w in senders {
                     let _ = w.done.send(Err(e.clone()));
@@ -129,11 +155,15 @@ async fn flush(shared: Arc<Shared>) {
 }
 
 /// After an unknown outcome: callers whose ops may be applied twice go back to the front of
-/// the queue (in their order) while their deadline allows; the others get the `Timeout`.
-fn resend_or_fail(shared: &Shared, waiters: Vec<Waiter>) {
+/// the queue (in their order) while their deadline allows and they still wait; the others
+/// get the `Timeout`. True when something was queued again.
+fn resend_or_fail(shared: &Shared, waiters: Vec<Waiter>) -> bool {
     let now = Instant::now();
     let mut again = Vec::new();
     for w in waiters {
+        if w.done.is_closed() {
+            continue; // nobody waits for it any more: never send it again
+        }
         if w.resend_safe && now < w.deadline {
             again.push(w);
         } else {
@@ -141,7 +171,7 @@ fn resend_or_fail(shared: &Shared, waiters: Vec<Waiter>) {
         }
     }
     if again.is_empty() {
-        return;
+        return false;
     }
     metrics::counter!(m::REPLICA_TRANSACT_RESENT_TOTAL).increment(again.len() as u64);
     tracing::info!(
@@ -152,4 +182,5 @@ fn resend_or_fail(shared: &Shared, waiters: Vec<Waiter>) {
     for w in again.into_iter().rev() {
         st.queue.push_front(w);
     }
+    true
 }

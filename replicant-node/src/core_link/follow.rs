@@ -30,8 +30,9 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 /// A connection that receives no byte at all for this long is taken for dead (a core that
 /// crashed, or a network that dropped it): closed at once, so that transactions waiting on
 /// it fail now and go to another core instead of waiting out their own timeout. Cores send
-/// a heartbeat every 250 ms, and QUIC acknowledges our keep-alives, so a live core is never
-/// this quiet; a large frame in transit keeps bytes flowing.
+/// a heartbeat every 250 ms and QUIC acknowledges our keep-alives (every 500 ms), so a live
+/// core is never this quiet; a large frame in transit keeps bytes flowing. Silence is only
+/// counted while this task runs on time (a stalled runtime proves nothing about the core).
 pub const DEAD_AFTER: Duration = Duration::from_secs(1);
 /// How often the follow task looks at the connection's received bytes.
 const LIVENESS_TICK: Duration = Duration::from_millis(250);
@@ -219,17 +220,25 @@ async fn read_frame(conn: &quinn::Connection, recv: &mut quinn::RecvStream) -> R
     let started = tokio::time::Instant::now();
     let mut rx = conn.stats().udp_rx.bytes;
     let mut heard = started;
+    let mut last_tick = started;
     let mut tick = tokio::time::interval(LIVENESS_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = &mut read => return Read::Frame(r),
-            now = tick.tick() => {
+            _ = tick.tick() => {
+                let now = tokio::time::Instant::now();
                 let seen = conn.stats().udp_rx.bytes;
                 if seen != rx {
                     (rx, heard) = (seen, now);
+                } else if now.duration_since(last_tick) > 2 * LIVENESS_TICK {
+                    // This task (or the whole runtime) was not run for a while: what the
+                    // core sent meanwhile may still wait to be read. Judge from here on.
+                    heard = now;
                 } else if now.duration_since(heard) >= DEAD_AFTER {
                     return Read::Dead;
                 }
+                last_tick = now;
                 if now.duration_since(started) >= FRAME_TIMEOUT {
                     return Read::Silent;
                 }

@@ -71,11 +71,25 @@ impl CoreLink {
 impl Shared {
     /// Commits `ops` as one request (the retry loop), without coalescing.
     pub(super) async fn transact_one(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
-        self.transact(ops).await.0
+        let deadline = Instant::now() + self.transact_deadline;
+        self.transact(ops, deadline).await.0
+    }
+
+    /// As [`transact_one`](Self::transact_one), giving up at `deadline`.
+    pub(super) async fn transact_until(
+        &self,
+        ops: Vec<Op>,
+        deadline: Instant,
+    ) -> Result<Committed, TransactError> {
+        self.transact(ops, deadline).await.0
     }
 
     /// The retry loop; returns the outcome and its metric label.
-    async fn transact(&self, ops: Vec<Op>) -> (Result<Committed, TransactError>, &'static str) {
+    async fn transact(
+        &self,
+        ops: Vec<Op>,
+        deadline: Instant,
+    ) -> (Result<Committed, TransactError>, &'static str) {
         if ops.len() > MAX_OPS_PER_ENTRY {
             let e = TransactError::Rejected(format!(
                 "{} ops in one transaction, at most {MAX_OPS_PER_ENTRY}",
@@ -83,7 +97,6 @@ impl Shared {
             ));
             return (Err(e), "rejected");
         }
-        let deadline = Instant::now() + self.transact_deadline;
         let req = Request {
             kind: Some(request::Kind::Transact(TransactRequest {
                 batch: Some(Batch { ops }),

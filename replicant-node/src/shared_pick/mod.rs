@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 use meshmq_proto::peer::{PeerMessage, SharedTarget};
+use meshmq_shared::config::SharedStrategy;
 use meshmq_shared::metrics as m;
 use parking_lot::Mutex;
 
@@ -29,20 +30,54 @@ use strategy::{Need, PickState};
 /// A group's key: (group name, filter).
 type GroupKey = (String, String);
 
-/// The strategy state of this node's cluster-wide picks, per (group, filter).
+/// Groups whose strategy state is kept before states of groups gone are dropped.
+const PRUNE_AT: usize = 4_096;
+
+/// The strategy state of this node's cluster-wide picks, per (group, filter): only for
+/// the strategies that keep one (round robin, sticky); the others share an unused one.
 #[derive(Debug, Default)]
 pub struct SharedPicker {
     states: Mutex<HashMap<GroupKey, Arc<PickState<String>>>>,
+    /// The state handed to strategies that keep none.
+    stateless: Arc<PickState<String>>,
+}
+
+/// A borrowed (group, filter), to look a state up without allocating.
+#[derive(Hash)]
+struct GroupRef<'a>(&'a str, &'a str);
+
+impl hashbrown::Equivalent<GroupKey> for GroupRef<'_> {
+    fn equivalent(&self, key: &GroupKey) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
 }
 
 impl SharedPicker {
-    /// The state of `(group, filter)`, made on first use.
-    fn state(&self, group: &str, filter: &str) -> Arc<PickState<String>> {
+    /// The state of `(group, filter)` for `strategy`, made on first use; when many are
+    /// kept, those of groups for which `exists` says no are dropped first.
+    fn state(
+        &self,
+        strategy: SharedStrategy,
+        group: &str,
+        filter: &str,
+        exists: impl Fn(&str, &str) -> bool,
+    ) -> Arc<PickState<String>> {
+        if !matches!(
+            strategy,
+            SharedStrategy::RoundRobin | SharedStrategy::Sticky
+        ) {
+            return self.stateless.clone();
+        }
         let mut states = self.states.lock();
-        states
-            .entry((group.to_owned(), filter.to_owned()))
-            .or_default()
-            .clone()
+        if let Some(s) = states.get(&GroupRef(group, filter)) {
+            return s.clone();
+        }
+        if states.len() >= PRUNE_AT {
+            states.retain(|(g, f), _| exists(g, f));
+        }
+        let state = Arc::new(PickState::default());
+        states.insert((group.to_owned(), filter.to_owned()), state.clone());
+        state
     }
 }
 
@@ -87,7 +122,9 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
                             .is_some_and(|r| r.connected && r.node == *node)
                 }
             };
-            let state = picker.state(group, filter);
+            let state = picker.state(strategy, group, filter, |g, f| {
+                !t.shared_members(g, f).is_empty()
+            });
             let Some(i) = strategy::choose(
                 strategy,
                 &state,

@@ -10,7 +10,6 @@
 //! first *connected* one, else the starting member (its session queues the message).
 //! Sticky remembers the member chosen.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use meshmq_shared::config::SharedStrategy;
@@ -83,10 +82,16 @@ pub fn choose<M, K: PartialEq>(
     Some(chosen)
 }
 
+/// FNV-1a (64 bit): stable across builds and Rust releases, so that every node of a
+/// cluster, old and new during a rolling upgrade, maps a client id or topic to the same
+/// member (std's `DefaultHasher` promises no such thing).
 fn hash_of(s: &str) -> usize {
-    let mut h = DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish() as usize
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as usize
 }
 
 #[cfg(test)]

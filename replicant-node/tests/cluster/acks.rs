@@ -59,17 +59,39 @@ async fn without_a_core_majority_connect_is_refused_and_subscribe_fails_cleanly(
         .publish(&topic, "refused", QoS::AtLeastOnce, false)
         .await;
     sub.expect_no_publish(QUIET).await;
+    // A filter given twice in one refused SUBSCRIBE leaves nothing either.
+    let twice = unique("acks/twice");
+    let ack = sub
+        .subscribe_many(
+            &[
+                (&twice, sub_opts(QoS::AtMostOnce)),
+                (&twice, sub_opts(QoS::AtLeastOnce)),
+            ],
+            Properties::default(),
+        )
+        .await;
+    assert_eq!(
+        ack.reasons,
+        [ReasonCode::UnspecifiedError; 2],
+        "SUBACK {ack:?}"
+    );
+    assert_eq!(r1.subscriptions(), subs_before, "both rolled back");
+    publisher
+        .publish(&twice, "refused", QoS::AtLeastOnce, false)
+        .await;
+    sub.expect_no_publish(QUIET).await;
 
+    let mut refused = Vec::new();
     for (v, code) in [
         (V5, ReasonCode::ServerUnavailable),
         (V311, ReasonCode::ServerUnavailable),
     ] {
-        let (mut c, ack) =
-            RawClient::connect_with(r1.mqtt_addr(), connect_packet(v, &unique("acks-new"))).await;
+        let id = unique("acks-new");
+        let (mut c, ack) = RawClient::connect_with(r1.mqtt_addr(), connect_packet(v, &id)).await;
         assert_eq!(ack.code, code, "{v:?}: CONNACK {ack:?}");
         c.wait_closed(WAIT).await;
+        refused.push(id);
     }
-
     cluster.restart(2).await;
     cluster.restart(3).await;
     cluster.wait_leader(None).await;
@@ -85,6 +107,20 @@ async fn without_a_core_majority_connect_is_refused_and_subscribe_fails_cleanly(
         .await;
     assert_eq!(&sub.recv_publish().await.payload[..], b"granted");
     RawClient::connect(r1.mqtt_addr(), V311, &unique("acks-back")).await;
+    // A refused CONNECT's claim may have committed once the majority came back: its row
+    // must not stay saying the client is connected here.
+    let closed = wait_until(Duration::from_secs(10), || {
+        r1.core().read(|t| {
+            refused
+                .iter()
+                .all(|id| t.registry(id).is_none_or(|row| !row.connected))
+        })
+    })
+    .await;
+    assert!(
+        closed,
+        "a refused client's registry row still says connected"
+    );
     cluster.stop().await;
 }
 

@@ -98,3 +98,35 @@ async fn subscribe_larger_than_one_transaction_is_stored_whole() {
         .await;
     assert_eq!(&client.recv_publish().await.payload[..], b"last");
 }
+
+/// The same for UNSUBSCRIBE: 10 050 filters removed in one packet are removed from the
+/// tables too (before, the one oversized transaction was refused and the UNSUBACK said
+/// Success while every row stayed, to come back with the session).
+#[tokio::test]
+async fn unsubscribe_larger_than_one_transaction_removes_every_row() {
+    let b = common::broker().await;
+    let id = common::unique("big-unsub");
+    let mut c = connect_packet(V5, &id);
+    c.clean_start = false;
+    c.properties.session_expiry_interval = Some(300);
+    let (mut client, ack) = RawClient::connect_with(b.mqtt_addr(), c).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    let filters: Vec<String> = (0..10_050).map(|i| format!("bigu/{i}")).collect();
+    let with_opts: Vec<(&str, SubscriptionOptions)> = filters
+        .iter()
+        .map(|f| (f.as_str(), sub_opts(QoS::AtMostOnce)))
+        .collect();
+    let ack = client
+        .subscribe_many(&with_opts, Properties::default())
+        .await;
+    assert!(ack.reasons.iter().all(|r| *r == ReasonCode::Success));
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let ack = client.unsubscribe_many(&refs).await;
+    assert!(
+        ack.reasons.iter().all(|r| *r == ReasonCode::Success),
+        "{:?}",
+        &ack.reasons[..3]
+    );
+    let stored = b.nodes()[0].core().read(|t| t.subscriptions(&id).count());
+    assert_eq!(stored, 0, "every row removed");
+}

@@ -262,3 +262,58 @@ async fn ws_frame_beyond_max_packet_size_closes_without_reading_its_payload() {
         .await;
     assert!(matches!(ws.recv().await, Packet::ConnAck(a) if a.code == ReasonCode::Success));
 }
+
+/// A WebSocket client that stops reading while it is sent a flood (small receive buffer)
+/// holds its connection at most `listeners.send_timeout_ms`: then it is closed and its
+/// session settled. Before, the WebSocket sink's flush waited for the client forever.
+#[tokio::test]
+async fn ws_client_that_stops_reading_is_closed_after_the_send_timeout() {
+    let b = common::start_broker(|c| c.listeners.send_timeout_ms = 1_000).await;
+    let ws_addr = b.ws_addr().expect("ws listener");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let stream = tokio::time::timeout(WAIT, socket.connect(ws_addr))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let mut req = format!("ws://{ws_addr}/mqtt")
+        .into_client_request()
+        .expect("ws request");
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+    let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("ws handshake");
+    let mut ws = WsClient {
+        ws,
+        rbuf: BytesMut::new(),
+        version: V311,
+    };
+    let topic = common::unique("ws-stuck");
+    ws.send(&Packet::Connect(Box::new(connect_packet(V311, &topic))))
+        .await;
+    assert!(matches!(ws.recv().await, Packet::ConnAck(_)));
+    ws.send(&Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![(topic.clone(), sub_opts(QoS::AtMostOnce))],
+        properties: Default::default(),
+    }))
+    .await;
+    assert!(matches!(ws.recv().await, Packet::SubAck(_)));
+    let mut publisher = RawClient::connect(b.mqtt_addr(), V311, &common::unique("ws-flood")).await;
+    let payload = "x".repeat(16 * 1024);
+    for _ in 0..400 {
+        publisher
+            .publish(&topic, &payload, QoS::AtMostOnce, false)
+            .await;
+    }
+    // Only the publisher remains once the stuck WebSocket client is dropped by the broker.
+    let closed =
+        common::wait_until(std::time::Duration::from_secs(10), || b.connections() == 1).await;
+    assert!(
+        closed,
+        "a WebSocket client that stopped reading still holds its connection ({} open)",
+        b.connections()
+    );
+    drop(ws);
+}

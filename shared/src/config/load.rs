@@ -200,6 +200,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if m.await_rel_timeout == 0 {
         return invalid("mqtt.await_rel_timeout", "must be greater than 0".into());
     }
+    if config.listeners.send_timeout_ms == 0 {
+        return invalid("listeners.send_timeout_ms", "must be greater than 0".into());
+    }
     if config.cluster.transact_timeout_ms < 100 {
         return invalid(
             "cluster.transact_timeout_ms",

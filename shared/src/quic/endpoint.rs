@@ -17,8 +17,10 @@ use super::SERVER_NAME;
 use super::frame::MAX_FRAME;
 use super::tls::{self, Identity, TlsError};
 
-/// Interval of keep-alive packets on an idle connection.
-const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Interval of keep-alive packets on an idle connection: the peer's acknowledgements are
+/// what a replicant's follow task sees of a live core between heartbeats (it takes a
+/// connection silent for 1 s for dead).
+const KEEP_ALIVE: Duration = Duration::from_millis(500);
 /// A connection with no packet from the peer for this long is closed (milliseconds).
 const IDLE_TIMEOUT_MS: u32 = 5_000;
 /// Bidirectional streams a peer may have open at once (one per in-flight request).

@@ -18,6 +18,26 @@ use super::{Tables, invalid, reject, retained, routes, shared_groups, subscripti
 /// What a single table rule returns: the outcome to report, or why nothing changed.
 type Applying = Result<Outcome, Rejected>;
 
+/// Where an op is in the log: the entry's index and the op's position in its batch.
+#[derive(Debug, Clone, Copy)]
+struct OpPos {
+    index: u64,
+    pos: usize,
+}
+
+impl OpPos {
+    /// The generation a claim at this place gives a client that has no registry row:
+    /// `index × 2^16 + pos + 1`, unique per op (a batch holds fewer than 2^16 ops) and
+    /// growing with the log, so it is above every generation the client had before (each
+    /// of its earlier claims sat at a smaller index, and a row's generation only grows by
+    /// one per claim).
+    fn first_generation(self) -> u64 {
+        self.index
+            .saturating_mul(1 << 16)
+            .saturating_add(self.pos as u64 % (1 << 16) + 1)
+    }
+}
+
 /// The outcome of an op that applied with nothing to report.
 fn done() -> Applying {
     Ok(Outcome::Ok(Applied {}))
@@ -31,9 +51,25 @@ impl Tables {
     /// changes nothing; it never panics. `index` only advances
     /// [`applied_index`](Self::applied_index) (it never moves back).
     pub fn apply(&mut self, index: u64, op: &Op) -> OpResult {
-        self.applied_index = self.applied_index.max(index);
+        self.apply_at(OpPos { index, pos: 0 }, op)
+    }
+
+    /// Applies the ops of one log entry in order, all at `index`, one result per op. A
+    /// rejected op does not stop the others (each op is its own all-or-nothing unit).
+    pub fn apply_batch(&mut self, index: u64, batch: &Batch) -> Vec<OpResult> {
+        batch
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(pos, op)| self.apply_at(OpPos { index, pos }, op))
+            .collect()
+    }
+
+    /// Applies one op at its place in the log.
+    fn apply_at(&mut self, at: OpPos, op: &Op) -> OpResult {
+        self.applied_index = self.applied_index.max(at.index);
         let applying = match &op.kind {
-            Some(kind) => self.apply_kind(kind),
+            Some(kind) => self.apply_kind(at, kind),
             None => Err(invalid("empty Op")),
         };
         OpResult {
@@ -41,19 +77,13 @@ impl Tables {
         }
     }
 
-    /// Applies the ops of one log entry in order, all at `index`, one result per op. A
-    /// rejected op does not stop the others (each op is its own all-or-nothing unit).
-    pub fn apply_batch(&mut self, index: u64, batch: &Batch) -> Vec<OpResult> {
-        batch.ops.iter().map(|op| self.apply(index, op)).collect()
-    }
-
     /// Routes an op to its rule.
-    fn apply_kind(&mut self, kind: &Kind) -> Applying {
+    fn apply_kind(&mut self, at: OpPos, kind: &Kind) -> Applying {
         match kind {
             Kind::NodeUp(op) => self.node_up(op),
             Kind::NodeStatus(op) => self.nodes.set_status(op).and_then(|()| done()),
             Kind::NodePurge(op) => self.node_purge(op),
-            Kind::RegistryClaim(op) => self.registry_claim(op),
+            Kind::RegistryClaim(op) => self.registry_claim(op, at.first_generation()),
             Kind::RegistryDisconnect(op) => self.registry.disconnect(op).and_then(|()| done()),
             Kind::RegistryRemove(op) => self.registry_remove(op),
             Kind::SubscriptionSet(op) => self.subscription_set(op),
@@ -128,11 +158,13 @@ impl Tables {
     }
 
     /// `RegistryClaim`: always applies when well-formed; clears the subscriptions of a
-    /// clean start or of an expired session in the same op.
-    fn registry_claim(&mut self, op: &RegistryClaim) -> Applying {
+    /// clean start or of an expired session in the same op. A client without a row gets
+    /// `first_generation` (unique to this op's place in the log), so an op naming a
+    /// generation of an earlier, removed session can never match the new one.
+    fn registry_claim(&mut self, op: &RegistryClaim, first_generation: u64) -> Applying {
         self.registry.check_claim(op)?;
         let has_subscriptions = self.subscriptions.has_any(&op.client_id);
-        let outcome = self.registry.claim(op, has_subscriptions);
+        let outcome = self.registry.claim(op, has_subscriptions, first_generation);
         if outcome.clear_subscriptions {
             self.subscriptions.clear(&op.client_id);
         }

@@ -7,8 +7,8 @@ use meshmq_proto::tables::{
 };
 
 use super::tests::{
-    apply_ok, assert_rejected, claim, claimed, disconnect, node_up, op, purge, retain, route,
-    route_nodes, shared_add, subs, subscribe,
+    apply_ok, assert_rejected, claim, claimed, disconnect, first_gen, node_up, op, purge, retain,
+    route, route_nodes, shared_add, subs, subscribe,
 };
 use super::{Tables, rejection};
 
@@ -345,10 +345,10 @@ fn a_purge_keeps_disconnected_rows_so_expiry_still_counts() {
             node_up("r1", 1),
             claim("gone", "r1", false, 1, 0),
             subscribe("gone", "a", 1),
-            disconnect("gone", 1, 1, 1_000),
+            disconnect("gone", first_gen(2), 1, 1_000),
             claim("kept", "r1", false, 60, 0),
             subscribe("kept", "b", 1),
-            disconnect("kept", 1, 60, 1_000),
+            disconnect("kept", first_gen(5), 60, 1_000),
             claim("live", "r1", false, 60, 0),
         ],
     );
@@ -395,7 +395,7 @@ fn snapshot_round_trip_gives_equal_state_and_working_indexes() {
             node_up("r2", 2),
             claim("c1", "r1", false, 60, 0),
             subscribe("c1", "a/#", 1),
-            disconnect("c1", 1, 60, 9),
+            disconnect("c1", first_gen(3), 60, 9),
             route("a/+", "r1"),
             route("#", "r2"),
             shared_add("g", "s/+", "c2", "r2"),

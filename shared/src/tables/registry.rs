@@ -99,7 +99,13 @@ impl Registry {
     ///
     /// `has_subscriptions`: the client has stored subscriptions. Without a row they are an
     /// orphaned persistent session (its node was purged), which counts as existing.
-    pub(super) fn claim(&mut self, op: &RegistryClaim, has_subscriptions: bool) -> ClaimOutcome {
+    /// `first_generation`: the generation of a client that has no row (see `apply::OpPos`).
+    pub(super) fn claim(
+        &mut self,
+        op: &RegistryClaim,
+        has_subscriptions: bool,
+        first_generation: u64,
+    ) -> ClaimOutcome {
         let previous = self.rows.get(&op.client_id);
         let (generation, previous, existed, expired) = match previous {
             Some(row) => {
@@ -114,7 +120,7 @@ impl Registry {
                 };
                 (row.generation.saturating_add(1), Some(owner), alive, !alive)
             }
-            None => (1, None, has_subscriptions, false),
+            None => (first_generation, None, has_subscriptions, false),
         };
         self.rows.insert(
             op.client_id.clone(),

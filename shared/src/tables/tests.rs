@@ -91,6 +91,12 @@ pub(super) fn retain(topic: &str, payload: &'static [u8], expires_at_ms: Option<
     }))
 }
 
+/// The generation a claim gives a client without a row when it is the first (or only)
+/// op of the entry at `index` (`index × 2^16 + 1`).
+pub(super) fn first_gen(index: u64) -> u64 {
+    index * 65_536 + 1
+}
+
 /// Applies `ops` at increasing indexes, asserting each one applied.
 pub(super) fn apply_ok(t: &mut Tables, ops: &[Op]) {
     for o in ops {
@@ -139,15 +145,15 @@ fn claim_bumps_generation_and_names_previous_owner() {
             first.previous.is_none(),
             first.session_existed
         ),
-        (1, true, false)
+        (first_gen(1), true, false)
     );
     let second = claimed(t.apply(2, &claim("c", "r2", false, 60, 2_000)));
-    assert_eq!(second.generation, 2);
+    assert_eq!(second.generation, first_gen(1) + 1);
     assert!(second.session_existed);
     let prev = second.previous.expect("previous owner");
     assert_eq!(
         (prev.node.as_str(), prev.generation, prev.connected),
-        ("r1", 1, true)
+        ("r1", first_gen(1), true)
     );
     let row = t.registry("c").expect("row");
     assert_eq!(
@@ -157,8 +163,17 @@ fn claim_bumps_generation_and_names_previous_owner() {
             row.connected,
             row.connected_at_ms
         ),
-        ("r2", 2, true, 2_000)
+        ("r2", first_gen(1) + 1, true, 2_000)
     );
+    // A client whose row was removed starts again above every generation it had.
+    let remove = op(Kind::RegistryRemove(RegistryRemove {
+        client_id: "c".into(),
+        generation: first_gen(1) + 1,
+    }));
+    apply_ok(&mut t, &[remove]);
+    let again = claimed(t.apply(3, &claim("c", "r1", false, 60, 3_000)));
+    assert_eq!(again.generation, first_gen(3));
+    assert!(again.generation > first_gen(1) + 1);
 }
 
 #[test]
@@ -171,14 +186,15 @@ fn stale_generation_cannot_touch_the_new_connection() {
             claim("c", "r2", false, 60, 0),
         ],
     );
+    let (old, new) = (first_gen(1), first_gen(1) + 1);
     assert_rejected(
         &mut t,
-        &disconnect("c", 1, 60, 5),
+        &disconnect("c", old, 60, 5),
         RejectReason::StaleGeneration,
     );
     let remove_old = op(Kind::RegistryRemove(RegistryRemove {
         client_id: "c".into(),
-        generation: 1,
+        generation: old,
     }));
     assert_rejected(&mut t, &remove_old, RejectReason::StaleGeneration);
     assert_rejected(
@@ -186,7 +202,7 @@ fn stale_generation_cannot_touch_the_new_connection() {
         &disconnect("nobody", 1, 60, 5),
         RejectReason::UnknownClient,
     );
-    apply_ok(&mut t, &[disconnect("c", 2, 30, 5)]);
+    apply_ok(&mut t, &[disconnect("c", new, 30, 5)]);
     let row = t.registry("c").expect("row");
     assert_eq!(
         (
@@ -206,20 +222,20 @@ fn session_exists_until_its_expiry() {
         &[
             claim("c", "r1", false, 10, 0),
             subscribe("c", "a/b", 1),
-            disconnect("c", 1, 10, 1_000),
+            disconnect("c", first_gen(1), 10, 1_000),
         ],
     );
     let within = claimed(t.apply(9, &claim("c", "r1", false, 10, 10_999)));
     assert!(within.session_existed);
     assert_eq!(subs(&t, "c"), ["a/b"]);
-    apply_ok(&mut t, &[disconnect("c", 2, 10, 20_000)]);
+    apply_ok(&mut t, &[disconnect("c", first_gen(1) + 1, 10, 20_000)]);
     let after = claimed(t.apply(10, &claim("c", "r1", false, 10, 30_000)));
     assert!(!after.session_existed);
     assert!(
         subs(&t, "c").is_empty(),
         "an expired session's subscriptions are cleared"
     );
-    apply_ok(&mut t, &[disconnect("c", 3, u32::MAX, 0)]);
+    apply_ok(&mut t, &[disconnect("c", first_gen(1) + 2, u32::MAX, 0)]);
     assert!(claimed(t.apply(11, &claim("c", "r1", false, 0, u64::MAX))).session_existed);
 }
 
@@ -255,7 +271,7 @@ fn remove_clears_the_session_and_subscriptions() {
     );
     let remove = op(Kind::RegistryRemove(RegistryRemove {
         client_id: "c".into(),
-        generation: 1,
+        generation: first_gen(1),
     }));
     apply_ok(&mut t, std::slice::from_ref(&remove));
     assert!(t.registry("c").is_none());
@@ -319,4 +335,30 @@ fn malformed_ops_are_rejected_not_panics() {
         RejectReason::Invalid,
     );
     assert_rejected(&mut t, &purge("", 0), RejectReason::Invalid);
+}
+
+#[test]
+fn a_late_remove_of_an_ended_session_spares_the_clients_next_session() {
+    let mut t = Tables::new();
+    apply_ok(&mut t, &[node_up("a", 1), node_up("b", 1)]);
+    let old = claimed(t.apply(3, &claim("x", "a", true, 0, 0))).generation;
+    let remove_old = op(Kind::RegistryRemove(RegistryRemove {
+        client_id: "x".into(),
+        generation: old,
+    }));
+    apply_ok(&mut t, std::slice::from_ref(&remove_old));
+    // The client comes back on b; then a second copy of a's removal (a resend, or the
+    // original committed late) applies.
+    let new = claimed(t.apply(5, &claim("x", "b", false, 300, 1))).generation;
+    assert_ne!(new, old, "a generation is never given twice to one client");
+    assert_rejected(&mut t, &remove_old, RejectReason::StaleGeneration);
+    assert_rejected(
+        &mut t,
+        &disconnect("x", old, 0, 2),
+        RejectReason::StaleGeneration,
+    );
+    assert!(
+        t.registry("x")
+            .is_some_and(|r| r.node == "b" && r.connected)
+    );
 }
