@@ -53,20 +53,19 @@ fn tags(got: &[(String, bool)]) -> Vec<&str> {
 }
 
 /// `mqtt.max_mqueue_len` is ONE bound for everything a session queues. A QoS 1 subscriber
-/// with one message in flight and unacknowledged has 9 more waiting behind its window; it
-/// goes offline and 10 more arrive. It gets back the one in flight and the newest 5, not 5
-/// behind the window plus 5 offline (before, the queue behind the window and the mailbox
-/// each held `max_mqueue_len`: 11 came back).
+/// whose Receive Maximum is 1 has one message in flight, unacknowledged, and 9 more waiting
+/// behind its window; it goes offline and 10 more arrive; it comes back with a window of
+/// 32. It gets the one in flight and the newest 5, not 5 from behind the old window plus 5
+/// from offline (before, the queue behind the window and the mailbox each held
+/// `max_mqueue_len`: 11 came back).
 #[tokio::test]
 async fn one_bound_per_session_covers_the_queue_behind_the_window_and_offline() {
-    let b = start_broker(|c| {
-        c.mqtt.max_inflight = 1;
-        c.mqtt.max_mqueue_len = 5;
-    })
-    .await;
+    let b = start_broker(|c| c.mqtt.max_mqueue_len = 5).await;
     let before = counter(&b, DROPPED, &[("reason", "queue_full")]).await;
     let id = unique("bound-sub");
-    let (mut sub, _) = RawClient::connect_with(b.mqtt_addr(), resume(V5, &id)).await;
+    let mut first = resume(V5, &id);
+    first.properties.receive_maximum = Some(1);
+    let (mut sub, _) = RawClient::connect_with(b.mqtt_addr(), first).await;
     sub.subscribe("bound/t", QoS::AtLeastOnce).await;
     let mut publisher = RawClient::connect(b.mqtt_addr(), V5, &unique("bound-pub")).await;
     for i in 0..10 {
