@@ -96,6 +96,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Registry claims that did not commit (the CONNECT was refused with 0x88 / code 3).",
     ),
     (
+        m::QUOTA_EXCEEDED_TOTAL,
+        "Requests refused with 0x97 Quota exceeded (or dropped for 3.1.1), by quota.",
+    ),
+    (
         m::UNKNOWN_CLAIMS_TOTAL,
         "Registry claims with an unknown outcome (CONNECT refused), by what became of them.",
     ),
@@ -287,6 +291,10 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (m::SESSIONS, "Sessions held on this node, connected or not."),
     (m::SUBSCRIPTIONS, "Subscriptions in this node's router."),
     (m::RETAINED_MESSAGES, "Retained messages stored."),
+    (
+        m::RETAINED_BYTES,
+        "Bytes of the retained messages stored (what max_retained_bytes bounds).",
+    ),
     (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
     (
         m::REPLICA_APPLIED_INDEX,

@@ -32,6 +32,9 @@ pub struct Ctx {
     pub config: Config,
     /// Session limits derived from the configuration.
     pub limits: Limits,
+    /// The bytes all sessions of this node hold for their clients
+    /// (`mqtt.max_node_mqueue_bytes`), shared by every mailbox.
+    pub queue_budget: Arc<crate::node_budget::NodeBudget>,
     /// Local subscription index.
     pub router: Router,
     /// Local sessions.
@@ -140,6 +143,7 @@ impl BrokerBuilder {
                 node: config.node.name.clone(),
                 incarnation,
                 queue_len: config.cluster.peer_queue_len,
+                queue_bytes: config.cluster.peer_queue_bytes,
                 applied: core.replica().subscribe_applied(),
                 on_session: Some(crate::handover::on_session_fn(ctx_slot.clone())),
             };
@@ -182,6 +186,9 @@ impl BrokerBuilder {
         };
         let ctx = Arc::new(Ctx {
             limits: Limits::from_config(&config.mqtt),
+            queue_budget: crate::node_budget::NodeBudget::new(
+                usize::try_from(config.mqtt.max_node_mqueue_bytes).unwrap_or(usize::MAX),
+            ),
             router: Router::new(config.mqtt.shared_subscription_strategy),
             sessions: Sessions::default(),
             core,
@@ -298,6 +305,12 @@ impl BrokerHandle {
     /// Subscriptions in this node's router (plain ones plus shared memberships).
     pub fn subscriptions(&self) -> usize {
         self.ctx.router.subscription_count()
+    }
+
+    /// Bytes this node's sessions hold for their clients: queued messages and writes in
+    /// progress, as `mqtt.max_node_mqueue_bytes` counts them.
+    pub fn queued_bytes(&self) -> usize {
+        self.ctx.queue_budget.held()
     }
 
     /// Links to the other replicants (cluster mode only).

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use core_node::api::TransactError;
 use meshmq_proto::tables::{
     NodeRole, NodeUp, Op, PreviousOwner, RegistryClaim, RegistryDisconnect, RegistryRemove,
-    RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove,
-    SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
+    RejectReason, RetainedDelete, RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd,
+    SharedRemove, SubOptions, SubscriptionRemove, SubscriptionSet, op, op_result,
 };
 use meshmq_shared::codec::{Properties, ProtocolVersion, QoS};
+use meshmq_shared::config::MqttConfig;
 use meshmq_shared::metrics as m;
+use meshmq_shared::tables::retained_quota::RetainedQuota;
 use tracing::warn;
 
 use crate::broker::Ctx;
@@ -275,8 +277,35 @@ pub fn subscription_remove(client_id: &str, filter: &str) -> Op {
     }))
 }
 
-/// The op that stores (or with an empty payload, clears) the retained message of `msg.topic`.
-pub fn retain_op(msg: &Message) -> Op {
+/// The limits a retained write carries (see `RetainedSet` in `tables.proto`): every node
+/// applies them, whatever its own configuration. 0: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetainLimits {
+    /// `mqtt.max_retained_messages`.
+    pub max_messages: u64,
+    /// `mqtt.max_retained_bytes`.
+    pub max_bytes: u64,
+}
+
+impl RetainLimits {
+    /// No limit: the broker's own `$SYS` messages (a few per node, replaced in place).
+    pub const NONE: RetainLimits = RetainLimits {
+        max_messages: 0,
+        max_bytes: 0,
+    };
+
+    /// The limits of this node's `[mqtt]` section.
+    pub fn of(c: &MqttConfig) -> RetainLimits {
+        RetainLimits {
+            max_messages: c.max_retained_messages,
+            max_bytes: c.max_retained_bytes,
+        }
+    }
+}
+
+/// The op that stores (or with an empty payload, clears) the retained message of
+/// `msg.topic`, under `limits`.
+pub fn retain_op(msg: &Message, limits: RetainLimits) -> Op {
     if msg.payload.is_empty() {
         op(op::Kind::RetainedDelete(RetainedDelete {
             topic: msg.topic.clone(),
@@ -284,15 +313,47 @@ pub fn retain_op(msg: &Message) -> Op {
     } else {
         op(op::Kind::RetainedSet(RetainedSet {
             message: Some(to_retained(msg)),
+            max_messages: limits.max_messages,
+            max_bytes: limits.max_bytes,
         }))
     }
 }
 
-/// Stores (or with an empty payload, clears) the retained message of `msg.topic`.
-pub async fn retain(ctx: &Ctx, msg: &Message) {
-    transact(ctx, vec![retain_op(msg)]).await;
-    let count = ctx.core.read(|t| t.retained_count());
+/// Whether a retained message of `bytes` bytes ([`crate::message::counted_bytes`]) on
+/// `topic` fits this node's retained limits in the local replica now. The decision the
+/// tables make when the write applies, taken early so that the client can be answered;
+/// a write of another node committed in between can still make the apply refuse it.
+pub fn retained_fits(ctx: &Ctx, topic: &str, bytes: usize) -> Result<(), RetainedQuota> {
+    let l = RetainLimits::of(&ctx.config.mqtt);
+    ctx.core
+        .read(|t| t.retained_fits(topic, bytes as u64, l.max_messages, l.max_bytes))
+}
+
+/// Counts a retained message refused for `quota`.
+pub fn count_retained_refused(quota: RetainedQuota) {
+    metrics::counter!(m::QUOTA_EXCEEDED_TOTAL, "quota" => quota.label()).increment(1);
+}
+
+/// Stores (or with an empty payload, clears) the retained message of `msg.topic` under this
+/// node's retained limits. A write the tables refuse for a quota is counted (by the quota
+/// the replica now sees exceeded) and returns false.
+pub async fn retain(ctx: &Ctx, msg: &Message) -> bool {
+    let limits = RetainLimits::of(&ctx.config.mqtt);
+    let outcomes = transact(ctx, vec![retain_op(msg, limits)]).await;
+    let refused = matches!(
+        outcomes.first(),
+        Some(op_result::Outcome::Rejected(r)) if r.reason == RejectReason::QuotaExceeded as i32
+    );
+    if refused {
+        let quota = retained_fits(ctx, &msg.topic, msg.size())
+            .err()
+            .unwrap_or(RetainedQuota::Bytes);
+        count_retained_refused(quota);
+    }
+    let (count, bytes) = ctx.core.read(|t| (t.retained_count(), t.retained_bytes()));
     metrics::gauge!(m::RETAINED_MESSAGES).set(count as f64);
+    metrics::gauge!(m::RETAINED_BYTES).set(bytes as f64);
+    !refused
 }
 
 fn to_retained(msg: &Message) -> RetainedMessage {
@@ -351,4 +412,36 @@ fn from_retained(r: &RetainedMessage, now_ms: u64, now: Instant) -> Message {
         msg.expires_at = Some(now + Duration::from_millis(ms));
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use meshmq_shared::tables::retained_quota::message_bytes;
+
+    use super::*;
+
+    /// The retained quota and the session queues count a message the same way: a message
+    /// that fits a replicant's check fits the apply.
+    #[test]
+    fn a_retained_message_counts_what_a_queued_one_does() {
+        let properties = Properties {
+            content_type: Some("text/plain".into()),
+            response_topic: Some("reply/to".into()),
+            correlation_data: Some(Bytes::from_static(b"cid")),
+            user_properties: vec![("k".into(), "value".into())],
+            payload_format_indicator: Some(1),
+            ..Properties::default()
+        };
+        let msg = Message::new(
+            Instant::now(),
+            "a/b".into(),
+            Bytes::from_static(b"payload"),
+            QoS::AtLeastOnce,
+            true,
+            properties,
+        );
+        assert_eq!(msg.size(), 3 + 7 + 10 + 8 + 3 + 6);
+        assert_eq!(message_bytes(&to_retained(&msg)), msg.size() as u64);
+    }
 }

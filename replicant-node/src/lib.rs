@@ -21,6 +21,7 @@ pub mod handover;
 pub mod http;
 pub mod mailbox;
 pub mod message;
+pub mod node_budget;
 pub mod peer;
 pub mod publish;
 pub mod replica;

@@ -32,8 +32,26 @@ pub struct Message {
     pub from: Option<SessionId>,
     /// The publisher's client id (hash_clientid strategy, logs).
     pub from_client: Option<Arc<str>>,
+    /// What the message counts for in queues ([`counted_bytes`]), computed once.
+    size: usize,
     /// Cached encodings of the plain QoS 0 variant: [3.1.1, 5.0].
     qos0_cache: [OnceLock<Bytes>; 2],
+}
+
+/// Bytes a message counts for in every byte bound of the broker (session queues, write
+/// budgets, the retained store): topic, payload and the variable-length properties (content
+/// type, response topic, correlation data, user properties). Fixed-size properties and the
+/// encoding's framing are left out. The retained table counts the same parts
+/// (`meshmq_shared::tables::retained_quota::message_bytes`).
+pub fn counted_bytes(topic: &str, payload_len: usize, p: &Properties) -> usize {
+    let properties = p.content_type.as_ref().map_or(0, String::len)
+        + p.response_topic.as_ref().map_or(0, String::len)
+        + p.correlation_data.as_ref().map_or(0, |c| c.len())
+        + p.user_properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    topic.len() + payload_len + properties
 }
 
 impl Message {
@@ -51,7 +69,9 @@ impl Message {
             .map(|s| now + std::time::Duration::from_secs(u64::from(s)));
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
+        let size = counted_bytes(&topic, payload.len(), &properties);
         Message {
+            size,
             topic,
             payload,
             qos,
@@ -62,6 +82,11 @@ impl Message {
             from_client: None,
             qos0_cache: [OnceLock::new(), OnceLock::new()],
         }
+    }
+
+    /// Bytes this message counts for in queues and budgets ([`counted_bytes`]).
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// True once the message expiry interval has passed.

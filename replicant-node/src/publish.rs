@@ -30,6 +30,13 @@ pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> 
         // publishing connection's task.
         Box::pin(cluster::retain(ctx, &msg)).await;
     }
+    deliver(ctx, msg)
+}
+
+/// [`publish`] without storing a retained message (its RETAIN flag still goes to
+/// subscribers that asked for Retain As Published): for a retained PUBLISH refused by the
+/// retained quota whose client cannot be told (QoS 0, MQTT 3.1.1).
+pub fn deliver(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> {
     let mut targets = Vec::new();
     let (mut remote, mut peer) = (0, None);
     if ctx.peers.is_some() {

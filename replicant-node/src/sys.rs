@@ -65,7 +65,7 @@ async fn refresh(ctx: &Arc<Ctx>, last: &mut HashMap<&'static str, String>) {
             true,
             Properties::default(),
         ));
-        ops.push(cluster::retain_op(&msg));
+        ops.push(cluster::retain_op(&msg, cluster::RetainLimits::NONE));
         msgs.push(msg);
         last.insert(name, value);
     }

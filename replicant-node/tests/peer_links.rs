@@ -83,7 +83,7 @@ fn try_start(
     id: Identity,
     node: &str,
     bind: SocketAddr,
-    queue_len: usize,
+    (queue_len, queue_bytes): (usize, usize),
 ) -> Result<Node, PeerError> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
@@ -96,6 +96,7 @@ fn try_start(
         node: node.to_owned(),
         incarnation: 1,
         queue_len,
+        queue_bytes,
         applied: applied_rx,
         on_session: None,
     };
@@ -108,9 +109,16 @@ fn try_start(
     })
 }
 
+/// The default byte bound of a link's queue (`cluster.peer_queue_bytes`).
+const QUEUE_BYTES: usize = 64 << 20;
+
 fn start(dir: &tempfile::TempDir, node: &str, queue_len: usize) -> Node {
+    start_bounded(dir, node, queue_len, QUEUE_BYTES)
+}
+
+fn start_bounded(dir: &tempfile::TempDir, node: &str, queue_len: usize, bytes: usize) -> Node {
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    try_start(identity(dir, node), node, any_port, queue_len).expect("peers start")
+    try_start(identity(dir, node), node, any_port, (queue_len, bytes)).expect("peers start")
 }
 
 /// Message `seq` from `sender` (the sequence number is the payload).
@@ -247,7 +255,7 @@ async fn a_down_peer_blocks_no_one_and_is_reconnected() {
     // B comes back on the same port (free once its connections drained).
     let mut b2 = None;
     wait_for("b rebound on its port", || {
-        b2 = try_start(identity(&dir, "b"), "b", b_sock, 16).ok();
+        b2 = try_start(identity(&dir, "b"), "b", b_sock, (16, QUEUE_BYTES)).ok();
         b2.is_some()
     })
     .await;
@@ -285,6 +293,43 @@ async fn a_full_queue_drops_and_counts() {
     assert_eq!(s.dropped_queue_full, 90, "{s:?}");
     wait_for("the ten queued messages at b", || b.count_from("a") == 10).await;
     assert_eq!(b.seqs_from("a"), (0..10).collect::<Vec<_>>());
+}
+
+/// `cluster.peer_queue_bytes`: 64 KiB messages against a 1 MiB bound on a queue of 1 000
+/// messages: what passes the bytes is dropped and counted as `queue_full`, and what was
+/// queued arrives in order. (Without the byte bound all 100 were queued: 6.4 MiB.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_queue_full_in_bytes_drops_and_counts() {
+    let dir = cert_dir(&["a", "b"]);
+    let a = start_bounded(&dir, "a", 1_000, 1 << 20);
+    let b = start(&dir, "b", 16);
+    link_up(&a, "b", &b).await;
+
+    let to = b.addr();
+    let big = |seq: u64| {
+        let mut m = msg("a", seq);
+        let mut payload = seq.to_be_bytes().to_vec();
+        payload.resize(64 << 10, 0);
+        m.payload = Bytes::from(payload);
+        m
+    };
+    for i in 0..100 {
+        a.peers.forward("b", &to, big(i));
+    }
+    let s = a.stats().link("b");
+    // 15 messages of 64 KiB (and their encoding) fit in 1 MiB; the 16th does not.
+    assert_eq!(s.dropped_queue_full, 85, "{s:?}");
+    wait_for("the fifteen queued messages at b", || {
+        b.count_from("a") == 15
+    })
+    .await;
+    let got: Vec<u64> = b
+        .got
+        .lock()
+        .iter()
+        .map(|m| u64::from_be_bytes(m.payload[..8].try_into().expect("8 bytes")))
+        .collect();
+    assert_eq!(got, (0..15).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -331,7 +376,13 @@ async fn a_client_from_another_ca_cannot_deliver() {
     let theirs = CertPaths::in_dir(other.path(), "x");
     let mixed = Identity::from_pem(&read(ours.ca), &read(theirs.cert), &read(theirs.key))
         .expect("identity");
-    let x = try_start(mixed, "x", "127.0.0.1:0".parse().expect("addr"), 16).expect("x");
+    let x = try_start(
+        mixed,
+        "x",
+        "127.0.0.1:0".parse().expect("addr"),
+        (16, QUEUE_BYTES),
+    )
+    .expect("x");
     x.peers.connect("b", &b.addr());
     wait_for("b refusing x", || b.stats().handshake_failures >= 1).await;
     for i in 0..50 {
@@ -580,7 +631,7 @@ async fn acks_of_a_restarted_peer_do_not_count_for_its_new_replica() {
     wait_for("link to b down", || !a.stats().link("b").up).await;
     let mut b2 = None;
     wait_for("b rebound on its port", || {
-        b2 = try_start(identity(&dir, "b"), "b", b_sock, 16).ok();
+        b2 = try_start(identity(&dir, "b"), "b", b_sock, (16, QUEUE_BYTES)).ok();
         b2.is_some()
     })
     .await;

@@ -16,6 +16,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod load;
+
+/// A kibibyte, for byte defaults.
+const KIB: usize = 1024;
+/// A mebibyte, for byte defaults.
+const MIB: usize = 1024 * KIB;
 pub use load::{
     ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
     validate,
@@ -55,6 +60,11 @@ pub struct ClusterConfig {
     pub peer_bind: SocketAddr,
     /// Messages queued per peer before new ones are dropped (and counted).
     pub peer_queue_len: usize,
+    /// Bytes of messages (their encoded size) queued per peer before new ones are dropped
+    /// and counted (`meshmq_peer_messages_dropped_total{reason="queue_full"}`); past half of
+    /// it, publishers feeding the link are held back as for `peer_queue_len`. A single
+    /// message larger than it still goes when the queue is empty.
+    pub peer_queue_bytes: usize,
     /// Liveness lease with the cores, in milliseconds: the cores purge this node's routes
     /// and registry rows when it has not renewed for this long.
     pub lease_ttl_ms: u64,
@@ -73,6 +83,7 @@ impl Default for ClusterConfig {
             embedded_core_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             peer_bind: SocketAddr::from(([127, 0, 0, 1], 5370)),
             peer_queue_len: 65_536,
+            peer_queue_bytes: 64 * MIB,
             lease_ttl_ms: 10_000,
             transact_timeout_ms: 15_000,
         }
@@ -201,8 +212,27 @@ pub struct MqttConfig {
     pub max_awaiting_rel: usize,
     /// Seconds after which an unreleased QoS 2 packet id is purged.
     pub await_rel_timeout: u64,
-    /// Messages queued per session (offline, or beyond the in-flight window).
+    /// Messages queued per session (offline, or beyond the in-flight window): ONE bound for
+    /// everything the session holds that is not in flight; when full, `mqueue_drop_policy`
+    /// picks the message dropped (`meshmq_messages_dropped_total{reason="queue_full"}`).
     pub max_mqueue_len: usize,
+    /// Bytes queued per session, counted like `max_mqueue_len` and with the same drop
+    /// policy. A message counts its payload, topic and variable-length properties (content
+    /// type, response topic, correlation data, user properties), even when other sessions
+    /// share it. An empty queue still takes one message larger than this.
+    pub max_mqueue_bytes: usize,
+    /// Bytes all sessions of this node may hold together: their queues (what
+    /// `max_mqueue_bytes` counts) and what their connections are writing to their sockets.
+    /// Past it, new deliveries are dropped
+    /// (`meshmq_messages_dropped_total{reason="node_queue_full"}`). The node's guarantee
+    /// that a million sessions with full queues cannot exhaust its memory (see "Sizing").
+    pub max_node_mqueue_bytes: u64,
+    /// Bytes a connection may hold for a socket that does not keep up: one write is cut
+    /// there, and a QoS 0 message that finds this much already waiting (being written, or
+    /// QoS 0 in the session's queue) is dropped instead of buffered
+    /// (`meshmq_messages_dropped_total{reason="slow_consumer"}`). QoS 1/2 messages wait in
+    /// the session's queue instead.
+    pub max_write_buffer_bytes: usize,
     /// Whether QoS 0 messages are queued for offline sessions.
     pub mqueue_store_qos0: bool,
     /// Which message a full queue drops.
@@ -212,6 +242,28 @@ pub struct MqttConfig {
     pub max_session_expiry: u32,
     /// Topic Alias Maximum we accept from clients (0 disables inbound aliases).
     pub max_topic_alias: u16,
+    /// Bytes of topic names a connection's inbound topic aliases may hold together. A client
+    /// whose new alias would pass it is disconnected with 0x97 Quota exceeded (counted in
+    /// `meshmq_quota_exceeded_total{quota="topic_alias_bytes"}`).
+    pub max_topic_alias_bytes: usize,
+    /// Subscriptions a session may hold (EMQX `max_subscriptions`; 0: no limit). A
+    /// SUBSCRIBE filter beyond it is refused in the SUBACK with 0x97 Quota exceeded (0x80 in
+    /// 3.1.1) and counted (`meshmq_quota_exceeded_total{quota="subscriptions"}`); a filter
+    /// the session already has is a re-subscription and always fits.
+    pub max_subscriptions: usize,
+    /// Retained messages the cluster may store (0: no limit; the broker's own `$SYS` topics
+    /// are not counted). A retained PUBLISH on a new topic beyond it is not stored and is
+    /// answered as for `max_retained_bytes`; counted
+    /// (`meshmq_quota_exceeded_total{quota="retained_messages"}`). Set the same value on
+    /// every replicant: each write carries the limit of the node that made it.
+    pub max_retained_messages: u64,
+    /// Bytes of retained messages the cluster may store, counted as for `max_mqueue_bytes`
+    /// (0: no limit). A retained PUBLISH that would pass it is not stored, unless it
+    /// replaces a topic's message with one no larger; counted
+    /// (`meshmq_quota_exceeded_total{quota="retained_bytes"}`). A refused v5 QoS 1/2
+    /// PUBLISH is answered 0x97 Quota exceeded and not delivered; QoS 0 and 3.1.1 ones
+    /// (which cannot be told) are delivered to current subscribers without being stored.
+    pub max_retained_bytes: u64,
     /// Whether retained messages are supported.
     pub retain_available: bool,
     /// Whether wildcard subscriptions are allowed.
@@ -245,10 +297,17 @@ impl Default for MqttConfig {
             max_awaiting_rel: 100,
             await_rel_timeout: 300,
             max_mqueue_len: 1000,
+            max_mqueue_bytes: MIB,
+            max_node_mqueue_bytes: 8 * 1024 * MIB as u64,
+            max_write_buffer_bytes: 256 * KIB,
             mqueue_store_qos0: true,
             mqueue_drop_policy: QueueDropPolicy::DropOldest,
             max_session_expiry: 7 * 24 * 3600,
             max_topic_alias: 65_535,
+            max_topic_alias_bytes: 16 * KIB,
+            max_subscriptions: 100,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 1024 * MIB as u64,
             retain_available: true,
             wildcard_subscription: true,
             shared_subscription: true,

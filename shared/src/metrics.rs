@@ -55,21 +55,33 @@ pub const EVACUATING: &str = "meshmq_evacuating";
 pub const SUBSCRIPTIONS: &str = "meshmq_subscriptions";
 /// Gauge: retained messages stored. No labels.
 pub const RETAINED_MESSAGES: &str = "meshmq_retained_messages";
+/// Gauge: bytes of the retained messages stored (payload, topic and properties, as
+/// `mqtt.max_retained_bytes` counts them). No labels.
+pub const RETAINED_BYTES: &str = "meshmq_retained_bytes";
+/// Counter: requests refused because a quota was reached, each answered with 0x97 Quota
+/// exceeded where the protocol can say it. Labels: `quota` (`subscriptions`: a SUBSCRIBE
+/// filter past `mqtt.max_subscriptions`; `retained_messages`, `retained_bytes`: a retained
+/// message not stored; `topic_alias_bytes`: a client disconnected past
+/// `mqtt.max_topic_alias_bytes`).
+pub const QUOTA_EXCEEDED_TOTAL: &str = "meshmq_quota_exceeded_total";
 /// Counter: PUBLISH packets received from clients. Labels: `qos` (`0`, `1`, `2`).
 pub const MESSAGES_RECEIVED_TOTAL: &str = "meshmq_messages_received_total";
 /// Counter: PUBLISH packets delivered to subscribers. Labels: `qos` (`0`, `1`, `2`) where known.
 pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
-/// Counter: messages dropped instead of delivered. Labels: `reason` (`queue_full`,
-/// `no_subscribers`, `expired`, `too_large_for_client`, `not_authorized`,
-/// `inflight_full_qos0`, `offline_qos0`, `session_ended`, `sys_topic`: a client's PUBLISH
-/// or will to `$SYS` or `$SYS/...`, the broker's own namespace, refused unless the
-/// authorizer grants it; 5.0 QoS 1/2 publishers got PUBACK/PUBREC 0x87, nothing was
-/// stored as retained).
+/// Counter: messages dropped instead of delivered. Labels: `reason` (`queue_full`: the
+/// session's queue was at `mqtt.max_mqueue_len` or `mqtt.max_mqueue_bytes`;
+/// `node_queue_full`: the node's sessions held `mqtt.max_node_mqueue_bytes`;
+/// `slow_consumer`: a QoS 0 message for a connection already holding
+/// `mqtt.max_write_buffer_bytes`; `no_subscribers`, `expired`, `too_large_for_client`,
+/// `not_authorized`, `inflight_full_qos0`, `offline_qos0`, `session_ended`, `sys_topic`: a
+/// client's PUBLISH or will to `$SYS` or `$SYS/...`, the broker's own namespace, refused
+/// unless the authorizer grants it; 5.0 QoS 1/2 publishers got PUBACK/PUBREC 0x87, nothing
+/// was stored as retained).
 pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
 /// Counter: times a publishing connection stopped reading (for at most 50 ms) because a
-/// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len`,
-/// counting what the session holds behind its in-flight window) or a peer link it feeds was
-/// half full. Labels: `on` (`subscriber_queue`, `peer_link`).
+/// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len` or
+/// of `mqtt.max_mqueue_bytes`) or a peer link it feeds was half full (in messages or
+/// bytes). Labels: `on` (`subscriber_queue`, `peer_link`).
 pub const PUBLISH_BACKPRESSURE_TOTAL: &str = "meshmq_publish_backpressure_total";
 /// Gauge: messages waiting in session queues (offline, or beyond the in-flight window).
 /// No labels.
@@ -216,8 +228,9 @@ pub const PEER_MESSAGES_SENT_TOTAL: &str = "meshmq_peer_messages_sent_total";
 /// queued at that moment). No labels.
 pub const PEER_BATCHES_SENT_TOTAL: &str = "meshmq_peer_batches_sent_total";
 /// Counter: messages for a peer dropped instead of sent (forwarding is at most once, never
-/// resent). Labels: `reason` (`peer_down`, `queue_full`, `link_broken`, `too_large`,
-/// `stopped`).
+/// resent). Labels: `reason` (`peer_down`, `queue_full`: the link's queue held
+/// `cluster.peer_queue_len` messages or `cluster.peer_queue_bytes` bytes, `link_broken`,
+/// `too_large`, `stopped`).
 pub const PEER_MESSAGES_DROPPED_TOTAL: &str = "meshmq_peer_messages_dropped_total";
 /// Counter: peer links connected again after losing their connection. No labels.
 pub const PEER_RECONNECTS_TOTAL: &str = "meshmq_peer_reconnects_total";
@@ -285,6 +298,7 @@ pub const COUNTERS: &[&str] = &[
     UNKNOWN_CLAIMS_TOTAL,
     SUBSCRIBE_FAILURES_TOTAL,
     UNSUBSCRIBE_FAILURES_TOTAL,
+    QUOTA_EXCEEDED_TOTAL,
     ROUTE_WAIT_TIMEOUTS_TOTAL,
     REPLICA_SNAPSHOT_INSTALLS_TOTAL,
     REPLICA_CORE_SWITCHES_TOTAL,
@@ -315,6 +329,7 @@ pub const GAUGES: &[&str] = &[
     SESSIONS,
     SUBSCRIPTIONS,
     RETAINED_MESSAGES,
+    RETAINED_BYTES,
     MESSAGES_QUEUED,
     REPLICA_APPLIED_INDEX,
     REPLICATION_LAG_ENTRIES,

@@ -224,8 +224,15 @@ fn subscription_ops() -> BoxedStrategy<Kind> {
 
 fn retained_ops() -> BoxedStrategy<Kind> {
     prop_oneof![
-        proptest::option::of(retained_message())
-            .prop_map(|message| Kind::RetainedSet(RetainedSet { message })),
+        // Limits small enough to be hit (0: none): quota rejections must be as deterministic
+        // as everything else.
+        (proptest::option::of(retained_message()), 0..4u64, 0..64u64).prop_map(
+            |(message, max_messages, max_bytes)| Kind::RetainedSet(RetainedSet {
+                message,
+                max_messages,
+                max_bytes,
+            })
+        ),
         path().prop_map(|topic| Kind::RetainedDelete(RetainedDelete { topic })),
         now().prop_map(|now_ms| Kind::RetainedExpire(RetainedExpire { now_ms })),
     ]

@@ -14,6 +14,7 @@ pub fn retained(topic: &str) -> Op {
                 published_at_ms: 1,
                 ..Default::default()
             }),
+            ..Default::default()
         })),
     }
 }

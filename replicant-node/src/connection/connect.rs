@@ -21,7 +21,7 @@ use super::{Conn, reason_label};
 use crate::broker::Ctx;
 use crate::cluster;
 use crate::handover;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
 
@@ -119,6 +119,7 @@ where
         deliveries: Vec::new(),
         congested: None,
         delivered: 0,
+        drain_more: false,
     };
     let params = ConnParams {
         version,
@@ -389,9 +390,8 @@ pub(crate) async fn install_slot(
     expiry_secs: u32,
 ) -> Arc<SessionSlot> {
     let mailbox = Arc::new(Mailbox::new(
-        ctx.config.mqtt.max_mqueue_len,
-        ctx.config.mqtt.mqueue_drop_policy,
-        ctx.config.mqtt.mqueue_store_qos0,
+        QueueLimits::of(&ctx.config.mqtt),
+        ctx.queue_budget.clone(),
     ));
     let params = ConnParams {
         version,

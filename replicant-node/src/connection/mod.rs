@@ -1,10 +1,13 @@
 //! One task per MQTT connection (TCP or WebSocket): reads and decodes packets, drives the
-//! session state machine under its slot lock, routes what the client publishes, drains the
-//! session's mailbox, and writes everything queued for the client in one `write` per wake-up.
+//! session state machine under its slot lock, routes what the client publishes, takes from
+//! the session's mailbox what the session can send at once, and writes everything queued for
+//! the client in one `write` per wake-up.
 //!
 //! The task owns the socket, the keep-alive timer and the control channel; protocol decisions
 //! live in [`crate::session`]. It never blocks on another client: a slow subscriber is seen as
-//! a full mailbox (dropped and counted), a slow socket as a write timeout.
+//! a full mailbox (dropped and counted), a slow socket as a write timeout. One write carries
+//! at most about `mqtt.max_write_buffer_bytes`: what is left waits in the mailbox, where QoS
+//! 0 beyond that budget is dropped while the write is in progress (`crate::mailbox`).
 
 mod adopt;
 mod close;
@@ -37,12 +40,14 @@ pub(crate) use adopt::{Adopted, adopt};
 pub(crate) use close::{end_session, end_session_moved};
 
 /// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from
-/// starving its own socket reads).
+/// starving its own socket reads; the write budget may stop it sooner).
 const DRAIN_BATCH: usize = 512;
 /// Smallest room made in the read buffer before a read.
 const READ_MIN: usize = 256;
 /// Largest room made in the read buffer before a read (a busy publisher's reads).
 const READ_MAX: usize = 64 * 1024;
+/// Write buffer capacity a connection keeps between writes whatever their size.
+const WBUF_KEEP: usize = 16 * 1024;
 /// Longest a publisher waits for a congested subscriber queue before reading on.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(50);
 
@@ -115,6 +120,9 @@ struct Conn<S> {
     congested: Option<crate::publish::Backpressure>,
     /// Messages written since the last metrics flush.
     delivered: u64,
+    /// The last take from the mailbox stopped at its count or byte limit: take again once
+    /// the write is done.
+    drain_more: bool,
 }
 
 async fn run<S>(ctx: &Arc<Ctx>, io: S)
@@ -205,6 +213,9 @@ where
             if self.flush().await.is_err() {
                 return Exit::Dropped;
             }
+            if std::mem::take(&mut self.drain_more) {
+                mailbox.ready.notify_one();
+            }
             self.backpressure().await;
         }
     }
@@ -273,41 +284,44 @@ where
     }
 
     /// Runs `f` on the session if this connection still owns it; `None` when taken over.
+    /// Then takes from the mailbox what the session can now send (an ack opens the window),
+    /// fits the session's pending queue into the bound it shares with the mailbox and
+    /// reports it there.
     fn with_session<R>(
         &mut self,
         f: impl FnOnce(&mut crate::session::Session, Instant, &mut Vec<Outgoing>) -> R,
     ) -> Option<R> {
         let now = Instant::now();
+        let write_room = self
+            .ctx
+            .config
+            .mqtt
+            .max_write_buffer_bytes
+            .saturating_sub(self.wbuf.len());
+        let mailbox = &self.slot.mailbox;
         let mut inner = self.slot.inner.lock();
         if inner.owner != Some(self.id) {
             return None;
         }
-        let r = f(&mut inner.session, now, &mut self.out);
-        let drops = inner.session.take_drops();
-        self.slot.mailbox.set_backlog(inner.session.pending_len());
+        let s = &mut inner.session;
+        let r = f(s, now, &mut self.out);
+        let scratch = &mut self.deliveries;
+        self.drain_more = take_sendable(mailbox, s, now, &mut self.out, scratch, write_room);
+        let (queued, queued_bytes) = mailbox.usage();
+        s.fit_queue(queued, queued_bytes);
+        let drops = s.take_drops();
+        mailbox.set_backlog(s.pending_len(), s.pending_bytes());
         drop(inner);
         record_drops(drops);
         self.encode_out();
         Some(r)
     }
 
-    /// Moves mailbox deliveries into the session (which sends or queues them). The mailbox
-    /// is drained under the slot lock, only while this connection owns the session, so a
-    /// takeover never strands deliveries in a connection that is going away.
+    /// Takes what the session can send from the mailbox (see [`Conn::with_session`]). Under
+    /// the slot lock, only while this connection owns the session, so a takeover never
+    /// strands deliveries in a connection that is going away.
     fn drain_mailbox(&mut self) {
-        let mut batch = std::mem::take(&mut self.deliveries);
-        let mailbox = self.slot.mailbox.clone();
-        self.with_session(|s, now, out| {
-            mailbox.take(DRAIN_BATCH, &mut batch);
-            for d in batch.drain(..) {
-                s.deliver(now, d, out);
-            }
-        });
-        batch.clear();
-        self.deliveries = batch;
-        if !mailbox.is_empty() {
-            mailbox.ready.notify_one();
-        }
+        self.with_session(|_, _, _| ());
     }
 
     /// Encodes every pending [`Outgoing`] into the write buffer.
@@ -364,16 +378,22 @@ where
             return Ok(());
         }
         let n = self.wbuf.len();
-        // The flush is inside the bound too: a WebSocket sink stays pending while the
-        // client's window is closed, and an unbounded flush would hold the task forever.
+        // What waits for the socket counts against QoS 0 deliveries and the node's budget
+        // until it is written. The flush is inside the bound too: a WebSocket sink stays
+        // pending while the client's window is closed, and an unbounded flush would hold
+        // the task forever.
+        self.slot.mailbox.set_writing(n);
         let write = async {
             self.writer.write_all(&self.wbuf).await?;
             self.writer.flush().await
         };
         let r = tokio::time::timeout(self.ctx.send_timeout(), write).await;
+        self.slot.mailbox.set_writing(0);
         self.wbuf.clear();
-        if self.wbuf.capacity() > 1 << 20 {
-            self.wbuf = BytesMut::with_capacity(8 * 1024);
+        if self.wbuf.capacity() > (2 * n).max(WBUF_KEEP) {
+            // A burst's buffer is given back at the next smaller write (a PINGRESP at
+            // worst), so a quiet connection does not keep it.
+            self.wbuf = BytesMut::new();
         }
         metrics::counter!(m::BYTES_SENT_TOTAL).increment(n as u64);
         match r {
@@ -453,6 +473,42 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Moves from `mailbox` into the session what it can send at once: in order, QoS 0 and as
+/// many QoS 1/2 as its window has room for, at most [`DRAIN_BATCH`] and about `max_bytes`
+/// (the room left in this write). What stays waits in the mailbox, under the session's
+/// bound. True when it stopped at one of those limits (take again after the write).
+fn take_sendable(
+    mailbox: &crate::mailbox::Mailbox,
+    s: &mut crate::session::Session,
+    now: Instant,
+    out: &mut Vec<Outgoing>,
+    batch: &mut Vec<Delivery>,
+    max_bytes: usize,
+) -> bool {
+    use crate::mailbox::TakeStop;
+    let (mut taken, mut bytes) = (0, 0);
+    loop {
+        let stop = mailbox.take_admitted(
+            DRAIN_BATCH - taken,
+            max_bytes.saturating_sub(bytes),
+            s.window_room(),
+            batch,
+        );
+        taken += batch.len();
+        for d in batch.drain(..) {
+            bytes += d.msg.size();
+            s.deliver(now, d, out);
+        }
+        match stop {
+            TakeStop::Limit => return true,
+            TakeStop::Empty => return false,
+            // Deliveries dropped on the way (expired, too large for the client) left room.
+            TakeStop::Window if s.window_room() > 0 && taken < DRAIN_BATCH => {}
+            TakeStop::Window => return false,
+        }
     }
 }
 

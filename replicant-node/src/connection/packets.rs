@@ -10,9 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, Exit};
 use crate::authz::{self, PublishDenied};
-use crate::message::Message;
+use crate::cluster;
+use crate::message::{Message, counted_bytes};
 use crate::publish;
-use crate::session::Outgoing;
+use crate::session::{Outgoing, SessionError};
 
 impl<S> Conn<S>
 where
@@ -82,7 +83,13 @@ where
         match resolved {
             None => return self.kicked(),
             Some(Err(e)) => {
-                metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "topic_alias").increment(1);
+                if e == SessionError::TopicAliasQuotaExceeded {
+                    metrics::counter!(m::QUOTA_EXCEEDED_TOTAL, "quota" => "topic_alias_bytes")
+                        .increment(1);
+                } else {
+                    metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "topic_alias")
+                        .increment(1);
+                }
                 self.queue_disconnect(e.reason_code());
                 return Some(Exit::ServerClose(e.reason_code()));
             }
@@ -95,7 +102,9 @@ where
             &p.topic,
         );
         let allowed = verdict.map_err(PublishDenied::count).is_ok();
-        let decision = self.with_session(|s, now, out| s.on_publish(now, p, allowed, out));
+        let (refusal, store) = self.retained_verdict(&p, allowed);
+        let decision =
+            self.with_session(|s, now, out| s.on_publish_or_refuse(now, p, refusal, out));
         let route = match decision {
             None => return self.kicked(),
             Some(Err(e)) => {
@@ -115,12 +124,40 @@ where
             );
             msg.from = Some(self.slot.id);
             msg.from_client = Some(self.client_id.clone());
-            let congested = publish::publish(&self.ctx, Arc::new(msg)).await;
+            let congested = if store {
+                publish::publish(&self.ctx, Arc::new(msg)).await
+            } else {
+                publish::deliver(&self.ctx, Arc::new(msg))
+            };
             if congested.is_some() {
                 self.congested = congested;
             }
         }
         None
+    }
+
+    /// What answers `p` and whether its retained message is stored: a refusal when not
+    /// `allowed` (0x87); a retained message the retained quota (`mqtt.max_retained_messages`,
+    /// `mqtt.max_retained_bytes`) has no room for in the local replica is not stored and
+    /// counted, and a 5.0 QoS 1/2 PUBLISH carrying it is refused with 0x97 Quota exceeded
+    /// (a failure code means "not accepted", so it is not delivered either). QoS 0 and 3.1.1
+    /// publishers cannot be told: theirs is delivered to current subscribers, as EMQX does.
+    fn retained_verdict(&self, p: &Publish, allowed: bool) -> (Option<ReasonCode>, bool) {
+        if !allowed {
+            return (Some(ReasonCode::NotAuthorized), true);
+        }
+        if !p.retain || p.payload.is_empty() {
+            return (None, true);
+        }
+        let bytes = counted_bytes(&p.topic, p.payload.len(), &p.properties);
+        match cluster::retained_fits(&self.ctx, &p.topic, bytes) {
+            Ok(()) => (None, true),
+            Err(quota) => {
+                cluster::count_retained_refused(quota);
+                let told = self.version.is_v5() && p.qos != QoS::AtMostOnce;
+                (told.then_some(ReasonCode::QuotaExceeded), false)
+            }
+        }
     }
 
     /// DISCONNECT from the client: 0x04 keeps the will; a 5.0 session expiry in DISCONNECT

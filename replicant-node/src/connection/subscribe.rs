@@ -3,7 +3,9 @@
 //!
 //! Order of work, and why:
 //! 1. Every filter is validated first: a protocol error (No Local on a shared subscription)
-//!    closes the connection before anything is applied, so no filter is left behind.
+//!    closes the connection before anything is applied, so no filter is left behind. A
+//!    filter new to the session past `mqtt.max_subscriptions` is refused here (0x97 Quota
+//!    exceeded; 0x80 in 3.1.1) and counted; a re-subscription never counts twice.
 //! 2. Accepted filters enter the session and the local router at once: a message published
 //!    on this node from then on reaches the subscriber, even before the SUBACK (MQTT 5.0
 //!    3.8.4 allows that).
@@ -34,7 +36,7 @@ use crate::broker::Ctx;
 use crate::cluster;
 use crate::message::Delivery;
 use crate::session::{Outgoing, SubOpts};
-use crate::sessions::SessionId;
+use crate::sessions::{SessionId, SessionSlot};
 
 /// A filter accepted for subscription, with what retained replay needs afterwards.
 struct Accepted {
@@ -68,6 +70,7 @@ where
         // 1. Validate every filter before applying any.
         let mut reasons = Vec::with_capacity(sub.filters.len());
         let mut valid = Vec::new();
+        let mut quota = SubscriptionQuota::of(&self.ctx, &self.slot);
         for (index, (filter, o)) in sub.filters.iter().enumerate() {
             let opts = SubOpts {
                 qos: o.qos,
@@ -82,6 +85,11 @@ where
                     return Some(Exit::ServerClose(code));
                 }
                 Err(FilterVerdict::Refuse(code)) => reasons.push(code),
+                Ok(_) if !quota.admits(&self.slot, filter) => {
+                    metrics::counter!(m::QUOTA_EXCEEDED_TOTAL, "quota" => "subscriptions")
+                        .increment(1);
+                    reasons.push(ReasonCode::QuotaExceeded);
+                }
                 Ok(_) => {
                     reasons.push(ReasonCode::granted(opts.qos));
                     valid.push((index, filter.as_str(), opts));
@@ -379,6 +387,43 @@ pub(super) fn install(
             ops.push(cluster::shared_add(ctx, group, filter, client_id));
             true
         }
+    }
+}
+
+/// `mqtt.max_subscriptions` for one SUBSCRIBE: the session's subscriptions when it began,
+/// plus the filters of the packet accepted so far that are new to the session.
+struct SubscriptionQuota {
+    /// The bound (0: no limit).
+    max: usize,
+    /// Subscriptions the session held when the SUBSCRIBE began.
+    held: usize,
+    /// Filters of this SUBSCRIBE new to the session (a filter repeated in the packet, or
+    /// already held, is a re-subscription and does not count again).
+    new: hashbrown::HashSet<String>,
+}
+
+impl SubscriptionQuota {
+    fn of(ctx: &Ctx, slot: &SessionSlot) -> SubscriptionQuota {
+        SubscriptionQuota {
+            max: ctx.config.mqtt.max_subscriptions,
+            held: slot.inner.lock().session.subscriptions.len(),
+            new: hashbrown::HashSet::new(),
+        }
+    }
+
+    /// Whether `filter` fits in `slot`'s session (and, when new, counts it).
+    fn admits(&mut self, slot: &SessionSlot, filter: &str) -> bool {
+        if self.max == 0 || self.new.contains(filter) {
+            return true;
+        }
+        if slot.inner.lock().session.subscriptions.contains_key(filter) {
+            return true;
+        }
+        if self.held + self.new.len() >= self.max {
+            return false;
+        }
+        self.new.insert(filter.to_owned());
+        true
     }
 }
 

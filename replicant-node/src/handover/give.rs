@@ -122,6 +122,7 @@ fn detach(
     inner.epoch += 1;
     inner.leaving = Leaving::Forwarding;
     let mut state = inner.session.export();
+    slot.mailbox.set_pending(0, 0);
     let mut queued = Vec::new();
     slot.mailbox.drain(usize::MAX, &mut queued);
     slot.mailbox.release();

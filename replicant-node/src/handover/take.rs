@@ -87,8 +87,14 @@ pub(crate) async fn take_over(ctx: &Ctx, slot: &SessionSlot, node: &str, generat
         if inner.ended {
             return false;
         }
-        inner.session.import(Instant::now(), received.state);
-        inner.session.take_drops()
+        let s = &mut inner.session;
+        s.import(Instant::now(), received.state);
+        // The same bound as on the old owner: the imported queue and what reached this
+        // node's mailbox meanwhile, together.
+        let (queued, queued_bytes) = slot.mailbox.usage();
+        s.fit_queue(queued, queued_bytes);
+        slot.mailbox.set_pending(s.pending_len(), s.pending_bytes());
+        s.take_drops()
     };
     crate::connection::record_drops(drops);
     counted("ok");

@@ -173,8 +173,10 @@ pub(super) struct LinkSpec<'a> {
     pub addr: String,
     /// Our hello.
     pub hello: PeerHello,
-    /// Queue capacity.
+    /// Queue capacity in messages.
     pub queue_len: usize,
+    /// Queue capacity in bytes.
+    pub queue_bytes: usize,
     /// The node's counters.
     pub counters: Arc<LinkCounters>,
     /// The node's barrier state.
@@ -191,7 +193,7 @@ pub(super) struct LinkSpec<'a> {
 pub(super) fn spawn(spec: LinkSpec<'_>) -> Link {
     let link = Link {
         addr: Arc::from(spec.addr.as_str()),
-        queue: Arc::new(Queue::new(spec.queue_len)),
+        queue: Arc::new(Queue::new(spec.queue_len, spec.queue_bytes)),
         counters: spec.counters,
         barriers: spec.barriers,
         stop: spec.stop,

@@ -62,6 +62,9 @@ pub struct PeerConfig {
     pub incarnation: u64,
     /// Messages each outgoing link may hold before [`Peers::forward`] drops (at least 1).
     pub queue_len: usize,
+    /// Bytes of messages (encoded) each outgoing link may hold before [`Peers::forward`]
+    /// drops (at least 1; one larger message still goes when none is queued).
+    pub queue_bytes: usize,
     /// The local replica's applied index (`Replica::subscribe_applied`): barriers from
     /// peers are answered once it reaches theirs.
     pub applied: watch::Receiver<u64>,
@@ -82,8 +85,8 @@ pub enum PeerError {
     /// [`Peers::start`] was called outside a tokio runtime.
     #[error("peer links need a tokio runtime")]
     NoRuntime,
-    /// `queue_len` is 0: every message would be dropped.
-    #[error("peer queue_len must be at least 1")]
+    /// `queue_len` or `queue_bytes` is 0: every message would be dropped.
+    #[error("peer queue_len and queue_bytes must be at least 1")]
     ZeroQueue,
     /// The endpoint could not be built or bound.
     #[error("peer endpoint: {0}")]
@@ -99,7 +102,7 @@ pub enum PeerError {
 pub enum DropReason {
     /// The link was not connected when the message was forwarded.
     PeerDown,
-    /// The link's queue held `queue_len` messages.
+    /// The link's queue held `queue_len` messages or `queue_bytes` bytes.
     QueueFull,
     /// The connection broke while the message was queued or being written.
     LinkBroken,
@@ -271,8 +274,10 @@ pub struct Peers {
 struct Shared {
     /// Sent first on every outgoing stream.
     hello: PeerHello,
-    /// Capacity of each link's queue.
+    /// Capacity of each link's queue, in messages.
     queue_len: usize,
+    /// Capacity of each link's queue, in bytes.
+    queue_bytes: usize,
     /// Where the endpoint is bound.
     local_addr: SocketAddr,
     /// Endpoints the links dial from.
@@ -304,7 +309,7 @@ impl Peers {
         shutdown: CancellationToken,
     ) -> Result<Peers, PeerError> {
         let runtime = Handle::try_current().map_err(|_| PeerError::NoRuntime)?;
-        if cfg.queue_len == 0 {
+        if cfg.queue_len == 0 || cfg.queue_bytes == 0 {
             return Err(PeerError::ZeroQueue);
         }
         let ep = endpoint::bind(cfg.bind, &cfg.identity, ALPN_PEER)?;
@@ -319,6 +324,7 @@ impl Peers {
                 incarnation: cfg.incarnation,
             },
             queue_len: cfg.queue_len,
+            queue_bytes: cfg.queue_bytes,
             local_addr,
             dialer: dialer.clone(),
             links,
@@ -472,6 +478,7 @@ impl Shared {
             addr: addr.to_owned(),
             hello: self.hello.clone(),
             queue_len: self.queue_len,
+            queue_bytes: self.queue_bytes,
             counters: self.counters_of(node),
             barriers: self.barriers.clone(),
             dialer: self.dialer.clone(),

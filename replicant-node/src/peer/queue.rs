@@ -2,9 +2,12 @@
 //!
 //! The queue holds [`Item`]s — forwarded messages, barriers and acks — in ONE order, and
 //! accepts them only while its link is connected (`up`): an item for a down peer is refused
-//! at once. It holds at most `cap` messages; barriers and acks are tiny and bypass that cap
-//! (bounded separately by [`MAX_CONTROL`]), and an ack pushed right behind another ack
-//! raises it instead of queueing a second one. [`Queue::next_batch`] hands the link task
+//! at once. It holds at most `cap` messages and `cap_bytes` bytes of them (their encoded
+//! length; one message larger than that still goes when no other is queued); barriers and
+//! acks are tiny and bypass those caps (bounded separately by [`MAX_CONTROL`]), session
+//! hand-over items share that count bound and have a byte bound of their own (`cap_bytes`
+//! again: they carry queued messages), and an ack pushed right behind another ack raises it
+//! instead of queueing a second one. [`Queue::next_batch`] hands the link task
 //! everything queued as one `PeerBatch`, up to [`MAX_BATCH_ITEMS`] items or about
 //! [`MAX_BATCH_BYTES`], in order. Every connection gets a new session number, so a barrier
 //! can tell that the session it was queued on is gone.
@@ -72,6 +75,8 @@ pub(super) struct Queue {
     pub(super) drained: Notify,
     /// Most messages held.
     cap: usize,
+    /// Most bytes of messages held (and, separately, of session items).
+    cap_bytes: usize,
 }
 
 /// The part of [`Queue`] behind its lock.
@@ -80,6 +85,10 @@ struct QueueState {
     items: VecDeque<Item>,
     /// How many of `items` are messages (the ones `cap` bounds).
     messages: usize,
+    /// Encoded bytes of those messages (what `cap_bytes` bounds).
+    bytes: usize,
+    /// Encoded bytes of the session items queued (bounded by `cap_bytes` on their own).
+    session_bytes: usize,
     /// The link is connected: pushes are accepted.
     up: bool,
     /// The link is stopped for good: pushes are refused and nothing is queued again.
@@ -95,17 +104,22 @@ impl QueueState {
         let n = self.messages;
         self.items.clear();
         self.messages = 0;
+        self.bytes = 0;
+        self.session_bytes = 0;
         n
     }
 }
 
 impl Queue {
-    /// An empty queue of `cap` messages, not accepting any until [`set_up`](Self::set_up).
-    pub(super) fn new(cap: usize) -> Self {
+    /// An empty queue of `cap` messages and `cap_bytes` bytes, not accepting any until
+    /// [`set_up`](Self::set_up).
+    pub(super) fn new(cap: usize, cap_bytes: usize) -> Self {
         Self {
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
                 messages: 0,
+                bytes: 0,
+                session_bytes: 0,
                 up: false,
                 closed: false,
                 session: 0,
@@ -113,7 +127,13 @@ impl Queue {
             wake: Notify::new(),
             drained: Notify::new(),
             cap,
+            cap_bytes,
         }
+    }
+
+    /// Past half the message or byte capacity: publishers should slow down.
+    fn past_half(&self, s: &QueueState) -> bool {
+        s.messages * 2 > self.cap || s.bytes * 2 > self.cap_bytes
     }
 
     /// Queues `msg` (of encoded length `len`), or says why it cannot. `Ok(true)`: queued,
@@ -124,21 +144,22 @@ impl Queue {
             if s.closed || !s.up {
                 return Err(DropReason::PeerDown);
             }
-            if s.messages >= self.cap {
+            if s.messages >= self.cap || (s.bytes > 0 && s.bytes + len > self.cap_bytes) {
                 return Err(DropReason::QueueFull);
             }
             s.items.push_back(Item::Message(len, msg));
             s.messages += 1;
-            s.messages * 2 > self.cap
+            s.bytes += len;
+            self.past_half(&s)
         };
         self.wake.notify_one();
         Ok(congested)
     }
 
-    /// True while more than half the message capacity is used (and the link is up).
+    /// True while more than half the message or byte capacity is used (and the link is up).
     pub(super) fn is_congested(&self) -> bool {
         let s = self.state.lock();
-        s.up && !s.closed && s.messages * 2 > self.cap
+        s.up && !s.closed && self.past_half(&s)
     }
 
     /// Queues a barrier or an ack past the message cap; returns the session it was queued
@@ -167,18 +188,21 @@ impl Queue {
         Ok(session)
     }
 
-    /// Queues a session hand-over item (of encoded length `len`) past the message cap,
-    /// within the [`MAX_CONTROL`] bound it shares with barriers and acks.
+    /// Queues a session hand-over item (of encoded length `len`) past the message caps,
+    /// within the [`MAX_CONTROL`] bound it shares with barriers and acks and a byte bound of
+    /// its own (`cap_bytes`; one item larger still goes when none is queued).
     pub(super) fn push_session(&self, len: usize, item: SessionItem) -> Result<(), DropReason> {
         {
             let mut s = self.state.lock();
             if s.closed || !s.up {
                 return Err(DropReason::PeerDown);
             }
-            if s.items.len() - s.messages >= MAX_CONTROL {
+            let over_bytes = s.session_bytes > 0 && s.session_bytes + len > self.cap_bytes;
+            if s.items.len() - s.messages >= MAX_CONTROL || over_bytes {
                 return Err(DropReason::QueueFull);
             }
             s.items.push_back(Item::Session(len, item));
+            s.session_bytes += len;
         }
         self.wake.notify_one();
         Ok(())
@@ -243,19 +267,23 @@ impl Queue {
                 break;
             }
             match s.items.pop_front() {
-                Some(Item::Message(_, msg)) => {
+                Some(Item::Message(len, msg)) => {
                     s.messages -= 1;
+                    s.bytes -= len;
                     batch.messages.push(msg);
                 }
                 Some(Item::Control(Control::Barrier(n))) => batch.barriers.push(n),
                 Some(Item::Control(Control::Ack(n))) => batch.acks.push(n),
-                Some(Item::Session(_, item)) => batch.sessions.push(item),
+                Some(Item::Session(len, item)) => {
+                    s.session_bytes -= len;
+                    batch.sessions.push(item);
+                }
                 None => break,
             }
             items += 1;
             bytes += framed;
         }
-        let calm = s.messages * 2 <= self.cap;
+        let calm = !self.past_half(&s);
         drop(s);
         if calm && !batch.messages.is_empty() {
             self.drained.notify_waiters();
@@ -294,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_queue_takes_nothing_while_down_and_bounds_itself_while_up() {
-        let q = Queue::new(3);
+        let q = Queue::new(3, usize::MAX);
         assert_eq!(push(&q, 1), Err(DropReason::PeerDown));
         assert_eq!(
             q.push_control(Control::Barrier(1)),
@@ -321,7 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn taking_a_batch_wakes_publishers_once_under_half() {
-        let q = Queue::new(4);
+        let q = Queue::new(4, usize::MAX);
         assert!(q.set_up());
         for _ in 0..4 {
             push(&q, 1).expect("queued");
@@ -339,7 +367,7 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_in_count_and_bytes_and_keep_order() {
-        let q = Queue::new(10_000);
+        let q = Queue::new(10_000, usize::MAX);
         assert!(q.set_up());
         for _ in 0..1_000 {
             push(&q, 10).expect("queued");
@@ -367,7 +395,7 @@ mod tests {
 
     #[test]
     fn barriers_and_acks_share_the_order_and_consecutive_acks_merge() {
-        let q = Queue::new(1);
+        let q = Queue::new(1, usize::MAX);
         assert!(q.set_up());
         push(&q, 1).expect("queued");
         assert_eq!(q.push_control(Control::Barrier(7)), Ok(1));
@@ -382,7 +410,7 @@ mod tests {
         assert!(is_empty(&q.take()));
 
         // A barrier cut off from its message by the item bound goes in the next batch.
-        let q = Queue::new(MAX_BATCH_ITEMS);
+        let q = Queue::new(MAX_BATCH_ITEMS, usize::MAX);
         assert!(q.set_up());
         for _ in 0..MAX_BATCH_ITEMS {
             push(&q, 1).expect("queued");
@@ -397,8 +425,45 @@ mod tests {
     }
 
     #[test]
+    fn messages_are_bounded_in_bytes_too_and_one_large_message_still_goes() {
+        let (len, _) = msg(1_000);
+        let q = Queue::new(1_000, 3 * len);
+        assert!(q.set_up());
+        assert_eq!(push(&q, 1_000), Ok(false));
+        assert_eq!(push(&q, 1_000), Ok(true), "past half the bytes: congested");
+        assert_eq!(push(&q, 1_000), Ok(true));
+        assert_eq!(
+            push(&q, 1_000),
+            Err(DropReason::QueueFull),
+            "3 × {len} bytes held"
+        );
+        assert_eq!(push(&q, 1), Err(DropReason::QueueFull));
+        assert_eq!(q.take().messages.len(), 3);
+        assert!(!q.is_congested(), "the bytes left with the batch");
+        assert_eq!(
+            push(&q, 10_000),
+            Ok(true),
+            "alone, over the bound: still queued"
+        );
+        assert_eq!(push(&q, 1), Err(DropReason::QueueFull));
+        assert_eq!(q.set_down(), 1);
+        assert!(q.set_up());
+        assert_eq!(
+            push(&q, 1_000),
+            Ok(false),
+            "nothing left counted after a clear"
+        );
+
+        // Session items have a byte bound of their own, beside the messages'.
+        let item = SessionItem::default();
+        assert_eq!(q.push_session(2 * len, item.clone()), Ok(()));
+        assert_eq!(q.push_session(len, item.clone()), Ok(()));
+        assert_eq!(q.push_session(1, item), Err(DropReason::QueueFull));
+    }
+
+    #[test]
     fn control_items_have_their_own_bound() {
-        let q = Queue::new(1);
+        let q = Queue::new(1, usize::MAX);
         assert!(q.set_up());
         for i in 0..MAX_CONTROL as u64 {
             q.push_control(Control::Barrier(i)).expect("queued");

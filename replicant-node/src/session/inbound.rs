@@ -27,29 +27,40 @@ impl Session {
         allowed: bool,
         out: &mut Vec<Outgoing>,
     ) -> Result<Inbound, SessionError> {
+        let refusal = (!allowed).then_some(ReasonCode::NotAuthorized);
+        self.on_publish_or_refuse(now, p, refusal, out)
+    }
+
+    /// [`Session::on_publish`] with the reason a refused PUBLISH gets (0x87 Not authorized,
+    /// 0x97 Quota exceeded), `None` to accept it. A refused one is never routed; 5.0 QoS 1/2
+    /// acks carry the reason, 3.1.1 cannot say it and acks normally. A re-sent QoS 2
+    /// PUBLISH that was accepted already is acknowledged as accepted, whatever `refusal`.
+    pub fn on_publish_or_refuse(
+        &mut self,
+        now: Instant,
+        p: Publish,
+        refusal: Option<ReasonCode>,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<Inbound, SessionError> {
         let v5 = self.conn.version.is_v5();
-        let deny = |pid| {
+        let ack = |pid| {
             let mut r = PubResp::new(pid);
-            r.reason = ReasonCode::NotAuthorized;
+            if let (Some(reason), true) = (refusal, v5) {
+                r.reason = reason;
+            }
             r
         };
         match p.qos {
             QoS::AtMostOnce => Ok(Inbound {
-                route: allowed.then_some(p),
+                route: refusal.is_none().then_some(p),
             }),
             QoS::AtLeastOnce => {
-                let pid = p.packet_id;
-                let ack = if allowed || !v5 {
-                    PubResp::new(pid)
-                } else {
-                    deny(pid)
-                };
-                out.push(Outgoing::Packet(Packet::PubAck(ack)));
+                out.push(Outgoing::Packet(Packet::PubAck(ack(p.packet_id))));
                 Ok(Inbound {
-                    route: allowed.then_some(p),
+                    route: refusal.is_none().then_some(p),
                 })
             }
-            QoS::ExactlyOnce => self.on_publish_qos2(now, p, allowed, out),
+            QoS::ExactlyOnce => self.on_publish_qos2(now, p, refusal, out),
         }
     }
 
@@ -57,7 +68,7 @@ impl Session {
         &mut self,
         now: Instant,
         p: Publish,
-        allowed: bool,
+        refusal: Option<ReasonCode>,
         out: &mut Vec<Outgoing>,
     ) -> Result<Inbound, SessionError> {
         let pid = p.packet_id;
@@ -68,10 +79,10 @@ impl Session {
             out.push(Outgoing::Packet(Packet::PubRec(PubResp::new(pid))));
             return Ok(Inbound { route: None });
         }
-        if !allowed {
+        if let Some(reason) = refusal {
             let mut r = PubResp::new(pid);
             if v5 {
-                r.reason = ReasonCode::NotAuthorized;
+                r.reason = reason;
                 out.push(Outgoing::Packet(Packet::PubRec(r)));
             } else {
                 // 3.1.1 has no failure PUBREC: complete the flow without routing.
@@ -121,7 +132,8 @@ impl Session {
                 None => return Err(SessionError::Protocol("unknown topic alias")),
             }
         } else {
-            self.in_aliases.insert(alias, p.topic.clone());
+            let max = self.limits.max_topic_alias_bytes;
+            self.in_aliases.insert_within(alias, p.topic.clone(), max)?;
         }
         p.properties.topic_alias = None;
         Ok(())

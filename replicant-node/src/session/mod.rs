@@ -7,6 +7,7 @@
 //! The connection task feeds it packets and deliveries with the current time and executes the
 //! [`Outgoing`] items it returns; it never decides protocol behaviour itself.
 
+mod bounds;
 mod handover;
 mod inbound;
 mod outbound;
@@ -23,7 +24,7 @@ pub use handover::{Handed, HandedState};
 pub use inbound::Inbound;
 pub use outbound::{Inflight, Stage};
 
-use crate::message::{Delivery, Message, PublishVariant};
+use crate::message::{Message, PublishVariant};
 
 /// Options of one subscription, as the session and the router keep them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,12 +52,16 @@ pub struct Limits {
     pub max_awaiting_rel: usize,
     /// Age after which an un-released inbound QoS 2 packet id is purged.
     pub await_rel_timeout: Duration,
-    /// Bound of the pending queue.
+    /// Bound of the session's queue (mailbox and pending queue together), in messages.
     pub max_queue: usize,
+    /// The same bound in bytes.
+    pub max_queue_bytes: usize,
     /// Drop policy of the pending queue.
     pub drop_policy: QueueDropPolicy,
     /// Topic Alias Maximum we accept from the client.
     pub max_topic_alias: u16,
+    /// Bytes the topics of the client's aliases may take together.
+    pub max_topic_alias_bytes: usize,
 }
 
 impl Limits {
@@ -68,8 +73,10 @@ impl Limits {
             max_awaiting_rel: c.max_awaiting_rel.max(1),
             await_rel_timeout: Duration::from_secs(c.await_rel_timeout),
             max_queue: c.max_mqueue_len.max(1),
+            max_queue_bytes: c.max_mqueue_bytes.max(1),
             drop_policy: c.mqueue_drop_policy,
             max_topic_alias: c.max_topic_alias,
+            max_topic_alias_bytes: c.max_topic_alias_bytes,
         }
     }
 }
@@ -132,9 +139,9 @@ pub struct Session {
     /// flight, the rest wait there, in order and with their packet ids, until acks open
     /// the window. Always a suffix: new deliveries are only appended when none wait.
     unsent: usize,
-    pending: VecDeque<Delivery>,
+    pending: bounds::Pending,
     awaiting_rel: HashMap<u16, Instant>,
-    in_aliases: HashMap<u16, String>,
+    in_aliases: bounds::InAliases,
     out_aliases: HashMap<String, u16>,
     /// Counters since the last [`Session::take_drops`].
     drops: Drops,
@@ -151,9 +158,9 @@ impl Session {
             next_packet_id: 1,
             inflight: VecDeque::new(),
             unsent: 0,
-            pending: VecDeque::new(),
+            pending: bounds::Pending::default(),
             awaiting_rel: HashMap::new(),
-            in_aliases: HashMap::new(),
+            in_aliases: bounds::InAliases::default(),
             out_aliases: HashMap::new(),
             drops: Drops::default(),
         }
@@ -227,6 +234,9 @@ pub enum SessionError {
     /// A protocol error (0x82), e.g. an empty topic without a known alias.
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+    /// A new topic alias would take the aliases' topics past `max_topic_alias_bytes` (0x97).
+    #[error("topic aliases over their byte quota")]
+    TopicAliasQuotaExceeded,
 }
 
 impl SessionError {
@@ -236,9 +246,12 @@ impl SessionError {
             SessionError::ReceiveMaximumExceeded => ReasonCode::ReceiveMaximumExceeded,
             SessionError::TopicAliasInvalid => ReasonCode::TopicAliasInvalid,
             SessionError::Protocol(_) => ReasonCode::ProtocolError,
+            SessionError::TopicAliasQuotaExceeded => ReasonCode::QuotaExceeded,
         }
     }
 }
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,6 @@
 use std::time::Instant;
 
 use meshmq_shared::codec::{self, Packet, PubResp, QoS, ReasonCode};
-use meshmq_shared::config::QueueDropPolicy;
 
 use super::{Outgoing, Session};
 use crate::message::{Delivery, PublishVariant};
@@ -49,17 +48,11 @@ impl Session {
         self.queue_back(d);
     }
 
-    /// Queues `d` behind the pending queue; when it is full the drop policy picks the victim
-    /// (counted).
+    /// Queues `d` behind the pending queue; when it is full (in messages or bytes) the drop
+    /// policy picks the victim (counted).
     pub(super) fn queue_back(&mut self, d: Delivery) {
-        if self.pending.len() >= self.limits.max_queue {
-            self.drops.queue_full += 1;
-            match self.limits.drop_policy {
-                QueueDropPolicy::DropNewest => return,
-                QueueDropPolicy::DropOldest => {
-                    self.pending.pop_front();
-                }
-            }
+        if !self.make_room(d.msg.size()) {
+            return;
         }
         self.pending.push_back(d);
     }

@@ -152,6 +152,7 @@ pub fn retained_op(topic: &str, payload: &str) -> Op {
     Op {
         kind: Some(op::Kind::RetainedSet(RetainedSet {
             message: Some(message),
+            ..RetainedSet::default()
         })),
     }
 }

@@ -12,6 +12,7 @@ mod authz;
 mod backpressure;
 mod closing;
 mod connect;
+mod limits;
 mod malformed;
 mod qos;
 mod qos2;

@@ -70,7 +70,7 @@ async fn v5_3_8_3_1_protocol_error_mid_subscribe_leaves_no_filter_behind() {
 /// the one oversized transaction was refused as a whole and the SUBACK granted everything).
 #[tokio::test]
 async fn subscribe_larger_than_one_transaction_is_stored_whole() {
-    let b = common::broker().await;
+    let b = common::start_broker(|c| c.mqtt.max_subscriptions = 0).await;
     let id = common::unique("big-sub");
     let mut c = connect_packet(V5, &id);
     c.clean_start = false;

@@ -203,6 +203,35 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.listeners.send_timeout_ms == 0 {
         return invalid("listeners.send_timeout_ms", "must be greater than 0".into());
     }
+    for (key, value) in [
+        ("mqtt.max_mqueue_len", m.max_mqueue_len as u64),
+        ("mqtt.max_mqueue_bytes", m.max_mqueue_bytes as u64),
+        ("mqtt.max_node_mqueue_bytes", m.max_node_mqueue_bytes),
+        (
+            "mqtt.max_write_buffer_bytes",
+            m.max_write_buffer_bytes as u64,
+        ),
+        ("mqtt.max_topic_alias_bytes", m.max_topic_alias_bytes as u64),
+        (
+            "cluster.peer_queue_len",
+            config.cluster.peer_queue_len as u64,
+        ),
+        (
+            "cluster.peer_queue_bytes",
+            config.cluster.peer_queue_bytes as u64,
+        ),
+    ] {
+        if value == 0 {
+            return invalid(key, "must be greater than 0".into());
+        }
+    }
+    if m.max_node_mqueue_bytes < m.max_mqueue_bytes as u64 {
+        let reason = format!(
+            "must be at least mqtt.max_mqueue_bytes ({}), got {}",
+            m.max_mqueue_bytes, m.max_node_mqueue_bytes
+        );
+        return invalid("mqtt.max_node_mqueue_bytes", reason);
+    }
     if config.cluster.transact_timeout_ms < 100 {
         return invalid(
             "cluster.transact_timeout_ms",

@@ -242,6 +242,37 @@ fn out_of_range_values_are_rejected_with_the_key() {
         ),
         ("MESHMQ_LISTENERS__BACKLOG", "0", "listeners.backlog"),
         ("MESHMQ_NODE__NAME", " ", "node.name"),
+        ("MESHMQ_MQTT__MAX_MQUEUE_LEN", "0", "mqtt.max_mqueue_len"),
+        (
+            "MESHMQ_MQTT__MAX_MQUEUE_BYTES",
+            "0",
+            "mqtt.max_mqueue_bytes",
+        ),
+        (
+            "MESHMQ_MQTT__MAX_NODE_MQUEUE_BYTES",
+            "1000",
+            "mqtt.max_node_mqueue_bytes",
+        ),
+        (
+            "MESHMQ_MQTT__MAX_WRITE_BUFFER_BYTES",
+            "0",
+            "mqtt.max_write_buffer_bytes",
+        ),
+        (
+            "MESHMQ_MQTT__MAX_TOPIC_ALIAS_BYTES",
+            "0",
+            "mqtt.max_topic_alias_bytes",
+        ),
+        (
+            "MESHMQ_CLUSTER__PEER_QUEUE_LEN",
+            "0",
+            "cluster.peer_queue_len",
+        ),
+        (
+            "MESHMQ_CLUSTER__PEER_QUEUE_BYTES",
+            "0",
+            "cluster.peer_queue_bytes",
+        ),
     ];
     for (var, value, key) in cases {
         let err = load_with_env(None, &env(&[(var, value)]), &Overrides::default()).unwrap_err();

@@ -13,7 +13,9 @@ use meshmq_proto::tables::{
 };
 
 use super::nodes::UpOutcome;
-use super::{Tables, invalid, reject, retained, routes, shared_groups, subscriptions};
+use super::{
+    Tables, invalid, reject, retained, retained_quota, routes, shared_groups, subscriptions,
+};
 
 /// What a single table rule returns: the outcome to report, or why nothing changed.
 type Applying = Result<Outcome, Rejected>;
@@ -224,7 +226,8 @@ impl Tables {
         done()
     }
 
-    /// `RetainedSet`; an empty payload deletes (MQTT 5.0 3.3.1.3).
+    /// `RetainedSet`; an empty payload deletes (MQTT 5.0 3.3.1.3). A message that would
+    /// take the table past the limits the op carries is rejected (`QuotaExceeded`).
     fn retained_set(&mut self, op: &RetainedSet) -> Applying {
         let Some(message) = &op.message else {
             return Err(invalid("RetainedSet: no message"));
@@ -232,9 +235,25 @@ impl Tables {
         retained::check(message)?;
         if message.payload.is_empty() {
             self.retained.delete(&message.topic);
-        } else {
-            self.retained.set(message.clone());
+            return done();
         }
+        let bytes = retained_quota::message_bytes(message);
+        if let Err(quota) = self
+            .retained
+            .fits(&message.topic, bytes, op.max_messages, op.max_bytes)
+        {
+            return Err(reject(
+                RejectReason::QuotaExceeded,
+                format!(
+                    "RetainedSet: {:?} ({bytes} bytes) over {} (limits: {} messages, {} bytes)",
+                    message.topic,
+                    quota.label(),
+                    op.max_messages,
+                    op.max_bytes
+                ),
+            ));
+        }
+        self.retained.set(message.clone());
         done()
     }
 }

@@ -18,6 +18,9 @@ mod cluster_tests;
 mod nodes;
 mod registry;
 mod retained;
+pub mod retained_quota;
+#[cfg(test)]
+mod retained_quota_tests;
 #[cfg(test)]
 mod retained_tests;
 mod routes;
@@ -116,6 +119,27 @@ impl Tables {
     /// Number of retained messages stored (expired ones included until `RetainedExpire`).
     pub fn retained_count(&self) -> usize {
         self.retained.len()
+    }
+
+    /// Bytes of the retained messages stored, as their quota counts them
+    /// ([`retained_quota::message_bytes`]; not the broker's own `$SYS` topics; expired ones
+    /// included until `RetainedExpire`).
+    pub fn retained_bytes(&self) -> u64 {
+        self.retained.bytes()
+    }
+
+    /// Whether a retained message of `bytes` bytes on `topic` would be stored under these
+    /// limits (0: none) now: the check a `RetainedSet` carrying them passes on apply, for a
+    /// replicant to answer its client before submitting (another node's write may still
+    /// change the answer by the time the op applies).
+    pub fn retained_fits(
+        &self,
+        topic: &str,
+        bytes: u64,
+        max_messages: u64,
+        max_bytes: u64,
+    ) -> Result<(), retained_quota::RetainedQuota> {
+        self.retained.fits(topic, bytes, max_messages, max_bytes)
     }
 
     /// Calls `f` once per node that has a route whose filter matches `topic`.

@@ -13,6 +13,7 @@ use hashbrown::HashMap;
 use meshmq_proto::tables::{Rejected, RetainedMessage};
 
 use super::invalid;
+use super::retained_quota::{self, Held, RetainedQuota, message_bytes};
 use crate::topic::validate_topic_name;
 
 /// One topic level of the index.
@@ -41,6 +42,9 @@ pub(super) struct Retained {
     root: Level,
     /// Number of stored messages.
     count: usize,
+    /// What the quota counts: messages and their bytes ([`message_bytes`]), the broker's
+    /// own `$SYS` topics left out ([`retained_quota::counted`]).
+    quota: Held,
     /// (expires_at_ms, topic) of every stored message that has an expiry.
     expiry: BTreeSet<(u64, String)>,
 }
@@ -69,6 +73,30 @@ impl Retained {
         self.count
     }
 
+    /// Bytes of the stored messages the quota counts ([`message_bytes`]; not `$SYS`).
+    pub(super) fn bytes(&self) -> u64 {
+        self.quota.bytes
+    }
+
+    /// Whether a message of `bytes` bytes on `topic` fits under `max_messages` and
+    /// `max_bytes` (0: no limit) beside what is stored (see [`retained_quota::fits`]).
+    pub(super) fn fits(
+        &self,
+        topic: &str,
+        bytes: u64,
+        max_messages: u64,
+        max_bytes: u64,
+    ) -> Result<(), RetainedQuota> {
+        if !retained_quota::counted(topic) {
+            return Ok(());
+        }
+        let held = Held {
+            replaced: self.get(topic).map(message_bytes),
+            ..self.quota
+        };
+        retained_quota::fits(held, bytes, max_messages, max_bytes)
+    }
+
     /// The message of exactly `topic`.
     pub(super) fn get(&self, topic: &str) -> Option<&RetainedMessage> {
         let mut level = &self.root;
@@ -81,12 +109,14 @@ impl Retained {
     /// Stores `message` (already checked with [`check`]), replacing the topic's previous one.
     pub(super) fn set(&mut self, message: RetainedMessage) {
         let expiry_key = message.expires_at_ms.map(|at| (at, message.topic.clone()));
+        self.quota.add(&message);
         let mut level = &mut self.root;
         for name in message.topic.split('/') {
             level = level.children.entry_ref(name).or_default();
         }
         match level.message.replace(message) {
             Some(old) => {
+                self.quota.remove(&old);
                 if let Some(at) = old.expires_at_ms {
                     self.expiry.remove(&(at, old.topic));
                 }
@@ -102,6 +132,7 @@ impl Retained {
     pub(super) fn delete(&mut self, topic: &str) {
         if let Some(old) = self.take(topic) {
             self.count -= 1;
+            self.quota.remove(&old);
             if let Some(at) = old.expires_at_ms {
                 self.expiry.remove(&(at, old.topic));
             }
@@ -193,8 +224,9 @@ impl Retained {
             None => std::mem::take(&mut self.expiry),
         };
         for (_, topic) in &due {
-            if self.take(topic).is_some() {
+            if let Some(old) = self.take(topic) {
                 self.count -= 1;
+                self.quota.remove(&old);
             }
         }
         due.len()

@@ -141,6 +141,7 @@ fn very_deep_topics_do_not_overflow_the_stack() {
                 payload: b"x"[..].into(),
                 ..Default::default()
             }),
+            ..Default::default()
         }))],
     );
     assert_eq!(matching(&t, "#", 0).len(), 1);

@@ -88,6 +88,7 @@ pub(super) fn retain(topic: &str, payload: &'static [u8], expires_at_ms: Option<
             expires_at_ms,
             ..Default::default()
         }),
+        ..Default::default()
     }))
 }
 
@@ -331,7 +332,7 @@ fn malformed_ops_are_rejected_not_panics() {
     assert_rejected(&mut t, &retain("a/+", b"x", None), RejectReason::Invalid);
     assert_rejected(
         &mut t,
-        &op(Kind::RetainedSet(RetainedSet { message: None })),
+        &op(Kind::RetainedSet(RetainedSet::default())),
         RejectReason::Invalid,
     );
     assert_rejected(&mut t, &purge("", 0), RejectReason::Invalid);
