@@ -104,7 +104,7 @@ async fn subscribe_larger_than_one_transaction_is_stored_whole() {
 /// Success while every row stayed, to come back with the session).
 #[tokio::test]
 async fn unsubscribe_larger_than_one_transaction_removes_every_row() {
-    let b = common::broker().await;
+    let b = common::start_broker(|c| c.mqtt.max_subscriptions = 0).await;
     let id = common::unique("big-unsub");
     let mut c = connect_packet(V5, &id);
     c.clean_start = false;

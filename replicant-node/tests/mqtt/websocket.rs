@@ -301,19 +301,23 @@ async fn ws_client_that_stops_reading_is_closed_after_the_send_timeout() {
     .await;
     assert!(matches!(ws.recv().await, Packet::SubAck(_)));
     let mut publisher = RawClient::connect(b.mqtt_addr(), V311, &common::unique("ws-flood")).await;
-    let payload = "x".repeat(16 * 1024);
-    for _ in 0..400 {
+    // Publish, paced, until the broker drops the stuck client (what is not dropped as a
+    // slow consumer's QoS 0 is written until the kernel's buffers are full and a write
+    // blocks); bounded in time and count.
+    let payload = "x".repeat(64 * 1024);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut sent = 0;
+    while b.connections() > 1 && std::time::Instant::now() < deadline && sent < 5_000 {
         publisher
             .publish(&topic, &payload, QoS::AtMostOnce, false)
             .await;
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
-    // Only the publisher remains once the stuck WebSocket client is dropped by the broker.
-    let closed =
-        common::wait_until(std::time::Duration::from_secs(10), || b.connections() == 1).await;
-    assert!(
-        closed,
-        "a WebSocket client that stopped reading still holds its connection ({} open)",
-        b.connections()
+    assert_eq!(
+        b.connections(),
+        1,
+        "a WebSocket client that stopped reading still holds its connection after {sent} messages"
     );
     drop(ws);
 }
