@@ -20,77 +20,12 @@ use tracing::{info, warn};
 
 use crate::authz::{AllowAll, Authorizer};
 use crate::core_handle::CoreHandle;
+use crate::ctx::{Admission, ClusterState, Ctx, LocalState, TableState};
 use crate::peer::{PeerConfig, Peers};
 use crate::router::Router;
 use crate::session::Limits;
 use crate::sessions::Sessions;
 use crate::{connection, http, sys, ws};
-
-/// Everything a connection task needs, shared by all of them.
-pub struct Ctx {
-    /// The node configuration.
-    pub config: Config,
-    /// Session limits derived from the configuration.
-    pub limits: Limits,
-    /// The bytes all sessions of this node hold for their clients
-    /// (`mqtt.max_node_mqueue_bytes`), shared by every mailbox.
-    pub queue_budget: Arc<crate::node_budget::NodeBudget>,
-    /// Local subscription index.
-    pub router: Router,
-    /// Local sessions.
-    pub sessions: Sessions,
-    /// The cluster tables: local replica and the link to the cores.
-    pub core: CoreHandle,
-    /// This start of the node (`nodes.incarnation`): rows of older incarnations are stale.
-    pub incarnation: u64,
-    /// Links to the other replicants (cluster mode; `None` standalone).
-    pub peers: Option<Peers>,
-    /// Cross-node session hand-overs in progress.
-    pub handovers: crate::handover::Handovers,
-    /// Cluster-wide shared-subscription picks (strategy state).
-    pub shared_picker: crate::shared_pick::SharedPicker,
-    /// Commits this node's `routes` rows in decision order.
-    pub route_writer: crate::route_writer::RouteWriter,
-    /// Registry claims whose outcome is unknown, watched until their row is closed.
-    pub unknown_claims: crate::unknown_claims::UnknownClaims,
-    /// This node's evacuation, if one is under way.
-    pub evacuation: crate::evacuation::Evacuation,
-    /// Authorization hook.
-    pub authz: Arc<dyn Authorizer>,
-    /// Source of session and connection ids.
-    next_id: AtomicU64,
-    /// Live MQTT connections (TCP + WebSocket).
-    pub connections: AtomicUsize,
-    /// Cancelled when the broker stops.
-    pub shutdown: CancellationToken,
-    /// When the broker started (uptime, `$SYS`).
-    pub started: Instant,
-    /// Caps concurrent connections.
-    pub conn_limit: Arc<Semaphore>,
-}
-
-impl Ctx {
-    /// A fresh id for a session or a connection.
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// This node's name (the `node` column of the tables).
-    pub fn node(&self) -> &str {
-        &self.config.node.name
-    }
-
-    /// How long one write to a client may take (`listeners.send_timeout_ms`).
-    pub fn send_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.listeners.send_timeout_ms)
-    }
-
-    /// How long a connection the broker closes keeps draining the client's input
-    /// (`mqtt.close_linger_ms`; see `connection::linger`).
-    pub fn close_linger(&self) -> Duration {
-        Duration::from_millis(self.config.mqtt.close_linger_ms)
-    }
-}
 
 /// Builds a broker: configuration plus optional hooks.
 pub struct BrokerBuilder {
@@ -185,30 +120,39 @@ impl BrokerBuilder {
             None => None,
         };
         let ctx = Arc::new(Ctx {
-            limits: Limits::from_config(&config.mqtt),
-            queue_budget: crate::node_budget::NodeBudget::new(
-                usize::try_from(config.mqtt.max_node_mqueue_bytes).unwrap_or(usize::MAX),
-            ),
-            router: Router::new(config.mqtt.shared_subscription_strategy),
-            sessions: Sessions::default(),
-            core,
-            incarnation,
-            peers,
-            handovers: crate::handover::Handovers::default(),
-            shared_picker: crate::shared_pick::SharedPicker::default(),
-            route_writer: crate::route_writer::RouteWriter::new(Duration::from_millis(
-                config.cluster.transact_timeout_ms,
-            )),
-            unknown_claims: crate::unknown_claims::UnknownClaims::default(),
-            evacuation: crate::evacuation::Evacuation::default(),
+            tables: TableState {
+                core,
+                node: Arc::from(config.node.name.as_str()),
+                incarnation,
+                route_writer: crate::route_writer::RouteWriter::new(Duration::from_millis(
+                    config.cluster.transact_timeout_ms,
+                )),
+                unknown_claims: crate::unknown_claims::UnknownClaims::default(),
+            },
+            cluster: ClusterState {
+                peers,
+                handovers: crate::handover::Handovers::default(),
+                shared_picker: crate::shared_pick::SharedPicker::default(),
+            },
+            local: LocalState {
+                router: Router::new(config.mqtt.shared_subscription_strategy),
+                sessions: Sessions::default(),
+                limits: Limits::from_config(&config.mqtt),
+                queue_budget: crate::node_budget::NodeBudget::new(
+                    usize::try_from(config.mqtt.max_node_mqueue_bytes).unwrap_or(usize::MAX),
+                ),
+                next_id: AtomicU64::new(1),
+            },
+            admission: Admission {
+                conn_limit: Arc::new(Semaphore::new(
+                    config.listeners.max_connections.min(Semaphore::MAX_PERMITS),
+                )),
+                connections: AtomicUsize::new(0),
+                evacuation: crate::evacuation::Evacuation::default(),
+                shutdown,
+                started: Instant::now(),
+            },
             authz: self.authz,
-            next_id: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
-            shutdown,
-            started: Instant::now(),
-            conn_limit: Arc::new(Semaphore::new(
-                config.listeners.max_connections.min(Semaphore::MAX_PERMITS),
-            )),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -231,7 +175,7 @@ impl BrokerBuilder {
             let on_conn = move |io: ws::WsIo, peer: SocketAddr| {
                 connection::spawn(c.clone(), io, peer, "ws");
             };
-            let token = ctx.shutdown.clone();
+            let token = ctx.admission.shutdown.clone();
             let options = ws::WsOptions::for_max_packet_size(ctx.config.mqtt.max_packet_size);
             tasks.spawn(async move {
                 if let Err(e) = ws::serve_with(l, on_conn, token, options).await {
@@ -241,8 +185,8 @@ impl BrokerBuilder {
         }
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
-                .with_core_link(Arc::new(ctx.core.link().clone()));
-            let token = ctx.shutdown.clone();
+                .with_core_link(Arc::new(ctx.tables.core.link().clone()));
+            let token = ctx.admission.shutdown.clone();
             let api = crate::evacuation::api::routes(ctx.clone());
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
@@ -294,47 +238,49 @@ impl BrokerHandle {
 
     /// Live MQTT connections.
     pub fn connections(&self) -> usize {
-        self.ctx.connections.load(Ordering::Relaxed)
+        self.ctx.admission.connections.load(Ordering::Relaxed)
     }
 
     /// Sessions held (connected or not).
     pub fn sessions(&self) -> usize {
-        self.ctx.sessions.len()
+        self.ctx.local.sessions.len()
     }
 
     /// Subscriptions in this node's router (plain ones plus shared memberships).
     pub fn subscriptions(&self) -> usize {
-        self.ctx.router.subscription_count()
+        self.ctx.local.router.subscription_count()
     }
 
     /// Bytes this node's sessions hold for their clients: queued messages and writes in
     /// progress, as `mqtt.max_node_mqueue_bytes` counts them.
     pub fn queued_bytes(&self) -> usize {
-        self.ctx.queue_budget.held()
+        self.ctx.local.queue_budget.held()
     }
 
     /// Links to the other replicants (cluster mode only).
     pub fn peers(&self) -> Option<&Peers> {
-        self.ctx.peers.as_ref()
+        self.ctx.cluster.peers.as_ref()
     }
 
     /// This node's way to the cluster tables (replica, core link, embedded core).
     pub fn core(&self) -> &CoreHandle {
-        &self.ctx.core
+        &self.ctx.tables.core
     }
 
     /// Stops accepting, tells every client the server is shutting down, and waits (bounded)
     /// for the connection tasks to finish.
     pub async fn shutdown(mut self) {
         crate::evacuation::finish_before_shutdown(&self.ctx).await;
-        self.ctx.shutdown.cancel();
+        self.ctx.admission.shutdown.cancel();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.ctx.connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        while self.ctx.admission.connections.load(Ordering::Relaxed) > 0
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-        self.ctx.core.shutdown().await;
+        self.ctx.tables.core.shutdown().await;
     }
 
     /// Waits until the broker is stopped by a signal (Ctrl-C / SIGTERM), then shuts down.
@@ -385,7 +331,7 @@ async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted: std::io::Result<(TcpStream, SocketAddr)> = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             r = listener.accept() => r,
         };
         match accepted {

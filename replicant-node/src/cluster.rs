@@ -20,7 +20,7 @@ use meshmq_shared::metrics as m;
 use meshmq_shared::tables::retained_quota::RetainedQuota;
 use tracing::warn;
 
-use crate::broker::Ctx;
+use crate::ctx::{Ctx, TableState};
 use crate::message::Message;
 use crate::session::SubOpts;
 
@@ -38,17 +38,17 @@ pub fn op(kind: op::Kind) -> Op {
 
 /// Commits `ops` as one entry; failures are logged and counted (the caller sees an empty
 /// result). For callers that must tell a client what happened, see [`try_transact`].
-pub async fn transact(ctx: &Ctx, ops: Vec<Op>) -> Vec<op_result::Outcome> {
-    try_transact(ctx, ops).await.unwrap_or_default()
+pub async fn transact(tables: &TableState, ops: Vec<Op>) -> Vec<op_result::Outcome> {
+    try_transact(tables, ops).await.unwrap_or_default()
 }
 
 /// Commits `ops` in as many entries as it takes (at most `MAX_OPS_PER_ENTRY` ops each, in
 /// order); failures are logged and counted. For bookkeeping that may exceed one entry (a
 /// session with more shared memberships than one entry takes).
-pub async fn transact_chunked(ctx: &Ctx, mut ops: Vec<Op>) {
+pub async fn transact_chunked(tables: &TableState, mut ops: Vec<Op>) {
     while !ops.is_empty() {
         let rest = ops.split_off(ops.len().min(core_node::api::MAX_OPS_PER_ENTRY));
-        transact(ctx, ops).await;
+        transact(tables, ops).await;
         ops = rest;
     }
 }
@@ -57,7 +57,7 @@ pub async fn transact_chunked(ctx: &Ctx, mut ops: Vec<Op>) {
 /// ([`TransactError::Timeout`]: the outcome is unknown, it may still commit). Failures are
 /// logged and counted.
 pub async fn try_transact(
-    ctx: &Ctx,
+    tables: &TableState,
     ops: Vec<Op>,
 ) -> Result<Vec<op_result::Outcome>, TransactError> {
     if ops.is_empty() {
@@ -65,7 +65,7 @@ pub async fn try_transact(
     }
     let n = ops.len();
     let started = Instant::now();
-    let result = ctx.core.transact(ops).await;
+    let result = tables.core.transact(ops).await;
     metrics::histogram!(m::TABLE_TRANSACTION_SECONDS).record(started.elapsed().as_secs_f64());
     match result {
         Ok(committed) => {
@@ -98,8 +98,10 @@ pub async fn try_transact(
 /// client may publish next (invariant 1: SUBACK, then publish anywhere). A node that does not
 /// answer in time is logged and counted; the caller goes on (availability first).
 pub async fn barrier(ctx: &Ctx) {
-    let Some(peers) = &ctx.peers else { return };
-    let index = ctx.core.applied_index();
+    let Some(peers) = &ctx.cluster.peers else {
+        return;
+    };
+    let index = ctx.tables.core.applied_index();
     let report = peers.barrier(index, BARRIER_TIMEOUT).await;
     if !report.missing.is_empty() {
         warn!(index, missing = ?report.missing, "replicants did not confirm the route in time");
@@ -111,8 +113,8 @@ pub async fn barrier(ctx: &Ctx) {
 /// (`crate::route_writer`). False, logged and counted when that did not happen in time: a
 /// caller must then not claim the route exists (SUBACK fails the filters instead).
 pub async fn routes_committed(ctx: &Ctx) -> bool {
-    let seq = ctx.router.decided_seq();
-    let ok = ctx.route_writer.wait(seq).await;
+    let seq = ctx.local.router.decided_seq();
+    let ok = ctx.tables.route_writer.wait(seq).await;
     if !ok {
         metrics::counter!(m::ROUTE_WAIT_TIMEOUTS_TOTAL).increment(1);
         warn!(seq, "route decisions not committed in time");
@@ -129,14 +131,15 @@ pub async fn announce_node(ctx: &Ctx) {
         node: ctx.node().to_owned(),
         addr: ctx.config.listeners.mqtt_bind.to_string(),
         role: NodeRole::Replicant as i32,
-        incarnation: ctx.incarnation,
+        incarnation: ctx.tables.incarnation,
         peer_addr: ctx
+            .cluster
             .peers
             .as_ref()
             .map(|p| p.local_addr().to_string())
             .unwrap_or_default(),
     };
-    transact(ctx, vec![op(op::Kind::NodeUp(up))]).await;
+    transact(&ctx.tables, vec![op(op::Kind::NodeUp(up))]).await;
 }
 
 /// What a committed `RegistryClaim` told this node.
@@ -158,7 +161,7 @@ pub struct Claim {
 /// When the outcome is unknown (a timeout: the claim may still commit), the claim is
 /// watched (`crate::unknown_claims`) so that a row it leaves behind is closed again.
 pub async fn claim(
-    ctx: &Ctx,
+    tables: &TableState,
     client_id: &str,
     clean_start: bool,
     expiry: u32,
@@ -167,18 +170,18 @@ pub async fn claim(
     let at_ms = now_ms();
     let claim = RegistryClaim {
         client_id: client_id.to_owned(),
-        node: ctx.node().to_owned(),
-        incarnation: ctx.incarnation,
+        node: tables.node.to_string(),
+        incarnation: tables.incarnation,
         clean_start,
         session_expiry_secs: expiry,
         protocol_level: u32::from(version.level()),
         now_ms: at_ms,
     };
-    let results = try_transact(ctx, vec![op(op::Kind::RegistryClaim(claim))]).await;
+    let results = try_transact(tables, vec![op(op::Kind::RegistryClaim(claim))]).await;
     let outcome = match results {
         Ok(outcomes) => outcomes.into_iter().next(),
         Err(TransactError::Timeout) => {
-            ctx.unknown_claims.watch(client_id, at_ms, expiry);
+            tables.unknown_claims.watch(client_id, at_ms, expiry);
             None
         }
         Err(_) => None,
@@ -198,14 +201,14 @@ pub async fn claim(
 }
 
 /// Records that the connection of `generation` closed; the session stays `expiry` seconds.
-pub async fn disconnected(ctx: &Ctx, client_id: &str, generation: u64, expiry: u32) {
+pub async fn disconnected(tables: &TableState, client_id: &str, generation: u64, expiry: u32) {
     let d = RegistryDisconnect {
         client_id: client_id.to_owned(),
         generation,
         session_expiry_secs: expiry,
         now_ms: now_ms(),
     };
-    transact(ctx, vec![op(op::Kind::RegistryDisconnect(d))]).await;
+    transact(tables, vec![op(op::Kind::RegistryDisconnect(d))]).await;
 }
 
 /// Removes the registry row (and persistent subscriptions) of an ended session.
@@ -217,30 +220,30 @@ pub fn registry_remove(client_id: &str, generation: u64) -> Op {
 }
 
 /// This node now has a local subscriber to `filter` (`seq`: the router's decision order).
-pub fn route_add(ctx: &Ctx, filter: &str, seq: u64) -> Op {
+pub fn route_add(node: &str, filter: &str, seq: u64) -> Op {
     op(op::Kind::RouteAdd(RouteAdd {
         filter: filter.to_owned(),
-        node: ctx.node().to_owned(),
+        node: node.to_owned(),
         seq,
     }))
 }
 
 /// This node no longer has a local subscriber to `filter` (`seq` as for [`route_add`]).
-pub fn route_remove(ctx: &Ctx, filter: &str, seq: u64) -> Op {
+pub fn route_remove(node: &str, filter: &str, seq: u64) -> Op {
     op(op::Kind::RouteRemove(RouteRemove {
         filter: filter.to_owned(),
-        node: ctx.node().to_owned(),
+        node: node.to_owned(),
         seq,
     }))
 }
 
 /// `client_id` on this node joins a shared group.
-pub fn shared_add(ctx: &Ctx, group: &str, filter: &str, client_id: &str) -> Op {
+pub fn shared_add(node: &str, group: &str, filter: &str, client_id: &str) -> Op {
     op(op::Kind::SharedAdd(SharedAdd {
         group: group.to_owned(),
         filter: filter.to_owned(),
         client_id: client_id.to_owned(),
-        node: ctx.node().to_owned(),
+        node: node.to_owned(),
     }))
 }
 
@@ -325,7 +328,8 @@ pub fn retain_op(msg: &Message, limits: RetainLimits) -> Op {
 /// a write of another node committed in between can still make the apply refuse it.
 pub fn retained_fits(ctx: &Ctx, topic: &str, bytes: usize) -> Result<(), RetainedQuota> {
     let l = RetainLimits::of(&ctx.config.mqtt);
-    ctx.core
+    ctx.tables
+        .core
         .read(|t| t.retained_fits(topic, bytes as u64, l.max_messages, l.max_bytes))
 }
 
@@ -339,7 +343,7 @@ pub fn count_retained_refused(quota: RetainedQuota) {
 /// the replica now sees exceeded) and returns false.
 pub async fn retain(ctx: &Ctx, msg: &Message) -> bool {
     let limits = RetainLimits::of(&ctx.config.mqtt);
-    let outcomes = transact(ctx, vec![retain_op(msg, limits)]).await;
+    let outcomes = transact(&ctx.tables, vec![retain_op(msg, limits)]).await;
     let refused = matches!(
         outcomes.first(),
         Some(op_result::Outcome::Rejected(r)) if r.reason == RejectReason::QuotaExceeded as i32
@@ -350,7 +354,10 @@ pub async fn retain(ctx: &Ctx, msg: &Message) -> bool {
             .unwrap_or(RetainedQuota::Bytes);
         count_retained_refused(quota);
     }
-    let (count, bytes) = ctx.core.read(|t| (t.retained_count(), t.retained_bytes()));
+    let (count, bytes) = ctx
+        .tables
+        .core
+        .read(|t| (t.retained_count(), t.retained_bytes()));
     metrics::gauge!(m::RETAINED_MESSAGES).set(count as f64);
     metrics::gauge!(m::RETAINED_BYTES).set(bytes as f64);
     !refused
@@ -380,7 +387,7 @@ pub fn retained_matching(ctx: &Ctx, filter: &str) -> Vec<Arc<Message>> {
     let now = now_ms();
     let now_i = Instant::now();
     let mut out = Vec::new();
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.retained_matching(filter, now, |r| {
             out.push(Arc::new(from_retained(r, now, now_i)))
         });

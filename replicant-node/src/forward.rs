@@ -15,14 +15,14 @@ use meshmq_proto::peer::PeerMessage;
 use meshmq_shared::codec::{Properties, QoS};
 use meshmq_shared::metrics as m;
 
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::message::Message;
 use crate::peer::{Congested, Deliver};
 
 /// Forwards `msg` to every other node with a matching route; returns how many nodes, and a
 /// link found congested (publisher back-pressure), if any.
 pub fn to_peers(ctx: &Ctx, msg: &Message) -> (usize, Option<Congested>) {
-    let Some(peers) = &ctx.peers else {
+    let Some(peers) = &ctx.cluster.peers else {
         return (0, None);
     };
     if msg.topic.starts_with("$SYS/") {
@@ -30,7 +30,7 @@ pub fn to_peers(ctx: &Ctx, msg: &Message) -> (usize, Option<Congested>) {
     }
     let me = ctx.node();
     let mut targets: Vec<(String, String)> = Vec::new();
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.route_nodes_matching(&msg.topic, |node| {
             if node != me
                 && !targets.iter().any(|(n, _)| n == node)
@@ -60,14 +60,14 @@ pub fn to_peers(ctx: &Ctx, msg: &Message) -> (usize, Option<Congested>) {
 /// to a node is not lost while it dials) and drops links of nodes that left; runs until
 /// shutdown, re-checking whenever the replica applies something (at least every second).
 pub async fn sync_links(ctx: Arc<Ctx>) {
-    let Some(peers) = ctx.peers.clone() else {
+    let Some(peers) = ctx.cluster.peers.clone() else {
         return;
     };
-    let mut applied = ctx.core.replica().subscribe_applied();
+    let mut applied = ctx.tables.core.replica().subscribe_applied();
     let mut known: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     loop {
         let me = ctx.node();
-        let now: std::collections::HashMap<String, String> = ctx.core.read(|t| {
+        let now: std::collections::HashMap<String, String> = ctx.tables.core.read(|t| {
             t.nodes()
                 .filter(|n| n.node != me && !n.peer_addr.is_empty())
                 .filter(|n| n.status != meshmq_proto::tables::NodeState::Left as i32)
@@ -84,7 +84,7 @@ pub async fn sync_links(ctx: Arc<Ctx>) {
         }
         known = now;
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             _ = applied.changed() => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }

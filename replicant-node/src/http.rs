@@ -48,9 +48,9 @@ impl ConnectionCount for AtomicUsize {
     }
 }
 
-impl ConnectionCount for crate::broker::Ctx {
+impl ConnectionCount for crate::ctx::Ctx {
     fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        self.admission.connections.load(Ordering::Relaxed)
     }
 }
 

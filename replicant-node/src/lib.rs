@@ -15,6 +15,7 @@ pub mod connection;
 pub mod core_handle;
 pub mod core_link;
 pub mod ctl;
+pub mod ctx;
 pub mod evacuation;
 pub mod forward;
 pub mod handover;

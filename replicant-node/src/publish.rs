@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use meshmq_shared::metrics as m;
 
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::mailbox::Mailbox;
 use crate::message::Message;
 use crate::peer::Congested;
@@ -39,12 +39,12 @@ pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> 
 pub fn deliver(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> {
     let mut targets = Vec::new();
     let (mut remote, mut peer) = (0, None);
-    if ctx.peers.is_some() {
+    if ctx.cluster.peers.is_some() {
         // Shared groups are picked cluster-wide by the publishing node.
-        ctx.router.route_plain(&msg, &mut targets);
+        ctx.local.router.route_plain(&msg, &mut targets);
         (remote, peer) = crate::shared_pick::pick(ctx, &msg, &mut targets);
     } else {
-        ctx.router.route(&msg, &mut targets);
+        ctx.local.router.route(&msg, &mut targets);
     }
     let local = push(targets);
     let (forwarded, congested) = crate::forward::to_peers(ctx, &msg);
@@ -76,7 +76,7 @@ pub fn count_unmatched() {
 /// publishing node). Counts nothing: the caller knows whether it was expected here.
 pub fn route(ctx: &Ctx, msg: &Arc<Message>) -> Local {
     let mut targets = Vec::new();
-    ctx.router.route_plain(msg, &mut targets);
+    ctx.local.router.route_plain(msg, &mut targets);
     push(targets)
 }
 

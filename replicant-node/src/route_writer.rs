@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 
 /// Most route ops in one transaction (well under the core's per-entry limit).
 const MAX_BATCH: usize = 4_096;
@@ -52,16 +52,16 @@ impl RouteWriter {
 
 /// The writer task; runs until shutdown.
 pub async fn run(ctx: Arc<Ctx>) {
-    let writer = &ctx.route_writer;
+    let writer = &ctx.tables.route_writer;
     let mut backoff = Duration::from_millis(50);
     loop {
-        if !ctx.router.has_decisions() {
+        if !ctx.local.router.has_decisions() {
             tokio::select! {
-                _ = ctx.shutdown.cancelled() => return,
-                _ = ctx.router.decided.notified() => {}
+                _ = ctx.admission.shutdown.cancelled() => return,
+                _ = ctx.local.router.decided.notified() => {}
             }
         }
-        let d = ctx.router.take_decisions(MAX_BATCH);
+        let d = ctx.local.router.take_decisions(MAX_BATCH);
         if d.batch.is_empty() {
             writer.committed.send_if_modified(|c| {
                 let raised = d.covered > *c;
@@ -75,21 +75,21 @@ pub async fn run(ctx: Arc<Ctx>) {
             .iter()
             .map(|(f, add, seq)| {
                 if *add {
-                    cluster::route_add(&ctx, f, *seq)
+                    cluster::route_add(ctx.node(), f, *seq)
                 } else {
-                    cluster::route_remove(&ctx, f, *seq)
+                    cluster::route_remove(ctx.node(), f, *seq)
                 }
             })
             .collect();
         let n = d.batch.len();
-        if cluster::transact(&ctx, ops).await.len() == n {
+        if cluster::transact(&ctx.tables, ops).await.len() == n {
             backoff = Duration::from_millis(50);
             writer.committed.send_modify(|c| *c = (*c).max(d.covered));
         } else {
             warn!(ops = n, "route batch not committed; retrying");
-            ctx.router.requeue_decisions(d.batch);
+            ctx.local.router.requeue_decisions(d.batch);
             tokio::select! {
-                _ = ctx.shutdown.cancelled() => return,
+                _ = ctx.admission.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(1));

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use meshmq_proto::tables::{Op, RetainedExpire, op};
 use meshmq_shared::codec::{Properties, QoS};
 
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::message::Message;
 use crate::publish;
 
@@ -27,7 +27,7 @@ pub async fn run(ctx: Arc<Ctx>) {
     let mut last: HashMap<&'static str, String> = HashMap::new();
     loop {
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         refresh(&ctx, &mut last).await;
@@ -40,15 +40,21 @@ async fn refresh(ctx: &Arc<Ctx>, last: &mut HashMap<&'static str, String>) {
     let node = ctx.node().to_owned();
     let items = [
         ("version", env!("CARGO_PKG_VERSION").to_owned()),
-        ("uptime", ctx.started.elapsed().as_secs().to_string()),
+        (
+            "uptime",
+            ctx.admission.started.elapsed().as_secs().to_string(),
+        ),
         (
             "clients/connected",
-            ctx.connections.load(Ordering::Relaxed).to_string(),
+            ctx.admission
+                .connections
+                .load(Ordering::Relaxed)
+                .to_string(),
         ),
-        ("sessions/count", ctx.sessions.len().to_string()),
+        ("sessions/count", ctx.local.sessions.len().to_string()),
         (
             "subscriptions/count",
-            ctx.router.subscription_count().to_string(),
+            ctx.local.router.subscription_count().to_string(),
         ),
     ];
     let mut ops = Vec::with_capacity(items.len() + 1);
@@ -74,7 +80,7 @@ async fn refresh(ctx: &Arc<Ctx>, last: &mut HashMap<&'static str, String>) {
             now_ms: cluster::now_ms(),
         })),
     });
-    cluster::transact(ctx, ops).await;
+    cluster::transact(&ctx.tables, ops).await;
     for msg in msgs {
         // Nobody subscribed to $SYS is normal: not counted as a drop.
         publish::route(ctx, &msg);

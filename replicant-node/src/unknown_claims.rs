@@ -20,8 +20,8 @@ use meshmq_shared::metrics as m;
 use parking_lot::Mutex;
 use tracing::info;
 
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 
 /// How long a claim is watched after its outcome became unknown.
 pub const WATCH: Duration = Duration::from_secs(60);
@@ -87,17 +87,17 @@ impl UnknownClaims {
 pub async fn run(ctx: Arc<Ctx>) {
     loop {
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             _ = tokio::time::sleep(TICK) => {}
         }
-        if ctx.unknown_claims.is_empty() {
+        if ctx.tables.unknown_claims.is_empty() {
             continue;
         }
         let ops = sweep(&ctx);
         if !ops.is_empty() {
             let n = ops.len() as u64;
             // Generation-guarded: if the client claimed again meanwhile, these are rejected.
-            cluster::transact(&ctx, ops).await;
+            cluster::transact(&ctx.tables, ops).await;
             metrics::counter!(m::UNKNOWN_CLAIMS_TOTAL, "result" => "closed").increment(n);
         }
     }
@@ -109,12 +109,12 @@ fn sweep(ctx: &Ctx) -> Vec<meshmq_proto::tables::Op> {
     let now = Instant::now();
     let me = ctx.node();
     let mut ops = Vec::new();
-    let mut pending = ctx.unknown_claims.pending.lock();
-    ctx.core.read(|t| {
+    let mut pending = ctx.tables.unknown_claims.pending.lock();
+    ctx.tables.core.read(|t| {
         pending.retain(|client_id, p| {
             let ours = t.registry(client_id).filter(|r| {
                 r.node == me
-                    && r.incarnation == ctx.incarnation
+                    && r.incarnation == ctx.tables.incarnation
                     && r.connected
                     && r.connected_at_ms == p.at_ms
             });

@@ -11,8 +11,8 @@ use meshmq_shared::codec::ProtocolVersion;
 use tracing::debug;
 
 use super::{close, connect, restore};
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::handover;
 
 /// What an adoption did.
@@ -36,25 +36,30 @@ pub(crate) async fn adopt(
     expiry: u32,
     version: ProtocolVersion,
 ) -> Adopted {
-    let held_offline_by_from = ctx.core.read(|t| {
+    let held_offline_by_from = ctx.tables.core.read(|t| {
         t.registry(client_id)
             .is_some_and(|row| row.node == from && !row.connected)
     });
-    if expiry == 0 || !held_offline_by_from || ctx.sessions.get(client_id).is_some() {
+    if expiry == 0 || !held_offline_by_from || ctx.local.sessions.get(client_id).is_some() {
         // Its client came back (here or elsewhere), or nothing is left to keep.
         return Adopted::Skipped;
     }
     let client_id: Arc<str> = Arc::from(client_id);
-    let Some(claimed) = cluster::claim(ctx, &client_id, false, expiry, version).await else {
+    let Some(claimed) = cluster::claim(&ctx.tables, &client_id, false, expiry, version).await
+    else {
         return Adopted::Skipped;
     };
     let generation = claimed.generation;
     if !claimed.session_existed {
         // It expired meanwhile: the claim must not linger.
-        cluster::transact(ctx, vec![cluster::registry_remove(&client_id, generation)]).await;
+        cluster::transact(
+            &ctx.tables,
+            vec![cluster::registry_remove(&client_id, generation)],
+        )
+        .await;
         return Adopted::Skipped;
     }
-    if ctx.sessions.get(&client_id).is_some() {
+    if ctx.local.sessions.get(&client_id).is_some() {
         // A CONNECT of its client is being set up here right now: it takes the session.
         return Adopted::Skipped;
     }
@@ -88,7 +93,7 @@ pub(crate) async fn adopt(
         inner.epoch += 1;
         (inner.epoch, inner.generation)
     };
-    cluster::disconnected(ctx, &client_id, generation, expiry).await;
+    cluster::disconnected(&ctx.tables, &client_id, generation, expiry).await;
     close::spawn_expiry_timer(ctx, &slot, epoch, expiry);
     debug!(%client_id, from, handed, "session adopted without a connection");
     if handed {

@@ -15,8 +15,8 @@ use tracing::debug;
 
 use super::{Conn, Exit};
 use crate::authz;
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::message::Message;
 use crate::publish;
 use crate::sessions::ConnId;
@@ -104,7 +104,7 @@ impl Closing {
                 (inner.owner, inner.expiry_secs, inner.generation)
             };
             if owner == Some(self.id) && expiry > 0 {
-                cluster::disconnected(&self.ctx, &self.client_id, generation, expiry).await;
+                cluster::disconnected(&self.ctx.tables, &self.client_id, generation, expiry).await;
             }
             return;
         }
@@ -147,7 +147,7 @@ impl Closing {
         if expiry == 0 {
             end_session(&self.ctx, &self.slot, true).await;
         } else {
-            cluster::disconnected(&self.ctx, &self.client_id, generation, expiry).await;
+            cluster::disconnected(&self.ctx.tables, &self.client_id, generation, expiry).await;
             spawn_expiry_timer(&self.ctx, &self.slot, epoch, expiry);
         }
     }
@@ -188,7 +188,7 @@ fn spawn_will_timer(
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {}
         }
         let still_away = {
@@ -206,7 +206,7 @@ pub(super) fn spawn_expiry_timer(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, epoch:
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(u64::from(expiry))) => {}
         }
         let expired = slot.inner.lock().epoch == epoch;
@@ -259,10 +259,10 @@ async fn end_session_with(
         match parse_subscription(&filter) {
             Ok(SubscriptionFilter::Plain(f)) => {
                 // The last local subscriber queues a `RouteRemove` (route writer).
-                ctx.router.unsubscribe(slot.id, f, opts);
+                ctx.local.router.unsubscribe(slot.id, f, opts);
             }
             Ok(SubscriptionFilter::Shared { group, filter: f }) => {
-                ctx.router.unsubscribe_shared(slot.id, group, f);
+                ctx.local.router.unsubscribe_shared(slot.id, group, f);
                 if !moved {
                     ops.push(cluster::shared_remove(
                         group,
@@ -275,8 +275,8 @@ async fn end_session_with(
             Err(_) => {}
         }
     }
-    ctx.router.unregister(slot.id);
-    ctx.sessions.remove_if_current(slot);
+    ctx.local.router.unregister(slot.id);
+    ctx.local.sessions.remove_if_current(slot);
     let dropped = slot.mailbox.clear();
     slot.mailbox.release();
     if dropped > 0 {
@@ -286,8 +286,8 @@ async fn end_session_with(
     if remove_registry {
         ops.push(cluster::registry_remove(&slot.client_id, generation));
     }
-    cluster::transact_chunked(ctx, ops).await;
-    metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
-    metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.router.subscription_count() as f64);
+    cluster::transact_chunked(&ctx.tables, ops).await;
+    metrics::gauge!(m::SESSIONS).set(ctx.local.sessions.len() as f64);
+    metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.local.router.subscription_count() as f64);
     debug!(client_id = %slot.client_id, "session ended");
 }

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{Conn, reason_label};
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::handover;
 use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
@@ -58,7 +58,7 @@ where
         Ok(Ok(c)) => c,
     };
     let version = connect.protocol;
-    if let Some(server_reference) = ctx.evacuation.refusing() {
+    if let Some(server_reference) = ctx.admission.evacuation.refusing() {
         // Evacuating: v5 gets 0x9C Use another server (+ Server Reference), 3.1.1 code 3.
         let mut p = Properties::default();
         if version.is_v5() {
@@ -281,14 +281,14 @@ async fn claim(
 ) -> Option<(Arc<SessionSlot>, bool)> {
     let mut control = Some(control);
     let claimed = cluster::claim(
-        ctx,
+        &ctx.tables,
         &setup.client_id,
         c.clean_start,
         setup.expiry_secs,
         c.protocol,
     )
     .await?;
-    if let Some(old) = ctx.sessions.get(&setup.client_id) {
+    if let Some(old) = ctx.local.sessions.get(&setup.client_id) {
         if c.clean_start {
             discard_local(ctx, &old).await;
         } else if resume_local(&old, setup, conn_id, &mut control, claimed.generation) {
@@ -391,7 +391,7 @@ pub(crate) async fn install_slot(
 ) -> Arc<SessionSlot> {
     let mailbox = Arc::new(Mailbox::new(
         QueueLimits::of(&ctx.config.mqtt),
-        ctx.queue_budget.clone(),
+        ctx.local.queue_budget.clone(),
     ));
     let params = ConnParams {
         version,
@@ -404,7 +404,7 @@ pub(crate) async fn install_slot(
         client_id: client_id.clone(),
         mailbox: mailbox.clone(),
         inner: parking_lot::Mutex::new(SlotInner {
-            session: Session::new(client_id.clone(), ctx.limits.clone(), params),
+            session: Session::new(client_id.clone(), ctx.local.limits.clone(), params),
             owner: owner.0,
             control: owner.1,
             generation,
@@ -414,8 +414,8 @@ pub(crate) async fn install_slot(
             leaving: Leaving::No,
         }),
     });
-    ctx.router.register(slot.id, mailbox);
-    if let Some(prev) = ctx.sessions.insert(slot.clone()) {
+    ctx.local.router.register(slot.id, mailbox);
+    if let Some(prev) = ctx.local.sessions.insert(slot.clone()) {
         // A concurrent CONNECT for the same id lost the race to us: end what it installed.
         debug!(%client_id, "replacing a concurrently installed session");
         if let Some(tx) = prev.inner.lock().control.take() {
@@ -426,7 +426,7 @@ pub(crate) async fn install_slot(
         }
         super::end_session(ctx, &prev, false).await;
     }
-    metrics::gauge!(m::SESSIONS).set(ctx.sessions.len() as f64);
+    metrics::gauge!(m::SESSIONS).set(ctx.local.sessions.len() as f64);
     slot
 }
 

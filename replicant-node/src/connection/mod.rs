@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::oneshot;
 use tracing::{Instrument, debug, debug_span};
 
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::message::Delivery;
 use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
@@ -71,18 +71,18 @@ pub fn spawn<S>(ctx: Arc<Ctx>, io: S, peer: SocketAddr, transport: &'static str)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = ctx.conn_limit.clone().try_acquire_owned() else {
+    let Ok(permit) = ctx.admission.conn_limit.clone().try_acquire_owned() else {
         metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
         return;
     };
     metrics::counter!(m::CONNECTIONS_ACCEPTED_TOTAL).increment(1);
     let span = debug_span!("conn", %peer, transport, client_id = tracing::field::Empty);
     let fut = async move {
-        ctx.connections.fetch_add(1, Ordering::Relaxed);
+        ctx.admission.connections.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
         run(&ctx, io).await;
         metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
-        ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        ctx.admission.connections.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
     }
     .instrument(span);
@@ -160,7 +160,7 @@ where
             self.size_read_buffer();
             let exit = tokio::select! {
                 biased;
-                _ = self.ctx.shutdown.cancelled() => Some(Exit::Shutdown),
+                _ = self.ctx.admission.shutdown.cancelled() => Some(Exit::Shutdown),
                 // Polled only until it fires: the loop ends then.
                 c = &mut self.control => match c {
                     Ok(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::sessions::Leaving;
 
 /// How often every local session is checked against the registry.
@@ -22,11 +22,11 @@ const RESCAN: Duration = Duration::from_secs(5);
 
 /// Runs until shutdown.
 pub async fn watch_remote_claims(ctx: Arc<Ctx>) {
-    let mut claims = ctx.core.replica().subscribe_claims();
+    let mut claims = ctx.tables.core.replica().subscribe_claims();
     let mut tick = tokio::time::interval(RESCAN);
     loop {
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             c = claims.recv() => match c {
                 Ok(c) if c.node != ctx.node() => {
                     moved(&ctx, &c.client_id, c.generation, c.clean_start).await;
@@ -45,7 +45,7 @@ pub async fn watch_remote_claims(ctx: Arc<Ctx>) {
 /// ([`crate::handover::give`]); with clean start = 1 the local copy is dropped. Nothing
 /// happens when the local session is newer than the claim (the client came back here).
 async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bool) {
-    let Some(slot) = ctx.sessions.get(client_id) else {
+    let Some(slot) = ctx.local.sessions.get(client_id) else {
         return;
     };
     if !clean_start {
@@ -69,9 +69,9 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
 /// Every local session whose registry row now names another node.
 async fn rescan(ctx: &Arc<Ctx>) {
     let me = ctx.node().to_owned();
-    let slots = ctx.sessions.all();
+    let slots = ctx.local.sessions.all();
     // One read of the replica for every session (not one lock round per session).
-    let gone: Vec<(String, u64)> = ctx.core.read(|t| {
+    let gone: Vec<(String, u64)> = ctx.tables.core.read(|t| {
         slots
             .iter()
             .filter_map(|slot| {

@@ -19,8 +19,8 @@ use meshmq_shared::topic::parse_subscription;
 use tracing::{debug, warn};
 
 use super::subscribe::install;
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::session::SubOpts;
 use crate::sessions::SessionSlot;
 
@@ -32,7 +32,7 @@ use crate::sessions::SessionSlot;
 /// Rows that cannot be turned back into a subscription (unparsable filter, QoS or Retain
 /// Handling out of range: only a corrupt table could hold them) are logged and skipped.
 pub(super) async fn restore(ctx: &Ctx, slot: &SessionSlot) -> Option<usize> {
-    let rows: Vec<(String, SubOptions)> = ctx.core.read(|t| {
+    let rows: Vec<(String, SubOptions)> = ctx.tables.core.read(|t| {
         t.subscriptions(&slot.client_id)
             .map(|(filter, o)| (filter.to_owned(), *o))
             .collect()
@@ -57,7 +57,7 @@ pub(super) async fn restore(ctx: &Ctx, slot: &SessionSlot) -> Option<usize> {
             installed += 1;
         }
     }
-    cluster::transact_chunked(ctx, ops).await;
+    cluster::transact_chunked(&ctx.tables, ops).await;
     // As for SUBACK: the restored routes are known on every replicant before CONNACK. A
     // route commit that times out is logged and counted, and the session is resumed anyway:
     // its subscriptions are live on this node at once and the route writer keeps retrying;
@@ -65,7 +65,7 @@ pub(super) async fn restore(ctx: &Ctx, slot: &SessionSlot) -> Option<usize> {
     cluster::routes_committed(ctx).await;
     cluster::barrier(ctx).await;
     metrics::counter!(m::SESSIONS_RESTORED_TOTAL).increment(1);
-    metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.router.subscription_count() as f64);
+    metrics::gauge!(m::SUBSCRIPTIONS).set(ctx.local.router.subscription_count() as f64);
     debug!(client_id = %slot.client_id, installed, "session restored from the tables");
     Some(installed)
 }

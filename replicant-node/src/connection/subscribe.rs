@@ -32,8 +32,8 @@ use tracing::warn;
 use super::table_writes::commit_in_chunks;
 use super::{Conn, Exit};
 use crate::authz::AuthzAction;
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 use crate::message::Delivery;
 use crate::session::{Outgoing, SubOpts};
 use crate::sessions::{SessionId, SessionSlot};
@@ -153,7 +153,7 @@ where
         for f in &failed {
             reasons[*f] = ReasonCode::UnspecifiedError;
         }
-        metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
+        metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.local.router.subscription_count() as f64);
         let mut properties = Properties::default();
         if v5 && self.problem_info && reasons.iter().any(|r| r.is_error()) {
             properties.reason_string = Some("one or more filters were refused".into());
@@ -235,15 +235,19 @@ where
         }
         match topic::parse_subscription(&a.filter) {
             Ok(SubscriptionFilter::Plain(f)) => {
-                self.ctx.router.unsubscribe(sid, f, a.opts);
+                self.ctx.local.router.unsubscribe(sid, f, a.opts);
                 if let Some(old) = a.old {
-                    self.ctx.router.subscribe(sid, f, old);
+                    self.ctx.local.router.subscribe(sid, f, old);
                 }
             }
             Ok(SubscriptionFilter::Shared { group, filter }) => match a.old {
-                Some(old) => self.ctx.router.subscribe_shared(sid, group, filter, old),
+                Some(old) => self
+                    .ctx
+                    .local
+                    .router
+                    .subscribe_shared(sid, group, filter, old),
                 None => {
-                    self.ctx.router.unsubscribe_shared(sid, group, filter);
+                    self.ctx.local.router.unsubscribe_shared(sid, group, filter);
                 }
             },
             Err(_) => {}
@@ -276,7 +280,7 @@ where
                 ));
             }
         }
-        if cluster::try_transact(&self.ctx, ops).await.is_err() {
+        if cluster::try_transact(&self.ctx.tables, ops).await.is_err() {
             warn!(client_id = %self.client_id, "rows of refused subscriptions could not be removed");
         }
     }
@@ -376,15 +380,15 @@ pub(super) fn install(
     match *parsed {
         SubscriptionFilter::Plain(f) => {
             if let Some(old) = old {
-                ctx.router.unsubscribe(sid, f, old);
+                ctx.local.router.unsubscribe(sid, f, old);
             }
             // A first local subscriber queues a `RouteAdd` for the route writer.
-            ctx.router.subscribe(sid, f, opts);
+            ctx.local.router.subscribe(sid, f, opts);
             false
         }
         SubscriptionFilter::Shared { group, filter } => {
-            ctx.router.subscribe_shared(sid, group, filter, opts);
-            ops.push(cluster::shared_add(ctx, group, filter, client_id));
+            ctx.local.router.subscribe_shared(sid, group, filter, opts);
+            ops.push(cluster::shared_add(ctx.node(), group, filter, client_id));
             true
         }
     }

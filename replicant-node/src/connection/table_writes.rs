@@ -7,8 +7,8 @@
 use core_node::api::{MAX_OPS_PER_ENTRY, TransactError};
 use meshmq_proto::tables::{Op, op_result::Outcome};
 
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 
 /// What became of the items of [`commit_in_chunks`].
 pub(super) struct Written<T> {
@@ -46,7 +46,7 @@ pub(super) async fn commit_in_chunks<T>(
             .iter()
             .flat_map(|i| ops_of(i).iter().cloned())
             .collect();
-        match cluster::try_transact(ctx, ops).await {
+        match cluster::try_transact(&ctx.tables, ops).await {
             Ok(outcomes) => {
                 let mut at = 0;
                 for item in chunk {

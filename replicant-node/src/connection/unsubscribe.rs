@@ -56,10 +56,13 @@ where
                 match topic::parse_subscription(filter) {
                     Ok(SubscriptionFilter::Plain(f)) => {
                         // The last local subscriber queues a `RouteRemove` (route writer).
-                        self.ctx.router.unsubscribe(self.slot.id, f, opts);
+                        self.ctx.local.router.unsubscribe(self.slot.id, f, opts);
                     }
                     Ok(SubscriptionFilter::Shared { group, filter: f }) => {
-                        self.ctx.router.unsubscribe_shared(self.slot.id, group, f);
+                        self.ctx
+                            .local
+                            .router
+                            .unsubscribe_shared(self.slot.id, group, f);
                         ops.push(cluster::shared_remove(
                             group,
                             f,
@@ -104,7 +107,7 @@ where
             // UNSUBACK is out, none may still pick this client (its copy would be dropped).
             cluster::barrier(&self.ctx).await;
         }
-        metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.router.subscription_count() as f64);
+        metrics::gauge!(m::SUBSCRIPTIONS).set(self.ctx.local.router.subscription_count() as f64);
         if !self.version.is_v5() {
             reasons.clear();
         }
@@ -149,7 +152,7 @@ where
                 topic::parse_subscription(&r.filter)
             {
                 ops.push(cluster::shared_add(
-                    &self.ctx,
+                    self.ctx.node(),
                     group,
                     filter,
                     &self.client_id,
@@ -163,7 +166,7 @@ where
                 ));
             }
         }
-        if cluster::try_transact(&self.ctx, ops).await.is_err() {
+        if cluster::try_transact(&self.ctx.tables, ops).await.is_err() {
             warn!(client_id = %self.client_id, "rows of kept subscriptions could not be written again");
         }
     }

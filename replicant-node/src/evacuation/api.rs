@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{WriteError, now_ms, write_status};
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 
 /// The routes, with the broker as their state.
 pub fn routes(ctx: Arc<Ctx>) -> Router {
@@ -155,7 +155,7 @@ pub(super) fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> 
 
 /// Checks `req` against the nodes table; the plan to write, or the error answer.
 pub fn plan(ctx: &Ctx, node: &str, req: StartRequest) -> Result<tables::Evacuation, ApiError> {
-    let rows: Vec<tables::NodeRow> = ctx.core.read(|t| t.nodes().cloned().collect());
+    let rows: Vec<tables::NodeRow> = ctx.tables.core.read(|t| t.nodes().cloned().collect());
     let Some(row) = rows.iter().find(|r| r.node == node) else {
         return Err(not_found(node));
     };
@@ -279,7 +279,7 @@ async fn status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
         return e.into_response();
     }
     super::run::refresh(&ctx);
-    match ctx.evacuation.report() {
+    match ctx.admission.evacuation.report() {
         Some(r) => {
             let mut v = serde_json::to_value(r).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
@@ -295,7 +295,7 @@ async fn global_status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Respo
     if let Err(e) = authorize(&ctx, &headers) {
         return e.into_response();
     }
-    let rows: Vec<(String, tables::Evacuation)> = ctx.core.read(|t| {
+    let rows: Vec<(String, tables::Evacuation)> = ctx.tables.core.read(|t| {
         t.nodes()
             .filter(|r| r.status == NodeState::Evacuating as i32)
             .filter_map(|r| r.evacuation.as_ref().map(|e| (r.node.clone(), e.clone())))
@@ -334,7 +334,7 @@ fn row_json((node, e): (String, tables::Evacuation)) -> serde_json::Value {
 }
 
 async fn availability_check(State(ctx): State<Arc<Ctx>>) -> Response {
-    if ctx.evacuation.unavailable() || ctx.shutdown.is_cancelled() {
+    if ctx.admission.evacuation.unavailable() || ctx.admission.shutdown.is_cancelled() {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",

@@ -18,8 +18,8 @@ use tracing::{debug, warn};
 
 use super::publish_progress;
 use super::run::{disconnected_sessions, pause, refresh};
-use crate::broker::Ctx;
 use crate::connection::Adopted;
+use crate::ctx::Ctx;
 use crate::sessions::Leaving;
 
 /// How long a session may stay after its migration request before it is offered again.
@@ -34,7 +34,7 @@ const NO_TARGET_MAX: Duration = Duration::from_secs(60);
 /// Nodes that may receive sessions: `migrate_to` if given, else every other running
 /// replicant; only those with a peer address.
 pub fn targets(ctx: &Ctx, migrate_to: &[String]) -> Vec<(String, String)> {
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.nodes()
             .filter(|r| r.node != ctx.node())
             .filter(|r| r.role == NodeRole::Replicant as i32)
@@ -60,7 +60,7 @@ pub(super) async fn migrate_all(
     goal: u64,
     stop: &CancellationToken,
 ) -> bool {
-    let Some(peers) = ctx.peers.clone() else {
+    let Some(peers) = ctx.cluster.peers.clone() else {
         return true;
     };
     let start = tokio::time::Instant::now();
@@ -74,6 +74,7 @@ pub(super) async fn migrate_all(
     loop {
         // Offered sessions no longer here were taken by their new node.
         let here: HashSet<Arc<str>> = ctx
+            .local
             .sessions
             .all()
             .iter()
@@ -86,14 +87,15 @@ pub(super) async fn migrate_all(
             migrated += gone;
             metrics::counter!(m::EVACUATION_SESSIONS_MIGRATED_TOTAL, "result" => "migrated")
                 .increment(gone);
-            ctx.evacuation
+            ctx.admission
+                .evacuation
                 .update(|r| r.stats.migrated_sessions = migrated);
         }
         let waiting_n = offers
             .values()
             .filter(|o| o.at.elapsed() < RETRY_AFTER)
             .count();
-        let held = ctx.sessions.len() as u64;
+        let held = ctx.local.sessions.len() as u64;
         if goal > 0 && held <= goal {
             reached_goal = true;
             break;

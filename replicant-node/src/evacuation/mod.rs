@@ -32,8 +32,8 @@ pub use run::finish_before_shutdown;
 /// `Evacuation.process` of a rebalance donor (empty: a full evacuation).
 pub const REBALANCE: &str = "rebalance";
 
-use crate::broker::Ctx;
 use crate::cluster;
+use crate::ctx::Ctx;
 
 /// The stages, in order (EMQX's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -168,7 +168,7 @@ impl Evacuation {
 
 /// The plan in this node's row, when the row says EVACUATING.
 fn own_plan(ctx: &Ctx) -> Option<tables::Evacuation> {
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.node(ctx.node())
             .filter(|r| r.status == NodeState::Evacuating as i32)
             .and_then(|r| r.evacuation.clone())
@@ -179,7 +179,7 @@ fn own_plan(ctx: &Ctx) -> Option<tables::Evacuation> {
 /// listeners start (a restarted node refuses from its first CONNECT), then by [`watch`].
 pub fn sync(ctx: &Arc<Ctx>) {
     let plan = own_plan(ctx);
-    let ev = &ctx.evacuation;
+    let ev = &ctx.admission.evacuation;
     let mut inner = ev.inner.lock();
     if inner.finishing {
         return;
@@ -221,8 +221,8 @@ pub fn sync(ctx: &Arc<Ctx>) {
 }
 
 fn report_of(ctx: &Ctx, plan: &tables::Evacuation) -> Report {
-    let connected = ctx.connections.load(Ordering::Relaxed) as u64;
-    let sessions = ctx.sessions.len() as u64;
+    let connected = ctx.admission.connections.load(Ordering::Relaxed) as u64;
+    let sessions = ctx.local.sessions.len() as u64;
     Report {
         node: ctx.node().to_owned(),
         process: if plan.process == REBALANCE {
@@ -255,11 +255,11 @@ fn report_of(ctx: &Ctx, plan: &tables::Evacuation) -> Report {
 
 /// Follows this node's row until shutdown (every applied change, and once a second).
 pub async fn watch(ctx: Arc<Ctx>) {
-    let mut applied = ctx.core.replica().subscribe_applied();
+    let mut applied = ctx.tables.core.replica().subscribe_applied();
     loop {
         sync(&ctx);
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             r = applied.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
@@ -296,7 +296,7 @@ pub async fn write_status(
             expect_started_ms: expect_started,
         })),
     };
-    let results = match ctx.core.transact(vec![op]).await {
+    let results = match ctx.tables.core.transact(vec![op]).await {
         Ok(c) => c.results,
         Err(e) => return Err(WriteError::Failed(e.to_string())),
     };
@@ -316,7 +316,7 @@ pub async fn write_status(
 /// Writes this node's progress (stage and counts) into its row, so that every node's
 /// `global_status` shows it. Refused (and ignored) once the evacuation was stopped.
 async fn publish_progress(ctx: &Arc<Ctx>, plan: &tables::Evacuation) {
-    let Some(r) = ctx.evacuation.report() else {
+    let Some(r) = ctx.admission.evacuation.report() else {
         return;
     };
     let mut p = plan.clone();

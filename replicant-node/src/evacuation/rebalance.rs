@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::api::{ApiError, DEFAULT_EVICT_RATE, DEFAULT_WAIT_SECS, authorize, bad_request, error};
 use super::{REBALANCE, WriteError, now_ms, write_status};
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 
 /// Body of `{node}/start` (every field optional).
 #[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -113,7 +113,7 @@ pub fn decide(counts: Vec<(String, u64, u64)>, t: Thresholds) -> Decision {
 }
 
 fn running_replicants(ctx: &Ctx) -> Vec<tables::NodeRow> {
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.nodes()
             .filter(|r| r.role == NodeRole::Replicant as i32)
             .cloned()
@@ -204,7 +204,7 @@ pub(super) async fn start(
         abs_sess: req.abs_sess_threshold.unwrap_or(DEFAULT_ABS),
         rel_sess: req.rel_sess_threshold.unwrap_or(DEFAULT_REL),
     };
-    let counts = ctx.core.read(|tb| {
+    let counts = ctx.tables.core.read(|tb| {
         let all = tb.registry_counts();
         nodes
             .iter()
@@ -274,6 +274,7 @@ async fn mark_donors(
         })
         .collect();
     let results = ctx
+        .tables
         .core
         .transact(ops)
         .await
@@ -316,7 +317,7 @@ pub(super) async fn stop(
     if let Err(e) = authorize(&ctx, &headers) {
         return e.into_response();
     }
-    let donors: Vec<String> = ctx.core.read(|t| {
+    let donors: Vec<String> = ctx.tables.core.read(|t| {
         t.nodes()
             .filter(|r| r.status == NodeState::Evacuating as i32)
             .filter(|r| {

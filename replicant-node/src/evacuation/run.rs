@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Stage, migrate, now_ms, publish_progress};
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::sessions::{Control, Leaving, SessionSlot};
 
 /// How often the stage loops look again (sessions still attaching, counts to report).
@@ -28,7 +28,7 @@ const BACK_TO_RUNNING_ATTEMPTS: u32 = 8;
 
 /// Runs the stages of `plan` until done (then holds) or `stop`.
 pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: CancellationToken) {
-    let ev = &ctx.evacuation;
+    let ev = &ctx.admission.evacuation;
     let rebalance = plan.process == super::REBALANCE;
     let (conn_goal, sess_goal) = if rebalance {
         (plan.conn_goal, plan.sess_goal)
@@ -55,7 +55,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, plan: tables::Evacuation, stop: Cancellat
     let until = Instant::now() + Duration::from_secs(u64::from(plan.wait_takeover_secs));
     while Instant::now() < until
         && !disconnected_sessions(&ctx).is_empty()
-        && ctx.sessions.len() as u64 > sess_goal
+        && ctx.local.sessions.len() as u64 > sess_goal
     {
         if !pause(&stop, POLL).await {
             return;
@@ -93,7 +93,7 @@ async fn set_stage(
     if stop.is_cancelled() {
         return;
     }
-    ctx.evacuation.update(|r| r.state = stage);
+    ctx.admission.evacuation.update(|r| r.state = stage);
     refresh(ctx);
     publish_progress(ctx, plan).await;
 }
@@ -123,9 +123,9 @@ async fn back_to_running(ctx: &Arc<Ctx>, plan: &tables::Evacuation, stop: &Cance
 
 /// Updates the current counts of the local report.
 pub(super) fn refresh(ctx: &Ctx) {
-    let connected = ctx.connections.load(Ordering::Relaxed) as u64;
-    let sessions = ctx.sessions.len() as u64;
-    ctx.evacuation.update(|r| {
+    let connected = ctx.admission.connections.load(Ordering::Relaxed) as u64;
+    let sessions = ctx.local.sessions.len() as u64;
+    ctx.admission.evacuation.update(|r| {
         r.stats.current_connected = connected;
         r.stats.current_sessions = sessions;
     });
@@ -133,7 +133,8 @@ pub(super) fn refresh(ctx: &Ctx) {
 
 /// Sessions with a live connection here.
 fn connected_sessions(ctx: &Ctx) -> Vec<Arc<SessionSlot>> {
-    ctx.sessions
+    ctx.local
+        .sessions
         .all()
         .into_iter()
         .filter(|s| {
@@ -145,7 +146,8 @@ fn connected_sessions(ctx: &Ctx) -> Vec<Arc<SessionSlot>> {
 
 /// Sessions held here without a connection (and not already leaving).
 pub(super) fn disconnected_sessions(ctx: &Ctx) -> Vec<Arc<SessionSlot>> {
-    ctx.sessions
+    ctx.local
+        .sessions
         .all()
         .into_iter()
         .filter(|s| {
@@ -201,7 +203,7 @@ async fn evict_connections(
             targets.truncate(usize::try_from(over).unwrap_or(usize::MAX));
         }
         if targets.is_empty() {
-            if !wait_connecting || ctx.connections.load(Ordering::Relaxed) == 0 {
+            if !wait_connecting || ctx.admission.connections.load(Ordering::Relaxed) == 0 {
                 break;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
@@ -222,7 +224,7 @@ async fn evict_connections(
             if evict(&slot, reference.clone()) {
                 sent += 1;
                 let at = start.elapsed().as_secs_f64();
-                ctx.evacuation.update(|r| {
+                ctx.admission.evacuation.update(|r| {
                     r.stats.evicted_connections = sent;
                     r.connection_eviction_secs = Some(at);
                 });
@@ -248,7 +250,7 @@ async fn evict_connections(
 /// from here on (no second run starts). A node not evacuating returns at once.
 pub async fn finish_before_shutdown(ctx: &Arc<Ctx>) {
     let plan = {
-        let mut inner = ctx.evacuation.inner.lock();
+        let mut inner = ctx.admission.evacuation.inner.lock();
         inner.finishing = true;
         match inner.running.take() {
             Some((_, stop)) => {
@@ -260,8 +262,11 @@ pub async fn finish_before_shutdown(ctx: &Arc<Ctx>) {
     };
     let Some(plan) = plan else { return };
     info!(node = %ctx.node(), "stopping while evacuating: evicting and migrating everything now");
-    ctx.evacuation.refusing.store(true, Ordering::Relaxed);
-    let reference = ctx.evacuation.inner.lock().redirect.clone();
+    ctx.admission
+        .evacuation
+        .refusing
+        .store(true, Ordering::Relaxed);
+    let reference = ctx.admission.evacuation.inner.lock().redirect.clone();
     let stop = bounded(FINISH_EVICT_MAX);
     evict_connections(ctx, &plan, 0, reference, 0, false, &stop).await;
     // Evicted clients reconnect elsewhere and take their sessions: give them a moment.

@@ -14,8 +14,8 @@ use tracing::debug;
 
 use super::take::peer_addr;
 use super::to_wire;
-use crate::broker::Ctx;
 use crate::connection::end_session_moved;
+use crate::ctx::Ctx;
 use crate::peer::Peers;
 use crate::session::{Handed, HandedState};
 use crate::sessions::{Control, Leaving, SessionSlot};
@@ -40,7 +40,7 @@ pub(super) fn on_request(ctx: &Arc<Ctx>, from: &str, req: TakeoverRequest) {
 
 /// The new owner's routes are live: stop forwarding that session.
 pub(super) fn on_end(ctx: &Ctx, e: &TakeoverEnd) {
-    let mut outgoing = ctx.handovers.outgoing.lock();
+    let mut outgoing = ctx.cluster.handovers.outgoing.lock();
     if outgoing
         .get(&e.client_id)
         .is_some_and(|(g, _)| *g == e.generation)
@@ -70,7 +70,7 @@ pub(crate) fn await_request(ctx: &Arc<Ctx>, slot: &Arc<SessionSlot>, generation:
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
         tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.admission.shutdown.cancelled() => return,
             _ = tokio::time::sleep(REQUEST_WAIT) => {}
         }
         if slot.inner.lock().leaving == Leaving::AwaitingRequest {
@@ -136,7 +136,7 @@ fn detach(
 }
 
 async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
-    let Some(peers) = ctx.peers.clone() else {
+    let Some(peers) = ctx.cluster.peers.clone() else {
         return;
     };
     let Some(addr) = peer_addr(&ctx, &from) else {
@@ -147,7 +147,7 @@ async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
         client_id,
         generation,
     } = req;
-    let slot = ctx.sessions.get(&client_id);
+    let slot = ctx.local.sessions.get(&client_id);
     let detached = slot.as_ref().and_then(|s| detach(s, generation));
     let (Some(slot), Some((control, mut state))) = (slot, detached) else {
         counted("not_found");
@@ -162,7 +162,7 @@ async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
     kick(control, false);
     // The client is connected (at the new owner): QoS 0 keeps flowing while forwarded.
     slot.mailbox.set_online(true);
-    let stop = ctx.handovers.forwarding(&client_id, generation);
+    let stop = ctx.cluster.handovers.forwarding(&client_id, generation);
     let now = Instant::now();
     drop_expired(&mut state.deliveries, now);
     let n = state.deliveries.len();
@@ -188,7 +188,7 @@ async fn give(ctx: Arc<Ctx>, from: String, req: TakeoverRequest) {
         counted("unreachable");
         metrics::counter!(m::MESSAGES_DROPPED_TOTAL, "reason" => "handover_failed")
             .increment((n - sent) as u64);
-        ctx.handovers.forwarded(&client_id, generation);
+        ctx.cluster.handovers.forwarded(&client_id, generation);
         end_session_moved(&ctx, &slot).await;
         return;
     }
@@ -212,14 +212,14 @@ async fn forward(
     let mut queued = Vec::new();
     loop {
         let last = tokio::select! {
-            _ = ctx.shutdown.cancelled() => true,
+            _ = ctx.admission.shutdown.cancelled() => true,
             _ = &mut stop => true,
             _ = &mut deadline => true,
             _ = slot.mailbox.ready.notified() => false,
         };
         if last {
             // Nothing new reaches the mailbox after this; the drain below is the final one.
-            ctx.router.unregister(slot.id);
+            ctx.local.router.unregister(slot.id);
         }
         slot.mailbox.drain(usize::MAX, &mut queued);
         let now = Instant::now();
@@ -248,6 +248,6 @@ async fn forward(
             break;
         }
     }
-    ctx.handovers.forwarded(&slot.client_id, generation);
+    ctx.cluster.handovers.forwarded(&slot.client_id, generation);
     end_session_moved(ctx, slot).await;
 }

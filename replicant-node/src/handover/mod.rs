@@ -32,7 +32,7 @@ use meshmq_shared::codec::QoS;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::message::Delivery;
 use crate::peer::OnSession;
 use crate::session::{Handed, HandedState, Stage};

@@ -12,7 +12,7 @@ use meshmq_shared::metrics as m;
 use tracing::{debug, warn};
 
 use super::{Received, from_wire};
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::session::HandedState;
 use crate::sessions::SessionSlot;
 
@@ -25,7 +25,7 @@ fn counted(result: &'static str) {
 
 /// The peer address of replicant `node`, unless it left or never had one.
 pub(super) fn peer_addr(ctx: &Ctx, node: &str) -> Option<String> {
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.node(node)
             .filter(|r| r.status != NodeState::Left as i32 && !r.peer_addr.is_empty())
             .map(|r| r.peer_addr.clone())
@@ -41,7 +41,7 @@ fn item(kind: session_item::Kind) -> SessionItem {
 /// false when `node` had none, could not be reached or did not answer within
 /// [`TAKEOVER_WAIT`] (counted; the caller goes on with the subscriptions table alone).
 pub(crate) async fn take_over(ctx: &Ctx, slot: &SessionSlot, node: &str, generation: u64) -> bool {
-    let Some(peers) = &ctx.peers else {
+    let Some(peers) = &ctx.cluster.peers else {
         return false;
     };
     let client_id = &*slot.client_id;
@@ -49,13 +49,13 @@ pub(crate) async fn take_over(ctx: &Ctx, slot: &SessionSlot, node: &str, generat
         counted("unreachable");
         return false;
     };
-    let answer = ctx.handovers.expect(client_id, generation);
+    let answer = ctx.cluster.handovers.expect(client_id, generation);
     let request = item(session_item::Kind::Request(TakeoverRequest {
         client_id: client_id.to_owned(),
         generation,
     }));
     if let Err(reason) = peers.send_session(node, &addr, request) {
-        ctx.handovers.cancel(client_id, generation);
+        ctx.cluster.handovers.cancel(client_id, generation);
         counted("unreachable");
         debug!(
             client_id,
@@ -68,7 +68,7 @@ pub(crate) async fn take_over(ctx: &Ctx, slot: &SessionSlot, node: &str, generat
     let received = match tokio::time::timeout(TAKEOVER_WAIT, answer).await {
         Ok(Ok(r)) => r,
         _ => {
-            ctx.handovers.cancel(client_id, generation);
+            ctx.cluster.handovers.cancel(client_id, generation);
             counted("timeout");
             warn!(
                 client_id,
@@ -106,7 +106,7 @@ pub(crate) async fn take_over(ctx: &Ctx, slot: &SessionSlot, node: &str, generat
 /// Tells `node` that this node's routes for `client_id` are known everywhere, so it may stop
 /// forwarding and drop its copy (if this cannot be sent, it stops at its own deadline).
 pub(crate) fn finish(ctx: &Ctx, node: &str, client_id: &str, generation: u64) {
-    let (Some(peers), Some(addr)) = (&ctx.peers, peer_addr(ctx, node)) else {
+    let (Some(peers), Some(addr)) = (&ctx.cluster.peers, peer_addr(ctx, node)) else {
         return;
     };
     let end = item(session_item::Kind::End(TakeoverEnd {
@@ -125,7 +125,7 @@ pub(super) fn on_delivery(ctx: &Ctx, sd: SessionDelivery) {
         return;
     };
     {
-        let mut incoming = ctx.handovers.incoming.lock();
+        let mut incoming = ctx.cluster.handovers.incoming.lock();
         if let Some(i) = incoming.get_mut(&client_id)
             && i.generation == generation
         {
@@ -133,7 +133,7 @@ pub(super) fn on_delivery(ctx: &Ctx, sd: SessionDelivery) {
             return;
         }
     }
-    match ctx.sessions.get(&client_id) {
+    match ctx.local.sessions.get(&client_id) {
         Some(slot) if slot.inner.lock().generation == generation => {
             metrics::counter!(m::HANDOVER_MESSAGES_TOTAL, "direction" => "received").increment(1);
             slot.mailbox.push(h.delivery);
@@ -148,7 +148,7 @@ pub(super) fn on_delivery(ctx: &Ctx, sd: SessionDelivery) {
 /// The end of the old owner's snapshot: completes the waiting takeover.
 pub(super) fn on_state(ctx: &Ctx, s: TakeoverState) {
     let incoming = {
-        let mut map = ctx.handovers.incoming.lock();
+        let mut map = ctx.cluster.handovers.incoming.lock();
         match map.get(&s.client_id) {
             Some(i) if i.generation == s.generation => map.remove(&s.client_id),
             _ => None,

@@ -21,7 +21,7 @@ use meshmq_shared::config::SharedStrategy;
 use meshmq_shared::metrics as m;
 use parking_lot::Mutex;
 
-use crate::broker::Ctx;
+use crate::ctx::Ctx;
 use crate::message::Message;
 use crate::peer::Congested;
 use crate::router::Target;
@@ -93,7 +93,7 @@ struct Pick {
 /// added to `out`, others are forwarded to their node. Returns how many were forwarded, and
 /// a link found congested, if any.
 pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Option<Congested>) {
-    let Some(peers) = &ctx.peers else {
+    let Some(peers) = &ctx.cluster.peers else {
         return (0, None);
     };
     if msg.topic.starts_with("$SYS/") {
@@ -101,9 +101,9 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
     }
     let me = ctx.node();
     let strategy = ctx.config.mqtt.shared_subscription_strategy;
-    let picker = &ctx.shared_picker;
+    let picker = &ctx.cluster.shared_picker;
     let mut picks: Vec<(Pick, Option<String>)> = Vec::new();
-    ctx.core.read(|t| {
+    ctx.tables.core.read(|t| {
         t.shared_groups_matching(&msg.topic, |group, filter, members| {
             if members.is_empty() {
                 return;
@@ -112,7 +112,7 @@ pub fn pick(ctx: &Ctx, msg: &Arc<Message>, out: &mut Vec<Target>) -> (usize, Opt
             // remote member's queue is not known here).
             let connected = |(client, node): &(String, String), ready: bool| {
                 if node == me {
-                    ctx.sessions.get(client).is_some_and(|s| {
+                    ctx.local.sessions.get(client).is_some_and(|s| {
                         s.mailbox.is_online() && !(ready && s.mailbox.is_congested())
                     })
                 } else {
@@ -201,7 +201,9 @@ pub fn local_targets(
     // Session ids first: the router is read under its own lock, once for all picks.
     let members: Vec<_> = picks
         .iter()
-        .map(|&(group, filter, client)| (group, filter, ctx.sessions.get(client).map(|s| s.id)))
+        .map(|&(group, filter, client)| {
+            (group, filter, ctx.local.sessions.get(client).map(|s| s.id))
+        })
         .collect();
-    ctx.router.shared_targets(&members, msg, out);
+    ctx.local.router.shared_targets(&members, msg, out);
 }
