@@ -136,6 +136,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "PUBLISH packets delivered to subscribers.",
     ),
     (
+        m::RETAINED_REPLAYED_TOTAL,
+        "Retained messages that SUBSCRIBE replays handed to subscribers' sessions.",
+    ),
+    (
+        m::RETAINED_REPLAYS_TOTAL,
+        "Retained replays of new subscriptions ended, by outcome.",
+    ),
+    (
         m::MESSAGES_DROPPED_TOTAL,
         "Messages dropped instead of delivered, by reason.",
     ),
@@ -263,6 +271,10 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (m::SESSIONS, "Sessions held on this node, connected or not."),
     (m::SUBSCRIPTIONS, "Subscriptions in this node's router."),
     (m::RETAINED_MESSAGES, "Retained messages stored."),
+    (
+        m::RETAINED_REPLAYS,
+        "Retained replays of new subscriptions running or waiting on this node.",
+    ),
     (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
     (
         m::REPLICA_APPLIED_INDEX,

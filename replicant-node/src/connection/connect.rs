@@ -109,6 +109,7 @@ where
         deliveries: Vec::new(),
         congested: None,
         delivered: 0,
+        replays: Default::default(),
     };
     let params = ConnParams {
         version,

@@ -11,6 +11,7 @@ mod close;
 mod connect;
 pub mod moved;
 mod packets;
+mod replay;
 mod restore;
 mod subscribe;
 
@@ -115,6 +116,8 @@ struct Conn<S> {
     congested: Option<crate::publish::Backpressure>,
     /// Messages written since the last metrics flush.
     delivered: u64,
+    /// Retained replays of new subscriptions, fed to the session turn by turn.
+    replays: replay::Replays,
 }
 
 async fn run<S>(ctx: &Arc<Ctx>, io: S)
@@ -150,6 +153,7 @@ where
                 .next_awaiting_rel_expiry()
                 .map(tokio::time::Instant::from_std);
             self.size_read_buffer();
+            let replay_turn = self.replay_wants_turn();
             let exit = tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => Some(Exit::Shutdown),
@@ -185,6 +189,9 @@ where
                         None
                     }
                 }
+                // Last: a retained replay with room to go on takes a turn when nothing else
+                // is ready (it also runs after any other wake-up, below).
+                _ = std::future::ready(()), if replay_turn => None,
             };
             if let Some(e) = exit {
                 if matches!(e, Exit::Kicked { .. }) {
@@ -196,6 +203,7 @@ where
                 let _ = self.flush().await;
                 return e;
             }
+            self.replay_step();
             if self.flush().await.is_err() {
                 return Exit::Dropped;
             }

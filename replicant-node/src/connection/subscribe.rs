@@ -8,7 +8,7 @@
 
 use meshmq_proto::tables::Op;
 use meshmq_shared::codec::{
-    Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Packet, Properties, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{self, SubscriptionFilter};
@@ -18,7 +18,6 @@ use super::{Conn, Exit};
 use crate::authz::AuthzAction;
 use crate::broker::Ctx;
 use crate::cluster;
-use crate::message::Delivery;
 use crate::session::{Outgoing, SubOpts};
 use crate::sessions::SessionId;
 
@@ -161,34 +160,24 @@ where
         Ok(parsed)
     }
 
-    /// Sends the retained messages a new subscription asks for (Retain Handling 0, or 1 when
-    /// the subscription is new; never for shared subscriptions).
+    /// Starts the retained replay a new subscription asks for (Retain Handling 0, or 1 when
+    /// the subscription is new; never for shared subscriptions), paced by the session's flow
+    /// control (`super::replay`); a replay of the filter still running goes on with the new
+    /// options when this SUBSCRIBE asks for none.
     fn replay_retained(&mut self, a: &Accepted) {
         let wanted = match a.opts.retain_handling {
             0 => true,
             1 => a.is_new,
             _ => false,
         };
-        if a.shared || !wanted {
+        if a.shared {
             return;
         }
-        let msgs = cluster::retained_matching(&self.ctx, &a.filter);
-        if msgs.is_empty() {
-            return;
+        if wanted {
+            self.replays.start(&a.filter, a.opts);
+        } else {
+            self.replays.update(&a.filter, a.opts);
         }
-        let ids: Vec<u32> = a.opts.subscription_id.into_iter().collect();
-        self.with_session(|s, now, out| {
-            for msg in msgs {
-                let qos: QoS = msg.qos.min(a.opts.qos);
-                let d = Delivery {
-                    msg,
-                    qos,
-                    retain: true,
-                    subscription_ids: ids.clone(),
-                };
-                s.deliver(now, d, out);
-            }
-        });
     }
 
     pub(super) async fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<Exit> {
@@ -197,6 +186,7 @@ where
         let mut left_shared = false;
         let persistent = self.slot.inner.lock().expiry_secs > 0;
         for filter in &u.filters {
+            self.replays.stop(filter);
             let Some(removed) = self.with_session(|s, _, _| s.unsubscribe(filter)) else {
                 return self.kicked_exit();
             };

@@ -75,6 +75,17 @@ impl Session {
         }
     }
 
+    /// How many new QoS 1/2 deliveries would go out at once rather than wait: the free slots
+    /// of the in-flight window, while nothing waits in the pending queue. A retained replay
+    /// feeds the session no more than this, leaving the pending queue to live deliveries.
+    pub fn send_room(&self) -> usize {
+        if !self.pending.is_empty() {
+            return 0;
+        }
+        let window = self.conn.receive_maximum.min(self.limits.max_inflight);
+        usize::from(window).saturating_sub(self.inflight.len())
+    }
+
     fn window_open(&self) -> bool {
         let window = self.conn.receive_maximum.min(self.limits.max_inflight);
         self.inflight.len() < usize::from(window)

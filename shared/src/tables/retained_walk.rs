@@ -32,13 +32,6 @@ pub struct RetainedCursor {
     after: String,
 }
 
-impl RetainedCursor {
-    /// Bytes the cursor holds (for a caller's memory accounting).
-    pub fn byte_len(&self) -> usize {
-        self.after.len()
-    }
-}
-
 /// Bounds of one chunk: the walk stops as soon as one is reached (after at least one level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkBudget {
