@@ -17,8 +17,9 @@
 //!
 //! Replays run one at a time, in SUBSCRIBE order. A new SUBSCRIBE of a filter that is being
 //! replayed restarts its replay (Retain Handling 0) or lets it finish with the new
-//! subscription's options (1 and 2: the subscription exists, nothing new to send);
-//! UNSUBSCRIBE stops it; the end of the connection ends it (MQTT sends retained messages on
+//! subscription's options (1 and 2: the subscription exists, nothing new to send). A replay
+//! stops at the first step after its subscription left the session (UNSUBSCRIBE, a
+//! SUBSCRIBE rolled back), and ends with the connection (MQTT sends retained messages on
 //! SUBSCRIBE only: a resumed session does not replay).
 //!
 //! What a replay delivers follows the walk's promise
@@ -81,6 +82,16 @@ struct Replay {
     chunk: VecDeque<Arc<Message>>,
 }
 
+/// How feeding the session from a chunk ended (with the number of messages handed over).
+enum Fed {
+    /// The chunk is empty: take the next one.
+    Emptied(u64),
+    /// No more room this turn.
+    Blocked(u64),
+    /// The session no longer has the subscription: the replay ends.
+    Unsubscribed,
+}
+
 /// What one turn may still do.
 struct Turn {
     messages: usize,
@@ -96,8 +107,19 @@ pub(super) struct Replays {
 }
 
 impl Replays {
-    /// Starts a replay of `filter` behind the others, replacing one already there.
-    pub(super) fn start(&mut self, filter: &str, opts: SubOpts) {
+    /// A SUBSCRIBE of `filter` was granted. When it asks for retained messages (`wanted`), a
+    /// replay starts behind the others, replacing one of the filter already there. When it
+    /// asks for none, a replay of the filter still running goes on with the new options,
+    /// unless the subscription is new: that replay was for a subscription since removed.
+    pub(super) fn subscribed(&mut self, filter: &str, opts: SubOpts, wanted: bool, is_new: bool) {
+        if !wanted {
+            if is_new {
+                self.remove(filter, "unsubscribed");
+            } else if let Some(r) = self.queue.iter_mut().find(|r| r.filter == filter) {
+                r.opts = opts;
+            }
+            return;
+        }
         self.remove(filter, "replaced");
         self.queue.push_back(Replay {
             filter: filter.to_owned(),
@@ -106,19 +128,6 @@ impl Replays {
             chunk: VecDeque::new(),
         });
         metrics::gauge!(m::RETAINED_REPLAYS).increment(1.0);
-    }
-
-    /// A SUBSCRIBE of `filter` that asks for no retained messages: a replay of it still
-    /// running goes on with the subscription's new options.
-    pub(super) fn update(&mut self, filter: &str, opts: SubOpts) {
-        if let Some(r) = self.queue.iter_mut().find(|r| r.filter == filter) {
-            r.opts = opts;
-        }
-    }
-
-    /// UNSUBSCRIBE of `filter`: its replay stops.
-    pub(super) fn stop(&mut self, filter: &str) {
-        self.remove(filter, "unsubscribed");
     }
 
     fn remove(&mut self, filter: &str, outcome: &'static str) {
@@ -155,16 +164,18 @@ impl Replay {
         self.walk = next.map_or(Walk::Done, Walk::After);
     }
 
-    /// Hands the session what its flow control takes now, within `turn`. Returns how many
-    /// messages it handed over and whether it stopped for want of room (else the chunk is
-    /// empty).
+    /// Hands the session what its flow control takes now, within `turn`; nothing once the
+    /// session no longer has the subscription (UNSUBSCRIBE, or a SUBSCRIBE rolled back).
     fn feed(
         &mut self,
         s: &mut Session,
         now: Instant,
         out: &mut Vec<Outgoing>,
         turn: &mut Turn,
-    ) -> (u64, bool) {
+    ) -> Fed {
+        if !s.subscriptions.contains_key(self.filter.as_str()) {
+            return Fed::Unsubscribed;
+        }
         let ids: Vec<u32> = self.opts.subscription_id.into_iter().collect();
         let mut handed = 0;
         while let Some(msg) = self.chunk.front() {
@@ -175,7 +186,7 @@ impl Replay {
                 s.send_room() > 0
             };
             if !room || turn.messages == 0 {
-                return (handed, true);
+                return Fed::Blocked(handed);
             }
             if qos == QoS::AtMostOnce {
                 let size = msg.topic.len() + msg.payload.len();
@@ -194,7 +205,7 @@ impl Replay {
             };
             s.deliver(now, d, out);
         }
-        (handed, false)
+        Fed::Emptied(handed)
     }
 }
 
@@ -242,12 +253,21 @@ where
                 return;
             }
             let fed = self.with_session(|s, now, out| replay.feed(s, now, out, &mut turn));
-            self.replays.queue.push_front(replay);
-            let Some((handed, blocked)) = fed else {
-                // The session was taken over: the connection is ending, and its replays too.
-                self.replays = Replays::default();
-                return;
+            let (handed, blocked) = match fed {
+                Some(Fed::Emptied(n)) => (n, false),
+                Some(Fed::Blocked(n)) => (n, true),
+                Some(Fed::Unsubscribed) => {
+                    ended("unsubscribed", 1);
+                    continue;
+                }
+                None => {
+                    // Taken over: the connection is ending, and its replays with it.
+                    self.replays.queue.push_front(replay);
+                    self.replays = Replays::default();
+                    return;
+                }
             };
+            self.replays.queue.push_front(replay);
             metrics::counter!(m::RETAINED_REPLAYED_TOTAL).increment(handed);
             if blocked {
                 return;

@@ -161,22 +161,15 @@ where
     }
 
     /// Starts the retained replay a new subscription asks for (Retain Handling 0, or 1 when
-    /// the subscription is new; never for shared subscriptions), paced by the session's flow
-    /// control (`super::replay`); a replay of the filter still running goes on with the new
-    /// options when this SUBSCRIBE asks for none.
+    /// the subscription is new; never for shared subscriptions): see `super::replay`.
     fn replay_retained(&mut self, a: &Accepted) {
         let wanted = match a.opts.retain_handling {
             0 => true,
             1 => a.is_new,
             _ => false,
         };
-        if a.shared {
-            return;
-        }
-        if wanted {
-            self.replays.start(&a.filter, a.opts);
-        } else {
-            self.replays.update(&a.filter, a.opts);
+        if !a.shared {
+            self.replays.subscribed(&a.filter, a.opts, wanted, a.is_new);
         }
     }
 
@@ -186,7 +179,6 @@ where
         let mut left_shared = false;
         let persistent = self.slot.inner.lock().expiry_secs > 0;
         for filter in &u.filters {
-            self.replays.stop(filter);
             let Some(removed) = self.with_session(|s, _, _| s.unsubscribe(filter)) else {
                 return self.kicked_exit();
             };
