@@ -49,5 +49,8 @@ async fn a_small_run_counts_every_retained_message_once_and_times_every_window()
     assert!(r.delivery.before.count > 0 && r.delivery.after.count > 0);
     assert!(r.puback.before.count > 0 && r.puback.after.count > 0);
     assert!(r.rss_before_mib.is_some() && r.rss_end_mib.is_some());
-    assert!(r.to_text().contains("2000 received (2000 distinct, 0 duplicates)"));
+    assert!(
+        r.to_text()
+            .contains("2000 received (2000 distinct, 0 duplicates)")
+    );
 }
