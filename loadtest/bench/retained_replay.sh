@@ -10,7 +10,11 @@
 # Usage: loadtest/bench/retained_replay.sh [RUNS]      (RUNS defaults to 3)
 # Environment (all optional):
 #   RETAINED=100000 SIZE=100 PUBLISHERS=10 RATE=1000 QOS=1 BEFORE=5 AFTER=3 IDLE=5
+#   LOADERS=100          connections storing the retained messages (more of them, bigger
+#                        group commits: the load is one table transaction per message)
 #   SUB_QOS="1 0"        the '#' subscriber's QoS, one scenario each
+#   LIVE_RETAIN=1        the publishers' messages are retained too: each is a table write,
+#                        which waits while the replica is read
 #   MESHMQ=PATH LABEL=X  the replicant-node binary to measure and its label in the table
 #                        (default target/release/replicant-node, "meshmq"): e.g. a build of
 #                        an older commit, for comparison
@@ -32,9 +36,13 @@ QOS="${QOS:-1}"
 BEFORE="${BEFORE:-5}"
 AFTER="${AFTER:-3}"
 IDLE="${IDLE:-5}"
+LOADERS="${LOADERS:-100}"
+LIVE_RETAIN="${LIVE_RETAIN:-0}"
+LIVE_FLAG=()
+[[ "$LIVE_RETAIN" == 1 ]] && LIVE_FLAG=(--live-retain)
 SUB_QOS="${SUB_QOS:-1 0}"
 LABEL="${LABEL:-meshmq}"
-COMMAND="RETAINED=$RETAINED SIZE=$SIZE PUBLISHERS=$PUBLISHERS RATE=$RATE QOS=$QOS SUB_QOS=\"$SUB_QOS\" LABEL=$LABEL loadtest/bench/retained_replay.sh $RUNS"
+COMMAND="RETAINED=$RETAINED SIZE=$SIZE PUBLISHERS=$PUBLISHERS RATE=$RATE QOS=$QOS SUB_QOS=\"$SUB_QOS\" LIVE_RETAIN=$LIVE_RETAIN LABEL=$LABEL loadtest/bench/retained_replay.sh $RUNS"
 
 log() { printf '== %s\n' "$*" >&2; }
 command -v jq >/dev/null || { log "jq is needed"; exit 1; }
@@ -96,9 +104,10 @@ for run in $(seq 1 "$RUNS"); do
         start_broker "$port" "$tag" || continue
         log "$tag (port $port)"
         timeout --kill-after=5 "$((BEFORE + AFTER + IDLE + 600))" "$LOADTEST" retained-replay \
-            --port "$port" --retained "$RETAINED" --size "$SIZE" --publishers "$PUBLISHERS" \
+            --port "$port" --retained "$RETAINED" --size "$SIZE" --loaders "$LOADERS" \
+            --publishers "$PUBLISHERS" \
             --rate "$RATE" --qos "$QOS" --sub-qos "$sq" --before "$BEFORE" --after "$AFTER" \
-            --idle "$IDLE" --broker-pid "$BROKER_PID" --broker-name "$LABEL" \
+            --idle "$IDLE" --broker-pid "$BROKER_PID" --broker-name "$LABEL" "${LIVE_FLAG[@]}" \
             --json "$OUT/$tag.json" >"$OUT/$tag.txt" || log "$tag failed (exit $?)"
         cleanup
     done
@@ -135,8 +144,10 @@ jq -rs --argjson runs "$RUNS" '
   | @tsv' "${reports[@]}" | column -t -s $'\t' >"$OUT/table.txt"
 
 {
+    live=""
+    [[ "$LIVE_RETAIN" == 1 ]] && live="retained messages "
     echo "retained replay: $RETAINED retained x $SIZE B; '#' subscriber joins after ${BEFORE} s while" \
-        "$PUBLISHERS publishers send $RATE msg/s at QoS $QOS; median of $RUNS run(s)"
+        "$PUBLISHERS publishers send $RATE msg/s (${live}QoS $QOS); median of $RUNS run(s)"
     echo "box: nproc $(nproc), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'); loadtest at commit" \
         "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); broker $LABEL = ${MESHMQ:-target/release/replicant-node}"
     echo "latencies in us by send time (before the SUBSCRIBE / from it to the last retained delivery); RSS in MiB"

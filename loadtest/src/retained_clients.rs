@@ -157,6 +157,8 @@ pub struct Pace {
     pub run: u64,
     /// Deadline of a write.
     pub timeout: Duration,
+    /// Publish retained messages (each one a table write on the broker).
+    pub retain: bool,
 }
 
 /// Publishes marked messages as `pace` says until `stop`; with QoS 1 times each PUBACK.
@@ -171,8 +173,12 @@ pub async fn publish_paced(conn: MqttConn, pace: Pace, stop: Stop) -> anyhow::Re
         index,
         run,
         timeout,
+        retain,
     } = pace;
     let mut template = PublishTemplate::new(version, &topic, qos, size)?;
+    if retain {
+        template.set_retain();
+    }
     let mut sent_at: Vec<Option<(Instant, u64)>> = vec![None; usize::from(u16::MAX) + 1];
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(period);
@@ -281,8 +287,8 @@ pub struct Replayed {
 }
 
 /// Subscribes to `filter` at `qos` (0 or 1) and counts the retained deliveries of the
-/// topics `{prefix}{i}`, `i < n`, acking QoS 1, until all `n` arrived, none came for
-/// `idle`, or `max` passed.
+/// topics `{prefix}{i}`, `i < n`, acking QoS 1 (live messages too), until all `n` arrived,
+/// no retained one came for `idle`, or `max` passed.
 #[allow(clippy::too_many_arguments)] // one call site, each argument named there
 pub async fn replay(
     addr: SocketAddr,
@@ -307,8 +313,17 @@ pub async fn replay(
         .await
         .context("sending SUBSCRIBE")?;
     let mut acks = Vec::new();
+    // Of the SUBSCRIBE, then of the latest retained delivery: live messages that match the
+    // filter too do not keep a stalled replay going.
+    let mut last = Instant::now();
     while (r.distinct as usize) < n && start.elapsed() < max {
-        if let Err(e) = read_some(&mut stream, &mut buf, idle).await {
+        let left = idle.saturating_sub(last.elapsed());
+        let read = if left.is_zero() {
+            Err(anyhow::anyhow!("no retained message for {idle:?}"))
+        } else {
+            read_some(&mut stream, &mut buf, left).await
+        };
+        if let Err(e) = read {
             if r.suback_after.is_none() {
                 return Err(e.context("waiting for SUBACK"));
             }
@@ -334,6 +349,7 @@ pub async fn replay(
                         && let Some(i) = index.filter(|i| *i < n)
                     {
                         r.received += 1;
+                        last = Instant::now();
                         r.first_after.get_or_insert(now);
                         r.last_ns = wall_ns();
                         if !std::mem::replace(&mut seen[i], true) {

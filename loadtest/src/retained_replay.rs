@@ -73,6 +73,9 @@ pub struct RetainedReplayArgs {
     /// QoS of the publishers and of their subscriber (0 or 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub qos: u8,
+    /// The publishers' messages are retained too (each one a table write on the broker).
+    #[arg(long)]
+    pub live_retain: bool,
     /// Filter of the replay subscriber.
     #[arg(long, default_value = "#")]
     pub filter: String,
@@ -129,6 +132,9 @@ pub struct ReplayReport {
     pub qos: u8,
     /// PUBLISHes per second offered by the publishers.
     pub rate: f64,
+    /// The publishers' messages were retained.
+    #[serde(default)]
+    pub live_retain: bool,
     /// Retained messages stored, and their payload size.
     pub retained: usize,
     /// Payload bytes.
@@ -153,7 +159,8 @@ pub struct ReplayReport {
     pub puback: Windows,
     /// Broker RSS, MiB: last sample before the SUBSCRIBE, largest during the replay, last.
     pub rss_before_mib: Option<f64>,
-    /// Largest RSS sample during the replay.
+    /// Largest RSS sample during the replay (up to one sampling period after it, so a short
+    /// replay has one).
     pub rss_during_max_mib: Option<f64>,
     /// Last RSS sample.
     pub rss_end_mib: Option<f64>,
@@ -224,6 +231,7 @@ pub async fn run(args: &RetainedReplayArgs) -> anyhow::Result<ReplayReport> {
             index: p as u32,
             run: run_tag,
             timeout,
+            retain: args.live_retain,
         };
         publishers.spawn(clients::publish_paced(conn, pace, live_stop.clone()));
     }
@@ -266,6 +274,7 @@ pub async fn run(args: &RetainedReplayArgs) -> anyhow::Result<ReplayReport> {
         sub_qos: args.sub_qos,
         qos: args.qos,
         rate: args.rate,
+        live_retain: args.live_retain,
         retained: args.retained,
         size: args.size,
         load_secs,
@@ -288,7 +297,7 @@ pub async fn run(args: &RetainedReplayArgs) -> anyhow::Result<ReplayReport> {
             .map(|(_, k)| mib(*k)),
         rss_during_max_mib: rss
             .iter()
-            .filter(|(t, _)| (edges.1..=edges.2).contains(t))
+            .filter(|(t, _)| (edges.1..=edges.2 + RSS_EVERY.as_nanos() as u64).contains(t))
             .map(|(_, k)| *k)
             .max()
             .map(mib),
@@ -322,8 +331,9 @@ impl ReplayReport {
     pub fn to_text(&self) -> String {
         let opt =
             |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1} {unit}"));
+        let live = if self.live_retain { "retained " } else { "" };
         let mut s = format!(
-            "{}: '{}' subscriber QoS {} joins {} retained x {} B; {} msg/s of QoS {} publishers\n",
+            "{}: '{}' subscriber QoS {} joins {} retained x {} B; {} msg/s of {live}QoS {} publishers\n",
             self.broker, self.filter, self.sub_qos, self.retained, self.size, self.rate, self.qos
         );
         s += &format!(

@@ -31,6 +31,7 @@ async fn a_small_run_counts_every_retained_message_once_and_times_every_window()
         publishers: 2,
         rate: 200.0,
         qos: 1,
+        live_retain: false,
         filter: "#".into(),
         sub_qos: 1,
         before: 1.5,
