@@ -15,9 +15,9 @@
 #   SUB_QOS="1 0"        the '#' subscriber's QoS, one scenario each
 #   LIVE_RETAIN=1        the publishers' messages are retained too: each is a table write,
 #                        which waits while the replica is read
-#   MESHMQ=PATH LABEL=X  the replicant-node binary to measure and its label in the table
-#                        (default target/release/replicant-node, "meshmq"): e.g. a build of
-#                        an older commit, for comparison
+#   BUILDS="label=PATH ..."  the replicant-node binaries to measure, run in turn within each
+#                        run (default "meshmq=target/release/replicant-node"); e.g. add a build
+#                        of an older commit, for comparison
 #   SKIP_BUILD=1         do not run cargo build
 #   OUT=DIR              JSON reports and broker logs (default: a temp dir)
 #   RESULTS=FILE         also append the printed report to FILE (loadtest/bench/RESULTS.md)
@@ -41,8 +41,8 @@ LIVE_RETAIN="${LIVE_RETAIN:-0}"
 LIVE_FLAG=()
 [[ "$LIVE_RETAIN" == 1 ]] && LIVE_FLAG=(--live-retain)
 SUB_QOS="${SUB_QOS:-1 0}"
-LABEL="${LABEL:-meshmq}"
-COMMAND="RETAINED=$RETAINED SIZE=$SIZE PUBLISHERS=$PUBLISHERS RATE=$RATE QOS=$QOS SUB_QOS=\"$SUB_QOS\" LIVE_RETAIN=$LIVE_RETAIN LABEL=$LABEL loadtest/bench/retained_replay.sh $RUNS"
+BUILDS="${BUILDS:-meshmq=$ROOT/target/release/replicant-node}"
+COMMAND="RETAINED=$RETAINED SIZE=$SIZE PUBLISHERS=$PUBLISHERS RATE=$RATE QOS=$QOS SUB_QOS=\"$SUB_QOS\" LIVE_RETAIN=$LIVE_RETAIN BUILDS=\"$BUILDS\" loadtest/bench/retained_replay.sh $RUNS"
 
 log() { printf '== %s\n' "$*" >&2; }
 command -v jq >/dev/null || { log "jq is needed"; exit 1; }
@@ -54,9 +54,12 @@ fi
 OUT="${OUT:-$(mktemp -d -t meshmq-retained-replay.XXXXXX)}"
 mkdir -p "$OUT/bin"
 cp "$ROOT/target/release/loadtest" "$OUT/bin/loadtest"
-cp "${MESHMQ:-$ROOT/target/release/replicant-node}" "$OUT/bin/replicant-node"
+LABELS=()
+for build in $BUILDS; do
+    LABELS+=("${build%%=*}")
+    cp "${build#*=}" "$OUT/bin/replicant-node-${build%%=*}"
+done
 LOADTEST="$OUT/bin/loadtest"
-BROKER="$OUT/bin/replicant-node"
 
 BROKER_PID=""
 cleanup() {
@@ -81,10 +84,12 @@ free_port() {
     log "no free port found"; return 1
 }
 
-start_broker() { # port tag -> sets BROKER_PID
+start_broker() { # label port tag -> sets BROKER_PID
+    local broker="$OUT/bin/replicant-node-$1"
+    shift
     local data="$OUT/data-$2" deadline=$((SECONDS + 15))
     mkdir -p "$data"
-    RUST_LOG=warn "$BROKER" --mqtt-bind "127.0.0.1:$1" --ws-bind "127.0.0.1:$(free_port)" \
+    RUST_LOG=warn "$broker" --mqtt-bind "127.0.0.1:$1" --ws-bind "127.0.0.1:$(free_port)" \
         --http-bind "127.0.0.1:$(free_port)" --data-dir "$data" >"$OUT/$2.log" 2>&1 &
     BROKER_PID=$!
     while ((SECONDS < deadline)); do
@@ -99,17 +104,19 @@ start_broker() { # port tag -> sets BROKER_PID
 
 for run in $(seq 1 "$RUNS"); do
     for sq in $SUB_QOS; do
-        tag="$LABEL-sub$sq-$run"
-        port="$(free_port)"
-        start_broker "$port" "$tag" || continue
-        log "$tag (port $port)"
-        timeout --kill-after=5 "$((BEFORE + AFTER + IDLE + 600))" "$LOADTEST" retained-replay \
-            --port "$port" --retained "$RETAINED" --size "$SIZE" --loaders "$LOADERS" \
-            --publishers "$PUBLISHERS" \
-            --rate "$RATE" --qos "$QOS" --sub-qos "$sq" --before "$BEFORE" --after "$AFTER" \
-            --idle "$IDLE" --broker-pid "$BROKER_PID" --broker-name "$LABEL" "${LIVE_FLAG[@]}" \
-            --json "$OUT/$tag.json" >"$OUT/$tag.txt" || log "$tag failed (exit $?)"
-        cleanup
+        for label in "${LABELS[@]}"; do
+            tag="$label-sub$sq-$run"
+            port="$(free_port)"
+            start_broker "$label" "$port" "$tag" || continue
+            log "$tag (port $port)"
+            timeout --kill-after=5 "$((BEFORE + AFTER + IDLE + 600))" "$LOADTEST" retained-replay \
+                --port "$port" --retained "$RETAINED" --size "$SIZE" --loaders "$LOADERS" \
+                --publishers "$PUBLISHERS" --rate "$RATE" --qos "$QOS" --sub-qos "$sq" \
+                --before "$BEFORE" --after "$AFTER" --idle "$IDLE" "${LIVE_FLAG[@]}" \
+                --broker-pid "$BROKER_PID" --broker-name "$label" \
+                --json "$OUT/$tag.json" >"$OUT/$tag.txt" || log "$tag failed (exit $?)"
+            cleanup
+        done
     done
 done
 
@@ -149,7 +156,7 @@ jq -rs --argjson runs "$RUNS" '
     echo "retained replay: $RETAINED retained x $SIZE B; '#' subscriber joins after ${BEFORE} s while" \
         "$PUBLISHERS publishers send $RATE msg/s (${live}QoS $QOS); median of $RUNS run(s)"
     echo "box: nproc $(nproc), kernel $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC'); loadtest at commit" \
-        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); broker $LABEL = ${MESHMQ:-target/release/replicant-node}"
+        "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); brokers: $BUILDS"
     echo "latencies in us by send time (before the SUBSCRIBE / from it to the last retained delivery); RSS in MiB"
     cat "$OUT/table.txt"
 } | tee "$OUT/report.txt"
@@ -158,7 +165,7 @@ log "reports and per-run text in $OUT"
 if [[ -n "${RESULTS:-}" ]]; then
     {
         echo
-        echo "## $(date -u '+%Y-%m-%d') — retained replay under load ($LABEL)"
+        echo "## $(date -u '+%Y-%m-%d') — retained replay under load (${LABELS[*]})"
         echo
         echo "Command: \`$COMMAND\`"
         echo
