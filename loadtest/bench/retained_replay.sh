@@ -135,6 +135,7 @@ jq -rs --argjson runs "$RUNS" '
       broker: $g[0].broker, sub_qos: $g[0].sub_qos, runs: length,
       received: (map(.distinct) | med), retained: $g[0].retained,
       secs: (map(.replay_secs) | med), rate: (map(.replay_rate) | med),
+      suback: (map(.suback_ms) | med),
       d_b50: (map(.delivery.before.p50) | med), d_b99: (map(.delivery.before.p99) | med),
       d_d50: (map(.delivery.during.p50) | med), d_d99: (map(.delivery.during.p99) | med),
       a_b50: (map(.puback.before.p50) | med), a_b99: (map(.puback.before.p99) | med),
@@ -142,10 +143,10 @@ jq -rs --argjson runs "$RUNS" '
       rss_b: (map(.rss_before_mib) | med), rss_d: (map(.rss_during_max_mib) | med),
       errors: (map(.errors | length) | add)
     })) as $rows
-  | ["broker", "sub QoS", "runs", "retained recv", "replay s", "msg/s",
+  | ["broker", "sub QoS", "runs", "retained recv", "SUBACK ms", "replay s", "msg/s",
      "e2e p50/p99 before", "during", "puback p50/p99 before", "during", "RSS before", "max during", "errors"],
     ($rows[] | [.broker, (.sub_qos | tostring), (.runs | tostring),
-      "\(.received | f0)/\(.retained)", (.secs | f2), (.rate | f0),
+      "\(.received | f0)/\(.retained)", (.suback | f1), (.secs | f2), (.rate | f0),
       pair(.d_b50; .d_b99), pair(.d_d50; .d_d99), pair(.a_b50; .a_b99), pair(.a_d50; .a_d99),
       (.rss_b | f1), (.rss_d | f1), (.errors | tostring)])
   | @tsv' "${reports[@]}" | column -t -s $'\t' >"$OUT/table.txt"
