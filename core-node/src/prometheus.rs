@@ -164,6 +164,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "PUBLISH packets delivered to subscribers.",
     ),
     (
+        m::RETAINED_REPLAYED_TOTAL,
+        "Retained messages that SUBSCRIBE replays handed to subscribers' sessions.",
+    ),
+    (
+        m::RETAINED_REPLAYS_TOTAL,
+        "Retained replays of new subscriptions ended, by outcome.",
+    ),
+    (
         m::MESSAGES_DROPPED_TOTAL,
         "Messages dropped instead of delivered, by reason.",
     ),
@@ -294,6 +302,10 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (
         m::RETAINED_BYTES,
         "Bytes of the retained messages stored (what max_retained_bytes bounds).",
+    ),
+    (
+        m::RETAINED_REPLAYS,
+        "Retained replays of new subscriptions running or waiting on this node.",
     ),
     (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
     (

@@ -42,6 +42,9 @@ pub enum Command {
     Storm(StormArgs),
     /// Runs a TOML file of conn/sub/pub/storm phases, in order or in parallel groups.
     Scenario(ScenarioArgs),
+    /// A `#` subscriber joins a broker holding many retained messages while publishers run:
+    /// replay time and completeness, publisher latency before and during it, broker RSS.
+    RetainedReplay(crate::retained_replay::RetainedReplayArgs),
 }
 
 /// Flags of `loadtest fanout`.

@@ -13,6 +13,9 @@
 //! `seqcheck`, `failure`); output (`progress`, `run_report`); worker processes
 //! (`workers`); and the glue (`app`). Nothing here starts a runtime except `app::run`,
 //! which `main.rs` calls.
+//!
+//! The retained-replay benchmark (`loadtest retained-replay`): its phases and report
+//! (`retained_replay`) and its clients (`retained_clients`).
 
 pub mod app;
 pub mod args;
@@ -34,6 +37,8 @@ pub mod progress;
 pub mod publisher;
 pub mod redirect;
 pub mod report;
+pub mod retained_clients;
+pub mod retained_replay;
 pub mod rss;
 pub mod run_report;
 pub mod runner;

@@ -27,6 +27,7 @@ fn run() -> anyhow::Result<()> {
     match command {
         Command::Fanout(args) => fanout(&args),
         Command::Summarize(args) => summarize(&args),
+        Command::RetainedReplay(args) => retained_replay(&args),
         _ => anyhow::bail!("unhandled subcommand"),
     }
 }
@@ -45,6 +46,20 @@ fn fanout(args: &FanoutArgs) -> anyhow::Result<()> {
     }
     .context("building the tokio runtime")?;
     let report = runtime.block_on(loadtest::run_fanout(&cfg))?;
+    print!("{}", report.to_text());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn retained_replay(args: &loadtest::retained_replay::RetainedReplayArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let report = runtime.block_on(loadtest::retained_replay::run(args))?;
     print!("{}", report.to_text());
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;

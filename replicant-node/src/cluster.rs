@@ -18,6 +18,7 @@ use meshmq_shared::codec::{Properties, ProtocolVersion, QoS};
 use meshmq_shared::config::MqttConfig;
 use meshmq_shared::metrics as m;
 use meshmq_shared::tables::retained_quota::RetainedQuota;
+use meshmq_shared::tables::{ChunkBudget, RetainedCursor};
 use tracing::warn;
 
 use crate::ctx::{Ctx, TableState};
@@ -382,17 +383,24 @@ fn to_retained(msg: &Message) -> RetainedMessage {
     }
 }
 
-/// The retained messages matching `filter` (expired ones skipped), as routable messages.
-pub fn retained_matching(ctx: &Ctx, filter: &str) -> Vec<Arc<Message>> {
+/// One chunk of the retained messages matching `filter` (expired ones skipped), as routable
+/// messages appended to `out`: those after `from` (from the first when `None`), up to
+/// `budget`, under one short read of the replica. Returns the cursor to resume from, `None`
+/// when the walk is complete (see `connection::replay`).
+pub fn retained_chunk(
+    ctx: &Ctx,
+    filter: &str,
+    from: Option<&RetainedCursor>,
+    budget: ChunkBudget,
+    out: &mut std::collections::VecDeque<Arc<Message>>,
+) -> Option<RetainedCursor> {
     let now = now_ms();
     let now_i = Instant::now();
-    let mut out = Vec::new();
     ctx.tables.core.read(|t| {
-        t.retained_matching(filter, now, |r| {
-            out.push(Arc::new(from_retained(r, now, now_i)))
-        });
-    });
-    out
+        t.retained_matching_chunk(filter, now, from, budget, |r| {
+            out.push_back(Arc::new(from_retained(r, now, now_i)))
+        })
+    })
 }
 
 fn from_retained(r: &RetainedMessage, now_ms: u64, now: Instant) -> Message {

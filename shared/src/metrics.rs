@@ -64,6 +64,14 @@ pub const RETAINED_BYTES: &str = "meshmq_retained_bytes";
 /// message not stored; `topic_alias_bytes`: a client disconnected past
 /// `mqtt.max_topic_alias_bytes`).
 pub const QUOTA_EXCEEDED_TOTAL: &str = "meshmq_quota_exceeded_total";
+/// Counter: retained messages that SUBSCRIBE replays handed to subscribers' sessions (sent,
+/// or dropped there as expired or too large for the client). No labels.
+pub const RETAINED_REPLAYED_TOTAL: &str = "meshmq_retained_replayed_total";
+/// Counter: retained replays ended. Labels: `outcome` (`completed`; `replaced`: a new
+/// SUBSCRIBE of the filter restarted it; `unsubscribed`; `closed`: the connection ended).
+pub const RETAINED_REPLAYS_TOTAL: &str = "meshmq_retained_replays_total";
+/// Gauge: retained replays running or waiting their turn on this node's connections.
+pub const RETAINED_REPLAYS: &str = "meshmq_retained_replays";
 /// Counter: PUBLISH packets received from clients. Labels: `qos` (`0`, `1`, `2`).
 pub const MESSAGES_RECEIVED_TOTAL: &str = "meshmq_messages_received_total";
 /// Counter: PUBLISH packets delivered to subscribers. Labels: `qos` (`0`, `1`, `2`) where known.
@@ -281,6 +289,8 @@ pub const COUNTERS: &[&str] = &[
     EVACUATION_SESSIONS_ADOPTED_TOTAL,
     MESSAGES_RECEIVED_TOTAL,
     MESSAGES_DELIVERED_TOTAL,
+    RETAINED_REPLAYED_TOTAL,
+    RETAINED_REPLAYS_TOTAL,
     MESSAGES_DROPPED_TOTAL,
     PUBLISH_BACKPRESSURE_TOTAL,
     PACKETS_RECEIVED_TOTAL,
@@ -330,6 +340,7 @@ pub const GAUGES: &[&str] = &[
     SUBSCRIPTIONS,
     RETAINED_MESSAGES,
     RETAINED_BYTES,
+    RETAINED_REPLAYS,
     MESSAGES_QUEUED,
     REPLICA_APPLIED_INDEX,
     REPLICATION_LAG_ENTRIES,

@@ -46,6 +46,13 @@ impl PublishTemplate {
         })
     }
 
+    /// Sets the RETAIN flag of the frame (a retained message).
+    pub fn set_retain(&mut self) {
+        if let Some(first) = self.frame.first_mut() {
+            *first |= 0x01;
+        }
+    }
+
     /// Bytes of the frame on the wire.
     pub fn frame_len(&self) -> usize {
         self.frame.len()

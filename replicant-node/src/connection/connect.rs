@@ -120,6 +120,7 @@ where
         congested: None,
         delivered: 0,
         drain_more: false,
+        replays: Default::default(),
     };
     let params = ConnParams {
         version,

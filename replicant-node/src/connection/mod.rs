@@ -14,6 +14,7 @@ mod close;
 mod connect;
 pub mod moved;
 mod packets;
+mod replay;
 mod restore;
 mod subscribe;
 mod table_writes;
@@ -123,6 +124,8 @@ struct Conn<S> {
     /// The last take from the mailbox stopped at its count or byte limit: take again once
     /// the write is done.
     drain_more: bool,
+    /// Retained replays of new subscriptions, fed to the session turn by turn.
+    replays: replay::Replays,
 }
 
 async fn run<S>(ctx: &Arc<Ctx>, io: S)
@@ -158,6 +161,7 @@ where
                 .next_awaiting_rel_expiry()
                 .map(tokio::time::Instant::from_std);
             self.size_read_buffer();
+            let replay_turn = self.replay_wants_turn();
             let exit = tokio::select! {
                 biased;
                 _ = self.ctx.admission.shutdown.cancelled() => Some(Exit::Shutdown),
@@ -199,6 +203,9 @@ where
                         None
                     }
                 }
+                // Last: a retained replay with room to go on takes a turn when nothing else
+                // is ready (it also runs after any other wake-up, below).
+                _ = std::future::ready(()), if replay_turn => None,
             };
             if let Some(e) = exit {
                 if matches!(e, Exit::Kicked { .. }) {
@@ -210,6 +217,7 @@ where
                 let _ = self.flush().await;
                 return e;
             }
+            self.replay_step();
             if self.flush().await.is_err() {
                 return Exit::Dropped;
             }

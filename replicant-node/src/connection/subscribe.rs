@@ -23,7 +23,7 @@
 //! rebuilds a persistent session from the `subscriptions` table.
 
 use meshmq_proto::tables::Op;
-use meshmq_shared::codec::{Packet, Properties, QoS, ReasonCode, SubAck, Subscribe};
+use meshmq_shared::codec::{Packet, Properties, ReasonCode, SubAck, Subscribe};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{self, SubscriptionFilter};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -34,7 +34,6 @@ use super::{Conn, Exit};
 use crate::authz::AuthzAction;
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::message::Delivery;
 use crate::session::{Outgoing, SubOpts};
 use crate::sessions::{SessionId, SessionSlot};
 
@@ -329,34 +328,17 @@ where
         Ok(parsed)
     }
 
-    /// Sends the retained messages a new subscription asks for (Retain Handling 0, or 1 when
-    /// the subscription is new; never for shared subscriptions).
+    /// Starts the retained replay a new subscription asks for (Retain Handling 0, or 1 when
+    /// the subscription is new; never for shared subscriptions): see `super::replay`.
     fn replay_retained(&mut self, a: &Accepted) {
         let wanted = match a.opts.retain_handling {
             0 => true,
             1 => a.is_new,
             _ => false,
         };
-        if a.shared || !wanted {
-            return;
+        if !a.shared {
+            self.replays.subscribed(&a.filter, a.opts, wanted, a.is_new);
         }
-        let msgs = cluster::retained_matching(&self.ctx, &a.filter);
-        if msgs.is_empty() {
-            return;
-        }
-        let ids: Vec<u32> = a.opts.subscription_id.into_iter().collect();
-        self.with_session(|s, now, out| {
-            for msg in msgs {
-                let qos: QoS = msg.qos.min(a.opts.qos);
-                let d = Delivery {
-                    msg,
-                    qos,
-                    retain: true,
-                    subscription_ids: ids.clone(),
-                };
-                s.deliver(now, d, out);
-            }
-        });
     }
 }
 

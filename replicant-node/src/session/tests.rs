@@ -297,3 +297,28 @@ fn a_handed_over_session_resends_in_flight_with_the_same_ids_then_its_queue() {
         .collect();
     assert_eq!(topics, ["a", "b", "c", "d"]);
 }
+
+#[test]
+fn window_room_is_the_free_window_while_nothing_is_pending() {
+    let now = Instant::now();
+    let mut s = session(3);
+    let mut out = Vec::new();
+    assert_eq!(s.window_room(), 3);
+    s.deliver(now, delivery(now, "t", QoS::AtLeastOnce), &mut out);
+    s.deliver(now, delivery(now, "t", QoS::AtMostOnce), &mut out);
+    assert_eq!(s.window_room(), 2, "QoS 0 takes no slot");
+    for _ in 0..3 {
+        s.deliver(now, delivery(now, "t", QoS::AtLeastOnce), &mut out);
+    }
+    assert_eq!((s.inflight_len(), s.pending_len()), (3, 1));
+    assert_eq!(s.window_room(), 0);
+    out.clear();
+    s.on_puback(now, 1, &mut out);
+    assert_eq!(
+        (s.pending_len(), s.window_room()),
+        (0, 0),
+        "the freed slot went to the pending delivery"
+    );
+    s.on_puback(now, 2, &mut out);
+    assert_eq!(s.window_room(), 1);
+}

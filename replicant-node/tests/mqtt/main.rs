@@ -17,6 +17,7 @@ mod malformed;
 mod qos;
 mod qos2;
 mod retained;
+mod retained_replay;
 mod sessions;
 mod shared_subs;
 mod subscribe_acks;

@@ -23,6 +23,9 @@ pub mod retained_quota;
 mod retained_quota_tests;
 #[cfg(test)]
 mod retained_tests;
+mod retained_walk;
+#[cfg(test)]
+mod retained_walk_tests;
 mod routes;
 mod shared_groups;
 mod subscriptions;
@@ -33,6 +36,7 @@ use meshmq_proto::tables::{
     Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
 };
 pub use meshmq_proto::tables::{Batch, Op, RegistryRow, RetainedMessage, SubOptions};
+pub use retained_walk::{ChunkBudget, RetainedCursor};
 
 /// All cluster tables with their indexes; see the module doc.
 ///
@@ -106,9 +110,27 @@ impl Tables {
 
     /// Calls `f` once per retained message whose topic matches `filter` (MQTT 4.7, with the
     /// `$` rule) and that has not expired at `now_ms`. Walks the topic-level index: cost
-    /// follows the matching part of the tree, not the store size. Order unspecified.
+    /// follows the matching part of the tree, not the store size. In walk order (topic
+    /// levels compared name by name, a topic before those below it).
     pub fn retained_matching(&self, filter: &str, now_ms: u64, f: impl FnMut(&RetainedMessage)) {
         self.retained.for_each_match(filter, now_ms, f);
+    }
+
+    /// One chunk of [`retained_matching`](Self::retained_matching): calls `f` for the
+    /// matching messages after `from` (from the first when `None`) until `budget` is spent.
+    /// Returns the cursor to resume from, or `None` when the walk is complete. Resuming
+    /// across changes to the table sees each topic at most once, and every message that was
+    /// stored before the first chunk and left alone until the walk completed exactly once
+    /// (see [`RetainedCursor`]'s module for the rest).
+    pub fn retained_matching_chunk(
+        &self,
+        filter: &str,
+        now_ms: u64,
+        from: Option<&RetainedCursor>,
+        budget: ChunkBudget,
+        f: impl FnMut(&RetainedMessage),
+    ) -> Option<RetainedCursor> {
+        self.retained.match_chunk(filter, now_ms, from, budget, f)
     }
 
     /// The retained message of exactly `topic`, expired or not.

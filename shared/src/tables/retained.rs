@@ -2,35 +2,36 @@
 //! messages a new subscription's filter matches without scanning the store) and by expiry
 //! time (to delete expired messages without scanning either).
 //!
-//! Owns the store, its two indexes and the filter-against-stored-names matching (the
-//! reverse of the subscription trie). It must never read a clock (callers pass `now_ms`)
-//! and never recurse per topic level: topic names have no level limit, so every walk, and
-//! dropping the tree, uses an explicit stack.
+//! Owns the store and its two indexes. The level tree keeps each level's children sorted by
+//! name, so that a walk has a stable order to resume from (the filter-against-stored-names
+//! matching, the reverse of the subscription trie, lives in `retained_walk`). It must never
+//! read a clock (callers pass `now_ms`) and never recurse per topic level: topic names have
+//! no level limit, so every walk, and dropping the tree, uses an explicit stack.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use hashbrown::HashMap;
 use meshmq_proto::tables::{Rejected, RetainedMessage};
 
 use super::invalid;
 use super::retained_quota::{self, Held, RetainedQuota, message_bytes};
+use super::retained_walk::{ChunkBudget, RetainedCursor, walk};
 use crate::topic::validate_topic_name;
 
 /// One topic level of the index.
 #[derive(Default)]
-struct Level {
-    /// Next levels by name (the empty level included).
-    children: HashMap<Box<str>, Level>,
+pub(super) struct Level {
+    /// Next levels by name (the empty level included), sorted: the order of a walk.
+    pub(super) children: BTreeMap<Box<str>, Level>,
     /// The message retained on the topic that ends here.
-    message: Option<RetainedMessage>,
+    pub(super) message: Option<RetainedMessage>,
 }
 
 impl Drop for Level {
     /// Drops the subtree level by level so that a very deep topic cannot overflow the stack.
     fn drop(&mut self) {
-        let mut stack: Vec<Level> = self.children.drain().map(|(_, child)| child).collect();
+        let mut stack: Vec<Level> = std::mem::take(&mut self.children).into_values().collect();
         while let Some(mut level) = stack.pop() {
-            stack.extend(level.children.drain().map(|(_, child)| child));
+            stack.extend(std::mem::take(&mut level.children).into_values());
         }
     }
 }
@@ -50,7 +51,7 @@ pub(super) struct Retained {
 }
 
 /// Whether `message` has expired at `now_ms`.
-fn expired(message: &RetainedMessage, now_ms: u64) -> bool {
+pub(super) fn expired(message: &RetainedMessage, now_ms: u64) -> bool {
     message.expires_at_ms.is_some_and(|at| at <= now_ms)
 }
 
@@ -112,7 +113,7 @@ impl Retained {
         self.quota.add(&message);
         let mut level = &mut self.root;
         for name in message.topic.split('/') {
-            level = level.children.entry_ref(name).or_default();
+            level = level.children.entry(Box::from(name)).or_default();
         }
         match level.message.replace(message) {
             Some(old) => {
@@ -173,45 +174,27 @@ impl Retained {
         level.message.take()
     }
 
-    /// Calls `f` for every unexpired message whose topic matches `filter`.
+    /// Calls `f` for every unexpired message whose topic matches `filter`, in walk order.
     pub(super) fn for_each_match(
         &self,
         filter: &str,
         now_ms: u64,
-        mut f: impl FnMut(&RetainedMessage),
+        f: impl FnMut(&RetainedMessage),
     ) {
-        let mut emit = |level: &Level| {
-            if let Some(message) = &level.message
-                && !expired(message, now_ms)
-            {
-                f(message);
-            }
-        };
-        let filter_levels: Vec<&str> = filter.split('/').collect();
-        let mut stack: Vec<(&Level, usize)> = vec![(&self.root, 0)];
-        while let Some((level, depth)) = stack.pop() {
-            let Some(name) = filter_levels.get(depth) else {
-                emit(level);
-                continue;
-            };
-            // The `$` rule: a wildcard first level does not match topics starting with '$'.
-            let visible = |key: &str| depth > 0 || !key.starts_with('$');
-            match *name {
-                "#" => for_each_below(level, visible, &mut emit),
-                "+" => stack.extend(
-                    level
-                        .children
-                        .iter()
-                        .filter(|(key, _)| visible(key))
-                        .map(|(_, child)| (child, depth + 1)),
-                ),
-                literal => {
-                    if let Some(child) = level.children.get(literal) {
-                        stack.push((child, depth + 1));
-                    }
-                }
-            }
-        }
+        walk(&self.root, filter, now_ms, None, ChunkBudget::UNBOUNDED, f);
+    }
+
+    /// One chunk of the walk over the unexpired messages matching `filter`, resumed after
+    /// `from` (from the start when `None`); see [`walk`].
+    pub(super) fn match_chunk(
+        &self,
+        filter: &str,
+        now_ms: u64,
+        from: Option<&RetainedCursor>,
+        budget: ChunkBudget,
+        f: impl FnMut(&RetainedMessage),
+    ) -> Option<RetainedCursor> {
+        walk(&self.root, filter, now_ms, from, budget, f)
     }
 
     /// Deletes every message with `expires_at_ms <= now_ms`; returns how many.
@@ -236,14 +219,14 @@ impl Retained {
     #[cfg(test)]
     pub(super) fn level_count(&self) -> usize {
         let mut count = 0;
-        for_each_below(&self.root, |_| true, &mut |_| count += 1);
+        for_each_below(&self.root, &mut |_| count += 1);
         count - 1
     }
 
     /// All messages sorted by topic.
     pub(super) fn snapshot_rows(&self) -> Vec<RetainedMessage> {
         let mut rows = Vec::with_capacity(self.count);
-        for_each_below(&self.root, |_| true, &mut |level| {
+        for_each_below(&self.root, &mut |level| {
             if let Some(message) = &level.message {
                 rows.push(message.clone());
             }
@@ -262,20 +245,9 @@ impl Retained {
     }
 }
 
-/// Calls `f` on `start` and every level below it, skipping the children of `start` whose
-/// key fails `visible`. Iterative.
-fn for_each_below<'a>(
-    start: &'a Level,
-    visible: impl Fn(&str) -> bool,
-    f: &mut impl FnMut(&'a Level),
-) {
-    f(start);
-    let mut stack: Vec<&Level> = start
-        .children
-        .iter()
-        .filter(|(key, _)| visible(key))
-        .map(|(_, child)| child)
-        .collect();
+/// Calls `f` on `start` and every level below it. Iterative.
+fn for_each_below<'a>(start: &'a Level, f: &mut impl FnMut(&'a Level)) {
+    let mut stack: Vec<&Level> = vec![start];
     while let Some(level) = stack.pop() {
         f(level);
         stack.extend(level.children.values());
