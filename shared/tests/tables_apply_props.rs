@@ -348,7 +348,7 @@ proptest! {
         for (topic, expires_at_ms) in store {
             let message = RetainedMessage { topic, payload: b"p".to_vec().into(), expires_at_ms, ..Default::default() };
             let index = t.applied_index() + 1;
-            t.apply(index, &Op { kind: Some(Kind::RetainedSet(RetainedSet { message: Some(message) })) });
+            t.apply(index, &Op { kind: Some(Kind::RetainedSet(RetainedSet { message: Some(message), ..Default::default() })) });
         }
         let budget = ChunkBudget { max_messages, max_bytes: usize::MAX, max_levels };
         let mut whole = Vec::new();
@@ -360,7 +360,7 @@ proptest! {
         let mut expiry_ran = false;
         for kind in changes.iter().flatten() {
             match kind {
-                Kind::RetainedSet(RetainedSet { message: Some(m) }) => touched.push(m.topic.clone()),
+                Kind::RetainedSet(RetainedSet { message: Some(m), .. }) => touched.push(m.topic.clone()),
                 Kind::RetainedDelete(d) => touched.push(d.topic.clone()),
                 Kind::RetainedExpire(_) => expiry_ran = true,
                 _ => {}
