@@ -2,6 +2,7 @@
 //! protobuf messages, the redb stores and the QUIC network. Nothing outside this module names
 //! an openraft type.
 
+pub mod append_budget;
 pub mod convert;
 pub mod network;
 pub mod rpc_convert;

@@ -31,6 +31,7 @@ use openraft::raft::{
 };
 use tokio::time::Instant;
 
+use super::append_budget;
 use super::convert::ConvertError;
 use super::rpc_convert as conv;
 use super::types::{Node, NodeId, TypeConfig};
@@ -410,9 +411,10 @@ fn kind_name(kind: &response::Kind) -> &'static str {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        let last_sent = append_budget::trim(&mut rpc.entries, append_budget::APPEND_BYTES);
         let kind = request::Kind::Append(conv::append_request_to_proto(&rpc));
         let ttl = option.hard_ttl();
         self.send(
@@ -426,6 +428,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             },
         )
         .await
+        .map(|resp| append_budget::for_trimmed(resp, last_sent))
     }
 
     async fn install_snapshot(
