@@ -121,7 +121,14 @@ async fn takeover_moves_1000_in_flight_qos1_messages_and_the_queue() {
         let p = new
             .try_recv_publish(Duration::from_secs(10))
             .await
-            .unwrap_or_else(|e| panic!("{} of {total} arrived, then: {e:?}", copies.len()));
+            .unwrap_or_else(|e| {
+                let missing: Vec<u32> = (0..total).filter(|s| !copies.contains_key(s)).collect();
+                panic!(
+                    "{} of {total} arrived, then: {e:?}; missing (first 20): {:?}",
+                    copies.len(),
+                    &missing[..missing.len().min(20)]
+                )
+            });
         let seq = seq_of(&p.payload);
         if *copies.entry(seq).or_default() == 0 && seq < INFLIGHT {
             assert!(p.dup, "in-flight message {seq} is re-sent with DUP=1");
