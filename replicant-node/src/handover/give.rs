@@ -2,6 +2,14 @@
 //! 0x8E), send its deliveries and state to the new owner, forward what still reaches it
 //! until the new owner says its routes are live (or [`FORWARD_MAX`]), then drop the copy.
 //! A claim seen in the replica before any request waits [`REQUEST_WAIT`] for one.
+//!
+//! `TakeoverEnd` comes over the new owner's link, which is not ordered with the other
+//! replicants' links to this node: a message another replicant routed here by the old routes
+//! (before it applied the new owner's) can still be on its way. So on `TakeoverEnd` this node
+//! first runs a peer barrier at the index it names: each replicant acks on its own link to
+//! this node, behind whatever it queued here before, and the reader delivers a batch's
+//! messages before it records its acks. Once the barrier is through, every message routed
+//! here by the old routes is in the mailbox, and later ones also went to the new owner.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +18,7 @@ use meshmq_proto::peer::{SessionItem, TakeoverEnd, TakeoverRequest, TakeoverStat
 use meshmq_shared::codec::ReasonCode;
 use meshmq_shared::metrics as m;
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::take::peer_addr;
 use super::to_wire;
@@ -24,6 +32,9 @@ use crate::sessions::{Control, Leaving, SessionSlot};
 pub const REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// Longest this node forwards to the new owner without hearing `TakeoverEnd`.
 pub const FORWARD_MAX: Duration = Duration::from_secs(10);
+/// Longest this node waits, after `TakeoverEnd`, for the other replicants to confirm that
+/// what they routed here by the old routes has arrived (a peer barrier).
+pub const SETTLE_MAX: Duration = Duration::from_secs(5);
 
 fn counted(result: &'static str) {
     metrics::counter!(m::HANDOVERS_TOTAL, "role" => "give", "result" => result).increment(1);
@@ -38,7 +49,8 @@ pub(super) fn on_request(ctx: &Arc<Ctx>, from: &str, req: TakeoverRequest) {
     tokio::spawn(give(ctx.clone(), from.to_owned(), req));
 }
 
-/// The new owner's routes are live: stop forwarding that session.
+/// The new owner's routes are live (at `e.routes_index`): stop forwarding that session once
+/// what was routed here before has arrived.
 pub(super) fn on_end(ctx: &Ctx, e: &TakeoverEnd) {
     let mut outgoing = ctx.cluster.handovers.outgoing.lock();
     if outgoing
@@ -46,7 +58,7 @@ pub(super) fn on_end(ctx: &Ctx, e: &TakeoverEnd) {
         .is_some_and(|(g, _)| *g == e.generation)
         && let Some((_, stop)) = outgoing.remove(&e.client_id)
     {
-        let _ = stop.send(());
+        let _ = stop.send(e.routes_index);
     }
 }
 
@@ -205,7 +217,7 @@ async fn forward(
     (node, addr): (&str, &str),
     slot: &Arc<SessionSlot>,
     generation: u64,
-    mut stop: oneshot::Receiver<()>,
+    mut stop: oneshot::Receiver<u64>,
 ) {
     let deadline = tokio::time::sleep(FORWARD_MAX);
     tokio::pin!(deadline);
@@ -213,7 +225,12 @@ async fn forward(
     loop {
         let last = tokio::select! {
             _ = ctx.admission.shutdown.cancelled() => true,
-            _ = &mut stop => true,
+            end = &mut stop => {
+                if let Ok(routes_index) = end {
+                    settle(ctx, peers, routes_index).await;
+                }
+                true
+            }
             _ = &mut deadline => true,
             _ = slot.mailbox.ready.notified() => false,
         };
@@ -250,4 +267,25 @@ async fn forward(
     }
     ctx.cluster.handovers.forwarded(&slot.client_id, generation);
     end_session_moved(ctx, slot).await;
+}
+
+/// After `TakeoverEnd` naming `routes_index`: waits (at most [`SETTLE_MAX`], or until
+/// shutdown) until every other replicant whose link is up has acked that index (or this
+/// node's own applied index, if higher) on its link to this node. Its acks ride behind what
+/// it queued here, so the messages it routed here before it applied the new owner's routes
+/// have by then been pushed into the mailbox (module doc). What reaches the mailbox
+/// meanwhile waits there, in order, for the final drain.
+async fn settle(ctx: &Ctx, peers: &Peers, routes_index: u64) {
+    let index = routes_index.max(ctx.tables.core.applied_index());
+    let report = tokio::select! {
+        _ = ctx.admission.shutdown.cancelled() => return,
+        r = peers.barrier(index, SETTLE_MAX) => r,
+    };
+    if !report.missing.is_empty() {
+        warn!(
+            index,
+            missing = ?report.missing,
+            "hand-over: replicants did not confirm in time; a message they routed here late is lost"
+        );
+    }
 }

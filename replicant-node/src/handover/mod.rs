@@ -9,8 +9,10 @@
 //! old connection (v5 DISCONNECT 0x8E), sends the session's deliveries then a
 //! `TakeoverState`, and from then on forwards whatever still reaches its copy (its routes
 //! are still in the tables) until N, whose routes are by then known on every replicant,
-//! sends `TakeoverEnd`; O then drops its copy. Everything rides the ordered peer link O→N,
-//! so the state arrives before the forwarded deliveries. Subscriptions are not sent: the
+//! sends `TakeoverEnd`; O then waits until every other replicant has acked, on its own link
+//! to O, the index N's routes were live at (so what they routed to O by the old routes has
+//! arrived: [`give`]), forwards that, and drops its copy. Everything rides the ordered peer
+//! link O→N, so the state arrives before the forwarded deliveries. Subscriptions are not sent: the
 //! `subscriptions` table has them (N restores them as after a restart).
 //!
 //! Owns the registry of hand-overs in progress ([`Handovers`]) and the wire form of a
@@ -62,8 +64,9 @@ pub struct Handovers {
     /// Takeovers this node requested, by client id.
     incoming: Mutex<HashMap<String, Incoming>>,
     /// Sessions this node handed over and still forwards, by client id: the generation of
-    /// the new owner's claim and how to tell the forwarder to stop.
-    outgoing: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+    /// the new owner's claim and how to tell the forwarder to stop (with the log index at
+    /// which the new owner's routes are live).
+    outgoing: Mutex<HashMap<String, (u64, oneshot::Sender<u64>)>>,
 }
 
 impl Handovers {
@@ -93,7 +96,7 @@ impl Handovers {
     }
 
     /// Registers the forwarder of a session handed over; returns its stop signal.
-    fn forwarding(&self, client_id: &str, generation: u64) -> oneshot::Receiver<()> {
+    fn forwarding(&self, client_id: &str, generation: u64) -> oneshot::Receiver<u64> {
         let (tx, rx) = oneshot::channel();
         self.outgoing
             .lock()

@@ -104,7 +104,9 @@ pub(crate) async fn take_over(ctx: &Ctx, slot: &SessionSlot, node: &str, generat
 }
 
 /// Tells `node` that this node's routes for `client_id` are known everywhere, so it may stop
-/// forwarding and drop its copy (if this cannot be sent, it stops at its own deadline).
+/// forwarding and drop its copy (if this cannot be sent, it stops at its own deadline). The
+/// index named is this node's applied index, at or past the one those routes were confirmed
+/// at.
 pub(crate) fn finish(ctx: &Ctx, node: &str, client_id: &str, generation: u64) {
     let (Some(peers), Some(addr)) = (&ctx.cluster.peers, peer_addr(ctx, node)) else {
         return;
@@ -112,6 +114,7 @@ pub(crate) fn finish(ctx: &Ctx, node: &str, client_id: &str, generation: u64) {
     let end = item(session_item::Kind::End(TakeoverEnd {
         client_id: client_id.to_owned(),
         generation,
+        routes_index: ctx.tables.core.applied_index(),
     }));
     let _ = peers.send_session(node, &addr, end);
 }

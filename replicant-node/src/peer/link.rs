@@ -151,6 +151,11 @@ impl Link {
         self.queue.push_session(len, item)
     }
 
+    /// Tests only: holds (or releases) what is queued on this link (see [`Queue::hold`]).
+    pub(super) fn hold(&self, held: bool) {
+        self.queue.hold(held);
+    }
+
     /// The current connection's number while the link is up, `None` while it is down.
     pub(super) fn session(&self) -> Option<u64> {
         self.queue.session()

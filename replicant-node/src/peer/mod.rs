@@ -417,6 +417,17 @@ impl Peers {
             .is_some_and(|l| l.session().is_some())
     }
 
+    /// Tests only: while `held`, the link to `node` writes nothing; what is queued (and
+    /// queued meanwhile) stays, in order, and goes once released. The link stays up. False
+    /// when there is no link to `node`.
+    #[doc(hidden)]
+    pub fn hold_link(&self, node: &str, held: bool) -> bool {
+        let link = self.shared.links.read().get(node).cloned();
+        let Some(link) = link else { return false };
+        link.hold(held);
+        true
+    }
+
     /// The node left the cluster: stop its link, drop (and count) what was queued.
     pub fn remove(&self, node: &str) {
         let link = self.shared.links.write().remove(node);

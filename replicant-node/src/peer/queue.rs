@@ -16,6 +16,7 @@
 //! lock, never reorders, and never counts (the caller does).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use meshmq_proto::peer::{PeerBatch, PeerMessage, SessionItem};
 use parking_lot::Mutex;
@@ -77,6 +78,8 @@ pub(super) struct Queue {
     cap: usize,
     /// Most bytes of messages held (and, separately, of session items).
     cap_bytes: usize,
+    /// Tests only ([`Queue::hold`]): the link task takes nothing while set.
+    held: AtomicBool,
 }
 
 /// The part of [`Queue`] behind its lock.
@@ -128,6 +131,16 @@ impl Queue {
             drained: Notify::new(),
             cap,
             cap_bytes,
+            held: AtomicBool::new(false),
+        }
+    }
+
+    /// Tests only: while `held`, the link task writes nothing (items stay queued, in order,
+    /// and the link stays up); releasing wakes it.
+    pub(super) fn hold(&self, held: bool) {
+        self.held.store(held, Ordering::Release);
+        if !held {
+            self.wake.notify_one();
         }
     }
 
@@ -245,9 +258,11 @@ impl Queue {
     /// [`MAX_BATCH_ITEMS`], and no more than about [`MAX_BATCH_BYTES`].
     pub(super) async fn next_batch(&self) -> PeerBatch {
         loop {
-            let batch = self.take();
-            if !is_empty(&batch) {
-                return batch;
+            if !self.held.load(Ordering::Acquire) {
+                let batch = self.take();
+                if !is_empty(&batch) {
+                    return batch;
+                }
             }
             // A push between `take` and here left a permit: this returns at once.
             self.wake.notified().await;

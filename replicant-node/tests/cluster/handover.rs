@@ -180,6 +180,73 @@ async fn takeover_moves_1000_in_flight_qos1_messages_and_the_queue() {
     cluster.stop().await;
 }
 
+/// `TakeoverEnd` travels on the new owner's link to the old owner, which is not ordered with
+/// a third replicant's link to the old owner: a QoS 1 message that r3 routed to r1 by the old
+/// routes (before r2 had one) can reach r1 after r1 heard `TakeoverEnd`. r1 still forwards
+/// it to r2 (it waits for r3's ack behind it) instead of dropping it with its copy. The late
+/// arrival is made certain by holding r3's link to r1 until r1 heard `TakeoverEnd`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_routed_to_the_old_owner_arriving_after_the_takeover_end_is_forwarded() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster.start_replicant("r2").await;
+    let r3 = cluster.start_replicant("r3").await;
+    let id = unique("late");
+    let topic = format!("late/{id}/m");
+    let (mut old, _) =
+        RawClient::connect_with(r1.mqtt_addr(), persistent(ProtocolVersion::V5, &id)).await;
+    old.subscribe(&format!("late/{id}/#"), QoS::AtLeastOnce)
+        .await;
+    let mut p = RawClient::connect(r3.mqtt_addr(), ProtocolVersion::V5, &unique("late-p")).await;
+    p.publish(&topic, "before", QoS::AtLeastOnce, false).await;
+    let before = old.recv_publish().await;
+    assert_eq!(&before.payload[..], b"before", "r3 → r1 works");
+    old.ack(&before).await;
+
+    let r3_peers = r3.peers().expect("cluster");
+    assert!(r3_peers.hold_link("r1", true), "r3 has a link to r1");
+    // Routed to r1 only (r2 has no route yet), held in r3's queue for r1.
+    let rc = p.publish(&topic, "late", QoS::AtLeastOnce, false).await;
+    assert_eq!(rc, ReasonCode::Success);
+
+    let barriers_before = r3_peers.stats().barriers_received;
+    let (mut new, ack) =
+        RawClient::connect_with(r2.mqtt_addr(), persistent(ProtocolVersion::V5, &id)).await;
+    assert!(ack.session_present, "the session came along");
+    // r1 heard TakeoverEnd: it either dropped its copy at once (the message would be lost)
+    // or asked r3 for a barrier (r3's ack waits behind the held message). r3 receives two
+    // barriers from here on: r2's before its CONNACK (its restored route), then r1's.
+    let heard = wait_until(WAIT, || {
+        r1.sessions() == 0 || r3_peers.stats().barriers_received >= barriers_before + 2
+    })
+    .await;
+    assert!(heard, "r1 acted on TakeoverEnd");
+    assert!(r3_peers.hold_link("r1", false));
+
+    // "before" may come again first (DUP=1): its PUBACK may not have reached r1 in time.
+    loop {
+        let m = new
+            .try_recv_publish(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("the late message reached the new owner: {e:?}"));
+        new.ack(&m).await;
+        if &m.payload[..] == b"late" {
+            break;
+        }
+        assert_eq!(&m.payload[..], b"before");
+    }
+    assert!(
+        wait_until(WAIT, || r1.sessions() == 0).await,
+        "r1 dropped its copy"
+    );
+    drop(old);
+    for r in [r1, r2, r3] {
+        r.shutdown().await;
+    }
+    cluster.stop().await;
+}
+
 /// An offline persistent session with queued QoS 1 messages and a QoS 2 delivery waiting
 /// for PUBCOMP (3.1.1 and 5.0): reconnecting on another node delivers the queue in order and
 /// re-sends the PUBREL with the same packet id.
