@@ -59,7 +59,23 @@ impl Conns {
         Resp: prost::Message + Default,
     {
         let conn = self.get(addr).await.map_err(Delivery::NotSent)?;
-        frame::request_once(&conn, req, frame::MAX_FRAME, timeout)
+        self.request_on(&conn, addr, req, timeout).await
+    }
+
+    /// As [`request`](Self::request), on a connection to `addr` obtained with
+    /// [`get`](Self::get).
+    pub async fn request_on<Req, Resp>(
+        &self,
+        conn: &quinn::Connection,
+        addr: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Delivery>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        frame::request_once(conn, req, frame::MAX_FRAME, timeout)
             .await
             .map_err(|e| match e {
                 RequestError::NotSent(e) => Delivery::NotSent(format!("request to {addr}: {e}")),

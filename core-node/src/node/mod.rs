@@ -313,9 +313,20 @@ impl CoreNode {
                 std::future::pending::<()>().await;
             }
         };
+        tokio::pin!(leader_changed);
+        // Until the request is on its way (a dial to a dead leader can take DIAL_TIMEOUT), a
+        // leader change means it was never sent: the caller may send it again at once.
+        let conn = tokio::select! {
+            c = self.conns.get(&addr) => c.map_err(TransactError::Unavailable)?,
+            () = &mut leader_changed => {
+                return Err(TransactError::NotLeader {
+                    leader: self.leader().map(|(_, a)| a),
+                });
+            }
+        };
         let answer = tokio::select! {
-            a = self.conns.request::<_, Response>(&addr, &req, left) => a,
-            () = leader_changed => return Err(TransactError::Timeout),
+            a = self.conns.request_on::<_, Response>(&conn, &addr, &req, left) => a,
+            () = &mut leader_changed => return Err(TransactError::Timeout),
         };
         match answer {
             Ok(Response {

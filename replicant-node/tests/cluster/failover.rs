@@ -187,6 +187,41 @@ async fn write_racing_the_shutdown_of_the_followed_core_is_retried() {
     cluster.stop().await;
 }
 
+/// As above, with elections of 300–600 ms, so the followers may elect a new leader while
+/// one of them is still dialing the dead one: a request that was never sent is answered
+/// NotLeader (retryable), never as an unknown outcome, and the write commits on the new
+/// leader. (On loopback the dial to the released port usually fails before the election
+/// ends, so this passed before that rule too; it guards the write during an election.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_while_dialing_the_dead_leader_is_retried() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3, fast_timings()).await;
+    let leader = cluster.wait_leader(None).await;
+    let old = leader.id;
+    drop(leader);
+    let followers: Vec<String> = cluster
+        .live()
+        .iter()
+        .filter(|c| c.id != old)
+        .map(|c| c.addr.clone())
+        .collect();
+    let r1 = cluster
+        .start_replicant_with("r1", |c| c.cluster.cores = followers)
+        .await;
+    cluster.kill(old).await;
+    cluster.release(old).await;
+    let started = Instant::now();
+    let written = r1.core().transact(vec![route_op("redialed/#", "r1")]).await;
+    eprintln!(
+        "write during the election ended after {} ms: {written:?}",
+        ms_since(started)
+    );
+    assert!(written.is_ok(), "write during the election: {written:?}");
+    assert!(has_route(&r1, "redialed/x", "r1"));
+    r1.shutdown().await;
+    cluster.stop().await;
+}
+
 /// When the leader's process is gone (nothing on its port) but the followers still name
 /// it, a follower forwarding a write gives up dialing it after 1 s and answers
 /// `Unavailable` (nothing was sent), so the replicant retries until a new leader commits it.
