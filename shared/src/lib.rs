@@ -3,6 +3,7 @@
 //! and metric names, and what the binaries share at start-up ([`startup`]). Nothing here owns
 //! a socket or spawns a task.
 
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod metrics;

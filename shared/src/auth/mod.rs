@@ -1,0 +1,6 @@
+//! Client authentication data shared by every node: stored password hashes in the formats
+//! users migrate from ([`password`]).
+
+pub mod password;
+#[cfg(test)]
+mod password_tests;
