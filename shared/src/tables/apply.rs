@@ -14,7 +14,8 @@ use meshmq_proto::tables::{
 
 use super::nodes::UpOutcome;
 use super::{
-    Tables, invalid, reject, retained, retained_quota, routes, shared_groups, subscriptions,
+    Tables, auth_users, invalid, reject, retained, retained_quota, routes, shared_groups,
+    subscriptions,
 };
 
 /// What a single table rule returns: the outcome to report, or why nothing changed.
@@ -116,6 +117,19 @@ impl Tables {
             }
             Kind::RetainedExpire(op) => {
                 self.retained.expire(op.now_ms);
+                done()
+            }
+            Kind::AuthUserSet(op) => {
+                let user = op
+                    .user
+                    .as_ref()
+                    .ok_or_else(|| invalid("AuthUserSet: no user"))?;
+                auth_users::check(user)?;
+                self.auth_users.set(user);
+                done()
+            }
+            Kind::AuthUserDelete(op) => {
+                self.auth_users.delete(&op.user_id);
                 done()
             }
         }

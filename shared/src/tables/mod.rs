@@ -1,5 +1,5 @@
 //! The cluster tables (nodes, registry, subscriptions, routes, shared groups, retained
-//! messages) and the one function that changes them, [`Tables::apply`].
+//! messages, built-in authentication users) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
 //! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
@@ -13,6 +13,9 @@
 //! embedded core today, a Raft state machine later) owns storage, ordering and waiting.
 
 mod apply;
+pub mod auth_users;
+#[cfg(test)]
+mod auth_users_tests;
 #[cfg(test)]
 mod cluster_tests;
 mod nodes;
@@ -35,7 +38,7 @@ mod tests;
 use meshmq_proto::tables::{
     Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
 };
-pub use meshmq_proto::tables::{Batch, Op, RegistryRow, RetainedMessage, SubOptions};
+pub use meshmq_proto::tables::{AuthUser, Batch, Op, RegistryRow, RetainedMessage, SubOptions};
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 
 /// All cluster tables with their indexes; see the module doc.
@@ -56,6 +59,8 @@ pub struct Tables {
     shared: shared_groups::SharedGroups,
     /// Topic → retained message, indexed by topic level and by expiry.
     retained: retained::Retained,
+    /// User id → built-in authentication user.
+    auth_users: auth_users::AuthUsers,
 }
 
 impl Tables {
@@ -69,6 +74,7 @@ impl Tables {
             routes: routes::Routes::default(),
             shared: shared_groups::SharedGroups::default(),
             retained: retained::Retained::default(),
+            auth_users: auth_users::AuthUsers::default(),
         }
     }
 
@@ -80,6 +86,21 @@ impl Tables {
     /// The node row of `node`.
     pub fn node(&self, node: &str) -> Option<&NodeRow> {
         self.nodes.get(node)
+    }
+
+    /// The built-in authentication user `user_id`.
+    pub fn auth_user(&self, user_id: &str) -> Option<&AuthUser> {
+        self.auth_users.get(user_id)
+    }
+
+    /// Number of built-in authentication users.
+    pub fn auth_user_count(&self) -> usize {
+        self.auth_users.len()
+    }
+
+    /// Up to `limit` built-in authentication users with ids after `after`, in id order.
+    pub fn auth_users_page(&self, after: Option<&str>, limit: usize) -> Vec<&AuthUser> {
+        self.auth_users.page(after, limit)
     }
 
     /// Every node row, in no particular order.
@@ -202,6 +223,7 @@ impl Tables {
             routes: self.routes.snapshot_rows(),
             shared: self.shared.snapshot_rows(),
             retained: self.retained.snapshot_rows(),
+            auth_users: self.auth_users.snapshot_rows(),
         }
     }
 
@@ -218,6 +240,7 @@ impl Tables {
         tables.routes.restore(&snapshot.routes);
         tables.shared.restore(&snapshot.shared);
         tables.retained.restore(&snapshot.retained);
+        tables.auth_users.restore(&snapshot.auth_users);
         tables
     }
 }
