@@ -199,6 +199,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Operations refused by the authorizer, by action.",
     ),
     (
+        m::AUTHN_TOTAL,
+        "Authentication decisions, by authenticator and result (allow, deny, ignore, error).",
+    ),
+    (
+        m::AUTHN_OVERLOAD_TOTAL,
+        "CONNECTs refused because the password-hashing queue was full.",
+    ),
+    (
         m::AWAITING_REL_EXPIRED_TOTAL,
         "QoS 2 packet ids purged after await_rel_timeout.",
     ),
@@ -342,6 +350,10 @@ const GAUGE_HELP: &[(&str, &str)] = &[
 
 /// `# HELP` text of every histogram (all measured in seconds).
 const HISTOGRAM_HELP: &[(&str, &str)] = &[
+    (
+        m::AUTHN_SECONDS,
+        "Time one authenticator took to decide, hashing queue included.",
+    ),
     (
         m::TABLE_TRANSACTION_SECONDS,
         "Cluster table transaction latency.",

@@ -153,6 +153,7 @@ impl BrokerBuilder {
                 started: Instant::now(),
             },
             authz: self.authz,
+            authn: crate::authn::Chain::new(&config),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));

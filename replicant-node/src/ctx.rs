@@ -49,6 +49,8 @@ pub struct Ctx {
     pub admission: Admission,
     /// Authorization hook.
     pub authz: Arc<dyn Authorizer>,
+    /// The authentication chain every CONNECT goes through.
+    pub authn: crate::authn::Chain,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod authn;
 mod load;
+
+pub use authn::{AuthenticatorConfig, UserIdType};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -38,6 +41,10 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// Where the cluster tables are held: remote cores, or an embedded core.
     pub cluster: ClusterConfig,
+    /// The authentication chain (`[[authentication]]` entries, tried in order). Empty:
+    /// anonymous clients are accepted, on loopback listeners only unless
+    /// `listeners.allow_anonymous` is set.
+    pub authentication: Vec<AuthenticatorConfig>,
 }
 
 /// How this node reaches the core group.
@@ -141,6 +148,11 @@ pub struct ListenersConfig {
     /// `tcp_options.send_timeout`, 15 s). A client that stops reading holds its connection
     /// at most this long.
     pub send_timeout_ms: u64,
+    /// With no authenticator configured, accept anonymous clients on MQTT and WebSocket
+    /// listeners bound to non-loopback addresses too. False (the default): such a node
+    /// refuses to start, so an open broker is never put on a network by accident
+    /// (mosquitto 2 does the same). Loopback listeners accept anonymous clients either way.
+    pub allow_anonymous: bool,
 }
 
 impl Default for ListenersConfig {
@@ -153,6 +165,7 @@ impl Default for ListenersConfig {
             backlog: 4096,
             api_key: None,
             send_timeout_ms: 15_000,
+            allow_anonymous: false,
         }
     }
 }

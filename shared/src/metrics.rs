@@ -111,6 +111,15 @@ pub const MALFORMED_PACKETS_TOTAL: &str = "meshmq_malformed_packets_total";
 pub const PROTOCOL_ERRORS_TOTAL: &str = "meshmq_protocol_errors_total";
 /// Counter: operations refused by the authorizer. Labels: `action` (`publish`, `subscribe`).
 pub const AUTHZ_DENIED_TOTAL: &str = "meshmq_authz_denied_total";
+/// Counter: authentication decisions, per authenticator of the chain. Labels:
+/// `authenticator` (EMQX's id, e.g. `password_based:built_in_database`), `result` (`allow`,
+/// `deny`, `ignore`, `error`).
+pub const AUTHN_TOTAL: &str = "meshmq_authentication_total";
+/// Counter: CONNECTs refused because the password-hashing queue was full. No labels.
+pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
+/// Histogram: time one authenticator took to decide, hashing queue included. Labels:
+/// `authenticator`.
+pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -300,6 +309,8 @@ pub const COUNTERS: &[&str] = &[
     MALFORMED_PACKETS_TOTAL,
     PROTOCOL_ERRORS_TOTAL,
     AUTHZ_DENIED_TOTAL,
+    AUTHN_TOTAL,
+    AUTHN_OVERLOAD_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,
@@ -364,6 +375,7 @@ pub const HISTOGRAMS: &[&str] = &[
     REPLICA_TRANSACT_SECONDS,
     REPLICA_APPLY_WAIT_SECONDS,
     PEER_BARRIER_SECONDS,
+    AUTHN_SECONDS,
 ];
 
 #[cfg(test)]

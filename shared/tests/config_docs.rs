@@ -69,9 +69,71 @@ fn properties(s: &Value) -> Vec<(&String, &Value)> {
     props
 }
 
-/// Every leaf setting under `s`; nested objects (sections) become dotted keys.
+/// True for a top-level list of tables (`[[authentication]]`): set in the file only.
+fn is_list_section(root: &Value, field: &Value) -> bool {
+    resolve(root, field)["type"] == "array" && field.get("items").is_some()
+}
+
+/// The generated table of a list section: per variant (its tag value), each key with its
+/// type (`table` for a nested table) and description.
+fn render_list(root: &Value, section: &str, field: &Value) -> String {
+    let mut out = format!(
+        "\n### `[[{section}]]`\n\n{} Set in the file only (no environment variables).\n\n",
+        description(field, section)
+    );
+    out.push_str("| variant | key | type | description |\n|---|---|---|---|\n");
+    let items = resolve(root, &field["items"]);
+    let variants = items["oneOf"]
+        .as_array()
+        .expect("a list of tagged variants");
+    for v in variants {
+        let (tag, value) = properties(v)
+            .into_iter()
+            .find_map(|(k, f)| {
+                f.get("const")
+                    .and_then(Value::as_str)
+                    .map(|c| (k.clone(), c))
+            })
+            .expect("a tag");
+        for (key, f) in properties(v) {
+            if *key == tag {
+                continue;
+            }
+            let target = resolve(root, f);
+            let type_text = if target.get("oneOf").is_some_and(|o| {
+                o.as_array()
+                    .is_some_and(|vs| vs.iter().any(|v| v.get("properties").is_some()))
+            }) {
+                "table".to_owned()
+            } else {
+                type_name(root, f, key)
+            };
+            let mut desc = description(f, key);
+            if let Some(vs) = variants_of(target) {
+                for (val, doc) in vs {
+                    desc.push_str(&format!("<br>`{val}`: {doc}"));
+                }
+            }
+            out.push_str(&format!(
+                "| `{tag} = \"{value}\"` | `{key}` | {type_text} | {desc} |\n"
+            ));
+        }
+    }
+    out
+}
+
+/// Like [`variants`], also for a schema without `oneOf`.
+fn variants_of(s: &Value) -> Option<Vec<(String, String)>> {
+    variants(s)
+}
+
+/// Every leaf setting under `s`; nested objects (sections) become dotted keys. List
+/// sections are left out (they have no environment variables).
 fn flatten(root: &Value, s: &Value, path: &[String], out: &mut Vec<Setting>) {
     for (key, field) in properties(s) {
+        if path.is_empty() && is_list_section(root, field) {
+            continue;
+        }
         let mut p = path.to_vec();
         p.push(key.clone());
         let target = resolve(root, field);
@@ -176,6 +238,10 @@ fn default_text(s: &Value, key: &str) -> String {
 fn render(root: &Value) -> String {
     let mut out = format!("{BEGIN}\n");
     for (section, field) in properties(root) {
+        if is_list_section(root, field) {
+            out.push_str(&render_list(root, section, field));
+            continue;
+        }
         let target = resolve(root, field);
         let mut settings = Vec::new();
         flatten(root, target, std::slice::from_ref(section), &mut settings);

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::{Conn, reason_label};
+use crate::authn::{Credentials, Verdict};
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::handover;
@@ -75,6 +76,17 @@ where
             return refused(ctx, reader, writer).await;
         }
     };
+    // Authentication before the claim: a refused client never touches the registry (and
+    // so never takes a session over).
+    let creds = Credentials {
+        client_id: &setup.client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+    };
+    if let Verdict::Refused(code) = ctx.authn.authenticate(&ctx.tables, creds).await {
+        refuse(&mut writer, version, code).await;
+        return refused(ctx, reader, writer).await;
+    }
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
     let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {

@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod authn;
 mod authz;
 mod backpressure;
 mod closing;

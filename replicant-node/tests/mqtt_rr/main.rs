@@ -7,6 +7,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../mqtt/authn.rs"]
+mod authn;
 #[path = "../mqtt/authz.rs"]
 mod authz;
 #[path = "../mqtt/closing.rs"]

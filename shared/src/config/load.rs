@@ -153,6 +153,19 @@ fn apply_overrides(config: &mut Config, o: &Overrides) {
     }
 }
 
+/// The first MQTT listener (TCP or WebSocket) that would accept anonymous clients from
+/// beyond this machine: bound to a non-loopback address while no authenticator is enabled
+/// and `listeners.allow_anonymous` is off.
+pub fn open_listener(config: &Config) -> Option<std::net::SocketAddr> {
+    if config.listeners.allow_anonymous || config.authentication.iter().any(|a| a.enabled()) {
+        return None;
+    }
+    [Some(config.listeners.mqtt_bind), config.listeners.ws_bind]
+        .into_iter()
+        .flatten()
+        .find(|a| !a.ip().is_loopback())
+}
+
 /// Range checks on the merged configuration.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
@@ -173,6 +186,33 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     if config.listeners.backlog == 0 {
         return invalid("listeners.backlog", "must be greater than 0".into());
+    }
+    if let Some(open) = open_listener(config) {
+        let reason = format!(
+            "no authenticator is configured and the MQTT listener {open} is not on loopback: \
+             add an [[authentication]] entry, or set listeners.allow_anonymous = true to \
+             accept any client"
+        );
+        return invalid("listeners.allow_anonymous", reason);
+    }
+    for (i, a) in config.authentication.iter().enumerate() {
+        let crate::config::AuthenticatorConfig::BuiltInDatabase {
+            mechanism,
+            password_hash_algorithm,
+            ..
+        } = a;
+        if mechanism != "password_based" {
+            let reason = format!(
+                "authentication[{i}]: built_in_database takes mechanism = \"password_based\", got {mechanism:?}"
+            );
+            return invalid("authentication.mechanism", reason);
+        }
+        if let Err(e) = crate::auth::password::hash(password_hash_algorithm, b"check", [0; 16]) {
+            return invalid(
+                "authentication.password_hash_algorithm",
+                format!("authentication[{i}]: {e}"),
+            );
+        }
     }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(

@@ -85,6 +85,7 @@ fn env_overrides_toml() {
         ("MESHMQ_MQTT__SERVER_KEEPALIVE", "30"),
         ("MESHMQ_LISTENERS__MQTT_BIND", "127.0.0.1:1884"),
         ("MESHMQ_LISTENERS__WS_BIND", "0.0.0.0:9083"),
+        ("MESHMQ_LISTENERS__ALLOW_ANONYMOUS", "true"),
         ("MESHMQ_MQTT__RETAIN_AVAILABLE", "false"),
         ("MESHMQ_NODE__NAME", "env-node"),
     ]);
@@ -333,4 +334,71 @@ fn load_matches_load_with_env_on_the_process_environment() {
     let a = load(None, &o).map_err(|e| e.to_string());
     let b = load_with_env(None, &vars, &o).map_err(|e| e.to_string());
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_non_loopback_listener_without_authentication_needs_allow_anonymous() {
+    let open = TempToml::new("[listeners]\nmqtt_bind = \"0.0.0.0:1883\"\n");
+    let err = load_with_env(Some(open.path()), &[], &Overrides::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                key: "listeners.allow_anonymous",
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("0.0.0.0:1883") && msg.contains("[[authentication]]"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "one line: {msg}");
+
+    // The WebSocket listener counts too.
+    let ws = TempToml::new("[listeners]\nws_bind = \"[::]:8083\"\n");
+    assert!(load_with_env(Some(ws.path()), &[], &Overrides::default()).is_err());
+
+    let allowed =
+        TempToml::new("[listeners]\nmqtt_bind = \"0.0.0.0:1883\"\nallow_anonymous = true\n");
+    assert!(load_with_env(Some(allowed.path()), &[], &Overrides::default()).is_ok());
+
+    // Loopback (the default) needs nothing.
+    assert!(load_with_env(None, &[], &Overrides::default()).is_ok());
+}
+
+#[test]
+fn an_authentication_chain_in_emqx_form_loads_and_closes_the_open_listener() {
+    let f = TempToml::new(
+        "[listeners]\nmqtt_bind = \"0.0.0.0:1883\"\n\n\
+         [[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
+         user_id_type = \"clientid\"\n\
+         password_hash_algorithm = { name = \"pbkdf2\", mac_fun = \"sha512\", iterations = 1000 }\n",
+    );
+    let config = load_with_env(Some(f.path()), &[], &Overrides::default()).expect("loads");
+    assert_eq!(config.authentication.len(), 1);
+    assert_eq!(
+        config.authentication[0].id(),
+        "password_based:built_in_database"
+    );
+
+    // A disabled authenticator does not count: the listener is open again.
+    let off = TempToml::new(
+        "[listeners]\nmqtt_bind = \"0.0.0.0:1883\"\n\n\
+         [[authentication]]\nbackend = \"built_in_database\"\nenable = false\n",
+    );
+    assert!(load_with_env(Some(off.path()), &[], &Overrides::default()).is_err());
+
+    let bad = TempToml::new(
+        "[[authentication]]\nbackend = \"built_in_database\"\n\
+         password_hash_algorithm = { name = \"pbkdf2\", mac_fun = \"sha512\", iterations = 0 }\n",
+    );
+    let err = load_with_env(Some(bad.path()), &[], &Overrides::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("authentication.password_hash_algorithm"),
+        "{err}"
+    );
 }

@@ -1,0 +1,155 @@
+//! The authentication chain: every way a client gets in (a CONNECT over TCP or WebSocket,
+//! which is also how a client comes back after a takeover, an evacuation or a rebalance)
+//! asks [`Chain::authenticate`] before it may claim its client id.
+//!
+//! Authenticators are tried in the configured order (`[[authentication]]`); each answers
+//! allow, deny or ignore; the first allow or deny decides; when every one ignores, the
+//! client is refused (5.0 0x87 Not authorized, 3.1.1 code 5). A deny is 0x86 Bad user name
+//! or password (3.1.1 code 4). With no authenticator enabled every client is allowed: the
+//! start-up check (`listeners.allow_anonymous`) keeps such a node on loopback unless the
+//! operator says otherwise.
+//!
+//! Owns the decision and its metrics (`meshmq_authentication_total{authenticator,result}`,
+//! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
+//! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
+
+mod builtin;
+pub mod pool;
+
+use std::time::Instant;
+
+use meshmq_shared::codec::ReasonCode;
+use meshmq_shared::config::{AuthenticatorConfig, Config};
+use meshmq_shared::metrics as m;
+
+use crate::ctx::TableState;
+
+/// What a CONNECT presents.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The client identifier (as assigned, if the client sent none).
+    pub client_id: &'a str,
+    /// The User Name field.
+    pub username: Option<&'a str>,
+    /// The Password field.
+    pub password: Option<&'a [u8]>,
+}
+
+/// One authenticator's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The client may connect; a superuser skips authorization.
+    Allow {
+        /// Authorization is skipped for this client.
+        superuser: bool,
+    },
+    /// The credentials are wrong: refuse.
+    Deny,
+    /// Not this authenticator's client (unknown user, no password): ask the next.
+    Ignore,
+}
+
+/// The chain's verdict on a CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it in.
+    Allowed {
+        /// Authorization is skipped for this client.
+        superuser: bool,
+    },
+    /// Refuse with this reason code (the codec maps it for 3.1.1).
+    Refused(ReasonCode),
+}
+
+/// An authenticator of the chain.
+enum Authenticator {
+    BuiltIn(builtin::BuiltIn),
+}
+
+impl Authenticator {
+    fn id(&self) -> &'static str {
+        match self {
+            Authenticator::BuiltIn(_) => "password_based:built_in_database",
+        }
+    }
+}
+
+/// The configured chain and the hashing pool it uses.
+pub struct Chain {
+    authenticators: Vec<Authenticator>,
+    pool: pool::HashPool,
+}
+
+/// Why an authenticator could not decide (counted as `error`, then treated as ignore).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The stored row cannot be checked.
+    Corrupt,
+    /// The hashing queue is full.
+    Overloaded,
+}
+
+impl Chain {
+    /// The chain of `config.authentication` (disabled entries left out).
+    pub fn new(config: &Config) -> Self {
+        let authenticators = config
+            .authentication
+            .iter()
+            .filter(|a| a.enabled())
+            .map(|a| match a {
+                AuthenticatorConfig::BuiltInDatabase { user_id_type, .. } => {
+                    Authenticator::BuiltIn(builtin::BuiltIn::new(*user_id_type))
+                }
+            })
+            .collect();
+        Chain {
+            authenticators,
+            pool: pool::HashPool::new(),
+        }
+    }
+
+    /// Whether any authenticator is enabled (false: anonymous access).
+    pub fn is_enabled(&self) -> bool {
+        !self.authenticators.is_empty()
+    }
+
+    /// Runs the chain for one CONNECT.
+    pub async fn authenticate(&self, tables: &TableState, creds: Credentials<'_>) -> Verdict {
+        if self.authenticators.is_empty() {
+            return Verdict::Allowed { superuser: false };
+        }
+        let mut overloaded = false;
+        for a in &self.authenticators {
+            let started = Instant::now();
+            let decided = match a {
+                Authenticator::BuiltIn(b) => b.check(tables, &self.pool, creds).await,
+            };
+            let id = a.id();
+            metrics::histogram!(m::AUTHN_SECONDS, "authenticator" => id)
+                .record(started.elapsed().as_secs_f64());
+            let result = match decided {
+                Ok(Decision::Allow { .. }) => "allow",
+                Ok(Decision::Deny) => "deny",
+                Ok(Decision::Ignore) => "ignore",
+                Err(_) => "error",
+            };
+            metrics::counter!(m::AUTHN_TOTAL, "authenticator" => id, "result" => result)
+                .increment(1);
+            match decided {
+                Ok(Decision::Allow { superuser }) => return Verdict::Allowed { superuser },
+                Ok(Decision::Deny) => {
+                    return Verdict::Refused(ReasonCode::BadUserNameOrPassword);
+                }
+                Ok(Decision::Ignore) | Err(Failure::Corrupt) => {}
+                Err(Failure::Overloaded) => overloaded = true,
+            }
+        }
+        if overloaded {
+            // Nobody allowed, and a check could not run: "try again later", not "not
+            // authorized" (5.0 0x89 Server busy, 3.1.1 code 3).
+            metrics::counter!(m::AUTHN_OVERLOAD_TOTAL).increment(1);
+            return Verdict::Refused(ReasonCode::ServerBusy);
+        }
+        Verdict::Refused(ReasonCode::NotAuthorized)
+    }
+}
