@@ -34,13 +34,14 @@ impl HashPool {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let permit = permit.ok()?;
+        let permit = {
+            // Counted while waiting, and uncounted however the wait ends: also when the
+            // connection's task is dropped meanwhile (the client went away).
+            let waiting = Waiting::enter(&self.waiting)?;
+            let permit = self.slots.clone().acquire_owned().await;
+            drop(waiting);
+            permit.ok()?
+        };
         tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);
@@ -51,8 +52,73 @@ impl HashPool {
     }
 }
 
+/// One check waiting for a slot.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more waiting check; `None` (nothing counted) when [`MAX_WAITING`] wait.
+    fn enter(count: &'a AtomicUsize) -> Option<Self> {
+        if count.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Default for HashPool {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_check_dropped_while_waiting_is_no_longer_counted() {
+        let pool = HashPool {
+            slots: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
+        };
+        let held = pool.slots.clone().acquire_owned().await.expect("slot");
+        {
+            let waiting = pool.run(|| 1);
+            tokio::pin!(waiting);
+            // Polled once: it waits for the held slot, counted.
+            assert!(futures_poll_once(waiting.as_mut()).await.is_none());
+            assert_eq!(pool.waiting.load(Ordering::Acquire), 1);
+        } // dropped while waiting (the client went away)
+        assert_eq!(pool.waiting.load(Ordering::Acquire), 0);
+        drop(held);
+        assert_eq!(pool.run(|| 2).await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn beyond_max_waiting_a_check_is_refused_at_once() {
+        let pool = HashPool {
+            slots: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(MAX_WAITING),
+        };
+        assert_eq!(pool.run(|| 1).await, None);
+        assert_eq!(pool.waiting.load(Ordering::Acquire), MAX_WAITING);
+    }
+
+    /// Polls `f` once: its output if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

@@ -12,7 +12,7 @@ use meshmq_shared::config::{AuthenticatorConfig, Config, UserIdType};
 use crate::common::raw::{RawClient, connect_packet};
 use crate::common::{self, TestBroker, WAIT, wait_until};
 
-fn builtin(user_id_type: UserIdType) -> impl FnOnce(&mut Config) {
+pub(crate) fn builtin(user_id_type: UserIdType) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
         c.authentication = vec![AuthenticatorConfig::BuiltInDatabase {
             mechanism: "password_based".into(),
@@ -26,7 +26,7 @@ fn builtin(user_id_type: UserIdType) -> impl FnOnce(&mut Config) {
 }
 
 /// Writes a user through the tables and waits until every node has it.
-async fn add_user(b: &TestBroker, user_id: &str, secret: &str, algorithm: &Algorithm) {
+pub(crate) async fn add_user(b: &TestBroker, user_id: &str, secret: &str, algorithm: &Algorithm) {
     let stored = password::hash(algorithm, secret.as_bytes(), [9; 16]).expect("hash");
     let op = Op {
         kind: Some(op::Kind::AuthUserSet(AuthUserSet {

@@ -96,6 +96,39 @@ impl WsClient {
 }
 
 #[tokio::test]
+async fn websocket_clients_go_through_the_authentication_chain() {
+    use meshmq_shared::auth::password::{Algorithm, SaltPosition};
+    use meshmq_shared::config::UserIdType;
+    let b = common::start_broker(crate::authn::builtin(UserIdType::Username)).await;
+    let sha = Algorithm::Sha256 {
+        salt_position: SaltPosition::Suffix,
+    };
+    let user = common::unique("ws-user");
+    crate::authn::add_user(&b, &user, "pw", &sha).await;
+    let ws_addr = b.ws_addr().expect("WebSocket listener enabled");
+    for (username, secret, want) in [
+        (Some(user.as_str()), Some("pw"), ReasonCode::Success),
+        (
+            Some(user.as_str()),
+            Some("bad"),
+            ReasonCode::BadUserNameOrPassword,
+        ),
+        (None, None, ReasonCode::NotAuthorized),
+    ] {
+        let mut c = connect_packet(ProtocolVersion::V5, &common::unique("ws-authn"));
+        c.username = username.map(str::to_owned);
+        c.password = secret.map(|s| s.as_bytes().to_vec().into());
+        let mut ws = WsClient::open(ws_addr).await;
+        ws.version = ProtocolVersion::V5;
+        ws.send(&Packet::Connect(Box::new(c))).await;
+        match ws.recv().await {
+            Packet::ConnAck(a) => assert_eq!(a.code, want, "{username:?} {secret:?}"),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn v5_6_0_websocket_client_talks_to_tcp_client() {
     let b = common::broker().await;
     let ws_addr = b.ws_addr().expect("WebSocket listener enabled");
