@@ -115,7 +115,8 @@ pub const AUTHZ_DENIED_TOTAL: &str = "meshmq_authz_denied_total";
 /// `authenticator` (EMQX's id, e.g. `password_based:built_in_database`), `result` (`allow`,
 /// `deny`, `ignore`, `error`).
 pub const AUTHN_TOTAL: &str = "meshmq_authentication_total";
-/// Counter: CONNECTs refused because the password-hashing queue was full. No labels.
+/// Counter: CONNECTs refused because the password-hashing queue was full or their check
+/// waited longer than `mqtt.connect_timeout`. No labels.
 pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
 /// Histogram: time one authenticator took to decide, hashing queue included. Labels:
 /// `authenticator`.

@@ -24,8 +24,8 @@ use meshmq_shared::metrics as m;
 
 use crate::ctx::TableState;
 
-/// What a CONNECT presents.
-#[derive(Debug, Clone, Copy)]
+/// What a CONNECT presents. Its `Debug` never shows the password.
+#[derive(Clone, Copy)]
 pub struct Credentials<'a> {
     /// The client identifier (as assigned, if the client sent none).
     pub client_id: &'a str,
@@ -33,6 +33,16 @@ pub struct Credentials<'a> {
     pub username: Option<&'a str>,
     /// The Password field.
     pub password: Option<&'a [u8]>,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// One authenticator's answer.
@@ -140,7 +150,11 @@ impl Chain {
                 Ok(Decision::Deny) => {
                     return Verdict::Refused(ReasonCode::BadUserNameOrPassword);
                 }
-                Ok(Decision::Ignore) | Err(Failure::Corrupt) => {}
+                Ok(Decision::Ignore) => {}
+                // The user exists but its stored password cannot be checked: refuse rather
+                // than let a later authenticator decide for this user (as EMQX stops the
+                // chain on an error of a known user).
+                Err(Failure::Corrupt) => return Verdict::Refused(ReasonCode::NotAuthorized),
                 Err(Failure::Overloaded) => overloaded = true,
             }
         }

@@ -83,7 +83,15 @@ where
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
     };
-    if let Verdict::Refused(code) = ctx.authn.authenticate(&ctx.tables, creds).await {
+    // Bounded like the CONNECT itself: a check queued behind slow hashes for longer than
+    // `mqtt.connect_timeout` is answered 0x89 Server busy (3.1.1: 3), never held on.
+    let verdict = tokio::time::timeout(timeout, ctx.authn.authenticate(&ctx.tables, creds))
+        .await
+        .unwrap_or_else(|_| {
+            metrics::counter!(m::AUTHN_OVERLOAD_TOTAL).increment(1);
+            Verdict::Refused(ReasonCode::ServerBusy)
+        });
+    if let Verdict::Refused(code) = verdict {
         refuse(&mut writer, version, code).await;
         return refused(ctx, reader, writer).await;
     }

@@ -160,3 +160,39 @@ async fn a_refused_client_cannot_take_a_session_over() {
         other => panic!("the owner lost its connection: {other:?}"),
     }
 }
+
+/// A user whose stored hash passes the table's format checks but cannot be verified (a
+/// truncated bcrypt string) is refused with 0x87 (counted as `error`), never let in.
+#[tokio::test]
+async fn an_unverifiable_stored_password_refuses_the_user() {
+    let b = common::start_broker(builtin(UserIdType::Username)).await;
+    let user = common::unique("broken");
+    let op = Op {
+        kind: Some(op::Kind::AuthUserSet(AuthUserSet {
+            user: Some(AuthUser {
+                user_id: user.clone(),
+                is_superuser: false,
+                password: Some(meshmq_proto::tables::PasswordHash {
+                    name: "bcrypt".into(),
+                    hash: "$2b$10$truncated".into(),
+                    ..Default::default()
+                }),
+            }),
+        })),
+    };
+    let written = b.nodes()[0]
+        .core()
+        .transact(vec![op])
+        .await
+        .expect("written");
+    assert!(meshmq_shared::tables::rejection(&written.results[0]).is_none());
+    let applied = wait_until(WAIT, || {
+        b.nodes()
+            .iter()
+            .all(|n| n.core().read(|t| t.auth_user(&user).is_some()))
+    })
+    .await;
+    assert!(applied);
+    let (_c, code) = try_connect(&b, V5, &common::unique("b"), Some(&user), Some("x")).await;
+    assert_eq!(code, ReasonCode::NotAuthorized);
+}

@@ -93,23 +93,25 @@ fn default_bcrypt_rounds() -> u32 {
     10
 }
 
-/// Highest PBKDF2 iteration count accepted from stored data (a hash from a file or the
-/// API must not be able to make one CONNECT cost minutes of CPU).
-pub const MAX_ITERATIONS: u32 = 10_000_000;
+/// Most PBKDF2 work accepted from stored data or settings: iterations × output blocks (one
+/// HMAC per iteration per block of the MAC's size), about a second of one core. A hash
+/// from a file or the API must not be able to make one CONNECT cost minutes of CPU.
+pub const MAX_PBKDF2_WORK: u64 = 1_000_000;
 /// Longest PBKDF2 derived key accepted.
 pub const MAX_DK_LENGTH: u32 = 1024;
-
-/// Highest bcrypt cost accepted from stored data (2^16 rounds: about 5 s of one core).
+/// Highest bcrypt cost accepted (2^16 rounds: about 5 s of one core).
 pub const MAX_BCRYPT_COST: u32 = 16;
-/// Highest Argon2 memory cost accepted from stored data, in KiB (256 MiB per check).
-pub const MAX_ARGON2_MEMORY_KIB: u32 = 262_144;
+/// Lowest bcrypt cost the bcrypt format allows.
+pub const MIN_BCRYPT_COST: u32 = 4;
+/// Highest Argon2 memory cost accepted from stored data, in KiB (64 MiB per check).
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 65_536;
 /// Highest Argon2 time cost accepted from stored data.
-pub const MAX_ARGON2_TIME: u32 = 16;
+pub const MAX_ARGON2_TIME: u32 = 8;
 /// Highest Argon2 parallelism accepted from stored data.
 pub const MAX_ARGON2_LANES: u32 = 16;
 
-/// A user's stored credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user's stored credential. Its `Debug` shows the algorithm only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredPassword {
     /// How `hash` was made.
     pub algorithm: Algorithm,
@@ -119,6 +121,16 @@ pub struct StoredPassword {
     /// The salt as stored (its bytes are used as they are, as EMQX does); empty when the
     /// algorithm keeps the salt in `hash`.
     pub salt: String,
+}
+
+impl std::fmt::Debug for StoredPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredPassword")
+            .field("algorithm", &self.algorithm)
+            .field("hash", &"<redacted>")
+            .field("salt", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Why a stored credential cannot be checked (a corrupt or unsupported row, not a wrong
@@ -137,7 +149,11 @@ pub enum HashError {
 pub fn verify(stored: &StoredPassword, password: &[u8]) -> Result<bool, HashError> {
     let salt = stored.salt.as_bytes();
     match &stored.algorithm {
-        Algorithm::Plain => Ok(ct_eq(stored.hash.as_bytes(), password)),
+        // Digests of both sides: equal lengths, so not even the length is compared early.
+        Algorithm::Plain => Ok(ct_eq(
+            &Sha256::digest(stored.hash.as_bytes()),
+            &Sha256::digest(password),
+        )),
         Algorithm::Sha256 { salt_position } => {
             let got = simple::<Sha256>(password, salt, *salt_position);
             hex_eq(&stored.hash, &got, "sha256")
@@ -155,8 +171,9 @@ pub fn verify(stored: &StoredPassword, password: &[u8]) -> Result<bool, HashErro
             hex_eq(&stored.hash, &got, "pbkdf2")
         }
         Algorithm::Bcrypt { .. } => {
-            if bcrypt_cost(&stored.hash)? > MAX_BCRYPT_COST {
-                return Err(HashError::OutOfRange("bcrypt cost above 16"));
+            let cost = bcrypt_cost(&stored.hash)?;
+            if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&cost) {
+                return Err(HashError::OutOfRange("bcrypt cost must be 4..=16"));
             }
             bcrypt::verify(password, &stored.hash).map_err(|_| HashError::Malformed("bcrypt"))
         }
@@ -217,9 +234,7 @@ pub fn hash(
             (to_hex(&key), hex_salt)
         }
         Algorithm::Bcrypt { salt_rounds } => {
-            if !(4..=31).contains(salt_rounds) {
-                return Err(HashError::OutOfRange("bcrypt salt_rounds must be 4..=31"));
-            }
+            check_params(algorithm)?;
             let parts = bcrypt::hash_with_salt(password, *salt_rounds, salt)
                 .map_err(|_| HashError::OutOfRange("bcrypt could not hash this password"))?;
             (
@@ -285,19 +300,7 @@ fn pbkdf2_key(
     iterations: u32,
     dk_length: Option<u32>,
 ) -> Result<Vec<u8>, HashError> {
-    if iterations == 0 || iterations > MAX_ITERATIONS {
-        return Err(HashError::OutOfRange(
-            "pbkdf2 iterations must be 1..=10000000",
-        ));
-    }
-    let len = match (dk_length, mac) {
-        (Some(l), _) if l == 0 || l > MAX_DK_LENGTH => {
-            return Err(HashError::OutOfRange("pbkdf2 dk_length must be 1..=1024"));
-        }
-        (Some(l), _) => l as usize,
-        (None, MacFun::Sha256) => 32,
-        (None, MacFun::Sha512) => 64,
-    };
+    let len = pbkdf2_len(mac, iterations, dk_length)?;
     let mut out = vec![0u8; len];
     match mac {
         MacFun::Sha256 => pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out),
@@ -306,8 +309,85 @@ fn pbkdf2_key(
     Ok(out)
 }
 
-fn argon2_verify(phc: &str, password: &[u8]) -> Result<bool, HashError> {
-    use argon2::PasswordVerifier as _;
+/// The derived key length of PBKDF2 with these parameters, if they are within bounds.
+fn pbkdf2_len(mac: MacFun, iterations: u32, dk_length: Option<u32>) -> Result<usize, HashError> {
+    let block = match mac {
+        MacFun::Sha256 => 32,
+        MacFun::Sha512 => 64,
+    };
+    let len = dk_length.unwrap_or(block);
+    if len == 0 || len > MAX_DK_LENGTH {
+        return Err(HashError::OutOfRange("pbkdf2 dk_length must be 1..=1024"));
+    }
+    let work = u64::from(iterations) * u64::from(len.div_ceil(block));
+    if iterations == 0 || work > MAX_PBKDF2_WORK {
+        return Err(HashError::OutOfRange(
+            "pbkdf2 iterations x key blocks must be 1..=1000000",
+        ));
+    }
+    Ok(len as usize)
+}
+
+/// Checks an algorithm's settings without hashing anything (cheap; for the configuration
+/// and for rows written to the table).
+pub fn check_params(algorithm: &Algorithm) -> Result<(), HashError> {
+    match algorithm {
+        Algorithm::Pbkdf2 {
+            mac_fun,
+            iterations,
+            dk_length,
+        } => pbkdf2_len(*mac_fun, *iterations, *dk_length).map(|_| ()),
+        Algorithm::Bcrypt { salt_rounds } => {
+            if (MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(salt_rounds) {
+                Ok(())
+            } else {
+                Err(HashError::OutOfRange("bcrypt salt_rounds must be 4..=16"))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a stored credential's format and costs without hashing anything: what
+/// [`verify`] would refuse as unusable is refused here.
+pub fn check_stored(stored: &StoredPassword) -> Result<(), HashError> {
+    let hex = || {
+        from_hex(&stored.hash)
+            .map(|_| ())
+            .ok_or(HashError::Malformed("hex"))
+    };
+    match &stored.algorithm {
+        Algorithm::Plain => Ok(()),
+        Algorithm::Sha256 { .. } | Algorithm::Sha512 { .. } => hex(),
+        Algorithm::Pbkdf2 {
+            mac_fun,
+            iterations,
+            dk_length,
+        } => {
+            pbkdf2_len(*mac_fun, *iterations, *dk_length)?;
+            hex()
+        }
+        // The stored string carries its cost; `salt_rounds` is for new hashes only.
+        Algorithm::Bcrypt { .. } => {
+            let cost = bcrypt_cost(&stored.hash)?;
+            if (MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&cost) {
+                Ok(())
+            } else {
+                Err(HashError::OutOfRange("bcrypt cost must be 4..=16"))
+            }
+        }
+        Algorithm::Argon2id => argon2_params(&stored.hash).map(|_| ()),
+        Algorithm::MosquittoSha512 => mosquitto6(&stored.hash).map(|_| ()),
+        Algorithm::MosquittoPbkdf2 => {
+            let (iterations, _, key) = mosquitto7(&stored.hash)?;
+            let len = u32::try_from(key.len()).map_err(|_| HashError::Malformed("$7$"))?;
+            pbkdf2_len(MacFun::Sha512, iterations, Some(len)).map(|_| ())
+        }
+    }
+}
+
+/// Parses an Argon2id PHC string and checks its costs.
+fn argon2_params(phc: &str) -> Result<argon2::PasswordHash, HashError> {
     let parsed = argon2::PasswordHash::new(phc).map_err(|_| HashError::Malformed("argon2id"))?;
     if parsed.algorithm.as_str() != "argon2id" {
         return Err(HashError::Malformed("argon2id"));
@@ -318,9 +398,15 @@ fn argon2_verify(phc: &str, password: &[u8]) -> Result<bool, HashError> {
         || params.p_cost() > MAX_ARGON2_LANES
     {
         return Err(HashError::OutOfRange(
-            "argon2id parameters above m=262144, t=16, p=16",
+            "argon2id parameters above m=65536, t=8, p=16",
         ));
     }
+    Ok(parsed)
+}
+
+fn argon2_verify(phc: &str, password: &[u8]) -> Result<bool, HashError> {
+    use argon2::PasswordVerifier as _;
+    let parsed = argon2_params(phc)?;
     Ok(argon2::Argon2::default()
         .verify_password(password, &parsed)
         .is_ok())

@@ -193,10 +193,40 @@ fn stored_costs_are_bounded_before_any_work() {
         "$2b$31$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
         "",
     );
-    for s in [argon, bcrypt] {
+    let pbkdf2 = stored(
+        Algorithm::Pbkdf2 {
+            mac_fun: MacFun::Sha256,
+            iterations: 100_000,
+            dk_length: Some(1024),
+        },
+        "00",
+        "",
+    );
+    for s in [argon, bcrypt, pbkdf2] {
+        assert!(check_stored(&s).is_err(), "{s:?}");
         assert!(
             matches!(verify(&s, b"public"), Err(HashError::OutOfRange(_))),
             "{s:?}"
         );
     }
+}
+
+#[test]
+fn settings_for_new_hashes_are_checked_without_hashing() {
+    assert!(check_params(&Algorithm::Bcrypt { salt_rounds: 31 }).is_err());
+    assert!(check_params(&Algorithm::Bcrypt { salt_rounds: 10 }).is_ok());
+    let heavy = Algorithm::Pbkdf2 {
+        mac_fun: MacFun::Sha512,
+        iterations: 10_000_000,
+        dk_length: None,
+    };
+    assert!(check_params(&heavy).is_err());
+    assert!(hash(&heavy, b"x", [0; 16]).is_err());
+    // Debug never shows the hash or the salt.
+    let s = hash(&Algorithm::Argon2id, b"secret", [3; 16]).expect("hashes");
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains(&s.hash) && shown.contains("redacted"),
+        "{shown}"
+    );
 }

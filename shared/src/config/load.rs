@@ -207,7 +207,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             );
             return invalid("authentication.mechanism", reason);
         }
-        if let Err(e) = crate::auth::password::hash(password_hash_algorithm, b"check", [0; 16]) {
+        if let Err(e) = crate::auth::password::check_params(password_hash_algorithm) {
             return invalid(
                 "authentication.password_hash_algorithm",
                 format!("authentication[{i}]: {e}"),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use meshmq_proto::tables::{AuthUser, Rejected};
 
 use super::invalid;
-use crate::auth::stored;
+use crate::auth::{password, stored};
 
 /// Longest user id (an MQTT username or client id is at most 65 535 bytes).
 pub const MAX_USER_ID_LEN: usize = 65_535;
@@ -29,7 +29,9 @@ pub(super) fn check(user: &AuthUser) -> Result<(), Rejected> {
     let Some(password) = &user.password else {
         return Err(invalid("AuthUserSet: no password"));
     };
-    stored::from_row(password).map_err(|e| invalid(format!("AuthUserSet: {e}")))?;
+    let stored = stored::from_row(password).map_err(|e| invalid(format!("AuthUserSet: {e}")))?;
+    // Format and costs too (cheap, no hashing): a row that applies can always be verified.
+    password::check_stored(&stored).map_err(|e| invalid(format!("AuthUserSet: {e}")))?;
     Ok(())
 }
 

@@ -71,7 +71,29 @@ fn unusable_rows_are_refused_and_change_nothing() {
         ..user("alice", true)
     };
     let empty_id = user("", true);
-    for bad in [no_password, unknown_algorithm, empty_id] {
+    let not_hex = AuthUser {
+        password: Some(PasswordHash {
+            name: "sha256".into(),
+            hash: "not hex".into(),
+            ..Default::default()
+        }),
+        ..user("alice", true)
+    };
+    let too_costly = AuthUser {
+        password: Some(PasswordHash {
+            name: "bcrypt".into(),
+            hash: "$2b$31$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW".into(),
+            ..Default::default()
+        }),
+        ..user("alice", true)
+    };
+    for bad in [
+        no_password,
+        unknown_algorithm,
+        empty_id,
+        not_hex,
+        too_costly,
+    ] {
         let r = t.apply(2, &op(Kind::AuthUserSet(AuthUserSet { user: Some(bad) })));
         assert_eq!(
             super::rejection(&r).map(|(reason, _)| reason),
@@ -102,4 +124,18 @@ fn pages_follow_id_order_and_snapshots_keep_every_user() {
     let mut snap = t.snapshot();
     snap.auth_users.push(user("", false));
     assert_eq!(Tables::from_snapshot(&snap).auth_user_count(), 5);
+}
+
+#[test]
+fn an_imported_bcrypt_row_without_salt_rounds_applies() {
+    let mut t = Tables::new();
+    let imported = AuthUser {
+        password: Some(PasswordHash {
+            name: "bcrypt".into(),
+            hash: "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW".into(),
+            ..Default::default()
+        }),
+        ..user("imported", false)
+    };
+    assert!(set(&mut t, 1, imported));
 }
