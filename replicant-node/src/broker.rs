@@ -61,6 +61,14 @@ impl BrokerBuilder {
     /// Binds every listener and starts serving.
     pub async fn start(self) -> anyhow::Result<BrokerHandle> {
         let config = self.config;
+        // The secure default holds for embedders too, not only for configurations loaded
+        // from a file (docs/configuration.md, "Authentication").
+        if let Some(open) = meshmq_shared::config::open_listener(&config) {
+            anyhow::bail!(
+                "no authenticator is configured and the MQTT listener {open} is not on \
+                 loopback: add an authenticator, or set listeners.allow_anonymous"
+            );
+        }
         // Install the process-wide metrics recorder before anything records.
         let _ = http::prometheus_handle();
         let incarnation = crate::cluster::now_ms();

@@ -25,8 +25,8 @@ const KIB: usize = 1024;
 /// A mebibyte, for byte defaults.
 const MIB: usize = 1024 * KIB;
 pub use load::{
-    ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
-    validate,
+    ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, open_listener,
+    setting, validate,
 };
 
 /// The whole configuration of a node.

@@ -196,3 +196,16 @@ async fn an_unverifiable_stored_password_refuses_the_user() {
     let (_c, code) = try_connect(&b, V5, &common::unique("b"), Some(&user), Some("x")).await;
     assert_eq!(code, ReasonCode::NotAuthorized);
 }
+
+/// An embedder that builds the broker from a `Config` (no file, so no `load`) gets the
+/// secure default too: a non-loopback listener without an authenticator does not start.
+#[tokio::test]
+async fn an_embedded_broker_with_an_open_listener_does_not_start() {
+    let mut config = Config::default();
+    config.listeners.mqtt_bind = "0.0.0.0:0".parse().expect("addr");
+    let err = replicant_node::broker::start(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("allow_anonymous"), "{err}");
+}

@@ -119,8 +119,8 @@ impl Packet {
     }
 }
 
-/// CONNECT: the first packet of every connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// CONNECT: the first packet of every connection. Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Connect {
     /// Protocol version from the protocol name and level.
     pub protocol: ProtocolVersion,
@@ -138,6 +138,21 @@ pub struct Connect {
     pub password: Option<Bytes>,
     /// CONNECT properties (5.0 only).
     pub properties: Properties,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("properties", &self.properties)
+            .finish()
+    }
 }
 
 /// The will message carried by CONNECT.
@@ -290,4 +305,28 @@ pub struct Auth {
     pub reason: ReasonCode,
     /// Properties: authentication method and data, reason string, user properties.
     pub properties: Properties,
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn connect_debug_never_shows_the_password() {
+        let c = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 0,
+            client_id: "c".into(),
+            will: None,
+            username: Some("u".into()),
+            password: Some(Bytes::from_static(b"hunter2")),
+            properties: Properties::default(),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("redacted"),
+            "{shown}"
+        );
+    }
 }
