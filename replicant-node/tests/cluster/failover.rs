@@ -187,15 +187,11 @@ async fn write_racing_the_shutdown_of_the_followed_core_is_retried() {
     cluster.stop().await;
 }
 
-/// As above, with elections of 300–600 ms, so the followers may elect a new leader while
-/// one of them is still dialing the dead one: a request that was never sent is answered
-/// NotLeader (retryable), never as an unknown outcome, and the write commits on the new
-/// leader. (On loopback the dial to the released port usually fails before the election
-/// ends, so this passed before that rule too; it guards the write during an election.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_change_while_dialing_the_dead_leader_is_retried() {
-    let _serial = serial().await;
-    let mut cluster = Cluster::start(3, fast_timings()).await;
+/// Starts replicant `r1` on the followers only, then kills the leader and frees its port
+/// (a dial to it now times out, as after its process exited). Returns the dead leader's id.
+async fn kill_leader_behind_followers(
+    cluster: &mut Cluster,
+) -> (u64, replicant_node::BrokerHandle) {
     let leader = cluster.wait_leader(None).await;
     let old = leader.id;
     drop(leader);
@@ -210,6 +206,19 @@ async fn a_leader_change_while_dialing_the_dead_leader_is_retried() {
         .await;
     cluster.kill(old).await;
     cluster.release(old).await;
+    (old, r1)
+}
+
+/// As above, with elections of 300–600 ms, so the followers may elect a new leader while
+/// one of them is still dialing the dead one: a request that was never sent is answered
+/// NotLeader (retryable), never as an unknown outcome, and the write commits on the new
+/// leader. (On loopback the dial to the released port usually fails before the election
+/// ends, so this passed before that rule too; it guards the write during an election.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_while_dialing_the_dead_leader_is_retried() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3, fast_timings()).await;
+    let (_, r1) = kill_leader_behind_followers(&mut cluster).await;
     let started = Instant::now();
     let written = r1.core().transact(vec![route_op("redialed/#", "r1")]).await;
     eprintln!(
@@ -235,20 +244,7 @@ async fn write_forwarded_to_a_dead_leader_is_retried() {
         ..fast_timings()
     };
     let mut cluster = Cluster::start(3, timings).await;
-    let leader = cluster.wait_leader(None).await;
-    let old = leader.id;
-    drop(leader);
-    let followers: Vec<String> = cluster
-        .live()
-        .iter()
-        .filter(|c| c.id != old)
-        .map(|c| c.addr.clone())
-        .collect();
-    let r1 = cluster
-        .start_replicant_with("r1", |c| c.cluster.cores = followers)
-        .await;
-    cluster.kill(old).await;
-    cluster.release(old).await;
+    let (old, r1) = kill_leader_behind_followers(&mut cluster).await;
     let still_named = cluster
         .live()
         .iter()
