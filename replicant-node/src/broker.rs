@@ -69,6 +69,14 @@ impl BrokerBuilder {
                  loopback: add an authenticator, or set listeners.allow_anonymous"
             );
         }
+        if let Some(http) = config.listeners.http_bind
+            && !http.ip().is_loopback()
+            && config.listeners.api_key.is_none()
+        {
+            anyhow::bail!(
+                "the HTTP API {http} is not on loopback and has no key: set listeners.api_key"
+            );
+        }
         // Install the process-wide metrics recorder before anything records.
         let _ = http::prometheus_handle();
         let incarnation = crate::cluster::now_ms();

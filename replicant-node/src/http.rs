@@ -14,6 +14,7 @@
 //! such as new subscriptions wait for a core), so it stays 200 and an operator or a load
 //! balancer that wants more reads `core_link.state`.
 
+pub mod api;
 mod recorder;
 
 use std::sync::Arc;

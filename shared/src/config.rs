@@ -140,8 +140,9 @@ pub struct ListenersConfig {
     /// every dropped SYN costs its client a 1 s (then 3 s, ...) retransmission.
     pub backlog: u32,
     /// Bearer token the HTTP API's operator routes require (`Authorization: Bearer ...`):
-    /// the `load_rebalance` starts, stops and status. `/health`, `/metrics` and the
-    /// availability check stay open. None: no token (bind `http_bind` to a private address).
+    /// `load_rebalance`, `authentication`, `authorization`, `banned`. `/health`, `/metrics`
+    /// and the availability check stay open. None: no token, allowed only while `http_bind`
+    /// is on loopback (start-up refuses otherwise).
     pub api_key: Option<String>,
     /// Milliseconds one write to an MQTT client may take (its socket or WebSocket accepting
     /// what the broker sends) before the client is taken for dead and closed (EMQX's

@@ -33,6 +33,8 @@ pub struct Credentials<'a> {
     pub username: Option<&'a str>,
     /// The Password field.
     pub password: Option<&'a [u8]>,
+    /// The client's address (`${peerhost}`, banned addresses, rules by address).
+    pub peerhost: std::net::IpAddr,
 }
 
 impl std::fmt::Debug for Credentials<'_> {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for Credentials<'_> {
             .field("client_id", &self.client_id)
             .field("username", &self.username)
             .field("password", &self.password.map(|_| "<redacted>"))
+            .field("peerhost", &self.peerhost)
             .finish()
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Refusals answer CONNACK with the reason (3.1.1: the closest return code) and close.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub(super) async fn accept<S>(
     ctx: &Arc<Ctx>,
     mut reader: ReadHalf<S>,
     mut writer: WriteHalf<S>,
+    peer: SocketAddr,
 ) -> Option<Conn<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -82,6 +84,7 @@ where
         client_id: &setup.client_id,
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
+        peerhost: peer.ip(),
     };
     // Bounded like the CONNECT itself: a check queued behind slow hashes for longer than
     // `mqtt.connect_timeout` is answered 0x89 Server busy (3.1.1: 3), never held on.

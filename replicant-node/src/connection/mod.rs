@@ -81,7 +81,7 @@ where
     let fut = async move {
         ctx.admission.connections.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
-        run(&ctx, io).await;
+        run(&ctx, io, peer).await;
         metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
         ctx.admission.connections.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
@@ -128,14 +128,14 @@ struct Conn<S> {
     replays: replay::Replays,
 }
 
-async fn run<S>(ctx: &Arc<Ctx>, io: S)
+async fn run<S>(ctx: &Arc<Ctx>, io: S, peer: SocketAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(io);
     // CONNECT and close run table transactions (large futures): boxed, they cost memory only
     // while they run, not for the whole life of every idle connection's task.
-    let Some(mut conn) = Box::pin(connect::accept(ctx, reader, writer)).await else {
+    let Some(mut conn) = Box::pin(connect::accept(ctx, reader, writer, peer)).await else {
         return;
     };
     tracing::Span::current().record("client_id", &*conn.client_id);

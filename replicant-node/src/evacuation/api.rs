@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use meshmq_proto::tables::{self, NodeRole, NodeState};
@@ -78,36 +78,7 @@ pub const DEFAULT_EVICT_RATE: u32 = 500;
 /// Longest `redirect_to` accepted (it goes into every refusal and DISCONNECT).
 const MAX_REDIRECT_LEN: usize = 1024;
 
-/// An error answer: HTTP status, EMQX-style code and a message.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({ "code": self.code, "message": self.message });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-pub(super) fn error(
-    status: StatusCode,
-    code: &'static str,
-    message: impl Into<String>,
-) -> ApiError {
-    ApiError {
-        status,
-        code,
-        message: message.into(),
-    }
-}
-
-pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
-    error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
-}
+pub(super) use crate::http::api::{ApiError, authorize, bad_request, error};
 
 fn not_found(node: &str) -> ApiError {
     error(
@@ -122,34 +93,6 @@ fn write_error(node: &str, e: WriteError, conflict: StatusCode) -> ApiError {
         WriteError::Conflict(m) => error(conflict, "CONFLICT", m),
         WriteError::UnknownNode => not_found(node),
         WriteError::Failed(m) => error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", m),
-    }
-}
-
-/// Checks the `Authorization: Bearer` token when `listeners.api_key` is set (401 otherwise).
-pub(super) fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(key) = ctx.config.listeners.api_key.as_deref() else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compared in time independent of where the first difference is.
-    let same = given.len() == key.len()
-        && given
-            .bytes()
-            .zip(key.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "this route needs Authorization: Bearer <listeners.api_key>",
-        ))
     }
 }
 

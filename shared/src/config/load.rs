@@ -184,6 +184,17 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     {
         return invalid("listeners.api_key", "must not be empty when set".into());
     }
+    if let Some(http) = config.listeners.http_bind
+        && !http.ip().is_loopback()
+        && config.listeners.api_key.is_none()
+    {
+        let reason = format!(
+            "the HTTP API {http} is not on loopback and has no key: set listeners.api_key \
+             (operator routes then need Authorization: Bearer <key>), or bind http_bind to \
+             127.0.0.1"
+        );
+        return invalid("listeners.api_key", reason);
+    }
     if config.listeners.backlog == 0 {
         return invalid("listeners.backlog", "must be greater than 0".into());
     }

@@ -402,3 +402,26 @@ fn an_authentication_chain_in_emqx_form_loads_and_closes_the_open_listener() {
         "{err}"
     );
 }
+
+#[test]
+fn an_http_api_off_loopback_needs_an_api_key() {
+    let open = TempToml::new("[listeners]\nhttp_bind = \"0.0.0.0:18083\"\n");
+    let err = load_with_env(Some(open.path()), &[], &Overrides::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                key: "listeners.api_key",
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("0.0.0.0:18083") && !msg.contains('\n'),
+        "{msg}"
+    );
+    let keyed = TempToml::new("[listeners]\nhttp_bind = \"0.0.0.0:18083\"\napi_key = \"k3y\"\n");
+    assert!(load_with_env(Some(keyed.path()), &[], &Overrides::default()).is_ok());
+}
