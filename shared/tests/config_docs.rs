@@ -85,18 +85,25 @@ fn render_list(root: &Value, section: &str, field: &Value) -> String {
     let items = resolve(root, &field["items"]);
     let variants = items["oneOf"]
         .as_array()
+        .or_else(|| items["anyOf"].as_array())
         .expect("a list of tagged variants");
     for v in variants {
-        let (tag, value) = properties(v)
+        let v = resolve(root, v);
+        // The tag keys: those with a single possible value (`mechanism`, `backend`).
+        let mut tags: Vec<(String, String)> = properties(v)
             .into_iter()
-            .find_map(|(k, f)| {
-                f.get("const")
-                    .and_then(Value::as_str)
-                    .map(|c| (k.clone(), c))
-            })
-            .expect("a tag");
+            .filter_map(|(k, f)| single_value(resolve(root, f)).map(|c| (k.clone(), c)))
+            .collect();
+        // EMQX's order: `mechanism`, then `backend`.
+        tags.sort_by_key(|(k, _)| k != "mechanism");
+        assert!(!tags.is_empty(), "a tag");
+        let label = tags
+            .iter()
+            .map(|(k, c)| format!("`{k} = \"{c}\"`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         for (key, f) in properties(v) {
-            if *key == tag {
+            if tags.iter().any(|(k, _)| k == key) {
                 continue;
             }
             let target = resolve(root, f);
@@ -114,12 +121,24 @@ fn render_list(root: &Value, section: &str, field: &Value) -> String {
                     desc.push_str(&format!("<br>`{val}`: {doc}"));
                 }
             }
-            out.push_str(&format!(
-                "| `{tag} = \"{value}\"` | `{key}` | {type_text} | {desc} |\n"
-            ));
+            out.push_str(&format!("| {label} | `{key}` | {type_text} | {desc} |\n"));
         }
     }
     out
+}
+
+/// The one value a schema allows (`const`, or an `enum` / `oneOf` of one), if so.
+fn single_value(s: &Value) -> Option<String> {
+    if let Some(c) = s.get("const").and_then(Value::as_str) {
+        return Some(c.to_owned());
+    }
+    if let Some([one]) = s.get("enum").and_then(Value::as_array).map(Vec::as_slice) {
+        return one.as_str().map(str::to_owned);
+    }
+    match variants(s)?.as_slice() {
+        [(one, _)] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// Like [`variants`], also for a schema without `oneOf`.

@@ -110,8 +110,8 @@ impl Chain {
             .iter()
             .filter(|a| a.enabled())
             .map(|a| match a {
-                AuthenticatorConfig::BuiltInDatabase { user_id_type, .. } => {
-                    Authenticator::BuiltIn(builtin::BuiltIn::new(*user_id_type))
+                AuthenticatorConfig::BuiltInDatabase(c) => {
+                    Authenticator::BuiltIn(builtin::BuiltIn::new(c.user_id_type))
                 }
             })
             .collect();

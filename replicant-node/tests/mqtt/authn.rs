@@ -7,21 +7,22 @@ use meshmq_proto::tables::{AuthUser, AuthUserSet, Op, op};
 use meshmq_shared::auth::{password, password::Algorithm, password::SaltPosition, stored};
 use meshmq_shared::codec::ProtocolVersion::{V5, V311};
 use meshmq_shared::codec::{Packet, ReasonCode};
-use meshmq_shared::config::{AuthenticatorConfig, Config, UserIdType};
+use meshmq_shared::config::{AuthenticatorConfig, BuiltInDatabaseConfig, Config, UserIdType};
 
 use crate::common::raw::{RawClient, connect_packet};
 use crate::common::{self, TestBroker, WAIT, wait_until};
 
 pub(crate) fn builtin(user_id_type: UserIdType) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
-        c.authentication = vec![AuthenticatorConfig::BuiltInDatabase {
-            mechanism: "password_based".into(),
-            user_id_type,
-            password_hash_algorithm: Algorithm::Sha256 {
-                salt_position: SaltPosition::Suffix,
+        c.authentication = vec![AuthenticatorConfig::BuiltInDatabase(
+            BuiltInDatabaseConfig {
+                user_id_type,
+                password_hash_algorithm: Algorithm::Sha256 {
+                    salt_position: SaltPosition::Suffix,
+                },
+                ..BuiltInDatabaseConfig::default()
             },
-            enable: true,
-        }];
+        )];
     }
 }
 

@@ -8,26 +8,95 @@ use crate::auth::password::{Algorithm, SaltPosition};
 
 /// One authenticator of the chain. Each answers allow, deny or ignore; the first allow or
 /// deny decides; when every one ignores, the client is refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+///
+/// An entry names its kind as EMQX does, by `mechanism` and (where the mechanism has
+/// several) `backend`: `password_based` + `built_in_database`. Each kind is its own struct
+/// carrying those two keys, so the file reads exactly like EMQX's `authentication` list and
+/// a wrong pair is refused with the list of known ones.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
 pub enum AuthenticatorConfig {
-    /// Password-based, users in the cluster tables (EMQX's
-    /// `password_based:built_in_database`).
-    BuiltInDatabase {
-        /// Only `password_based` (EMQX's name, kept so its configuration reads the same).
-        #[serde(default = "password_based")]
-        mechanism: String,
-        /// Which CONNECT field names the user.
-        #[serde(default)]
-        user_id_type: UserIdType,
-        /// How new passwords are hashed (`name` and its parameters: docs/configuration.md,
-        /// "Authentication"); stored users carry their own algorithm, so imports keep theirs.
-        #[serde(default = "default_algorithm")]
-        password_hash_algorithm: Algorithm,
-        /// False: skipped, as if absent.
-        #[serde(default = "enabled")]
-        enable: bool,
-    },
+    /// `mechanism = "password_based"`, `backend = "built_in_database"`.
+    BuiltInDatabase(BuiltInDatabaseConfig),
+}
+
+/// Password-based, users in the cluster tables (EMQX's `password_based:built_in_database`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltInDatabaseConfig {
+    /// `password_based`.
+    pub mechanism: PasswordBased,
+    /// `built_in_database`.
+    pub backend: BuiltInDatabase,
+    /// Which CONNECT field names the user.
+    #[serde(default)]
+    pub user_id_type: UserIdType,
+    /// How new passwords are hashed (`name` and its parameters: docs/configuration.md,
+    /// "Authentication"); stored users carry their own algorithm, so imports keep theirs.
+    #[serde(default = "default_algorithm")]
+    pub password_hash_algorithm: Algorithm,
+    /// False: skipped, as if absent.
+    #[serde(default = "enabled")]
+    pub enable: bool,
+}
+
+impl Default for BuiltInDatabaseConfig {
+    fn default() -> Self {
+        BuiltInDatabaseConfig {
+            mechanism: PasswordBased::PasswordBased,
+            backend: BuiltInDatabase::BuiltInDatabase,
+            user_id_type: UserIdType::default(),
+            password_hash_algorithm: default_algorithm(),
+            enable: true,
+        }
+    }
+}
+
+/// `mechanism = "password_based"`: the CONNECT's password is checked by a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PasswordBased {
+    /// The only value.
+    #[serde(rename = "password_based")]
+    PasswordBased,
+}
+
+/// `backend = "built_in_database"`: users in the cluster tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BuiltInDatabase {
+    /// The only value.
+    #[serde(rename = "built_in_database")]
+    BuiltInDatabase,
+}
+
+/// The `mechanism` / `backend` pairs known, as `mechanism:backend` (EMQX's authenticator
+/// ids), for error messages.
+pub const KNOWN_AUTHENTICATORS: &[&str] = &["password_based:built_in_database"];
+
+impl<'de> Deserialize<'de> for AuthenticatorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        let field = |k: &str| value.get(k).and_then(serde_json::Value::as_str);
+        let (Some(mechanism), backend) = (field("mechanism"), field("backend")) else {
+            return Err(D::Error::custom(format!(
+                "an authenticator needs `mechanism` (and `backend`): one of {}",
+                KNOWN_AUTHENTICATORS.join(", ")
+            )));
+        };
+        let parsed = match (mechanism, backend) {
+            ("password_based", Some("built_in_database")) => {
+                serde_json::from_value(value.clone()).map(AuthenticatorConfig::BuiltInDatabase)
+            }
+            _ => {
+                let id = backend.map_or(mechanism.to_owned(), |b| format!("{mechanism}:{b}"));
+                return Err(D::Error::custom(format!(
+                    "unknown authenticator {id:?}: mechanism and backend must be one of {}",
+                    KNOWN_AUTHENTICATORS.join(", ")
+                )));
+            }
+        };
+        parsed.map_err(|e| D::Error::custom(format!("{mechanism}:{}: {e}", backend.unwrap_or(""))))
+    }
 }
 
 /// The CONNECT field that names a built-in database user.
@@ -39,10 +108,6 @@ pub enum UserIdType {
     Username,
     /// The client identifier.
     Clientid,
-}
-
-fn password_based() -> String {
-    "password_based".into()
 }
 
 fn enabled() -> bool {
@@ -59,14 +124,14 @@ impl AuthenticatorConfig {
     /// Whether this authenticator takes part.
     pub fn enabled(&self) -> bool {
         match self {
-            AuthenticatorConfig::BuiltInDatabase { enable, .. } => *enable,
+            AuthenticatorConfig::BuiltInDatabase(c) => c.enable,
         }
     }
 
     /// EMQX's id of the authenticator (`mechanism:backend`), used in metrics and the API.
     pub fn id(&self) -> &'static str {
         match self {
-            AuthenticatorConfig::BuiltInDatabase { .. } => "password_based:built_in_database",
+            AuthenticatorConfig::BuiltInDatabase(_) => "password_based:built_in_database",
         }
     }
 }

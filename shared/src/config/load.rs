@@ -207,17 +207,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         return invalid("listeners.allow_anonymous", reason);
     }
     for (i, a) in config.authentication.iter().enumerate() {
-        let crate::config::AuthenticatorConfig::BuiltInDatabase {
-            mechanism,
-            password_hash_algorithm,
-            ..
-        } = a;
-        if mechanism != "password_based" {
-            let reason = format!(
-                "authentication[{i}]: built_in_database takes mechanism = \"password_based\", got {mechanism:?}"
-            );
-            return invalid("authentication.mechanism", reason);
-        }
+        let crate::config::AuthenticatorConfig::BuiltInDatabase(c) = a;
+        let password_hash_algorithm = &c.password_hash_algorithm;
         if let Err(e) = crate::auth::password::check_params(password_hash_algorithm) {
             return invalid(
                 "authentication.password_hash_algorithm",

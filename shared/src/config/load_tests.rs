@@ -387,12 +387,12 @@ fn an_authentication_chain_in_emqx_form_loads_and_closes_the_open_listener() {
     // A disabled authenticator does not count: the listener is open again.
     let off = TempToml::new(
         "[listeners]\nmqtt_bind = \"0.0.0.0:1883\"\n\n\
-         [[authentication]]\nbackend = \"built_in_database\"\nenable = false\n",
+         [[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\nenable = false\n",
     );
     assert!(load_with_env(Some(off.path()), &[], &Overrides::default()).is_err());
 
     let bad = TempToml::new(
-        "[[authentication]]\nbackend = \"built_in_database\"\n\
+        "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
          password_hash_algorithm = { name = \"pbkdf2\", mac_fun = \"sha512\", iterations = 0 }\n",
     );
     let err = load_with_env(Some(bad.path()), &[], &Overrides::default()).unwrap_err();
@@ -424,4 +424,30 @@ fn an_http_api_off_loopback_needs_an_api_key() {
     );
     let keyed = TempToml::new("[listeners]\nhttp_bind = \"0.0.0.0:18083\"\napi_key = \"k3y\"\n");
     assert!(load_with_env(Some(keyed.path()), &[], &Overrides::default()).is_ok());
+}
+
+#[test]
+fn an_authenticator_is_named_by_mechanism_and_backend() {
+    let load = |text: &str| {
+        let f = TempToml::new(text);
+        load_with_env(Some(f.path()), &[], &Overrides::default()).map_err(|e| e.to_string())
+    };
+    let unknown = load("[[authentication]]\nmechanism = \"password_based\"\nbackend = \"ldap\"\n")
+        .unwrap_err();
+    assert!(
+        unknown.contains("password_based:ldap")
+            && unknown.contains("password_based:built_in_database"),
+        "{unknown}"
+    );
+    let missing = load("[[authentication]]\nbackend = \"built_in_database\"\n").unwrap_err();
+    assert!(missing.contains("mechanism"), "{missing}");
+    let typo = load(
+        "[[authentication]]\nmechanism = \"password_based\"\nbackend = \"built_in_database\"\n\
+         user_id_typ = \"clientid\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        typo.contains("user_id_typ"),
+        "an unknown key is named: {typo}"
+    );
 }
