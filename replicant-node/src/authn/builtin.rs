@@ -42,12 +42,17 @@ impl BuiltIn {
         }) else {
             return Ok(Decision::Ignore);
         };
-        if let Some(creds) = row.as_ref().and_then(|p| scram::is_row(p).then(|| scram::from_row(p)))
+        if let Some(creds) = row
+            .as_ref()
+            .and_then(|p| scram::is_row(p).then(|| scram::from_row(p)))
         {
             // A SCRAM user logging in with its password (3.1.1, or 5.0 without a method):
             // the PBKDF2 of its credentials, on the pool.
             let Ok(creds) = creds else {
-                warn!(user_id, "built-in database: stored SCRAM credentials unusable");
+                warn!(
+                    user_id,
+                    "built-in database: stored SCRAM credentials unusable"
+                );
                 return Err(Failure::Corrupt);
             };
             let given = given.to_vec();

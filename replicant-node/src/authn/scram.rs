@@ -73,10 +73,8 @@ impl Scram {
         client_first: &[u8],
     ) -> Result<(Pending, Bytes), ScramError> {
         let started = Instant::now();
-        let first = exchange::parse_client_first(client_first).map_err(|e| {
-            record(started, Err(e));
-            e
-        })?;
+        let first =
+            exchange::parse_client_first(client_first).inspect_err(|&e| record(started, Err(e)))?;
         let row = tables.core.read(|t| {
             t.auth_user(&first.username)
                 .map(|u| (u.is_superuser, u.password.clone()))

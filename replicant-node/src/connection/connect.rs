@@ -96,7 +96,8 @@ where
     let verdict = if let Some(method) = &connect.properties.authentication_method {
         // Bounded like the CONNECT: a client that stops in the middle is dropped.
         let io = (&mut reader, &mut writer);
-        let exchange = enhanced_auth::at_connect(ctx, &connect, method, io, &mut decoder, &mut rbuf);
+        let exchange =
+            enhanced_auth::at_connect(ctx, &connect, method, io, &mut decoder, &mut rbuf);
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => {
                 crate::authn::scram::count_failure("timeout");

@@ -182,7 +182,11 @@ async fn scram_connect(
         Ok(Packet::ConnAck(ack)) => ack,
         other => panic!("expected CONNACK, got {other:?}"),
     };
-    let data = ack.properties.authentication_data.clone().unwrap_or_default();
+    let data = ack
+        .properties
+        .authentication_data
+        .clone()
+        .unwrap_or_default();
     let verified = sc.verifies(&data);
     (client, ack, verified)
 }
@@ -202,14 +206,20 @@ async fn sha256_and_sha512_clients_connect_and_verify_the_server_signature() {
             ack.properties.authentication_method.as_deref(),
             Some(hash.method())
         );
-        assert!(verified, "{hash:?}: server-final carries the server signature");
+        assert!(
+            verified,
+            "{hash:?}: server-final carries the server signature"
+        );
         client.ping().await;
     }
     let text = metrics_text(&b).await;
     let allowed = metric_sum(
         &text,
         "meshmq_authentication_total",
-        &[("authenticator", "scram:built_in_database"), ("result", "allow")],
+        &[
+            ("authenticator", "scram:built_in_database"),
+            ("result", "allow"),
+        ],
     );
     assert!(allowed.is_some_and(|n| n >= 2.0), "{allowed:?}");
 }
@@ -232,7 +242,9 @@ async fn a_wrong_password_and_an_unknown_user_are_refused_alike() {
         salts.push(salt);
         let client_final = sc.client_final(&server_first);
         let cont = ReasonCode::ContinueAuthentication;
-        client.send(&auth(cont, "SCRAM-SHA-256", &client_final)).await;
+        client
+            .send(&auth(cont, "SCRAM-SHA-256", &client_final))
+            .await;
         let seen = client.wait_closed(WAIT).await;
         assert!(
             matches!(&seen[..], [Packet::ConnAck(a)] if a.code == ReasonCode::NotAuthorized
@@ -308,7 +320,11 @@ async fn tampered_client_finals_and_out_of_turn_packets_are_refused() {
             .find_map(|a| a.strip_prefix("r="))
             .expect("nonce")
             .to_owned();
-        let nonce = if bad_nonce { format!("{nonce}x") } else { nonce };
+        let nonce = if bad_nonce {
+            format!("{nonce}x")
+        } else {
+            nonce
+        };
         let client_final = sc.client_final_with(&server_first, &nonce, binding);
         client.send(&auth(cont, m, &client_final)).await;
         let seen = client.wait_closed(WAIT).await;
@@ -438,7 +454,9 @@ async fn a_failed_or_abandoned_re_authentication_disconnects_not_authorized() {
     client
         .send(&auth(ReasonCode::ContinueAuthentication, m, &client_final))
         .await;
-    let reason = client.expect_closed_with(&[ReasonCode::NotAuthorized]).await;
+    let reason = client
+        .expect_closed_with(&[ReasonCode::NotAuthorized])
+        .await;
     assert_eq!(reason, Some(ReasonCode::NotAuthorized));
     // Another user: the connection's identity cannot change.
     let other = common::unique("scram-other");
@@ -450,13 +468,17 @@ async fn a_failed_or_abandoned_re_authentication_disconnects_not_authorized() {
     client
         .send(&auth(ReasonCode::ContinueAuthentication, m, &client_final))
         .await;
-    let reason = client.expect_closed_with(&[ReasonCode::NotAuthorized]).await;
+    let reason = client
+        .expect_closed_with(&[ReasonCode::NotAuthorized])
+        .await;
     assert_eq!(reason, Some(ReasonCode::NotAuthorized));
     // Started, never finished: ended at the bound (connect_timeout 1 s).
     let (mut client, _, _) = scram_connect(&b, Hash::Sha256, &user, "pencil").await;
     let sc = ScramClient::new(Hash::Sha256, &user, "pencil", "nonce3");
     reauth_start(&mut client, &sc, m).await;
-    let reason = client.expect_closed_with(&[ReasonCode::NotAuthorized]).await;
+    let reason = client
+        .expect_closed_with(&[ReasonCode::NotAuthorized])
+        .await;
     assert_eq!(reason, Some(ReasonCode::NotAuthorized));
 }
 
@@ -470,7 +492,9 @@ async fn re_authentication_with_another_method_or_without_one_is_a_protocol_erro
     let first = sc.client_first();
     let reauth = ReasonCode::ReAuthenticate;
     client.send(&auth(reauth, "SCRAM-SHA-512", &first)).await;
-    let reason = client.expect_closed_with(&[ReasonCode::ProtocolError]).await;
+    let reason = client
+        .expect_closed_with(&[ReasonCode::ProtocolError])
+        .await;
     assert_eq!(reason, Some(ReasonCode::ProtocolError));
     // Connected by password (no method): AUTH is a protocol error.
     let mut c = connect_packet(V5, &common::unique("pw"));
@@ -479,6 +503,8 @@ async fn re_authentication_with_another_method_or_without_one_is_a_protocol_erro
     let (mut client, ack) = RawClient::connect_with(b.mqtt_addr(), c).await;
     assert_eq!(ack.code, ReasonCode::Success);
     client.send(&auth(reauth, "SCRAM-SHA-256", &first)).await;
-    let reason = client.expect_closed_with(&[ReasonCode::ProtocolError]).await;
+    let reason = client
+        .expect_closed_with(&[ReasonCode::ProtocolError])
+        .await;
     assert_eq!(reason, Some(ReasonCode::ProtocolError));
 }

@@ -119,7 +119,11 @@ impl ScramClient {
         let without_proof = format!("c={binding},r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.first_bare);
         let signature = h.hmac(&stored_key, auth_message.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = h.hmac(&salted, b"Server Key");
         let server_signature = h.hmac(&server_key, auth_message.as_bytes());
         self.expected_server_final = Some(format!("v={}", B64.encode(server_signature)));

@@ -189,9 +189,7 @@ pub fn from_salted_password(
 /// with a plain password through `password_based:built_in_database`). Costs the stored
 /// iteration count in HMACs: run it off the async runtime. Constant-time comparison.
 pub fn verify_password(c: &Credentials, password: &[u8]) -> bool {
-    let salted = c
-        .algorithm
-        .salted_password(password, &c.salt, c.iterations);
+    let salted = c.algorithm.salted_password(password, &c.salt, c.iterations);
     let client_key = c.algorithm.hmac(&salted, b"Client Key");
     ct_eq(&c.algorithm.hash(&client_key), &c.stored_key)
 }

@@ -298,14 +298,20 @@ mod tests {
         assert_eq!(ok.username, "user");
         assert!(parse_client_first(b"y,,n=user,r=abc,x=ext").is_ok());
         let err = |m: &[u8]| parse_client_first(m).expect_err("refused");
-        assert_eq!(err(b"p=tls-unique,,n=user,r=abc"), ScramError::ChannelBinding);
+        assert_eq!(
+            err(b"p=tls-unique,,n=user,r=abc"),
+            ScramError::ChannelBinding
+        );
         assert_eq!(err(b"n,a=admin,n=user,r=abc"), ScramError::Unsupported);
         assert_eq!(err(b"n,,m=ext,n=user,r=abc"), ScramError::Unsupported);
         assert!(matches!(err(b"x,,n=user,r=abc"), ScramError::Malformed(_)));
         assert!(matches!(err(b"n,,n=user"), ScramError::Malformed(_)));
         assert!(matches!(err(b"n,,n=user,r="), ScramError::Malformed(_)));
         assert!(matches!(err(b"n,,r=abc,n=user"), ScramError::Malformed(_)));
-        assert!(matches!(err(b"n,,n=user,r=a\x01b"), ScramError::Malformed(_)));
+        assert!(matches!(
+            err(b"n,,n=user,r=a\x01b"),
+            ScramError::Malformed(_)
+        ));
         assert!(matches!(err(b"n,,n=\xff,r=abc"), ScramError::Malformed(_)));
         assert!(matches!(err(b""), ScramError::Malformed(_)));
         let long = format!("n,,n=user,r={}", "a".repeat(MAX_NONCE_LEN + 1));

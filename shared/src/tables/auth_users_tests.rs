@@ -152,7 +152,10 @@ fn scram_rows_apply_and_bad_ones_are_refused() {
     };
     assert!(set(&mut t, 1, row(scram::to_row(&creds))));
     let stored = t.auth_user("carol").and_then(|u| u.password.clone());
-    assert_eq!(stored.as_ref().map(scram::from_row), Some(Ok(creds.clone())));
+    assert_eq!(
+        stored.as_ref().map(scram::from_row),
+        Some(Ok(creds.clone()))
+    );
     let short = PasswordHash {
         scram_server_key: vec![1; 5].into(),
         ..scram::to_row(&creds)
