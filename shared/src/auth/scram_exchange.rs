@@ -320,6 +320,20 @@ mod tests {
         assert!(matches!(err(huge.as_bytes()), ScramError::Malformed(_)));
     }
 
+    proptest::proptest! {
+        /// Any bytes as client-first or client-final: an answer, never a panic.
+        #[test]
+        fn arbitrary_messages_never_panic(first: Vec<u8>, last: Vec<u8>) {
+            let _ = parse_client_first(&first);
+            let c = fake_credentials(ScramAlgorithm::Sha256, b"k", "u", 1);
+            let ok = parse_client_first(b"n,,n=u,r=abc").expect("parses");
+            let (state, _) = server_first(ok, c, true, "xyz");
+            let _ = state.client_final(&last);
+            let attrs = format!("c=biws,r=abcxyz,p={}", String::from_utf8_lossy(&last));
+            let _ = state.client_final(attrs.as_bytes());
+        }
+    }
+
     #[test]
     fn fake_credentials_are_stable_per_name_and_differ_between_names() {
         let a = fake_credentials(ScramAlgorithm::Sha256, b"secret", "ghost", 4096);
