@@ -207,6 +207,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "CONNECTs refused because the password-hashing queue was full.",
     ),
     (
+        m::AUTHN_SCRAM_FAILURES_TOTAL,
+        "SCRAM exchanges (CONNECT or re-authentication) that failed, by reason.",
+    ),
+    (
         m::AWAITING_REL_EXPIRED_TOTAL,
         "QoS 2 packet ids purged after await_rel_timeout.",
     ),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 mod authn;
 mod load;
 
-pub use authn::{AuthenticatorConfig, BuiltInDatabaseConfig, UserIdType};
+pub use authn::{AuthenticatorConfig, BuiltInDatabaseConfig, ScramConfig, UserIdType};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;

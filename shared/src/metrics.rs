@@ -121,6 +121,11 @@ pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
 /// Histogram: time one authenticator took to decide, hashing queue included. Labels:
 /// `authenticator`.
 pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
+/// Counter: SCRAM exchanges (at CONNECT or re-authentication) that failed, by why. Labels:
+/// `reason` (`malformed`, `channel_binding`, `unsupported`, `nonce_mismatch`,
+/// `binding_mismatch`, `invalid_proof`, `unknown_user`, `username_mismatch`,
+/// `protocol_error`, `timeout`).
+pub const AUTHN_SCRAM_FAILURES_TOTAL: &str = "meshmq_authentication_scram_failures_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -312,6 +317,7 @@ pub const COUNTERS: &[&str] = &[
     AUTHZ_DENIED_TOTAL,
     AUTHN_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
+    AUTHN_SCRAM_FAILURES_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

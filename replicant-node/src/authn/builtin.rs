@@ -1,11 +1,12 @@
 //! The built-in database authenticator (EMQX's `password_based:built_in_database`): the
 //! user named by the username or the client id (`user_id_type`) in the `auth_users` table,
-//! its password checked against the stored hash.
+//! its password checked against the stored hash (or against its SCRAM credentials: a
+//! SCRAM user may also log in with its password).
 //!
 //! Unknown user, or no user name / password presented: ignore (the next authenticator
 //! decides). A row that cannot be checked: an error (counted), then ignore.
 
-use meshmq_shared::auth::{password, stored};
+use meshmq_shared::auth::{password, scram, stored};
 use meshmq_shared::config::UserIdType;
 use tracing::warn;
 
@@ -41,6 +42,30 @@ impl BuiltIn {
         }) else {
             return Ok(Decision::Ignore);
         };
+        if let Some(creds) = row
+            .as_ref()
+            .and_then(|p| scram::is_row(p).then(|| scram::from_row(p)))
+        {
+            // A SCRAM user logging in with its password (3.1.1, or 5.0 without a method):
+            // the PBKDF2 of its credentials, on the pool.
+            let Ok(creds) = creds else {
+                warn!(
+                    user_id,
+                    "built-in database: stored SCRAM credentials unusable"
+                );
+                return Err(Failure::Corrupt);
+            };
+            let given = given.to_vec();
+            let matched = pool
+                .run(move || scram::verify_password(&creds, &given))
+                .await
+                .ok_or(Failure::Overloaded)?;
+            return Ok(if matched {
+                Decision::Allow { superuser }
+            } else {
+                Decision::Deny
+            });
+        }
         let Some(stored) = row.as_ref().and_then(|p| stored::from_row(p).ok()) else {
             warn!(user_id, "built-in database: stored password unusable");
             return Err(Failure::Corrupt);

@@ -9,12 +9,18 @@
 //! start-up check (`listeners.allow_anonymous`) keeps such a node on loopback unless the
 //! operator says otherwise.
 //!
+//! A CONNECT with an Authentication Method (MQTT 5.0 enhanced authentication) does not run
+//! the chain: the method's authenticator ([`Chain::scram`], SCRAM-SHA-256/512) decides
+//! through the AUTH exchange the connection drives; a method no authenticator answers is
+//! refused 0x8C. In the password chain a SCRAM authenticator ignores.
+//!
 //! Owns the decision and its metrics (`meshmq_authentication_total{authenticator,result}`,
 //! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
 //! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
 
 mod builtin;
 pub mod pool;
+pub mod scram;
 
 use std::time::Instant;
 
@@ -77,12 +83,14 @@ pub enum Verdict {
 /// An authenticator of the chain.
 enum Authenticator {
     BuiltIn(builtin::BuiltIn),
+    Scram(scram::Scram),
 }
 
 impl Authenticator {
     fn id(&self) -> &'static str {
         match self {
             Authenticator::BuiltIn(_) => "password_based:built_in_database",
+            Authenticator::Scram(_) => scram::ID,
         }
     }
 }
@@ -113,6 +121,9 @@ impl Chain {
                 AuthenticatorConfig::BuiltInDatabase(c) => {
                     Authenticator::BuiltIn(builtin::BuiltIn::new(c.user_id_type))
                 }
+                AuthenticatorConfig::Scram(c) => {
+                    Authenticator::Scram(scram::Scram::new(c.algorithm, c.iteration_count))
+                }
             })
             .collect();
         Chain {
@@ -126,6 +137,15 @@ impl Chain {
         !self.authenticators.is_empty()
     }
 
+    /// The enabled SCRAM authenticator answering the Authentication Method `method` (the
+    /// first in the chain's order); `None`: the method is refused (0x8C).
+    pub(crate) fn scram(&self, method: &str) -> Option<&scram::Scram> {
+        self.authenticators.iter().find_map(|a| match a {
+            Authenticator::Scram(s) if s.answers(method) => Some(s),
+            _ => None,
+        })
+    }
+
     /// Runs the chain for one CONNECT.
     pub async fn authenticate(&self, tables: &TableState, creds: Credentials<'_>) -> Verdict {
         if self.authenticators.is_empty() {
@@ -136,6 +156,8 @@ impl Chain {
             let started = Instant::now();
             let decided = match a {
                 Authenticator::BuiltIn(b) => b.check(tables, &self.pool, creds).await,
+                // Enhanced authentication only: a CONNECT without a method is not its client.
+                Authenticator::Scram(_) => Ok(Decision::Ignore),
             };
             let id = a.id();
             metrics::histogram!(m::AUTHN_SECONDS, "authenticator" => id)

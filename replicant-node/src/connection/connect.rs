@@ -2,7 +2,9 @@
 //! id in the registry, take over or discard an existing session (or rebuild one from the
 //! tables through `restore`), answer CONNACK and attach the session to this connection.
 //!
-//! Refusals answer CONNACK with the reason (3.1.1: the closest return code) and close.
+//! Refusals answer CONNACK with the reason (3.1.1: the closest return code) and close. A 5.0
+//! CONNECT with an Authentication Method is authenticated by the AUTH exchange of
+//! [`super::enhanced_auth`] instead of the password chain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::enhanced_auth::{self, Outcome};
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
 use crate::cluster;
@@ -88,12 +91,39 @@ where
     };
     // Bounded like the CONNECT itself: a check queued behind slow hashes for longer than
     // `mqtt.connect_timeout` is answered 0x89 Server busy (3.1.1: 3), never held on.
-    let verdict = tokio::time::timeout(timeout, ctx.authn.authenticate(&ctx.tables, creds))
-        .await
-        .unwrap_or_else(|_| {
-            metrics::counter!(m::AUTHN_OVERLOAD_TOTAL).increment(1);
-            Verdict::Refused(ReasonCode::ServerBusy)
-        });
+    let mut username = connect.username.clone();
+    let mut enhanced = None;
+    let verdict = if let Some(method) = &connect.properties.authentication_method {
+        // Bounded like the CONNECT: a client that stops in the middle is dropped.
+        let io = (&mut reader, &mut writer);
+        let exchange =
+            enhanced_auth::at_connect(ctx, &connect, method, io, &mut decoder, &mut rbuf);
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => {
+                crate::authn::scram::count_failure("timeout");
+                metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "auth_timeout")
+                    .increment(1);
+                return None;
+            }
+            Ok(Outcome::Dropped) => return None,
+            Ok(Outcome::Refused(code)) => Verdict::Refused(code),
+            Ok(Outcome::Allowed(allowed)) => {
+                // The SCRAM user is the client's identity (authorization by user name).
+                username = Some(allowed.username);
+                enhanced = Some((method.clone(), allowed.server_final));
+                Verdict::Allowed {
+                    superuser: allowed.superuser,
+                }
+            }
+        }
+    } else {
+        tokio::time::timeout(timeout, ctx.authn.authenticate(&ctx.tables, creds))
+            .await
+            .unwrap_or_else(|_| {
+                metrics::counter!(m::AUTHN_OVERLOAD_TOTAL).increment(1);
+                Verdict::Refused(ReasonCode::ServerBusy)
+            })
+    };
     if let Verdict::Refused(code) = verdict {
         refuse(&mut writer, version, code).await;
         return refused(ctx, reader, writer).await;
@@ -107,14 +137,18 @@ where
         refuse(&mut writer, version, ReasonCode::ServerUnavailable).await;
         return refused(ctx, reader, writer).await;
     };
-    let connack = connack(ctx, &connect, &setup, session_present);
+    let mut connack = connack(ctx, &connect, &setup, session_present);
+    if let Some((method, server_final)) = &enhanced {
+        connack.properties.authentication_method = Some(method.clone());
+        connack.properties.authentication_data = Some(server_final.clone());
+    }
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(ReasonCode::Success)).increment(1);
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
         return None;
     }
     let Connect {
         client_id: _,
-        username,
+        username: _,
         will,
         keep_alive: _,
         properties,
@@ -144,6 +178,7 @@ where
         delivered: 0,
         drain_more: false,
         replays: Default::default(),
+        enhanced: enhanced.map(|(method, _)| Box::new(enhanced_auth::Enhanced::new(method))),
     };
     let params = ConnParams {
         version,
@@ -244,7 +279,9 @@ pub(super) struct Setup {
 fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
     let cfg = &ctx.config.mqtt;
     let v5 = c.protocol.is_v5();
-    if c.properties.authentication_method.is_some() {
+    if let Some(method) = &c.properties.authentication_method
+        && ctx.authn.scram(method).is_none()
+    {
         return Err(ReasonCode::BadAuthenticationMethod);
     }
     let (client_id, assigned): (Arc<str>, bool) = if c.client_id.is_empty() {

@@ -12,6 +12,7 @@
 mod adopt;
 mod close;
 mod connect;
+mod enhanced_auth;
 pub mod moved;
 mod packets;
 mod replay;
@@ -126,6 +127,9 @@ struct Conn<S> {
     drain_more: bool,
     /// Retained replays of new subscriptions, fed to the session turn by turn.
     replays: replay::Replays,
+    /// MQTT 5 enhanced authentication (connected with an Authentication Method): boxed,
+    /// most connections have none.
+    enhanced: Option<Box<enhanced_auth::Enhanced>>,
 }
 
 async fn run<S>(ctx: &Arc<Ctx>, io: S, peer: SocketAddr)
@@ -162,6 +166,7 @@ where
                 .map(tokio::time::Instant::from_std);
             self.size_read_buffer();
             let replay_turn = self.replay_wants_turn();
+            let reauth_deadline = self.enhanced.as_ref().and_then(|e| e.deadline());
             let exit = tokio::select! {
                 biased;
                 _ = self.ctx.admission.shutdown.cancelled() => Some(Exit::Shutdown),
@@ -192,12 +197,15 @@ where
                     }
                 },
                 _ = mailbox.ready.notified() => { self.drain_mailbox(); None }
-                // One timer for both deadlines: an idle connection's task carries one.
-                _ = sleep_until_opt(earliest(ka_deadline, rel_deadline)) => {
+                // One timer for every deadline (keep-alive, QoS 2 release, re-authentication): an
+                // idle connection's task carries one.
+                _ = sleep_until_opt(earliest(earliest(ka_deadline, rel_deadline), reauth_deadline)) => {
                     if ka_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
                         metrics::counter!(m::KEEPALIVE_TIMEOUTS_TOTAL).increment(1);
                         self.queue_disconnect(ReasonCode::KeepAliveTimeout);
                         Some(Exit::ServerClose(ReasonCode::KeepAliveTimeout))
+                    } else if let Some(exit) = self.reauth_expired() {
+                        Some(exit)
                     } else {
                         self.with_session(|s, now, _| s.purge_awaiting_rel(now));
                         None

@@ -1,5 +1,5 @@
 //! Dispatch of packets received after CONNECT: PUBLISH and the acks, PING, DISCONNECT,
-//! and the packets a client must never send.
+//! AUTH (re-authentication, in `enhanced_auth`), and the packets a client must never send.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,12 +45,12 @@ where
                 None
             }
             Packet::Disconnect(d) => Some(self.on_disconnect(d)),
+            Packet::Auth(a) => self.on_auth(a),
             Packet::Connect(_)
             | Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)
-            | Packet::PingResp
-            | Packet::Auth(_) => {
+            | Packet::PingResp => {
                 metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "unexpected_packet")
                     .increment(1);
                 self.queue_disconnect(ReasonCode::ProtocolError);

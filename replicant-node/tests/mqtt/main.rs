@@ -9,6 +9,8 @@
 mod common;
 
 mod authn;
+mod authn_scram;
+mod authn_scram_client;
 mod authz;
 mod backpressure;
 mod closing;

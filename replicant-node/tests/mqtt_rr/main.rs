@@ -9,6 +9,10 @@ mod common;
 
 #[path = "../mqtt/authn.rs"]
 mod authn;
+#[path = "../mqtt/authn_scram.rs"]
+mod authn_scram;
+#[path = "../mqtt/authn_scram_client.rs"]
+mod authn_scram_client;
 #[path = "../mqtt/authz.rs"]
 mod authz;
 #[path = "../mqtt/closing.rs"]

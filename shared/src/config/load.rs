@@ -207,13 +207,24 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         return invalid("listeners.allow_anonymous", reason);
     }
     for (i, a) in config.authentication.iter().enumerate() {
-        let crate::config::AuthenticatorConfig::BuiltInDatabase(c) = a;
-        let password_hash_algorithm = &c.password_hash_algorithm;
-        if let Err(e) = crate::auth::password::check_params(password_hash_algorithm) {
-            return invalid(
-                "authentication.password_hash_algorithm",
-                format!("authentication[{i}]: {e}"),
-            );
+        match a {
+            crate::config::AuthenticatorConfig::BuiltInDatabase(c) => {
+                let password_hash_algorithm = &c.password_hash_algorithm;
+                if let Err(e) = crate::auth::password::check_params(password_hash_algorithm) {
+                    return invalid(
+                        "authentication.password_hash_algorithm",
+                        format!("authentication[{i}]: {e}"),
+                    );
+                }
+            }
+            crate::config::AuthenticatorConfig::Scram(c) => {
+                if let Err(e) = crate::auth::scram::check_iterations(c.iteration_count) {
+                    return invalid(
+                        "authentication.iteration_count",
+                        format!("authentication[{i}]: {e}"),
+                    );
+                }
+            }
         }
     }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {

@@ -451,3 +451,58 @@ fn an_authenticator_is_named_by_mechanism_and_backend() {
         "an unknown key is named: {typo}"
     );
 }
+
+#[test]
+fn a_scram_authenticator_loads_in_emqx_form_and_its_iteration_count_is_checked() {
+    use crate::auth::scram::ScramAlgorithm;
+    use crate::config::AuthenticatorConfig;
+    let load = |text: &str| {
+        let f = TempToml::new(text);
+        load_with_env(Some(f.path()), &[], &Overrides::default())
+    };
+    let config = load(
+        "[[authentication]]\nmechanism = \"scram\"\nbackend = \"built_in_database\"\n\
+         algorithm = \"sha512\"\niteration_count = 8192\n",
+    )
+    .expect("loads");
+    let AuthenticatorConfig::Scram(c) = &config.authentication[0] else {
+        panic!("a SCRAM authenticator: {:?}", config.authentication);
+    };
+    assert_eq!(
+        (c.algorithm, c.iteration_count),
+        (ScramAlgorithm::Sha512, 8192)
+    );
+    assert_eq!(config.authentication[0].id(), "scram:built_in_database");
+    let defaults =
+        load("[[authentication]]\nmechanism = \"scram\"\nbackend = \"built_in_database\"\n")
+            .expect("loads");
+    let AuthenticatorConfig::Scram(d) = &defaults.authentication[0] else {
+        panic!("a SCRAM authenticator");
+    };
+    assert_eq!(
+        (d.algorithm, d.iteration_count),
+        (ScramAlgorithm::Sha256, 4096)
+    );
+    for bad in ["iteration_count = 0", "iteration_count = 1000001"] {
+        let err = load(&format!(
+            "[[authentication]]\nmechanism = \"scram\"\nbackend = \"built_in_database\"\n{bad}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "authentication.iteration_count",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let sha1 = load(
+        "[[authentication]]\nmechanism = \"scram\"\nbackend = \"built_in_database\"\n\
+         algorithm = \"sha1\"\n",
+    )
+    .unwrap_err();
+    assert!(sha1.to_string().contains("sha1"), "{sha1}");
+}

@@ -1,5 +1,6 @@
 //! The `auth_users` table: the built-in authentication database (EMQX's
-//! `password_based:built_in_database`), user id → superuser flag and stored password.
+//! `password_based:built_in_database`, and `scram:built_in_database`'s users: a row is either
+//! a password hash or SCRAM credentials), user id → superuser flag and stored password.
 //!
 //! Owns the rows and their validation (the password's algorithm and parameters must be
 //! readable, so a row that applies can always be checked). It never hashes or verifies a
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use meshmq_proto::tables::{AuthUser, Rejected};
 
 use super::invalid;
-use crate::auth::{password, stored};
+use crate::auth::{password, scram, stored};
 
 /// Longest user id (an MQTT username or client id is at most 65 535 bytes).
 pub const MAX_USER_ID_LEN: usize = 65_535;
@@ -29,6 +30,11 @@ pub(super) fn check(user: &AuthUser) -> Result<(), Rejected> {
     let Some(password) = &user.password else {
         return Err(invalid("AuthUserSet: no password"));
     };
+    if scram::is_row(password) {
+        // SCRAM credentials: readable and in range (keys of the hash's length).
+        scram::from_row(password).map_err(|e| invalid(format!("AuthUserSet: {e}")))?;
+        return Ok(());
+    }
     let stored = stored::from_row(password).map_err(|e| invalid(format!("AuthUserSet: {e}")))?;
     // Format and costs too (cheap, no hashing): a row that applies can always be verified.
     password::check_stored(&stored).map_err(|e| invalid(format!("AuthUserSet: {e}")))?;

@@ -139,3 +139,36 @@ fn an_imported_bcrypt_row_without_salt_rounds_applies() {
     };
     assert!(set(&mut t, 1, imported));
 }
+
+#[test]
+fn scram_rows_apply_and_bad_ones_are_refused() {
+    use crate::auth::scram::{self, ScramAlgorithm};
+    let mut t = Tables::new();
+    let creds = scram::credentials(ScramAlgorithm::Sha256, b"pencil", b"salt", 2).expect("made");
+    let row = |p: PasswordHash| AuthUser {
+        user_id: "carol".into(),
+        is_superuser: false,
+        password: Some(p),
+    };
+    assert!(set(&mut t, 1, row(scram::to_row(&creds))));
+    let stored = t.auth_user("carol").and_then(|u| u.password.clone());
+    assert_eq!(
+        stored.as_ref().map(scram::from_row),
+        Some(Ok(creds.clone()))
+    );
+    let short = PasswordHash {
+        scram_server_key: vec![1; 5].into(),
+        ..scram::to_row(&creds)
+    };
+    assert!(!set(&mut t, 2, row(short)), "a key of the wrong length");
+    let zero = PasswordHash {
+        scram_iterations: 0,
+        ..scram::to_row(&creds)
+    };
+    assert!(!set(&mut t, 3, row(zero)), "no iterations");
+    assert_eq!(
+        t.auth_user("carol").and_then(|u| u.password.clone()),
+        stored,
+        "refusals changed nothing"
+    );
+}
