@@ -124,8 +124,8 @@ pub(super) async fn import_users(
         Err(e) => return fail(bad_request(e)),
     };
     drop(data);
-    let rows = std::mem::take(&mut parsed.rows);
     let total = parsed.total();
+    let rows = std::mem::take(&mut parsed.rows);
     let ready = match prepare(&ctx, &algorithm, rows, &mut parsed).await {
         Ok(r) => r,
         Err(r) => return r,

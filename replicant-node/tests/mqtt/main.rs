@@ -9,6 +9,7 @@
 mod common;
 
 mod authn;
+mod authn_api;
 mod authz;
 mod backpressure;
 mod closing;
