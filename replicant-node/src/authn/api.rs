@@ -81,17 +81,17 @@ pub(super) fn fail(e: ApiError) -> Response {
     e.into_response()
 }
 
-/// The API key check, counted when it refuses.
-pub(super) fn check_key(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Response> {
-    authorize(ctx, headers).map_err(fail)
+/// The API key check (the caller answers a refusal with [`fail`], which counts it).
+pub(super) fn check_key(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
+    authorize(ctx, headers)
 }
 
 /// The built-in database authenticator named `id` (404 unknown; 400 another kind).
-pub(super) fn built_in<'a>(ctx: &'a Ctx, id: &str) -> Result<&'a BuiltInDatabaseConfig, Response> {
+pub(super) fn built_in<'a>(ctx: &'a Ctx, id: &str) -> Result<&'a BuiltInDatabaseConfig, ApiError> {
     let found = ctx.config.authentication.iter().find(|a| a.id() == id);
     match found {
         Some(AuthenticatorConfig::BuiltInDatabase(c)) => Ok(c),
-        None => Err(fail(not_found(format!("authenticator {id:?} not found")))),
+        None => Err(not_found(format!("authenticator {id:?} not found"))),
     }
 }
 
@@ -111,8 +111,8 @@ fn describe(a: &AuthenticatorConfig) -> Value {
 }
 
 async fn list_authenticators(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
     let list: Vec<Value> = ctx.config.authentication.iter().map(describe).collect();
     Json(list).into_response()
@@ -123,8 +123,8 @@ async fn get_authenticator(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
     match ctx.config.authentication.iter().find(|a| a.id() == id) {
         Some(a) => Json(describe(a)).into_response(),
@@ -147,11 +147,11 @@ async fn list_users(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
-    if let Err(r) = built_in(&ctx, &id) {
-        return r;
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
     }
     let Ok(Query(q)) = query else {
         return fail(bad_request(
@@ -228,10 +228,10 @@ struct UserUpdate {
 }
 
 /// Parses a JSON body (400 naming the problem, never echoing the body).
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde's messages name fields and positions, not values of strings.
-        fail(bad_request(format!("invalid request body: {e}")))
+        bad_request(format!("invalid request body: {e}"))
     })
 }
 
@@ -269,7 +269,9 @@ async fn write(ctx: &Ctx, op: op::Kind) -> Result<(), Response> {
             )))),
             _ => Ok(()),
         },
-        Err(e) => Err(fail(unavailable(format!("the cores could not commit: {e}")))),
+        Err(e) => Err(fail(unavailable(format!(
+            "the cores could not commit: {e}"
+        )))),
     }
 }
 
@@ -277,12 +279,12 @@ fn user_json(u: &AuthUser) -> Value {
     json!({ "user_id": u.user_id, "is_superuser": u.is_superuser })
 }
 
-fn check_user_id(user_id: &str) -> Result<(), Response> {
+fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     use meshmq_shared::tables::auth_users::MAX_USER_ID_LEN;
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.contains('\0') {
-        return Err(fail(bad_request(format!(
+        return Err(bad_request(format!(
             "user_id must be 1..={MAX_USER_ID_LEN} bytes without NUL"
-        ))));
+        )));
     }
     Ok(())
 }
@@ -293,23 +295,27 @@ async fn create_user(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
     let config = match built_in(&ctx, &id) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return fail(e),
     };
     let new: NewUser = match body(&bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return fail(e),
     };
-    if let Err(r) = check_user_id(&new.user_id) {
-        return r;
+    if let Err(e) = check_user_id(&new.user_id) {
+        return fail(e);
     }
     // Checked against this node's replica: two creations of one id racing on two nodes
     // may both pass, and the later write wins (as two PUTs would).
-    if ctx.tables.core.read(|t| t.auth_user(&new.user_id).is_some()) {
+    if ctx
+        .tables
+        .core
+        .read(|t| t.auth_user(&new.user_id).is_some())
+    {
         return fail(error(
             StatusCode::CONFLICT,
             "ALREADY_EXISTS",
@@ -338,13 +344,17 @@ async fn get_user(
     Path((id, user_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
-    if let Err(r) = built_in(&ctx, &id) {
-        return r;
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
     }
-    match ctx.tables.core.read(|t| t.auth_user(&user_id).map(user_json)) {
+    match ctx
+        .tables
+        .core
+        .read(|t| t.auth_user(&user_id).map(user_json))
+    {
         Some(u) => Json(u).into_response(),
         None => fail(not_found(format!("user {user_id:?} not found"))),
     }
@@ -356,16 +366,16 @@ async fn update_user(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
     let config = match built_in(&ctx, &id) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return fail(e),
     };
     let update: UserUpdate = match body(&bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return fail(e),
     };
     let Some(mut user) = ctx.tables.core.read(|t| t.auth_user(&user_id).cloned()) else {
         return fail(not_found(format!("user {user_id:?} not found")));
@@ -380,7 +390,12 @@ async fn update_user(
         user.is_superuser = s;
     }
     let answer = user_json(&user);
-    match write(&ctx, op::Kind::AuthUserSet(AuthUserSet { user: Some(user) })).await {
+    match write(
+        &ctx,
+        op::Kind::AuthUserSet(AuthUserSet { user: Some(user) }),
+    )
+    .await
+    {
         Ok(()) => Json(answer).into_response(),
         Err(r) => r,
     }
@@ -391,11 +406,11 @@ async fn delete_user(
     Path((id, user_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
-    if let Err(r) = built_in(&ctx, &id) {
-        return r;
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
     }
     if !ctx.tables.core.read(|t| t.auth_user(&user_id).is_some()) {
         return fail(not_found(format!("user {user_id:?} not found")));

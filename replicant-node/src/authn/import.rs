@@ -160,7 +160,10 @@ pub fn parse(
             }
         }
         Format::Csv => {
-            let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+            let mut lines = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty());
             let Some((_, header)) = lines.next() else {
                 return Err("the CSV file is empty".into());
             };
@@ -186,12 +189,7 @@ pub fn parse(
 }
 
 /// Builds a checked row.
-fn row(
-    at: usize,
-    user_id: &str,
-    secret: Secret,
-    is_superuser: bool,
-) -> Result<Row, String> {
+fn row(at: usize, user_id: &str, secret: Secret, is_superuser: bool) -> Result<Row, String> {
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.contains('\0') {
         return Err(format!(
             "user_id must be 1..={MAX_USER_ID_LEN} bytes without NUL"
@@ -218,7 +216,12 @@ pub fn check_stored(s: &StoredPassword) -> Result<(), String> {
     password::check_stored(s).map_err(|e| e.to_string())
 }
 
-fn json_row(at: usize, item: &Value, kind: PasswordType, algorithm: &Algorithm) -> Result<Row, String> {
+fn json_row(
+    at: usize,
+    item: &Value,
+    kind: PasswordType,
+    algorithm: &Algorithm,
+) -> Result<Row, String> {
     let Some(obj) = item.as_object() else {
         return Err("not a JSON object".into());
     };
@@ -286,7 +289,11 @@ impl Header {
         let (Some(user_id), Some(secret)) = (find("user_id"), find(secret_name)) else {
             return Err(format!(
                 "the CSV header must name user_id and {secret_name} (type={})",
-                if kind == PasswordType::Hash { "hash" } else { "plain" }
+                if kind == PasswordType::Hash {
+                    "hash"
+                } else {
+                    "plain"
+                }
             ));
         };
         Ok(Header {

@@ -22,7 +22,9 @@ fn csv_hash_rows_take_the_authenticators_algorithm_and_bad_rows_name_their_line(
     assert_eq!(p.rows.len(), 2);
     assert_eq!(p.rows[1].user_id, "u,2");
     assert!(p.rows[0].is_superuser);
-    let Secret::Stored(s) = &p.rows[0].secret else { panic!("stored") };
+    let Secret::Stored(s) = &p.rows[0].secret else {
+        panic!("stored")
+    };
     assert_eq!(s.algorithm, sha());
     assert_eq!(s.salt, "s1");
     let lines: Vec<usize> = p.errors.iter().map(|e| e.line).collect();
@@ -53,10 +55,21 @@ fn json_rows_may_carry_their_own_algorithm_and_plain_rows_their_password() {
 fn mosquitto_lines_keep_their_own_algorithm() {
     let six = password::hash(&Algorithm::MosquittoSha512, b"pw", [1; 16]).expect("hash");
     let seven = password::hash(&Algorithm::MosquittoPbkdf2, b"pw", [2; 16]).expect("hash");
-    let file = format!("# comment\nalice:{}\n\nbob:{}\ncarol:plain\nnocolon\n", six.hash, seven.hash);
-    let p = parse(Format::Mosquitto, PasswordType::Hash, file.as_bytes(), &sha()).expect("parsed");
+    let file = format!(
+        "# comment\nalice:{}\n\nbob:{}\ncarol:plain\nnocolon\n",
+        six.hash, seven.hash
+    );
+    let p = parse(
+        Format::Mosquitto,
+        PasswordType::Hash,
+        file.as_bytes(),
+        &sha(),
+    )
+    .expect("parsed");
     assert_eq!(p.rows.len(), 2);
-    let Secret::Stored(s) = &p.rows[1].secret else { panic!("stored") };
+    let Secret::Stored(s) = &p.rows[1].secret else {
+        panic!("stored")
+    };
     assert_eq!(s.algorithm, Algorithm::MosquittoPbkdf2);
     let lines: Vec<usize> = p.errors.iter().map(|e| e.line).collect();
     assert_eq!(lines, [5, 6]);
@@ -72,7 +85,10 @@ fn whole_files_refused() {
         (Format::Mosquitto, b"\xff\xfe"),
     ];
     for (f, data) in bad {
-        assert!(parse(f, PasswordType::Hash, data, &sha()).is_err(), "{f:?} {data:?}");
+        assert!(
+            parse(f, PasswordType::Hash, data, &sha()).is_err(),
+            "{f:?} {data:?}"
+        );
     }
 }
 

@@ -88,12 +88,12 @@ pub(super) async fn import_users(
     query: Result<Query<ImportQuery>, QueryRejection>,
     request: Request,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, request.headers()) {
-        return r;
+    if let Err(e) = check_key(&ctx, request.headers()) {
+        return fail(e);
     }
     let algorithm = match built_in(&ctx, &id) {
         Ok(c) => c.password_hash_algorithm.clone(),
-        Err(r) => return r,
+        Err(e) => return fail(e),
     };
     let Ok(Query(q)) = query else {
         return fail(bad_request("query: type must be hash, plain or mosquitto"));
@@ -119,6 +119,7 @@ pub(super) async fn import_users(
             ));
         }
     };
+    let started = std::time::Instant::now();
     let mut parsed = match import::parse(format, kind, &data, &algorithm) {
         Ok(p) => p,
         Err(e) => return fail(bad_request(e)),
@@ -131,6 +132,17 @@ pub(super) async fn import_users(
         Err(r) => return r,
     };
     let (tally, stopped) = commit(&ctx, ready, &mut parsed).await;
+    tracing::info!(
+        authenticator = %id,
+        total,
+        success = tally.success,
+        overridden = tally.overridden,
+        skipped = tally.skipped,
+        failed = parsed.failed,
+        stopped = stopped.is_some(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "import_users"
+    );
     for (result, n) in [
         ("success", tally.success),
         ("override", tally.overridden),
@@ -236,7 +248,12 @@ async fn prepare(
         let chunk: Vec<Row> = rows.by_ref().take(HASH_CHUNK).collect();
         let converted = if chunk.iter().any(|r| matches!(r.secret, Secret::Plain(_))) {
             let algorithm = algorithm.clone();
-            match ctx.authn.pool().run(move || convert(&algorithm, chunk)).await {
+            match ctx
+                .authn
+                .pool()
+                .run(move || convert(&algorithm, chunk))
+                .await
+            {
                 Some(c) => c,
                 None => return Err(fail(unavailable("the password-hashing queue is full"))),
             }
@@ -309,7 +326,11 @@ async fn commit(ctx: &Arc<Ctx>, ready: Vec<Ready>, parsed: &mut Parsed) -> (Tall
     let mut batch = Batch::default();
     let mut ready = ready.into_iter().peekable();
     loop {
-        let next = if stopped.is_none() { ready.next() } else { None };
+        let next = if stopped.is_none() {
+            ready.next()
+        } else {
+            None
+        };
         let full = match &next {
             Some(r) => {
                 let len = op_len(&r.user);
@@ -399,11 +420,11 @@ pub(super) async fn export_users(
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Err(r) = check_key(&ctx, &headers) {
-        return r;
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
     }
-    if let Err(r) = built_in(&ctx, &id) {
-        return r;
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
     }
     // State: the broker, the last user id sent, whether any row was sent; None when done.
     let start = Some((ctx, None::<String>, false));

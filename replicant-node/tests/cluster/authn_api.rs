@@ -77,11 +77,19 @@ async fn an_import_of_100000_users_reaches_both_replicants() {
     let answered = started.elapsed();
     assert_eq!(status, 200, "{v}");
     assert_eq!(
-        (v["total"].as_u64(), v["success"].as_u64(), v["failed"].as_u64()),
+        (
+            v["total"].as_u64(),
+            v["success"].as_u64(),
+            v["failed"].as_u64()
+        ),
         (Some(BIG as u64), Some(BIG as u64), Some(0)),
         "{v}"
     );
-    assert_eq!(r1.core().read(|t| t.auth_user_count()), BIG, "r1 applied its writes");
+    assert_eq!(
+        r1.core().read(|t| t.auth_user_count()),
+        BIG,
+        "r1 applied its writes"
+    );
     let everywhere = wait_until(BIG_WAIT, || r2.core().read(|t| t.auth_user_count()) == BIG).await;
     assert!(
         everywhere,
@@ -120,7 +128,12 @@ async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     assert_eq!(status, 201, "{v}");
     let plain = br#"[{"user_id":"imported","password":"pi"}]"#;
     let (status, v) = api(&r2)
-        .call("POST", &format!("{IMPORT}?type=plain"), Some("application/json"), plain)
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=plain"),
+            Some("application/json"),
+            plain,
+        )
         .await;
     assert_eq!(status, 200, "{v}");
     let (status, _) = api(&r1).delete(&format!("{USERS}/kept")).await;
@@ -145,7 +158,10 @@ async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     .await;
     assert!(back, "the users came back with the cores' data");
     assert_eq!(connect_code(&r3, "kept", "pk").await, ReasonCode::Success);
-    assert_eq!(connect_code(&r3, "imported", "pi").await, ReasonCode::Success);
+    assert_eq!(
+        connect_code(&r3, "imported", "pi").await,
+        ReasonCode::Success
+    );
     assert_eq!(
         connect_code(&r3, "kept", "pi").await,
         ReasonCode::BadUserNameOrPassword

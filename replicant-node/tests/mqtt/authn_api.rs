@@ -26,12 +26,7 @@ fn api(b: &TestBroker) -> Api {
     Api::new(b.http_addr().expect("http listener"))
 }
 
-async fn connect_code(
-    b: &TestBroker,
-    v: ProtocolVersion,
-    user: &str,
-    secret: &str,
-) -> ReasonCode {
+async fn connect_code(b: &TestBroker, v: ProtocolVersion, user: &str, secret: &str) -> ReasonCode {
     let mut c = connect_packet(v, &common::unique("api-client"));
     c.username = Some(user.to_owned());
     c.password = Some(secret.as_bytes().to_vec().into());
@@ -102,7 +97,10 @@ async fn users_are_created_read_listed_changed_and_deleted() {
     assert_eq!((status, v["code"].as_str()), (409, Some("ALREADY_EXISTS")));
 
     let (status, v) = api.get(&format!("{USERS}/carl")).await;
-    assert_eq!((status, v), (200, json!({ "user_id": "carl", "is_superuser": true })));
+    assert_eq!(
+        (status, v),
+        (200, json!({ "user_id": "carl", "is_superuser": true }))
+    );
 
     // Pages, in user id order, with EMQX's meta.
     let (status, v) = api.get(&format!("{USERS}?page=2&limit=2")).await;
@@ -125,14 +123,26 @@ async fn users_are_created_read_listed_changed_and_deleted() {
     assert_eq!(v["meta"]["count"], 2, "bob, dora: {v}");
     let (_, v) = api.get(&format!("{USERS}?is_superuser=true")).await;
     assert_eq!(v["meta"]["count"], 3, "ann, carl, ed: {v}");
-    let (_, v) = api.get(&format!("{USERS}?is_superuser=false&like_user_id=b")).await;
-    assert_eq!(v["data"], json!([{ "user_id": "bob", "is_superuser": false }]));
+    let (_, v) = api
+        .get(&format!("{USERS}?is_superuser=false&like_user_id=b"))
+        .await;
+    assert_eq!(
+        v["data"],
+        json!([{ "user_id": "bob", "is_superuser": false }])
+    );
 
     // Change, delete, and the unknown.
     let (status, v) = api
-        .json("PUT", &format!("{USERS}/bob"), &json!({ "is_superuser": true }))
+        .json(
+            "PUT",
+            &format!("{USERS}/bob"),
+            &json!({ "is_superuser": true }),
+        )
         .await;
-    assert_eq!((status, v), (200, json!({ "user_id": "bob", "is_superuser": true })));
+    assert_eq!(
+        (status, v),
+        (200, json!({ "user_id": "bob", "is_superuser": true }))
+    );
     let (status, _) = api.delete(&format!("{USERS}/bob")).await;
     assert_eq!(status, 204);
     let (status, _) = api.get(&format!("{USERS}/bob")).await;
@@ -140,19 +150,39 @@ async fn users_are_created_read_listed_changed_and_deleted() {
     let (status, _) = api.delete(&format!("{USERS}/bob")).await;
     assert_eq!(status, 404);
     let (status, _) = api
-        .json("PUT", &format!("{USERS}/nobody"), &json!({ "password": "x" }))
+        .json(
+            "PUT",
+            &format!("{USERS}/nobody"),
+            &json!({ "password": "x" }),
+        )
         .await;
     assert_eq!(status, 404);
 
     // Bad requests: 400 with EMQX's error shape, counted.
     let bad: [(&str, &str, Option<Value>); 7] = [
         ("POST", USERS, Some(json!({ "user_id": "x" }))),
-        ("POST", USERS, Some(json!({ "user_id": "", "password": "p" }))),
-        ("POST", USERS, Some(json!({ "user_id": "x", "password": "" }))),
-        ("POST", USERS, Some(json!({ "user_id": "x", "password": "p", "role": 1 }))),
+        (
+            "POST",
+            USERS,
+            Some(json!({ "user_id": "", "password": "p" })),
+        ),
+        (
+            "POST",
+            USERS,
+            Some(json!({ "user_id": "x", "password": "" })),
+        ),
+        (
+            "POST",
+            USERS,
+            Some(json!({ "user_id": "x", "password": "p", "role": 1 })),
+        ),
         ("GET", &format!("{USERS}?limit=0"), None),
         ("GET", &format!("{USERS}?page=abc"), None),
-        ("PUT", &format!("{USERS}/ann"), Some(json!({ "password": 5 }))),
+        (
+            "PUT",
+            &format!("{USERS}/ann"),
+            Some(json!({ "password": 5 })),
+        ),
     ];
     for (method, path, body) in bad {
         let (status, v) = match body {
@@ -205,10 +235,18 @@ async fn every_route_needs_the_api_key_when_one_is_set() {
     assert!(b.nodes()[0].core().read(|t| t.auth_user("u").is_none()));
     let (status, v) = api
         .with_key(Some("s3cret-key"))
-        .call("POST", &format!("{IMPORT}?type=plain"), Some("application/json"), body)
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=plain"),
+            Some("application/json"),
+            body,
+        )
         .await;
     assert_eq!((status, v["success"].as_u64()), (200, Some(1)), "{v}");
-    let (status, _) = api.with_key(Some("s3cret-key")).get(&format!("{USERS}/u")).await;
+    let (status, _) = api
+        .with_key(Some("s3cret-key"))
+        .get(&format!("{USERS}/u"))
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -220,7 +258,10 @@ async fn a_user_created_through_the_api_connects_and_a_wrong_password_is_refused
     assert_eq!(api.json("POST", USERS, &body).await.0, 201);
     visible(&b, "dev1", true).await;
     for v in [V5, V311] {
-        assert_eq!(connect_code(&b, v, "dev1", "first").await, ReasonCode::Success);
+        assert_eq!(
+            connect_code(&b, v, "dev1", "first").await,
+            ReasonCode::Success
+        );
         assert_eq!(
             connect_code(&b, v, "dev1", "wrong").await,
             ReasonCode::BadUserNameOrPassword,
@@ -229,7 +270,9 @@ async fn a_user_created_through_the_api_connects_and_a_wrong_password_is_refused
     }
     // A new password replaces the old one everywhere.
     let path = format!("{USERS}/dev1");
-    let (status, _) = api.json("PUT", &path, &json!({ "password": "second" })).await;
+    let (status, _) = api
+        .json("PUT", &path, &json!({ "password": "second" }))
+        .await;
     assert_eq!(status, 200);
     let changed = common::wait_until_async(WAIT, || async {
         connect_code(&b, V5, "dev1", "second").await == ReasonCode::Success
@@ -264,7 +307,11 @@ async fn imports_in_every_format_let_their_users_in() {
     let (status, v) = api.upload(IMPORT, "users.json", &bytes).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
-        (v["total"].as_u64(), v["success"].as_u64(), v["failed"].as_u64()),
+        (
+            v["total"].as_u64(),
+            v["success"].as_u64(),
+            v["failed"].as_u64()
+        ),
         (Some(2), Some(1), Some(1)),
         "{v}"
     );
@@ -274,7 +321,12 @@ async fn imports_in_every_format_let_their_users_in() {
     let (h2, s2) = emqx_row("pc1", [2; 16]);
     let csv = format!("user_id,password_hash,salt,is_superuser\ncsv1,{h2},{s2},false\ncsv2\n");
     let (status, v) = api
-        .call("POST", &format!("{IMPORT}?type=hash"), Some("text/csv"), csv.as_bytes())
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=hash"),
+            Some("text/csv"),
+            csv.as_bytes(),
+        )
         .await;
     assert_eq!((status, v["success"].as_u64()), (200, Some(1)), "{v}");
     assert_eq!(v["errors"][0]["line"], 3, "{v}");
@@ -282,7 +334,11 @@ async fn imports_in_every_format_let_their_users_in() {
     // CSV, type=plain, multipart: hashed with the authenticator's algorithm.
     let plain = "user_id,password,is_superuser\nplain1,pp1,true\n";
     let (status, v) = api
-        .upload(&format!("{IMPORT}?type=plain"), "more.csv", plain.as_bytes())
+        .upload(
+            &format!("{IMPORT}?type=plain"),
+            "more.csv",
+            plain.as_bytes(),
+        )
         .await;
     assert_eq!((status, v["success"].as_u64()), (200, Some(1)), "{v}");
     let stored = b.nodes()[0].core().read(|t| t.auth_user("plain1").cloned());
@@ -295,7 +351,12 @@ async fn imports_in_every_format_let_their_users_in() {
     let seven = password::hash(&Algorithm::MosquittoPbkdf2, b"pm7", [4; 16]).expect("$7$");
     let file = format!("mosq6:{}\nmosq7:{}\nbroken:$1$old\n", six.hash, seven.hash);
     let (status, v) = api
-        .call("POST", &format!("{IMPORT}?type=mosquitto"), None, file.as_bytes())
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=mosquitto"),
+            None,
+            file.as_bytes(),
+        )
         .await;
     assert_eq!((status, v["success"].as_u64()), (200, Some(2)), "{v}");
     assert_eq!(v["errors"][0]["line"], 3, "{v}");
@@ -308,7 +369,11 @@ async fn imports_in_every_format_let_their_users_in() {
         ("mosq7", "pm7"),
     ] {
         visible(&b, user, true).await;
-        assert_eq!(connect_code(&b, V5, user, secret).await, ReasonCode::Success, "{user}");
+        assert_eq!(
+            connect_code(&b, V5, user, secret).await,
+            ReasonCode::Success,
+            "{user}"
+        );
         assert_eq!(
             connect_code(&b, V5, user, "nope").await,
             ReasonCode::BadUserNameOrPassword,
@@ -318,7 +383,11 @@ async fn imports_in_every_format_let_their_users_in() {
 
     // The same file again: identical users are skipped; a changed one is overridden.
     let (_, v) = api.upload(IMPORT, "users.json", &bytes).await;
-    assert_eq!((v["success"].as_u64(), v["skipped"].as_u64()), (Some(0), Some(1)), "{v}");
+    assert_eq!(
+        (v["success"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
     let changed = json!([{ "user_id": "json1", "password_hash": h1, "salt": s1 }]);
     let changed = serde_json::to_vec(&changed).expect("json");
     let (_, v) = api.upload(IMPORT, "users.json", &changed).await;
@@ -366,12 +435,22 @@ async fn an_export_imported_again_gives_the_same_users() {
     let seven = password::hash(&Algorithm::MosquittoPbkdf2, b"pm", [5; 16]).expect("$7$");
     let file = format!("mosq:{}\n", seven.hash);
     let (status, _) = api
-        .call("POST", &format!("{IMPORT}?type=mosquitto"), None, file.as_bytes())
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=mosquitto"),
+            None,
+            file.as_bytes(),
+        )
         .await;
     assert_eq!(status, 200);
     let plain = br#"[{"user_id":"plain","password":"pp"}]"#;
     let (status, _) = api
-        .call("POST", &format!("{IMPORT}?type=plain"), Some("application/json"), plain)
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=plain"),
+            Some("application/json"),
+            plain,
+        )
         .await;
     assert_eq!(status, 200);
 
@@ -380,7 +459,10 @@ async fn an_export_imported_again_gives_the_same_users() {
     let rows: Vec<Value> = serde_json::from_slice(&exported).expect("export is JSON");
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(rows[1]["user_id"], "mosq");
-    assert_eq!(rows[1]["password_hash_algorithm"]["name"], "mosquitto_pbkdf2");
+    assert_eq!(
+        rows[1]["password_hash_algorithm"]["name"],
+        "mosquitto_pbkdf2"
+    );
 
     for user in ["api-user", "mosq", "plain"] {
         assert_eq!(api.delete(&format!("{USERS}/{user}")).await.0, 204);
@@ -389,7 +471,11 @@ async fn an_export_imported_again_gives_the_same_users() {
     assert_eq!((status, v["success"].as_u64()), (200, Some(3)), "{v}");
     for (user, secret) in [("api-user", "pa"), ("mosq", "pm"), ("plain", "pp")] {
         visible(&b, user, true).await;
-        assert_eq!(connect_code(&b, V5, user, secret).await, ReasonCode::Success, "{user}");
+        assert_eq!(
+            connect_code(&b, V5, user, secret).await,
+            ReasonCode::Success,
+            "{user}"
+        );
     }
     let (_, again) = api.raw("GET", EXPORT, None, b"").await;
     assert_eq!(again, exported, "the round trip changed nothing");
