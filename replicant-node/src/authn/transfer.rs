@@ -48,8 +48,13 @@ use crate::http::api::{bad_request, error, unavailable};
 pub const BATCH_BYTES: usize = 64 * 1024;
 /// Most import batches committing at once (the rest of the file waits, parsed, in memory).
 pub const IN_FLIGHT: usize = 4;
-/// Plain passwords hashed per hashing-pool task.
-const HASH_CHUNK: usize = 256;
+/// Rows converted per hashing-pool task when the authenticator's hash is cheap (salted
+/// SHA, about a microsecond each).
+const CHEAP_CHUNK: usize = 256;
+/// The same for slow hashes (bcrypt, PBKDF2, Argon2): one row per task, so that CONNECTs
+/// waiting for the pool (it serves waiters in order) take turns with the import instead of
+/// waiting behind hundreds of its hashes.
+const SLOW_CHUNK: usize = 1;
 /// Users per replica read while exporting.
 const EXPORT_PAGE: usize = 1000;
 
@@ -243,9 +248,15 @@ async fn prepare(
     parsed: &mut Parsed,
 ) -> Result<Vec<Ready>, Response> {
     let mut ready = Vec::with_capacity(rows.len());
+    let any_plain = rows.iter().any(|r| matches!(r.secret, Secret::Plain(_)));
+    let per_task = if any_plain && !super::builtin::is_cheap(algorithm) {
+        SLOW_CHUNK
+    } else {
+        CHEAP_CHUNK
+    };
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<Row> = rows.by_ref().take(HASH_CHUNK).collect();
+        let chunk: Vec<Row> = rows.by_ref().take(per_task).collect();
         let converted = if chunk.iter().any(|r| matches!(r.secret, Secret::Plain(_))) {
             let algorithm = algorithm.clone();
             match ctx

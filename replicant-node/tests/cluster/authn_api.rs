@@ -1,7 +1,7 @@
 //! The authentication API across a cluster (3 cores, 2 replicants): an import of 100 000
 //! users through r1 completes and every user is on r2 too (time printed); users written
 //! through the API survive a full cluster restart (every core and replicant stopped and
-//! started again on the cores' data).
+//! started again on the cores' data); with no core up, writes through the API answer 503.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,12 @@ fn builtin(c: &mut Config) {
             ..BuiltInDatabaseConfig::default()
         },
     )];
+}
+
+/// [`builtin`], and a write that cannot commit fails after 2 s instead of the default.
+fn short_commits(c: &mut Config) {
+    builtin(c);
+    c.cluster.transact_timeout_ms = 2_000;
 }
 
 fn api(r: &BrokerHandle) -> Api {
@@ -121,8 +127,8 @@ async fn an_import_of_100000_users_reaches_both_replicants() {
 async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     let _serial = serial().await;
     let mut cluster = Cluster::start(3, fast_timings()).await;
-    let r1 = cluster.start_replicant_with("r1", builtin).await;
-    let r2 = cluster.start_replicant_with("r2", builtin).await;
+    let r1 = cluster.start_replicant_with("r1", short_commits).await;
+    let r2 = cluster.start_replicant_with("r2", short_commits).await;
     let body = json!({ "user_id": "kept", "password": "pk", "is_superuser": true });
     let (status, v) = api(&r1).json("POST", USERS, &body).await;
     assert_eq!(status, 201, "{v}");
@@ -141,11 +147,39 @@ async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     let (status, _) = api(&r1).json("POST", USERS, &body).await;
     assert_eq!(status, 201, "created again after its deletion");
 
-    r1.shutdown().await;
-    r2.shutdown().await;
+    // No core: a write through the API is refused with 503, and nothing is written.
     for id in 1..=3 {
         cluster.kill(id).await;
     }
+    let late = json!({ "user_id": "late", "password": "pl" });
+    let (status, v) = api(&r1).json("POST", USERS, &late).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE")),
+        "{v}"
+    );
+    let file = br#"[{"user_id":"late2","password":"pl"}]"#;
+    let (status, v) = api(&r2)
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=plain"),
+            Some("application/json"),
+            file,
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (503, Some("SERVICE_UNAVAILABLE")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("0 of 1 users")),
+        "{v}"
+    );
+    r1.shutdown().await;
+    r2.shutdown().await;
     for id in 1..=3 {
         cluster.restart(id).await;
     }
@@ -168,6 +202,8 @@ async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     );
     let (_, v) = api(&r3).get(&format!("{USERS}/kept")).await;
     assert_eq!(v, json!({ "user_id": "kept", "is_superuser": true }));
+    let (_, v) = api(&r3).get(USERS).await;
+    assert_eq!(v["meta"]["count"], 2, "neither refused write happened: {v}");
     r3.shutdown().await;
     cluster.stop().await;
 }

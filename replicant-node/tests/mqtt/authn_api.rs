@@ -274,11 +274,18 @@ async fn a_user_created_through_the_api_connects_and_a_wrong_password_is_refused
         .json("PUT", &path, &json!({ "password": "second" }))
         .await;
     assert_eq!(status, 200);
-    let changed = common::wait_until_async(WAIT, || async {
-        connect_code(&b, V5, "dev1", "second").await == ReasonCode::Success
+    let row = b.nodes()[0].core().read(|t| t.auth_user("dev1").cloned());
+    let everywhere = wait_until(WAIT, || {
+        b.nodes()
+            .iter()
+            .all(|n| n.core().read(|t| t.auth_user("dev1").cloned()) == row)
     })
     .await;
-    assert!(changed, "the new password lets the user in");
+    assert!(everywhere, "the new password reached every node");
+    assert_eq!(
+        connect_code(&b, V5, "dev1", "second").await,
+        ReasonCode::Success
+    );
     assert_eq!(
         connect_code(&b, V5, "dev1", "first").await,
         ReasonCode::BadUserNameOrPassword
@@ -481,4 +488,48 @@ async fn an_export_imported_again_gives_the_same_users() {
     assert_eq!(again, exported, "the round trip changed nothing");
     let (_, u) = api.get(&format!("{USERS}/api-user")).await;
     assert_eq!(u["is_superuser"], true);
+}
+
+/// With a slow `password_hash_algorithm` (bcrypt), passwords set through the API and plain
+/// imports are hashed with it (on the hashing pool, a row per task) and let their users in.
+#[tokio::test]
+async fn passwords_are_hashed_with_the_authenticators_algorithm() {
+    let b = common::start_broker(|c| {
+        builtin(UserIdType::Username)(c);
+        if let Some(meshmq_shared::config::AuthenticatorConfig::BuiltInDatabase(a)) =
+            c.authentication.first_mut()
+        {
+            a.password_hash_algorithm = Algorithm::Bcrypt { salt_rounds: 4 };
+        }
+    })
+    .await;
+    let api = api(&b);
+    let body = json!({ "user_id": "slow-api", "password": "sa" });
+    assert_eq!(api.json("POST", USERS, &body).await.0, 201);
+    let plain = br#"[{"user_id":"slow1","password":"s1"},{"user_id":"slow2","password":"s2"}]"#;
+    let (status, v) = api
+        .call(
+            "POST",
+            &format!("{IMPORT}?type=plain"),
+            Some("application/json"),
+            plain,
+        )
+        .await;
+    assert_eq!((status, v["success"].as_u64()), (200, Some(2)), "{v}");
+    for (user, secret) in [("slow-api", "sa"), ("slow1", "s1"), ("slow2", "s2")] {
+        visible(&b, user, true).await;
+        let row = b.nodes()[0].core().read(|t| t.auth_user(user).cloned());
+        let hash = row.and_then(|u| u.password).expect("stored");
+        assert_eq!(hash.name, "bcrypt", "{user}");
+        assert!(hash.hash.starts_with("$2b$04$"), "{user}");
+        assert_eq!(
+            connect_code(&b, V5, user, secret).await,
+            ReasonCode::Success,
+            "{user}"
+        );
+        assert_eq!(
+            connect_code(&b, V5, user, "x").await,
+            ReasonCode::BadUserNameOrPassword
+        );
+    }
 }

@@ -9,6 +9,8 @@ mod common;
 
 #[path = "../mqtt/authn.rs"]
 mod authn;
+#[path = "../mqtt/authn_api.rs"]
+mod authn_api;
 #[path = "../mqtt/authz.rs"]
 mod authz;
 #[path = "../mqtt/closing.rs"]
