@@ -230,7 +230,8 @@ struct UserUpdate {
 /// Parses a JSON body (400 naming the problem, never echoing the body).
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        // serde's messages name fields and positions, not values of strings.
+        // serde's message may quote a mistyped value (never a well-typed password): it goes
+        // back only to the caller who sent it, and is not logged.
         bad_request(format!("invalid request body: {e}"))
     })
 }

@@ -159,8 +159,8 @@ pub(super) async fn import_users(
     if let Some(e) = stopped {
         return fail(unavailable(format!(
             "the cores could not commit ({e}): {} of {total} users were written before the \
-             import stopped; importing the same file again is safe (users already written \
-             are skipped)",
+             import stopped (and a batch that timed out may have been too); importing the \
+             same file again is safe",
             tally.success + tally.overridden
         )));
     }
