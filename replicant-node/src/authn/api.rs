@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
@@ -228,8 +228,21 @@ struct UserUpdate {
 }
 
 /// Parses a JSON body (400 naming the problem, never echoing the body).
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+fn body<T: serde::de::DeserializeOwned>(
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = bytes.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("the request body is larger than {MAX_USER_BODY} bytes"),
+            )
+        } else {
+            bad_request(e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
         // serde's message may quote a mistyped value (never a well-typed password): it goes
         // back only to the caller who sent it, and is not logged.
         bad_request(format!("invalid request body: {e}"))
@@ -294,7 +307,7 @@ async fn create_user(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(e) = check_key(&ctx, &headers) {
         return fail(e);
@@ -303,7 +316,7 @@ async fn create_user(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let new: NewUser = match body(&bytes) {
+    let new: NewUser = match body(bytes) {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
@@ -365,7 +378,7 @@ async fn update_user(
     State(ctx): State<Arc<Ctx>>,
     Path((id, user_id)): Path<(String, String)>,
     headers: HeaderMap,
-    bytes: Bytes,
+    bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(e) = check_key(&ctx, &headers) {
         return fail(e);
@@ -374,7 +387,7 @@ async fn update_user(
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let update: UserUpdate = match body(&bytes) {
+    let update: UserUpdate = match body(bytes) {
         Ok(b) => b,
         Err(e) => return fail(e),
     };

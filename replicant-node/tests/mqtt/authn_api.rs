@@ -193,6 +193,14 @@ async fn users_are_created_read_listed_changed_and_deleted() {
         assert_eq!(v["code"], "BAD_REQUEST");
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // A body over the user routes' 256 KiB limit: 413, in the same JSON shape.
+    let huge = json!({ "user_id": "big", "password": "p".repeat(300 * 1024) });
+    let (status, v) = api.json("POST", USERS, &huge).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{v}"
+    );
     let metrics = common::metrics_text(&b).await;
     let counted = common::metric_sum(
         &metrics,
