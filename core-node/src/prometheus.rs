@@ -211,6 +211,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "SCRAM exchanges (CONNECT or re-authentication) that failed, by reason.",
     ),
     (
+        m::AUTHN_API_ERRORS_TOTAL,
+        "Authentication API requests answered with an error, by code.",
+    ),
+    (
+        m::AUTHN_IMPORT_ROWS_TOTAL,
+        "Rows of imported user files, by result (success, override, skipped, failed).",
+    ),
+    (
         m::AWAITING_REL_EXPIRED_TOTAL,
         "QoS 2 packet ids purged after await_rel_timeout.",
     ),

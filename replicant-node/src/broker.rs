@@ -204,7 +204,8 @@ impl BrokerBuilder {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
                 .with_core_link(Arc::new(ctx.tables.core.link().clone()));
             let token = ctx.admission.shutdown.clone();
-            let api = crate::evacuation::api::routes(ctx.clone());
+            let api = crate::evacuation::api::routes(ctx.clone())
+                .merge(crate::authn::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");

@@ -126,6 +126,13 @@ pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
 /// `binding_mismatch`, `invalid_proof`, `unknown_user`, `username_mismatch`,
 /// `protocol_error`, `timeout`).
 pub const AUTHN_SCRAM_FAILURES_TOTAL: &str = "meshmq_authentication_scram_failures_total";
+/// Counter: requests to the authentication REST API (`/api/v5/authentication...`) answered
+/// with an error. Labels: `code` (`BAD_REQUEST`, `NOT_FOUND`, `ALREADY_EXISTS`,
+/// `UNAUTHORIZED`, `SERVICE_UNAVAILABLE`, ...).
+pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
+/// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
+/// `override`, `skipped`, `failed`).
+pub const AUTHN_IMPORT_ROWS_TOTAL: &str = "meshmq_authn_import_rows_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -318,6 +325,8 @@ pub const COUNTERS: &[&str] = &[
     AUTHN_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
     AUTHN_SCRAM_FAILURES_TOTAL,
+    AUTHN_API_ERRORS_TOTAL,
+    AUTHN_IMPORT_ROWS_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

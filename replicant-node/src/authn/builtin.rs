@@ -90,7 +90,7 @@ impl BuiltIn {
 }
 
 /// Hashes that cost about a microsecond: checked on the connection's task.
-fn is_cheap(a: &password::Algorithm) -> bool {
+pub(super) fn is_cheap(a: &password::Algorithm) -> bool {
     use password::Algorithm::*;
     matches!(a, Plain | Sha256 { .. } | Sha512 { .. } | MosquittoSha512)
 }

@@ -18,9 +18,14 @@
 //! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
 //! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
 
+pub mod api;
 mod builtin;
+pub mod import;
+#[cfg(test)]
+mod import_tests;
 pub mod pool;
 pub mod scram;
+mod transfer;
 
 use std::time::Instant;
 
@@ -130,6 +135,11 @@ impl Chain {
             authenticators,
             pool: pool::HashPool::new(),
         }
+    }
+
+    /// The pool that runs slow hashes (also for passwords set through the API).
+    pub fn pool(&self) -> &pool::HashPool {
+        &self.pool
     }
 
     /// Whether any authenticator is enabled (false: anonymous access).

@@ -7,7 +7,8 @@
 //! majority), [`replication`] (writes through any replicant are seen everywhere;
 //! a 100 000-op burst converges), [`failover`] (leader loss is invisible to replicants and
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
-//! the log was purged; it switches core and resumes), [`lease`] (a silent replicant's rows
+//! the log was purged; it switches core and resumes), [`authn_api`] (users imported
+//! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
@@ -20,6 +21,7 @@
 mod common;
 
 mod acks;
+mod authn_api;
 mod catchup;
 mod evacuation;
 mod evacuation_restart;

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod api_client;
 pub mod clients;
 pub mod cluster;
 pub mod proxy;

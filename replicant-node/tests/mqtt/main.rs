@@ -11,6 +11,7 @@ mod common;
 mod authn;
 mod authn_scram;
 mod authn_scram_client;
+mod authn_api;
 mod authz;
 mod backpressure;
 mod closing;

@@ -1,0 +1,436 @@
+//! The authentication REST API (EMQX 5's paths and JSON shapes), on every replicant:
+//!
+//! - `GET /api/v5/authentication`: the configured chain, in order (ids, mechanism, backend,
+//!   enable and settings; never a secret). `GET /api/v5/authentication/{id}`: one of them.
+//!   Ids are EMQX's, `password_based:built_in_database` (`%3A` for `:` works too).
+//! - `GET .../{id}/users?page=1&limit=100&like_user_id=..&is_superuser=..`:
+//!   `{data: [{user_id, is_superuser}], meta: {page, limit, count, hasnext}}`.
+//! - `POST .../{id}/users` `{user_id, password, is_superuser?}`: 201, 409 if it exists.
+//! - `GET / PUT {password?, is_superuser?} / DELETE .../{id}/users/{user_id}`: 404 unknown;
+//!   DELETE answers 204.
+//! - `POST .../{id}/import_users` and `GET .../{id}/export_users`: [`super::transfer`].
+//!
+//! Every route checks the API key first ([`crate::http::api::authorize`]). Users are written
+//! through the cores (`AuthUserSet` / `AuthUserDelete`), so a change made here holds on
+//! every node; 503 when the cores cannot commit. New passwords are hashed with the
+//! authenticator's `password_hash_algorithm` and a fresh random 16-byte salt on the hashing
+//! pool, never on the runtime's threads. Nothing here logs or answers a password or a hash.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use meshmq_proto::tables::{AuthUser, AuthUserDelete, AuthUserSet, Op, op, op_result::Outcome};
+use meshmq_shared::auth::password::{self, Algorithm};
+use meshmq_shared::auth::stored;
+use meshmq_shared::config::{AuthenticatorConfig, BuiltInDatabaseConfig};
+use meshmq_shared::metrics as m;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::import::MAX_PASSWORD_LEN;
+use crate::cluster;
+use crate::ctx::Ctx;
+use crate::http::api::{ApiError, authorize, bad_request, error, not_found, unavailable};
+
+/// Largest JSON body of the user routes (a user id and a password fit well within).
+const MAX_USER_BODY: usize = 256 * 1024;
+/// Largest `limit` of a users page (EMQX's maximum).
+pub const MAX_PAGE_LIMIT: usize = 10_000;
+/// Longest `like_user_id` filter.
+const MAX_LIKE_LEN: usize = 1024;
+/// Users read from the replica per lock hold while a list is filtered or counted, so a long
+/// scan never holds the apply of new entries for long.
+const SCAN_CHUNK: usize = 1000;
+
+/// The routes, with the broker as their state.
+pub fn routes(ctx: Arc<Ctx>) -> Router {
+    let users = Router::new()
+        .route("/api/v5/authentication", get(list_authenticators))
+        .route("/api/v5/authentication/{id}", get(get_authenticator))
+        .route(
+            "/api/v5/authentication/{id}/users",
+            get(list_users).post(create_user),
+        )
+        .route(
+            "/api/v5/authentication/{id}/users/{user_id}",
+            get(get_user).put(update_user).delete(delete_user),
+        )
+        .layer(DefaultBodyLimit::max(MAX_USER_BODY));
+    let transfer = Router::new()
+        .route(
+            "/api/v5/authentication/{id}/import_users",
+            axum::routing::post(super::transfer::import_users),
+        )
+        .route(
+            "/api/v5/authentication/{id}/export_users",
+            get(super::transfer::export_users),
+        )
+        .layer(DefaultBodyLimit::max(super::import::MAX_IMPORT_BYTES));
+    users.merge(transfer).with_state(ctx)
+}
+
+/// Answers an error and counts it (`meshmq_authn_api_errors_total{code}`).
+pub(super) fn fail(e: ApiError) -> Response {
+    metrics::counter!(m::AUTHN_API_ERRORS_TOTAL, "code" => e.code).increment(1);
+    e.into_response()
+}
+
+/// The API key check (the caller answers a refusal with [`fail`], which counts it).
+pub(super) fn check_key(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
+    authorize(ctx, headers)
+}
+
+/// The built-in database authenticator named `id` (404 unknown; 400 another kind).
+pub(super) fn built_in<'a>(ctx: &'a Ctx, id: &str) -> Result<&'a BuiltInDatabaseConfig, ApiError> {
+    let found = ctx.config.authentication.iter().find(|a| a.id() == id);
+    match found {
+        Some(AuthenticatorConfig::BuiltInDatabase(c)) => Ok(c),
+        None => Err(not_found(format!("authenticator {id:?} not found"))),
+    }
+}
+
+/// An authenticator as the API shows it. Each kind says what it shows: a kind with a
+/// secret in its settings (a JWT key, an HTTP header) must leave it out here.
+fn describe(a: &AuthenticatorConfig) -> Value {
+    match a {
+        AuthenticatorConfig::BuiltInDatabase(c) => json!({
+            "id": a.id(),
+            "mechanism": "password_based",
+            "backend": "built_in_database",
+            "enable": c.enable,
+            "user_id_type": c.user_id_type,
+            "password_hash_algorithm": c.password_hash_algorithm,
+        }),
+    }
+}
+
+async fn list_authenticators(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    let list: Vec<Value> = ctx.config.authentication.iter().map(describe).collect();
+    Json(list).into_response()
+}
+
+async fn get_authenticator(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    match ctx.config.authentication.iter().find(|a| a.id() == id) {
+        Some(a) => Json(describe(a)).into_response(),
+        None => fail(not_found(format!("authenticator {id:?} not found"))),
+    }
+}
+
+/// Query of the users list.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    page: Option<usize>,
+    limit: Option<usize>,
+    like_user_id: Option<String>,
+    is_superuser: Option<bool>,
+}
+
+async fn list_users(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
+    }
+    let Ok(Query(q)) = query else {
+        return fail(bad_request(
+            "query: page and limit are positive integers, is_superuser true or false",
+        ));
+    };
+    let page = q.page.unwrap_or(1);
+    let limit = q.limit.unwrap_or(100);
+    if page == 0 || limit == 0 || limit > MAX_PAGE_LIMIT {
+        return fail(bad_request(format!(
+            "page must be at least 1 and limit 1..={MAX_PAGE_LIMIT}"
+        )));
+    }
+    let like = q.like_user_id.unwrap_or_default();
+    if like.len() > MAX_LIKE_LEN {
+        return fail(bad_request(format!(
+            "like_user_id is longer than {MAX_LIKE_LEN} bytes"
+        )));
+    }
+    let keep = |u: &AuthUser| {
+        u.user_id.contains(like.as_str()) && q.is_superuser.is_none_or(|s| s == u.is_superuser)
+    };
+    let skip = (page - 1).saturating_mul(limit);
+    let mut data = Vec::new();
+    let mut count = 0usize;
+    let mut after: Option<String> = None;
+    loop {
+        let (chunk, last) = ctx.tables.core.read(|t| {
+            let rows = t.auth_users_page(after.as_deref(), SCAN_CHUNK);
+            let last = rows.last().map(|u| u.user_id.clone());
+            let picked: Vec<(String, bool)> = rows
+                .into_iter()
+                .filter(|u| keep(u))
+                .map(|u| (u.user_id.clone(), u.is_superuser))
+                .collect();
+            (picked, last)
+        });
+        for (user_id, is_superuser) in chunk {
+            if count >= skip && data.len() < limit {
+                data.push(json!({ "user_id": user_id, "is_superuser": is_superuser }));
+            }
+            count += 1;
+        }
+        match last {
+            Some(l) => after = Some(l),
+            None => break,
+        }
+    }
+    let meta = json!({
+        "page": page,
+        "limit": limit,
+        "count": count,
+        "hasnext": count > skip.saturating_add(data.len()),
+    });
+    Json(json!({ "data": data, "meta": meta })).into_response()
+}
+
+/// Body of `POST .../users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    user_id: String,
+    password: String,
+    #[serde(default)]
+    is_superuser: bool,
+}
+
+/// Body of `PUT .../users/{user_id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserUpdate {
+    password: Option<String>,
+    is_superuser: Option<bool>,
+}
+
+/// Parses a JSON body (400 naming the problem, never echoing the body).
+fn body<T: serde::de::DeserializeOwned>(
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = bytes.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("the request body is larger than {MAX_USER_BODY} bytes"),
+            )
+        } else {
+            bad_request(e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // serde's message may quote a mistyped value (never a well-typed password): it goes
+        // back only to the caller who sent it, and is not logged.
+        bad_request(format!("invalid request body: {e}"))
+    })
+}
+
+/// Hashes `password` with `algorithm` and a fresh random salt, on the hashing pool.
+pub(super) async fn hash_new(
+    ctx: &Ctx,
+    algorithm: &Algorithm,
+    password: String,
+) -> Result<meshmq_proto::tables::PasswordHash, Response> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return Err(fail(bad_request(format!(
+            "password must be 1..={MAX_PASSWORD_LEN} bytes"
+        ))));
+    }
+    let algorithm = algorithm.clone();
+    let hashed = ctx
+        .authn
+        .pool()
+        .run(move || password::hash(&algorithm, password.as_bytes(), rand::random()))
+        .await;
+    match hashed {
+        Some(Ok(s)) => Ok(stored::to_row(&s)),
+        Some(Err(e)) => Err(fail(bad_request(format!("password: {e}")))),
+        None => Err(fail(unavailable("the password-hashing queue is full"))),
+    }
+}
+
+/// Commits one op; the error answer when it did not apply.
+async fn write(ctx: &Ctx, op: op::Kind) -> Result<(), Response> {
+    match cluster::try_transact(&ctx.tables, vec![Op { kind: Some(op) }]).await {
+        Ok(outcomes) => match outcomes.first() {
+            Some(Outcome::Rejected(r)) => Err(fail(bad_request(format!(
+                "the tables refused the user: {}",
+                r.reason
+            )))),
+            _ => Ok(()),
+        },
+        Err(e) => Err(fail(unavailable(format!(
+            "the cores could not commit: {e}"
+        )))),
+    }
+}
+
+fn user_json(u: &AuthUser) -> Value {
+    json!({ "user_id": u.user_id, "is_superuser": u.is_superuser })
+}
+
+fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    use meshmq_shared::tables::auth_users::MAX_USER_ID_LEN;
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_LEN || user_id.contains('\0') {
+        return Err(bad_request(format!(
+            "user_id must be 1..={MAX_USER_ID_LEN} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+async fn create_user(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    let config = match built_in(&ctx, &id) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let new: NewUser = match body(bytes) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = check_user_id(&new.user_id) {
+        return fail(e);
+    }
+    // Checked against this node's replica: two creations of one id racing on two nodes
+    // may both pass, and the later write wins (as two PUTs would).
+    if ctx
+        .tables
+        .core
+        .read(|t| t.auth_user(&new.user_id).is_some())
+    {
+        return fail(error(
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+            format!("user {:?} already exists", new.user_id),
+        ));
+    }
+    let password = match hash_new(&ctx, &config.password_hash_algorithm, new.password).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let user = AuthUser {
+        user_id: new.user_id,
+        is_superuser: new.is_superuser,
+        password: Some(password),
+    };
+    let answer = user_json(&user);
+    let op = op::Kind::AuthUserSet(AuthUserSet { user: Some(user) });
+    match write(&ctx, op).await {
+        Ok(()) => (StatusCode::CREATED, Json(answer)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn get_user(
+    State(ctx): State<Arc<Ctx>>,
+    Path((id, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
+    }
+    match ctx
+        .tables
+        .core
+        .read(|t| t.auth_user(&user_id).map(user_json))
+    {
+        Some(u) => Json(u).into_response(),
+        None => fail(not_found(format!("user {user_id:?} not found"))),
+    }
+}
+
+async fn update_user(
+    State(ctx): State<Arc<Ctx>>,
+    Path((id, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    let config = match built_in(&ctx, &id) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let update: UserUpdate = match body(bytes) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let Some(mut user) = ctx.tables.core.read(|t| t.auth_user(&user_id).cloned()) else {
+        return fail(not_found(format!("user {user_id:?} not found")));
+    };
+    if let Some(p) = update.password {
+        match hash_new(&ctx, &config.password_hash_algorithm, p).await {
+            Ok(p) => user.password = Some(p),
+            Err(r) => return r,
+        }
+    }
+    if let Some(s) = update.is_superuser {
+        user.is_superuser = s;
+    }
+    let answer = user_json(&user);
+    match write(
+        &ctx,
+        op::Kind::AuthUserSet(AuthUserSet { user: Some(user) }),
+    )
+    .await
+    {
+        Ok(()) => Json(answer).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn delete_user(
+    State(ctx): State<Arc<Ctx>>,
+    Path((id, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_key(&ctx, &headers) {
+        return fail(e);
+    }
+    if let Err(e) = built_in(&ctx, &id) {
+        return fail(e);
+    }
+    if !ctx.tables.core.read(|t| t.auth_user(&user_id).is_some()) {
+        return fail(not_found(format!("user {user_id:?} not found")));
+    }
+    match write(&ctx, op::Kind::AuthUserDelete(AuthUserDelete { user_id })).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
