@@ -26,14 +26,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use meshmq_proto::tables::{AuthUser, AuthUserDelete, AuthUserSet, Op, op, op_result::Outcome};
-use meshmq_shared::auth::password::{self, Algorithm};
-use meshmq_shared::auth::stored;
-use meshmq_shared::config::{AuthenticatorConfig, BuiltInDatabaseConfig};
+use meshmq_shared::config::AuthenticatorConfig;
 use meshmq_shared::metrics as m;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::import::MAX_PASSWORD_LEN;
+use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::http::api::{ApiError, authorize, bad_request, error, not_found, unavailable};
@@ -86,11 +85,18 @@ pub(super) fn check_key(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> 
     authorize(ctx, headers)
 }
 
-/// The built-in database authenticator named `id` (404 unknown; 400 another kind).
-pub(super) fn built_in<'a>(ctx: &'a Ctx, id: &str) -> Result<&'a BuiltInDatabaseConfig, ApiError> {
+/// How the built-in database authenticator named `id` stores new passwords (404 unknown).
+/// `password_based` and `scram` share the users table; each stores passwords its own way.
+pub(super) fn built_in(ctx: &Ctx, id: &str) -> Result<NewPassword, ApiError> {
     let found = ctx.config.authentication.iter().find(|a| a.id() == id);
     match found {
-        Some(AuthenticatorConfig::BuiltInDatabase(c)) => Ok(c),
+        Some(AuthenticatorConfig::BuiltInDatabase(c)) => {
+            Ok(NewPassword::Hash(c.password_hash_algorithm.clone()))
+        }
+        Some(AuthenticatorConfig::Scram(c)) => Ok(NewPassword::Scram {
+            algorithm: c.algorithm,
+            iterations: c.iteration_count,
+        }),
         None => Err(not_found(format!("authenticator {id:?} not found"))),
     }
 }
@@ -106,6 +112,14 @@ fn describe(a: &AuthenticatorConfig) -> Value {
             "enable": c.enable,
             "user_id_type": c.user_id_type,
             "password_hash_algorithm": c.password_hash_algorithm,
+        }),
+        AuthenticatorConfig::Scram(c) => json!({
+            "id": a.id(),
+            "mechanism": "scram",
+            "backend": "built_in_database",
+            "enable": c.enable,
+            "algorithm": c.algorithm,
+            "iteration_count": c.iteration_count,
         }),
     }
 }
@@ -249,10 +263,10 @@ fn body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Hashes `password` with `algorithm` and a fresh random salt, on the hashing pool.
+/// Stores `password` as `recipe` says, with a fresh random salt, on the hashing pool.
 pub(super) async fn hash_new(
     ctx: &Ctx,
-    algorithm: &Algorithm,
+    recipe: &NewPassword,
     password: String,
 ) -> Result<meshmq_proto::tables::PasswordHash, Response> {
     if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
@@ -260,14 +274,14 @@ pub(super) async fn hash_new(
             "password must be 1..={MAX_PASSWORD_LEN} bytes"
         ))));
     }
-    let algorithm = algorithm.clone();
-    let hashed = ctx
+    let recipe = recipe.clone();
+    let made = ctx
         .authn
         .pool()
-        .run(move || password::hash(&algorithm, password.as_bytes(), rand::random()))
+        .run(move || recipe.make(password.as_bytes()))
         .await;
-    match hashed {
-        Some(Ok(s)) => Ok(stored::to_row(&s)),
+    match made {
+        Some(Ok(row)) => Ok(row),
         Some(Err(e)) => Err(fail(bad_request(format!("password: {e}")))),
         None => Err(fail(unavailable("the password-hashing queue is full"))),
     }
@@ -336,7 +350,7 @@ async fn create_user(
             format!("user {:?} already exists", new.user_id),
         ));
     }
-    let password = match hash_new(&ctx, &config.password_hash_algorithm, new.password).await {
+    let password = match hash_new(&ctx, &config, new.password).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -395,7 +409,7 @@ async fn update_user(
         return fail(not_found(format!("user {user_id:?} not found")));
     };
     if let Some(p) = update.password {
-        match hash_new(&ctx, &config.password_hash_algorithm, p).await {
+        match hash_new(&ctx, &config, p).await {
             Ok(p) => user.password = Some(p),
             Err(r) => return r,
         }

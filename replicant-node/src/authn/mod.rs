@@ -23,6 +23,7 @@ mod builtin;
 pub mod import;
 #[cfg(test)]
 mod import_tests;
+mod new_password;
 pub mod pool;
 pub mod scram;
 mod transfer;

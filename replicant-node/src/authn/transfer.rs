@@ -29,7 +29,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use core_node::api::MAX_OPS_PER_ENTRY;
 use meshmq_proto::tables::{AuthUser, AuthUserSet, Op, op, op_result::Outcome};
-use meshmq_shared::auth::password::{self, Algorithm};
+use meshmq_shared::auth::password::Algorithm;
 use meshmq_shared::auth::stored;
 use meshmq_shared::metrics as m;
 use prost::Message as _;
@@ -39,6 +39,7 @@ use tokio::task::JoinSet;
 
 use super::api::{built_in, check_key, fail};
 use super::import::{self, Format, Parsed, PasswordType, Row, Secret};
+use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::http::api::{bad_request, error, unavailable};
@@ -96,8 +97,8 @@ pub(super) async fn import_users(
     if let Err(e) = check_key(&ctx, request.headers()) {
         return fail(e);
     }
-    let algorithm = match built_in(&ctx, &id) {
-        Ok(c) => c.password_hash_algorithm.clone(),
+    let recipe = match built_in(&ctx, &id) {
+        Ok(r) => r,
         Err(e) => return fail(e),
     };
     let Ok(Query(q)) = query else {
@@ -125,6 +126,21 @@ pub(super) async fn import_users(
         }
     };
     let started = std::time::Instant::now();
+    // Imported hashes are named by the authenticator's algorithm (EMQX); a SCRAM
+    // authenticator has none, so its users are imported in clear (or from a mosquitto file,
+    // whose lines name their own).
+    let default_hash = Algorithm::Sha256 {
+        salt_position: meshmq_shared::auth::password::SaltPosition::Suffix,
+    };
+    let algorithm = match (recipe.hash_algorithm(), kind, format) {
+        (Some(a), _, _) => a.clone(),
+        (None, PasswordType::Hash, f) if f != Format::Mosquitto => {
+            return fail(bad_request(
+                "a scram authenticator imports users with type=plain (or type=mosquitto)",
+            ));
+        }
+        (None, _, _) => default_hash,
+    };
     let mut parsed = match import::parse(format, kind, &data, &algorithm) {
         Ok(p) => p,
         Err(e) => return fail(bad_request(e)),
@@ -132,7 +148,7 @@ pub(super) async fn import_users(
     drop(data);
     let total = parsed.total();
     let rows = std::mem::take(&mut parsed.rows);
-    let ready = match prepare(&ctx, &algorithm, rows, &mut parsed).await {
+    let ready = match prepare(&ctx, &recipe, rows, &mut parsed).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -243,13 +259,13 @@ fn too_large() -> Response {
 /// classified against this node's replica. Rows that cannot be hashed are refused.
 async fn prepare(
     ctx: &Ctx,
-    algorithm: &Algorithm,
+    recipe: &NewPassword,
     rows: Vec<Row>,
     parsed: &mut Parsed,
 ) -> Result<Vec<Ready>, Response> {
     let mut ready = Vec::with_capacity(rows.len());
     let any_plain = rows.iter().any(|r| matches!(r.secret, Secret::Plain(_)));
-    let per_task = if any_plain && !super::builtin::is_cheap(algorithm) {
+    let per_task = if any_plain && !recipe.is_cheap() {
         SLOW_CHUNK
     } else {
         CHEAP_CHUNK
@@ -258,18 +274,13 @@ async fn prepare(
     while rows.peek().is_some() {
         let chunk: Vec<Row> = rows.by_ref().take(per_task).collect();
         let converted = if chunk.iter().any(|r| matches!(r.secret, Secret::Plain(_))) {
-            let algorithm = algorithm.clone();
-            match ctx
-                .authn
-                .pool()
-                .run(move || convert(&algorithm, chunk))
-                .await
-            {
+            let recipe = recipe.clone();
+            match ctx.authn.pool().run(move || convert(&recipe, chunk)).await {
                 Some(c) => c,
                 None => return Err(fail(unavailable("the password-hashing queue is full"))),
             }
         } else {
-            convert(algorithm, chunk)
+            convert(recipe, chunk)
         };
         let users: Vec<(usize, AuthUser)> = converted
             .into_iter()
@@ -302,18 +313,17 @@ async fn prepare(
 }
 
 /// Rows → table rows (hashing plain passwords: run on the hashing pool when any is plain).
-fn convert(algorithm: &Algorithm, rows: Vec<Row>) -> Vec<(usize, Result<AuthUser, String>)> {
+fn convert(recipe: &NewPassword, rows: Vec<Row>) -> Vec<(usize, Result<AuthUser, String>)> {
     rows.into_iter()
         .map(|r| {
-            let stored = match r.secret {
-                Secret::Stored(s) => Ok(s),
-                Secret::Plain(p) => password::hash(algorithm, &p, rand::random())
-                    .map_err(|e| format!("password: {e}")),
+            let row = match r.secret {
+                Secret::Stored(s) => Ok(stored::to_row(&s)),
+                Secret::Plain(p) => recipe.make(&p).map_err(|e| format!("password: {e}")),
             };
-            let user = stored.map(|s| AuthUser {
+            let user = row.map(|row| AuthUser {
                 user_id: r.user_id,
                 is_superuser: r.is_superuser,
-                password: Some(stored::to_row(&s)),
+                password: Some(row),
             });
             (r.at, user)
         })

@@ -13,8 +13,10 @@ use meshmq_shared::auth::scram_exchange::{self as exchange, ScramError};
 use meshmq_shared::codec::ProtocolVersion::{V5, V311};
 use meshmq_shared::codec::{Auth, Packet, Properties, ReasonCode};
 use meshmq_shared::config::{AuthenticatorConfig, BuiltInDatabaseConfig, Config, ScramConfig};
+use serde_json::json;
 
 use super::authn_scram_client::{Hash, ScramClient};
+use crate::common::api_client::Api;
 use crate::common::raw::{RawClient, connect_packet};
 use crate::common::{self, TestBroker, WAIT, metric_sum, metrics_text, wait_until};
 
@@ -520,4 +522,64 @@ async fn re_authentication_with_another_method_or_without_one_is_a_protocol_erro
         .expect_closed_with(&[ReasonCode::ProtocolError])
         .await;
     assert_eq!(reason, Some(ReasonCode::ProtocolError));
+}
+
+/// Users created and imported in clear through the users API of the SCRAM authenticator get
+/// SCRAM credentials (of its algorithm), so they complete the exchange; a hash import is
+/// refused (a SCRAM authenticator has no hash algorithm to name imported hashes by).
+#[tokio::test]
+async fn users_made_through_the_scram_authenticators_api_complete_the_exchange() {
+    let b = common::start_broker(scram_chain).await;
+    let api = Api::new(b.http_addr().expect("http listener"));
+    let base = "/api/v5/authentication/scram:built_in_database";
+    let (status, list) = api.get("/api/v5/authentication").await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["mechanism"], "scram", "{list}");
+    assert_eq!(list[0]["iteration_count"], 4096, "{list}");
+
+    let created = common::unique("api-scram");
+    let (status, body) = api
+        .json(
+            "POST",
+            &format!("{base}/users"),
+            &json!({ "user_id": created, "password": "pencil" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let imported = common::unique("csv-scram");
+    let csv = format!("user_id,password,is_superuser\n{imported},ink,false\n");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("{base}/import_users?type=plain"),
+            Some("text/csv"),
+            csv.as_bytes(),
+        )
+        .await;
+    assert_eq!((status, body["success"].as_u64()), (200, Some(1)), "{body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            &format!("{base}/import_users?type=hash"),
+            Some("text/csv"),
+            b"user_id,password_hash,salt,is_superuser\nx,00,00,false\n",
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    for (user, password) in [(&created, "pencil"), (&imported, "ink")] {
+        let ok = wait_until(WAIT, || {
+            b.nodes()
+                .iter()
+                .all(|n| n.core().read(|t| t.auth_user(user).is_some()))
+        })
+        .await;
+        assert!(ok, "{user} reached every node");
+        // The first authenticator is SCRAM-SHA-256: its users answer that method.
+        let (_client, ack, verified) = scram_connect(&b, Hash::Sha256, user, password).await;
+        assert_eq!(ack.code, ReasonCode::Success, "{user}");
+        assert!(verified, "{user}: server signature");
+        let (_client, ack, _) = scram_connect(&b, Hash::Sha256, user, "wrong").await;
+        assert_eq!(ack.code, ReasonCode::NotAuthorized, "{user}");
+    }
 }

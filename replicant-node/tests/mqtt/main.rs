@@ -9,9 +9,9 @@
 mod common;
 
 mod authn;
+mod authn_api;
 mod authn_scram;
 mod authn_scram_client;
-mod authn_api;
 mod authz;
 mod backpressure;
 mod closing;

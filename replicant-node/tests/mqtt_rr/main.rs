@@ -9,12 +9,12 @@ mod common;
 
 #[path = "../mqtt/authn.rs"]
 mod authn;
+#[path = "../mqtt/authn_api.rs"]
+mod authn_api;
 #[path = "../mqtt/authn_scram.rs"]
 mod authn_scram;
 #[path = "../mqtt/authn_scram_client.rs"]
 mod authn_scram_client;
-#[path = "../mqtt/authn_api.rs"]
-mod authn_api;
 #[path = "../mqtt/authz.rs"]
 mod authz;
 #[path = "../mqtt/closing.rs"]
