@@ -170,6 +170,7 @@ impl BrokerBuilder {
             },
             authz: self.authz,
             authn: crate::authn::Chain::new(&config),
+            banned: crate::banned::BanState::default(),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -204,7 +205,8 @@ impl BrokerBuilder {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
                 .with_core_link(Arc::new(ctx.tables.core.link().clone()));
             let token = ctx.admission.shutdown.clone();
-            let api = crate::evacuation::api::routes(ctx.clone());
+            let api = crate::evacuation::api::routes(ctx.clone())
+                .merge(crate::banned::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");
@@ -217,6 +219,7 @@ impl BrokerBuilder {
         tasks.spawn(crate::unknown_claims::run(ctx.clone()));
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
+        tasks.spawn(crate::banned::live::watch(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {
             ctx,

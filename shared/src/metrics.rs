@@ -121,6 +121,19 @@ pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
 /// Histogram: time one authenticator took to decide, hashing queue included. Labels:
 /// `authenticator`.
 pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
+/// Counter: CONNECTs refused because a ban matched (also counted in
+/// `meshmq_connections_refused_total{reason="0x8a"}`). Labels: `as` (`clientid`, `username`,
+/// `peerhost`, `peerhost_net`).
+pub const BANNED_REFUSED_TOTAL: &str = "meshmq_banned_refused_total";
+/// Counter: live connections closed because a ban that matches them was applied. No labels.
+pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
+/// Counter: REST requests to `/api/v5/banned` refused for their input (400). No labels.
+pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
+/// Counter: client ids banned by flapping detection (the ban committed). No labels.
+pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
+/// Counter: disconnects flapping detection did not count because it already tracked
+/// its maximum of client ids. No labels.
+pub const FLAPPING_UNTRACKED_TOTAL: &str = "meshmq_flapping_untracked_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -312,6 +325,11 @@ pub const COUNTERS: &[&str] = &[
     AUTHZ_DENIED_TOTAL,
     AUTHN_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
+    BANNED_REFUSED_TOTAL,
+    BANNED_KICKED_TOTAL,
+    BANNED_API_BAD_REQUESTS_TOTAL,
+    FLAPPING_BANS_TOTAL,
+    FLAPPING_UNTRACKED_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

@@ -78,6 +78,18 @@ where
             return refused(ctx, reader, writer).await;
         }
     };
+    // Bans first (as EMQX): a banned client is refused before any password is checked.
+    if let Some(kind) = crate::banned::check(
+        ctx,
+        &setup.client_id,
+        connect.username.as_deref(),
+        peer.ip(),
+    ) {
+        metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
+            .increment(1);
+        refuse(&mut writer, version, ReasonCode::Banned).await;
+        return refused(ctx, reader, writer).await;
+    }
     // Authentication before the claim: a refused client never touches the registry (and
     // so never takes a session over).
     let creds = Credentials {
@@ -107,6 +119,24 @@ where
         refuse(&mut writer, version, ReasonCode::ServerUnavailable).await;
         return refused(ctx, reader, writer).await;
     };
+    // Indexed for new bans from now on; a ban applied since the check above is caught here
+    // (the connection then closes right after its CONNACK, through its control channel).
+    let live = ctx.banned.live.insert(
+        id,
+        setup.client_id.clone(),
+        connect.username.as_deref(),
+        peer.ip(),
+    );
+    if crate::banned::check(
+        ctx,
+        &setup.client_id,
+        connect.username.as_deref(),
+        peer.ip(),
+    )
+    .is_some()
+    {
+        crate::banned::live::kick(ctx, id, &setup.client_id);
+    }
     let connack = connack(ctx, &connect, &setup, session_present);
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(ReasonCode::Success)).increment(1);
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
@@ -144,6 +174,7 @@ where
         delivered: 0,
         drain_more: false,
         replays: Default::default(),
+        _live: live,
     };
     let params = ConnParams {
         version,

@@ -63,6 +63,8 @@ enum Exit {
     ServerClose(ReasonCode),
     /// Another connection took the session (or discarded it).
     Kicked { session_ends: bool },
+    /// A ban matched the client (DISCONNECT 0x98 already queued for 5.0); the session ends.
+    Banned,
     /// The broker is stopping.
     Shutdown,
 }
@@ -126,6 +128,8 @@ struct Conn<S> {
     drain_more: bool,
     /// Retained replays of new subscriptions, fed to the session turn by turn.
     replays: replay::Replays,
+    /// Keeps this connection in the index new bans are matched against, until it ends.
+    _live: crate::banned::live::LiveGuard,
 }
 
 async fn run<S>(ctx: &Arc<Ctx>, io: S, peer: SocketAddr)
@@ -141,7 +145,11 @@ where
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
+    let client_id = conn.client_id.clone();
     Box::pin(conn.close(exit)).await;
+    if exit != Exit::Shutdown {
+        crate::banned::flapping::disconnected(ctx, &client_id);
+    }
 }
 
 impl<S> Conn<S>
@@ -168,6 +176,10 @@ where
                 // Polled only until it fires: the loop ends then.
                 c = &mut self.control => match c {
                     Ok(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
+                    Ok(Control::Banned) => {
+                        self.queue_disconnect(ReasonCode::AdministrativeAction);
+                        Some(Exit::Banned)
+                    }
                     Ok(Control::Evict { server_reference }) => {
                         self.queue_disconnect_to(ReasonCode::UseAnotherServer, server_reference);
                         Some(Exit::ServerClose(ReasonCode::UseAnotherServer))

@@ -10,7 +10,7 @@
 //! the log was purged; it switches core and resumes), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
-//! another replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
+//! another replicant), [`banned`] (bans hold on every replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
@@ -20,6 +20,7 @@
 mod common;
 
 mod acks;
+mod banned;
 mod catchup;
 mod evacuation;
 mod evacuation_restart;

@@ -11,6 +11,7 @@ mod common;
 mod authn;
 mod authz;
 mod backpressure;
+mod banned;
 mod closing;
 mod connect;
 mod limits;

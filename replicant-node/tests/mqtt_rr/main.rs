@@ -11,6 +11,8 @@ mod common;
 mod authn;
 #[path = "../mqtt/authz.rs"]
 mod authz;
+#[path = "../mqtt/banned.rs"]
+mod banned;
 #[path = "../mqtt/closing.rs"]
 mod closing;
 #[path = "../mqtt/connect.rs"]

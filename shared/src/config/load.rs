@@ -206,6 +206,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         );
         return invalid("listeners.allow_anonymous", reason);
     }
+    if let Err((key, reason)) = config.flapping_detect.check() {
+        return invalid(key, reason);
+    }
     for (i, a) in config.authentication.iter().enumerate() {
         let crate::config::AuthenticatorConfig::BuiltInDatabase(c) = a;
         let password_hash_algorithm = &c.password_hash_algorithm;
