@@ -129,8 +129,17 @@ struct CreateBody {
     until: Option<Value>,
 }
 
-/// A time field: unix seconds or RFC 3339 text (`until` also `"infinity"`: 0).
+/// A time field: unix seconds or RFC 3339 text (`until` also `"infinity"`: 0), at most
+/// the year 9999.
 fn time_field(name: &str, v: &Value, infinity_ok: bool) -> Result<u64, ApiError> {
+    let t = time_value(name, v, infinity_ok)?;
+    if t > table::MAX_TIME {
+        return Err(bad(format!("{name} is after the year 9999")));
+    }
+    Ok(t)
+}
+
+fn time_value(name: &str, v: &Value, infinity_ok: bool) -> Result<u64, ApiError> {
     match v {
         Value::Number(n) => n
             .as_u64()
@@ -297,6 +306,7 @@ mod tests {
             json!({"as": "clientid", "who": "c", "until": "tomorrow"}),
             json!({"as": "clientid", "who": "c", "until": -5}),
             json!({"as": "clientid", "who": "c", "at": "infinity"}),
+            json!({"as": "clientid", "who": "c", "until": 253_402_300_800_u64}),
             json!({"as": "clientid", "who": "c", "reason": "r".repeat(2000)}),
         ] {
             assert!(row_from(body(bad_body.clone()), 100).is_err(), "{bad_body}");

@@ -24,6 +24,8 @@ pub const MAX_WHO_LEN: usize = 65_535;
 pub const MAX_BY_LEN: usize = 256;
 /// Longest `reason`.
 pub const MAX_REASON_LEN: usize = 1024;
+/// Latest `at` or `until`: 9999-12-31T23:59:59Z (RFC 3339 has four-digit years).
+pub const MAX_TIME: u64 = 253_402_300_799;
 
 /// An IP network: address with the host bits zero, and prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,9 @@ pub fn check(row: &BannedRow) -> Result<(), Rejected> {
         return Err(invalid(format!(
             "BannedAdd: by longer than {MAX_BY_LEN} or reason longer than {MAX_REASON_LEN} bytes"
         )));
+    }
+    if row.at > MAX_TIME || row.until > MAX_TIME {
+        return Err(invalid("BannedAdd: at or until after the year 9999"));
     }
     match BannedAs::try_from(row.kind) {
         Ok(BannedAs::Clientid | BannedAs::Username) => Ok(()),

@@ -167,6 +167,7 @@ fn malformed_rows_are_refused_and_change_nothing() {
             by: "b".repeat(super::banned::MAX_BY_LEN + 1),
             ..row(BannedAs::Clientid, "c", 0)
         },
+        row(BannedAs::Clientid, "c", super::banned::MAX_TIME + 1),
     ];
     for (i, r) in bad.into_iter().enumerate() {
         let who = r.who.chars().take(20).collect::<String>();
