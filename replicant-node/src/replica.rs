@@ -420,6 +420,39 @@ mod tests {
         assert_eq!(r.applied_index(), 0);
     }
 
+    #[test]
+    fn applied_bans_and_snapshots_are_announced_refused_ones_are_not() {
+        use meshmq_proto::tables::{BannedAdd, BannedAs, BannedRow};
+        let r = Replica::new();
+        let mut bans = r.subscribe_bans();
+        let row = BannedRow {
+            kind: BannedAs::Clientid as i32,
+            who: "c".into(),
+            ..BannedRow::default()
+        };
+        let add = |row: &BannedRow| Batch {
+            ops: vec![Op {
+                kind: Some(op::Kind::BannedAdd(BannedAdd {
+                    row: Some(row.clone()),
+                    now_s: 1,
+                })),
+            }],
+        };
+        // The second add of the same ban is refused (already in force): not announced.
+        r.apply(entries(&[(1, Some(add(&row))), (2, Some(add(&row)))]))
+            .expect("apply");
+        assert_eq!(bans.try_recv(), Ok(BanSeen::Added(row)));
+        assert!(bans.try_recv().is_err(), "a refused add is not announced");
+        let snap = FollowFrame {
+            kind: Some(Kind::Snapshot(FollowSnapshot {
+                index: 5,
+                tables: Some(Tables::new().snapshot()),
+            })),
+        };
+        r.apply(snap).expect("install");
+        assert_eq!(bans.try_recv(), Ok(BanSeen::Reloaded));
+    }
+
     #[tokio::test]
     async fn wait_applied_wakes_on_apply_and_times_out_otherwise() {
         let r = Replica::new();
