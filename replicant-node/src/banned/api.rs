@@ -2,12 +2,14 @@
 //!
 //! - `GET /api/v5/banned?page=1&limit=100`: `{"data": [{"as", "who", "by", "reason", "at",
 //!   "until"}], "meta": {"page", "limit", "count", "hasnext"}}`; times as RFC 3339 text,
-//!   `until` = `"infinity"` for a ban with no end; `limit` 1..=10 000.
+//!   `until` = `"infinity"` for a ban with no end; `limit` 1..=10 000. One exact filter
+//!   may be given, as in EMQX: `clientid=`, `username=` or `peerhost=` (the regex filters
+//!   `like_*` are not supported: 400).
 //! - `POST /api/v5/banned` `{"as", "who", "by"?, "reason"?, "at"?, "until"?}`: `as` is
 //!   `clientid`, `username`, `peerhost` or `peerhost_net`; `at`/`until` unix seconds or
 //!   RFC 3339 text, `until` also `"infinity"` (the default); `by` defaults to `mgmt_api`.
 //!   200 with the ban; 400 on bad input, an `until` not in the future, or a ban in force
-//!   with the same `as` and `who` (`ALREADY_EXISTS`, as EMQX).
+//!   with the same `as` and `who` (`ALREADY_EXISTS`, as EMQX, the message being that ban).
 //! - `DELETE /api/v5/banned/{as}/{who}`: 204, or 404 when there is no such ban.
 //! - `DELETE /api/v5/banned`: every ban removed, 204.
 //!
@@ -78,6 +80,43 @@ pub fn to_json(row: &BannedRow) -> Value {
 struct PageQuery {
     page: Option<String>,
     limit: Option<String>,
+    clientid: Option<String>,
+    username: Option<String>,
+    peerhost: Option<String>,
+    like_clientid: Option<String>,
+    like_username: Option<String>,
+    like_peerhost: Option<String>,
+    like_peerhost_net: Option<String>,
+}
+
+impl PageQuery {
+    /// The one exact filter asked for, if any (two are an error, as in EMQX).
+    fn filter(&self) -> Result<Option<(BannedAs, &str)>, ApiError> {
+        let like = [
+            &self.like_clientid,
+            &self.like_username,
+            &self.like_peerhost,
+            &self.like_peerhost_net,
+        ];
+        if like.iter().any(|f| f.is_some()) {
+            return Err(bad("like_* (regular expression) filters are not supported"));
+        }
+        let exact: Vec<(BannedAs, &str)> = [
+            (BannedAs::Clientid, &self.clientid),
+            (BannedAs::Username, &self.username),
+            (BannedAs::Peerhost, &self.peerhost),
+        ]
+        .into_iter()
+        .filter_map(|(kind, v)| v.as_deref().map(|v| (kind, v)))
+        .collect();
+        match exact.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            _ => Err(bad(
+                "too_many_filters: give at most one of clientid, username, peerhost",
+            )),
+        }
+    }
 }
 
 fn number(name: &str, v: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -102,6 +141,15 @@ async fn list(
     };
     let page = number("page", q.page.as_deref(), 1, 1_000_000_000)?;
     let limit = number("limit", q.limit.as_deref(), 100, MAX_LIMIT)?;
+    if let Some((kind, who)) = q.filter()? {
+        let who = canonical_who(kind, who)?;
+        let data: Vec<Value> = ctx
+            .tables
+            .core
+            .read(|t| t.banned(kind, &who).map(to_json).into_iter().collect());
+        let meta = json!({ "page": page, "limit": limit, "count": data.len(), "hasnext": false });
+        return Ok(Json(json!({ "data": data, "meta": meta })).into_response());
+    }
     let skip = (page - 1).saturating_mul(limit);
     let (data, count) = ctx.tables.core.read(|t| {
         let rows: Vec<Value> = t
@@ -223,13 +271,16 @@ async fn create(
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
     let row = row_from(body, now_s())?;
     let shown = to_json(&row);
+    let kind = BannedAs::try_from(row.kind).unwrap_or(BannedAs::Unspecified);
+    let who = row.who.clone();
     match super::add(&ctx, row).await {
         Ok(()) => Ok(Json(shown).into_response()),
-        Err(AddError::Exists) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "ALREADY_EXISTS",
-            "a ban with this as and who is in force",
-        )),
+        Err(AddError::Exists) => {
+            // EMQX answers with the ban in force as the message.
+            let old = ctx.tables.core.read(|t| t.banned(kind, &who).map(to_json));
+            let message = old.map_or_else(|| "already banned".to_owned(), |o| o.to_string());
+            Err(error(StatusCode::BAD_REQUEST, "ALREADY_EXISTS", message))
+        }
         Err(AddError::Full) => Err(error(
             StatusCode::BAD_REQUEST,
             "QUOTA_EXCEEDED",

@@ -358,6 +358,11 @@ async fn the_banned_api_needs_its_key_and_refuses_bad_input() {
         (status, answer["code"].as_str()),
         (400, Some("ALREADY_EXISTS"))
     );
+    let message = answer["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(r#""by":"ops""#),
+        "the ban in force: {answer}"
+    );
     for who in ["a", "b"] {
         let (status, _) = api(
             &b,
@@ -369,6 +374,19 @@ async fn the_banned_api_needs_its_key_and_refuses_bad_input() {
         .await;
         assert_eq!(status, 200);
     }
+    let (status, found) = api(&b, "GET", "/api/v5/banned?username=b", Value::Null, key).await;
+    assert_eq!(status, 200);
+    assert_eq!(found["meta"]["count"], 1, "{found}");
+    assert_eq!(found["data"][0]["who"], "b", "{found}");
+    let (status, _) = api(
+        &b,
+        "GET",
+        "/api/v5/banned?username=b&clientid=dup",
+        Value::Null,
+        key,
+    )
+    .await;
+    assert_eq!(status, 400, "two filters");
     let (status, page) = api(&b, "GET", "/api/v5/banned?page=2&limit=2", Value::Null, key).await;
     assert_eq!(status, 200);
     assert_eq!(
