@@ -6,8 +6,9 @@
 //!
 //! Owns the index and the kick. Entries are added after a CONNECT succeeds and removed when
 //! their [`LiveGuard`] drops (the connection ends, however it ends). A kick is a message on
-//! the connection's control channel; it never waits on the connection. The index lock is
-//! held only to insert, remove, or collect the matches of one ban.
+//! the connection's control channel; it never waits on the connection. A ban by client id
+//! finds its session directly; the other kinds scan the index, whose lock is held only to
+//! insert, remove, or collect the matches of one ban.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -129,6 +130,20 @@ fn apply_ban(ctx: &Ctx, row: &BannedRow) {
     if !in_force(row, super::now_s()) {
         return;
     }
+    if row.kind == BannedAs::Clientid as i32 {
+        // One session per client id: no scan (flapping bans are all of this kind).
+        let owner = ctx
+            .local
+            .sessions
+            .get(&row.who)
+            .and_then(|slot| slot.inner.lock().owner);
+        if let Some(id) = owner
+            && kick(ctx, id, &row.who)
+        {
+            info!(r#as = "clientid", who = %truncated(&row.who), "ban applied: live connection closed");
+        }
+        return;
+    }
     let net = if row.kind == BannedAs::PeerhostNet as i32 {
         IpNet::parse(&row.who).ok()
     } else {
@@ -143,9 +158,14 @@ fn apply_ban(ctx: &Ctx, row: &BannedRow) {
         kicked += usize::from(kick(ctx, id, &client_id));
     }
     if kicked > 0 {
-        let who = row.who.chars().take(128).collect::<String>();
+        let who = truncated(&row.who);
         info!(r#as = super::as_label(row.kind), %who, kicked, "ban applied: live connections closed");
     }
+}
+
+/// `who` cut to 128 characters for a log line.
+fn truncated(who: &str) -> String {
+    who.chars().take(128).collect()
 }
 
 /// Every live connection checked against the whole table (after a snapshot, or a feed that
