@@ -132,7 +132,8 @@ pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_
 /// Counter: client ids banned by flapping detection (the ban committed). No labels.
 pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
 /// Counter: disconnects flapping detection did not count because it already tracked
-/// its maximum of client ids. No labels.
+/// its maximum of client ids, and detections not committed because too many bans were
+/// being committed already. No labels.
 pub const FLAPPING_UNTRACKED_TOTAL: &str = "meshmq_flapping_untracked_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";

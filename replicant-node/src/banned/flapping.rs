@@ -9,9 +9,11 @@
 //! The [`Detector`] is pure (the caller passes `now`) and bounded: at most
 //! [`MAX_TRACKED`] client ids; when full, windows that have passed are swept (at most once
 //! a second), and a disconnect that still finds no room is not counted
-//! (`meshmq_flapping_untracked_total`).
+//! (`meshmq_flapping_untracked_total`). At most [`MAX_COMMITS`] bans are committed at once;
+//! a detection past that is dropped and counted the same way.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
@@ -23,6 +25,9 @@ use crate::ctx::Ctx;
 
 /// Most client ids counted at once.
 pub const MAX_TRACKED: usize = 100_000;
+/// Most flapping bans being committed at once; a detection past it is not committed (the
+/// client id is counted again from zero, and detected again if it keeps flapping).
+pub const MAX_COMMITS: usize = 64;
 /// EMQX's `by` of a flapping ban.
 pub const BY: &str = "flapping detector";
 /// EMQX's `reason` of a flapping ban.
@@ -158,8 +163,17 @@ pub fn disconnected(ctx: &Arc<Ctx>, client_id: &str) {
                 at: now,
                 until: now.saturating_add(cfg.ban().as_secs().max(1)),
             };
+            let commits = &ctx.banned.flapping_commits;
+            if commits.fetch_add(1, Ordering::AcqRel) >= MAX_COMMITS {
+                commits.fetch_sub(1, Ordering::AcqRel);
+                metrics::counter!(m::FLAPPING_UNTRACKED_TOTAL).increment(1);
+                return;
+            }
             let ctx = ctx.clone();
-            tokio::spawn(async move { commit(&ctx, row).await });
+            tokio::spawn(async move {
+                commit(&ctx, row).await;
+                ctx.banned.flapping_commits.fetch_sub(1, Ordering::AcqRel);
+            });
         }
     }
 }

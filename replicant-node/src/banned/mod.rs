@@ -29,6 +29,8 @@ pub struct BanState {
     pub live: live::Live,
     /// Disconnect counts per client id (flapping detection).
     pub flapping: parking_lot::Mutex<flapping::Detector>,
+    /// Flapping bans being committed now (at most [`flapping::MAX_COMMITS`]).
+    pub flapping_commits: std::sync::atomic::AtomicUsize,
 }
 
 /// Unix seconds now (0 if the clock is before 1970).
