@@ -219,6 +219,26 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Rows of imported user files, by result (success, override, skipped, failed).",
     ),
     (
+        m::BANNED_REFUSED_TOTAL,
+        "CONNECTs refused because a ban matched, by what it matched (as).",
+    ),
+    (
+        m::BANNED_KICKED_TOTAL,
+        "Live connections closed because a matching ban was applied.",
+    ),
+    (
+        m::BANNED_API_BAD_REQUESTS_TOTAL,
+        "Requests to /api/v5/banned refused for their input (400).",
+    ),
+    (
+        m::FLAPPING_BANS_TOTAL,
+        "Client ids banned by flapping detection.",
+    ),
+    (
+        m::FLAPPING_UNTRACKED_TOTAL,
+        "Disconnects flapping detection did not count (tracker full).",
+    ),
+    (
         m::AWAITING_REL_EXPIRED_TOTAL,
         "QoS 2 packet ids purged after await_rel_timeout.",
     ),

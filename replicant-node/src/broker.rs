@@ -170,6 +170,7 @@ impl BrokerBuilder {
             },
             authz: self.authz,
             authn: crate::authn::Chain::new(&config),
+            banned: crate::banned::BanState::default(),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -205,7 +206,8 @@ impl BrokerBuilder {
                 .with_core_link(Arc::new(ctx.tables.core.link().clone()));
             let token = ctx.admission.shutdown.clone();
             let api = crate::evacuation::api::routes(ctx.clone())
-                .merge(crate::authn::api::routes(ctx.clone()));
+                .merge(crate::authn::api::routes(ctx.clone()))
+                .merge(crate::banned::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");
@@ -218,6 +220,7 @@ impl BrokerBuilder {
         tasks.spawn(crate::unknown_claims::run(ctx.clone()));
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
+        tasks.spawn(crate::banned::live::watch(ctx.clone()));
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {
             ctx,

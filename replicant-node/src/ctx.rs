@@ -51,6 +51,8 @@ pub struct Ctx {
     pub authz: Arc<dyn Authorizer>,
     /// The authentication chain every CONNECT goes through.
     pub authn: crate::authn::Chain,
+    /// Bans on this node: live connections a new ban closes, flapping counters.
+    pub banned: crate::banned::BanState,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

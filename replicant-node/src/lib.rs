@@ -9,6 +9,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod banned;
 pub mod broker;
 pub mod cli;
 pub mod cluster;

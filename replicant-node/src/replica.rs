@@ -66,7 +66,22 @@ struct Inner {
     /// a connection whose client id was claimed elsewhere. A lagging receiver is told so and
     /// rescans.
     claims: broadcast::Sender<ClaimSeen>,
+    /// Every applied `BannedAdd`, and every snapshot install (which may bring bans), for the
+    /// task that closes the live connections a new ban matches.
+    bans: broadcast::Sender<BanSeen>,
 }
+
+/// A change of the `banned` table the replica applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BanSeen {
+    /// A `BannedAdd` applied with this row.
+    Added(meshmq_shared::tables::BannedRow),
+    /// A snapshot replaced the tables: any ban may be new.
+    Reloaded,
+}
+
+/// Ban changes buffered for a slow receiver before it is told it lagged (it rescans).
+const BAN_FEED: usize = 1024;
 
 /// A `RegistryClaim` the replica applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +105,7 @@ impl Replica {
                 applied: watch::Sender::new(0),
                 snapshot_installs: AtomicU64::new(0),
                 claims: broadcast::Sender::new(CLAIM_FEED),
+                bans: broadcast::Sender::new(BAN_FEED),
             }),
         }
     }
@@ -107,6 +123,11 @@ impl Replica {
     /// Every `RegistryClaim` applied from now on.
     pub fn subscribe_claims(&self) -> broadcast::Receiver<ClaimSeen> {
         self.inner.claims.subscribe()
+    }
+
+    /// Every `BannedAdd` applied (and snapshot installed) from now on.
+    pub fn subscribe_bans(&self) -> broadcast::Receiver<BanSeen> {
+        self.inner.bans.subscribe()
     }
 
     /// A receiver that wakes whenever the applied index moves.
@@ -172,6 +193,24 @@ impl Replica {
         }
     }
 
+    fn announce_bans(
+        &self,
+        batch: &meshmq_proto::tables::Batch,
+        results: &[meshmq_proto::tables::OpResult],
+    ) {
+        use meshmq_proto::tables::{op::Kind, op_result::Outcome};
+        if self.inner.bans.receiver_count() == 0 {
+            return;
+        }
+        for (op, result) in batch.ops.iter().zip(results) {
+            if let (Some(Kind::BannedAdd(add)), Some(Outcome::Ok(_))) = (&op.kind, &result.outcome)
+                && let Some(row) = &add.row
+            {
+                let _ = self.inner.bans.send(BanSeen::Added(row.clone()));
+            }
+        }
+    }
+
     /// Replaces the tables with a snapshot at `s.index`.
     fn install(&self, s: FollowSnapshot) -> Result<(), ReplicaError> {
         let Some(snapshot) = s.tables else {
@@ -192,6 +231,7 @@ impl Replica {
         self.inner.applied.send_replace(s.index);
         drop(guard);
         self.inner.snapshot_installs.fetch_add(1, Ordering::Relaxed);
+        let _ = self.inner.bans.send(BanSeen::Reloaded);
         metrics::counter!(m::REPLICA_SNAPSHOT_INSTALLS_TOTAL).increment(1);
         metrics::gauge!(m::REPLICA_APPLIED_INDEX).set(s.index as f64);
         tracing::info!(index = s.index, "replica installed a snapshot");
@@ -217,6 +257,7 @@ impl Replica {
             if let Some(batch) = &entry.batch {
                 let results = guard.apply_batch(entry.index, batch);
                 self.announce_claims(batch, &results);
+                self.announce_bans(batch, &results);
             }
             applied = entry.index;
         }
@@ -377,6 +418,39 @@ mod tests {
         };
         r.apply(hb).expect("heartbeat");
         assert_eq!(r.applied_index(), 0);
+    }
+
+    #[test]
+    fn applied_bans_and_snapshots_are_announced_refused_ones_are_not() {
+        use meshmq_proto::tables::{BannedAdd, BannedAs, BannedRow};
+        let r = Replica::new();
+        let mut bans = r.subscribe_bans();
+        let row = BannedRow {
+            kind: BannedAs::Clientid as i32,
+            who: "c".into(),
+            ..BannedRow::default()
+        };
+        let add = |row: &BannedRow| Batch {
+            ops: vec![Op {
+                kind: Some(op::Kind::BannedAdd(BannedAdd {
+                    row: Some(row.clone()),
+                    now_s: 1,
+                })),
+            }],
+        };
+        // The second add of the same ban is refused (already in force): not announced.
+        r.apply(entries(&[(1, Some(add(&row))), (2, Some(add(&row)))]))
+            .expect("apply");
+        assert_eq!(bans.try_recv(), Ok(BanSeen::Added(row)));
+        assert!(bans.try_recv().is_err(), "a refused add is not announced");
+        let snap = FollowFrame {
+            kind: Some(Kind::Snapshot(FollowSnapshot {
+                index: 5,
+                tables: Some(Tables::new().snapshot()),
+            })),
+        };
+        r.apply(snap).expect("install");
+        assert_eq!(bans.try_recv(), Ok(BanSeen::Reloaded));
     }
 
     #[tokio::test]

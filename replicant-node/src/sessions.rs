@@ -34,6 +34,9 @@ pub enum Control {
         /// Whether the will must be published at once (the session ended, or no delay).
         session_ends: bool,
     },
+    /// A ban that matches this client was applied: send DISCONNECT 0x98 Administrative
+    /// action (5.0; 3.1.1: just close) and close; the session ends with the connection.
+    Banned,
     /// The node is being evacuated: send DISCONNECT 0x9C Use another server (5.0, with
     /// `server_reference` if set; 3.1.1: just close) and close as a server-side close
     /// (the session stays for its expiry, the will follows the normal rules).

@@ -1,7 +1,7 @@
 //! Housekeeping and `$SYS` topics: every `SYS_INTERVAL` the broker publishes its version,
 //! uptime and counts as retained messages under `$SYS/brokers/{node}/...` (wildcard
 //! subscriptions starting with `+` or `#` never see them, per MQTT 4.7.2), and purges expired
-//! retained messages from the tables.
+//! retained messages and ended bans from the tables.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use meshmq_proto::tables::{Op, RetainedExpire, op};
+use meshmq_proto::tables::{BannedPurge, Op, RetainedExpire, op};
 use meshmq_shared::codec::{Properties, QoS};
 
 use crate::cluster;
@@ -80,6 +80,12 @@ async fn refresh(ctx: &Arc<Ctx>, last: &mut HashMap<&'static str, String>) {
             now_ms: cluster::now_ms(),
         })),
     });
+    // Ended bans are never matched; the purge only frees their rows (idempotent, so every
+    // replicant may send it).
+    let now_s = crate::banned::now_s();
+    if ctx.tables.core.read(|t| t.banned_any_ended(now_s)) {
+        ops.push(cluster::op(op::Kind::BannedPurge(BannedPurge { now_s })));
+    }
     cluster::transact(&ctx.tables, ops).await;
     for msg in msgs {
         // Nobody subscribed to $SYS is normal: not counted as a drop.

@@ -16,9 +16,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod authn;
+mod flapping;
 mod load;
 
 pub use authn::{AuthenticatorConfig, BuiltInDatabaseConfig, ScramConfig, UserIdType};
+pub use flapping::{FlappingDetectConfig, parse_duration};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -45,6 +47,9 @@ pub struct Config {
     /// anonymous clients are accepted, on loopback listeners only unless
     /// `listeners.allow_anonymous` is set.
     pub authentication: Vec<AuthenticatorConfig>,
+    /// Flapping detection (EMQX's `flapping_detect`): a client id that disconnects
+    /// `max_count` times within `window_time` is banned for `ban_time`.
+    pub flapping_detect: FlappingDetectConfig,
 }
 
 /// How this node reaches the core group.

@@ -133,6 +133,20 @@ pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
 /// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
 /// `override`, `skipped`, `failed`).
 pub const AUTHN_IMPORT_ROWS_TOTAL: &str = "meshmq_authn_import_rows_total";
+/// Counter: CONNECTs refused because a ban matched (also counted in
+/// `meshmq_connections_refused_total{reason="0x8a"}`). Labels: `as` (`clientid`, `username`,
+/// `peerhost`, `peerhost_net`).
+pub const BANNED_REFUSED_TOTAL: &str = "meshmq_banned_refused_total";
+/// Counter: live connections closed because a ban that matches them was applied. No labels.
+pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
+/// Counter: REST requests to `/api/v5/banned` refused for their input (400). No labels.
+pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
+/// Counter: client ids banned by flapping detection (the ban committed). No labels.
+pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
+/// Counter: disconnects flapping detection did not count because it already tracked
+/// its maximum of client ids, and detections not committed because too many bans were
+/// being committed already. No labels.
+pub const FLAPPING_UNTRACKED_TOTAL: &str = "meshmq_flapping_untracked_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -327,6 +341,11 @@ pub const COUNTERS: &[&str] = &[
     AUTHN_SCRAM_FAILURES_TOTAL,
     AUTHN_API_ERRORS_TOTAL,
     AUTHN_IMPORT_ROWS_TOTAL,
+    BANNED_REFUSED_TOTAL,
+    BANNED_KICKED_TOTAL,
+    BANNED_API_BAD_REQUESTS_TOTAL,
+    FLAPPING_BANS_TOTAL,
+    FLAPPING_UNTRACKED_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

@@ -7,10 +7,10 @@
 //! rows (claims bump generations, routes match, purges hit); a share of them are arbitrary.
 
 use meshmq_proto::tables::{
-    Batch, NodePurge, NodeStatus, NodeUp, Op, OpResult, RegistryClaim, RegistryDisconnect,
-    RegistryRemove, RetainedDelete, RetainedExpire, RetainedMessage, RetainedSet, RouteAdd,
-    RouteRemove, SharedAdd, SharedRemove, SubOptions, SubscriptionClear, SubscriptionRemove,
-    SubscriptionSet, op::Kind,
+    BannedAdd, BannedDelete, BannedPurge, BannedRow, Batch, NodePurge, NodeStatus, NodeUp, Op,
+    OpResult, RegistryClaim, RegistryDisconnect, RegistryRemove, RetainedDelete, RetainedExpire,
+    RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove, SubOptions,
+    SubscriptionClear, SubscriptionRemove, SubscriptionSet, op::Kind,
 };
 use meshmq_shared::tables::{ChunkBudget, Tables};
 use meshmq_shared::topic::{matches, validate_topic_filter, validate_topic_name};
@@ -239,12 +239,44 @@ fn retained_ops() -> BoxedStrategy<Kind> {
     .boxed()
 }
 
+fn banned_ops() -> BoxedStrategy<Kind> {
+    // Kinds 0..6 (0 and 5 invalid), ids that collide, addresses and networks valid or not,
+    // small times so that ends, duplicates and purges meet.
+    let who = pick(&[
+        "c1",
+        "u1",
+        "10.0.0.1",
+        "::1",
+        "10.0.0.0/8",
+        "10.0.0.1/8",
+        "",
+    ]);
+    let row =
+        (0..6i32, who.clone(), 0..8u64, 0..8u64).prop_map(|(kind, who, at, until)| BannedRow {
+            kind,
+            who,
+            by: "p".into(),
+            reason: String::new(),
+            at,
+            until,
+        });
+    prop_oneof![
+        (proptest::option::of(row), 0..8u64)
+            .prop_map(|(row, now_s)| Kind::BannedAdd(BannedAdd { row, now_s })),
+        (0..6i32, who, any::<bool>())
+            .prop_map(|(kind, who, all)| Kind::BannedDelete(BannedDelete { kind, who, all })),
+        (0..8u64).prop_map(|now_s| Kind::BannedPurge(BannedPurge { now_s })),
+    ]
+    .boxed()
+}
+
 fn any_op() -> impl Strategy<Value = Op> {
     proptest::option::of(prop_oneof![
         node_ops(),
         registry_ops(),
         subscription_ops(),
-        retained_ops()
+        retained_ops(),
+        banned_ops()
     ])
     .prop_map(|kind| Op { kind })
 }

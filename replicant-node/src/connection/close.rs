@@ -36,7 +36,7 @@ where
         // against the open-file limit); one that we closed gets a bounded lingering close
         // beside the bookkeeping, so that it can read why.
         let linger = match exit {
-            Exit::ServerClose(_) | Exit::Kicked { .. } | Exit::Shutdown => {
+            Exit::ServerClose(_) | Exit::Kicked { .. } | Exit::Banned | Exit::Shutdown => {
                 Some(self.ctx.close_linger())
             }
             Exit::ClientDisconnect(_) | Exit::Dropped => None,
@@ -128,9 +128,12 @@ impl Closing {
             (inner.epoch, inner.expiry_secs, inner.generation)
         };
         self.slot.mailbox.set_online(false);
+        // A banned client's session ends with its connection (nothing left to resume), and
+        // so its will goes at once.
+        let ends = exit == Exit::Banned;
         let send_will = !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
         if let Some(w) = will.filter(|_| send_will) {
-            let delay = will_delay(&w).min(expiry);
+            let delay = if ends { 0 } else { will_delay(&w).min(expiry) };
             if delay == 0 {
                 publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
             } else {
@@ -144,7 +147,7 @@ impl Closing {
                 );
             }
         }
-        if expiry == 0 {
+        if expiry == 0 || ends {
             end_session(&self.ctx, &self.slot, true).await;
         } else {
             cluster::disconnected(&self.ctx.tables, &self.client_id, generation, expiry).await;

@@ -81,6 +81,18 @@ where
             return refused(ctx, reader, writer).await;
         }
     };
+    // Bans first (as EMQX): a banned client is refused before any password is checked.
+    if let Some(kind) = crate::banned::check(
+        ctx,
+        &setup.client_id,
+        connect.username.as_deref(),
+        peer.ip(),
+    ) {
+        metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
+            .increment(1);
+        refuse(&mut writer, version, ReasonCode::Banned).await;
+        return refused(ctx, reader, writer).await;
+    }
     // Authentication before the claim: a refused client never touches the registry (and
     // so never takes a session over).
     let creds = Credentials {
@@ -128,6 +140,16 @@ where
         refuse(&mut writer, version, code).await;
         return refused(ctx, reader, writer).await;
     }
+    // The exchange named the user (SCRAM without a User Name): its bans hold too.
+    if username != connect.username
+        && let Some(kind) =
+            crate::banned::check(ctx, &setup.client_id, username.as_deref(), peer.ip())
+    {
+        metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
+            .increment(1);
+        refuse(&mut writer, version, ReasonCode::Banned).await;
+        return refused(ctx, reader, writer).await;
+    }
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
     let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {
@@ -137,6 +159,16 @@ where
         refuse(&mut writer, version, ReasonCode::ServerUnavailable).await;
         return refused(ctx, reader, writer).await;
     };
+    // Indexed for new bans from now on; a ban applied since the check above is caught here
+    // (the connection then closes right after its CONNACK, through its control channel).
+    // The user name is the authenticated one (a SCRAM client may have sent none).
+    let live = ctx
+        .banned
+        .live
+        .insert(id, setup.client_id.clone(), username.as_deref(), peer.ip());
+    if crate::banned::check(ctx, &setup.client_id, username.as_deref(), peer.ip()).is_some() {
+        crate::banned::live::kick(ctx, id, &setup.client_id);
+    }
     let mut connack = connack(ctx, &connect, &setup, session_present);
     if let Some((method, server_final)) = &enhanced {
         connack.properties.authentication_method = Some(method.clone());
@@ -179,6 +211,7 @@ where
         drain_more: false,
         replays: Default::default(),
         enhanced: enhanced.map(|(method, _)| Box::new(enhanced_auth::Enhanced::new(method))),
+        _live: live,
     };
     let params = ConnParams {
         version,

@@ -64,6 +64,8 @@ enum Exit {
     ServerClose(ReasonCode),
     /// Another connection took the session (or discarded it).
     Kicked { session_ends: bool },
+    /// A ban matched the client (DISCONNECT 0x98 already queued for 5.0); the session ends.
+    Banned,
     /// The broker is stopping.
     Shutdown,
 }
@@ -130,6 +132,8 @@ struct Conn<S> {
     /// MQTT 5 enhanced authentication (connected with an Authentication Method): boxed,
     /// most connections have none.
     enhanced: Option<Box<enhanced_auth::Enhanced>>,
+    /// Keeps this connection in the index new bans are matched against, until it ends.
+    _live: crate::banned::live::LiveGuard,
 }
 
 async fn run<S>(ctx: &Arc<Ctx>, io: S, peer: SocketAddr)
@@ -145,7 +149,11 @@ where
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
+    let client_id = conn.client_id.clone();
     Box::pin(conn.close(exit)).await;
+    if exit != Exit::Shutdown {
+        crate::banned::flapping::disconnected(ctx, &client_id);
+    }
 }
 
 impl<S> Conn<S>
@@ -173,6 +181,10 @@ where
                 // Polled only until it fires: the loop ends then.
                 c = &mut self.control => match c {
                     Ok(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
+                    Ok(Control::Banned) => {
+                        self.queue_disconnect(ReasonCode::AdministrativeAction);
+                        Some(Exit::Banned)
+                    }
                     Ok(Control::Evict { server_reference }) => {
                         self.queue_disconnect_to(ReasonCode::UseAnotherServer, server_reference);
                         Some(Exit::ServerClose(ReasonCode::UseAnotherServer))

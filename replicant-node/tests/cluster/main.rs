@@ -11,7 +11,7 @@
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
-//! another replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
+//! another replicant), [`banned`] (bans hold on every replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
@@ -22,6 +22,7 @@ mod common;
 
 mod acks;
 mod authn_api;
+mod banned;
 mod catchup;
 mod evacuation;
 mod evacuation_restart;

@@ -118,13 +118,36 @@ pub async fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String
     http_request(addr, "POST", path, body).await
 }
 
+/// `method path` with a JSON `body` and, if given, `Authorization: Bearer <bearer>`;
+/// returns (status, body).
+pub async fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> (u16, String) {
+    let auth = bearer.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    http_send(addr, method, path, body, &auth).await
+}
+
 async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_send(addr, method, path, body, "").await
+}
+
+async fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String) {
     let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
         .await
         .expect("http connect in time")
         .expect("http connect");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -14,6 +14,7 @@ mod authn_scram;
 mod authn_scram_client;
 mod authz;
 mod backpressure;
+mod banned;
 mod closing;
 mod connect;
 mod limits;

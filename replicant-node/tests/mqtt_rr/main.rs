@@ -17,6 +17,8 @@ mod authn_scram;
 mod authn_scram_client;
 #[path = "../mqtt/authz.rs"]
 mod authz;
+#[path = "../mqtt/banned.rs"]
+mod banned;
 #[path = "../mqtt/closing.rs"]
 mod closing;
 #[path = "../mqtt/connect.rs"]

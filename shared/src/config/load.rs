@@ -206,6 +206,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         );
         return invalid("listeners.allow_anonymous", reason);
     }
+    if let Err((key, reason)) = config.flapping_detect.check() {
+        return invalid(key, reason);
+    }
     for (i, a) in config.authentication.iter().enumerate() {
         match a {
             crate::config::AuthenticatorConfig::BuiltInDatabase(c) => {

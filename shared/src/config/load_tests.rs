@@ -62,6 +62,19 @@ fn unrelated_environment_is_ignored() {
 }
 
 #[test]
+fn flapping_detect_reads_as_emqx_writes_it() {
+    let f = TempToml::new(
+        "[flapping_detect]\nenable = true\nmax_count = 30\nwindow_time = \"2m\"\nban_time = \"1h\"\n",
+    );
+    let c = load_with_env(Some(f.path()), &[], &Overrides::default()).unwrap();
+    let d = &c.flapping_detect;
+    assert!(d.enable);
+    assert_eq!(d.max_count, 30);
+    assert_eq!(d.window(), std::time::Duration::from_secs(120));
+    assert_eq!(d.ban(), std::time::Duration::from_secs(3600));
+}
+
+#[test]
 fn toml_file_overrides_defaults() {
     let f = TempToml::new(
         "[node]\nname = \"n1\"\n[listeners]\nmqtt_bind = \"127.0.0.1:2883\"\n\
@@ -273,6 +286,21 @@ fn out_of_range_values_are_rejected_with_the_key() {
             "MESHMQ_CLUSTER__PEER_QUEUE_BYTES",
             "0",
             "cluster.peer_queue_bytes",
+        ),
+        (
+            "MESHMQ_FLAPPING_DETECT__MAX_COUNT",
+            "0",
+            "flapping_detect.max_count",
+        ),
+        (
+            "MESHMQ_FLAPPING_DETECT__WINDOW_TIME",
+            "1x",
+            "flapping_detect.window_time",
+        ),
+        (
+            "MESHMQ_FLAPPING_DETECT__BAN_TIME",
+            "0s",
+            "flapping_detect.ban_time",
         ),
     ];
     for (var, value, key) in cases {

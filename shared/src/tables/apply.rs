@@ -8,13 +8,14 @@
 //! arguments and the tables, and never return an error other than a `Rejected` result.
 
 use meshmq_proto::tables::{
-    Applied, Batch, NodePurge, NodeUp, Op, OpResult, RegistryClaim, RegistryRemove, RejectReason,
-    Rejected, RetainedSet, SharedAdd, SharedRemove, SubscriptionSet, op::Kind, op_result::Outcome,
+    Applied, BannedAs, Batch, NodePurge, NodeUp, Op, OpResult, RegistryClaim, RegistryRemove,
+    RejectReason, Rejected, RetainedSet, SharedAdd, SharedRemove, SubscriptionSet, op::Kind,
+    op_result::Outcome,
 };
 
 use super::nodes::UpOutcome;
 use super::{
-    Tables, auth_users, invalid, reject, retained, retained_quota, routes, shared_groups,
+    Tables, auth_users, banned, invalid, reject, retained, retained_quota, routes, shared_groups,
     subscriptions,
 };
 
@@ -130,6 +131,28 @@ impl Tables {
             }
             Kind::AuthUserDelete(op) => {
                 self.auth_users.delete(&op.user_id);
+                done()
+            }
+            Kind::BannedAdd(op) => {
+                let row = op
+                    .row
+                    .as_ref()
+                    .ok_or_else(|| invalid("BannedAdd: no row"))?;
+                banned::check(row)?;
+                self.banned.add(row, op.now_s)?;
+                done()
+            }
+            Kind::BannedDelete(op) => {
+                if op.all {
+                    self.banned.clear();
+                } else {
+                    let kind = BannedAs::try_from(op.kind).unwrap_or(BannedAs::Unspecified);
+                    self.banned.delete(kind, &op.who);
+                }
+                done()
+            }
+            Kind::BannedPurge(op) => {
+                self.banned.purge(op.now_s);
                 done()
             }
         }

@@ -1,5 +1,5 @@
 //! The cluster tables (nodes, registry, subscriptions, routes, shared groups, retained
-//! messages, built-in authentication users) and the one function that changes them, [`Tables::apply`].
+//! messages, built-in authentication users, banned clients) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
 //! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
@@ -16,6 +16,9 @@ mod apply;
 pub mod auth_users;
 #[cfg(test)]
 mod auth_users_tests;
+pub mod banned;
+#[cfg(test)]
+mod banned_tests;
 #[cfg(test)]
 mod cluster_tests;
 mod nodes;
@@ -38,7 +41,9 @@ mod tests;
 use meshmq_proto::tables::{
     Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
 };
-pub use meshmq_proto::tables::{AuthUser, Batch, Op, RegistryRow, RetainedMessage, SubOptions};
+pub use meshmq_proto::tables::{
+    AuthUser, BannedAs, BannedRow, Batch, Op, RegistryRow, RetainedMessage, SubOptions,
+};
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 
 /// All cluster tables with their indexes; see the module doc.
@@ -61,6 +66,8 @@ pub struct Tables {
     retained: retained::Retained,
     /// User id → built-in authentication user.
     auth_users: auth_users::AuthUsers,
+    /// (as, who) → ban.
+    banned: banned::Banned,
 }
 
 impl Tables {
@@ -75,6 +82,7 @@ impl Tables {
             shared: shared_groups::SharedGroups::default(),
             retained: retained::Retained::default(),
             auth_users: auth_users::AuthUsers::default(),
+            banned: banned::Banned::default(),
         }
     }
 
@@ -101,6 +109,39 @@ impl Tables {
     /// Up to `limit` built-in authentication users with ids after `after`, in id order.
     pub fn auth_users_page(&self, after: Option<&str>, limit: usize) -> Vec<&AuthUser> {
         self.auth_users.page(after, limit)
+    }
+
+    /// The first ban in force at `now_s` (unix seconds) that matches a client: by client
+    /// id, username, address, then network. Cheap: exact keys are map lookups, the network
+    /// list is scanned only when it is not empty.
+    pub fn banned_match(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        peer: std::net::IpAddr,
+        now_s: u64,
+    ) -> Option<&BannedRow> {
+        self.banned.find(client_id, username, peer, now_s)
+    }
+
+    /// The ban `(kind, who)`, in force or not.
+    pub fn banned(&self, kind: BannedAs, who: &str) -> Option<&BannedRow> {
+        self.banned.get(kind, who)
+    }
+
+    /// Number of bans (ended ones included until purged).
+    pub fn banned_count(&self) -> usize {
+        self.banned.len()
+    }
+
+    /// Up to `limit` bans after the first `skip`, in (as, who) order.
+    pub fn banned_page(&self, skip: usize, limit: usize) -> Vec<&BannedRow> {
+        self.banned.page(skip, limit)
+    }
+
+    /// Whether a ban has ended at `now_s` and waits for a `BannedPurge`.
+    pub fn banned_any_ended(&self, now_s: u64) -> bool {
+        self.banned.any_ended(now_s)
     }
 
     /// Every node row, in no particular order.
@@ -224,6 +265,7 @@ impl Tables {
             shared: self.shared.snapshot_rows(),
             retained: self.retained.snapshot_rows(),
             auth_users: self.auth_users.snapshot_rows(),
+            banned: self.banned.snapshot_rows(),
         }
     }
 
@@ -241,6 +283,7 @@ impl Tables {
         tables.shared.restore(&snapshot.shared);
         tables.retained.restore(&snapshot.retained);
         tables.auth_users.restore(&snapshot.auth_users);
+        tables.banned.restore(&snapshot.banned);
         tables
     }
 }
@@ -267,6 +310,7 @@ impl std::fmt::Debug for Tables {
             .field("routes", &self.routes.len())
             .field("shared_groups", &self.shared.len())
             .field("retained", &self.retained.len())
+            .field("banned", &self.banned.len())
             .finish()
     }
 }
