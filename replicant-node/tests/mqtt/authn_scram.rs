@@ -86,7 +86,7 @@ fn the_test_client_replays_the_rfc7677_exchange() {
 }
 
 /// SCRAM-SHA-256 and SCRAM-SHA-512 authenticators, then the password chain.
-fn scram_chain(c: &mut Config) {
+pub(crate) fn scram_chain(c: &mut Config) {
     c.authentication = vec![
         AuthenticatorConfig::Scram(ScramConfig::default()),
         AuthenticatorConfig::Scram(ScramConfig {
@@ -99,7 +99,12 @@ fn scram_chain(c: &mut Config) {
 
 /// Writes a SCRAM user (credentials made from the password, as the users API does) and
 /// waits until every node has it.
-async fn add_scram_user(b: &TestBroker, user: &str, password: &str, alg: ScramAlgorithm) {
+pub(crate) async fn add_scram_user(
+    b: &TestBroker,
+    user: &str,
+    password: &str,
+    alg: ScramAlgorithm,
+) {
     let salt: [u8; 16] = rand::random();
     let creds = scram::credentials(alg, password.as_bytes(), &salt, 4096).expect("made");
     let op = Op {
@@ -178,7 +183,7 @@ async fn expect_continue(client: &mut RawClient, method: &str) -> String {
 
 /// A whole exchange at CONNECT; returns the client, the CONNACK and whether its
 /// server-final proved the server knows the credentials.
-async fn scram_connect(
+pub(crate) async fn scram_connect(
     b: &TestBroker,
     hash: Hash,
     user: &str,

@@ -422,3 +422,21 @@ async fn the_banned_api_needs_its_key_and_refuses_bad_input() {
     let (_, page) = api(&b, "GET", "/api/v5/banned", Value::Null, key).await;
     assert_eq!(page["meta"]["count"], 0, "{page}");
 }
+
+/// A SCRAM client that sends no User Name is known by its SCRAM user name once the exchange
+/// ends: a ban on that user name refuses it (0x8A), as it refuses a password client.
+#[tokio::test]
+async fn a_ban_on_a_user_name_holds_for_a_scram_client_that_sent_none() {
+    use crate::authn_scram::{add_scram_user, scram_chain, scram_connect};
+    use crate::authn_scram_client::Hash;
+    use meshmq_shared::auth::scram::ScramAlgorithm;
+
+    let b = common::start_broker(scram_chain).await;
+    let user = common::unique("scram-banned");
+    add_scram_user(&b, &user, "pencil", ScramAlgorithm::Sha256).await;
+    let (_c, ack, _) = scram_connect(&b, Hash::Sha256, &user, "pencil").await;
+    assert_eq!(ack.code, ReasonCode::Success, "before the ban");
+    ban(&b, "username", &user, json!({})).await;
+    let (_c, ack, _) = scram_connect(&b, Hash::Sha256, &user, "pencil").await;
+    assert_eq!(ack.code, ReasonCode::Banned, "after the ban");
+}
