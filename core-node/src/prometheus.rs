@@ -207,6 +207,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "CONNECTs refused because the password-hashing queue was full.",
     ),
     (
+        m::AUTHN_JWKS_REFRESH_TOTAL,
+        "JWKS fetches of the JWT authenticator, by result (ok, error: the last keys stay).",
+    ),
+    (
         m::AWAITING_REL_EXPIRED_TOTAL,
         "QoS 2 packet ids purged after await_rel_timeout.",
     ),

@@ -16,9 +16,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod authn;
+mod authn_checks;
+mod authn_http;
+mod authn_jwt;
 mod load;
 
-pub use authn::{AuthenticatorConfig, BuiltInDatabaseConfig, UserIdType};
+pub use authn::{
+    AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, UserIdType,
+};
+pub use authn_http::{
+    HTTP_PLACEHOLDERS, HttpAuthnConfig, HttpBackend, HttpMethod, JWT_PLACEHOLDERS, check_template,
+};
+pub use authn_jwt::{Jwt, JwtAlgorithm, JwtConfig, JwtFrom};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;

@@ -121,6 +121,9 @@ pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
 /// Histogram: time one authenticator took to decide, hashing queue included. Labels:
 /// `authenticator`.
 pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
+/// Counter: JWKS fetches of the JWT authenticator. Labels: `result` (`ok`, `error`: the
+/// endpoint failed, timed out, or answered too much or no usable key; the last keys stay).
+pub const AUTHN_JWKS_REFRESH_TOTAL: &str = "meshmq_authentication_jwks_refresh_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -312,6 +315,7 @@ pub const COUNTERS: &[&str] = &[
     AUTHZ_DENIED_TOTAL,
     AUTHN_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
+    AUTHN_JWKS_REFRESH_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

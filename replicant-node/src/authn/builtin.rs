@@ -54,7 +54,10 @@ impl BuiltIn {
                 .ok_or(Failure::Overloaded)?
         };
         match matched {
-            Ok(true) => Ok(Decision::Allow { superuser }),
+            Ok(true) => Ok(Decision::Allow {
+                superuser,
+                acl: None,
+            }),
             Ok(false) => Ok(Decision::Deny),
             Err(e) => {
                 warn!(user_id, error = %e, "built-in database: stored password unusable");

@@ -13,8 +13,12 @@
 //! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
 //! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
 
+pub mod acl;
 mod builtin;
+mod http;
+mod jwt;
 pub mod pool;
+mod template;
 
 use std::time::Instant;
 
@@ -49,12 +53,15 @@ impl std::fmt::Debug for Credentials<'_> {
 }
 
 /// One authenticator's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The client may connect; a superuser skips authorization.
     Allow {
         /// Authorization is skipped for this client.
         superuser: bool,
+        /// Rules for this client handed over by the authenticator (a JWT's `acl` claim,
+        /// an HTTP service's `acl` field), for authorization.
+        acl: Option<acl::Acl>,
     },
     /// The credentials are wrong: refuse.
     Deny,
@@ -63,12 +70,14 @@ pub enum Decision {
 }
 
 /// The chain's verdict on a CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Let it in.
     Allowed {
         /// Authorization is skipped for this client.
         superuser: bool,
+        /// The client's own rules from its authenticator (see [`Decision::Allow`]).
+        acl: Option<acl::Acl>,
     },
     /// Refuse with this reason code (the codec maps it for 3.1.1).
     Refused(ReasonCode),
@@ -77,12 +86,16 @@ pub enum Verdict {
 /// An authenticator of the chain.
 enum Authenticator {
     BuiltIn(builtin::BuiltIn),
+    Jwt(jwt::JwtAuth),
+    Http(http::HttpAuth),
 }
 
 impl Authenticator {
     fn id(&self) -> &'static str {
         match self {
             Authenticator::BuiltIn(_) => "password_based:built_in_database",
+            Authenticator::Jwt(_) => "jwt",
+            Authenticator::Http(_) => "password_based:http",
         }
     }
 }
@@ -100,25 +113,49 @@ pub(crate) enum Failure {
     Corrupt,
     /// The hashing queue is full.
     Overloaded,
+    /// The authenticator's service or keys could not be reached (an HTTP error or timeout,
+    /// a JWKS not fetched yet): ignore.
+    Unavailable,
+}
+
+/// An authenticator that could not be built from its (validated) settings.
+#[derive(Debug, thiserror::Error)]
+#[error("authentication[{index}] ({id}): {reason}")]
+pub struct ChainError {
+    /// Its position in `[[authentication]]`.
+    pub index: usize,
+    /// Its EMQX id.
+    pub id: &'static str,
+    /// What failed.
+    pub reason: String,
 }
 
 impl Chain {
-    /// The chain of `config.authentication` (disabled entries left out).
-    pub fn new(config: &Config) -> Self {
-        let authenticators = config
-            .authentication
-            .iter()
-            .filter(|a| a.enabled())
-            .map(|a| match a {
-                AuthenticatorConfig::BuiltInDatabase(c) => {
-                    Authenticator::BuiltIn(builtin::BuiltIn::new(c.user_id_type))
-                }
-            })
-            .collect();
-        Chain {
+    /// The chain of `config.authentication` (disabled entries left out). Starts the JWKS
+    /// refresh tasks, so it runs inside the runtime.
+    pub fn new(config: &Config) -> Result<Self, ChainError> {
+        let mut authenticators = Vec::new();
+        for (index, a) in config.authentication.iter().enumerate() {
+            if !a.enabled() {
+                continue;
+            }
+            let built = match a {
+                AuthenticatorConfig::BuiltInDatabase(c) => Ok(Authenticator::BuiltIn(
+                    builtin::BuiltIn::new(c.user_id_type),
+                )),
+                AuthenticatorConfig::Jwt(c) => jwt::JwtAuth::new(c).map(Authenticator::Jwt),
+                AuthenticatorConfig::Http(c) => http::HttpAuth::new(c).map(Authenticator::Http),
+            };
+            authenticators.push(built.map_err(|reason| ChainError {
+                index,
+                id: a.id(),
+                reason,
+            })?);
+        }
+        Ok(Chain {
             authenticators,
             pool: pool::HashPool::new(),
-        }
+        })
     }
 
     /// Whether any authenticator is enabled (false: anonymous access).
@@ -129,13 +166,18 @@ impl Chain {
     /// Runs the chain for one CONNECT.
     pub async fn authenticate(&self, tables: &TableState, creds: Credentials<'_>) -> Verdict {
         if self.authenticators.is_empty() {
-            return Verdict::Allowed { superuser: false };
+            return Verdict::Allowed {
+                superuser: false,
+                acl: None,
+            };
         }
         let mut overloaded = false;
         for a in &self.authenticators {
             let started = Instant::now();
             let decided = match a {
                 Authenticator::BuiltIn(b) => b.check(tables, &self.pool, creds).await,
+                Authenticator::Jwt(j) => j.check(&self.pool, creds).await,
+                Authenticator::Http(h) => h.check(creds).await,
             };
             let id = a.id();
             metrics::histogram!(m::AUTHN_SECONDS, "authenticator" => id)
@@ -149,7 +191,9 @@ impl Chain {
             metrics::counter!(m::AUTHN_TOTAL, "authenticator" => id, "result" => result)
                 .increment(1);
             match decided {
-                Ok(Decision::Allow { superuser }) => return Verdict::Allowed { superuser },
+                Ok(Decision::Allow { superuser, acl }) => {
+                    return Verdict::Allowed { superuser, acl };
+                }
                 Ok(Decision::Deny) => {
                     return Verdict::Refused(ReasonCode::BadUserNameOrPassword);
                 }
@@ -159,6 +203,7 @@ impl Chain {
                 // chain on an error of a known user).
                 Err(Failure::Corrupt) => return Verdict::Refused(ReasonCode::NotAuthorized),
                 Err(Failure::Overloaded) => overloaded = true,
+                Err(Failure::Unavailable) => {}
             }
         }
         if overloaded {

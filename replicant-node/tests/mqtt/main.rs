@@ -9,6 +9,8 @@
 mod common;
 
 mod authn;
+mod authn_http;
+mod authn_jwt;
 mod authz;
 mod backpressure;
 mod closing;

@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::authn_http::HttpAuthnConfig;
+use super::authn_jwt::JwtConfig;
 use crate::auth::password::{Algorithm, SaltPosition};
 
 /// One authenticator of the chain. Each answers allow, deny or ignore; the first allow or
@@ -18,6 +20,10 @@ use crate::auth::password::{Algorithm, SaltPosition};
 pub enum AuthenticatorConfig {
     /// `mechanism = "password_based"`, `backend = "built_in_database"`.
     BuiltInDatabase(BuiltInDatabaseConfig),
+    /// `mechanism = "jwt"`.
+    Jwt(JwtConfig),
+    /// `mechanism = "password_based"`, `backend = "http"`.
+    Http(HttpAuthnConfig),
 }
 
 /// Password-based, users in the cluster tables (EMQX's `password_based:built_in_database`).
@@ -70,7 +76,11 @@ pub enum BuiltInDatabase {
 
 /// The `mechanism` / `backend` pairs known, as `mechanism:backend` (EMQX's authenticator
 /// ids), for error messages.
-pub const KNOWN_AUTHENTICATORS: &[&str] = &["password_based:built_in_database"];
+pub const KNOWN_AUTHENTICATORS: &[&str] = &[
+    "password_based:built_in_database",
+    "password_based:http",
+    "jwt",
+];
 
 impl<'de> Deserialize<'de> for AuthenticatorConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -87,6 +97,10 @@ impl<'de> Deserialize<'de> for AuthenticatorConfig {
             ("password_based", Some("built_in_database")) => {
                 serde_json::from_value(value.clone()).map(AuthenticatorConfig::BuiltInDatabase)
             }
+            ("password_based", Some("http")) => {
+                serde_json::from_value(value.clone()).map(AuthenticatorConfig::Http)
+            }
+            ("jwt", None) => serde_json::from_value(value.clone()).map(AuthenticatorConfig::Jwt),
             _ => {
                 let id = backend.map_or(mechanism.to_owned(), |b| format!("{mechanism}:{b}"));
                 return Err(D::Error::custom(format!(
@@ -95,7 +109,10 @@ impl<'de> Deserialize<'de> for AuthenticatorConfig {
                 )));
             }
         };
-        parsed.map_err(|e| D::Error::custom(format!("{mechanism}:{}: {e}", backend.unwrap_or(""))))
+        parsed.map_err(|e| {
+            let id = backend.map_or(mechanism.to_owned(), |b| format!("{mechanism}:{b}"));
+            D::Error::custom(format!("{id}: {e}"))
+        })
     }
 }
 
@@ -110,7 +127,7 @@ pub enum UserIdType {
     Clientid,
 }
 
-fn enabled() -> bool {
+pub(super) fn enabled() -> bool {
     true
 }
 
@@ -125,6 +142,8 @@ impl AuthenticatorConfig {
     pub fn enabled(&self) -> bool {
         match self {
             AuthenticatorConfig::BuiltInDatabase(c) => c.enable,
+            AuthenticatorConfig::Jwt(c) => c.enable,
+            AuthenticatorConfig::Http(c) => c.enable,
         }
     }
 
@@ -132,6 +151,8 @@ impl AuthenticatorConfig {
     pub fn id(&self) -> &'static str {
         match self {
             AuthenticatorConfig::BuiltInDatabase(_) => "password_based:built_in_database",
+            AuthenticatorConfig::Jwt(_) => "jwt",
+            AuthenticatorConfig::Http(_) => "password_based:http",
         }
     }
 }

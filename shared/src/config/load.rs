@@ -207,14 +207,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         return invalid("listeners.allow_anonymous", reason);
     }
     for (i, a) in config.authentication.iter().enumerate() {
-        let crate::config::AuthenticatorConfig::BuiltInDatabase(c) = a;
-        let password_hash_algorithm = &c.password_hash_algorithm;
-        if let Err(e) = crate::auth::password::check_params(password_hash_algorithm) {
-            return invalid(
-                "authentication.password_hash_algorithm",
-                format!("authentication[{i}]: {e}"),
-            );
-        }
+        super::authn_checks::check(a).map_err(|(key, e)| ConfigError::Invalid {
+            key,
+            reason: format!("authentication[{i}] ({}): {e}", a.id()),
+        })?;
     }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(
