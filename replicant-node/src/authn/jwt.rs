@@ -155,7 +155,7 @@ impl JwtAuth {
             let expected = template::render(expected, &creds);
             let matched = match claims.get(name) {
                 Some(serde_json::Value::String(s)) => *s == expected,
-                Some(other) => other.to_string() == expected,
+                Some(other) => serde_json::to_string(other).is_ok_and(|s| s == expected),
                 None => false,
             };
             if !matched {

@@ -22,9 +22,8 @@ pub struct HttpAuthnConfig {
     pub mechanism: PasswordBased,
     /// `http`.
     pub backend: HttpBackend,
-    /// `post` (EMQX's default: the body is JSON, or a form when `headers` sets
-    /// `content-type = "application/x-www-form-urlencoded"`) or `get` (the body's fields
-    /// become the query string).
+    /// How the fields are sent (default `post`: the body is JSON, or a form when `headers`
+    /// sets `content-type = "application/x-www-form-urlencoded"`).
     #[serde(default)]
     pub method: HttpMethod,
     /// The service's URL (`http://` or `https://`).
@@ -34,14 +33,16 @@ pub struct HttpAuthnConfig {
     pub headers: BTreeMap<String, String>,
     /// The fields sent, each value a template: `${clientid}`, `${username}`,
     /// `${password}`, `${peerhost}`, `${cert_common_name}`, `${cert_subject}` (the last two
-    /// are empty: client certificates are not supported yet).
+    /// are empty: client certificates are not supported yet). Default: `username` and
+    /// `password`.
     #[serde(default = "default_body")]
     pub body: BTreeMap<String, String>,
-    /// Seconds a request may take, waiting for a free connection included; past it the
-    /// answer is ignore (counted as an error).
+    /// Seconds a request may take, waiting for a free connection included, 1 to 300
+    /// (default 5); past it the answer is ignore (counted as an error).
     #[serde(default = "default_request_timeout")]
     pub request_timeout: u64,
-    /// Most requests in flight at once (and idle connections kept) to the service.
+    /// Most requests in flight at once (and idle connections kept) to the service, 1 to
+    /// 1024 (default 8).
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// False: skipped, as if absent.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub struct JwtConfig {
     /// `jwt`.
     pub mechanism: Jwt,
-    /// The CONNECT field that carries the token: `password` (EMQX's default) or `username`.
+    /// The CONNECT field that carries the token (default `password`).
     #[serde(default)]
     pub from: JwtFrom,
     /// True: keys come from the JWKS at `endpoint`; false: from `algorithm` with `secret` or
@@ -42,7 +42,7 @@ pub struct JwtConfig {
     /// token's `kid` picks the key. A failed fetch keeps the last keys.
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Seconds between two JWKS fetches (EMQX's default 300 s).
+    /// Seconds between two JWKS fetches, 1 to 86 400 (default 300, as EMQX).
     #[serde(default = "default_refresh_interval")]
     pub refresh_interval: u64,
     /// Claims the token must carry with exactly these values; `${clientid}` and
@@ -50,7 +50,7 @@ pub struct JwtConfig {
     #[serde(default)]
     pub verify_claims: BTreeMap<String, String>,
     /// The claim holding the client's authorization rules (EMQX's format), handed to
-    /// authorization.
+    /// authorization. Default `acl`.
     #[serde(default = "default_acl_claim_name")]
     pub acl_claim_name: String,
     /// Close the connection when the token's `exp` passes (EMQX's default is true). Not
@@ -58,7 +58,8 @@ pub struct JwtConfig {
     /// file over.
     #[serde(default)]
     pub disconnect_after_expire: bool,
-    /// Seconds of clock skew allowed when checking `exp` and `nbf` (EMQX allows none).
+    /// Seconds of clock skew allowed when checking `exp` and `nbf`, at most 3 600 (default
+    /// 0: EMQX allows none).
     #[serde(default)]
     pub leeway: u64,
     /// False: skipped, as if absent.
