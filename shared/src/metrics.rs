@@ -124,6 +124,9 @@ pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
 /// Counter: JWKS fetches of the JWT authenticator. Labels: `result` (`ok`, `error`: the
 /// endpoint failed, timed out, or answered too much or no usable key; the last keys stay).
 pub const AUTHN_JWKS_REFRESH_TOTAL: &str = "meshmq_authentication_jwks_refresh_total";
+/// Counter: connections closed because their credentials expired (a JWT's `exp` with
+/// `disconnect_after_expire`). No labels.
+pub const AUTHN_EXPIRED_TOTAL: &str = "meshmq_authentication_expired_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -316,6 +319,7 @@ pub const COUNTERS: &[&str] = &[
     AUTHN_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
     AUTHN_JWKS_REFRESH_TOTAL,
+    AUTHN_EXPIRED_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

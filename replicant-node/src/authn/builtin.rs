@@ -57,6 +57,7 @@ impl BuiltIn {
             Ok(true) => Ok(Decision::Allow {
                 superuser,
                 acl: None,
+                expires: None,
             }),
             Ok(false) => Ok(Decision::Deny),
             Err(e) => {

@@ -138,6 +138,7 @@ impl HttpAuth {
             return Ok(Decision::Allow {
                 superuser: false,
                 acl: None,
+                expires: None,
             }); // 204
         };
         match answer.result.as_str() {
@@ -152,6 +153,7 @@ impl HttpAuth {
                 Ok(Decision::Allow {
                     superuser: super::jwt::is_superuser(answer.is_superuser.as_ref()),
                     acl,
+                    expires: None,
                 })
             }
             "deny" => Ok(Decision::Deny),

@@ -51,6 +51,8 @@ pub(super) struct JwtAuth {
     verify_claims: Vec<(String, String)>,
     acl_claim_name: String,
     leeway: u64,
+    /// Close the connection at `exp` (+ `leeway`).
+    disconnect_after_expire: bool,
     /// Stops the JWKS task when the chain goes away.
     _refresh: Option<tokio_util::sync::DropGuard>,
 }
@@ -85,6 +87,7 @@ impl JwtAuth {
             verify_claims: c.verify_claims.clone().into_iter().collect(),
             acl_claim_name: c.acl_claim_name.clone(),
             leeway: c.leeway,
+            disconnect_after_expire: c.disconnect_after_expire,
             _refresh: refresh,
         })
     }
@@ -173,9 +176,18 @@ impl JwtAuth {
                 }
             },
         };
+        let expires = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .filter(|_| self.disconnect_after_expire)
+            .map(|exp| {
+                let at = exp.saturating_add(self.leeway);
+                std::time::UNIX_EPOCH + Duration::from_secs(at.min(u64::from(u32::MAX) * 4))
+            });
         Ok(Decision::Allow {
             superuser: is_superuser(claims.get("is_superuser")),
             acl,
+            expires,
         })
     }
 }

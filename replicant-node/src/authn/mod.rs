@@ -62,6 +62,9 @@ pub enum Decision {
         /// Rules for this client handed over by the authenticator (a JWT's `acl` claim,
         /// an HTTP service's `acl` field), for authorization.
         acl: Option<acl::Acl>,
+        /// When the credentials stop being valid (a JWT's `exp` with
+        /// `disconnect_after_expire`): the connection is closed then.
+        expires: Option<std::time::SystemTime>,
     },
     /// The credentials are wrong: refuse.
     Deny,
@@ -78,6 +81,8 @@ pub enum Verdict {
         superuser: bool,
         /// The client's own rules from its authenticator (see [`Decision::Allow`]).
         acl: Option<acl::Acl>,
+        /// When the connection must be closed (see [`Decision::Allow`]).
+        expires: Option<std::time::SystemTime>,
     },
     /// Refuse with this reason code (the codec maps it for 3.1.1).
     Refused(ReasonCode),
@@ -169,6 +174,7 @@ impl Chain {
             return Verdict::Allowed {
                 superuser: false,
                 acl: None,
+                expires: None,
             };
         }
         let mut overloaded = false;
@@ -191,8 +197,16 @@ impl Chain {
             metrics::counter!(m::AUTHN_TOTAL, "authenticator" => id, "result" => result)
                 .increment(1);
             match decided {
-                Ok(Decision::Allow { superuser, acl }) => {
-                    return Verdict::Allowed { superuser, acl };
+                Ok(Decision::Allow {
+                    superuser,
+                    acl,
+                    expires,
+                }) => {
+                    return Verdict::Allowed {
+                        superuser,
+                        acl,
+                        expires,
+                    };
                 }
                 Ok(Decision::Deny) => {
                     return Verdict::Refused(ReasonCode::BadUserNameOrPassword);

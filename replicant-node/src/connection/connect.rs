@@ -18,6 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::oneshot;
 use tracing::debug;
 
+/// Longest a connection is given before its credentials' expiry closes it (a far-future
+/// `exp` would overflow the timer).
+const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
 use crate::cluster;
@@ -94,10 +98,19 @@ where
             metrics::counter!(m::AUTHN_OVERLOAD_TOTAL).increment(1);
             Verdict::Refused(ReasonCode::ServerBusy)
         });
-    if let Verdict::Refused(code) = verdict {
-        refuse(&mut writer, version, code).await;
-        return refused(ctx, reader, writer).await;
-    }
+    let auth_expires = match verdict {
+        Verdict::Refused(code) => {
+            refuse(&mut writer, version, code).await;
+            return refused(ctx, reader, writer).await;
+        }
+        // A JWT with `disconnect_after_expire`: the connection closes at its `exp`.
+        Verdict::Allowed { expires, .. } => expires.map(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::Instant::now() + left.min(MAX_AUTH_LIFETIME)
+        }),
+    };
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
     let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {
@@ -129,6 +142,7 @@ where
         username,
         will: will.map(Box::new),
         keep_alive: setup.keep_alive,
+        auth_expires,
         connect_expiry_zero: setup.expiry_secs == 0,
         problem_info: properties.request_problem_information != Some(0),
         reader,

@@ -14,13 +14,13 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use meshmq_shared::codec::ProtocolVersion::{V5, V311};
-use meshmq_shared::codec::{ProtocolVersion, ReasonCode};
+use meshmq_shared::codec::{ProtocolVersion, QoS, ReasonCode};
 use meshmq_shared::config::{AuthenticatorConfig, Config, JwtAlgorithm, JwtConfig, JwtFrom};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::authn_http::serve;
-use crate::common::raw::{RawClient, connect_packet};
+use crate::common::raw::{RawClient, connect_packet, will};
 use crate::common::{self, TestBroker, wait_until_async};
 
 /// A 2048-bit RSA key made for these tests only (PKCS#8), and its public half.
@@ -296,4 +296,44 @@ async fn jwks_rotation_is_picked_up_and_the_last_keys_survive_a_failing_server()
         ReasonCode::Success,
         "last keys kept"
     );
+}
+
+#[tokio::test]
+async fn a_connection_closes_when_its_token_expires_unless_told_otherwise() {
+    let key = hmac("s3cret");
+    let closing = common::start_broker(jwt_entry(|_| {})).await; // EMQX's default: true
+    let keeping = common::start_broker(jwt_entry(|j| j.disconnect_after_expire = false)).await;
+    let token = sign(Algorithm::HS256, None, &key, &json!({"exp": now() + 2}));
+    let open = |b: &TestBroker, v: ProtocolVersion, will_topic: Option<String>| {
+        let mut c = connect_packet(v, &common::unique("expiring"));
+        c.username = Some("u".into());
+        c.password = Some(token.as_bytes().to_vec().into());
+        c.will = will_topic.map(|t| will(&t, "gone", QoS::AtMostOnce));
+        RawClient::connect_with(b.mqtt_addr(), c)
+    };
+    let will_topic = common::unique("will/expired");
+    // The watcher needs a token too: a long-lived one.
+    let long = sign(Algorithm::HS256, None, &key, &json!({"exp": now() + 600}));
+    let mut c = connect_packet(V5, &common::unique("watcher"));
+    c.username = Some("u".into());
+    c.password = Some(long.as_bytes().to_vec().into());
+    let (mut watcher, ack) = RawClient::connect_with(closing.mqtt_addr(), c).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    watcher.subscribe(&will_topic, QoS::AtMostOnce).await;
+
+    let (mut v5, ack) = open(&closing, V5, Some(will_topic.clone())).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    let (mut v311, ack) = open(&closing, V311, None).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    let (mut kept, ack) = open(&keeping, V5, None).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    // Closed at exp (within the test's deadline), 5.0 with 0x87; the will goes out.
+    let reason = v5.expect_closed_with(&[ReasonCode::NotAuthorized]).await;
+    assert_eq!(reason, Some(ReasonCode::NotAuthorized));
+    assert_eq!(v311.expect_closed_with(&[]).await, None);
+    let will = watcher.recv_publish().await;
+    assert_eq!(&will.payload[..], b"gone");
+    // disconnect_after_expire = false: still served after exp.
+    tokio::time::sleep(common::QUIET).await;
+    kept.ping().await;
 }

@@ -40,12 +40,6 @@ pub fn check(a: &AuthenticatorConfig) -> Result<(), CheckError> {
 }
 
 fn check_jwt(c: &JwtConfig) -> Result<(), CheckError> {
-    if c.disconnect_after_expire {
-        return Err((
-            "authentication.disconnect_after_expire",
-            "closing a connection when its token expires is not supported yet: set false".into(),
-        ));
-    }
     if c.leeway > MAX_LEEWAY {
         return Err(("authentication.leeway", format!("at most {MAX_LEEWAY} s")));
     }

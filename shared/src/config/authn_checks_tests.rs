@@ -38,7 +38,7 @@ fn jwt_and_http_entries_load_with_emqx_defaults() {
         (JwtFrom::Password, JwtAlgorithm::HmacBased, false, 300, 0)
     );
     assert_eq!(j.acl_claim_name, "acl");
-    assert!(!j.disconnect_after_expire);
+    assert!(j.disconnect_after_expire);
 
     let c = parse(
         "mechanism = \"password_based\"\nbackend = \"http\"\nurl = \"http://127.0.0.1:8080/auth\"\n",
@@ -91,10 +91,6 @@ fn every_bad_value_is_refused_naming_its_key() {
         (
             format!("{jwt}use_jwks = true\nendpoint = \"http://h/j\"\nrefresh_interval = 0"),
             "authentication.refresh_interval",
-        ),
-        (
-            format!("{jwt}secret = \"s\"\ndisconnect_after_expire = true"),
-            "authentication.disconnect_after_expire",
         ),
         (
             format!("{jwt}secret = \"s\"\nleeway = 3601"),

@@ -53,10 +53,9 @@ pub struct JwtConfig {
     /// authorization. Default `acl`.
     #[serde(default = "default_acl_claim_name")]
     pub acl_claim_name: String,
-    /// Close the connection when the token's `exp` passes (EMQX's default is true). Not
-    /// supported yet: only `false` is accepted, so set it explicitly when moving an EMQX
-    /// file over.
-    #[serde(default)]
+    /// Close the connection when the token's `exp` (plus `leeway`) passes, with 0x87 Not
+    /// authorized (3.1.1: the socket closes); the will is sent. Default true, as EMQX.
+    #[serde(default = "super::authn::enabled")]
     pub disconnect_after_expire: bool,
     /// Seconds of clock skew allowed when checking `exp` and `nbf`, at most 3 600 (default
     /// 0: EMQX allows none).
@@ -101,7 +100,7 @@ impl Default for JwtConfig {
             refresh_interval: default_refresh_interval(),
             verify_claims: BTreeMap::new(),
             acl_claim_name: default_acl_claim_name(),
-            disconnect_after_expire: false,
+            disconnect_after_expire: true,
             leeway: 0,
             enable: true,
         }
