@@ -201,3 +201,89 @@ impl HttpAuth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshmq_shared::config::{HttpBackend, PasswordBased};
+
+    /// A service that always answers `answer` with status 200.
+    async fn service(answer: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let router =
+            axum::Router::new().route("/", axum::routing::post(move || async move { answer }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}/")
+    }
+
+    fn auth(url: String) -> HttpAuth {
+        HttpAuth::new(&HttpAuthnConfig {
+            mechanism: PasswordBased::PasswordBased,
+            backend: HttpBackend::Http,
+            method: HttpMethod::Post,
+            url,
+            headers: Default::default(),
+            body: Default::default(),
+            request_timeout: 5,
+            pool_size: 2,
+            enable: true,
+        })
+        .expect("authenticator")
+    }
+
+    const CREDS: Credentials<'static> = Credentials {
+        client_id: "c",
+        username: Some("u"),
+        password: Some(b"p"),
+        peerhost: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
+
+    #[tokio::test]
+    async fn superuser_and_acl_are_read_from_the_answer() {
+        let a = auth(
+            service(r#"{"result": "allow", "is_superuser": true, "acl": {"pub": ["p/1"]}}"#).await,
+        );
+        let Ok(Decision::Allow { superuser, acl, .. }) = a.check(CREDS).await else {
+            panic!("allowed")
+        };
+        assert!(superuser);
+        assert_eq!(acl.expect("rules")[0].topic, "p/1");
+        let a = auth(service(r#"{"result": "allow"}"#).await);
+        let decided = a.check(CREDS).await.ok();
+        assert_eq!(
+            decided,
+            Some(Decision::Allow {
+                superuser: false,
+                acl: None,
+                expires: None
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_result_a_bad_acl_and_an_oversized_answer_are_errors() {
+        let huge: &'static str = Box::leak(
+            format!(
+                r#"{{"result": "allow", "pad": "{}"}}"#,
+                "x".repeat(MAX_RESPONSE_BYTES)
+            )
+            .into_boxed_str(),
+        );
+        for answer in [
+            r#"{"result": "maybe"}"#,
+            r#"{"result": "allow", "acl": 7}"#,
+            r#"{"is_superuser": true}"#,
+            huge,
+        ] {
+            let a = auth(service(answer).await);
+            assert!(
+                matches!(a.check(CREDS).await, Err(Failure::Unavailable)),
+                "{}",
+                &answer[..answer.len().min(60)]
+            );
+        }
+    }
+}

@@ -323,3 +323,102 @@ async fn fetch_jwks(client: &reqwest::Client, endpoint: &str) -> Result<Vec<Key>
     let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     Ok(jwks_keys(&set))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    fn creds<'a>(password: &'a str) -> Credentials<'a> {
+        Credentials {
+            client_id: "c1",
+            username: Some("u1"),
+            password: Some(password.as_bytes()),
+            peerhost: std::net::Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+
+    fn token(secret: &[u8], claims: serde_json::Value) -> String {
+        let key = EncodingKey::from_secret(secret).expect("key");
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).expect("token")
+    }
+
+    fn auth(tweak: impl FnOnce(&mut JwtConfig)) -> JwtAuth {
+        let mut c = JwtConfig {
+            secret: Some("s3cret".into()),
+            ..JwtConfig::default()
+        };
+        tweak(&mut c);
+        JwtAuth::new(&c).expect("authenticator")
+    }
+
+    #[tokio::test]
+    async fn superuser_acl_and_expiry_come_from_the_claims() {
+        let (a, pool) = (auth(|_| {}), HashPool::new());
+        let exp = 4_000_000_000u64;
+        let t = token(
+            b"s3cret",
+            json!({"exp": exp, "is_superuser": "true",
+                   "acl": [{"permission": "allow", "action": "publish", "topic": "t/${clientid}"}]}),
+        );
+        let Ok(Decision::Allow {
+            superuser,
+            acl,
+            expires,
+        }) = a.check(&pool, creds(&t)).await
+        else {
+            panic!("allowed")
+        };
+        assert!(superuser);
+        let acl = acl.expect("rules");
+        assert_eq!((acl.len(), acl[0].topic.as_str()), (1, "t/${clientid}"));
+        assert_eq!(
+            expires,
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(exp))
+        );
+
+        let plain = token(b"s3cret", json!({"is_superuser": false}));
+        let decided = a.check(&pool, creds(&plain)).await.expect("decided");
+        assert_eq!(
+            decided,
+            Decision::Allow {
+                superuser: false,
+                acl: None,
+                expires: None
+            },
+            "no exp: no expiry"
+        );
+        let bad_acl = token(b"s3cret", json!({"acl": "everything"}));
+        let decided = a.check(&pool, creds(&bad_acl)).await.expect("decided");
+        assert_eq!(decided, Decision::Deny);
+    }
+
+    #[tokio::test]
+    async fn a_base64_secret_is_decoded_and_a_renamed_acl_claim_is_read() {
+        let raw = [0u8, 200, 13, 10, 255, 7];
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+        let a = auth(|c| {
+            c.secret = Some(encoded.clone());
+            c.secret_base64_encoded = true;
+            c.acl_claim_name = "rules".into();
+            c.disconnect_after_expire = false;
+        });
+        let pool = HashPool::new();
+        let t = token(
+            &raw,
+            json!({"exp": 4_000_000_000u64, "rules": {"sub": ["s/#"]}}),
+        );
+        let Ok(Decision::Allow { acl, expires, .. }) = a.check(&pool, creds(&t)).await else {
+            panic!("allowed with the decoded secret")
+        };
+        assert_eq!(acl.expect("rules")[0].topic, "s/#");
+        assert_eq!(expires, None, "disconnect_after_expire = false");
+        let wrong = token(encoded.as_bytes(), json!({}));
+        assert_eq!(
+            a.check(&pool, creds(&wrong)).await.expect("d"),
+            Decision::Deny
+        );
+    }
+}

@@ -9,6 +9,12 @@
 //! start-up check (`listeners.allow_anonymous`) keeps such a node on loopback unless the
 //! operator says otherwise.
 //!
+//! The authenticators: the built-in database ([`builtin`]), JWT ([`jwt`]) and an HTTP
+//! service ([`http`]). An allow may carry the client's own rules ([`acl`]) for
+//! authorization, and an expiry that closes the connection (a JWT's `exp`). An
+//! authenticator that cannot decide (a service down, a timeout, keys not fetched yet)
+//! counts `error` and is treated as ignore.
+//!
 //! Owns the decision and its metrics (`meshmq_authentication_total{authenticator,result}`,
 //! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
 //! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
