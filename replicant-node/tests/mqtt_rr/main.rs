@@ -9,6 +9,10 @@ mod common;
 
 #[path = "../mqtt/authn.rs"]
 mod authn;
+#[path = "../mqtt/authn_http.rs"]
+mod authn_http;
+#[path = "../mqtt/authn_jwt.rs"]
+mod authn_jwt;
 #[path = "../mqtt/authz.rs"]
 mod authz;
 #[path = "../mqtt/closing.rs"]
