@@ -239,6 +239,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Disconnects flapping detection did not count (tracker full).",
     ),
     (
+        m::AUTHN_JWKS_REFRESH_TOTAL,
+        "JWKS fetches of the JWT authenticator, by result (ok, error: the last keys stay).",
+    ),
+    (
+        m::AUTHN_EXPIRED_TOTAL,
+        "Connections closed because their credentials (a JWT's exp) expired.",
+    ),
+    (
         m::AWAITING_REL_EXPIRED_TOTAL,
         "QoS 2 packet ids purged after await_rel_timeout.",
     ),

@@ -135,6 +135,7 @@ impl BrokerBuilder {
             ),
             None => None,
         };
+        let authn = crate::authn::Chain::new(&config)?;
         let ctx = Arc::new(Ctx {
             tables: TableState {
                 core,
@@ -169,7 +170,7 @@ impl BrokerBuilder {
                 started: Instant::now(),
             },
             authz: self.authz,
-            authn: crate::authn::Chain::new(&config),
+            authn,
             banned: crate::banned::BanState::default(),
             config,
         });

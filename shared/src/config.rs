@@ -16,10 +16,20 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod authn;
+mod authn_checks;
+mod authn_http;
+mod authn_jwt;
 mod flapping;
 mod load;
 
-pub use authn::{AuthenticatorConfig, BuiltInDatabaseConfig, ScramConfig, UserIdType};
+pub use authn::{
+    AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
+    UserIdType,
+};
+pub use authn_http::{
+    HTTP_PLACEHOLDERS, HttpAuthnConfig, HttpBackend, HttpMethod, JWT_PLACEHOLDERS, check_template,
+};
+pub use authn_jwt::{Jwt, JwtAlgorithm, JwtConfig, JwtFrom};
 pub use flapping::{FlappingDetectConfig, parse_duration};
 
 /// A kibibyte, for byte defaults.

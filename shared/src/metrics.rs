@@ -147,6 +147,12 @@ pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
 /// its maximum of client ids, and detections not committed because too many bans were
 /// being committed already. No labels.
 pub const FLAPPING_UNTRACKED_TOTAL: &str = "meshmq_flapping_untracked_total";
+/// Counter: JWKS fetches of the JWT authenticator. Labels: `result` (`ok`, `error`: the
+/// endpoint failed, timed out, or answered too much or no usable key; the last keys stay).
+pub const AUTHN_JWKS_REFRESH_TOTAL: &str = "meshmq_authentication_jwks_refresh_total";
+/// Counter: connections closed because their credentials expired (a JWT's `exp` with
+/// `disconnect_after_expire`). No labels.
+pub const AUTHN_EXPIRED_TOTAL: &str = "meshmq_authentication_expired_total";
 /// Counter: QoS 2 packet ids purged from `awaiting_rel` after `await_rel_timeout`. No labels.
 pub const AWAITING_REL_EXPIRED_TOTAL: &str = "meshmq_awaiting_rel_expired_total";
 /// Counter: will messages published. No labels.
@@ -346,6 +352,8 @@ pub const COUNTERS: &[&str] = &[
     BANNED_API_BAD_REQUESTS_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
+    AUTHN_JWKS_REFRESH_TOTAL,
+    AUTHN_EXPIRED_TOTAL,
     AWAITING_REL_EXPIRED_TOTAL,
     WILL_MESSAGES_SENT_TOTAL,
     KEEPALIVE_TIMEOUTS_TOTAL,

@@ -220,6 +220,9 @@ fn type_name(root: &Value, s: &Value, key: &str) -> String {
             Some(f) => panic!("`{key}`: string format {f:?} has no name here yet"),
         },
         ["array"] if s["items"]["type"] == "string" => "list of strings".to_owned(),
+        ["object"] if s["additionalProperties"]["type"] == "string" => {
+            "table of strings".to_owned()
+        }
         other => panic!("`{key}`: type {other:?} has no name here yet"),
     };
     if optional {
@@ -395,7 +398,11 @@ fn toml_blocks(markdown: &str) -> Vec<String> {
 
 #[test]
 fn toml_examples_are_valid_configurations() {
-    for file in ["docs/configuration.md", "README.md"] {
+    for file in [
+        "docs/configuration.md",
+        "docs/authentication.md",
+        "README.md",
+    ] {
         let markdown = std::fs::read_to_string(repo_file(file)).unwrap();
         let blocks = toml_blocks(&markdown);
         assert!(!blocks.is_empty(), "{file} has no ```toml example");

@@ -97,6 +97,9 @@ pub(super) fn built_in(ctx: &Ctx, id: &str) -> Result<NewPassword, ApiError> {
             algorithm: c.algorithm,
             iterations: c.iteration_count,
         }),
+        Some(AuthenticatorConfig::Jwt(_) | AuthenticatorConfig::Http(_)) => Err(bad_request(
+            format!("authenticator {id:?} keeps no users (only built_in_database ones do)"),
+        )),
         None => Err(not_found(format!("authenticator {id:?} not found"))),
     }
 }
@@ -121,6 +124,45 @@ fn describe(a: &AuthenticatorConfig) -> Value {
             "algorithm": c.algorithm,
             "iteration_count": c.iteration_count,
         }),
+        // Never the secret; the public key and the claims are not secrets but stay out too.
+        AuthenticatorConfig::Jwt(c) => json!({
+            "id": a.id(),
+            "mechanism": "jwt",
+            "enable": c.enable,
+            "from": c.from,
+            "use_jwks": c.use_jwks,
+            "algorithm": c.algorithm,
+            "endpoint": c.endpoint,
+            "refresh_interval": c.refresh_interval,
+            "acl_claim_name": c.acl_claim_name,
+            "disconnect_after_expire": c.disconnect_after_expire,
+            "leeway": c.leeway,
+        }),
+        // Header values and the body template may hold credentials: names only; the URL
+        // may carry user info: shown without it.
+        AuthenticatorConfig::Http(c) => json!({
+            "id": a.id(),
+            "mechanism": "password_based",
+            "backend": "http",
+            "enable": c.enable,
+            "method": c.method,
+            "url": without_userinfo(&c.url),
+            "headers": c.headers.keys().collect::<Vec<_>>(),
+            "request_timeout": c.request_timeout,
+            "pool_size": c.pool_size,
+        }),
+    }
+}
+
+/// `url` without a `user:password@` part.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -446,5 +488,17 @@ async fn delete_user(
     match write(&ctx, op::Kind::AuthUserDelete(AuthUserDelete { user_id })).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_info_is_cut_from_a_url() {
+        use super::without_userinfo as w;
+        assert_eq!(w("http://u:p@h:80/a@b"), "http://h:80/a@b");
+        assert_eq!(w("https://h/x?y=@"), "https://h/x?y=@");
+        assert_eq!(w("http://a@b@h"), "http://h");
+        assert_eq!(w("not a url"), "not a url");
     }
 }

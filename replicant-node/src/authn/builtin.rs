@@ -61,7 +61,11 @@ impl BuiltIn {
                 .await
                 .ok_or(Failure::Overloaded)?;
             return Ok(if matched {
-                Decision::Allow { superuser }
+                Decision::Allow {
+                    superuser,
+                    acl: None,
+                    expires: None,
+                }
             } else {
                 Decision::Deny
             });
@@ -79,7 +83,11 @@ impl BuiltIn {
                 .ok_or(Failure::Overloaded)?
         };
         match matched {
-            Ok(true) => Ok(Decision::Allow { superuser }),
+            Ok(true) => Ok(Decision::Allow {
+                superuser,
+                acl: None,
+                expires: None,
+            }),
             Ok(false) => Ok(Decision::Deny),
             Err(e) => {
                 warn!(user_id, error = %e, "built-in database: stored password unusable");

@@ -14,18 +14,28 @@
 //! through the AUTH exchange the connection drives; a method no authenticator answers is
 //! refused 0x8C. In the password chain a SCRAM authenticator ignores.
 //!
+//! The authenticators: the built-in database ([`builtin`]), SCRAM ([`scram`]), JWT ([`jwt`])
+//! and an HTTP service ([`http`]). An allow may carry the client's own rules ([`acl`]) for
+//! authorization, and an expiry that closes the connection (a JWT's `exp`). An
+//! authenticator that cannot decide (a service down, a timeout, keys not fetched yet)
+//! counts `error` and is treated as ignore.
+//!
 //! Owns the decision and its metrics (`meshmq_authentication_total{authenticator,result}`,
 //! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
 //! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
 
+pub mod acl;
 pub mod api;
 mod builtin;
+mod http;
 pub mod import;
 #[cfg(test)]
 mod import_tests;
+mod jwt;
 mod new_password;
 pub mod pool;
 pub mod scram;
+mod template;
 mod transfer;
 
 use std::time::Instant;
@@ -61,12 +71,18 @@ impl std::fmt::Debug for Credentials<'_> {
 }
 
 /// One authenticator's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The client may connect; a superuser skips authorization.
     Allow {
         /// Authorization is skipped for this client.
         superuser: bool,
+        /// Rules for this client handed over by the authenticator (a JWT's `acl` claim,
+        /// an HTTP service's `acl` field), for authorization.
+        acl: Option<acl::Acl>,
+        /// When the credentials stop being valid (a JWT's `exp` with
+        /// `disconnect_after_expire`): the connection is closed then.
+        expires: Option<std::time::SystemTime>,
     },
     /// The credentials are wrong: refuse.
     Deny,
@@ -75,12 +91,16 @@ pub enum Decision {
 }
 
 /// The chain's verdict on a CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Let it in.
     Allowed {
         /// Authorization is skipped for this client.
         superuser: bool,
+        /// The client's own rules from its authenticator (see [`Decision::Allow`]).
+        acl: Option<acl::Acl>,
+        /// When the connection must be closed (see [`Decision::Allow`]).
+        expires: Option<std::time::SystemTime>,
     },
     /// Refuse with this reason code (the codec maps it for 3.1.1).
     Refused(ReasonCode),
@@ -90,6 +110,8 @@ pub enum Verdict {
 enum Authenticator {
     BuiltIn(builtin::BuiltIn),
     Scram(scram::Scram),
+    Jwt(jwt::JwtAuth),
+    Http(http::HttpAuth),
 }
 
 impl Authenticator {
@@ -97,6 +119,8 @@ impl Authenticator {
         match self {
             Authenticator::BuiltIn(_) => "password_based:built_in_database",
             Authenticator::Scram(_) => scram::ID,
+            Authenticator::Jwt(_) => "jwt",
+            Authenticator::Http(_) => "password_based:http",
         }
     }
 }
@@ -114,28 +138,53 @@ pub(crate) enum Failure {
     Corrupt,
     /// The hashing queue is full.
     Overloaded,
+    /// The authenticator's service or keys could not be reached (an HTTP error or timeout,
+    /// a JWKS not fetched yet): ignore.
+    Unavailable,
+}
+
+/// An authenticator that could not be built from its (validated) settings.
+#[derive(Debug, thiserror::Error)]
+#[error("authentication[{index}] ({id}): {reason}")]
+pub struct ChainError {
+    /// Its position in `[[authentication]]`.
+    pub index: usize,
+    /// Its EMQX id.
+    pub id: &'static str,
+    /// What failed.
+    pub reason: String,
 }
 
 impl Chain {
-    /// The chain of `config.authentication` (disabled entries left out).
-    pub fn new(config: &Config) -> Self {
-        let authenticators = config
-            .authentication
-            .iter()
-            .filter(|a| a.enabled())
-            .map(|a| match a {
-                AuthenticatorConfig::BuiltInDatabase(c) => {
-                    Authenticator::BuiltIn(builtin::BuiltIn::new(c.user_id_type))
-                }
-                AuthenticatorConfig::Scram(c) => {
-                    Authenticator::Scram(scram::Scram::new(c.algorithm, c.iteration_count))
-                }
-            })
-            .collect();
-        Chain {
+    /// The chain of `config.authentication` (disabled entries left out). Starts the JWKS
+    /// refresh tasks, so it runs inside the runtime.
+    pub fn new(config: &Config) -> Result<Self, ChainError> {
+        let mut authenticators = Vec::new();
+        for (index, a) in config.authentication.iter().enumerate() {
+            if !a.enabled() {
+                continue;
+            }
+            let built = match a {
+                AuthenticatorConfig::BuiltInDatabase(c) => Ok(Authenticator::BuiltIn(
+                    builtin::BuiltIn::new(c.user_id_type),
+                )),
+                AuthenticatorConfig::Scram(c) => Ok(Authenticator::Scram(scram::Scram::new(
+                    c.algorithm,
+                    c.iteration_count,
+                ))),
+                AuthenticatorConfig::Jwt(c) => jwt::JwtAuth::new(c).map(Authenticator::Jwt),
+                AuthenticatorConfig::Http(c) => http::HttpAuth::new(c).map(Authenticator::Http),
+            };
+            authenticators.push(built.map_err(|reason| ChainError {
+                index,
+                id: a.id(),
+                reason,
+            })?);
+        }
+        Ok(Chain {
             authenticators,
             pool: pool::HashPool::new(),
-        }
+        })
     }
 
     /// The pool that runs slow hashes (also for passwords set through the API).
@@ -160,7 +209,11 @@ impl Chain {
     /// Runs the chain for one CONNECT.
     pub async fn authenticate(&self, tables: &TableState, creds: Credentials<'_>) -> Verdict {
         if self.authenticators.is_empty() {
-            return Verdict::Allowed { superuser: false };
+            return Verdict::Allowed {
+                superuser: false,
+                acl: None,
+                expires: None,
+            };
         }
         let mut overloaded = false;
         for a in &self.authenticators {
@@ -169,6 +222,8 @@ impl Chain {
                 Authenticator::BuiltIn(b) => b.check(tables, &self.pool, creds).await,
                 // Enhanced authentication only: a CONNECT without a method is not its client.
                 Authenticator::Scram(_) => Ok(Decision::Ignore),
+                Authenticator::Jwt(j) => j.check(&self.pool, creds).await,
+                Authenticator::Http(h) => h.check(creds).await,
             };
             let id = a.id();
             metrics::histogram!(m::AUTHN_SECONDS, "authenticator" => id)
@@ -182,7 +237,17 @@ impl Chain {
             metrics::counter!(m::AUTHN_TOTAL, "authenticator" => id, "result" => result)
                 .increment(1);
             match decided {
-                Ok(Decision::Allow { superuser }) => return Verdict::Allowed { superuser },
+                Ok(Decision::Allow {
+                    superuser,
+                    acl,
+                    expires,
+                }) => {
+                    return Verdict::Allowed {
+                        superuser,
+                        acl,
+                        expires,
+                    };
+                }
                 Ok(Decision::Deny) => {
                     return Verdict::Refused(ReasonCode::BadUserNameOrPassword);
                 }
@@ -192,6 +257,7 @@ impl Chain {
                 // chain on an error of a known user).
                 Err(Failure::Corrupt) => return Verdict::Refused(ReasonCode::NotAuthorized),
                 Err(Failure::Overloaded) => overloaded = true,
+                Err(Failure::Unavailable) => {}
             }
         }
         if overloaded {

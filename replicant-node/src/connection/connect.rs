@@ -21,6 +21,11 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::enhanced_auth::{self, Outcome};
+
+/// Longest a connection is given before its credentials' expiry closes it (a far-future
+/// `exp` would overflow the timer).
+const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
 use crate::cluster;
@@ -125,6 +130,8 @@ where
                 enhanced = Some((method.clone(), allowed.server_final));
                 Verdict::Allowed {
                     superuser: allowed.superuser,
+                    acl: None,
+                    expires: None,
                 }
             }
         }
@@ -136,10 +143,19 @@ where
                 Verdict::Refused(ReasonCode::ServerBusy)
             })
     };
-    if let Verdict::Refused(code) = verdict {
-        refuse(&mut writer, version, code).await;
-        return refused(ctx, reader, writer).await;
-    }
+    let auth_expires = match verdict {
+        Verdict::Refused(code) => {
+            refuse(&mut writer, version, code).await;
+            return refused(ctx, reader, writer).await;
+        }
+        // A JWT with `disconnect_after_expire`: the connection closes at its `exp`.
+        Verdict::Allowed { expires, .. } => expires.map(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::Instant::now() + left.min(MAX_AUTH_LIFETIME)
+        }),
+    };
     // The exchange named the user (SCRAM without a User Name): its bans hold too.
     if username != connect.username
         && let Some(kind) =
@@ -195,6 +211,7 @@ where
         username,
         will: will.map(Box::new),
         keep_alive: setup.keep_alive,
+        auth_expires,
         connect_expiry_zero: setup.expiry_secs == 0,
         problem_info: properties.request_problem_information != Some(0),
         reader,

@@ -105,6 +105,9 @@ struct Conn<S> {
     will: Option<Box<Will>>,
     /// Effective keep-alive (0 = none); the connection is closed after 1.5x of silence.
     keep_alive: u16,
+    /// When the client's credentials expire (a JWT's `exp`, `disconnect_after_expire`):
+    /// the connection is closed then with 0x87 Not authorized (its will is sent).
+    auth_expires: Option<tokio::time::Instant>,
     /// Session expiry requested in CONNECT was 0 (then DISCONNECT may not raise it).
     connect_expiry_zero: bool,
     /// The client wants reason strings and user properties on errors (5.0 default: yes).
@@ -209,10 +212,14 @@ where
                     }
                 },
                 _ = mailbox.ready.notified() => { self.drain_mailbox(); None }
-                // One timer for every deadline (keep-alive, QoS 2 release, re-authentication): an
-                // idle connection's task carries one.
-                _ = sleep_until_opt(earliest(earliest(ka_deadline, rel_deadline), reauth_deadline)) => {
-                    if ka_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                // One timer for every deadline (keep-alive, QoS 2 release, re-authentication,
+                // credentials' expiry): an idle connection's task carries one.
+                _ = sleep_until_opt(earliest(earliest(ka_deadline, rel_deadline), earliest(reauth_deadline, self.auth_expires))) => {
+                    if self.auth_expires.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                        metrics::counter!(m::AUTHN_EXPIRED_TOTAL).increment(1);
+                        self.queue_disconnect(ReasonCode::NotAuthorized);
+                        Some(Exit::ServerClose(ReasonCode::NotAuthorized))
+                    } else if ka_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
                         metrics::counter!(m::KEEPALIVE_TIMEOUTS_TOTAL).increment(1);
                         self.queue_disconnect(ReasonCode::KeepAliveTimeout);
                         Some(Exit::ServerClose(ReasonCode::KeepAliveTimeout))

@@ -10,6 +10,8 @@ mod common;
 
 mod authn;
 mod authn_api;
+mod authn_http;
+mod authn_jwt;
 mod authn_scram;
 mod authn_scram_client;
 mod authz;

@@ -11,6 +11,10 @@ mod common;
 mod authn;
 #[path = "../mqtt/authn_api.rs"]
 mod authn_api;
+#[path = "../mqtt/authn_http.rs"]
+mod authn_http;
+#[path = "../mqtt/authn_jwt.rs"]
+mod authn_jwt;
 #[path = "../mqtt/authn_scram.rs"]
 mod authn_scram;
 #[path = "../mqtt/authn_scram_client.rs"]

@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::authn_http::HttpAuthnConfig;
+use super::authn_jwt::JwtConfig;
 use crate::auth::password::{Algorithm, SaltPosition};
 use crate::auth::scram::ScramAlgorithm;
 
@@ -21,6 +23,10 @@ pub enum AuthenticatorConfig {
     BuiltInDatabase(BuiltInDatabaseConfig),
     /// `mechanism = "scram"`, `backend = "built_in_database"`.
     Scram(ScramConfig),
+    /// `mechanism = "jwt"`.
+    Jwt(JwtConfig),
+    /// `mechanism = "password_based"`, `backend = "http"`.
+    Http(HttpAuthnConfig),
 }
 
 /// Password-based, users in the cluster tables (EMQX's `password_based:built_in_database`).
@@ -76,6 +82,8 @@ pub enum BuiltInDatabase {
 pub const KNOWN_AUTHENTICATORS: &[&str] = &[
     "password_based:built_in_database",
     "scram:built_in_database",
+    "password_based:http",
+    "jwt",
 ];
 
 impl<'de> Deserialize<'de> for AuthenticatorConfig {
@@ -96,6 +104,10 @@ impl<'de> Deserialize<'de> for AuthenticatorConfig {
             ("scram", Some("built_in_database")) => {
                 serde_json::from_value(value.clone()).map(AuthenticatorConfig::Scram)
             }
+            ("password_based", Some("http")) => {
+                serde_json::from_value(value.clone()).map(AuthenticatorConfig::Http)
+            }
+            ("jwt", None) => serde_json::from_value(value.clone()).map(AuthenticatorConfig::Jwt),
             _ => {
                 let id = backend.map_or(mechanism.to_owned(), |b| format!("{mechanism}:{b}"));
                 return Err(D::Error::custom(format!(
@@ -104,7 +116,10 @@ impl<'de> Deserialize<'de> for AuthenticatorConfig {
                 )));
             }
         };
-        parsed.map_err(|e| D::Error::custom(format!("{mechanism}:{}: {e}", backend.unwrap_or(""))))
+        parsed.map_err(|e| {
+            let id = backend.map_or(mechanism.to_owned(), |b| format!("{mechanism}:{b}"));
+            D::Error::custom(format!("{id}: {e}"))
+        })
     }
 }
 
@@ -119,7 +134,7 @@ pub enum UserIdType {
     Clientid,
 }
 
-fn enabled() -> bool {
+pub(super) fn enabled() -> bool {
     true
 }
 
@@ -135,6 +150,8 @@ impl AuthenticatorConfig {
         match self {
             AuthenticatorConfig::BuiltInDatabase(c) => c.enable,
             AuthenticatorConfig::Scram(c) => c.enable,
+            AuthenticatorConfig::Jwt(c) => c.enable,
+            AuthenticatorConfig::Http(c) => c.enable,
         }
     }
 
@@ -143,6 +160,8 @@ impl AuthenticatorConfig {
         match self {
             AuthenticatorConfig::BuiltInDatabase(_) => "password_based:built_in_database",
             AuthenticatorConfig::Scram(_) => "scram:built_in_database",
+            AuthenticatorConfig::Jwt(_) => "jwt",
+            AuthenticatorConfig::Http(_) => "password_based:http",
         }
     }
 }

@@ -210,25 +210,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         return invalid(key, reason);
     }
     for (i, a) in config.authentication.iter().enumerate() {
-        match a {
-            crate::config::AuthenticatorConfig::BuiltInDatabase(c) => {
-                let password_hash_algorithm = &c.password_hash_algorithm;
-                if let Err(e) = crate::auth::password::check_params(password_hash_algorithm) {
-                    return invalid(
-                        "authentication.password_hash_algorithm",
-                        format!("authentication[{i}]: {e}"),
-                    );
-                }
-            }
-            crate::config::AuthenticatorConfig::Scram(c) => {
-                if let Err(e) = crate::auth::scram::check_iterations(c.iteration_count) {
-                    return invalid(
-                        "authentication.iteration_count",
-                        format!("authentication[{i}]: {e}"),
-                    );
-                }
-            }
-        }
+        super::authn_checks::check(a).map_err(|(key, e)| ConfigError::Invalid {
+            key,
+            reason: format!("authentication[{i}] ({}): {e}", a.id()),
+        })?;
     }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(
