@@ -16,9 +16,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod authn;
+pub mod authz;
 mod load;
 
 pub use authn::{AuthenticatorConfig, BuiltInDatabaseConfig, UserIdType};
+pub use authz::{AuthorizationConfig, AuthzSourceConfig, DenyAction, NoMatch, SubscribeDenyCode};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -45,6 +47,9 @@ pub struct Config {
     /// anonymous clients are accepted, on loopback listeners only unless
     /// `listeners.allow_anonymous` is set.
     pub authentication: Vec<AuthenticatorConfig>,
+    /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
+    /// `[[authorization.sources]]` tried in order).
+    pub authorization: AuthorizationConfig,
 }
 
 /// How this node reaches the core group.

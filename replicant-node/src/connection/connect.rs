@@ -20,12 +20,14 @@ use tracing::debug;
 
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
+use crate::authz::AuthzClient;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::handover;
 use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
+use meshmq_shared::auth::acl::ClientInfo;
 
 /// Bound on writing a refusing CONNACK (and on shutting the write side after it).
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,10 +96,13 @@ where
             metrics::counter!(m::AUTHN_OVERLOAD_TOTAL).increment(1);
             Verdict::Refused(ReasonCode::ServerBusy)
         });
-    if let Verdict::Refused(code) = verdict {
-        refuse(&mut writer, version, code).await;
-        return refused(ctx, reader, writer).await;
-    }
+    let superuser = match verdict {
+        Verdict::Refused(code) => {
+            refuse(&mut writer, version, code).await;
+            return refused(ctx, reader, writer).await;
+        }
+        Verdict::Allowed { superuser } => superuser,
+    };
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
     let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {
@@ -120,13 +125,23 @@ where
         properties,
         ..
     } = *connect;
+    let authz = AuthzClient {
+        info: ClientInfo {
+            client_id: setup.client_id.clone(),
+            username: username.map(Arc::from),
+            peerhost: peer.ip(),
+            superuser,
+        },
+        attached: Vec::new(),
+    };
     let mut conn = Conn {
         ctx: ctx.clone(),
         id,
         slot,
         version,
         client_id: setup.client_id.clone(),
-        username,
+        authz: Arc::new(authz),
+        authz_cache: ctx.authz.new_cache(),
         will: will.map(Box::new),
         keep_alive: setup.keep_alive,
         connect_expiry_zero: setup.expiry_secs == 0,

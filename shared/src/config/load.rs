@@ -216,6 +216,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    if let Err((key, reason)) = super::authz::validate(&config.authorization) {
+        return invalid(key, reason);
+    }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(
             "must be between {MIN_PACKET_SIZE_LIMIT} and {MAX_PACKET_SIZE_LIMIT}, got {}",

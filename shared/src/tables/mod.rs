@@ -1,5 +1,5 @@
 //! The cluster tables (nodes, registry, subscriptions, routes, shared groups, retained
-//! messages, built-in authentication users) and the one function that changes them, [`Tables::apply`].
+//! messages, built-in authentication users, built-in authorization rules) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
 //! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
@@ -16,6 +16,9 @@ mod apply;
 pub mod auth_users;
 #[cfg(test)]
 mod auth_users_tests;
+pub mod authz_rules;
+#[cfg(test)]
+mod authz_rules_tests;
 #[cfg(test)]
 mod cluster_tests;
 mod nodes;
@@ -38,7 +41,10 @@ mod tests;
 use meshmq_proto::tables::{
     Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
 };
-pub use meshmq_proto::tables::{AuthUser, Batch, Op, RegistryRow, RetainedMessage, SubOptions};
+pub use meshmq_proto::tables::{
+    AuthUser, AuthzRule, AuthzRules, AuthzRulesKind, Batch, Op, RegistryRow, RetainedMessage,
+    SubOptions,
+};
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 
 /// All cluster tables with their indexes; see the module doc.
@@ -61,6 +67,8 @@ pub struct Tables {
     retained: retained::Retained,
     /// User id → built-in authentication user.
     auth_users: auth_users::AuthUsers,
+    /// (kind, key) → built-in authorization rules, and the authorization cache epoch.
+    authz_rules: authz_rules::AuthzRulesTable,
 }
 
 impl Tables {
@@ -75,6 +83,7 @@ impl Tables {
             shared: shared_groups::SharedGroups::default(),
             retained: retained::Retained::default(),
             auth_users: auth_users::AuthUsers::default(),
+            authz_rules: authz_rules::AuthzRulesTable::default(),
         }
     }
 
@@ -101,6 +110,31 @@ impl Tables {
     /// Up to `limit` built-in authentication users with ids after `after`, in id order.
     pub fn auth_users_page(&self, after: Option<&str>, limit: usize) -> Vec<&AuthUser> {
         self.auth_users.page(after, limit)
+    }
+
+    /// The built-in authorization rules of (`kind`, `key`) (`key` empty for the all list).
+    pub fn authz_rules(&self, kind: AuthzRulesKind, key: &str) -> Option<&AuthzRules> {
+        self.authz_rules.get(kind, key)
+    }
+
+    /// Number of rule lists of `kind` (cost follows the table size: for the API).
+    pub fn authz_rules_count(&self, kind: AuthzRulesKind) -> usize {
+        self.authz_rules.count(kind)
+    }
+
+    /// Up to `limit` rule lists of `kind` after the first `skip`, in key order.
+    pub fn authz_rules_page(
+        &self,
+        kind: AuthzRulesKind,
+        skip: usize,
+        limit: usize,
+    ) -> Vec<&AuthzRules> {
+        self.authz_rules.page(kind, skip, limit)
+    }
+
+    /// The authorization cache epoch: it moves on every rule change and cache clear.
+    pub fn authz_epoch(&self) -> u64 {
+        self.authz_rules.epoch
     }
 
     /// Every node row, in no particular order.
@@ -224,6 +258,8 @@ impl Tables {
             shared: self.shared.snapshot_rows(),
             retained: self.retained.snapshot_rows(),
             auth_users: self.auth_users.snapshot_rows(),
+            authz_rules: self.authz_rules.snapshot_rows(),
+            authz_epoch: self.authz_rules.epoch,
         }
     }
 
@@ -241,6 +277,9 @@ impl Tables {
         tables.shared.restore(&snapshot.shared);
         tables.retained.restore(&snapshot.retained);
         tables.auth_users.restore(&snapshot.auth_users);
+        tables
+            .authz_rules
+            .restore(&snapshot.authz_rules, snapshot.authz_epoch);
         tables
     }
 }
