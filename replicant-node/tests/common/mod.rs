@@ -118,12 +118,24 @@ pub async fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String
 }
 
 async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_call(addr, method, path, body, None).await
+}
+
+/// Any `method` with a JSON `body` and, when given, `Authorization: Bearer <key>`.
+pub async fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    api_key: Option<&str>,
+) -> (u16, String) {
+    let auth = api_key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     let mut s = tokio::time::timeout(WAIT, TcpStream::connect(addr))
         .await
         .expect("http connect in time")
         .expect("http connect");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -10,6 +10,7 @@ mod common;
 
 mod authn;
 mod authz;
+mod authz_rules;
 mod backpressure;
 mod closing;
 mod connect;
