@@ -128,12 +128,12 @@ impl Action {
     }
 
     fn applies(&self, req: &Request<'_>) -> bool {
-        let kind = match (self.kind, req) {
-            (ActionKind::All, _) => true,
-            (ActionKind::Publish, Request::Publish { .. }) => true,
-            (ActionKind::Subscribe, Request::Subscribe { .. }) => true,
-            _ => false,
-        };
+        let kind = matches!(
+            (self.kind, req),
+            (ActionKind::All, _)
+                | (ActionKind::Publish, Request::Publish { .. })
+                | (ActionKind::Subscribe, Request::Subscribe { .. })
+        );
         let qos = self.qos_mask & (1 << req.qos().min(2)) != 0;
         let retain = match (self.retain, req) {
             (RetainCond::Retained, Request::Publish { retain, .. }) => *retain,
