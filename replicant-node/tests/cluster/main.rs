@@ -9,6 +9,7 @@
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
 //! the log was purged; it switches core and resumes), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
+//! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
@@ -20,6 +21,7 @@
 mod common;
 
 mod acks;
+mod authz;
 mod catchup;
 mod evacuation;
 mod evacuation_restart;
