@@ -367,3 +367,7 @@ fn merge_dict(into: &mut Dict, from: Dict) {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 #[path = "load_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "authz_tests.rs"]
+mod authz_tests;
