@@ -170,7 +170,7 @@ async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::Rec
                 return end("dead", detail, true, progress);
             }
             Read::Silent => return end("timeout", "no frame for 3 s".into(), true, progress),
-            Read::Frame(r) => r,
+            Read::Frame(r) => *r,
         };
         let frame = match read {
             Ok(None) => return end("closed", "stream ended".into(), false, progress),
@@ -203,8 +203,9 @@ async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::Rec
 
 /// What waiting for the next frame gave.
 enum Read {
-    /// A frame, the end of the stream, or a read error.
-    Frame(Result<Option<FollowFrame>, frame::FrameError>),
+    /// A frame, the end of the stream, or a read error (boxed: a frame holds a snapshot
+    /// header, far larger than the other variants).
+    Frame(Box<Result<Option<FollowFrame>, frame::FrameError>>),
     /// No frame completed within [`FRAME_TIMEOUT`] although the connection is alive.
     Silent,
     /// The connection received nothing for [`DEAD_AFTER`].
@@ -225,7 +226,7 @@ async fn read_frame(conn: &quinn::Connection, recv: &mut quinn::RecvStream) -> R
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            r = &mut read => return Read::Frame(r),
+            r = &mut read => return Read::Frame(Box::new(r)),
             _ = tick.tick() => {
                 let now = tokio::time::Instant::now();
                 let seen = conn.stats().udp_rx.bytes;
