@@ -84,7 +84,9 @@ async fn file_rules_give_the_deny_codes_of_each_version() {
     );
     assert!(nomatch.is_some_and(|n| n >= 1.0), "{nomatch:?}");
 
-    // 0x80 for 5.0 too when configured.
+    // 0x80 for 5.0 too when configured (one broker at a time: a cluster topology holds a
+    // process-wide lock for its life).
+    b.shutdown().await;
     let mut cfg = file_rules();
     cfg["subscribe_deny_code"] = json!("unspecified_error");
     let b = common::start_broker(authz(cfg)).await;
@@ -303,6 +305,7 @@ async fn cached_decisions_hit_expire_and_are_cleared_through_the_api() {
     );
     let (status, body) = http_call(http, "DELETE", "/api/v5/authorization/cache", "", None).await;
     assert_eq!(status, 204, "{body}");
+    settle(&b).await;
     assert_eq!(
         c.publish("hook/x", "3", QoS::AtLeastOnce, false).await,
         ReasonCode::NotAuthorized,
@@ -310,6 +313,7 @@ async fn cached_decisions_hit_expire_and_are_cleared_through_the_api() {
     );
 
     // A short TTL: the cached allow expires on its own.
+    b.shutdown().await;
     let toggle = Arc::new(Toggle::default());
     let b = common::start_broker_with_authz(|c| c.authorization.cache.ttl_ms = 200, toggle.clone())
         .await;
@@ -333,6 +337,22 @@ async fn cached_decisions_hit_expire_and_are_cleared_through_the_api() {
 }
 
 const BASE: &str = "/api/v5/authorization/sources/built_in_database/rules";
+
+/// Waits until every node has applied what the most advanced one has (an API write lands
+/// on one node; in a cluster topology the client may be on another).
+async fn settle(b: &TestBroker) {
+    let target = b
+        .nodes()
+        .iter()
+        .map(|n| n.core().applied_index())
+        .max()
+        .unwrap_or(0);
+    let all = wait_until(WAIT, || {
+        b.nodes().iter().all(|n| n.core().applied_index() >= target)
+    })
+    .await;
+    assert!(all, "every node applied index {target}");
+}
 
 #[tokio::test]
 async fn built_in_rules_through_the_api() {
@@ -376,6 +396,7 @@ async fn built_in_rules_through_the_api() {
     ]}]);
     let (status, body) = call("POST", format!("{BASE}/users"), users).await;
     assert_eq!(status, 204, "{body}");
+    settle(&b).await;
     assert_eq!(
         alice.publish("t/1", "x", QoS::AtLeastOnce, false).await,
         ReasonCode::NotAuthorized,
@@ -407,6 +428,7 @@ async fn built_in_rules_through_the_api() {
     )
     .await;
     assert_eq!(status, 204);
+    settle(&b).await;
     assert_eq!(
         alice.publish("t/1", "x", QoS::AtLeastOnce, false).await,
         ReasonCode::Success
@@ -421,6 +443,7 @@ async fn built_in_rules_through_the_api() {
     )
     .await;
     assert_eq!(status, 204);
+    settle(&b).await;
     let ack = alice
         .subscribe_many(&[("c/x", sub_opts(QoS::AtMostOnce))], Properties::default())
         .await;
@@ -432,6 +455,7 @@ async fn built_in_rules_through_the_api() {
     )
     .await;
     assert_eq!(status, 204);
+    settle(&b).await;
     assert_eq!(
         alice.publish("all/x", "x", QoS::AtLeastOnce, false).await,
         ReasonCode::NotAuthorized
@@ -440,12 +464,14 @@ async fn built_in_rules_through_the_api() {
     assert_eq!((status, body.contains("all/#")), (200, true), "{body}");
     let (status, _) = call("DELETE", format!("{BASE}/all"), json!(null)).await;
     assert_eq!(status, 204);
+    settle(&b).await;
     assert_eq!(
         alice.publish("all/x", "x", QoS::AtLeastOnce, false).await,
         ReasonCode::Success
     );
     let (status, _) = call("DELETE", format!("{BASE}/clients/api-alice"), json!(null)).await;
     assert_eq!(status, 204);
+    settle(&b).await;
     let (status, _) = call("GET", format!("{BASE}/clients/api-alice"), json!(null)).await;
     assert_eq!(status, 404);
 

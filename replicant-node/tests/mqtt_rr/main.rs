@@ -11,6 +11,8 @@ mod common;
 mod authn;
 #[path = "../mqtt/authz.rs"]
 mod authz;
+#[path = "../mqtt/authz_rules.rs"]
+mod authz_rules;
 #[path = "../mqtt/closing.rs"]
 mod closing;
 #[path = "../mqtt/connect.rs"]
