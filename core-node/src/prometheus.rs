@@ -199,6 +199,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Operations refused by the authorizer, by action.",
     ),
     (
+        m::AUTHZ_TOTAL,
+        "Authorization answers per source asked, by source and result (allow, deny, nomatch).",
+    ),
+    (
+        m::AUTHZ_CACHE_TOTAL,
+        "Lookups in the per-connection authorization cache, by result (hit, miss).",
+    ),
+    (
         m::AUTHN_TOTAL,
         "Authentication decisions, by authenticator and result (allow, deny, ignore, error).",
     ),

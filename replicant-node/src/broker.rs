@@ -77,6 +77,10 @@ impl BrokerBuilder {
                 "the HTTP API {http} is not on loopback and has no key: set listeners.api_key"
             );
         }
+        // Rules (and a file source's acl_file) are checked before anything is bound.
+        meshmq_shared::config::authz::validate(&config.authorization)
+            .map_err(|(key, reason)| anyhow::anyhow!("{key}: {reason}"))?;
+        let authz = crate::authz::Authz::new(&config.authorization, self.authz)?;
         // Install the process-wide metrics recorder before anything records.
         let _ = http::prometheus_handle();
         let incarnation = crate::cluster::now_ms();
@@ -169,7 +173,7 @@ impl BrokerBuilder {
                 shutdown,
                 started: Instant::now(),
             },
-            authz: self.authz,
+            authz,
             authn,
             banned: crate::banned::BanState::default(),
             config,
@@ -208,7 +212,8 @@ impl BrokerBuilder {
             let token = ctx.admission.shutdown.clone();
             let api = crate::evacuation::api::routes(ctx.clone())
                 .merge(crate::authn::api::routes(ctx.clone()))
-                .merge(crate::banned::api::routes(ctx.clone()));
+                .merge(crate::banned::api::routes(ctx.clone()))
+                .merge(crate::authz::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");

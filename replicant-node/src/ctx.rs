@@ -22,7 +22,6 @@ use meshmq_shared::config::Config;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::authz::Authorizer;
 use crate::core_handle::CoreHandle;
 use crate::evacuation::Evacuation;
 use crate::handover::Handovers;
@@ -47,8 +46,8 @@ pub struct Ctx {
     pub local: LocalState,
     /// Connection admission: cap, count, evacuation, shutdown.
     pub admission: Admission,
-    /// Authorization hook.
-    pub authz: Arc<dyn Authorizer>,
+    /// Authorization: the embedder's hook, the configured sources, the settings.
+    pub authz: crate::authz::Authz,
     /// The authentication chain every CONNECT goes through.
     pub authn: crate::authn::Chain,
     /// Bans on this node: live connections a new ban closes, flapping counters.

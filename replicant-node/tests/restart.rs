@@ -27,10 +27,19 @@ use common::{QUIET, WAIT, metric_sum, metrics_text, test_config, unique, wait_un
 /// holding the embedded core has observed the shutdown and dropped it, which may be just
 /// after `BrokerHandle::shutdown` returned: "already open" is retried until [`WAIT`].
 async fn start_on(dir: &Path) -> BrokerHandle {
+    start_on_with(dir, |_| {}).await
+}
+
+/// [`start_on`] with `tweak` applied to the configuration.
+async fn start_on_with(
+    dir: &Path,
+    tweak: impl Fn(&mut meshmq_shared::config::Config),
+) -> BrokerHandle {
     let deadline = Instant::now() + WAIT;
     loop {
         let mut config = test_config();
         config.node.data_dir = dir.to_path_buf();
+        tweak(&mut config);
         match Broker::builder(config).start().await {
             Ok(b) => return b,
             Err(e) if format!("{e:#}").contains("already open") && Instant::now() < deadline => {
@@ -99,6 +108,43 @@ async fn retained_messages_survive_a_restart() {
     assert_eq!((p.topic.as_str(), payload(&p).as_str()), ("keep/a", "A"));
     assert!(p.retain, "delivered as retained");
     sub.expect_no_publish(QUIET).await;
+    b.shutdown().await;
+}
+
+/// Built-in authorization rules live in the cluster tables: written through the API, they
+/// are enforced again after the node restarts, without being written again.
+#[tokio::test]
+async fn built_in_authorization_rules_survive_a_restart() {
+    let builtin = |c: &mut meshmq_shared::config::Config| {
+        c.authorization.sources =
+            vec![meshmq_shared::config::AuthzSourceConfig::BuiltInDatabase { enable: true }];
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start_on_with(dir.path(), builtin).await;
+    let http = b.http_addr().expect("http");
+    let body = r#"{"rules": [{"topic": "locked/#", "permission": "deny", "action": "all"}]}"#;
+    let (status, text) = common::http_call(
+        http,
+        "POST",
+        "/api/v5/authorization/sources/built_in_database/rules/all",
+        body,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{text}");
+    b.shutdown().await;
+
+    let b = start_on_with(dir.path(), builtin).await;
+    let mut c = RawClient::connect(b.mqtt_addr(), V5, &unique("locked")).await;
+    assert_eq!(
+        c.publish("locked/x", "x", QoS::AtLeastOnce, false).await,
+        ReasonCode::NotAuthorized,
+        "the stored rule is enforced after the restart"
+    );
+    assert_eq!(
+        c.publish("open/x", "x", QoS::AtLeastOnce, false).await,
+        ReasonCode::Success
+    );
     b.shutdown().await;
 }
 

@@ -19,6 +19,7 @@ mod authn;
 mod authn_checks;
 mod authn_http;
 mod authn_jwt;
+pub mod authz;
 mod flapping;
 mod load;
 
@@ -30,6 +31,7 @@ pub use authn_http::{
     HTTP_PLACEHOLDERS, HttpAuthnConfig, HttpBackend, HttpMethod, JWT_PLACEHOLDERS, check_template,
 };
 pub use authn_jwt::{Jwt, JwtAlgorithm, JwtConfig, JwtFrom};
+pub use authz::{AuthorizationConfig, AuthzSourceConfig, DenyAction, NoMatch, SubscribeDenyCode};
 pub use flapping::{FlappingDetectConfig, parse_duration};
 
 /// A kibibyte, for byte defaults.
@@ -60,6 +62,9 @@ pub struct Config {
     /// Flapping detection (EMQX's `flapping_detect`): a client id that disconnects
     /// `max_count` times within `window_time` is banned for `ban_time`.
     pub flapping_detect: FlappingDetectConfig,
+    /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
+    /// `[[authorization.sources]]` tried in order).
+    pub authorization: AuthorizationConfig,
 }
 
 /// How this node reaches the core group.

@@ -111,6 +111,13 @@ pub const MALFORMED_PACKETS_TOTAL: &str = "meshmq_malformed_packets_total";
 pub const PROTOCOL_ERRORS_TOTAL: &str = "meshmq_protocol_errors_total";
 /// Counter: operations refused by the authorizer. Labels: `action` (`publish`, `subscribe`).
 pub const AUTHZ_DENIED_TOTAL: &str = "meshmq_authz_denied_total";
+/// Counter: authorization answers, per source asked. Labels: `source` (`client`: rules
+/// attached at CONNECT, `file`, `built_in_database`, `hook`: the embedder's authorizer),
+/// `result` (`allow`, `deny`, `nomatch`).
+pub const AUTHZ_TOTAL: &str = "meshmq_authorization_total";
+/// Counter: lookups in the per-connection authorization cache. Labels: `result` (`hit`,
+/// `miss`).
+pub const AUTHZ_CACHE_TOTAL: &str = "meshmq_authorization_cache_total";
 /// Counter: authentication decisions, per authenticator of the chain. Labels:
 /// `authenticator` (EMQX's id, e.g. `password_based:built_in_database`), `result` (`allow`,
 /// `deny`, `ignore`, `error`).
@@ -342,6 +349,8 @@ pub const COUNTERS: &[&str] = &[
     MALFORMED_PACKETS_TOTAL,
     PROTOCOL_ERRORS_TOTAL,
     AUTHZ_DENIED_TOTAL,
+    AUTHZ_TOTAL,
+    AUTHZ_CACHE_TOTAL,
     AUTHN_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
     AUTHN_SCRAM_FAILURES_TOTAL,

@@ -223,6 +223,9 @@ fn type_name(root: &Value, s: &Value, key: &str) -> String {
         ["object"] if s["additionalProperties"]["type"] == "string" => {
             "table of strings".to_owned()
         }
+        // A list of tables inside a section (`[[authorization.sources]]`): its entries are
+        // described in the feature's own docs page.
+        ["array"] => "list of tables".to_owned(),
         other => panic!("`{key}`: type {other:?} has no name here yet"),
     };
     if optional {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::debug;
 
 use super::{Conn, Exit};
-use crate::authz;
+use crate::authz::{self, AuthzClient};
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::message::Message;
@@ -66,7 +66,7 @@ where
             id,
             slot,
             client_id,
-            username,
+            authz,
             will,
             reader,
             writer,
@@ -77,7 +77,7 @@ where
             id,
             slot,
             client_id,
-            username,
+            authz,
         };
         (closing, will.map(|w| *w), reader, writer)
     }
@@ -89,7 +89,8 @@ struct Closing {
     id: ConnId,
     slot: Arc<SessionSlot>,
     client_id: Arc<str>,
-    username: Option<String>,
+    /// The client as authorization sees it (its will is checked with its rights).
+    authz: Arc<AuthzClient>,
 }
 
 impl Closing {
@@ -113,7 +114,7 @@ impl Closing {
             if let Some(w) = will
                 && (session_ends || will_delay(&w) == 0)
             {
-                publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
+                publish_will(&self.ctx, w, &self.authz).await;
             }
             return;
         }
@@ -135,16 +136,9 @@ impl Closing {
         if let Some(w) = will.filter(|_| send_will) {
             let delay = if ends { 0 } else { will_delay(&w).min(expiry) };
             if delay == 0 {
-                publish_will(&self.ctx, w, &self.client_id, self.username.as_deref()).await;
+                publish_will(&self.ctx, w, &self.authz).await;
             } else {
-                spawn_will_timer(
-                    &self.ctx,
-                    &self.slot,
-                    epoch,
-                    delay,
-                    w,
-                    self.username.clone(),
-                );
+                spawn_will_timer(&self.ctx, &self.slot, epoch, delay, w, self.authz.clone());
             }
         }
         if expiry == 0 || ends {
@@ -160,12 +154,13 @@ fn will_delay(w: &Will) -> u32 {
     w.properties.will_delay_interval.unwrap_or(0)
 }
 
-/// Publishes a will message through the normal path (authorization, retained, routing).
-pub(crate) async fn publish_will(ctx: &Arc<Ctx>, w: Will, client_id: &str, username: Option<&str>) {
-    if let Err(denied) = authz::check_publish(ctx.authz.as_ref(), client_id, username, &w.topic) {
-        denied.count();
+/// Publishes a will message through the normal path (authorization with the publisher's
+/// rights, its QoS and retain flag; retained; routing).
+pub(crate) async fn publish_will(ctx: &Arc<Ctx>, w: Will, client: &AuthzClient) {
+    if !authz::check_will(ctx, client, &w) {
         return;
     }
+    let client_id = &*client.info.client_id;
     metrics::counter!(m::WILL_MESSAGES_SENT_TOTAL).increment(1);
     let mut msg = Message::new(
         Instant::now(),
@@ -186,7 +181,7 @@ fn spawn_will_timer(
     epoch: u64,
     delay: u32,
     w: Will,
-    username: Option<String>,
+    client: Arc<AuthzClient>,
 ) {
     let (ctx, slot) = (ctx.clone(), slot.clone());
     tokio::spawn(async move {
@@ -200,7 +195,7 @@ fn spawn_will_timer(
             (inner.epoch == epoch || inner.ended) && inner.leaving == Leaving::No
         };
         if still_away {
-            publish_will(&ctx, w, &slot.client_id, username.as_deref()).await;
+            publish_will(&ctx, w, &client).await;
         }
     });
 }

@@ -28,12 +28,14 @@ const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
+use crate::authz::AuthzClient;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::handover;
 use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
+use meshmq_shared::auth::acl::ClientInfo;
 
 /// Bound on writing a refusing CONNACK (and on shutting the write side after it).
 const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -143,18 +145,28 @@ where
                 Verdict::Refused(ReasonCode::ServerBusy)
             })
     };
-    let auth_expires = match verdict {
+    let (superuser, attached, auth_expires) = match verdict {
         Verdict::Refused(code) => {
             refuse(&mut writer, version, code).await;
             return refused(ctx, reader, writer).await;
         }
-        // A JWT with `disconnect_after_expire`: the connection closes at its `exp`.
-        Verdict::Allowed { expires, .. } => expires.map(|at| {
-            let left = at
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            tokio::time::Instant::now() + left.min(MAX_AUTH_LIFETIME)
-        }),
+        // A JWT with `disconnect_after_expire`: the connection closes at its `exp`; a JWT
+        // or HTTP answer may carry the client's own rules.
+        Verdict::Allowed {
+            superuser,
+            acl,
+            expires,
+        } => (
+            superuser,
+            acl.map(|a| crate::authz::attached_rules(&a))
+                .unwrap_or_default(),
+            expires.map(|at| {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                tokio::time::Instant::now() + left.min(MAX_AUTH_LIFETIME)
+            }),
+        ),
     };
     // The exchange named the user (SCRAM without a User Name): its bans hold too.
     if username != connect.username
@@ -202,13 +214,23 @@ where
         properties,
         ..
     } = *connect;
+    let authz = AuthzClient {
+        info: ClientInfo {
+            client_id: setup.client_id.clone(),
+            username: username.map(Arc::from),
+            peerhost: peer.ip(),
+            superuser,
+        },
+        attached,
+    };
     let mut conn = Conn {
         ctx: ctx.clone(),
         id,
         slot,
         version,
         client_id: setup.client_id.clone(),
-        username,
+        authz: Arc::new(authz),
+        authz_cache: ctx.authz.new_cache(),
         will: will.map(Box::new),
         keep_alive: setup.keep_alive,
         auth_expires,

@@ -157,10 +157,23 @@ where
                     }
                     (ReasonCode::ContinueAuthentication, server_first)
                 }),
-            (ReasonCode::ContinueAuthentication, Some((pending, _))) => pending
-                .finish(&data, self.username.as_deref())
-                .ok()
-                .map(|allowed| (ReasonCode::Success, allowed.server_final)),
+            (ReasonCode::ContinueAuthentication, Some((pending, _))) => {
+                let username = self.authz.info.username.clone();
+                pending
+                    .finish(&data, username.as_deref())
+                    .ok()
+                    .map(|allowed| {
+                        // The user's superuser flag may have changed since CONNECT: the
+                        // re-authenticated connection is authorized as the user is now.
+                        if allowed.superuser != self.authz.info.superuser {
+                            let mut client = (*self.authz).clone();
+                            client.info.superuser = allowed.superuser;
+                            self.authz = std::sync::Arc::new(client);
+                            self.authz_cache = self.ctx.authz.new_cache();
+                        }
+                        (ReasonCode::Success, allowed.server_final)
+                    })
+            }
             _ => return self.auth_protocol_error(),
         };
         match step {

@@ -100,7 +100,10 @@ struct Conn<S> {
     slot: Arc<SessionSlot>,
     version: ProtocolVersion,
     client_id: Arc<str>,
-    username: Option<String>,
+    /// Client id, username, address, superuser, attached rules: what authorization sees.
+    authz: Arc<crate::authz::AuthzClient>,
+    /// This connection's cache of authorization decisions (`None`: caching is off).
+    authz_cache: Option<crate::authz::Cache>,
     /// Boxed: most clients have none, and a `Will` (with its properties) is ~350 bytes.
     will: Option<Box<Will>>,
     /// Effective keep-alive (0 = none); the connection is closed after 1.5x of silence.

@@ -9,11 +9,13 @@ use meshmq_shared::metrics as m;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, Exit};
-use crate::authz::{self, PublishDenied};
+use crate::authz::PublishDenied;
 use crate::cluster;
 use crate::message::{Message, counted_bytes};
 use crate::publish;
 use crate::session::{Outgoing, SessionError};
+use meshmq_shared::auth::acl::Request;
+use meshmq_shared::config::DenyAction;
 
 impl<S> Conn<S>
 where
@@ -95,13 +97,28 @@ where
             }
             Some(Ok(())) => {}
         }
-        let verdict = authz::check_publish(
-            self.ctx.authz.as_ref(),
-            &self.client_id,
-            self.username.as_deref(),
-            &p.topic,
+        // Checked with its retain flag and QoS, so rules can forbid retaining.
+        let req = Request::Publish {
+            topic: &p.topic,
+            qos: p.qos as u8,
+            retain: p.retain,
+        };
+        let authz = &self.ctx.authz;
+        let verdict = authz.check(
+            &self.ctx.tables,
+            &self.authz,
+            self.authz_cache.as_ref(),
+            req,
         );
-        let allowed = verdict.map_err(PublishDenied::count).is_ok();
+        if let Err(denied) = verdict {
+            PublishDenied::from(denied).count();
+            if authz.deny_action == DenyAction::Disconnect {
+                // 5.0: DISCONNECT 0x87 first; 3.1.1: the connection just closes.
+                self.queue_disconnect(ReasonCode::NotAuthorized);
+                return Some(Exit::ServerClose(ReasonCode::NotAuthorized));
+            }
+        }
+        let allowed = verdict.is_ok();
         let (refusal, store) = self.retained_verdict(&p, allowed);
         let decision =
             self.with_session(|s, now, out| s.on_publish_or_refuse(now, p, refusal, out));

@@ -31,11 +31,12 @@ use tracing::warn;
 
 use super::table_writes::commit_in_chunks;
 use super::{Conn, Exit};
-use crate::authz::AuthzAction;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::session::{Outgoing, SubOpts};
 use crate::sessions::{SessionId, SessionSlot};
+use meshmq_shared::auth::acl::Request;
+use meshmq_shared::config::DenyAction;
 
 /// A filter accepted for subscription, with what retained replay needs afterwards.
 struct Accepted {
@@ -316,14 +317,27 @@ where
                 ReasonCode::WildcardSubscriptionsNotSupported,
             ));
         }
-        if !self.ctx.authz.check(
-            &self.client_id,
-            self.username.as_deref(),
-            AuthzAction::Subscribe,
-            filter,
-        ) {
+        let req = Request::Subscribe {
+            filter: inner,
+            full: filter,
+            qos: opts.qos as u8,
+        };
+        let authz = &self.ctx.authz;
+        if authz
+            .check(
+                &self.ctx.tables,
+                &self.authz,
+                self.authz_cache.as_ref(),
+                req,
+            )
+            .is_err()
+        {
             metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "subscribe").increment(1);
-            return Err(FilterVerdict::Refuse(ReasonCode::NotAuthorized));
+            if authz.deny_action == DenyAction::Disconnect {
+                return Err(FilterVerdict::Close(ReasonCode::NotAuthorized));
+            }
+            // 3.1.1 always gets 0x80 (the codec's mapping of any failure code).
+            return Err(FilterVerdict::Refuse(authz.subscribe_deny_code));
         }
         Ok(parsed)
     }

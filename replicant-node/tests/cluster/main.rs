@@ -10,6 +10,7 @@
 //! the log was purged; it switches core and resumes), [`authn_api`] (users imported
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
+//! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
@@ -22,6 +23,7 @@ mod common;
 
 mod acks;
 mod authn_api;
+mod authz;
 mod banned;
 mod catchup;
 mod evacuation;

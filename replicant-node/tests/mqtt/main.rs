@@ -15,6 +15,7 @@ mod authn_jwt;
 mod authn_scram;
 mod authn_scram_client;
 mod authz;
+mod authz_rules;
 mod backpressure;
 mod banned;
 mod closing;

@@ -21,6 +21,8 @@ mod authn_scram;
 mod authn_scram_client;
 #[path = "../mqtt/authz.rs"]
 mod authz;
+#[path = "../mqtt/authz_rules.rs"]
+mod authz_rules;
 #[path = "../mqtt/banned.rs"]
 mod banned;
 #[path = "../mqtt/closing.rs"]

@@ -215,6 +215,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             reason: format!("authentication[{i}] ({}): {e}", a.id()),
         })?;
     }
+    if let Err((key, reason)) = super::authz::validate(&config.authorization) {
+        return invalid(key, reason);
+    }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(
             "must be between {MIN_PACKET_SIZE_LIMIT} and {MAX_PACKET_SIZE_LIMIT}, got {}",
@@ -363,3 +366,7 @@ fn merge_dict(into: &mut Dict, from: Dict) {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 #[path = "load_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "authz_tests.rs"]
+mod authz_tests;

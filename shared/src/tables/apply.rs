@@ -15,8 +15,8 @@ use meshmq_proto::tables::{
 
 use super::nodes::UpOutcome;
 use super::{
-    Tables, auth_users, banned, invalid, reject, retained, retained_quota, routes, shared_groups,
-    subscriptions,
+    Tables, auth_users, authz_rules, banned, invalid, reject, retained, retained_quota, routes,
+    shared_groups, subscriptions,
 };
 
 /// What a single table rule returns: the outcome to report, or why nothing changed.
@@ -153,6 +153,23 @@ impl Tables {
             }
             Kind::BannedPurge(op) => {
                 self.banned.purge(op.now_s);
+                done()
+            }
+            Kind::AuthzRulesSet(op) => {
+                let rules = op
+                    .rules
+                    .as_ref()
+                    .ok_or_else(|| invalid("AuthzRulesSet: no rules"))?;
+                authz_rules::check(rules)?;
+                self.authz_rules.set(rules);
+                done()
+            }
+            Kind::AuthzRulesDelete(op) => {
+                self.authz_rules.delete(op.kind, &op.key);
+                done()
+            }
+            Kind::AuthzCacheClear(_) => {
+                self.authz_rules.clear_cache();
                 done()
             }
         }

@@ -1,5 +1,5 @@
 //! The cluster tables (nodes, registry, subscriptions, routes, shared groups, retained
-//! messages, built-in authentication users, banned clients) and the one function that changes them, [`Tables::apply`].
+//! messages, built-in authentication users, built-in authorization rules, banned clients) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
 //! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
@@ -16,6 +16,9 @@ mod apply;
 pub mod auth_users;
 #[cfg(test)]
 mod auth_users_tests;
+pub mod authz_rules;
+#[cfg(test)]
+mod authz_rules_tests;
 pub mod banned;
 #[cfg(test)]
 mod banned_tests;
@@ -42,7 +45,8 @@ use meshmq_proto::tables::{
     Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
 };
 pub use meshmq_proto::tables::{
-    AuthUser, BannedAs, BannedRow, Batch, Op, RegistryRow, RetainedMessage, SubOptions,
+    AuthUser, AuthzRule, AuthzRules, AuthzRulesKind, BannedAs, BannedRow, Batch, Op, RegistryRow,
+    RetainedMessage, SubOptions,
 };
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 
@@ -68,6 +72,8 @@ pub struct Tables {
     auth_users: auth_users::AuthUsers,
     /// (as, who) → ban.
     banned: banned::Banned,
+    /// (kind, key) → built-in authorization rules, and the authorization cache epoch.
+    authz_rules: authz_rules::AuthzRulesTable,
 }
 
 impl Tables {
@@ -83,6 +89,7 @@ impl Tables {
             retained: retained::Retained::default(),
             auth_users: auth_users::AuthUsers::default(),
             banned: banned::Banned::default(),
+            authz_rules: authz_rules::AuthzRulesTable::default(),
         }
     }
 
@@ -142,6 +149,31 @@ impl Tables {
     /// Whether a ban has ended at `now_s` and waits for a `BannedPurge`.
     pub fn banned_any_ended(&self, now_s: u64) -> bool {
         self.banned.any_ended(now_s)
+    }
+
+    /// The built-in authorization rules of (`kind`, `key`) (`key` empty for the all list).
+    pub fn authz_rules(&self, kind: AuthzRulesKind, key: &str) -> Option<&AuthzRules> {
+        self.authz_rules.get(kind, key)
+    }
+
+    /// Number of rule lists of `kind` (cost follows the table size: for the API).
+    pub fn authz_rules_count(&self, kind: AuthzRulesKind) -> usize {
+        self.authz_rules.count(kind)
+    }
+
+    /// Up to `limit` rule lists of `kind` after the first `skip`, in key order.
+    pub fn authz_rules_page(
+        &self,
+        kind: AuthzRulesKind,
+        skip: usize,
+        limit: usize,
+    ) -> Vec<&AuthzRules> {
+        self.authz_rules.page(kind, skip, limit)
+    }
+
+    /// The authorization cache epoch: it moves on every rule change and cache clear.
+    pub fn authz_epoch(&self) -> u64 {
+        self.authz_rules.epoch
     }
 
     /// Every node row, in no particular order.
@@ -266,6 +298,8 @@ impl Tables {
             retained: self.retained.snapshot_rows(),
             auth_users: self.auth_users.snapshot_rows(),
             banned: self.banned.snapshot_rows(),
+            authz_rules: self.authz_rules.snapshot_rows(),
+            authz_epoch: self.authz_rules.epoch,
         }
     }
 
@@ -284,6 +318,9 @@ impl Tables {
         tables.retained.restore(&snapshot.retained);
         tables.auth_users.restore(&snapshot.auth_users);
         tables.banned.restore(&snapshot.banned);
+        tables
+            .authz_rules
+            .restore(&snapshot.authz_rules, snapshot.authz_epoch);
         tables
     }
 }

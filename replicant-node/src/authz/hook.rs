@@ -1,11 +1,11 @@
-//! Authorization hook points: every PUBLISH (including wills) and every SUBSCRIBE filter is
-//! checked here before it takes effect. The rules themselves (ACL files, built-in database)
-//! come later; until then the default allows everything except client publications into
-//! the broker's own `$SYS` namespace.
+//! The embedder's hook ([`Authorizer`], set with `BrokerBuilder::authorizer`) and the
+//! broker's own namespace rule: clients may not publish into `$SYS` unless something grants
+//! it explicitly.
 //!
-//! Owns [`check_publish`], the one decision both client paths (a PUBLISH and a will) ask
-//! before a message enters the message path; the broker's own `$SYS` publisher
-//! (`crate::sys`) does not go through it. It must never block: it runs on connection tasks.
+//! Owns the trait, its default [`AllowAll`], [`is_sys_topic`] and [`PublishDenied`] (why a
+//! publication was refused, and its counting). The hook runs before the configured sources
+//! (`super::Authz`): its "no" denies, its "yes" lets the sources decide. It must never
+//! block: it runs on connection tasks.
 
 use meshmq_shared::metrics as m;
 
@@ -86,25 +86,6 @@ impl PublishDenied {
     }
 }
 
-/// May this client publish (a PUBLISH, or its will) to `topic`? The one place both paths
-/// ask: the `$SYS` namespace first (refused unless the authorizer grants it), then the
-/// authorizer's rule for the topic. Counts nothing; the caller calls
-/// [`PublishDenied::count`] once per refused message.
-pub fn check_publish(
-    authz: &dyn Authorizer,
-    client_id: &str,
-    username: Option<&str>,
-    topic: &str,
-) -> Result<(), PublishDenied> {
-    if is_sys_topic(topic) && !authz.allows_sys_publish(client_id, username, topic) {
-        return Err(PublishDenied::SysTopic);
-    }
-    if !authz.check(client_id, username, AuthzAction::Publish, topic) {
-        return Err(PublishDenied::NotAuthorized);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,34 +98,5 @@ mod tests {
         for t in ["$SYSTEM", "$sys/x", "a/$SYS", "SYS/x", "$share/g/x", ""] {
             assert!(!is_sys_topic(t), "{t}");
         }
-    }
-
-    /// Grants `$SYS/ok/...` only, and denies `deny/...` by rule.
-    struct Acl;
-
-    impl Authorizer for Acl {
-        fn check(&self, _: &str, _: Option<&str>, _: AuthzAction, topic: &str) -> bool {
-            !topic.starts_with("deny/") && topic != "$SYS/ok/denied"
-        }
-
-        fn allows_sys_publish(&self, _: &str, _: Option<&str>, topic: &str) -> bool {
-            topic.starts_with("$SYS/ok/")
-        }
-    }
-
-    #[test]
-    fn sys_is_refused_unless_the_authorizer_grants_it() {
-        let check = |a: &dyn Authorizer, t: &str| check_publish(a, "c", None, t);
-        assert_eq!(check(&AllowAll, "$SYS/x"), Err(PublishDenied::SysTopic));
-        assert_eq!(check(&AllowAll, "$SYS"), Err(PublishDenied::SysTopic));
-        assert_eq!(check(&AllowAll, "a/b"), Ok(()));
-        assert_eq!(check(&Acl, "$SYS/ok/x"), Ok(()));
-        assert_eq!(
-            check(&Acl, "$SYS/ok/denied"),
-            Err(PublishDenied::NotAuthorized),
-            "a granted $SYS topic still meets the rule for the topic"
-        );
-        assert_eq!(check(&Acl, "$SYS/other"), Err(PublishDenied::SysTopic));
-        assert_eq!(check(&Acl, "deny/x"), Err(PublishDenied::NotAuthorized));
     }
 }

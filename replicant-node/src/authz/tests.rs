@@ -1,0 +1,109 @@
+//! The decision order of [`Authz`]: superuser, hook, sources in order, `no_match`, and the
+//! `$SYS` rule (an explicit grant needed, whoever asks).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use meshmq_shared::auth::acl::{ClientInfo, Request};
+use meshmq_shared::config::AuthorizationConfig;
+use meshmq_shared::tables::Tables;
+
+use super::*;
+
+fn config(v: serde_json::Value) -> AuthorizationConfig {
+    serde_json::from_value(v).expect("config")
+}
+
+fn client(superuser: bool) -> AuthzClient {
+    AuthzClient {
+        info: ClientInfo {
+            client_id: Arc::from("c1"),
+            username: Some(Arc::from("u1")),
+            peerhost: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            superuser,
+        },
+        attached: Vec::new(),
+    }
+}
+
+fn publish(topic: &str) -> Request<'_> {
+    Request::Publish {
+        topic,
+        qos: 0,
+        retain: false,
+    }
+}
+
+/// Denies `hook/deny`, grants `$SYS/hook/...`.
+struct Hook;
+
+impl Authorizer for Hook {
+    fn check(&self, _: &str, _: Option<&str>, _: AuthzAction, topic: &str) -> bool {
+        topic != "hook/deny"
+    }
+
+    fn allows_sys_publish(&self, _: &str, _: Option<&str>, topic: &str) -> bool {
+        topic.starts_with("$SYS/hook/")
+    }
+}
+
+#[test]
+fn sources_in_order_then_no_match() {
+    let cfg = config(serde_json::json!({ "no_match": "deny", "sources": [
+        { "type": "file", "rules": [
+            { "permission": "deny", "who": "all", "action": "publish", "topics": ["a/deny"] }]},
+        { "type": "file", "rules": [
+            { "permission": "allow", "who": "all", "action": "publish", "topics": ["a/#"] },
+            { "permission": "allow", "who": "all", "action": "publish", "topics": ["$SYS/rule/#"] }]},
+    ]}));
+    let a = Authz::new(&cfg, Arc::new(Hook)).expect("authz");
+    let t = Tables::new();
+    let d = |c: &AuthzClient, topic: &str| a.decide(&t, c, &publish(topic));
+    let user = client(false);
+    assert_eq!(
+        d(&user, "a/deny"),
+        Err(Denied::NotAuthorized),
+        "first source wins"
+    );
+    assert_eq!(d(&user, "a/ok"), Ok(()));
+    assert_eq!(d(&user, "b"), Err(Denied::NotAuthorized), "no_match = deny");
+    assert_eq!(
+        d(&user, "hook/deny"),
+        Err(Denied::NotAuthorized),
+        "the hook may deny"
+    );
+    assert_eq!(
+        d(&user, "$SYS/rule/x"),
+        Ok(()),
+        "an explicit rule grants $SYS"
+    );
+    assert_eq!(
+        d(&user, "$SYS/hook/x"),
+        Err(Denied::NotAuthorized),
+        "granted by the hook, then no_match"
+    );
+    assert_eq!(d(&user, "$SYS/other"), Err(Denied::SysTopic));
+
+    let root = client(true);
+    assert_eq!(d(&root, "b"), Ok(()), "a superuser skips the rules");
+    assert_eq!(d(&root, "hook/deny"), Ok(()), "and the hook");
+    assert_eq!(
+        d(&root, "$SYS/other"),
+        Err(Denied::SysTopic),
+        "but not the $SYS rule"
+    );
+    assert_eq!(d(&root, "$SYS/hook/x"), Ok(()));
+}
+
+#[test]
+fn without_sources_the_hook_and_sys_rule_are_what_they_were() {
+    let a = Authz::new(&AuthorizationConfig::default(), Arc::new(AllowAll)).expect("authz");
+    let t = Tables::new();
+    let user = client(false);
+    assert_eq!(a.decide(&t, &user, &publish("a/b")), Ok(()));
+    assert_eq!(a.decide(&t, &user, &publish("$SYS")), Err(Denied::SysTopic));
+    assert_eq!(
+        a.decide(&t, &user, &publish("$SYS/x")),
+        Err(Denied::SysTopic)
+    );
+}
