@@ -364,3 +364,66 @@ async fn a_connection_closes_when_its_token_expires_unless_told_otherwise() {
     let will = watcher.recv_publish().await;
     assert_eq!(&will.payload[..], b"gone");
 }
+
+/// A token's `acl` claim (EMQX's format) is the client's own rules: with `no_match = deny`
+/// the client may subscribe and publish only where its claim allows, with its placeholders
+/// expanded; another client's token grants it nothing of the first one's.
+#[tokio::test]
+async fn the_acl_claim_of_a_token_is_enforced_for_its_client() {
+    use meshmq_shared::codec::Properties;
+    use meshmq_shared::config::AuthorizationConfig;
+
+    use crate::common::raw::sub_opts;
+
+    let b = common::start_broker(|c: &mut Config| {
+        jwt_entry(|_| {})(c);
+        c.authorization = serde_json::from_value::<AuthorizationConfig>(json!({
+            "no_match": "deny", "sources": []
+        }))
+        .expect("authorization");
+    })
+    .await;
+    let client_id = common::unique("jwt-acl");
+    let token = sign(
+        Algorithm::HS256,
+        None,
+        &hmac("s3cret"),
+        &json!({ "exp": now() + 600, "acl": [
+            { "permission": "allow", "action": "all", "topic": "dev/${clientid}/#" },
+            { "permission": "allow", "action": "subscribe", "topic": "news/#", "qos": [0] },
+        ]}),
+    );
+    let mut c = connect_packet(V5, &client_id);
+    c.username = Some("u".into());
+    c.password = Some(token.into_bytes().into());
+    let (mut client, ack) = RawClient::connect_with(b.mqtt_addr(), c).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    let own = format!("dev/{client_id}/#");
+    let filters = [
+        (own.as_str(), sub_opts(QoS::AtLeastOnce)),
+        ("news/#", sub_opts(QoS::AtMostOnce)),
+        ("news/x", sub_opts(QoS::AtLeastOnce)),
+        ("dev/other/#", sub_opts(QoS::AtMostOnce)),
+    ];
+    let suback = client.subscribe_many(&filters, Properties::default()).await;
+    assert_eq!(
+        suback.reasons,
+        vec![
+            ReasonCode::GrantedQoS1,
+            ReasonCode::Success, // granted QoS 0
+            ReasonCode::NotAuthorized, // the claim grants news/ at QoS 0 only
+            ReasonCode::NotAuthorized,
+        ]
+    );
+    let mine = format!("dev/{client_id}/t");
+    assert_eq!(
+        client.publish(&mine, "ok", QoS::AtLeastOnce, false).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        client
+            .publish("dev/other/t", "no", QoS::AtLeastOnce, false)
+            .await,
+        ReasonCode::NotAuthorized
+    );
+}
