@@ -123,8 +123,9 @@ pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
 pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
 /// Counter: SCRAM exchanges (at CONNECT or re-authentication) that failed, by why. Labels:
 /// `reason` (`malformed`, `channel_binding`, `unsupported`, `nonce_mismatch`,
-/// `binding_mismatch`, `invalid_proof`, `unknown_user`, `username_mismatch`,
-/// `protocol_error`, `timeout`).
+/// `binding_mismatch`, `invalid_proof`, `username_mismatch`, `protocol_error`, `timeout`).
+/// An unknown user counts as `invalid_proof`, like a wrong proof: this endpoint needs no
+/// key, so it must not tell whether a user exists (the finer reason is logged at `debug`).
 pub const AUTHN_SCRAM_FAILURES_TOTAL: &str = "meshmq_authentication_scram_failures_total";
 /// Counter: requests to the authentication REST API (`/api/v5/authentication...`) answered
 /// with an error. Labels: `code` (`BAD_REQUEST`, `NOT_FOUND`, `ALREADY_EXISTS`,
