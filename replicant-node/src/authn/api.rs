@@ -8,6 +8,7 @@
 //! - `POST .../{id}/users` `{user_id, password, is_superuser?}`: 201, 409 if it exists.
 //! - `GET / PUT {password?, is_superuser?} / DELETE .../{id}/users/{user_id}`: 404 unknown;
 //!   DELETE answers 204.
+//! - POST and PUT bodies need `Content-Type: application/json` (415 otherwise).
 //! - `POST .../{id}/import_users` and `GET .../{id}/export_users`: [`super::transfer`].
 //!
 //! Every route checks the API key first ([`crate::http::api::authorize`]). Users are written
@@ -35,7 +36,9 @@ use super::import::MAX_PASSWORD_LEN;
 use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, bad_request, error, not_found, unavailable};
+use crate::http::api::{
+    ApiError, authorize, bad_request, error, not_found, require_json, unavailable,
+};
 
 /// Largest JSON body of the user routes (a user id and a password fit well within).
 const MAX_USER_BODY: usize = 256 * 1024;
@@ -323,7 +326,7 @@ async fn create_user(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = check_key(&ctx, &headers) {
+    if let Err(e) = check_key(&ctx, &headers).and_then(|()| require_json(&headers)) {
         return fail(e);
     }
     let config = match built_in(&ctx, &id) {
@@ -394,7 +397,7 @@ async fn update_user(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = check_key(&ctx, &headers) {
+    if let Err(e) = check_key(&ctx, &headers).and_then(|()| require_json(&headers)) {
         return fail(e);
     }
     let config = match built_in(&ctx, &id) {

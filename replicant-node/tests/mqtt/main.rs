@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api_guard;
 mod authn;
 mod authn_api;
 mod authn_scram;
