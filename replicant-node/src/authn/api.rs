@@ -37,7 +37,7 @@ use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::http::api::{
-    ApiError, authorize, bad_request, error, not_found, require_json, unavailable,
+    ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
 };
 
 /// Largest JSON body of the user routes (a user id and a password fit well within).
@@ -244,7 +244,7 @@ struct UserUpdate {
     is_superuser: Option<bool>,
 }
 
-/// Parses a JSON body (400 naming the problem, never echoing the body).
+/// Parses a JSON body (400 naming the problem and the field, never echoing the body).
 fn body<T: serde::de::DeserializeOwned>(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -259,11 +259,8 @@ fn body<T: serde::de::DeserializeOwned>(
             bad_request(e.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        // serde's message may quote a mistyped value (never a well-typed password): it goes
-        // back only to the caller who sent it, and is not logged.
-        bad_request(format!("invalid request body: {e}"))
-    })
+    // Names the field at fault, never its value (a mistyped password).
+    parse_json(&bytes)
 }
 
 /// Stores `password` as `recipe` says, with a fresh random salt, on the hashing pool.

@@ -36,7 +36,7 @@ use super::{AddError, as_from_label, as_label, now_s, rfc3339};
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::http::api::{
-    ApiError, authorize, bad_request, error, not_found, require_json, unavailable,
+    ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
 };
 
 /// Largest request body (a `who` of 65 535 bytes, JSON-escaped, fits).
@@ -273,8 +273,9 @@ async fn create(
     require_json(&headers).inspect_err(|_| {
         metrics::counter!(m::BANNED_API_BAD_REQUESTS_TOTAL).increment(1);
     })?;
-    let body: CreateBody =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    let body: CreateBody = parse_json(&body).inspect_err(|_| {
+        metrics::counter!(m::BANNED_API_BAD_REQUESTS_TOTAL).increment(1);
+    })?;
     let row = row_from(body, now_s())?;
     let shown = to_json(&row);
     let kind = BannedAs::try_from(row.kind).unwrap_or(BannedAs::Unspecified);

@@ -159,6 +159,69 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Longest field name an error answer repeats (a longer one is "a field").
+const MAX_NAMED_FIELD: usize = 64;
+
+/// Parses a JSON request body into `T` (400 otherwise). The error names the field at fault
+/// when there is one, with a fixed text, and never repeats serde's message: that may quote
+/// the value sent (`invalid type: integer `123456``), which may be a password.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| bad_request(json_error(&e)))
+}
+
+/// The fixed message for a body that did not parse.
+fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = e.inner();
+    if !inner.is_data() {
+        return format!(
+            "invalid request body: not valid JSON (line {}, column {})",
+            inner.line(),
+            inner.column()
+        );
+    }
+    // serde's text is only matched against its fixed prefixes, never sent back.
+    let text = inner.to_string();
+    let path = e.path().to_string();
+    let at_root = path == ".";
+    if let Some(rest) = text.strip_prefix("missing field `") {
+        // The name is one of ours (a declared field), taken from serde's message.
+        let name = rest.split('`').next().unwrap_or("");
+        return match nameable(name) {
+            true => format!("invalid request body: `{name}` is missing"),
+            false => "invalid request body: a required field is missing".into(),
+        };
+    }
+    if text.starts_with("unknown field") {
+        // The unknown name is the sender's (it is in `path` too): only the names we expect
+        // are repeated, the end of serde's text (after the last ", expected ").
+        let expected = text.rsplit_once(", expected ").map(|(_, e)| e);
+        let expected = expected.map(|e| e.rsplit_once(" at line ").map_or(e, |(e, _)| e));
+        return match expected {
+            Some(e) if e.len() <= 512 => {
+                format!("invalid request body: an unknown field (expected {e})")
+            }
+            _ => "invalid request body: an unknown field".into(),
+        };
+    }
+    if at_root {
+        return "invalid request body: it must be a JSON object".into();
+    }
+    match nameable(&path) {
+        true => format!("invalid request body: `{path}` has the wrong type or value"),
+        false => "invalid request body: a field has the wrong type or value".into(),
+    }
+}
+
+/// Whether a field name may go back in an answer: short, letters, digits, `_` and `.`.
+fn nameable(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAMED_FIELD
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
 fn digest(s: &str) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(s.as_bytes()).into()
@@ -167,6 +230,52 @@ fn digest(s: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        user_id: String,
+        password: String,
+        #[serde(default)]
+        is_superuser: bool,
+    }
+
+    #[test]
+    fn body_errors_name_the_field_and_never_echo_a_value() {
+        let cases: [(&str, &str); 8] = [
+            (
+                r#"{"user_id":"u","password":123456}"#,
+                "`password` has the wrong type",
+            ),
+            (
+                r#"{"user_id":"u","password":"p","is_superuser":"s3cr3t-ish"}"#,
+                "`is_superuser`",
+            ),
+            (r#"{"user_id":"u"}"#, "`password` is missing"),
+            (
+                r#"{"user_id":"u","password":"p","s3cr3t":1}"#,
+                "unknown field (expected one of `user_id`, `password`, `is_superuser`)",
+            ),
+            (r#"{"user_id":"u","password":"p","#, "not valid JSON"),
+            (r#""s3cr3t""#, "must be a JSON object"),
+            (r#"[123456]"#, "a field has the wrong type or value"),
+            (
+                r#"{"user_id":"u","password":["s3cr3t"]}"#,
+                "`password` has the wrong type",
+            ),
+        ];
+        for (body, expected) in cases {
+            let e = parse_json::<Body>(body.as_bytes()).expect_err(body);
+            assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "BAD_REQUEST"));
+            assert!(e.message.contains(expected), "{body}: {}", e.message);
+            for secret in ["123456", "s3cr3t"] {
+                assert!(!e.message.contains(secret), "{body}: {}", e.message);
+            }
+        }
+        let ok: Body = parse_json(br#"{"user_id":"u","password":"p"}"#).expect("parses");
+        assert_eq!(ok.password, "p");
+    }
 
     #[test]
     fn hosts_a_rebinding_attack_cannot_choose() {

@@ -11,6 +11,7 @@ mod common;
 mod api_guard;
 mod authn;
 mod authn_api;
+mod authn_api_input;
 mod authn_scram;
 mod authn_scram_client;
 mod authz;
