@@ -10,7 +10,9 @@
 //! As EMQX does, a hash row without its own algorithm takes the authenticator's
 //! `password_hash_algorithm` (EMQX records that algorithm with each imported user). Our own
 //! export adds `password_hash_algorithm` to every JSON row, and a row that carries one keeps
-//! it, so that export → import round-trips users of any algorithm (mosquitto imports too).
+//! it, so that export → import round-trips users of any algorithm (mosquitto imports too);
+//! except `plain`, which a row may name only when the authenticator's own algorithm is
+//! `plain` (otherwise a file could store passwords in clear behind the operator's back).
 //!
 //! JSON lists are read one element at a time ([`super::import_json`]); the whole file's
 //! bytes are held, the rows kept, nothing else.
@@ -33,6 +35,9 @@ pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_IMPORT_ROWS: usize = 500_000;
 /// Most row errors reported back (all are counted in `failed`).
 pub const MAX_REPORTED_ERRORS: usize = 100;
+/// Why a hash row naming `plain` as its own algorithm is refused.
+pub const PLAIN_REFUSED: &str = "password_hash_algorithm plain is refused: it would store \
+    the password in clear, and this authenticator's password_hash_algorithm is not plain";
 /// Longest password accepted (the longest an MQTT CONNECT can carry).
 pub const MAX_PASSWORD_LEN: usize = 65_535;
 
@@ -255,6 +260,9 @@ fn json_row(
                     return Err("password_hash_algorithm must be an object of its settings".into());
                 }
             };
+            if own == Algorithm::Plain && *algorithm != Algorithm::Plain {
+                return Err(PLAIN_REFUSED.into());
+            }
             Secret::Stored(StoredPassword {
                 algorithm: own,
                 hash,

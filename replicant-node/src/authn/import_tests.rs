@@ -136,6 +136,32 @@ fn a_json_list_is_read_element_by_element_and_stops_past_the_row_limit() {
 }
 
 #[test]
+fn a_hash_row_may_name_plain_only_under_a_plain_authenticator() {
+    let file = r#"[{"user_id":"ok","password_hash":"ab","salt":"s"},
+                  {"user_id":"clear","password_hash":"hunter2","password_hash_algorithm":{"name":"plain"}}]"#;
+    let p = parse(Format::Json, PasswordType::Hash, file.as_bytes(), &sha()).expect("parsed");
+    assert_eq!(p.rows.len(), 1);
+    assert_eq!(p.rows[0].user_id, "ok");
+    assert_eq!(p.errors.len(), 1);
+    assert_eq!(p.errors[0].line, 2);
+    assert_eq!(p.errors[0].message, super::import::PLAIN_REFUSED);
+    assert!(!p.errors[0].message.contains("hunter2"));
+    // The authenticator's own algorithm is plain: the row is what it asks for.
+    let p = parse(
+        Format::Json,
+        PasswordType::Hash,
+        file.as_bytes(),
+        &Algorithm::Plain,
+    )
+    .expect("parsed");
+    assert_eq!(p.rows.len(), 2, "{:?}", p.errors);
+    let Secret::Stored(s) = &p.rows[1].secret else {
+        panic!("stored")
+    };
+    assert_eq!(s.algorithm, Algorithm::Plain);
+}
+
+#[test]
 fn json_row_errors_never_quote_the_file() {
     let file = r#"[{"user_id":"a","password":123456},
                   {"user_id":"b","password":["s3cr3t"]},
