@@ -223,6 +223,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Authentication API requests answered with an error, by code.",
     ),
     (
+        m::API_FORBIDDEN_TOTAL,
+        "Operator REST requests refused without an API key: browser-like (Origin, Host name).",
+    ),
+    (
         m::AUTHN_IMPORT_ROWS_TOTAL,
         "Rows of imported user files, by result (success, override, skipped, failed).",
     ),

@@ -130,13 +130,19 @@ pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
 pub const AUTHN_SECONDS: &str = "meshmq_authentication_seconds";
 /// Counter: SCRAM exchanges (at CONNECT or re-authentication) that failed, by why. Labels:
 /// `reason` (`malformed`, `channel_binding`, `unsupported`, `nonce_mismatch`,
-/// `binding_mismatch`, `invalid_proof`, `unknown_user`, `username_mismatch`,
-/// `protocol_error`, `timeout`).
+/// `binding_mismatch`, `invalid_proof`, `username_mismatch`, `protocol_error`, `timeout`).
+/// An unknown user counts as `invalid_proof`, like a wrong proof: this endpoint needs no
+/// key, so it must not tell whether a user exists (the finer reason is logged at `debug`).
 pub const AUTHN_SCRAM_FAILURES_TOTAL: &str = "meshmq_authentication_scram_failures_total";
 /// Counter: requests to the authentication REST API (`/api/v5/authentication...`) answered
 /// with an error. Labels: `code` (`BAD_REQUEST`, `NOT_FOUND`, `ALREADY_EXISTS`,
 /// `UNAUTHORIZED`, `SERVICE_UNAVAILABLE`, ...).
 pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
+/// Counter: operator REST requests refused 403 because no `listeners.api_key` is set and
+/// they look like they come from a browser (CSRF, DNS rebinding). Labels: `reason`
+/// (`origin`: an `Origin` header; `host`: a `Host` that is neither an IP address nor
+/// `localhost`).
+pub const API_FORBIDDEN_TOTAL: &str = "meshmq_api_forbidden_total";
 /// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
 /// `override`, `skipped`, `failed`).
 pub const AUTHN_IMPORT_ROWS_TOTAL: &str = "meshmq_authn_import_rows_total";
@@ -146,7 +152,8 @@ pub const AUTHN_IMPORT_ROWS_TOTAL: &str = "meshmq_authn_import_rows_total";
 pub const BANNED_REFUSED_TOTAL: &str = "meshmq_banned_refused_total";
 /// Counter: live connections closed because a ban that matches them was applied. No labels.
 pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
-/// Counter: REST requests to `/api/v5/banned` refused for their input (400). No labels.
+/// Counter: REST requests to `/api/v5/banned` refused for their input (400, or 415 for a
+/// body not sent as `application/json`). No labels.
 pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
 /// Counter: client ids banned by flapping detection (the ban committed). No labels.
 pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
@@ -355,6 +362,7 @@ pub const COUNTERS: &[&str] = &[
     AUTHN_OVERLOAD_TOTAL,
     AUTHN_SCRAM_FAILURES_TOTAL,
     AUTHN_API_ERRORS_TOTAL,
+    API_FORBIDDEN_TOTAL,
     AUTHN_IMPORT_ROWS_TOTAL,
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,

@@ -8,6 +8,7 @@
 //! - `POST .../{id}/users` `{user_id, password, is_superuser?}`: 201, 409 if it exists.
 //! - `GET / PUT {password?, is_superuser?} / DELETE .../{id}/users/{user_id}`: 404 unknown;
 //!   DELETE answers 204.
+//! - POST and PUT bodies need `Content-Type: application/json` (415 otherwise).
 //! - `POST .../{id}/import_users` and `GET .../{id}/export_users`: [`super::transfer`].
 //!
 //! Every route checks the API key first ([`crate::http::api::authorize`]). Users are written
@@ -35,7 +36,9 @@ use super::import::MAX_PASSWORD_LEN;
 use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, bad_request, error, not_found, unavailable};
+use crate::http::api::{
+    ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
+};
 
 /// Largest JSON body of the user routes (a user id and a password fit well within).
 const MAX_USER_BODY: usize = 256 * 1024;
@@ -283,7 +286,7 @@ struct UserUpdate {
     is_superuser: Option<bool>,
 }
 
-/// Parses a JSON body (400 naming the problem, never echoing the body).
+/// Parses a JSON body (400 naming the problem and the field, never echoing the body).
 fn body<T: serde::de::DeserializeOwned>(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -298,11 +301,8 @@ fn body<T: serde::de::DeserializeOwned>(
             bad_request(e.body_text())
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        // serde's message may quote a mistyped value (never a well-typed password): it goes
-        // back only to the caller who sent it, and is not logged.
-        bad_request(format!("invalid request body: {e}"))
-    })
+    // Names the field at fault, never its value (a mistyped password).
+    parse_json(&bytes)
 }
 
 /// Stores `password` as `recipe` says, with a fresh random salt, on the hashing pool.
@@ -365,7 +365,7 @@ async fn create_user(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = check_key(&ctx, &headers) {
+    if let Err(e) = check_key(&ctx, &headers).and_then(|()| require_json(&headers)) {
         return fail(e);
     }
     let config = match built_in(&ctx, &id) {
@@ -436,7 +436,7 @@ async fn update_user(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = check_key(&ctx, &headers) {
+    if let Err(e) = check_key(&ctx, &headers).and_then(|()| require_json(&headers)) {
         return fail(e);
     }
     let config = match built_in(&ctx, &id) {

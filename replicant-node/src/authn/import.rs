@@ -10,7 +10,12 @@
 //! As EMQX does, a hash row without its own algorithm takes the authenticator's
 //! `password_hash_algorithm` (EMQX records that algorithm with each imported user). Our own
 //! export adds `password_hash_algorithm` to every JSON row, and a row that carries one keeps
-//! it, so that export → import round-trips users of any algorithm (mosquitto imports too).
+//! it, so that export → import round-trips users of any algorithm (mosquitto imports too);
+//! except `plain`, which a row may name only when the authenticator's own algorithm is
+//! `plain` (otherwise a file could store passwords in clear behind the operator's back).
+//!
+//! JSON lists are read one element at a time ([`super::import_json`]); the whole file's
+//! bytes are held, the rows kept, nothing else.
 
 use std::collections::HashMap;
 
@@ -20,6 +25,8 @@ use meshmq_shared::tables::auth_users::MAX_USER_ID_LEN;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::import_json::{self, AlgorithmField, Element, Loose};
+
 /// Largest file accepted, in bytes. The whole body is held in memory while it is read, so
 /// it is bounded; 64 MiB holds about 400 000 EMQX rows of salted SHA-256 (~160 bytes each),
 /// four times the 100 000 users the issue asks to import in one go.
@@ -28,6 +35,9 @@ pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_IMPORT_ROWS: usize = 500_000;
 /// Most row errors reported back (all are counted in `failed`).
 pub const MAX_REPORTED_ERRORS: usize = 100;
+/// Why a hash row naming `plain` as its own algorithm is refused.
+pub const PLAIN_REFUSED: &str = "password_hash_algorithm plain is refused: it would store \
+    the password in clear, and this authenticator's password_hash_algorithm is not plain";
 /// Longest password accepted (the longest an MQTT CONNECT can carry).
 pub const MAX_PASSWORD_LEN: usize = 65_535;
 
@@ -153,11 +163,11 @@ pub fn parse(
     };
     match format {
         Format::Json => {
-            let list: Vec<Value> = serde_json::from_str(text)
-                .map_err(|e| format!("the file is not a JSON list of users: {e}"))?;
-            for (i, item) in list.iter().enumerate() {
-                accept(&mut parsed, i + 1, json_row(i + 1, item, kind, algorithm))?;
-            }
+            // Streamed: an element is read, checked and dropped before the next one, and
+            // the walk stops at the first refusal of the whole file (too many rows).
+            import_json::read_list(text, &mut |at, element| {
+                accept(&mut parsed, at, json_row(at, element, kind, algorithm))
+            })?;
         }
         Format::Csv => {
             let mut lines = text
@@ -218,45 +228,53 @@ pub fn check_stored(s: &StoredPassword) -> Result<(), String> {
 
 fn json_row(
     at: usize,
-    item: &Value,
+    element: Element,
     kind: PasswordType,
     algorithm: &Algorithm,
 ) -> Result<Row, String> {
-    let Some(obj) = item.as_object() else {
+    let Element::Row(obj) = element else {
         return Err("not a JSON object".into());
     };
-    let text = |k: &str| match obj.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(format!("{k} must be a string")),
+    let text = |k: &str, v: Loose| match v {
+        Loose::Absent => Ok(None),
+        Loose::Text(s) => Ok(Some(s)),
+        Loose::Bool(_) | Loose::Other => Err(format!("{k} must be a string")),
     };
-    let user_id = text("user_id")?.ok_or("user_id is missing")?;
-    let is_superuser = match obj.get("is_superuser") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => superuser(s)?,
-        Some(_) => return Err("is_superuser must be true or false".into()),
+    let user_id = text("user_id", obj.user_id)?.ok_or("user_id is missing")?;
+    let is_superuser = match obj.is_superuser {
+        Loose::Absent => false,
+        Loose::Bool(b) => b,
+        Loose::Text(s) => superuser(&s)?,
+        Loose::Other => return Err("is_superuser must be true or false".into()),
     };
     let secret = match kind {
         PasswordType::Hash => {
-            let hash = text("password_hash")?.ok_or("password_hash is missing (type=hash)")?;
-            let algorithm = match obj.get("password_hash_algorithm") {
-                None | Some(Value::Null) => algorithm.clone(),
-                Some(v) => serde_json::from_value(v.clone())
-                    .map_err(|e| format!("password_hash_algorithm: {e}"))?,
+            let hash = text("password_hash", obj.password_hash)?
+                .ok_or("password_hash is missing (type=hash)")?;
+            let own = match obj.password_hash_algorithm {
+                AlgorithmField::Absent => algorithm.clone(),
+                AlgorithmField::Object(o) => serde_json::from_value(Value::Object(o))
+                    // serde's text may quote a value of the file: a fixed message instead.
+                    .map_err(|_| "password_hash_algorithm is not a known algorithm object")?,
+                AlgorithmField::Invalid => {
+                    return Err("password_hash_algorithm must be an object of its settings".into());
+                }
             };
+            if own == Algorithm::Plain && *algorithm != Algorithm::Plain {
+                return Err(PLAIN_REFUSED.into());
+            }
             Secret::Stored(StoredPassword {
-                algorithm,
-                hash: hash.to_owned(),
-                salt: text("salt")?.unwrap_or_default().to_owned(),
+                algorithm: own,
+                hash,
+                salt: text("salt", obj.salt)?.unwrap_or_default(),
             })
         }
         PasswordType::Plain => {
-            let p = text("password")?.ok_or("password is missing (type=plain)")?;
-            Secret::Plain(p.as_bytes().to_vec())
+            let p = text("password", obj.password)?.ok_or("password is missing (type=plain)")?;
+            Secret::Plain(p.into_bytes())
         }
     };
-    row(at, user_id, secret, is_superuser)
+    row(at, &user_id, secret, is_superuser)
 }
 
 fn superuser(s: &str) -> Result<bool, String> {

@@ -102,3 +102,85 @@ fn reported_errors_are_bounded_but_all_counted() {
     assert_eq!(p.failed, 500);
     assert_eq!(p.errors.len(), super::import::MAX_REPORTED_ERRORS);
 }
+
+#[test]
+fn a_json_list_is_read_element_by_element_and_stops_past_the_row_limit() {
+    use super::import::MAX_IMPORT_ROWS;
+    // Tiny elements past the limit, then text that is not JSON at all: the walk stops at
+    // the limit, before it (a parser that read the whole list first would fail on the
+    // text, or hold a value per element).
+    let mut file = String::with_capacity(2 * MAX_IMPORT_ROWS + 16);
+    file.push('[');
+    for _ in 0..=MAX_IMPORT_ROWS {
+        file.push_str("0,");
+    }
+    file.push_str("not json");
+    let e = parse(Format::Json, PasswordType::Hash, file.as_bytes(), &sha()).expect_err("refused");
+    assert_eq!(e, format!("the file has more than {MAX_IMPORT_ROWS} users"));
+    // At the limit exactly, a well-formed list is read (every element refused: not objects).
+    let at_limit = format!("[{}0]", "0,".repeat(MAX_IMPORT_ROWS - 1));
+    let p = parse(
+        Format::Json,
+        PasswordType::Hash,
+        at_limit.as_bytes(),
+        &sha(),
+    )
+    .expect("read");
+    assert_eq!((p.failed, p.rows.len()), (MAX_IMPORT_ROWS, 0));
+    // Nested lists and unknown fields are skipped, not kept; a row still reads.
+    let nested = r#"[[[1,[2,[3]]]], {"extra": {"deep": [1, 2, {"x": "y"}]}, "user_id": "n",
+                     "password_hash": "ab", "salt": "s"}]"#;
+    let p = parse(Format::Json, PasswordType::Hash, nested.as_bytes(), &sha()).expect("read");
+    assert_eq!((p.failed, p.rows.len()), (1, 1));
+    assert_eq!(p.errors[0].line, 1);
+}
+
+#[test]
+fn a_hash_row_may_name_plain_only_under_a_plain_authenticator() {
+    let file = r#"[{"user_id":"ok","password_hash":"ab","salt":"s"},
+                  {"user_id":"clear","password_hash":"hunter2","password_hash_algorithm":{"name":"plain"}}]"#;
+    let p = parse(Format::Json, PasswordType::Hash, file.as_bytes(), &sha()).expect("parsed");
+    assert_eq!(p.rows.len(), 1);
+    assert_eq!(p.rows[0].user_id, "ok");
+    assert_eq!(p.errors.len(), 1);
+    assert_eq!(p.errors[0].line, 2);
+    assert_eq!(p.errors[0].message, super::import::PLAIN_REFUSED);
+    assert!(!p.errors[0].message.contains("hunter2"));
+    // The authenticator's own algorithm is plain: the row is what it asks for.
+    let p = parse(
+        Format::Json,
+        PasswordType::Hash,
+        file.as_bytes(),
+        &Algorithm::Plain,
+    )
+    .expect("parsed");
+    assert_eq!(p.rows.len(), 2, "{:?}", p.errors);
+    let Secret::Stored(s) = &p.rows[1].secret else {
+        panic!("stored")
+    };
+    assert_eq!(s.algorithm, Algorithm::Plain);
+}
+
+#[test]
+fn json_row_errors_never_quote_the_file() {
+    let file = r#"[{"user_id":"a","password":123456},
+                  {"user_id":"b","password":["s3cr3t"]},
+                  {"user_id":"c","password":"p","is_superuser":"s3cr3t"},
+                  {"user_id":{"s3cr3t":1},"password":"p"}]"#;
+    let p = parse(Format::Json, PasswordType::Plain, file.as_bytes(), &sha()).expect("parsed");
+    let hash = r#"[{"user_id":"d","password_hash":"ab","password_hash_algorithm":{"name":"s3cr3t"}},
+                  {"user_id":"e","password_hash":"ab","password_hash_algorithm":"s3cr3t"},
+                  {"user_id":"f","password_hash":123456}]"#;
+    let h = parse(Format::Json, PasswordType::Hash, hash.as_bytes(), &sha()).expect("parsed");
+    let errors: Vec<_> = p.errors.iter().chain(&h.errors).collect();
+    assert_eq!(errors.len(), 7, "{errors:?}");
+    for e in errors {
+        assert!(
+            !e.message.contains("123456") && !e.message.contains("s3cr3t"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(p.errors[0].message, "password must be a string");
+    let whole = parse(Format::Json, PasswordType::Plain, br#""s3cr3t""#, &sha()).expect_err("x");
+    assert!(!whole.contains("s3cr3t"), "{whole}");
+}

@@ -29,6 +29,7 @@ pub mod api;
 mod builtin;
 mod http;
 pub mod import;
+mod import_json;
 #[cfg(test)]
 mod import_tests;
 mod jwt;
@@ -129,6 +130,9 @@ impl Authenticator {
 pub struct Chain {
     authenticators: Vec<Authenticator>,
     pool: pool::HashPool,
+    /// One `import_users` at a time on this node: each holds its file (up to 64 MiB) and
+    /// its rows in memory.
+    imports: tokio::sync::Semaphore,
 }
 
 /// Why an authenticator could not decide (counted as `error`, then treated as ignore).
@@ -184,7 +188,13 @@ impl Chain {
         Ok(Chain {
             authenticators,
             pool: pool::HashPool::new(),
+            imports: tokio::sync::Semaphore::new(1),
         })
+    }
+
+    /// The turn an `import_users` holds while it runs (one per node).
+    pub(crate) fn import_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.imports.try_acquire().ok()
     }
 
     /// The pool that runs slow hashes (also for passwords set through the API).

@@ -73,8 +73,8 @@ impl Scram {
         client_first: &[u8],
     ) -> Result<(Pending, Bytes), ScramError> {
         let started = Instant::now();
-        let first =
-            exchange::parse_client_first(client_first).inspect_err(|&e| record(started, Err(e)))?;
+        let first = exchange::parse_client_first(client_first)
+            .inspect_err(|&e| record(started, None, Err(e)))?;
         let row = tables.core.read(|t| {
             t.auth_user(&first.username)
                 .map(|u| (u.is_superuser, u.password.clone()))
@@ -130,7 +130,11 @@ impl Pending {
             Err(ScramError::InvalidProof) if !self.known => Err(Failure::UnknownUser),
             Err(e) => Err(Failure::Scram(e)),
         };
-        record(self.started, outcome.as_ref().map(|_| ()).map_err(|f| *f));
+        record(
+            self.started,
+            Some(&self.username),
+            outcome.as_ref().map(|_| ()).map_err(|f| *f),
+        );
         match outcome {
             Ok(server_final) => Ok(Allowed {
                 username: self.username,
@@ -143,7 +147,7 @@ impl Pending {
     }
 }
 
-/// Why an exchange failed, for the metric (finer than what the client is told).
+/// Why an exchange failed: logged at `debug`, and counted (less finely, see [`record`]).
 #[derive(Debug, Clone, Copy)]
 enum Failure {
     Scram(ScramError),
@@ -157,20 +161,38 @@ impl From<ScramError> for Failure {
     }
 }
 
+impl Failure {
+    /// The reason as logged (`debug`): an unknown user is told from a wrong proof.
+    fn reason(self) -> &'static str {
+        match self {
+            Failure::Scram(e) => e.label(),
+            Failure::UnknownUser => "unknown_user",
+            Failure::UsernameMismatch => "username_mismatch",
+        }
+    }
+
+    /// The reason as counted. The metrics endpoint needs no key, so an unknown user counts
+    /// as `invalid_proof` like a wrong proof: the metric must not tell whether a user
+    /// exists (an attacker could try a name and watch which counter moved).
+    fn label(self) -> &'static str {
+        match self {
+            Failure::UnknownUser => ScramError::InvalidProof.label(),
+            f => f.reason(),
+        }
+    }
+}
+
 /// Counts one decision (`allow` or `deny`, and the failure's reason) and its latency.
-fn record<E: Into<Failure>>(started: Instant, outcome: Result<(), E>) {
+/// `username`: the SCRAM user name, once client-first named one (logged at `debug` only).
+fn record<E: Into<Failure>>(started: Instant, username: Option<&str>, outcome: Result<(), E>) {
     metrics::histogram!(m::AUTHN_SECONDS, "authenticator" => ID)
         .record(started.elapsed().as_secs_f64());
     let result = match outcome {
         Ok(()) => "allow",
         Err(e) => {
-            let reason = match e.into() {
-                Failure::Scram(e) => e.label(),
-                Failure::UnknownUser => "unknown_user",
-                Failure::UsernameMismatch => "username_mismatch",
-            };
-            debug!(reason, "SCRAM exchange failed");
-            count_failure(reason);
+            let failure = e.into();
+            debug!(reason = failure.reason(), username, "SCRAM exchange failed");
+            count_failure(failure.label());
             "deny"
         }
     };

@@ -7,7 +7,9 @@
 //! `password_file` whatever the container says. The answer is EMQX's `{total, success,
 //! override, skipped, failed}` plus `errors: [{line, message}]` (at most
 //! [`import::MAX_REPORTED_ERRORS`]). As in EMQX, an existing user is replaced (`override`),
-//! an identical one left alone (`skipped`).
+//! an identical one left alone (`skipped`). One import runs at a time on a node (it holds
+//! its file and rows in memory): another one meanwhile is answered 429 `TOO_MANY_REQUESTS`
+//! before its body is read.
 //!
 //! Rows are written through the cores in batches of at most `MAX_OPS_PER_ENTRY` ops and
 //! [`BATCH_BYTES`] encoded bytes (well under one AppendEntries request's 256 KiB budget),
@@ -109,6 +111,14 @@ pub(super) async fn import_users(
         Some("plain") => (PasswordType::Plain, false),
         Some("mosquitto") => (PasswordType::Hash, true),
         Some(_) => return fail(bad_request("type must be hash, plain or mosquitto")),
+    };
+    // Before the body is read: a second import meanwhile is refused, not buffered.
+    let Some(_turn) = ctx.authn.import_turn() else {
+        return fail(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "an import is already running on this node: try again when it has finished",
+        ));
     };
     let (format, data) = match read_file(request).await {
         Ok(f) => f,

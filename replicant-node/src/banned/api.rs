@@ -9,7 +9,8 @@
 //!   `clientid`, `username`, `peerhost` or `peerhost_net`; `at`/`until` unix seconds or
 //!   RFC 3339 text, `until` also `"infinity"` (the default); `by` defaults to `mgmt_api`.
 //!   200 with the ban; 400 on bad input, an `until` not in the future, or a ban in force
-//!   with the same `as` and `who` (`ALREADY_EXISTS`, as EMQX, the message being that ban).
+//!   with the same `as` and `who` (`ALREADY_EXISTS`, as EMQX, the message being that ban);
+//!   415 without `Content-Type: application/json`.
 //! - `DELETE /api/v5/banned/{as}/{who}`: 204, or 404 when there is no such ban.
 //! - `DELETE /api/v5/banned`: every ban removed, 204.
 //!
@@ -34,7 +35,9 @@ use serde_json::{Value, json};
 use super::{AddError, as_from_label, as_label, now_s, rfc3339};
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, bad_request, error, not_found, unavailable};
+use crate::http::api::{
+    ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
+};
 
 /// Largest request body (a `who` of 65 535 bytes, JSON-escaped, fits).
 pub const MAX_BODY: usize = 512 * 1024;
@@ -267,8 +270,12 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    let body: CreateBody =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    require_json(&headers).inspect_err(|_| {
+        metrics::counter!(m::BANNED_API_BAD_REQUESTS_TOTAL).increment(1);
+    })?;
+    let body: CreateBody = parse_json(&body).inspect_err(|_| {
+        metrics::counter!(m::BANNED_API_BAD_REQUESTS_TOTAL).increment(1);
+    })?;
     let row = row_from(body, now_s())?;
     let shown = to_json(&row);
     let kind = BannedAs::try_from(row.kind).unwrap_or(BannedAs::Unspecified);

@@ -1,7 +1,7 @@
 //! A raw HTTP/1.1 client for the REST API tests: any method, an optional API key (`Bearer`),
-//! a content type and a byte body, a multipart upload as EMQX's `curl -F` sends it; chunked
-//! answers decoded, JSON answers parsed. One connection per request (`Connection: close`),
-//! every step under [`API_WAIT`].
+//! a content type (or any headers, `Host` included) and a byte body, a multipart upload as
+//! EMQX's `curl -F` sends it; chunked answers decoded, JSON answers parsed. One connection
+//! per request (`Connection: close`), every step under [`API_WAIT`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,17 +44,33 @@ impl Api {
         content_type: Option<&str>,
         body: &[u8],
     ) -> (u16, Vec<u8>) {
+        let host = self.addr.to_string();
+        let mut headers = vec![("Host", host.as_str())];
+        if let Some(ct) = content_type {
+            headers.push(("Content-Type", ct));
+        }
+        self.send(method, path, &headers, body).await
+    }
+
+    /// Sends one request with exactly `headers` (plus `Connection`, `Content-Length` and the
+    /// key): a test chooses its own `Host` (or none), `Origin`, `Content-Type`.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let mut s = tokio::time::timeout(API_WAIT, TcpStream::connect(self.addr))
             .await
             .expect("api connect in time")
             .expect("api connect");
         let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
+            "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
-        if let Some(ct) = content_type {
-            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(key) = &self.key {
             head.push_str(&format!("Authorization: Bearer {key}\r\n"));

@@ -410,7 +410,7 @@ async fn the_acl_claim_of_a_token_is_enforced_for_its_client() {
         suback.reasons,
         vec![
             ReasonCode::GrantedQoS1,
-            ReasonCode::Success, // granted QoS 0
+            ReasonCode::Success,       // granted QoS 0
             ReasonCode::NotAuthorized, // the claim grants news/ at QoS 0 only
             ReasonCode::NotAuthorized,
         ]

@@ -8,8 +8,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api_guard;
 mod authn;
 mod authn_api;
+mod authn_api_input;
 mod authn_http;
 mod authn_jwt;
 mod authn_scram;

@@ -39,8 +39,9 @@ pub mod id {
     pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
 }
 
-/// Every MQTT 5.0 property. `None` / empty means absent.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Every MQTT 5.0 property. `None` / empty means absent. `Debug` shows
+/// `authentication_data` (a SCRAM proof, a token) only as its length.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Properties {
     /// 0x01, PUBLISH and will: 0 = unspecified bytes, 1 = UTF-8.
     pub payload_format_indicator: Option<u8>,
@@ -102,5 +103,113 @@ impl Properties {
     /// True when no property is set (encodes as a zero property length).
     pub fn is_empty(&self) -> bool {
         *self == Properties::default()
+    }
+}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured in full: a new field does not compile until it is shown here.
+        let Properties {
+            payload_format_indicator,
+            message_expiry_interval,
+            content_type,
+            response_topic,
+            correlation_data,
+            subscription_identifiers,
+            session_expiry_interval,
+            assigned_client_identifier,
+            server_keep_alive,
+            authentication_method,
+            authentication_data,
+            request_problem_information,
+            will_delay_interval,
+            request_response_information,
+            response_information,
+            server_reference,
+            reason_string,
+            receive_maximum,
+            topic_alias_maximum,
+            topic_alias,
+            maximum_qos,
+            retain_available,
+            user_properties,
+            maximum_packet_size,
+            wildcard_subscription_available,
+            subscription_identifier_available,
+            shared_subscription_available,
+        } = self;
+        f.debug_struct("Properties")
+            .field("payload_format_indicator", payload_format_indicator)
+            .field("message_expiry_interval", message_expiry_interval)
+            .field("content_type", content_type)
+            .field("response_topic", response_topic)
+            .field("correlation_data", correlation_data)
+            .field("subscription_identifiers", subscription_identifiers)
+            .field("session_expiry_interval", session_expiry_interval)
+            .field("assigned_client_identifier", assigned_client_identifier)
+            .field("server_keep_alive", server_keep_alive)
+            .field("authentication_method", authentication_method)
+            .field("authentication_data", &Redacted(authentication_data))
+            .field("request_problem_information", request_problem_information)
+            .field("will_delay_interval", will_delay_interval)
+            .field("request_response_information", request_response_information)
+            .field("response_information", response_information)
+            .field("server_reference", server_reference)
+            .field("reason_string", reason_string)
+            .field("receive_maximum", receive_maximum)
+            .field("topic_alias_maximum", topic_alias_maximum)
+            .field("topic_alias", topic_alias)
+            .field("maximum_qos", maximum_qos)
+            .field("retain_available", retain_available)
+            .field("user_properties", user_properties)
+            .field("maximum_packet_size", maximum_packet_size)
+            .field(
+                "wildcard_subscription_available",
+                wildcard_subscription_available,
+            )
+            .field(
+                "subscription_identifier_available",
+                subscription_identifier_available,
+            )
+            .field(
+                "shared_subscription_available",
+                shared_subscription_available,
+            )
+            .finish()
+    }
+}
+
+/// Shows binary data only as its length (`<N bytes>`), so a proof never reaches a log.
+struct Redacted<'a>(&'a Option<Bytes>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(b) => write!(f, "<{} bytes>", b.len()),
+            None => f.write_str("None"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_authentication_data_only_as_its_length() {
+        let p = Properties {
+            authentication_method: Some("SCRAM-SHA-256".into()),
+            authentication_data: Some(Bytes::from_static(b"c=biws,r=abc,p=c2VjcmV0cHJvb2Y=")),
+            ..Properties::default()
+        };
+        let shown = format!("{p:?}");
+        assert!(shown.contains("authentication_data: <31 bytes>"), "{shown}");
+        assert!(!shown.contains("c2VjcmV0cHJvb2Y"), "{shown}");
+        assert!(
+            shown.contains("SCRAM-SHA-256"),
+            "other fields still shown: {shown}"
+        );
+        let none = format!("{:?}", Properties::default());
+        assert!(none.contains("authentication_data: None"), "{none}");
     }
 }
