@@ -14,7 +14,9 @@ pub fn attached_rules(acl: &[AclRule]) -> Vec<Rule> {
 
 fn rule(r: &AclRule) -> Rule {
     let qos_mask = match &r.qos {
+        // An empty list means every QoS, as in the built-in database's rows.
         None => 0b111,
+        Some(levels) if levels.is_empty() => 0b111,
         Some(levels) => levels
             .iter()
             .filter(|q| **q <= 2)

@@ -28,9 +28,12 @@ fn authz(v: serde_json::Value) -> impl FnOnce(&mut Config) {
 }
 
 /// File rules: subscribing under `secret/` and publishing to `secret/x` denied; retaining
-/// under `r/` denied.
+/// under `r/` denied. The tests' watchers (client ids with `-watch`) may subscribe to
+/// anything: a deny rule refuses every filter that could receive its topics (`#`, `+/x`).
 fn file_rules() -> serde_json::Value {
     json!({ "sources": [{ "type": "file", "rules": [
+        { "permission": "allow", "who": { "clientid_re": "-watch" }, "action": "subscribe",
+          "topics": ["#"] },
         { "permission": "deny", "who": "all", "action": "subscribe", "topics": ["secret/#"] },
         { "permission": "deny", "who": "all", "action": "publish", "topics": ["secret/x"] },
         { "permission": "deny", "who": "all",

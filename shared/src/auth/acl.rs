@@ -262,7 +262,10 @@ impl Rule {
     pub fn decide(&self, c: &ClientInfo, req: &Request<'_>) -> Option<Permission> {
         let hit = self.action.applies(req)
             && self.who.matches(c)
-            && self.topics.iter().any(|t| topic_matches(t, c, req));
+            && self
+                .topics
+                .iter()
+                .any(|t| topic_matches(t, c, req, self.permission));
         hit.then_some(self.permission)
     }
 }
@@ -284,8 +287,16 @@ pub fn check_topic(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the rule topic `pattern` matches the request.
-pub fn topic_matches(pattern: &str, c: &ClientInfo, req: &Request<'_>) -> bool {
+/// Whether the rule topic `pattern` of a rule with `permission` matches the request. A
+/// SUBSCRIBE is matched by an allow rule that covers everything the filter can receive
+/// ([`covers`]), and by a deny rule that shares any topic with it ([`overlaps`]): `#` is
+/// refused by `deny secret/#`, since it would deliver `secret/...`.
+pub fn topic_matches(
+    pattern: &str,
+    c: &ClientInfo,
+    req: &Request<'_>,
+    permission: Permission,
+) -> bool {
     if let Some(literal) = pattern.strip_prefix("eq ") {
         let asked = match *req {
             Request::Publish { topic, .. } => topic,
@@ -307,29 +318,69 @@ pub fn topic_matches(pattern: &str, c: &ClientInfo, req: &Request<'_>) -> bool {
     };
     match *req {
         Request::Publish { topic, .. } => topic::matches(filter, topic),
-        Request::Subscribe { filter: asked, .. } => covers(filter, asked),
+        Request::Subscribe { filter: asked, .. } => match permission {
+            Permission::Allow => covers(filter, asked),
+            Permission::Deny => overlaps(filter, asked),
+        },
     }
 }
 
-/// `pattern` with `${username}` and `${clientid}` replaced; `None` if the client has no
+/// `pattern` with `${username}` and `${clientid}` replaced, in one pass (a value is never
+/// expanded again: a user named `${clientid}` stays literal); `None` if the client has no
 /// value for one, or a value that is not a plain topic level.
 fn expand(pattern: &str, c: &ClientInfo) -> Option<String> {
-    let mut out = pattern.to_owned();
-    for (name, value) in [
-        ("${username}", c.username.as_deref()),
-        ("${clientid}", Some(&*c.client_id)),
-    ] {
-        if out.contains(name) {
-            let v = value.filter(|v| !v.is_empty() && is_plain_level(v))?;
-            out = out.replace(name, v);
+    const USERNAME: &str = "${username}";
+    const CLIENTID: &str = "${clientid}";
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let (value, len) = if tail.starts_with(USERNAME) {
+            (Some(c.username.as_deref()), USERNAME.len())
+        } else if tail.starts_with(CLIENTID) {
+            (Some(Some(&*c.client_id)), CLIENTID.len())
+        } else {
+            // An unknown placeholder stays literal (it then matches only that text).
+            (None, 2)
+        };
+        match value {
+            Some(v) => out.push_str(v.filter(|v| !v.is_empty() && is_plain_level(v))?),
+            None => out.push_str("${"),
         }
+        rest = &tail[len..];
     }
-    // An unknown placeholder stays literal (it then matches only that literal text).
+    out.push_str(rest);
     Some(out)
 }
 
+/// A value a placeholder may stand for: one topic level, no wildcard, and not starting with
+/// `$` (a client id `$SYS` must not turn `${clientid}/#` into a grant of `$SYS/#`).
 fn is_plain_level(v: &str) -> bool {
-    !v.bytes().any(|b| matches!(b, b'+' | b'#' | b'/' | 0))
+    !v.starts_with('$') && !v.bytes().any(|b| matches!(b, b'+' | b'#' | b'/' | 0))
+}
+
+/// Whether some topic matches both filters (a deny rule and a subscription): level by
+/// level, `#` on either side matches the rest (and the parent level), `+` on either side any
+/// one level, literals themselves. A leading wildcard on one side does not reach a `$` topic
+/// of the other (MQTT 4.7.2).
+pub fn overlaps(rule: &str, sub: &str) -> bool {
+    let dollar_gap =
+        |a: &str, b: &str| a.starts_with('$') && (b.starts_with('+') || b.starts_with('#'));
+    if dollar_gap(rule, sub) || dollar_gap(sub, rule) {
+        return false;
+    }
+    let mut r = rule.split('/');
+    let mut s = sub.split('/');
+    loop {
+        match (r.next(), s.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// Whether the rule filter `rule` covers every topic the subscription filter `sub` can

@@ -364,3 +364,72 @@ pattern write users/%u/out
         assert!(e.starts_with(line), "{bad:?}: {e}");
     }
 }
+
+/// A deny rule refuses any subscription that could deliver one of its topics, however wide:
+/// `#`, `+/+`, `+/pw` are refused by `deny secret/#` (an allow rule still needs to cover the
+/// whole subscription).
+#[test]
+fn a_deny_rule_refuses_every_subscription_that_could_receive_its_topics() {
+    let rules = vec![
+        rule(
+            r#"permission = "deny"
+who = "all"
+action = "subscribe"
+topics = ["secret/#", "$SYS/#"]"#,
+        ),
+        rule(
+            r##"permission = "allow"
+who = "all"
+action = "all"
+topics = ["#"]"##,
+        ),
+    ];
+    let c = client("c1", Some("u"), "127.0.0.1");
+    for f in [
+        "#",
+        "+/+",
+        "+/pw",
+        "secret/+",
+        "secret",
+        "secret/a/#",
+        "+/#",
+        "$SYS/x",
+    ] {
+        assert_eq!(
+            decide(&rules, &c, &sub(f)),
+            Some(Permission::Deny),
+            "{f} could receive secret/ topics"
+        );
+    }
+    for f in ["public/#", "a/+", "a"] {
+        assert_eq!(decide(&rules, &c, &sub(f)), Some(Permission::Allow), "{f}");
+    }
+    // A leading wildcard never reaches `$` topics, on either side.
+    assert!(!super::acl::overlaps("$SYS/#", "#"));
+    assert!(!super::acl::overlaps("#", "$SYS/x"));
+    assert!(super::acl::overlaps("a/+/c", "a/b/+"));
+    assert!(!super::acl::overlaps("a/+/c", "a/b/d"));
+}
+
+/// Placeholders are expanded once, and a value starting with `$` stands for nothing: a user
+/// named `${clientid}` does not reach other clients' topics, a client id `$SYS` does not
+/// turn `${clientid}/#` into `$SYS/#`.
+#[test]
+fn placeholder_values_are_expanded_once_and_never_a_dollar_level() {
+    let own = vec![rule(
+        r#"permission = "allow"
+who = "all"
+action = "all"
+topics = ["users/${username}/#", "${clientid}/#"]"#,
+    )];
+    let tricky = client("alice", Some("${clientid}"), "127.0.0.1");
+    assert_eq!(decide(&own, &tricky, &pub_("users/alice/x")), None);
+    assert_eq!(
+        decide(&own, &tricky, &pub_("alice/x")),
+        Some(Permission::Allow),
+        "its own client id still works"
+    );
+    let sys = client("$SYS", Some("u"), "127.0.0.1");
+    assert_eq!(decide(&own, &sys, &pub_("$SYS/brokers/x")), None);
+    assert_eq!(decide(&own, &sys, &sub("$SYS/#")), None);
+}

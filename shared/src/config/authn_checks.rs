@@ -61,6 +61,13 @@ fn check_jwt(c: &JwtConfig) -> Result<(), CheckError> {
             ));
         };
         check_url(endpoint).map_err(|e| ("authentication.endpoint", e))?;
+        // Whoever can change the keys in transit can mint tokens: plain HTTP only on loopback.
+        if endpoint.starts_with("http://") && !is_loopback_url(endpoint) {
+            return Err((
+                "authentication.endpoint",
+                "the JWKS must be fetched over https:// (http:// only from a loopback host)".into(),
+            ));
+        }
         if !(1..=MAX_REFRESH_INTERVAL).contains(&c.refresh_interval) {
             return Err((
                 "authentication.refresh_interval",
@@ -178,6 +185,21 @@ fn check_url(url: &str) -> Result<(), String> {
         return Err("the URL has no host".to_owned());
     }
     Ok(())
+}
+
+/// True for an `http://` URL whose host is `localhost` or a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -159,3 +159,22 @@ fn secrets_stay_out_of_debug_and_errors() {
     assert_eq!(key, "authentication.headers");
     assert!(!reason.contains("top-secret"), "{reason}");
 }
+
+#[test]
+fn a_jwks_over_plain_http_is_refused_off_loopback() {
+    for (url, ok) in [
+        ("https://idp.example.com/jwks", true),
+        ("http://127.0.0.1:8080/jwks", true),
+        ("http://[::1]:8080/jwks", true),
+        ("http://localhost/jwks", true),
+        ("http://idp.example.com/jwks", false),
+        ("http://127.0.0.1.evil.example/jwks", false),
+        ("http://127.0.0.1@evil.example/jwks", false),
+    ] {
+        assert_eq!(
+            super::is_loopback_url(url) || url.starts_with("https://"),
+            ok,
+            "{url}"
+        );
+    }
+}
