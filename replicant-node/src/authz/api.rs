@@ -178,13 +178,16 @@ fn key_name(kind: AuthzRulesKind) -> &'static str {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+/// A JSON body (`Content-Type: application/json`, as every JSON-body route takes it); its
+/// errors name the field, never a value sent.
+fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(bad_request(format!(
             "body larger than {MAX_BODY_BYTES} bytes"
         )));
     }
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("bad JSON body: {e}")))
+    crate::http::api::require_json(headers)?;
+    crate::http::api::parse_json(body)
 }
 
 /// The table row for (kind, key, rules), checked as the table will check it.
@@ -268,7 +271,7 @@ async fn post_many(
     kind: AuthzRulesKind,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    let entries: Vec<Entry> = parse(&body)?;
+    let entries: Vec<Entry> = parse(&headers, &body)?;
     if entries.len() > MAX_POST_ENTRIES {
         return Err(bad_request(format!("more than {MAX_POST_ENTRIES} entries")));
     }
@@ -310,7 +313,7 @@ async fn put_one(
     kind: AuthzRulesKind,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    let e: Entry = parse(&body)?;
+    let e: Entry = parse(&headers, &body)?;
     if e.key(kind).is_some_and(|k| k != key) {
         return Err(bad_request(format!(
             "the body's {} differs from the path's",
@@ -367,7 +370,7 @@ async fn post_all(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    let b: AllBody = parse(&body)?;
+    let b: AllBody = parse(&headers, &body)?;
     commit(&ctx, vec![set_op(row(AuthzRulesKind::All, "", &b.rules)?)]).await
 }
 

@@ -13,6 +13,11 @@ use parking_lot::Mutex;
 
 use super::Denied;
 
+/// Longest topic or filter whose decision is kept: a cache of `max_size` entries then holds
+/// at most `max_size` x 256 bytes of keys, whatever topics a client sends (a longer one is
+/// decided every time, as with the cache off).
+pub const MAX_CACHED_TOPIC: usize = 256;
+
 /// One connection's cache.
 pub struct Cache {
     max_size: usize,
@@ -82,8 +87,16 @@ impl Cache {
         }
     }
 
-    /// Remembers `verdict` for `req`, made under `epoch`.
+    /// Remembers `verdict` for `req`, made under `epoch` (not for a topic longer than
+    /// [`MAX_CACHED_TOPIC`]).
     pub fn put(&self, epoch: u64, req: &Request<'_>, verdict: Result<(), Denied>) {
+        let topic = match *req {
+            Request::Publish { topic, .. } => topic,
+            Request::Subscribe { full, .. } => full,
+        };
+        if topic.len() > MAX_CACHED_TOPIC {
+            return;
+        }
         let mut inner = self.inner.lock();
         if inner.epoch != epoch {
             inner.entries.clear();
@@ -128,6 +141,17 @@ mod tests {
             qos: 0,
             retain: false,
         }
+    }
+
+    #[test]
+    fn a_topic_past_the_key_bound_is_not_kept() {
+        let c = Cache::new(8, Duration::from_secs(60));
+        let long = "t/".repeat(MAX_CACHED_TOPIC);
+        c.put(1, &publish(&long), Ok(()));
+        assert!(c.is_empty());
+        let edge = "x".repeat(MAX_CACHED_TOPIC);
+        c.put(1, &publish(&edge), Ok(()));
+        assert_eq!(c.get(1, &publish(&edge)), Some(Ok(())));
     }
 
     #[test]

@@ -157,8 +157,13 @@ async fn json_body_routes_need_the_json_content_type() {
             .0,
         201
     );
-    let cases: [(&str, String, &[u8]); 3] = [
+    let cases: [(&str, String, &[u8]); 4] = [
         ("POST", USERS.into(), br#"{"user_id":"v","password":"p"}"#),
+        (
+            "POST",
+            "/api/v5/authorization/sources/built_in_database/rules/all".into(),
+            br#"{"rules":[{"topic":"t","permission":"allow","action":"all"}]}"#,
+        ),
         ("PUT", format!("{USERS}/u"), br#"{"is_superuser":true}"#),
         (
             "POST",
