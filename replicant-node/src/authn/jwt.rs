@@ -60,6 +60,19 @@ pub(super) struct JwtAuth {
 impl JwtAuth {
     /// The authenticator of `c` (validated at load); with JWKS, starts the refresh task.
     pub(super) fn new(c: &JwtConfig) -> Result<Self, String> {
+        // A token proves only what its claims say: unless a claim binds them, the CONNECT's
+        // user name and client id are the client's own choice, and rules or bans by user
+        // name (or `${username}` topics) trust a name nobody checked.
+        let binds = |p: &str| c.verify_claims.values().any(|v| v.contains(p));
+        if !binds("${username}") || !binds("${clientid}") {
+            tracing::warn!(
+                username_bound = binds("${username}"),
+                clientid_bound = binds("${clientid}"),
+                "jwt authenticator: verify_claims does not bind the user name and the client \
+                 id to the token, so authorization and bans by them trust what the client \
+                 sent (docs/authentication.md, JWT)"
+            );
+        }
         let keys: Arc<[Key]> = if c.use_jwks {
             Arc::from(Vec::new())
         } else {
@@ -178,7 +191,12 @@ impl JwtAuth {
         };
         let expires = claims
             .get("exp")
-            .and_then(serde_json::Value::as_u64)
+            // An integer, or a float as some issuers write it (the check above accepted it):
+            // whole seconds, rounded down (never later than the token says).
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            })
             .filter(|_| self.disconnect_after_expire)
             .map(|exp| {
                 let at = exp.saturating_add(self.leeway);
