@@ -60,7 +60,7 @@ pub enum Source {
     /// `type = "built_in_database"`: the `authz_rules` table of the local replica.
     BuiltInDatabase,
     /// `type = "http"`: an HTTP service, asked asynchronously.
-    Http(http::HttpSource),
+    Http(Box<http::HttpSource>),
 }
 
 impl Source {
@@ -166,6 +166,7 @@ impl Authz {
                 AuthzSourceConfig::BuiltInDatabase { .. } => Source::BuiltInDatabase,
                 AuthzSourceConfig::Http(h) => Source::Http(
                     http::HttpSource::new(h)
+                        .map(Box::new)
                         .map_err(|e| anyhow::anyhow!("authorization.sources[{i}]: {e}"))?,
                 ),
             });
