@@ -3,7 +3,7 @@
 //! next source, then `no_match`), 204 allows; a 500, a bad body and a timeout are no match
 //! (the next source decides) and counted as `result="error"`; the request carries every
 //! placeholder; the cache spares a second request (but a failed one is asked again); a
-//! slow service does not hold up another client.
+//! slow service does not hold up another client; a will is asked about too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::authn_http::serve;
-use crate::common::raw::{RawClient, connect_packet, sub_opts};
+use crate::common::raw::{RawClient, connect_packet, sub_opts, will};
 use crate::common::{self, TestBroker};
 
 /// Every request the service received (its JSON fields), in order.
@@ -286,4 +286,31 @@ async fn a_slow_service_does_not_hold_up_another_client() {
     let (code, _) = waiting.await.expect("task");
     // Timed out after 1 s: no match, no_match = allow.
     assert_eq!(code, ReasonCode::Success);
+}
+
+#[tokio::test]
+async fn a_will_is_asked_with_the_publishers_rights() {
+    let (addr, seen) = authz_service().await;
+    let b = common::start_broker(config(addr, "allow")).await;
+    let mut sub = client(&b, "watcher").await;
+    sub.subscribe("+/will", QoS::AtMostOnce).await;
+    for (id, topic) in [
+        ("http-denied-will", "deny/will"),
+        ("http-allowed-will", "allow/will"),
+    ] {
+        let mut connect = connect_packet(V5, id);
+        connect.username = Some("w".into());
+        connect.will = Some(will(topic, id, QoS::AtMostOnce));
+        let (c, _) = RawClient::connect_with(b.mqtt_addr(), connect).await;
+        drop(c);
+        // Settle each will before the next (the broker stops counting a connection after it).
+        assert!(common::wait_until(common::WAIT, || b.connections() == 1).await);
+        let asked = common::wait_until(common::WAIT, || calls(&seen, topic) == 1).await;
+        assert!(asked, "{topic}: the service was asked");
+    }
+    let p = sub.recv_publish().await;
+    assert_eq!(
+        p.topic, "allow/will",
+        "a will the service denied was published: {p:?}"
+    );
 }
