@@ -20,6 +20,7 @@ mod authn_checks;
 mod authn_http;
 mod authn_jwt;
 pub mod authz;
+mod authz_http;
 mod flapping;
 mod load;
 
@@ -32,6 +33,7 @@ pub use authn_http::{
 };
 pub use authn_jwt::{Jwt, JwtAlgorithm, JwtConfig, JwtFrom};
 pub use authz::{AuthorizationConfig, AuthzSourceConfig, DenyAction, NoMatch, SubscribeDenyCode};
+pub use authz_http::{AUTHZ_HTTP_PLACEHOLDERS, HttpAuthzConfig};
 pub use flapping::{FlappingDetectConfig, parse_duration};
 
 /// A kibibyte, for byte defaults.

@@ -51,7 +51,7 @@ struct Answer {
 
 /// A client for the authenticators' requests: rustls on ring, no proxy from the
 /// environment, `idle` connections kept per host.
-pub(super) fn client(idle: usize) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn client(idle: usize) -> Result<reqwest::Client, reqwest::Error> {
     // reqwest is built without a crypto provider (no aws-lc): ring, as everywhere else in
     // meshmq. A provider installed first by an embedder is kept.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -64,7 +64,7 @@ pub(super) fn client(idle: usize) -> Result<reqwest::Client, reqwest::Error> {
 }
 
 /// The body of `resp`, refused past `limit` bytes.
-pub(super) async fn read_bounded(
+pub(crate) async fn read_bounded(
     mut resp: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, String> {

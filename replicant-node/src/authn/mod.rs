@@ -27,7 +27,7 @@
 pub mod acl;
 pub mod api;
 mod builtin;
-mod http;
+pub(crate) mod http;
 pub mod import;
 mod import_json;
 #[cfg(test)]
@@ -36,7 +36,7 @@ mod jwt;
 mod new_password;
 pub mod pool;
 pub mod scram;
-mod template;
+pub(crate) mod template;
 mod transfer;
 
 use std::time::Instant;

@@ -1,4 +1,5 @@
-//! `${name}` placeholders in authenticator settings (`verify_claims`, an HTTP body),
+//! `${name}` placeholders in authenticator settings (`verify_claims`, an HTTP body) and in
+//! the HTTP authorization source's body (its own names, `crate::authz::http`),
 //! replaced by what the CONNECT presented. Names were checked when the configuration
 //! loaded; an unknown one here renders empty.
 
@@ -6,6 +7,21 @@ use super::Credentials;
 
 /// `template` with each `${name}` replaced by the client's value (empty when absent).
 pub(super) fn render(template: &str, creds: &Credentials<'_>) -> String {
+    render_with(template, |name, out| match name {
+        "clientid" => out.push_str(creds.client_id),
+        "username" => out.push_str(creds.username.unwrap_or("")),
+        "password" => {
+            out.push_str(&String::from_utf8_lossy(creds.password.unwrap_or_default()));
+        }
+        "peerhost" => out.push_str(&creds.peerhost.to_string()),
+        // No client certificates yet: `cert_common_name`, `cert_subject` are empty.
+        _ => {}
+    })
+}
+
+/// `template` with each `${name}` replaced by what `value` writes for `name` (an unclosed
+/// `${` is kept as written).
+pub(crate) fn render_with(template: &str, value: impl Fn(&str, &mut String)) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${") {
@@ -15,16 +31,7 @@ pub(super) fn render(template: &str, creds: &Credentials<'_>) -> String {
             out.push_str(&rest[start..]);
             return out;
         };
-        match &after[..end] {
-            "clientid" => out.push_str(creds.client_id),
-            "username" => out.push_str(creds.username.unwrap_or("")),
-            "password" => {
-                out.push_str(&String::from_utf8_lossy(creds.password.unwrap_or_default()));
-            }
-            "peerhost" => out.push_str(&creds.peerhost.to_string()),
-            // No client certificates yet: `cert_common_name`, `cert_subject` are empty.
-            _ => {}
-        }
+        value(&after[..end], &mut out);
         rest = &after[end + 1..];
     }
     out.push_str(rest);

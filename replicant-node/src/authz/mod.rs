@@ -14,13 +14,16 @@
 //! `DELETE /api/v5/authorization/cache`). Owns the metrics
 //! `meshmq_authorization_total{source,result}` and
 //! `meshmq_authorization_cache_total{result}`. It never blocks: it runs on connection
-//! tasks, and the built-in database is the local replica.
+//! tasks, and the built-in database is the local replica. An `http` source ([`http`]) is
+//! asked asynchronously ([`Authz::check_async`], awaited by the connection's task, the
+//! cache in front); a decision in which the service failed is not cached.
 
 mod attached;
 pub use attached::attached_rules;
 pub mod api;
 pub mod cache;
 mod hook;
+pub mod http;
 #[cfg(test)]
 mod tests;
 
@@ -50,12 +53,14 @@ pub struct AuthzClient {
     pub attached: Vec<Rule>,
 }
 
-/// One configured source of rules. Other kinds (HTTP) join as variants.
+/// One configured source of rules.
 pub enum Source {
     /// `type = "file"`: rules compiled at start.
     File(Vec<Rule>),
     /// `type = "built_in_database"`: the `authz_rules` table of the local replica.
     BuiltInDatabase,
+    /// `type = "http"`: an HTTP service, asked asynchronously.
+    Http(Box<http::HttpSource>),
 }
 
 impl Source {
@@ -64,6 +69,7 @@ impl Source {
         match self {
             Source::File(_) => "file",
             Source::BuiltInDatabase => "built_in_database",
+            Source::Http(_) => "http",
         }
     }
 
@@ -71,6 +77,8 @@ impl Source {
         match self {
             Source::File(rules) => acl::decide(rules, c, req),
             Source::BuiltInDatabase => builtin_decide(tables, c, req),
+            // Only asked on the async path (`Authz::check_async`).
+            Source::Http(_) => None,
         }
     }
 }
@@ -156,6 +164,11 @@ impl Authz {
                     })?)
                 }
                 AuthzSourceConfig::BuiltInDatabase { .. } => Source::BuiltInDatabase,
+                AuthzSourceConfig::Http(h) => Source::Http(
+                    http::HttpSource::new(h)
+                        .map(Box::new)
+                        .map_err(|e| anyhow::anyhow!("authorization.sources[{i}]: {e}"))?,
+                ),
             });
         }
         Ok(Authz {
@@ -213,12 +226,104 @@ impl Authz {
         verdict
     }
 
+    /// True when a source is an HTTP service: [`check_async`](Self::check_async) must be
+    /// used (the synchronous [`check`](Self::check) skips such sources).
+    pub fn has_async_sources(&self) -> bool {
+        self.sources.iter().any(|s| matches!(s, Source::Http(_)))
+    }
+
+    /// [`check`](Self::check), asking HTTP sources (awaited on the caller's task) when there
+    /// are any. A decision during which a service failed is not cached.
+    pub async fn check_async(
+        &self,
+        tables: &crate::ctx::TableState,
+        client: &AuthzClient,
+        cache: Option<&Cache>,
+        req: Request<'_>,
+    ) -> Result<(), Denied> {
+        if !self.has_async_sources() {
+            return self.check(tables, client, cache, req);
+        }
+        let sys = matches!(req, Request::Publish { topic, .. } if is_sys_topic(topic));
+        if client.info.superuser && !sys {
+            return Ok(());
+        }
+        let epoch = match cache {
+            Some(c) => {
+                let epoch = tables.core.read(Tables::authz_epoch);
+                if let Some(v) = c.get(epoch, &req) {
+                    metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "hit").increment(1);
+                    return v;
+                }
+                metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "miss").increment(1);
+                Some(epoch)
+            }
+            None => None,
+        };
+        let (decided, failed) = self.rules_decide_async(tables, client, &req).await;
+        let verdict = self.finish(client, &req, decided);
+        if let (Some(c), Some(epoch), false) = (cache, epoch, failed) {
+            c.put(epoch, &req, verdict);
+        }
+        verdict
+    }
+
+    /// [`rules_decide`](Self::rules_decide) with the HTTP sources asked; true when one
+    /// failed (then it had no match).
+    async fn rules_decide_async(
+        &self,
+        tables: &crate::ctx::TableState,
+        client: &AuthzClient,
+        req: &Request<'_>,
+    ) -> (Option<Permission>, bool) {
+        let c = &client.info;
+        if !client.attached.is_empty() {
+            let d = acl::decide(&client.attached, c, req);
+            count("client", d);
+            if d.is_some() {
+                return (d, false);
+            }
+        }
+        let mut failed = false;
+        for s in &self.sources {
+            let d = match s {
+                Source::Http(h) => match h.decide(c, req).await {
+                    Ok(d) => d,
+                    Err(()) => {
+                        metrics::counter!(m::AUTHZ_TOTAL, "source" => "http", "result" => "error")
+                            .increment(1);
+                        failed = true;
+                        continue;
+                    }
+                },
+                other => tables.core.read(|t| other.decide(t, c, req)),
+            };
+            count(s.label(), d);
+            if d.is_some() {
+                return (d, failed);
+            }
+        }
+        (None, failed)
+    }
+
     /// The decision itself, uncached.
     fn decide(
         &self,
         tables: &Tables,
         client: &AuthzClient,
         req: &Request<'_>,
+    ) -> Result<(), Denied> {
+        let decided = self.rules_decide(tables, client, req);
+        self.finish(client, req, decided)
+    }
+
+    /// The verdict once the rules said `decided`: the `$SYS` grant, superuser, the hook,
+    /// `no_match`.
+    fn finish(
+        &self,
+        client: &AuthzClient,
+        req: &Request<'_>,
+        decided: Option<Permission>,
     ) -> Result<(), Denied> {
         let c = &client.info;
         let sys_topic = match *req {
@@ -229,7 +334,6 @@ impl Authz {
             self.hook
                 .allows_sys_publish(&c.client_id, c.username.as_deref(), t)
         });
-        let decided = self.rules_decide(tables, client, req);
         if sys_topic.is_some() && !(sys_granted || decided == Some(Permission::Allow)) {
             return Err(Denied::SysTopic);
         }
@@ -303,7 +407,7 @@ fn load_acl_file(path: &std::path::Path) -> anyhow::Result<Vec<Rule>> {
 }
 
 /// The decision for a will: the publisher's rights (no cache), the refusal counted.
-pub fn check_will(
+pub async fn check_will(
     ctx: &crate::ctx::Ctx,
     client: &AuthzClient,
     w: &meshmq_shared::codec::Will,
@@ -313,7 +417,7 @@ pub fn check_will(
         qos: w.qos as u8,
         retain: w.retain,
     };
-    match ctx.authz.check(&ctx.tables, client, None, req) {
+    match ctx.authz.check_async(&ctx.tables, client, None, req).await {
         Ok(()) => true,
         Err(d) => {
             PublishDenied::from(d).count();

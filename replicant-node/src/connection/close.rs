@@ -157,7 +157,7 @@ fn will_delay(w: &Will) -> u32 {
 /// Publishes a will message through the normal path (authorization with the publisher's
 /// rights, its QoS and retain flag; retained; routing).
 pub(crate) async fn publish_will(ctx: &Arc<Ctx>, w: Will, client: &AuthzClient) {
-    if !authz::check_will(ctx, client, &w) {
+    if !authz::check_will(ctx, client, &w).await {
         return;
     }
     let client_id = &*client.info.client_id;

@@ -104,12 +104,14 @@ where
             retain: p.retain,
         };
         let authz = &self.ctx.authz;
-        let verdict = authz.check(
-            &self.ctx.tables,
-            &self.authz,
-            self.authz_cache.as_ref(),
-            req,
-        );
+        let verdict = authz
+            .check_async(
+                &self.ctx.tables,
+                &self.authz,
+                self.authz_cache.as_ref(),
+                req,
+            )
+            .await;
         if let Err(denied) = verdict {
             PublishDenied::from(denied).count();
             if authz.deny_action == DenyAction::Disconnect {

@@ -79,7 +79,7 @@ where
                 retain_handling: o.retain_handling,
                 subscription_id: sub_id,
             };
-            match self.check_filter(filter, &opts) {
+            match self.check_filter(filter, &opts).await {
                 Err(FilterVerdict::Close(code)) => {
                     self.queue_disconnect(code);
                     return Some(Exit::ServerClose(code));
@@ -286,8 +286,8 @@ where
     }
 
     /// Validates and authorizes one filter.
-    fn check_filter<'f>(
-        &self,
+    async fn check_filter<'f>(
+        &mut self,
         filter: &'f str,
         opts: &SubOpts,
     ) -> Result<SubscriptionFilter<'f>, FilterVerdict> {
@@ -324,12 +324,13 @@ where
         };
         let authz = &self.ctx.authz;
         if authz
-            .check(
+            .check_async(
                 &self.ctx.tables,
                 &self.authz,
                 self.authz_cache.as_ref(),
                 req,
             )
+            .await
             .is_err()
         {
             metrics::counter!(m::AUTHZ_DENIED_TOTAL, "action" => "subscribe").increment(1);

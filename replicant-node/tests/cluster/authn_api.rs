@@ -1,14 +1,19 @@
 //! The authentication API across a cluster (3 cores, 2 replicants): an import of 100 000
 //! users through r1 completes and every user is on r2 too (time printed); users written
 //! through the API survive a full cluster restart (every core and replicant stopped and
-//! started again on the cores' data); with no core up, writes through the API answer 503.
+//! started again on the cores' data), and so does a built-in authorization rule written
+//! through the API (enforced after the restart); with no core up, writes through the API
+//! answer 503.
 
 use std::time::{Duration, Instant};
 
 use meshmq_shared::auth::password::{self, Algorithm, SaltPosition};
 use meshmq_shared::codec::ProtocolVersion::V5;
-use meshmq_shared::codec::ReasonCode;
-use meshmq_shared::config::{AuthenticatorConfig, BuiltInDatabaseConfig, Config};
+use meshmq_shared::codec::{QoS, ReasonCode};
+use meshmq_shared::config::{
+    AuthenticatorConfig, AuthzSourceConfig, BuiltInDatabaseConfig, Config,
+};
+use meshmq_shared::tables::AuthzRulesKind;
 use replicant_node::BrokerHandle;
 use serde_json::json;
 
@@ -19,6 +24,7 @@ use crate::harness::{Cluster, WAIT, fast_timings, serial};
 
 const USERS: &str = "/api/v5/authentication/password_based:built_in_database/users";
 const IMPORT: &str = "/api/v5/authentication/password_based:built_in_database/import_users";
+const RULES: &str = "/api/v5/authorization/sources/built_in_database/rules/users";
 /// Users in the big import.
 const BIG: usize = 100_000;
 /// Deadline for the big import to reach every replica.
@@ -37,6 +43,7 @@ fn builtin(c: &mut Config) {
             ..BuiltInDatabaseConfig::default()
         },
     )];
+    c.authorization.sources = vec![AuthzSourceConfig::BuiltInDatabase { enable: true }];
 }
 
 /// [`builtin`], and a write that cannot commit fails after 2 s instead of the default.
@@ -49,11 +56,16 @@ fn api(r: &BrokerHandle) -> Api {
     Api::new(r.http_addr().expect("http listener"))
 }
 
-async fn connect_code(r: &BrokerHandle, user: &str, secret: &str) -> ReasonCode {
+async fn connect(r: &BrokerHandle, user: &str, secret: &str) -> (RawClient, ReasonCode) {
     let mut c = connect_packet(V5, &unique("authn-api"));
     c.username = Some(user.to_owned());
     c.password = Some(secret.as_bytes().to_vec().into());
-    RawClient::connect_with(r.mqtt_addr(), c).await.1.code
+    let (client, ack) = RawClient::connect_with(r.mqtt_addr(), c).await;
+    (client, ack.code)
+}
+
+async fn connect_code(r: &BrokerHandle, user: &str, secret: &str) -> ReasonCode {
+    connect(r, user, secret).await.1
 }
 
 /// An EMQX CSV (type=hash) of `n` salted SHA-256 users `user-<i>` with password `pw-<i>`.
@@ -144,6 +156,28 @@ async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     assert_eq!(status, 200, "{v}");
     let (status, _) = api(&r1).delete(&format!("{USERS}/kept")).await;
     assert_eq!(status, 204);
+    let rules = json!([{ "username": "imported", "rules": [
+        { "topic": "secret/#", "permission": "deny", "action": "publish" }] }]);
+    let (status, v) = api(&r2).json("POST", RULES, &rules).await;
+    assert_eq!(status, 204, "{v}");
+    let (mut before, code) = connect(&r1, "imported", "pi").await;
+    assert_eq!(code, ReasonCode::Success);
+    let replicated = wait_until(WAIT, || {
+        r1.core().read(|t| {
+            t.authz_rules(AuthzRulesKind::Username, "imported")
+                .is_some()
+        })
+    })
+    .await;
+    assert!(replicated, "the rule reached r1's replica");
+    assert_eq!(
+        before
+            .publish("secret/a", "x", QoS::AtLeastOnce, false)
+            .await,
+        ReasonCode::NotAuthorized,
+        "the rule is enforced before the restart"
+    );
+    drop(before);
     let (status, _) = api(&r1).json("POST", USERS, &body).await;
     assert_eq!(status, 201, "created again after its deletion");
 
@@ -186,11 +220,36 @@ async fn users_written_through_the_api_survive_a_full_cluster_restart() {
     cluster.wait_leader(None).await;
     let r3 = cluster.start_replicant_with("r3", builtin).await;
     let back = wait_until(WAIT, || {
-        r3.core()
-            .read(|t| t.auth_user("kept").is_some() && t.auth_user("imported").is_some())
+        r3.core().read(|t| {
+            t.auth_user("kept").is_some()
+                && t.auth_user("imported").is_some()
+                && t.authz_rules(AuthzRulesKind::Username, "imported")
+                    .is_some()
+        })
     })
     .await;
-    assert!(back, "the users came back with the cores' data");
+    assert!(
+        back,
+        "the users and the rule came back with the cores' data"
+    );
+    let (mut after, code) = connect(&r3, "imported", "pi").await;
+    assert_eq!(code, ReasonCode::Success);
+    assert_eq!(
+        after
+            .publish("secret/a", "x", QoS::AtLeastOnce, false)
+            .await,
+        ReasonCode::NotAuthorized,
+        "the rule written before the restart is enforced after it"
+    );
+    assert_eq!(
+        after
+            .publish("public/a", "x", QoS::AtLeastOnce, false)
+            .await,
+        ReasonCode::Success,
+        "only the rule's topics are denied"
+    );
+    let (_, v) = api(&r3).get(&format!("{RULES}/imported")).await;
+    assert_eq!(v["rules"][0]["topic"], "secret/#", "{v}");
     assert_eq!(connect_code(&r3, "kept", "pk").await, ReasonCode::Success);
     assert_eq!(
         connect_code(&r3, "imported", "pi").await,

@@ -17,6 +17,7 @@ mod authn_jwt;
 mod authn_scram;
 mod authn_scram_client;
 mod authz;
+mod authz_http;
 mod authz_rules;
 mod backpressure;
 mod banned;

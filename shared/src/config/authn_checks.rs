@@ -115,25 +115,69 @@ fn check_jwt(c: &JwtConfig) -> Result<(), CheckError> {
 }
 
 fn check_http(c: &HttpAuthnConfig) -> Result<(), CheckError> {
-    check_url(&c.url).map_err(|e| ("authentication.url", e))?;
+    check_http_request(
+        &HttpRequestKeys {
+            url: "authentication.url",
+            request_timeout: "authentication.request_timeout",
+            pool_size: "authentication.pool_size",
+            body: "authentication.body",
+            headers: "authentication.headers",
+        },
+        HttpRequestParts {
+            url: &c.url,
+            request_timeout: c.request_timeout,
+            pool_size: c.pool_size,
+            body: &c.body,
+            headers: &c.headers,
+        },
+        HTTP_PLACEHOLDERS,
+    )
+}
+
+/// The keys an HTTP request's errors name (authenticator or authorization source).
+pub(crate) struct HttpRequestKeys {
+    pub url: &'static str,
+    pub request_timeout: &'static str,
+    pub pool_size: &'static str,
+    pub body: &'static str,
+    pub headers: &'static str,
+}
+
+/// The settings of a request to an HTTP service, as checked.
+pub(crate) struct HttpRequestParts<'a> {
+    pub url: &'a str,
+    pub request_timeout: u64,
+    pub pool_size: usize,
+    pub body: &'a std::collections::BTreeMap<String, String>,
+    pub headers: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// Checks the settings of a request to an HTTP service: URL, bounds, body templates
+/// (`allowed` placeholders), headers.
+pub(crate) fn check_http_request(
+    keys: &HttpRequestKeys,
+    c: HttpRequestParts<'_>,
+    allowed: &[&str],
+) -> Result<(), CheckError> {
+    check_url(c.url).map_err(|e| (keys.url, e))?;
     if !(1..=MAX_REQUEST_TIMEOUT).contains(&c.request_timeout) {
         return Err((
-            "authentication.request_timeout",
+            keys.request_timeout,
             format!("1 to {MAX_REQUEST_TIMEOUT} s, got {}", c.request_timeout),
         ));
     }
     if !(1..=MAX_POOL_SIZE).contains(&c.pool_size) {
         return Err((
-            "authentication.pool_size",
+            keys.pool_size,
             format!("1 to {MAX_POOL_SIZE}, got {}", c.pool_size),
         ));
     }
-    check_map(&c.body, "authentication.body", HTTP_PLACEHOLDERS)?;
-    let key = "authentication.headers";
+    check_map(c.body, keys.body, allowed)?;
+    let key = keys.headers;
     if c.headers.len() > MAX_MAP_ENTRIES {
         return Err((key, format!("at most {MAX_MAP_ENTRIES} entries")));
     }
-    for (name, value) in &c.headers {
+    for (name, value) in c.headers {
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
         if name.is_empty() || !name.bytes().all(token) {
             return Err((key, format!("{name:?} is not a header name")));

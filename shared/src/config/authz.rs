@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::authz_http::{AUTHZ_HTTP_PLACEHOLDERS, HttpAuthzConfig};
 use crate::auth::acl::{self, Action, ActionKind, IpNet, Permission, RetainCond, Rule, Who};
 
 /// `[authorization]`.
@@ -128,6 +129,8 @@ pub enum AuthzSourceConfig {
         #[serde(default = "enabled")]
         enable: bool,
     },
+    /// `type = "http"`: an HTTP service decides (see [`HttpAuthzConfig`]).
+    Http(HttpAuthzConfig),
 }
 
 impl AuthzSourceConfig {
@@ -136,6 +139,7 @@ impl AuthzSourceConfig {
         match self {
             AuthzSourceConfig::File { enable, .. }
             | AuthzSourceConfig::BuiltInDatabase { enable } => *enable,
+            AuthzSourceConfig::Http(c) => c.enable,
         }
     }
 }
@@ -269,7 +273,7 @@ pub enum RetainConfig {
     Keyword(WhoKeyword),
 }
 
-fn enabled() -> bool {
+pub(super) fn enabled() -> bool {
     true
 }
 
@@ -404,6 +408,25 @@ pub fn validate(c: &AuthorizationConfig) -> Result<(), (&'static str, String)> {
                     let reason = format!("sources[{i}]: only one built_in_database source");
                     return Err(("authorization.sources", reason));
                 }
+            }
+            AuthzSourceConfig::Http(h) => {
+                use super::authn_checks::{HttpRequestKeys, HttpRequestParts, check_http_request};
+                let keys = HttpRequestKeys {
+                    url: "authorization.sources.url",
+                    request_timeout: "authorization.sources.request_timeout",
+                    pool_size: "authorization.sources.pool_size",
+                    body: "authorization.sources.body",
+                    headers: "authorization.sources.headers",
+                };
+                let parts = HttpRequestParts {
+                    url: &h.url,
+                    request_timeout: h.request_timeout,
+                    pool_size: h.pool_size,
+                    body: &h.body,
+                    headers: &h.headers,
+                };
+                check_http_request(&keys, parts, AUTHZ_HTTP_PLACEHOLDERS)
+                    .map_err(|(key, e)| (key, format!("sources[{i}] (http): {e}")))?;
             }
         }
     }

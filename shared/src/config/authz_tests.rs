@@ -34,6 +34,15 @@ rules = [
 
 [[authorization.sources]]
 type = "built_in_database"
+
+[[authorization.sources]]
+type = "http"
+method = "post"
+url = "http://127.0.0.1:8080/authz"
+headers = { authorization = "Bearer s3cr3t-token" }
+body = { username = "${username}", topic = "${topic}", action = "${action}", qos = "${qos}" }
+request_timeout = 2
+pool_size = 16
 "##;
 
 #[test]
@@ -43,7 +52,7 @@ fn the_documented_example_loads() {
     assert_eq!(a.no_match, NoMatch::Deny);
     assert_eq!(a.deny_action, DenyAction::Disconnect);
     assert_eq!((a.cache.max_size, a.cache.ttl_ms), (64, 1000));
-    assert_eq!(a.sources.len(), 2);
+    assert_eq!(a.sources.len(), 3);
     let AuthzSourceConfig::File { rules, .. } = &a.sources[0] else {
         panic!("file source first: {:?}", a.sources[0]);
     };
@@ -51,6 +60,16 @@ fn the_documented_example_loads() {
         super::super::authz::compile_rules(rules).map(|r| r.len()),
         Ok(5)
     );
+    let AuthzSourceConfig::Http(h) = &a.sources[2] else {
+        panic!("http source third: {:?}", a.sources[2]);
+    };
+    assert_eq!((h.request_timeout, h.pool_size, h.body.len()), (2, 16, 4));
+    let shown = format!("{:?}", a.sources[2]);
+    assert!(
+        !shown.contains("s3cr3t"),
+        "Debug hides header values: {shown}"
+    );
+    assert!(shown.contains("authorization"), "{shown}");
 }
 
 #[test]
@@ -88,6 +107,26 @@ fn invalid_forms_name_the_key() {
                 "type = \"built_in_database\"\n[[authorization.sources]]\ntype = \"built_in_database\"",
             ),
             "authorization.sources",
+        ),
+        (
+            source("type = \"http\"\nurl = \"ftp://x/\""),
+            "authorization.sources.url",
+        ),
+        (
+            source("type = \"http\"\nurl = \"http://x/\"\nrequest_timeout = 0"),
+            "authorization.sources.request_timeout",
+        ),
+        (
+            source("type = \"http\"\nurl = \"http://x/\"\npool_size = 5000"),
+            "authorization.sources.pool_size",
+        ),
+        (
+            source("type = \"http\"\nurl = \"http://x/\"\nbody = { p = \"${password}\" }"),
+            "authorization.sources.body",
+        ),
+        (
+            source("type = \"http\"\nurl = \"http://x/\"\nheaders = { \"a b\" = \"v\" }"),
+            "authorization.sources.headers",
         ),
     ] {
         match load(&text) {
