@@ -145,9 +145,12 @@ impl HttpAuth {
             "allow" => {
                 let acl = match answer.acl.as_ref().map(acl::parse).transpose() {
                     Ok(a) => a,
+                    // The service meant to restrict this client and said it wrongly: refuse
+                    // (as a JWT with a bad acl claim), rather than fall through to an
+                    // authenticator that may let it in unrestricted.
                     Err(e) => {
                         warn!(client_id = creds.client_id, error = %e, "http authentication: bad acl");
-                        return Err(Failure::Unavailable);
+                        return Ok(Decision::Deny);
                     }
                 };
                 Ok(Decision::Allow {
@@ -264,7 +267,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_result_a_bad_acl_and_an_oversized_answer_are_errors() {
+    async fn an_allow_with_a_bad_acl_is_a_deny() {
+        let a = auth(service(r#"{"result": "allow", "acl": 7}"#).await);
+        assert!(matches!(a.check(CREDS).await, Ok(Decision::Deny)));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_result_and_an_oversized_answer_are_errors() {
         let huge: &'static str = Box::leak(
             format!(
                 r#"{{"result": "allow", "pad": "{}"}}"#,
@@ -272,12 +281,7 @@ mod tests {
             )
             .into_boxed_str(),
         );
-        for answer in [
-            r#"{"result": "maybe"}"#,
-            r#"{"result": "allow", "acl": 7}"#,
-            r#"{"is_superuser": true}"#,
-            huge,
-        ] {
+        for answer in [r#"{"result": "maybe"}"#, r#"{"is_superuser": true}"#, huge] {
             let a = auth(service(answer).await);
             assert!(
                 matches!(a.check(CREDS).await, Err(Failure::Unavailable)),

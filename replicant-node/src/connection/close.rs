@@ -130,9 +130,9 @@ impl Closing {
         };
         self.slot.mailbox.set_online(false);
         // A banned client's session ends with its connection (nothing left to resume), and
-        // so its will goes at once.
+        // its will is dropped: a ban is no moment for one last message from that client.
         let ends = exit == Exit::Banned;
-        let send_will = !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
+        let send_will = !ends && !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
         if let Some(w) = will.filter(|_| send_will) {
             let delay = if ends { 0 } else { will_delay(&w).min(expiry) };
             if delay == 0 {

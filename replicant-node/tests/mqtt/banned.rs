@@ -8,15 +8,16 @@
 use std::time::Duration;
 
 use meshmq_shared::codec::ProtocolVersion::{V5, V311};
-use meshmq_shared::codec::{Packet, ProtocolVersion, ReasonCode};
+use meshmq_shared::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use meshmq_shared::config::{Config, UserIdType};
 use meshmq_shared::tables::BannedAs;
 use serde_json::{Value, json};
 
 use crate::authn::{add_user, builtin};
-use crate::common::raw::{RawClient, connect_packet};
+use crate::common::raw::{RawClient, connect_packet, will};
 use crate::common::{
-    self, TestBroker, WAIT, http_call, metric_sum, metrics_text, wait_until, wait_until_async,
+    self, QUIET, TestBroker, WAIT, http_call, metric_sum, metrics_text, wait_until,
+    wait_until_async,
 };
 
 /// A call to the broker's API; the body parsed as JSON (`null` when empty).
@@ -166,6 +167,7 @@ async fn a_new_ban_closes_the_live_connections_it_matches_and_ends_their_session
         let mut c = connect_packet(v, &id);
         c.username = Some(name.clone());
         c.clean_start = false;
+        c.will = Some(will(&format!("last/{id}"), "last word", QoS::AtMostOnce));
         if v.is_v5() {
             c.properties.session_expiry_interval = Some(3600);
         }
@@ -174,6 +176,7 @@ async fn a_new_ban_closes_the_live_connections_it_matches_and_ends_their_session
         clients.push((v, id, client));
     }
     let mut bystander = RawClient::connect(b.mqtt_addr(), V5, &common::unique("other")).await;
+    bystander.subscribe("last/#", QoS::AtMostOnce).await;
     ban(&b, "username", &name, Value::Null).await;
     for (v, _, c) in &mut clients {
         let seen = c.wait_closed(WAIT).await;
@@ -186,7 +189,7 @@ async fn a_new_ban_closes_the_live_connections_it_matches_and_ends_their_session
             assert!(seen.is_empty(), "3.1.1: closed, got {seen:?}");
         }
     }
-    bystander.ping().await;
+    bystander.expect_no_publish(QUIET).await;
     let (status, _) = api(&b, "DELETE", "/api/v5/banned", Value::Null, None).await;
     assert_eq!(status, 204);
     assert!(
