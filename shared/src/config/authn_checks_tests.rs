@@ -89,7 +89,11 @@ fn every_bad_value_is_refused_naming_its_key() {
             "authentication.endpoint",
         ),
         (
-            format!("{jwt}use_jwks = true\nendpoint = \"http://h/j\"\nrefresh_interval = 0"),
+            format!("{jwt}use_jwks = true\nendpoint = \"http://h/j\""),
+            "authentication.endpoint",
+        ),
+        (
+            format!("{jwt}use_jwks = true\nendpoint = \"https://h/j\"\nrefresh_interval = 0"),
             "authentication.refresh_interval",
         ),
         (
