@@ -57,6 +57,11 @@ pub(super) struct JwtAuth {
     _refresh: Option<tokio_util::sync::DropGuard>,
 }
 
+/// Most keys one token is tried with (a token without `kid` against a JWKS of many keys
+/// of its algorithm): an RSA or EC check costs 50-200 µs of the hashing pool, so an
+/// unauthenticated client cannot make one CONNECT cost a hundred of them.
+const MAX_CANDIDATE_KEYS: usize = 4;
+
 impl JwtAuth {
     /// The authenticator of `c` (validated at load); with JWKS, starts the refresh task.
     pub(super) fn new(c: &JwtConfig) -> Result<Self, String> {
@@ -131,6 +136,7 @@ impl JwtAuth {
                 (Some(a), Some(b)) => a == b,
                 (Some(_), None) | (None, _) => true,
             })
+            .take(MAX_CANDIDATE_KEYS)
             .cloned()
             .collect();
         if candidates.is_empty() {

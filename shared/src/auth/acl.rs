@@ -169,6 +169,18 @@ impl IpNet {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
         };
+        // Peers are matched in their IPv4 form, so an IPv4-mapped block is kept as IPv4.
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            let prefix = prefix
+                .checked_sub(96)
+                .ok_or_else(|| format!("{s:?}: an IPv4-mapped block needs a prefix of 96..=128"))?;
+            return Ok(IpNet {
+                addr: IpAddr::V4(v4),
+                prefix,
+            });
+        }
         Ok(IpNet { addr, prefix })
     }
 

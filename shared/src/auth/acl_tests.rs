@@ -91,6 +91,18 @@ fn ipv4_mapped_v6_addresses_match_v4_blocks() {
     let c = client("c", None, "::ffff:10.0.0.1");
     assert_eq!(r.decide(&c, &pub_("x")), Some(Permission::Allow));
     assert_eq!(r.decide(&client("c", None, "::1"), &pub_("x")), None);
+    // A block written in IPv4-mapped form is kept as IPv4, so it matches IPv4 peers too.
+    let mapped = rule(
+        "permission = \"allow\"\nwho = { ipaddr = \"::ffff:10.0.0.0/104\" }\naction = \"all\"\ntopics = [\"#\"]",
+    );
+    assert_eq!(
+        mapped.decide(&client("c", None, "10.1.1.1"), &pub_("x")),
+        Some(Permission::Allow)
+    );
+    assert_eq!(
+        mapped.decide(&client("c", None, "11.0.0.1"), &pub_("x")),
+        None
+    );
 }
 
 #[test]

@@ -43,6 +43,12 @@ impl IpNet {
         let addr: IpAddr = addr
             .parse()
             .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+        // Peers are matched in their IPv4 form: an IPv4-mapped network would never match.
+        if let IpAddr::V6(v6) = addr
+            && v6.to_ipv4_mapped().is_some()
+        {
+            return Err(format!("{s:?}: write an IPv4-mapped network in IPv4 form"));
+        }
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = prefix
             .parse()
@@ -99,7 +105,8 @@ pub fn check(row: &BannedRow) -> Result<(), Rejected> {
     match BannedAs::try_from(row.kind) {
         Ok(BannedAs::Clientid | BannedAs::Username) => Ok(()),
         Ok(BannedAs::Peerhost) => match row.who.parse::<IpAddr>() {
-            Ok(ip) if ip.to_string() == row.who => Ok(()),
+            // Canonical: peers are looked up as `to_canonical()` text (IPv4-mapped as IPv4).
+            Ok(ip) if ip.to_canonical().to_string() == row.who => Ok(()),
             _ => Err(invalid("BannedAdd: peerhost is not a canonical IP address")),
         },
         Ok(BannedAs::PeerhostNet) => IpNet::parse(&row.who)

@@ -240,4 +240,6 @@ fn networks_parse_as_cidr() {
     assert!(IpNet::parse("10.1.2.3/32").is_ok_and(|n| n.contains(ip("10.1.2.3"))));
     assert!(IpNet::parse("10.0.0.0/x").is_err());
     assert!(IpNet::parse("10.0.0/8").is_err());
+    // IPv4-mapped networks would never match (peers are matched as IPv4): refused.
+    assert!(IpNet::parse("::ffff:10.0.0.0/104").is_err());
 }
