@@ -16,7 +16,7 @@ use meshmq_shared::codec::{
 };
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -26,6 +26,7 @@ use super::enhanced_auth::{self, Outcome};
 /// `exp` would overflow the timer).
 const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
+use super::refuse::{refuse, refuse_undecodable, refuse_with, refused};
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
 use crate::authz::AuthzClient;
@@ -36,9 +37,6 @@ use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
 use meshmq_shared::auth::acl::ClientInfo;
-
-/// Bound on writing a refusing CONNACK (and on shutting the write side after it).
-const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads CONNECT and sets the connection up; `None` when it was refused or the socket closed.
 pub(super) async fn accept<S>(
@@ -264,15 +262,6 @@ where
     Some(conn)
 }
 
-/// After a refusing CONNACK (already written, write side shut down): a lingering close.
-async fn refused<S>(ctx: &Ctx, reader: ReadHalf<S>, writer: WriteHalf<S>) -> Option<Conn<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    super::linger(reader, writer, ctx.close_linger()).await;
-    None
-}
-
 enum FirstError {
     Io,
     Decode(DecodeError),
@@ -295,47 +284,6 @@ async fn read_first<R: AsyncRead + Unpin>(
             Ok(_) => {}
         }
     }
-}
-
-/// A CONNECT that could not be decoded: answer with a CONNACK only where the version is
-/// known well enough to do it right (unsupported level → 0x84 / return code 1).
-async fn refuse_undecodable<W: AsyncWrite + Unpin>(writer: &mut W, e: &DecodeError) {
-    if let DecodeError::UnsupportedProtocolVersion { level } = e {
-        let version = if *level >= 5 {
-            ProtocolVersion::V5
-        } else {
-            ProtocolVersion::V311
-        };
-        refuse(writer, version, ReasonCode::UnsupportedProtocolVersion).await;
-    }
-}
-
-async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, version: ProtocolVersion, code: ReasonCode) {
-    refuse_with(writer, version, code, Properties::default()).await;
-}
-
-async fn refuse_with<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    version: ProtocolVersion,
-    code: ReasonCode,
-    properties: Properties,
-) {
-    metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(code)).increment(1);
-    metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => reason_label(code)).increment(1);
-    let ack = ConnAck {
-        session_present: false,
-        code,
-        properties,
-    };
-    let mut buf = BytesMut::new();
-    if codec::encode(&Packet::ConnAck(ack), version, &mut buf).is_ok() {
-        let write = async {
-            writer.write_all(&buf).await?;
-            writer.flush().await
-        };
-        let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, write).await;
-    }
-    let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, writer.shutdown()).await;
 }
 
 /// What CONNECT validation decided.

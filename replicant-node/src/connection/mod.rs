@@ -15,6 +15,7 @@ mod connect;
 mod enhanced_auth;
 pub mod moved;
 mod packets;
+mod refuse;
 mod replay;
 mod restore;
 mod subscribe;
