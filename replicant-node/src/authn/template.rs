@@ -13,7 +13,7 @@ pub(super) fn render(template: &str, creds: &Credentials<'_>) -> String {
         "password" => {
             out.push_str(&String::from_utf8_lossy(creds.password.unwrap_or_default()));
         }
-        "peerhost" => out.push_str(&creds.peerhost.to_string()),
+        "peerhost" => out.push_str(&creds.peerhost.to_canonical().to_string()),
         // No client certificates yet: `cert_common_name`, `cert_subject` are empty.
         _ => {}
     })

@@ -92,7 +92,7 @@ impl HttpSource {
                 let v = render_with(t, |name, out| match name {
                     "clientid" => out.push_str(&c.client_id),
                     "username" => out.push_str(c.username.as_deref().unwrap_or("")),
-                    "peerhost" => out.push_str(&c.peerhost.to_string()),
+                    "peerhost" => out.push_str(&c.peerhost.to_canonical().to_string()),
                     "topic" => out.push_str(topic),
                     "action" => out.push_str(action),
                     "qos" => out.push_str(&qos.to_string()),

@@ -310,11 +310,14 @@ pub fn topic_matches(
     permission: Permission,
 ) -> bool {
     if let Some(literal) = pattern.strip_prefix("eq ") {
-        let asked = match *req {
-            Request::Publish { topic, .. } => topic,
-            Request::Subscribe { full, .. } => full,
+        return match *req {
+            Request::Publish { topic, .. } => literal == topic,
+            // A deny also holds for the filter inside `$share/{group}/`: `deny eq #` must
+            // refuse `$share/g/#`, which receives the same messages.
+            Request::Subscribe { full, filter, .. } => {
+                literal == full || (permission == Permission::Deny && literal == filter)
+            }
         };
-        return literal == asked;
     }
     let expanded;
     let filter = if pattern.contains("${") {

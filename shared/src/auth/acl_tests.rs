@@ -445,3 +445,43 @@ topics = ["users/${username}/#", "${clientid}/#"]"#,
     assert_eq!(decide(&own, &sys, &pub_("$SYS/brokers/x")), None);
     assert_eq!(decide(&own, &sys, &sub("$SYS/#")), None);
 }
+
+/// `deny eq #` (EMQX's stock rule) also refuses `$share/g/#`; an `eq` allow still compares
+/// the filter as sent.
+#[test]
+fn an_eq_deny_holds_inside_a_shared_subscription() {
+    let rules = vec![
+        rule(
+            r##"permission = "deny"
+who = "all"
+action = "subscribe"
+topics = ["eq #"]"##,
+        ),
+        rule(
+            r#"permission = "allow"
+who = "all"
+action = "subscribe"
+topics = ["eq $share/g/a"]"#,
+        ),
+    ];
+    let c = client("c1", None, "127.0.0.1");
+    let shared = |full, filter| Request::Subscribe {
+        filter,
+        full,
+        qos: 0,
+    };
+    assert_eq!(
+        decide(&rules, &c, &shared("$share/x/#", "#")),
+        Some(Permission::Deny)
+    );
+    assert_eq!(decide(&rules, &c, &sub("#")), Some(Permission::Deny));
+    assert_eq!(
+        decide(&rules, &c, &shared("$share/g/a", "a")),
+        Some(Permission::Allow)
+    );
+    assert_eq!(
+        decide(&rules, &c, &sub("a")),
+        None,
+        "allow eq compares as sent"
+    );
+}
