@@ -22,7 +22,10 @@ mod authn_jwt;
 pub mod authz;
 mod authz_http;
 mod flapping;
+mod listeners;
+mod listeners_resolve;
 mod load;
+pub mod tls;
 
 pub use authn::{
     AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
@@ -35,14 +38,18 @@ pub use authn_jwt::{Jwt, JwtAlgorithm, JwtConfig, JwtFrom};
 pub use authz::{AuthorizationConfig, AuthzSourceConfig, DenyAction, NoMatch, SubscribeDenyCode};
 pub use authz_http::{AUTHZ_HTTP_PLACEHOLDERS, HttpAuthzConfig};
 pub use flapping::{FlappingDetectConfig, parse_duration};
+pub use listeners::{
+    ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
+};
+pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
 /// A mebibyte, for byte defaults.
 const MIB: usize = 1024 * KIB;
 pub use load::{
-    ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, open_listener,
-    setting, validate,
+    ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
+    validate,
 };
 
 /// The whole configuration of a node.
@@ -138,57 +145,6 @@ impl Default for NodeConfig {
         NodeConfig {
             name: "meshmq@127.0.0.1".into(),
             data_dir: PathBuf::from("data"),
-        }
-    }
-}
-
-/// Listener addresses. Port 0 picks a free port (tests read the bound address back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct ListenersConfig {
-    /// MQTT over TCP.
-    #[schemars(extend("format" = "socket-address"))]
-    pub mqtt_bind: SocketAddr,
-    /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`); `None` disables it.
-    #[schemars(extend("format" = "socket-address"))]
-    pub ws_bind: Option<SocketAddr>,
-    /// HTTP: `/metrics`, `/health`, REST API.
-    #[schemars(extend("format" = "socket-address"))]
-    pub http_bind: Option<SocketAddr>,
-    /// Cap on concurrent MQTT connections (TCP + WS) on this node.
-    pub max_connections: usize,
-    /// Length of the kernel's accept queue of the MQTT and WebSocket listeners (the kernel
-    /// caps it at `net.core.somaxconn`). Under a reconnect storm a short queue overflows and
-    /// every dropped SYN costs its client a 1 s (then 3 s, ...) retransmission.
-    pub backlog: u32,
-    /// Bearer token the HTTP API's operator routes require (`Authorization: Bearer ...`):
-    /// `load_rebalance`, `authentication`, `authorization`, `banned`. `/health`, `/metrics`
-    /// and the availability check stay open. None: no token, allowed only while `http_bind`
-    /// is on loopback (start-up refuses otherwise).
-    pub api_key: Option<String>,
-    /// Milliseconds one write to an MQTT client may take (its socket or WebSocket accepting
-    /// what the broker sends) before the client is taken for dead and closed (EMQX's
-    /// `tcp_options.send_timeout`, 15 s). A client that stops reading holds its connection
-    /// at most this long.
-    pub send_timeout_ms: u64,
-    /// With no authenticator configured, accept anonymous clients on MQTT and WebSocket
-    /// listeners bound to non-loopback addresses too. False (the default): such a node
-    /// refuses to start, so an open broker is never put on a network by accident
-    /// (mosquitto 2 does the same). Loopback listeners accept anonymous clients either way.
-    pub allow_anonymous: bool,
-}
-
-impl Default for ListenersConfig {
-    fn default() -> Self {
-        ListenersConfig {
-            mqtt_bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            ws_bind: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
-            http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 18083))),
-            max_connections: 1_000_000,
-            backlog: 4096,
-            api_key: None,
-            send_timeout_ms: 15_000,
-            allow_anonymous: false,
         }
     }
 }

@@ -15,6 +15,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
 use super::Config;
+use super::open_listener;
 
 /// Prefix of the environment variables that configure a node.
 pub const ENV_PREFIX: &str = "MESHMQ_";
@@ -77,6 +78,14 @@ pub enum ConfigError {
     /// message names the key and its source (file path or environment variable).
     #[error("invalid configuration: {0}")]
     Parse(Box<figment::Error>),
+    /// A listener setting is wrong (its key names the listener).
+    #[error("invalid configuration ({}): {reason}", setting(key))]
+    Listener {
+        /// Dotted key path, e.g. `listeners.ssl.default.ssl_options.certfile`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The merged configuration is well-formed but a value is out of range.
     #[error("invalid configuration ({}): {reason}", setting(key))]
     Invalid {
@@ -153,19 +162,6 @@ fn apply_overrides(config: &mut Config, o: &Overrides) {
     }
 }
 
-/// The first MQTT listener (TCP or WebSocket) that would accept anonymous clients from
-/// beyond this machine: bound to a non-loopback address while no authenticator is enabled
-/// and `listeners.allow_anonymous` is off.
-pub fn open_listener(config: &Config) -> Option<std::net::SocketAddr> {
-    if config.listeners.allow_anonymous || config.authentication.iter().any(|a| a.enabled()) {
-        return None;
-    }
-    [Some(config.listeners.mqtt_bind), config.listeners.ws_bind]
-        .into_iter()
-        .flatten()
-        .find(|a| !a.ip().is_loopback())
-}
-
 /// Range checks on the merged configuration.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
@@ -197,6 +193,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     if config.listeners.backlog == 0 {
         return invalid("listeners.backlog", "must be greater than 0".into());
+    }
+    if let Err((key, reason)) = config.listeners.resolve() {
+        return Err(ConfigError::Listener { key, reason });
     }
     if let Some(open) = open_listener(config) {
         let reason = format!(
@@ -370,3 +369,7 @@ mod tests;
 #[cfg(test)]
 #[path = "authz_tests.rs"]
 mod authz_tests;
+
+#[cfg(test)]
+#[path = "listeners_tests.rs"]
+mod listeners_tests;
