@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod quic;
 pub mod startup;
 pub mod tables;
+pub mod tls;
 pub mod topic;

@@ -237,6 +237,16 @@ pub const CORE_REQUEST_ERRORS_TOTAL: &str = "meshmq_core_request_errors_total";
 pub const CORE_LEASE_PURGES_TOTAL: &str = "meshmq_core_lease_purges_total";
 /// Gauge: replicant leases the leader holds. No labels.
 pub const CORE_LEASES: &str = "meshmq_core_leases";
+/// Counter: requests to a core's admin HTTP refused for want of credentials. Labels:
+/// `reason` (`no_credentials`: no key and no client certificate; `bad_key`: a Bearer token
+/// that is not the key; `origin`: without a configured key, a request with an `Origin`
+/// header; `host`: without a configured key, a `Host` that is neither an IP address nor
+/// `localhost`).
+pub const CORE_HTTP_DENIED_TOTAL: &str = "meshmq_core_http_denied_total";
+/// Counter: connections to a core's admin HTTPS closed before a request could be read.
+/// Labels: `reason` (`handshake`: the TLS handshake failed, e.g. a certificate from another
+/// CA; `timeout`: no handshake within the limit).
+pub const CORE_HTTP_TLS_FAILURES_TOTAL: &str = "meshmq_core_http_tls_failures_total";
 /// Counter: Raft state-machine snapshots built or installed on this core. Labels: `kind`
 /// (`build`, `install`).
 pub const RAFT_SNAPSHOTS_TOTAL: &str = "meshmq_raft_snapshots_total";
@@ -327,8 +337,18 @@ pub const TABLE_TRANSACTION_BUCKETS: &[f64] = &[
     1.0, 2.5,
 ];
 
+/// Counter: WebSocket upgrades refused or abandoned before the hand-off to MQTT. Labels:
+/// `reason` (`path`: 404; `origin`: 403, `Origin` not allowed; `subprotocol`: 400, none of
+/// the supported subprotocols offered; `not_websocket`: not a WebSocket upgrade request;
+/// `bad_request`: unparsable or oversized HTTP; `timeout`: the handshake deadline passed).
+pub const WS_UPGRADES_REFUSED_TOTAL: &str = "meshmq_ws_upgrades_refused_total";
+/// Counter: WebSocket upgrades from a trusted proxy whose forwarding header did not parse
+/// (the proxy's own address was used). Labels: `header` (`address`, `port`).
+pub const WS_FORWARDED_INVALID_TOTAL: &str = "meshmq_ws_forwarded_invalid_total";
 /// Every counter name, for registering descriptions and for tests.
 pub const COUNTERS: &[&str] = &[
+    WS_UPGRADES_REFUSED_TOTAL,
+    WS_FORWARDED_INVALID_TOTAL,
     MESSAGES_FORWARDED_TOTAL,
     MESSAGES_FROM_PEERS_TOTAL,
     CONNECTIONS_ACCEPTED_TOTAL,
@@ -393,6 +413,8 @@ pub const COUNTERS: &[&str] = &[
     CORE_FOLLOW_ENTRIES_SENT_TOTAL,
     CORE_REQUEST_ERRORS_TOTAL,
     CORE_LEASE_PURGES_TOTAL,
+    CORE_HTTP_DENIED_TOTAL,
+    CORE_HTTP_TLS_FAILURES_TOTAL,
     RAFT_SNAPSHOTS_TOTAL,
     PEER_MESSAGES_SENT_TOTAL,
     PEER_BATCHES_SENT_TOTAL,

@@ -7,7 +7,8 @@
 //! - [`certs`]: the cluster CA and the per-node certificates on disk (generation for a
 //!   cluster, and the dev/standalone "create what is missing" path);
 //! - [`tls`]: a node's [`Identity`] (CA, certificate chain, private key) and the rustls
-//!   server/client configurations built from it (client certificates are required);
+//!   server/client configurations built from it (client certificates are required between
+//!   nodes; optional, but verified when presented, on a core's admin HTTPS);
 //! - [`endpoint`]: the quinn transport settings, endpoints and a bounded `connect`;
 //! - [`frame`]: one protobuf message per length-delimited frame (u32 big-endian length, then
 //!   the bytes) and the one-request-one-response helper.

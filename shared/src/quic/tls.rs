@@ -2,8 +2,9 @@
 //!
 //! Owns the trust policy of the cluster: TLS 1.3 only, the `ring` provider passed explicitly
 //! to every builder (the process-wide default provider is never installed or consulted), the
-//! cluster CA as the only trust root, a client certificate required on every connection, and
-//! the server verified under [`SERVER_NAME`] whatever address was dialed. It never opens a
+//! cluster CA as the only trust root, a client certificate required on every connection
+//! between nodes (optional on a core's admin HTTPS, but verified when presented), and the
+//! server verified under [`SERVER_NAME`] whatever address was dialed. It never opens a
 //! socket and never reads a file except in [`Identity::load`].
 
 use std::fmt;
@@ -157,6 +158,25 @@ pub fn server_crypto(id: &Identity, alpn: &[u8]) -> Result<rustls::ServerConfig,
         .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(TlsError::Config)?;
     config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// The rustls configuration of a core's admin HTTPS: TLS 1.3, ALPN `http/1.1`, this node's
+/// certificate, and a client certificate *optional* but, when one is presented, verified
+/// against the cluster CA (a certificate from another CA fails the handshake). Whether the
+/// peer presented one is read from the connection after the handshake.
+pub fn https_server_crypto(id: &Identity) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&id.ca)?, provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Config)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
