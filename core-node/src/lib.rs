@@ -4,7 +4,9 @@
 //! endpoint (mutual TLS, ALPN `meshmq-core/1`) the Raft RPCs between cores, `Transact`
 //! (group commit on the leader, forwarded by followers), `Follow` (the committed log for
 //! replicants) and replicant leases. A standalone replicant runs the same `CoreNode` in its
-//! own process as a single voter. [`api`] is what callers see of a transaction.
+//! own process as a single voter. [`api`] is what callers see of a transaction. [`http`] is
+//! the core's admin HTTP (health, metrics, membership), locked by an API key or a client
+//! certificate from the cluster CA.
 //!
 //! This crate owns ordering, storage and commit of table operations; it never implements
 //! table rules (they live in [`Tables::apply`](meshmq_shared::tables::Tables::apply)) and

@@ -6,11 +6,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
+use core_node::http::HttpConfig;
+use core_node::http::auth::{ApiKey, SecretArg};
 use core_node::node::{CoreConfig, CoreError, CoreNode, RaftTimings, batcher::GroupCommit};
-use meshmq_shared::quic::certs;
+use meshmq_shared::quic::certs::{self, CertPaths};
+use meshmq_shared::quic::tls::{self, Identity};
 use meshmq_shared::startup;
 
 #[derive(Parser, Debug)]
@@ -49,7 +54,8 @@ struct RunArgs {
     /// Address other nodes dial (default: the bind address).
     #[arg(long, env = "MESHMQ_CORE__ADVERTISE")]
     advertise: Option<String>,
-    /// Admin HTTP bind address (/metrics, /health, /api/v5/cluster).
+    /// Admin HTTP bind address (/metrics, /health, /api/v5/cluster). Off loopback it needs
+    /// --api-key(-file) or --http-tls.
     #[arg(
         long,
         env = "MESHMQ_CORE__HTTP_BIND",
@@ -66,6 +72,25 @@ struct RunArgs {
     /// `<data-dir>/certs`, generated on first start (single-node development only).
     #[arg(long, env = "MESHMQ_CORE__CERTS_DIR")]
     certs_dir: Option<PathBuf>,
+    /// Key the cluster API (and /metrics with --metrics-auth) accepts as `Authorization:
+    /// Bearer <key>`. A flag shows in `ps`: prefer the variable or --api-key-file.
+    #[arg(
+        long,
+        env = "MESHMQ_CORE__API_KEY",
+        hide_env_values = true,
+        conflicts_with = "api_key_file"
+    )]
+    api_key: Option<SecretArg>,
+    /// File holding the API key (surrounding whitespace trimmed).
+    #[arg(long, env = "MESHMQ_CORE__API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Ask for a credential on /metrics too (by default it is open to scrapers).
+    #[arg(long, env = "MESHMQ_CORE__METRICS_AUTH", value_parser = BoolishValueParser::new())]
+    metrics_auth: bool,
+    /// Serve the admin HTTP over TLS with this node's certificate; a client certificate from
+    /// the cluster CA is then accepted instead of the API key.
+    #[arg(long, env = "MESHMQ_CORE__HTTP_TLS", value_parser = BoolishValueParser::new())]
+    http_tls: bool,
 }
 
 fn parse_members(raw: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
@@ -89,6 +114,43 @@ const CERTS_DIR: &str = "--certs-dir / MESHMQ_CORE__CERTS_DIR";
 const CORE_BIND: &str = "--core-bind / MESHMQ_CORE__BIND";
 const DATA_DIR: &str = "--data-dir / MESHMQ_CORE__DATA_DIR";
 const HTTP_BIND: &str = "--http-bind / MESHMQ_CORE__HTTP_BIND";
+const API_KEY: &str = "--api-key / MESHMQ_CORE__API_KEY";
+const API_KEY_FILE: &str = "--api-key-file / MESHMQ_CORE__API_KEY_FILE";
+const HTTP_TLS: &str = "--http-tls / MESHMQ_CORE__HTTP_TLS";
+
+/// The admin HTTP settings from the flags: the key (checked, never echoed), TLS from this
+/// node's certificates, and the refusal of an exposed listener without credentials.
+fn http_config(a: &RunArgs, certs: &CertPaths) -> anyhow::Result<HttpConfig> {
+    let api_key = match (&a.api_key, &a.api_key_file) {
+        (Some(key), _) => Some(
+            ApiKey::new(&key.0).map_err(|e| anyhow::anyhow!("invalid API key ({API_KEY}): {e}"))?,
+        ),
+        (None, Some(file)) => {
+            Some(ApiKey::from_file(file).map_err(|e| {
+                anyhow::anyhow!("cannot use the API key file ({API_KEY_FILE}): {e}")
+            })?)
+        }
+        (None, None) => None,
+    };
+    let tls = if a.http_tls {
+        let config = Identity::load(certs)
+            .and_then(|id| tls::https_server_crypto(&id))
+            .map_err(|e| {
+                anyhow::anyhow!("cannot set up the admin HTTPS ({HTTP_TLS}, {CERTS_DIR}): {e}")
+            })?;
+        Some(Arc::new(config))
+    } else {
+        None
+    };
+    let cfg = HttpConfig {
+        bind: a.http_bind,
+        api_key,
+        metrics_auth: a.metrics_auth,
+        tls,
+    };
+    cfg.check_exposure().map_err(anyhow::Error::msg)?;
+    Ok(cfg)
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -148,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             certs_dir.display()
         )
     })?;
+    let http_cfg = http_config(&a, &certs)?;
     let cfg = CoreConfig {
         node_id: a.node_id,
         core_bind: a.core_bind,
@@ -160,7 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let _ = core_node::prometheus::prometheus_handle();
     let core = CoreNode::start(cfg).await.map_err(start_failed)?;
-    let http = core_node::http::serve(core.clone(), a.http_bind)
+    let http = core_node::http::serve(core.clone(), http_cfg)
         .await
         .with_context(|| {
             format!(

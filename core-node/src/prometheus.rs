@@ -235,6 +235,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "CONNECTs refused because a ban matched, by what it matched (as).",
     ),
     (
+        m::WS_UPGRADES_REFUSED_TOTAL,
+        "WebSocket upgrades refused or abandoned, by reason (path, origin, subprotocol, not_websocket, bad_request, timeout).",
+    ),
+    (
+        m::WS_FORWARDED_INVALID_TOTAL,
+        "WebSocket upgrades from a trusted proxy with a malformed forwarding header, by header (address, port).",
+    ),
+    (
         m::BANNED_KICKED_TOTAL,
         "Live connections closed because a matching ban was applied.",
     ),
@@ -314,6 +322,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
     (
         m::CORE_LEASE_PURGES_TOTAL,
         "Replicants purged by the leader after their lease lapsed.",
+    ),
+    (
+        m::CORE_HTTP_DENIED_TOTAL,
+        "Admin HTTP requests refused for want of credentials, by reason.",
+    ),
+    (
+        m::CORE_HTTP_TLS_FAILURES_TOTAL,
+        "Admin HTTPS connections closed before a request, by reason.",
     ),
     (
         m::RAFT_SNAPSHOTS_TOTAL,

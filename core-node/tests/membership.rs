@@ -56,7 +56,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -68,6 +68,10 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, S
     let status = out[9..12].parse().unwrap();
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
+}
+
+fn plain_http() -> core_node::http::HttpConfig {
+    core_node::http::HttpConfig::plain("127.0.0.1:0".parse().unwrap())
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -133,10 +137,10 @@ async fn a_core_is_added_and_removed_at_run_time_over_http() {
 
     // The fourth core starts outside the group and waits to be added.
     let fourth = start(4, ports[3], &members, dir.path()).await;
-    let leader_http = core_node::http::serve(leader.clone(), "127.0.0.1:0".parse().unwrap())
+    let leader_http = core_node::http::serve(leader.clone(), plain_http())
         .await
         .unwrap();
-    let follower_http = core_node::http::serve(follower.clone(), "127.0.0.1:0".parse().unwrap())
+    let follower_http = core_node::http::serve(follower.clone(), plain_http())
         .await
         .unwrap();
     let add = format!(r#"{{"id": 4, "addr": "{}"}}"#, fourth.addr);

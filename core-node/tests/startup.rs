@@ -1,5 +1,6 @@
 //! Start-up failures of the real `core-node` binary: its QUIC port in use, a certificate
-//! directory with garbage in it. Each must end the process with a non-zero exit code and
+//! directory with garbage in it, an admin HTTP off loopback without credentials, an unusable
+//! API key. Each must end the process with a non-zero exit code and
 //! exactly one `error: ...` line on stderr naming the flag (and its environment variable)
 //! and the cause, without a backtrace.
 
@@ -11,13 +12,16 @@ use std::time::{Duration, Instant};
 /// Bound on one run of the binary (it fails during start-up).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs `core-node` with `args` (HTTP on port 0, data in `data`), without `RUST_LOG`,
+/// Runs `core-node` with `args` (HTTP on loopback port 0 unless `args` name another
+/// `--http-bind`, data in `data`), without `RUST_LOG`,
 /// `RUST_BACKTRACE` or `MESHMQ_CORE__*` from the test's environment.
 fn run(data: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_core-node"));
-    cmd.args(["--data-dir", data.to_str().expect("utf-8 temp path")])
-        .args(["--http-bind", "127.0.0.1:0"])
-        .args(args)
+    cmd.args(["--data-dir", data.to_str().expect("utf-8 temp path")]);
+    if !args.contains(&"--http-bind") {
+        cmd.args(["--http-bind", "127.0.0.1:0"]);
+    }
+    cmd.args(args)
         .env_remove("RUST_LOG")
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
@@ -93,5 +97,54 @@ fn garbage_certificates_name_the_certs_dir_flag() {
     assert_one_error_line(
         &out,
         &["certificates", "--certs-dir / MESHMQ_CORE__CERTS_DIR"],
+    );
+}
+
+#[test]
+fn an_exposed_admin_http_without_credentials_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        data.path(),
+        &["--core-bind", "127.0.0.1:0", "--http-bind", "0.0.0.0:0"],
+    );
+    assert_one_error_line(
+        &out,
+        &[
+            "not on loopback",
+            "--http-bind / MESHMQ_CORE__HTTP_BIND",
+            "--api-key / MESHMQ_CORE__API_KEY",
+            "--api-key-file / MESHMQ_CORE__API_KEY_FILE",
+            "--http-tls / MESHMQ_CORE__HTTP_TLS",
+        ],
+    );
+}
+
+#[test]
+fn an_unusable_api_key_names_its_flag_and_is_not_echoed() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        data.path(),
+        &[
+            "--core-bind",
+            "127.0.0.1:0",
+            "--api-key",
+            "s3cret with spaces",
+        ],
+    );
+    assert_one_error_line(&out, &["API key", "--api-key / MESHMQ_CORE__API_KEY"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+
+    let missing = data.path().join("no-such-key-file");
+    let missing = missing.to_str().expect("utf-8");
+    let out = run(
+        data.path(),
+        &["--core-bind", "127.0.0.1:0", "--api-key-file", missing],
+    );
+    assert_one_error_line(
+        &out,
+        &[
+            "--api-key-file / MESHMQ_CORE__API_KEY_FILE",
+            "no-such-key-file",
+        ],
     );
 }

@@ -1,0 +1,184 @@
+//! The core's admin HTTP (plain) with an API key, on real cores in one process: adding or
+//! removing a voter without the key, or with a wrong one, is refused (401) and changes
+//! nothing; with the key it works; `/health` stays open and `/metrics` is open unless
+//! metrics auth is on. Without any key (loopback only) browser-looking requests are refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
+use core_node::http::auth::ApiKey;
+use core_node::http::{self, HttpConfig};
+
+#[path = "common/admin.rs"]
+mod admin;
+use admin::{counter, free_ports, http, members, start, voters, wait_until};
+
+const KEY: &str = "k3y-for-the-admin-api";
+const BEARER: &str = "Bearer k3y-for-the-admin-api";
+
+fn keyed(metrics_auth: bool) -> HttpConfig {
+    HttpConfig {
+        api_key: Some(ApiKey::new(KEY).unwrap()),
+        metrics_auth,
+        ..HttpConfig::plain("127.0.0.1:0".parse().unwrap())
+    }
+}
+
+fn denied(reason: &str) -> u64 {
+    counter(&format!(
+        "meshmq_core_http_denied_total{{reason=\"{reason}\"}}"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_need_the_api_key() {
+    let _ = core_node::prometheus::prometheus_handle();
+    let dir = tempfile::tempdir().unwrap();
+    meshmq_shared::quic::certs::generate(
+        &dir.path().join("certs"),
+        &["core-1".into(), "core-2".into()],
+    )
+    .unwrap();
+    let ports = free_ports(2);
+    let initial = [(1, format!("127.0.0.1:{}", ports[0]))];
+    let leader = start(1, ports[0], &initial, dir.path()).await;
+    let second = start(2, ports[1], &initial, dir.path()).await;
+    wait_until("core 1 leads", || leader.is_leader()).await;
+    let api = http::serve(leader.clone(), keyed(false)).await.unwrap();
+    let add = format!(r#"{{"id": 2, "addr": "{}"}}"#, second.addr);
+    let path = "/api/v5/cluster/cores";
+    let (no_creds, bad_key) = (denied("no_credentials"), denied("bad_key"));
+
+    // Without the key, or with a wrong one: 401, and core 2 is not even a learner.
+    let (status, body) = http(api, "POST", path, &[], &add).await;
+    assert_eq!(status, 401, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "BAD_API_KEY_OR_SECRET", "{body}");
+    assert!(!body.contains(KEY));
+    for wrong in [
+        "Bearer nope",
+        "Bearer k3y-for-the-admin-ap",
+        "Basic azN5",
+        BEARER.trim_start_matches("Bearer "),
+    ] {
+        let (status, body) = http(api, "POST", path, &[("authorization", wrong)], &add).await;
+        assert_eq!(status, 401, "{wrong}: {body}");
+    }
+    assert_eq!(members(&leader), vec![1], "nothing changed");
+    assert!(denied("no_credentials") >= no_creds + 3);
+    assert!(denied("bad_key") >= bad_key + 2);
+
+    // Reading the group needs the key too.
+    let (status, _) = http(api, "GET", "/api/v5/cluster", &[], "").await;
+    assert_eq!(status, 401);
+    let (status, body) = http(
+        api,
+        "GET",
+        "/api/v5/cluster",
+        &[("authorization", BEARER)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let group: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(group["members"].as_array().unwrap().len(), 1, "{body}");
+
+    // With the key: core 2 is added as a voter.
+    let (status, body) = http(api, "POST", path, &[("authorization", BEARER)], &add).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(voters(&leader), vec![1, 2]);
+
+    // Removing it without the key, or with a wrong one: 401, still a voter.
+    let remove = "/api/v5/cluster/cores/2";
+    let (status, _) = http(api, "DELETE", remove, &[], "").await;
+    assert_eq!(status, 401);
+    let (status, _) = http(api, "DELETE", remove, &[("authorization", "Bearer x")], "").await;
+    assert_eq!(status, 401);
+    assert_eq!(voters(&leader), vec![1, 2], "nothing changed");
+    let (_, body) = http(
+        api,
+        "GET",
+        "/api/v5/cluster",
+        &[("authorization", BEARER)],
+        "",
+    )
+    .await;
+    assert!(body.contains(&second.addr), "{body}");
+
+    // With the key it goes.
+    let (status, body) = http(api, "DELETE", remove, &[("authorization", BEARER)], "").await;
+    assert_eq!(status, 200, "{body}");
+    wait_until("core 2 out of the voters", || voters(&leader) == vec![1]).await;
+
+    // /health and /metrics need nothing.
+    let (status, body) = http(api, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(api, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("meshmq_core_http_denied_total"), "{body}");
+
+    second.shutdown().await;
+    leader.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_auth_closes_metrics_but_not_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let closed = http::serve(core.clone(), keyed(true)).await.unwrap();
+    let (status, body) = http(closed, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("BAD_API_KEY_OR_SECRET"), "{body}");
+    let (status, _) = http(
+        closed,
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer no")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = http(closed, "GET", "/metrics", &[("authorization", BEARER)], "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("meshmq_raft"), "{body}");
+    let (status, _) = http(closed, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_loopback_refuses_browser_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let open = http::serve(
+        core.clone(),
+        HttpConfig::plain("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let (status, body) = http(open, "GET", "/api/v5/cluster", &[], "").await;
+    assert_eq!(status, 200, "a local tool needs no key: {body}");
+    let (status, _) = http(
+        open,
+        "GET",
+        "/api/v5/cluster",
+        &[("host", "localhost:1")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A page in the operator's browser: an Origin header, or a name of its own in Host.
+    let add = r#"{"id": 7, "addr": "127.0.0.1:9"}"#;
+    let path = "/api/v5/cluster/cores";
+    let origin = [("origin", "http://attacker.example")];
+    let (status, body) = http(open, "POST", path, &origin, add).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("FORBIDDEN"), "{body}");
+    let rebound = [("host", "attacker.example:18084")];
+    let (status, _) = http(open, "POST", path, &rebound, add).await;
+    assert_eq!(status, 403);
+    let (status, _) = http(open, "DELETE", "/api/v5/cluster/cores/1", &origin, "").await;
+    assert_eq!(status, 403);
+    assert_eq!(members(&core), vec![1], "nothing changed");
+    core.shutdown().await;
+}
