@@ -124,10 +124,11 @@ impl BrokerBuilder {
         let mqtt_bind = config.listeners.mqtt_bind;
         let mqtt = listen(mqtt_bind, backlog)
             .with_context(|| bind_failed("MQTT listener", mqtt_bind, "listeners.mqtt_bind"))?;
-        let ws_listener = match config.listeners.ws_bind {
-            Some(a) => Some(
-                listen(a, backlog)
-                    .with_context(|| bind_failed("WebSocket listener", a, "listeners.ws_bind"))?,
+        let ws_default = ws_default(&config)?;
+        let ws_listener = match &ws_default {
+            Some((a, _)) => Some(
+                listen(*a, backlog)
+                    .with_context(|| bind_failed("WebSocket listener", *a, "listeners.ws_bind"))?,
             ),
             None => None,
         };
@@ -193,15 +194,14 @@ impl BrokerBuilder {
             .transpose()?;
         let mut tasks = JoinSet::new();
         tasks.spawn(accept_loop(ctx.clone(), mqtt));
-        if let Some(l) = ws_listener {
+        if let (Some(l), Some((_, ws_config))) = (ws_listener, ws_default) {
             let c = ctx.clone();
             let on_conn = move |io: ws::WsIo, peer: SocketAddr| {
                 connection::spawn(c.clone(), io, peer, "ws");
             };
             let token = ctx.admission.shutdown.clone();
-            let options = ws::WsOptions::for_max_packet_size(ctx.config.mqtt.max_packet_size);
             tasks.spawn(async move {
-                if let Err(e) = ws::serve_with(l, on_conn, token, options).await {
+                if let Err(e) = ws::serve_with(l, on_conn, token, ws_config).await {
                     warn!(error = %e, "WebSocket listener stopped");
                 }
             });
@@ -354,6 +354,28 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 
 /// Accepts TCP connections until shutdown; transient accept errors back off instead of
 /// spinning (EMFILE under a connection storm).
+/// The address and upgrade settings of the `ws:default` listener, if it is enabled.
+fn ws_default(config: &Config) -> anyhow::Result<Option<(SocketAddr, Arc<ws::WsConfig>)>> {
+    let listeners = config
+        .listeners
+        .resolve()
+        .map_err(|(key, reason)| anyhow::anyhow!("{}: {reason}", setting(&key)))?;
+    let Some(spec) = listeners.into_iter().find(|s| {
+        s.kind == meshmq_shared::config::ListenerKind::Ws
+            && s.name == meshmq_shared::config::DEFAULT_NAME
+            && s.config.enable
+    }) else {
+        return Ok(None);
+    };
+    let ws_config = ws::WsConfig::new(
+        &spec.config.websocket,
+        &spec.config.proxy_protocol_trusted,
+        config.mqtt.max_packet_size,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", spec.id()))?;
+    Ok(Some((spec.bind, Arc::new(ws_config))))
+}
+
 async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
     let mut backoff = Duration::from_millis(5);
     loop {

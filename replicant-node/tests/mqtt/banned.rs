@@ -49,7 +49,7 @@ fn kind_of(r#as: &str) -> BannedAs {
 }
 
 /// Adds a ban through the API (200) and waits until every node has applied it.
-async fn ban(b: &TestBroker, r#as: &str, who: &str, extra: Value) -> Value {
+pub(crate) async fn ban(b: &TestBroker, r#as: &str, who: &str, extra: Value) -> Value {
     let mut body = json!({ "as": r#as, "who": who, "reason": "test" });
     if let (Some(o), Value::Object(more)) = (body.as_object_mut(), extra) {
         o.extend(more);

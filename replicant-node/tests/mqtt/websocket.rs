@@ -2,7 +2,10 @@
 //! `mqtt` subprotocol exchanges messages with a TCP client; MQTT packets may span WebSocket
 //! frames and one frame may carry several packets. The WebSocket frame and message limits
 //! follow `mqtt.max_packet_size`: a packet the MQTT limit allows passes, a frame announced
-//! beyond it closes the connection before its payload is read.
+//! beyond it closes the connection before its payload is read. The `ws:default` listener's
+//! `websocket` options and trusted proxies come from the configuration: its path, its
+//! Origin allow-list, and the client address a trusted proxy forwards, which is the one
+//! bans apply to.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -30,6 +33,36 @@ struct WsClient {
 }
 
 impl WsClient {
+    /// Upgrades at `path` with extra request headers (and `mqtt` offered); the refusal's
+    /// HTTP status otherwise.
+    async fn open_with(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<WsClient, u16> {
+        let mut req = format!("ws://{addr}{path}")
+            .into_client_request()
+            .expect("ws request");
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mqtt"));
+        for (k, v) in headers {
+            req.headers_mut()
+                .append(*k, HeaderValue::from_str(v).expect("header value"));
+        }
+        match tokio::time::timeout(WAIT, connect_async(req))
+            .await
+            .expect("ws handshake in time")
+        {
+            Ok((ws, _)) => Ok(WsClient {
+                ws,
+                rbuf: BytesMut::new(),
+                version: V311,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("ws handshake: {e}"),
+        }
+    }
+
     async fn open(addr: SocketAddr) -> WsClient {
         let mut req = format!("ws://{addr}/mqtt")
             .into_client_request()
@@ -353,4 +386,89 @@ async fn ws_client_that_stops_reading_is_closed_after_the_send_timeout() {
         "a WebSocket client that stopped reading still holds its connection after {sent} messages"
     );
     drop(ws);
+}
+
+/// Connects over WebSocket at `path` with `headers` and returns the CONNACK's code.
+async fn ws_connack(addr: SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> ReasonCode {
+    let mut ws = WsClient::open_with(addr, path, headers)
+        .await
+        .expect("upgraded");
+    ws.version = ProtocolVersion::V5;
+    let c = connect_packet(ProtocolVersion::V5, &common::unique("ws-fwd"));
+    ws.send(&Packet::Connect(Box::new(c))).await;
+    match ws.recv().await {
+        Packet::ConnAck(a) => a.code,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// `listeners.ws.default` with its path, an Origin allow-list and 127.0.0.1 (the tests'
+/// client) as a trusted proxy when `trusted`.
+fn edge_listener(trusted: bool) -> impl FnOnce(&mut meshmq_shared::config::Config) {
+    use meshmq_shared::config::{ListenerConfig, WebsocketOptions};
+    move |c| {
+        let listener = ListenerConfig {
+            proxy_protocol_trusted: if trusted {
+                vec!["127.0.0.1".into()]
+            } else {
+                vec![]
+            },
+            websocket: WebsocketOptions {
+                mqtt_path: "/edge".into(),
+                check_origin_enable: true,
+                check_origins: vec!["https://app.example.com".into()],
+                ..WebsocketOptions::default()
+            },
+            ..ListenerConfig::default()
+        };
+        c.listeners.ws.insert("default".into(), listener);
+    }
+}
+
+#[tokio::test]
+async fn ws_listener_options_come_from_the_config_and_bans_see_the_forwarded_address() {
+    let b = common::start_broker(edge_listener(true)).await;
+    let addr = b.ws_addr().expect("ws listener");
+    assert_eq!(
+        WsClient::open_with(addr, "/mqtt", &[]).await.err(),
+        Some(404)
+    );
+    let evil = [("Origin", "https://evil.example.net")];
+    assert_eq!(
+        WsClient::open_with(addr, "/edge", &evil).await.err(),
+        Some(403)
+    );
+    let text = common::metrics_text(&b).await;
+    let refused = common::metric_sum(
+        &text,
+        "meshmq_ws_upgrades_refused_total",
+        &[("reason", "origin")],
+    );
+    assert!(refused.is_some_and(|n| n >= 1.0), "counted: {refused:?}");
+
+    crate::banned::ban(&b, "peerhost", "203.0.113.7", serde_json::Value::Null).await;
+    let banned = [
+        ("Origin", "https://app.example.com"),
+        ("X-Forwarded-For", "203.0.113.7"),
+    ];
+    assert_eq!(ws_connack(addr, "/edge", &banned).await, ReasonCode::Banned);
+    let other = [("X-Forwarded-For", "198.51.100.1, 203.0.113.7, 127.0.0.1")];
+    assert_eq!(
+        ws_connack(addr, "/edge", &other).await,
+        ReasonCode::Banned,
+        "the first untrusted hop from the right"
+    );
+    let fine = [("X-Forwarded-For", "203.0.113.7, 198.51.100.1")];
+    assert_eq!(ws_connack(addr, "/edge", &fine).await, ReasonCode::Success);
+    assert_eq!(ws_connack(addr, "/edge", &[]).await, ReasonCode::Success);
+
+    // Not a trusted proxy: the same header is ignored, the ban on that address does not
+    // apply to 127.0.0.1.
+    let u = common::start_broker(edge_listener(false)).await;
+    crate::banned::ban(&u, "peerhost", "203.0.113.7", serde_json::Value::Null).await;
+    let addr = u.ws_addr().expect("ws listener");
+    assert_eq!(
+        ws_connack(addr, "/edge", &banned).await,
+        ReasonCode::Success
+    );
 }
