@@ -324,3 +324,16 @@ async fn a_body_that_never_arrives_is_given_up_on() {
     assert_eq!(members(&core), vec![1], "nothing changed");
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_off_loopback_without_credentials_is_refused_for_embedders_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    // Not only the binary's flags: whoever calls serve() gets the same refusal, and nothing
+    // is bound.
+    let open = HttpConfig::plain("0.0.0.0:0".parse().unwrap());
+    let err = http::serve(core.clone(), open).await.unwrap_err();
+    assert!(err.to_string().contains("not on loopback"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    core.shutdown().await;
+}

@@ -87,8 +87,12 @@ impl HttpConfig {
     }
 }
 
-/// Binds `cfg.bind` and serves until the core shuts down; returns the bound address.
+/// Binds `cfg.bind` and serves until the core shuts down; returns the bound address. A
+/// configuration [`HttpConfig::check_exposure`] refuses is an `InvalidInput` error and
+/// nothing is bound, whoever the caller is.
 pub async fn serve(core: Arc<CoreNode>, cfg: HttpConfig) -> std::io::Result<SocketAddr> {
+    cfg.check_exposure()
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let bound = listener.local_addr()?;
     let shutdown = core.shutdown.clone();
