@@ -73,7 +73,8 @@ struct RunArgs {
     #[arg(long, env = "MESHMQ_CORE__CERTS_DIR")]
     certs_dir: Option<PathBuf>,
     /// Key the cluster API (and /metrics with --metrics-auth) accepts as `Authorization:
-    /// Bearer <key>`. A flag shows in `ps`: prefer the variable or --api-key-file.
+    /// Bearer <key>`: printable ASCII, at least 16 characters. A flag shows in `ps`: prefer
+    /// the variable or --api-key-file.
     #[arg(
         long,
         env = "MESHMQ_CORE__API_KEY",

@@ -200,9 +200,140 @@ async fn a_client_that_never_finishes_its_headers_is_closed() {
     let read = tokio::time::timeout(limit, slow.read_to_end(&mut seen))
         .await
         .expect("the server closed the connection");
-    assert!(!String::from_utf8_lossy(&seen).contains(" 200 "), "{read:?}");
+    assert!(
+        !String::from_utf8_lossy(&seen).contains(" 200 "),
+        "{read:?}"
+    );
     // A well-behaved client is still served.
     let (status, _) = http(api, "GET", "/health", &[], "").await;
     assert_eq!(status, 200);
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_or_method_trick_reaches_the_api_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let api = http::serve(core.clone(), keyed(false)).await.unwrap();
+    let add = r#"{"id": 7, "addr": "127.0.0.1:9"}"#;
+    // Each spelling of a protected route: the guard answers (401) or no route matches (404,
+    // 405, 400); never a handler's answer.
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let tricks: &[(&str, &str, Headers)] = &[
+        ("HEAD", "/api/v5/cluster", &[]),
+        ("GET", "/api/v5/cluster?x=1", &[]),
+        ("GET", "http://127.0.0.1/api/v5/cluster", &[]),
+        ("GET", "/api/v5/cluster/", &[]),
+        ("GET", "//api/v5/cluster", &[]),
+        ("GET", "/api/v5//cluster", &[]),
+        ("GET", "/api/v5/./cluster", &[]),
+        ("GET", "/api/v5/x/../cluster", &[]),
+        ("GET", "/api/v5/%63luster", &[]),
+        ("GET", "/api%2Fv5%2Fcluster", &[]),
+        ("GET", "/API/V5/CLUSTER", &[]),
+        ("GET", "/health/../api/v5/cluster", &[]),
+        ("POST", "/api/v5/cluster/cores/", &[]),
+        ("POST", "//api/v5/cluster/cores", &[]),
+        ("POST", "/api/v5/cluster/cores?", &[]),
+        ("POST", "/health", &[("x-http-method-override", "POST")]),
+        (
+            "GET",
+            "/api/v5/cluster/cores",
+            &[("x-http-method-override", "POST")],
+        ),
+        ("PUT", "/api/v5/cluster/cores", &[]),
+        ("DELETE", "/api/v5/cluster/cores/1/", &[]),
+        ("DELETE", "/api/v5/cluster/cores/%31", &[]),
+        ("DELETE", "/api/v5/cluster/cores/1?force=true", &[]),
+        // A credential the guard must not take for the key.
+        ("GET", "/api/v5/cluster", &[("authorization", "Bearer")]),
+        ("GET", "/api/v5/cluster", &[("authorization", "Bearer ")]),
+        ("GET", "/api/v5/cluster", &[("x-api-key", KEY)]),
+        ("GET", "/api/v5/cluster", &[("cookie", KEY)]),
+        (
+            "GET",
+            "/api/v5/cluster",
+            &[("authorization", "Basic azN5LWZvci10aGUtYWRtaW4tYXBp")],
+        ),
+    ];
+    for (method, path, headers) in tricks {
+        let (status, body) = http(api, method, path, headers, add).await;
+        assert!(
+            matches!(status, 400 | 401 | 404 | 405),
+            "{method} {path} {headers:?}: {status} {body}"
+        );
+        assert!(!body.contains("members"), "{method} {path}: {body}");
+    }
+    // The exact routes answer 401 to the same requests without a key.
+    for (method, path) in [
+        ("HEAD", "/api/v5/cluster"),
+        ("GET", "http://127.0.0.1/api/v5/cluster"),
+        ("DELETE", "/api/v5/cluster/cores/%31"),
+    ] {
+        let (status, _) = http(api, method, path, &[], "").await;
+        assert_eq!(status, 401, "{method} {path}");
+    }
+    assert_eq!(members(&core), vec![1], "nothing changed");
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_is_given_up_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let api = http::serve(core.clone(), keyed(false)).await.unwrap();
+    // Headers with the key, then one byte of a promised 1000: the connection would hold
+    // one of the listener's slots for as long as the client likes.
+    let mut slow = tokio::net::TcpStream::connect(api).await.unwrap();
+    let head = format!(
+        "POST /api/v5/cluster/cores HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         authorization: {BEARER}\r\ncontent-type: application/json\r\n\
+         content-length: 1000\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let limit = http::BODY_TIMEOUT + std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(limit, slow.read_to_end(&mut seen))
+        .await
+        .expect("the server gave up on the body and closed");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 408"), "{read:?}: {text}");
+
+    // A body larger than the limit is refused from its Content-Length, unread.
+    let big = "x".repeat(http::MAX_BODY + 1);
+    let (status, _) = http(
+        api,
+        "POST",
+        "/api/v5/cluster/cores",
+        &[("authorization", BEARER)],
+        &big,
+    )
+    .await;
+    assert_eq!(status, 413);
+    // Requests with a body in time are served as before.
+    let (status, body) = http(
+        api,
+        "POST",
+        "/api/v5/cluster/cores",
+        &[("authorization", BEARER)],
+        r#"{"id": 0, "addr": ""}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(members(&core), vec![1], "nothing changed");
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_off_loopback_without_credentials_is_refused_for_embedders_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    // Not only the binary's flags: whoever calls serve() gets the same refusal, and nothing
+    // is bound.
+    let open = HttpConfig::plain("0.0.0.0:0".parse().unwrap());
+    let err = http::serve(core.clone(), open).await.unwrap_err();
+    assert!(err.to_string().contains("not on loopback"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     core.shutdown().await;
 }

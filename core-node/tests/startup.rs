@@ -134,6 +134,17 @@ fn an_unusable_api_key_names_its_flag_and_is_not_echoed() {
     assert_one_error_line(&out, &["API key", "--api-key / MESHMQ_CORE__API_KEY"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
 
+    // A guessable key: refused, and not echoed either.
+    let out = run(
+        data.path(),
+        &["--core-bind", "127.0.0.1:0", "--api-key", "sh0rt-s3cret"],
+    );
+    assert_one_error_line(
+        &out,
+        &["at least 16 characters", "--api-key / MESHMQ_CORE__API_KEY"],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("sh0rt-s3cret"));
+
     let missing = data.path().join("no-such-key-file");
     let missing = missing.to_str().expect("utf-8");
     let out = run(

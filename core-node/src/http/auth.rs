@@ -35,6 +35,10 @@ use subtle::ConstantTimeEq;
 /// Largest API key file read (a key is a line of text; anything bigger is a wrong file).
 const MAX_KEY_FILE: u64 = 4096;
 
+/// Fewest characters of an API key: nothing limits how fast a client may guess, so a short
+/// key (`admin`, a word) would be found by trying.
+pub const MIN_KEY_LEN: usize = 16;
+
 /// The admin API key, kept only as its SHA-256 digest.
 #[derive(Clone)]
 pub struct ApiKey {
@@ -51,6 +55,9 @@ pub enum KeyError {
     /// The key holds a character a client cannot send in an `Authorization` header.
     #[error("the API key must be printable ASCII without spaces")]
     Unprintable,
+    /// The key is shorter than [`MIN_KEY_LEN`]: guessable.
+    #[error("the API key must be at least {MIN_KEY_LEN} characters (e.g. `openssl rand -hex 32`)")]
+    TooShort,
     /// The key file could not be read.
     #[error("cannot read {path}: {error}")]
     Read {
@@ -69,7 +76,8 @@ pub enum KeyError {
 }
 
 impl ApiKey {
-    /// A key as given (`--api-key`): non-empty printable ASCII without spaces.
+    /// A key as given (`--api-key`): printable ASCII without spaces, at least
+    /// [`MIN_KEY_LEN`] characters.
     pub fn new(key: &str) -> Result<Self, KeyError> {
         if key.is_empty() {
             return Err(KeyError::Empty);
@@ -77,18 +85,35 @@ impl ApiKey {
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(KeyError::Unprintable);
         }
+        if key.len() < MIN_KEY_LEN {
+            return Err(KeyError::TooShort);
+        }
         Ok(Self {
             digest: digest(key),
         })
     }
 
-    /// The key in `path` (`--api-key-file`), surrounding whitespace trimmed.
+    /// The key in `path` (`--api-key-file`), surrounding whitespace trimmed. A file other
+    /// users may read (or anyone but its owner change) is used, with a warning.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
         let shown = || path.display().to_string();
         let file = std::fs::File::open(path).map_err(|error| KeyError::Read {
             path: shown(),
             error,
         })?;
+        #[cfg(unix)]
+        if let Ok(meta) = file.metadata() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if open_to_others(mode) {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = %format_args!("{mode:03o}"),
+                    "other users of this machine can read the API key file, or change it: \
+                     chmod 600 it"
+                );
+            }
+        }
         let mut raw = Vec::new();
         file.take(MAX_KEY_FILE + 1)
             .read_to_end(&mut raw)
@@ -289,6 +314,12 @@ fn literal_or_localhost(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }
 
+/// Whether a key file's mode lets other users read it (`o+r`) or anyone but its owner change
+/// it (`g+w`, `o+w`). Group read is allowed: a service group may share the key.
+fn open_to_others(mode: u32) -> bool {
+    mode & 0o026 != 0
+}
+
 fn digest(s: &str) -> [u8; 32] {
     sha2::Sha256::digest(s.as_bytes()).into()
 }
@@ -316,34 +347,46 @@ mod tests {
 
     #[test]
     fn the_key_or_a_certificate_lets_a_request_through() {
-        let keyed = Access::new(Some(ApiKey::new("s3cret-key").unwrap()), false);
+        let keyed = Access::new(Some(ApiKey::new("s3cret-key-0123456").unwrap()), false);
         assert_eq!(reason(&keyed, &[], false), Some("no_credentials"));
         assert_eq!(
             reason(&keyed, &[("authorization", "Bearer wrong")], false),
             Some("bad_key")
         );
         assert_eq!(
-            reason(&keyed, &[("authorization", "Basic s3cret-key")], false),
+            reason(
+                &keyed,
+                &[("authorization", "Basic s3cret-key-0123456")],
+                false
+            ),
             Some("no_credentials")
         );
         assert_eq!(
-            reason(&keyed, &[("authorization", "Bearer s3cret-key")], false),
+            reason(
+                &keyed,
+                &[("authorization", "Bearer s3cret-key-0123456")],
+                false
+            ),
             None
         );
         assert_eq!(
-            reason(&keyed, &[("authorization", "bearer s3cret-key")], false),
+            reason(
+                &keyed,
+                &[("authorization", "bearer s3cret-key-0123456")],
+                false
+            ),
             None
         );
         let twice = [
-            ("authorization", "Bearer s3cret-key"),
-            ("authorization", "Bearer s3cret-key"),
+            ("authorization", "Bearer s3cret-key-0123456"),
+            ("authorization", "Bearer s3cret-key-0123456"),
         ];
         assert_eq!(reason(&keyed, &twice, false), Some("no_credentials"));
         assert_eq!(reason(&keyed, &[], true), None, "a verified certificate");
         // With a key, a browser's request is judged by its key alone.
         let browser = [
             ("origin", "http://evil"),
-            ("authorization", "Bearer s3cret-key"),
+            ("authorization", "Bearer s3cret-key-0123456"),
         ];
         assert_eq!(reason(&keyed, &browser, false), None);
     }
@@ -385,18 +428,38 @@ mod tests {
         assert!(matches!(ApiKey::new(""), Err(KeyError::Empty)));
         assert!(matches!(ApiKey::new("a b"), Err(KeyError::Unprintable)));
         assert!(matches!(ApiKey::new("clé"), Err(KeyError::Unprintable)));
-        let key = ApiKey::new("hunter2hunter2").unwrap();
-        assert!(key.matches("hunter2hunter2") && !key.matches("hunter2"));
+        assert!(matches!(ApiKey::new("hunter2"), Err(KeyError::TooShort)));
+        assert!(matches!(
+            ApiKey::new(&"k".repeat(MIN_KEY_LEN - 1)),
+            Err(KeyError::TooShort)
+        ));
+        assert!(ApiKey::new(&"k".repeat(MIN_KEY_LEN)).is_ok());
+        let key = ApiKey::new("hunter2hunter2hunter2").unwrap();
+        assert!(key.matches("hunter2hunter2hunter2") && !key.matches("hunter2"));
         assert!(!format!("{key:?}").contains("hunter2"));
         assert!(!format!("{:?}", SecretArg("hunter2".into())).contains("hunter2"));
+    }
+
+    #[test]
+    fn key_files_open_to_other_users_are_noticed() {
+        for mode in [0o600, 0o400, 0o640, 0o440] {
+            assert!(!open_to_others(mode), "{mode:o}");
+        }
+        for mode in [0o644, 0o604, 0o620, 0o602, 0o666] {
+            assert!(open_to_others(mode), "{mode:o}");
+        }
     }
 
     #[test]
     fn a_key_file_is_trimmed_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("key");
-        std::fs::write(&file, "  k3y-from-file\n").unwrap();
-        assert!(ApiKey::from_file(&file).unwrap().matches("k3y-from-file"));
+        std::fs::write(&file, "  k3y-from-the-file-0\n").unwrap();
+        assert!(
+            ApiKey::from_file(&file)
+                .unwrap()
+                .matches("k3y-from-the-file-0")
+        );
         std::fs::write(&file, "\n\n").unwrap();
         assert!(matches!(ApiKey::from_file(&file), Err(KeyError::Empty)));
         std::fs::write(&file, vec![b'k'; 5000]).unwrap();

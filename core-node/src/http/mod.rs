@@ -6,7 +6,8 @@
 //! The cluster API (and `/metrics` when [`HttpConfig::metrics_auth`] is set) needs a
 //! credential, checked by [`auth`] before any handler runs: an API key (`Authorization:
 //! Bearer`) or, over HTTPS, a client certificate from the cluster CA. `/health`
-//! is always open. Handlers call [`CoreNode`] methods and format answers; no cluster logic
+//! is always open. A request let through has its body read within [`BODY_TIMEOUT`] and
+//! [`MAX_BODY`] before its handler runs. Handlers call [`CoreNode`] methods and format answers; no cluster logic
 //! here.
 
 pub mod auth;
@@ -14,10 +15,12 @@ pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -28,6 +31,11 @@ use crate::node::CoreNode;
 use crate::node::members::MemberError;
 use crate::raft::types::NodeId;
 use auth::{Access, ApiKey};
+
+/// Longest the body of a cluster API request may take to arrive once its headers have.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest body of a cluster API request (a membership change is a few dozen bytes).
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// Body of `POST /api/v5/cluster/cores`.
 #[derive(Debug, Deserialize)]
@@ -79,8 +87,12 @@ impl HttpConfig {
     }
 }
 
-/// Binds `cfg.bind` and serves until the core shuts down; returns the bound address.
+/// Binds `cfg.bind` and serves until the core shuts down; returns the bound address. A
+/// configuration [`HttpConfig::check_exposure`] refuses is an `InvalidInput` error and
+/// nothing is bound, whoever the caller is.
 pub async fn serve(core: Arc<CoreNode>, cfg: HttpConfig) -> std::io::Result<SocketAddr> {
+    cfg.check_exposure()
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
     let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
     let bound = listener.local_addr()?;
     let shutdown = core.shutdown.clone();
@@ -91,14 +103,17 @@ pub async fn serve(core: Arc<CoreNode>, cfg: HttpConfig) -> std::io::Result<Sock
 }
 
 /// The routes: `/health` open, the cluster API behind `access`, `/metrics` behind it too when
-/// `metrics_auth`.
+/// `metrics_auth`. A request the guard lets through has its body read within
+/// [`BODY_TIMEOUT`] and [`MAX_BODY`] before its handler runs.
 pub fn router(core: Arc<CoreNode>, access: Access, metrics_auth: bool) -> Router {
     let access = Arc::new(access);
     let guard = from_fn_with_state(access, auth::require);
+    // The guard is the outer layer: nothing of an unauthenticated request's body is read.
     let api = Router::new()
         .route("/api/v5/cluster", get(cluster))
         .route("/api/v5/cluster/cores", post(add_core))
         .route("/api/v5/cluster/cores/{id}", delete(remove_core))
+        .route_layer(from_fn(bounded_body))
         .with_state(core.clone());
     let metrics_route = Router::new().route("/metrics", get(metrics));
     let (api, metrics_route) = if metrics_auth {
@@ -111,6 +126,36 @@ pub fn router(core: Arc<CoreNode>, access: Access, metrics_auth: bool) -> Router
         .with_state(core)
         .merge(metrics_route)
         .merge(api)
+}
+
+/// Reads the whole body within [`BODY_TIMEOUT`] (408 otherwise) and at most [`MAX_BODY`]
+/// bytes (413), so a client cannot hold a connection slot by trickling a body; the handler
+/// then gets it in memory.
+async fn bounded_body(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large", None);
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => error(
+            StatusCode::BAD_REQUEST,
+            "the body could not be read (too large, or cut off)",
+            None,
+        ),
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+            None,
+        ),
+    }
 }
 
 async fn metrics() -> Response {

@@ -132,6 +132,25 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_peers_and_hops_are_judged_as_ipv4() {
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+        let c = cfg(&["10.0.0.0/8"]);
+        let h = headers(&[("x-forwarded-for", "203.0.113.7, ::ffff:10.0.0.2")]);
+        assert_eq!(
+            client_addr(&c, addr("[::ffff:10.0.0.1]:5000"), &h),
+            (addr("203.0.113.7:5000"), Source::Forwarded)
+        );
+        // An untrusted mapped peer is not believed, nor a mapped spoof of a trusted hop.
+        let untrusted = addr("[::ffff:192.0.2.1]:5000");
+        assert_eq!(client_addr(&c, untrusted, &h), (untrusted, Source::Peer));
+        let spoof = headers(&[("x-forwarded-for", "::ffff:198.51.100.9")]);
+        assert_eq!(
+            client_addr(&c, addr("10.0.0.1:5000"), &spoof).0,
+            addr("198.51.100.9:5000")
+        );
+    }
+
+    #[test]
     fn walks_from_the_right_over_trusted_hops() {
         let c = cfg(&["10.0.0.0/8", "127.0.0.1"]);
         let peer = addr("127.0.0.1:5000");

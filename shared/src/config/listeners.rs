@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::tls::{PeerCertAs, SslOptions};
 
 /// Listener addresses. Port 0 picks a free port (tests read the bound address back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// `Debug` leaves the value of `api_key` out.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenersConfig {
     /// MQTT over TCP: the address of `listeners.tcp.default` (the name earlier versions
@@ -79,6 +80,25 @@ impl Default for ListenersConfig {
             ws: BTreeMap::new(),
             wss: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for ListenersConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenersConfig")
+            .field("mqtt_bind", &self.mqtt_bind)
+            .field("ws_bind", &self.ws_bind)
+            .field("http_bind", &self.http_bind)
+            .field("max_connections", &self.max_connections)
+            .field("backlog", &self.backlog)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("send_timeout_ms", &self.send_timeout_ms)
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("tcp", &self.tcp)
+            .field("ssl", &self.ssl)
+            .field("ws", &self.ws)
+            .field("wss", &self.wss)
+            .finish()
     }
 }
 

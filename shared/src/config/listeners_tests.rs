@@ -271,3 +271,18 @@ verify = "required"
 "#;
     load(text).expect("mutual TLS on a public address");
 }
+
+#[test]
+fn the_http_api_key_never_shows_in_debug_output() {
+    let c = load("[listeners]\napi_key = \"k3y-never-shown-anywhere\"\n").expect("loads");
+    assert_eq!(
+        c.listeners.api_key.as_deref(),
+        Some("k3y-never-shown-anywhere")
+    );
+    for shown in [format!("{c:?}"), format!("{:?}", c.listeners)] {
+        assert!(!shown.contains("k3y-never-shown"), "{shown}");
+        assert!(shown.contains("api_key"), "the field is listed: {shown}");
+    }
+    let none = load("").expect("loads");
+    assert!(format!("{:?}", none.listeners).contains("api_key: None"));
+}

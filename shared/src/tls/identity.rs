@@ -15,33 +15,42 @@ use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 use crate::config::tls::PeerCertAs;
 
+/// Longest value given as a username or client id: what an MQTT string can hold (a CONNECT
+/// could not carry more, and nothing after it expects more).
+pub const MAX_VALUE_LEN: usize = 65_535;
+
 /// The value `peer_cert_as_username` / `peer_cert_as_clientid` asks for, from the leaf
 /// certificate's DER: `cn` and `dn` need a parsable certificate (and `cn` a usable common
 /// name, see [`common_name`]); `crt`, `pem` and `md5` are taken from the bytes as they are.
 /// `Disabled` gives `None`.
 ///
 /// `None` for anything but `Disabled` means the certificate cannot give the value: refuse
-/// the client (as EMQX does), never fall back to what the client sent.
+/// the client (as EMQX does), never fall back to what the client sent. A value longer than
+/// [`MAX_VALUE_LEN`] bytes (a crafted certificate's `crt` or `pem`, a huge CN) is `None`.
 pub fn peer_cert_value(leaf_der: &[u8], what: PeerCertAs) -> Option<String> {
-    match what {
+    let value = match what {
         PeerCertAs::Disabled => None,
         PeerCertAs::Cn => common_name(leaf_der),
         PeerCertAs::Dn => subject_dn(leaf_der),
         PeerCertAs::Crt => Some(base64::engine::general_purpose::STANDARD.encode(leaf_der)),
         PeerCertAs::Pem => Some(pem_text(leaf_der)),
         PeerCertAs::Md5 => Some(md5_hex(leaf_der)),
-    }
+    }?;
+    (value.len() <= MAX_VALUE_LEN).then_some(value)
 }
 
 /// The subject's common name; several CN attributes are joined with `,` (as EMQX does).
-/// `None` when there is none, or one is not a well-formed string or holds control
-/// characters (U+0000 to U+001F, U+007F to U+009F), which MQTT strings may not carry.
+/// `None` when there is none, or one is empty, is not a well-formed string or holds control
+/// characters (U+0000 to U+001F, U+007F to U+009F), which MQTT strings may not carry. (An
+/// empty name as a client id would ask the broker to assign one.)
 pub fn common_name(leaf_der: &[u8]) -> Option<String> {
     let cert = parse(leaf_der)?;
     let names = cert
         .subject()
         .iter_common_name()
-        .map(|atv| attribute_string(atv).filter(|s| !s.chars().any(char::is_control)))
+        .map(|atv| {
+            attribute_string(atv).filter(|s| !s.is_empty() && !s.chars().any(char::is_control))
+        })
         .collect::<Option<Vec<String>>>()?;
     if names.is_empty() {
         None
@@ -264,6 +273,42 @@ mod tests {
         assert_eq!(common_name(&der), None);
         assert_eq!(peer_cert_value(&der, PeerCertAs::Cn), None);
         assert_eq!(subject_dn(&der).as_deref(), Some("CN=evil\\00name,O=Org"));
+    }
+
+    #[test]
+    fn an_empty_common_name_is_no_common_name() {
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, "");
+        let der = cert_with(dn);
+        assert_eq!(common_name(&der), None);
+        assert_eq!(peer_cert_value(&der, PeerCertAs::Cn), None);
+        // One empty CN among others: not "alice," either.
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, "alice");
+        dn.push(rcgen::DnType::CommonName, "");
+        assert_eq!(common_name(&cert_with(dn)), None);
+    }
+
+    #[test]
+    fn no_value_longer_than_an_mqtt_string() {
+        // A 50 000-byte CN fits an MQTT string; the certificate's base64 or PEM does not.
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, "c".repeat(50_000));
+        let der = cert_with(dn);
+        assert_eq!(
+            peer_cert_value(&der, PeerCertAs::Cn).map(|v| v.len()),
+            Some(50_000)
+        );
+        assert!(peer_cert_value(&der, PeerCertAs::Md5).is_some());
+        for what in [PeerCertAs::Crt, PeerCertAs::Pem] {
+            assert_eq!(peer_cert_value(&der, what), None, "{what:?}");
+        }
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, "c".repeat(MAX_VALUE_LEN + 1));
+        let der = cert_with(dn);
+        for what in [PeerCertAs::Cn, PeerCertAs::Dn] {
+            assert_eq!(peer_cert_value(&der, what), None, "{what:?}");
+        }
     }
 
     #[test]
