@@ -15,3 +15,5 @@ mod common;
 mod support;
 #[path = "listeners/tls_server.rs"]
 mod tls_server;
+#[path = "listeners/tls_client_certs.rs"]
+mod tls_client_certs;
