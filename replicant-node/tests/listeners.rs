@@ -10,10 +10,12 @@
 #[allow(unused_imports)] // not every helper's re-export is used here
 mod common;
 
+#[path = "listeners/identity.rs"]
+mod identity;
 #[path = "listeners/support.rs"]
 #[allow(dead_code)] // helpers for every module
 mod support;
-#[path = "listeners/tls_server.rs"]
-mod tls_server;
 #[path = "listeners/tls_client_certs.rs"]
 mod tls_client_certs;
+#[path = "listeners/tls_server.rs"]
+mod tls_server;

@@ -261,9 +261,9 @@ pub async fn wait_counter(b: &BrokerHandle, name: &str, labels: &[(&str, &str)],
 /// The requests an HTTP authentication service received (their fields).
 pub type Asked = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
 
-/// An HTTP authenticator on 127.0.0.1:0 that allows everyone and records each request's
-/// JSON fields; its configuration sends `fields` (name → template).
-pub async fn recording_authn(fields: &[(&str, &str)]) -> (AuthenticatorConfig, Asked) {
+/// An HTTP service on 127.0.0.1:0 answering every POST to `/` with `{"result": "allow"}`
+/// and recording each request's JSON fields.
+pub async fn recording_service() -> (SocketAddr, Asked) {
     let asked: Asked = Arc::default();
     let handler = |axum::extract::State(asked): axum::extract::State<Asked>, body: String| async move {
         let fields: BTreeMap<String, String> = serde_json::from_str(&body).unwrap_or_default();
@@ -271,18 +271,25 @@ pub async fn recording_authn(fields: &[(&str, &str)]) -> (AuthenticatorConfig, A
         axum::Json(json!({"result": "allow"}))
     };
     let router = axum::Router::new()
-        .route("/auth", axum::routing::post(handler))
+        .route("/", axum::routing::post(handler))
         .with_state(asked.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, asked)
+}
+
+/// An HTTP authenticator that allows everyone and records what it was sent: `fields`
+/// (name → template).
+pub async fn recording_authn(fields: &[(&str, &str)]) -> (AuthenticatorConfig, Asked) {
+    let (addr, asked) = recording_service().await;
     let config = AuthenticatorConfig::Http(HttpAuthnConfig {
         mechanism: PasswordBased::PasswordBased,
         backend: HttpBackend::Http,
         method: HttpMethod::Post,
-        url: format!("http://{addr}/auth"),
+        url: format!("http://{addr}/"),
         headers: BTreeMap::new(),
         body: fields
             .iter()
@@ -295,25 +302,36 @@ pub async fn recording_authn(fields: &[(&str, &str)]) -> (AuthenticatorConfig, A
     (config, asked)
 }
 
-/// Connects over TLS and sends a 5.0 CONNECT for `id`: the CONNACK's reason code, or why
-/// there was none (the handshake failed, or the server closed: a refused certificate shows
-/// in TLS 1.3 only after the client's handshake is done).
+/// Connects over TLS and sends `connect`: the client and its CONNACK, or why there was
+/// none (the handshake failed, or the server closed: a refused certificate shows in TLS 1.3
+/// only after the client's handshake is done).
+pub async fn connect_over_tls(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    connect: meshmq_shared::codec::Connect,
+) -> Result<(RawClient, meshmq_shared::codec::ConnAck), String> {
+    use meshmq_shared::codec::Packet;
+    let tls = tls_connect(addr, "localhost", config).await?;
+    let mut c = RawClient::over(tls);
+    c.version = connect.protocol;
+    if let Err(e) = c.try_send(&Packet::Connect(Box::new(connect))).await {
+        return Err(e.to_string());
+    }
+    match c.recv().await {
+        Ok(Packet::ConnAck(ack)) => Ok((c, ack)),
+        other => Err(format!("no CONNACK: {other:?}")),
+    }
+}
+
+/// [`connect_over_tls`] with a plain 5.0 CONNECT for `id`: the CONNACK's reason code.
 pub async fn mqtt_over_tls(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
     id: &str,
 ) -> Result<meshmq_shared::codec::ReasonCode, String> {
-    use crate::common::raw::connect_packet;
-    use meshmq_shared::codec::{Packet, ProtocolVersion};
-    let tls = tls_connect(addr, "localhost", config).await?;
-    let mut c = RawClient::over(tls);
-    c.version = ProtocolVersion::V5;
-    let connect = connect_packet(ProtocolVersion::V5, id);
-    if let Err(e) = c.try_send(&Packet::Connect(Box::new(connect))).await {
-        return Err(e.to_string());
-    }
-    match c.recv().await {
-        Ok(Packet::ConnAck(ack)) => Ok(ack.code),
-        other => Err(format!("no CONNACK: {other:?}")),
-    }
+    use meshmq_shared::codec::ProtocolVersion;
+    let connect = crate::common::raw::connect_packet(ProtocolVersion::V5, id);
+    connect_over_tls(addr, config, connect)
+        .await
+        .map(|(_, ack)| ack.code)
 }

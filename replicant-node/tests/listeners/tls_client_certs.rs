@@ -37,7 +37,10 @@ async fn mutual_tls_optional_lets_both_in_but_not_a_foreign_certificate() {
     let ssl = addr(&b, "ssl:default");
     let (chain, key) = pki.client("device-2");
     let with = client_config(pki.ca.ca_pem(), Some((&chain, &key)), &[]);
-    assert_eq!(mqtt_over_tls(ssl, with, "opt-with").await, Ok(ReasonCode::Success));
+    assert_eq!(
+        mqtt_over_tls(ssl, with, "opt-with").await,
+        Ok(ReasonCode::Success)
+    );
     let without = client_config(pki.ca.ca_pem(), None, &[]);
     assert_eq!(
         mqtt_over_tls(ssl, without, "opt-without").await,
@@ -47,7 +50,10 @@ async fn mutual_tls_optional_lets_both_in_but_not_a_foreign_certificate() {
     let (chain, key) = other.client("device-2");
     let foreign = client_config(pki.ca.ca_pem(), Some((&chain, &key)), &[]);
     let refused = mqtt_over_tls(ssl, foreign, "opt-foreign").await;
-    assert!(refused.is_err(), "a certificate the CA did not issue: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a certificate the CA did not issue: {refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,7 +70,10 @@ async fn a_revoked_certificate_is_refused() {
     let b = start_ssl(options, |_| {}, |_| {}).await;
     let ssl = addr(&b, "ssl:default");
     let good = client_config(pki.ca.ca_pem(), Some((&good_chain, &good_key)), &[]);
-    assert_eq!(mqtt_over_tls(ssl, good, "crl-good").await, Ok(ReasonCode::Success));
+    assert_eq!(
+        mqtt_over_tls(ssl, good, "crl-good").await,
+        Ok(ReasonCode::Success)
+    );
     let revoked = client_config(pki.ca.ca_pem(), Some((&revoked_chain, &revoked_key)), &[]);
     let refused = mqtt_over_tls(ssl, revoked, "crl-revoked").await;
     assert!(refused.is_err(), "a revoked certificate: {refused:?}");
@@ -130,7 +139,10 @@ async fn an_encrypted_key_loads_with_its_password_and_a_wrong_one_names_no_secre
     let b = start_ssl(options.clone(), |_| {}, |_| {}).await;
     let ssl = addr(&b, "ssl:default");
     let config = client_config(pki.ca.ca_pem(), None, &[]);
-    assert_eq!(mqtt_over_tls(ssl, config, "enc").await, Ok(ReasonCode::Success));
+    assert_eq!(
+        mqtt_over_tls(ssl, config, "enc").await,
+        Ok(ReasonCode::Success)
+    );
     b.shutdown().await;
 
     options.password = Some("battery staple".into());
