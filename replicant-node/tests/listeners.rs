@@ -12,6 +12,8 @@ mod common;
 
 #[path = "listeners/identity.rs"]
 mod identity;
+#[path = "listeners/reload.rs"]
+mod reload;
 #[path = "listeners/support.rs"]
 #[allow(dead_code)] // helpers for every module
 mod support;
