@@ -21,3 +21,5 @@ mod support;
 mod tls_client_certs;
 #[path = "listeners/tls_server.rs"]
 mod tls_server;
+#[path = "listeners/wss.rs"]
+mod wss;
