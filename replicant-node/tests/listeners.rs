@@ -12,6 +12,8 @@ mod common;
 
 #[path = "listeners/identity.rs"]
 mod identity;
+#[path = "listeners/limits.rs"]
+mod limits;
 #[path = "listeners/reload.rs"]
 mod reload;
 #[path = "listeners/support.rs"]
