@@ -14,6 +14,8 @@ mod common;
 mod identity;
 #[path = "listeners/limits.rs"]
 mod limits;
+#[path = "listeners/proxy.rs"]
+mod proxy;
 #[path = "listeners/reload.rs"]
 mod reload;
 #[path = "listeners/support.rs"]
