@@ -10,6 +10,8 @@
 #[allow(unused_imports)] // not every helper's re-export is used here
 mod common;
 
+#[path = "listeners/haproxy.rs"]
+mod haproxy;
 #[path = "listeners/identity.rs"]
 mod identity;
 #[path = "listeners/limits.rs"]
