@@ -10,6 +10,10 @@
 #[allow(unused_imports)] // not every helper's re-export is used here
 mod common;
 
+#[path = "listeners/api.rs"]
+mod api;
+#[path = "listeners/authn_off.rs"]
+mod authn_off;
 #[path = "listeners/haproxy.rs"]
 mod haproxy;
 #[path = "listeners/identity.rs"]
