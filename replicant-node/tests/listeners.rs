@@ -24,6 +24,8 @@ mod limits;
 mod proxy;
 #[path = "listeners/reload.rs"]
 mod reload;
+#[path = "listeners/startup.rs"]
+mod startup;
 #[path = "listeners/support.rs"]
 #[allow(dead_code)] // helpers for every module
 mod support;
