@@ -241,7 +241,8 @@ where
             superuser,
         },
         attached,
-        cert: rules.cert,
+        // Kept for the connection's life only where an HTTP source may ask for it.
+        cert: rules.cert.filter(|_| ctx.authz.has_async_sources()),
     };
     let mut conn = Conn {
         ctx: ctx.clone(),
