@@ -239,6 +239,18 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "WebSocket upgrades refused or abandoned, by reason (path, origin, subprotocol, not_websocket, bad_request, timeout).",
     ),
     (
+        m::PROXY_PROTOCOL_TOTAL,
+        "PROXY protocol headers on proxy_protocol listeners, by result (ok, missing, invalid, untrusted, timeout).",
+    ),
+    (
+        m::TLS_HANDSHAKE_FAILURES_TOTAL,
+        "TLS handshakes with clients that failed or timed out, by listener.",
+    ),
+    (
+        m::TLS_RELOAD_TOTAL,
+        "Certificate reloads of TLS listeners, by listener and result (ok, unchanged, error).",
+    ),
+    (
         m::WS_FORWARDED_INVALID_TOTAL,
         "WebSocket upgrades from a trusted proxy with a malformed forwarding header, by header (address, port).",
     ),
@@ -367,7 +379,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
 
 /// `# HELP` text of every gauge.
 const GAUGE_HELP: &[(&str, &str)] = &[
-    (m::CONNECTIONS, "Live MQTT connections, by transport."),
+    (
+        m::CONNECTIONS,
+        "Live MQTT connections, by transport (tcp, ssl, ws, wss).",
+    ),
     (
         m::EVACUATING,
         "1 while this node is being evacuated (availability check 503).",

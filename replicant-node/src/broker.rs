@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use meshmq_shared::config::{Config, setting};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ use crate::peer::{PeerConfig, Peers};
 use crate::router::Router;
 use crate::session::Limits;
 use crate::sessions::Sessions;
-use crate::{connection, http, sys, ws};
+use crate::{connection, http, sys};
 
 /// Builds a broker: configuration plus optional hooks.
 pub struct BrokerBuilder {
@@ -117,20 +117,12 @@ impl BrokerBuilder {
                 })?,
             )
         };
-        let backlog = config.listeners.backlog;
+        // Every listener is loaded and bound before anything serves: a bad certificate or
+        // a taken port stops the start with the listener's setting named.
+        let (listeners, bound) = crate::listeners::bind::bind_all(&config)?;
+        let listeners = Arc::new(listeners);
         let bind_failed = |what: &str, addr: SocketAddr, key: &str| {
             format!("cannot bind the {what} {addr} ({})", setting(key))
-        };
-        let mqtt_bind = config.listeners.mqtt_bind;
-        let mqtt = listen(mqtt_bind, backlog)
-            .with_context(|| bind_failed("MQTT listener", mqtt_bind, "listeners.mqtt_bind"))?;
-        let ws_default = ws_default(&config)?;
-        let ws_listener = match &ws_default {
-            Some((a, _)) => Some(
-                listen(*a, backlog)
-                    .with_context(|| bind_failed("WebSocket listener", *a, "listeners.ws_bind"))?,
-            ),
-            None => None,
         };
         let http_listener = match config.listeners.http_bind {
             Some(a) => Some(
@@ -166,6 +158,7 @@ impl BrokerBuilder {
                 next_id: AtomicU64::new(1),
             },
             admission: Admission {
+                listeners: listeners.clone(),
                 conn_limit: Arc::new(Semaphore::new(
                     config.listeners.max_connections.min(Semaphore::MAX_PERMITS),
                 )),
@@ -183,29 +176,19 @@ impl BrokerBuilder {
         crate::cluster::announce_node(&ctx).await;
         // A node restarted mid-evacuation refuses from its first CONNECT.
         crate::evacuation::sync(&ctx);
-        let mqtt_addr = mqtt.local_addr()?;
-        let ws_addr = ws_listener
-            .as_ref()
-            .map(TcpListener::local_addr)
-            .transpose()?;
+        let mqtt_addr = listeners
+            .addr("tcp:default")
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let ws_addr = listeners.addr("ws:default");
         let http_addr = http_listener
             .as_ref()
             .map(TcpListener::local_addr)
             .transpose()?;
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept_loop(ctx.clone(), mqtt));
-        if let (Some(l), Some((_, ws_config))) = (ws_listener, ws_default) {
-            let c = ctx.clone();
-            let on_conn = move |io: ws::WsIo, peer: SocketAddr| {
-                connection::spawn(c.clone(), io, peer, "ws");
-            };
-            let token = ctx.admission.shutdown.clone();
-            tasks.spawn(async move {
-                if let Err(e) = ws::serve_with(l, on_conn, token, ws_config).await {
-                    warn!(error = %e, "WebSocket listener stopped");
-                }
-            });
+        for (listener, socket) in bound {
+            tasks.spawn(crate::listeners::accept::run(ctx.clone(), listener, socket));
         }
+        crate::listeners::reload::spawn(&listeners, &ctx.admission.shutdown, &mut tasks);
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
                 .with_core_link(Arc::new(ctx.tables.core.link().clone()));
@@ -213,7 +196,8 @@ impl BrokerBuilder {
             let api = crate::evacuation::api::routes(ctx.clone())
                 .merge(crate::authn::api::routes(ctx.clone()))
                 .merge(crate::banned::api::routes(ctx.clone()))
-                .merge(crate::authz::api::routes(ctx.clone()));
+                .merge(crate::authz::api::routes(ctx.clone()))
+                .merge(crate::listeners::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");
@@ -227,6 +211,9 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        for l in listeners.all().iter().filter(|l| l.running()) {
+            info!(listener = %l.id, addr = ?l.addr, "listening");
+        }
         info!(%mqtt_addr, ?ws_addr, ?http_addr, node = %ctx.node(), "meshmq broker started");
         Ok(BrokerHandle {
             ctx,
@@ -248,12 +235,26 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// Bound MQTT/TCP address.
+    /// Bound address of `tcp:default` (`0.0.0.0:0` when it is disabled).
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt_addr
     }
 
-    /// Bound WebSocket address, if enabled.
+    /// Bound address of the listener `type:name` (`ssl:default`), if it is running.
+    pub fn listener_addr(&self, id: &str) -> Option<SocketAddr> {
+        self.ctx.admission.listeners.addr(id)
+    }
+
+    /// Connections on the listener `type:name` now (handshakes included).
+    pub fn listener_connections(&self, id: &str) -> Option<usize> {
+        self.ctx
+            .admission
+            .listeners
+            .get(id)
+            .map(|l| l.current_connections())
+    }
+
+    /// Bound address of `ws:default`, if enabled.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.ws_addr
     }
@@ -337,63 +338,5 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// A listening socket with an accept queue of `backlog` (tokio's `bind` uses 1024).
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(backlog)
-}
-
-/// Accepts TCP connections until shutdown; transient accept errors back off instead of
-/// spinning (EMFILE under a connection storm).
-/// The address and upgrade settings of the `ws:default` listener, if it is enabled.
-fn ws_default(config: &Config) -> anyhow::Result<Option<(SocketAddr, Arc<ws::WsConfig>)>> {
-    let listeners = config
-        .listeners
-        .resolve()
-        .map_err(|(key, reason)| anyhow::anyhow!("{}: {reason}", setting(&key)))?;
-    let Some(spec) = listeners.into_iter().find(|s| {
-        s.kind == meshmq_shared::config::ListenerKind::Ws
-            && s.name == meshmq_shared::config::DEFAULT_NAME
-            && s.config.enable
-    }) else {
-        return Ok(None);
-    };
-    let ws_config = ws::WsConfig::new(
-        &spec.config.websocket,
-        &spec.config.proxy_protocol_trusted,
-        config.mqtt.max_packet_size,
-    )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", spec.id()))?;
-    Ok(Some((spec.bind, Arc::new(ws_config))))
-}
-
-async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted: std::io::Result<(TcpStream, SocketAddr)> = tokio::select! {
-            _ = ctx.admission.shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(5);
-                let _ = stream.set_nodelay(true);
-                connection::spawn(ctx.clone(), stream, peer, "tcp");
-            }
-            Err(e) => {
-                warn!(error = %e, "accept failed; backing off");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
     }
 }

@@ -8,8 +8,8 @@
 //!   progress and the cluster-wide shared-subscription picks;
 //! - [`LocalState`]: what this node holds for its own clients, i.e. the router, the
 //!   sessions, the session limits and the node's queue budget;
-//! - [`Admission`]: who may come in, i.e. the connection cap and count, the evacuation
-//!   state and the shutdown signal.
+//! - [`Admission`]: who may come in, i.e. the listeners, the connection cap and count,
+//!   the evacuation state and the shutdown signal.
 //!
 //! It holds state and no behaviour beyond trivial accessors: the modules named by its
 //! fields own their logic.
@@ -94,6 +94,8 @@ pub struct LocalState {
 
 /// Who may come in.
 pub struct Admission {
+    /// The named listeners (their settings, TLS, live counts).
+    pub listeners: Arc<crate::listeners::Listeners>,
     /// Caps concurrent connections.
     pub conn_limit: Arc<Semaphore>,
     /// Live MQTT connections (TCP + WebSocket).

@@ -22,6 +22,7 @@ pub mod evacuation;
 pub mod forward;
 pub mod handover;
 pub mod http;
+pub mod listeners;
 pub mod mailbox;
 pub mod message;
 pub mod node_budget;

@@ -9,12 +9,13 @@
 //! Label values are small fixed sets (reason labels, packet type names, `0`/`1`/`2` for QoS);
 //! never put a client id or a topic in a label.
 
-/// Gauge: live MQTT connections. Labels: `transport` (`tcp`, `ws`).
+/// Gauge: live MQTT connections. Labels: `transport` (`tcp`, `ssl`, `ws`, `wss`).
 pub const CONNECTIONS: &str = "meshmq_connections";
 /// Counter: connections accepted by a listener (before CONNECT). No labels.
 pub const CONNECTIONS_ACCEPTED_TOTAL: &str = "meshmq_connections_accepted_total";
 /// Counter: connections refused or closed before a session existed. Labels: `reason`
-/// (`max_connections`, `connect_timeout`, or a CONNACK reason code label).
+/// (`max_connections`, `listener_max_connections`, `connect_timeout`, or a CONNACK reason
+/// code label).
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "meshmq_connections_refused_total";
 /// Counter: CONNACK packets sent. Labels: `reason` (reason code label, `success` included).
 pub const CONNACK_TOTAL: &str = "meshmq_connack_total";
@@ -345,8 +346,19 @@ pub const WS_UPGRADES_REFUSED_TOTAL: &str = "meshmq_ws_upgrades_refused_total";
 /// Counter: WebSocket upgrades from a trusted proxy whose forwarding header did not parse
 /// (the proxy's own address was used). Labels: `header` (`address`, `port`).
 pub const WS_FORWARDED_INVALID_TOTAL: &str = "meshmq_ws_forwarded_invalid_total";
+/// Counter: PROXY protocol headers on listeners with `proxy_protocol`. Labels: `result`
+/// (`ok`, `missing`, `invalid`, `untrusted`, `timeout`).
+pub const PROXY_PROTOCOL_TOTAL: &str = "meshmq_proxy_protocol_total";
+/// Counter: TLS handshakes that failed or timed out. Labels: `listener` (`ssl:default`).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "meshmq_tls_handshake_failures_total";
+/// Counter: certificate reloads of TLS listeners. Labels: `listener`, `result` (`ok`,
+/// `unchanged`, `error`).
+pub const TLS_RELOAD_TOTAL: &str = "meshmq_tls_reload_total";
 /// Every counter name, for registering descriptions and for tests.
 pub const COUNTERS: &[&str] = &[
+    PROXY_PROTOCOL_TOTAL,
+    TLS_HANDSHAKE_FAILURES_TOTAL,
+    TLS_RELOAD_TOTAL,
     WS_UPGRADES_REFUSED_TOTAL,
     WS_FORWARDED_INVALID_TOTAL,
     MESSAGES_FORWARDED_TOTAL,

@@ -242,6 +242,7 @@ mod tests {
         username: Some("u"),
         password: Some(b"p"),
         peerhost: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        cert: None,
     };
 
     #[tokio::test]

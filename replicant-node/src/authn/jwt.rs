@@ -361,6 +361,7 @@ mod tests {
             username: Some("u1"),
             password: Some(password.as_bytes()),
             peerhost: std::net::Ipv4Addr::LOCALHOST.into(),
+            cert: None,
         }
     }
 

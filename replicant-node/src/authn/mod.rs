@@ -58,6 +58,9 @@ pub struct Credentials<'a> {
     pub password: Option<&'a [u8]>,
     /// The client's address (`${peerhost}`, banned addresses, rules by address).
     pub peerhost: std::net::IpAddr,
+    /// The client certificate's names (TLS listeners; `${cert_common_name}`,
+    /// `${cert_subject}`).
+    pub cert: Option<&'a crate::listeners::CertNames>,
 }
 
 impl std::fmt::Debug for Credentials<'_> {
@@ -67,6 +70,7 @@ impl std::fmt::Debug for Credentials<'_> {
             .field("username", &self.username)
             .field("password", &self.password.map(|_| "<redacted>"))
             .field("peerhost", &self.peerhost)
+            .field("cert", &self.cert)
             .finish()
     }
 }

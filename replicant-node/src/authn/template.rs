@@ -1,9 +1,10 @@
 //! `${name}` placeholders in authenticator settings (`verify_claims`, an HTTP body) and in
-//! the HTTP authorization source's body (its own names, `crate::authz::http`),
-//! replaced by what the CONNECT presented. Names were checked when the configuration
-//! loaded; an unknown one here renders empty.
+//! the HTTP authorization source's body (its own names, `crate::authz::http`), replaced by
+//! what the CONNECT presented and the client certificate's names. Names were checked when
+//! the configuration loaded; an unknown one here renders empty.
 
 use super::Credentials;
+use crate::listeners::CertNames;
 
 /// `template` with each `${name}` replaced by the client's value (empty when absent).
 pub(super) fn render(template: &str, creds: &Credentials<'_>) -> String {
@@ -14,9 +15,18 @@ pub(super) fn render(template: &str, creds: &Credentials<'_>) -> String {
             out.push_str(&String::from_utf8_lossy(creds.password.unwrap_or_default()));
         }
         "peerhost" => out.push_str(&creds.peerhost.to_canonical().to_string()),
-        // No client certificates yet: `cert_common_name`, `cert_subject` are empty.
+        "cert_common_name" => out.push_str(cert_field(creds.cert, |c| &c.common_name)),
+        "cert_subject" => out.push_str(cert_field(creds.cert, |c| &c.subject)),
         _ => {}
     })
+}
+
+/// A field of the client certificate's names; empty without a certificate or the field.
+pub(crate) fn cert_field<'a>(
+    cert: Option<&'a CertNames>,
+    field: impl Fn(&'a CertNames) -> &'a Option<String>,
+) -> &'a str {
+    cert.and_then(|c| field(c).as_deref()).unwrap_or("")
 }
 
 /// `template` with each `${name}` replaced by what `value` writes for `name` (an unclosed
@@ -49,6 +59,7 @@ mod tests {
             username: Some("u"),
             password: Some(b"p w"),
             peerhost: std::net::Ipv4Addr::LOCALHOST.into(),
+            cert: None,
         };
         assert_eq!(
             render(
@@ -58,5 +69,17 @@ mod tests {
             "c1/u:p w@127.0.0.1!"
         );
         assert_eq!(render("a${b", &creds), "a${b");
+        let names = CertNames {
+            common_name: Some("dev-1".into()),
+            subject: Some("CN=dev-1,O=meshmq dev".into()),
+        };
+        let with_cert = Credentials {
+            cert: Some(&names),
+            ..creds
+        };
+        assert_eq!(
+            render("${cert_common_name}|${cert_subject}", &with_cert),
+            "dev-1|CN=dev-1,O=meshmq dev"
+        );
     }
 }

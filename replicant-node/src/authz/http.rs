@@ -22,7 +22,8 @@ use tokio::sync::Semaphore;
 use tracing::warn;
 
 use crate::authn::http::{MAX_RESPONSE_BYTES, client, read_bounded};
-use crate::authn::template::render_with;
+use crate::authn::template::{cert_field, render_with};
+use crate::listeners::CertNames;
 
 /// See the module doc.
 pub struct HttpSource {
@@ -80,7 +81,12 @@ impl HttpSource {
     }
 
     /// Asks the service about `req` by `c`.
-    pub(super) async fn decide(&self, c: &ClientInfo, req: &Request<'_>) -> Outcome {
+    pub(super) async fn decide(
+        &self,
+        c: &ClientInfo,
+        cert: Option<&CertNames>,
+        req: &Request<'_>,
+    ) -> Outcome {
         let (action, topic, qos, retain) = match *req {
             Request::Publish { topic, qos, retain } => ("publish", topic, qos, retain),
             Request::Subscribe { full, qos, .. } => ("subscribe", full, qos, false),
@@ -97,6 +103,8 @@ impl HttpSource {
                     "action" => out.push_str(action),
                     "qos" => out.push_str(&qos.to_string()),
                     "retain" => out.push_str(if retain { "true" } else { "false" }),
+                    "cert_common_name" => out.push_str(cert_field(cert, |c| &c.common_name)),
+                    "cert_subject" => out.push_str(cert_field(cert, |c| &c.subject)),
                     _ => {}
                 });
                 (k.as_str(), v)

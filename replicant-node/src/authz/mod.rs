@@ -51,6 +51,9 @@ pub struct AuthzClient {
     pub info: ClientInfo,
     /// Rules that came with the client's authentication (e.g. a JWT `acl` claim).
     pub attached: Vec<Rule>,
+    /// The client certificate's names, for the HTTP source's `${cert_common_name}` and
+    /// `${cert_subject}` (boxed: most clients have none).
+    pub cert: Option<Box<crate::listeners::CertNames>>,
 }
 
 /// One configured source of rules.
@@ -287,7 +290,7 @@ impl Authz {
         let mut failed = false;
         for s in &self.sources {
             let d = match s {
-                Source::Http(h) => match h.decide(c, req).await {
+                Source::Http(h) => match h.decide(c, client.cert.as_deref(), req).await {
                     Ok(d) => d,
                     Err(()) => {
                         metrics::counter!(m::AUTHZ_TOTAL, "source" => "http", "result" => "error")

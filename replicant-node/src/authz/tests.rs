@@ -23,6 +23,7 @@ fn client(superuser: bool) -> AuthzClient {
             superuser,
         },
         attached: Vec::new(),
+        cert: None,
     }
 }
 

@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use meshmq_shared::codec::{
-    self, ConnAck, Connect, DecodeError, Decoder, Packet, Properties, ProtocolVersion, ReasonCode,
+    self, Connect, DecodeError, Decoder, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 use meshmq_shared::metrics as m;
-use meshmq_shared::topic;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -27,23 +26,27 @@ use super::enhanced_auth::{self, Outcome};
 const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 use super::refuse::{refuse, refuse_undecodable, refuse_with, refused};
+use super::setup::{Setup, connack, validate};
 use super::{Conn, reason_label};
 use crate::authn::{Credentials, Verdict};
 use crate::authz::AuthzClient;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::handover;
+use crate::listeners::ConnMeta;
 use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
 use meshmq_shared::auth::acl::ClientInfo;
 
-/// Reads CONNECT and sets the connection up; `None` when it was refused or the socket closed.
+/// Reads CONNECT and sets the connection up under its listener's rules (`meta`); `None`
+/// when it was refused or the socket closed.
 pub(super) async fn accept<S>(
     ctx: &Arc<Ctx>,
     mut reader: ReadHalf<S>,
     mut writer: WriteHalf<S>,
     peer: SocketAddr,
+    meta: &mut ConnMeta,
 ) -> Option<Conn<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -68,7 +71,17 @@ where
         }
         Ok(Ok(c)) => c,
     };
+    let mut connect = connect;
     let version = connect.protocol;
+    // The listener's rules first: a client id or username from the certificate is what
+    // bans, authentication and authorization see.
+    let rules = match super::listener_rules::apply(meta, &mut connect) {
+        Ok(rules) => rules,
+        Err(code) => {
+            refuse(&mut writer, version, code).await;
+            return refused(ctx, reader, writer).await;
+        }
+    };
     if let Some(server_reference) = ctx.admission.evacuation.refusing() {
         // Evacuating: v5 gets 0x9C Use another server (+ Server Reference), 3.1.1 code 3.
         let mut p = Properties::default();
@@ -105,6 +118,7 @@ where
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
         peerhost: peer.ip(),
+        cert: rules.cert.as_deref(),
     };
     // Bounded like the CONNECT itself: a check queued behind slow hashes for longer than
     // `mqtt.connect_timeout` is answered 0x89 Server busy (3.1.1: 3), never held on.
@@ -134,6 +148,13 @@ where
                     expires: None,
                 }
             }
+        }
+    } else if !rules.authenticate {
+        // `enable_authn = false` on this listener: no authenticator is asked.
+        Verdict::Allowed {
+            superuser: false,
+            acl: None,
+            expires: None,
         }
     } else {
         tokio::time::timeout(timeout, ctx.authn.authenticate(&ctx.tables, creds))
@@ -220,6 +241,8 @@ where
             superuser,
         },
         attached,
+        // Kept for the connection's life only where an HTTP source may ask for it.
+        cert: rules.cert.filter(|_| ctx.authz.has_async_sources()),
     };
     let mut conn = Conn {
         ctx: ctx.clone(),
@@ -284,68 +307,6 @@ async fn read_first<R: AsyncRead + Unpin>(
             Ok(_) => {}
         }
     }
-}
-
-/// What CONNECT validation decided.
-pub(super) struct Setup {
-    client_id: Arc<str>,
-    assigned: bool,
-    keep_alive: u16,
-    keep_alive_changed: bool,
-    expiry_secs: u32,
-    expiry_changed: bool,
-}
-
-fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
-    let cfg = &ctx.config.mqtt;
-    let v5 = c.protocol.is_v5();
-    if let Some(method) = &c.properties.authentication_method
-        && ctx.authn.scram(method).is_none()
-    {
-        return Err(ReasonCode::BadAuthenticationMethod);
-    }
-    let (client_id, assigned): (Arc<str>, bool) = if c.client_id.is_empty() {
-        if !v5 && !c.clean_start {
-            return Err(ReasonCode::ClientIdentifierNotValid);
-        }
-        (
-            Arc::from(format!("meshmq-{:016x}", rand::random::<u64>())),
-            true,
-        )
-    } else {
-        (Arc::from(c.client_id.as_str()), false)
-    };
-    if client_id.len() > cfg.max_clientid_len {
-        return Err(ReasonCode::ClientIdentifierNotValid);
-    }
-    if let Some(w) = &c.will {
-        if topic::validate_topic_name(&w.topic).is_err() {
-            return Err(ReasonCode::TopicNameInvalid);
-        }
-        if w.retain && !cfg.retain_available {
-            return Err(ReasonCode::RetainNotSupported);
-        }
-    }
-    let (keep_alive, keep_alive_changed) = match cfg.server_keepalive {
-        Some(cap) if v5 && (c.keep_alive == 0 || c.keep_alive > cap) => (cap, true),
-        _ => (c.keep_alive, false),
-    };
-    let requested = if v5 {
-        c.properties.session_expiry_interval.unwrap_or(0)
-    } else if c.clean_start {
-        0
-    } else {
-        u32::MAX
-    };
-    let expiry_secs = requested.min(cfg.max_session_expiry);
-    Ok(Setup {
-        client_id,
-        assigned,
-        keep_alive,
-        keep_alive_changed,
-        expiry_secs,
-        expiry_changed: expiry_secs != requested,
-    })
 }
 
 /// Claims the client id in the registry and installs this connection as the session's owner:
@@ -509,44 +470,4 @@ pub(crate) async fn install_slot(
     }
     metrics::gauge!(m::SESSIONS).set(ctx.local.sessions.len() as f64);
     slot
-}
-
-fn connack(ctx: &Ctx, c: &Connect, setup: &Setup, session_present: bool) -> ConnAck {
-    let cfg = &ctx.config.mqtt;
-    let mut p = Properties::default();
-    if c.protocol.is_v5() {
-        if setup.assigned {
-            p.assigned_client_identifier = Some(setup.client_id.to_string());
-        }
-        if setup.keep_alive_changed {
-            p.server_keep_alive = Some(setup.keep_alive);
-        }
-        if setup.expiry_changed {
-            p.session_expiry_interval = Some(setup.expiry_secs);
-        }
-        if cfg.receive_maximum != u16::MAX {
-            p.receive_maximum = Some(cfg.receive_maximum);
-        }
-        p.maximum_packet_size = Some(cfg.max_packet_size);
-        p.topic_alias_maximum = Some(cfg.max_topic_alias);
-        if !cfg.retain_available {
-            p.retain_available = Some(0);
-        }
-        if !cfg.wildcard_subscription {
-            p.wildcard_subscription_available = Some(0);
-        }
-        if !cfg.shared_subscription {
-            p.shared_subscription_available = Some(0);
-        }
-        if c.properties.request_response_information == Some(1)
-            && !cfg.response_information.is_empty()
-        {
-            p.response_information = Some(cfg.response_information.clone());
-        }
-    }
-    ConnAck {
-        session_present,
-        code: ReasonCode::Success,
-        properties: p,
-    }
 }

@@ -1,4 +1,4 @@
-//! One task per MQTT connection (TCP or WebSocket): reads and decodes packets, drives the
+//! One task per MQTT connection (TCP, TLS or WebSocket, from any listener): reads and decodes packets, drives the
 //! session state machine under its slot lock, routes what the client publishes, takes from
 //! the session's mailbox what the session can send at once, and writes everything queued for
 //! the client in one `write` per wake-up.
@@ -13,11 +13,13 @@ mod adopt;
 mod close;
 mod connect;
 mod enhanced_auth;
+mod listener_rules;
 pub mod moved;
 mod packets;
 mod refuse;
 mod replay;
 mod restore;
+mod setup;
 mod subscribe;
 mod table_writes;
 mod unsubscribe;
@@ -35,6 +37,7 @@ use tokio::sync::oneshot;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::ctx::Ctx;
+use crate::listeners::ConnMeta;
 use crate::message::Delivery;
 use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
@@ -71,24 +74,23 @@ enum Exit {
     Shutdown,
 }
 
-/// Starts the task for an accepted connection, unless the node is at its connection cap.
-pub fn spawn<S>(ctx: Arc<Ctx>, io: S, peer: SocketAddr, transport: &'static str)
+/// Starts the task for an admitted connection (`meta` holds its listener's and the node's
+/// connection slots, released when the task ends). `peer` is the client's address (the one
+/// a PROXY header or a trusted proxy's forwarding header named, if any).
+pub fn spawn<S>(ctx: Arc<Ctx>, io: S, peer: SocketAddr, meta: ConnMeta)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = ctx.admission.conn_limit.clone().try_acquire_owned() else {
-        metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "max_connections").increment(1);
-        return;
-    };
-    metrics::counter!(m::CONNECTIONS_ACCEPTED_TOTAL).increment(1);
+    let transport = meta.listener().transport();
     let span = debug_span!("conn", %peer, transport, client_id = tracing::field::Empty);
     let fut = async move {
+        let mut meta = meta;
         ctx.admission.connections.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!(m::CONNECTIONS, "transport" => transport).increment(1.0);
-        run(&ctx, io, peer).await;
+        run(&ctx, io, peer, &mut meta).await;
         metrics::gauge!(m::CONNECTIONS, "transport" => transport).decrement(1.0);
         ctx.admission.connections.fetch_sub(1, Ordering::Relaxed);
-        drop(permit);
+        drop(meta);
     }
     .instrument(span);
     tokio::spawn(fut);
@@ -143,14 +145,14 @@ struct Conn<S> {
     _live: crate::banned::live::LiveGuard,
 }
 
-async fn run<S>(ctx: &Arc<Ctx>, io: S, peer: SocketAddr)
+async fn run<S>(ctx: &Arc<Ctx>, io: S, peer: SocketAddr, meta: &mut ConnMeta)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(io);
     // CONNECT and close run table transactions (large futures): boxed, they cost memory only
     // while they run, not for the whole life of every idle connection's task.
-    let Some(mut conn) = Box::pin(connect::accept(ctx, reader, writer, peer)).await else {
+    let Some(mut conn) = Box::pin(connect::accept(ctx, reader, writer, peer, meta)).await else {
         return;
     };
     tracing::Span::current().record("client_id", &*conn.client_id);

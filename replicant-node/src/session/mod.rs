@@ -96,6 +96,7 @@ pub struct ConnParams {
 
 /// Something the connection task must send.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // short-lived: drained into the write buffer each turn
 pub enum Outgoing {
     /// A control packet.
     Packet(Packet),

@@ -14,7 +14,7 @@ use meshmq_shared::codec::{
     self, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS,
     ReasonCode, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Will,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::WAIT;
@@ -33,9 +33,14 @@ pub enum RecvError {
     Decode(String),
 }
 
+/// A byte stream a raw client can talk over: TCP, TLS, a socket that sent a PROXY header.
+pub trait RawIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RawIo for T {}
+
 /// One raw connection to the broker.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn RawIo>,
     /// Version used to encode and decode (set by [`RawClient::connect`]).
     pub version: ProtocolVersion,
     rbuf: BytesMut,
@@ -98,8 +103,13 @@ impl RawClient {
             .expect("connect in time")
             .expect("tcp connect");
         stream.set_nodelay(true).expect("nodelay");
+        RawClient::over(stream)
+    }
+
+    /// A client over a stream already open (TLS, or after a PROXY header); nothing is sent.
+    pub fn over(stream: impl RawIo + 'static) -> RawClient {
         RawClient {
-            stream,
+            stream: Box::new(stream),
             version: ProtocolVersion::V311,
             rbuf: BytesMut::with_capacity(8192),
             backlog: VecDeque::new(),
@@ -118,14 +128,7 @@ impl RawClient {
             .expect("connect in time")
             .expect("tcp connect");
         stream.set_nodelay(true).expect("nodelay");
-        RawClient {
-            stream,
-            version: ProtocolVersion::V311,
-            rbuf: BytesMut::with_capacity(8192),
-            backlog: VecDeque::new(),
-            closed: false,
-            next_pid: 1,
-        }
+        RawClient::over(stream)
     }
 
     /// Reads raw bytes until the broker closes; `Ok(n)` after a clean close (FIN) with `n`
@@ -150,7 +153,12 @@ impl RawClient {
 
     /// Opens a connection, sends `connect` and returns the CONNACK (panics on anything else).
     pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
-        let mut c = RawClient::open(addr).await;
+        RawClient::open(addr).await.handshake(connect).await
+    }
+
+    /// Sends `connect` on this connection and returns the CONNACK (panics on anything else).
+    pub async fn handshake(self, connect: Connect) -> (RawClient, ConnAck) {
+        let mut c = self;
         c.version = connect.protocol;
         c.send(&Packet::Connect(Box::new(connect))).await;
         match c.recv().await {

@@ -32,9 +32,9 @@ pub struct HttpAuthnConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The fields sent, each value a template: `${clientid}`, `${username}`,
-    /// `${password}`, `${peerhost}`, `${cert_common_name}`, `${cert_subject}` (the last two
-    /// are empty: client certificates are not supported yet). Default: `username` and
-    /// `password`.
+    /// `${password}`, `${peerhost}`, `${cert_common_name}`, `${cert_subject}` (the client
+    /// certificate's CN and DN on TLS listeners; empty without one). Default: `username`
+    /// and `password`.
     #[serde(default = "default_body")]
     pub body: BTreeMap<String, String>,
     /// Seconds a request may take, waiting for a free connection included, 1 to 300

@@ -35,7 +35,9 @@ pub struct HttpAuthzConfig {
     /// The fields sent, each value a template: `${clientid}`, `${username}`,
     /// `${peerhost}`, `${topic}` (the topic name, or the filter as sent), `${action}`
     /// (`publish` or `subscribe`), `${qos}`, `${retain}` (`true`/`false`; `false` for a
-    /// subscription). Default: `clientid`, `username`, `topic` and `action`.
+    /// subscription), `${cert_common_name}`, `${cert_subject}` (the client certificate's
+    /// CN and DN on TLS listeners; empty without one). Default: `clientid`, `username`,
+    /// `topic` and `action`.
     #[serde(default = "default_body")]
     pub body: BTreeMap<String, String>,
     /// Seconds a request may take, waiting for a free connection included, 1 to 300
@@ -65,7 +67,15 @@ impl std::fmt::Debug for HttpAuthzConfig {
 
 /// The placeholders an HTTP authorization body may use.
 pub const AUTHZ_HTTP_PLACEHOLDERS: &[&str] = &[
-    "clientid", "username", "peerhost", "topic", "action", "qos", "retain",
+    "clientid",
+    "username",
+    "peerhost",
+    "topic",
+    "action",
+    "qos",
+    "retain",
+    "cert_common_name",
+    "cert_subject",
 ];
 
 fn default_body() -> BTreeMap<String, String> {

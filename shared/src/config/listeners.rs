@@ -112,18 +112,19 @@ pub struct ListenerConfig {
     pub bind: Option<SocketAddr>,
     /// False: declared but not started (listed by the API as stopped).
     pub enable: bool,
-    /// Cap on this listener's concurrent connections (unset: only the node's cap).
+    /// Cap on this listener's concurrent connections, TLS and WebSocket handshakes in
+    /// progress included (unset: only the node's cap). One over it is closed at accept.
     pub max_connections: Option<usize>,
     /// Connections accepted per second at most (EMQX writes `"1000/s"`; here `1000`);
     /// beyond it accepting waits, so the kernel's queue absorbs a storm. Unset: no limit.
     pub max_conn_rate: Option<u32>,
-    /// Read a PROXY protocol v1 or v2 header (HAProxy `send-proxy[-v2]`, AWS NLB) from
-    /// connections that come from `proxy_protocol_trusted`: the client address it names is
-    /// the one used everywhere. tcp and ssl listeners only.
+    /// Every connection starts with a PROXY protocol v1 or v2 header (HAProxy
+    /// `send-proxy[-v2]`, AWS NLB), before TLS or HTTP: the client address it names is the
+    /// one used everywhere. Any listener type.
     pub proxy_protocol: bool,
-    /// Addresses or CIDR blocks of the load balancers allowed to send PROXY headers (or
-    /// WebSocket `X-Forwarded-For`); required with `proxy_protocol`. A header from anyone
-    /// else closes the connection.
+    /// Addresses or CIDR blocks of the load balancers allowed to send PROXY headers (and,
+    /// on ws/wss, `X-Forwarded-For`); required with `proxy_protocol`, where a connection
+    /// from anyone else is closed.
     pub proxy_protocol_trusted: Vec<String>,
     /// Milliseconds a trusted source has to send its PROXY header (EMQX's
     /// `proxy_protocol_timeout`, 3 s).
