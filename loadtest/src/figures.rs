@@ -48,6 +48,10 @@ pub struct CycleFigures {
     pub drop_secs: f64,
     /// Connect-to-CONNACK latency of the successful connects.
     pub connect_latency: Hist,
+    /// TLS handshakes completed in full in this phase (`--tls`).
+    pub tls_full: u64,
+    /// TLS handshakes resumed in this phase (`--tls-resume`).
+    pub tls_resumed: u64,
 }
 
 /// The counters of a run.
@@ -109,6 +113,10 @@ pub struct Figures {
     pub connect_latency: Hist,
     /// Publish-to-receive latency (mark timestamp to arrival), µs.
     pub e2e_latency: Hist,
+    /// TLS handshakes completed in full (`--tls`; retries and redirects included).
+    pub tls_full: u64,
+    /// TLS handshakes resumed from loadtest's session store (`--tls-resume`).
+    pub tls_resumed: u64,
 }
 
 fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -127,6 +135,8 @@ impl CycleFigures {
         self.connect_secs = self.connect_secs.max(other.connect_secs);
         self.drop_secs = self.drop_secs.max(other.drop_secs);
         self.connect_latency.add(&other.connect_latency);
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
     }
 }
 
@@ -171,6 +181,8 @@ impl Figures {
         self.unconnected_at_end += other.unconnected_at_end;
         self.connect_latency.add(&other.connect_latency);
         self.e2e_latency.add(&other.e2e_latency);
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
     }
 
     /// Errors after connecting, all reasons.
@@ -234,6 +246,8 @@ mod tests {
             connect_secs: 1.0,
             ..CycleFigures::default()
         });
+        a.tls_resumed = 2;
+        a.cycles[0].tls_full = 1;
         let mut b = a.clone();
         b.elapsed_secs = 3.0;
         b.subscribers[0].client = 1;
@@ -250,5 +264,6 @@ mod tests {
         assert_eq!(clients, [1, 2]);
         assert_eq!(a.cycles.len(), 1);
         assert_eq!((a.cycles[0].connected, a.cycles[0].connect_secs), (6, 4.0));
+        assert_eq!((a.tls_resumed, a.cycles[0].tls_full), (4, 2));
     }
 }

@@ -89,6 +89,7 @@ pub async fn run_storm(
     stop: Stop,
 ) -> anyhow::Result<Figures> {
     let started = Instant::now();
+    let handshakes0 = plan.tls_handshakes();
     let targets = Arc::new(targets(&plan).await?);
     let indices: Vec<usize> = plan.clients.clone().collect();
     let mut sessions: Vec<Option<Session>> = indices.iter().map(|_| None).collect();
@@ -98,6 +99,7 @@ pub async fn run_storm(
             break;
         }
         let phase_start = Instant::now();
+        let phase_handshakes = plan.tls_handshakes();
         let mut pacer = plan.connect_rate.map(|r| Pacer::new(phase_start, r));
         let mut set = JoinSet::new();
         for (pos, &index) in indices.iter().enumerate() {
@@ -143,6 +145,8 @@ pub async fn run_storm(
             }
         }
         fig.connect_secs = phase_start.elapsed().as_secs_f64();
+        let handshakes = plan.tls_handshakes().since(phase_handshakes);
+        (fig.tls_full, fig.tls_resumed) = (handshakes.full, handshakes.resumed);
         fig.unconnected = fig.clients - fig.connected;
         fig.failures = failures;
         fig.connect_latency = hist;
@@ -171,6 +175,8 @@ pub async fn run_storm(
     figures.elapsed_secs = started.elapsed().as_secs_f64();
     figures.open_at_end = open_at_end;
     figures.unconnected_at_end = unconnected_at_end;
+    let handshakes = plan.tls_handshakes().since(handshakes0);
+    (figures.tls_full, figures.tls_resumed) = (handshakes.full, handshakes.resumed);
     Ok(figures)
 }
 

@@ -73,7 +73,7 @@ impl Transport {
             tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
             let mut stream: BoxStream = Box::new(tcp);
             if let Some(tls) = &self.tls {
-                stream = tls.wrap(stream, &endpoint.host).await?;
+                stream = tls.wrap(stream, &endpoint.host, addr).await?;
             }
             if let Some(path) = &self.ws_path {
                 stream = ws::upgrade(stream, &endpoint.to_string(), path).await?;
