@@ -3,15 +3,21 @@
 # certificate files in the same run, the same load generator drives both, and every figure
 # is the median of ROUNDS rounds (each round starts every broker afresh per scenario).
 #
-#   hs-ecdsa, hs-rsa  full TLS handshakes per second with an ECDSA P-256 / RSA 2048 server
-#             certificate: `loadtest storm -c HS_CONNS -i 0 --cycles HS_CYCLES --tls` (rustls's
-#             session cache off, so every connect is a full handshake + MQTT CONNECT);
-#             a round's figure is the median conn/s of its connect phases. Also the broker's
-#             CPU per connect (`--broker-pid`) and failed connects.
-#   resume    resumed handshakes per second (ECDSA): the same storm with `--tls-resume`
-#             (loadtest's own session store per broker address); the figure is the median
-#             conn/s of the reconnect phases, and "resumed share" = resumed handshakes /
-#             reconnects (1.00: every reconnect resumed; 0: the broker did not resume).
+#   hs-ecdsa, hs-rsa  full TLS handshakes with an ECDSA P-256 / RSA 2048 server certificate:
+#             `loadtest storm -c HS_CONNS --rate HS_RATE --cycles HS_CYCLES --tls` (rustls's
+#             session cache off, so every connect is a full handshake + MQTT CONNECT), 2
+#             worker processes. Two figures, medians over the connect phases: "conn/s" =
+#             connected / phase time (at most HS_RATE), and "per broker CPU s" = connects /
+#             broker CPU seconds in the phase (`--broker-pid`): the broker's handshake
+#             capacity per core. On this box (2 shared cores) the load generator does the dearer half of
+#             an ECDSA handshake, so conn/s tends to show the load generator, and the CPU
+#             figure is the broker's own; the goal line uses it. HS_RATE=0 connects all at
+#             once (-i 0): then listen-queue overflows (mosquitto listens with a backlog of
+#             100) cost 1 s SYN retransmits and dominate the figure.
+#   resume    resumed handshakes (ECDSA): the same storm with `--tls-resume` (loadtest's own
+#             session store per broker address); figures of the reconnect phases, and
+#             "resumed share" = resumed handshakes / reconnects (1.00: every reconnect
+#             resumed; 0: the broker did not resume).
 #   idle-tls  RSS per idle TLS connection: IDLE_CONNS clients connect (`conn --tls`, 2
 #             workers) and stay; (broker VmRSS with them - VmRSS before) / connections
 #             established (server side, `ss`) at the sample. ECDSA certificate.
@@ -25,7 +31,7 @@
 # Usage: loadtest/bench/tls.sh [ROUNDS]          (ROUNDS defaults to 3)
 # Environment (all optional):
 #   SCENARIOS="hs-ecdsa hs-rsa resume idle-tls idle-tcp fanout"  BROKERS="meshmq mosquitto"
-#   HS_CONNS=2000 HS_CYCLES=3 HS_HOLD=1 HS_WORKERS=2
+#   HS_CONNS=3000 HS_RATE=3000 HS_CYCLES=3 HS_HOLD=1 HS_WORKERS=2
 #   IDLE_CONNS=10000 IDLE_RATE=5000 IDLE_HOLD=20
 #   FAN_PUBS=10 FAN_SUBS=10 SIZE=100 DURATION=10 WARMUP=2
 #   SOURCE_ADDRS=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4   local addresses of storm/idle clients
@@ -41,7 +47,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ROUNDS="${1:-${ROUNDS:-3}}"
 SCENARIOS="${SCENARIOS:-hs-ecdsa hs-rsa resume idle-tls idle-tcp fanout}"
 BROKERS="${BROKERS:-meshmq mosquitto}"
-HS_CONNS="${HS_CONNS:-2000}"
+HS_CONNS="${HS_CONNS:-3000}"
+HS_RATE="${HS_RATE:-3000}"
 HS_CYCLES="${HS_CYCLES:-3}"
 HS_HOLD="${HS_HOLD:-1}"
 HS_WORKERS="${HS_WORKERS:-2}"
@@ -142,6 +149,7 @@ established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l;
 start_mosquitto() { # cert tag -> BROKER_PID TLS_PORT TCP_PORT
     TLS_PORT="$(free_port)"; TCP_PORT="$(free_port)"
     cat >"$OUT/$2.conf" <<EOF
+user $(id -un)
 per_listener_settings false
 allow_anonymous true
 max_connections -1
@@ -190,10 +198,11 @@ put() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$OUT/values.tsv"; } # s
 
 # --- scenarios --------------------------------------------------------------------------------
 storm() { # broker cert tag extra-flags...
-    local b=$1 cert=$2 tag=$3; shift 3
+    local b=$1 cert=$2 tag=$3 pace=(-i 0); shift 3
+    [[ "$HS_RATE" == 0 ]] || pace=(--rate "$HS_RATE")
     start_broker "$b" "$cert" "$tag" || return 1
-    timeout --foreground --kill-after=5 $(((HS_CYCLES + 1) * (HS_HOLD + 30) + 30)) "$LOADTEST" storm \
-        -h "localhost:$TLS_PORT" -c "$HS_CONNS" -i 0 --cycles "$HS_CYCLES" --hold "$HS_HOLD" \
+    timeout --foreground --kill-after=5 $(((HS_CYCLES + 1) * (HS_HOLD + 60) + 30)) "$LOADTEST" storm \
+        -h "localhost:$TLS_PORT" -c "$HS_CONNS" "${pace[@]}" --cycles "$HS_CYCLES" --hold "$HS_HOLD" \
         -k 300 --tls --cafile "$CA" --workers "$HS_WORKERS" --ifaddr "$SOURCE_ADDRS" \
         --broker-pid "$BROKER_PID" "$@" --json "$OUT/$tag.json" >"$OUT/$tag.txt" 2>&1 \
         || log "$tag: loadtest exit $? (see $OUT/$tag.txt)"
@@ -208,10 +217,10 @@ scen_hs() { # broker cert
     local tag="hs-$2-$1-r$ROUND" f
     storm "$1" "$2" "$tag" || return 0
     f="$OUT/$tag.json"
-    put "hs-$2" "$1" "full handshakes/s" "$(jq "$JQ_MEDIAN"' [.cycles[].connects_per_sec] | median' "$f")"
-    put "hs-$2" "$1" "broker CPU us/connect" \
-        "$(jq 'if .broker.cpu_secs != null and .figures.connected > 0
-            then .broker.cpu_secs * 1e6 / .figures.connected else null end' "$f")"
+    put "hs-$2" "$1" "conn/s" "$(jq "$JQ_MEDIAN"' [.cycles[].connects_per_sec] | median' "$f")"
+    put "hs-$2" "$1" "per broker CPU s" \
+        "$(jq "$JQ_MEDIAN"' [.cycles[].connects_per_broker_cpu_sec | select(. != null)] | median' "$f")"
+    put "hs-$2" "$1" "connect p99 ms" "$(jq "$JQ_MEDIAN"' [.cycles[].connect_latency_us.p99 / 1000] | median' "$f")"
     put "hs-$2" "$1" "full handshakes" "$(jq '.figures.tls_full' "$f")"
     put "hs-$2" "$1" "failed connects" "$(jq '.figures.connect_failed' "$f")"
 }
@@ -220,7 +229,10 @@ scen_resume() { # broker
     local tag="resume-$1-r$ROUND" f
     storm "$1" ecdsa "$tag" --tls-resume || return 0
     f="$OUT/$tag.json"
-    put resume "$1" "resumed handshakes/s" "$(jq "$JQ_MEDIAN"' [.cycles[1:][].connects_per_sec] | median' "$f")"
+    put resume "$1" "conn/s" "$(jq "$JQ_MEDIAN"' [.cycles[1:][].connects_per_sec] | median' "$f")"
+    put resume "$1" "per broker CPU s" \
+        "$(jq "$JQ_MEDIAN"' [.cycles[1:][].connects_per_broker_cpu_sec | select(. != null)] | median' "$f")"
+    put resume "$1" "connect p99 ms" "$(jq "$JQ_MEDIAN"' [.cycles[1:][].connect_latency_us.p99 / 1000] | median' "$f")"
     put resume "$1" "resumed share" \
         "$(jq '([.cycles[1:][].tls_resumed] | add) as $r | ([.cycles[1:][].connected] | add) as $n
             | if $n > 0 then $r / $n else null end' "$f")"
@@ -296,10 +308,10 @@ report() {
     local as=""
     [[ "${MESHMQ_AS_MOSQUITTO:-0}" == 1 ]] && as=" (SELF-TEST: the meshmq column is a second mosquitto)"
     echo "meshmq TLS benchmark$as: $START; box: nproc $(nproc), kernel $(uname -r); $MOSQ_VERSION"
-    echo "rounds $ROUNDS; storms $HS_CONNS clients x $((HS_CYCLES + 1)) phases, $HS_WORKERS workers;" \
+    echo "rounds $ROUNDS; storms $HS_CONNS clients x $((HS_CYCLES + 1)) phases at ${HS_RATE}/s (0: at once), $HS_WORKERS workers;" \
         "idle $IDLE_CONNS conns; fan-out $FAN_PUBS -> $FAN_SUBS QoS 0, $SIZE B, $DURATION s"
     awk -F'\t' '
-        { k = $1 SUBSEP $3; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+        { key = $1 SUBSEP $3; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
           if ($4 != "null" && $4 != "") v[$1, $3, $2] = v[$1, $3, $2] " " $4 }
         function median(s,   a, m, i, j, t) {
             m = split(s, a, " "); if (m == 0) return ""
@@ -319,11 +331,11 @@ report() {
             print ""
             for (c = 1; c <= 3; c++) {
                 s = (c == 1) ? "hs-ecdsa" : (c == 2) ? "hs-rsa" : "resume"
-                m = (c == 3) ? "resumed handshakes/s" : "full handshakes/s"
+                m = "per broker CPU s"
                 a = med[s, m, "meshmq"]; b = med[s, m, "mosquitto"]
                 if (a != "" && b != "" && b + 0 > 0)
-                    printf "goal %-8s %s meshmq/mosquitto = %.2f (>= 1.00): %s\n", s, m, a / b, (a / b >= 1 ? "MET" : "NOT MET")
-                else printf "goal %-8s %s: n/a\n", s, m
+                    printf "goal %-8s handshakes %s meshmq/mosquitto = %.2f (>= 1.00): %s\n", s, m, a / b, (a / b >= 1 ? "MET" : "NOT MET")
+                else printf "goal %-8s handshakes %s: n/a\n", s, m
             }
             a = med["idle-tls", "RSS B/conn", "meshmq"]
             if (a != "") printf "goal idle TLS connection = %d B (<= 16384 B): %s\n", a, (a <= 16384 ? "MET" : "NOT MET")

@@ -52,6 +52,9 @@ pub struct CycleFigures {
     pub tls_full: u64,
     /// TLS handshakes resumed in this phase (`--tls-resume`).
     pub tls_resumed: u64,
+    /// Broker CPU seconds over the connect phase (`--broker-pid`). Every worker samples the
+    /// same broker over its own, nearly simultaneous phase: merging keeps the largest.
+    pub broker_cpu_secs: Option<f64>,
 }
 
 /// The counters of a run.
@@ -137,6 +140,10 @@ impl CycleFigures {
         self.connect_latency.add(&other.connect_latency);
         self.tls_full += other.tls_full;
         self.tls_resumed += other.tls_resumed;
+        self.broker_cpu_secs = match (self.broker_cpu_secs, other.broker_cpu_secs) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -248,7 +255,9 @@ mod tests {
         });
         a.tls_resumed = 2;
         a.cycles[0].tls_full = 1;
+        a.cycles[0].broker_cpu_secs = Some(0.5);
         let mut b = a.clone();
+        b.cycles[0].broker_cpu_secs = Some(0.7);
         b.elapsed_secs = 3.0;
         b.subscribers[0].client = 1;
         b.connect_failures.insert("refused".into(), 2);
@@ -265,5 +274,6 @@ mod tests {
         assert_eq!(a.cycles.len(), 1);
         assert_eq!((a.cycles[0].connected, a.cycles[0].connect_secs), (6, 4.0));
         assert_eq!((a.tls_resumed, a.cycles[0].tls_full), (4, 2));
+        assert_eq!(a.cycles[0].broker_cpu_secs, Some(0.7));
     }
 }

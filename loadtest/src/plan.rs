@@ -98,6 +98,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Tag carried in every payload mark of this run's publishers.
     pub run_tag: u64,
+    /// `--broker-pid`: a storm reads their CPU time over each connect phase.
+    pub broker_pids: Vec<u32>,
 }
 
 impl Plan {

@@ -27,6 +27,8 @@ pub struct CycleReport {
     pub tls_full: u64,
     /// TLS handshakes resumed in this phase (`--tls-resume`).
     pub tls_resumed: u64,
+    /// Connects per broker CPU second over the phase (`--broker-pid`).
+    pub connects_per_broker_cpu_sec: Option<f64>,
 }
 
 /// One run or phase.
@@ -100,6 +102,10 @@ impl PhaseReport {
                 connect_latency_us: c.connect_latency.percentiles(),
                 tls_full: c.tls_full,
                 tls_resumed: c.tls_resumed,
+                connects_per_broker_cpu_sec: c
+                    .broker_cpu_secs
+                    .filter(|&s| s > 0.0)
+                    .map(|s| c.connected as f64 / s),
             })
             .collect();
         PhaseReport {
@@ -236,11 +242,14 @@ impl PhaseReport {
                 .map(|x| by_reason(&x.failures))
                 .unwrap_or_default();
             line(format!(
-                "cycle {:<3} {} connected, {} unconnected, {:.0} conn/s; {}{}{}",
+                "cycle {:<3} {} connected, {} unconnected, {:.0} conn/s{}; {}{}{}",
                 c.cycle,
                 c.connected,
                 c.unconnected,
                 c.connects_per_sec,
+                c.connects_per_broker_cpu_sec
+                    .map(|r| format!(" ({r:.0} per broker CPU s)"))
+                    .unwrap_or_default(),
                 pct(&c.connect_latency_us),
                 if tls {
                     format!("; tls full {} resumed {}", c.tls_full, c.tls_resumed)

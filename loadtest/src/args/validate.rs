@@ -111,6 +111,7 @@ impl CommonArgs {
             prefix: self.prefix.clone(),
             duration,
             run_tag: self.run_tag.unwrap_or_else(random_tag),
+            broker_pids: self.broker_pid.clone(),
         })
     }
 }
