@@ -31,8 +31,8 @@
 # Usage: loadtest/bench/tls.sh [ROUNDS]          (ROUNDS defaults to 3)
 # Environment (all optional):
 #   SCENARIOS="hs-ecdsa hs-rsa resume idle-tls idle-tcp fanout"  BROKERS="meshmq mosquitto"
-#   HS_CONNS=3000 HS_RATE=3000 HS_CYCLES=3 HS_HOLD=1 HS_WORKERS=2
-#   IDLE_CONNS=10000 IDLE_RATE=5000 IDLE_HOLD=20
+#   HS_CONNS=3000 HS_RATE=1500 HS_CYCLES=3 HS_HOLD=1 HS_WORKERS=2
+#   IDLE_CONNS=10000 IDLE_RATE=1000 IDLE_HOLD=30   (TLS connects cost the load generator too)
 #   FAN_PUBS=10 FAN_SUBS=10 SIZE=100 DURATION=10 WARMUP=2
 #   SOURCE_ADDRS=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4   local addresses of storm/idle clients
 #   MESHMQ_AS_MOSQUITTO=1   the "meshmq" column runs a second mosquitto: checks this script
@@ -48,13 +48,13 @@ ROUNDS="${1:-${ROUNDS:-3}}"
 SCENARIOS="${SCENARIOS:-hs-ecdsa hs-rsa resume idle-tls idle-tcp fanout}"
 BROKERS="${BROKERS:-meshmq mosquitto}"
 HS_CONNS="${HS_CONNS:-3000}"
-HS_RATE="${HS_RATE:-3000}"
+HS_RATE="${HS_RATE:-1500}"
 HS_CYCLES="${HS_CYCLES:-3}"
 HS_HOLD="${HS_HOLD:-1}"
 HS_WORKERS="${HS_WORKERS:-2}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
-IDLE_RATE="${IDLE_RATE:-5000}"
-IDLE_HOLD="${IDLE_HOLD:-20}"
+IDLE_RATE="${IDLE_RATE:-1000}"
+IDLE_HOLD="${IDLE_HOLD:-30}"
 FAN_PUBS="${FAN_PUBS:-10}"
 FAN_SUBS="${FAN_SUBS:-10}"
 SIZE="${SIZE:-100}"
