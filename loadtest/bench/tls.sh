@@ -181,6 +181,7 @@ EOF
         --data-dir "$OUT/$2-data" >"$OUT/$2.log" 2>&1 &
     BROKER_PID=$!
     wait_listening "$TCP_PORT" "$BROKER_PID" || return 1
+    [[ "${NEED_TLS:-1}" == 1 ]] || return 0
     wait_listening "$TLS_PORT" "$BROKER_PID" || {
         log "meshmq serves no TLS on $TLS_PORT (this build has no ssl listener? see $OUT/$2.log)"
         return 1
@@ -241,7 +242,9 @@ scen_resume() { # broker
 
 scen_idle() { # broker tls|tcp
     local b=$1 tag="idle-$2-$1-r$ROUND" port before after n lpid deadline flags=()
+    NEED_TLS=0; [[ "$2" == tls ]] && NEED_TLS=1
     start_broker "$b" ecdsa "$tag" || return 0
+    NEED_TLS=1
     if [[ "$2" == tls ]]; then port=$TLS_PORT; flags=(--tls --cafile "$CA"); else port=$TCP_PORT; fi
     before=$(rss_kb "$BROKER_PID")
     timeout --foreground --kill-after=5 $((IDLE_HOLD + 60)) "$LOADTEST" conn -h "localhost:$port" \
