@@ -47,7 +47,7 @@ impl MqttConn {
         timeout: Duration,
     ) -> anyhow::Result<MqttConn> {
         let fut = async {
-            let stream = transport.open(endpoint, addr, timeout).await?;
+            let stream = transport.open(endpoint, addr, timeout, client_id).await?;
             let mut conn = MqttConn {
                 stream,
                 buf: BytesMut::with_capacity(4096),

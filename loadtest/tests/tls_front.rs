@@ -1,7 +1,7 @@
 //! loadtest's TLS client against meshmq's own server TLS stack (`shared::tls::ServerTls`,
 //! what the ssl/wss listeners use: ticket resumption on, ALPN `mqtt`) terminating in front
 //! of the real broker (in this process, port 0): `storm --tls-resume` resumes every
-//! reconnect and the server agrees, without it every handshake is full; `--sni` is the name
+//! reconnect (each client its own session) and the server agrees, without it every handshake is full; `--sni` is the name
 //! sent and checked; `--alpn` reaches the server; `fanout` runs over TLS and WSS with exact
 //! counts; `storm --broker-pid` reports the broker's CPU and RSS.
 
@@ -171,24 +171,23 @@ async fn storm_resumes_every_reconnect_only_with_tls_resume() {
 
     let f = run(&storm_args(&s, &s.tls_port, &["--tls-resume"])).await;
     assert_eq!(f.unconnected_at_end, 0, "{:?}", f.error_messages);
-    assert_eq!(f.tls_full + f.tls_resumed, 36);
-    // Every reconnect finds a ticket (12 clients x 2 tickets each per connect). A client of
-    // the first phase may already find one too when another finished before it started,
-    // and then (seen once in ~10 runs) one reconnect did a full handshake.
-    let (first, later) = (&f.cycles[0], &f.cycles[1..]);
-    assert!(first.tls_full >= 6, "{:?}", f.cycles);
-    let resumed_later: u64 = later.iter().map(|c| c.tls_resumed).sum();
-    assert!(resumed_later >= 22, "{:?}", f.cycles);
-    // The server agrees handshake by handshake: they really were resumed.
-    assert_eq!(s.tls_seen.resumed.load(Ordering::Relaxed), f.tls_resumed);
-    assert_eq!(s.tls_seen.full.load(Ordering::Relaxed), 36 + f.tls_full);
+    // Each client's first connect is full; each reconnect resumes that client's session.
+    let per_cycle: Vec<(u64, u64)> = f
+        .cycles
+        .iter()
+        .map(|c| (c.tls_full, c.tls_resumed))
+        .collect();
+    assert_eq!(per_cycle, [(12, 0), (0, 12), (0, 12)]);
+    assert_eq!((f.tls_full, f.tls_resumed), (12, 24));
+    // The server agrees: the handshakes really were resumed.
+    assert_eq!(s.tls_seen.resumed.load(Ordering::Relaxed), 24);
+    assert_eq!(s.tls_seen.full.load(Ordering::Relaxed), 36 + 12);
 
     // The same over WSS (TLS, then the WebSocket upgrade, then MQTT).
     let f = run(&storm_args(&s, &s.wss_port, &["--ws", "--tls-resume"])).await;
     assert_eq!(f.unconnected_at_end, 0, "{:?}", f.error_messages);
-    assert_eq!(f.tls_full + f.tls_resumed, 36);
-    assert!(f.tls_resumed >= 22, "{:?}", f.cycles);
-    assert_eq!(s.wss_seen.resumed.load(Ordering::Relaxed), f.tls_resumed);
+    assert_eq!((f.tls_full, f.tls_resumed), (12, 24));
+    assert_eq!(s.wss_seen.resumed.load(Ordering::Relaxed), 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +315,10 @@ async fn storm_broker_pid_reports_cpu_and_rss_of_the_broker() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("tls       "), "{text}");
+    assert!(
+        text.contains("tls       12 full handshakes, 24 resumed"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("broker    pid {pid}: CPU ")),
         "{text}"
@@ -328,11 +330,10 @@ async fn storm_broker_pid_reports_cpu_and_rss_of_the_broker() {
     let before = broker["rss_before_kib"].as_u64().unwrap();
     let peak = broker["rss_peak_kib"].as_u64().unwrap();
     assert!(before > 0 && peak >= before, "{broker}");
-    let resumed = report["figures"]["tls_resumed"].as_u64().unwrap();
-    assert!(resumed >= 22, "{report}");
-    assert!(report["cycles"][1]["tls_resumed"].as_u64().unwrap() >= 10);
+    assert_eq!(report["figures"]["tls_resumed"], 24);
+    assert_eq!(report["cycles"][1]["tls_resumed"], 12);
     for cycle in report["figures"]["cycles"].as_array().unwrap() {
         assert!(cycle["broker_cpu_secs"].is_f64(), "{cycle}");
     }
-    assert_eq!(s.tls_seen.resumed.load(Ordering::Relaxed), resumed);
+    assert_eq!(s.tls_seen.resumed.load(Ordering::Relaxed), 24);
 }

@@ -7,7 +7,8 @@
 //! `/etc/ssl/certs/ca-certificates.crt`); `--insecure` accepts any certificate but still
 //! checks the handshake signatures. The server name sent (SNI) and checked against the
 //! certificate is `--sni` or the host. Without `--tls-resume` every handshake is a full one
-//! (rustls's own session cache is turned off); with it, see [`resume`]. It reads files only
+//! (rustls's own session cache is turned off); with it each client resumes its own
+//! session, see [`resume`]. It reads files only
 //! in [`TlsClient::new`].
 
 mod any_cert;
@@ -175,12 +176,14 @@ impl TlsClient {
     }
 
     /// Runs the TLS handshake over `stream` (connected to `addr`) for server name `--sni`
-    /// or else `host` (a DNS name or an IP), and counts it by kind.
+    /// or else `host` (a DNS name or an IP), resuming `client`'s own session there with
+    /// `--tls-resume`, and counts it by kind.
     pub async fn wrap(
         &self,
         stream: BoxStream,
         host: &str,
         addr: SocketAddr,
+        client: &str,
     ) -> anyhow::Result<BoxStream> {
         let name = match &self.sni {
             Some(name) => name.clone(),
@@ -188,7 +191,7 @@ impl TlsClient {
                 .with_context(|| format!("{host:?} is not a TLS server name"))?,
         };
         let connector = match &self.resumer {
-            Some(r) => TlsConnector::from(r.config_for(addr)),
+            Some(r) => TlsConnector::from(r.config_for(addr, client)),
             None => self.connector.clone(),
         };
         let tls = connector
