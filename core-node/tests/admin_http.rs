@@ -182,3 +182,27 @@ async fn without_a_key_loopback_refuses_browser_requests() {
     assert_eq!(members(&core), vec![1], "nothing changed");
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let api = http::serve(core.clone(), keyed(false)).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(api).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // The server gives up on the headers (HEADER_TIMEOUT) and closes: read ends in EOF or
+    // an error, well before the test's own deadline.
+    let limit = http::server::HEADER_TIMEOUT + std::time::Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(limit, slow.read_to_end(&mut seen))
+        .await
+        .expect("the server closed the connection");
+    assert!(!String::from_utf8_lossy(&seen).contains(" 200 "), "{read:?}");
+    // A well-behaved client is still served.
+    let (status, _) = http(api, "GET", "/health", &[], "").await;
+    assert_eq!(status, 200);
+    core.shutdown().await;
+}

@@ -5,12 +5,12 @@
 //!
 //! The cluster API (and `/metrics` when [`HttpConfig::metrics_auth`] is set) needs a
 //! credential, checked by [`auth`] before any handler runs: an API key (`Authorization:
-//! Bearer`) or, over HTTPS ([`tls`]), a client certificate from the cluster CA. `/health`
+//! Bearer`) or, over HTTPS, a client certificate from the cluster CA. `/health`
 //! is always open. Handlers call [`CoreNode`] methods and format answers; no cluster logic
 //! here.
 
 pub mod auth;
-pub mod tls;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,18 +86,7 @@ pub async fn serve(core: Arc<CoreNode>, cfg: HttpConfig) -> std::io::Result<Sock
     let shutdown = core.shutdown.clone();
     let access = Access::new(cfg.api_key, cfg.tls.is_some());
     let app = router(core, access, cfg.metrics_auth);
-    match cfg.tls {
-        Some(config) => {
-            tokio::spawn(tls::serve(listener, config, app, shutdown));
-        }
-        None => {
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await;
-            });
-        }
-    }
+    tokio::spawn(server::serve(listener, cfg.tls, app, shutdown));
     Ok(bound)
 }
 

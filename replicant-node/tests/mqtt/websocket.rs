@@ -463,7 +463,8 @@ async fn ws_listener_options_come_from_the_config_and_bans_see_the_forwarded_add
     assert_eq!(ws_connack(addr, "/edge", &[]).await, ReasonCode::Success);
 
     // Not a trusted proxy: the same header is ignored, the ban on that address does not
-    // apply to 127.0.0.1.
+    // apply to 127.0.0.1. (One broker at a time: in rr-cluster mode clusters are serial.)
+    b.shutdown().await;
     let u = common::start_broker(edge_listener(false)).await;
     crate::banned::ban(&u, "peerhost", "203.0.113.7", serde_json::Value::Null).await;
     let addr = u.ws_addr().expect("ws listener");
@@ -471,4 +472,5 @@ async fn ws_listener_options_come_from_the_config_and_bans_see_the_forwarded_add
         ws_connack(addr, "/edge", &banned).await,
         ReasonCode::Success
     );
+    u.shutdown().await;
 }

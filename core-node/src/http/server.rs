@@ -1,5 +1,7 @@
-//! The admin HTTP over TLS: an accept loop, one task per connection, the TLS handshake with a
-//! deadline, then HTTP/1.1 (hyper) over the TLS stream.
+//! The admin HTTP server: an accept loop, one task per connection, the TLS handshake with a
+//! deadline when the listener serves HTTPS, then HTTP/1.1 (hyper) over the stream. Plain HTTP
+//! and HTTPS share the same bounds, so a client that opens connections and sends nothing
+//! cannot hold the core's file descriptors on either.
 //!
 //! The rustls configuration (`meshmq_shared::quic::tls::https_server_crypto`) makes the
 //! client certificate optional and verifies it against the cluster CA when one is presented,
@@ -20,6 +22,7 @@ use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use meshmq_shared::metrics as m;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -28,7 +31,7 @@ use tracing::{debug, warn};
 
 use super::auth::PeerCert;
 
-/// Most admin HTTPS connections served at once.
+/// Most admin HTTP(S) connections served at once.
 pub const MAX_CONNECTIONS: usize = 256;
 /// Longest a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,14 +42,15 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Accepts TLS connections on `listener` and serves `app` on each until `shutdown`.
+/// Accepts connections on `listener` and serves `app` on each until `shutdown`: over TLS
+/// with `tls`, plain HTTP without.
 pub async fn serve(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
     shutdown: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(config);
+    let acceptor = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -61,7 +65,7 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(conn) => conn,
                 Err(e) => {
-                    warn!(error = %e, "admin HTTPS accept failed");
+                    warn!(error = %e, "admin HTTP accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -74,7 +78,7 @@ pub async fn serve(
             _permit: permit,
         };
         tokio::spawn(async move {
-            debug!(%peer, "admin HTTPS connection");
+            debug!(%peer, "admin HTTP connection");
             conn.run(tcp).await;
         });
     }
@@ -82,7 +86,8 @@ pub async fn serve(
 
 /// One accepted connection and what it needs.
 struct Connection {
-    acceptor: TlsAcceptor,
+    /// The TLS side of an HTTPS listener; None: plain HTTP.
+    acceptor: Option<TlsAcceptor>,
     app: Router,
     shutdown: CancellationToken,
     /// Holds a connection slot until the connection ends.
@@ -91,7 +96,11 @@ struct Connection {
 
 impl Connection {
     async fn run(self, tcp: TcpStream) {
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp));
+        let Some(acceptor) = self.acceptor.clone() else {
+            let (app, shutdown) = (self.app.clone(), self.shutdown.clone());
+            return serve_http(tcp, app, shutdown).await;
+        };
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
         let tls = tokio::select! {
             () = self.shutdown.cancelled() => return,
             r = handshake => match r {
@@ -110,25 +119,34 @@ impl Connection {
         } else {
             self.app
         };
-        let service = TowerToHyperService::new(app);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(tls), service);
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            () = self.shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                match tokio::time::timeout(DRAIN_TIMEOUT, conn).await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
+        serve_http(tls, app, self.shutdown.clone()).await;
+    }
+}
+
+/// HTTP/1.1 on one connection: headers within [`HEADER_TIMEOUT`], and on shutdown the request
+/// in flight gets [`DRAIN_TIMEOUT`].
+async fn serve_http<I>(io: I, app: Router, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(DRAIN_TIMEOUT, conn).await {
+                Ok(r) => r,
+                Err(_) => return,
             }
-        };
-        if let Err(e) = result {
-            debug!(error = %e, "admin HTTPS connection ended with an error");
         }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "admin HTTP connection ended with an error");
     }
 }
 
