@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::args::{CommonArgs, Seat, random_tag};
+use crate::broker_usage::Sampler;
 use crate::cli::Command;
 use crate::counters::{Stop, stop_signal};
 use crate::figures::{Figures, Progress};
@@ -44,6 +45,8 @@ pub struct Job {
     pub scenario: bool,
     /// Clients per phase of the whole run (to split them between workers).
     pub counts: Vec<usize>,
+    /// `--broker-pid`: broker processes to sample over the run.
+    pub broker_pids: Vec<u32>,
 }
 
 fn single(common: &CommonArgs, plan: anyhow::Result<crate::plan::Plan>) -> anyhow::Result<Job> {
@@ -65,6 +68,7 @@ fn single(common: &CommonArgs, plan: anyhow::Result<crate::plan::Plan>) -> anyho
         json: common.json.clone(),
         run_tag,
         scenario: false,
+        broker_pids: common.broker_pid.clone(),
     })
 }
 
@@ -97,6 +101,7 @@ impl Job {
                     run_tag,
                     scenario: true,
                     counts,
+                    broker_pids: Vec::new(),
                 })
             })(),
             _ => return None,
@@ -175,6 +180,7 @@ pub fn run(job: Job) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join("+");
     let mut line = Line::new(&label, true);
+    let sampler = rt.block_on(async { Sampler::start(&job.broker_pids) });
     let figures = if job.workers > 1 {
         let launch = launch(&job)?;
         let n = job.phases.len();
@@ -200,11 +206,16 @@ pub fn run(job: Job) -> anyhow::Result<()> {
         })
     };
     line.finish();
+    let broker = sampler.map(|s| rt.block_on(s.finish()));
     let reports: Vec<PhaseReport> = job
         .phases
         .iter()
         .zip(figures)
-        .map(|(phase, f)| PhaseReport::new(phase.info.clone(), f))
+        .map(|(phase, f)| {
+            let mut r = PhaseReport::new(phase.info.clone(), f);
+            r.broker = broker.clone();
+            r
+        })
         .collect();
     for r in &reports {
         print!("{}", r.to_text());

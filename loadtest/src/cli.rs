@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::args::{ConnArgs, PubArgs, ScenarioArgs, StormArgs, SubArgs};
+use crate::args::{ConnArgs, PubArgs, ScenarioArgs, StormArgs, SubArgs, TransportArgs};
 use crate::endpoint;
 use crate::fanout::FanoutConfig;
 use crate::wire::MqttVersion;
@@ -121,9 +121,13 @@ pub struct FanoutArgs {
     /// Label of the scenario, carried into the report.
     #[arg(long)]
     pub scenario: Option<String>,
-    /// Seconds allowed for each CONNECT and SUBSCRIBE handshake.
+    /// Seconds allowed for each connection set-up (TCP, TLS, WebSocket) with its CONNECT,
+    /// and for each SUBSCRIBE.
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
+    /// TLS (`--tls`, `--cafile`, `--sni`, ...) and WebSocket (`--ws`) for every client.
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 /// Flags of `loadtest summarize`.
@@ -174,6 +178,7 @@ impl FanoutArgs {
             connect_timeout: secs(self.connect_timeout, "connect-timeout")?,
             broker_name: self.broker_name.clone(),
             scenario: self.scenario.clone(),
+            transport: self.transport.transport()?,
             ..FanoutConfig::new(self.host.clone(), self.port)
         };
         cfg.validate()?;

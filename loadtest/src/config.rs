@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::ensure;
 
 use crate::endpoint::{Endpoint, check_host};
+use crate::transport::Transport;
 use crate::wire::{MqttVersion, STAMP_LEN};
 
 /// Everything a fan-out run needs.
@@ -61,6 +62,8 @@ pub struct FanoutConfig {
     pub broker_name: Option<String>,
     /// Scenario label copied into the report.
     pub scenario: Option<String>,
+    /// How every client reaches the broker: TCP, TLS, WebSocket (`--tls`, `--ws`, ...).
+    pub transport: Transport,
 }
 
 impl FanoutConfig {
@@ -89,6 +92,7 @@ impl FanoutConfig {
             drain_quiet: Duration::from_millis(250),
             broker_name: None,
             scenario: None,
+            transport: Transport::default(),
         }
     }
 

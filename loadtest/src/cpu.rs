@@ -6,7 +6,7 @@
 //! `None`.
 
 /// Clock ticks per second of `utime`/`stime` (USER_HZ, 100 on every Linux target we run).
-const TICKS_PER_SEC: f64 = 100.0;
+pub const TICKS_PER_SEC: f64 = 100.0;
 
 /// `utime + stime` in clock ticks from the text of a `/proc/PID/stat` file.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {

@@ -17,8 +17,8 @@ use tokio::task::JoinSet;
 use crate::client::MqttConn;
 pub use crate::config::FanoutConfig;
 use crate::counters::{RunCounters, Snapshot, Stop, StopTrigger, stop_signal};
-use crate::endpoint;
 pub use crate::endpoint::check_host;
+use crate::endpoint::{self, Endpoint};
 use crate::pace::pacer_for;
 use crate::publisher::{PublisherSpec, run_publisher};
 use crate::report::{FanoutReport, LatencySummary};
@@ -37,8 +37,8 @@ const DRAIN_MAX: Duration = Duration::from_secs(5);
 /// are counted in the report. Ends within warmup + duration + a few bounded seconds.
 pub async fn run_fanout(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     cfg.validate()?;
-    let pub_addrs = endpoint::resolve_all(&cfg.publisher_hosts(), cfg.allow_remote).await?;
-    let sub_addrs = endpoint::resolve_all(&cfg.subscriber_hosts(), cfg.allow_remote).await?;
+    let pub_addrs = targets(cfg.publisher_hosts(), cfg.allow_remote).await?;
+    let sub_addrs = targets(cfg.subscriber_hosts(), cfg.allow_remote).await?;
     let counters = Arc::new(RunCounters::new(cfg.subscribers));
     let (stop_subs, subs_stop) = stop_signal();
     let (stop_pubs, pubs_stop) = stop_signal();
@@ -77,10 +77,20 @@ pub async fn run_fanout(cfg: &FanoutConfig) -> anyhow::Result<FanoutReport> {
     Ok(report)
 }
 
+/// Resolves `hosts` (loopback policy applied) and pairs each with its address: the
+/// endpoint names the TLS server and the WebSocket authority, the address is connected to.
+async fn targets(
+    hosts: Vec<Endpoint>,
+    allow_remote: bool,
+) -> anyhow::Result<Vec<(Endpoint, SocketAddr)>> {
+    let addrs = endpoint::resolve_all(&hosts, allow_remote).await?;
+    Ok(hosts.into_iter().zip(addrs).collect())
+}
+
 /// Connects the publishers, then starts them all at once.
 async fn spawn_publishers(
     cfg: &FanoutConfig,
-    addrs: &[SocketAddr],
+    addrs: &[(Endpoint, SocketAddr)],
     counters: &Arc<RunCounters>,
     stop: &Stop,
 ) -> anyhow::Result<JoinSet<()>> {
@@ -113,7 +123,7 @@ async fn spawn_publishers(
 /// publishers in parallel, connection `i` to `addrs[i % len]`; returns them in index order.
 async fn connect_all(
     cfg: &FanoutConfig,
-    addrs: &[SocketAddr],
+    addrs: &[(Endpoint, SocketAddr)],
     subscribe: bool,
 ) -> anyhow::Result<Vec<MqttConn>> {
     let (n, role) = if subscribe {
@@ -124,12 +134,17 @@ async fn connect_all(
     let pid = std::process::id();
     let mut set = JoinSet::new();
     for index in 0..n {
-        let addr = endpoint::pick(addrs, index)?;
+        let (endpoint, addr) = addrs
+            .get(index % addrs.len().max(1))
+            .cloned()
+            .context("no broker address")?;
         let (version, timeout, qos) = (cfg.version, cfg.connect_timeout, cfg.qos);
         let filter = subscribe.then(|| cfg.filter.replace("%i", &index.to_string()));
+        let transport = cfg.transport.clone();
         set.spawn(async move {
             let id = format!("lt-{pid}-{role}-{index}");
-            let mut conn = MqttConn::connect(addr, version, &id, timeout).await?;
+            let mut conn =
+                MqttConn::connect(&transport, &endpoint, addr, version, &id, timeout).await?;
             if let Some(filter) = filter {
                 conn.subscribe(&filter, qos, timeout)
                     .await

@@ -48,6 +48,13 @@ pub struct CycleFigures {
     pub drop_secs: f64,
     /// Connect-to-CONNACK latency of the successful connects.
     pub connect_latency: Hist,
+    /// TLS handshakes completed in full in this phase (`--tls`).
+    pub tls_full: u64,
+    /// TLS handshakes resumed in this phase (`--tls-resume`).
+    pub tls_resumed: u64,
+    /// Broker CPU seconds over the connect phase (`--broker-pid`). Every worker samples the
+    /// same broker over its own, nearly simultaneous phase: merging keeps the largest.
+    pub broker_cpu_secs: Option<f64>,
 }
 
 /// The counters of a run.
@@ -109,6 +116,10 @@ pub struct Figures {
     pub connect_latency: Hist,
     /// Publish-to-receive latency (mark timestamp to arrival), µs.
     pub e2e_latency: Hist,
+    /// TLS handshakes completed in full (`--tls`; retries and redirects included).
+    pub tls_full: u64,
+    /// TLS handshakes resumed from loadtest's session store (`--tls-resume`).
+    pub tls_resumed: u64,
 }
 
 fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -127,6 +138,12 @@ impl CycleFigures {
         self.connect_secs = self.connect_secs.max(other.connect_secs);
         self.drop_secs = self.drop_secs.max(other.drop_secs);
         self.connect_latency.add(&other.connect_latency);
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
+        self.broker_cpu_secs = match (self.broker_cpu_secs, other.broker_cpu_secs) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -171,6 +188,8 @@ impl Figures {
         self.unconnected_at_end += other.unconnected_at_end;
         self.connect_latency.add(&other.connect_latency);
         self.e2e_latency.add(&other.e2e_latency);
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
     }
 
     /// Errors after connecting, all reasons.
@@ -234,7 +253,11 @@ mod tests {
             connect_secs: 1.0,
             ..CycleFigures::default()
         });
+        a.tls_resumed = 2;
+        a.cycles[0].tls_full = 1;
+        a.cycles[0].broker_cpu_secs = Some(0.5);
         let mut b = a.clone();
+        b.cycles[0].broker_cpu_secs = Some(0.7);
         b.elapsed_secs = 3.0;
         b.subscribers[0].client = 1;
         b.connect_failures.insert("refused".into(), 2);
@@ -250,5 +273,7 @@ mod tests {
         assert_eq!(clients, [1, 2]);
         assert_eq!(a.cycles.len(), 1);
         assert_eq!((a.cycles[0].connected, a.cycles[0].connect_secs), (6, 4.0));
+        assert_eq!((a.tls_resumed, a.cycles[0].tls_full), (4, 2));
+        assert_eq!(a.cycles[0].broker_cpu_secs, Some(0.7));
     }
 }

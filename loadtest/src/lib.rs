@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod args;
+pub mod broker_usage;
 pub mod cli;
 pub mod client;
 pub mod clients;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::session::ClientOpts;
+use crate::transport::tls::Handshakes;
 
 /// `sub`: what every subscriber does.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +98,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Tag carried in every payload mark of this run's publishers.
     pub run_tag: u64,
+    /// `--broker-pid`: a storm reads their CPU time over each connect phase.
+    pub broker_pids: Vec<u32>,
 }
 
 impl Plan {
@@ -110,6 +113,16 @@ impl Plan {
         pattern
             .replace("%i", &index.to_string())
             .replace("%c", client_id)
+    }
+
+    /// TLS handshakes completed so far by this plan's clients (zero without `--tls`).
+    pub fn tls_handshakes(&self) -> Handshakes {
+        self.opts
+            .transport
+            .tls
+            .as_ref()
+            .map(|t| t.handshakes())
+            .unwrap_or_default()
     }
 
     /// The endpoint of client `index` (round-robin).

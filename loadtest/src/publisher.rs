@@ -14,11 +14,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::client::MqttConn;
 use crate::counters::{RunCounters, Stop};
 use crate::pace::Pacer;
+use crate::transport::BoxStream;
 use crate::wire::{self, PublishBatch, kind};
 
 /// Bytes of PUBLISH frames written per batch (one `write` when the socket has room).
@@ -131,10 +131,12 @@ async fn flood_qos0(
     Ok(())
 }
 
-/// Writes `bytes` until all are written or `stopped` resolves; returns the bytes written,
-/// so a stop in the middle of a batch still counts exactly the frames that left.
+/// Writes `bytes` until all are written or `stopped` resolves, then flushes (TLS and
+/// WebSocket may hold the tail of a batch); returns the bytes written, so a stop in the
+/// middle of a batch still counts exactly the frames that left. A stop during the flush
+/// returns every byte as written: callers check `stop.is_set()` before polling `stopped`.
 async fn write_until(
-    stream: &mut TcpStream,
+    stream: &mut BoxStream,
     bytes: &[u8],
     mut stopped: Pin<&mut impl Future<Output = ()>>,
 ) -> anyhow::Result<usize> {
@@ -142,12 +144,17 @@ async fn write_until(
     while off < bytes.len() {
         tokio::select! {
             biased;
-            _ = &mut stopped => break,
+            _ = &mut stopped => return Ok(off),
             n = stream.write(&bytes[off..]) => match n.context("writing PUBLISH batch")? {
                 0 => bail!("connection closed while writing"),
                 n => off += n,
             },
         }
+    }
+    tokio::select! {
+        biased;
+        _ = &mut stopped => {}
+        flushed = stream.flush() => flushed.context("flushing PUBLISH batch")?,
     }
     Ok(off)
 }
@@ -225,6 +232,10 @@ async fn window_qos1(
             if let Some(p) = pacer.as_mut() {
                 p.sent(n as u64);
             }
+            if stop.is_set() {
+                // The stop came during the flush: `stopped` has resolved, never poll it again.
+                break;
+            }
         }
         // Wake for the next scheduled message only while the window has room for it.
         let timer = pacer.is_some() && window.inflight < max_inflight;
@@ -277,8 +288,12 @@ fn take_acks(buf: &mut BytesMut, window: &mut Window) -> anyhow::Result<u64> {
 }
 
 /// Says goodbye after a clean stop (never after a write cut short, which would corrupt it).
-async fn finish(stream: &mut TcpStream) {
-    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, stream.write_all(&wire::DISCONNECT)).await;
+async fn finish(stream: &mut BoxStream) {
+    let goodbye = async {
+        stream.write_all(&wire::DISCONNECT).await?;
+        stream.flush().await
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
 }
 
 #[cfg(test)]

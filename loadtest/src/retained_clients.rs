@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::client::MqttConn;
 use crate::counters::Stop;
+use crate::transport::BoxStream;
 use crate::wire::{self, Mark, MqttVersion, PublishTemplate, kind};
 
 /// Unacknowledged retained PUBLISHes per loader.
@@ -36,7 +36,7 @@ pub fn wall_ns() -> u64 {
 
 /// Reads once into `buf` within `timeout`; an error when the broker closed the connection.
 async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut BoxStream,
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -91,7 +91,7 @@ pub async fn load(
     size: usize,
     timeout: Duration,
 ) -> anyhow::Result<u64> {
-    let conn = MqttConn::connect(addr, version, client_id, timeout).await?;
+    let conn = MqttConn::connect_tcp(addr, version, client_id, timeout).await?;
     let (mut stream, mut buf) = conn.into_parts();
     let mut indices = indices.peekable();
     let (mut unacked, mut stored, mut pid) = (0usize, 0u64, 0u16);
@@ -300,7 +300,7 @@ pub async fn replay(
     idle: Duration,
     max: Duration,
 ) -> anyhow::Result<Replayed> {
-    let conn = MqttConn::connect(addr, version, "loadtest_replay_sub", idle).await?;
+    let conn = MqttConn::connect_tcp(addr, version, "loadtest_replay_sub", idle).await?;
     let (mut stream, mut buf) = conn.into_parts();
     let mut seen = vec![false; n];
     let mut r = Replayed::default();

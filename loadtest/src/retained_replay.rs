@@ -211,7 +211,7 @@ pub async fn run(args: &RetainedReplayArgs) -> anyhow::Result<ReplayReport> {
     let load_secs = started.elapsed().as_secs_f64();
 
     let (stop_live, live_stop) = stop_signal();
-    let mut live = MqttConn::connect(addr, version, "loadtest_live_sub", timeout).await?;
+    let mut live = MqttConn::connect_tcp(addr, version, "loadtest_live_sub", timeout).await?;
     live.subscribe("live/#", args.qos, timeout).await?;
     let timer = tokio::spawn(clients::time_deliveries(live, run_tag, live_stop.clone()));
     let rss = tokio::spawn(clients::sample_rss(
@@ -222,7 +222,8 @@ pub async fn run(args: &RetainedReplayArgs) -> anyhow::Result<ReplayReport> {
     let period = Duration::from_secs_f64(args.publishers as f64 / args.rate);
     let mut publishers = JoinSet::new();
     for p in 0..args.publishers {
-        let conn = MqttConn::connect(addr, version, &format!("loadtest_pub_{p}"), timeout).await?;
+        let conn =
+            MqttConn::connect_tcp(addr, version, &format!("loadtest_pub_{p}"), timeout).await?;
         let pace = Pace {
             topic: format!("live/{p}"),
             qos: args.qos,

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker_usage::BrokerUsage;
 use crate::figures::Figures;
 use crate::hist::Percentiles;
 
@@ -22,6 +23,12 @@ pub struct CycleReport {
     pub connects_per_sec: f64,
     /// Connect-to-CONNACK, µs.
     pub connect_latency_us: Percentiles,
+    /// TLS handshakes completed in full in this phase.
+    pub tls_full: u64,
+    /// TLS handshakes resumed in this phase (`--tls-resume`).
+    pub tls_resumed: u64,
+    /// Connects per broker CPU second over the phase (`--broker-pid`).
+    pub connects_per_broker_cpu_sec: Option<f64>,
 }
 
 /// One run or phase.
@@ -51,6 +58,8 @@ pub struct PhaseReport {
     pub cycles: Vec<CycleReport>,
     /// Every counter (histograms as base64 of hdrhistogram V2).
     pub figures: Figures,
+    /// What the broker used over the run (`--broker-pid`).
+    pub broker: Option<BrokerUsage>,
 }
 
 /// What a phase was, for the report.
@@ -91,6 +100,12 @@ impl PhaseReport {
                     0.0
                 },
                 connect_latency_us: c.connect_latency.percentiles(),
+                tls_full: c.tls_full,
+                tls_resumed: c.tls_resumed,
+                connects_per_broker_cpu_sec: c
+                    .broker_cpu_secs
+                    .filter(|&s| s > 0.0)
+                    .map(|s| c.connected as f64 / s),
             })
             .collect();
         PhaseReport {
@@ -110,6 +125,7 @@ impl PhaseReport {
             e2e_latency_us: figures.e2e_latency.percentiles(),
             cycles,
             figures,
+            broker: None,
         }
     }
 
@@ -163,6 +179,13 @@ impl PhaseReport {
             line(format!(
                 "          failures: {}",
                 by_reason(&f.connect_failures)
+            ));
+        }
+        let tls = self.transport == "tls" || self.transport == "wss";
+        if tls {
+            line(format!(
+                "tls       {} full handshakes, {} resumed",
+                f.tls_full, f.tls_resumed
             ));
         }
         if f.published > 0 || self.command == "pub" {
@@ -219,12 +242,20 @@ impl PhaseReport {
                 .map(|x| by_reason(&x.failures))
                 .unwrap_or_default();
             line(format!(
-                "cycle {:<3} {} connected, {} unconnected, {:.0} conn/s; {}{}",
+                "cycle {:<3} {} connected, {} unconnected, {:.0} conn/s{}; {}{}{}",
                 c.cycle,
                 c.connected,
                 c.unconnected,
                 c.connects_per_sec,
+                c.connects_per_broker_cpu_sec
+                    .map(|r| format!(" ({r:.0} per broker CPU s)"))
+                    .unwrap_or_default(),
                 pct(&c.connect_latency_us),
+                if tls {
+                    format!("; tls full {} resumed {}", c.tls_full, c.tls_resumed)
+                } else {
+                    String::new()
+                },
                 if failures.is_empty() {
                     String::new()
                 } else {
@@ -237,6 +268,9 @@ impl PhaseReport {
                 "storm     unconnected at end: {}",
                 f.unconnected_at_end
             ));
+        }
+        if let Some(b) = &self.broker {
+            line(b.to_line());
         }
         if !f.errors.is_empty() {
             line(format!("errors    {}", by_reason(&f.errors)));
@@ -314,5 +348,12 @@ mod tests {
         assert!(text.contains("lost 1, duplicated 0"), "{text}");
         assert!(text.contains("1 of 1 subscribers"), "{text}");
         assert!(text.contains("cycle 0"), "{text}");
+        assert!(!text.contains("tls "), "{text}");
+        let mut info = r.clone();
+        info.transport = "wss".into();
+        info.cycles[0].tls_resumed = 3;
+        let text = info.to_text();
+        assert!(text.contains("tls       0 full handshakes"), "{text}");
+        assert!(text.contains("tls full 0 resumed 3"), "{text}");
     }
 }

@@ -55,6 +55,7 @@ pub async fn run_plan(plan: Arc<Plan>, live: Arc<Live>, stop: Stop) -> anyhow::R
         return crate::storm::run_storm(plan.clone(), spec.clone(), live, stop).await;
     }
     let started = Instant::now();
+    let handshakes0 = plan.tls_handshakes();
     let targets = Arc::new(targets(&plan).await?);
     let deadline = plan.duration.map(|d| started + d);
     let (trigger, clients_stop) = stop_signal();
@@ -109,6 +110,8 @@ pub async fn run_plan(plan: Arc<Plan>, live: Arc<Live>, stop: Stop) -> anyhow::R
     figures.clients = plan.clients.len() as u64;
     figures.elapsed_secs = started.elapsed().as_secs_f64();
     figures.open_at_end = open_at_end;
+    let handshakes = plan.tls_handshakes().since(handshakes0);
+    (figures.tls_full, figures.tls_resumed) = (handshakes.full, handshakes.resumed);
     figures.never_connected = figures
         .clients
         .saturating_sub(live.clients_connected.load(Ordering::Relaxed));

@@ -171,7 +171,10 @@ async fn connect_once(target: &Target, client_id: &str, opts: &ClientOpts) -> an
             Some(addr) => addr,
             None => resolve(endpoint, opts.allow_remote).await?,
         };
-        let stream = opts.transport.open(endpoint, addr, opts.timeout).await?;
+        let stream = opts
+            .transport
+            .open(endpoint, addr, opts.timeout, client_id)
+            .await?;
         let mut session = Session {
             stream,
             buf: BytesMut::with_capacity(4096),

@@ -3,6 +3,8 @@
 //! cleanly. Each connect phase reports its clients connected and unconnected, failures by
 //! reason, connect-to-CONNACK percentiles and how long it took.
 //!
+//! With `--broker-pid` each phase also records the broker's CPU seconds while it connected.
+//!
 //! Connected sessions are parked (not read) while held, so `--hold` should stay well under
 //! the keep-alive. Every connect has the run's timeout and `--retries` bounded retries;
 //! the number of phases is fixed, so a storm always ends.
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::counters::Stop;
+use crate::cpu;
 use crate::failure::reason_of;
 use crate::figures::{CycleFigures, Figures};
 use crate::hist::Hist;
@@ -89,6 +92,7 @@ pub async fn run_storm(
     stop: Stop,
 ) -> anyhow::Result<Figures> {
     let started = Instant::now();
+    let handshakes0 = plan.tls_handshakes();
     let targets = Arc::new(targets(&plan).await?);
     let indices: Vec<usize> = plan.clients.clone().collect();
     let mut sessions: Vec<Option<Session>> = indices.iter().map(|_| None).collect();
@@ -98,6 +102,8 @@ pub async fn run_storm(
             break;
         }
         let phase_start = Instant::now();
+        let phase_handshakes = plan.tls_handshakes();
+        let phase_cpu = cpu::cpu_ticks_sum(&plan.broker_pids);
         let mut pacer = plan.connect_rate.map(|r| Pacer::new(phase_start, r));
         let mut set = JoinSet::new();
         for (pos, &index) in indices.iter().enumerate() {
@@ -143,6 +149,11 @@ pub async fn run_storm(
             }
         }
         fig.connect_secs = phase_start.elapsed().as_secs_f64();
+        if let (Some(a), Some(b)) = (phase_cpu, cpu::cpu_ticks_sum(&plan.broker_pids)) {
+            fig.broker_cpu_secs = Some(b.saturating_sub(a) as f64 / cpu::TICKS_PER_SEC);
+        }
+        let handshakes = plan.tls_handshakes().since(phase_handshakes);
+        (fig.tls_full, fig.tls_resumed) = (handshakes.full, handshakes.resumed);
         fig.unconnected = fig.clients - fig.connected;
         fig.failures = failures;
         fig.connect_latency = hist;
@@ -171,6 +182,8 @@ pub async fn run_storm(
     figures.elapsed_secs = started.elapsed().as_secs_f64();
     figures.open_at_end = open_at_end;
     figures.unconnected_at_end = unconnected_at_end;
+    let handshakes = plan.tls_handshakes().since(handshakes0);
+    (figures.tls_full, figures.tls_resumed) = (handshakes.full, handshakes.resumed);
     Ok(figures)
 }
 

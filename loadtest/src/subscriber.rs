@@ -158,7 +158,10 @@ async fn receive(
             tokio::select! {
                 biased;
                 _ = &mut stopped => return Ok(()),
-                written = stream.write_all(&inbox.acks) => written.context("writing PUBACKs")?,
+                written = async {
+                    stream.write_all(&inbox.acks).await?;
+                    stream.flush().await
+                } => written.context("writing PUBACKs")?,
             }
             inbox.acks.clear();
         }
@@ -173,7 +176,10 @@ async fn receive(
             }
         }
     }
-    let goodbye = stream.write_all(&wire::DISCONNECT);
+    let goodbye = async {
+        stream.write_all(&wire::DISCONNECT).await?;
+        stream.flush().await
+    };
     let _ = tokio::time::timeout(crate::publisher::GOODBYE_TIMEOUT, goodbye).await;
     Ok(())
 }

@@ -62,33 +62,9 @@ pub struct CommonArgs {
     /// Password.
     #[arg(short = 'P', long)]
     pub password: Option<String>,
-    /// Connect over TLS.
-    #[arg(long)]
-    pub tls: bool,
-    /// CA certificates (PEM) to trust with --tls (default: the system bundle).
-    #[arg(long, value_name = "FILE")]
-    pub cafile: Option<PathBuf>,
-    /// Client certificate (PEM) with --tls.
-    #[arg(long, value_name = "FILE")]
-    pub certfile: Option<PathBuf>,
-    /// Client private key (PEM) with --tls.
-    #[arg(long, value_name = "FILE")]
-    pub keyfile: Option<PathBuf>,
-    /// With --tls, accept any server certificate.
-    #[arg(long)]
-    pub insecure: bool,
-    /// MQTT over WebSocket (wss with --tls).
-    #[arg(long)]
-    pub ws: bool,
-    /// WebSocket path.
-    #[arg(long, default_value = "/mqtt", value_name = "PATH")]
-    pub ws_path: String,
-    /// Local addresses to connect from, comma-separated, taken in turn (emqtt-bench's
-    /// --ifaddr). Each one has its own ephemeral ports: past ~14 000 connections to one
-    /// broker port from one address, the kernel's port search dominates the run (on
-    /// loopback use 127.0.0.1,127.0.0.2,...).
-    #[arg(long, value_name = "IP,...", value_delimiter = ',')]
-    pub ifaddr: Vec<std::net::IpAddr>,
+    /// TLS, WebSocket and source addresses.
+    #[command(flatten)]
+    pub transport: TransportArgs,
     /// Allow brokers (and redirects) that are not on this machine.
     #[arg(long)]
     pub allow_remote: bool,
@@ -105,6 +81,10 @@ pub struct CommonArgs {
     /// Write every figure as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Broker process id(s), comma-separated: report their CPU time and RSS (before, peak,
+    /// after; summed) over the run. Read by the process that prints the report.
+    #[arg(long, value_name = "PID,...", value_delimiter = ',')]
+    pub broker_pid: Vec<u32>,
     /// Worker processes sharing the clients (past the per-process open-file limit).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -281,7 +261,10 @@ pub fn random_tag() -> u64 {
     h.finish()
 }
 
+mod transport;
 mod validate;
+
+pub use transport::TransportArgs;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap

@@ -149,3 +149,71 @@ fn help_is_long_only_and_workers_split() {
     let Job::Storm(spec) = p.job else { panic!() };
     assert_eq!(spec.drop_rate, Some(5.0));
 }
+
+#[test]
+fn tls_flags_need_tls_and_are_checked() {
+    let storm = |extra: &[&str]| {
+        let mut args = vec!["storm", "-c", "2", "--cycles", "1"];
+        args.extend_from_slice(extra);
+        plan(&args)
+    };
+    for alone in [
+        &["--tls-resume"][..],
+        &["--sni", "broker.test"],
+        &["--alpn", "mqtt"],
+    ] {
+        let err = storm(alone).unwrap_err().to_string();
+        assert!(err.contains("need --tls"), "{alone:?}: {err}");
+    }
+    let p = storm(&[
+        "--tls",
+        "--insecure",
+        "--tls-resume",
+        "--sni",
+        "broker.test",
+        "--alpn",
+        "mqtt,mqttv3.1",
+        "--ws",
+    ])
+    .unwrap();
+    assert_eq!(p.opts.transport.name(), "wss");
+    assert_eq!(p.tls_handshakes(), Default::default());
+    for bad in [
+        &["--tls", "--insecure", "--sni", "not a name"][..],
+        &["--tls", "--insecure", "--alpn", "mqtt,"],
+    ] {
+        assert!(storm(bad).is_err(), "{bad:?}");
+    }
+    let long = "x".repeat(256);
+    assert!(storm(&["--tls", "--insecure", "--alpn", &long]).is_err());
+}
+
+#[test]
+fn broker_pid_is_a_list_on_every_client_command() {
+    let Command::Storm(a) = parse(&["storm", "--cycles", "1", "--broker-pid", "7,8"]).unwrap()
+    else {
+        panic!("not storm")
+    };
+    assert_eq!(a.common.broker_pid, [7, 8]);
+    let Command::Conn(a) = parse(&["conn", "--duration", "1"]).unwrap() else {
+        panic!("not conn")
+    };
+    assert!(a.common.broker_pid.is_empty());
+    assert!(parse(&["storm", "--cycles", "1", "--broker-pid", "x"]).is_err());
+}
+
+#[test]
+fn fanout_takes_the_transport_flags() {
+    let Command::Fanout(a) =
+        parse(&["fanout", "--tls", "--insecure", "--ws", "--ws-path", "/m"]).unwrap()
+    else {
+        panic!("not fanout")
+    };
+    let cfg = a.to_config().unwrap();
+    assert_eq!(cfg.transport.name(), "wss");
+    assert_eq!(cfg.transport.ws_path.as_deref(), Some("/m"));
+    let Command::Fanout(a) = parse(&["fanout", "--tls-resume"]).unwrap() else {
+        panic!("not fanout")
+    };
+    assert!(a.to_config().is_err());
+}

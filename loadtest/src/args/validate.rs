@@ -7,8 +7,6 @@ use anyhow::{Context, bail, ensure};
 use crate::endpoint::check_host;
 use crate::plan::{Job, Plan, PubSpec, StormSpec, SubSpec, share};
 use crate::session::ClientOpts;
-use crate::transport::tls::{TlsClient, TlsFiles};
-use crate::transport::{LocalAddrs, Transport};
 use crate::wire::{MARK_LEN, MqttVersion};
 
 use super::*;
@@ -43,25 +41,6 @@ impl CommonArgs {
                 "-P needs -u before MQTT 5"
             );
         }
-        let tls_flags = self.cafile.is_some()
-            || self.certfile.is_some()
-            || self.keyfile.is_some()
-            || self.insecure;
-        ensure!(
-            self.tls || !tls_flags,
-            "--cafile/--certfile/--keyfile/--insecure need --tls"
-        );
-        let tls = if self.tls {
-            Some(TlsClient::new(&TlsFiles {
-                cafile: self.cafile.clone(),
-                certfile: self.certfile.clone(),
-                keyfile: self.keyfile.clone(),
-                insecure: self.insecure,
-            })?)
-        } else {
-            None
-        };
-        ensure!(self.ws_path.starts_with('/'), "--ws-path must start with /");
         Ok(ClientOpts {
             version,
             keep_alive: self.keepalive,
@@ -69,11 +48,7 @@ impl CommonArgs {
             session_expiry: self.session_expiry,
             username: self.username.clone(),
             password: self.password.clone(),
-            transport: Transport {
-                tls,
-                ws_path: self.ws.then(|| self.ws_path.clone()),
-                local: LocalAddrs::new(&self.ifaddr),
-            },
+            transport: self.transport.transport()?,
             timeout: secs(self.timeout, "timeout")?,
             allow_remote: self.allow_remote,
             follow_redirects: !self.no_redirect,
@@ -136,6 +111,7 @@ impl CommonArgs {
             prefix: self.prefix.clone(),
             duration,
             run_tag: self.run_tag.unwrap_or_else(random_tag),
+            broker_pids: self.broker_pid.clone(),
         })
     }
 }

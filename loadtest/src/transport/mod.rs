@@ -60,20 +60,22 @@ impl Transport {
         }
     }
 
-    /// Opens TCP to `addr` (which `endpoint` resolved to), then TLS and the WebSocket
-    /// upgrade if configured; everything within `timeout`.
+    /// Opens TCP to `addr` (which `endpoint` resolved to), then TLS (resuming `client`'s
+    /// session with `--tls-resume`) and the WebSocket upgrade if configured; everything
+    /// within `timeout`.
     pub async fn open(
         &self,
         endpoint: &Endpoint,
         addr: SocketAddr,
         timeout: Duration,
+        client: &str,
     ) -> anyhow::Result<BoxStream> {
         let fut = async {
             let tcp = source::connect(self.local.as_deref(), addr).await?;
             tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
             let mut stream: BoxStream = Box::new(tcp);
             if let Some(tls) = &self.tls {
-                stream = tls.wrap(stream, &endpoint.host).await?;
+                stream = tls.wrap(stream, &endpoint.host, addr, client).await?;
             }
             if let Some(path) = &self.ws_path {
                 stream = ws::upgrade(stream, &endpoint.to_string(), path).await?;
