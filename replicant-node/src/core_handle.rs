@@ -137,6 +137,7 @@ impl CoreHandle {
             lease_ttl: Duration::from_millis(config.cluster.lease_ttl_ms.max(1_000)),
             request_timeout: Duration::from_secs(5),
             transact_deadline: Duration::from_millis(config.cluster.transact_timeout_ms.max(100)),
+            transact_linger: Duration::from_millis(config.cluster.transact_linger_ms),
         };
         let link = CoreLink::start(link_cfg, replica.clone(), shutdown.clone())
             .await

@@ -519,3 +519,51 @@ async fn installs_a_snapshot_when_the_core_purged_its_log() {
     link.stop();
     core.kill();
 }
+
+/// `transact_linger`: a lone transaction goes at once; after a request that carried several
+/// callers, callers arriving within the linger share the next request (one entry) instead of
+/// the first of them leaving alone. Without the linger the test's `a` is sent by itself (the
+/// yields let the flusher take it) and `b` commits in a later entry.
+#[tokio::test]
+async fn under_load_transactions_linger_to_share_an_entry() {
+    let c = certs();
+    let log = Log::with(10);
+    let core = FakeCore::start(&identity(&c.core), &log);
+    let mut cfg = config(&c, &[&core]);
+    cfg.transact_linger = Duration::from_secs(2);
+    let link = start(cfg).await;
+
+    // Alone: no linger (it would take at least 2 s).
+    let lone = tokio::time::timeout(
+        Duration::from_millis(1_500),
+        link.transact(vec![route_op("lone")]),
+    )
+    .await;
+    assert!(matches!(lone, Ok(Ok(_))), "{lone:?}");
+    assert_eq!(core.state.transacts.load(Ordering::SeqCst), 1);
+
+    // Two at once share one request.
+    let (x, y) = tokio::join!(
+        link.transact(vec![route_op("x")]),
+        link.transact(vec![route_op("y")])
+    );
+    let (x, y) = (x.expect("x commits"), y.expect("y commits"));
+    assert_eq!(x.index, y.index);
+    assert_eq!(core.state.transacts.load(Ordering::SeqCst), 2);
+
+    // Right after that request, `a` arrives, then (once the flusher had every chance to
+    // take `a` alone) `b`: both ride the same entry.
+    let a = tokio::spawn({
+        let link = link.clone();
+        async move { link.transact(vec![route_op("a")]).await }
+    });
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    let b = link.transact(vec![route_op("b")]).await.expect("b commits");
+    let a = a.await.expect("task").expect("a commits");
+    assert_eq!(a.index, b.index, "a and b in one entry");
+    assert_eq!(core.state.transacts.load(Ordering::SeqCst), 3);
+    link.stop();
+    core.kill();
+}

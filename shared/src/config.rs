@@ -109,6 +109,12 @@ pub struct ClusterConfig {
     /// Server unavailable; 3.1.1: code 3); a SUBSCRIBE filter whose rows or route do not,
     /// gets a failure code in its SUBACK.
     pub transact_timeout_ms: u64,
+    /// Group commit under load, in milliseconds: when this node's last table request carried
+    /// several transactions at once (a connect storm), the next leaves no sooner than this
+    /// after it, so that more share one log entry. A lone transaction never waits, nor does
+    /// anything when the round trip to the cores takes longer. 0: send as soon as the last
+    /// one returns. At most 100.
+    pub transact_linger_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -122,6 +128,7 @@ impl Default for ClusterConfig {
             peer_queue_bytes: 64 * MIB,
             lease_ttl_ms: 10_000,
             transact_timeout_ms: 15_000,
+            transact_linger_ms: 5,
         }
     }
 }

@@ -371,6 +371,28 @@ async fn cipher_list_is_applied() {
     );
 }
 
+/// The default order (AES-128-GCM first) and `honor_cipher_order`: the client (rustls's
+/// default provider) lists AES-256-GCM first.
+#[tokio::test]
+async fn server_cipher_order_is_honoured_by_default() {
+    let pki = Pki::new("root");
+    let ca = pki.ca.ca_pem();
+    for (honor, want) in [
+        (true, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+        (false, rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+    ] {
+        let opts = SslOptions {
+            honor_cipher_order: honor,
+            ..pki.server_options()
+        };
+        let server = Server::start(ServerTls::load(&opts, MQTT).unwrap()).await;
+        let (config, _) = client_config(&ClientOpts::new(ca));
+        let s = connect(server.addr, "localhost", config).await.unwrap();
+        let negotiated = s.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+        assert_eq!(negotiated, want, "honor_cipher_order = {honor}");
+    }
+}
+
 #[tokio::test]
 async fn alpn_mqtt_accepted_others_refused() {
     let pki = Pki::new("root");

@@ -55,6 +55,8 @@ pub struct CoreLinkConfig {
     pub request_timeout: Duration,
     /// Bound on a whole `transact` with its retries, and on [`CoreLink::start`].
     pub transact_deadline: Duration,
+    /// Under load, the least time between two `Transact` requests (`cluster.transact_linger_ms`).
+    pub transact_linger: Duration,
 }
 
 impl CoreLinkConfig {
@@ -68,6 +70,7 @@ impl CoreLinkConfig {
             lease_ttl: Duration::from_secs(10),
             request_timeout: Duration::from_secs(5),
             transact_deadline: Duration::from_secs(15),
+            transact_linger: Duration::from_millis(5),
         }
     }
 }
@@ -127,6 +130,8 @@ pub(crate) struct Shared {
     request_timeout: Duration,
     /// Bound on a whole transaction.
     transact_deadline: Duration,
+    /// See [`CoreLinkConfig::transact_linger`].
+    transact_linger: Duration,
     /// The replica the follow task feeds.
     replica: Replica,
     /// Endpoints and cached connections.
@@ -251,6 +256,7 @@ impl Shared {
             lease_ttl: cfg.lease_ttl,
             request_timeout: cfg.request_timeout,
             transact_deadline: cfg.transact_deadline,
+            transact_linger: cfg.transact_linger,
             replica,
             dialer: Dialer::new(cfg.identity),
             current: Mutex::new(None),

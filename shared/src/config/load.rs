@@ -284,6 +284,15 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             ),
         );
     }
+    if config.cluster.transact_linger_ms > 100 {
+        return invalid(
+            "cluster.transact_linger_ms",
+            format!(
+                "must be at most 100, got {}",
+                config.cluster.transact_linger_ms
+            ),
+        );
+    }
     Ok(())
 }
 

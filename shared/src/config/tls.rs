@@ -100,8 +100,11 @@ pub struct SslOptions {
     /// TLS versions offered: `tlsv1.3`, `tlsv1.2`.
     pub versions: Vec<String>,
     /// Cipher suites offered (IANA or OpenSSL names), in preference order; empty: every suite
-    /// of the versions. A list naming no TLS 1.3 suite turns TLS 1.3 off.
+    /// of the versions, AES-128-GCM first. A list naming no TLS 1.3 suite turns TLS 1.3 off.
     pub ciphers: Vec<String>,
+    /// The server's order of `ciphers` decides, not the client's (EMQX's
+    /// `honor_cipher_order`, on by default).
+    pub honor_cipher_order: bool,
     /// ALPN protocols accepted; unset: `mqtt` on ssl listeners, `http/1.1` on wss. A client
     /// that offers none is accepted; one that offers only others is refused.
     pub alpn: Option<Vec<String>>,
@@ -134,6 +137,7 @@ impl Default for SslOptions {
             crlfile: Vec::new(),
             versions: vec!["tlsv1.3".into(), "tlsv1.2".into()],
             ciphers: Vec::new(),
+            honor_cipher_order: true,
             alpn: None,
             reuse_sessions: true,
             ocsp_response_file: None,
@@ -157,6 +161,7 @@ impl std::fmt::Debug for SslOptions {
             .field("crlfile", &self.crlfile)
             .field("versions", &self.versions)
             .field("ciphers", &self.ciphers)
+            .field("honor_cipher_order", &self.honor_cipher_order)
             .field("alpn", &self.alpn)
             .field("reuse_sessions", &self.reuse_sessions)
             .field("ocsp_response_file", &self.ocsp_response_file)

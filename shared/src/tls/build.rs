@@ -171,6 +171,7 @@ pub(crate) fn build(options: &SslOptions, alpn: &[Vec<u8>]) -> Result<Built, Tls
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.to_vec();
+    config.ignore_client_order = options.honor_cipher_order;
     Ok(Built {
         config,
         fingerprint: files.hash.finalize().into(),

@@ -22,7 +22,7 @@ use openraft::{
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::{DbError, LOG, META, decode, malformed, write_txn};
+use super::{DbError, LOG, META, decode, malformed, write_txn, write_txn_with};
 use crate::raft::convert;
 use crate::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -124,9 +124,20 @@ impl LogStore {
             .transpose()
     }
 
-    /// Writes (or, for `None`, deletes) a `meta` row.
+    /// Writes (or, for `None`, deletes) a `meta` row, durably.
     async fn write_meta(&self, key: &'static str, value: Option<Vec<u8>>) -> Result<(), DbError> {
-        write_txn(&self.db, move |txn| {
+        self.write_meta_with(redb::Durability::Immediate, key, value)
+            .await
+    }
+
+    /// [`write_meta`](Self::write_meta) with a chosen durability.
+    async fn write_meta_with(
+        &self,
+        durability: redb::Durability,
+        key: &'static str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), DbError> {
+        write_txn_with(&self.db, durability, move |txn| {
             let mut table = txn.open_table(META).map_err(DbError::redb)?;
             match value {
                 Some(bytes) => table.insert(key, bytes.as_slice()).map(drop),
@@ -240,9 +251,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         read().map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
     }
 
+    /// Without an fsync: the committed index is a hint (openraft's "optionally persisted
+    /// committed"). It reaches the disk with the next log append; after a crash that lost
+    /// it, the state machine re-applies only up to the older hint and the rest once the
+    /// leader commits again (the state machine is rebuilt from the snapshot and the log at
+    /// start, so nothing applied is ever ahead of the log). One fsync per entry instead of two.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = committed.map(|id| convert::log_id_to_proto(&id).encode_to_vec());
-        self.write_meta(COMMITTED, bytes)
+        self.write_meta_with(redb::Durability::None, COMMITTED, bytes)
             .await
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }

@@ -155,9 +155,25 @@ where
     T: Send + 'static,
     F: FnOnce(&redb::WriteTransaction) -> Result<T, DbError> + Send + 'static,
 {
+    write_txn_with(db, redb::Durability::Immediate, f).await
+}
+
+/// [`write_txn`] with a chosen durability. `Durability::None` writes without an fsync: the
+/// change is visible at once and reaches the disk with the next durable commit (the next
+/// log append); only for what may be lost in a crash (the committed-index hint).
+async fn write_txn_with<T, F>(
+    db: &Arc<Database>,
+    durability: redb::Durability,
+    f: F,
+) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&redb::WriteTransaction) -> Result<T, DbError> + Send + 'static,
+{
     let db = Arc::clone(db);
     tokio::task::spawn_blocking(move || {
-        let txn = db.begin_write().map_err(DbError::redb)?;
+        let mut txn = db.begin_write().map_err(DbError::redb)?;
+        txn.set_durability(durability).map_err(DbError::redb)?;
         let out = f(&txn)?;
         txn.commit().map_err(DbError::redb)?;
         Ok(out)
