@@ -26,7 +26,9 @@
 #             SIZE B, DURATION s: messages/s delivered; broker CPU per delivered message and
 #             the load generator's CPU (at ~100% of its core the load generator is the limit
 #             and the broker's CPU per message is the telling figure).
-# Goals (issue 14): handshakes/s >= mosquitto's (ratio >= 1), idle TLS connection <= 16 KiB.
+# Goals (issue 14): handshakes/s >= mosquitto's (the rate kept up with at the same offered
+# load; when both keep up, the load generator is the limit and the broker CPU per handshake
+# decides), idle TLS connection <= 16 KiB.
 #
 # Usage: loadtest/bench/tls.sh [ROUNDS]          (ROUNDS defaults to 3)
 # Environment (all optional):
@@ -313,7 +315,7 @@ report() {
     echo "meshmq TLS benchmark$as: $START; box: nproc $(nproc), kernel $(uname -r); $MOSQ_VERSION"
     echo "rounds $ROUNDS; storms $HS_CONNS clients x $((HS_CYCLES + 1)) phases at ${HS_RATE}/s (0: at once), $HS_WORKERS workers;" \
         "idle $IDLE_CONNS conns; fan-out $FAN_PUBS -> $FAN_SUBS QoS 0, $SIZE B, $DURATION s"
-    awk -F'\t' '
+    awk -F'\t' -v rate="$HS_RATE" '
         { key = $1 SUBSEP $3; if (!(key in seen)) { seen[key] = 1; order[++n] = key }
           if ($4 != "null" && $4 != "") v[$1, $3, $2] = v[$1, $3, $2] " " $4 }
         function median(s,   a, m, i, j, t) {
@@ -332,13 +334,20 @@ report() {
                 med[k[1], k[2], "meshmq"] = a; med[k[1], k[2], "mosquitto"] = b
             }
             print ""
+            # Handshakes per second: the rate each broker kept up with the same offered load.
+            # When both reached it (>= 97% of HS_RATE) the load generator was the limit and
+            # the rate says nothing: then the broker CPU per handshake decides.
             for (c = 1; c <= 3; c++) {
                 s = (c == 1) ? "hs-ecdsa" : (c == 2) ? "hs-rsa" : "resume"
-                m = "per broker CPU s"
-                a = med[s, m, "meshmq"]; b = med[s, m, "mosquitto"]
-                if (a != "" && b != "" && b + 0 > 0)
-                    printf "goal %-8s handshakes %s meshmq/mosquitto = %.2f (>= 1.00): %s\n", s, m, a / b, (a / b >= 1 ? "MET" : "NOT MET")
-                else printf "goal %-8s handshakes %s: n/a\n", s, m
+                a = med[s, "conn/s", "meshmq"]; b = med[s, "conn/s", "mosquitto"]
+                ca = med[s, "per broker CPU s", "meshmq"]; cb = med[s, "per broker CPU s", "mosquitto"]
+                if (a == "" || b == "" || b + 0 <= 0 || ca == "" || cb == "" || cb + 0 <= 0) {
+                    printf "goal %-8s handshakes/s: n/a\n", s; continue
+                }
+                capped = (rate > 0 && a >= 0.97 * rate && b >= 0.97 * rate)
+                ok = capped ? (ca / cb >= 1) : (a / b >= 1)
+                printf "goal %-8s handshakes/s meshmq/mosquitto = %.2f, per broker CPU s = %.2f (%s): %s\n", s, a / b, ca / cb,
+                    (capped ? "both at the offered rate: CPU decides" : "rate decides"), (ok ? "MET" : "NOT MET")
             }
             a = med["idle-tls", "RSS B/conn", "meshmq"]
             if (a != "") printf "goal idle TLS connection = %d B (<= 16384 B): %s\n", a, (a <= 16384 ? "MET" : "NOT MET")

@@ -134,8 +134,27 @@ async fn revoked_certificate_refused() {
         cert: Some((&good_chain, &good_key)),
         ..ClientOpts::new(ca)
     });
-    connect(server.addr, "localhost", config).await.unwrap();
+    connect(server.addr, "localhost", config.clone())
+        .await
+        .unwrap();
     assert!(matches!(server.next_seen().await, Seen::Ok { .. }));
+
+    // An expired CRL (nextUpdate passed) refuses every client of its CA, as OpenSSL does.
+    let stale = pki
+        .ca
+        .crl_until(
+            &[],
+            time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+        )
+        .unwrap();
+    std::fs::write(&opts.crlfile[0], stale).unwrap();
+    let mut server = Server::start(ServerTls::load(&opts, MQTT).unwrap()).await;
+    assert!(connect(server.addr, "localhost", config).await.is_err());
+    let seen = server.next_seen().await;
+    assert!(
+        matches!(&seen, Seen::Failed(e) if e.to_lowercase().contains("expired")),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]

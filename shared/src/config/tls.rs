@@ -95,7 +95,8 @@ pub struct SslOptions {
     pub depth: u32,
     /// PEM CRL files; a client certificate they revoke is refused. When set, the CRL of the
     /// CA that issued a client's certificate must be among them (a client whose issuer has
-    /// none is refused); intermediates are not checked. A change starts new session tickets.
+    /// none is refused, as is every client of a CA whose CRL is past its nextUpdate);
+    /// intermediates are not checked. A change starts new session tickets.
     pub crlfile: Vec<PathBuf>,
     /// TLS versions offered: `tlsv1.3`, `tlsv1.2`.
     pub versions: Vec<String>,

@@ -16,8 +16,8 @@ use crate::config::tls::ClientAuth;
 
 /// Builds the verifier: `Optional` lets clients without a certificate in, `Required` does
 /// not; both refuse a certificate that does not chain to `roots`, is revoked by `crls` (when
-/// there are any: then its issuer's CRL must be there), or comes with more than `depth`
-/// intermediates.
+/// there are any: then its issuer's CRL must be there and not expired), or comes with more
+/// than `depth` intermediates.
 pub(crate) fn build(
     roots: RootCertStore,
     crls: Vec<CertificateRevocationListDer<'static>>,
@@ -30,7 +30,10 @@ pub(crate) fn build(
     // issuer has none is refused); intermediates are not looked up.
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .with_crls(crls)
-        .only_check_end_entity_revocation();
+        .only_check_end_entity_revocation()
+        // A CRL past its nextUpdate is refused, as OpenSSL does ("CRL has expired"): an
+        // attacker who keeps a stale CRL in place must not keep a revoked client in.
+        .enforce_revocation_expiration();
     if auth == ClientAuth::Optional {
         builder = builder.allow_unauthenticated();
     }

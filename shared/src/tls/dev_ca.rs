@@ -140,6 +140,16 @@ impl DevCa {
     /// A CRL signed by this CA revoking the leaf certificates of `revoked` (PEM, as returned
     /// by [`client`](Self::client) or [`server`](Self::server)), valid for a week.
     pub fn crl(&self, revoked: &[&str]) -> Result<String, DevCaError> {
+        self.crl_until(revoked, OffsetDateTime::now_utc() + Duration::days(7))
+    }
+
+    /// Like [`crl`](Self::crl), with its `nextUpdate` at `next_update` (in the past: an
+    /// expired CRL).
+    pub fn crl_until(
+        &self,
+        revoked: &[&str],
+        next_update: OffsetDateTime,
+    ) -> Result<String, DevCaError> {
         let now = OffsetDateTime::now_utc();
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for pem in revoked {
@@ -151,8 +161,8 @@ impl DevCa {
             });
         }
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::minutes(1),
-            next_update: now + Duration::days(7),
+            this_update: (now - Duration::minutes(1)).min(next_update - Duration::days(1)),
+            next_update,
             crl_number: SerialNumber::from(self.next_crl.fetch_add(1, Ordering::Relaxed)),
             issuing_distribution_point: None,
             revoked_certs,
