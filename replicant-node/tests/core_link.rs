@@ -520,7 +520,7 @@ async fn installs_a_snapshot_when_the_core_purged_its_log() {
     core.kill();
 }
 
-/// `transact_linger`: a lone transaction goes at once; after a request that carried several
+/// `transact_linger`: a first transaction goes at once; after a request that carried several
 /// callers, callers arriving within the linger share the next request (one entry) instead of
 /// the first of them leaving alone. Without the linger the test's `a` is sent by itself (the
 /// yields let the flusher take it) and `b` commits in a later entry.
@@ -530,12 +530,12 @@ async fn under_load_transactions_linger_to_share_an_entry() {
     let log = Log::with(10);
     let core = FakeCore::start(&identity(&c.core), &log);
     let mut cfg = config(&c, &[&core]);
-    cfg.transact_linger = Duration::from_secs(2);
+    cfg.transact_linger = Duration::from_secs(4);
     let link = start(cfg).await;
 
-    // Alone: no linger (it would take at least 2 s).
+    // Alone: no linger (it would take at least 4 s).
     let lone = tokio::time::timeout(
-        Duration::from_millis(1_500),
+        Duration::from_millis(3_000),
         link.transact(vec![route_op("lone")]),
     )
     .await;

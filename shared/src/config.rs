@@ -111,8 +111,8 @@ pub struct ClusterConfig {
     pub transact_timeout_ms: u64,
     /// Group commit under load, in milliseconds: when this node's last table request carried
     /// several transactions at once (a connect storm), the next leaves no sooner than this
-    /// after it, so that more share one log entry. A lone transaction never waits, nor does
-    /// anything when the round trip to the cores takes longer. 0: send as soon as the last
+    /// after it, so that more share one log entry. Nothing waits when the last request
+    /// carried one transaction, nor when the round trip to the cores takes longer than this. 0: send as soon as the last
     /// one returns. At most 100.
     pub transact_linger_ms: u64,
 }

@@ -276,6 +276,44 @@ async fn new_crl_stops_resumption_of_revoked_client() {
     assert!(connect(server.addr, "localhost", config).await.is_err());
 }
 
+/// A CRL that passes its nextUpdate refuses its CA's clients, and a session from before
+/// must not resume past that (it would skip the check).
+#[tokio::test]
+async fn expired_crl_stops_resumption() {
+    let pki = Pki::new("root");
+    let next_update = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let crl = pki.dir.path().join("expiring.crl.pem");
+    std::fs::write(&crl, pki.ca.crl_until(&[], next_update).unwrap()).unwrap();
+    let opts = SslOptions {
+        crlfile: vec![crl],
+        ..pki.mtls_options(Verify::Required)
+    };
+    let server = Server::start(ServerTls::load(&opts, MQTT).unwrap()).await;
+    let (chain, key) = pki.ca.client("device").unwrap();
+    let (config, _) = client_config(&ClientOpts {
+        cert: Some((&chain, &key)),
+        ..ClientOpts::new(pki.ca.ca_pem())
+    });
+    connect(server.addr, "localhost", config.clone())
+        .await
+        .unwrap();
+    let resumed = connect(server.addr, "localhost", config.clone())
+        .await
+        .unwrap();
+    assert_eq!(kind(&resumed), Some(HandshakeKind::Resumed));
+
+    // Wait (bounded) for the clock to pass nextUpdate.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while time::OffsetDateTime::now_utc().unix_timestamp() <= next_update.unix_timestamp() + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clock did not advance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(connect(server.addr, "localhost", config).await.is_err());
+}
+
 #[tokio::test]
 async fn dev_tls_set_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();

@@ -97,8 +97,8 @@ async fn flush(shared: Arc<Shared>) {
     // When the last request carried several callers (a storm), the next one leaves no
     // sooner than `transact_linger` after it: more callers share each entry, and the fixed
     // cost of an entry (a request, a log append with its fsync, a follow frame) is paid
-    // fewer times. A lone caller never waits, and when a round trip takes longer than the
-    // linger (remote cores) nothing waits either.
+    // fewer times. Nothing waits after a request of one caller (an idle node answers at
+    // once), nor when a round trip takes longer than the linger (remote cores).
     let mut last: Option<(Instant, usize)> = None;
     loop {
         if let Some((sent, callers)) = last

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::cert_files::{certs, crls, read, roots};
 use super::key_file::key_from_pem;
 use super::sni::SniResolver;
-use super::{TlsLoadError, client_verify, suites};
+use super::{TlsLoadError, client_verify, crl_select, suites};
 use crate::config::tls::{ClientAuth, SslOptions};
 
 /// TLS 1.2 sessions remembered for session-ID resumption (tickets need no server memory).
@@ -35,6 +35,14 @@ pub(crate) struct Resumption {
 }
 
 impl Resumption {
+    /// No resumption at all.
+    pub(crate) fn none() -> Resumption {
+        Resumption {
+            ticketer: None,
+            cache: None,
+        }
+    }
+
     /// New ticket keys and an empty cache (`reuse` false: neither).
     pub(crate) fn new(reuse: bool) -> Result<Resumption, TlsLoadError> {
         if !reuse {
@@ -80,6 +88,9 @@ pub(crate) struct Built {
     pub(crate) trust: [u8; 32],
     /// DER of the default certificate's leaf, for the summary.
     pub(crate) leaf: Vec<u8>,
+    /// The `nextUpdate`s of the CRLs in use (Unix seconds, ascending): from each on, every
+    /// client of that CA is refused, and sessions resumed from before must not skip the check.
+    pub(crate) crl_expiries: Vec<i64>,
 }
 
 /// Files read for one build, fingerprinted as they are read.
@@ -164,7 +175,7 @@ pub(crate) fn build(options: &SslOptions, alpn: &[Vec<u8>]) -> Result<Built, Tls
         names,
     });
 
-    let verifier = client_verifier(&mut files, options, provider.clone())?;
+    let (verifier, crl_expiries) = client_verifier(&mut files, options, provider.clone())?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| TlsLoadError::Config(e.to_string()))?
@@ -177,6 +188,7 @@ pub(crate) fn build(options: &SslOptions, alpn: &[Vec<u8>]) -> Result<Built, Tls
         fingerprint: files.hash.finalize().into(),
         trust: files.trust.finalize().into(),
         leaf,
+        crl_expiries,
     })
 }
 
@@ -211,15 +223,15 @@ fn certified_key(
     }
 }
 
-/// The client-certificate check `verify` asks for.
+/// The client-certificate check `verify` asks for, and when its CRLs expire.
 fn client_verifier(
     files: &mut Reader,
     options: &SslOptions,
     provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsLoadError> {
+) -> Result<(Arc<dyn ClientCertVerifier>, Vec<i64>), TlsLoadError> {
     let auth = options.client_auth();
     if auth == ClientAuth::None {
-        return Ok(WebPkiClientVerifier::no_client_auth());
+        return Ok((WebPkiClientVerifier::no_client_auth(), Vec::new()));
     }
     let Some(cafile) = &options.cacertfile else {
         return Err(TlsLoadError::Option {
@@ -232,5 +244,7 @@ fn client_verifier(
     for file in &options.crlfile {
         revoked.extend(crls(&files.read_trust(file)?, file)?);
     }
-    client_verify::build(store, revoked, auth, options.depth, provider)
+    let (revoked, expires) = crl_select::latest_per_issuer(revoked);
+    let verifier = client_verify::build(store, revoked, auth, options.depth, provider)?;
+    Ok((verifier, expires))
 }

@@ -9,6 +9,7 @@
 mod build;
 mod cert_files;
 mod client_verify;
+mod crl_select;
 pub mod dev_ca;
 mod error;
 pub mod identity;

@@ -9,6 +9,7 @@
 //! [`ServerTls::reload_if_changed`] on its own timer.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,10 @@ pub struct ServerTls {
     /// The files' (mtime, size) when last looked at by a reload, changed or failed; its lock
     /// is also the reload lock.
     seen: Mutex<Vec<Stamp>>,
+    /// Unix second at which the next CRL in use expires and resumption starts afresh
+    /// (`i64::MAX`: no CRL, or all expired and done). Checked on every handshake, so it holds
+    /// without a reload timer.
+    sessions_end_at: AtomicI64,
 }
 
 /// The configuration in use and what it was built from.
@@ -43,6 +48,8 @@ struct Current {
     trust: [u8; 32],
     leaf: Vec<u8>,
     loaded_at_ms: u64,
+    /// When the CRLs in use expire (Unix seconds, ascending).
+    crl_expiries: Vec<i64>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -74,11 +81,13 @@ impl ServerTls {
         let resumption = Resumption::new(options.reuse_sessions)?;
         let stamps = stamps(&watched(options));
         let built = build(options, &alpn)?;
+        let ends = first_after(&built.crl_expiries, unix_now());
         Ok(Arc::new(ServerTls {
             options: options.clone(),
             alpn,
             current: RwLock::new(current(built, resumption)),
             seen: Mutex::new(stamps),
+            sessions_end_at: AtomicI64::new(ends),
         }))
     }
 
@@ -89,11 +98,47 @@ impl ServerTls {
 
     /// The rustls configuration current now.
     pub fn config(&self) -> Arc<ServerConfig> {
+        if unix_now() >= self.sessions_end_at.load(Ordering::Acquire) {
+            self.end_sessions_past_crl_expiry();
+        }
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .config
             .clone()
+    }
+
+    /// A CRL in use has expired: from now on the check refuses every client of its CA, and
+    /// a session resumed from before would skip it. New ticket keys and an empty session
+    /// cache, once (until a reload brings new CRLs).
+    fn end_sessions_past_crl_expiry(&self) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let now = unix_now();
+        if now < self.sessions_end_at.load(Ordering::Acquire) {
+            return; // another handshake did it
+        }
+        self.sessions_end_at
+            .store(first_after(&current.crl_expiries, now), Ordering::Release);
+        match Resumption::new(self.options.reuse_sessions) {
+            Ok(resumption) => {
+                let mut config = (*current.config).clone();
+                resumption.apply(&mut config);
+                current.config = Arc::new(config);
+                current.resumption = resumption;
+                tracing::warn!(
+                    "a CRL of this listener has expired: its CA's clients are refused and \
+                     sessions from before are not resumed; publish a fresh CRL"
+                );
+            }
+            Err(e) => {
+                // No new ticket keys: stop resuming at all rather than keep the old ones.
+                let mut config = (*current.config).clone();
+                Resumption::none().apply(&mut config);
+                current.config = Arc::new(config);
+                current.resumption = Resumption::none();
+                tracing::warn!(error = %e, "a CRL expired and no new ticket keys could be made: resumption off");
+            }
+        }
     }
 
     /// Re-reads every file now. On any error the previous configuration stays in use and
@@ -121,7 +166,9 @@ impl ServerTls {
         } else {
             Resumption::new(self.options.reuse_sessions)?
         };
+        let ends = first_after(&built.crl_expiries, unix_now());
         *current = self::current(built, resumption);
+        self.sessions_end_at.store(ends, Ordering::Release);
         Ok(true)
     }
 
@@ -201,8 +248,20 @@ fn current(built: Built, resumption: Resumption) -> Current {
         fingerprint: built.fingerprint,
         trust: built.trust,
         leaf: built.leaf,
+        crl_expiries: built.crl_expiries,
         loaded_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The first of the ascending `times` after `now` (`i64::MAX`: none).
+fn first_after(times: &[i64], now: i64) -> i64 {
+    times.iter().copied().find(|t| *t > now).unwrap_or(i64::MAX)
 }

@@ -4,7 +4,9 @@
 //! [`LogStore::last_purged`]).
 //!
 //! Owns the log rows and the meta rows. Every write is one durable transaction
-//! ([`write_txn`]); `append` reports the flush to openraft only after the commit returned.
+//! ([`write_txn`]), except the committed log id, a hint written without fsync that reaches
+//! the disk with the next one; `append` reports the flush to openraft only after the commit
+//! returned.
 //! Reads use their own redb read transaction, so the Follow service may read while openraft
 //! writes. It must never apply an entry (that is the state machine's job), never keep an
 //! entry in memory, and never panic on a stored row.

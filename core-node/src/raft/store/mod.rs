@@ -5,8 +5,8 @@
 //!
 //! This module owns the file layout (tables `log`, `meta`, `snapshot`; every row a protobuf
 //! message, see [`convert`](super::convert)), opening it, and the one way writes happen:
-//! a redb write transaction committed with `Durability::Immediate` (fsync) on a blocking
-//! thread, so that a write never stalls the async runtime and is on disk when its future
+//! a redb write transaction committed with `Durability::Immediate` (fsync; only the
+//! committed-index hint uses `Durability::None`) on a blocking thread, so that a write never stalls the async runtime and is on disk when its future
 //! resolves. It must never hold a lock across an `.await`, never panic on a stored row (a
 //! row that does not decode is a [`DbError`], reported to openraft as a `StorageError` that
 //! says what was being read), and never implement a table rule (those are
