@@ -276,8 +276,10 @@ async fn new_crl_stops_resumption_of_revoked_client() {
     assert!(connect(server.addr, "localhost", config).await.is_err());
 }
 
-/// A CRL that passes its nextUpdate refuses its CA's clients, and a session from before
-/// must not resume past that (it would skip the check).
+/// A CRL that passes its nextUpdate refuses its CA's clients, and no session from before
+/// resumes past that (it would skip the check): not over a connection accepted before the
+/// expiry whose ClientHello comes after it, not after a reload of the server certificate
+/// alone, not later.
 #[tokio::test]
 async fn expired_crl_stops_resumption() {
     let pki = Pki::new("root");
@@ -288,7 +290,8 @@ async fn expired_crl_stops_resumption() {
         crlfile: vec![crl],
         ..pki.mtls_options(Verify::Required)
     };
-    let server = Server::start(ServerTls::load(&opts, MQTT).unwrap()).await;
+    let tls = ServerTls::load(&opts, MQTT).unwrap();
+    let server = Server::start(tls.clone()).await;
     let (chain, key) = pki.ca.client("device").unwrap();
     let (config, _) = client_config(&ClientOpts {
         cert: Some((&chain, &key)),
@@ -301,6 +304,8 @@ async fn expired_crl_stops_resumption() {
         .await
         .unwrap();
     assert_eq!(kind(&resumed), Some(HandshakeKind::Resumed));
+    // Accepted now (the server takes its configuration at accept), handshake after expiry.
+    let early = tokio::net::TcpStream::connect(server.addr).await.unwrap();
 
     // Wait (bounded) for the clock to pass nextUpdate.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -311,6 +316,21 @@ async fn expired_crl_stops_resumption() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert!(
+        connect_over(early, "localhost", config.clone())
+            .await
+            .is_err()
+    );
+    // A new server certificate only (the trust files unchanged), before any other handshake.
+    pki.ca
+        .write_server(pki.dir.path(), "server", &["localhost", "127.0.0.1"])
+        .unwrap();
+    assert!(tls.reload().unwrap());
+    assert!(
+        connect(server.addr, "localhost", config.clone())
+            .await
+            .is_err()
+    );
     assert!(connect(server.addr, "localhost", config).await.is_err());
 }
 

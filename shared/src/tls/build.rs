@@ -10,9 +10,6 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{
-    NoServerSessionStorage, ProducesTickets, ServerSessionMemoryCache, StoresServerSessions,
-};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
@@ -22,64 +19,10 @@ use super::sni::SniResolver;
 use super::{TlsLoadError, client_verify, crl_select, suites};
 use crate::config::tls::{ClientAuth, SslOptions};
 
-/// TLS 1.2 sessions remembered for session-ID resumption (tickets need no server memory).
-const SESSION_CACHE_ENTRIES: usize = 1024;
-
-/// What reuse_sessions keeps across reloads: the ticket keys and the TLS 1.2 session cache.
-#[derive(Clone)]
-pub(crate) struct Resumption {
-    /// Issues and opens TLS 1.3 (and 1.2) tickets; `None` when sessions are not reused.
-    ticketer: Option<Arc<dyn ProducesTickets>>,
-    /// Session-ID cache for TLS 1.2 clients without tickets.
-    cache: Option<Arc<dyn StoresServerSessions>>,
-}
-
-impl Resumption {
-    /// No resumption at all.
-    pub(crate) fn none() -> Resumption {
-        Resumption {
-            ticketer: None,
-            cache: None,
-        }
-    }
-
-    /// New ticket keys and an empty cache (`reuse` false: neither).
-    pub(crate) fn new(reuse: bool) -> Result<Resumption, TlsLoadError> {
-        if !reuse {
-            return Ok(Resumption {
-                ticketer: None,
-                cache: None,
-            });
-        }
-        let ticketer = rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| TlsLoadError::Config(e.to_string()))?;
-        Ok(Resumption {
-            ticketer: Some(ticketer),
-            cache: Some(ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES)),
-        })
-    }
-
-    /// Sets `config` to resume sessions with these keys and cache, or not at all.
-    pub(crate) fn apply(&self, config: &mut ServerConfig) {
-        match (&self.ticketer, &self.cache) {
-            (Some(ticketer), Some(cache)) => {
-                config.ticketer = ticketer.clone();
-                config.session_storage = cache.clone();
-                // One ticket per connection: an MQTT client holds one connection and
-                // resumes it once; each ticket costs a record and an encryption.
-                config.send_tls13_tickets = 1;
-            }
-            _ => {
-                config.session_storage = Arc::new(NoServerSessionStorage {});
-                config.send_tls13_tickets = 0;
-            }
-        }
-    }
-}
-
 /// A built configuration and what it was built from.
 pub(crate) struct Built {
-    /// The configuration for new handshakes, without resumption ([`Resumption::apply`]).
+    /// The configuration for new handshakes, without resumption
+    /// ([`Resumption::apply`](super::resumption::Resumption::apply)).
     pub(crate) config: ServerConfig,
     /// SHA-256 over every file read (names and contents): equal means nothing changed.
     pub(crate) fingerprint: [u8; 32],
@@ -242,9 +185,10 @@ fn client_verifier(
     let store = roots(&files.read_trust(cafile)?, cafile)?;
     let mut revoked = Vec::new();
     for file in &options.crlfile {
-        revoked.extend(crls(&files.read_trust(file)?, file)?);
+        let listed = crls(&files.read_trust(file)?, file)?;
+        revoked.extend(listed.into_iter().map(|der| (file.clone(), der)));
     }
-    let (revoked, expires) = crl_select::latest_per_issuer(revoked);
+    let (revoked, expires) = crl_select::latest_per_issuer(revoked)?;
     let verifier = client_verify::build(store, revoked, auth, options.depth, provider)?;
     Ok((verifier, expires))
 }

@@ -2,79 +2,92 @@
 //! them expires. webpki checks a client against the FIRST CRL whose issuer matches; with
 //! several CRLs of one CA in `crlfile` (an old one left in a bundle), an older list would
 //! hide newer revocations, or an expired one would refuse everybody although a fresh one is
-//! there. So for each issuer only the latest list (`thisUpdate`, then `crlNumber`) is kept.
+//! there. So for each issuer (and issuing distribution point) only the latest list is kept.
 //!
 //! The earliest `nextUpdate` of the kept lists is when resumption must stop trusting what
 //! was checked before: a session resumed past it would skip the check that now fails.
 
+use std::path::PathBuf;
+
 use rustls::pki_types::CertificateRevocationListDer;
+use time::OffsetDateTime;
+use x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-/// The CRLs to use (one per issuer, in first-seen order of their issuers) and their
-/// `nextUpdate`s, in Unix seconds, ascending. A list x509-parser cannot read is kept as it is
-/// (the verifier reports what is wrong with it).
+use super::TlsLoadError;
+
+/// The CRLs to use (one per issuer and issuing distribution point, in first-seen order) and
+/// their `nextUpdate`s, in Unix seconds, ascending. `crls` pairs each list with its file; a
+/// list that cannot be read is an error naming the file (never used unchecked).
 pub(crate) fn latest_per_issuer(
-    crls: Vec<CertificateRevocationListDer<'static>>,
-) -> (Vec<CertificateRevocationListDer<'static>>, Vec<i64>) {
-    // (issuer DER, thisUpdate, crlNumber bytes) of each kept list; None: unparsed.
-    let mut kept: Vec<(Option<Key>, CertificateRevocationListDer<'static>)> = Vec::new();
-    for der in crls {
-        let key = key_of(&der);
-        let Some(k) = key else {
-            kept.push((None, der));
-            continue;
-        };
-        match kept
-            .iter_mut()
-            .find(|(other, _)| other.as_ref().is_some_and(|o| o.issuer == k.issuer))
-        {
+    crls: Vec<(PathBuf, CertificateRevocationListDer<'static>)>,
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, Vec<i64>), TlsLoadError> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut kept: Vec<(Key, CertificateRevocationListDer<'static>)> = Vec::new();
+    for (file, der) in crls {
+        let k = key_of(&der).map_err(|reason| TlsLoadError::Parse {
+            file: file.clone(),
+            reason,
+        })?;
+        match kept.iter_mut().find(|(other, _)| other.scope == k.scope) {
             Some(slot) => {
-                if slot.0.as_ref().is_some_and(|old| k.newer_than(old)) {
-                    *slot = (Some(k), der);
+                if k.newer_than(&slot.0, now) {
+                    *slot = (k, der);
                 }
             }
-            None => kept.push((Some(k), der)),
+            None => kept.push((k, der)),
         }
     }
-    let mut expires: Vec<i64> = kept
-        .iter()
-        .filter_map(|(k, _)| k.as_ref().and_then(|k| k.next_update))
-        .collect();
+    let mut expires: Vec<i64> = kept.iter().map(|(k, _)| k.next_update).collect();
     expires.sort_unstable();
     expires.dedup();
-    (kept.into_iter().map(|(_, der)| der).collect(), expires)
+    Ok((kept.into_iter().map(|(_, der)| der).collect(), expires))
 }
 
-/// What decides between two lists of one issuer.
+/// What decides between two lists of one scope.
 struct Key {
-    issuer: Vec<u8>,
+    /// Issuer DER and the issuing distribution point extension's bytes (partitioned CRLs
+    /// of one CA cover different certificates: each partition is its own scope).
+    scope: (Vec<u8>, Vec<u8>),
     this_update: i64,
     /// Big-endian magnitude of `crlNumber` (empty when absent).
     number: Vec<u8>,
-    next_update: Option<i64>,
+    next_update: i64,
 }
 
 impl Key {
-    fn newer_than(&self, other: &Key) -> bool {
-        let by_number = |k: &Key| {
+    /// Newer: already valid (`thisUpdate` not in the future, as OpenSSL requires), then the
+    /// later `thisUpdate`, then the higher `crlNumber`.
+    fn newer_than(&self, other: &Key, now: i64) -> bool {
+        let rank = |k: &Key| {
             let digits: Vec<u8> = k.number.iter().copied().skip_while(|b| *b == 0).collect();
-            (digits.len(), digits)
+            (k.this_update <= now, k.this_update, digits.len(), digits)
         };
-        (self.this_update, by_number(self)) > (other.this_update, by_number(other))
+        rank(self) > rank(other)
     }
 }
 
-fn key_of(der: &CertificateRevocationListDer<'_>) -> Option<Key> {
-    let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).ok()?;
-    Some(Key {
-        issuer: crl.issuer().as_raw().to_vec(),
+fn key_of(der: &CertificateRevocationListDer<'_>) -> Result<Key, String> {
+    let (_, crl) = CertificateRevocationList::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+    let next_update = crl
+        .next_update()
+        .ok_or("the CRL has no nextUpdate")?
+        .timestamp();
+    let idp = crl
+        .extensions()
+        .iter()
+        .find(|e| e.oid == OID_X509_EXT_ISSUER_DISTRIBUTION_POINT)
+        .map(|e| e.value.to_vec())
+        .unwrap_or_default();
+    Ok(Key {
+        scope: (crl.issuer().as_raw().to_vec(), idp),
         this_update: crl.last_update().timestamp(),
         number: crl
             .crl_number()
             .map(|n| n.to_bytes_be())
             .unwrap_or_default(),
-        next_update: crl.next_update().map(|t| t.timestamp()),
+        next_update,
     })
 }
 
@@ -97,12 +110,25 @@ mod tests {
         let old_a = der(&a.crl_until(&[], now - Duration::hours(2)).expect("crl"));
         let new_a = der(&a.crl(&[]).expect("crl"));
         let b_soon = der(&b.crl_until(&[], now + Duration::hours(1)).expect("crl"));
-        let (kept, expires) = latest_per_issuer(vec![old_a, b_soon.clone(), new_a.clone()]);
+        let f = || PathBuf::from("x.crl.pem");
+        let (kept, expires) = latest_per_issuer(vec![
+            (f(), old_a),
+            (f(), b_soon.clone()),
+            (f(), new_a.clone()),
+        ])
+        .expect("readable");
         assert_eq!(kept, vec![new_a, b_soon]);
         let soon = (now + Duration::hours(1)).unix_timestamp();
         let week = (now + Duration::days(7)).unix_timestamp();
         assert_eq!(expires.len(), 2, "{expires:?}");
         assert!((expires[0] - soon).abs() <= 1, "{expires:?}");
         assert!((expires[1] - week).abs() <= 1, "{expires:?}");
+
+        let garbage = CertificateRevocationListDer::from(b"not a crl".to_vec());
+        let err = latest_per_issuer(vec![(PathBuf::from("bad.crl.pem"), garbage)])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("bad.crl.pem"), "{err}");
     }
 }

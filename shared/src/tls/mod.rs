@@ -14,6 +14,7 @@ pub mod dev_ca;
 mod error;
 pub mod identity;
 mod key_file;
+mod resumption;
 pub mod server;
 mod sni;
 mod suites;

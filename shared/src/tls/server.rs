@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
-use super::build::{Built, Resumption, build};
+use super::build::{Built, build};
 use super::cert_files::{Stamp, stamp};
 pub use super::error::TlsLoadError;
 use super::identity;
+use super::resumption::{Resumption, first_after, unix_now};
 use crate::config::tls::{ClientAuth, SslOptions};
 
 /// The TLS configuration of one listener, reloadable.
@@ -78,10 +79,10 @@ impl ServerTls {
                 reason: "protocol names are 1 to 255 bytes".into(),
             });
         }
-        let resumption = Resumption::new(options.reuse_sessions)?;
         let stamps = stamps(&watched(options));
         let built = build(options, &alpn)?;
         let ends = first_after(&built.crl_expiries, unix_now());
+        let resumption = Resumption::new(options.reuse_sessions, ends)?;
         Ok(Arc::new(ServerTls {
             options: options.clone(),
             alpn,
@@ -108,37 +109,33 @@ impl ServerTls {
             .clone()
     }
 
-    /// A CRL in use has expired: from now on the check refuses every client of its CA, and
-    /// a session resumed from before would skip it. New ticket keys and an empty session
-    /// cache, once (until a reload brings new CRLs).
+    /// A CRL in use has expired: from now on the check refuses every client of its CA. The
+    /// old keys and cache already resume nothing (their deadline passed); clients of other
+    /// CAs get new ones, valid until the next CRL expiry.
     fn end_sessions_past_crl_expiry(&self) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let now = unix_now();
         if now < self.sessions_end_at.load(Ordering::Acquire) {
             return; // another handshake did it
         }
-        self.sessions_end_at
-            .store(first_after(&current.crl_expiries, now), Ordering::Release);
-        match Resumption::new(self.options.reuse_sessions) {
-            Ok(resumption) => {
-                let mut config = (*current.config).clone();
-                resumption.apply(&mut config);
-                current.config = Arc::new(config);
-                current.resumption = resumption;
-                tracing::warn!(
-                    "a CRL of this listener has expired: its CA's clients are refused and \
-                     sessions from before are not resumed; publish a fresh CRL"
-                );
-            }
+        let next = first_after(&current.crl_expiries, now);
+        let resumption = match Resumption::new(self.options.reuse_sessions, next) {
+            Ok(r) => r,
             Err(e) => {
-                // No new ticket keys: stop resuming at all rather than keep the old ones.
-                let mut config = (*current.config).clone();
-                Resumption::none().apply(&mut config);
-                current.config = Arc::new(config);
-                current.resumption = Resumption::none();
-                tracing::warn!(error = %e, "a CRL expired and no new ticket keys could be made: resumption off");
+                tracing::warn!(error = %e, "no new session ticket keys: resumption off");
+                Resumption::none()
             }
-        }
+        };
+        let mut config = (*current.config).clone();
+        resumption.apply(&mut config);
+        let (config, resumption) = (Arc::new(config), resumption);
+        current.config = config;
+        current.resumption = resumption;
+        self.sessions_end_at.store(next, Ordering::Release);
+        tracing::warn!(
+            "a CRL of this listener has expired: its CA's clients are refused and sessions \
+             from before are not resumed; publish a fresh CRL"
+        );
     }
 
     /// Re-reads every file now. On any error the previous configuration stays in use and
@@ -161,12 +158,13 @@ impl ServerTls {
         }
         // Sessions resume across a certificate change, but not across a change of the CA
         // or CRLs: a resumed session skips the client-certificate check.
-        let resumption = if current.trust == built.trust {
+        // Nor past a CRL expiry: keys whose deadline passed are replaced, not kept.
+        let ends = first_after(&built.crl_expiries, unix_now());
+        let resumption = if current.trust == built.trust && !current.resumption.expired() {
             current.resumption.clone()
         } else {
-            Resumption::new(self.options.reuse_sessions)?
+            Resumption::new(self.options.reuse_sessions, ends)?
         };
-        let ends = first_after(&built.crl_expiries, unix_now());
         *current = self::current(built, resumption);
         self.sessions_end_at.store(ends, Ordering::Release);
         Ok(true)
@@ -253,15 +251,4 @@ fn current(built: Built, resumption: Resumption) -> Current {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The first of the ascending `times` after `now` (`i64::MAX`: none).
-fn first_after(times: &[i64], now: i64) -> i64 {
-    times.iter().copied().find(|t| *t > now).unwrap_or(i64::MAX)
 }

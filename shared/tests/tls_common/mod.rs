@@ -217,8 +217,20 @@ pub async fn connect(
     name: &str,
     config: Arc<ClientConfig>,
 ) -> Result<TlsStream<TcpStream>, String> {
+    let tcp = tokio::time::timeout(T, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    connect_over(tcp, name, config).await
+}
+
+/// [`connect`] over a TCP connection opened earlier.
+pub async fn connect_over(
+    tcp: TcpStream,
+    name: &str,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TcpStream>, String> {
     let work = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let name = ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
         let mut stream = TlsConnector::from(config)
             .connect(name, tcp)
