@@ -221,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         certs,
         timings: RaftTimings::default(),
         group_commit: GroupCommit::default(),
+        follow: core_node::node::follow::FollowLimits::default(),
     };
     let _ = core_node::prometheus::prometheus_handle();
     let core = CoreNode::start(cfg).await.map_err(start_failed)?;

@@ -296,6 +296,18 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Snapshots installed into this replicant's replica.",
     ),
     (
+        m::REPLICA_SNAPSHOT_CHUNKS_RECEIVED_TOTAL,
+        "Chunks of streamed snapshots received from a core.",
+    ),
+    (
+        m::REPLICA_SNAPSHOT_BYTES_RECEIVED_TOTAL,
+        "Bytes of table rows in streamed snapshot chunks received from a core.",
+    ),
+    (
+        m::REPLICA_SNAPSHOTS_ABORTED_TOTAL,
+        "Streamed snapshots dropped before their end (replica unchanged), by reason.",
+    ),
+    (
         m::REPLICA_CORE_SWITCHES_TOTAL,
         "Times this replicant re-picked the core it follows, by reason.",
     ),
@@ -322,6 +334,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
     (
         m::CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL,
         "Snapshots sent to followers whose index was purged.",
+    ),
+    (
+        m::CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL,
+        "Chunks of follow snapshots sent to followers.",
+    ),
+    (
+        m::CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL,
+        "Bytes of table rows in follow snapshot chunks sent to followers.",
     ),
     (
         m::CORE_FOLLOW_ENTRIES_SENT_TOTAL,

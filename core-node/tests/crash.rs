@@ -16,6 +16,7 @@ use meshmq_proto::core::{
     FollowFrame, FollowRequest, Request, Response, TransactRequest, follow_frame, request, response,
 };
 use meshmq_proto::tables::{Batch, Op};
+use meshmq_shared::follow_snapshot::Staging;
 use meshmq_shared::quic::{self, certs, frame, tls::Identity};
 use meshmq_shared::tables::Tables;
 use parking_lot::Mutex;
@@ -95,6 +96,7 @@ async fn replica_of(conn: &quinn::Connection) -> Tables {
     };
     frame::write_msg(&mut send, &req).await.unwrap();
     let mut tables = Tables::new();
+    let mut staging = None;
     let mut applied = 0;
     let end = Instant::now() + WAIT;
     loop {
@@ -114,6 +116,19 @@ async fn replica_of(conn: &quinn::Connection) -> Tables {
             follow_frame::Kind::Snapshot(s) => {
                 tables = Tables::from_snapshot(&s.tables.unwrap());
                 applied = s.index;
+            }
+            follow_frame::Kind::SnapshotBegin(b) => {
+                staging = Some(Staging::begin(b, u64::MAX).expect("a valid begin"));
+            }
+            follow_frame::Kind::SnapshotChunk(c) => {
+                let st = staging.as_mut().expect("a chunk after a begin");
+                st.absorb(c).expect("a consistent chunk");
+            }
+            follow_frame::Kind::SnapshotEnd(e) => {
+                let st = staging.take().expect("an end after a begin");
+                let (index, snapshot) = st.finish(e).expect("a complete snapshot");
+                tables = Tables::from_snapshot(&snapshot);
+                applied = index;
             }
             follow_frame::Kind::Entries(e) => {
                 for entry in e.entries {

@@ -37,6 +37,7 @@ async fn start(id: u64, port: u16, members: &[(u64, String)], dir: &Path) -> Arc
         certs: certs::CertPaths::in_dir(&dir.join("certs"), &format!("core-{id}")),
         timings: timings(),
         group_commit: GroupCommit::default(),
+        follow: core_node::node::follow::FollowLimits::default(),
     })
     .await
     .expect("core starts")

@@ -81,6 +81,7 @@ async fn start_embedded(config: &Config, certs_dir: &Path) -> anyhow::Result<Arc
         certs,
         timings: RaftTimings::default(),
         group_commit: GroupCommit::default(),
+        follow: core_node::node::follow::FollowLimits::default(),
     };
     CoreNode::start(cfg).await.map_err(embedded_failed)
 }
@@ -138,6 +139,8 @@ impl CoreHandle {
             request_timeout: Duration::from_secs(5),
             transact_deadline: Duration::from_millis(config.cluster.transact_timeout_ms.max(100)),
             transact_linger: Duration::from_millis(config.cluster.transact_linger_ms),
+            max_snapshot_bytes: config.cluster.follow_max_snapshot_bytes,
+            max_frame: meshmq_shared::quic::frame::MAX_FRAME,
         };
         let link = CoreLink::start(link_cfg, replica.clone(), shutdown.clone())
             .await

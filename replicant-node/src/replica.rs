@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshmq_proto::core::{FollowEntries, FollowFrame, FollowSnapshot, follow_frame::Kind};
+use meshmq_proto::tables::Snapshot;
 use meshmq_shared::metrics as m;
 use meshmq_shared::tables::Tables;
 use parking_lot::RwLock;
@@ -152,6 +153,11 @@ impl Replica {
             Some(Kind::Snapshot(s)) => self.install(s),
             Some(Kind::Entries(e)) => self.apply_entries(&e),
             Some(Kind::Heartbeat(_)) => Ok(()),
+            // Assembled by the follow stream, which hands the whole snapshot to
+            // `install_snapshot`; alone they are out of place.
+            Some(Kind::SnapshotBegin(_) | Kind::SnapshotChunk(_) | Kind::SnapshotEnd(_)) => Err(
+                ReplicaError::Malformed("streamed snapshot frame outside a snapshot stream"),
+            ),
             None => Err(ReplicaError::Malformed("frame without a kind")),
         }
     }
@@ -211,31 +217,38 @@ impl Replica {
         }
     }
 
-    /// Replaces the tables with a snapshot at `s.index`.
+    /// Replaces the tables with a one-frame snapshot at `s.index`.
     fn install(&self, s: FollowSnapshot) -> Result<(), ReplicaError> {
         let Some(snapshot) = s.tables else {
             return Err(ReplicaError::Malformed("snapshot without tables"));
         };
+        self.install_snapshot(s.index, &snapshot);
+        Ok(())
+    }
+
+    /// Replaces the tables with `snapshot` at `index` (a whole snapshot: the follow stream
+    /// assembles a streamed one first), unless it is older than what is applied: that would
+    /// move reads back in time, and the entries after it are then skipped as duplicates.
+    pub fn install_snapshot(&self, index: u64, snapshot: &Snapshot) {
         // Built outside the lock: readers are not blocked while the indexes are rebuilt.
-        let tables = Tables::from_snapshot(&snapshot);
+        let tables = Tables::from_snapshot(snapshot);
         let mut guard = self.inner.tables.write();
-        if s.index < self.applied_index() {
+        if index < self.applied_index() {
             tracing::debug!(
-                snapshot = s.index,
+                snapshot = index,
                 applied = self.applied_index(),
                 "ignoring a snapshot older than the replica"
             );
-            return Ok(());
+            return;
         }
         *guard = tables;
-        self.inner.applied.send_replace(s.index);
+        self.inner.applied.send_replace(index);
         drop(guard);
         self.inner.snapshot_installs.fetch_add(1, Ordering::Relaxed);
         let _ = self.inner.bans.send(BanSeen::Reloaded);
         metrics::counter!(m::REPLICA_SNAPSHOT_INSTALLS_TOTAL).increment(1);
-        metrics::gauge!(m::REPLICA_APPLIED_INDEX).set(s.index as f64);
-        tracing::info!(index = s.index, "replica installed a snapshot");
-        Ok(())
+        metrics::gauge!(m::REPLICA_APPLIED_INDEX).set(index as f64);
+        tracing::info!(index, "replica installed a snapshot");
     }
 
     /// Applies a batch of entries in order; see [`apply`](Self::apply).

@@ -1,7 +1,8 @@
 //! The replicant's core link against fake cores: real QUIC endpoints with mTLS on
 //! 127.0.0.1:0, serving `Status`, `Follow` (from an in-memory log shared by the fake cores,
 //! as a Raft log is), `Transact` and `Lease`, with knobs to purge the log, answer
-//! `NotLeader`, delay the stream or send garbage.
+//! `NotLeader`, delay the stream, send garbage, bound snapshot chunks or cut a snapshot
+//! stream in the middle.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use core_node::api::TransactError;
 use meshmq_proto::core::{
-    Committed, FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshot,
+    Committed, FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshotChunk,
     LeaseResponse, LogEntry, NotLeader, Request, Response, StatusResponse, TransactResponse,
     follow_frame, lease_response, request, response, transact_response,
 };
 use meshmq_proto::raft::Blank;
 use meshmq_proto::tables::{Batch, NodeRole, NodeUp, Op, RouteAdd, RouteRemove, op};
+use meshmq_shared::follow_snapshot;
 use meshmq_shared::quic::{ALPN_CORE, CertPaths, Identity, certs, endpoint, frame};
 use meshmq_shared::tables::{Tables, ok_result};
 use parking_lot::Mutex;
@@ -27,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "core_link/failures.rs"]
 mod failures;
+#[path = "core_link/snapshots.rs"]
+mod snapshots;
 
 // ---------- the log every fake core serves ----------
 
@@ -138,6 +142,13 @@ struct CoreState {
     garbage: AtomicBool,
     /// Wait this long before streaming entries (makes "transact waits for apply" visible).
     delay_ms: AtomicU64,
+    /// Bytes of rows per snapshot chunk.
+    chunk_bytes: AtomicU64,
+    /// If not 0: the next snapshot stream ends after this many chunks, and follow
+    /// requests are then held until `held` is set back to false.
+    cut_after_chunks: AtomicU64,
+    /// While true, follow requests wait before streaming anything.
+    held: watch::Sender<bool>,
     /// `from_index` of every `Follow` request.
     follows: Mutex<Vec<u64>>,
     snapshots: AtomicU64,
@@ -161,6 +172,7 @@ impl FakeCore {
         let addr = ep.local_addr().expect("local addr");
         let state = Arc::new(CoreState {
             first_index: AtomicU64::new(1),
+            chunk_bytes: AtomicU64::new(follow_snapshot::DEFAULT_CHUNK_BYTES as u64),
             ..CoreState::default()
         });
         let accept = tokio::spawn(accept_loop(ep.clone(), state.clone(), log.clone()));
@@ -237,10 +249,11 @@ async fn serve(
     let _ = send.finish();
 }
 
-/// Serves a follow stream: a snapshot when `from_index` is purged, entries in frames of
-/// 100, heartbeats every 200 ms when idle.
+/// Serves a follow stream: a snapshot (in chunks) when `from_index` is purged, entries in
+/// frames of 100, heartbeats every 200 ms when idle.
 async fn follow(send: &mut quinn::SendStream, f: FollowRequest, st: &CoreState, log: &Log) {
     st.follows.lock().push(f.from_index);
+    let _ = st.held.subscribe().wait_for(|held| !*held).await;
     st.followers.fetch_add(1, Ordering::SeqCst);
     let _ = follow_stream(send, f.from_index.max(1), st, log).await;
     st.followers.fetch_sub(1, Ordering::SeqCst);
@@ -257,11 +270,27 @@ async fn follow_stream(
         let tables = log.tables();
         let index = log.len();
         st.snapshots.fetch_add(1, Ordering::SeqCst);
-        let snap = FollowSnapshot {
-            index,
-            tables: Some(tables.snapshot()),
-        };
-        write(send, follow_frame::Kind::Snapshot(snap)).await?;
+        let chunk_bytes = st.chunk_bytes.load(Ordering::SeqCst) as usize;
+        let chunks = follow_snapshot::split(tables.snapshot(), chunk_bytes);
+        write(send, follow_frame::Kind::SnapshotBegin(chunks.begin(index))).await?;
+        let cut = st.cut_after_chunks.swap(0, Ordering::SeqCst);
+        let end = chunks.end(index);
+        for (seq, rows) in chunks.chunks.into_iter().enumerate() {
+            if cut != 0 && seq as u64 == cut {
+                // Ends the stream cleanly after what was sent: the follower has the begin
+                // and `cut` chunks, then the end of the stream.
+                st.held.send_replace(true);
+                let _ = send.finish();
+                return Ok(());
+            }
+            let chunk = FollowSnapshotChunk {
+                index,
+                seq: seq as u64,
+                rows: Some(rows),
+            };
+            write(send, follow_frame::Kind::SnapshotChunk(chunk)).await?;
+        }
+        write(send, follow_frame::Kind::SnapshotEnd(end)).await?;
         next = index + 1;
     }
     loop {

@@ -115,6 +115,12 @@ pub struct ClusterConfig {
     /// carried one transaction, nor when the round trip to the cores takes longer than this. 0: send as soon as the last
     /// one returns. At most 100.
     pub transact_linger_ms: u64,
+    /// Largest table snapshot, in bytes (encoded rows), this replicant accepts from a core
+    /// when it (re)joins after the cores purged their log. A core announcing a larger one is
+    /// refused (`meshmq_replica_snapshots_aborted_total{reason="too_large"}`) and the
+    /// replicant does not become ready; it holds the snapshot being received and its tables
+    /// side by side, so keep it below half the memory the node can use.
+    pub follow_max_snapshot_bytes: u64,
 }
 
 impl Default for ClusterConfig {
@@ -129,6 +135,7 @@ impl Default for ClusterConfig {
             lease_ttl_ms: 10_000,
             transact_timeout_ms: 15_000,
             transact_linger_ms: 5,
+            follow_max_snapshot_bytes: 16 << 30,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod follow_snapshot;
 pub mod metrics;
 pub mod quic;
 pub mod startup;

@@ -230,6 +230,12 @@ pub const CORE_TRANSACT_TOTAL: &str = "meshmq_core_transact_total";
 pub const CORE_FOLLOWERS: &str = "meshmq_core_followers";
 /// Counter: snapshots sent to followers because their index was purged. No labels.
 pub const CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL: &str = "meshmq_core_follow_snapshots_sent_total";
+/// Counter: chunks of follow snapshots sent to followers. No labels.
+pub const CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL: &str =
+    "meshmq_core_follow_snapshot_chunks_sent_total";
+/// Counter: bytes of table rows in follow snapshot chunks sent to followers. No labels.
+pub const CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL: &str =
+    "meshmq_core_follow_snapshot_bytes_sent_total";
 /// Counter: log entries streamed to followers. No labels.
 pub const CORE_FOLLOW_ENTRIES_SENT_TOTAL: &str = "meshmq_core_follow_entries_sent_total";
 /// Counter: requests on the core endpoint that could not be served. Labels: `reason`.
@@ -267,8 +273,20 @@ pub const RAFT_RPC_TOTAL: &str = "meshmq_raft_rpc_total";
 /// Counter: snapshots the replicant's replica installed from a core (its log index was
 /// purged there, or it started empty). No labels.
 pub const REPLICA_SNAPSHOT_INSTALLS_TOTAL: &str = "meshmq_replica_snapshot_installs_total";
+/// Counter: chunks of streamed snapshots received from a core. No labels.
+pub const REPLICA_SNAPSHOT_CHUNKS_RECEIVED_TOTAL: &str =
+    "meshmq_replica_snapshot_chunks_received_total";
+/// Counter: bytes of table rows in streamed snapshot chunks received from a core. No labels.
+pub const REPLICA_SNAPSHOT_BYTES_RECEIVED_TOTAL: &str =
+    "meshmq_replica_snapshot_bytes_received_total";
+/// Counter: streamed snapshots dropped before their end (the replica kept its tables).
+/// Labels: `reason` (`stream_ended`: the stream ended or failed mid-snapshot;
+/// `too_large`: announced over `cluster.follow_max_snapshot_bytes`; `inconsistent`: chunks
+/// or end that do not match the begin; `unexpected_frame`: another frame inside the snapshot).
+pub const REPLICA_SNAPSHOTS_ABORTED_TOTAL: &str = "meshmq_replica_snapshots_aborted_total";
 /// Counter: follow streams that ended and made the replicant pick a core again. Labels:
-/// `reason` (`timeout`, `gap`, `closed`, `malformed`, or a frame error label).
+/// `reason` (`timeout`, `gap`, `closed`, `malformed`, `snapshot`: a streamed snapshot was
+/// refused, or a frame error label).
 pub const REPLICA_CORE_SWITCHES_TOTAL: &str = "meshmq_replica_core_switches_total";
 /// Counter: follow frames from a core that could not be decoded or applied; each ends the
 /// stream. Labels: `reason` (frame error label, or `invalid_frame`).
@@ -414,6 +432,9 @@ pub const COUNTERS: &[&str] = &[
     QUOTA_EXCEEDED_TOTAL,
     ROUTE_WAIT_TIMEOUTS_TOTAL,
     REPLICA_SNAPSHOT_INSTALLS_TOTAL,
+    REPLICA_SNAPSHOT_CHUNKS_RECEIVED_TOTAL,
+    REPLICA_SNAPSHOT_BYTES_RECEIVED_TOTAL,
+    REPLICA_SNAPSHOTS_ABORTED_TOTAL,
     REPLICA_CORE_SWITCHES_TOTAL,
     REPLICA_MALFORMED_FRAMES_TOTAL,
     REPLICA_TRANSACT_TOTAL,
@@ -422,6 +443,8 @@ pub const COUNTERS: &[&str] = &[
     RAFT_RPC_TOTAL,
     CORE_TRANSACT_TOTAL,
     CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL,
+    CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL,
+    CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL,
     CORE_FOLLOW_ENTRIES_SENT_TOTAL,
     CORE_REQUEST_ERRORS_TOTAL,
     CORE_LEASE_PURGES_TOTAL,

@@ -4,6 +4,13 @@
 //! else), so any core, leader or not, can serve any follower, and because Raft indexes are
 //! global a follower that switches core resumes where it was.
 //!
+//! A snapshot goes out as `FollowSnapshotBegin`, `FollowSnapshotChunk`s of at most
+//! [`FollowLimits::chunk_bytes`] each, and `FollowSnapshotEnd`: the state machine's lock is
+//! held only while the snapshot is taken, never while it is encoded or sent, and QUIC flow
+//! control makes each write wait for the follower (a write stuck for [`WRITE_TIMEOUT`] ends
+//! the stream). `FollowEntries` frames are bounded in bytes as well as in entries (an entry
+//! over the byte bound goes alone).
+//!
 //! It never writes to the log or the state machine; it reads them.
 
 use std::sync::atomic::Ordering;
@@ -11,19 +18,41 @@ use std::time::Duration;
 
 use crate::raft::types::EntryPayload;
 use meshmq_proto::core::{
-    FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshot, LogEntry,
+    FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshotChunk, LogEntry,
     follow_frame::Kind,
 };
-use meshmq_proto::tables::Batch;
+use meshmq_proto::tables::{Batch, Snapshot};
+use meshmq_shared::follow_snapshot::{self, DEFAULT_CHUNK_BYTES};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError};
 use prost::Message;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::CoreNode;
 
-/// Most entries in one `FollowEntries` frame.
-const ENTRIES_PER_FRAME: usize = 1_000;
+/// Byte and count bounds of the frames a core sends on `Follow` streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowLimits {
+    /// Most encoded bytes of table rows in one snapshot chunk (a row larger than this is
+    /// alone in its chunk). Default 4 MiB.
+    pub chunk_bytes: usize,
+    /// Most encoded bytes of entries in one `FollowEntries` frame (an entry larger than this
+    /// is alone in its frame). Default 4 MiB.
+    pub entries_bytes: usize,
+    /// Most entries in one `FollowEntries` frame. Default 1 000.
+    pub entries_per_frame: usize,
+}
+
+impl Default for FollowLimits {
+    fn default() -> Self {
+        Self {
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            entries_bytes: DEFAULT_CHUNK_BYTES,
+            entries_per_frame: 1_000,
+        }
+    }
+}
+
 /// A heartbeat is sent when nothing was applied for this long. Frequent enough that a
 /// follower can tell a dead core (no bytes for a second) from an idle one.
 const HEARTBEAT: Duration = Duration::from_millis(250);
@@ -69,26 +98,21 @@ async fn stream(
             }
             continue;
         }
-        let upto = applied.min(next + ENTRIES_PER_FRAME as u64 - 1);
+        let limits = core.follow_limits;
+        let per_frame = limits.entries_per_frame.max(1);
+        let upto = applied.min(next + per_frame as u64 - 1);
         let wanted = (upto - next + 1) as usize;
         let entries = core.log.read_entries(next, wanted).unwrap_or_default();
         if entries.first().map(|e| e.log_id.index) != Some(next) {
             // Purged (or unreadable) here: send the state instead and go on after it.
             let (index, tables) = core.sm.snapshot_now();
-            metrics::counter!(m::CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL).increment(1);
             debug!(from = next, snapshot = index, "follow: sending snapshot");
-            write(
-                send,
-                Kind::Snapshot(FollowSnapshot {
-                    index,
-                    tables: Some(tables),
-                }),
-            )
-            .await?;
+            send_snapshot(send, index, tables, limits.chunk_bytes).await?;
             next = index + 1;
             continue;
         }
         let mut out = Vec::with_capacity(entries.len());
+        let mut bytes = 0;
         for e in entries.into_iter().take_while(|e| e.log_id.index <= upto) {
             let batch = match &e.payload {
                 // The state machine applied exactly this decode; an undecodable batch changed
@@ -96,10 +120,17 @@ async fn stream(
                 EntryPayload::Normal(d) => Batch::decode(d.batch.as_slice()).ok(),
                 _ => None,
             };
-            out.push(LogEntry {
+            let entry = LogEntry {
                 index: e.log_id.index,
                 batch,
-            });
+            };
+            let len = entry.encoded_len();
+            let len = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+            if !out.is_empty() && bytes + len > limits.entries_bytes {
+                break; // the rest goes in the next frame
+            }
+            bytes += len;
+            out.push(entry);
         }
         let Some(last) = out.last().map(|e| e.index) else {
             continue;
@@ -112,6 +143,46 @@ async fn stream(
         write(send, frame).await?;
         next = last + 1;
     }
+}
+
+/// Sends the snapshot `tables` at `index` as Begin, bounded chunks, End.
+async fn send_snapshot(
+    send: &mut quinn::SendStream,
+    index: u64,
+    tables: Snapshot,
+    chunk_bytes: usize,
+) -> Result<(), FrameError> {
+    let chunks = follow_snapshot::split(tables, chunk_bytes);
+    metrics::counter!(m::CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL).increment(1);
+    debug!(
+        index,
+        rows = chunks.rows,
+        bytes = chunks.bytes,
+        chunks = chunks.chunks.len(),
+        "follow: streaming snapshot"
+    );
+    write(send, Kind::SnapshotBegin(chunks.begin(index))).await?;
+    let end = chunks.end(index);
+    for (seq, rows) in chunks.chunks.into_iter().enumerate() {
+        let len = rows.encoded_len() as u64;
+        let chunk = Kind::SnapshotChunk(FollowSnapshotChunk {
+            index,
+            seq: seq as u64,
+            rows: Some(rows),
+        });
+        if let Err(e) = write(send, chunk).await {
+            if let FrameError::TooLarge { len, max } = e {
+                warn!(
+                    index,
+                    seq, len, max, "follow: a snapshot row is over the frame bound"
+                );
+            }
+            return Err(e);
+        }
+        metrics::counter!(m::CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL).increment(1);
+        metrics::counter!(m::CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL).increment(len);
+    }
+    write(send, Kind::SnapshotEnd(end)).await
 }
 
 async fn write(send: &mut quinn::SendStream, kind: Kind) -> Result<(), FrameError> {

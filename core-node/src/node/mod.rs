@@ -34,6 +34,7 @@ use crate::raft::store::{self, LogStore, StateMachineStore};
 use crate::raft::types::{Node, NodeId, Raft, RaftConfig, SnapshotPolicy};
 use batcher::{Batcher, GroupCommit};
 use conns::{Conns, Delivery};
+use follow::FollowLimits;
 use lease::Leases;
 
 /// How long a core dials another core before giving up (a dead leader must not eat the
@@ -93,6 +94,8 @@ pub struct CoreConfig {
     pub timings: RaftTimings,
     /// Group commit.
     pub group_commit: GroupCommit,
+    /// Byte and count bounds of `Follow` frames (snapshot chunks, entries).
+    pub follow: FollowLimits,
 }
 
 /// Why a core could not start.
@@ -149,6 +152,7 @@ pub struct CoreNode {
     batcher: Batcher,
     leases: Leases,
     followers: AtomicU32,
+    follow_limits: FollowLimits,
 }
 
 impl CoreNode {
@@ -191,6 +195,7 @@ impl CoreNode {
             batcher,
             leases: Leases::default(),
             followers: AtomicU32::new(0),
+            follow_limits: cfg.follow,
         });
         core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
         core.tasks.spawn(lease::run(Arc::clone(&core)));

@@ -33,6 +33,7 @@ pub async fn start(id: u64, port: u16, members: &[(u64, String)], dir: &Path) ->
             ..RaftTimings::default()
         },
         group_commit: GroupCommit::default(),
+        follow: core_node::node::follow::FollowLimits::default(),
     })
     .await
     .expect("core starts")

@@ -5,10 +5,12 @@
 //! 250 ms when idle), on a dead connection (no byte at all for [`DEAD_AFTER`]: the
 //! connection is then closed, so that transactions waiting on it fail over at once instead
 //! of waiting out their reply timeout), a gap, a malformed frame, the end of the stream or
-//! any connection error; the task then counts a core switch, backs off (100 ms doubling to 2 s, jittered)
-//! and starts a new session from wherever the replica is. It never starts from index 1
-//! unless the replica is empty, never applies a frame out of order (the replica refuses),
-//! and never panics on what a core sends.
+//! any connection error. A snapshot streamed in chunks is assembled apart from the replica
+//! and installed only when complete ([`snapshot`](super::snapshot)), so a session that ends
+//! inside one leaves the replica as it was. The task then counts a core switch, backs off
+//! (100 ms doubling to 2 s, jittered) and starts a new session from wherever the replica
+//! is. It never starts from index 1 unless the replica is empty, never applies a frame out
+//! of order (the replica refuses), and never panics on what a core sends.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,6 +23,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::pick::{self, Picked};
+use super::snapshot::{Receiver, Step};
 use super::{Backoff, Shared};
 use crate::replica::ReplicaError;
 
@@ -153,8 +156,22 @@ async fn open(
     opened.unwrap_or_else(|_| Err("timed out".into()))
 }
 
-/// Reads and applies frames until the stream ends; says how it ended.
+/// Reads and applies frames until the stream ends; says how it ended. A snapshot still being
+/// received then is dropped.
 async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::RecvStream) -> Ended {
+    let mut snapshot = Receiver::default();
+    let ended = frames(shared, conn, recv, &mut snapshot).await;
+    snapshot.abandon(shared);
+    ended
+}
+
+/// The frame loop of [`stream`].
+async fn frames(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    recv: &mut quinn::RecvStream,
+    snapshot: &mut Receiver,
+) -> Ended {
     let mut progress = false;
     let end = |reason: &'static str, detail: String, close: bool, progress: bool| Ended {
         reason,
@@ -164,7 +181,7 @@ async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::Rec
         close,
     };
     loop {
-        let read = match read_frame(conn, recv).await {
+        let read = match read_frame(conn, recv, shared.max_frame).await {
             Read::Dead => {
                 let detail = format!("no byte received for {DEAD_AFTER:?}");
                 return end("dead", detail, true, progress);
@@ -183,6 +200,21 @@ async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::Rec
             Ok(Some(frame)) => frame,
         };
         let reported = reported_commit(&frame);
+        let frame = match snapshot.on_frame(shared, frame) {
+            Step::Apply(frame) => *frame,
+            Step::Staged => continue,
+            Step::Installed => {
+                progress = true;
+                note_reported(shared, reported);
+                continue;
+            }
+            Step::Abort { reason, detail } => {
+                if reason != "too_large" {
+                    count_malformed(shared, reason);
+                }
+                return end("snapshot", detail, true, progress);
+            }
+        };
         match shared.replica.apply(frame) {
             Ok(()) => progress = true,
             Err(e @ ReplicaError::Gap { .. }) => {
@@ -193,11 +225,16 @@ async fn stream(shared: &Shared, conn: &quinn::Connection, recv: &mut quinn::Rec
                 return end("malformed", e.to_string(), true, progress);
             }
         }
-        if let Some(commit) = reported {
-            note_commit(shared, commit);
-            let lag = commit.saturating_sub(shared.replica.applied_index());
-            metrics::gauge!(m::REPLICATION_LAG_ENTRIES).set(lag as f64);
-        }
+        note_reported(shared, reported);
+    }
+}
+
+/// Notes the commit index a frame reported and sets the lag gauge.
+fn note_reported(shared: &Shared, reported: Option<u64>) {
+    if let Some(commit) = reported {
+        note_commit(shared, commit);
+        let lag = commit.saturating_sub(shared.replica.applied_index());
+        metrics::gauge!(m::REPLICATION_LAG_ENTRIES).set(lag as f64);
     }
 }
 
@@ -215,8 +252,8 @@ enum Read {
 /// Reads the next frame, watching the connection: its received-bytes counter must grow at
 /// least every [`DEAD_AFTER`] (the read itself is never cancelled mid-frame except to end
 /// the stream).
-async fn read_frame(conn: &quinn::Connection, recv: &mut quinn::RecvStream) -> Read {
-    let read = frame::read_msg::<FollowFrame>(recv, frame::MAX_FRAME);
+async fn read_frame(conn: &quinn::Connection, recv: &mut quinn::RecvStream, max: usize) -> Read {
+    let read = frame::read_msg::<FollowFrame>(recv, max);
     tokio::pin!(read);
     let started = tokio::time::Instant::now();
     let mut rx = conn.stats().udp_rx.bytes;
@@ -255,6 +292,8 @@ fn reported_commit(frame: &FollowFrame) -> Option<u64> {
         Some(follow_frame::Kind::Entries(e)) => Some(e.commit_index),
         Some(follow_frame::Kind::Heartbeat(h)) => Some(h.commit_index),
         Some(follow_frame::Kind::Snapshot(s)) => Some(s.index),
+        Some(follow_frame::Kind::SnapshotEnd(e)) => Some(e.index),
+        Some(follow_frame::Kind::SnapshotBegin(_) | follow_frame::Kind::SnapshotChunk(_)) => None,
         None => None,
     }
 }

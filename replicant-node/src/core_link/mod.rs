@@ -21,6 +21,7 @@ pub mod health;
 mod lease;
 pub mod pick;
 mod resend;
+mod snapshot;
 mod transact;
 
 use std::net::SocketAddr;
@@ -57,10 +58,18 @@ pub struct CoreLinkConfig {
     pub transact_deadline: Duration,
     /// Under load, the least time between two `Transact` requests (`cluster.transact_linger_ms`).
     pub transact_linger: Duration,
+    /// Largest snapshot (encoded rows) accepted from a core
+    /// (`cluster.follow_max_snapshot_bytes`).
+    pub max_snapshot_bytes: u64,
+    /// Largest follow frame read from a core ([`frame::MAX_FRAME`] but in tests).
+    ///
+    /// [`frame::MAX_FRAME`]: meshmq_shared::quic::frame::MAX_FRAME
+    pub max_frame: usize,
 }
 
 impl CoreLinkConfig {
-    /// A configuration with the default timings (lease 10 s, request 5 s, deadline 15 s).
+    /// A configuration with the default timings (lease 10 s, request 5 s, deadline 15 s) and
+    /// bounds (snapshots up to 16 GiB, frames up to 64 MiB).
     pub fn new(cores: Vec<String>, identity: Identity, node: String, incarnation: u64) -> Self {
         Self {
             cores,
@@ -71,6 +80,8 @@ impl CoreLinkConfig {
             request_timeout: Duration::from_secs(5),
             transact_deadline: Duration::from_secs(15),
             transact_linger: Duration::from_millis(5),
+            max_snapshot_bytes: 16 << 30,
+            max_frame: meshmq_shared::quic::frame::MAX_FRAME,
         }
     }
 }
@@ -108,6 +119,10 @@ pub struct LinkStats {
     pub leases_ok: u64,
     /// Lease renewals that failed.
     pub lease_failures: u64,
+    /// Chunks of streamed snapshots received.
+    pub snapshot_chunks: u64,
+    /// Streamed snapshots dropped before their end (the replica kept its tables).
+    pub snapshots_aborted: u64,
 }
 
 /// A handle on the link; cheap to clone (all clones share the tasks and connections).
@@ -132,6 +147,10 @@ pub(crate) struct Shared {
     transact_deadline: Duration,
     /// See [`CoreLinkConfig::transact_linger`].
     transact_linger: Duration,
+    /// See [`CoreLinkConfig::max_snapshot_bytes`].
+    max_snapshot_bytes: u64,
+    /// See [`CoreLinkConfig::max_frame`].
+    max_frame: usize,
     /// The replica the follow task feeds.
     replica: Replica,
     /// Endpoints and cached connections.
@@ -150,6 +169,10 @@ pub(crate) struct Shared {
     leases_ok: AtomicU64,
     /// See [`LinkStats`].
     lease_failures: AtomicU64,
+    /// See [`LinkStats`].
+    snapshot_chunks: AtomicU64,
+    /// See [`LinkStats`].
+    snapshots_aborted: AtomicU64,
     /// Stops the tasks: a child of the caller's token, also cancelled by [`CoreLink::stop`].
     stop: CancellationToken,
     /// Concurrent transactions waiting to share one request.
@@ -234,6 +257,8 @@ impl CoreLink {
             malformed_frames: s.malformed_frames.load(Ordering::Relaxed),
             leases_ok: s.leases_ok.load(Ordering::Relaxed),
             lease_failures: s.lease_failures.load(Ordering::Relaxed),
+            snapshot_chunks: s.snapshot_chunks.load(Ordering::Relaxed),
+            snapshots_aborted: s.snapshots_aborted.load(Ordering::Relaxed),
         }
     }
 
@@ -257,6 +282,8 @@ impl Shared {
             request_timeout: cfg.request_timeout,
             transact_deadline: cfg.transact_deadline,
             transact_linger: cfg.transact_linger,
+            max_snapshot_bytes: cfg.max_snapshot_bytes,
+            max_frame: cfg.max_frame,
             replica,
             dialer: Dialer::new(cfg.identity),
             current: Mutex::new(None),
@@ -266,6 +293,8 @@ impl Shared {
             malformed_frames: AtomicU64::new(0),
             leases_ok: AtomicU64::new(0),
             lease_failures: AtomicU64::new(0),
+            snapshot_chunks: AtomicU64::new(0),
+            snapshots_aborted: AtomicU64::new(0),
             stop,
             coalescer: coalesce::Coalescer::default(),
         }

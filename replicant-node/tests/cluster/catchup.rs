@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use core_node::node::RaftTimings;
+use core_node::node::follow::FollowLimits;
 use replicant_node::BrokerHandle;
 use tokio::task::JoinSet;
 
@@ -146,6 +147,62 @@ async fn new_replicant_installs_a_snapshot_when_the_log_was_purged() {
     assert!(followed, "r3 does not follow the tail");
     cluster.assert_converged(&[("r1", &r1), ("r3", &r3)]).await;
     assert_eq!(snapshot_installs(&r3), 1);
+    assert_eq!(snapshot_installs(&r1), 0, "r1 followed all along");
+    r1.shutdown().await;
+    r3.shutdown().await;
+    cluster.stop().await;
+}
+
+/// Tables sixteen times one follow chunk (cores bound chunks and entry frames to 64 KiB;
+/// ~1 MiB of retained messages): a replicant started after the purge receives the snapshot
+/// in chunks, becomes ready and equals the cores; one that followed all along got the big
+/// entries in byte-bounded frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_replicant_receives_a_snapshot_larger_than_a_chunk() {
+    let _serial = serial().await;
+    let timings = RaftTimings {
+        snapshot_every: 200,
+        keep_after_snapshot: 50,
+        ..fast_timings()
+    };
+    let follow = FollowLimits {
+        chunk_bytes: 64 << 10,
+        entries_bytes: 64 << 10,
+        ..FollowLimits::default()
+    };
+    let cluster = Cluster::start_with_follow(3, timings, follow).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let payload = "p".repeat(1_000);
+    for i in 0..100 {
+        let ops = (0..10)
+            .map(|k| retained_op(&format!("big/{i}/{k}"), &payload))
+            .collect();
+        let committed = r1.core().transact(ops).await.expect("transact");
+        assert_applied(&committed.results);
+    }
+    fill_log(&cluster, 450).await;
+    let purged = wait_until(WAIT, || {
+        cluster
+            .live()
+            .iter()
+            .all(|c| c.log.first_index().ok().flatten().is_some_and(|f| f > 1))
+    })
+    .await;
+    assert!(purged, "cores did not purge their logs past index 1");
+
+    let started = Instant::now();
+    let r3 = cluster.start_replicant("r3").await;
+    let stats = r3.core().link().stats();
+    eprintln!(
+        "chunked snapshot: r3 ready in {} ms, {} chunks",
+        ms_since(started),
+        stats.snapshot_chunks
+    );
+    assert_eq!(snapshot_installs(&r3), 1, "one snapshot, then the tail");
+    assert!(stats.snapshot_chunks >= 16, "{stats:?}");
+    assert_eq!(stats.snapshots_aborted, 0, "{stats:?}");
+    assert!(r3.core().read(|t| t.retained("big/99/9").is_some()));
+    cluster.assert_converged(&[("r1", &r1), ("r3", &r3)]).await;
     assert_eq!(snapshot_installs(&r1), 0, "r1 followed all along");
     r1.shutdown().await;
     r3.shutdown().await;

@@ -52,6 +52,7 @@ async fn core_process() {
         certs: CertPaths::in_dir(std::path::Path::new(parts[3]), &format!("core-{id}")),
         timings: fast_timings(),
         group_commit: GroupCommit::default(),
+        follow: core_node::node::follow::FollowLimits::default(),
     };
     let core = CoreNode::start(cfg).await.expect("core starts");
     println!("CORE-READY {}", core.addr);

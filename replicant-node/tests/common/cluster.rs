@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use core_node::node::follow::FollowLimits;
 use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
 use core_node::raft::types::{Node, NodeId};
 use meshmq_shared::config::Config;
@@ -71,11 +72,18 @@ pub struct Cluster {
     slots: Vec<Slot>,
     /// Raft timings every core (and every restart) uses.
     timings: RaftTimings,
+    /// Follow frame bounds every core uses.
+    follow: FollowLimits,
 }
 
 impl Cluster {
     /// Starts `n` cores, makes them one group, and waits for a leader.
     pub async fn start(n: u64, timings: RaftTimings) -> Cluster {
+        Self::start_with_follow(n, timings, FollowLimits::default()).await
+    }
+
+    /// [`start`](Self::start) with these follow frame bounds on every core.
+    pub async fn start_with_follow(n: u64, timings: RaftTimings, follow: FollowLimits) -> Cluster {
         let certs = tempfile::tempdir().expect("certs tempdir");
         let mut names: Vec<String> = (1..=n).map(core_name).collect();
         names.extend((1..=4).map(|i| format!("r{i}")));
@@ -84,6 +92,7 @@ impl Cluster {
             certs,
             slots: Vec::new(),
             timings,
+            follow,
         };
         for id in 1..=n {
             let data = tempfile::tempdir().expect("core tempdir");
@@ -125,6 +134,7 @@ impl Cluster {
             certs: CertPaths::in_dir(self.certs.path(), &core_name(id)),
             timings: self.timings,
             group_commit: GroupCommit::default(),
+            follow: self.follow,
         }
     }
 

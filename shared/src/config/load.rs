@@ -263,6 +263,10 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             "cluster.peer_queue_bytes",
             config.cluster.peer_queue_bytes as u64,
         ),
+        (
+            "cluster.follow_max_snapshot_bytes",
+            config.cluster.follow_max_snapshot_bytes,
+        ),
     ] {
         if value == 0 {
             return invalid(key, "must be greater than 0".into());

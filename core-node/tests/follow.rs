@@ -1,0 +1,198 @@
+//! `Follow` frames are bounded in bytes: a real core whose log was purged streams its
+//! snapshot in chunks and its entries in byte-bounded frames, so a follower that reads
+//! frames of at most a little over the bound (far below the tables' size) rebuilds the
+//! core's tables exactly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use core_node::node::follow::FollowLimits;
+use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
+use meshmq_proto::core::{FollowFrame, FollowRequest, Request, follow_frame, request};
+use meshmq_proto::tables::{Op, RetainedMessage, RetainedSet, op};
+use meshmq_shared::follow_snapshot::Staging;
+use meshmq_shared::quic::{self, certs, frame, tls::Identity};
+use meshmq_shared::tables::Tables;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// The core's chunk and entries-frame bound in this test.
+const BOUND: usize = 64 << 10;
+/// The follower's frame maximum: the bound plus room for the frame's own fields.
+const READ_MAX: usize = BOUND + (32 << 10);
+
+fn retained(topic: &str, size: usize) -> Op {
+    Op {
+        kind: Some(op::Kind::RetainedSet(RetainedSet {
+            message: Some(RetainedMessage {
+                topic: topic.into(),
+                payload: vec![b'p'; size].into(),
+                qos: 1,
+                published_at_ms: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn start_core(dir: &std::path::Path) -> Arc<CoreNode> {
+    certs::generate(&dir.join("certs"), &["core-1".into(), "client".into()]).expect("certs");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let core = CoreNode::start(CoreConfig {
+        node_id: 1,
+        core_bind: SocketAddr::from(([127, 0, 0, 1], port)),
+        advertise: None,
+        data_dir: dir.join("core-1"),
+        initial_members: vec![(1, format!("127.0.0.1:{port}"))],
+        certs: certs::CertPaths::in_dir(&dir.join("certs"), "core-1"),
+        timings: RaftTimings {
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(300),
+            election_max: Duration::from_millis(600),
+            snapshot_every: 50,
+            keep_after_snapshot: 10,
+        },
+        group_commit: GroupCommit::default(),
+        follow: FollowLimits {
+            chunk_bytes: BOUND,
+            entries_bytes: BOUND,
+            entries_per_frame: 1_000,
+        },
+    })
+    .await
+    .expect("core starts");
+    wait_until("core 1 leads", || core.is_leader()).await;
+    core
+}
+
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What one follow stream delivered.
+#[derive(Default)]
+struct Followed {
+    tables: Tables,
+    applied: u64,
+    snapshots: u32,
+    chunks: u32,
+    entry_frames: u32,
+}
+
+/// Follows from `from` until the replica reaches `until`, reading frames of at most
+/// [`READ_MAX`] bytes; `base` is the replica's state at `from - 1`.
+async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -> Followed {
+    let (mut send, mut recv) = conn.open_bi().await.expect("open a stream");
+    let req = Request {
+        kind: Some(request::Kind::Follow(FollowRequest {
+            from_index: from,
+            node: "follow-test".into(),
+        })),
+    };
+    frame::write_msg(&mut send, &req).await.expect("send");
+    let mut f = Followed {
+        tables: base,
+        applied: from - 1,
+        ..Followed::default()
+    };
+    let mut staging = None;
+    let end = Instant::now() + WAIT;
+    while f.applied < until {
+        assert!(Instant::now() < end, "stuck at {}", f.applied);
+        let frame: FollowFrame =
+            tokio::time::timeout(Duration::from_secs(3), frame::read_msg(&mut recv, READ_MAX))
+                .await
+                .expect("a frame within 3 s")
+                .expect("a frame within the byte bound")
+                .expect("the stream stays open");
+        match frame.kind.expect("a kind") {
+            follow_frame::Kind::SnapshotBegin(b) => {
+                staging = Some(Staging::begin(b, u64::MAX).expect("begin"));
+            }
+            follow_frame::Kind::SnapshotChunk(c) => {
+                f.chunks += 1;
+                let st = staging.as_mut().expect("a chunk after a begin");
+                st.absorb(c).expect("a consistent chunk");
+            }
+            follow_frame::Kind::SnapshotEnd(e) => {
+                let st = staging.take().expect("an end after a begin");
+                let (index, snapshot) = st.finish(e).expect("a complete snapshot");
+                f.tables = Tables::from_snapshot(&snapshot);
+                f.applied = index;
+                f.snapshots += 1;
+            }
+            follow_frame::Kind::Entries(e) => {
+                f.entry_frames += 1;
+                for entry in e.entries {
+                    assert_eq!(entry.index, f.applied + 1, "in order, no gap");
+                    if let Some(b) = entry.batch {
+                        f.tables.apply_batch(entry.index, &b);
+                    }
+                    f.applied = entry.index;
+                }
+            }
+            follow_frame::Kind::Snapshot(_) => panic!("a snapshot in one frame"),
+            follow_frame::Kind::Heartbeat(_) => {}
+        }
+    }
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_core_streams_snapshot_and_entries_in_bounded_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = start_core(dir.path()).await;
+    // ~1 MiB of retained messages (16 times the bound), one entry per transaction.
+    for i in 0..200 {
+        let ops = (0..5)
+            .map(|k| retained(&format!("fill/{i}/{k}"), 1_000))
+            .collect();
+        core.transact(ops).await.expect("fill");
+    }
+    wait_until("the log purged past index 1", || {
+        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
+    })
+    .await;
+
+    let id = Identity::load(&certs::CertPaths::in_dir(
+        &dir.path().join("certs"),
+        "client",
+    ))
+    .expect("client identity");
+    let addr: SocketAddr = core.addr.parse().expect("core address");
+    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
+    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
+        .await
+        .expect("connect");
+
+    let applied = core.sm.applied_index();
+    let fresh = follow(&conn, 1, applied, Tables::new()).await;
+    assert_eq!(fresh.snapshots, 1);
+    assert!(fresh.chunks >= 16, "{} chunks", fresh.chunks);
+    assert!(fresh.tables == Tables::from_snapshot(&core.sm.snapshot_now().1));
+    assert_eq!(fresh.tables.retained_count(), 1_000);
+
+    // Twenty entries of ~40 KiB: together far over the bound, so several frames.
+    let (before, base) = core.sm.snapshot_now();
+    let base = Tables::from_snapshot(&base);
+    for i in 0..20 {
+        core.transact(vec![retained(&format!("big/{i}"), 40_000)])
+            .await
+            .expect("big entry");
+    }
+    let applied = core.sm.applied_index();
+    let tail = follow(&conn, before + 1, applied, base).await;
+    assert_eq!(tail.snapshots, 0, "served from the log");
+    assert!(tail.entry_frames >= 10, "{} frames", tail.entry_frames);
+    assert!(tail.tables == Tables::from_snapshot(&core.sm.snapshot_now().1));
+    conn.close(0u32.into(), b"done");
+    core.shutdown().await;
+}
