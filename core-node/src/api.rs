@@ -6,10 +6,75 @@ use meshmq_proto::core::{
     self as wire, NotLeader, TransactResponse, transact_response::Result as WireResult,
 };
 use meshmq_proto::raft::Blank;
-use meshmq_proto::tables::OpResult;
+use meshmq_proto::tables::{Op, OpResult};
+use prost::Message;
 
 /// Most ops one transaction may carry; a larger one is refused whole.
 pub const MAX_OPS_PER_ENTRY: usize = 10_000;
+
+/// Most bytes one log entry's encoded `Batch` may take: 2 MiB. It admits the largest op the
+/// broker makes with the default `mqtt.max_packet_size` (1 MiB: only a retained message
+/// carries a payload, at most one packet's worth) with room to spare, and it is small
+/// because openraft gives every AppendEntries the heartbeat interval (150 ms) as its
+/// deadline: an entry must reach a follower and be written there within it, or the
+/// request times out and is sent again whole (measured on this box's debug test cluster
+/// with 50 ms heartbeats: a 300 KiB entry already needed retries). A transaction over it
+/// is refused whole ([`TransactError::Rejected`] naming the bound): with `max_packet_size`
+/// raised past 2 MiB, a retained message that large is refused, not stored. Batches of
+/// several callers are split at it (never one caller's). The core RPC frame bound
+/// (`raft::network::RPC_FRAME_BYTES`) holds one such entry.
+pub const MAX_ENTRY_BYTES: usize = 2 << 20;
+
+/// Bytes `op` adds to an encoded `Batch` (its field tag and length prefix included).
+pub fn op_bytes(op: &Op) -> usize {
+    let n = op.encoded_len();
+    1 + prost::length_delimiter_len(n) + n
+}
+
+/// Bytes of the encoded `Batch` of `ops`.
+pub fn batch_bytes(ops: &[Op]) -> usize {
+    ops.iter().map(op_bytes).sum()
+}
+
+/// Checks that `ops` fit one entry ([`MAX_OPS_PER_ENTRY`], [`MAX_ENTRY_BYTES`]); returns
+/// their encoded bytes, or the `Rejected` error that names the bound they pass.
+pub fn check_entry(ops: &[Op]) -> Result<usize, TransactError> {
+    if ops.len() > MAX_OPS_PER_ENTRY {
+        return Err(TransactError::Rejected(format!(
+            "{} ops in one transaction, at most {MAX_OPS_PER_ENTRY}",
+            ops.len()
+        )));
+    }
+    let bytes = batch_bytes(ops);
+    if bytes > MAX_ENTRY_BYTES {
+        return Err(TransactError::Rejected(format!(
+            "{bytes} bytes of ops in one transaction, over the entry bound of \
+             {MAX_ENTRY_BYTES} bytes (MAX_ENTRY_BYTES)"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Splits `ops` into consecutive runs that each fit one entry (in ops and bytes), in order.
+/// An op over [`MAX_ENTRY_BYTES`] on its own is a run alone (its transaction is refused).
+pub fn split_entries(ops: Vec<Op>) -> Vec<Vec<Op>> {
+    let mut runs = Vec::new();
+    let mut run: Vec<Op> = Vec::new();
+    let mut bytes = 0;
+    for op in ops {
+        let b = op_bytes(&op);
+        if !run.is_empty() && (run.len() >= MAX_OPS_PER_ENTRY || bytes + b > MAX_ENTRY_BYTES) {
+            runs.push(std::mem::take(&mut run));
+            bytes = 0;
+        }
+        bytes += b;
+        run.push(op);
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
 
 /// A committed log entry and what applying it produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +97,8 @@ pub enum TransactError {
     /// The entry was not committed in time; it may still commit later.
     #[error("the transaction was not committed in time")]
     Timeout,
-    /// The entry as a whole was refused (e.g. more than [`MAX_OPS_PER_ENTRY`] ops).
+    /// The entry as a whole was refused (e.g. more than [`MAX_OPS_PER_ENTRY`] ops, or over
+    /// [`MAX_ENTRY_BYTES`]).
     #[error("transaction refused: {0}")]
     Rejected(String),
     /// No leader, no reachable core, or the reply could not be read.
@@ -120,5 +186,61 @@ mod tests {
             assert_eq!(from_wire(to_wire(case.clone())), case);
         }
         assert!(from_wire(TransactResponse { result: None }).is_err());
+    }
+
+    fn blob(bytes: usize) -> Op {
+        use meshmq_proto::tables::{RetainedMessage, RetainedSet, op};
+        Op {
+            kind: Some(op::Kind::RetainedSet(RetainedSet {
+                message: Some(RetainedMessage {
+                    topic: "t".into(),
+                    payload: vec![7; bytes].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn batch_bytes_is_the_encoded_batch_length() {
+        let ops = vec![blob(10), blob(300), blob(70_000)];
+        let encoded = meshmq_proto::tables::Batch { ops: ops.clone() }.encoded_len();
+        assert_eq!(batch_bytes(&ops), encoded);
+    }
+
+    #[test]
+    fn an_entry_over_the_byte_bound_is_refused_naming_it() {
+        let third = MAX_ENTRY_BYTES / 3;
+        assert!(check_entry(&[blob(third), blob(third)]).is_ok());
+        let err = check_entry(&[blob(third), blob(third), blob(third)]).expect_err("over");
+        let TransactError::Rejected(why) = err else {
+            panic!("{err:?}")
+        };
+        assert!(why.contains("MAX_ENTRY_BYTES"), "{why}");
+        assert!(why.contains(&MAX_ENTRY_BYTES.to_string()), "{why}");
+    }
+
+    #[test]
+    fn split_entries_keeps_order_and_both_bounds() {
+        let third = MAX_ENTRY_BYTES / 3;
+        let ops = vec![
+            blob(third),
+            blob(third),
+            blob(third),
+            blob(10),
+            blob(MAX_ENTRY_BYTES),
+        ];
+        let runs = split_entries(ops.clone());
+        assert_eq!(runs.len(), 3);
+        assert_eq!(runs.concat(), ops, "order kept, nothing lost");
+        assert!(check_entry(&runs[0]).is_ok() && check_entry(&runs[1]).is_ok());
+        assert_eq!(runs[2].len(), 1, "an op over the bound goes alone");
+        let many = vec![blob(1); MAX_OPS_PER_ENTRY + 1];
+        let runs = split_entries(many);
+        assert_eq!(
+            runs.iter().map(Vec::len).collect::<Vec<_>>(),
+            [MAX_OPS_PER_ENTRY, 1]
+        );
     }
 }

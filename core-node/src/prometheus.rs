@@ -328,6 +328,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Raft RPCs sent to other cores, by rpc and result.",
     ),
     (
+        m::RAFT_APPEND_TRIMMED_TOTAL,
+        "AppendEntries requests sent with fewer entries to stay within a byte bound, by bound.",
+    ),
+    (
+        m::CORE_TRANSACT_REFUSED_TOTAL,
+        "Transactions refused whole because they do not fit one log entry, by reason.",
+    ),
+    (
         m::CORE_TRANSACT_TOTAL,
         "Transact requests served by this core, by result and whether forwarded.",
     ),

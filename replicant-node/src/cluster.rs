@@ -43,14 +43,13 @@ pub async fn transact(tables: &TableState, ops: Vec<Op>) -> Vec<op_result::Outco
     try_transact(tables, ops).await.unwrap_or_default()
 }
 
-/// Commits `ops` in as many entries as it takes (at most `MAX_OPS_PER_ENTRY` ops each, in
-/// order); failures are logged and counted. For bookkeeping that may exceed one entry (a
-/// session with more shared memberships than one entry takes).
-pub async fn transact_chunked(tables: &TableState, mut ops: Vec<Op>) {
-    while !ops.is_empty() {
-        let rest = ops.split_off(ops.len().min(core_node::api::MAX_OPS_PER_ENTRY));
-        transact(tables, ops).await;
-        ops = rest;
+/// Commits `ops` in as many entries as it takes (at most `MAX_OPS_PER_ENTRY` ops and
+/// `MAX_ENTRY_BYTES` bytes each, in order; see `core_node::api::split_entries`); failures are
+/// logged and counted. For bookkeeping that may exceed one entry (a session with more shared
+/// memberships than one entry takes).
+pub async fn transact_chunked(tables: &TableState, ops: Vec<Op>) {
+    for run in core_node::api::split_entries(ops) {
+        transact(tables, run).await;
     }
 }
 

@@ -18,7 +18,8 @@ use tracing::warn;
 use crate::cluster;
 use crate::ctx::Ctx;
 
-/// Most route ops in one transaction (well under the core's per-entry limit).
+/// Most route ops in one batch (well under the core's per-entry op limit; a batch of long
+/// filters is committed in several entries, see `core_node::api::split_entries`).
 const MAX_BATCH: usize = 4_096;
 
 /// The writer's progress.
@@ -81,13 +82,24 @@ pub async fn run(ctx: Arc<Ctx>) {
                 }
             })
             .collect();
+        // In as many entries as the entry bounds take (long filters), in order; what did not
+        // commit is put back.
+        let mut done = 0;
+        for run in core_node::api::split_entries(ops) {
+            let k = run.len();
+            if cluster::transact(&ctx.tables, run).await.len() != k {
+                break;
+            }
+            done += k;
+        }
         let n = d.batch.len();
-        if cluster::transact(&ctx.tables, ops).await.len() == n {
+        if done == n {
             backoff = Duration::from_millis(50);
             writer.committed.send_modify(|c| *c = (*c).max(d.covered));
         } else {
-            warn!(ops = n, "route batch not committed; retrying");
-            ctx.local.router.requeue_decisions(d.batch);
+            warn!(ops = n - done, "route batch not committed; retrying");
+            let mut batch = d.batch;
+            ctx.local.router.requeue_decisions(batch.split_off(done));
             tokio::select! {
                 _ = ctx.admission.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}

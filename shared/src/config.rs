@@ -206,6 +206,9 @@ pub enum QueueDropPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// Largest packet we accept, in bytes (sent as Maximum Packet Size in a v5 CONNACK).
+    /// A retained message is stored in one log entry of the core group, bounded at 2 MiB:
+    /// above about that size a retained PUBLISH is delivered but not stored (the write
+    /// is refused: a warning, and `meshmq_table_transactions_total{result="error"}`).
     pub max_packet_size: u32,
     /// Server keep-alive cap in seconds: a client asking for more (or 0) gets this value in
     /// CONNACK (v5) and is held to it. Off (`None`) by default.

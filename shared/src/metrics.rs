@@ -265,8 +265,15 @@ pub const RAFT_SNAPSHOT_SECONDS: &str = "meshmq_raft_snapshot_seconds";
 pub const RAFT_LOG_ENTRIES: &str = "meshmq_raft_log_entries";
 /// Counter: Raft RPCs this core sent to another core. Labels: `rpc` (`vote`, `append`,
 /// `snapshot`), `result` (`ok`, `unreachable`, `timeout`, `network`, `remote_error`,
-/// `malformed`).
+/// `malformed`, `payload_too_large`: not sent, over the core RPC frame bound).
 pub const RAFT_RPC_TOTAL: &str = "meshmq_raft_rpc_total";
+/// Counter: AppendEntries requests sent with fewer entries than openraft handed over, to
+/// stay within a byte bound. Labels: `bound` (`budget`: the per-request budget, `frame`:
+/// the core RPC frame bound).
+pub const RAFT_APPEND_TRIMMED_TOTAL: &str = "meshmq_raft_append_trimmed_total";
+/// Counter: transactions a core refused whole because they do not fit one log entry.
+/// Labels: `reason` (`entry_ops`, `entry_bytes`).
+pub const CORE_TRANSACT_REFUSED_TOTAL: &str = "meshmq_core_transact_refused_total";
 
 // ---- replicant's link to the core group (replica, Follow, Transact, lease) ----
 
@@ -441,6 +448,8 @@ pub const COUNTERS: &[&str] = &[
     REPLICA_TRANSACT_RESENT_TOTAL,
     REPLICA_LEASE_FAILURES_TOTAL,
     RAFT_RPC_TOTAL,
+    RAFT_APPEND_TRIMMED_TOTAL,
+    CORE_TRANSACT_REFUSED_TOTAL,
     CORE_TRANSACT_TOTAL,
     CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL,
     CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL,

@@ -5,8 +5,12 @@
 //! (`client_write_ff`) and their replies awaited off the batching task, so the next batch
 //! forms while the previous one is being committed.
 //!
+//! A group is also closed before it would pass [`MAX_ENTRY_BYTES`] (or [`MAX_OPS_PER_ENTRY`]);
+//! the caller that would have passed it opens the next group.
+//!
 //! Never applies anything itself (the state machine does) and never splits one caller's ops
-//! across entries: a caller's batch commits whole or not at all.
+//! across entries: a caller's batch commits whole or not at all, and one over either bound is
+//! refused (`Rejected`, naming the bound).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +21,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::api::{Committed, MAX_OPS_PER_ENTRY, TransactError};
+use crate::api::{self, Committed, MAX_ENTRY_BYTES, MAX_OPS_PER_ENTRY, TransactError};
 use crate::raft::types::{EntryData, Raft};
 use meshmq_shared::metrics as m;
 
@@ -47,6 +51,8 @@ pub type Reply = oneshot::Sender<Result<Committed, TransactError>>;
 
 struct Pending {
     ops: Vec<Op>,
+    /// Encoded bytes of `ops` in a `Batch`.
+    bytes: usize,
     reply: Reply,
 }
 
@@ -66,15 +72,18 @@ impl Batcher {
 
     /// Submits `ops` and waits for the entry that carries them to commit.
     pub async fn submit(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
-        if ops.len() > MAX_OPS_PER_ENTRY {
-            return Err(TransactError::Rejected(format!(
-                "{} ops in one transaction, at most {MAX_OPS_PER_ENTRY}",
-                ops.len()
-            )));
-        }
+        let bytes = api::check_entry(&ops).inspect_err(|e| {
+            let reason = if ops.len() > MAX_OPS_PER_ENTRY {
+                "entry_ops"
+            } else {
+                "entry_bytes"
+            };
+            metrics::counter!(m::CORE_TRANSACT_REFUSED_TOTAL, "reason" => reason).increment(1);
+            tracing::warn!(ops = ops.len(), error = %e, "transaction refused");
+        })?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { ops, reply })
+            .send(Pending { ops, bytes, reply })
             .await
             .map_err(|_| TransactError::Unavailable("core is shutting down".into()))?;
         rx.await
@@ -87,6 +96,7 @@ async fn run(raft: Raft, cfg: GroupCommit, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         let mut ops = group[0].ops.len();
+        let mut bytes = group[0].bytes;
         // Nothing being committed: go at once (no added latency when idle). Otherwise
         // gather for up to `window` — the entries in flight keep Raft busy meanwhile.
         let deadline = if in_flight.load(Ordering::Acquire) == 0 {
@@ -94,7 +104,7 @@ async fn run(raft: Raft, cfg: GroupCommit, mut rx: mpsc::Receiver<Pending>) {
         } else {
             Instant::now() + cfg.window
         };
-        while ops < cfg.max_ops {
+        while ops < cfg.max_ops && bytes < MAX_ENTRY_BYTES {
             let next = match rx.try_recv() {
                 Ok(p) => Some(p),
                 Err(_) if Instant::now() >= deadline => None,
@@ -104,12 +114,14 @@ async fn run(raft: Raft, cfg: GroupCommit, mut rx: mpsc::Receiver<Pending>) {
                     .flatten(),
             };
             let Some(p) = next else { break };
-            if ops + p.ops.len() > MAX_OPS_PER_ENTRY {
+            if ops + p.ops.len() > MAX_OPS_PER_ENTRY || bytes + p.bytes > MAX_ENTRY_BYTES {
                 // Would overflow one entry: commit it on its own right after this group.
                 submit_group(&raft, cfg, std::mem::take(&mut group), &in_flight).await;
                 ops = 0;
+                bytes = 0;
             }
             ops += p.ops.len();
+            bytes += p.bytes;
             group.push(p);
         }
         submit_group(&raft, cfg, group, &in_flight).await;

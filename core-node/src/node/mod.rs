@@ -29,7 +29,9 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::api::{self, Committed, TransactError};
-use crate::raft::network::Network;
+use crate::raft::network::{
+    Network, RPC_FRAME_BYTES, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_ENVELOPE_BYTES,
+};
 use crate::raft::store::{self, LogStore, StateMachineStore};
 use crate::raft::types::{Node, NodeId, Raft, RaftConfig, SnapshotPolicy};
 use batcher::{Batcher, GroupCommit};
@@ -46,7 +48,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a core without a known leader waits for one before answering `Unavailable`.
 const LEADER_WAIT: Duration = Duration::from_millis(1_500);
 
-/// Raft timing and compaction.
+/// Raft timing, compaction and the byte bounds of the RPCs between cores.
 #[derive(Debug, Clone, Copy)]
 pub struct RaftTimings {
     /// Leader heartbeat interval.
@@ -60,7 +62,24 @@ pub struct RaftTimings {
     /// Entries kept in the log behind the last snapshot, so followers a little behind need
     /// no snapshot.
     pub keep_after_snapshot: u64,
+    /// Largest Raft RPC frame sent to another core (AppendEntries, one InstallSnapshot
+    /// chunk); default [`RPC_FRAME_BYTES`], at most `frame::MAX_FRAME`, at least
+    /// [`MIN_RPC_FRAME_BYTES`].
+    pub rpc_frame_bytes: usize,
+    /// Data bytes of one InstallSnapshot chunk; default [`SNAPSHOT_CHUNK_BYTES`], capped
+    /// so that a chunk's frame stays within `rpc_frame_bytes`.
+    pub snapshot_chunk_bytes: usize,
 }
+
+/// Smallest accepted [`RaftTimings::rpc_frame_bytes`]: a snapshot chunk's envelope and
+/// some data must fit.
+pub const MIN_RPC_FRAME_BYTES: usize = 2 * SNAPSHOT_ENVELOPE_BYTES;
+
+/// How long the sender of an InstallSnapshot chunk waits for its answer. The answer to the
+/// last chunk comes after the receiver installed the whole snapshot (decoded and persisted
+/// it), which takes far longer than openraft's default 200 ms for tables of any size; a
+/// timeout there would restart the transfer from the first chunk, forever.
+const INSTALL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for RaftTimings {
     fn default() -> Self {
@@ -70,6 +89,8 @@ impl Default for RaftTimings {
             election_max: Duration::from_millis(1_200),
             snapshot_every: 50_000,
             keep_after_snapshot: 50_000,
+            rpc_frame_bytes: RPC_FRAME_BYTES,
+            snapshot_chunk_bytes: SNAPSHOT_CHUNK_BYTES,
         }
     }
 }
@@ -177,7 +198,7 @@ impl CoreNode {
             .map_err(|e| CoreError::Endpoint(e.to_string()))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
         let raft_cfg = raft_config(&cfg.timings)?;
-        let network = Network::new(cfg.node_id, endpoint.clone());
+        let network = Network::bounded(cfg.node_id, endpoint.clone(), cfg.timings.rpc_frame_bytes);
         let raft = Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
             .await
             .map_err(|e| CoreError::Raft(e.to_string()))?;
@@ -362,6 +383,16 @@ impl CoreNode {
 }
 
 fn raft_config(t: &RaftTimings) -> Result<Arc<RaftConfig>, CoreError> {
+    let frame = t.rpc_frame_bytes;
+    if !(MIN_RPC_FRAME_BYTES..=meshmq_shared::quic::frame::MAX_FRAME).contains(&frame) {
+        return Err(CoreError::Raft(format!(
+            "rpc_frame_bytes must be between {MIN_RPC_FRAME_BYTES} and {}, got {frame}",
+            meshmq_shared::quic::frame::MAX_FRAME
+        )));
+    }
+    let chunk = t
+        .snapshot_chunk_bytes
+        .clamp(1, frame - SNAPSHOT_ENVELOPE_BYTES);
     let cfg = RaftConfig {
         cluster_name: "meshmq".into(),
         heartbeat_interval: t.heartbeat.as_millis() as u64,
@@ -369,6 +400,8 @@ fn raft_config(t: &RaftTimings) -> Result<Arc<RaftConfig>, CoreError> {
         election_timeout_max: t.election_max.as_millis() as u64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
         max_in_snapshot_log_to_keep: t.keep_after_snapshot,
+        snapshot_max_chunk_size: chunk as u64,
+        install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT.as_millis() as u64,
         ..Default::default()
     };
     cfg.validate()

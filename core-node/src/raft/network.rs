@@ -8,6 +8,13 @@
 //! mapping of transport failures to openraft's `RPCError`, and the
 //! `meshmq_raft_rpc_total{rpc, result}` counter.
 //!
+//! Every request is bounded in bytes by the core RPC frame bound ([`RPC_FRAME_BYTES`] unless
+//! configured): AppendEntries carry the prefix of their entries that fits (see
+//! [`super::append_budget`]), and one that cannot carry even one entry is openraft's
+//! `RPCError::PayloadTooLarge`; InstallSnapshot chunks are sized under the bound by the Raft
+//! config (`snapshot_max_chunk_size`), and a chunk over it anyway is not sent (a `Network`
+//! error saying so). Either is counted as `meshmq_raft_rpc_total{result="payload_too_large"}`.
+//!
 //! It never accepts connections or serves requests (see [`super::rpc_server`]), never retries
 //! on its own (openraft's replication loop decides when to retry and how to back off), and
 //! never panics on a malformed or unexpected reply: it is an `RPCError::Network`.
@@ -22,13 +29,14 @@ use meshmq_shared::metrics as m;
 use meshmq_shared::quic::{endpoint, frame};
 use openraft::RPCTypes;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use prost::Message;
 use tokio::time::Instant;
 
 use super::append_budget;
@@ -38,6 +46,29 @@ use super::types::{Node, NodeId, TypeConfig};
 
 /// Upper bound on a QUIC handshake with a peer core, whatever the RPC's own deadline.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default bound on one Raft RPC frame a core sends to another (4 MiB): one entry of
+/// `MAX_ENTRY_BYTES` (2 MiB) and its envelope fit, and so does an InstallSnapshot chunk.
+/// Under the transport's own frame maximum (`frame::MAX_FRAME`, 64 MiB).
+pub const RPC_FRAME_BYTES: usize = 4 << 20;
+
+// One entry at the entry bound always fits a default frame.
+const _: () = assert!(
+    RPC_FRAME_BYTES
+        >= crate::api::MAX_ENTRY_BYTES
+            + append_budget::ENVELOPE_BYTES
+            + append_budget::ENTRY_OVERHEAD
+);
+// A default chunk and its envelope fit a default frame.
+const _: () = assert!(RPC_FRAME_BYTES >= SNAPSHOT_CHUNK_BYTES + SNAPSHOT_ENVELOPE_BYTES);
+
+/// Default size of one InstallSnapshot chunk's data (2 MiB); capped below the RPC frame
+/// bound by [`SNAPSHOT_ENVELOPE_BYTES`].
+pub const SNAPSHOT_CHUNK_BYTES: usize = 2 << 20;
+
+/// Room left in a snapshot chunk's frame for its envelope (vote, snapshot meta with the
+/// membership).
+pub const SNAPSHOT_ENVELOPE_BYTES: usize = 64 << 10;
 
 /// The RPC result of one call, as openraft wants it for RPC kind `E`'s remote errors.
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, E>>;
@@ -100,6 +131,18 @@ pub enum TransportError {
         /// The kind of response it sent.
         got: &'static str,
     },
+    /// The request is over the core RPC frame bound; it was not sent.
+    #[error("{rpc} to core {addr} not sent: {bytes} bytes, over the core RPC frame bound of {max}")]
+    TooLarge {
+        /// Which RPC.
+        rpc: &'static str,
+        /// The peer's address.
+        addr: String,
+        /// The encoded request's bytes.
+        bytes: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The reply had the right kind but a missing or malformed field.
     #[error("malformed {rpc} reply from core {addr}: {source}")]
     Malformed {
@@ -120,6 +163,8 @@ enum Failure {
     Timeout,
     /// Anything else: openraft retries on its next replication round.
     Network(TransportError),
+    /// Not sent: the request is over the core RPC frame bound.
+    TooLarge(TransportError),
 }
 
 impl Failure {
@@ -132,6 +177,7 @@ impl Failure {
             Failure::Network(TransportError::Malformed { .. })
             | Failure::Network(TransportError::UnexpectedReply { .. }) => "malformed",
             Failure::Network(_) => "network",
+            Failure::TooLarge(_) => "payload_too_large",
         }
     }
 }
@@ -155,19 +201,34 @@ struct Shared {
     endpoint: quinn::Endpoint,
     /// One connection slot per target address (`BasicNode::addr`); bounded by the membership.
     peers: parking_lot::Mutex<HashMap<String, Slot>>,
+    /// Largest request frame sent to a peer core.
+    rpc_bytes: usize,
 }
 
 impl Network {
     /// A network for node `id` that dials peers from `endpoint` (made by
-    /// `meshmq_shared::quic::endpoint::bind` with ALPN `meshmq-core/1`).
+    /// `meshmq_shared::quic::endpoint::bind` with ALPN `meshmq-core/1`), with the default
+    /// frame bound [`RPC_FRAME_BYTES`].
     pub fn new(id: NodeId, endpoint: quinn::Endpoint) -> Self {
+        Self::bounded(id, endpoint, RPC_FRAME_BYTES)
+    }
+
+    /// As [`new`](Self::new), sending no request frame over `rpc_bytes` (clamped to
+    /// `frame::MAX_FRAME`, which peers read at most).
+    pub fn bounded(id: NodeId, endpoint: quinn::Endpoint, rpc_bytes: usize) -> Self {
         Network {
             shared: Arc::new(Shared {
                 id,
                 endpoint,
                 peers: parking_lot::Mutex::new(HashMap::new()),
+                rpc_bytes: rpc_bytes.min(frame::MAX_FRAME),
             }),
         }
+    }
+
+    /// The largest request frame this network sends.
+    pub fn rpc_bytes(&self) -> usize {
+        self.shared.rpc_bytes
     }
 
     /// The endpoint this network dials from.
@@ -313,6 +374,15 @@ impl PeerClient {
             }
         };
         let req = Request { kind: Some(kind) };
+        let bytes = req.encoded_len();
+        if bytes > self.net.shared.rpc_bytes {
+            return Err(Failure::TooLarge(TransportError::TooLarge {
+                rpc,
+                addr: self.addr.clone(),
+                bytes,
+                max: self.net.shared.rpc_bytes,
+            }));
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let sent = frame::request::<Request, Response>(&conn, &req, frame::MAX_FRAME, remaining);
         match tokio::time::timeout_at(deadline, sent).await {
@@ -366,7 +436,36 @@ impl PeerClient {
                 timeout: ttl,
             }),
             Failure::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            // openraft acts on PayloadTooLarge for AppendEntries only (it sends fewer
+            // entries); for a snapshot chunk it is a network error that says what it is.
+            Failure::TooLarge(e) => match action {
+                RPCTypes::AppendEntries => RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(1).with_source_error(&e),
+                ),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            },
         }
+    }
+
+    /// An entry that cannot go even alone: counted and logged, reported as openraft's
+    /// `PayloadTooLarge`. openraft retries such an error at once with the hint (one entry),
+    /// which cannot succeed either, so the answer waits half the RPC's deadline first: the
+    /// follower stays behind (it needs a snapshot, or a larger bound) without a busy loop.
+    async fn oversized_entry(
+        &self,
+        over: append_budget::Oversized,
+        ttl: Duration,
+    ) -> RPCError<NodeId, Node, RaftError<NodeId>> {
+        metrics::counter!(m::RAFT_RPC_TOTAL, "rpc" => "append", "result" => "payload_too_large")
+            .increment(1);
+        tracing::error!(
+            target = self.target,
+            addr = %self.addr,
+            error = %over,
+            "log entry too large to replicate to this core"
+        );
+        tokio::time::sleep(ttl / 2).await;
+        RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1).with_source_error(&over))
     }
 
     /// The failure for a reply that is not of the expected kind (`Error` included).
@@ -414,9 +513,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
-        let last_sent = append_budget::trim(&mut rpc.entries, append_budget::APPEND_BYTES);
-        let kind = request::Kind::Append(conv::append_request_to_proto(&rpc));
         let ttl = option.hard_ttl();
+        let frame_bound = self.net.shared.rpc_bytes;
+        let last_sent =
+            match append_budget::trim(&mut rpc.entries, append_budget::APPEND_BYTES, frame_bound) {
+                Ok(Some((last, bound))) => {
+                    metrics::counter!(m::RAFT_APPEND_TRIMMED_TOTAL, "bound" => bound.label())
+                        .increment(1);
+                    Some(last)
+                }
+                Ok(None) => None,
+                Err(over) => return Err(self.oversized_entry(over, ttl).await),
+            };
+        let kind = request::Kind::Append(conv::append_request_to_proto(&rpc));
         self.send(
             "append",
             RPCTypes::AppendEntries,

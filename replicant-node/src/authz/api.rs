@@ -23,7 +23,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get};
-use core_node::api::MAX_OPS_PER_ENTRY;
+use core_node::api::split_entries;
 use meshmq_proto::tables::{
     AuthzCacheClear, AuthzRule, AuthzRules, AuthzRulesDelete, AuthzRulesKind, AuthzRulesSet,
     op::Kind, op_result::Outcome,
@@ -212,12 +212,11 @@ fn row(kind: AuthzRulesKind, key: &str, rules: &[RuleJson]) -> Result<AuthzRules
     })
 }
 
-/// Commits `kinds` in entries of at most `MAX_OPS_PER_ENTRY` ops; 204, 400 on a
-/// rejection, 503 when the cores could not commit.
+/// Commits `kinds` in entries of at most `MAX_OPS_PER_ENTRY` ops and `MAX_ENTRY_BYTES`
+/// bytes; 204, 400 on a rejection, 503 when the cores could not commit.
 async fn commit(ctx: &Ctx, ops: Vec<Kind>) -> Result<Response, ApiError> {
-    let mut ops = ops.into_iter().map(cluster::op).peekable();
-    while ops.peek().is_some() {
-        let chunk: Vec<_> = ops.by_ref().take(MAX_OPS_PER_ENTRY).collect();
+    let ops: Vec<_> = ops.into_iter().map(cluster::op).collect();
+    for chunk in split_entries(ops) {
         let outcomes = cluster::try_transact(&ctx.tables, chunk)
             .await
             .map_err(|e| unavailable(format!("the cores could not commit: {e}")))?;

@@ -1,10 +1,11 @@
 //! Committing the table rows of a SUBSCRIBE or UNSUBSCRIBE, filter by filter: in
-//! transactions of at most `MAX_OPS_PER_ENTRY` ops (a packet may carry more filters than one
-//! transaction takes; one filter's ops are never split), each filter told apart as
+//! transactions of at most `MAX_OPS_PER_ENTRY` ops and `MAX_ENTRY_BYTES` bytes of ops (a
+//! packet may carry more filters than one transaction takes; one filter's ops are never
+//! split, and a filter whose ops alone pass the byte bound goes alone and is refused), each filter told apart as
 //! committed, refused, or of unknown outcome (the transaction timed out: it may still
 //! commit), so that the acknowledgement can say per filter what happened.
 
-use core_node::api::{MAX_OPS_PER_ENTRY, TransactError};
+use core_node::api::{self, MAX_ENTRY_BYTES, MAX_OPS_PER_ENTRY, TransactError};
 use meshmq_proto::tables::{Op, op_result::Outcome};
 
 use crate::cluster;
@@ -36,10 +37,14 @@ pub(super) async fn commit_in_chunks<T>(
     while pending.peek().is_some() {
         let mut chunk = Vec::new();
         let mut n = 0;
-        while let Some(item) =
-            pending.next_if(|i| chunk.is_empty() || n + ops_of(i).len() <= MAX_OPS_PER_ENTRY)
-        {
+        let mut bytes = 0;
+        while let Some(item) = pending.next_if(|i| {
+            chunk.is_empty()
+                || (n + ops_of(i).len() <= MAX_OPS_PER_ENTRY
+                    && bytes + api::batch_bytes(ops_of(i)) <= MAX_ENTRY_BYTES)
+        }) {
             n += ops_of(&item).len();
+            bytes += api::batch_bytes(ops_of(&item));
             chunk.push(item);
         }
         let ops: Vec<Op> = chunk

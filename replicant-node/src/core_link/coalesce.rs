@@ -8,7 +8,8 @@
 //! Semantics kept: each caller's ops are contiguous and in order inside the entry, so they
 //! still apply atomically and in order; results are per op. An error of the combined request
 //! (unavailable, ...) is every caller's error, exactly as if each had sent its ops alone at
-//! that moment. Never more than [`MAX_OPS_PER_ENTRY`] ops per request.
+//! that moment. Never more than [`MAX_OPS_PER_ENTRY`] ops nor [`MAX_ENTRY_BYTES`] bytes of
+//! ops per request (a caller over either never gets here: `transact` refuses it).
 //!
 //! An unknown outcome (`Timeout`: the core died or the reply was lost after the request
 //! left) is split per caller: callers whose ops may be applied twice (see `resend`) are
@@ -20,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use core_node::api::{Committed, MAX_OPS_PER_ENTRY, TransactError};
+use core_node::api::{Committed, MAX_ENTRY_BYTES, MAX_OPS_PER_ENTRY, TransactError};
 use meshmq_proto::tables::Op;
 use meshmq_shared::metrics as m;
 use parking_lot::Mutex;
@@ -31,6 +32,8 @@ use super::Shared;
 /// One queued caller.
 struct Waiter {
     ops: Vec<Op>,
+    /// Encoded bytes of `ops` (`core_node::api::batch_bytes`).
+    bytes: usize,
     done: oneshot::Sender<Result<Committed, TransactError>>,
     /// Its ops may be sent again after an unknown outcome (`resend::resend_safe`).
     resend_safe: bool,
@@ -51,13 +54,16 @@ struct State {
 }
 
 impl Coalescer {
-    /// Queues `ops`; starts a flusher if none runs. The receiver yields this caller's result.
+    /// Queues `ops` (`bytes`: their encoded bytes); starts a flusher if none runs. The
+    /// receiver yields this caller's result.
     pub(super) fn submit(
         shared: &Arc<Shared>,
         ops: Vec<Op>,
+        bytes: usize,
     ) -> oneshot::Receiver<Result<Committed, TransactError>> {
         let (done, rx) = oneshot::channel();
         let waiter = Waiter {
+            bytes,
             resend_safe: super::resend::resend_safe(&ops),
             deadline: Instant::now() + shared.transact_deadline,
             ops,
@@ -104,7 +110,7 @@ async fn flush(shared: Arc<Shared>) {
         if let Some((sent, callers)) = last
             && callers >= 2
             && !shared.transact_linger.is_zero()
-            && queued_ops(&shared) < MAX_OPS_PER_ENTRY
+            && queued_fits_one_entry(&shared)
         {
             tokio::time::sleep_until((sent + shared.transact_linger).into()).await;
         }
@@ -112,11 +118,15 @@ async fn flush(shared: Arc<Shared>) {
             let mut st = shared.coalescer.state.lock();
             let mut batch = Vec::new();
             let mut n = 0;
+            let mut bytes = 0;
             while let Some(w) = st.queue.front() {
-                if !batch.is_empty() && n + w.ops.len() > MAX_OPS_PER_ENTRY {
+                if !batch.is_empty()
+                    && (n + w.ops.len() > MAX_OPS_PER_ENTRY || bytes + w.bytes > MAX_ENTRY_BYTES)
+                {
                     break;
                 }
                 n += w.ops.len();
+                bytes += w.bytes;
                 batch.extend(st.queue.pop_front());
             }
             if batch.is_empty() {
@@ -168,10 +178,13 @@ async fn flush(shared: Arc<Shared>) {
     }
 }
 
-/// Ops waiting in the queue.
-fn queued_ops(shared: &Shared) -> usize {
+/// Whether what waits in the queue still fits one entry (in ops and bytes): only then is
+/// lingering worth it (a full entry's worth goes at once).
+fn queued_fits_one_entry(shared: &Shared) -> bool {
     let st = shared.coalescer.state.lock();
-    st.queue.iter().map(|w| w.ops.len()).sum()
+    let ops: usize = st.queue.iter().map(|w| w.ops.len()).sum();
+    let bytes: usize = st.queue.iter().map(|w| w.bytes).sum();
+    ops < MAX_OPS_PER_ENTRY && bytes < MAX_ENTRY_BYTES
 }
 
 /// After an unknown outcome: callers whose ops may be applied twice go back to the front of

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use core_node::api::{self, Committed, MAX_OPS_PER_ENTRY, TransactError};
+use core_node::api::{self, Committed, MAX_ENTRY_BYTES, MAX_OPS_PER_ENTRY, TransactError};
 use meshmq_proto::core::{Request, Response, TransactRequest, request, response};
 use meshmq_proto::tables::{Batch, Op};
 use meshmq_shared::metrics as m;
@@ -42,7 +42,9 @@ enum Failed {
 impl CoreLink {
     /// Commits `ops` as one log entry and waits until the local replica applied it.
     ///
-    /// Refuses more than [`MAX_OPS_PER_ENTRY`] ops. Retries on `NotLeader`, `Unavailable`
+    /// Refuses more than [`MAX_OPS_PER_ENTRY`] ops or [`MAX_ENTRY_BYTES`] bytes of ops
+    /// (`Rejected`, naming the bound; split larger work first, see
+    /// `core_node::api::split_entries`). Retries on `NotLeader`, `Unavailable`
     /// and unsent requests until `transact_deadline`. [`TransactError::Timeout`] means the
     /// batch may have committed (it is never resent); it is also returned when the batch
     /// committed but the replica did not apply it in time.
@@ -51,10 +53,11 @@ impl CoreLink {
     /// own ops' results, in order.
     pub async fn transact(&self, ops: Vec<Op>) -> Result<Committed, TransactError> {
         let started = Instant::now();
-        let result = if ops.is_empty() || ops.len() > MAX_OPS_PER_ENTRY {
+        let bytes = api::batch_bytes(&ops);
+        let result = if ops.is_empty() || ops.len() > MAX_OPS_PER_ENTRY || bytes > MAX_ENTRY_BYTES {
             self.shared.transact_one(ops).await
         } else {
-            super::coalesce::Coalescer::submit(&self.shared, ops)
+            super::coalesce::Coalescer::submit(&self.shared, ops, bytes)
                 .await
                 .unwrap_or_else(|_| Err(TransactError::Unavailable("core link stopped".into())))
         };
@@ -90,11 +93,8 @@ impl Shared {
         ops: Vec<Op>,
         deadline: Instant,
     ) -> (Result<Committed, TransactError>, &'static str) {
-        if ops.len() > MAX_OPS_PER_ENTRY {
-            let e = TransactError::Rejected(format!(
-                "{} ops in one transaction, at most {MAX_OPS_PER_ENTRY}",
-                ops.len()
-            ));
+        if let Err(e) = api::check_entry(&ops) {
+            tracing::warn!(ops = ops.len(), error = %e, "transaction refused before sending");
             return (Err(e), "rejected");
         }
         let req = Request {

@@ -7,7 +7,8 @@
 //! majority), [`replication`] (writes through any replicant are seen everywhere;
 //! a 100 000-op burst converges), [`failover`] (leader loss is invisible to replicants and
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
-//! the log was purged; it switches core and resumes), [`authn_api`] (users imported
+//! the log was purged; it switches core and resumes), [`entry_bytes`] (transactions larger
+//! than one log entry together are split at the entry byte bound), [`authn_api`] (users imported
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
@@ -26,6 +27,7 @@ mod authn_api;
 mod authz;
 mod banned;
 mod catchup;
+mod entry_bytes;
 mod evacuation;
 mod evacuation_restart;
 mod failover;

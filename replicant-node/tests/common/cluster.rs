@@ -38,6 +38,7 @@ pub fn fast_timings() -> RaftTimings {
         election_max: ELECTION_MAX,
         snapshot_every: 1_000_000,
         keep_after_snapshot: 1_000_000,
+        ..RaftTimings::default()
     }
 }
 
