@@ -55,6 +55,7 @@ async fn start_core(dir: &std::path::Path) -> Arc<CoreNode> {
             election_max: Duration::from_millis(600),
             snapshot_every: 50,
             keep_after_snapshot: 10,
+            ..RaftTimings::default()
         },
         group_commit: GroupCommit::default(),
         follow: FollowLimits {

@@ -85,6 +85,7 @@ async fn start(
         certs: certs::CertPaths::in_dir(&dir.join("certs"), &format!("core-{id}")),
         timings,
         group_commit,
+        follow: core_node::node::follow::FollowLimits::default(),
     })
     .await
     .expect("core starts")
@@ -194,6 +195,7 @@ impl Group {
                 ),
                 timings: self.timings,
                 group_commit: GroupCommit::default(),
+                follow: core_node::node::follow::FollowLimits::default(),
             };
             match CoreNode::start(cfg).await {
                 Ok(core) => break core,
