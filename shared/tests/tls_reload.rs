@@ -11,6 +11,7 @@ use meshmq_shared::config::tls::{PeerCertAs, SslOptions, Verify};
 use meshmq_shared::tls::identity::{common_name, peer_cert_value, subject_dn};
 use meshmq_shared::tls::{ServerTls, TlsLoadError};
 use rustls::HandshakeKind;
+use std::sync::Arc;
 use tls_common::*;
 
 const MQTT: &[&str] = &["mqtt"];
@@ -247,17 +248,15 @@ async fn identity_values_from_client_certificate() {
     );
 }
 
-#[tokio::test]
-async fn new_crl_stops_resumption_of_revoked_client() {
-    let pki = Pki::new("root");
-    let crl = pki.ca.write_crl(pki.dir.path(), "root", &[]).unwrap();
-    let opts = SslOptions {
-        crlfile: vec![crl],
-        ..pki.mtls_options(Verify::Required)
-    };
-    let tls = ServerTls::load(&opts, MQTT).unwrap();
+/// A listener with `opts` (mutual TLS), and a client of `pki`'s CA whose second connection
+/// resumed the first one's session: (listener TLS, server, client chain, client config).
+async fn resumed_mtls_client(
+    pki: &Pki,
+    opts: &SslOptions,
+) -> (Arc<ServerTls>, Server, String, Arc<rustls::ClientConfig>) {
+    let tls = ServerTls::load(opts, MQTT).unwrap();
     let server = Server::start(tls.clone()).await;
-    let (chain, key) = pki.ca.client("soon-revoked").unwrap();
+    let (chain, key) = pki.ca.client("device").unwrap();
     let (config, _) = client_config(&ClientOpts {
         cert: Some((&chain, &key)),
         ..ClientOpts::new(pki.ca.ca_pem())
@@ -269,6 +268,18 @@ async fn new_crl_stops_resumption_of_revoked_client() {
         .await
         .unwrap();
     assert_eq!(kind(&resumed), Some(HandshakeKind::Resumed));
+    (tls, server, chain, config)
+}
+
+#[tokio::test]
+async fn new_crl_stops_resumption_of_revoked_client() {
+    let pki = Pki::new("root");
+    let crl = pki.ca.write_crl(pki.dir.path(), "root", &[]).unwrap();
+    let opts = SslOptions {
+        crlfile: vec![crl],
+        ..pki.mtls_options(Verify::Required)
+    };
+    let (tls, server, chain, config) = resumed_mtls_client(&pki, &opts).await;
 
     pki.ca.write_crl(pki.dir.path(), "root", &[&chain]).unwrap();
     assert!(tls.reload().unwrap());
@@ -290,20 +301,7 @@ async fn expired_crl_stops_resumption() {
         crlfile: vec![crl],
         ..pki.mtls_options(Verify::Required)
     };
-    let tls = ServerTls::load(&opts, MQTT).unwrap();
-    let server = Server::start(tls.clone()).await;
-    let (chain, key) = pki.ca.client("device").unwrap();
-    let (config, _) = client_config(&ClientOpts {
-        cert: Some((&chain, &key)),
-        ..ClientOpts::new(pki.ca.ca_pem())
-    });
-    connect(server.addr, "localhost", config.clone())
-        .await
-        .unwrap();
-    let resumed = connect(server.addr, "localhost", config.clone())
-        .await
-        .unwrap();
-    assert_eq!(kind(&resumed), Some(HandshakeKind::Resumed));
+    let (tls, server, _, config) = resumed_mtls_client(&pki, &opts).await;
     // Accepted now (the server takes its configuration at accept), handshake after expiry.
     let early = tokio::net::TcpStream::connect(server.addr).await.unwrap();
 

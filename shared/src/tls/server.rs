@@ -128,8 +128,7 @@ impl ServerTls {
         };
         let mut config = (*current.config).clone();
         resumption.apply(&mut config);
-        let (config, resumption) = (Arc::new(config), resumption);
-        current.config = config;
+        current.config = Arc::new(config);
         current.resumption = resumption;
         self.sessions_end_at.store(next, Ordering::Release);
         tracing::warn!(
