@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 
 use rustls::pki_types::CertificateRevocationListDer;
-use time::OffsetDateTime;
 use x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -23,7 +22,6 @@ use super::TlsLoadError;
 pub(crate) fn latest_per_issuer(
     crls: Vec<(PathBuf, CertificateRevocationListDer<'static>)>,
 ) -> Result<(Vec<CertificateRevocationListDer<'static>>, Vec<i64>), TlsLoadError> {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
     let mut kept: Vec<(Key, CertificateRevocationListDer<'static>)> = Vec::new();
     for (file, der) in crls {
         let k = key_of(&der).map_err(|reason| TlsLoadError::Parse {
@@ -32,7 +30,7 @@ pub(crate) fn latest_per_issuer(
         })?;
         match kept.iter_mut().find(|(other, _)| other.scope == k.scope) {
             Some(slot) => {
-                if k.newer_than(&slot.0, now) {
+                if k.newer_than(&slot.0) {
                     *slot = (k, der);
                 }
             }
@@ -57,12 +55,13 @@ struct Key {
 }
 
 impl Key {
-    /// Newer: already valid (`thisUpdate` not in the future, as OpenSSL requires), then the
-    /// later `thisUpdate`, then the higher `crlNumber`.
-    fn newer_than(&self, other: &Key, now: i64) -> bool {
+    /// Newer: the later `thisUpdate`, then the higher `crlNumber`. A `thisUpdate` a little in
+    /// the future (the CA's clock ahead) still wins: passing over the newest list would keep
+    /// its revocations out until a reload.
+    fn newer_than(&self, other: &Key) -> bool {
         let rank = |k: &Key| {
             let digits: Vec<u8> = k.number.iter().copied().skip_while(|b| *b == 0).collect();
-            (k.this_update <= now, k.this_update, digits.len(), digits)
+            (k.this_update, digits.len(), digits)
         };
         rank(self) > rank(other)
     }

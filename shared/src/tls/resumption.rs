@@ -78,10 +78,34 @@ impl Resumption {
                 config.send_tls13_tickets = 1;
             }
             _ => {
+                config.ticketer = Arc::new(NoTickets);
                 config.session_storage = Arc::new(NoServerSessionStorage {});
                 config.send_tls13_tickets = 0;
             }
         }
+    }
+}
+
+/// No tickets issued or opened (what a configuration without resumption uses, also when
+/// it was copied from one that had keys).
+#[derive(Debug)]
+struct NoTickets;
+
+impl ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
     }
 }
 
