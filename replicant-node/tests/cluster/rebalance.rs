@@ -160,7 +160,7 @@ async fn rebalance_moves_3000_clients_from_r1_until_within_thresholds() {
             .read(|t| ["r1", "r2", "r3"].map(|n| node_counts(t, n).0))
     };
     let agree = wait_until(Duration::from_secs(30), || {
-        [&r1, &r2, &r3].iter().all(|r| connected_rows(*r) == conns)
+        [&r1, &r2, &r3].iter().all(|r| connected_rows(r) == conns)
     })
     .await;
     assert!(agree, "{conns:?} vs {:?}", connected_rows(&r3));
