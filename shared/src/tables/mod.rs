@@ -28,6 +28,9 @@ mod node_counts;
 #[cfg(test)]
 mod node_counts_tests;
 mod nodes;
+mod projection;
+#[cfg(test)]
+mod projection_tests;
 mod registry;
 mod retained;
 pub mod retained_quota;

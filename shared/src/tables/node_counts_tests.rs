@@ -11,10 +11,10 @@ use proptest::prelude::*;
 use super::tests::{apply_ok, op};
 use super::{Held, Tables};
 
-const NODES: [&str; 3] = ["r1", "r2", "r3"];
+pub(super) const NODES: [&str; 3] = ["r1", "r2", "r3"];
 const CLIENTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
-fn up(node: &str, incarnation: u64) -> Op {
+pub(super) fn up(node: &str, incarnation: u64) -> Op {
     op(Kind::NodeUp(NodeUp {
         node: node.into(),
         addr: format!("{node}:1883"),
@@ -24,7 +24,7 @@ fn up(node: &str, incarnation: u64) -> Op {
     }))
 }
 
-fn claim_at(client: &str, node: &str, incarnation: u64, clean: bool, now_ms: u64) -> Op {
+pub(super) fn claim_at(client: &str, node: &str, incarnation: u64, clean: bool, now_ms: u64) -> Op {
     op(Kind::RegistryClaim(RegistryClaim {
         client_id: client.into(),
         node: node.into(),
@@ -36,7 +36,7 @@ fn claim_at(client: &str, node: &str, incarnation: u64, clean: bool, now_ms: u64
     }))
 }
 
-fn disconnect(client: &str, generation: u64, now_ms: u64) -> Op {
+pub(super) fn disconnect(client: &str, generation: u64, now_ms: u64) -> Op {
     op(Kind::RegistryDisconnect(RegistryDisconnect {
         client_id: client.into(),
         generation,
@@ -52,14 +52,14 @@ fn remove(client: &str, generation: u64) -> Op {
     }))
 }
 
-fn purge(node: &str, incarnation: u64) -> Op {
+pub(super) fn purge(node: &str, incarnation: u64) -> Op {
     op(Kind::NodePurge(NodePurge {
         node: node.into(),
         incarnation,
     }))
 }
 
-fn generation(t: &Tables, client: &str) -> u64 {
+pub(super) fn generation(t: &Tables, client: &str) -> u64 {
     t.registry(client).map_or(0, |r| r.generation)
 }
 
@@ -192,7 +192,7 @@ fn restore_recomputes_counts_instead_of_trusting_the_snapshot() {
 
 /// One step of a random history; client and node names are indexes into the lists above.
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     Up {
         node: usize,
         incarnation: u64,
@@ -221,7 +221,7 @@ enum Step {
     },
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(super) fn step() -> impl Strategy<Value = Step> {
     let node = 0..NODES.len();
     let client = 0..CLIENTS.len();
     prop_oneof![
@@ -242,7 +242,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn to_op(t: &Tables, step: &Step, now_ms: u64) -> Op {
+pub(super) fn to_op(t: &Tables, step: &Step, now_ms: u64) -> Op {
     let gen_of = |client: usize, stale: bool| {
         generation(t, CLIENTS[client]).saturating_sub(u64::from(stale))
     };
