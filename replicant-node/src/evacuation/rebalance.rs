@@ -1,6 +1,6 @@
 //! Cluster load rebalance (EMQX `load_rebalance/{node}/start` semantics): from the
-//! connection and session counts of the chosen replicants (the registry, replicated
-//! everywhere), donors are the nodes above the average beyond both the absolute and the
+//! connection and session counts of the chosen replicants (their `nodes` rows, which apply
+//! keeps equal to what each node holds in the registry), donors are the nodes above the average beyond both the absolute and the
 //! relative threshold (for connections or for sessions). Each donor gets a partial
 //! evacuation in its `nodes` row — goals = the averages, targets = the other nodes, no
 //! Server Reference — and runs it like an evacuation: health check 503, CONNECTs refused
@@ -19,6 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use meshmq_proto::tables::{self, NodeRole, NodeState, NodeStatus, Op, op, op_result::Outcome};
+use meshmq_shared::tables::Tables;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -204,16 +205,7 @@ pub(super) async fn start(
         abs_sess: req.abs_sess_threshold.unwrap_or(DEFAULT_ABS),
         rel_sess: req.rel_sess_threshold.unwrap_or(DEFAULT_REL),
     };
-    let counts = ctx.tables.core.read(|tb| {
-        let all = tb.registry_counts();
-        nodes
-            .iter()
-            .map(|n| {
-                let (c, s) = all.get(n).copied().unwrap_or_default();
-                (n.clone(), c, s)
-            })
-            .collect::<Vec<_>>()
-    });
+    let counts = ctx.tables.core.read(|tb| node_counts(tb, &nodes));
     let d = decide(counts, t);
     let counts_json: serde_json::Value = d
         .counts
@@ -252,6 +244,20 @@ pub(super) async fn start(
         "counts": counts_json,
     });
     (StatusCode::OK, Json(body)).into_response()
+}
+
+/// (node, connected clients, sessions held) of each of `nodes`, read from their node rows
+/// (O(1) per node, no registry scan); a node without a row counts 0.
+pub fn node_counts(tb: &Tables, nodes: &[String]) -> Vec<(String, u64, u64)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let (c, s) = tb
+                .node(n)
+                .map_or((0, 0), |r| (r.connected_clients, r.sessions));
+            (n.clone(), c, s)
+        })
+        .collect()
 }
 
 /// Writes the donors' plan in one transaction; if any donor was not RUNNING, the others
@@ -395,6 +401,63 @@ mod tests {
         );
         assert_eq!(d.donors, ["r1"]);
         assert_eq!(d.sess_goal, 300);
+    }
+
+    fn apply(t: &mut Tables, kind: op::Kind) {
+        let index = t.applied_index() + 1;
+        let r = t.apply(index, &Op { kind: Some(kind) });
+        assert!(meshmq_shared::tables::rejection(&r).is_none(), "{r:?}");
+    }
+
+    fn claim(t: &mut Tables, client: &str, node: &str) {
+        apply(
+            t,
+            op::Kind::RegistryClaim(tables::RegistryClaim {
+                client_id: client.into(),
+                node: node.into(),
+                incarnation: 1,
+                session_expiry_secs: 60,
+                protocol_level: 5,
+                ..Default::default()
+            }),
+        );
+    }
+
+    #[test]
+    fn counts_come_from_the_node_rows() {
+        let mut tb = Tables::new();
+        for n in ["r1", "r2"] {
+            apply(
+                &mut tb,
+                op::Kind::NodeUp(tables::NodeUp {
+                    node: n.into(),
+                    role: NodeRole::Replicant as i32,
+                    incarnation: 1,
+                    ..Default::default()
+                }),
+            );
+        }
+        for c in ["a", "b", "c"] {
+            claim(&mut tb, c, "r1");
+        }
+        claim(&mut tb, "d", "r2");
+        let generation = tb.registry("d").map_or(0, |r| r.generation);
+        apply(
+            &mut tb,
+            op::Kind::RegistryDisconnect(tables::RegistryDisconnect {
+                client_id: "d".into(),
+                generation,
+                session_expiry_secs: 60,
+                now_ms: 1,
+            }),
+        );
+        // Takeover: c moves from r1 to r2.
+        claim(&mut tb, "c", "r2");
+        let nodes = ["r1", "r2", "gone"].map(String::from);
+        assert_eq!(
+            node_counts(&tb, &nodes),
+            counts(&[("r1", 2, 2), ("r2", 1, 2), ("gone", 0, 0)])
+        );
     }
 
     #[test]

@@ -45,6 +45,12 @@ async fn evicted_then_moved(
     RawClient::connect(to, version, &id).await
 }
 
+/// (connected clients, sessions) in `node`'s row of a replica.
+fn node_counts(t: &meshmq_shared::tables::Tables, node: &str) -> (u64, u64) {
+    t.node(node)
+        .map_or((0, 0), |r| (r.connected_clients, r.sessions))
+}
+
 fn within_thresholds(conns: &[u64]) -> bool {
     let avg = conns.iter().sum::<u64>() as f64 / conns.len() as f64;
     conns
@@ -87,6 +93,12 @@ async fn rebalance_moves_3000_clients_from_r1_until_within_thresholds() {
     })
     .await;
     assert!(replicated, "r2's replica has every registry row");
+    // The counts the planner reads: r1's row on r2's replica counts r1's clients.
+    let counted = wait_until(Duration::from_secs(30), || {
+        r2.core().read(|t| node_counts(t, "r1")) == (N as u64, N as u64)
+    })
+    .await;
+    assert!(counted, "{:?}", r2.core().read(|t| node_counts(t, "r1")));
 
     let (code, answer) = http_post(http(&r1), &format!("{API}/r2/stop"), "").await;
     assert_eq!(code, 400, "nothing to stop yet: {answer}");
@@ -142,6 +154,16 @@ async fn rebalance_moves_3000_clients_from_r1_until_within_thresholds() {
     );
     assert_eq!(conns[0], (N / 3) as u64, "r1 evicted down to the average");
     assert!(within_thresholds(&conns), "{conns:?}");
+    // Every replica's node rows agree with the nodes' own connection counts.
+    let connected_rows = |r: &replicant_node::BrokerHandle| {
+        r.core()
+            .read(|t| ["r1", "r2", "r3"].map(|n| node_counts(t, n).0))
+    };
+    let agree = wait_until(Duration::from_secs(30), || {
+        [&r1, &r2, &r3].iter().all(|r| connected_rows(r) == conns)
+    })
+    .await;
+    assert!(agree, "{conns:?} vs {:?}", connected_rows(&r3));
     let (code, answer) = http_post(http(&r3), &format!("{API}/r3/start"), &body).await;
     assert_eq!(code, 400, "balanced now: {answer}");
     assert!(answer.contains("nothing to balance"), "{answer}");

@@ -1,7 +1,7 @@
 //! [`Tables::apply`]: the dispatch of one [`Op`] to the table rules, and the rules that span
 //! tables (a claim with clean start clears subscriptions, a purge drops a node's rows
 //! everywhere but in `subscriptions` and the disconnected `registry` rows, routes need a
-//! known node).
+//! known node, a node row carries what its node holds in the registry).
 //!
 //! Owns the order of checks inside an op: every check runs before the first write, so a
 //! rejected op leaves the state exactly as it was. It must never read anything but its
@@ -88,7 +88,11 @@ impl Tables {
             Kind::NodeStatus(op) => self.nodes.set_status(op).and_then(|()| done()),
             Kind::NodePurge(op) => self.node_purge(op),
             Kind::RegistryClaim(op) => self.registry_claim(op, at.first_generation()),
-            Kind::RegistryDisconnect(op) => self.registry.disconnect(op).and_then(|()| done()),
+            Kind::RegistryDisconnect(op) => {
+                let node = self.registry.disconnect(op)?;
+                self.sync_held(&node);
+                done()
+            }
             Kind::RegistryRemove(op) => self.registry_remove(op),
             Kind::SubscriptionSet(op) => self.subscription_set(op),
             Kind::SubscriptionRemove(op) => {
@@ -188,13 +192,22 @@ impl Tables {
         }
     }
 
-    /// `NodeUp`; a new incarnation drops what the previous process of that node held.
+    /// Copies what `node` holds in the registry into its node row (if it has one): called
+    /// after every op that adds, drops or disconnects a registry row of `node`.
+    fn sync_held(&mut self, node: &str) {
+        self.nodes.set_held(node, self.registry.held(node));
+    }
+
+    /// `NodeUp`; a new incarnation drops what the previous process of that node held. The
+    /// row (new or refreshed) gets what the node holds in the registry: a node announcing
+    /// itself again after a purge finds its disconnected sessions counted.
     fn node_up(&mut self, op: &NodeUp) -> Applying {
         if let UpOutcome::NewIncarnation { new } = self.nodes.up(op)? {
             self.routes.purge_node(&op.node);
             self.shared.purge_node(&op.node);
             self.registry.purge_node(&op.node, new.saturating_sub(1));
         }
+        self.sync_held(&op.node);
         done()
     }
 
@@ -209,6 +222,7 @@ impl Tables {
         self.routes.purge_node(&op.node);
         self.shared.purge_node(&op.node);
         self.registry.purge_node(&op.node, op.incarnation);
+        // Its disconnected rows stay in the registry, counted again if the node comes back.
         self.nodes.remove(&op.node);
         done()
     }
@@ -224,13 +238,18 @@ impl Tables {
         if outcome.clear_subscriptions {
             self.subscriptions.clear(&op.client_id);
         }
+        if let Some(previous) = &outcome.claimed.previous {
+            self.sync_held(&previous.node);
+        }
+        self.sync_held(&op.node);
         Ok(Outcome::Claimed(outcome.claimed))
     }
 
     /// `RegistryRemove`: the session ended, its subscriptions go with it.
     fn registry_remove(&mut self, op: &RegistryRemove) -> Applying {
-        self.registry.remove(op)?;
+        let row = self.registry.remove(op)?;
         self.subscriptions.clear(&op.client_id);
+        self.sync_held(&row.node);
         done()
     }
 

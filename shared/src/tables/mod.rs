@@ -24,7 +24,13 @@ pub mod banned;
 mod banned_tests;
 #[cfg(test)]
 mod cluster_tests;
+mod node_counts;
+#[cfg(test)]
+mod node_counts_tests;
 mod nodes;
+mod projection;
+#[cfg(test)]
+mod projection_tests;
 mod registry;
 mod retained;
 pub mod retained_quota;
@@ -48,6 +54,7 @@ pub use meshmq_proto::tables::{
     AuthUser, AuthzRule, AuthzRules, AuthzRulesKind, BannedAs, BannedRow, Batch, Op, RegistryRow,
     RetainedMessage, SubOptions,
 };
+pub use node_counts::Held;
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 
 /// All cluster tables with their indexes; see the module doc.
@@ -186,10 +193,11 @@ impl Tables {
         self.registry.get(client_id)
     }
 
-    /// Per node: (connected clients, sessions held), counted over the whole registry
-    /// (cost follows the registry size: for operators' decisions, not per packet).
-    pub fn registry_counts(&self) -> hashbrown::HashMap<String, (u64, u64)> {
-        self.registry.counts_by_node()
+    /// What `node` holds in the registry: connected rows and all rows (O(1)). The same
+    /// figures as its node row's `connected_clients` and `sessions`, but also for an owner
+    /// that has no node row (a purged node's disconnected sessions).
+    pub fn held_by(&self, node: &str) -> Held {
+        self.registry.held(node)
     }
 
     /// Number of registry rows.
@@ -306,7 +314,8 @@ impl Tables {
     /// Rebuilds the tables and their indexes from a snapshot; `from_snapshot(&t.snapshot())`
     /// equals `t`. The snapshot comes from another node: rows that apply could never have
     /// stored (empty ids, invalid topics or filters, out-of-range values) are skipped, never
-    /// a panic.
+    /// a panic, and the node rows' counts are recomputed from the registry rows kept (the
+    /// snapshot's figures are ignored).
     pub fn from_snapshot(snapshot: &Snapshot) -> Self {
         let mut tables = Self::new();
         tables.applied_index = snapshot.applied_index;
@@ -321,6 +330,8 @@ impl Tables {
         tables
             .authz_rules
             .restore(&snapshot.authz_rules, snapshot.authz_epoch);
+        let registry = &tables.registry;
+        tables.nodes.set_all_held(|node| registry.held(node));
         tables
     }
 }

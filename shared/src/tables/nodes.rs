@@ -1,14 +1,18 @@
 //! The `nodes` table: node id → address, role, incarnation, state.
 //!
 //! Owns the node rows and the incarnation rules (a lower incarnation never overwrites a
-//! higher one). It must never touch the rows other tables hold for a node: dropping those is
-//! decided in `apply` (`NodeUp` with a new incarnation, `NodePurge`).
+//! higher one). A row's `connected_clients` and `sessions` are copies of what the registry
+//! counts for the node: `apply` writes them ([`Nodes::set_held`]) after every op that
+//! changes a registry row, and this table never computes them. It must never touch the rows
+//! other tables hold for a node: dropping those is decided in `apply` (`NodeUp` with a new
+//! incarnation, `NodePurge`).
 
 use hashbrown::HashMap;
 use meshmq_proto::tables::{
     NodeRole, NodeRow, NodeState, NodeStatus, NodeUp, RejectReason, Rejected,
 };
 
+use super::node_counts::Held;
 use super::{invalid, reject};
 
 /// What `NodeUp` did, so that apply can drop an older incarnation's rows.
@@ -96,6 +100,9 @@ impl Nodes {
                 incarnation: op.incarnation,
                 status: status as i32,
                 evacuation,
+                // Set by apply right after (what the registry counts for this node).
+                connected_clients: 0,
+                sessions: 0,
             },
         );
         Ok(outcome)
@@ -141,6 +148,24 @@ impl Nodes {
             None
         };
         Ok(())
+    }
+
+    /// Writes what `node` holds in the registry into its row, if it has one.
+    pub(super) fn set_held(&mut self, node: &str, held: Held) {
+        if let Some(row) = self.rows.get_mut(node) {
+            row.connected_clients = held.connected;
+            row.sessions = held.sessions;
+        }
+    }
+
+    /// Writes `held(node)` into every row (after a restore: a peer's figures are not
+    /// trusted).
+    pub(super) fn set_all_held(&mut self, held: impl Fn(&str) -> Held) {
+        for row in self.rows.values_mut() {
+            let h = held(&row.node);
+            row.connected_clients = h.connected;
+            row.sessions = h.sessions;
+        }
     }
 
     /// Checks that a purge of `node` up to `incarnation` is not stale.

@@ -2,9 +2,10 @@
 //!
 //! Owns the claim / disconnect / remove rules: a claim always wins and bumps the
 //! generation; a disconnect or remove naming another generation is stale and rejected, so a
-//! late message of an old connection can never end the session of the new one. It must
-//! never touch the `subscriptions` table itself: it reports whether the claim must clear
-//! them and `apply` does it in the same op.
+//! late message of an old connection can never end the session of the new one. Keeps the
+//! per-owner counts ([`OwnerCounts`]) in step with every row it inserts, changes or drops.
+//! It must never touch the `subscriptions` table itself: it reports whether the claim must
+//! clear them and `apply` does it in the same op.
 
 use hashbrown::HashMap;
 use meshmq_proto::tables::{
@@ -12,6 +13,7 @@ use meshmq_proto::tables::{
     RegistryRow, RejectReason, Rejected,
 };
 
+use super::node_counts::{Held, OwnerCounts};
 use super::{invalid, reject};
 
 /// `session_expiry_secs` meaning "never expires" (MQTT 5.0 3.1.2.11.2).
@@ -33,6 +35,8 @@ pub(super) struct ClaimOutcome {
 pub(super) struct Registry {
     /// Client id → row.
     rows: HashMap<String, RegistryRow>,
+    /// Owner node → rows it holds (connected, all); follows `rows` on every change.
+    owners: OwnerCounts,
 }
 
 /// Whether the session of `row` still exists at `now_ms`.
@@ -55,18 +59,25 @@ impl Registry {
         self.rows.get(client_id)
     }
 
-    /// Number of rows.
-    /// Per node: (connected clients, sessions held), from every row.
-    pub(super) fn counts_by_node(&self) -> HashMap<String, (u64, u64)> {
-        let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+    /// What `node` holds: its connected rows and all its rows (O(1), no scan).
+    pub(super) fn held(&self, node: &str) -> Held {
+        self.owners.get(node)
+    }
+
+    /// Per node, what it holds, counted by scanning every row: the reference the
+    /// incremental counts are tested against.
+    #[cfg(test)]
+    pub(super) fn scan_held(&self) -> HashMap<String, Held> {
+        let mut out: HashMap<String, Held> = HashMap::new();
         for row in self.rows.values() {
-            let c = out.entry(row.node.clone()).or_default();
-            c.0 += u64::from(row.connected);
-            c.1 += 1;
+            let held = out.entry(row.node.clone()).or_default();
+            held.connected += u64::from(row.connected);
+            held.sessions += 1;
         }
         out
     }
 
+    /// Number of rows.
     pub(super) fn len(&self) -> usize {
         self.rows.len()
     }
@@ -122,19 +133,20 @@ impl Registry {
             }
             None => (first_generation, None, has_subscriptions, false),
         };
-        self.rows.insert(
-            op.client_id.clone(),
-            RegistryRow {
-                node: op.node.clone(),
-                incarnation: op.incarnation,
-                generation,
-                connected: true,
-                session_expiry_secs: op.session_expiry_secs,
-                protocol_level: op.protocol_level,
-                connected_at_ms: op.now_ms,
-                disconnected_at_ms: 0,
-            },
-        );
+        let row = RegistryRow {
+            node: op.node.clone(),
+            incarnation: op.incarnation,
+            generation,
+            connected: true,
+            session_expiry_secs: op.session_expiry_secs,
+            protocol_level: op.protocol_level,
+            connected_at_ms: op.now_ms,
+            disconnected_at_ms: 0,
+        };
+        self.owners.add(&row);
+        if let Some(old) = self.rows.insert(op.client_id.clone(), row) {
+            self.owners.sub(&old);
+        }
         ClaimOutcome {
             claimed: Claimed {
                 generation,
@@ -170,20 +182,28 @@ impl Registry {
         Ok(row)
     }
 
-    /// Applies `RegistryDisconnect`: the row stays, disconnected since `now_ms`.
-    pub(super) fn disconnect(&mut self, op: &RegistryDisconnect) -> Result<(), Rejected> {
+    /// Applies `RegistryDisconnect`: the row stays, disconnected since `now_ms`. Returns
+    /// the row's owner node (what it holds changed).
+    pub(super) fn disconnect(&mut self, op: &RegistryDisconnect) -> Result<String, Rejected> {
         let row = self.current_mut("RegistryDisconnect", &op.client_id, op.generation)?;
+        let was_connected = row.connected;
         row.connected = false;
         row.disconnected_at_ms = op.now_ms;
         row.session_expiry_secs = op.session_expiry_secs;
-        Ok(())
+        let node = row.node.clone();
+        if was_connected {
+            self.owners.disconnected(&node);
+        }
+        Ok(node)
     }
 
-    /// Applies `RegistryRemove` (the caller clears the subscriptions).
-    pub(super) fn remove(&mut self, op: &RegistryRemove) -> Result<(), Rejected> {
+    /// Applies `RegistryRemove` (the caller clears the subscriptions); returns the removed
+    /// row.
+    pub(super) fn remove(&mut self, op: &RegistryRemove) -> Result<RegistryRow, Rejected> {
         self.current_mut("RegistryRemove", &op.client_id, op.generation)?;
-        self.rows.remove(&op.client_id);
-        Ok(())
+        let row = self.rows.remove(&op.client_id).unwrap_or_default();
+        self.owners.sub(&row);
+        Ok(row)
     }
 
     /// Drops the connected rows owned by `node` with an incarnation at most `incarnation`
@@ -192,8 +212,13 @@ impl Registry {
     /// still sees whether the session expired while the node was down or dead.
     /// Scans the whole table: purges are rare (a node died or restarted).
     pub(super) fn purge_node(&mut self, node: &str, incarnation: u64) {
+        let owners = &mut self.owners;
         self.rows.retain(|_, row| {
-            !(row.connected && row.node == node && row.incarnation <= incarnation)
+            let dead = row.connected && row.node == node && row.incarnation <= incarnation;
+            if dead {
+                owners.sub(row);
+            }
+            !dead
         });
     }
 
@@ -216,7 +241,10 @@ impl Registry {
         for entry in entries {
             match &entry.row {
                 Some(row) if !entry.client_id.is_empty() && !row.node.is_empty() => {
-                    self.rows.insert(entry.client_id.clone(), row.clone());
+                    self.owners.add(row);
+                    if let Some(old) = self.rows.insert(entry.client_id.clone(), row.clone()) {
+                        self.owners.sub(&old);
+                    }
                 }
                 _ => {}
             }
