@@ -37,6 +37,9 @@ mod retained_walk;
 mod retained_walk_tests;
 mod routes;
 mod shared_groups;
+mod source;
+#[cfg(test)]
+mod source_tests;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -49,6 +52,7 @@ pub use meshmq_proto::tables::{
     RetainedMessage, SubOptions,
 };
 pub use retained_walk::{ChunkBudget, RetainedCursor};
+pub use source::SnapshotSource;
 
 /// All cluster tables with their indexes; see the module doc.
 ///
@@ -286,21 +290,18 @@ impl Tables {
     }
 
     /// Every row in canonical order: equal states give equal (and byte-equal encoded)
-    /// snapshots on every node.
+    /// snapshots on every node. Cost follows the number of rows; a holder that must not
+    /// stop applying meanwhile takes a [`snapshot_source`](Self::snapshot_source) instead.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            applied_index: self.applied_index,
-            nodes: self.nodes.snapshot_rows(),
-            registry: self.registry.snapshot_rows(),
-            subscriptions: self.subscriptions.snapshot_rows(),
-            routes: self.routes.snapshot_rows(),
-            shared: self.shared.snapshot_rows(),
-            retained: self.retained.snapshot_rows(),
-            auth_users: self.auth_users.snapshot_rows(),
-            banned: self.banned.snapshot_rows(),
-            authz_rules: self.authz_rules.snapshot_rows(),
-            authz_epoch: self.authz_rules.epoch,
-        }
+        self.snapshot_source().snapshot()
+    }
+
+    /// The rows as they are now, in O(number of tables): the row maps are persistent, so
+    /// the source shares them and later applies do not change it. Its
+    /// [`snapshot`](SnapshotSource::snapshot) equals what [`snapshot`](Self::snapshot)
+    /// returns now, and can be built later, elsewhere, while these tables move on.
+    pub fn snapshot_source(&self) -> SnapshotSource {
+        SnapshotSource::capture(self)
     }
 
     /// Rebuilds the tables and their indexes from a snapshot; `from_snapshot(&t.snapshot())`

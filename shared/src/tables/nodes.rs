@@ -4,7 +4,7 @@
 //! higher one). It must never touch the rows other tables hold for a node: dropping those is
 //! decided in `apply` (`NodeUp` with a new incarnation, `NodePurge`).
 
-use hashbrown::HashMap;
+use imbl::HashMap;
 use meshmq_proto::tables::{
     NodeRole, NodeRow, NodeState, NodeStatus, NodeUp, RejectReason, Rejected,
 };
@@ -23,8 +23,8 @@ pub(super) enum UpOutcome {
     },
 }
 
-/// Node rows by node id.
-#[derive(Default)]
+/// Node rows by node id (a persistent map: a snapshot clones it in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct Nodes {
     /// Node id → row (the row repeats the id so that snapshots are plain rows).
     rows: HashMap<String, NodeRow>,

@@ -6,7 +6,7 @@
 //! never touch the `subscriptions` table itself: it reports whether the claim must clear
 //! them and `apply` does it in the same op.
 
-use hashbrown::HashMap;
+use imbl::HashMap;
 use meshmq_proto::tables::{
     Claimed, PreviousOwner, RegistryClaim, RegistryDisconnect, RegistryEntry, RegistryRemove,
     RegistryRow, RejectReason, Rejected,
@@ -28,8 +28,8 @@ pub(super) struct ClaimOutcome {
     pub(super) clear_subscriptions: bool,
 }
 
-/// Registry rows by client id.
-#[derive(Default)]
+/// Registry rows by client id (a persistent map: a snapshot clones it in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct Registry {
     /// Client id → row.
     rows: HashMap<String, RegistryRow>,
@@ -57,8 +57,8 @@ impl Registry {
 
     /// Number of rows.
     /// Per node: (connected clients, sessions held), from every row.
-    pub(super) fn counts_by_node(&self) -> HashMap<String, (u64, u64)> {
-        let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+    pub(super) fn counts_by_node(&self) -> hashbrown::HashMap<String, (u64, u64)> {
+        let mut out: hashbrown::HashMap<String, (u64, u64)> = hashbrown::HashMap::new();
         for row in self.rows.values() {
             let c = out.entry(row.node.clone()).or_default();
             c.0 += u64::from(row.connected);
