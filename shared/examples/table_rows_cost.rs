@@ -2,8 +2,11 @@
 //! snapshot holds the state machine's lock, for `ROWS` rows (default 1 000 000).
 //!
 //! `cargo run --release -p meshmq-shared --example table_rows_cost -- KIND [ROWS]` with KIND:
-//! - `hashbrown`, `imbl-hash`, `imbl-ord`: resident bytes per row (from /proc/self/statm, so
-//!   run one kind per process) and nanoseconds per lookup of a client id, for each map kind;
+//! - `hashbrown`, `imbl-hash`, `imbl-hash-arc`, `imbl-ord`: resident bytes per row (from
+//!   /proc/self/statm, so run one kind per process) and nanoseconds per lookup of a client id,
+//!   for each map kind;
+//! - `hashbrown-arc`: bytes per row with rows and keys behind `Arc`, and the time to copy
+//!   their pointers (the lock hold of that alternative to persistent maps);
 //! - `snapshot`: with that many registry rows applied to `Tables`, the time to take the
 //!   whole canonical snapshot (what the state machine did under its lock before streamed
 //!   snapshots), to capture a [`SnapshotSource`] (what it does under the lock now) and to
@@ -12,6 +15,7 @@
 //! A figures printer, not a test: numbers depend on the machine.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use meshmq_proto::tables::{Batch, Op, RegistryClaim, RegistryRow, op::Kind};
@@ -164,7 +168,40 @@ fn main() {
             },
             |m, k| m.contains_key(k),
         ),
+        "imbl-hash-arc" => measure(
+            "imbl-hash-arc",
+            rows,
+            imbl::HashMap::<String, Arc<RegistryRow>>::new(),
+            |m, k, v| {
+                m.insert(k, Arc::new(v));
+            },
+            |m, k| m.contains_key(k),
+        ),
+        "hashbrown-arc" => {
+            // The alternative to persistent maps: rows (and keys) behind Arc, copied as
+            // pointers under the lock: O(rows), but each a pointer and a count bump.
+            let mut map = hashbrown::HashMap::<Arc<str>, Arc<RegistryRow>>::new();
+            let before = rss_bytes();
+            for i in 0..rows {
+                map.insert(Arc::from(client_id(i).as_str()), Arc::new(row(i)));
+            }
+            let after = rss_bytes();
+            let started = Instant::now();
+            let copy: Vec<(Arc<str>, Arc<RegistryRow>)> = map
+                .iter()
+                .map(|(k, v)| (Arc::clone(k), Arc::clone(v)))
+                .collect();
+            let copy_ms = started.elapsed().as_secs_f64() * 1e3;
+            println!(
+                "hashbrown-arc rows={rows} bytes/row={:.0} pointer copy (its lock hold) {copy_ms:.1} ms",
+                after.saturating_sub(before) as f64 / rows as f64
+            );
+            black_box((map, copy));
+        }
         "snapshot" => snapshot_hold(rows),
-        other => eprintln!("unknown kind {other:?}: hashbrown, imbl-hash, imbl-ord, snapshot"),
+        other => eprintln!(
+            "unknown kind {other:?}: hashbrown, imbl-hash, imbl-hash-arc, imbl-ord, \
+             hashbrown-arc, snapshot"
+        ),
     }
 }
