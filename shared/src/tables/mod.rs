@@ -2,7 +2,8 @@
 //! messages, built-in authentication users, built-in authorization rules, banned clients) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
-//! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
+//! [`Snapshot`] of all rows. The row maps are persistent (`imbl`): a [`SnapshotSource`] of
+//! them is taken in O(number of tables), and the snapshot built from it later, elsewhere. Apply is pure, deterministic and total: the same ops in the same
 //! order give the same state and the same [`OpResult`]s on every node, and an op that cannot
 //! apply gives a typed [`Rejected`](meshmq_proto::tables::Rejected) and leaves the state as
 //! it was.
