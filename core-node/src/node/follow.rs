@@ -113,7 +113,7 @@ async fn stream(
             debug!(from = next, snapshot = index, "follow: sending snapshot");
             let chunk_bytes = limits.chunk_bytes;
             let split = tokio::task::spawn_blocking(move || {
-                follow_snapshot::split(source.snapshot(), chunk_bytes)
+                follow_snapshot::split_source(&source, chunk_bytes)
             })
             .await;
             let chunks = match split {

@@ -53,7 +53,7 @@ pub use meshmq_proto::tables::{
     RetainedMessage, SubOptions,
 };
 pub use retained_walk::{ChunkBudget, RetainedCursor};
-pub use source::SnapshotSource;
+pub use source::{SnapshotSource, Table};
 
 /// All cluster tables with their indexes; see the module doc.
 ///

@@ -8,11 +8,35 @@
 //! index (tries, by-level trees, expiry queues): a snapshot carries rows only.
 
 use meshmq_proto::tables::Snapshot;
+use prost::Message;
 
 use super::{
     Tables, auth_users, authz_rules, banned, nodes, registry, retained, routes, shared_groups,
     subscriptions,
 };
+
+/// One table of a snapshot (see [`SnapshotSource::table`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `nodes`.
+    Nodes,
+    /// `registry`.
+    Registry,
+    /// `subscriptions`.
+    Subscriptions,
+    /// `routes`.
+    Routes,
+    /// `shared`.
+    Shared,
+    /// `retained`.
+    Retained,
+    /// `auth_users`.
+    AuthUsers,
+    /// `banned`.
+    Banned,
+    /// `authz_rules`.
+    AuthzRules,
+}
 
 /// Every row of the tables as they were when [`Tables::snapshot_source`] was called; cheap to
 /// clone, `Send`, independent of the live tables.
@@ -60,6 +84,11 @@ impl SnapshotSource {
         self.applied_index = index;
     }
 
+    /// The authorization cache epoch the snapshot will carry.
+    pub fn authz_epoch(&self) -> u64 {
+        self.authz_rules.epoch
+    }
+
     /// Number of registry rows (the largest table, for logs).
     pub fn registry_count(&self) -> usize {
         self.registry.len()
@@ -82,6 +111,54 @@ impl SnapshotSource {
             authz_rules: self.authz_rules.snapshot_rows(),
             authz_epoch: self.authz_rules.epoch,
         }
+    }
+}
+
+impl SnapshotSource {
+    /// A snapshot holding the rows of `table` only, in canonical order, and no scalar.
+    pub fn table(&self, table: Table) -> Snapshot {
+        let mut part = Snapshot::default();
+        match table {
+            Table::Nodes => part.nodes = self.nodes.snapshot_rows(),
+            Table::Registry => part.registry = self.registry.snapshot_rows(),
+            Table::Subscriptions => part.subscriptions = self.subscriptions.snapshot_rows(),
+            Table::Routes => part.routes = routes::snapshot_rows(&self.routes),
+            Table::Shared => part.shared = shared_groups::snapshot_rows(&self.shared),
+            Table::Retained => part.retained = retained::snapshot_rows(&self.retained),
+            Table::AuthUsers => part.auth_users = self.auth_users.snapshot_rows(),
+            Table::Banned => part.banned = self.banned.snapshot_rows(),
+            Table::AuthzRules => part.authz_rules = self.authz_rules.snapshot_rows(),
+        }
+        part
+    }
+
+    /// The encoded [`snapshot`](Self::snapshot), byte for byte, built one table at a time: at
+    /// most one table's rows are held besides the bytes. (An encoded message is its fields
+    /// in field-number order; the encodings of messages holding one field each, written in
+    /// that order, are that message's encoding.)
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let scalars = |applied_index, authz_epoch| Snapshot {
+            applied_index,
+            authz_epoch,
+            ..Snapshot::default()
+        };
+        scalars(self.applied_index, 0).encode_raw(&mut buf);
+        for table in [
+            Table::Nodes,
+            Table::Registry,
+            Table::Subscriptions,
+            Table::Routes,
+            Table::Shared,
+            Table::Retained,
+            Table::AuthUsers,
+            Table::AuthzRules,
+        ] {
+            self.table(table).encode_raw(&mut buf);
+        }
+        scalars(0, self.authz_rules.epoch).encode_raw(&mut buf);
+        self.table(Table::Banned).encode_raw(&mut buf);
+        buf
     }
 }
 

@@ -121,6 +121,7 @@ fn a_source_builds_the_snapshot_of_its_capture_while_the_tables_move_on() {
 
     assert_eq!(source.applied_index(), twin.applied_index());
     assert_eq!(source.snapshot().encode_to_vec(), at_capture);
+    assert_eq!(source.encode(), at_capture, "encoded one table at a time");
     // The live tables did move on, in every table the ops touched.
     let now = live.snapshot();
     let then = twin.snapshot();
@@ -136,6 +137,7 @@ fn a_source_builds_the_snapshot_of_its_capture_while_the_tables_move_on() {
     // A source taken now builds the new state; the old one still builds the old.
     assert_eq!(live.snapshot_source().snapshot(), now);
     assert_eq!(source.snapshot().encode_to_vec(), at_capture);
+    assert_eq!(source.encode(), at_capture);
 }
 
 #[test]

@@ -10,8 +10,9 @@
 //! never a panic and never a diverging state.
 //!
 //! A snapshot holds the lock only to capture a [`SnapshotSource`] (O(number of tables): the
-//! tables' row maps are persistent and shared); its rows are sorted and encoded on a blocking
-//! thread after the lock is released, while later entries keep applying.
+//! tables' row maps are persistent and shared); its rows are sorted and encoded, one table
+//! at a time, on a blocking thread after the lock is released, while later entries keep
+//! applying.
 //!
 //! It must never hold its lock across an `.await`, never do I/O or per-row work under the
 //! lock, and never implement a table rule (that is `Tables::apply`).
@@ -233,7 +234,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             if let Some(hook) = hook {
                 hook();
             }
-            source.snapshot().encode_to_vec()
+            source.encode()
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
