@@ -12,6 +12,8 @@ use meshmq_proto::core::{FollowSnapshotBegin, FollowSnapshotChunk, FollowSnapsho
 use meshmq_proto::tables::Snapshot;
 use prost::Message;
 
+use crate::tables::{SnapshotSource, Table};
+
 /// Default byte bound of one snapshot chunk (and of one `FollowEntries` frame): 4 MiB.
 pub const DEFAULT_CHUNK_BYTES: usize = 4 << 20;
 
@@ -87,10 +89,45 @@ impl Splitter {
 /// Cuts `snapshot` into chunks of at most `max_bytes` encoded bytes each (at least one row per
 /// chunk: a row larger than the bound is alone in its chunk). Rows keep their table order;
 /// the first chunk carries the scalar fields. An empty snapshot gives one chunk.
-pub fn split(mut snapshot: Snapshot, max_bytes: usize) -> Chunks {
+pub fn split(snapshot: Snapshot, max_bytes: usize) -> Chunks {
+    let (index, epoch) = (snapshot.applied_index, snapshot.authz_epoch);
+    split_parts(index, epoch, std::iter::once(snapshot), max_bytes)
+}
+
+/// [`split`] of `source.snapshot()`, the same chunks, built one table at a time (the rows of
+/// a table are cloned from the source just before they are cut).
+pub fn split_source(source: &SnapshotSource, max_bytes: usize) -> Chunks {
+    let tables = [
+        Table::Nodes,
+        Table::Registry,
+        Table::Subscriptions,
+        Table::Routes,
+        Table::Shared,
+        Table::Retained,
+        Table::AuthUsers,
+        Table::Banned,
+        Table::AuthzRules,
+    ];
+    let parts = tables.into_iter().map(|t| source.table(t));
+    split_parts(
+        source.applied_index(),
+        source.authz_epoch(),
+        parts,
+        max_bytes,
+    )
+}
+
+/// Cuts the rows of `parts`, in order, into chunks; the first carries the scalars (their
+/// values in `parts` are ignored).
+fn split_parts(
+    applied_index: u64,
+    authz_epoch: u64,
+    parts: impl IntoIterator<Item = Snapshot>,
+    max_bytes: usize,
+) -> Chunks {
     let first = Snapshot {
-        applied_index: snapshot.applied_index,
-        authz_epoch: snapshot.authz_epoch,
+        applied_index,
+        authz_epoch,
         ..Snapshot::default()
     };
     let mut s = Splitter {
@@ -102,23 +139,15 @@ pub fn split(mut snapshot: Snapshot, max_bytes: usize) -> Chunks {
         bytes: 0,
     };
     macro_rules! rows {
-        ($($field:ident),*) => {$(
-            for row in std::mem::take(&mut snapshot.$field) {
+        ($snapshot:ident: $($field:ident),*) => {$(
+            for row in std::mem::take(&mut $snapshot.$field) {
                 s.push(row, |c| &mut c.$field);
             }
         )*};
     }
-    rows!(
-        nodes,
-        registry,
-        subscriptions,
-        routes,
-        shared,
-        retained,
-        auth_users,
-        banned,
-        authz_rules
-    );
+    for mut part in parts {
+        rows!(part: nodes, registry, subscriptions, routes, shared, retained, auth_users, banned, authz_rules);
+    }
     s.flush();
     Chunks {
         chunks: s.done,

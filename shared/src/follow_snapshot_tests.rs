@@ -107,3 +107,18 @@ fn staging_refuses_what_was_not_announced() {
     }
     assert!(st.finish(end).is_err());
 }
+
+#[test]
+fn chunks_cut_from_a_source_are_the_chunks_of_its_snapshot() {
+    let tables = crate::tables::Tables::from_snapshot(&sample());
+    let source = tables.snapshot_source();
+    let whole = source.snapshot();
+    assert_eq!(whole.retained.len(), 100);
+    let chunks = split_source(&source, 10_000);
+    assert!(chunks.chunks.len() >= 10, "{} chunks", chunks.chunks.len());
+    assert!(
+        chunks == split(whole.clone(), 10_000),
+        "not the chunks of the snapshot"
+    );
+    assert!(stage(&chunks, 42) == Ok((42, whole)), "does not reassemble");
+}

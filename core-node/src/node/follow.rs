@@ -6,7 +6,8 @@
 //!
 //! A snapshot goes out as `FollowSnapshotBegin`, `FollowSnapshotChunk`s of at most
 //! [`FollowLimits::chunk_bytes`] each, and `FollowSnapshotEnd`: the state machine's lock is
-//! held only while the snapshot is taken, never while it is encoded or sent, and QUIC flow
+//! held only while the rows are captured (O(number of tables), see `SnapshotSource`), never
+//! while they are sorted, encoded (on a blocking thread) or sent, and QUIC flow
 //! control makes each write wait for the follower (a write stuck for [`WRITE_TIMEOUT`] ends
 //! the stream). `FollowEntries` frames are bounded in bytes as well as in entries (an entry
 //! over the byte bound goes alone).
@@ -21,7 +22,7 @@ use meshmq_proto::core::{
     FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshotChunk, LogEntry,
     follow_frame::Kind,
 };
-use meshmq_proto::tables::{Batch, Snapshot};
+use meshmq_proto::tables::Batch;
 use meshmq_shared::follow_snapshot::{self, DEFAULT_CHUNK_BYTES};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError};
@@ -104,10 +105,25 @@ async fn stream(
         let wanted = (upto - next + 1) as usize;
         let entries = core.log.read_entries(next, wanted).unwrap_or_default();
         if entries.first().map(|e| e.log_id.index) != Some(next) {
-            // Purged (or unreadable) here: send the state instead and go on after it.
-            let (index, tables) = core.sm.snapshot_now();
+            // Purged (or unreadable) here: send the state instead and go on after it. The
+            // rows are captured under the lock in O(tables); sorting, cutting and encoding
+            // them happen off the runtime while entries keep applying.
+            let source = core.sm.capture();
+            let index = source.applied_index();
             debug!(from = next, snapshot = index, "follow: sending snapshot");
-            send_snapshot(send, index, tables, limits.chunk_bytes).await?;
+            let chunk_bytes = limits.chunk_bytes;
+            let split = tokio::task::spawn_blocking(move || {
+                follow_snapshot::split_source(&source, chunk_bytes)
+            })
+            .await;
+            let chunks = match split {
+                Ok(chunks) => chunks,
+                Err(e) => {
+                    warn!(index, error = %e, "follow: building the snapshot failed");
+                    return Ok(()); // the follower reconnects and asks again
+                }
+            };
+            send_snapshot(send, index, chunks).await?;
             next = index + 1;
             continue;
         }
@@ -145,14 +161,12 @@ async fn stream(
     }
 }
 
-/// Sends the snapshot `tables` at `index` as Begin, bounded chunks, End.
+/// Sends the snapshot at `index`, already cut into bounded `chunks`, as Begin, chunks, End.
 async fn send_snapshot(
     send: &mut quinn::SendStream,
     index: u64,
-    tables: Snapshot,
-    chunk_bytes: usize,
+    chunks: follow_snapshot::Chunks,
 ) -> Result<(), FrameError> {
-    let chunks = follow_snapshot::split(tables, chunk_bytes);
     metrics::counter!(m::CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL).increment(1);
     debug!(
         index,

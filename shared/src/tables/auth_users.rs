@@ -6,8 +6,7 @@
 //! readable, so a row that applies can always be checked). It never hashes or verifies a
 //! password: apply is pure and cheap, the connection path verifies off the runtime.
 
-use std::collections::BTreeMap;
-
+use imbl::OrdMap;
 use meshmq_proto::tables::{AuthUser, Rejected};
 
 use super::invalid;
@@ -16,10 +15,11 @@ use crate::auth::{password, scram, stored};
 /// Longest user id (an MQTT username or client id is at most 65 535 bytes).
 pub const MAX_USER_ID_LEN: usize = 65_535;
 
-/// Users by id, sorted (stable paging for the API).
-#[derive(Default)]
+/// Users by id, sorted (stable paging for the API; a persistent map: a snapshot clones it
+/// in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct AuthUsers {
-    by_id: BTreeMap<String, AuthUser>,
+    by_id: OrdMap<String, AuthUser>,
 }
 
 /// Checks a user row as `AuthUserSet` requires.

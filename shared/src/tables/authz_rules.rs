@@ -7,8 +7,7 @@
 //! every rule change and every `AuthzCacheClear` bumps it, and connections drop their cached
 //! decisions when it moves. Apply is pure and cheap.
 
-use std::collections::BTreeMap;
-
+use imbl::OrdMap;
 use meshmq_proto::tables::{AuthzRules, AuthzRulesKind, Rejected};
 
 use super::invalid;
@@ -19,10 +18,11 @@ pub const MAX_RULES: usize = 100;
 /// Longest username or client id key.
 pub const MAX_KEY_LEN: usize = 65_535;
 
-/// Rule lists by (kind, key), sorted (stable paging for the API), and the cache epoch.
-#[derive(Default)]
+/// Rule lists by (kind, key), sorted (stable paging for the API), and the cache epoch (a
+/// persistent map: a snapshot clones it in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct AuthzRulesTable {
-    by_key: BTreeMap<(i32, String), AuthzRules>,
+    by_key: OrdMap<(i32, String), AuthzRules>,
     pub(super) epoch: u64,
 }
 

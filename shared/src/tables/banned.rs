@@ -9,8 +9,9 @@
 //! empty. An ended ban is never matched (every lookup takes `now`); it stays a row until a
 //! `BannedPurge` removes it. Apply never reads a clock: ops carry `now_s`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+
+use imbl::{OrdMap, OrdSet};
 
 use meshmq_proto::tables::{BannedAs, BannedRow, RejectReason, Rejected};
 
@@ -121,20 +122,21 @@ pub fn in_force(row: &BannedRow, now_s: u64) -> bool {
     row.until == 0 || now_s < row.until
 }
 
-/// Bans by kind, each ordered by `who`, with an index of the ends.
-#[derive(Default)]
+/// Bans by kind, each ordered by `who`, with an index of the ends (persistent maps: a
+/// snapshot clones them in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct Banned {
-    clientid: BTreeMap<String, BannedRow>,
-    username: BTreeMap<String, BannedRow>,
-    peerhost: BTreeMap<String, BannedRow>,
+    clientid: OrdMap<String, BannedRow>,
+    username: OrdMap<String, BannedRow>,
+    peerhost: OrdMap<String, BannedRow>,
     /// CIDR text → parsed network and row (scanned at CONNECT when not empty).
-    nets: BTreeMap<String, (IpNet, BannedRow)>,
+    nets: OrdMap<String, (IpNet, BannedRow)>,
     /// (until, kind, who) of every ban with an end: what a purge removes, in order.
-    ends: BTreeSet<(u64, i32, String)>,
+    ends: OrdSet<(u64, i32, String)>,
 }
 
 impl Banned {
-    fn map(&self, kind: BannedAs) -> Option<&BTreeMap<String, BannedRow>> {
+    fn map(&self, kind: BannedAs) -> Option<&OrdMap<String, BannedRow>> {
         match kind {
             BannedAs::Clientid => Some(&self.clientid),
             BannedAs::Username => Some(&self.username),
@@ -187,7 +189,9 @@ impl Banned {
 
     /// Whether some ban has ended at `now_s` (a purge would remove something).
     pub(super) fn any_ended(&self, now_s: u64) -> bool {
-        self.ends.first().is_some_and(|(until, ..)| *until <= now_s)
+        self.ends
+            .get_min()
+            .is_some_and(|(until, ..)| *until <= now_s)
     }
 
     /// Rows in (kind, who) order, skipping the first `skip`, at most `limit`.
@@ -264,14 +268,14 @@ impl Banned {
 
     /// Removes every ban that ended at `now_s`.
     pub(super) fn purge(&mut self, now_s: u64) {
-        while let Some((until, kind, who)) = self.ends.first().cloned() {
+        while let Some((until, kind, who)) = self.ends.get_min().cloned() {
             if until > now_s {
                 break;
             }
             let kind = BannedAs::try_from(kind).unwrap_or(BannedAs::Unspecified);
             if !self.delete(kind, &who) {
                 // Not a row (cannot happen: the index follows the rows); never loop on it.
-                self.ends.pop_first();
+                self.ends.remove_min();
             }
         }
     }

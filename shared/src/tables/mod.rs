@@ -2,7 +2,8 @@
 //! messages, built-in authentication users, built-in authorization rules, banned clients) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
-//! [`Snapshot`] of all rows. Apply is pure, deterministic and total: the same ops in the same
+//! [`Snapshot`] of all rows. The row maps are persistent (`imbl`): a [`SnapshotSource`] of
+//! them is taken in O(number of tables), and the snapshot built from it later, elsewhere. Apply is pure, deterministic and total: the same ops in the same
 //! order give the same state and the same [`OpResult`]s on every node, and an op that cannot
 //! apply gives a typed [`Rejected`](meshmq_proto::tables::Rejected) and leaves the state as
 //! it was.
@@ -43,6 +44,9 @@ mod retained_walk;
 mod retained_walk_tests;
 mod routes;
 mod shared_groups;
+mod source;
+#[cfg(test)]
+mod source_tests;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -56,6 +60,7 @@ pub use meshmq_proto::tables::{
 };
 pub use node_counts::Held;
 pub use retained_walk::{ChunkBudget, RetainedCursor};
+pub use source::{SnapshotSource, Table};
 
 /// All cluster tables with their indexes; see the module doc.
 ///
@@ -294,21 +299,18 @@ impl Tables {
     }
 
     /// Every row in canonical order: equal states give equal (and byte-equal encoded)
-    /// snapshots on every node.
+    /// snapshots on every node. Cost follows the number of rows; a holder that must not
+    /// stop applying meanwhile takes a [`snapshot_source`](Self::snapshot_source) instead.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            applied_index: self.applied_index,
-            nodes: self.nodes.snapshot_rows(),
-            registry: self.registry.snapshot_rows(),
-            subscriptions: self.subscriptions.snapshot_rows(),
-            routes: self.routes.snapshot_rows(),
-            shared: self.shared.snapshot_rows(),
-            retained: self.retained.snapshot_rows(),
-            auth_users: self.auth_users.snapshot_rows(),
-            banned: self.banned.snapshot_rows(),
-            authz_rules: self.authz_rules.snapshot_rows(),
-            authz_epoch: self.authz_rules.epoch,
-        }
+        self.snapshot_source().snapshot()
+    }
+
+    /// The rows as they are now, in O(number of tables): the row maps are persistent, so
+    /// the source shares them and later applies do not change it. Its
+    /// [`snapshot`](SnapshotSource::snapshot) equals what [`snapshot`](Self::snapshot)
+    /// returns now, and can be built later, elsewhere, while these tables move on.
+    pub fn snapshot_source(&self) -> SnapshotSource {
+        SnapshotSource::capture(self)
     }
 
     /// Rebuilds the tables and their indexes from a snapshot; `from_snapshot(&t.snapshot())`

@@ -22,7 +22,7 @@ pub struct Held {
 }
 
 /// Node id → what it holds; a node holding nothing has no entry.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct OwnerCounts {
     by_node: HashMap<String, Held>,
 }

@@ -7,7 +7,7 @@
 //! other tables hold for a node: dropping those is decided in `apply` (`NodeUp` with a new
 //! incarnation, `NodePurge`).
 
-use hashbrown::HashMap;
+use imbl::HashMap;
 use meshmq_proto::tables::{
     NodeRole, NodeRow, NodeState, NodeStatus, NodeUp, RejectReason, Rejected,
 };
@@ -27,8 +27,8 @@ pub(super) enum UpOutcome {
     },
 }
 
-/// Node rows by node id.
-#[derive(Default)]
+/// Node rows by node id (a persistent map: a snapshot clones it in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct Nodes {
     /// Node id → row (the row repeats the id so that snapshots are plain rows).
     rows: HashMap<String, NodeRow>,
@@ -161,7 +161,7 @@ impl Nodes {
     /// Writes `held(node)` into every row (after a restore: a peer's figures are not
     /// trusted).
     pub(super) fn set_all_held(&mut self, held: impl Fn(&str) -> Held) {
-        for row in self.rows.values_mut() {
+        for (_, row) in self.rows.iter_mut() {
             let h = held(&row.node);
             row.connected_clients = h.connected;
             row.sessions = h.sessions;

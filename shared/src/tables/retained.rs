@@ -8,8 +8,11 @@
 //! read a clock (callers pass `now_ms`) and never recurse per topic level: topic names have
 //! no level limit, so every walk, and dropping the tree, uses an explicit stack.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use imbl::OrdSet;
 use meshmq_proto::tables::{Rejected, RetainedMessage};
 
 use super::invalid;
@@ -22,9 +25,43 @@ use crate::topic::validate_topic_name;
 pub(super) struct Level {
     /// Next levels by name (the empty level included), sorted: the order of a walk.
     pub(super) children: BTreeMap<Box<str>, Level>,
-    /// The message retained on the topic that ends here.
-    pub(super) message: Option<RetainedMessage>,
+    /// The message retained on the topic that ends here (shared with the row set).
+    pub(super) message: Option<Arc<RetainedMessage>>,
 }
+
+/// A stored message, ordered (and looked up) by its topic: the element of [`Rows`].
+#[derive(Clone)]
+pub(super) struct ByTopic(pub(super) Arc<RetainedMessage>);
+
+impl PartialEq for ByTopic {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.topic == other.0.topic
+    }
+}
+
+impl Eq for ByTopic {}
+
+impl PartialOrd for ByTopic {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByTopic {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.topic.cmp(&other.0.topic)
+    }
+}
+
+impl Borrow<str> for ByTopic {
+    fn borrow(&self) -> &str {
+        &self.0.topic
+    }
+}
+
+/// The rows: every stored message, sorted by topic (a persistent set sharing the messages
+/// with the level tree: a snapshot clones it in O(1)).
+pub(super) type Rows = OrdSet<ByTopic>;
 
 impl Drop for Level {
     /// Drops the subtree level by level so that a very deep topic cannot overflow the stack.
@@ -48,6 +85,8 @@ pub(super) struct Retained {
     quota: Held,
     /// (expires_at_ms, topic) of every stored message that has an expiry.
     expiry: BTreeSet<(u64, String)>,
+    /// Every stored message by topic, for snapshots.
+    rows: Rows,
 }
 
 /// Whether `message` has expired at `now_ms`.
@@ -104,13 +143,15 @@ impl Retained {
         for name in topic.split('/') {
             level = level.children.get(name)?;
         }
-        level.message.as_ref()
+        level.message.as_deref()
     }
 
     /// Stores `message` (already checked with [`check`]), replacing the topic's previous one.
     pub(super) fn set(&mut self, message: RetainedMessage) {
         let expiry_key = message.expires_at_ms.map(|at| (at, message.topic.clone()));
         self.quota.add(&message);
+        let message = Arc::new(message);
+        self.rows.insert(ByTopic(Arc::clone(&message)));
         let mut level = &mut self.root;
         for name in message.topic.split('/') {
             level = level.children.entry(Box::from(name)).or_default();
@@ -119,7 +160,7 @@ impl Retained {
             Some(old) => {
                 self.quota.remove(&old);
                 if let Some(at) = old.expires_at_ms {
-                    self.expiry.remove(&(at, old.topic));
+                    self.expiry.remove(&(at, old.topic.clone()));
                 }
             }
             None => self.count += 1,
@@ -135,13 +176,21 @@ impl Retained {
             self.count -= 1;
             self.quota.remove(&old);
             if let Some(at) = old.expires_at_ms {
-                self.expiry.remove(&(at, old.topic));
+                self.expiry.remove(&(at, old.topic.clone()));
             }
         }
     }
 
-    /// Removes and returns the message of `topic`, pruning, without touching the counters.
-    fn take(&mut self, topic: &str) -> Option<RetainedMessage> {
+    /// Removes and returns the message of `topic` (from the tree, pruning, and from the
+    /// rows), without touching the counters.
+    fn take(&mut self, topic: &str) -> Option<Arc<RetainedMessage>> {
+        let taken = self.take_from_tree(topic)?;
+        self.rows.remove(topic);
+        Some(taken)
+    }
+
+    /// Removes and returns the message of `topic` from the level tree, pruning.
+    fn take_from_tree(&mut self, topic: &str) -> Option<Arc<RetainedMessage>> {
         // Pass 1: find the deepest level on the path that must stay (the root, or a level
         // with a message or another child); the path below it is removed whole.
         let mut level = &self.root;
@@ -223,16 +272,9 @@ impl Retained {
         count - 1
     }
 
-    /// All messages sorted by topic.
-    pub(super) fn snapshot_rows(&self) -> Vec<RetainedMessage> {
-        let mut rows = Vec::with_capacity(self.count);
-        for_each_below(&self.root, &mut |level| {
-            if let Some(message) = &level.message {
-                rows.push(message.clone());
-            }
-        });
-        rows.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
-        rows
+    /// The rows, for a snapshot taken later ([`snapshot_rows`]); O(1).
+    pub(super) fn rows(&self) -> Rows {
+        self.rows.clone()
     }
 
     /// Loads snapshot rows, skipping those `RetainedSet` would reject or that are empty.
@@ -245,7 +287,13 @@ impl Retained {
     }
 }
 
+/// All messages sorted by topic.
+pub(super) fn snapshot_rows(rows: &Rows) -> Vec<RetainedMessage> {
+    rows.iter().map(|m| RetainedMessage::clone(&m.0)).collect()
+}
+
 /// Calls `f` on `start` and every level below it. Iterative.
+#[cfg(test)]
 fn for_each_below<'a>(start: &'a Level, f: &mut impl FnMut(&'a Level)) {
     let mut stack: Vec<&Level> = vec![start];
     while let Some(level) = stack.pop() {

@@ -5,11 +5,14 @@
 //! topic, the nodes to forward to) and a per-node index (to purge a node without scanning).
 //! It must never know which clients subscribed: nodes count their local subscribers.
 
-use hashbrown::HashMap;
+use imbl::HashMap;
 use meshmq_proto::tables::{Rejected, RouteEntry};
 
 use super::invalid;
 use crate::topic::{Trie, validate_topic_filter};
+
+/// The rows: node id → filter → seq (persistent maps: a snapshot clones them in O(1)).
+pub(super) type Rows = HashMap<String, HashMap<String, u64>>;
 
 /// Route rows with their indexes.
 #[derive(Default)]
@@ -18,7 +21,7 @@ pub(super) struct Routes {
     trie: Trie<String>,
     /// Node id → its filters with the seq of the op that added each, for purges, snapshots
     /// and ordering (see `RouteAdd.seq`). A node never maps to an empty map.
-    by_node: HashMap<String, HashMap<String, u64>>,
+    by_node: Rows,
 }
 
 /// Checks the filter of a route op.
@@ -64,10 +67,15 @@ impl Routes {
             return;
         }
         if self.trie.insert(filter, node.to_owned()) {
-            self.by_node
-                .entry_ref(node)
-                .or_default()
-                .insert(filter.to_owned(), seq);
+            match self.by_node.get_mut(node) {
+                Some(filters) => {
+                    filters.insert(filter.to_owned(), seq);
+                }
+                None => {
+                    let filters = HashMap::unit(filter.to_owned(), seq);
+                    self.by_node.insert(node.to_owned(), filters);
+                }
+            }
         }
     }
 
@@ -99,21 +107,9 @@ impl Routes {
         }
     }
 
-    /// All rows sorted by (filter, node).
-    pub(super) fn snapshot_rows(&self) -> Vec<RouteEntry> {
-        let mut rows: Vec<RouteEntry> = self
-            .by_node
-            .iter()
-            .flat_map(|(node, filters)| {
-                filters.iter().map(move |(filter, seq)| RouteEntry {
-                    filter: filter.clone(),
-                    node: node.clone(),
-                    seq: *seq,
-                })
-            })
-            .collect();
-        rows.sort_unstable_by(|a, b| (&a.filter, &a.node).cmp(&(&b.filter, &b.node)));
-        rows
+    /// The rows, for a snapshot taken later ([`snapshot_rows`]); O(1).
+    pub(super) fn rows(&self) -> Rows {
+        self.by_node.clone()
     }
 
     /// Loads snapshot rows, skipping invalid ones.
@@ -124,4 +120,20 @@ impl Routes {
             }
         }
     }
+}
+
+/// All rows sorted by (filter, node).
+pub(super) fn snapshot_rows(by_node: &Rows) -> Vec<RouteEntry> {
+    let mut rows: Vec<RouteEntry> = by_node
+        .iter()
+        .flat_map(|(node, filters)| {
+            filters.iter().map(move |(filter, seq)| RouteEntry {
+                filter: filter.clone(),
+                node: node.clone(),
+                seq: *seq,
+            })
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| (&a.filter, &a.node).cmp(&(&b.filter, &b.node)));
+    rows
 }

@@ -6,7 +6,7 @@
 //! topic matches. It must never pick the member that gets a message: that is the
 //! publisher's policy, which reads these lists.
 
-use hashbrown::HashMap;
+use imbl::HashMap;
 use meshmq_proto::tables::{Rejected, SharedEntry, SharedMember};
 
 use super::invalid;
@@ -15,11 +15,14 @@ use crate::topic::{Trie, validate_topic_filter};
 /// Members of one group for one filter: (client id, node) in join order.
 type Members = Vec<(String, String)>;
 
+/// The rows: group → filter → members (persistent maps: a snapshot clones them in O(1)).
+pub(super) type Rows = HashMap<String, HashMap<String, Members>>;
+
 /// Shared-group rows with their trie.
 #[derive(Default)]
 pub(super) struct SharedGroups {
     /// Group → filter → members. Neither map nor list is ever left empty.
-    groups: HashMap<String, HashMap<String, Members>>,
+    groups: Rows,
     /// Filter → groups that have members for it.
     trie: Trie<String>,
 }
@@ -80,12 +83,18 @@ impl SharedGroups {
     /// Adds a member (already checked with [`check_add`]); a member that is already there
     /// keeps its place and gets the new node.
     pub(super) fn add(&mut self, group: &str, filter: &str, client_id: &str, node: &str) {
-        let members = self
-            .groups
-            .entry_ref(group)
-            .or_default()
-            .entry_ref(filter)
-            .or_default();
+        if !self.groups.contains_key(group) {
+            self.groups.insert(group.to_owned(), HashMap::new());
+        }
+        let Some(filters) = self.groups.get_mut(group) else {
+            return;
+        };
+        if !filters.contains_key(filter) {
+            filters.insert(filter.to_owned(), Members::new());
+        }
+        let Some(members) = filters.get_mut(filter) else {
+            return;
+        };
         match members.iter_mut().find(|(c, _)| c == client_id) {
             Some((_, member_node)) => node.clone_into(member_node),
             None => members.push((client_id.to_owned(), node.to_owned())),
@@ -139,27 +148,9 @@ impl SharedGroups {
         }
     }
 
-    /// All groups sorted by (group, filter), members in join order.
-    pub(super) fn snapshot_rows(&self) -> Vec<SharedEntry> {
-        let mut rows: Vec<SharedEntry> = self
-            .groups
-            .iter()
-            .flat_map(|(group, filters)| {
-                filters.iter().map(move |(filter, members)| SharedEntry {
-                    group: group.clone(),
-                    filter: filter.clone(),
-                    members: members
-                        .iter()
-                        .map(|(client_id, node)| SharedMember {
-                            client_id: client_id.clone(),
-                            node: node.clone(),
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
-        rows.sort_unstable_by(|a, b| (&a.group, &a.filter).cmp(&(&b.group, &b.filter)));
-        rows
+    /// The rows, for a snapshot taken later ([`snapshot_rows`]); O(1).
+    pub(super) fn rows(&self) -> Rows {
+        self.groups.clone()
     }
 
     /// Loads snapshot rows in order (keeping join order), skipping invalid members.
@@ -172,4 +163,26 @@ impl SharedGroups {
             }
         }
     }
+}
+
+/// All groups sorted by (group, filter), members in join order.
+pub(super) fn snapshot_rows(groups: &Rows) -> Vec<SharedEntry> {
+    let mut rows: Vec<SharedEntry> = groups
+        .iter()
+        .flat_map(|(group, filters)| {
+            filters.iter().map(move |(filter, members)| SharedEntry {
+                group: group.clone(),
+                filter: filter.clone(),
+                members: members
+                    .iter()
+                    .map(|(client_id, node)| SharedMember {
+                        client_id: client_id.clone(),
+                        node: node.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| (&a.group, &a.filter).cmp(&(&b.group, &b.filter)));
+    rows
 }

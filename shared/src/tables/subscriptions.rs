@@ -5,9 +5,7 @@
 //! ranges). It must never route messages: the `routes` and `shared` tables do that, and the
 //! broker keeps them in step with this one.
 
-use std::collections::BTreeMap;
-
-use hashbrown::HashMap;
+use imbl::{HashMap, OrdMap};
 use meshmq_proto::tables::{Rejected, SubOptions, SubscriptionEntry};
 
 use super::invalid;
@@ -16,12 +14,12 @@ use crate::topic::parse_subscription;
 /// Largest MQTT 5 subscription identifier (a variable byte integer).
 const MAX_SUBSCRIPTION_ID: u32 = 268_435_455;
 
-/// Subscriptions by client id.
-#[derive(Default)]
+/// Subscriptions by client id (persistent maps: a snapshot clones them in O(1)).
+#[derive(Default, Clone)]
 pub(super) struct Subscriptions {
-    /// Client id → filter → options; a `BTreeMap` per client so reads are in a stable order.
-    /// A client never maps to an empty map.
-    by_client: HashMap<String, BTreeMap<String, SubOptions>>,
+    /// Client id → filter → options; an ordered map per client so reads are in a stable
+    /// order. A client never maps to an empty map.
+    by_client: HashMap<String, OrdMap<String, SubOptions>>,
 }
 
 /// Checks a filter and options as `SubscriptionSet` requires.
@@ -66,10 +64,15 @@ impl Subscriptions {
 
     /// Adds or replaces (client, filter) — already checked with [`check`].
     pub(super) fn set(&mut self, client_id: &str, filter: &str, options: SubOptions) {
-        self.by_client
-            .entry_ref(client_id)
-            .or_default()
-            .insert(filter.to_owned(), options);
+        match self.by_client.get_mut(client_id) {
+            Some(filters) => {
+                filters.insert(filter.to_owned(), options);
+            }
+            None => {
+                let filters = OrdMap::unit(filter.to_owned(), options);
+                self.by_client.insert(client_id.to_owned(), filters);
+            }
+        }
     }
 
     /// Removes (client, filter) if present.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use redb::{Database, TableDefinition};
 
 pub use log_store::LogStore;
-pub use state_machine::StateMachineStore;
+pub use state_machine::{BuildHook, StateMachineStore};
 
 use super::convert::ConvertError;
 

@@ -9,8 +9,13 @@
 //! whose batch does not decode gets one `Rejected` (`Invalid`) result on every node alike,
 //! never a panic and never a diverging state.
 //!
-//! It must never hold its lock across an `.await`, never do I/O under the lock, and never
-//! implement a table rule (that is `Tables::apply`).
+//! A snapshot holds the lock only to capture a [`SnapshotSource`] (O(number of tables): the
+//! tables' row maps are persistent and shared); its rows are sorted and encoded, one table
+//! at a time, on a blocking thread after the lock is released, while later entries keep
+//! applying.
+//!
+//! It must never hold its lock across an `.await`, never do I/O or per-row work under the
+//! lock, and never implement a table rule (that is `Tables::apply`).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use std::time::Instant;
 
 use meshmq_proto::tables::{self as pt, OpResult, RejectReason, Rejected, op_result::Outcome};
 use meshmq_shared::metrics as m;
-use meshmq_shared::tables::Tables;
+use meshmq_shared::tables::{SnapshotSource, Tables};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use parking_lot::RwLock;
@@ -31,6 +36,10 @@ use super::{DbError, decode, snapshot};
 use crate::raft::types::{
     Entry, EntryResult, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+
+/// A test hook run on the thread that builds a snapshot, after the rows were captured and the
+/// lock released, before they are encoded (see [`StateMachineStore::set_build_hook`]).
+pub type BuildHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The state machine of this core; cheap to clone (an `Arc` inside).
 #[derive(Clone)]
@@ -51,6 +60,8 @@ struct Inner {
     installs: AtomicU64,
     /// Snapshots built since open; makes snapshot ids unique.
     builds: AtomicU64,
+    /// Run by every snapshot build once its rows are captured (tests only; `None` else).
+    build_hook: parking_lot::Mutex<Option<BuildHook>>,
 }
 
 /// The applied state, kept consistent under one lock.
@@ -69,12 +80,12 @@ impl Applied {
         self.last_applied.map_or(0, |id| id.index)
     }
 
-    /// The tables' snapshot, stamped with the last applied index (blank and membership
-    /// entries advance it without touching the tables).
-    fn snapshot(&self) -> pt::Snapshot {
-        let mut snapshot = self.tables.snapshot();
-        snapshot.applied_index = self.index();
-        snapshot
+    /// The tables' rows, captured in O(number of tables) and stamped with the last applied
+    /// index (blank and membership entries advance it without touching the tables).
+    fn source(&self) -> SnapshotSource {
+        let mut source = self.tables.snapshot_source();
+        source.set_applied_index(self.index());
+        source
     }
 
     /// Applies one entry and returns its result.
@@ -144,6 +155,7 @@ impl StateMachineStore {
                 applied,
                 installs: AtomicU64::new(0),
                 builds: AtomicU64::new(0),
+                build_hook: parking_lot::Mutex::new(None),
             }),
         })
     }
@@ -163,11 +175,26 @@ impl StateMachineStore {
         self.inner.applied.subscribe()
     }
 
-    /// The current tables and the index they reflect, taken together under one lock; the
-    /// snapshot's `applied_index` is that index.
+    /// The current rows and the index they reflect, captured together under the lock in
+    /// O(number of tables); the source's `applied_index` is that index. Build its snapshot
+    /// off the async runtime (`spawn_blocking`): that costs what the rows cost.
+    pub fn capture(&self) -> SnapshotSource {
+        self.inner.state.read().source()
+    }
+
+    /// The current tables and the index they reflect: [`capture`](Self::capture), then the
+    /// snapshot built after the lock is released, on this thread.
     pub fn snapshot_now(&self) -> (u64, pt::Snapshot) {
-        let state = self.inner.state.read();
-        (state.index(), state.snapshot())
+        let source = self.capture();
+        (source.applied_index(), source.snapshot())
+    }
+
+    /// Sets (or clears) a hook that every later snapshot build runs on its building thread
+    /// once the rows are captured and the lock released, before encoding them: lets a test
+    /// hold a build in progress and check that entries keep applying meanwhile.
+    #[doc(hidden)]
+    pub fn set_build_hook(&self, hook: Option<BuildHook>) {
+        *self.inner.build_hook.lock() = hook;
     }
 
     /// Snapshots installed from a leader since this store was opened.
@@ -191,26 +218,38 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let started = Instant::now();
-        let (tables, last_log_id, last_membership) = {
+        let (source, last_log_id, last_membership) = {
             let state = self.inner.state.read();
-            (
-                state.snapshot(),
-                state.last_applied,
-                state.membership.clone(),
-            )
+            (state.source(), state.last_applied, state.membership.clone())
         };
+        let held = started.elapsed();
         let meta = SnapshotMeta {
             snapshot_id: self.next_snapshot_id(last_log_id.as_ref()),
             last_log_id,
             last_membership,
         };
-        let data = snapshot::save(&self.inner.db, &meta, tables.encode_to_vec())
+        // Sorting and encoding every row happens here, lock released, off the runtime.
+        let hook = self.inner.build_hook.lock().clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            if let Some(hook) = hook {
+                hook();
+            }
+            source.encode()
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)))?;
+        let data = snapshot::save(&self.inner.db, &meta, encoded)
             .await
             .map_err(|e| {
                 StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
             })?;
         record_snapshot("build", started);
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "raft snapshot built");
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            bytes = data.len(),
+            lock_held_us = held.as_micros() as u64,
+            "raft snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
