@@ -51,7 +51,7 @@ impl Link {
             })),
         };
         for _ in 0..ATTEMPTS {
-            let conn = self.conn.lock().1.clone();
+            let conn = self.open_conn().await?;
             let resp: Response =
                 frame::request(&conn, &req, frame::MAX_FRAME, REQUEST_TIMEOUT).await?;
             let t = match resp.kind {
@@ -70,6 +70,18 @@ impl Link {
             }
         }
         bail!("no leader accepted the transaction after {ATTEMPTS} attempts")
+    }
+
+    /// The current connection, dialed again first if it was closed (e.g. idle timeout while
+    /// a core was stalled). A request that failed on the old one is not resent.
+    async fn open_conn(&self) -> Result<quinn::Connection> {
+        let (addr, conn) = self.conn.lock().clone();
+        if conn.close_reason().is_none() {
+            return Ok(conn);
+        }
+        let conn = quic::endpoint::connect(&self.endpoint, addr, DIAL_TIMEOUT).await?;
+        *self.conn.lock() = (addr, conn.clone());
+        Ok(conn)
     }
 
     /// Connects to `leader` (host:port) unless the link is already there.
