@@ -1,7 +1,8 @@
 //! The core's admin HTTP: `/metrics` (Prometheus), `/health`, and the cluster API
 //! (`GET /api/v5/cluster`, `POST /api/v5/cluster/cores` to add a core, `DELETE
-//! /api/v5/cluster/cores/{id}` to remove one). Membership changes are made by the leader; any
-//! other core answers 421 with the leader's core address.
+//! /api/v5/cluster/cores/{id}` to remove one, `POST /api/v5/cluster/snapshot[?purge=true]` to
+//! build a Raft snapshot of this core now and optionally purge its log up to it). Membership
+//! changes are made by the leader; any other core answers 421 with the leader's core address.
 //!
 //! The cluster API (and `/metrics` when [`HttpConfig::metrics_auth`] is set) needs a
 //! credential, checked by [`auth`] before any handler runs: an API key (`Authorization:
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,17 @@ use auth::{Access, ApiKey};
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest body of a cluster API request (a membership change is a few dozen bytes).
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Longest `POST /api/v5/cluster/snapshot` waits for the snapshot (and the purge).
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Query of `POST /api/v5/cluster/snapshot`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SnapshotQuery {
+    /// Purge the log up to the snapshot once it is built.
+    #[serde(default)]
+    pub purge: bool,
+}
 
 /// Body of `POST /api/v5/cluster/cores`.
 #[derive(Debug, Deserialize)]
@@ -113,6 +125,7 @@ pub fn router(core: Arc<CoreNode>, access: Access, metrics_auth: bool) -> Router
         .route("/api/v5/cluster", get(cluster))
         .route("/api/v5/cluster/cores", post(add_core))
         .route("/api/v5/cluster/cores/{id}", delete(remove_core))
+        .route("/api/v5/cluster/snapshot", post(snapshot))
         .route_layer(from_fn(bounded_body))
         .with_state(core.clone());
     let metrics_route = Router::new().route("/metrics", get(metrics));
@@ -197,6 +210,15 @@ async fn add_core(State(core): State<Arc<CoreNode>>, Json(body): Json<AddCore>) 
 
 async fn remove_core(State(core): State<Arc<CoreNode>>, Path(id): Path<NodeId>) -> Response {
     member_result(core.remove_core(id).await)
+}
+
+/// Builds a snapshot of this core now (and purges its log up to it with `?purge=true`):
+/// 200 with what was done, 503 if it could not be done within [`SNAPSHOT_TIMEOUT`].
+async fn snapshot(State(core): State<Arc<CoreNode>>, Query(q): Query<SnapshotQuery>) -> Response {
+    match core.compact_now(q.purge, SNAPSHOT_TIMEOUT).await {
+        Ok(done) => (StatusCode::OK, Json(done)).into_response(),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why, None),
+    }
 }
 
 fn member_result(r: Result<(), MemberError>) -> Response {

@@ -7,6 +7,7 @@
 //! `raft::*`). It never speaks MQTT.
 
 pub mod batcher;
+pub mod compact;
 pub mod conns;
 pub mod follow;
 pub mod lease;

@@ -1,0 +1,76 @@
+//! `POST /api/v5/cluster/snapshot[?purge=true]` on a real core: it needs the API key; with it
+//! the core builds a snapshot covering every applied entry and, when asked, purges its log
+//! up to it (what the tables benchmark uses before starting a fresh replicant).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
+
+use core_node::http::auth::ApiKey;
+use core_node::http::{self, HttpConfig};
+use meshmq_proto::tables::{Op, RegistryClaim, op::Kind};
+
+#[path = "common/admin.rs"]
+mod admin;
+use admin::http;
+
+const BEARER: &str = "Bearer k3y-for-the-admin-api";
+
+fn claim(i: u32) -> Op {
+    Op {
+        kind: Some(Kind::RegistryClaim(RegistryClaim {
+            client_id: format!("c{i}"),
+            node: "n1".into(),
+            incarnation: 1,
+            clean_start: true,
+            session_expiry_secs: 0,
+            protocol_level: 5,
+            now_ms: 1,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_on_demand_builds_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let cfg = HttpConfig {
+        api_key: Some(ApiKey::new("k3y-for-the-admin-api").unwrap()),
+        ..HttpConfig::plain("127.0.0.1:0".parse().unwrap())
+    };
+    let api = http::serve(core.clone(), cfg).await.unwrap();
+    let mut last = 0;
+    for i in 0..20 {
+        last = core.transact(vec![claim(i)]).await.unwrap().index;
+    }
+    assert!(core.raft.metrics().borrow().snapshot.is_none());
+
+    let path = "/api/v5/cluster/snapshot?purge=true";
+    let (status, body) = http(api, "POST", path, &[], "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        core.raft.metrics().borrow().snapshot.is_none(),
+        "no key, no snapshot"
+    );
+
+    // Without purge: a snapshot, the log stays.
+    let auth = [("authorization", BEARER)];
+    let (status, body) = http(api, "POST", "/api/v5/cluster/snapshot", &auth, "").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["snapshot_index"].as_u64().unwrap() >= last, "{body}");
+    assert!(v["purged_index"].is_null(), "{body}");
+    assert!(v["build_seconds"].as_f64().unwrap() >= 0.0, "{body}");
+    assert!(core.raft.metrics().borrow().purged.is_none());
+
+    // With purge: the log goes up to the new snapshot.
+    last = core.transact(vec![claim(99)]).await.unwrap().index;
+    let (status, body) = http(api, "POST", path, &auth, "").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let index = v["snapshot_index"].as_u64().unwrap();
+    assert!(index >= last, "{body}");
+    assert_eq!(v["purged_index"].as_u64(), Some(index), "{body}");
+    let m = core.raft.metrics().borrow().clone();
+    assert_eq!(m.snapshot.map(|s| s.index), Some(index));
+    assert_eq!(m.purged.map(|p| p.index), Some(index));
+    core.shutdown().await;
+}
