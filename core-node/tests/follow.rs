@@ -197,3 +197,102 @@ async fn purged_core_streams_snapshot_and_entries_in_bounded_frames() {
     conn.close(0u32.into(), b"done");
     core.shutdown().await;
 }
+
+/// Building a follow snapshot takes seconds at millions of rows, and a follower gives up on
+/// a stream silent for a second: while the build is held (by the state machine's build
+/// hook), the core keeps sending heartbeats, and the snapshot follows once it is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_hears_heartbeats_while_its_snapshot_is_built() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, mpsc};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = start_core(dir.path()).await;
+    for i in 0..100 {
+        core.transact(vec![retained(&format!("fill/{i}"), 100)])
+            .await
+            .expect("fill");
+    }
+    wait_until("the log purged past index 1", || {
+        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
+    })
+    .await;
+
+    let building = Arc::new(AtomicBool::new(false));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let started = Arc::clone(&building);
+    core.sm.set_build_hook(Some(Arc::new(move || {
+        started.store(true, Ordering::SeqCst);
+        let rx = release_rx.lock().expect("hook lock");
+        let _ = rx.recv_timeout(WAIT); // bounded: never held past the test's deadline
+    })));
+
+    let id = Identity::load(&certs::CertPaths::in_dir(
+        &dir.path().join("certs"),
+        "client",
+    ))
+    .expect("client identity");
+    let addr: SocketAddr = core.addr.parse().expect("core address");
+    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
+    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    let (mut send, mut recv) = conn.open_bi().await.expect("open a stream");
+    let req = Request {
+        kind: Some(request::Kind::Follow(FollowRequest {
+            from_index: 1,
+            node: "follow-test".into(),
+        })),
+    };
+    frame::write_msg(&mut send, &req).await.expect("send");
+
+    // Four heartbeats (a second of them) while the build is held, each within the
+    // follower's one-second silence limit.
+    let mut heartbeats = 0;
+    while heartbeats < 4 {
+        let frame: FollowFrame =
+            tokio::time::timeout(Duration::from_secs(1), frame::read_msg(&mut recv, READ_MAX))
+                .await
+                .expect("a frame within 1 s while the snapshot is built")
+                .expect("a frame within the byte bound")
+                .expect("the stream stays open");
+        match frame.kind.expect("a kind") {
+            follow_frame::Kind::Heartbeat(_) => heartbeats += 1,
+            other => panic!("only heartbeats while the build is held, got {other:?}"),
+        }
+    }
+    assert!(building.load(Ordering::SeqCst), "the build was held");
+    release_tx.send(()).expect("release the build");
+    core.sm.set_build_hook(None);
+
+    let mut staging = None;
+    let end = Instant::now() + WAIT;
+    let tables = loop {
+        assert!(Instant::now() < end, "no snapshot after the release");
+        let frame: FollowFrame =
+            tokio::time::timeout(Duration::from_secs(3), frame::read_msg(&mut recv, READ_MAX))
+                .await
+                .expect("a frame within 3 s")
+                .expect("a frame within the byte bound")
+                .expect("the stream stays open");
+        match frame.kind.expect("a kind") {
+            follow_frame::Kind::SnapshotBegin(b) => {
+                staging = Some(Staging::begin(b, u64::MAX).expect("begin"));
+            }
+            follow_frame::Kind::SnapshotChunk(c) => {
+                let st = staging.as_mut().expect("a chunk after a begin");
+                st.absorb(c).expect("a consistent chunk");
+            }
+            follow_frame::Kind::SnapshotEnd(e) => {
+                let st = staging.take().expect("an end after a begin");
+                break st.finish(e).expect("a complete snapshot").1;
+            }
+            follow_frame::Kind::Heartbeat(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(Tables::from_snapshot(&tables).retained_count(), 100);
+    conn.close(0u32.into(), b"done");
+    core.shutdown().await;
+}

@@ -112,10 +112,26 @@ async fn stream(
             let index = source.applied_index();
             debug!(from = next, snapshot = index, "follow: sending snapshot");
             let chunk_bytes = limits.chunk_bytes;
-            let split = tokio::task::spawn_blocking(move || {
+            let hook = core.sm.build_hook();
+            let mut build = tokio::task::spawn_blocking(move || {
+                if let Some(hook) = hook {
+                    hook();
+                }
                 follow_snapshot::split_source(&source, chunk_bytes)
-            })
-            .await;
+            });
+            // Building takes seconds at millions of rows: heartbeats meanwhile tell the
+            // follower this core is alive (it gives up on a stream silent for 1 s).
+            let split = loop {
+                tokio::select! {
+                    built = &mut build => break built,
+                    () = tokio::time::sleep(HEARTBEAT) => {
+                        let hb = Kind::Heartbeat(FollowHeartbeat {
+                            commit_index: core.sm.applied_index(),
+                        });
+                        write(send, hb).await?;
+                    }
+                }
+            };
             let chunks = match split {
                 Ok(chunks) => chunks,
                 Err(e) => {

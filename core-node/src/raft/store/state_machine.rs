@@ -197,6 +197,13 @@ impl StateMachineStore {
         *self.inner.build_hook.lock() = hook;
     }
 
+    /// The hook set by [`set_build_hook`](Self::set_build_hook), for the other builders of
+    /// captured rows (the follow stream's snapshot).
+    #[doc(hidden)]
+    pub fn build_hook(&self) -> Option<BuildHook> {
+        self.inner.build_hook.lock().clone()
+    }
+
     /// Snapshots installed from a leader since this store was opened.
     pub fn snapshot_installs(&self) -> u64 {
         self.inner.installs.load(Ordering::Relaxed)
@@ -229,7 +236,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership,
         };
         // Sorting and encoding every row happens here, lock released, off the runtime.
-        let hook = self.inner.build_hook.lock().clone();
+        let hook = self.build_hook();
         let encoded = tokio::task::spawn_blocking(move || {
             if let Some(hook) = hook {
                 hook();
