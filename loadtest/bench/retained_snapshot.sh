@@ -160,9 +160,12 @@ first_index() { # core -> first index held in its log (last + 1 - entries)
     entries=$(metric "$url" meshmq_raft_log_entries)
     echo $((last + 1 - entries))
 }
-purged() { # every core's log starts after index 1
+purged() { # every core holds a snapshot and its log starts after index 1
     local i
-    for i in 1 2 3; do (($(first_index "$i") > 1)) || return 1; done
+    for i in 1 2 3; do
+        (($(metric "$(core_metrics "$i")" meshmq_raft_snapshots_total) >= 1)) || return 1
+        (($(first_index "$i") > 1)) || return 1
+    done
 }
 storm_start=$SECONDS
 rounds=0
