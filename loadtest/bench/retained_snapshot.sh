@@ -19,8 +19,9 @@
 # snapshot every 50 000 entries and keeps 50 000 behind it, so index 1 goes with the second
 # snapshot (~100 000 entries). With group commit a connect storm is few entries (50 000
 # connects at 5 000/s: ~1 200 entries on this box, 40-70 a second), which puts the default
-# 25-40 minutes of storms away; so the cores run with --snapshot-every SNAPSHOT_EVERY and --keep-after-snapshot
-# KEEP_AFTER_SNAPSHOT (MESHMQ_CORE__*), which change when the snapshot is built, not what it
+# 25-40 minutes of storms away; so the cores run with --snapshot-every SNAPSHOT_EVERY and
+# --keep-after-snapshot KEEP_AFTER_SNAPSHOT (MESHMQ_CORE__*, through a wrapper), which
+# change when the snapshot is built, not what it
 # holds or how it is sent (frame and chunk bounds, follow limits and every other setting keep
 # their defaults). SNAPSHOT_EVERY=50000 KEEP_AFTER_SNAPSHOT=50000 runs the defaults.
 #
