@@ -92,6 +92,22 @@ struct RunArgs {
     /// the cluster CA is then accepted instead of the API key.
     #[arg(long, env = "MESHMQ_CORE__HTTP_TLS", value_parser = BoolishValueParser::new())]
     http_tls: bool,
+    /// Build a Raft snapshot every this many log entries (>= 1); the log before it is then
+    /// purged, except the last --keep-after-snapshot entries.
+    #[arg(
+        long,
+        env = "MESHMQ_CORE__SNAPSHOT_EVERY",
+        default_value_t = RaftTimings::default().snapshot_every
+    )]
+    snapshot_every: u64,
+    /// Log entries kept behind the last snapshot, so that a follower a little behind needs
+    /// no snapshot.
+    #[arg(
+        long,
+        env = "MESHMQ_CORE__KEEP_AFTER_SNAPSHOT",
+        default_value_t = RaftTimings::default().keep_after_snapshot
+    )]
+    keep_after_snapshot: u64,
 }
 
 fn parse_members(raw: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
@@ -199,6 +215,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if a.node_id == 0 {
         bail!("invalid --node-id / MESHMQ_CORE__NODE_ID: must be >= 1");
     }
+    if a.snapshot_every == 0 {
+        bail!("invalid --snapshot-every / MESHMQ_CORE__SNAPSHOT_EVERY: must be >= 1");
+    }
     let initial_members = parse_members(&a.initial_members)?;
     let name = format!("core-{}", a.node_id);
     let certs_dir = a
@@ -219,7 +238,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: a.data_dir,
         initial_members,
         certs,
-        timings: RaftTimings::default(),
+        timings: RaftTimings {
+            snapshot_every: a.snapshot_every,
+            keep_after_snapshot: a.keep_after_snapshot,
+            ..RaftTimings::default()
+        },
         group_commit: GroupCommit::default(),
         follow: core_node::node::follow::FollowLimits::default(),
     };

@@ -1,6 +1,6 @@
 //! Start-up failures of the real `core-node` binary: its QUIC port in use, a certificate
 //! directory with garbage in it, an admin HTTP off loopback without credentials, an unusable
-//! API key. Each must end the process with a non-zero exit code and
+//! API key, a zero snapshot interval. Each must end the process with a non-zero exit code and
 //! exactly one `error: ...` line on stderr naming the flag (and its environment variable)
 //! and the cause, without a backtrace.
 
@@ -158,4 +158,14 @@ fn an_unusable_api_key_names_its_flag_and_is_not_echoed() {
             "no-such-key-file",
         ],
     );
+}
+
+#[test]
+fn a_zero_snapshot_interval_names_its_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        data.path(),
+        &["--core-bind", "127.0.0.1:0", "--snapshot-every", "0"],
+    );
+    assert_one_error_line(&out, &["--snapshot-every / MESHMQ_CORE__SNAPSHOT_EVERY"]);
 }

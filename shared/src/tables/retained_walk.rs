@@ -184,7 +184,7 @@ pub(super) fn walk(
         if filter.selects(want, depth, name) {
             let (matches, below) = filter.step(want);
             if matches
-                && let Some(message) = &level.message
+                && let Some(message) = level.message.as_deref()
                 && !expired(message, now_ms)
             {
                 f(message);
