@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # 80 x 1 MB retained, log purge, new replicant (issue 15, "Done means" point 2).
 #
-# A release cluster from scripts/dev-cluster (3 cores + 2 replicants, default settings but for
-# the cores' snapshot interval, see SNAPSHOT_EVERY below):
+# A release cluster from scripts/dev-cluster (3 cores + 2 replicants, default settings):
 #  1. COUNT retained QoS 1 messages of SIZE bytes (random, one file each) are published to
 #     r1 with mosquitto_pub on big/00 .. big/NN;
-#  2. connect storms (loadtest storm, against r1 and r2) write registry entries until every
-#     core has built a snapshot and purged its log past index 1 (a replicant starting empty
-#     asks for index 1: it must get the snapshot);
+#  2. the log is purged past index 1 (a replicant starting empty asks for index 1: it must get
+#     the snapshot), in one of two ways (PURGE):
+#     - `api` (default): one connect storm (STORM_CLIENTS x STORM_CYCLES, 52 000 connects as
+#       in the issue) on r1 and r2, then every core is asked to build a snapshot and purge
+#       its log up to it (POST /api/v5/cluster/snapshot?purge=true, the operator's compaction).
+#       The cores run with every default, their snapshot policy included;
+#     - `storms`: connect storms until the cores' own policy has built a snapshot and purged.
+#       The default policy builds one every 50 000 entries and keeps 50 000 behind it, so
+#       index 1 goes with the second snapshot (~100 000 entries); with group commit a storm
+#       of 50 000 connects is ~1 200 entries on this box, which puts that 25-40 minutes of
+#       storms away. So in this mode the cores run with --snapshot-every SNAPSHOT_EVERY and
+#       --keep-after-snapshot KEEP_AFTER_SNAPSHOT (through a wrapper), which change when the
+#       snapshot is built, not what it holds or how it is sent;
 #  3. a NEW replicant (r3, empty data dir, a certificate from the same dev CA) is started
 #     following the cores, as dev-cluster starts one. Required: its MQTT port opens within
 #     READY_SECS, and a '#' subscriber on it receives all COUNT retained messages, each
@@ -15,21 +24,13 @@
 # Prints the snapshot size (core log "raft snapshot built"), the storms' figures, the time to
 # ready and the replay time, then PASS or FAIL; exits non-zero on FAIL.
 #
-# Snapshot interval. The default policy (core-node/src/node/mod.rs, RaftTimings) builds a
-# snapshot every 50 000 entries and keeps 50 000 behind it, so index 1 goes with the second
-# snapshot (~100 000 entries). With group commit a connect storm is few entries (50 000
-# connects at 5 000/s: ~1 200 entries on this box, 40-70 a second), which puts the default
-# 25-40 minutes of storms away; so the cores run with --snapshot-every SNAPSHOT_EVERY and
-# --keep-after-snapshot KEEP_AFTER_SNAPSHOT (MESHMQ_CORE__*, through a wrapper), which
-# change when the snapshot is built, not what it
-# holds or how it is sent (frame and chunk bounds, follow limits and every other setting keep
-# their defaults). SNAPSHOT_EVERY=50000 KEEP_AFTER_SNAPSHOT=50000 runs the defaults.
-#
 # Usage: loadtest/bench/retained_snapshot.sh
 # Environment (all optional):
 #   COUNT=80 SIZE=1000000 READY_SECS=60 SUB_SECS=120
-#   SNAPSHOT_EVERY=1000 KEEP_AFTER_SNAPSHOT=200
-#   STORM_CLIENTS=5000 STORM_RATE=5000 STORM_CYCLES=4   one storm round (repeated)
+#   PURGE=api            or storms (see 2. above)
+#   SNAPSHOT_EVERY=1000 KEEP_AFTER_SNAPSHOT=200   (PURGE=storms only)
+#   STORM_CLIENTS=13000 STORM_RATE=5000 STORM_CYCLES=4   one storm round (repeated with
+#                        PURGE=storms)
 #   STORM_MAX_SECS=1200  give up writing entries after this long (FAIL)
 #   SKIP_BUILD=1         do not run cargo build
 #   OUT=DIR              logs, payloads and the cluster dir (default: a temp dir)
@@ -47,11 +48,13 @@ READY_SECS="${READY_SECS:-60}"
 SUB_SECS="${SUB_SECS:-120}"
 SNAPSHOT_EVERY="${SNAPSHOT_EVERY:-1000}"
 KEEP_AFTER_SNAPSHOT="${KEEP_AFTER_SNAPSHOT:-200}"
-STORM_CLIENTS="${STORM_CLIENTS:-5000}"
+STORM_CLIENTS="${STORM_CLIENTS:-13000}"
+PURGE="${PURGE:-api}"
+case "$PURGE" in api | storms) ;; *) echo "PURGE must be api or storms" >&2; exit 2 ;; esac
 STORM_RATE="${STORM_RATE:-5000}"
 STORM_CYCLES="${STORM_CYCLES:-4}"
 STORM_MAX_SECS="${STORM_MAX_SECS:-1200}"
-COMMAND="COUNT=$COUNT SIZE=$SIZE READY_SECS=$READY_SECS SNAPSHOT_EVERY=$SNAPSHOT_EVERY KEEP_AFTER_SNAPSHOT=$KEEP_AFTER_SNAPSHOT STORM_CLIENTS=$STORM_CLIENTS STORM_RATE=$STORM_RATE STORM_CYCLES=$STORM_CYCLES loadtest/bench/retained_snapshot.sh"
+COMMAND="PURGE=$PURGE COUNT=$COUNT SIZE=$SIZE READY_SECS=$READY_SECS SNAPSHOT_EVERY=$SNAPSHOT_EVERY KEEP_AFTER_SNAPSHOT=$KEEP_AFTER_SNAPSHOT STORM_CLIENTS=$STORM_CLIENTS STORM_RATE=$STORM_RATE STORM_CYCLES=$STORM_CYCLES loadtest/bench/retained_snapshot.sh"
 
 log() { printf '== %s\n' "$*" >&2; }
 for tool in mosquitto_pub mosquitto_sub curl python3; do
@@ -72,11 +75,15 @@ for b in loadtest replicant-node core-node; do
     cp "$ROOT/target/release/$b" "$BIN/$b"
 done
 ln -sf "$BIN/replicant-node" "$SHADOW/target/release/replicant-node"
-# The cores get the snapshot interval from their environment through a wrapper (not this
-# script's environment: a replicant refuses MESHMQ_ variables it does not know).
-printf '#!/bin/sh\nMESHMQ_CORE__SNAPSHOT_EVERY=%s MESHMQ_CORE__KEEP_AFTER_SNAPSHOT=%s exec "%s" "$@"\n' \
-    "$SNAPSHOT_EVERY" "$KEEP_AFTER_SNAPSHOT" "$BIN/core-node" >"$SHADOW/target/release/core-node"
-chmod +x "$SHADOW/target/release/core-node"
+if [[ "$PURGE" == storms ]]; then
+    # The cores get the snapshot interval from their environment through a wrapper (not this
+    # script's environment: a replicant refuses MESHMQ_ variables it does not know).
+    printf '#!/bin/sh\nMESHMQ_CORE__SNAPSHOT_EVERY=%s MESHMQ_CORE__KEEP_AFTER_SNAPSHOT=%s exec "%s" "$@"\n' \
+        "$SNAPSHOT_EVERY" "$KEEP_AFTER_SNAPSHOT" "$BIN/core-node" >"$SHADOW/target/release/core-node"
+    chmod +x "$SHADOW/target/release/core-node"
+else
+    ln -sf "$BIN/core-node" "$SHADOW/target/release/core-node"
+fi
 ln -sf "$ROOT/scripts/dev-cluster" "$SHADOW/scripts/dev-cluster"
 printf '#!/bin/sh\nexit 0\n' >"$SHADOW/nocargo/cargo"
 chmod +x "$SHADOW/nocargo/cargo"
@@ -183,8 +190,22 @@ while [[ -z "$FAIL" ]] && ! purged; do
         -c "$STORM_CLIENTS" --rate "$STORM_RATE" --cycles "$STORM_CYCLES" --prefix "storm$rounds" \
         --timeout 20 --json "$OUT/storm-$rounds.json" >"$OUT/storm-$rounds.txt" 2>&1 \
         || log "storm round $rounds exited $? (see $OUT/storm-$rounds.txt)"
+    if [[ "$PURGE" == api ]]; then
+        for i in 1 2 3; do
+            log "core-$i: snapshot and purge through the API"
+            curl -fsS --max-time 620 -X POST \
+                -H "Authorization: Bearer $(cat "$CLUSTER_DIR/api-key")" \
+                "http://127.0.0.1:$((BASE + 100 + i))/api/v5/cluster/snapshot?purge=true" \
+                >"$OUT/compact-$i.json" 2>"$OUT/compact-$i.err" \
+                || fail "core-$i: POST /api/v5/cluster/snapshot?purge=true failed ($(cat "$OUT/compact-$i.err"))"
+            log "core-$i: $(cat "$OUT/compact-$i.json" 2>/dev/null)"
+        done
+    fi
     # The last snapshot may still be in the making: give it a little time (bounded).
     for _ in $(seq 1 50); do purged && break; sleep 0.2; done
+    if [[ "$PURGE" == api ]] && [[ -z "$FAIL" ]] && ! purged; then
+        fail "the cores' logs still start at index 1 after the API's snapshot and purge"
+    fi
 done
 storm_secs=$((SECONDS - storm_start))
 last_index=$(metric "$(core_metrics 1)" meshmq_raft_last_log_index)
@@ -259,7 +280,11 @@ follow_ended=$(grep -c 'follow stream ended' "$OUT/r3.log" 2>/dev/null || true)
 
 {
     echo "80 x 1 MB retained, purge, new replicant (issue 15): $COUNT retained x $SIZE B on a release"
-    echo "3-core + 2-replicant dev-cluster, default settings but snapshot every $SNAPSHOT_EVERY entries, $KEEP_AFTER_SNAPSHOT kept;"
+    if [[ "$PURGE" == api ]]; then
+        echo "3-core + 2-replicant dev-cluster, every setting default; log purged by POST /api/v5/cluster/snapshot?purge=true on each core;"
+    else
+        echo "3-core + 2-replicant dev-cluster, default settings but snapshot every $SNAPSHOT_EVERY entries, $KEEP_AFTER_SNAPSHOT kept;"
+    fi
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "publish ${COUNT} retained (mosquitto_pub, QoS 1, one at a time): ${publish_ms} ms"
     echo "storms: $rounds round(s) of $STORM_CLIENTS clients x $STORM_CYCLES cycles at $STORM_RATE/s, ${storm_secs} s;" \
