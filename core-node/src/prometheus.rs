@@ -352,6 +352,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Bytes of table rows in follow snapshot chunks sent to followers.",
     ),
     (
+        m::CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL,
+        "Follow snapshots sent without a build of their own (another follower was still being sent a usable one).",
+    ),
+    (
         m::CORE_FOLLOW_ENTRIES_SENT_TOTAL,
         "Log entries streamed to followers.",
     ),

@@ -296,3 +296,145 @@ async fn a_follower_hears_heartbeats_while_its_snapshot_is_built() {
     conn.close(0u32.into(), b"done");
     core.shutdown().await;
 }
+
+/// Opens a `Follow` stream from `from`.
+async fn open_follow(
+    conn: &quinn::Connection,
+    from: u64,
+) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = conn.open_bi().await.expect("open a stream");
+    let req = Request {
+        kind: Some(request::Kind::Follow(FollowRequest {
+            from_index: from,
+            node: "follow-test".into(),
+        })),
+    };
+    frame::write_msg(&mut send, &req).await.expect("send");
+    (send, recv)
+}
+
+/// Reads frames until a heartbeat (true) or a snapshot begins (false).
+async fn heartbeat_or_begin(recv: &mut quinn::RecvStream) -> bool {
+    let frame: FollowFrame =
+        tokio::time::timeout(Duration::from_secs(3), frame::read_msg(recv, READ_MAX))
+            .await
+            .expect("a frame within 3 s")
+            .expect("a frame within the byte bound")
+            .expect("the stream stays open");
+    matches!(frame.kind, Some(follow_frame::Kind::Heartbeat(_)))
+}
+
+/// Reads a whole snapshot (heartbeats before it skipped) and returns its tables.
+async fn read_snapshot(recv: &mut quinn::RecvStream) -> Tables {
+    let mut staging = None;
+    let end = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < end, "no whole snapshot in time");
+        let frame: FollowFrame =
+            tokio::time::timeout(Duration::from_secs(3), frame::read_msg(recv, READ_MAX))
+                .await
+                .expect("a frame within 3 s")
+                .expect("a frame within the byte bound")
+                .expect("the stream stays open");
+        match frame.kind.expect("a kind") {
+            follow_frame::Kind::SnapshotBegin(b) => {
+                staging = Some(Staging::begin(b, u64::MAX).expect("begin"));
+            }
+            follow_frame::Kind::SnapshotChunk(c) => {
+                let st = staging.as_mut().expect("a chunk after a begin");
+                st.absorb(c).expect("a consistent chunk");
+            }
+            follow_frame::Kind::SnapshotEnd(e) => {
+                let st = staging.take().expect("an end after a begin");
+                return Tables::from_snapshot(&st.finish(e).expect("a complete snapshot").1);
+            }
+            follow_frame::Kind::Heartbeat(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Replicants joining at once get one build between them: a follower that needs a snapshot
+/// while one is built waits for it (hearing heartbeats) and is sent the same one, instead of
+/// the core building the whole tables again side by side; and a follower that goes away
+/// while its build runs neither stops the build nor makes room for a second one (a peer
+/// opening and resetting Follow streams cannot multiply builds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_joining_together_share_one_snapshot_build() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Mutex, mpsc};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = start_core(dir.path()).await;
+    for i in 0..60 {
+        core.transact(vec![retained(&format!("fill/{i}"), 1_000)])
+            .await
+            .expect("fill");
+    }
+    wait_until("the log purged past index 1", || {
+        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
+    })
+    .await;
+
+    let builds = Arc::new(AtomicU32::new(0));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let counted = Arc::clone(&builds);
+    core.sm.set_build_hook(Some(Arc::new(move || {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            let rx = release_rx.lock().expect("hook lock");
+            let _ = rx.recv_timeout(WAIT); // bounded: never held past the test's deadline
+        }
+    })));
+
+    let id = Identity::load(&certs::CertPaths::in_dir(
+        &dir.path().join("certs"),
+        "client",
+    ))
+    .expect("client identity");
+    let addr: SocketAddr = core.addr.parse().expect("core address");
+    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
+    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
+        .await
+        .expect("connect");
+
+    // A asks first: its build starts and is held.
+    let (mut send_a, mut recv_a) = open_follow(&conn, 1).await;
+    wait_until("the first follower's build starts", || {
+        builds.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // B asks while it is built: it waits, hearing heartbeats.
+    let (_send_b, mut recv_b) = open_follow(&conn, 1).await;
+    assert!(
+        heartbeat_or_begin(&mut recv_b).await,
+        "the second follower hears heartbeats while the first build is held"
+    );
+    // A goes away; its stream ends on the core (its next heartbeat fails).
+    let _ = send_a.reset(0u32.into());
+    let _ = recv_a.stop(0u32.into());
+    wait_until("the core drops the first follower", || {
+        core.followers() == 1
+    })
+    .await;
+    // C asks now: the build A started still runs, and C waits for it too.
+    let (_send_c, mut recv_c) = open_follow(&conn, 1).await;
+    assert!(
+        heartbeat_or_begin(&mut recv_c).await,
+        "the third follower waits for the build still in progress"
+    );
+    release_tx.send(()).expect("release the build");
+
+    let b = read_snapshot(&mut recv_b).await;
+    let c = read_snapshot(&mut recv_c).await;
+    assert_eq!(
+        builds.load(Ordering::SeqCst),
+        1,
+        "one build for every follower"
+    );
+    assert_eq!(b.retained_count(), 60);
+    assert!(b == c, "both followers got the same tables");
+    core.sm.set_build_hook(None);
+    conn.close(0u32.into(), b"done");
+    core.shutdown().await;
+}

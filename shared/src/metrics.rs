@@ -236,6 +236,9 @@ pub const CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL: &str =
 /// Counter: bytes of table rows in follow snapshot chunks sent to followers. No labels.
 pub const CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL: &str =
     "meshmq_core_follow_snapshot_bytes_sent_total";
+/// Counter: follow snapshots sent without a build of their own, because another follower
+/// was still being sent a usable one. No labels.
+pub const CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL: &str = "meshmq_core_follow_snapshot_reused_total";
 /// Counter: log entries streamed to followers. No labels.
 pub const CORE_FOLLOW_ENTRIES_SENT_TOTAL: &str = "meshmq_core_follow_entries_sent_total";
 /// Counter: requests on the core endpoint that could not be served. Labels: `reason`.
@@ -454,6 +457,7 @@ pub const COUNTERS: &[&str] = &[
     CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL,
     CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL,
     CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL,
+    CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL,
     CORE_FOLLOW_ENTRIES_SENT_TOTAL,
     CORE_REQUEST_ERRORS_TOTAL,
     CORE_LEASE_PURGES_TOTAL,

@@ -14,6 +14,7 @@
 //!
 //! It never writes to the log or the state machine; it reads them.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one follower until it goes away or the core shuts down.
 pub async fn serve(
-    core: &CoreNode,
+    core: &Arc<CoreNode>,
     req: FollowRequest,
     send: &mut quinn::SendStream,
 ) -> Result<(), FrameError> {
@@ -76,7 +77,7 @@ pub async fn serve(
 }
 
 async fn stream(
-    core: &CoreNode,
+    core: &Arc<CoreNode>,
     mut next: u64,
     send: &mut quinn::SendStream,
 ) -> Result<(), FrameError> {
@@ -107,23 +108,15 @@ async fn stream(
         if entries.first().map(|e| e.log_id.index) != Some(next) {
             // Purged (or unreadable) here: send the state instead and go on after it. The
             // rows are captured under the lock in O(tables); sorting, cutting and encoding
-            // them happen off the runtime while entries keep applying.
-            let source = core.sm.capture();
-            let index = source.applied_index();
-            debug!(from = next, snapshot = index, "follow: sending snapshot");
-            let chunk_bytes = limits.chunk_bytes;
-            let hook = core.sm.build_hook();
-            let mut build = tokio::task::spawn_blocking(move || {
-                if let Some(hook) = hook {
-                    hook();
-                }
-                follow_snapshot::split_source(&source, chunk_bytes)
-            });
-            // Building takes seconds at millions of rows: heartbeats meanwhile tell the
-            // follower this core is alive (it gives up on a stream silent for 1 s).
-            let split = loop {
+            // them happen off the runtime while entries keep applying, one build at a time
+            // per core, shared by the followers that need one meanwhile. Building takes
+            // seconds at millions of rows: heartbeats meanwhile tell the follower this core
+            // is alive (it gives up on a stream silent for 1 s).
+            debug!(from = next, "follow: a snapshot is needed");
+            let mut obtain = std::pin::pin!(core.follow_snapshots.get(core, next));
+            let built = loop {
                 tokio::select! {
-                    built = &mut build => break built,
+                    built = &mut obtain => break built,
                     () = tokio::time::sleep(HEARTBEAT) => {
                         let hb = Kind::Heartbeat(FollowHeartbeat {
                             commit_index: core.sm.applied_index(),
@@ -132,15 +125,11 @@ async fn stream(
                     }
                 }
             };
-            let chunks = match split {
-                Ok(chunks) => chunks,
-                Err(e) => {
-                    warn!(index, error = %e, "follow: building the snapshot failed");
-                    return Ok(()); // the follower reconnects and asks again
-                }
+            let Some(built) = built else {
+                return Ok(()); // the follower reconnects and asks again
             };
-            send_snapshot(send, index, chunks).await?;
-            next = index + 1;
+            send_snapshot(send, built.index, &built.chunks).await?;
+            next = built.index + 1;
             continue;
         }
         let mut out = Vec::with_capacity(entries.len());
@@ -181,7 +170,7 @@ async fn stream(
 async fn send_snapshot(
     send: &mut quinn::SendStream,
     index: u64,
-    chunks: follow_snapshot::Chunks,
+    chunks: &follow_snapshot::Chunks,
 ) -> Result<(), FrameError> {
     metrics::counter!(m::CORE_FOLLOW_SNAPSHOTS_SENT_TOTAL).increment(1);
     debug!(
@@ -193,12 +182,12 @@ async fn send_snapshot(
     );
     write(send, Kind::SnapshotBegin(chunks.begin(index))).await?;
     let end = chunks.end(index);
-    for (seq, rows) in chunks.chunks.into_iter().enumerate() {
+    for (seq, rows) in chunks.chunks.iter().enumerate() {
         let len = rows.encoded_len() as u64;
         let chunk = Kind::SnapshotChunk(FollowSnapshotChunk {
             index,
             seq: seq as u64,
-            rows: Some(rows),
+            rows: Some(rows.clone()),
         });
         if let Err(e) = write(send, chunk).await {
             if let FrameError::TooLarge { len, max } = e {

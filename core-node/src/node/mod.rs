@@ -10,6 +10,7 @@ pub mod batcher;
 pub mod compact;
 pub mod conns;
 pub mod follow;
+pub mod follow_snapshot;
 pub mod lease;
 pub mod members;
 pub mod server;
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use meshmq_proto::core::{Request, Response, TransactRequest, request, response};
@@ -175,9 +176,16 @@ pub struct CoreNode {
     leases: Leases,
     followers: AtomicU32,
     follow_limits: FollowLimits,
+    /// The follow snapshots, one build at a time, shared by the followers that need one.
+    follow_snapshots: follow_snapshot::FollowSnapshots,
 }
 
 impl CoreNode {
+    /// Follow streams this core is serving now.
+    pub fn followers(&self) -> u32 {
+        self.followers.load(Ordering::Relaxed)
+    }
+
     /// Opens the store, starts Raft and the endpoint, and initializes a new group when the
     /// store is empty. Returns without waiting for a leader.
     pub async fn start(cfg: CoreConfig) -> Result<Arc<Self>, CoreError> {
@@ -218,6 +226,7 @@ impl CoreNode {
             leases: Leases::default(),
             followers: AtomicU32::new(0),
             follow_limits: cfg.follow,
+            follow_snapshots: follow_snapshot::FollowSnapshots::default(),
         });
         core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
         core.tasks.spawn(lease::run(Arc::clone(&core)));

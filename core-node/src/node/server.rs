@@ -74,7 +74,7 @@ async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
 }
 
 async fn serve_stream(
-    core: &CoreNode,
+    core: &Arc<CoreNode>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), FrameError> {
