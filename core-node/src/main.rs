@@ -215,8 +215,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if a.node_id == 0 {
         bail!("invalid --node-id / MESHMQ_CORE__NODE_ID: must be >= 1");
     }
-    if a.snapshot_every == 0 {
-        bail!("invalid --snapshot-every / MESHMQ_CORE__SNAPSHOT_EVERY: must be >= 1");
+    if !(1..=1 << 40).contains(&a.snapshot_every) {
+        bail!("invalid --snapshot-every / MESHMQ_CORE__SNAPSHOT_EVERY: must be between 1 and 2^40");
+    }
+    if a.keep_after_snapshot > 1 << 40 {
+        bail!(
+            "invalid --keep-after-snapshot / MESHMQ_CORE__KEEP_AFTER_SNAPSHOT: must be at most 2^40"
+        );
     }
     let initial_members = parse_members(&a.initial_members)?;
     let name = format!("core-{}", a.node_id);

@@ -46,6 +46,9 @@ async fn snapshot_on_demand_builds_and_purges() {
     let path = "/api/v5/cluster/snapshot?purge=true";
     let (status, body) = http(api, "POST", path, &[], "").await;
     assert_eq!(status, 401, "{body}");
+    let wrong = [("authorization", "Bearer not-the-key-of-this-api")];
+    let (status, body) = http(api, "POST", path, &wrong, "").await;
+    assert_eq!(status, 401, "{body}");
     assert!(
         core.raft.metrics().borrow().snapshot.is_none(),
         "no key, no snapshot"
@@ -72,5 +75,50 @@ async fn snapshot_on_demand_builds_and_purges() {
     let m = core.raft.metrics().borrow().clone();
     assert_eq!(m.snapshot.map(|s| s.index), Some(index));
     assert_eq!(m.purged.map(|p| p.index), Some(index));
+    core.shutdown().await;
+}
+
+/// One compaction at a time per core: while one runs (its build held by the state machine's
+/// build hook), a second request is answered 409 at once instead of queueing another build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_compaction_while_one_runs_is_refused() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    let cfg = HttpConfig {
+        api_key: Some(ApiKey::new("k3y-for-the-admin-api").unwrap()),
+        ..HttpConfig::plain("127.0.0.1:0".parse().unwrap())
+    };
+    let api = http::serve(core.clone(), cfg).await.unwrap();
+    for i in 0..5 {
+        core.transact(vec![claim(i)]).await.unwrap();
+    }
+    let building = Arc::new(AtomicBool::new(false));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let started = Arc::clone(&building);
+    core.sm.set_build_hook(Some(Arc::new(move || {
+        started.store(true, Ordering::SeqCst);
+        let _ = release_rx.lock().unwrap().recv_timeout(admin::WAIT);
+    })));
+
+    let auth = [("authorization", BEARER)];
+    let first =
+        tokio::spawn(async move { http(api, "POST", "/api/v5/cluster/snapshot", &auth, "").await });
+    admin::wait_until("the first compaction's build starts", || {
+        building.load(Ordering::SeqCst)
+    })
+    .await;
+    let (status, body) = http(api, "POST", "/api/v5/cluster/snapshot", &auth, "").await;
+    assert_eq!(status, 409, "{body}");
+    release_tx.send(()).unwrap();
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    core.sm.set_build_hook(None);
+    // Free again once it ended.
+    let (status, body) = http(api, "POST", "/api/v5/cluster/snapshot", &auth, "").await;
+    assert_eq!(status, 200, "{body}");
     core.shutdown().await;
 }

@@ -169,3 +169,34 @@ fn a_zero_snapshot_interval_names_its_flag() {
     );
     assert_one_error_line(&out, &["--snapshot-every / MESHMQ_CORE__SNAPSHOT_EVERY"]);
 }
+
+#[test]
+fn a_snapshot_interval_past_2_40_names_its_flag() {
+    // openraft adds the interval to log indexes unchecked: u64::MAX would wrap (a snapshot
+    // on every commit) or panic; it is refused, as a bound on keep-after-snapshot is.
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        data.path(),
+        &[
+            "--core-bind",
+            "127.0.0.1:0",
+            "--snapshot-every",
+            "18446744073709551615",
+        ],
+    );
+    assert_one_error_line(&out, &["--snapshot-every / MESHMQ_CORE__SNAPSHOT_EVERY"]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = run(
+        data.path(),
+        &[
+            "--core-bind",
+            "127.0.0.1:0",
+            "--keep-after-snapshot",
+            "1099511627777",
+        ],
+    );
+    assert_one_error_line(
+        &out,
+        &["--keep-after-snapshot / MESHMQ_CORE__KEEP_AFTER_SNAPSHOT"],
+    );
+}

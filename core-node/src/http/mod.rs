@@ -213,11 +213,20 @@ async fn remove_core(State(core): State<Arc<CoreNode>>, Path(id): Path<NodeId>) 
 }
 
 /// Builds a snapshot of this core now (and purges its log up to it with `?purge=true`):
-/// 200 with what was done, 503 if it could not be done within [`SNAPSHOT_TIMEOUT`].
+/// 200 with what was done, 409 while another compaction of this core runs, 503 if it could
+/// not be done within [`SNAPSHOT_TIMEOUT`] (the detail goes to the log, not the caller).
 async fn snapshot(State(core): State<Arc<CoreNode>>, Query(q): Query<SnapshotQuery>) -> Response {
     match core.compact_now(q.purge, SNAPSHOT_TIMEOUT).await {
         Ok(done) => (StatusCode::OK, Json(done)).into_response(),
-        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why, None),
+        Err(why) if why == crate::node::compact::BUSY => error(StatusCode::CONFLICT, &why, None),
+        Err(why) => {
+            tracing::warn!(error = %why, "compaction on demand failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the snapshot could not be built or the log purged in time; see this core's log",
+                None,
+            )
+        }
     }
 }
 

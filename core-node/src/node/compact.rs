@@ -7,11 +7,18 @@
 //! Only this core is compacted (each core keeps its own snapshot and log). Every wait is
 //! bounded by the caller's timeout.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::CoreNode;
+
+/// What a compaction asked while another runs on this core is told.
+pub const BUSY: &str = "a compaction of this core is already in progress";
+/// How long to wait for a build before triggering again (a trigger is ignored while an
+/// earlier build runs).
+const RETRIGGER: Duration = Duration::from_secs(5);
 
 /// What a compaction did.
 #[derive(Debug, Clone, Serialize)]
@@ -30,25 +37,48 @@ impl CoreNode {
     /// purges the log up to it; gives up after `timeout` (the snapshot may still be built
     /// later).
     pub async fn compact_now(&self, purge: bool, timeout: Duration) -> Result<Compacted, String> {
+        // One compaction at a time per core: a second caller is told so at once instead of
+        // queueing builds and saves (each save holds redb's one write transaction).
+        if self.compacting.swap(true, Ordering::SeqCst) {
+            return Err(BUSY.into());
+        }
+        let result = self.compact(purge, timeout).await;
+        self.compacting.store(false, Ordering::SeqCst);
+        result
+    }
+
+    async fn compact(&self, purge: bool, timeout: Duration) -> Result<Compacted, String> {
         let started = Instant::now();
         let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
         let Some(applied) = applied else {
             return Err("nothing applied yet".into());
         };
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| format!("snapshot trigger: {e}"))?;
-        let built = self
-            .raft
-            .wait(Some(timeout))
-            .metrics(
-                |m| m.snapshot.is_some_and(|s| s.index >= applied),
-                "snapshot built",
-            )
-            .await
-            .map_err(|e| format!("snapshot: {e}"))?;
+        // openraft ignores a trigger while a build runs; if that build covers less than
+        // `applied`, trigger again once it ended (bounded by the timeout).
+        let built = loop {
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| format!("snapshot trigger: {e}"))?;
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(format!("snapshot: not built within {timeout:?}"));
+            }
+            match self
+                .raft
+                .wait(Some(left.min(RETRIGGER)))
+                .metrics(
+                    |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                    "snapshot built",
+                )
+                .await
+            {
+                Ok(built) => break built,
+                Err(openraft::metrics::WaitError::Timeout(..)) => continue,
+                Err(e) => return Err(format!("snapshot: {e}")),
+            }
+        };
         let build_seconds = started.elapsed().as_secs_f64();
         let snapshot_index = built.snapshot.map_or(applied, |s| s.index);
         let purged_index = if purge {

@@ -178,6 +178,8 @@ pub struct CoreNode {
     follow_limits: FollowLimits,
     /// The follow snapshots, one build at a time, shared by the followers that need one.
     follow_snapshots: follow_snapshot::FollowSnapshots,
+    /// A compaction on demand runs (`compact.rs`): one at a time.
+    compacting: std::sync::atomic::AtomicBool,
 }
 
 impl CoreNode {
@@ -227,6 +229,7 @@ impl CoreNode {
             followers: AtomicU32::new(0),
             follow_limits: cfg.follow,
             follow_snapshots: follow_snapshot::FollowSnapshots::default(),
+            compacting: std::sync::atomic::AtomicBool::new(false),
         });
         core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
         core.tasks.spawn(lease::run(Arc::clone(&core)));
@@ -392,6 +395,10 @@ impl CoreNode {
     }
 }
 
+/// Largest `snapshot_every` and `keep_after_snapshot`: 2^40 entries (far beyond any log
+/// a core keeps, far below where openraft's index arithmetic wraps).
+const MAX_LOG_SPAN: u64 = 1 << 40;
+
 fn raft_config(t: &RaftTimings) -> Result<Arc<RaftConfig>, CoreError> {
     let frame = t.rpc_frame_bytes;
     if !(MIN_RPC_FRAME_BYTES..=meshmq_shared::quic::frame::MAX_FRAME).contains(&frame) {
@@ -399,6 +406,21 @@ fn raft_config(t: &RaftTimings) -> Result<Arc<RaftConfig>, CoreError> {
             "rpc_frame_bytes must be between {MIN_RPC_FRAME_BYTES} and {}, got {frame}",
             meshmq_shared::quic::frame::MAX_FRAME
         )));
+    }
+    // openraft adds these to log indexes unchecked: a huge value would wrap (a snapshot on
+    // every commit) or panic. No value "disables" snapshots.
+    for (name, value) in [
+        ("snapshot_every", t.snapshot_every),
+        ("keep_after_snapshot", t.keep_after_snapshot),
+    ] {
+        if value > MAX_LOG_SPAN {
+            return Err(CoreError::Raft(format!(
+                "{name} must be at most {MAX_LOG_SPAN}, got {value}"
+            )));
+        }
+    }
+    if t.snapshot_every == 0 {
+        return Err(CoreError::Raft("snapshot_every must be at least 1".into()));
     }
     let chunk = t
         .snapshot_chunk_bytes

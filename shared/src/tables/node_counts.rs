@@ -7,9 +7,10 @@
 //! a scan. It counts owners whether or not they have a `nodes` row (a purged node's
 //! disconnected rows stay in the registry), so that a node row created later starts from
 //! the right figures. It must never be iterated into a result or a snapshot: it is keyed by
-//! a hash map, and the node rows copy its figures.
+//! a hash map, and the node rows copy its figures. The map is persistent (like the rows):
+//! a snapshot capture clones it in O(1) whatever the number of owners.
 
-use hashbrown::HashMap;
+use imbl::HashMap;
 use meshmq_proto::tables::RegistryRow;
 
 /// What one node holds in the registry.
@@ -35,7 +36,12 @@ impl OwnerCounts {
 
     /// Counts a row that entered the registry.
     pub(super) fn add(&mut self, row: &RegistryRow) {
-        let held = self.by_node.entry_ref(row.node.as_str()).or_default();
+        if self.by_node.get(row.node.as_str()).is_none() {
+            self.by_node.insert(row.node.clone(), Held::default());
+        }
+        let Some(held) = self.by_node.get_mut(row.node.as_str()) else {
+            return;
+        };
         held.sessions = held.sessions.saturating_add(1);
         held.connected = held.connected.saturating_add(u64::from(row.connected));
     }
