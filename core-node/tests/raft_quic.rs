@@ -111,12 +111,15 @@ async fn start_core(id: NodeId, certs_dir: &Path) -> Core {
 
 /// The test's core server: every bidi stream carries one Raft RPC.
 async fn serve(endpoint: quinn::Endpoint, raft: Raft) {
+    let receipt = std::sync::Arc::new(rpc_server::SnapshotReceipt::default());
     while let Some(incoming) = endpoint.accept().await {
         let raft = raft.clone();
+        let receipt = std::sync::Arc::clone(&receipt);
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                 let raft = raft.clone();
+                let receipt = std::sync::Arc::clone(&receipt);
                 tokio::spawn(async move {
                     let Ok(Some(req)) =
                         frame::read_msg::<Request>(&mut recv, frame::MAX_FRAME).await
@@ -124,7 +127,7 @@ async fn serve(endpoint: quinn::Endpoint, raft: Raft) {
                         return;
                     };
                     let Some(kind) = req.kind else { return };
-                    let resp = rpc_server::handle(&raft, kind).await;
+                    let resp = rpc_server::handle(&raft, &receipt, kind).await;
                     if frame::write_msg(&mut send, &resp).await.is_ok() {
                         let _ = send.finish();
                     }
@@ -348,13 +351,14 @@ async fn non_raft_requests_get_an_error_response() {
         .await
         .expect("raft");
     let status = request::Kind::Status(Default::default());
-    let resp = rpc_server::handle(&raft, status).await;
+    let receipt = rpc_server::SnapshotReceipt::default();
+    let resp = rpc_server::handle(&raft, &receipt, status).await;
     let Some(response::Kind::Error(e)) = resp.kind else {
         panic!("expected an error, got {resp:?}");
     };
     assert!(e.message.contains("not a raft rpc"), "{}", e.message);
     let bad_vote = request::Kind::Vote(Default::default());
-    let resp = rpc_server::handle(&raft, bad_vote).await;
+    let resp = rpc_server::handle(&raft, &receipt, bad_vote).await;
     assert!(
         matches!(resp.kind, Some(response::Kind::Error(_))),
         "{resp:?}"

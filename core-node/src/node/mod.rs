@@ -180,6 +180,8 @@ pub struct CoreNode {
     follow_snapshots: follow_snapshot::FollowSnapshots,
     /// A compaction on demand runs (`compact.rs`): one at a time.
     compacting: std::sync::atomic::AtomicBool,
+    /// What this core has received of a Raft snapshot being sent to it.
+    snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt,
 }
 
 impl CoreNode {
@@ -230,6 +232,7 @@ impl CoreNode {
             follow_limits: cfg.follow,
             follow_snapshots: follow_snapshot::FollowSnapshots::default(),
             compacting: std::sync::atomic::AtomicBool::new(false),
+            snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt::default(),
         });
         core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
         core.tasks.spawn(lease::run(Arc::clone(&core)));

@@ -98,7 +98,11 @@ async fn serve_stream(
         Req::Lease(l) => Resp::Lease(lease(core, l).await),
         Req::Status(_) => Resp::Status(status(core)),
         raft_rpc @ (Req::Vote(_) | Req::Append(_) | Req::Snapshot(_)) => {
-            return reply(&mut send, &rpc_server::handle(&core.raft, raft_rpc).await).await;
+            return reply(
+                &mut send,
+                &rpc_server::handle(&core.raft, &core.snapshot_receipt, raft_rpc).await,
+            )
+            .await;
         }
     };
     reply(&mut send, &Response { kind: Some(resp) }).await

@@ -42,14 +42,64 @@ pub enum RpcServeError {
     },
 }
 
-/// Serves one Raft RPC (`Vote`, `Append`, `Snapshot`) on `raft` and builds the response.
-/// Any other kind, a malformed request or a Raft error gives `Response::Error` with a message
-/// saying what went wrong; this function never panics on the request's contents.
-pub async fn handle(raft: &Raft, kind: request::Kind) -> Response {
+/// Largest Raft snapshot a core receives: 64 GiB (a 100 M-client cluster's is ~9 GiB).
+pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
+
+/// What this core has received of the snapshot a leader is sending it: the chunks must be
+/// contiguous (a chunk may be sent again, never start past what was received), so a peer
+/// cannot make openraft seek far into the receive buffer and allocate up to the offset it
+/// names, and the whole is bounded by [`MAX_SNAPSHOT_BYTES`].
+#[derive(Default)]
+pub struct SnapshotReceipt {
+    /// (snapshot id, bytes received) of the snapshot being received.
+    receiving: parking_lot::Mutex<Option<(String, u64)>>,
+}
+
+impl SnapshotReceipt {
+    /// Checks a chunk before openraft sees it.
+    fn check(&self, id: &str, offset: u64, len: u64) -> Result<(), String> {
+        let end = offset.saturating_add(len);
+        if end > MAX_SNAPSHOT_BYTES {
+            return Err(format!(
+                "snapshot {id} would exceed {MAX_SNAPSHOT_BYTES} bytes (chunk ends at {end})"
+            ));
+        }
+        if offset == 0 {
+            return Ok(());
+        }
+        match &*self.receiving.lock() {
+            Some((receiving, received)) if receiving == id && offset <= *received => Ok(()),
+            Some((receiving, received)) if receiving == id => Err(format!(
+                "snapshot {id}: chunk at offset {offset} but only {received} bytes received"
+            )),
+            _ => Err(format!(
+                "snapshot {id}: chunk at offset {offset} without its start"
+            )),
+        }
+    }
+
+    /// Records a chunk openraft accepted.
+    fn accepted(&self, id: &str, offset: u64, len: u64) {
+        let end = offset.saturating_add(len);
+        let mut receiving = self.receiving.lock();
+        match &mut *receiving {
+            Some((receiving, received)) if offset > 0 && receiving == id => {
+                *received = (*received).max(end);
+            }
+            _ => *receiving = Some((id.to_owned(), end)),
+        }
+    }
+}
+
+/// Serves one Raft RPC (`Vote`, `Append`, `Snapshot`) on `raft` and builds the response;
+/// `receipt` is this core's, kept across calls. Any other kind, a malformed request or a
+/// Raft error gives `Response::Error` with a message saying what went wrong; this function
+/// never panics on the request's contents.
+pub async fn handle(raft: &Raft, receipt: &SnapshotReceipt, kind: request::Kind) -> Response {
     let result = match kind {
         request::Kind::Vote(req) => vote(raft, &req).await,
         request::Kind::Append(req) => append(raft, req).await,
-        request::Kind::Snapshot(req) => snapshot(raft, req).await,
+        request::Kind::Snapshot(req) => snapshot(raft, receipt, req).await,
         request::Kind::Transact(_) => Err(RpcServeError::NotRaft("transact")),
         request::Kind::Follow(_) => Err(RpcServeError::NotRaft("follow")),
         request::Kind::Lease(_) => Err(RpcServeError::NotRaft("lease")),
@@ -96,12 +146,24 @@ async fn append(
 
 async fn snapshot(
     raft: &Raft,
+    receipt: &SnapshotReceipt,
     req: pb::InstallSnapshotRequest,
 ) -> Result<response::Kind, RpcServeError> {
     let rpc = snapshot_request_from_proto(req).map_err(|source| RpcServeError::Malformed {
         rpc: "snapshot",
         source,
     })?;
+    let (id, offset, len) = (
+        rpc.meta.snapshot_id.clone(),
+        rpc.offset,
+        rpc.data.len() as u64,
+    );
+    receipt
+        .check(&id, offset, len)
+        .map_err(|message| RpcServeError::Raft {
+            rpc: "snapshot",
+            message,
+        })?;
     let resp = raft
         .install_snapshot(rpc)
         .await
@@ -109,5 +171,35 @@ async fn snapshot(
             rpc: "snapshot",
             message: e.to_string(),
         })?;
+    receipt.accepted(&id, offset, len);
     Ok(response::Kind::Snapshot(snapshot_response_to_proto(&resp)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_must_be_contiguous_and_bounded() {
+        let r = SnapshotReceipt::default();
+        assert!(r.check("s1", 1 << 40, 10).is_err(), "no start: refused");
+        assert!(r.check("s1", 0, 100).is_ok());
+        r.accepted("s1", 0, 100);
+        assert!(r.check("s1", 100, 100).is_ok(), "the next chunk");
+        assert!(r.check("s1", 50, 100).is_ok(), "a chunk sent again");
+        assert!(
+            r.check("s1", 1 << 40, 10).is_err(),
+            "a seek past what was received"
+        );
+        assert!(r.check("s2", 100, 10).is_err(), "another snapshot's chunk");
+        r.accepted("s1", 100, 100);
+        assert!(r.check("s1", 200, 1).is_ok());
+        assert!(
+            r.check("s1", 0, MAX_SNAPSHOT_BYTES + 1).is_err(),
+            "over the bound"
+        );
+        assert!(r.check("s1", u64::MAX, 10).is_err(), "no overflow");
+        r.accepted("s2", 0, 5);
+        assert!(r.check("s1", 200, 1).is_err(), "a new snapshot replaced it");
+    }
 }
