@@ -302,9 +302,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let started = Instant::now();
         let signature = || Some(meta.signature());
         let bytes = snapshot.into_inner();
-        let tables: pt::Snapshot = decode(|| "received snapshot".to_owned(), &bytes)
-            .map_err(|e| StorageIOError::read_snapshot(signature(), AnyError::new(&e)))?;
-        let tables = Tables::from_snapshot(&tables);
+        // Decoding and indexing millions of rows takes seconds: off the runtime, so this
+        // core's other tasks (heartbeats, follow streams, Transact) keep running meanwhile.
+        let (bytes, tables) = tokio::task::spawn_blocking(move || {
+            let decoded = decode(|| "received snapshot".to_owned(), &bytes)
+                .map(|t: pt::Snapshot| Tables::from_snapshot(&t));
+            (bytes, decoded)
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(signature(), AnyError::new(&e)))?;
+        let tables =
+            tables.map_err(|e| StorageIOError::read_snapshot(signature(), AnyError::new(&e)))?;
         snapshot::save(&self.inner.db, meta, bytes)
             .await
             .map_err(|e| StorageIOError::write_snapshot(signature(), AnyError::new(&e)))?;
