@@ -122,3 +122,37 @@ async fn a_second_compaction_while_one_runs_is_refused() {
     assert_eq!(status, 200, "{body}");
     core.shutdown().await;
 }
+
+/// A compaction whose caller goes away mid-build (its task dropped) does not leave the core
+/// refusing every later compaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_abandoned_midway_frees_the_slot() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let core = admin::single_core(dir.path(), &["core-1"]).await;
+    core.transact(vec![claim(1)]).await.unwrap();
+    let building = Arc::new(AtomicBool::new(false));
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let started = Arc::clone(&building);
+    core.sm.set_build_hook(Some(Arc::new(move || {
+        started.store(true, Ordering::SeqCst);
+        let _ = release_rx.lock().unwrap().recv_timeout(admin::WAIT);
+    })));
+    let abandoned = {
+        let core = core.clone();
+        tokio::spawn(async move { core.compact_now(false, Duration::from_secs(60)).await })
+    };
+    admin::wait_until("the build starts", || building.load(Ordering::SeqCst)).await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    release_tx.send(()).unwrap();
+    core.sm.set_build_hook(None);
+    core.transact(vec![claim(2)]).await.unwrap();
+    let done = core.compact_now(false, Duration::from_secs(60)).await;
+    assert!(done.is_ok(), "{done:?}");
+    core.shutdown().await;
+}

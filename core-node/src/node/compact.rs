@@ -7,7 +7,7 @@
 //! Only this core is compacted (each core keeps its own snapshot and log). Every wait is
 //! bounded by the caller's timeout.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,6 +16,15 @@ use super::CoreNode;
 
 /// What a compaction asked while another runs on this core is told.
 pub const BUSY: &str = "a compaction of this core is already in progress";
+/// Clears the "compaction running" flag when dropped.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// How long to wait for a build before triggering again (a trigger is ignored while an
 /// earlier build runs).
 const RETRIGGER: Duration = Duration::from_secs(5);
@@ -42,9 +51,10 @@ impl CoreNode {
         if self.compacting.swap(true, Ordering::SeqCst) {
             return Err(BUSY.into());
         }
-        let result = self.compact(purge, timeout).await;
-        self.compacting.store(false, Ordering::SeqCst);
-        result
+        // Cleared on drop: a caller that goes away mid-compaction (its HTTP connection
+        // closed) must not leave the flag set for ever.
+        let _running = Running(&self.compacting);
+        self.compact(purge, timeout).await
     }
 
     async fn compact(&self, purge: bool, timeout: Duration) -> Result<Compacted, String> {
