@@ -78,6 +78,19 @@ async fn wait_until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// A client connection to `core` with the test's client certificate (the endpoint must
+/// outlive the connection).
+async fn connect(dir: &std::path::Path, core: &CoreNode) -> (quinn::Endpoint, quinn::Connection) {
+    let id = Identity::load(&certs::CertPaths::in_dir(&dir.join("certs"), "client"))
+        .expect("client identity");
+    let addr: SocketAddr = core.addr.parse().expect("core address");
+    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
+    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    (ep, conn)
+}
+
 /// What one follow stream delivered.
 #[derive(Default)]
 struct Followed {
@@ -163,16 +176,7 @@ async fn purged_core_streams_snapshot_and_entries_in_bounded_frames() {
     })
     .await;
 
-    let id = Identity::load(&certs::CertPaths::in_dir(
-        &dir.path().join("certs"),
-        "client",
-    ))
-    .expect("client identity");
-    let addr: SocketAddr = core.addr.parse().expect("core address");
-    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
-    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
-        .await
-        .expect("connect");
+    let (_ep, conn) = connect(dir.path(), &core).await;
 
     let applied = core.sm.applied_index();
     let fresh = follow(&conn, 1, applied, Tables::new()).await;
@@ -228,24 +232,8 @@ async fn a_follower_hears_heartbeats_while_its_snapshot_is_built() {
         let _ = rx.recv_timeout(WAIT); // bounded: never held past the test's deadline
     })));
 
-    let id = Identity::load(&certs::CertPaths::in_dir(
-        &dir.path().join("certs"),
-        "client",
-    ))
-    .expect("client identity");
-    let addr: SocketAddr = core.addr.parse().expect("core address");
-    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
-    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
-        .await
-        .expect("connect");
-    let (mut send, mut recv) = conn.open_bi().await.expect("open a stream");
-    let req = Request {
-        kind: Some(request::Kind::Follow(FollowRequest {
-            from_index: 1,
-            node: "follow-test".into(),
-        })),
-    };
-    frame::write_msg(&mut send, &req).await.expect("send");
+    let (_ep, conn) = connect(dir.path(), &core).await;
+    let (_send, mut recv) = open_follow(&conn, 1).await;
 
     // Four heartbeats (a second of them) while the build is held, each within the
     // follower's one-second silence limit.
@@ -266,33 +254,8 @@ async fn a_follower_hears_heartbeats_while_its_snapshot_is_built() {
     release_tx.send(()).expect("release the build");
     core.sm.set_build_hook(None);
 
-    let mut staging = None;
-    let end = Instant::now() + WAIT;
-    let tables = loop {
-        assert!(Instant::now() < end, "no snapshot after the release");
-        let frame: FollowFrame =
-            tokio::time::timeout(Duration::from_secs(3), frame::read_msg(&mut recv, READ_MAX))
-                .await
-                .expect("a frame within 3 s")
-                .expect("a frame within the byte bound")
-                .expect("the stream stays open");
-        match frame.kind.expect("a kind") {
-            follow_frame::Kind::SnapshotBegin(b) => {
-                staging = Some(Staging::begin(b, u64::MAX).expect("begin"));
-            }
-            follow_frame::Kind::SnapshotChunk(c) => {
-                let st = staging.as_mut().expect("a chunk after a begin");
-                st.absorb(c).expect("a consistent chunk");
-            }
-            follow_frame::Kind::SnapshotEnd(e) => {
-                let st = staging.take().expect("an end after a begin");
-                break st.finish(e).expect("a complete snapshot").1;
-            }
-            follow_frame::Kind::Heartbeat(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    };
-    assert_eq!(Tables::from_snapshot(&tables).retained_count(), 100);
+    let tables = read_snapshot(&mut recv).await;
+    assert_eq!(tables.retained_count(), 100);
     conn.close(0u32.into(), b"done");
     core.shutdown().await;
 }
@@ -387,16 +350,7 @@ async fn followers_joining_together_share_one_snapshot_build() {
         }
     })));
 
-    let id = Identity::load(&certs::CertPaths::in_dir(
-        &dir.path().join("certs"),
-        "client",
-    ))
-    .expect("client identity");
-    let addr: SocketAddr = core.addr.parse().expect("core address");
-    let ep = quic::endpoint::client(&id, quic::ALPN_CORE, addr).expect("client endpoint");
-    let conn = quic::endpoint::connect(&ep, addr, Duration::from_secs(2))
-        .await
-        .expect("connect");
+    let (_ep, conn) = connect(dir.path(), &core).await;
 
     // A asks first: its build starts and is held.
     let (mut send_a, mut recv_a) = open_follow(&conn, 1).await;
