@@ -153,10 +153,11 @@ async fn snapshot(
         rpc: "snapshot",
         source,
     })?;
-    let (id, offset, len) = (
+    let (id, offset, len, sent_vote) = (
         rpc.meta.snapshot_id.clone(),
         rpc.offset,
         rpc.data.len() as u64,
+        rpc.vote,
     );
     receipt
         .check(&id, offset, len)
@@ -171,7 +172,12 @@ async fn snapshot(
             rpc: "snapshot",
             message: e.to_string(),
         })?;
-    receipt.accepted(&id, offset, len);
+    // openraft answers Ok with its own (higher) vote to a chunk it refused for a stale vote:
+    // only a chunk it took may move the receipt, or any peer could replace the snapshot
+    // being received and make the leader's next chunk fail.
+    if resp.vote <= sent_vote {
+        receipt.accepted(&id, offset, len);
+    }
     Ok(response::Kind::Snapshot(snapshot_response_to_proto(&resp)))
 }
 
