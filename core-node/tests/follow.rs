@@ -109,6 +109,7 @@ async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -
         kind: Some(request::Kind::Follow(FollowRequest {
             from_index: from,
             node: "follow-test".into(),
+            projected: false,
         })),
     };
     frame::write_msg(&mut send, &req).await.expect("send");
@@ -270,6 +271,7 @@ async fn open_follow(
         kind: Some(request::Kind::Follow(FollowRequest {
             from_index: from,
             node: "follow-test".into(),
+            projected: false,
         })),
     };
     frame::write_msg(&mut send, &req).await.expect("send");

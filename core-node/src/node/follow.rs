@@ -23,7 +23,7 @@ use meshmq_proto::core::{
     FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshotChunk, LogEntry,
     follow_frame::Kind,
 };
-use meshmq_proto::tables::Batch;
+use meshmq_proto::tables::{Batch, EntryNotes};
 use meshmq_shared::follow_snapshot::{self, DEFAULT_CHUNK_BYTES};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError};
@@ -70,15 +70,19 @@ pub async fn serve(
     core.followers.fetch_add(1, Ordering::Relaxed);
     metrics::gauge!(m::CORE_FOLLOWERS).increment(1.0);
     debug!(follower = %req.node, from = req.from_index, "follow started");
-    let result = stream(core, req.from_index.max(1), send).await;
+    let projected = req.projected.then_some(req.node.as_str());
+    let result = stream(core, req.from_index.max(1), projected, send).await;
     core.followers.fetch_sub(1, Ordering::Relaxed);
     metrics::gauge!(m::CORE_FOLLOWERS).decrement(1.0);
     result
 }
 
+/// `projected`: the follower holds the registry projection of this node: its entries carry
+/// the core's notes, and its snapshots are projected.
 async fn stream(
     core: &Arc<CoreNode>,
     mut next: u64,
+    projected: Option<&str>,
     send: &mut quinn::SendStream,
 ) -> Result<(), FrameError> {
     let mut applied_rx = core.sm.subscribe_applied();
@@ -105,7 +109,11 @@ async fn stream(
         let upto = applied.min(next + per_frame as u64 - 1);
         let wanted = (upto - next + 1) as usize;
         let entries = core.log.read_entries(next, wanted).unwrap_or_default();
-        if entries.first().map(|e| e.log_id.index) != Some(next) {
+        let noted = match projected {
+            Some(node) => notes_for(core, &entries, node),
+            None => Some(Vec::new()),
+        };
+        if entries.first().map(|e| e.log_id.index) != Some(next) || noted.is_none() {
             // Purged (or unreadable) here: send the state instead and go on after it. The
             // rows are captured under the lock in O(tables); sorting, cutting and encoding
             // them happen off the runtime while entries keep applying, one build at a time
@@ -113,7 +121,13 @@ async fn stream(
             // seconds at millions of rows: heartbeats meanwhile tell the follower this core
             // is alive (it gives up on a stream silent for 1 s).
             debug!(from = next, "follow: a snapshot is needed");
-            let mut obtain = std::pin::pin!(core.follow_snapshots.get(core, next));
+            let from = next;
+            let mut obtain = std::pin::pin!(async move {
+                match projected {
+                    Some(node) => core.follow_snapshots.get_projected(core, from, node).await,
+                    None => core.follow_snapshots.get(core, from).await,
+                }
+            });
             let built = loop {
                 tokio::select! {
                     built = &mut obtain => break built,
@@ -132,9 +146,11 @@ async fn stream(
             next = built.index + 1;
             continue;
         }
+        let mut noted = noted.unwrap_or_default().into_iter();
         let mut out = Vec::with_capacity(entries.len());
         let mut bytes = 0;
         for e in entries.into_iter().take_while(|e| e.log_id.index <= upto) {
+            let notes = noted.next().flatten();
             let batch = match &e.payload {
                 // The state machine applied exactly this decode; an undecodable batch changed
                 // nothing there, so sending none keeps the replica equal.
@@ -143,6 +159,7 @@ async fn stream(
             };
             let entry = LogEntry {
                 index: e.log_id.index,
+                notes: notes.filter(|_| batch.is_some()),
                 batch,
             };
             let len = entry.encoded_len();
@@ -164,6 +181,37 @@ async fn stream(
         write(send, frame).await?;
         next = last + 1;
     }
+}
+
+/// The notes of each of `entries` for the projected follower `node` (the subscriptions of
+/// its own claims only), or `None` if this core no longer holds some of them (the follower
+/// then gets a projected snapshot).
+fn notes_for(
+    core: &CoreNode,
+    entries: &[crate::raft::types::Entry],
+    node: &str,
+) -> Option<Vec<Option<EntryNotes>>> {
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let notes = match core.sm.notes(e.log_id.index) {
+            Ok(notes) => notes,
+            Err(gone) => {
+                debug!(
+                    index = e.log_id.index,
+                    from = gone.from,
+                    "follow: notes no longer held"
+                );
+                metrics::counter!(m::CORE_FOLLOW_NOTES_GONE_TOTAL).increment(1);
+                return None;
+            }
+        };
+        out.push(notes.map(|n| {
+            let mut n = EntryNotes::clone(&n);
+            n.subscriptions.retain(|s| s.node == node);
+            n
+        }));
+    }
+    Some(out)
 }
 
 /// Sends the snapshot at `index`, already cut into bounded `chunks`, as Begin, chunks, End.

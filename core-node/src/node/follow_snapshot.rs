@@ -37,6 +37,8 @@ type Outcome = Option<Option<Arc<Built>>>;
 pub struct FollowSnapshots {
     /// Held only for a few field reads and writes, never across an `.await`.
     slot: Mutex<Slot>,
+    /// Held by the projected build in progress: one at a time per core.
+    projecting: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the core knows of its follow snapshots.
@@ -91,6 +93,53 @@ impl FollowSnapshots {
             "follow: no usable snapshot after {ATTEMPTS} builds"
         );
         None
+    }
+
+    /// A projected snapshot for the follower `node` (docs/roles.md): the rows captured now,
+    /// cut down to `node`'s projection and cut in chunks on a blocking thread. Each is
+    /// built for one follower (projections differ), one at a time per core, so followers
+    /// joining together wait their turn instead of scanning the tables side by side; a
+    /// fresh replicant's projection is small, but cutting it scans the registry once.
+    /// `None` if the build failed or would be behind `next`.
+    pub async fn get_projected(
+        &self,
+        core: &Arc<CoreNode>,
+        next: u64,
+        node: &str,
+    ) -> Option<Arc<Built>> {
+        let turn = Arc::clone(&self.projecting).lock_owned().await;
+        let mut source = core.sm.capture();
+        let index = source.applied_index();
+        if index + 1 < next {
+            warn!(
+                from = next,
+                index, "follow: a follower asked for entries past this core's"
+            );
+            return None;
+        }
+        let chunk_bytes = core.follow_limits.chunk_bytes;
+        let hook = core.sm.build_hook();
+        let node = node.to_owned();
+        let built = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            if let Some(hook) = hook {
+                hook();
+            }
+            source.project(&node);
+            let chunks = follow_snapshot::split_source(&source, chunk_bytes);
+            Built { index, chunks }
+        })
+        .await;
+        match built {
+            Ok(built) => {
+                metrics::counter!(m::CORE_FOLLOW_PROJECTED_SNAPSHOTS_TOTAL).increment(1);
+                Some(Arc::new(built))
+            }
+            Err(e) => {
+                warn!(index, error = %e, "follow: building a projected snapshot failed");
+                None
+            }
+        }
     }
 
     /// Records the end of the build in progress.

@@ -66,18 +66,29 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
     super::close::end_session_moved(ctx, &slot).await;
 }
 
-/// Every local session whose registry row now names another node.
+/// Every local session whose registry row now names another node. A replica that holds
+/// the registry projection (docs/roles.md) keeps no row of a client claimed elsewhere (but
+/// for shared-group members): there a session whose row is gone was claimed elsewhere too,
+/// unless this node's own row is gone (purged: its rows went with it, nobody took them).
 async fn rescan(ctx: &Arc<Ctx>) {
     let me = ctx.node().to_owned();
     let slots = ctx.local.sessions.all();
+    // Taken before the replica's lock: a session's lock is never taken under it.
+    let generations: Vec<u64> = slots.iter().map(|s| s.inner.lock().generation).collect();
     // One read of the replica for every session (not one lock round per session).
     let gone: Vec<(String, u64)> = ctx.tables.core.read(|t| {
+        let absent_is_moved = t.projected_for().is_some() && t.node(&me).is_some();
         slots
             .iter()
-            .filter_map(|slot| {
-                t.registry(&slot.client_id)
-                    .filter(|row| row.node != me)
-                    .map(|row| (slot.client_id.to_string(), row.generation))
+            .zip(generations)
+            .filter_map(|(slot, local)| {
+                let moved_to = match t.registry(&slot.client_id) {
+                    Some(row) if row.node != me => Some(row.generation),
+                    Some(_) => None,
+                    None if absent_is_moved => Some(local.saturating_add(1)),
+                    None => None,
+                };
+                moved_to.map(|generation| (slot.client_id.to_string(), generation))
             })
             .collect()
     });

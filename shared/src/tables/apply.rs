@@ -194,7 +194,15 @@ impl Tables {
 
     /// Copies what `node` holds in the registry into its node row (if it has one): called
     /// after every op that adds, drops or disconnects a registry row of `node`.
+    /// A projected replica holds few registry rows: its counts come from the cores' notes
+    /// (`projected.rs`).
     fn sync_held(&mut self, node: &str) {
+        if self.projected_for.is_some() {
+            return;
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.counted(node);
+        }
         self.nodes.set_held(node, self.registry.held(node));
     }
 
@@ -242,6 +250,9 @@ impl Tables {
             self.sync_held(&previous.node);
         }
         self.sync_held(&op.node);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.claimed(&op.client_id, &op.node);
+        }
         Ok(Outcome::Claimed(outcome.claimed))
     }
 
@@ -276,6 +287,9 @@ impl Tables {
         self.require_node("SharedAdd", &op.node)?;
         self.shared
             .add(&op.group, &op.filter, &op.client_id, &op.node);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.joined(&op.client_id);
+        }
         done()
     }
 

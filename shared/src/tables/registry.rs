@@ -51,6 +51,20 @@ fn session_alive(row: &RegistryRow, now_ms: u64) -> bool {
     now_ms < row.disconnected_at_ms.saturating_add(expiry_ms)
 }
 
+/// The row a claim at `generation` leaves.
+pub(super) fn claimed_row(op: &RegistryClaim, generation: u64) -> RegistryRow {
+    RegistryRow {
+        node: op.node.clone(),
+        incarnation: op.incarnation,
+        generation,
+        connected: true,
+        session_expiry_secs: op.session_expiry_secs,
+        protocol_level: op.protocol_level,
+        connected_at_ms: op.now_ms,
+        disconnected_at_ms: 0,
+    }
+}
+
 /// Whether a claim may carry this protocol level.
 fn valid_protocol_level(level: u32) -> bool {
     PROTOCOL_LEVELS.contains(&level)
@@ -136,16 +150,7 @@ impl Registry {
             }
             None => (first_generation, None, has_subscriptions, false),
         };
-        let row = RegistryRow {
-            node: op.node.clone(),
-            incarnation: op.incarnation,
-            generation,
-            connected: true,
-            session_expiry_secs: op.session_expiry_secs,
-            protocol_level: op.protocol_level,
-            connected_at_ms: op.now_ms,
-            disconnected_at_ms: 0,
-        };
+        let row = claimed_row(op, generation);
         self.owners.add(&row);
         if let Some(old) = self.rows.insert(op.client_id.clone(), Arc::new(row)) {
             self.owners.sub(&old);
@@ -229,6 +234,34 @@ impl Registry {
                 owners.sub(row);
             }
             !dead
+        });
+    }
+
+    /// Stores `row` for `client_id` as it is (a row the cores decided: a projected replica,
+    /// `projected.rs`), replacing any row there.
+    pub(super) fn put(&mut self, client_id: &str, row: RegistryRow) {
+        self.owners.add(&row);
+        if let Some(old) = self.rows.insert(client_id.to_owned(), Arc::new(row)) {
+            self.owners.sub(&old);
+        }
+    }
+
+    /// Drops the row of `client_id`, if any, whatever its generation.
+    pub(super) fn drop_row(&mut self, client_id: &str) {
+        if let Some(old) = self.rows.remove(client_id) {
+            self.owners.sub(&old);
+        }
+    }
+
+    /// Keeps the rows for which `keep(client_id, row)` holds. Scans every row.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&str, &RegistryRow) -> bool) {
+        let owners = &mut self.owners;
+        self.rows.retain(|client_id, row| {
+            let stays = keep(client_id, row);
+            if !stays {
+                owners.sub(row);
+            }
+            stays
         });
     }
 

@@ -1,0 +1,144 @@
+//! [`NotesWindow`]: the [`EntryNotes`] of the entries this core applied most recently, for
+//! the `Follow` streams of replicants that hold a projection of the registry (docs/roles.md).
+//!
+//! Owns the window's bounds (entries and bytes) and the index from which it is complete.
+//! Notes exist only where the entry was applied: after a restart the window starts after the
+//! persisted snapshot and fills again as openraft re-applies the committed entries; after a
+//! snapshot install it starts after that snapshot. A follower that needs notes older than
+//! the window gets a projected snapshot instead. It must never be read or written under
+//! anything but the state machine's lock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use meshmq_proto::tables::EntryNotes;
+use prost::Message;
+
+/// Most entries whose notes are kept.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most encoded bytes of notes kept.
+pub const MAX_BYTES: usize = 64 << 20;
+
+/// Why no notes can be given for an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotesGone {
+    /// The oldest index whose notes the window holds (or would hold).
+    pub from: u64,
+}
+
+/// The notes of recent entries, by log index.
+#[derive(Debug)]
+pub struct NotesWindow {
+    /// Every applied entry at or after this index with a batch has its notes here.
+    from: u64,
+    /// (index, notes, encoded bytes), in index order.
+    notes: VecDeque<(u64, Arc<EntryNotes>, usize)>,
+    /// Sum of the encoded bytes held.
+    bytes: usize,
+    /// Bounds (the constants above, lowered by tests).
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl NotesWindow {
+    /// An empty window for entries after `applied`.
+    pub fn after(applied: u64) -> Self {
+        Self::bounded(applied, MAX_ENTRIES, MAX_BYTES)
+    }
+
+    /// As [`after`](Self::after), with other bounds.
+    pub fn bounded(applied: u64, max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            from: applied + 1,
+            notes: VecDeque::new(),
+            bytes: 0,
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Records the notes of the entry at `index` (entries are recorded in index order).
+    pub fn push(&mut self, index: u64, notes: EntryNotes) {
+        let len = notes.encoded_len();
+        self.notes.push_back((index, Arc::new(notes), len));
+        self.bytes += len;
+        while self.notes.len() > self.max_entries
+            || (self.bytes > self.max_bytes && self.notes.len() > 1)
+        {
+            let Some((old, _, len)) = self.notes.pop_front() else {
+                break;
+            };
+            self.bytes -= len;
+            self.from = self.from.max(old + 1);
+        }
+    }
+
+    /// The notes of the entry at `index`: `Ok(None)` if it was applied without notes (no
+    /// batch, or one that did not decode) or is not applied yet; `Err` if they are older
+    /// than the window.
+    pub fn get(&self, index: u64) -> Result<Option<Arc<EntryNotes>>, NotesGone> {
+        if index < self.from {
+            return Err(NotesGone { from: self.from });
+        }
+        let found = self
+            .notes
+            .binary_search_by_key(&index, |(i, _, _)| *i)
+            .ok()
+            .map(|at| Arc::clone(&self.notes[at].1));
+        Ok(found)
+    }
+
+    /// Entries and bytes held.
+    pub fn len(&self) -> (usize, usize) {
+        (self.notes.len(), self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshmq_proto::tables::OpResult;
+
+    fn notes(ops: usize) -> EntryNotes {
+        EntryNotes {
+            results: vec![OpResult::default(); ops],
+            ..EntryNotes::default()
+        }
+    }
+
+    #[test]
+    fn the_window_is_bounded_in_entries_and_bytes_and_says_what_it_lost() {
+        let mut w = NotesWindow::bounded(10, 3, 1 << 20);
+        assert_eq!(w.get(10), Err(NotesGone { from: 11 }));
+        assert_eq!(w.get(11), Ok(None), "not applied yet");
+        for i in 11..=15 {
+            w.push(i, notes(1));
+        }
+        assert_eq!(w.len().0, 3);
+        assert_eq!(w.get(12), Err(NotesGone { from: 13 }));
+        assert!(w.get(13).expect("held").is_some());
+        assert!(w.get(15).expect("held").is_some());
+        let one = notes(100).encoded_len();
+        let mut w = NotesWindow::bounded(0, 1_000, one * 2);
+        for i in 1..=5 {
+            w.push(i, notes(100));
+        }
+        assert_eq!(w.len(), (2, one * 2));
+        assert_eq!(w.get(3), Err(NotesGone { from: 4 }));
+        // An entry over the byte bound alone is still kept (the newest always is).
+        let mut w = NotesWindow::bounded(0, 1_000, 1);
+        w.push(1, notes(100));
+        w.push(2, notes(100));
+        assert_eq!(w.len().0, 1);
+        assert!(w.get(2).expect("held").is_some());
+    }
+
+    #[test]
+    fn entries_without_notes_inside_the_window_have_none() {
+        let mut w = NotesWindow::after(0);
+        w.push(1, notes(1));
+        w.push(3, notes(1));
+        assert_eq!(w.get(2), Ok(None));
+        assert!(w.get(3).expect("held").is_some());
+    }
+}
