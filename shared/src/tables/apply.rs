@@ -235,7 +235,8 @@ impl Tables {
         done()
     }
 
-    /// `RegistryClaim`: always applies when well-formed; clears the subscriptions of a
+    /// `RegistryClaim`: applies when well-formed and, if it names an expected owner, while
+    /// the client's row still matches it (else STATE_CONFLICT, nothing changed); clears the subscriptions of a
     /// clean start or of an expired session in the same op. A client without a row gets
     /// `first_generation` (unique to this op's place in the log), so an op naming a
     /// generation of an earlier, removed session can never match the new one.

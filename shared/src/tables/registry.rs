@@ -1,7 +1,8 @@
 //! The `registry` table: client id → owner node, incarnation, generation, session state.
 //!
 //! Owns the claim / disconnect / remove rules: a claim always wins and bumps the
-//! generation; a disconnect or remove naming another generation is stale and rejected, so a
+//! generation (unless it names an expected owner the row no longer matches: adoption of a
+//! session from an evacuating node); a disconnect or remove naming another generation is stale and rejected, so a
 //! late message of an old connection can never end the session of the new one. Keeps the
 //! per-owner counts ([`OwnerCounts`]) in step with every row it inserts, changes or drops.
 //! It must never touch the `subscriptions` table itself: it reports whether the claim must
@@ -119,6 +120,35 @@ impl Registry {
             .is_some_and(|row| row.generation == u64::MAX)
         {
             return Err(invalid("RegistryClaim: generation overflow"));
+        }
+        self.check_expectation(op)
+    }
+
+    /// The condition of a claim naming an expected owner (`expect_node`, adoption): the
+    /// row exists, is owned by that node and, with `expect_disconnected`, is not connected.
+    /// A claim without one (a CONNECT, and every entry written before the field) passes.
+    fn check_expectation(&self, op: &RegistryClaim) -> Result<(), Rejected> {
+        if op.expect_node.is_empty() {
+            return Ok(());
+        }
+        let client = &op.client_id;
+        let expected = &op.expect_node;
+        let conflict = |detail: String| reject(RejectReason::StateConflict, detail);
+        let Some(row) = self.rows.get(client) else {
+            return Err(conflict(format!(
+                "RegistryClaim: client {client:?} has no row, expected one owned by {expected:?}"
+            )));
+        };
+        if row.node != *expected {
+            return Err(conflict(format!(
+                "RegistryClaim: client {client:?} is owned by {:?}, expected {expected:?}",
+                row.node
+            )));
+        }
+        if op.expect_disconnected && row.connected {
+            return Err(conflict(format!(
+                "RegistryClaim: client {client:?} is connected at {expected:?}, expected disconnected"
+            )));
         }
         Ok(())
     }
