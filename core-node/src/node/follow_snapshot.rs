@@ -37,9 +37,15 @@ type Outcome = Option<Option<Arc<Built>>>;
 pub struct FollowSnapshots {
     /// Held only for a few field reads and writes, never across an `.await`.
     slot: Mutex<Slot>,
-    /// Held by the projected build in progress: one at a time per core.
-    projecting: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the projected build in progress: one at a time per core. Guards the last
+    /// projected build of each node (as long as a follower holds it, at most
+    /// [`PROJECTED_KEPT`] nodes), so that followers of one node asking together, or one
+    /// asking again, get one build.
+    projecting: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Weak<Built>>>>,
 }
+
+/// Nodes whose last projected build is remembered (dead ones are forgotten first).
+const PROJECTED_KEPT: usize = 64;
 
 /// What the core knows of its follow snapshots.
 #[derive(Default)]
@@ -107,7 +113,15 @@ impl FollowSnapshots {
         next: u64,
         node: &str,
     ) -> Option<Arc<Built>> {
-        let turn = Arc::clone(&self.projecting).lock_owned().await;
+        let mut turn = Arc::clone(&self.projecting).lock_owned().await;
+        if let Some(built) = turn
+            .get(node)
+            .and_then(Weak::upgrade)
+            .filter(|b| usable(core, b, next))
+        {
+            metrics::counter!(m::CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL).increment(1);
+            return Some(built);
+        }
         let mut source = core.sm.capture();
         let index = source.applied_index();
         if index + 1 < next {
@@ -119,21 +133,27 @@ impl FollowSnapshots {
         }
         let chunk_bytes = core.follow_limits.chunk_bytes;
         let hook = core.sm.build_hook();
-        let node = node.to_owned();
+        let name = node.to_owned();
+        // The turn goes with the build: a follower that goes away does not free it early.
         let built = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
             if let Some(hook) = hook {
                 hook();
             }
-            source.project(&node);
+            source.project(&name);
             let chunks = follow_snapshot::split_source(&source, chunk_bytes);
-            Built { index, chunks }
+            let built = Arc::new(Built { index, chunks });
+            turn.retain(|_, b| b.strong_count() > 0);
+            if turn.len() >= PROJECTED_KEPT {
+                turn.clear();
+            }
+            turn.insert(name, Arc::downgrade(&built));
+            built
         })
         .await;
         match built {
             Ok(built) => {
                 metrics::counter!(m::CORE_FOLLOW_PROJECTED_SNAPSHOTS_TOTAL).increment(1);
-                Some(Arc::new(built))
+                Some(built)
             }
             Err(e) => {
                 warn!(index, error = %e, "follow: building a projected snapshot failed");

@@ -29,7 +29,7 @@ mod node_counts;
 #[cfg(test)]
 mod node_counts_tests;
 mod nodes;
-mod notes;
+pub mod notes;
 mod projected;
 #[cfg(test)]
 mod projected_tests;

@@ -41,7 +41,9 @@ impl Recorder {
     }
 }
 
-/// `result` without a rejection's detail text (a follower needs the verdict, not the words).
+/// What a follower needs of `result`: a rejection without its detail text, a claim without
+/// its previous owner (a projected replica reads the generation and whether a session
+/// existed; the previous owner is for the claiming node, which gets it from `Transact`).
 fn verdict(result: &OpResult) -> OpResult {
     match &result.outcome {
         Some(Outcome::Rejected(r)) => OpResult {
@@ -50,8 +52,51 @@ fn verdict(result: &OpResult) -> OpResult {
                 detail: String::new(),
             })),
         },
+        Some(Outcome::Claimed(c)) => OpResult {
+            outcome: Some(Outcome::Claimed(meshmq_proto::tables::Claimed {
+                generation: c.generation,
+                previous: None,
+                session_existed: c.session_existed,
+            })),
+        },
         _ => result.clone(),
     }
+}
+
+/// The memory `notes` take (their structs and heap strings, not their encoded size, which
+/// is far smaller for results): what a holder of many bounds them by.
+pub fn heap_bytes(notes: &EntryNotes) -> usize {
+    use std::mem::size_of;
+    let results = notes.results.len() * size_of::<OpResult>();
+    let rows: usize = notes
+        .rows
+        .iter()
+        .map(|e| {
+            size_of::<RegistryEntry>()
+                + size_of::<meshmq_proto::tables::RegistryRow>()
+                + e.client_id.len()
+                + e.row.as_ref().map_or(0, |r| r.node.len())
+        })
+        .sum();
+    let subscriptions: usize = notes
+        .subscriptions
+        .iter()
+        .map(|c| {
+            size_of::<ClaimedSubscriptions>()
+                + c.client_id.len()
+                + c.node.len()
+                + c.rows
+                    .iter()
+                    .map(|r| size_of::<SubscriptionEntry>() + r.client_id.len() + r.filter.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    let counts: usize = notes
+        .counts
+        .iter()
+        .map(|c| size_of::<NodeCount>() + c.node.len())
+        .sum();
+    size_of::<EntryNotes>() + results + rows + subscriptions + counts
 }
 
 impl Tables {

@@ -52,6 +52,8 @@ impl Tables {
         for row in &snapshot.nodes {
             tables.nodes.set_held(&row.node, counts_of(row));
         }
+        // A whole snapshot (from a core that does not cut projections) is cut here.
+        tables.keep_projection(node);
         tables
     }
 

@@ -5,9 +5,10 @@
 //! nothing the core computes.
 
 use meshmq_proto::tables::{
-    Batch, EntryNotes, Op, SharedRemove, SubscriptionClear, SubscriptionRemove, op::Kind,
+    Batch, EntryNotes, Op, SharedRemove, Snapshot, SubscriptionClear, SubscriptionRemove, op::Kind,
 };
 use proptest::prelude::*;
+use prost::Message;
 
 use super::node_counts_tests::{NODES, Step, generation, step, to_op};
 use super::tests::{apply_ok, claim, node_up, op, shared_add, subscribe};
@@ -41,6 +42,12 @@ enum PStep {
         client: usize,
         filter: usize,
     },
+    /// An adoption: a claim by `node` on condition that `from` holds the session offline.
+    Adopt {
+        client: usize,
+        from: usize,
+        node: usize,
+    },
 }
 
 fn pstep() -> impl Strategy<Value = PStep> {
@@ -58,8 +65,10 @@ fn pstep() -> impl Strategy<Value = PStep> {
         .clone()
         .prop_map(|client| PStep::Unsubscribe { client });
     let clear = client.clone().prop_map(|client| PStep::Clear { client });
-    let subscribe =
-        (client, 0..2usize).prop_map(|(client, filter)| PStep::Subscribe { client, filter });
+    let subscribe = (client.clone(), 0..2usize)
+        .prop_map(|(client, filter)| PStep::Subscribe { client, filter });
+    let adopt = (client, 0..NODES.len(), 0..NODES.len())
+        .prop_map(|(client, from, node)| PStep::Adopt { client, from, node });
     prop_oneof![
         4 => step().prop_map(PStep::Core),
         1 => join,
@@ -67,6 +76,7 @@ fn pstep() -> impl Strategy<Value = PStep> {
         1 => unsubscribe,
         1 => clear,
         1 => subscribe,
+        1 => adopt,
     ]
 }
 
@@ -102,6 +112,14 @@ fn to_pop(t: &Tables, s: &PStep, now_ms: u64) -> Op {
         })),
         PStep::Subscribe { client, filter } => {
             subscribe(CLIENTS[*client], ["t/#", "u/+"][*filter], 1)
+        }
+        PStep::Adopt { client, from, node } => {
+            let mut o = claim(CLIENTS[*client], NODES[*node], false, 60, now_ms);
+            if let Some(Kind::RegistryClaim(c)) = &mut o.kind {
+                c.expect_node = NODES[*from].into();
+                c.expect_disconnected = true;
+            }
+            o
         }
     }
 }
@@ -183,6 +201,24 @@ fn notes_that_do_not_fit_change_nothing() {
     assert_eq!(replica.snapshot(), core.projection("r1"));
 }
 
+#[test]
+fn a_whole_snapshot_installed_as_a_projection_is_cut_to_it() {
+    let mut core = Tables::new();
+    apply_ok(
+        &mut core,
+        &[
+            node_up("r1", 1),
+            node_up("r2", 1),
+            claim("a", "r1", false, 60, 0),
+            claim("b", "r2", false, 60, 0),
+            subscribe("b", "b/#", 1),
+        ],
+    );
+    let replica = Tables::from_projection(&core.snapshot(), "r1");
+    assert_eq!(replica.snapshot(), core.projection("r1"));
+    assert_eq!(replica.registry_count(), 1);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(192))]
 
@@ -202,9 +238,12 @@ proptest! {
         let mut late: Option<Tables> = None;
         for (i, steps) in entries.iter().enumerate() {
             let index = i as u64 + 1;
-            let ops = steps.iter().map(|s| to_pop(&core, s, index * 1_000)).collect();
+            // 5 s per entry: 60 s sessions expire within a history.
+            let ops = steps.iter().map(|s| to_pop(&core, s, index * 5_000)).collect();
             let batch = Batch { ops };
             let (results, notes) = core.apply_batch_noted(index, &batch);
+            // As the follow stream carries them.
+            let notes = EntryNotes::decode(notes.encode_to_vec().as_slice()).expect("decodes");
             prop_assert_eq!(&results, &plain.apply_batch(index, &batch));
             prop_assert_eq!(&core, &plain);
             for (node, replica) in &mut replicas {
@@ -217,7 +256,11 @@ proptest! {
                 prop_assert_eq!(replica.snapshot(), core.projection("r2"));
             }
             if i == join_at {
-                late = Some(Tables::from_projection(&core.projection("r2"), "r2"));
+                // A projected snapshot as a core cuts and sends it.
+                let mut source = core.snapshot_source();
+                source.project("r2");
+                let sent = Snapshot::decode(source.encode().as_slice()).expect("decodes");
+                late = Some(Tables::from_projection(&sent, "r2"));
             }
         }
     }

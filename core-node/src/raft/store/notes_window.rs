@@ -12,11 +12,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use meshmq_proto::tables::EntryNotes;
-use prost::Message;
+use meshmq_shared::tables::notes::heap_bytes;
 
 /// Most entries whose notes are kept.
 pub const MAX_ENTRIES: usize = 100_000;
-/// Most encoded bytes of notes kept.
+/// Most bytes of memory the notes kept take ([`heap_bytes`]).
 pub const MAX_BYTES: usize = 64 << 20;
 
 /// Why no notes can be given for an entry.
@@ -31,9 +31,9 @@ pub struct NotesGone {
 pub struct NotesWindow {
     /// Every applied entry at or after this index with a batch has its notes here.
     from: u64,
-    /// (index, notes, encoded bytes), in index order.
+    /// (index, notes, their memory), in index order.
     notes: VecDeque<(u64, Arc<EntryNotes>, usize)>,
-    /// Sum of the encoded bytes held.
+    /// Sum of the memory of the notes held.
     bytes: usize,
     /// Bounds (the constants above, lowered by tests).
     max_entries: usize,
@@ -59,7 +59,7 @@ impl NotesWindow {
 
     /// Records the notes of the entry at `index` (entries are recorded in index order).
     pub fn push(&mut self, index: u64, notes: EntryNotes) {
-        let len = notes.encoded_len();
+        let len = heap_bytes(&notes);
         self.notes.push_back((index, Arc::new(notes), len));
         self.bytes += len;
         while self.notes.len() > self.max_entries
@@ -86,6 +86,12 @@ impl NotesWindow {
             .ok()
             .map(|at| Arc::clone(&self.notes[at].1));
         Ok(found)
+    }
+
+    /// The notes of the applied entries `first..=last`, in order, under one look: `None`
+    /// for an entry without notes; `Err` if some are older than the window.
+    pub fn range(&self, first: u64, last: u64) -> Result<Vec<Option<Arc<EntryNotes>>>, NotesGone> {
+        (first..=last).map(|i| self.get(i)).collect()
     }
 
     /// Entries and bytes held.
@@ -118,7 +124,7 @@ mod tests {
         assert_eq!(w.get(12), Err(NotesGone { from: 13 }));
         assert!(w.get(13).expect("held").is_some());
         assert!(w.get(15).expect("held").is_some());
-        let one = notes(100).encoded_len();
+        let one = heap_bytes(&notes(100));
         let mut w = NotesWindow::bounded(0, 1_000, one * 2);
         for i in 1..=5 {
             w.push(i, notes(100));

@@ -201,6 +201,15 @@ impl StateMachineStore {
         self.inner.state.read().notes.get(index)
     }
 
+    /// [`notes`](Self::notes) of the entries `first..=last`, under one look at the lock.
+    pub fn notes_range(
+        &self,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<Option<Arc<pt::EntryNotes>>>, NotesGone> {
+        self.inner.state.read().notes.range(first, last)
+    }
+
     /// The current rows and the index they reflect, captured together under the lock in
     /// O(number of tables); the source's `applied_index` is that index. Build its snapshot
     /// off the async runtime (`spawn_blocking`): that costs what the rows cost.
