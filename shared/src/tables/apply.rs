@@ -251,7 +251,12 @@ impl Tables {
             self.sync_held(&previous.node);
         }
         self.sync_held(&op.node);
-        if let Some(recorder) = &mut self.recorder {
+        // Only a session that keeps its subscriptions brings any into a projection (the
+        // claiming node writes later ones itself).
+        if let Some(recorder) = &mut self.recorder
+            && has_subscriptions
+            && !outcome.clear_subscriptions
+        {
             recorder.claimed(&op.client_id, &op.node);
         }
         Ok(Outcome::Claimed(outcome.claimed))

@@ -21,7 +21,7 @@ use super::Tables;
 pub(super) struct Recorder {
     /// Nodes whose counts were recomputed.
     counted: Vec<String>,
-    /// (client, claiming node) of every applied claim, in order.
+    /// (client, claiming node) of every applied claim that kept subscriptions, in order.
     claimed: Vec<(String, String)>,
     /// Clients that joined a shared group.
     joined: Vec<String>,
@@ -29,7 +29,10 @@ pub(super) struct Recorder {
 
 impl Recorder {
     pub(super) fn counted(&mut self, node: &str) {
-        self.counted.push(node.to_owned());
+        // Entries of claims by one node name it over and over.
+        if self.counted.last().map(String::as_str) != Some(node) {
+            self.counted.push(node.to_owned());
+        }
     }
 
     pub(super) fn claimed(&mut self, client_id: &str, node: &str) {
