@@ -135,7 +135,7 @@ impl FollowSnapshots {
         let hook = core.sm.build_hook();
         let name = node.to_owned();
         // The turn goes with the build: a follower that goes away does not free it early.
-        let built = tokio::task::spawn_blocking(move || {
+        let built = crate::background::run("follow-projected", move || {
             if let Some(hook) = hook {
                 hook();
             }
@@ -181,7 +181,7 @@ fn start_build(core: &Arc<CoreNode>) -> watch::Receiver<Outcome> {
     let hook = core.sm.build_hook();
     let core = Arc::clone(core);
     tokio::spawn(async move {
-        let built = tokio::task::spawn_blocking(move || {
+        let built = crate::background::run("follow-snapshot", move || {
             if let Some(hook) = hook {
                 hook();
             }

@@ -212,7 +212,7 @@ impl StateMachineStore {
 
     /// The current rows and the index they reflect, captured together under the lock in
     /// O(number of tables); the source's `applied_index` is that index. Build its snapshot
-    /// off the async runtime (`spawn_blocking`): that costs what the rows cost.
+    /// off the async runtime (`crate::background::run`): that costs what the rows cost.
     pub fn capture(&self) -> SnapshotSource {
         self.inner.state.read().source()
     }
@@ -270,9 +270,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_log_id,
             last_membership,
         };
-        // Sorting and encoding every row happens here, lock released, off the runtime.
+        // Sorting and encoding every row happens here, lock released, off the runtime and
+        // below its priority (`background`).
         let hook = self.build_hook();
-        let encoded = tokio::task::spawn_blocking(move || {
+        let encoded = crate::background::run("raft-snapshot", move || {
             if let Some(hook) = hook {
                 hook();
             }
@@ -337,9 +338,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let started = Instant::now();
         let signature = || Some(meta.signature());
         let bytes = snapshot.into_inner();
-        // Decoding and indexing millions of rows takes seconds: off the runtime, so this
-        // core's other tasks (heartbeats, follow streams, Transact) keep running meanwhile.
-        let (bytes, tables) = tokio::task::spawn_blocking(move || {
+        // Decoding and indexing millions of rows takes seconds: off the runtime and below its
+        // priority, so this core's other tasks (heartbeats, follow streams, Transact) keep
+        // running meanwhile.
+        let (bytes, tables) = crate::background::run("raft-snapshot-in", move || {
             let decoded = decode(|| "received snapshot".to_owned(), &bytes)
                 .map(|t: pt::Snapshot| Tables::from_snapshot(&t));
             (bytes, decoded)
