@@ -364,6 +364,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Times a projected follower needed the notes of an entry older than this core keeps (it gets a projected snapshot).",
     ),
     (
+        m::CORE_FOLLOW_OVERSIZED_ENTRIES_TOTAL,
+        "Entries whose notes took them past a frame, sent to a projected follower as a projected snapshot past them.",
+    ),
+    (
         m::CORE_FOLLOW_ENTRIES_SENT_TOTAL,
         "Log entries streamed to followers.",
     ),

@@ -65,6 +65,9 @@ struct Inner {
     /// Snapshots installed since start (also exported as a metric; kept here for tests and
     /// health reporting).
     snapshot_installs: AtomicU64,
+    /// Bumped after every snapshot install: the claims folded into a snapshot are not
+    /// announced one by one, so the takeover watch rescans on it.
+    installed: watch::Sender<u64>,
     /// Every applied `RegistryClaim` (client id, claiming node), for the node that must close
     /// a connection whose client id was claimed elsewhere. A lagging receiver is told so and
     /// rescans.
@@ -119,6 +122,7 @@ impl Replica {
                 tables: RwLock::new(tables),
                 applied: watch::Sender::new(0),
                 snapshot_installs: AtomicU64::new(0),
+                installed: watch::Sender::new(0),
                 claims: broadcast::Sender::new(CLAIM_FEED),
                 bans: broadcast::Sender::new(BAN_FEED),
             }),
@@ -153,6 +157,12 @@ impl Replica {
     /// A receiver that wakes whenever the applied index moves.
     pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
         self.inner.applied.subscribe()
+    }
+
+    /// A receiver that wakes after every snapshot install (claims folded into a snapshot
+    /// are not announced on [`subscribe_claims`](Self::subscribe_claims)).
+    pub fn subscribe_installs(&self) -> watch::Receiver<u64> {
+        self.inner.installed.subscribe()
     }
 
     /// Snapshots installed since this replica was created.
@@ -266,7 +276,8 @@ impl Replica {
         *guard = tables;
         self.inner.applied.send_replace(index);
         drop(guard);
-        self.inner.snapshot_installs.fetch_add(1, Ordering::Relaxed);
+        let installs = self.inner.snapshot_installs.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inner.installed.send_replace(installs);
         let _ = self.inner.bans.send(BanSeen::Reloaded);
         metrics::counter!(m::REPLICA_SNAPSHOT_INSTALLS_TOTAL).increment(1);
         metrics::gauge!(m::REPLICA_APPLIED_INDEX).set(index as f64);

@@ -177,9 +177,11 @@ async fn stream(
         }
         let Some(last) = out.last().map(|e| e.index) else {
             if let (Some(index), Some(node)) = (oversized, projected) {
+                metrics::counter!(m::CORE_FOLLOW_OVERSIZED_ENTRIES_TOTAL).increment(1);
+                let follower: String = node.chars().take(64).collect();
                 warn!(
                     index,
-                    follower = node,
+                    %follower,
                     "follow: an entry with its notes is over a frame; sending a projected snapshot past it"
                 );
                 let built = wait_built(

@@ -117,7 +117,7 @@ impl FollowSnapshots {
         if let Some(built) = turn
             .get(node)
             .and_then(Weak::upgrade)
-            .filter(|b| usable(core, b, next))
+            .filter(|b| usable(core, b, next) && notes_follow(core, b))
         {
             metrics::counter!(m::CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL).increment(1);
             return Some(built);
@@ -200,6 +200,13 @@ fn start_build(core: &Arc<CoreNode>) -> watch::Receiver<Outcome> {
         tx.send_replace(Some(built));
     });
     rx
+}
+
+/// Whether this core still holds the notes of the entries after the projected snapshot
+/// `built` (a projected follower needs them next; without them it would be sent the same
+/// snapshot again).
+fn notes_follow(core: &CoreNode, built: &Built) -> bool {
+    built.index >= core.sm.applied_index() || core.sm.notes(built.index + 1).is_ok()
 }
 
 /// Whether `built` can serve a follower that needs entries from `next`: it is not behind

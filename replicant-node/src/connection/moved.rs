@@ -5,8 +5,8 @@
 //! (`crate::handover`), which moves its in-flight and queued messages; with clean start = 1
 //! the local copy is dropped.
 //!
-//! Owns only the watch: a claim feed from the replica, plus a periodic rescan that also
-//! covers claims missed by a lagging feed or folded into a snapshot.
+//! Owns only the watch: a claim feed from the replica, plus a rescan after every snapshot
+//! install (claims folded into it), when the feed lagged, and every 5 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +23,16 @@ const RESCAN: Duration = Duration::from_secs(5);
 /// Runs until shutdown.
 pub async fn watch_remote_claims(ctx: Arc<Ctx>) {
     let mut claims = ctx.tables.core.replica().subscribe_claims();
+    let mut installs = ctx.tables.core.replica().subscribe_installs();
     let mut tick = tokio::time::interval(RESCAN);
     loop {
         tokio::select! {
             _ = ctx.admission.shutdown.cancelled() => return,
+            // Claims folded into a snapshot are not announced one by one.
+            changed = installs.changed() => match changed {
+                Ok(()) => rescan(&ctx).await,
+                Err(_) => return,
+            },
             c = claims.recv() => match c {
                 Ok(c) if c.node != ctx.node() => {
                     moved(&ctx, &c.client_id, c.generation, c.clean_start).await;

@@ -76,7 +76,6 @@ pub fn heap_bytes(notes: &EntryNotes) -> usize {
         .iter()
         .map(|e| {
             size_of::<RegistryEntry>()
-                + size_of::<meshmq_proto::tables::RegistryRow>()
                 + e.client_id.len()
                 + e.row.as_ref().map_or(0, |r| r.node.len())
         })

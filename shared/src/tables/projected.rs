@@ -63,8 +63,8 @@ impl Tables {
     }
 
     /// Applies one entry of a projected replica: `batch` with the serving core's `notes`.
-    /// Returns the core's results (a claim's generation and previous owner are the
-    /// core's). Notes that do not fit the batch change nothing.
+    /// Returns the core's verdicts (a claim's generation is the core's; its previous owner
+    /// is not sent). Notes that do not fit the batch change nothing.
     pub fn apply_projected(
         &mut self,
         index: u64,

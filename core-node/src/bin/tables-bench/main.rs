@@ -338,7 +338,16 @@ async fn fresh_replicant(
             http_ready = Some(started.elapsed());
         }
         if sys::port_open(mqtt).await {
-            break Some(started.elapsed());
+            let at = started.elapsed();
+            // The port and /health open together: the poll above may have just missed it.
+            if http_ready.is_none()
+                && sys::http(http, "GET", "/health", None, Duration::from_secs(1))
+                    .await
+                    .is_ok_and(|(s, _)| s == 200)
+            {
+                http_ready = Some(started.elapsed());
+            }
+            break Some(at);
         }
         if Instant::now() >= deadline {
             break None;

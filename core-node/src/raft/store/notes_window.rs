@@ -18,6 +18,10 @@ use meshmq_shared::tables::notes::heap_bytes;
 pub const MAX_ENTRIES: usize = 100_000;
 /// Most bytes of memory the notes kept take ([`heap_bytes`]).
 pub const MAX_BYTES: usize = 64 << 20;
+/// Notes of one entry larger than `max_bytes / ENTRY_SHARE` are not kept (a projected follower gets a snapshot
+/// past that entry): one client with many long filters must not empty the window of
+/// everything before it.
+pub const ENTRY_SHARE: usize = 16;
 
 /// Why no notes can be given for an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +35,8 @@ pub struct NotesGone {
 pub struct NotesWindow {
     /// Every applied entry at or after this index with a batch has its notes here.
     from: u64,
-    /// (index, notes, their memory), in index order.
-    notes: VecDeque<(u64, Arc<EntryNotes>, usize)>,
+    /// (index, notes, their memory), in index order; `None`: notes too large to keep.
+    notes: VecDeque<(u64, Option<Arc<EntryNotes>>, usize)>,
     /// Sum of the memory of the notes held.
     bytes: usize,
     /// Bounds (the constants above, lowered by tests).
@@ -60,7 +64,12 @@ impl NotesWindow {
     /// Records the notes of the entry at `index` (entries are recorded in index order).
     pub fn push(&mut self, index: u64, notes: EntryNotes) {
         let len = heap_bytes(&notes);
-        self.notes.push_back((index, Arc::new(notes), len));
+        let (notes, len) = if len > self.max_bytes / ENTRY_SHARE {
+            (None, 0)
+        } else {
+            (Some(Arc::new(notes)), len)
+        };
+        self.notes.push_back((index, notes, len));
         self.bytes += len;
         while self.notes.len() > self.max_entries
             || (self.bytes > self.max_bytes && self.notes.len() > 1)
@@ -80,12 +89,13 @@ impl NotesWindow {
         if index < self.from {
             return Err(NotesGone { from: self.from });
         }
-        let found = self
-            .notes
-            .binary_search_by_key(&index, |(i, _, _)| *i)
-            .ok()
-            .map(|at| Arc::clone(&self.notes[at].1));
-        Ok(found)
+        match self.notes.binary_search_by_key(&index, |(i, _, _)| *i) {
+            Ok(at) => match &self.notes[at].1 {
+                Some(notes) => Ok(Some(Arc::clone(notes))),
+                None => Err(NotesGone { from: index + 1 }),
+            },
+            Err(_) => Ok(None),
+        }
     }
 
     /// The notes of the applied entries `first..=last`, in order, under one look: `None`
@@ -137,6 +147,18 @@ mod tests {
         w.push(2, notes(100));
         assert_eq!(w.len().0, 1);
         assert!(w.get(2).expect("held").is_some());
+    }
+
+    #[test]
+    fn notes_too_large_for_the_window_are_gone_and_keep_the_rest() {
+        let one = heap_bytes(&notes(100));
+        let mut w = NotesWindow::bounded(0, 1_000, one * ENTRY_SHARE - 1);
+        w.push(1, notes(1));
+        w.push(2, notes(100));
+        w.push(3, notes(1));
+        assert!(w.get(1).expect("held").is_some(), "what came before stays");
+        assert_eq!(w.get(2), Err(NotesGone { from: 3 }));
+        assert!(w.get(3).expect("held").is_some());
     }
 
     #[test]
