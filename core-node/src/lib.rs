@@ -13,6 +13,7 @@
 //! never speaks MQTT. openraft types are named only under [`raft`].
 
 pub mod api;
+pub mod background;
 pub mod http;
 pub mod node;
 pub mod prometheus;

@@ -356,6 +356,18 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Follow snapshots sent without a build of their own (another follower was still being sent a usable one).",
     ),
     (
+        m::CORE_FOLLOW_PROJECTED_SNAPSHOTS_TOTAL,
+        "Projected follow snapshots sent (to replicants that hold a projection of the registry).",
+    ),
+    (
+        m::CORE_FOLLOW_NOTES_GONE_TOTAL,
+        "Times a projected follower needed the notes of an entry older than this core keeps (it gets a projected snapshot).",
+    ),
+    (
+        m::CORE_FOLLOW_OVERSIZED_ENTRIES_TOTAL,
+        "Entries whose notes took them past a frame, sent to a projected follower as a projected snapshot past them.",
+    ),
+    (
         m::CORE_FOLLOW_ENTRIES_SENT_TOTAL,
         "Log entries streamed to followers.",
     ),

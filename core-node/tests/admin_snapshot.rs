@@ -24,6 +24,7 @@ fn claim(i: u32) -> Op {
             session_expiry_secs: 0,
             protocol_level: 5,
             now_ms: 1,
+            ..Default::default()
         })),
     }
 }

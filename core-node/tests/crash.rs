@@ -92,6 +92,7 @@ async fn replica_of(conn: &quinn::Connection) -> Tables {
         kind: Some(request::Kind::Follow(FollowRequest {
             from_index: 1,
             node: "crash-test".into(),
+            projected: false,
         })),
     };
     frame::write_msg(&mut send, &req).await.unwrap();

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use core_node::node::follow::FollowLimits;
 use core_node::node::{CoreConfig, CoreNode, RaftTimings, batcher::GroupCommit};
 use meshmq_proto::core::{FollowFrame, FollowRequest, Request, follow_frame, request};
-use meshmq_proto::tables::{Op, RetainedMessage, RetainedSet, op};
+use meshmq_proto::tables::{
+    Op, RegistryClaim, RetainedMessage, RetainedSet, SubOptions, SubscriptionSet, op,
+};
 use meshmq_shared::follow_snapshot::Staging;
 use meshmq_shared::quic::{self, certs, frame, tls::Identity};
 use meshmq_shared::tables::Tables;
@@ -102,13 +104,16 @@ struct Followed {
 }
 
 /// Follows from `from` until the replica reaches `until`, reading frames of at most
-/// [`READ_MAX`] bytes; `base` is the replica's state at `from - 1`.
+/// [`READ_MAX`] bytes; `base` is the replica's state at `from - 1`. A `base` that holds a
+/// projection (`Tables::new_projected`) asks for it and applies entries by their notes.
 async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -> Followed {
     let (mut send, mut recv) = conn.open_bi().await.expect("open a stream");
+    let projected = base.projected_for().map(str::to_owned);
     let req = Request {
         kind: Some(request::Kind::Follow(FollowRequest {
             from_index: from,
-            node: "follow-test".into(),
+            node: projected.clone().unwrap_or_else(|| "follow-test".into()),
+            projected: projected.is_some(),
         })),
     };
     frame::write_msg(&mut send, &req).await.expect("send");
@@ -139,7 +144,10 @@ async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -
             follow_frame::Kind::SnapshotEnd(e) => {
                 let st = staging.take().expect("an end after a begin");
                 let (index, snapshot) = st.finish(e).expect("a complete snapshot");
-                f.tables = Tables::from_snapshot(&snapshot);
+                f.tables = match &projected {
+                    Some(node) => Tables::from_projection(&snapshot, node),
+                    None => Tables::from_snapshot(&snapshot),
+                };
                 f.applied = index;
                 f.snapshots += 1;
             }
@@ -147,8 +155,17 @@ async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -
                 f.entry_frames += 1;
                 for entry in e.entries {
                     assert_eq!(entry.index, f.applied + 1, "in order, no gap");
-                    if let Some(b) = entry.batch {
-                        f.tables.apply_batch(entry.index, &b);
+                    match (entry.batch, &projected) {
+                        (Some(b), Some(_)) => {
+                            let notes = entry.notes.expect("a projected follower gets notes");
+                            f.tables
+                                .apply_projected(entry.index, &b, &notes)
+                                .expect("the notes fit their entry");
+                        }
+                        (Some(b), None) => {
+                            f.tables.apply_batch(entry.index, &b);
+                        }
+                        (None, _) => {}
                     }
                     f.applied = entry.index;
                 }
@@ -198,6 +215,83 @@ async fn purged_core_streams_snapshot_and_entries_in_bounded_frames() {
     assert_eq!(tail.snapshots, 0, "served from the log");
     assert!(tail.entry_frames >= 10, "{} frames", tail.entry_frames);
     assert!(tail.tables == Tables::from_snapshot(&core.sm.snapshot_now().1));
+    conn.close(0u32.into(), b"done");
+    core.shutdown().await;
+}
+
+fn claim(client: &str, node: &str) -> Op {
+    Op {
+        kind: Some(op::Kind::RegistryClaim(RegistryClaim {
+            client_id: client.into(),
+            node: node.into(),
+            incarnation: 1,
+            session_expiry_secs: 3600,
+            protocol_level: 5,
+            now_ms: 1,
+            ..Default::default()
+        })),
+    }
+}
+
+fn subscribe(client: &str, filter: &str) -> Op {
+    Op {
+        kind: Some(op::Kind::SubscriptionSet(SubscriptionSet {
+            client_id: client.into(),
+            filter: filter.into(),
+            options: Some(SubOptions::default()),
+        })),
+    }
+}
+
+/// A replicant that holds the registry projection (docs/roles.md) asks for it: after a log
+/// purge it gets a projected snapshot with its own clients only (and every node's counts),
+/// then entries with the core's notes, and stays equal to the core's projection for it
+/// while its clients move in and out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projected_follower_gets_its_projection_and_the_cores_notes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = start_core(dir.path()).await;
+    let mut ops = Vec::new();
+    for i in 0..40 {
+        ops.push(claim(&format!("far{i}"), "r2"));
+        ops.push(subscribe(&format!("far{i}"), &format!("far/{i}/#")));
+    }
+    ops.extend([claim("near", "r1"), subscribe("near", "near/#")]);
+    core.transact(ops).await.expect("clients");
+    for i in 0..60 {
+        core.transact(vec![retained(&format!("fill/{i}"), 100)])
+            .await
+            .expect("fill");
+    }
+    wait_until("the log purged past index 1", || {
+        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
+    })
+    .await;
+    let (_ep, conn) = connect(dir.path(), &core).await;
+    let projection = |core: &CoreNode| core.sm.read(|t| t.projection("r1"));
+
+    let applied = core.sm.applied_index();
+    let fresh = follow(&conn, 1, applied, Tables::new_projected("r1")).await;
+    assert_eq!(fresh.snapshots, 1);
+    assert_eq!(fresh.tables.snapshot(), projection(&core));
+    assert_eq!(fresh.tables.registry_count(), 1, "only r1's client");
+    assert_eq!(fresh.tables.retained_count(), 60, "whole tables whole");
+
+    // far0 moves to r1 with its session (its subscription comes with the notes); near
+    // moves to r2 (its rows leave r1's projection).
+    let before = core.sm.applied_index();
+    core.transact(vec![claim("far0", "r1")])
+        .await
+        .expect("far0 moves");
+    core.transact(vec![claim("near", "r2")])
+        .await
+        .expect("near moves");
+    let applied = core.sm.applied_index();
+    let tail = follow(&conn, before + 1, applied, fresh.tables).await;
+    assert_eq!(tail.snapshots, 0, "served from the log with notes");
+    assert_eq!(tail.tables.snapshot(), projection(&core));
+    assert_eq!(tail.tables.subscriptions("far0").count(), 1);
+    assert!(tail.tables.registry("near").is_none());
     conn.close(0u32.into(), b"done");
     core.shutdown().await;
 }
@@ -270,6 +364,7 @@ async fn open_follow(
         kind: Some(request::Kind::Follow(FollowRequest {
             from_index: from,
             node: "follow-test".into(),
+            projected: false,
         })),
     };
     frame::write_msg(&mut send, &req).await.expect("send");

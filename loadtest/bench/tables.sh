@@ -17,6 +17,7 @@
 #   TABLES_BATCH=1000 TABLES_IN_FLIGHT=8              clients per Transact, Transacts in flight
 #   TABLES_MIN_AVAILABLE_MIB=3072 the fill stops when MemAvailable falls under it
 #   TABLES_PROBE_HZ=20 TABLES_IDLE_SECS=10            the latency probe
+#   TABLES_COMPACT_IN_TURN=true   compact the cores one after the other (10 M rows on 23 GiB)
 #   BASE_PORT=26000  DIR=/tmp/meshmq-tables-bench     where the cluster lives (its logs stay)
 #   SKIP_BUILD=1     do not run cargo build
 #   RESULTS=FILE     also append the printed report to FILE

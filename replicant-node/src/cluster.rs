@@ -19,7 +19,7 @@ use meshmq_shared::config::MqttConfig;
 use meshmq_shared::metrics as m;
 use meshmq_shared::tables::retained_quota::RetainedQuota;
 use meshmq_shared::tables::{ChunkBudget, RetainedCursor};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::ctx::{Ctx, TableState};
 use crate::message::Message;
@@ -167,35 +167,90 @@ pub async fn claim(
     expiry: u32,
     version: ProtocolVersion,
 ) -> Option<Claim> {
-    let at_ms = now_ms();
-    let claim = RegistryClaim {
+    let claim = claim_op(tables, client_id, clean_start, expiry, version);
+    commit_claim(tables, claim).await.ok()
+}
+
+/// Why a claim gave no [`Claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRefused {
+    /// The client's row no longer matched what the claim expected (applied by no node,
+    /// nothing changed): for an adoption, the normal outcome when its client came back.
+    Conflict,
+    /// The claim did not commit, or was refused for another reason (logged and counted).
+    NotCommitted,
+}
+
+/// Claims `client_id` for this node only while `from` holds its session disconnected, a
+/// condition apply decides on the cores in the claim's own log position (adoption from an
+/// evacuating node: a client that reconnected meanwhile, to `from` or anywhere, is never
+/// taken over). Unknown outcomes are watched as in [`claim`].
+pub async fn claim_held_offline_by(
+    tables: &TableState,
+    client_id: &str,
+    from: &str,
+    expiry: u32,
+    version: ProtocolVersion,
+) -> Result<Claim, ClaimRefused> {
+    let mut claim = claim_op(tables, client_id, false, expiry, version);
+    claim.expect_node = from.to_owned();
+    claim.expect_disconnected = true;
+    commit_claim(tables, claim).await
+}
+
+/// An unconditional `RegistryClaim` of `client_id` by this node, stamped now.
+fn claim_op(
+    tables: &TableState,
+    client_id: &str,
+    clean_start: bool,
+    expiry: u32,
+    version: ProtocolVersion,
+) -> RegistryClaim {
+    RegistryClaim {
         client_id: client_id.to_owned(),
         node: tables.node.to_string(),
         incarnation: tables.incarnation,
         clean_start,
         session_expiry_secs: expiry,
         protocol_level: u32::from(version.level()),
-        now_ms: at_ms,
-    };
+        now_ms: now_ms(),
+        expect_node: String::new(),
+        expect_disconnected: false,
+    }
+}
+
+/// Commits `claim`; a timeout has the claim watched (`crate::unknown_claims`). A refusal
+/// of its expectation is a [`ClaimRefused::Conflict`], logged at debug only; every other
+/// failure is logged and counted.
+async fn commit_claim(tables: &TableState, claim: RegistryClaim) -> Result<Claim, ClaimRefused> {
+    let (at_ms, expiry) = (claim.now_ms, claim.session_expiry_secs);
+    let client_id = claim.client_id.clone();
+    let conditional = !claim.expect_node.is_empty();
     let results = try_transact(tables, vec![op(op::Kind::RegistryClaim(claim))]).await;
     let outcome = match results {
         Ok(outcomes) => outcomes.into_iter().next(),
         Err(TransactError::Timeout) => {
-            tables.unknown_claims.watch(client_id, at_ms, expiry);
+            tables.unknown_claims.watch(&client_id, at_ms, expiry);
             None
         }
         Err(_) => None,
     };
     match outcome {
-        Some(op_result::Outcome::Claimed(c)) if c.generation > 0 => Some(Claim {
+        Some(op_result::Outcome::Claimed(c)) if c.generation > 0 => Ok(Claim {
             generation: c.generation,
             previous: c.previous,
             session_existed: c.session_existed,
         }),
+        Some(op_result::Outcome::Rejected(r))
+            if conditional && r.reason == RejectReason::StateConflict as i32 =>
+        {
+            debug!(%client_id, detail = %r.detail, "conditional registry claim refused");
+            Err(ClaimRefused::Conflict)
+        }
         other => {
             metrics::counter!(m::REGISTRY_CLAIMS_FAILED_TOTAL).increment(1);
             warn!(%client_id, outcome = ?other, "registry claim not committed");
-            None
+            Err(ClaimRefused::NotCommitted)
         }
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use core_node::api::{Committed, TransactError};
 use core_node::node::{CoreConfig, CoreError, CoreNode, RaftTimings, batcher::GroupCommit};
 use meshmq_proto::tables::Op;
-use meshmq_shared::config::{Config, setting};
+use meshmq_shared::config::{Config, RegistryReplica, setting};
 use meshmq_shared::quic::{certs, tls::Identity};
 use meshmq_shared::tables::Tables;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +128,10 @@ impl CoreHandle {
         };
         let paths = certs::ensure_dev(&certs_dir, &cert_name(node)).with_context(certs_failed)?;
         let identity = Identity::load(&paths).with_context(certs_failed)?;
-        let replica = Replica::new();
+        let replica = match config.cluster.registry_replica {
+            RegistryReplica::Projection => Replica::new_projected(node),
+            RegistryReplica::Full => Replica::new(),
+        };
         let shutdown = CancellationToken::new();
         let link_cfg = CoreLinkConfig {
             cores,

@@ -55,6 +55,8 @@ pub struct Replica {
 
 /// The shared state behind every [`Replica`] clone.
 struct Inner {
+    /// The node whose registry projection the tables hold (`None`: every row).
+    projected_for: Option<String>,
     /// The tables; readers take the read lock for the duration of one closure.
     tables: RwLock<Tables>,
     /// Highest log index applied (0: empty). Written only under the `tables` write lock, so
@@ -63,6 +65,9 @@ struct Inner {
     /// Snapshots installed since start (also exported as a metric; kept here for tests and
     /// health reporting).
     snapshot_installs: AtomicU64,
+    /// Bumped after every snapshot install: the claims folded into a snapshot are not
+    /// announced one by one, so the takeover watch rescans on it.
+    installed: watch::Sender<u64>,
     /// Every applied `RegistryClaim` (client id, claiming node), for the node that must close
     /// a connection whose client id was claimed elsewhere. A lagging receiver is told so and
     /// rescans.
@@ -98,13 +103,26 @@ pub struct ClaimSeen {
 }
 
 impl Replica {
-    /// An empty replica at index 0.
+    /// An empty replica at index 0 that will hold every row of every table.
     pub fn new() -> Self {
+        Self::with(Tables::new())
+    }
+
+    /// An empty replica at index 0 that will hold the registry projection of `node`
+    /// (docs/roles.md): it asks cores for their notes with each entry and for projected
+    /// snapshots.
+    pub fn new_projected(node: &str) -> Self {
+        Self::with(Tables::new_projected(node))
+    }
+
+    fn with(tables: Tables) -> Self {
         Self {
             inner: Arc::new(Inner {
-                tables: RwLock::new(Tables::new()),
+                projected_for: tables.projected_for().map(str::to_owned),
+                tables: RwLock::new(tables),
                 applied: watch::Sender::new(0),
                 snapshot_installs: AtomicU64::new(0),
+                installed: watch::Sender::new(0),
                 claims: broadcast::Sender::new(CLAIM_FEED),
                 bans: broadcast::Sender::new(BAN_FEED),
             }),
@@ -114,6 +132,11 @@ impl Replica {
     /// Runs `f` on the tables under the read lock. Keep `f` short: applying waits for it.
     pub fn read<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
         f(&self.inner.tables.read())
+    }
+
+    /// The node whose registry projection this replica holds; `None` if it holds every row.
+    pub fn projected_for(&self) -> Option<&str> {
+        self.inner.projected_for.as_deref()
     }
 
     /// Highest log index applied locally (0 before anything was applied).
@@ -134,6 +157,12 @@ impl Replica {
     /// A receiver that wakes whenever the applied index moves.
     pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
         self.inner.applied.subscribe()
+    }
+
+    /// A receiver that wakes after every snapshot install (claims folded into a snapshot
+    /// are not announced on [`subscribe_claims`](Self::subscribe_claims)).
+    pub fn subscribe_installs(&self) -> watch::Receiver<u64> {
+        self.inner.installed.subscribe()
     }
 
     /// Snapshots installed since this replica was created.
@@ -231,7 +260,10 @@ impl Replica {
     /// move reads back in time, and the entries after it are then skipped as duplicates.
     pub fn install_snapshot(&self, index: u64, snapshot: &Snapshot) {
         // Built outside the lock: readers are not blocked while the indexes are rebuilt.
-        let tables = Tables::from_snapshot(snapshot);
+        let tables = match &self.inner.projected_for {
+            Some(node) => Tables::from_projection(snapshot, node),
+            None => Tables::from_snapshot(snapshot),
+        };
         let mut guard = self.inner.tables.write();
         if index < self.applied_index() {
             tracing::debug!(
@@ -244,7 +276,8 @@ impl Replica {
         *guard = tables;
         self.inner.applied.send_replace(index);
         drop(guard);
-        self.inner.snapshot_installs.fetch_add(1, Ordering::Relaxed);
+        let installs = self.inner.snapshot_installs.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inner.installed.send_replace(installs);
         let _ = self.inner.bans.send(BanSeen::Reloaded);
         metrics::counter!(m::REPLICA_SNAPSHOT_INSTALLS_TOTAL).increment(1);
         metrics::gauge!(m::REPLICA_APPLIED_INDEX).set(index as f64);
@@ -268,7 +301,23 @@ impl Replica {
                 break;
             }
             if let Some(batch) = &entry.batch {
-                let results = guard.apply_batch(entry.index, batch);
+                let results = if self.inner.projected_for.is_some() {
+                    // The core's verdicts: this replica lacks the rows to decide.
+                    let Some(notes) = &entry.notes else {
+                        result = Err(ReplicaError::Malformed("entry without notes"));
+                        break;
+                    };
+                    match guard.apply_projected(entry.index, batch, notes) {
+                        Ok(results) => results,
+                        Err(e) => {
+                            tracing::warn!(index = entry.index, error = %e, "notes do not fit their entry");
+                            result = Err(ReplicaError::Malformed("notes do not fit their entry"));
+                            break;
+                        }
+                    }
+                } else {
+                    guard.apply_batch(entry.index, batch)
+                };
                 self.announce_claims(batch, &results);
                 self.announce_bans(batch, &results);
             }
@@ -338,6 +387,7 @@ mod tests {
             .map(|(index, batch)| LogEntry {
                 index: *index,
                 batch: batch.clone(),
+                notes: None,
             })
             .collect();
         FollowFrame {

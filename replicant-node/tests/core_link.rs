@@ -73,6 +73,7 @@ impl Log {
             .map(|index| LogEntry {
                 index,
                 batch: entries[index as usize - 1].clone(),
+                notes: None,
             })
             .collect()
     }

@@ -108,6 +108,7 @@ fn snapshot_hold(rows: usize) {
                         session_expiry_secs: 3600,
                         protocol_level: 5,
                         now_ms: 1_700_000_000_000,
+                        ..Default::default()
                     })),
                 })
                 .collect(),

@@ -121,6 +121,22 @@ pub struct ClusterConfig {
     /// replicant does not become ready; it holds the snapshot being received and its tables
     /// side by side, so keep it below half the memory the node can use.
     pub follow_max_snapshot_bytes: u64,
+    /// What this replicant keeps of the `registry` and `subscriptions` tables.
+    /// `projection`: only its own clients' rows and those of shared-subscription members,
+    /// so its memory does not grow with the cluster's clients (the cores send their verdicts
+    /// with each log entry). `full`: every row, as every core does. See docs/roles.md.
+    pub registry_replica: RegistryReplica,
+}
+
+/// What a replicant keeps of the `registry` and `subscriptions` tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryReplica {
+    /// Its own clients' rows and those of shared-subscription members.
+    #[default]
+    Projection,
+    /// Every row.
+    Full,
 }
 
 impl Default for ClusterConfig {
@@ -136,6 +152,7 @@ impl Default for ClusterConfig {
             transact_timeout_ms: 15_000,
             transact_linger_ms: 5,
             follow_max_snapshot_bytes: 16 << 30,
+            registry_replica: RegistryReplica::default(),
         }
     }
 }

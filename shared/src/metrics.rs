@@ -239,6 +239,16 @@ pub const CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL: &str =
 /// Counter: follow snapshots sent without a build of their own, because another follower
 /// was still being sent a usable one. No labels.
 pub const CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL: &str = "meshmq_core_follow_snapshot_reused_total";
+/// Counter: projected follow snapshots sent (to replicants that hold a projection of the
+/// registry). No labels.
+pub const CORE_FOLLOW_PROJECTED_SNAPSHOTS_TOTAL: &str =
+    "meshmq_core_follow_projected_snapshots_total";
+/// Counter: times a projected follower needed the notes of an entry older than this core
+/// keeps (it gets a projected snapshot). No labels.
+pub const CORE_FOLLOW_NOTES_GONE_TOTAL: &str = "meshmq_core_follow_notes_gone_total";
+/// Counter: entries whose notes took them past a frame, sent to a projected follower as a
+/// projected snapshot past them. No labels.
+pub const CORE_FOLLOW_OVERSIZED_ENTRIES_TOTAL: &str = "meshmq_core_follow_oversized_entries_total";
 /// Counter: log entries streamed to followers. No labels.
 pub const CORE_FOLLOW_ENTRIES_SENT_TOTAL: &str = "meshmq_core_follow_entries_sent_total";
 /// Counter: requests on the core endpoint that could not be served. Labels: `reason`.
@@ -458,6 +468,9 @@ pub const COUNTERS: &[&str] = &[
     CORE_FOLLOW_SNAPSHOT_CHUNKS_SENT_TOTAL,
     CORE_FOLLOW_SNAPSHOT_BYTES_SENT_TOTAL,
     CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL,
+    CORE_FOLLOW_PROJECTED_SNAPSHOTS_TOTAL,
+    CORE_FOLLOW_NOTES_GONE_TOTAL,
+    CORE_FOLLOW_OVERSIZED_ENTRIES_TOTAL,
     CORE_FOLLOW_ENTRIES_SENT_TOTAL,
     CORE_REQUEST_ERRORS_TOTAL,
     CORE_LEASE_PURGES_TOTAL,

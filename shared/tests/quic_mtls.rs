@@ -135,6 +135,7 @@ async fn many_concurrent_requests_on_one_connection_each_get_their_answer() {
             let req = FollowRequest {
                 from_index: i,
                 node: format!("r{i}"),
+                projected: false,
             };
             let resp: StatusResponse = frame::request(&conn, &req, MAX_FRAME, T).await?;
             Ok::<_, FrameError>((i, resp))
@@ -162,6 +163,7 @@ async fn a_large_message_round_trips() {
     let req = FollowRequest {
         from_index: 9,
         node: big.clone(),
+        projected: false,
     };
     let resp: StatusResponse = frame::request(&conn, &req, MAX_FRAME, T * 4).await.unwrap();
     assert_eq!(resp.leader_addr.len(), big.len());

@@ -132,7 +132,9 @@ fn registry_ops() -> BoxedStrategy<Kind> {
             any::<bool>(),
             small32(),
             3u32..7,
-            now()
+            now(),
+            // An expected owner ("" is one of the picks: unconditional) and its disconnected flag.
+            (node(), any::<bool>()),
         )
             .prop_map(
                 |(
@@ -143,6 +145,7 @@ fn registry_ops() -> BoxedStrategy<Kind> {
                     session_expiry_secs,
                     protocol_level,
                     now_ms,
+                    (expect_node, expect_disconnected),
                 )| {
                     Kind::RegistryClaim(RegistryClaim {
                         client_id,
@@ -152,6 +155,8 @@ fn registry_ops() -> BoxedStrategy<Kind> {
                         session_expiry_secs,
                         protocol_level,
                         now_ms,
+                        expect_node,
+                        expect_disconnected,
                     })
                 }
             ),

@@ -23,7 +23,7 @@ use meshmq_proto::core::{
     FollowEntries, FollowFrame, FollowHeartbeat, FollowRequest, FollowSnapshotChunk, LogEntry,
     follow_frame::Kind,
 };
-use meshmq_proto::tables::Batch;
+use meshmq_proto::tables::{Batch, EntryNotes};
 use meshmq_shared::follow_snapshot::{self, DEFAULT_CHUNK_BYTES};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError};
@@ -31,6 +31,7 @@ use prost::Message;
 use tracing::{debug, warn};
 
 use super::CoreNode;
+use super::follow_snapshot::Built;
 
 /// Byte and count bounds of the frames a core sends on `Follow` streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,10 @@ impl Default for FollowLimits {
 /// A heartbeat is sent when nothing was applied for this long. Frequent enough that a
 /// follower can tell a dead core (no bytes for a second) from an idle one.
 const HEARTBEAT: Duration = Duration::from_millis(250);
+/// Largest `FollowEntries` frame with one entry a projected follower is sent: an entry whose
+/// notes take it past this goes as a projected snapshot instead (the frame bound, less room
+/// for the frame's other fields).
+const MAX_ENTRY_FRAME: usize = frame::MAX_FRAME - 1024;
 /// A frame write that takes longer than this ends the stream (the follower is stuck).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,15 +75,19 @@ pub async fn serve(
     core.followers.fetch_add(1, Ordering::Relaxed);
     metrics::gauge!(m::CORE_FOLLOWERS).increment(1.0);
     debug!(follower = %req.node, from = req.from_index, "follow started");
-    let result = stream(core, req.from_index.max(1), send).await;
+    let projected = req.projected.then_some(req.node.as_str());
+    let result = stream(core, req.from_index.max(1), projected, send).await;
     core.followers.fetch_sub(1, Ordering::Relaxed);
     metrics::gauge!(m::CORE_FOLLOWERS).decrement(1.0);
     result
 }
 
+/// `projected`: the follower holds the registry projection of this node: its entries carry
+/// the core's notes, and its snapshots are projected.
 async fn stream(
     core: &Arc<CoreNode>,
     mut next: u64,
+    projected: Option<&str>,
     send: &mut quinn::SendStream,
 ) -> Result<(), FrameError> {
     let mut applied_rx = core.sm.subscribe_applied();
@@ -105,7 +114,11 @@ async fn stream(
         let upto = applied.min(next + per_frame as u64 - 1);
         let wanted = (upto - next + 1) as usize;
         let entries = core.log.read_entries(next, wanted).unwrap_or_default();
-        if entries.first().map(|e| e.log_id.index) != Some(next) {
+        let noted = match projected {
+            Some(node) => notes_for(core, &entries, node),
+            None => Some(Vec::new()),
+        };
+        if entries.first().map(|e| e.log_id.index) != Some(next) || noted.is_none() {
             // Purged (or unreadable) here: send the state instead and go on after it. The
             // rows are captured under the lock in O(tables); sorting, cutting and encoding
             // them happen off the runtime while entries keep applying, one build at a time
@@ -113,17 +126,16 @@ async fn stream(
             // seconds at millions of rows: heartbeats meanwhile tell the follower this core
             // is alive (it gives up on a stream silent for 1 s).
             debug!(from = next, "follow: a snapshot is needed");
-            let mut obtain = std::pin::pin!(core.follow_snapshots.get(core, next));
-            let built = loop {
-                tokio::select! {
-                    built = &mut obtain => break built,
-                    () = tokio::time::sleep(HEARTBEAT) => {
-                        let hb = Kind::Heartbeat(FollowHeartbeat {
-                            commit_index: core.sm.applied_index(),
-                        });
-                        write(send, hb).await?;
-                    }
+            let built = match projected {
+                Some(node) => {
+                    wait_built(
+                        core,
+                        send,
+                        core.follow_snapshots.get_projected(core, next, node),
+                    )
+                    .await?
                 }
+                None => wait_built(core, send, core.follow_snapshots.get(core, next)).await?,
             };
             let Some(built) = built else {
                 return Ok(()); // the follower reconnects and asks again
@@ -132,9 +144,12 @@ async fn stream(
             next = built.index + 1;
             continue;
         }
+        let mut noted = noted.unwrap_or_default().into_iter();
+        let mut oversized = None;
         let mut out = Vec::with_capacity(entries.len());
         let mut bytes = 0;
         for e in entries.into_iter().take_while(|e| e.log_id.index <= upto) {
+            let notes = noted.next().flatten();
             let batch = match &e.payload {
                 // The state machine applied exactly this decode; an undecodable batch changed
                 // nothing there, so sending none keeps the replica equal.
@@ -143,10 +158,17 @@ async fn stream(
             };
             let entry = LogEntry {
                 index: e.log_id.index,
+                notes: notes.filter(|_| batch.is_some()),
                 batch,
             };
             let len = entry.encoded_len();
             let len = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+            if projected.is_some() && len > MAX_ENTRY_FRAME {
+                // Its notes (the subscriptions of the clients it claimed) take it past a
+                // frame: the follower gets a projected snapshot past it instead.
+                oversized = Some(e.log_id.index);
+                break;
+            }
             if !out.is_empty() && bytes + len > limits.entries_bytes {
                 break; // the rest goes in the next frame
             }
@@ -154,6 +176,26 @@ async fn stream(
             out.push(entry);
         }
         let Some(last) = out.last().map(|e| e.index) else {
+            if let (Some(index), Some(node)) = (oversized, projected) {
+                metrics::counter!(m::CORE_FOLLOW_OVERSIZED_ENTRIES_TOTAL).increment(1);
+                let follower: String = node.chars().take(64).collect();
+                warn!(
+                    index,
+                    %follower,
+                    "follow: an entry with its notes is over a frame; sending a projected snapshot past it"
+                );
+                let built = wait_built(
+                    core,
+                    send,
+                    core.follow_snapshots.get_projected(core, index + 1, node),
+                )
+                .await?;
+                let Some(built) = built else {
+                    return Ok(());
+                };
+                send_snapshot(send, built.index, &built.chunks).await?;
+                next = built.index + 1;
+            }
             continue;
         };
         metrics::counter!(m::CORE_FOLLOW_ENTRIES_SENT_TOTAL).increment(out.len() as u64);
@@ -164,6 +206,61 @@ async fn stream(
         write(send, frame).await?;
         next = last + 1;
     }
+}
+
+/// Waits for a snapshot being obtained, sending heartbeats meanwhile: building takes seconds
+/// at millions of rows, and the follower gives up on a stream silent for 1 s.
+async fn wait_built(
+    core: &CoreNode,
+    send: &mut quinn::SendStream,
+    obtain: impl std::future::Future<Output = Option<Arc<Built>>>,
+) -> Result<Option<Arc<Built>>, FrameError> {
+    let mut obtain = std::pin::pin!(obtain);
+    loop {
+        tokio::select! {
+            built = &mut obtain => return Ok(built),
+            () = tokio::time::sleep(HEARTBEAT) => {
+                let hb = Kind::Heartbeat(FollowHeartbeat {
+                    commit_index: core.sm.applied_index(),
+                });
+                write(send, hb).await?;
+            }
+        }
+    }
+}
+
+/// The notes of each of `entries` for the projected follower `node` (the subscriptions of
+/// its own claims only), or `None` if this core no longer holds some of them (the follower
+/// then gets a projected snapshot).
+fn notes_for(
+    core: &CoreNode,
+    entries: &[crate::raft::types::Entry],
+    node: &str,
+) -> Option<Vec<Option<EntryNotes>>> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Some(Vec::new());
+    };
+    let (first, last) = (first.log_id.index, last.log_id.index);
+    let held = match core.sm.notes_range(first, last) {
+        Ok(held) => held,
+        Err(gone) => {
+            debug!(first, from = gone.from, "follow: notes no longer held");
+            metrics::counter!(m::CORE_FOLLOW_NOTES_GONE_TOTAL).increment(1);
+            return None;
+        }
+    };
+    let for_node = |n: &EntryNotes| EntryNotes {
+        results: n.results.clone(),
+        rows: n.rows.clone(),
+        subscriptions: n
+            .subscriptions
+            .iter()
+            .filter(|s| s.node == node)
+            .cloned()
+            .collect(),
+        counts: n.counts.clone(),
+    };
+    Some(held.iter().map(|n| n.as_deref().map(for_node)).collect())
 }
 
 /// Sends the snapshot at `index`, already cut into bounded `chunks`, as Begin, chunks, End.

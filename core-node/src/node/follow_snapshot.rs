@@ -37,7 +37,15 @@ type Outcome = Option<Option<Arc<Built>>>;
 pub struct FollowSnapshots {
     /// Held only for a few field reads and writes, never across an `.await`.
     slot: Mutex<Slot>,
+    /// Held by the projected build in progress: one at a time per core. Guards the last
+    /// projected build of each node (as long as a follower holds it, at most
+    /// [`PROJECTED_KEPT`] nodes), so that followers of one node asking together, or one
+    /// asking again, get one build.
+    projecting: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Weak<Built>>>>,
 }
+
+/// Nodes whose last projected build is remembered (dead ones are forgotten first).
+const PROJECTED_KEPT: usize = 64;
 
 /// What the core knows of its follow snapshots.
 #[derive(Default)]
@@ -93,6 +101,67 @@ impl FollowSnapshots {
         None
     }
 
+    /// A projected snapshot for the follower `node` (docs/roles.md): the rows captured now,
+    /// cut down to `node`'s projection and cut in chunks on a blocking thread. Each is
+    /// built for one follower (projections differ), one at a time per core, so followers
+    /// joining together wait their turn instead of scanning the tables side by side; a
+    /// fresh replicant's projection is small, but cutting it scans the registry once.
+    /// `None` if the build failed or would be behind `next`.
+    pub async fn get_projected(
+        &self,
+        core: &Arc<CoreNode>,
+        next: u64,
+        node: &str,
+    ) -> Option<Arc<Built>> {
+        let mut turn = Arc::clone(&self.projecting).lock_owned().await;
+        if let Some(built) = turn
+            .get(node)
+            .and_then(Weak::upgrade)
+            .filter(|b| usable(core, b, next) && notes_follow(core, b))
+        {
+            metrics::counter!(m::CORE_FOLLOW_SNAPSHOT_REUSED_TOTAL).increment(1);
+            return Some(built);
+        }
+        let mut source = core.sm.capture();
+        let index = source.applied_index();
+        if index + 1 < next {
+            warn!(
+                from = next,
+                index, "follow: a follower asked for entries past this core's"
+            );
+            return None;
+        }
+        let chunk_bytes = core.follow_limits.chunk_bytes;
+        let hook = core.sm.build_hook();
+        let name = node.to_owned();
+        // The turn goes with the build: a follower that goes away does not free it early.
+        let built = crate::background::run("follow-projected", move || {
+            if let Some(hook) = hook {
+                hook();
+            }
+            source.project(&name);
+            let chunks = follow_snapshot::split_source(&source, chunk_bytes);
+            let built = Arc::new(Built { index, chunks });
+            turn.retain(|_, b| b.strong_count() > 0);
+            if turn.len() >= PROJECTED_KEPT {
+                turn.clear();
+            }
+            turn.insert(name, Arc::downgrade(&built));
+            built
+        })
+        .await;
+        match built {
+            Ok(built) => {
+                metrics::counter!(m::CORE_FOLLOW_PROJECTED_SNAPSHOTS_TOTAL).increment(1);
+                Some(built)
+            }
+            Err(e) => {
+                warn!(index, error = %e, "follow: building a projected snapshot failed");
+                None
+            }
+        }
+    }
+
     /// Records the end of the build in progress.
     fn finish(&self, built: Option<&Arc<Built>>) {
         let mut slot = self.slot.lock();
@@ -112,7 +181,7 @@ fn start_build(core: &Arc<CoreNode>) -> watch::Receiver<Outcome> {
     let hook = core.sm.build_hook();
     let core = Arc::clone(core);
     tokio::spawn(async move {
-        let built = tokio::task::spawn_blocking(move || {
+        let built = crate::background::run("follow-snapshot", move || {
             if let Some(hook) = hook {
                 hook();
             }
@@ -131,6 +200,13 @@ fn start_build(core: &Arc<CoreNode>) -> watch::Receiver<Outcome> {
         tx.send_replace(Some(built));
     });
     rx
+}
+
+/// Whether this core still holds the notes of the entries after the projected snapshot
+/// `built` (a projected follower needs them next; without them it would be sent the same
+/// snapshot again).
+fn notes_follow(core: &CoreNode, built: &Built) -> bool {
+    built.index >= core.sm.applied_index() || core.sm.notes(built.index + 1).is_ok()
 }
 
 /// Whether `built` can serve a follower that needs entries from `next`: it is not behind

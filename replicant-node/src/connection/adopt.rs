@@ -1,9 +1,11 @@
 //! A session adopted without a connection: an evacuating node asks this one to take one of
 //! its disconnected persistent sessions (`crate::evacuation::migrate`). This node claims
-//! the client id and takes the session over exactly as a CONNECT with clean start = 0
-//! would (in-flight and queued messages come over the peer link, subscriptions from the
-//! tables), then keeps it disconnected: deliveries queue, the expiry clock runs, and the
-//! client finds it here (session present = 1), or anywhere else through a normal takeover.
+//! the client id on condition that the evacuating node still holds the session
+//! disconnected (apply decides, so a client that came back keeps its connection), and takes
+//! the session over exactly as a CONNECT with clean start = 0 would (in-flight and queued
+//! messages come over the peer link, subscriptions from the tables), then keeps it
+//! disconnected: deliveries queue, the expiry clock runs, and the client finds it here
+//! (session present = 1), or anywhere else through a normal takeover.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use meshmq_shared::codec::ProtocolVersion;
 use tracing::debug;
 
 use super::{close, connect, restore};
-use crate::cluster;
+use crate::cluster::{self, ClaimRefused};
 use crate::ctx::Ctx;
 use crate::handover;
 
@@ -28,7 +30,8 @@ pub(crate) enum Adopted {
     Skipped,
 }
 
-/// Adopts `client_id`'s session from `from` (which must still hold it, disconnected).
+/// Adopts `client_id`'s session from `from`. The claim itself requires that `from` still
+/// holds it, disconnected (`cluster::claim_held_offline_by`); otherwise nothing changes.
 pub(crate) async fn adopt(
     ctx: &Arc<Ctx>,
     from: &str,
@@ -36,18 +39,29 @@ pub(crate) async fn adopt(
     expiry: u32,
     version: ProtocolVersion,
 ) -> Adopted {
-    let held_offline_by_from = ctx.tables.core.read(|t| {
-        t.registry(client_id)
-            .is_some_and(|row| row.node == from && !row.connected)
-    });
-    if expiry == 0 || !held_offline_by_from || ctx.local.sessions.get(client_id).is_some() {
-        // Its client came back (here or elsewhere), or nothing is left to keep.
+    if expiry == 0 || ctx.local.sessions.get(client_id).is_some() {
+        // Nothing is left to keep, or its client came back here.
         return Adopted::Skipped;
     }
     let client_id: Arc<str> = Arc::from(client_id);
-    let Some(claimed) = cluster::claim(&ctx.tables, &client_id, false, expiry, version).await
-    else {
-        return Adopted::Skipped;
+    // The claim applies only while `from` still holds the session disconnected, decided
+    // by apply in the claim's place in the log: no window in which a client that came back
+    // (to `from` or anywhere) could be taken over.
+    let claimed = match cluster::claim_held_offline_by(
+        &ctx.tables,
+        &client_id,
+        from,
+        expiry,
+        version,
+    )
+    .await
+    {
+        Ok(claimed) => claimed,
+        Err(ClaimRefused::Conflict) => {
+            debug!(%client_id, from, "not adopted: its session is no longer offline there");
+            return Adopted::Skipped;
+        }
+        Err(ClaimRefused::NotCommitted) => return Adopted::Skipped,
     };
     let generation = claimed.generation;
     if !claimed.session_existed {

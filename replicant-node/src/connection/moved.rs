@@ -5,8 +5,8 @@
 //! (`crate::handover`), which moves its in-flight and queued messages; with clean start = 1
 //! the local copy is dropped.
 //!
-//! Owns only the watch: a claim feed from the replica, plus a periodic rescan that also
-//! covers claims missed by a lagging feed or folded into a snapshot.
+//! Owns only the watch: a claim feed from the replica, plus a rescan after every snapshot
+//! install (claims folded into it), when the feed lagged, and every 5 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +23,16 @@ const RESCAN: Duration = Duration::from_secs(5);
 /// Runs until shutdown.
 pub async fn watch_remote_claims(ctx: Arc<Ctx>) {
     let mut claims = ctx.tables.core.replica().subscribe_claims();
+    let mut installs = ctx.tables.core.replica().subscribe_installs();
     let mut tick = tokio::time::interval(RESCAN);
     loop {
         tokio::select! {
             _ = ctx.admission.shutdown.cancelled() => return,
+            // Claims folded into a snapshot are not announced one by one.
+            changed = installs.changed() => match changed {
+                Ok(()) => rescan(&ctx).await,
+                Err(_) => return,
+            },
             c = claims.recv() => match c {
                 Ok(c) if c.node != ctx.node() => {
                     moved(&ctx, &c.client_id, c.generation, c.clean_start).await;
@@ -66,18 +72,29 @@ async fn moved(ctx: &Arc<Ctx>, client_id: &str, generation: u64, clean_start: bo
     super::close::end_session_moved(ctx, &slot).await;
 }
 
-/// Every local session whose registry row now names another node.
+/// Every local session whose registry row now names another node. A replica that holds
+/// the registry projection (docs/roles.md) keeps no row of a client claimed elsewhere (but
+/// for shared-group members): there a session whose row is gone was claimed elsewhere too,
+/// unless this node's own row is gone (purged: its rows went with it, nobody took them).
 async fn rescan(ctx: &Arc<Ctx>) {
     let me = ctx.node().to_owned();
     let slots = ctx.local.sessions.all();
+    // Taken before the replica's lock: a session's lock is never taken under it.
+    let generations: Vec<u64> = slots.iter().map(|s| s.inner.lock().generation).collect();
     // One read of the replica for every session (not one lock round per session).
     let gone: Vec<(String, u64)> = ctx.tables.core.read(|t| {
+        let absent_is_moved = t.projected_for().is_some() && t.node(&me).is_some();
         slots
             .iter()
-            .filter_map(|slot| {
-                t.registry(&slot.client_id)
-                    .filter(|row| row.node != me)
-                    .map(|row| (slot.client_id.to_string(), row.generation))
+            .zip(generations)
+            .filter_map(|(slot, local)| {
+                let moved_to = match t.registry(&slot.client_id) {
+                    Some(row) if row.node != me => Some(row.generation),
+                    Some(_) => None,
+                    None if absent_is_moved => Some(local.saturating_add(1)),
+                    None => None,
+                };
+                moved_to.map(|generation| (slot.client_id.to_string(), generation))
             })
             .collect()
     });

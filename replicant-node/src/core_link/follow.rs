@@ -142,6 +142,7 @@ async fn open(
         kind: Some(request::Kind::Follow(FollowRequest {
             from_index,
             node: shared.node.clone(),
+            projected: shared.replica.projected_for().is_some(),
         })),
     };
     let opened = tokio::time::timeout(shared.request_timeout, async {

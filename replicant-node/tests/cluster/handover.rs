@@ -365,8 +365,10 @@ async fn an_ended_expiry_zero_session_is_not_present_while_its_removal_is_pendin
         t.registry(&id)
             .is_some_and(|row| row.node == "r1" && row.connected)
     };
-    let seen = wait_until(WAIT, || r2.core().read(connected_on_r1)).await;
-    assert!(seen, "the registry row of {id} on r1 not in r2's replica");
+    // The cores hold every row (r2's replica holds its own clients' only).
+    let leader = cluster.wait_leader(None).await;
+    let seen = wait_until(WAIT, || leader.sm.read(connected_on_r1)).await;
+    assert!(seen, "the registry row of {id} on r1 not on the cores");
 
     // r1 can no longer commit; the client drops; r1 ends the session locally.
     r1.core().link().stop();
@@ -374,7 +376,7 @@ async fn an_ended_expiry_zero_session_is_not_present_while_its_removal_is_pendin
     let ended = wait_until(WAIT, || r1.sessions() == 0).await;
     assert!(ended, "r1 still holds the session of {id}");
     assert!(
-        r2.core().read(connected_on_r1),
+        leader.sm.read(connected_on_r1),
         "the row must still read connected on r1 for this test to mean anything"
     );
 

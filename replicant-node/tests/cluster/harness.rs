@@ -30,6 +30,9 @@ pub struct State {
     pub index: u64,
     /// Every row, canonical order (what `Tables: PartialEq` compares), stamped with `index`.
     pub tables: Snapshot,
+    /// The node whose registry projection a replica holds (docs/roles.md); `None` for a
+    /// core or a replica of every row.
+    pub projected_for: Option<String>,
 }
 
 impl Cluster {
@@ -90,6 +93,7 @@ pub fn core_state(core: &CoreNode) -> State {
         who: core_name(core.id),
         index,
         tables,
+        projected_for: None,
     }
 }
 
@@ -104,22 +108,32 @@ pub fn replica_state(who: &str, replicant: &BrokerHandle) -> State {
         who: who.to_owned(),
         index,
         tables,
+        projected_for: replica.projected_for().map(str::to_owned),
     }
 }
 
-/// Asserts every state equals the first one (the leader's).
+/// Asserts every state equals the first one (the leader's): a replica that holds a
+/// projection of the registry equals the leader's projection for its node (invariant 4).
 pub fn assert_same(states: &[State]) {
     let first = &states[0];
     for s in &states[1..] {
         assert_eq!(s.index, first.index, "{} vs {}", s.who, first.who);
-        if s.tables != first.tables {
+        let want = match &s.projected_for {
+            Some(node) => {
+                let mut p = Tables::from_snapshot(&first.tables).projection(node);
+                p.applied_index = first.index;
+                p
+            }
+            None => first.tables.clone(),
+        };
+        if s.tables != want {
             panic!(
                 "{} at {} differs from {}: {:?} vs {:?}",
                 s.who,
                 s.index,
                 first.who,
                 Tables::from_snapshot(&s.tables),
-                Tables::from_snapshot(&first.tables)
+                Tables::from_snapshot(&want)
             );
         }
     }

@@ -35,17 +35,25 @@ async fn silent_replicant_is_purged_after_its_lease_but_subscriptions_stay() {
     let r1_rows = |t: &meshmq_shared::tables::Tables| {
         t.node("r1").is_some() && t.registry(&id).is_some_and(|row| row.node == "r1")
     };
+    // The registry and subscription rows of r1's client are on the cores (r2's replica holds
+    // its own clients' only); routes and node rows are in every replica.
+    let leader = cluster.wait_leader(None).await;
     let visible = wait_until(WAIT, || {
-        r2.core().read(r1_rows) && has_route(&r2, "lease/x", "r1")
+        leader.sm.read(r1_rows)
+            && r2.core().read(|t| t.node("r1").is_some())
+            && has_route(&r2, "lease/x", "r1")
     })
     .await;
-    assert!(visible, "r1's rows not in r2's replica");
+    assert!(
+        visible,
+        "r1's rows not on the cores or its node row and route not on r2"
+    );
 
     // Renewals keep the rows for longer than one TTL (4 renewals, one every TTL / 3).
     let renewed = wait_until(WAIT, || r1.core().link().stats().leases_ok >= 4).await;
     assert!(renewed, "{:?}", r1.core().link().stats());
     assert!(
-        r2.core().read(r1_rows),
+        leader.sm.read(r1_rows),
         "rows purged while r1 renewed its lease"
     );
 
@@ -54,8 +62,10 @@ async fn silent_replicant_is_purged_after_its_lease_but_subscriptions_stay() {
     r1.core().link().stop();
     p.kill();
     let purged = wait_until(WAIT, || {
-        r2.core()
+        leader
+            .sm
             .read(|t| t.node("r1").is_none() && t.registry(&id).is_none())
+            && r2.core().read(|t| t.node("r1").is_none())
             && !has_route(&r2, "lease/x", "r1")
     })
     .await;
@@ -68,8 +78,8 @@ async fn silent_replicant_is_purged_after_its_lease_but_subscriptions_stay() {
         ms_since(silent)
     );
 
-    let subscriptions: Vec<String> = r2
-        .core()
+    let subscriptions: Vec<String> = leader
+        .sm
         .read(|t| t.subscriptions(&id).map(|(f, _)| f.to_owned()).collect());
     assert_eq!(
         subscriptions,

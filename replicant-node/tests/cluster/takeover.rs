@@ -47,7 +47,7 @@ async fn a_client_that_moves_to_another_replicant_takes_its_session_along() {
             );
         }
         assert!(
-            wait_until(WAIT, || r1
+            wait_until(WAIT, || r2
                 .core()
                 .read(|t| t.registry(&id).is_some_and(|r| r.node == "r2")))
             .await,

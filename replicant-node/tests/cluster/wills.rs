@@ -82,7 +82,8 @@ async fn an_expired_session_is_not_resumed_on_another_replicant() {
         .await;
     // r1 ends the session after 1 s; its registry row and subscriptions go with it.
     assert!(
-        wait_until(WAIT, || r2.core().read(|t| t.registry(&id).is_none())).await,
+        // r1 holds the row (its client's); r2's projection never did.
+        wait_until(WAIT, || r1.core().read(|t| t.registry(&id).is_none())).await,
         "the expired session left the tables"
     );
     let (_s, ack) = RawClient::connect_with(r2.mqtt_addr(), c).await;

@@ -137,6 +137,16 @@ impl TestBroker {
         self.nodes().iter().map(BrokerHandle::sessions).sum()
     }
 
+    /// Stored `subscriptions` rows of `client_id`, as the node holding its session has them
+    /// (a replicant keeps its own clients' rows only: the others hold none).
+    pub fn stored_subscriptions(&self, client_id: &str) -> usize {
+        self.nodes()
+            .iter()
+            .map(|n| n.core().read(|t| t.subscriptions(client_id).count()))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The broker, or the replicants behind the proxy.
     pub fn nodes(&self) -> &[BrokerHandle] {
         match &self.inner {

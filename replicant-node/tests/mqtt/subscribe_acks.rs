@@ -61,7 +61,7 @@ async fn v5_3_8_3_1_protocol_error_mid_subscribe_leaves_no_filter_behind() {
         "a filter of the refused SUBSCRIBE was left subscribed"
     );
     resumed.expect_no_publish(QUIET).await;
-    let stored = b.nodes()[0].core().read(|t| t.subscriptions(&id).count());
+    let stored = b.stored_subscriptions(&id);
     assert_eq!(stored, 1, "only the marker's row is stored");
 }
 
@@ -90,7 +90,7 @@ async fn subscribe_larger_than_one_transaction_is_stored_whole() {
         ack.reasons.iter().all(|r| *r == ReasonCode::Success),
         "every filter granted"
     );
-    let stored = b.nodes()[0].core().read(|t| t.subscriptions(&id).count());
+    let stored = b.stored_subscriptions(&id);
     assert_eq!(stored, 10_050, "every granted filter has its row");
     let mut publisher = RawClient::connect(b.mqtt_addr(), V5, &common::unique("big-pub")).await;
     publisher
@@ -127,6 +127,6 @@ async fn unsubscribe_larger_than_one_transaction_removes_every_row() {
         "{:?}",
         &ack.reasons[..3]
     );
-    let stored = b.nodes()[0].core().read(|t| t.subscriptions(&id).count());
+    let stored = b.stored_subscriptions(&id);
     assert_eq!(stored, 0, "every row removed");
 }

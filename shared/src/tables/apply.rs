@@ -194,7 +194,15 @@ impl Tables {
 
     /// Copies what `node` holds in the registry into its node row (if it has one): called
     /// after every op that adds, drops or disconnects a registry row of `node`.
+    /// A projected replica holds few registry rows: its counts come from the cores' notes
+    /// (`projected.rs`).
     fn sync_held(&mut self, node: &str) {
+        if self.projected_for.is_some() {
+            return;
+        }
+        if let Some(recorder) = &mut self.recorder {
+            recorder.counted(node);
+        }
         self.nodes.set_held(node, self.registry.held(node));
     }
 
@@ -227,7 +235,8 @@ impl Tables {
         done()
     }
 
-    /// `RegistryClaim`: always applies when well-formed; clears the subscriptions of a
+    /// `RegistryClaim`: applies when well-formed and, if it names an expected owner, while
+    /// the client's row still matches it (else STATE_CONFLICT, nothing changed); clears the subscriptions of a
     /// clean start or of an expired session in the same op. A client without a row gets
     /// `first_generation` (unique to this op's place in the log), so an op naming a
     /// generation of an earlier, removed session can never match the new one.
@@ -242,6 +251,14 @@ impl Tables {
             self.sync_held(&previous.node);
         }
         self.sync_held(&op.node);
+        // Only a session that keeps its subscriptions brings any into a projection (the
+        // claiming node writes later ones itself).
+        if let Some(recorder) = &mut self.recorder
+            && has_subscriptions
+            && !outcome.clear_subscriptions
+        {
+            recorder.claimed(&op.client_id, &op.node);
+        }
         Ok(Outcome::Claimed(outcome.claimed))
     }
 
@@ -276,6 +293,9 @@ impl Tables {
         self.require_node("SharedAdd", &op.node)?;
         self.shared
             .add(&op.group, &op.filter, &op.client_id, &op.node);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.joined(&op.client_id);
+        }
         done()
     }
 

@@ -29,6 +29,10 @@ mod node_counts;
 #[cfg(test)]
 mod node_counts_tests;
 mod nodes;
+pub mod notes;
+mod projected;
+#[cfg(test)]
+mod projected_tests;
 mod projection;
 #[cfg(test)]
 mod projection_tests;
@@ -59,6 +63,7 @@ pub use meshmq_proto::tables::{
     RetainedMessage, SubOptions,
 };
 pub use node_counts::Held;
+pub use projected::NotesError;
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 pub use source::{SnapshotSource, Table};
 
@@ -86,6 +91,12 @@ pub struct Tables {
     banned: banned::Banned,
     /// (kind, key) → built-in authorization rules, and the authorization cache epoch.
     authz_rules: authz_rules::AuthzRulesTable,
+    /// The node whose registry projection these tables hold (`projected.rs`); `None`: every
+    /// row (a core, or a replica of every row).
+    projected_for: Option<String>,
+    /// While an entry is applied by [`apply_batch_noted`](Self::apply_batch_noted): what
+    /// its notes need.
+    recorder: Option<Box<notes::Recorder>>,
 }
 
 impl Tables {
@@ -102,6 +113,8 @@ impl Tables {
             auth_users: auth_users::AuthUsers::default(),
             banned: banned::Banned::default(),
             authz_rules: authz_rules::AuthzRulesTable::default(),
+            projected_for: None,
+            recorder: None,
         }
     }
 

@@ -33,6 +33,7 @@ pub(super) fn claim_at(client: &str, node: &str, incarnation: u64, clean: bool, 
         session_expiry_secs: 60,
         protocol_level: 5,
         now_ms,
+        ..Default::default()
     }))
 }
 

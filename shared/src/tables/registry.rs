@@ -1,7 +1,8 @@
 //! The `registry` table: client id → owner node, incarnation, generation, session state.
 //!
 //! Owns the claim / disconnect / remove rules: a claim always wins and bumps the
-//! generation; a disconnect or remove naming another generation is stale and rejected, so a
+//! generation (unless it names an expected owner the row no longer matches: adoption of a
+//! session from an evacuating node); a disconnect or remove naming another generation is stale and rejected, so a
 //! late message of an old connection can never end the session of the new one. Keeps the
 //! per-owner counts ([`OwnerCounts`]) in step with every row it inserts, changes or drops.
 //! It must never touch the `subscriptions` table itself: it reports whether the claim must
@@ -49,6 +50,20 @@ fn session_alive(row: &RegistryRow, now_ms: u64) -> bool {
     }
     let expiry_ms = u64::from(row.session_expiry_secs).saturating_mul(1000);
     now_ms < row.disconnected_at_ms.saturating_add(expiry_ms)
+}
+
+/// The row a claim at `generation` leaves.
+pub(super) fn claimed_row(op: &RegistryClaim, generation: u64) -> RegistryRow {
+    RegistryRow {
+        node: op.node.clone(),
+        incarnation: op.incarnation,
+        generation,
+        connected: true,
+        session_expiry_secs: op.session_expiry_secs,
+        protocol_level: op.protocol_level,
+        connected_at_ms: op.now_ms,
+        disconnected_at_ms: 0,
+    }
 }
 
 /// Whether a claim may carry this protocol level.
@@ -106,6 +121,35 @@ impl Registry {
         {
             return Err(invalid("RegistryClaim: generation overflow"));
         }
+        self.check_expectation(op)
+    }
+
+    /// The condition of a claim naming an expected owner (`expect_node`, adoption): the
+    /// row exists, is owned by that node and, with `expect_disconnected`, is not connected.
+    /// A claim without one (a CONNECT, and every entry written before the field) passes.
+    fn check_expectation(&self, op: &RegistryClaim) -> Result<(), Rejected> {
+        if op.expect_node.is_empty() {
+            return Ok(());
+        }
+        let client = &op.client_id;
+        let expected = &op.expect_node;
+        let conflict = |detail: String| reject(RejectReason::StateConflict, detail);
+        let Some(row) = self.rows.get(client) else {
+            return Err(conflict(format!(
+                "RegistryClaim: client {client:?} has no row, expected one owned by {expected:?}"
+            )));
+        };
+        if row.node != *expected {
+            return Err(conflict(format!(
+                "RegistryClaim: client {client:?} is owned by {:?}, expected {expected:?}",
+                row.node
+            )));
+        }
+        if op.expect_disconnected && row.connected {
+            return Err(conflict(format!(
+                "RegistryClaim: client {client:?} is connected at {expected:?}, expected disconnected"
+            )));
+        }
         Ok(())
     }
 
@@ -136,16 +180,7 @@ impl Registry {
             }
             None => (first_generation, None, has_subscriptions, false),
         };
-        let row = RegistryRow {
-            node: op.node.clone(),
-            incarnation: op.incarnation,
-            generation,
-            connected: true,
-            session_expiry_secs: op.session_expiry_secs,
-            protocol_level: op.protocol_level,
-            connected_at_ms: op.now_ms,
-            disconnected_at_ms: 0,
-        };
+        let row = claimed_row(op, generation);
         self.owners.add(&row);
         if let Some(old) = self.rows.insert(op.client_id.clone(), Arc::new(row)) {
             self.owners.sub(&old);
@@ -229,6 +264,34 @@ impl Registry {
                 owners.sub(row);
             }
             !dead
+        });
+    }
+
+    /// Stores `row` for `client_id` as it is (a row the cores decided: a projected replica,
+    /// `projected.rs`), replacing any row there.
+    pub(super) fn put(&mut self, client_id: &str, row: RegistryRow) {
+        self.owners.add(&row);
+        if let Some(old) = self.rows.insert(client_id.to_owned(), Arc::new(row)) {
+            self.owners.sub(&old);
+        }
+    }
+
+    /// Drops the row of `client_id`, if any, whatever its generation.
+    pub(super) fn drop_row(&mut self, client_id: &str) {
+        if let Some(old) = self.rows.remove(client_id) {
+            self.owners.sub(&old);
+        }
+    }
+
+    /// Keeps the rows for which `keep(client_id, row)` holds. Scans every row.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&str, &RegistryRow) -> bool) {
+        let owners = &mut self.owners;
+        self.rows.retain(|client_id, row| {
+            let stays = keep(client_id, row);
+            if !stays {
+                owners.sub(row);
+            }
+            stays
         });
     }
 

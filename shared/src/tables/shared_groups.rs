@@ -25,6 +25,9 @@ pub(super) struct SharedGroups {
     groups: Rows,
     /// Filter → groups that have members for it.
     trie: Trie<String>,
+    /// Client id → number of (group, filter) entries it is a member of (never 0): whether a
+    /// client is a member anywhere, without a scan.
+    memberships: HashMap<String, u32>,
 }
 
 /// Checks a share name: non-empty, no '/', '+', '#' (MQTT 5.0 4.8.2).
@@ -97,9 +100,27 @@ impl SharedGroups {
         };
         match members.iter_mut().find(|(c, _)| c == client_id) {
             Some((_, member_node)) => node.clone_into(member_node),
-            None => members.push((client_id.to_owned(), node.to_owned())),
+            None => {
+                members.push((client_id.to_owned(), node.to_owned()));
+                *self.memberships.entry(client_id.to_owned()).or_insert(0) += 1;
+            }
         }
         self.trie.insert(filter, group.to_owned());
+    }
+
+    /// Whether `client_id` is a member of any group.
+    pub(super) fn is_member(&self, client_id: &str) -> bool {
+        self.memberships.contains_key(client_id)
+    }
+
+    /// Counts one membership of `client_id` less.
+    fn left(memberships: &mut HashMap<String, u32>, client_id: &str) {
+        if let Some(n) = memberships.get_mut(client_id) {
+            *n -= 1;
+            if *n == 0 {
+                memberships.remove(client_id);
+            }
+        }
     }
 
     /// Removes a member if present.
@@ -113,7 +134,7 @@ impl SharedGroups {
         &mut self,
         group: &str,
         filter: &str,
-        keep: impl FnMut(&(String, String)) -> bool,
+        mut keep: impl FnMut(&(String, String)) -> bool,
     ) {
         let Some(filters) = self.groups.get_mut(group) else {
             return;
@@ -121,7 +142,14 @@ impl SharedGroups {
         let Some(members) = filters.get_mut(filter) else {
             return;
         };
-        members.retain(keep);
+        let memberships = &mut self.memberships;
+        members.retain(|m| {
+            let stays = keep(m);
+            if !stays {
+                Self::left(memberships, &m.0);
+            }
+            stays
+        });
         if members.is_empty() {
             filters.remove(filter);
             if filters.is_empty() {

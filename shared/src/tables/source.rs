@@ -45,10 +45,10 @@ pub struct SnapshotSource {
     /// The `applied_index` of the snapshot.
     applied_index: u64,
     nodes: nodes::Nodes,
-    registry: registry::Registry,
-    subscriptions: subscriptions::Subscriptions,
+    pub(super) registry: registry::Registry,
+    pub(super) subscriptions: subscriptions::Subscriptions,
     routes: routes::Rows,
-    shared: shared_groups::Rows,
+    pub(super) shared: shared_groups::Rows,
     retained: retained::Rows,
     auth_users: auth_users::AuthUsers,
     banned: banned::Banned,

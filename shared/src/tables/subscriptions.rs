@@ -90,6 +90,11 @@ impl Subscriptions {
         self.by_client.remove(client_id);
     }
 
+    /// Keeps the clients for which `keep(client_id)` holds, with all their rows.
+    pub(super) fn retain_clients(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.by_client.retain(|client_id, _| keep(client_id));
+    }
+
     /// All rows sorted by (client id, filter).
     pub(super) fn snapshot_rows(&self) -> Vec<SubscriptionEntry> {
         let mut clients: Vec<&String> = self.by_client.keys().collect();

@@ -33,6 +33,7 @@ pub(super) fn claim(client: &str, node: &str, clean_start: bool, expiry: u32, no
         session_expiry_secs: expiry,
         protocol_level: 5,
         now_ms,
+        ..Default::default()
     }))
 }
 
@@ -361,5 +362,72 @@ fn a_late_remove_of_an_ended_session_spares_the_clients_next_session() {
     assert!(
         t.registry("x")
             .is_some_and(|r| r.node == "b" && r.connected)
+    );
+}
+
+/// A claim by `node` that applies only while `from` holds the client's session
+/// disconnected (adoption from an evacuating node).
+fn adopting_claim(client: &str, node: &str, from: &str, now_ms: u64) -> Op {
+    let mut o = claim(client, node, false, 300, now_ms);
+    if let Some(Kind::RegistryClaim(c)) = &mut o.kind {
+        c.expect_node = from.into();
+        c.expect_disconnected = true;
+    }
+    o
+}
+
+/// Asserts `o` is refused with STATE_CONFLICT and changes nothing; returns the detail.
+fn conflict_detail(t: &mut Tables, o: &Op) -> String {
+    assert_rejected(t, o, RejectReason::StateConflict);
+    let r = t.apply(t.applied_index(), o);
+    rejection(&r).map(|(_, d)| d.to_owned()).unwrap_or_default()
+}
+
+#[test]
+fn an_adopting_claim_applies_only_while_the_expected_node_holds_the_session_offline() {
+    let mut t = Tables::new();
+    // No row at all: refused (an unconditional claim would create one).
+    let detail = conflict_detail(&mut t, &adopting_claim("c", "r2", "r1", 10));
+    assert!(detail.contains("no row"), "{detail}");
+    apply_ok(&mut t, &[claim("c", "r1", false, 300, 0)]);
+    let first = t.registry("c").map(|r| r.generation).unwrap_or_default();
+    // Connected at r1 (its client came back there): refused, the connection stays.
+    let connected = adopting_claim("c", "r2", "r1", 20);
+    let detail = conflict_detail(&mut t, &connected);
+    assert!(
+        detail.contains("\"c\"") && detail.contains("\"r1\"") && detail.contains("connected"),
+        "{detail}"
+    );
+    // Expecting disconnected is what refused it: the owner alone matches.
+    let mut owner_only = connected.clone();
+    if let Some(Kind::RegistryClaim(c)) = &mut owner_only.kind {
+        c.expect_disconnected = false;
+    }
+    let mut probe = Tables::from_snapshot(&t.snapshot());
+    let taken = claimed(probe.apply(probe.applied_index() + 1, &owner_only));
+    assert_eq!(taken.generation, first + 1);
+    // Disconnected, but owned by another node (its client went there and left): refused.
+    apply_ok(
+        &mut t,
+        &[
+            claim("c", "r3", false, 300, 30),
+            disconnect("c", first + 1, 300, 40),
+        ],
+    );
+    let detail = conflict_detail(&mut t, &adopting_claim("c", "r2", "r1", 50));
+    assert!(
+        detail.contains("\"r3\"") && detail.contains("\"r1\""),
+        "{detail}"
+    );
+    // Held offline by the expected node: applies like any claim.
+    let adopt = adopting_claim("c", "r2", "r3", 60);
+    let got = claimed(t.apply(t.applied_index() + 1, &adopt));
+    assert_eq!(got.generation, first + 2);
+    assert!(got.session_existed);
+    let prev = got.previous.unwrap_or_default();
+    assert_eq!((prev.node.as_str(), prev.connected), ("r3", false));
+    assert!(
+        t.registry("c")
+            .is_some_and(|r| r.node == "r2" && r.connected && r.generation == first + 2)
     );
 }

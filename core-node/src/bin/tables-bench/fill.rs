@@ -176,6 +176,7 @@ pub fn claims(rows: u64, persistent: u64, per: u64) -> Make {
                     session_expiry_secs: if keep { EXPIRY_SECS } else { 0 },
                     protocol_level: 5,
                     now_ms: now,
+                    ..Default::default()
                 }))
             })
             .collect()

@@ -13,6 +13,7 @@
 //! `meshmq_shared::tables`).
 
 mod log_store;
+pub mod notes_window;
 mod snapshot;
 mod state_machine;
 

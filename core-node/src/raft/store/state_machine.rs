@@ -32,6 +32,7 @@ use prost::Message;
 use redb::Database;
 use tokio::sync::watch;
 
+use super::notes_window::{NotesGone, NotesWindow};
 use super::{DbError, decode, snapshot};
 use crate::raft::types::{
     Entry, EntryResult, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -72,6 +73,8 @@ struct Applied {
     last_applied: Option<LogId>,
     /// The last membership applied, with the id of its entry.
     membership: StoredMembership,
+    /// The notes of the entries applied most recently, for projected followers.
+    notes: NotesWindow,
 }
 
 impl Applied {
@@ -94,12 +97,15 @@ impl Applied {
         self.last_applied = Some(log_id);
         match entry.payload {
             EntryPayload::Blank => EntryResult::default(),
-            EntryPayload::Normal(data) => EntryResult {
-                results: apply_batch(&mut self.tables, log_id.index, &data.batch)
-                    .iter()
-                    .map(Message::encode_to_vec)
-                    .collect(),
-            },
+            EntryPayload::Normal(data) => {
+                let (results, notes) = apply_batch(&mut self.tables, log_id.index, &data.batch);
+                if let Some(notes) = notes {
+                    self.notes.push(log_id.index, notes);
+                }
+                EntryResult {
+                    results: results.iter().map(Message::encode_to_vec).collect(),
+                }
+            }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(log_id), membership);
                 EntryResult::default()
@@ -108,17 +114,28 @@ impl Applied {
     }
 }
 
-/// Decodes and applies one encoded batch; an undecodable batch changes nothing and yields a
-/// single `Invalid` rejection (deterministic: every node decodes the same bytes).
-fn apply_batch(tables: &mut Tables, index: u64, batch: &[u8]) -> Vec<OpResult> {
+/// Decodes and applies one encoded batch, with its notes for projected followers; an
+/// undecodable batch changes nothing and yields a single `Invalid` rejection and no notes
+/// (deterministic: every node decodes the same bytes; followers get no batch for it).
+fn apply_batch(
+    tables: &mut Tables,
+    index: u64,
+    batch: &[u8],
+) -> (Vec<OpResult>, Option<pt::EntryNotes>) {
     match pt::Batch::decode(batch) {
-        Ok(batch) => tables.apply_batch(index, &batch),
-        Err(e) => vec![OpResult {
-            outcome: Some(Outcome::Rejected(Rejected {
-                reason: RejectReason::Invalid as i32,
-                detail: format!("undecodable batch at log index {index}: {e}"),
-            })),
-        }],
+        Ok(batch) => {
+            let (results, notes) = tables.apply_batch_noted(index, &batch);
+            (results, Some(notes))
+        }
+        Err(e) => (
+            vec![OpResult {
+                outcome: Some(Outcome::Rejected(Rejected {
+                    reason: RejectReason::Invalid as i32,
+                    detail: format!("undecodable batch at log index {index}: {e}"),
+                })),
+            }],
+            None,
+        ),
     }
 }
 
@@ -137,6 +154,7 @@ impl StateMachineStore {
                 let tables: pt::Snapshot = decode(|| "snapshot data".to_owned(), &stored.data)?;
                 Applied {
                     tables: Tables::from_snapshot(&tables),
+                    notes: NotesWindow::after(stored.meta.last_log_id.map_or(0, |id| id.index)),
                     last_applied: stored.meta.last_log_id,
                     membership: stored.meta.last_membership,
                 }
@@ -145,6 +163,7 @@ impl StateMachineStore {
                 tables: Tables::new(),
                 last_applied: None,
                 membership: StoredMembership::default(),
+                notes: NotesWindow::after(0),
             },
         };
         let (applied, _) = watch::channel(state.index());
@@ -175,9 +194,25 @@ impl StateMachineStore {
         self.inner.applied.subscribe()
     }
 
+    /// The notes of the applied entry at `index` for projected followers: `Ok(None)` for an
+    /// entry without a batch; `Err` when they are older than this core keeps (or were never
+    /// made here: before a restart or an installed snapshot).
+    pub fn notes(&self, index: u64) -> Result<Option<Arc<pt::EntryNotes>>, NotesGone> {
+        self.inner.state.read().notes.get(index)
+    }
+
+    /// [`notes`](Self::notes) of the entries `first..=last`, under one look at the lock.
+    pub fn notes_range(
+        &self,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<Option<Arc<pt::EntryNotes>>>, NotesGone> {
+        self.inner.state.read().notes.range(first, last)
+    }
+
     /// The current rows and the index they reflect, captured together under the lock in
     /// O(number of tables); the source's `applied_index` is that index. Build its snapshot
-    /// off the async runtime (`spawn_blocking`): that costs what the rows cost.
+    /// off the async runtime (`crate::background::run`): that costs what the rows cost.
     pub fn capture(&self) -> SnapshotSource {
         self.inner.state.read().source()
     }
@@ -235,9 +270,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_log_id,
             last_membership,
         };
-        // Sorting and encoding every row happens here, lock released, off the runtime.
+        // Sorting and encoding every row happens here, lock released, off the runtime and
+        // below its priority (`background`).
         let hook = self.build_hook();
-        let encoded = tokio::task::spawn_blocking(move || {
+        let encoded = crate::background::run("raft-snapshot", move || {
             if let Some(hook) = hook {
                 hook();
             }
@@ -302,9 +338,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let started = Instant::now();
         let signature = || Some(meta.signature());
         let bytes = snapshot.into_inner();
-        // Decoding and indexing millions of rows takes seconds: off the runtime, so this
-        // core's other tasks (heartbeats, follow streams, Transact) keep running meanwhile.
-        let (bytes, tables) = tokio::task::spawn_blocking(move || {
+        // Decoding and indexing millions of rows takes seconds: off the runtime and below its
+        // priority, so this core's other tasks (heartbeats, follow streams, Transact) keep
+        // running meanwhile.
+        let (bytes, tables) = crate::background::run("raft-snapshot-in", move || {
             let decoded = decode(|| "received snapshot".to_owned(), &bytes)
                 .map(|t: pt::Snapshot| Tables::from_snapshot(&t));
             (bytes, decoded)
@@ -320,6 +357,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut state = self.inner.state.write();
             *state = Applied {
                 tables,
+                notes: NotesWindow::after(meta.last_log_id.map_or(0, |id| id.index)),
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             };
