@@ -205,7 +205,7 @@ fn every_metric_the_dashboard_queries_is_exported() {
         m::MESSAGES_RECEIVED_TOTAL,
         m::MESSAGES_DELIVERED_TOTAL,
         m::MESSAGES_DROPPED_TOTAL,
-        m::MESSAGES_QUEUED,
+        m::PUBLISH_BACKPRESSURE_TOTAL,
         m::REPLICATION_LAG_ENTRIES,
         m::RAFT_LEADER_ID,
         m::RAFT_TERM,
