@@ -104,22 +104,16 @@ mod tests {
         let handle = crate::prometheus::prometheus_handle();
         refresh();
         let text = handle.render();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no value for {name} in:\n{text}"))
+        };
         for name in m::PROCESS {
-            let sample = text
-                .lines()
-                .find(|l| l.split_whitespace().next() == Some(name))
-                .unwrap_or_else(|| panic!("{name} missing from:\n{text}"));
-            let value: f64 = sample.split_whitespace().nth(1).unwrap().parse().unwrap();
-            assert!(value >= 0.0, "{sample}");
+            assert!(value(name) >= 0.0, "{name}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name} HELP");
         }
-        let value = |name: &str| -> f64 {
-            let line = text
-                .lines()
-                .find(|l| l.starts_with(&format!("{name} ")))
-                .unwrap();
-            line.split_whitespace().nth(1).unwrap().parse().unwrap()
-        };
         assert!(value(m::PROCESS_RESIDENT_MEMORY_BYTES) > 1_000_000.0);
         assert!(value(m::PROCESS_OPEN_FDS) >= 3.0);
         assert!(value(m::PROCESS_START_TIME_SECONDS) > 1_600_000_000.0);
