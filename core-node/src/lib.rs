@@ -16,5 +16,6 @@ pub mod api;
 pub mod background;
 pub mod http;
 pub mod node;
+pub mod process_metrics;
 pub mod prometheus;
 pub mod raft;

@@ -19,6 +19,13 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// The `/metrics` body: the process figures read afresh (see [`crate::process_metrics`]),
+/// then everything the recorder holds.
+pub fn render() -> String {
+    crate::process_metrics::refresh();
+    prometheus_handle().render()
+}
+
 /// The handle of the process-wide Prometheus recorder, installing it (and describing every
 /// metric) on first use. Never panics: if another recorder was installed first, a detached
 /// recorder is returned and `/metrics` will only show what reaches it (a warning is logged).
@@ -519,6 +526,7 @@ pub fn describe_all() {
     for &(name, help) in HISTOGRAM_HELP {
         describe_histogram!(name, metrics::Unit::Seconds, help);
     }
+    crate::process_metrics::describe();
 }
 
 #[cfg(test)]

@@ -115,6 +115,13 @@ async fn membership_changes_need_the_api_key() {
     let (status, body) = http(api, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("meshmq_core_http_denied_total"), "{body}");
+    // The process figures are read for every scrape.
+    for name in meshmq_shared::metrics::PROCESS {
+        assert!(
+            body.contains(&format!("\n{name} ")),
+            "{name} missing: {body}"
+        );
+    }
 
     second.shutdown().await;
     leader.shutdown().await;

@@ -169,6 +169,7 @@ pub async fn serve(
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    core_node::process_metrics::refresh();
     let body = s.http.prometheus.render();
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
 }

@@ -94,6 +94,13 @@ async fn metrics_show_recorded_values_in_prometheus_format() {
         "{body}"
     );
     assert!(body.contains("meshmq_retained_messages 42"), "{body}");
+    // The process figures are read for every scrape.
+    for name in m::PROCESS {
+        assert!(
+            body.contains(&format!("\n{name} ")),
+            "{name} missing: {body}"
+        );
+    }
     // Histogram, with our buckets (0.0003 s falls in le="0.0005" and above, not le="0.00025").
     assert!(
         body.contains("# TYPE meshmq_table_transaction_seconds histogram"),

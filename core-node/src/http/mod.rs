@@ -172,9 +172,7 @@ async fn bounded_body(req: Request, next: Next) -> Response {
 }
 
 async fn metrics() -> Response {
-    crate::prometheus::prometheus_handle()
-        .render()
-        .into_response()
+    crate::prometheus::render().into_response()
 }
 
 /// 200 when this core knows a leader (it can serve and forward writes), 503 otherwise.
