@@ -72,6 +72,20 @@ async fn start_core(dir: &std::path::Path) -> Arc<CoreNode> {
     core
 }
 
+/// Commits `n` retained messages of `size` bytes, one entry each, until the core has purged
+/// its log past index 1 (a follower from index 1 then needs a snapshot).
+async fn fill_until_purged(core: &CoreNode, n: usize, size: usize) {
+    for i in 0..n {
+        core.transact(vec![retained(&format!("fill/{i}"), size)])
+            .await
+            .expect("fill");
+    }
+    wait_until("the log purged past index 1", || {
+        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
+    })
+    .await;
+}
+
 async fn wait_until(what: &str, cond: impl Fn() -> bool) {
     let end = Instant::now() + WAIT;
     while !cond() {
@@ -258,15 +272,7 @@ async fn a_projected_follower_gets_its_projection_and_the_cores_notes() {
     }
     ops.extend([claim("near", "r1"), subscribe("near", "near/#")]);
     core.transact(ops).await.expect("clients");
-    for i in 0..60 {
-        core.transact(vec![retained(&format!("fill/{i}"), 100)])
-            .await
-            .expect("fill");
-    }
-    wait_until("the log purged past index 1", || {
-        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
-    })
-    .await;
+    fill_until_purged(&core, 60, 100).await;
     let (_ep, conn) = connect(dir.path(), &core).await;
     let projection = |core: &CoreNode| core.sm.read(|t| t.projection("r1"));
 
@@ -306,15 +312,7 @@ async fn a_follower_hears_heartbeats_while_its_snapshot_is_built() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let core = start_core(dir.path()).await;
-    for i in 0..100 {
-        core.transact(vec![retained(&format!("fill/{i}"), 100)])
-            .await
-            .expect("fill");
-    }
-    wait_until("the log purged past index 1", || {
-        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
-    })
-    .await;
+    fill_until_purged(&core, 100, 100).await;
 
     let building = Arc::new(AtomicBool::new(false));
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -424,15 +422,7 @@ async fn followers_joining_together_share_one_snapshot_build() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let core = start_core(dir.path()).await;
-    for i in 0..60 {
-        core.transact(vec![retained(&format!("fill/{i}"), 1_000)])
-            .await
-            .expect("fill");
-    }
-    wait_until("the log purged past index 1", || {
-        core.log.first_index().ok().flatten().is_some_and(|f| f > 1)
-    })
-    .await;
+    fill_until_purged(&core, 60, 1_000).await;
 
     let builds = Arc::new(AtomicU32::new(0));
     let (release_tx, release_rx) = mpsc::channel::<()>();
