@@ -197,7 +197,8 @@ impl BrokerBuilder {
                 .merge(crate::authn::api::routes(ctx.clone()))
                 .merge(crate::banned::api::routes(ctx.clone()))
                 .merge(crate::authz::api::routes(ctx.clone()))
-                .merge(crate::listeners::api::routes(ctx.clone()));
+                .merge(crate::listeners::api::routes(ctx.clone()))
+                .merge(crate::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");

@@ -156,6 +156,16 @@ pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
 /// Counter: REST requests to `/api/v5/banned` refused for their input (400, or 415 for a
 /// body not sent as `application/json`). No labels.
 pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
+/// Counter: REST requests to the clients, subscriptions, topics, publish and retained routes
+/// refused for their input (400, 413, 415). Labels: `api` (`clients`, `subscriptions`,
+/// `topics`, `publish`, `retained`).
+pub const MGMT_API_BAD_REQUESTS_TOTAL: &str = "meshmq_mgmt_api_bad_requests_total";
+/// Counter: messages published through `/api/v5/publish` (and `/publish/bulk`), by outcome.
+/// Labels: `result` (`delivered`, `no_subscribers`, `refused`).
+pub const API_PUBLISHED_TOTAL: &str = "meshmq_api_published_total";
+/// Counter: clients kicked through `DELETE /api/v5/clients/{clientid}` on this node (the
+/// connection closed with DISCONNECT 0x98 and the session discarded). No labels.
+pub const API_KICKED_TOTAL: &str = "meshmq_api_kicked_total";
 /// Counter: client ids banned by flapping detection (the ban committed). No labels.
 pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
 /// Counter: disconnects flapping detection did not count because it already tracked
@@ -465,6 +475,9 @@ pub const COUNTERS: &[&str] = &[
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,
     BANNED_API_BAD_REQUESTS_TOTAL,
+    MGMT_API_BAD_REQUESTS_TOTAL,
+    API_PUBLISHED_TOTAL,
+    API_KICKED_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
     AUTHN_JWKS_REFRESH_TOTAL,

@@ -36,9 +36,11 @@ where
         // against the open-file limit); one that we closed gets a bounded lingering close
         // beside the bookkeeping, so that it can read why.
         let linger = match exit {
-            Exit::ServerClose(_) | Exit::Kicked { .. } | Exit::Banned | Exit::Shutdown => {
-                Some(self.ctx.close_linger())
-            }
+            Exit::ServerClose(_)
+            | Exit::Kicked { .. }
+            | Exit::Banned
+            | Exit::AdminKick
+            | Exit::Shutdown => Some(self.ctx.close_linger()),
             Exit::ClientDisconnect(_) | Exit::Dropped => None,
         };
         let (closing, will, reader, writer) = self.into_closing();
@@ -126,13 +128,16 @@ impl Closing {
             inner.owner = None;
             inner.control = None;
             inner.epoch += 1;
+            inner.disconnected_at_ms = crate::api::now_ms();
             (inner.epoch, inner.expiry_secs, inner.generation)
         };
         self.slot.mailbox.set_online(false);
         // A banned client's session ends with its connection (nothing left to resume), and
-        // its will is dropped: a ban is no moment for one last message from that client.
-        let ends = exit == Exit::Banned;
-        let send_will = !ends && !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
+        // its will is dropped: a ban is no moment for one last message from that client. A
+        // kicked client's session ends too, but its will goes out at once (as EMQX's kick).
+        let ends = matches!(exit, Exit::Banned | Exit::AdminKick);
+        let send_will =
+            exit != Exit::Banned && !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
         if let Some(w) = will.filter(|_| send_will) {
             let delay = if ends { 0 } else { will_delay(&w).min(expiry) };
             if delay == 0 {

@@ -20,9 +20,10 @@ mod refuse;
 mod replay;
 mod restore;
 mod setup;
+pub(crate) mod sub_apply;
 mod subscribe;
 mod table_writes;
-mod unsubscribe;
+pub(crate) mod unsubscribe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +71,9 @@ enum Exit {
     Kicked { session_ends: bool },
     /// A ban matched the client (DISCONNECT 0x98 already queued for 5.0); the session ends.
     Banned,
+    /// An operator kicked the client (DISCONNECT 0x98 already queued for 5.0); the will is
+    /// published at once and the session ends.
+    AdminKick,
     /// The broker is stopping.
     Shutdown,
 }
@@ -193,6 +197,10 @@ where
                     Ok(Control::Banned) => {
                         self.queue_disconnect(ReasonCode::AdministrativeAction);
                         Some(Exit::Banned)
+                    }
+                    Ok(Control::AdminKick) => {
+                        self.queue_disconnect(ReasonCode::AdministrativeAction);
+                        Some(Exit::AdminKick)
                     }
                     Ok(Control::Evict { server_reference }) => {
                         self.queue_disconnect_to(ReasonCode::UseAnotherServer, server_reference);
@@ -353,6 +361,13 @@ where
         let drops = s.take_drops();
         mailbox.set_backlog(s.pending_len(), s.pending_bytes());
         drop(inner);
+        let dropped = drops.queue_full + drops.expired + drops.too_large;
+        if dropped > 0 {
+            self.slot
+                .stats
+                .mqueue_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
         record_drops(drops);
         self.encode_out();
         Some(r)
@@ -413,6 +428,10 @@ where
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.delivered > 0 {
             metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(self.delivered);
+            self.slot
+                .stats
+                .send_msg
+                .fetch_add(self.delivered, Ordering::Relaxed);
             self.delivered = 0;
         }
         if self.wbuf.is_empty() {
