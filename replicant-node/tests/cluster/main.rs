@@ -23,6 +23,7 @@
 mod common;
 
 mod acks;
+mod api_messages;
 mod authn_api;
 mod authz;
 mod banned;
