@@ -166,15 +166,16 @@ fn check(ctx: &Ctx, b: PublishBody) -> Result<Checked, ApiError> {
             ),
         ));
     }
-    if b.retain && !msg.payload.is_empty() {
-        if let Err(quota) = cluster::retained_fits(ctx, &msg.topic, msg.size()) {
-            cluster::count_retained_refused(quota);
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "QUOTA_EXCEEDED",
-                "the retained store is full (mqtt.max_retained_messages / max_retained_bytes)",
-            ));
-        }
+    if b.retain
+        && !msg.payload.is_empty()
+        && let Err(quota) = cluster::retained_fits(ctx, &msg.topic, msg.size())
+    {
+        cluster::count_retained_refused(quota);
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "QUOTA_EXCEEDED",
+            "the retained store is full (mqtt.max_retained_messages / max_retained_bytes)",
+        ));
     }
     Ok(Checked { msg })
 }

@@ -82,17 +82,19 @@ mod tests {
     use meshmq_proto::tables::{RetainedSet, RouteAdd, op::Kind};
 
     use super::*;
-    use crate::tables::tests::op;
+    use crate::tables::tests::{node_up, op};
 
     #[test]
     fn views_keep_the_rows_they_were_taken_with() {
         let mut t = Tables::new();
+        for node in ["n1", "n2"] {
+            t.apply(1, &node_up(node, 1));
+        }
         for (filter, node) in [("a/#", "n1"), ("a/#", "n2"), ("b", "n1")] {
             let add = RouteAdd {
                 filter: filter.into(),
                 node: node.into(),
                 seq: 1,
-                ..Default::default()
             };
             t.apply(1, &op(Kind::RouteAdd(add)));
         }
