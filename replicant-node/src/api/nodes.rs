@@ -3,15 +3,14 @@
 //! `(status, JSON)`. The answers of this node never go through here: the routes call its
 //! node-local functions directly.
 //!
-//! Until the cluster fan-out (`crate::fanout`) is on this branch, a call to another node
-//! fails with "not available", and the cluster-wide answers name that node in
-//! `failed_nodes`. It never holds a lock across a call.
+//! Calls go through the cluster fan-out (`crate::fanout`: peer links, mutual TLS, 10 s,
+//! bounded bodies); a node that does not answer is reported, never fatal. It never holds a
+//! lock across a call.
 
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
-use meshmq_proto::tables::{NodeRole, NodeState};
 use serde_json::Value;
 
 use super::Paging;
@@ -21,35 +20,22 @@ use crate::http::api::{ApiError, unavailable};
 /// Names of the replicants that serve clients now (running or evacuating), this node
 /// included, sorted.
 pub fn replicants(ctx: &Ctx) -> Vec<String> {
-    let me = ctx.node();
-    let mut nodes: Vec<String> = ctx.tables.core.read(|t| {
-        t.nodes()
-            .filter(|r| r.role == NodeRole::Replicant as i32)
-            .filter(|r| {
-                r.status == NodeState::Running as i32 || r.status == NodeState::Evacuating as i32
-            })
-            .map(|r| r.node.clone())
-            .collect()
-    });
-    if !nodes.iter().any(|n| n == me) {
-        nodes.push(me.to_owned());
-    }
-    nodes.sort();
-    nodes
+    crate::fanout::replicants(ctx)
 }
 
-/// Calls `method path_and_query` on `node` (another replicant); its status and JSON body
-/// (`null` when empty), or why it could not be asked.
+/// Calls `method path_and_query` on `node` (another replicant) through the cluster
+/// fan-out; its status and JSON body (`null` when empty), or why it could not be asked.
 pub async fn call(
-    _ctx: &Arc<Ctx>,
+    ctx: &Arc<Ctx>,
     node: &str,
-    _method: Method,
-    _path_and_query: &str,
-    _body: Bytes,
+    method: Method,
+    path_and_query: &str,
+    body: Bytes,
 ) -> Result<(StatusCode, Value), String> {
-    Err(format!(
-        "{node}: the cluster fan-out is not available on this build"
-    ))
+    let reply = crate::fanout::call_node(ctx, node, method, path_and_query, body)
+        .await
+        .map_err(|e| format!("{node}: {e}"))?;
+    Ok((reply.status, reply.json().unwrap_or(Value::Null)))
 }
 
 /// This node's answer for a page: (count of matches, items `offset..offset + limit`).

@@ -12,7 +12,8 @@
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
-//! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
+//! [`api_clients`] and [`api_messages`] (the clients, subscriptions, topics, publish and retained
+//! REST API across replicants), [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
@@ -23,6 +24,7 @@
 mod common;
 
 mod acks;
+mod api_clients;
 mod api_messages;
 mod authn_api;
 mod authz;
@@ -37,6 +39,7 @@ mod harness;
 mod health;
 mod leader_crash;
 mod lease;
+mod nodes_api;
 mod projection;
 mod rebalance;
 mod reconnect;
