@@ -29,7 +29,7 @@ use super::clients_query::{ClientFilter, client_json, select};
 use super::nodes::{self, encode};
 use super::{MAX_LIMIT, MAX_PAGE, Paging, bad, number};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, error, not_found};
+use crate::http::api::{ApiError, authorize, error, not_found, unavailable};
 use crate::sessions::{Control, Leaving};
 
 /// The routes, with the broker as their state.
@@ -170,6 +170,13 @@ async fn list(
     }
     let local = |offset, limit| local_page(&ctx, &f, offset, limit);
     let (data, count, failed) = nodes::page(&ctx, nodes, "clients", &fq, &local, paging).await;
+    if f.node.is_some() && !failed.is_empty() {
+        // A request for one node that did not answer.
+        return Err(unavailable(format!(
+            "node {} did not answer",
+            failed.join(", ")
+        )));
+    }
     let mut v = paging.answer(data, count);
     v["meta"]["failed_nodes"] = json!(failed);
     Ok(Json(v).into_response())

@@ -23,7 +23,7 @@ use super::clients::{Pairs, own_node};
 use super::nodes::{self, encode};
 use super::{MAX_FILTER_LEN, MAX_LIMIT, MAX_PAGE, Paging, bad, number};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize};
+use crate::http::api::{ApiError, authorize, unavailable};
 use crate::session::SubOpts;
 use crate::sessions::Leaving;
 
@@ -183,6 +183,13 @@ async fn list(
     let local = |offset, limit| local_page(&ctx, &f, offset, limit);
     let (data, count, failed) =
         nodes::page(&ctx, nodes, "subscriptions", &fq, &local, paging).await;
+    if f.node.is_some() && !failed.is_empty() {
+        // A request for one node that did not answer.
+        return Err(unavailable(format!(
+            "node {} did not answer",
+            failed.join(", ")
+        )));
+    }
     let mut v = paging.answer(data, count);
     v["meta"]["failed_nodes"] = json!(failed);
     Ok(Json(v).into_response())
