@@ -13,7 +13,9 @@ use core_node::api::TransactError;
 use meshmq_proto::tables::{
     OpResult, RejectReason, SettingDelete, SettingRow, SettingSet, op, op_result::Outcome,
 };
-use meshmq_shared::tables::{rejection, settings::check_row};
+use meshmq_shared::metrics as m;
+use meshmq_shared::tables::rejection;
+use meshmq_shared::tables::settings::{check_key, check_ns, check_row};
 use tokio::sync::watch;
 
 use crate::cluster;
@@ -44,6 +46,26 @@ pub enum SettingsError {
     /// The cores did not commit (the outcome of a timeout is unknown).
     #[error("not committed: {0}")]
     Unavailable(#[from] TransactError),
+}
+
+impl SettingsError {
+    /// A short fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::Conflict { .. } => "conflict",
+            Self::Full(_) => "full",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Counts a refused write (`meshmq_settings_writes_refused_total{reason}`) and passes it on.
+fn counted<T>(result: Result<T, SettingsError>) -> Result<T, SettingsError> {
+    if let Err(e) = &result {
+        metrics::counter!(m::SETTINGS_WRITES_REFUSED_TOTAL, "reason" => e.label()).increment(1);
+    }
+    result
 }
 
 impl From<SettingsError> for ApiError {
@@ -118,8 +140,19 @@ async fn cas(
 
 /// Stores `value` at (`ns`, `key`) through the cores, if `expect_version` is given only
 /// while the row is at that version (0: must not exist). Returns the row's new version,
-/// once the write is applied on this node.
+/// once the write is applied on this node. Refusals are counted.
 pub async fn put(
+    ctx: &Ctx,
+    ns: &str,
+    key: &str,
+    value: Vec<u8>,
+    expect_version: Option<u64>,
+) -> Result<u64, SettingsError> {
+    counted(put_uncounted(ctx, ns, key, value, expect_version).await)
+}
+
+/// [`put`] without the count.
+async fn put_uncounted(
     ctx: &Ctx,
     ns: &str,
     key: &str,
@@ -148,15 +181,25 @@ pub async fn put(
 
 /// Removes (`ns`, `key`) through the cores, if `expect_version` is given only while the row
 /// is at that version. True if a row was removed (false: there was none), once applied on
-/// this node.
+/// this node. Refusals are counted.
 pub async fn delete(
     ctx: &Ctx,
     ns: &str,
     key: &str,
     expect_version: Option<u64>,
 ) -> Result<bool, SettingsError> {
-    meshmq_shared::tables::settings::check_ns(ns).map_err(SettingsError::Invalid)?;
-    meshmq_shared::tables::settings::check_key(key).map_err(SettingsError::Invalid)?;
+    counted(delete_uncounted(ctx, ns, key, expect_version).await)
+}
+
+/// [`delete`] without the count.
+async fn delete_uncounted(
+    ctx: &Ctx,
+    ns: &str,
+    key: &str,
+    expect_version: Option<u64>,
+) -> Result<bool, SettingsError> {
+    check_ns(ns).map_err(SettingsError::Invalid)?;
+    check_key(key).map_err(SettingsError::Invalid)?;
     let write = |expect_version| {
         op::Kind::SettingDelete(SettingDelete {
             ns: ns.to_owned(),
