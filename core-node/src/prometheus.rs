@@ -282,6 +282,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Clients kicked through DELETE /api/v5/clients/{clientid} on this node.",
     ),
     (
+        m::SETTINGS_WRITES_REFUSED_TOTAL,
+        "Writes to the settings table that did not apply, by reason (invalid, conflict, full, unavailable).",
+    ),
+    (
         m::FLAPPING_BANS_TOTAL,
         "Client ids banned by flapping detection.",
     ),

@@ -166,6 +166,9 @@ pub const API_PUBLISHED_TOTAL: &str = "meshmq_api_published_total";
 /// Counter: clients kicked through `DELETE /api/v5/clients/{clientid}` on this node (the
 /// connection closed with DISCONNECT 0x98 and the session discarded). No labels.
 pub const API_KICKED_TOTAL: &str = "meshmq_api_kicked_total";
+/// Counter: writes to the `settings` table (`replicant_node::settings`) that did not apply.
+/// Labels: `reason` (`invalid`, `conflict`, `full`, `unavailable`).
+pub const SETTINGS_WRITES_REFUSED_TOTAL: &str = "meshmq_settings_writes_refused_total";
 /// Counter: client ids banned by flapping detection (the ban committed). No labels.
 pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
 /// Counter: disconnects flapping detection did not count because it already tracked
@@ -478,6 +481,7 @@ pub const COUNTERS: &[&str] = &[
     MGMT_API_BAD_REQUESTS_TOTAL,
     API_PUBLISHED_TOTAL,
     API_KICKED_TOTAL,
+    SETTINGS_WRITES_REFUSED_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
     AUTHN_JWKS_REFRESH_TOTAL,
