@@ -191,7 +191,8 @@ impl BrokerBuilder {
         crate::listeners::reload::spawn(&listeners, &ctx.admission.shutdown, &mut tasks);
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
-                .with_core_link(Arc::new(ctx.tables.core.link().clone()));
+                .with_core_link(Arc::new(ctx.tables.core.link().clone()))
+                .with_gauges(ctx.clone());
             let token = ctx.admission.shutdown.clone();
             let api = crate::evacuation::api::routes(ctx.clone())
                 .merge(crate::authn::api::routes(ctx.clone()))
