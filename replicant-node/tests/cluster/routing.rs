@@ -185,8 +185,16 @@ async fn sampled_messages_forwarded_to_a_peer_are_measured_as_remote() {
     }
     // Observed once r1's write is done: the subscriber may have read it a moment before.
     let measured = wait_until(WAIT, || latency_count("remote") == remote + 3.0).await;
-    assert!(measured, "remote count {}", latency_count("remote") - remote);
-    assert_eq!(latency_count("local"), local, "no delivery on the publisher's node");
+    assert!(
+        measured,
+        "remote count {}",
+        latency_count("remote") - remote
+    );
+    assert_eq!(
+        latency_count("local"),
+        local,
+        "no delivery on the publisher's node"
+    );
     r1.shutdown().await;
     r2.shutdown().await;
     cluster.stop().await;
