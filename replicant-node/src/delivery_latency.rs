@@ -39,7 +39,9 @@ pub fn sample(every: u32, now: Instant) -> Option<Sampled> {
     let pick = match every {
         0 => false,
         1 => true,
-        n => ACCEPTED.fetch_add(1, Ordering::Relaxed) % u64::from(n) == 0,
+        n => ACCEPTED
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(u64::from(n)),
     };
     pick.then_some(Sampled {
         at: now,
