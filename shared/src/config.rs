@@ -25,6 +25,7 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+mod sys_topics;
 pub mod tls;
 
 pub use authn::{
@@ -42,6 +43,7 @@ pub use listeners::{
     ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
+pub use sys_topics::{SysEventMessages, SysTopicsConfig};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -74,6 +76,9 @@ pub struct Config {
     /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
     /// `[[authorization.sources]]` tried in order).
     pub authorization: AuthorizationConfig,
+    /// What the broker publishes under `$SYS/brokers/{node}/...` and how often (EMQX's
+    /// `sys_topics`).
+    pub sys_topics: SysTopicsConfig,
 }
 
 /// How this node reaches the core group.
