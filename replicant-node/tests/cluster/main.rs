@@ -12,6 +12,7 @@
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
+//! [`sys`] (`$SYS` events and stats of one replicant seen on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
@@ -42,5 +43,6 @@ mod reconnect;
 mod replication;
 mod routing;
 mod shared;
+mod sys;
 mod takeover;
 mod wills;
