@@ -26,6 +26,7 @@ mod listeners;
 mod listeners_resolve;
 mod load;
 mod metrics;
+mod sys_topics;
 pub mod tls;
 
 pub use authn::{
@@ -44,6 +45,7 @@ pub use listeners::{
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
 pub use metrics::MetricsConfig;
+pub use sys_topics::{SysEventMessages, SysTopicsConfig};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -79,6 +81,9 @@ pub struct Config {
     /// What the node measures beyond its counters (`[metrics]`): the sampled
     /// publish-to-deliver latency.
     pub metrics: MetricsConfig,
+    /// What the broker publishes under `$SYS/brokers/{node}/...` and how often (EMQX's
+    /// `sys_topics`).
+    pub sys_topics: SysTopicsConfig,
 }
 
 /// How this node reaches the core group.

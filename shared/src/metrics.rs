@@ -104,7 +104,8 @@ pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
 /// `not_authorized`, `inflight_full_qos0`, `offline_qos0`, `session_ended`, `sys_topic`: a
 /// client's PUBLISH or will to `$SYS` or `$SYS/...`, the broker's own namespace, refused
 /// unless the authorizer grants it; 5.0 QoS 1/2 publishers got PUBACK/PUBREC 0x87, nothing
-/// was stored as retained).
+/// was stored as retained; `sys_event_client_id`: a `$SYS` client event not published
+/// because the client id contains `+`, `#` or `/` and cannot be one topic level).
 pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
 /// Counter: times a publishing connection stopped reading (for at most 50 ms) because a
 /// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len` or

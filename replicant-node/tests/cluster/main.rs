@@ -12,6 +12,7 @@
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
+//! [`sys`] (`$SYS` events and stats of one replicant seen on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
@@ -45,5 +46,6 @@ mod replication;
 mod routing;
 mod settings;
 mod shared;
+mod sys;
 mod takeover;
 mod wills;
