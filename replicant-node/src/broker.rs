@@ -133,6 +133,10 @@ impl BrokerBuilder {
             None => None,
         };
         let authn = crate::authn::Chain::new(&config)?;
+        let alarms = crate::alarms::Alarms::new(
+            config.alarms.history_size,
+            crate::alarms::webhook::Webhook::start(&config.alarms, &shutdown)?,
+        );
         let ctx = Arc::new(Ctx {
             tables: TableState {
                 core,
@@ -170,6 +174,7 @@ impl BrokerBuilder {
             authz,
             authn,
             banned: crate::banned::BanState::default(),
+            alarms,
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -197,7 +202,8 @@ impl BrokerBuilder {
                 .merge(crate::authn::api::routes(ctx.clone()))
                 .merge(crate::banned::api::routes(ctx.clone()))
                 .merge(crate::authz::api::routes(ctx.clone()))
-                .merge(crate::listeners::api::routes(ctx.clone()));
+                .merge(crate::listeners::api::routes(ctx.clone()))
+                .merge(crate::alarms::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");
@@ -211,6 +217,7 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        tasks.spawn(crate::alarms::checks::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }

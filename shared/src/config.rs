@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod alarms;
 mod authn;
 mod authn_checks;
 mod authn_http;
@@ -27,6 +28,7 @@ mod listeners_resolve;
 mod load;
 pub mod tls;
 
+pub use alarms::AlarmsConfig;
 pub use authn::{
     AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
     UserIdType,
@@ -74,6 +76,8 @@ pub struct Config {
     /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
     /// `[[authorization.sources]]` tried in order).
     pub authorization: AuthorizationConfig,
+    /// Alarm checks (thresholds, how often) and the alarm webhook (replicants only).
+    pub alarms: AlarmsConfig,
 }
 
 /// How this node reaches the core group.
