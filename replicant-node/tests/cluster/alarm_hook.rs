@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::wait_until;
+use crate::harness::WAIT;
 
 /// One request received: (`Authorization` header, JSON body).
 pub type Received = (Option<String>, Value);
@@ -65,20 +65,28 @@ impl Hook {
         self.shared.received.lock().clone()
     }
 
-    /// Waits (up to `within`) for a request whose body has `event` for alarm `name`; its
-    /// body and how many requests came with the same body.
-    pub async fn wait_event(&self, event: &str, name: &str, within: Duration) -> (Value, usize) {
+    /// Waits (up to [`WAIT`]) until `copies` requests came with an `event` body for alarm
+    /// `name`; that body.
+    pub async fn wait_event(&self, event: &str, name: &str, copies: usize) -> Value {
         let matches = |r: &Received| r.1["event"] == event && r.1["name"] == name;
-        let seen = wait_until(within, || self.received().iter().any(matches)).await;
-        assert!(seen, "no {event} for {name}: got {:?}", self.received());
+        let count = || self.received().iter().filter(|r| matches(r)).count();
+        let seen = wait_until(WAIT, || count() >= copies).await;
+        assert!(
+            seen,
+            "not {copies} x {event} for {name}: got {:?}",
+            self.received()
+        );
         let all = self.received();
         let body = all
             .iter()
             .find(|r| matches(r))
             .map(|r| r.1.clone())
             .unwrap_or_default();
-        let copies = all.iter().filter(|r| r.1 == body).count();
-        (body, copies)
+        assert!(
+            all.iter().filter(|r| matches(r)).all(|r| r.1 == body),
+            "the same body each time"
+        );
+        body
     }
 }
 

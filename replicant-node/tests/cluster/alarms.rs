@@ -97,8 +97,7 @@ async fn a_listener_at_its_cap_raises_an_alarm_the_webhook_hears_it_and_it_clear
     assert_eq!(alarm["details"]["max_connections"], 2);
     assert!(alarm.get("deactivate_at").is_none(), "{alarm}");
     // The webhook: a 500 first, then the same body again.
-    let (body, copies) = hook.wait_event("alarm.activated", name, WAIT).await;
-    assert_eq!(copies, 2, "retried after the 500: {:?}", hook.received());
+    let body = hook.wait_event("alarm.activated", name, 2).await;
     assert_eq!(body["node"], node);
     assert_eq!(body["severity"], "warning");
     assert_eq!(body["activate_at"], alarm["activate_at"]);
@@ -126,7 +125,7 @@ async fn a_listener_at_its_cap_raises_an_alarm_the_webhook_hears_it_and_it_clear
     let old = wait_listed(&api, name, false).await;
     assert!(old["deactivate_at"].is_string(), "{old}");
     assert!(listed(&api, "activated=true").await.is_empty());
-    let (body, _) = hook.wait_event("alarm.deactivated", name, WAIT).await;
+    let body = hook.wait_event("alarm.deactivated", name, 1).await;
     assert_eq!(body["deactivate_at"], old["deactivate_at"]);
     let p = sys.recv_publish().await;
     assert_eq!(p.topic, format!("$SYS/brokers/{node}/alarms/deactivate"));
@@ -282,12 +281,12 @@ async fn core_link_down_is_raised_when_the_core_goes_and_cleared_when_it_returns
         (alarm["node"].clone(), alarm["severity"].clone()),
         (json!("r1"), json!("critical"))
     );
-    hook.wait_event("alarm.activated", "core_link_down", WAIT)
+    hook.wait_event("alarm.activated", "core_link_down", 1)
         .await;
     cluster.restart(1).await;
     let old = wait_listed(&api, "core_link_down", false).await;
     assert!(old["duration"].as_u64().is_some(), "{old}");
-    hook.wait_event("alarm.deactivated", "core_link_down", WAIT)
+    hook.wait_event("alarm.deactivated", "core_link_down", 1)
         .await;
     assert!(listed(&api, "activated=true").await.is_empty());
     r1.shutdown().await;
