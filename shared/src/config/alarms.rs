@@ -48,7 +48,8 @@ pub struct AlarmsConfig {
     /// Longest one webhook request may take (`"5s"`; 10 ms to 1 min).
     pub webhook_timeout: String,
     /// Attempts after the first for one notification that failed (a connection error, a
-    /// timeout or a status other than 2xx), with a back-off doubling from 200 ms to 10 s.
+    /// timeout or a status other than 2xx), with a back-off doubling from 200 ms to 10 s
+    /// (at most 100).
     pub webhook_max_retries: u32,
     /// Notifications waiting per URL before new ones are dropped (counted in
     /// `meshmq_alarm_webhook_failures_total{reason="queue_full"}`; at least 1).
@@ -136,6 +137,9 @@ impl AlarmsConfig {
             if !(0.0..=100.0).contains(&v) {
                 return Err((key, format!("{v} is not a percentage (0 to 100)")));
             }
+        }
+        if self.webhook_max_retries > 100 {
+            return Err(("alarms.webhook_max_retries", "must be at most 100".into()));
         }
         if self.history_size == 0 {
             return Err(("alarms.history_size", "must be at least 1".into()));
