@@ -292,3 +292,99 @@ async fn core_link_down_is_raised_when_the_core_goes_and_cleared_when_it_returns
     r1.shutdown().await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_raft_leader_is_raised_while_the_cores_lack_a_majority() {
+    let _serial = serial().await;
+    let mut cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster
+        .start_replicant_with("r1", |c| {
+            quick(c);
+            // Renewals every 300 ms: the lease is how a replicant hears of the leader.
+            c.cluster.lease_ttl_ms = 900;
+        })
+        .await;
+    let api = api(&r1);
+    let leader = cluster.wait_leader(None).await.id;
+    // A follower survives; the leader and the other core go: no majority, no leader.
+    let survivor = (1..=3).find(|id| *id != leader).expect("a follower");
+    for id in (1..=3).filter(|id| *id != survivor) {
+        cluster.kill(id).await;
+    }
+    let alarm = wait_listed(&api, "no_raft_leader", true).await;
+    assert_eq!(alarm["severity"], "critical");
+    let back = (1..=3).find(|id| *id != survivor).expect("a killed core");
+    cluster.restart(back).await;
+    wait_listed(&api, "no_raft_leader", false).await;
+    let still = listed(&api, "activated=true").await;
+    assert!(
+        still.iter().all(|a| a["name"] != "no_raft_leader"),
+        "{still:?}"
+    );
+    r1.shutdown().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_link_down_is_raised_and_cleared_when_the_peer_is_back() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(1, fast_timings()).await;
+    let r1 = cluster.start_replicant_with("r1", quick).await;
+    let r2 = cluster.start_replicant("r2").await;
+    let api = api(&r1);
+    let peers = r1.peers().expect("cluster mode");
+    assert!(crate::common::wait_until(WAIT, || peers.is_up("r2")).await);
+    // (With checks 50 ms apart, the link's first dial may have raised it already.)
+    let quiet = wait_until_async(WAIT, || async { listed(&api, "").await.is_empty() }).await;
+    assert!(quiet, "{:?}", listed(&api, "").await);
+    // r2 stops without leaving: its row stays until its lease lapses, its link is down.
+    r2.shutdown().await;
+    let alarm = wait_listed(&api, "peer_link_down:r2", true).await;
+    assert_eq!(alarm["details"]["peer"], "r2");
+    let r2 = cluster.start_replicant("r2").await;
+    wait_listed(&api, "peer_link_down:r2", false).await;
+    assert!(listed(&api, "activated=true").await.is_empty());
+    r2.shutdown().await;
+    r1.shutdown().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_listener_whose_certificate_expires_soon_raises_an_alarm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = meshmq_shared::tls::dev_ca::DevCa::new("alarms-ca").expect("CA");
+    // The development CA's server certificates are valid for 365 days.
+    let (cert, key) = ca
+        .write_server(dir.path(), "server", &["localhost"])
+        .expect("server certificate");
+    let mut config = test_config();
+    quick(&mut config);
+    config.alarms.cert_expiry_days = 400;
+    config.listeners.ssl.insert(
+        "default".into(),
+        ListenerConfig {
+            bind: Some("127.0.0.1:0".parse().expect("addr")),
+            ssl_options: Some(meshmq_shared::config::tls::SslOptions {
+                certfile: Some(cert),
+                keyfile: Some(key),
+                ..Default::default()
+            }),
+            ..ListenerConfig::default()
+        },
+    );
+    let b = Broker::builder(config)
+        .start()
+        .await
+        .expect("broker starts");
+    let api = api(&b);
+    let alarm = wait_listed(&api, "certificate_expiring:ssl:default", true).await;
+    let days = alarm["details"]["days_left"].as_i64().unwrap_or(-1);
+    assert!((363..=365).contains(&days), "{alarm}");
+    assert_eq!(alarm["severity"], "warning");
+    assert_eq!(
+        listed(&api, "activated=true").await.len(),
+        1,
+        "the tcp listeners have no TLS"
+    );
+    b.shutdown().await;
+}
