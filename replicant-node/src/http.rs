@@ -16,6 +16,7 @@
 
 pub mod api;
 mod recorder;
+pub mod routes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

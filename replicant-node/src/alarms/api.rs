@@ -1,43 +1,46 @@
 //! The alarms REST API, with EMQX 5's path and JSON for the list:
 //!
-//! - `GET /api/v5/alarms?activated=true|false&page=1&limit=100`: the active alarms
-//!   (`activated=true`, the default) or the deactivated ones, newest activation first:
+//! - `GET /api/v5/alarms?activated=true|false&page=1&limit=100`: every replicant's active
+//!   alarms (`activated=true`, the default) or deactivated ones, newest activation first:
 //!   `{"data": [{"node", "name", "severity", "message", "details", "duration",
 //!   "activate_at", "deactivate_at"}], "meta": {"page", "limit", "count", "hasnext"}}`
-//!   (`duration` in ms; times RFC 3339 with ms; `deactivate_at` only on deactivated ones).
-//! - `DELETE /api/v5/alarms`: the history (deactivated alarms) emptied, 204.
+//!   (`duration` in ms; times RFC 3339 with ms; `deactivate_at` only on deactivated ones;
+//!   `meta.failed_nodes` lists the replicants that did not answer, when any did not).
+//! - `DELETE /api/v5/alarms`: every replicant's history emptied: 204, or 200
+//!   `{"failed_nodes": [...]}` when some did not answer (the others were emptied).
 //! - `POST /api/v5/alarms/deactivated` `{"name", "node"?}`: deactivates an active alarm by
 //!   hand (EMQX 4's route and body: EMQX 5 has none); `node` defaults to this node. 200
-//!   with the deactivated alarm, 404 when no such alarm is active. A check whose condition
-//!   still holds raises it again at its next run.
-//! - Node-local, answering for this node only and never fanning out (EMQX 4's
-//!   `nodes/{node}/alarms`): `GET /api/v5/nodes/{node}/alarms`, `DELETE
-//!   /api/v5/nodes/{node}/alarms`, `POST /api/v5/nodes/{node}/alarms/deactivated`
-//!   `{"name"}`. Another node's name: 404.
+//!   with the deactivated alarm, 404 when no such alarm is active or no such node, 503 when
+//!   the node does not answer. A check whose condition still holds raises it again.
+//! - Node-local, answering for one node (EMQX 4's `nodes/{node}/alarms`): `GET` and
+//!   `DELETE /api/v5/nodes/{node}/alarms`, `POST /api/v5/nodes/{node}/alarms/deactivated`
+//!   `{"name"}`. Another node's name is forwarded to it (`crate::fanout::call_node`),
+//!   except in a call the fan-out made: 404 then, so calls never bounce.
 //!
-//! The cluster-wide routes are meant to fan out to every replicant's node-local route
-//! ([`gather`], [`on_node`]); until the cluster fan-out exists they serve this node alone
-//! (another node named in a deactivation: 404 if unknown, 501 otherwise).
-//!
-//! Every route needs the API key when one is set ([`authorize`] first); bad input is 400
-//! with a message, a body not sent as JSON 415. Bodies are bounded ([`MAX_BODY`]).
+//! The cluster-wide routes ([`cluster`]) fan out to the node-local ones. Every route needs
+//! the API key when one is set ([`authorize`] first); bad input is 400 with a message, a
+//! body not sent as JSON 415. Bodies are bounded ([`MAX_BODY`]).
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{notify, now_us};
 use crate::ctx::Ctx;
+use crate::fanout::{self, FanoutError};
 use crate::http::api::{
     ApiError, authorize, bad_request, error, not_found, parse_json, require_json,
 };
+
+#[path = "api_cluster.rs"]
+mod cluster;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -49,18 +52,12 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_NAME: usize = 512;
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/alarms", get(list).delete(clear))
-        .route("/api/v5/alarms/deactivated", post(deactivate))
-        .route(
-            "/api/v5/nodes/{node}/alarms",
-            get(node_list).delete(node_clear),
-        )
-        .route(
-            "/api/v5/nodes/{node}/alarms/deactivated",
-            post(node_deactivate),
-        )
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(cluster::list, cluster::clear))
+        .routes(routes!(cluster::deactivate))
+        .routes(routes!(node_list, node_clear))
+        .routes(routes!(node_deactivate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
@@ -77,10 +74,11 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
+/// A query the extractor could not read.
+type QueryResult = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
+
 /// The checked query: (activated, page, limit).
-fn parse_query(
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<(bool, usize, usize), ApiError> {
+fn parse_query(q: QueryResult) -> Result<(bool, usize, usize), ApiError> {
     let Ok(Query(q)) = q else {
         return Err(bad_request("invalid query string"));
     };
@@ -121,95 +119,96 @@ fn local_rows(ctx: &Ctx, activated: bool) -> Vec<Value> {
         .collect()
 }
 
-/// Every replicant's alarms of one kind, newest activation first. This node's only until
-/// the cluster fan-out exists; then each node's `GET /api/v5/nodes/{node}/alarms`.
-async fn gather(ctx: &Ctx, activated: bool) -> Vec<Value> {
-    let mut rows = local_rows(ctx, activated);
-    rows.sort_by(|a, b| {
-        let key = |v: &Value| v["activate_at"].as_str().map(str::to_owned);
-        key(b).cmp(&key(a))
-    });
-    rows
-}
-
-/// Sends a node-local request to another node. Until the cluster fan-out exists: 404 for a
-/// node the tables do not know, 501 for another replicant.
-async fn on_node(ctx: &Ctx, node: &str) -> Result<Response, ApiError> {
-    let known = ctx.tables.core.read(|t| t.node(node).is_some());
-    if !known {
-        return Err(not_found(format!("node {:?} not found", short(node))));
-    }
-    Err(error(
-        StatusCode::NOT_IMPLEMENTED,
-        "NOT_IMPLEMENTED",
-        format!("alarms of node {node} are served by its own API"),
-    ))
-}
-
 /// At most 64 characters of `s`, for messages.
 fn short(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-#[utoipa::path(get, path = "/api/v5/alarms", params(ListQuery), tag = "alarms",
-    responses((status = 200, description = "A page of alarms"), (status = 400, description = "Bad query"),
-        (status = 401, description = "API key missing or wrong")))]
-async fn list(
-    State(ctx): State<Arc<Ctx>>,
-    headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    authorize(&ctx, &headers)?;
-    let (activated, page, limit) = parse_query(query)?;
-    let rows = gather(&ctx, activated).await;
-    Ok(Json(page_of(rows, page, limit)).into_response())
+/// `None` when `node` is this node; else the answer for another node: 404 in a call the
+/// fan-out made, otherwise the same request forwarded to that node.
+async fn elsewhere(
+    ctx: &Arc<Ctx>,
+    headers: &HeaderMap,
+    node: &str,
+    method: Method,
+    uri: &Uri,
+    body: Bytes,
+) -> Option<Response> {
+    if node == ctx.node() {
+        return None;
+    }
+    if ctx.cluster.fanout.is_internal(headers) {
+        let e = not_found(format!("this node is not {:?}", short(node)));
+        return Some(e.into_response());
+    }
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    Some(forward(ctx, node, method, path, body).await)
 }
 
-#[utoipa::path(get, path = "/api/v5/nodes/{node}/alarms", params(("node" = String, Path), ListQuery),
-    tag = "alarms", responses((status = 200, description = "A page of this node's alarms"),
-        (status = 404, description = "Another node")))]
+/// `method path` on `node`, its answer passed through; 404 for a node that is not a running
+/// replicant, 503 when it does not answer.
+async fn forward(ctx: &Arc<Ctx>, node: &str, method: Method, path: &str, body: Bytes) -> Response {
+    if !fanout::replicants(ctx).iter().any(|n| n == node) {
+        return not_found(format!("node {:?} is not a running replicant", short(node)))
+            .into_response();
+    }
+    match fanout::call_node(ctx, node, method, path, body).await {
+        Ok(reply) => (
+            reply.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            reply.body,
+        )
+            .into_response(),
+        Err(FanoutError::UnknownNode(_)) => {
+            not_found(format!("node {:?} is not a running replicant", short(node))).into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            format!("node {node} did not answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// One node's alarms.
+#[utoipa::path(get, path = "/api/v5/nodes/{node}/alarms", tag = "alarms",
+    params(("node" = String, Path, description = "Node name"), ListQuery),
+    responses((status = 200, description = "A page of the node's alarms"),
+              (status = 400, description = "Bad query"),
+              (status = 401, description = "No or wrong API key"),
+              (status = 404, description = "No such node")))]
 async fn node_list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
     Path(node): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    uri: Uri,
+    query: QueryResult,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    this_node(&ctx, &node)?;
     let (activated, page, limit) = parse_query(query)?;
+    if let Some(r) = elsewhere(&ctx, &headers, &node, Method::GET, &uri, Bytes::new()).await {
+        return Ok(r);
+    }
     Ok(Json(page_of(local_rows(&ctx, activated), page, limit)).into_response())
 }
 
-/// 404 unless `node` is this node.
-fn this_node(ctx: &Ctx, node: &str) -> Result<(), ApiError> {
-    if node == ctx.node() {
-        Ok(())
-    } else {
-        Err(not_found(format!(
-            "node {:?} is not this node: ask it, or use /api/v5/alarms",
-            short(node)
-        )))
-    }
-}
-
-#[utoipa::path(delete, path = "/api/v5/alarms", tag = "alarms",
-    responses((status = 204, description = "History cleared"), (status = 401, description = "API key missing or wrong")))]
-async fn clear(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&ctx, &headers)?;
-    // Every replicant's DELETE /api/v5/nodes/{node}/alarms once the fan-out exists.
-    ctx.alarms.clear_history();
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[utoipa::path(delete, path = "/api/v5/nodes/{node}/alarms", params(("node" = String, Path)), tag = "alarms",
-    responses((status = 204, description = "This node's history cleared"), (status = 404, description = "Another node")))]
+/// Empties one node's history.
+#[utoipa::path(delete, path = "/api/v5/nodes/{node}/alarms", tag = "alarms",
+    params(("node" = String, Path, description = "Node name")),
+    responses((status = 204, description = "The node's history emptied"),
+              (status = 401, description = "No or wrong API key"),
+              (status = 404, description = "No such node")))]
 async fn node_clear(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
     Path(node): Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    this_node(&ctx, &node)?;
+    if let Some(r) = elsewhere(&ctx, &headers, &node, Method::DELETE, &uri, Bytes::new()).await {
+        return Ok(r);
+    }
     ctx.alarms.clear_history();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -220,10 +219,11 @@ async fn node_clear(
 pub struct DeactivateBody {
     /// The active alarm's name.
     name: String,
-    /// Its node (default: this node; the node-local route refuses another).
+    /// Its node (default: this node; on the node-local route, the path's node).
     node: Option<String>,
 }
 
+/// The checked body.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<DeactivateBody, ApiError> {
     require_json(headers)?;
     let b: DeactivateBody = parse_json(body)?;
@@ -233,36 +233,28 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<DeactivateBody, ApiErr
     Ok(b)
 }
 
-#[utoipa::path(post, path = "/api/v5/alarms/deactivated", request_body = DeactivateBody, tag = "alarms",
-    responses((status = 200, description = "The deactivated alarm"), (status = 400, description = "Bad body"),
-        (status = 404, description = "No such active alarm, or unknown node"), (status = 415, description = "Not JSON")))]
-async fn deactivate(
-    State(ctx): State<Arc<Ctx>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    authorize(&ctx, &headers)?;
-    let b = parse_body(&headers, &body)?;
-    match b.node.as_deref() {
-        Some(node) if node != ctx.node() => on_node(&ctx, node).await,
-        _ => deactivate_here(&ctx, &b.name),
-    }
-}
-
-#[utoipa::path(post, path = "/api/v5/nodes/{node}/alarms/deactivated", params(("node" = String, Path)),
-    request_body = DeactivateBody, tag = "alarms",
-    responses((status = 200, description = "The deactivated alarm"), (status = 404, description = "No such alarm, or another node")))]
+/// Deactivates one node's alarm by hand.
+#[utoipa::path(post, path = "/api/v5/nodes/{node}/alarms/deactivated", tag = "alarms",
+    params(("node" = String, Path, description = "Node name")), request_body = DeactivateBody,
+    responses((status = 200, description = "The alarm, deactivated"),
+              (status = 400, description = "Bad body"),
+              (status = 401, description = "No or wrong API key"),
+              (status = 404, description = "No such active alarm, or no such node"),
+              (status = 415, description = "Body not sent as JSON")))]
 async fn node_deactivate(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
     Path(node): Path<String>,
+    uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
-    this_node(&ctx, &node)?;
     let b = parse_body(&headers, &body)?;
     if b.node.as_deref().is_some_and(|n| n != node) {
         return Err(bad_request("node in the body differs from the path"));
+    }
+    if let Some(r) = elsewhere(&ctx, &headers, &node, Method::POST, &uri, body).await {
+        return Ok(r);
     }
     deactivate_here(&ctx, &b.name)
 }

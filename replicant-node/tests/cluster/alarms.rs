@@ -388,3 +388,62 @@ async fn a_tls_listener_whose_certificate_expires_soon_raises_an_alarm() {
     );
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_replicant_lists_deactivates_and_clears_every_replicant_s_alarms() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(1, fast_timings()).await;
+    let r1 = cluster.start_replicant_with("r1", quick).await;
+    // r2's resource alarms hold from its first check (watermarks of 0 %), its only one.
+    let r2 = cluster
+        .start_replicant_with("r2", |c| {
+            quick(c);
+            c.alarms.check_interval = "1h".into();
+            c.alarms.fd_high_watermark = 0.0;
+            c.alarms.procmem_high_watermark = 0.0;
+        })
+        .await;
+    let api1 = api(&r1);
+    let peers = r1.peers().expect("cluster mode");
+    assert!(crate::common::wait_until(WAIT, || peers.is_up("r2")).await);
+    let fd = wait_listed(&api1, "high_fd_usage", true).await;
+    assert_eq!(fd["node"], "r2", "listed by r1 from r2: {fd}");
+    wait_listed(&api1, "high_process_memory_usage", true).await;
+    // r2's node-local list, asked through r1 (forwarded).
+    let (status, local) = api1.get("/api/v5/nodes/r2/alarms").await;
+    assert_eq!(
+        (status, local["meta"]["count"].clone()),
+        (200, json!(2)),
+        "{local}"
+    );
+    let (status, mine) = api1.get("/api/v5/nodes/r1/alarms").await;
+    assert_eq!(
+        (status, mine["meta"]["count"].clone()),
+        (200, json!(0)),
+        "{mine}"
+    );
+    // Deactivated by hand on r2, through r1.
+    let body = json!({"name": "high_fd_usage", "node": "r2"});
+    let (status, gone) = api1.json("POST", "/api/v5/alarms/deactivated", &body).await;
+    assert_eq!(status, 200, "{gone}");
+    assert_eq!(gone["node"], "r2");
+    let api2 = api(&r2);
+    let history = listed(&api2, "activated=false").await;
+    assert_eq!(history.len(), 1, "deactivated on r2 itself: {history:?}");
+    let (status, _) = api1.json("POST", "/api/v5/alarms/deactivated", &body).await;
+    assert_eq!(status, 404, "no longer active on r2");
+    // Cleared everywhere from r1.
+    let (status, _) = api1.delete("/api/v5/alarms").await;
+    assert_eq!(status, 204);
+    assert!(listed(&api2, "activated=false").await.is_empty());
+    // r2 stops without leaving: r1 still answers, naming it.
+    r2.shutdown().await;
+    let named = wait_until_async(WAIT, || async {
+        let (_, page) = api1.get("/api/v5/alarms").await;
+        page["meta"]["failed_nodes"] == json!(["r2"])
+    })
+    .await;
+    assert!(named, "{:?}", api1.get("/api/v5/alarms").await);
+    r1.shutdown().await;
+    cluster.stop().await;
+}
