@@ -278,6 +278,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Alarm webhook requests, by result (ok, error).",
     ),
     (
+        m::SETTINGS_WRITES_REFUSED_TOTAL,
+        "Writes to the settings table that did not apply, by reason (invalid, conflict, full, unavailable).",
+    ),
+    (
         m::FLAPPING_BANS_TOTAL,
         "Client ids banned by flapping detection.",
     ),

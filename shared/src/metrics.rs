@@ -169,6 +169,9 @@ pub const ALARM_WEBHOOK_FAILURES_TOTAL: &str = "meshmq_alarm_webhook_failures_to
 /// `error`: a connection error, a timeout or another status, retried while retries are
 /// left).
 pub const ALARM_WEBHOOK_REQUESTS_TOTAL: &str = "meshmq_alarm_webhook_requests_total";
+/// Counter: writes to the `settings` table (`replicant_node::settings`) that did not apply.
+/// Labels: `reason` (`invalid`, `conflict`, `full`, `unavailable`).
+pub const SETTINGS_WRITES_REFUSED_TOTAL: &str = "meshmq_settings_writes_refused_total";
 /// Counter: client ids banned by flapping detection (the ban committed). No labels.
 pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
 /// Counter: disconnects flapping detection did not count because it already tracked
@@ -480,6 +483,7 @@ pub const COUNTERS: &[&str] = &[
     BANNED_API_BAD_REQUESTS_TOTAL,
     ALARM_WEBHOOK_FAILURES_TOTAL,
     ALARM_WEBHOOK_REQUESTS_TOTAL,
+    SETTINGS_WRITES_REFUSED_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
     AUTHN_JWKS_REFRESH_TOTAL,
