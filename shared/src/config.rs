@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod alarms;
 mod authn;
 mod authn_checks;
 mod authn_http;
@@ -29,6 +30,7 @@ mod metrics;
 mod sys_topics;
 pub mod tls;
 
+pub use alarms::AlarmsConfig;
 pub use authn::{
     AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
     UserIdType,
@@ -84,6 +86,8 @@ pub struct Config {
     /// What the broker publishes under `$SYS/brokers/{node}/...` and how often (EMQX's
     /// `sys_topics`).
     pub sys_topics: SysTopicsConfig,
+    /// Alarm checks (thresholds, how often) and the alarm webhook (replicants only).
+    pub alarms: AlarmsConfig,
 }
 
 /// How this node reaches the core group.
