@@ -22,6 +22,7 @@ mod attached;
 pub use attached::attached_rules;
 pub mod api;
 pub mod cache;
+pub mod rules_json;
 mod hook;
 pub mod http;
 #[cfg(test)]
