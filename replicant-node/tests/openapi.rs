@@ -8,6 +8,7 @@
 //!   `dummy` for each path parameter: the router itself must not answer (its 404 and 405
 //!   have an empty body), a protected route must answer 401 `UNAUTHORIZED` (the handler
 //!   checked the key) and an open one must not;
+//! - every operation has a unique `operationId` and declares its path parameters;
 //! - every operation except the open ones declares a 401 response and no security override;
 //!   the open ones (health, status, metrics, availability check, this document) declare an
 //!   empty security list;
@@ -43,7 +44,10 @@ const METHODS: [&str; 8] = [
 async fn start() -> (replicant_node::BrokerHandle, Api) {
     let mut config = common::test_config();
     config.listeners.api_key = Some(KEY.into());
-    let broker = Broker::builder(config).start().await.expect("broker starts");
+    let broker = Broker::builder(config)
+        .start()
+        .await
+        .expect("broker starts");
     let api = Api::new(broker.http_addr().expect("an HTTP listener"));
     (broker, api)
 }
@@ -163,7 +167,9 @@ fn undocumented(src: &Path, documented: &BTreeMap<String, BTreeSet<String>>) -> 
                 .filter(|m| *m != "ANY" && !doc_methods.contains(*m))
                 .collect();
             if !absent.is_empty() {
-                missing.push(format!("{absent:?} {path} ({shown}): method not in the document"));
+                missing.push(format!(
+                    "{absent:?} {path} ({shown}): method not in the document"
+                ));
             }
         }
     }
@@ -219,6 +225,22 @@ fn the_scan_finds_a_plain_route_and_its_methods() {
     assert!(missing[1].contains("/api/v5/y/{id}"), "{missing:?}");
 }
 
+/// The `{parameters}` of `path` that `op` does not declare `in: path`.
+fn undeclared_path_params<'a>(path: &'a str, op: &Value) -> impl Iterator<Item = &'a str> {
+    let declared: BTreeSet<String> = op["parameters"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .filter(move |p| !declared.contains(*p))
+}
+
 /// `path` with `dummy` for every `{parameter}`.
 fn with_dummies(path: &str) -> String {
     let mut out = String::new();
@@ -252,7 +274,9 @@ async fn every_documented_route_is_routed_and_checks_the_key() {
             let (status, answer) = api.raw(&method, &target, ct, body).await;
             let text = String::from_utf8_lossy(&answer);
             if (status == 404 || status == 405) && answer.is_empty() {
-                faults.push(format!("{method} {path}: the router answers {status}: not routed"));
+                faults.push(format!(
+                    "{method} {path}: the router answers {status}: not routed"
+                ));
                 continue;
             }
             let open = OPEN.contains(&path.as_str());
@@ -300,10 +324,21 @@ async fn protected_operations_declare_401_and_open_ones_need_no_key() {
     assert_eq!(global, ["basicAuth", "bearerAuth"]);
     let mut faults = Vec::new();
     let mut open_seen = BTreeSet::new();
+    let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
             let name = format!("{} {path}", method.to_ascii_uppercase());
+            faults.extend(
+                undeclared_path_params(path, op).map(|p| format!("{name}: {{{p}}} not in params")),
+            );
+            match op["operationId"].as_str() {
+                Some(id) if !ids.insert(id.to_owned()) => {
+                    faults.push(format!("{name}: operationId {id} used twice"));
+                }
+                Some(_) => {}
+                None => faults.push(format!("{name}: no operationId")),
+            }
             let security = op.get("security");
             if OPEN.contains(&path.as_str()) {
                 open_seen.insert(path.as_str());
@@ -320,12 +355,20 @@ async fn protected_operations_declare_401_and_open_ones_need_no_key() {
                     "{name}: declares no 401 (add `Denied` to its responses)"
                 ));
             }
-            if op.get("tags").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+            if op
+                .get("tags")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
                 faults.push(format!("{name}: no tag"));
             }
         }
     }
     assert!(faults.is_empty(), "{}", faults.join("\n"));
-    assert_eq!(open_seen, BTreeSet::from(OPEN), "every open route is documented");
+    assert_eq!(
+        open_seen,
+        BTreeSet::from(OPEN),
+        "every open route is documented"
+    );
     broker.shutdown().await;
 }

@@ -26,11 +26,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use meshmq_proto::tables::{AuthUser, AuthUserDelete, AuthUserSet, Op, op, op_result::Outcome};
 use meshmq_shared::config::AuthenticatorConfig;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use meshmq_shared::metrics as m;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::import::MAX_PASSWORD_LEN;
 use super::new_password::NewPassword;

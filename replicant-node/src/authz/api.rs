@@ -34,7 +34,9 @@ use utoipa_axum::routes;
 use super::rules_json::{Entry, RuleJson, key_name, row};
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, Denied, ErrorBody, authorize, bad_request, not_found, unavailable};
+use crate::http::api::{
+    ApiError, Denied, ErrorBody, authorize, bad_request, not_found, unavailable,
+};
 
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -22,9 +22,9 @@ mod attached;
 pub use attached::attached_rules;
 pub mod api;
 pub mod cache;
-pub mod rules_json;
 mod hook;
 pub mod http;
+pub mod rules_json;
 #[cfg(test)]
 mod tests;
 

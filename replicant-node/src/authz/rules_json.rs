@@ -133,4 +133,3 @@ pub fn row(kind: AuthzRulesKind, key: &str, rules: &[RuleJson]) -> Result<AuthzR
         rules,
     })
 }
-

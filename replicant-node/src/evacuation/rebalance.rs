@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::api::{ApiError, DEFAULT_EVICT_RATE, DEFAULT_WAIT_SECS, authorize, bad_request, error};
-use crate::http::api::{Denied, ErrorBody};
 use super::{REBALANCE, WriteError, now_ms, write_status};
 use crate::ctx::Ctx;
+use crate::http::api::{Denied, ErrorBody};
 
 /// Body of `{node}/start` (every field optional).
 #[derive(Debug, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]

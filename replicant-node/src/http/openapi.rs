@@ -8,12 +8,14 @@
 //! `/api-docs`: the document describes the API and holds no secret. It must never describe
 //! a route by hand: what is in it comes from the handlers.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Components, Info, OpenApi};
 use utoipa::{PartialSchema, ToSchema};
@@ -86,7 +88,10 @@ pub fn document(ctx: &Arc<Ctx>) -> OpenApi {
     };
     components.add_security_scheme(
         "basicAuth",
-        scheme(HttpAuthScheme::Basic, "An API key and its secret (`key:secret`)"),
+        scheme(
+            HttpAuthScheme::Basic,
+            "An API key and its secret (`key:secret`)",
+        ),
     );
     components.add_security_scheme(
         "bearerAuth",
@@ -97,24 +102,66 @@ pub fn document(ctx: &Arc<Ctx>) -> OpenApi {
         SecurityRequirement::new("basicAuth", none),
         SecurityRequirement::new("bearerAuth", none),
     ]);
+    unique_operation_ids(&mut doc);
     for (path, item) in doc.paths.paths.iter_mut() {
         if !OPEN_PATHS.contains(&path.as_str()) {
             continue;
         }
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
-            &mut item.trace,
-        ];
-        for op in operations.into_iter().flatten() {
+        for op in operations(item) {
             // An empty list overrides the global requirement: no key needed.
             op.security = Some(Vec::new());
         }
     }
     doc
+}
+
+/// Every operation of a path, with its method's name.
+fn operations_named(item: &mut PathItem) -> [(&'static str, &mut Option<Operation>); 8] {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+        ("head", &mut item.head),
+        ("options", &mut item.options),
+        ("trace", &mut item.trace),
+    ]
+}
+
+/// Every operation of a path.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    operations_named(item)
+        .into_iter()
+        .filter_map(|(_, op)| op.as_mut())
+}
+
+/// `operationId` must be unique in a document: utoipa names an operation after its
+/// handler, and two modules may both have a `list`. A name used more than once becomes
+/// the method and the path (`get_api_v5_banned`).
+fn unique_operation_ids(doc: &mut OpenApi) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for item in doc.paths.paths.values_mut() {
+        for op in operations(item) {
+            if let Some(id) = &op.operation_id {
+                *seen.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, op) in operations_named(item) {
+            let Some(op) = op.as_mut() else { continue };
+            let shared = op
+                .operation_id
+                .as_ref()
+                .is_none_or(|id| seen.get(id).is_some_and(|n| *n > 1));
+            if shared {
+                let words = path
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .filter(|w| !w.is_empty());
+                let id = std::iter::once(method).chain(words).collect::<Vec<_>>();
+                op.operation_id = Some(id.join("_"));
+            }
+        }
+    }
 }
