@@ -25,7 +25,9 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+mod log;
 pub mod tls;
+mod trace;
 
 pub use authn::{
     AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
@@ -42,6 +44,8 @@ pub use listeners::{
     ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
+pub use log::{LOG_LEVELS, LogConfig, LogFormat};
+pub use trace::TraceConfig;
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -74,6 +78,10 @@ pub struct Config {
     /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
     /// `[[authorization.sources]]` tried in order).
     pub authorization: AuthorizationConfig,
+    /// Log lines: text or JSON, level and per-module directives.
+    pub log: LogConfig,
+    /// Online traces (`/api/v5/trace`): file size, count and retention bounds.
+    pub trace: TraceConfig,
 }
 
 /// How this node reaches the core group.
