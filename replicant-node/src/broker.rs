@@ -170,6 +170,11 @@ impl BrokerBuilder {
             authz,
             authn,
             banned: crate::banned::BanState::default(),
+            trace: crate::trace::Traces::new(
+                &config.node.name,
+                config.node.data_dir.join("trace"),
+                config.trace.clone(),
+            ),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -197,7 +202,9 @@ impl BrokerBuilder {
                 .merge(crate::authn::api::routes(ctx.clone()))
                 .merge(crate::banned::api::routes(ctx.clone()))
                 .merge(crate::authz::api::routes(ctx.clone()))
-                .merge(crate::listeners::api::routes(ctx.clone()));
+                .merge(crate::listeners::api::routes(ctx.clone()))
+                .merge(http::log_level::routes(ctx.clone()))
+                .merge(crate::trace::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");
@@ -211,6 +218,7 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        tasks.spawn(crate::trace::sync::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }

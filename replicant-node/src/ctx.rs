@@ -52,6 +52,8 @@ pub struct Ctx {
     pub authn: crate::authn::Chain,
     /// Bans on this node: live connections a new ban closes, flapping counters.
     pub banned: crate::banned::BanState,
+    /// Online traces: the running recorders of this node and the definitions.
+    pub trace: crate::trace::Traces,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

@@ -15,6 +15,7 @@
 //! balancer that wants more reads `core_link.state`.
 
 pub mod api;
+pub mod log_level;
 mod recorder;
 
 use std::sync::Arc;

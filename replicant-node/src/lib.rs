@@ -35,6 +35,7 @@ pub mod session;
 pub mod sessions;
 pub mod shared_pick;
 pub mod sys;
+pub mod trace;
 pub mod unknown_claims;
 pub mod ws;
 

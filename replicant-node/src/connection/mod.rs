@@ -22,6 +22,7 @@ mod restore;
 mod setup;
 mod subscribe;
 mod table_writes;
+mod traced;
 mod unsubscribe;
 
 use std::net::SocketAddr;
@@ -158,6 +159,7 @@ where
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
+    conn.trace(&traced::disconnect_event(exit));
     let client_id = conn.client_id.clone();
     Box::pin(conn.close(exit)).await;
     if exit != Exit::Shutdown {
@@ -353,6 +355,7 @@ where
         let drops = s.take_drops();
         mailbox.set_backlog(s.pending_len(), s.pending_bytes());
         drop(inner);
+        self.trace_drops(&drops);
         record_drops(drops);
         self.encode_out();
         Some(r)
@@ -378,6 +381,15 @@ where
                 }
                 Outgoing::Publish { msg, variant } => {
                     self.delivered += 1;
+                    if self.ctx.trace.active() {
+                        let e = crate::trace::Event::PublishOut {
+                            topic: &msg.topic,
+                            qos: traced::qos_num(variant.qos),
+                            payload: &msg.payload,
+                            retain: variant.retain,
+                        };
+                        traced::record(&self.ctx, &self.client_id, self.authz.info.peerhost, &e);
+                    }
                     if variant.is_plain_qos0()
                         && let Some(bytes) = msg.cached_qos0(self.version)
                     {

@@ -1,0 +1,121 @@
+//! Keeps this node's recorders in step with the trace definitions: a recorder runs for
+//! every trace inside its window (not stopped, start passed, end not reached); the others'
+//! recorders are dropped (their writer tasks finish the queued lines and end). Woken by every
+//! change of the definitions and once a second (windows open and close with time).
+//!
+//! Also the retention: a trace finished more than `trace.retention` ago is deleted with its
+//! files; a file in the trace directory that belongs to no trace (a restart lost its
+//! in-memory definition) is deleted once it has not changed for that long.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+use super::Traces;
+use super::recorder::Recorder;
+use super::spec::Status;
+use crate::ctx::Ctx;
+
+/// How often windows are checked.
+const TICK: Duration = Duration::from_secs(1);
+/// How often the retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Unix seconds now.
+pub fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The task: syncs until the broker stops.
+pub async fn run(ctx: Arc<Ctx>) {
+    let traces = &ctx.trace;
+    let mut changes = traces.defs.watch();
+    let mut last_retention: Option<tokio::time::Instant> = None;
+    loop {
+        sync_once(traces, now_s());
+        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+            last_retention = Some(tokio::time::Instant::now());
+            retention(traces, now_s()).await;
+        }
+        tokio::select! {
+            _ = ctx.admission.shutdown.cancelled() => break,
+            r = changes.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+    traces.set_running(Vec::new());
+}
+
+/// One pass: the recorders that should run at `now`, reusing those already running.
+pub fn sync_once(traces: &Traces, now: u64) {
+    let running: HashMap<(String, u64), Arc<Recorder>> = traces
+        .running()
+        .iter()
+        .map(|r| ((r.spec.name.clone(), r.spec.created_ms), r.clone()))
+        .collect();
+    let mut next = Vec::new();
+    for spec in traces.defs.list() {
+        if spec.status(now) != Status::Running {
+            continue;
+        }
+        let key = (spec.name.clone(), spec.created_ms);
+        let r = match running.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                info!(trace = %spec.name, "trace recording starts");
+                let path = traces.file(&spec.name);
+                let c = &traces.config;
+                Recorder::start(spec, path, c.max_file_size, c.queue_len)
+            }
+        };
+        next.push(r);
+    }
+    traces.set_running(next);
+}
+
+/// Deletes traces finished more than the retention ago, with their files, and orphan files
+/// unchanged for that long.
+pub async fn retention(traces: &Traces, now: u64) {
+    let keep = traces.config.retention();
+    for spec in traces.defs.list() {
+        let expired = spec
+            .finished_at(now)
+            .is_some_and(|f| now.saturating_sub(f) >= keep.as_secs());
+        if expired {
+            info!(trace = %spec.name, "finished trace deleted after its retention");
+            if let Err(e) = traces.defs.delete(&spec.name).await {
+                warn!(trace = %spec.name, error = %e, "cannot delete a finished trace");
+                continue;
+            }
+            let _ = std::fs::remove_file(traces.file(&spec.name));
+        }
+    }
+    let known: Vec<_> = traces
+        .defs
+        .list()
+        .iter()
+        .map(|s| traces.file(&s.name))
+        .collect();
+    let Ok(dir) = std::fs::read_dir(&traces.dir) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        if known.contains(&path) || path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= keep);
+        if old {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
