@@ -43,4 +43,5 @@ mod replication;
 mod routing;
 mod shared;
 mod takeover;
+mod trace;
 mod wills;
