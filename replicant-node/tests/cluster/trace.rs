@@ -7,13 +7,14 @@
 //! takeover test defines the trace on both nodes and downloads each node's file from it.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use meshmq_shared::codec::{Connect, ProtocolVersion, QoS, ReasonCode};
 use serde_json::{Value, json};
 
 use crate::common::api_client::Api;
 use crate::common::raw::{RawClient, connect_packet};
-use crate::common::{unique, wait_until_async};
+use crate::common::unique;
 use crate::harness::{Cluster, WAIT, fast_timings, serial};
 
 const KEY: &str = "trace-test-api-key-0123456789";
@@ -45,17 +46,18 @@ async fn download(api: &Api, name: &str) -> String {
 
 /// Waits until the download of `name` holds every one of `wanted`; returns it.
 async fn download_with(api: &Api, name: &str, wanted: &[&str]) -> String {
-    let mut last = String::new();
-    let ok = wait_until_async(WAIT, || {
-        let api = api.clone();
-        async move {
-            last = download(&api, name).await;
-            wanted.iter().all(|w| last.contains(w))
+    let end = Instant::now() + WAIT;
+    loop {
+        let last = download(api, name).await;
+        if wanted.iter().all(|w| last.contains(w)) {
+            return last;
         }
-    })
-    .await;
-    assert!(ok, "the trace {name} should hold {wanted:?}: {last}");
-    last
+        assert!(
+            Instant::now() < end,
+            "the trace {name} should hold {wanted:?}: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling with a deadline
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
