@@ -14,9 +14,9 @@ use clap::{Parser, Subcommand};
 use core_node::http::HttpConfig;
 use core_node::http::auth::{ApiKey, SecretArg};
 use core_node::node::{CoreConfig, CoreError, CoreNode, RaftTimings, batcher::GroupCommit};
+use meshmq_shared::config::{LogConfig, LogFormat};
 use meshmq_shared::quic::certs::{self, CertPaths};
 use meshmq_shared::quic::tls::{self, Identity};
-use meshmq_shared::config::{LogConfig, LogFormat};
 use meshmq_shared::startup;
 
 #[derive(Parser, Debug)]

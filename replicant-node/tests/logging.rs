@@ -79,7 +79,9 @@ fn put_level(http: SocketAddr, body: &str) -> u16 {
 /// An address in a `Some(127.0.0.1:1234)` or `127.0.0.1:1234` field.
 fn addr_field(v: &Value) -> SocketAddr {
     let s = v.as_str().expect("address field");
-    let s = s.strip_prefix("Some(").map_or(s, |s| s.trim_end_matches(')'));
+    let s = s
+        .strip_prefix("Some(")
+        .map_or(s, |s| s.trim_end_matches(')'));
     s.parse().unwrap_or_else(|_| panic!("address {s}"))
 }
 
@@ -111,13 +113,20 @@ fn json_lines_and_a_level_changed_at_run_time() {
         let level = v["level"].as_str().expect("level");
         assert!(["INFO", "WARN", "ERROR"].contains(&level), "{v}");
         let ts = v["timestamp"].as_str().expect("timestamp");
-        assert!(ts.ends_with('Z') && ts.len() >= 20 && ts.as_bytes()[10] == b'T', "{ts}");
+        assert!(
+            ts.ends_with('Z') && ts.len() >= 20 && ts.as_bytes()[10] == b'T',
+            "{ts}"
+        );
     }
     let mqtt = addr_field(&started["fields"]["mqtt_addr"]);
     let http = addr_field(&started["fields"]["http_addr"]);
     // At info: a connection's end is not logged.
     connect_and_disconnect(mqtt);
-    assert_eq!(put_level(http, r#"{"level":"loud"}"#), 400, "a bad level is refused");
+    assert_eq!(
+        put_level(http, r#"{"level":"loud"}"#),
+        400,
+        "a bad level is refused"
+    );
     assert_eq!(put_level(http, r#"{"level":"debug"}"#), 200);
     line_where(&rx, &mut seen, |v| v["message"] == "log filter changed");
     assert!(
@@ -126,6 +135,12 @@ fn json_lines_and_a_level_changed_at_run_time() {
     );
     connect_and_disconnect(mqtt);
     let closing = line_where(&rx, &mut seen, |v| v["message"] == "connection closing");
-    assert_eq!((closing["level"].as_str(), closing["node"].as_str()), (Some("DEBUG"), Some("log-node")));
-    assert_eq!(closing["span"]["client_id"], "a", "the connection span's fields: {closing}");
+    assert_eq!(
+        (closing["level"].as_str(), closing["node"].as_str()),
+        (Some("DEBUG"), Some("log-node"))
+    );
+    assert_eq!(
+        closing["span"]["client_id"], "a",
+        "the connection span's fields: {closing}"
+    );
 }

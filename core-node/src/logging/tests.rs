@@ -50,7 +50,11 @@ fn json_lines_parse_with_timestamp_node_level_and_span_fields() {
         tracing::trace!("filtered out");
     });
     let lines = buf.lines();
-    assert_eq!(lines.len(), 1, "one line per event, trace filtered: {lines:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line per event, trace filtered: {lines:?}"
+    );
     let v: Value = serde_json::from_str(&lines[0]).expect("a JSON line");
     assert_eq!(v["level"], "INFO");
     assert_eq!(v["node"], "r1");
@@ -85,7 +89,10 @@ fn filter_text_keeps_dependencies_quiet_unless_named() {
     let t = filter_text("INFO", "openraft=info, replicant_node::peer=debug").expect("ok");
     assert!(t.starts_with("info,"), "{t}");
     assert!(!t.contains("openraft=warn"), "{t}");
-    assert!(t.ends_with(",openraft=info,replicant_node::peer=debug"), "{t}");
+    assert!(
+        t.ends_with(",openraft=info,replicant_node::peer=debug"),
+        "{t}"
+    );
     assert!(matches!(filter_text("loud", ""), Err(LogError::Level(_))));
     assert!(parse_filter(&filter_text("info", "a=[").expect("text")).is_err());
 }

@@ -28,7 +28,6 @@ const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 use super::refuse::{refuse, refuse_undecodable, refuse_with, refused};
 use super::setup::{Setup, connack, validate};
 use super::{Conn, reason_label, traced};
-use crate::trace::Event;
 use crate::authn::{Credentials, Verdict};
 use crate::authz::AuthzClient;
 use crate::cluster;
@@ -38,6 +37,7 @@ use crate::listeners::ConnMeta;
 use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
+use crate::trace::Event;
 use meshmq_shared::auth::acl::ClientInfo;
 
 /// Reads CONNECT and sets the connection up under its listener's rules (`meta`); `None`

@@ -111,7 +111,11 @@ async fn create(
         .iter()
         .find(|s| s.filter == spec.filter && s.status(now) != Status::Stopped)
     {
-        let msg = format!("trace {} already matches the same {}", dup.name, spec.filter.type_label());
+        let msg = format!(
+            "trace {} already matches the same {}",
+            dup.name,
+            spec.filter.type_label()
+        );
         return Err(error(StatusCode::CONFLICT, "DUPLICATE_CONDITION", msg));
     }
     // A file left by an older trace of the same name is not part of this one.
@@ -148,7 +152,10 @@ async fn stop(
 }
 
 fn no_trace(name: &str) -> ApiError {
-    not_found(format!("no trace named {}", name.chars().take(300).collect::<String>()))
+    not_found(format!(
+        "no trace named {}",
+        name.chars().take(300).collect::<String>()
+    ))
 }
 
 /// Deletes one trace and its files.
@@ -207,7 +214,9 @@ fn this_node<'a>(t: &'a Traces, q: &NodeQuery) -> Result<&'a str, ApiError> {
     match q.node.as_deref() {
         None => Ok(&t.node),
         Some(n) if n == &*t.node => Ok(&t.node),
-        Some(_) => Err(not_found("no such node (this node serves only its own file)")),
+        Some(_) => Err(not_found(
+            "no such node (this node serves only its own file)",
+        )),
     }
 }
 
@@ -250,11 +259,8 @@ pub async fn node_section(t: &Traces, name: &str, node: &str) -> Vec<u8> {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let mut out = format!(
-        "# meshmq trace {name} node {node} ({} bytes)\n",
-        file.len()
-    )
-    .into_bytes();
+    let mut out =
+        format!("# meshmq trace {name} node {node} ({} bytes)\n", file.len()).into_bytes();
     out.extend_from_slice(&file);
     out
 }

@@ -224,12 +224,21 @@ mod tests {
             hidden,
             "T node=\"r1\" clientid=\"c\\n1\" peer=10.0.0.1 event=publish_in topic=\"a/b\" qos=1 size=7 retain=false payload=******\n"
         );
-        assert!(e.line("T", "r1", who, PayloadEncode::Text).contains("payload=\"s3cret\\n\""));
-        assert!(e.line("T", "r1", who, PayloadEncode::Hex).ends_with("payload=7333637265740a\n"));
+        assert!(
+            e.line("T", "r1", who, PayloadEncode::Text)
+                .contains("payload=\"s3cret\\n\"")
+        );
+        assert!(
+            e.line("T", "r1", who, PayloadEncode::Hex)
+                .ends_with("payload=7333637265740a\n")
+        );
         let d = Event::Disconnect {
             by: "client",
             reason: Some(0),
         };
-        assert!(d.line("T", "r1", who, PayloadEncode::Hidden).ends_with("event=disconnect by=client reason=0x00\n"));
+        assert!(
+            d.line("T", "r1", who, PayloadEncode::Hidden)
+                .ends_with("event=disconnect by=client reason=0x00\n")
+        );
     }
 }

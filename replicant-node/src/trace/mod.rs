@@ -82,7 +82,10 @@ impl Traces {
         }
         let running = self.running.read().clone();
         let mut stamp = None;
-        for r in running.iter().filter(|r| matches(&r.spec.filter, who, event)) {
+        for r in running
+            .iter()
+            .filter(|r| matches(&r.spec.filter, who, event))
+        {
             let ts = stamp.get_or_insert_with(core_node::logging::rfc3339_now);
             r.push(event.line(ts, &self.node, who, r.spec.payload_encode));
         }

@@ -279,21 +279,44 @@ mod tests {
         assert_eq!(t.status(now), Status::Running);
         assert_eq!(t.status(now + DEFAULT_LENGTH_SECS), Status::Stopped);
         let later = TraceSpec::from_request(
-            req(json!({"name": "t2", "type": "ip_address", "ip_address": "10.0.0.1",
-                "start_at": "2027-01-15T08:00:00Z", "end_at": 1_900_000_000u64})),
+            req(
+                json!({"name": "t2", "type": "ip_address", "ip_address": "10.0.0.1",
+                "start_at": "2027-01-15T08:00:00Z", "end_at": 1_900_000_000u64}),
+            ),
             now,
             1,
         )
         .expect("valid");
         assert_eq!(later.status(now), Status::Waiting);
         for (body, wanted) in [
-            (json!({"name": "a b", "type": "clientid", "clientid": "c"}), "name"),
-            (json!({"name": "t", "type": "user", "clientid": "c"}), "type must be"),
-            (json!({"name": "t", "type": "topic"}), "needs a non-empty `topic`"),
-            (json!({"name": "t", "type": "topic", "topic": "a/#/b"}), "valid topic filter"),
-            (json!({"name": "t", "type": "ip_address", "ip_address": "x"}), "IP address"),
-            (json!({"name": "t", "type": "clientid", "clientid": "c", "end_at": 5}), "passed"),
-            (json!({"name": "t", "type": "clientid", "clientid": "c", "topic": "a"}), "only"),
+            (
+                json!({"name": "a b", "type": "clientid", "clientid": "c"}),
+                "name",
+            ),
+            (
+                json!({"name": "t", "type": "user", "clientid": "c"}),
+                "type must be",
+            ),
+            (
+                json!({"name": "t", "type": "topic"}),
+                "needs a non-empty `topic`",
+            ),
+            (
+                json!({"name": "t", "type": "topic", "topic": "a/#/b"}),
+                "valid topic filter",
+            ),
+            (
+                json!({"name": "t", "type": "ip_address", "ip_address": "x"}),
+                "IP address",
+            ),
+            (
+                json!({"name": "t", "type": "clientid", "clientid": "c", "end_at": 5}),
+                "passed",
+            ),
+            (
+                json!({"name": "t", "type": "clientid", "clientid": "c", "topic": "a"}),
+                "only",
+            ),
         ] {
             let e = TraceSpec::from_request(req(body.clone()), now, 1).expect_err("invalid");
             assert!(e.contains(wanted), "{body}: {e}");

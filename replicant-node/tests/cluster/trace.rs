@@ -32,8 +32,13 @@ fn api(addr: Option<SocketAddr>) -> Api {
 
 async fn create(api: &Api, body: Value) -> (u16, Value) {
     let body = body.to_string();
-    api.call("POST", "/api/v5/trace", Some("application/json"), body.as_bytes())
-        .await
+    api.call(
+        "POST",
+        "/api/v5/trace",
+        Some("application/json"),
+        body.as_bytes(),
+    )
+    .await
 }
 
 async fn download(api: &Api, name: &str) -> String {
@@ -73,7 +78,10 @@ async fn a_client_traced_across_a_takeover_has_its_events_on_both_nodes() {
     for a in [&a1, &a2] {
         let (status, t) = create(a, def.clone()).await;
         assert_eq!(status, 200, "{t}");
-        assert_eq!((t["status"].as_str(), t["clientid"].as_str()), (Some("running"), Some(id.as_str())));
+        assert_eq!(
+            (t["status"].as_str(), t["clientid"].as_str()),
+            (Some("running"), Some(id.as_str()))
+        );
     }
     let topic = format!("tr/{id}");
     let (mut old, ack) = RawClient::connect_with(r1.mqtt_addr(), persistent(&id)).await;
@@ -83,9 +91,11 @@ async fn a_client_traced_across_a_takeover_has_its_events_on_both_nodes() {
     assert_eq!(old.recv_publish().await.topic, topic, "its own message");
     let (_new, ack) = RawClient::connect_with(r2.mqtt_addr(), persistent(&id)).await;
     assert!(ack.session_present, "the session came along");
-    old.expect_closed_with(&[ReasonCode::SessionTakenOver]).await;
+    old.expect_closed_with(&[ReasonCode::SessionTakenOver])
+        .await;
     let sub = format!("event=subscribe filter={topic:?} qos=1");
-    let pub_in = format!("event=publish_in topic={topic:?} qos=1 size=5 retain=false payload=\"hello\"");
+    let pub_in =
+        format!("event=publish_in topic={topic:?} qos=1 size=5 retain=false payload=\"hello\"");
     let pub_out = format!("event=publish_out topic={topic:?} qos=1 size=5");
     let on_r1 = download_with(
         &a1,
@@ -113,11 +123,16 @@ async fn a_client_traced_across_a_takeover_has_its_events_on_both_nodes() {
     .await;
     for (node, text) in [("r1", &on_r1), ("r2", &on_r2)] {
         for line in text.lines().skip(1) {
-            assert!(line.contains(&format!("node=\"{node}\" clientid=\"{id}\"")), "{line}");
+            assert!(
+                line.contains(&format!("node=\"{node}\" clientid=\"{id}\"")),
+                "{line}"
+            );
         }
     }
     // Each node serves only its own file until the fan-out lands.
-    let (status, _) = a1.raw("GET", "/api/v5/trace/move/download?node=r2", None, b"").await;
+    let (status, _) = a1
+        .raw("GET", "/api/v5/trace/move/download?node=r2", None, b"")
+        .await;
     assert_eq!(status, 404);
     r1.shutdown().await;
     r2.shutdown().await;
@@ -137,12 +152,19 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
     let a = api(r1.http_addr());
     // Auth, media type and bad input.
     let anon = a.with_key(None);
-    for (m, p) in [("GET", "/api/v5/trace"), ("DELETE", "/api/v5/trace"), ("PUT", "/api/v5/trace/x/stop"),
-        ("GET", "/api/v5/trace/x/download"), ("GET", "/api/v5/log/level")] {
+    for (m, p) in [
+        ("GET", "/api/v5/trace"),
+        ("DELETE", "/api/v5/trace"),
+        ("PUT", "/api/v5/trace/x/stop"),
+        ("GET", "/api/v5/trace/x/download"),
+        ("GET", "/api/v5/log/level"),
+    ] {
         let (status, _) = anon.raw(m, p, None, b"").await;
         assert_eq!(status, 401, "{m} {p}");
     }
-    let (status, _) = a.raw("POST", "/api/v5/trace", Some("text/plain"), b"{}").await;
+    let (status, _) = a
+        .raw("POST", "/api/v5/trace", Some("text/plain"), b"{}")
+        .await;
     assert_eq!(status, 415);
     for body in [
         json!({"name": "bad name", "type": "clientid", "clientid": "c"}),
@@ -152,57 +174,133 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
         json!({"name": "t", "type": "clientid"}),
     ] {
         let (status, answer) = create(&a, body.clone()).await;
-        assert_eq!((status, answer["code"].as_str()), (400, Some("BAD_REQUEST")), "{body}: {answer}");
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("BAD_REQUEST")),
+            "{body}: {answer}"
+        );
         assert!(!answer["message"].as_str().unwrap_or("").is_empty());
     }
     let (status, answer) = a
-        .call("PUT", "/api/v5/log/level", Some("application/json"), br#"{"level":"loud"}"#)
+        .call(
+            "PUT",
+            "/api/v5/log/level",
+            Some("application/json"),
+            br#"{"level":"loud"}"#,
+        )
         .await;
     // The in-process broker has no logger of its own: 503; a real node parses first (400).
     assert!(status == 400 || status == 503, "{status} {answer}");
     // By topic: only publishes and subscriptions matching the filter.
     let base = unique("tt");
-    let (status, t) = create(&a, json!({"name": "by_topic", "type": "topic", "topic": format!("{base}/+")})).await;
+    let (status, t) = create(
+        &a,
+        json!({"name": "by_topic", "type": "topic", "topic": format!("{base}/+")}),
+    )
+    .await;
     assert_eq!(status, 200, "{t}");
-    let (status, t) = create(&a, json!({"name": "by_ip", "type": "ip_address", "ip_address": "127.0.0.1"})).await;
+    let (status, t) = create(
+        &a,
+        json!({"name": "by_ip", "type": "ip_address", "ip_address": "127.0.0.1"}),
+    )
+    .await;
     assert_eq!(status, 200, "{t}");
-    let (status, t) = create(&a, json!({"name": "later", "type": "clientid", "clientid": "nobody",
-        "start_at": 4_000_000_000u64, "end_at": 4_000_000_600u64})).await;
-    assert_eq!((status, t["status"].as_str()), (200, Some("waiting")), "{t}");
-    let (status, t) = create(&a, json!({"name": "fourth", "type": "clientid", "clientid": "c4"})).await;
+    let (status, t) = create(
+        &a,
+        json!({"name": "later", "type": "clientid", "clientid": "nobody",
+        "start_at": 4_000_000_000u64, "end_at": 4_000_000_600u64}),
+    )
+    .await;
+    assert_eq!(
+        (status, t["status"].as_str()),
+        (200, Some("waiting")),
+        "{t}"
+    );
+    let (status, t) = create(
+        &a,
+        json!({"name": "fourth", "type": "clientid", "clientid": "c4"}),
+    )
+    .await;
     assert_eq!(status, 400, "over trace.max_traces: {t}");
-    let (status, t) = create(&a, json!({"name": "by_topic", "type": "clientid", "clientid": "c5"})).await;
-    assert_eq!((status, t["code"].as_str()), (409, Some("ALREADY_EXISTS")), "{t}");
+    let (status, t) = create(
+        &a,
+        json!({"name": "by_topic", "type": "clientid", "clientid": "c5"}),
+    )
+    .await;
+    assert_eq!(
+        (status, t["code"].as_str()),
+        (409, Some("ALREADY_EXISTS")),
+        "{t}"
+    );
     let id = unique("tc");
     let mut c = RawClient::connect(r1.mqtt_addr(), ProtocolVersion::V5, &id).await;
     c.subscribe(&format!("{base}/in"), QoS::AtMostOnce).await;
-    c.publish(&format!("{base}/in"), "x", QoS::AtLeastOnce, false).await;
-    c.publish("elsewhere/out", "y", QoS::AtLeastOnce, false).await;
-    let by_topic = download_with(&a, "by_topic", &["event=subscribe", "event=publish_in", "event=publish_out", "payload=******"]).await;
-    assert!(!by_topic.contains("elsewhere/out") && !by_topic.contains("event=connect"), "{by_topic}");
+    c.publish(&format!("{base}/in"), "x", QoS::AtLeastOnce, false)
+        .await;
+    c.publish("elsewhere/out", "y", QoS::AtLeastOnce, false)
+        .await;
+    let by_topic = download_with(
+        &a,
+        "by_topic",
+        &[
+            "event=subscribe",
+            "event=publish_in",
+            "event=publish_out",
+            "payload=******",
+        ],
+    )
+    .await;
+    assert!(
+        !by_topic.contains("elsewhere/out") && !by_topic.contains("event=connect"),
+        "{by_topic}"
+    );
     let by_ip = download_with(&a, "by_ip", &["event=connect", "\"elsewhere/out\""]).await;
     assert!(by_ip.contains(&format!("clientid=\"{id}\"")), "{by_ip}");
     // List with status and this node's log size; stop; delete.
     let (status, list) = a.call("GET", "/api/v5/trace", None, b"").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = list.as_array().expect("array").iter().filter_map(|t| t["name"].as_str()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
     assert_eq!(names, ["by_ip", "by_topic", "later"]);
-    assert!(list[1]["log_size"]["r1"].as_u64().is_some_and(|n| n > 0), "{list}");
+    assert!(
+        list[1]["log_size"]["r1"].as_u64().is_some_and(|n| n > 0),
+        "{list}"
+    );
     let (status, t) = a.call("PUT", "/api/v5/trace/by_ip/stop", None, b"").await;
-    assert_eq!((status, t["status"].as_str()), (200, Some("stopped")), "{t}");
+    assert_eq!(
+        (status, t["status"].as_str()),
+        (200, Some("stopped")),
+        "{t}"
+    );
     // Stopping drops the recorder before answering: a publish acknowledged afterwards is
     // not recorded (its line would have been queued before the PUBACK).
-    c.publish("elsewhere/after-stop", "z", QoS::AtLeastOnce, false).await;
+    c.publish("elsewhere/after-stop", "z", QoS::AtLeastOnce, false)
+        .await;
     let after = download(&a, "by_ip").await;
-    assert!(!after.contains("after-stop") && after.contains("elsewhere/out"), "{after}");
+    assert!(
+        !after.contains("after-stop") && after.contains("elsewhere/out"),
+        "{after}"
+    );
     let (status, _) = a.raw("DELETE", "/api/v5/trace/by_topic", None, b"").await;
     assert_eq!(status, 204);
     let (status, _) = a.raw("DELETE", "/api/v5/trace/by_topic", None, b"").await;
     assert_eq!(status, 404);
-    let (status, _) = a.raw("GET", "/api/v5/trace/by_topic/download", None, b"").await;
+    let (status, _) = a
+        .raw("GET", "/api/v5/trace/by_topic/download", None, b"")
+        .await;
     assert_eq!(status, 404);
-    let (status, view) = a.call("GET", "/api/v5/trace/by_ip/log?bytes=10", None, b"").await;
-    assert_eq!((status, view["meta"]["bytes"].as_u64()), (200, Some(10)), "{view}");
+    let (status, view) = a
+        .call("GET", "/api/v5/trace/by_ip/log?bytes=10", None, b"")
+        .await;
+    assert_eq!(
+        (status, view["meta"]["bytes"].as_u64()),
+        (200, Some(10)),
+        "{view}"
+    );
     let (status, _) = a.raw("DELETE", "/api/v5/trace", None, b"").await;
     assert_eq!(status, 204);
     let (_, list) = a.call("GET", "/api/v5/trace", None, b"").await;
