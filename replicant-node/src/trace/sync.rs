@@ -119,3 +119,72 @@ pub async fn retention(traces: &Traces, now: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use meshmq_shared::config::TraceConfig;
+
+    use super::*;
+    use crate::trace::spec::{PayloadEncode, TraceFilter, TraceSpec};
+    use crate::trace::{Event, Subject};
+
+    fn spec(name: &str, start_at: u64, end_at: u64) -> TraceSpec {
+        TraceSpec {
+            name: name.into(),
+            filter: TraceFilter::Clientid("c1".into()),
+            start_at,
+            end_at,
+            payload_encode: PayloadEncode::Hidden,
+            stopped_at: None,
+            created_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn recorders_follow_windows_and_finished_traces_expire() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Traces::new("n@1", dir.path().join("trace"), TraceConfig::default());
+        let now = now_s();
+        t.defs.put(spec("now", now - 5, now + 100)).await.expect("put");
+        t.defs.put(spec("later", now + 50, now + 100)).await.expect("put");
+        sync_once(&t, now);
+        assert!(t.active());
+        assert_eq!(t.running().len(), 1, "only the trace in its window");
+        let who = Subject {
+            client_id: "c1",
+            ip: "127.0.0.1".parse().expect("ip"),
+        };
+        t.record(who, &Event::Unsubscribe { filter: "a/b" });
+        let other = Subject {
+            client_id: "c2",
+            ..who
+        };
+        t.record(other, &Event::Unsubscribe { filter: "x" });
+        let file = t.file("now");
+        assert!(file.ends_with("now-n-1.log"), "{}", file.display());
+        let end = Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if !text.is_empty() || Instant::now() > end {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(10)); // polling a file, bounded
+        };
+        assert!(text.ends_with("clientid=\"c1\" peer=127.0.0.1 event=unsubscribe filter=\"a/b\"\n"), "{text}");
+        assert_eq!(text.lines().count(), 1, "c2 is not traced: {text}");
+        // At the later trace's start both run; past their end none.
+        sync_once(&t, now + 60);
+        assert_eq!(t.running().len(), 2);
+        sync_once(&t, now + 100);
+        assert!(!t.active());
+        // Kept for the retention after the end, then deleted with the file.
+        let keep = t.config.retention().as_secs();
+        retention(&t, now + 100 + keep - 1).await;
+        assert_eq!(t.defs.list().len(), 2);
+        retention(&t, now + 100 + keep).await;
+        assert!(t.defs.list().is_empty());
+        assert!(!file.exists());
+    }
+}

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use meshmq_shared::codec::{Connect, ProtocolVersion, QoS, ReasonCode};
 use serde_json::{Value, json};
 
+use replicant_node::ctl::{Ctl, CtlCommand, Trace};
+
 use crate::common::api_client::Api;
 use crate::common::raw::{RawClient, connect_packet};
 use crate::common::unique;
@@ -256,6 +258,20 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
     );
     let by_ip = download_with(&a, "by_ip", &["event=connect", "\"elsewhere/out\""]).await;
     assert!(by_ip.contains(&format!("clientid=\"{id}\"")), "{by_ip}");
+    // The same through `replicant-node ctl trace`.
+    let ctl = |command| Ctl {
+        api: r1.http_addr().expect("http"),
+        api_key: Some(KEY.into()),
+        command: CtlCommand::Trace(command),
+    };
+    let listed = replicant_node::ctl::run(ctl(Trace::List)).await.expect("ctl trace list");
+    assert!(listed.contains("\"by_ip\"") && listed.contains("\"running\""), "{listed}");
+    let printed = replicant_node::ctl::run(ctl(Trace::Download { name: "by_ip".into() }))
+        .await
+        .expect("ctl trace download");
+    assert!(printed.contains("event=connect"), "{printed}");
+    let missing = replicant_node::ctl::run(ctl(Trace::Stop { name: "nope".into() })).await;
+    assert!(missing.is_err_and(|e| e.to_string().contains("404")));
     // List with status and this node's log size; stop; delete.
     let (status, list) = a.call("GET", "/api/v5/trace", None, b"").await;
     assert_eq!(status, 200);
