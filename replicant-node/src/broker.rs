@@ -147,6 +147,7 @@ impl BrokerBuilder {
                 peers,
                 handovers: crate::handover::Handovers::default(),
                 shared_picker: crate::shared_pick::SharedPicker::default(),
+                fanout: crate::fanout::Fanout::default(),
             },
             local: LocalState {
                 router: Router::new(config.mqtt.shared_subscription_strategy),
@@ -194,17 +195,17 @@ impl BrokerBuilder {
             tasks.spawn(crate::listeners::accept::run(ctx.clone(), listener, socket));
         }
         crate::listeners::reload::spawn(&listeners, &ctx.admission.shutdown, &mut tasks);
+        // The API router serves the HTTP listener and calls from peers (the fan-out), so it
+        // exists even without a listener.
+        let api = crate::http::routes::api(&ctx);
+        ctx.cluster.fanout.set_router(api.clone());
+        if let Some(peers) = &ctx.cluster.peers {
+            peers.set_api_handler(crate::fanout::peer_handler(Arc::downgrade(&ctx)));
+        }
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
                 .with_core_link(Arc::new(ctx.tables.core.link().clone()));
             let token = ctx.admission.shutdown.clone();
-            let api = crate::evacuation::api::routes(ctx.clone())
-                .merge(crate::authn::api::routes(ctx.clone()))
-                .merge(crate::banned::api::routes(ctx.clone()))
-                .merge(crate::authz::api::routes(ctx.clone()))
-                .merge(crate::listeners::api::routes(ctx.clone()))
-                .merge(http::log_level::routes(ctx.clone()))
-                .merge(crate::trace::api::routes(ctx.clone()));
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
                     warn!(error = %e, "HTTP listener stopped");

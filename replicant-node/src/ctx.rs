@@ -78,6 +78,8 @@ pub struct ClusterState {
     pub handovers: Handovers,
     /// Cluster-wide shared-subscription picks (strategy state).
     pub shared_picker: SharedPicker,
+    /// REST calls to every node (`crate::fanout`).
+    pub fanout: crate::fanout::Fanout,
 }
 
 /// What this node holds for its own clients.

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod log_level;
 mod recorder;
+pub mod routes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -64,7 +64,7 @@ pub fn unavailable(message: impl Into<String>) -> ApiError {
     )
 }
 
-/// The operator check. With `listeners.api_key` set: the `Authorization: Bearer` token
+/// The operator check. A call made by the cluster fan-out (`crate::fanout`) passes. With `listeners.api_key` set: the `Authorization: Bearer` token
 /// (401 otherwise). Without a key the HTTP listener is on loopback (start-up refuses
 /// otherwise), where a web page the operator visits could still reach it through the
 /// browser (CSRF, or DNS rebinding: a name of the attacker's that resolves to 127.0.0.1),
@@ -74,6 +74,10 @@ pub fn unavailable(message: impl Into<String>) -> ApiError {
 /// key, a browser cannot send `Authorization` cross-origin without a CORS preflight, which
 /// this API never grants.
 pub fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
+    // A call the fan-out made in this process, for an operator another node checked.
+    if ctx.cluster.fanout.is_internal(headers) {
+        return Ok(());
+    }
     let Some(key) = ctx.config.listeners.api_key.as_deref() else {
         return browser_check(headers);
     };

@@ -69,7 +69,7 @@ impl Dialer {
     }
 
     /// The endpoint to dial `target` from.
-    fn endpoint_for(&self, target: SocketAddr) -> Result<quinn::Endpoint, String> {
+    pub(super) fn endpoint_for(&self, target: SocketAddr) -> Result<quinn::Endpoint, String> {
         let bound = self.bound.lock().clone().ok_or("peer endpoint closed")?;
         let same_family = self.bound_addr.is_ipv6() == target.is_ipv6();
         if same_family && (!self.bound_addr.ip().is_loopback() || target.ip().is_loopback()) {

@@ -22,6 +22,7 @@
 //! panic on what a peer sends, never forward a received message again and never interpret a
 //! message (the [`Deliver`] callback does).
 
+mod api_call;
 mod barrier;
 mod link;
 mod queue;
@@ -40,6 +41,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use api_call::{ApiCallError, ApiFuture, ApiHandler, MAX_CALL, MAX_REPLY};
 use barrier::Barriers;
 pub use barrier::{ANSWER_WITHIN, BarrierReport};
 use link::{Dialer, Link};
@@ -295,6 +297,8 @@ struct Shared {
     shutdown: CancellationToken,
     /// Where link tasks are spawned (so `forward` works from any thread without panicking).
     runtime: Handle,
+    /// Serves REST API calls from peers once the broker installed its handler.
+    api: Arc<api_call::Inbound>,
 }
 
 impl Peers {
@@ -318,6 +322,7 @@ impl Peers {
         let server = Arc::new(ServerCounters::default());
         let links = Links::default();
         let barriers = Arc::new(Barriers::new(cfg.applied, links.clone()));
+        let api = Arc::new(api_call::Inbound::default());
         let shared = Arc::new(Shared {
             hello: PeerHello {
                 node: cfg.node,
@@ -333,8 +338,9 @@ impl Peers {
             server: server.clone(),
             shutdown: shutdown.clone(),
             runtime: runtime.clone(),
+            api: api.clone(),
         });
-        let ctx = server::ServerCtx::new(deliver, cfg.on_session, server, barriers, shutdown);
+        let ctx = server::ServerCtx::new(deliver, cfg.on_session, server, barriers, shutdown, api);
         runtime.spawn(server::accept_loop(ep, dialer, ctx));
         Ok(Peers { shared })
     }
@@ -342,6 +348,23 @@ impl Peers {
     /// The address the peer endpoint is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// Installs what serves REST API calls from peers (the broker's API router); calls that
+    /// come before it answer 503. The first handler installed stays.
+    pub fn set_api_handler(&self, handler: ApiHandler) {
+        self.shared.api.set(handler);
+    }
+
+    /// Calls the REST API of the node whose peer endpoint is at `addr` (see `api_call`),
+    /// on a connection of its own, within `timeout`.
+    pub async fn api_call(
+        &self,
+        addr: SocketAddr,
+        call: &meshmq_proto::peer::ApiCall,
+        timeout: std::time::Duration,
+    ) -> Result<meshmq_proto::peer::ApiReply, ApiCallError> {
+        api_call::call(&self.shared.dialer, addr, call, timeout).await
     }
 
     /// Non-blocking. Queues `msg` for `node` at `addr` ("host:port"), creating that node's

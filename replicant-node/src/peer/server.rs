@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
+use super::api_call::{self, Inbound};
 use super::barrier::{Barriers, StreamBarriers};
 use super::link::Dialer;
 use super::{Deliver, OnSession};
@@ -75,6 +76,8 @@ pub(super) struct ServerCtx {
     shutdown: CancellationToken,
     /// Caps concurrent connections.
     connections: Arc<Semaphore>,
+    /// Serves REST API calls from peers (bidirectional streams).
+    api: Arc<Inbound>,
 }
 
 impl ServerCtx {
@@ -85,6 +88,7 @@ impl ServerCtx {
         counters: Arc<ServerCounters>,
         barriers: Arc<Barriers>,
         shutdown: CancellationToken,
+        api: Arc<Inbound>,
     ) -> Arc<Self> {
         Arc::new(Self {
             deliver,
@@ -93,6 +97,7 @@ impl ServerCtx {
             barriers,
             shutdown,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            api,
         })
     }
 
@@ -150,11 +155,15 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
         let stream = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return,
-            s = conn.accept_uni() => s,
+            s = conn.accept_uni() => s.map(Stream::Uni),
+            s = conn.accept_bi() => s.map(Stream::Bi),
         };
         match stream {
-            Ok(recv) => {
+            Ok(Stream::Uni(recv)) => {
                 tokio::spawn(read_stream(ctx.clone(), recv, remote));
+            }
+            Ok(Stream::Bi((send, recv))) => {
+                tokio::spawn(api_call::serve(ctx.api.clone(), send, recv, remote));
             }
             Err(e) => {
                 debug!(%remote, error = %e, "peer connection ended");
@@ -162,6 +171,14 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
             }
         }
     }
+}
+
+/// A stream a peer opened: forwarding (unidirectional) or an API call (bidirectional).
+enum Stream {
+    /// Hello, then batches.
+    Uni(quinn::RecvStream),
+    /// One `ApiCall`, answered with one `ApiReply`.
+    Bi((quinn::SendStream, quinn::RecvStream)),
 }
 
 /// Reads the hello, then batches until the stream ends, breaks or is malformed.

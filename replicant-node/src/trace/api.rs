@@ -12,30 +12,34 @@
 //! - `DELETE /api/v5/trace/{name}`: 204 (its files deleted); 404. `DELETE /api/v5/trace`:
 //!   every trace, 204.
 //! - `GET /api/v5/trace/{name}/download[?node=N]`: the trace's file of each node, one after
-//!   the other as text, each after a line `# meshmq trace <name> node <node> (<n> bytes)`;
-//!   404 for an unknown trace or node.
+//!   the other as text, each after a line `# meshmq trace <name> node <node> (<n> bytes)`
+//!   (or a line saying why a node has none); 404 when no node has the trace; 503 when the
+//!   one node asked for does not answer.
 //! - `GET /api/v5/trace/{name}/log?node=N&position=P&bytes=B`: `{"items": text, "meta":
 //!   {"position": next, "bytes": n}}`, up to `B` bytes (default 1 MiB, at most 16 MiB) of
 //!   the node's file from `P` (EMQX's streaming view).
 //!
 //! Every route needs the API key when one is set ([`authorize`] first); bodies are bounded.
-//! Definitions are kept by [`super::defs`]; only this node's file is served here (a node
-//! other than this one is 404 until the cluster fan-out serves it).
+//! Definitions are kept by [`super::defs`]. Asked by an operator, a change is repeated on
+//! every other replicant and the answer names the nodes that did not take it
+//! (`failed_nodes`); the list carries every node's file size; a download without `node`
+//! gathers every node's file, with `node` it is that node's (forwarded). Asked by another
+//! node (the fan-out), a route answers for this node only ([`super::cluster`]).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Traces;
 use super::spec::{CreateRequest, Status, TraceSpec};
 use super::sync::{now_s, sync_once};
+use super::{Traces, cluster};
 use crate::ctx::Ctx;
 use crate::http::api::{
     ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
@@ -74,9 +78,20 @@ async fn view(t: &Traces, spec: &TraceSpec, now: u64) -> Value {
 async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     let now = now_s();
+    let mut sizes = if ctx.cluster.fanout.is_internal(&headers) {
+        Default::default()
+    } else {
+        cluster::log_sizes(&ctx).await
+    };
     let mut out = Vec::new();
     for spec in ctx.trace.defs.list() {
-        out.push(view(&ctx.trace, &spec, now).await);
+        let mut v = view(&ctx.trace, &spec, now).await;
+        if let (Some(mine), Some(theirs)) =
+            (v["log_size"].as_object_mut(), sizes.remove(&spec.name))
+        {
+            mine.extend(theirs);
+        }
+        out.push(v);
     }
     Ok(Json(Value::Array(out)).into_response())
 }
@@ -125,7 +140,26 @@ async fn create(
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     sync_once(t, now);
-    Ok(Json(view(t, &spec, now).await).into_response())
+    let mut v = view(t, &spec, now).await;
+    if !ctx.cluster.fanout.is_internal(&headers) {
+        let mut same = json!({
+            "name": spec.name, "type": spec.filter.type_label(),
+            "start_at": spec.start_at, "end_at": spec.end_at,
+            "payload_encode": spec.payload_encode,
+        });
+        same[spec.filter.type_label()] = Value::String(spec.filter.value());
+        let body = Bytes::from(same.to_string());
+        let failed = cluster::repeat(&ctx, Method::POST, "/api/v5/trace", body, None).await;
+        with_failed(&mut v, failed);
+    }
+    Ok(Json(v).into_response())
+}
+
+/// Names the nodes that did not take a change, when there are any.
+fn with_failed(v: &mut Value, failed: Vec<String>) {
+    if !failed.is_empty() {
+        v["failed_nodes"] = json!(failed);
+    }
 }
 
 /// Stops a trace (its files are kept until deleted or the retention passes).
@@ -148,7 +182,14 @@ async fn stop(
             .map_err(|e| unavailable(e.to_string()))?;
         sync_once(t, now);
     }
-    Ok(Json(view(t, &spec, now).await).into_response())
+    let mut v = view(t, &spec, now).await;
+    if !ctx.cluster.fanout.is_internal(&headers) {
+        let path = format!("/api/v5/trace/{name}/stop");
+        let tolerated = Some(StatusCode::NOT_FOUND);
+        let failed = cluster::repeat(&ctx, Method::PUT, &path, Bytes::new(), tolerated).await;
+        with_failed(&mut v, failed);
+    }
+    Ok(Json(v).into_response())
 }
 
 fn no_trace(name: &str) -> ApiError {
@@ -178,6 +219,11 @@ async fn remove(
     }
     sync_once(t, now_s());
     let _ = std::fs::remove_file(t.file(&name));
+    if !ctx.cluster.fanout.is_internal(&headers) {
+        let path = format!("/api/v5/trace/{name}");
+        let tolerated = Some(StatusCode::NOT_FOUND);
+        cluster::repeat(&ctx, Method::DELETE, &path, Bytes::new(), tolerated).await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -195,6 +241,10 @@ async fn clear(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Respon
         let _ = std::fs::remove_file(t.file(&spec.name));
     }
     sync_once(t, now_s());
+    if !ctx.cluster.fanout.is_internal(&headers) {
+        let path = "/api/v5/trace";
+        cluster::repeat(&ctx, Method::DELETE, path, Bytes::new(), None).await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -209,14 +259,44 @@ struct NodeQuery {
     bytes: Option<u64>,
 }
 
-/// The node asked for, when it is this one (404 otherwise).
-fn this_node<'a>(t: &'a Traces, q: &NodeQuery) -> Result<&'a str, ApiError> {
+/// Where a node-local read is served.
+enum Target {
+    /// This node.
+    Here,
+    /// Every node (a download without `node`, asked of this node by an operator).
+    All,
+    /// Another node, for an operator of this one: forwarded.
+    There(String),
+}
+
+/// The node asked for: this one, every one, or another (forwarded, except for a call that
+/// another node made: 404 then, so that calls never bounce).
+fn target(ctx: &Ctx, headers: &HeaderMap, q: &NodeQuery, all: bool) -> Result<Target, ApiError> {
+    let internal = ctx.cluster.fanout.is_internal(headers);
     match q.node.as_deref() {
-        None => Ok(&t.node),
-        Some(n) if n == &*t.node => Ok(&t.node),
-        Some(_) => Err(not_found(
-            "no such node (this node serves only its own file)",
-        )),
+        None if all && !internal => Ok(Target::All),
+        None => Ok(Target::Here),
+        Some(n) if n == ctx.node() => Ok(Target::Here),
+        Some(_) if internal => Err(not_found("this node serves only its own file")),
+        Some(n) => Ok(Target::There(n.to_owned())),
+    }
+}
+
+/// Another node's answer to `path`, as it gave it (503 when it gave none).
+async fn forwarded(ctx: &Arc<Ctx>, node: &str, path: &str) -> Result<Response, ApiError> {
+    match cluster::forward(ctx, node, path).await {
+        Some(r) => {
+            let ct = if r.status.is_success() && path.contains("/download") {
+                "text/plain; charset=utf-8"
+            } else {
+                "application/json"
+            };
+            Ok((r.status, [(header::CONTENT_TYPE, ct)], r.body).into_response())
+        }
+        None => Err(unavailable(format!(
+            "node {} did not answer",
+            node.chars().take(300).collect::<String>()
+        ))),
     }
 }
 
@@ -235,9 +315,19 @@ async fn download(
         return Err(bad_request("invalid query string"));
     };
     let t = &ctx.trace;
-    t.defs.get(&name).ok_or_else(|| no_trace(&name))?;
-    let node = this_node(t, &q)?;
-    let body = node_section(t, &name, node).await;
+    let body = match target(&ctx, &headers, &q, true)? {
+        Target::Here => {
+            t.defs.get(&name).ok_or_else(|| no_trace(&name))?;
+            node_section(t, &name, &t.node).await
+        }
+        Target::All => cluster::download_all(&ctx, &name)
+            .await
+            .ok_or_else(|| no_trace(&name))?,
+        Target::There(node) => {
+            let path = format!("/api/v5/trace/{name}/download?node={node}");
+            return forwarded(&ctx, &node, &path).await;
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
@@ -280,8 +370,12 @@ async fn log_view(
         return Err(bad_request("invalid query string"));
     };
     let t = &ctx.trace;
+    if let Target::There(node) = target(&ctx, &headers, &q, false)? {
+        let (p, b) = (q.position.unwrap_or(0), q.bytes.unwrap_or(LOG_BYTES.0));
+        let path = format!("/api/v5/trace/{name}/log?node={node}&position={p}&bytes={b}");
+        return forwarded(&ctx, &node, &path).await;
+    }
     t.defs.get(&name).ok_or_else(|| no_trace(&name))?;
-    this_node(t, &q)?;
     let want = q.bytes.unwrap_or(LOG_BYTES.0);
     if want == 0 || want > LOG_BYTES.1 {
         return Err(bad_request(format!("bytes must be in 1..={}", LOG_BYTES.1)));

@@ -7,12 +7,14 @@
 //!   matches an [`Event`] and queues its line to each matching recorder.
 //! - [`spec`]: what a trace is; [`defs`]: where definitions are kept; [`recorder`]: the
 //!   file writer; [`sync`]: starts and stops recorders as definitions and windows change,
-//!   and deletes finished traces after `trace.retention`; [`api`]: the REST routes.
+//!   and deletes finished traces after `trace.retention`; [`api`]: the REST routes, with
+//!   [`cluster`] repeating changes on the other replicants and gathering their files.
 //!
 //! Recording never blocks a connection: lines go through a bounded queue and are dropped
 //! (counted) when it is full. Payloads are written only when the trace asks for them.
 
 pub mod api;
+mod cluster;
 pub mod defs;
 mod event;
 pub mod recorder;

@@ -147,8 +147,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Traces::new("n@1", dir.path().join("trace"), TraceConfig::default());
         let now = now_s();
-        t.defs.put(spec("now", now - 5, now + 100)).await.expect("put");
-        t.defs.put(spec("later", now + 50, now + 100)).await.expect("put");
+        t.defs
+            .put(spec("now", now - 5, now + 100))
+            .await
+            .expect("put");
+        t.defs
+            .put(spec("later", now + 50, now + 100))
+            .await
+            .expect("put");
         sync_once(&t, now);
         assert!(t.active());
         assert_eq!(t.running().len(), 1, "only the trace in its window");
@@ -172,7 +178,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10)); // polling a file, bounded
         };
-        assert!(text.ends_with("clientid=\"c1\" peer=127.0.0.1 event=unsubscribe filter=\"a/b\"\n"), "{text}");
+        assert!(
+            text.ends_with("clientid=\"c1\" peer=127.0.0.1 event=unsubscribe filter=\"a/b\"\n"),
+            "{text}"
+        );
         assert_eq!(text.lines().count(), 1, "c2 is not traced: {text}");
         // At the later trace's start both run; past their end none.
         sync_once(&t, now + 60);

@@ -36,6 +36,7 @@ mod harness;
 mod health;
 mod leader_crash;
 mod lease;
+mod nodes_api;
 mod projection;
 mod rebalance;
 mod reconnect;

@@ -3,8 +3,8 @@
 //! takeover, the disconnect with its reason); traces by topic and by IP address record only
 //! what they match; stop, delete, list, the count bound, auth and bad input answer as EMQX.
 //!
-//! Definitions are per node until they move into the cluster's `settings` table, so the
-//! takeover test defines the trace on both nodes and downloads each node's file from it.
+//! The trace is created through r1 only (r1 repeats it on r2 through the fan-out) and
+//! downloaded through r1 with both nodes' files.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -77,14 +77,19 @@ async fn a_client_traced_across_a_takeover_has_its_events_on_both_nodes() {
     let (a1, a2) = (api(r1.http_addr()), api(r2.http_addr()));
     let id = unique("traced");
     let def = json!({"name": "move", "type": "clientid", "clientid": id, "payload_encode": "text"});
-    for a in [&a1, &a2] {
-        let (status, t) = create(a, def.clone()).await;
-        assert_eq!(status, 200, "{t}");
-        assert_eq!(
-            (t["status"].as_str(), t["clientid"].as_str()),
-            (Some("running"), Some(id.as_str()))
-        );
-    }
+    let (status, t) = create(&a1, def).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(
+        (t["status"].as_str(), t["clientid"].as_str()),
+        (Some("running"), Some(id.as_str()))
+    );
+    assert!(t.get("failed_nodes").is_none(), "r2 took it: {t}");
+    let (status, on_r2) = a2.call("GET", "/api/v5/trace", None, b"").await;
+    assert_eq!(
+        (status, on_r2[0]["name"].as_str()),
+        (200, Some("move")),
+        "{on_r2}"
+    );
     let topic = format!("tr/{id}");
     let (mut old, ack) = RawClient::connect_with(r1.mqtt_addr(), persistent(&id)).await;
     assert!(!ack.session_present);
@@ -99,7 +104,8 @@ async fn a_client_traced_across_a_takeover_has_its_events_on_both_nodes() {
     let pub_in =
         format!("event=publish_in topic={topic:?} qos=1 size=5 retain=false payload=\"hello\"");
     let pub_out = format!("event=publish_out topic={topic:?} qos=1 size=5");
-    let on_r1 = download_with(
+    // One download through r1: r1's file, then r2's.
+    let both = download_with(
         &a1,
         "move",
         &[
@@ -110,32 +116,46 @@ async fn a_client_traced_across_a_takeover_has_its_events_on_both_nodes() {
             &pub_in,
             &pub_out,
             "event=disconnect by=taken_over reason=0x8e",
-        ],
-    )
-    .await;
-    let on_r2 = download_with(
-        &a2,
-        "move",
-        &[
             "# meshmq trace move node r2",
             "event=session_takeover from=\"r1\"",
             "event=connack reason=0x00 session_present=true",
         ],
     )
     .await;
-    for (node, text) in [("r1", &on_r1), ("r2", &on_r2)] {
-        for line in text.lines().skip(1) {
+    let (on_r1, on_r2) = both
+        .split_once("# meshmq trace move node r2")
+        .expect("r2's section after r1's");
+    assert!(
+        on_r1.contains("event=publish_in") && !on_r2.contains("event=publish_in"),
+        "{both}"
+    );
+    for (node, text) in [("r1", on_r1), ("r2", on_r2)] {
+        for line in text.lines().skip(1).filter(|l| !l.is_empty()) {
             assert!(
                 line.contains(&format!("node=\"{node}\" clientid=\"{id}\"")),
                 "{line}"
             );
         }
     }
-    // Each node serves only its own file until the fan-out lands.
-    let (status, _) = a1
+    // One node's file, asked of the other node (forwarded); sizes of both in the list.
+    let (status, body) = a1
         .raw("GET", "/api/v5/trace/move/download?node=r2", None, b"")
         .await;
-    assert_eq!(status, 404);
+    let only_r2 = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{only_r2}");
+    assert!(only_r2.starts_with("# meshmq trace move node r2") && !only_r2.contains("node r1"));
+    let (_, list) = a1.call("GET", "/api/v5/trace", None, b"").await;
+    for node in ["r1", "r2"] {
+        assert!(
+            list[0]["log_size"][node].as_u64().is_some_and(|n| n > 0),
+            "{list}"
+        );
+    }
+    // Deleted through r1: gone on r2 too.
+    let (status, _) = a1.raw("DELETE", "/api/v5/trace/move", None, b"").await;
+    assert_eq!(status, 204);
+    let (_, on_r2) = a2.call("GET", "/api/v5/trace", None, b"").await;
+    assert_eq!(on_r2, json!([]));
     r1.shutdown().await;
     r2.shutdown().await;
     cluster.stop().await;
@@ -264,13 +284,23 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
         api_key: Some(KEY.into()),
         command: CtlCommand::Trace(command),
     };
-    let listed = replicant_node::ctl::run(ctl(Trace::List)).await.expect("ctl trace list");
-    assert!(listed.contains("\"by_ip\"") && listed.contains("\"running\""), "{listed}");
-    let printed = replicant_node::ctl::run(ctl(Trace::Download { name: "by_ip".into() }))
+    let listed = replicant_node::ctl::run(ctl(Trace::List))
         .await
-        .expect("ctl trace download");
+        .expect("ctl trace list");
+    assert!(
+        listed.contains("\"by_ip\"") && listed.contains("\"running\""),
+        "{listed}"
+    );
+    let printed = replicant_node::ctl::run(ctl(Trace::Download {
+        name: "by_ip".into(),
+    }))
+    .await
+    .expect("ctl trace download");
     assert!(printed.contains("event=connect"), "{printed}");
-    let missing = replicant_node::ctl::run(ctl(Trace::Stop { name: "nope".into() })).await;
+    let missing = replicant_node::ctl::run(ctl(Trace::Stop {
+        name: "nope".into(),
+    }))
+    .await;
     assert!(missing.is_err_and(|e| e.to_string().contains("404")));
     // List with status and this node's log size; stop; delete.
     let (status, list) = a.call("GET", "/api/v5/trace", None, b"").await;

@@ -1,0 +1,164 @@
+//! REST API calls between replicants (the cluster fan-out's transport): a node opens a
+//! bidirectional stream to another node's peer endpoint (mutual TLS against the cluster CA),
+//! writes one `ApiCall` frame and reads one `ApiReply` frame.
+//!
+//! Outgoing ([`super::Peers::api_call`]): one short-lived connection per call, bounded by
+//! the caller's timeout and by [`MAX_REPLY`]; it never reuses or disturbs the forwarding
+//! links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
+//! [`super::Peers::set_api_handler`] (its API router), at most [`MAX_CONCURRENT`] at once on
+//! this node; a call read within [`READ_TIMEOUT`] or dropped. A malformed or oversized call
+//! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. It never
+//! interprets a call (the handler does) and never panics on what a peer sends.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshmq_proto::peer::{ApiCall, ApiReply};
+use meshmq_shared::metrics as m;
+use meshmq_shared::quic::endpoint;
+use meshmq_shared::quic::frame::{self, FrameError};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::link::Dialer;
+
+/// Largest call accepted (method, path and body).
+pub const MAX_CALL: usize = 1 << 20;
+/// Largest reply accepted.
+pub const MAX_REPLY: usize = 16 << 20;
+/// Most calls served at once on this node; more wait for a slot within the read timeout.
+const MAX_CONCURRENT: usize = 64;
+/// A call must arrive within this long after its stream opened.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a served call may run before the stream is given up.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Application code sent with `STOP_SENDING` on a dropped call stream.
+const STOP_MALFORMED: u32 = 1;
+
+/// The future an [`ApiHandler`] returns.
+pub type ApiFuture = Pin<Box<dyn Future<Output = ApiReply> + Send>>;
+
+/// Runs an API call received from a peer and gives its reply.
+pub type ApiHandler = Arc<dyn Fn(ApiCall) -> ApiFuture + Send + Sync>;
+
+/// Why an outgoing call got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiCallError {
+    /// No endpoint to dial from (the node is shutting down).
+    #[error("cannot dial: {0}")]
+    Dial(String),
+    /// The connection could not be made.
+    #[error("connect: {0}")]
+    Connect(#[from] meshmq_shared::quic::QuicError),
+    /// The exchange failed or timed out.
+    #[error("exchange: {0}")]
+    Exchange(#[from] FrameError),
+}
+
+/// The incoming side's shared state: the handler once installed, and the slots.
+pub(super) struct Inbound {
+    /// Installed by the broker once its router exists; calls before that answer 503.
+    handler: std::sync::OnceLock<ApiHandler>,
+    /// Bounds the calls served at once.
+    slots: Arc<Semaphore>,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Self {
+            handler: std::sync::OnceLock::new(),
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+        }
+    }
+}
+
+impl Inbound {
+    /// Installs the handler (the first one wins).
+    pub(super) fn set(&self, handler: ApiHandler) {
+        let _ = self.handler.set(handler);
+    }
+}
+
+/// Makes one call to the peer endpoint at `addr`, bounded by `timeout`.
+pub(super) async fn call(
+    dialer: &Dialer,
+    addr: SocketAddr,
+    call: &ApiCall,
+    timeout: Duration,
+) -> Result<ApiReply, ApiCallError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let ep = dialer.endpoint_for(addr).map_err(ApiCallError::Dial)?;
+    let conn = endpoint::connect(&ep, addr, timeout).await?;
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let reply = frame::request::<ApiCall, ApiReply>(&conn, call, MAX_REPLY, left).await;
+    conn.close(0u32.into(), b"done");
+    Ok(reply?)
+}
+
+/// Serves one incoming call stream: reads the call, runs the handler, writes the reply.
+pub(super) async fn serve(
+    inbound: Arc<Inbound>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    remote: SocketAddr,
+) {
+    let read = tokio::time::timeout(
+        READ_TIMEOUT,
+        frame::read_msg::<ApiCall>(&mut recv, MAX_CALL),
+    );
+    let call = match read.await {
+        Ok(Ok(Some(call))) => call,
+        Ok(Ok(None)) => return,
+        Ok(Err(
+            e @ (FrameError::Decode(..) | FrameError::TooLarge { .. } | FrameError::Truncated),
+        )) => return malformed(&mut recv, remote, e.label()),
+        Ok(Err(e)) => {
+            debug!(%remote, error = %e, "API call stream ended");
+            return;
+        }
+        Err(_) => return malformed(&mut recv, remote, "api_call_timeout"),
+    };
+    let reply = match inbound.handler.get().cloned() {
+        None => unavailable("this node's API is not ready"),
+        Some(handler) => {
+            let slot = tokio::time::timeout(READ_TIMEOUT, inbound.slots.clone().acquire_owned());
+            match slot.await {
+                Ok(Ok(_permit)) => {
+                    debug!(from = %call.from, method = %call.method, "API call from a peer");
+                    match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
+                        Ok(reply) => reply,
+                        Err(_) => unavailable("the call timed out on the called node"),
+                    }
+                }
+                _ => unavailable("too many API calls on the called node"),
+            }
+        }
+    };
+    if let Err(e) = frame::write_msg(&mut send, &reply).await {
+        debug!(%remote, error = %e, "API reply not delivered");
+        return;
+    }
+    let _ = send.finish();
+    // Let the reply leave before the stream is dropped (the caller closes the connection).
+    let _ = tokio::time::timeout(READ_TIMEOUT, send.stopped()).await;
+}
+
+/// A 503 reply in the API's error shape.
+fn unavailable(message: &str) -> ApiReply {
+    let body = serde_json::json!({"code": "SERVICE_UNAVAILABLE", "message": message});
+    ApiReply {
+        status: 503,
+        body: body.to_string().into_bytes().into(),
+        content_type: "application/json".into(),
+    }
+}
+
+/// Counts and drops a malformed call stream.
+fn malformed(recv: &mut quinn::RecvStream, remote: SocketAddr, reason: &'static str) {
+    metrics::counter!(m::PEER_MALFORMED_TOTAL, "reason" => reason).increment(1);
+    let _ = recv.stop(STOP_MALFORMED.into());
+    warn!(%remote, reason, "malformed API call from peer; stream dropped");
+}

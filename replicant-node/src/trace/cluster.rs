@@ -1,0 +1,115 @@
+//! The trace API across the cluster, through the fan-out (`crate::fanout`): a change made
+//! through one node (create, stop, delete) is repeated on every other replicant; a list
+//! gathers each node's file sizes; a download gathers each node's file.
+//!
+//! A call from another node (`Fanout::is_internal`) is answered for this node only and
+//! never fans out again. Until definitions live in the cluster's `settings` table, a
+//! replicant that joins later does not know the traces defined before it; a node that does
+//! not answer is named in the answer (`failed_nodes`, or its section of the download).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::ctx::Ctx;
+use crate::fanout::{self, NodeReply};
+
+/// The other replicants, this node left out.
+fn others(ctx: &Ctx) -> Vec<String> {
+    let me = ctx.node();
+    fanout::replicants(ctx)
+        .into_iter()
+        .filter(|n| n != me)
+        .collect()
+}
+
+/// Runs `method path` with `body` on every other replicant; the nodes that did not answer
+/// with a 2xx status (or with `tolerated`).
+pub async fn repeat(
+    ctx: &Arc<Ctx>,
+    method: Method,
+    path: &str,
+    body: Bytes,
+    tolerated: Option<StatusCode>,
+) -> Vec<String> {
+    let calls = others(ctx).into_iter().map(|node| {
+        let (method, body) = (method.clone(), body.clone());
+        async move {
+            let r = fanout::call_node(ctx, &node, method, path, body).await;
+            let ok = r.is_ok_and(|r| r.status.is_success() || Some(r.status) == tolerated);
+            (!ok).then_some(node)
+        }
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Every other replicant's `GET /api/v5/trace`: per trace name, per node, its file size.
+pub async fn log_sizes(ctx: &Arc<Ctx>) -> HashMap<String, Map<String, Value>> {
+    let calls = others(ctx).into_iter().map(|node| async move {
+        fanout::call_node(ctx, &node, Method::GET, "/api/v5/trace", Bytes::new())
+            .await
+            .ok()
+            .and_then(|r| r.json())
+    });
+    let mut sizes: HashMap<String, Map<String, Value>> = HashMap::new();
+    for list in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        for t in list.as_array().into_iter().flatten() {
+            let (Some(name), Some(per_node)) = (t["name"].as_str(), t["log_size"].as_object())
+            else {
+                continue;
+            };
+            let entry = sizes.entry(name.to_owned()).or_default();
+            entry.extend(per_node.clone());
+        }
+    }
+    sizes
+}
+
+/// Every replicant's section of trace `name`'s download, in node-name order: each node's own
+/// (`?node=` itself), or a line saying why there is none. `None` when no node has the trace.
+pub async fn download_all(ctx: &Arc<Ctx>, name: &str) -> Option<Vec<u8>> {
+    let path = format!("/api/v5/trace/{name}/download?node={{node}}");
+    let replies = fanout::call_all(ctx, Method::GET, &path, Bytes::new()).await;
+    let mut out = Vec::new();
+    let mut found = false;
+    for (node, reply) in replies {
+        match reply {
+            Ok(NodeReply { status, body }) if status.is_success() => {
+                found = true;
+                out.extend_from_slice(&body);
+            }
+            Ok(NodeReply { status, .. }) if status == StatusCode::NOT_FOUND => {
+                let line = format!("# meshmq trace {name} node {node}: no such trace there\n");
+                out.extend_from_slice(line.as_bytes());
+            }
+            Ok(NodeReply { status, .. }) => {
+                let line = format!("# meshmq trace {name} node {node}: failed ({status})\n");
+                out.extend_from_slice(line.as_bytes());
+            }
+            Err(e) => {
+                let line = format!("# meshmq trace {name} node {node}: no answer ({e})\n");
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    found.then_some(out)
+}
+
+/// `method path` on `node` for a caller of this node (a node-local route asked for another
+/// node): its answer, or `None` when it gave none.
+pub async fn forward(ctx: &Arc<Ctx>, node: &str, path: &str) -> Option<NodeReply> {
+    fanout::call_node(ctx, node, Method::GET, path, Bytes::new())
+        .await
+        .ok()
+}
