@@ -270,6 +270,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Requests to /api/v5/banned refused for their input (400).",
     ),
     (
+        m::SETTINGS_WRITES_REFUSED_TOTAL,
+        "Writes to the settings table that did not apply, by reason (invalid, conflict, full, unavailable).",
+    ),
+    (
         m::FLAPPING_BANS_TOTAL,
         "Client ids banned by flapping detection.",
     ),

@@ -304,6 +304,12 @@ impl BrokerHandle {
         &self.ctx.tables.core
     }
 
+    /// The context the node's tasks share (for embedders and tests that call node-level
+    /// helpers such as [`crate::settings`]).
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
     /// Stops accepting, tells every client the server is shutting down, and waits (bounded)
     /// for the connection tasks to finish.
     pub async fn shutdown(mut self) {

@@ -35,6 +35,7 @@ pub mod route_writer;
 pub mod router;
 pub mod session;
 pub mod sessions;
+pub mod settings;
 pub mod shared_pick;
 pub mod sys;
 pub mod trace;

@@ -107,6 +107,7 @@ pub fn split_source(source: &SnapshotSource, max_bytes: usize) -> Chunks {
         Table::AuthUsers,
         Table::Banned,
         Table::AuthzRules,
+        Table::Settings,
     ];
     let parts = tables.into_iter().map(|t| source.table(t));
     split_parts(
@@ -146,7 +147,7 @@ fn split_parts(
         )*};
     }
     for mut part in parts {
-        rows!(part: nodes, registry, subscriptions, routes, shared, retained, auth_users, banned, authz_rules);
+        rows!(part: nodes, registry, subscriptions, routes, shared, retained, auth_users, banned, authz_rules, settings);
     }
     s.flush();
     Chunks {
@@ -166,7 +167,8 @@ fn count_rows(s: &Snapshot) -> u64 {
         + s.retained.len()
         + s.auth_users.len()
         + s.banned.len()
-        + s.authz_rules.len()) as u64
+        + s.authz_rules.len()
+        + s.settings.len()) as u64
 }
 
 /// Why a streamed snapshot was refused.
@@ -284,6 +286,7 @@ impl Staging {
         s.auth_users.extend(rows.auth_users);
         s.banned.extend(rows.banned);
         s.authz_rules.extend(rows.authz_rules);
+        s.settings.extend(rows.settings);
         Ok(())
     }
 

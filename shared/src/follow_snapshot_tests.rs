@@ -1,5 +1,5 @@
 use super::*;
-use meshmq_proto::tables::{NodeRow, RetainedMessage};
+use meshmq_proto::tables::{NodeRow, RetainedMessage, SettingRow};
 
 fn retained(topic: &str, size: usize) -> RetainedMessage {
     RetainedMessage {
@@ -22,6 +22,14 @@ fn sample() -> Snapshot {
         retained: (0..100)
             .map(|i| retained(&format!("t/{i}"), 1_000))
             .collect(),
+        settings: (0..20)
+            .map(|i| SettingRow {
+                ns: "test".into(),
+                key: format!("k{i:02}"),
+                value: vec![b'v'; 700].into(),
+                version: 1,
+            })
+            .collect(),
         ..Snapshot::default()
     }
 }
@@ -42,7 +50,7 @@ fn stage(chunks: &Chunks, index: u64) -> Result<(u64, Snapshot), StagingError> {
 fn chunks_are_bounded_and_reassemble_to_the_snapshot() {
     let chunks = split(sample(), 10_000);
     assert!(chunks.chunks.len() >= 10, "{} chunks", chunks.chunks.len());
-    assert_eq!(chunks.rows, 105);
+    assert_eq!(chunks.rows, 125, "5 nodes, 100 retained, 20 settings");
     let mut total = 0;
     for c in &chunks.chunks {
         assert!(c.encoded_len() <= 10_000, "chunk of {}", c.encoded_len());
@@ -114,6 +122,7 @@ fn chunks_cut_from_a_source_are_the_chunks_of_its_snapshot() {
     let source = tables.snapshot_source();
     let whole = source.snapshot();
     assert_eq!(whole.retained.len(), 100);
+    assert_eq!(whole.settings.len(), 20);
     let chunks = split_source(&source, 10_000);
     assert!(chunks.chunks.len() >= 10, "{} chunks", chunks.chunks.len());
     assert!(

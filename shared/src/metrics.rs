@@ -156,6 +156,9 @@ pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
 /// Counter: REST requests to `/api/v5/banned` refused for their input (400, or 415 for a
 /// body not sent as `application/json`). No labels.
 pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
+/// Counter: writes to the `settings` table (`replicant_node::settings`) that did not apply.
+/// Labels: `reason` (`invalid`, `conflict`, `full`, `unavailable`).
+pub const SETTINGS_WRITES_REFUSED_TOTAL: &str = "meshmq_settings_writes_refused_total";
 /// Counter: client ids banned by flapping detection (the ban committed). No labels.
 pub const FLAPPING_BANS_TOTAL: &str = "meshmq_flapping_bans_total";
 /// Counter: disconnects flapping detection did not count because it already tracked
@@ -469,6 +472,7 @@ pub const COUNTERS: &[&str] = &[
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,
     BANNED_API_BAD_REQUESTS_TOTAL,
+    SETTINGS_WRITES_REFUSED_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
     AUTHN_JWKS_REFRESH_TOTAL,

@@ -9,8 +9,9 @@
 use meshmq_proto::tables::{
     BannedAdd, BannedDelete, BannedPurge, BannedRow, Batch, NodePurge, NodeStatus, NodeUp, Op,
     OpResult, RegistryClaim, RegistryDisconnect, RegistryRemove, RetainedDelete, RetainedExpire,
-    RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SharedAdd, SharedRemove, SubOptions,
-    SubscriptionClear, SubscriptionRemove, SubscriptionSet, op::Kind,
+    RetainedMessage, RetainedSet, RouteAdd, RouteRemove, SettingDelete, SettingRow, SettingSet,
+    SharedAdd, SharedRemove, SubOptions, SubscriptionClear, SubscriptionRemove, SubscriptionSet,
+    op::Kind,
 };
 use meshmq_shared::tables::{ChunkBudget, Tables};
 use meshmq_shared::topic::{matches, validate_topic_filter, validate_topic_name};
@@ -275,13 +276,49 @@ fn banned_ops() -> BoxedStrategy<Kind> {
     .boxed()
 }
 
+fn setting_ops() -> BoxedStrategy<Kind> {
+    // Namespaces and keys valid or not, values small, compare-and-set versions that meet.
+    let ns = pick(&["a", "b.c", "", "Bad"]);
+    let key = pick(&["k1", "k2", "", "ctl\u{1}"]);
+    let expect = proptest::option::of(0..3u64);
+    let row = (
+        ns.clone(),
+        key.clone(),
+        proptest::collection::vec(any::<u8>(), 0..8),
+        any::<u64>(),
+    )
+        .prop_map(|(ns, key, value, version)| SettingRow {
+            ns,
+            key,
+            value: value.into(),
+            version,
+        });
+    prop_oneof![
+        (proptest::option::of(row), expect.clone()).prop_map(|(row, expect_version)| {
+            Kind::SettingSet(SettingSet {
+                row,
+                expect_version,
+            })
+        }),
+        (ns, key, expect).prop_map(|(ns, key, expect_version)| {
+            Kind::SettingDelete(SettingDelete {
+                ns,
+                key,
+                expect_version,
+            })
+        }),
+    ]
+    .boxed()
+}
+
 fn any_op() -> impl Strategy<Value = Op> {
     proptest::option::of(prop_oneof![
         node_ops(),
         registry_ops(),
         subscription_ops(),
         retained_ops(),
-        banned_ops()
+        banned_ops(),
+        setting_ops()
     ])
     .prop_map(|kind| Op { kind })
 }

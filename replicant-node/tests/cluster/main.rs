@@ -13,7 +13,8 @@
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
-//! another replicant), [`banned`] (bans hold on every replicant), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
+//! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
+//! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
@@ -42,6 +43,7 @@ mod rebalance;
 mod reconnect;
 mod replication;
 mod routing;
+mod settings;
 mod shared;
 mod takeover;
 mod trace;

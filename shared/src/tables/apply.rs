@@ -16,7 +16,7 @@ use meshmq_proto::tables::{
 use super::nodes::UpOutcome;
 use super::{
     Tables, auth_users, authz_rules, banned, invalid, reject, retained, retained_quota, routes,
-    shared_groups, subscriptions,
+    settings, shared_groups, subscriptions,
 };
 
 /// What a single table rule returns: the outcome to report, or why nothing changed.
@@ -174,6 +174,14 @@ impl Tables {
             }
             Kind::AuthzCacheClear(_) => {
                 self.authz_rules.clear_cache();
+                done()
+            }
+            Kind::SettingSet(op) => {
+                self.settings.set(op, settings::Limits::TABLE)?;
+                done()
+            }
+            Kind::SettingDelete(op) => {
+                self.settings.delete(op)?;
                 done()
             }
         }

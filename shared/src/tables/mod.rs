@@ -1,5 +1,6 @@
 //! The cluster tables (nodes, registry, subscriptions, routes, shared groups, retained
-//! messages, built-in authentication users, built-in authorization rules, banned clients) and the one function that changes them, [`Tables::apply`].
+//! messages, built-in authentication users, built-in authorization rules, banned clients,
+//! generic settings) and the one function that changes them, [`Tables::apply`].
 //!
 //! This module owns the rows and their indexes, the rules of every [`Op`] and the canonical
 //! [`Snapshot`] of all rows. The row maps are persistent (`imbl`): a [`SnapshotSource`] of
@@ -47,6 +48,9 @@ mod retained_walk;
 #[cfg(test)]
 mod retained_walk_tests;
 mod routes;
+pub mod settings;
+#[cfg(test)]
+mod settings_tests;
 mod shared_groups;
 mod source;
 #[cfg(test)]
@@ -60,7 +64,7 @@ use meshmq_proto::tables::{
 };
 pub use meshmq_proto::tables::{
     AuthUser, AuthzRule, AuthzRules, AuthzRulesKind, BannedAs, BannedRow, Batch, Op, RegistryRow,
-    RetainedMessage, SubOptions,
+    RetainedMessage, SettingRow, SubOptions,
 };
 pub use node_counts::Held;
 pub use projected::NotesError;
@@ -91,6 +95,8 @@ pub struct Tables {
     banned: banned::Banned,
     /// (kind, key) → built-in authorization rules, and the authorization cache epoch.
     authz_rules: authz_rules::AuthzRulesTable,
+    /// (ns, key) → generic setting.
+    settings: settings::Settings,
     /// The node whose registry projection these tables hold (`projected.rs`); `None`: every
     /// row (a core, or a replica of every row).
     projected_for: Option<String>,
@@ -113,6 +119,7 @@ impl Tables {
             auth_users: auth_users::AuthUsers::default(),
             banned: banned::Banned::default(),
             authz_rules: authz_rules::AuthzRulesTable::default(),
+            settings: settings::Settings::default(),
             projected_for: None,
             recorder: None,
         }
@@ -199,6 +206,33 @@ impl Tables {
     /// The authorization cache epoch: it moves on every rule change and cache clear.
     pub fn authz_epoch(&self) -> u64 {
         self.authz_rules.epoch
+    }
+
+    /// The setting (`ns`, `key`).
+    pub fn setting(&self, ns: &str, key: &str) -> Option<&SettingRow> {
+        self.settings.get(ns, key)
+    }
+
+    /// The settings of namespace `ns`, in key order.
+    pub fn settings_in<'a>(&'a self, ns: &str) -> impl Iterator<Item = &'a SettingRow> + 'a {
+        self.settings.in_ns(ns)
+    }
+
+    /// Up to `limit` settings of `ns` with keys after `after` (from the first when `None`),
+    /// in key order.
+    pub fn settings_page(&self, ns: &str, after: Option<&str>, limit: usize) -> Vec<&SettingRow> {
+        self.settings.page(ns, after, limit)
+    }
+
+    /// Number of settings, every namespace.
+    pub fn settings_count(&self) -> usize {
+        self.settings.len()
+    }
+
+    /// Bytes of the settings' namespaces, keys and values (what
+    /// [`settings::MAX_SETTINGS_BYTES`] bounds).
+    pub fn settings_bytes(&self) -> u64 {
+        self.settings.bytes()
     }
 
     /// Every node row, in no particular order.
@@ -342,6 +376,7 @@ impl Tables {
         tables.retained.restore(&snapshot.retained);
         tables.auth_users.restore(&snapshot.auth_users);
         tables.banned.restore(&snapshot.banned);
+        tables.settings.restore(&snapshot.settings);
         tables
             .authz_rules
             .restore(&snapshot.authz_rules, snapshot.authz_epoch);
@@ -374,6 +409,7 @@ impl std::fmt::Debug for Tables {
             .field("shared_groups", &self.shared.len())
             .field("retained", &self.retained.len())
             .field("banned", &self.banned.len())
+            .field("settings", &self.settings.len())
             .finish()
     }
 }

@@ -5,7 +5,8 @@
 //! nothing the core computes.
 
 use meshmq_proto::tables::{
-    Batch, EntryNotes, Op, SharedRemove, Snapshot, SubscriptionClear, SubscriptionRemove, op::Kind,
+    Batch, EntryNotes, Op, SettingDelete, SettingRow, SettingSet, SharedRemove, Snapshot,
+    SubscriptionClear, SubscriptionRemove, op::Kind,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -48,6 +49,13 @@ enum PStep {
         from: usize,
         node: usize,
     },
+    /// A write of the `settings` table (kept whole on every replica); `expect`: a
+    /// compare-and-set version (often wrong: rejected).
+    Setting {
+        key: usize,
+        expect: Option<u64>,
+        delete: bool,
+    },
 }
 
 fn pstep() -> impl Strategy<Value = PStep> {
@@ -69,6 +77,13 @@ fn pstep() -> impl Strategy<Value = PStep> {
         .prop_map(|(client, filter)| PStep::Subscribe { client, filter });
     let adopt = (client, 0..NODES.len(), 0..NODES.len())
         .prop_map(|(client, from, node)| PStep::Adopt { client, from, node });
+    let setting = (0..3usize, proptest::option::of(0..3u64), any::<bool>()).prop_map(
+        |(key, expect, delete)| PStep::Setting {
+            key,
+            expect,
+            delete,
+        },
+    );
     prop_oneof![
         4 => step().prop_map(PStep::Core),
         1 => join,
@@ -77,6 +92,7 @@ fn pstep() -> impl Strategy<Value = PStep> {
         1 => clear,
         1 => subscribe,
         1 => adopt,
+        1 => setting,
     ]
 }
 
@@ -120,6 +136,31 @@ fn to_pop(t: &Tables, s: &PStep, now_ms: u64) -> Op {
                 c.expect_disconnected = true;
             }
             o
+        }
+        PStep::Setting {
+            key,
+            expect,
+            delete,
+        } => {
+            let (ns, key) = ("test", ["a", "b", "c"][*key].to_owned());
+            if *delete {
+                op(Kind::SettingDelete(SettingDelete {
+                    ns: ns.into(),
+                    key,
+                    expect_version: *expect,
+                }))
+            } else {
+                let value = now_ms.to_be_bytes().to_vec().into();
+                op(Kind::SettingSet(SettingSet {
+                    row: Some(SettingRow {
+                        ns: ns.into(),
+                        key,
+                        value,
+                        version: 0,
+                    }),
+                    expect_version: *expect,
+                }))
+            }
         }
     }
 }

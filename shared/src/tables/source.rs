@@ -11,8 +11,8 @@ use meshmq_proto::tables::Snapshot;
 use prost::Message;
 
 use super::{
-    Tables, auth_users, authz_rules, banned, nodes, registry, retained, routes, shared_groups,
-    subscriptions,
+    Tables, auth_users, authz_rules, banned, nodes, registry, retained, routes, settings,
+    shared_groups, subscriptions,
 };
 
 /// One table of a snapshot (see [`SnapshotSource::table`]).
@@ -36,6 +36,8 @@ pub enum Table {
     Banned,
     /// `authz_rules`.
     AuthzRules,
+    /// `settings`.
+    Settings,
 }
 
 /// Every row of the tables as they were when [`Tables::snapshot_source`] was called; cheap to
@@ -54,6 +56,7 @@ pub struct SnapshotSource {
     banned: banned::Banned,
     /// Rule lists and the authorization cache epoch.
     authz_rules: authz_rules::AuthzRulesTable,
+    settings: settings::Settings,
 }
 
 impl SnapshotSource {
@@ -70,6 +73,7 @@ impl SnapshotSource {
             auth_users: tables.auth_users.clone(),
             banned: tables.banned.clone(),
             authz_rules: tables.authz_rules.clone(),
+            settings: tables.settings.clone(),
         }
     }
 
@@ -110,6 +114,7 @@ impl SnapshotSource {
             banned: self.banned.snapshot_rows(),
             authz_rules: self.authz_rules.snapshot_rows(),
             authz_epoch: self.authz_rules.epoch,
+            settings: self.settings.snapshot_rows(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl SnapshotSource {
             Table::AuthUsers => part.auth_users = self.auth_users.snapshot_rows(),
             Table::Banned => part.banned = self.banned.snapshot_rows(),
             Table::AuthzRules => part.authz_rules = self.authz_rules.snapshot_rows(),
+            Table::Settings => part.settings = self.settings.snapshot_rows(),
         }
         part
     }
@@ -158,6 +164,7 @@ impl SnapshotSource {
         }
         scalars(0, self.authz_rules.epoch).encode_raw(&mut buf);
         self.table(Table::Banned).encode_raw(&mut buf);
+        self.table(Table::Settings).encode_raw(&mut buf);
         buf
     }
 }

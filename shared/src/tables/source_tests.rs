@@ -3,8 +3,8 @@
 
 use meshmq_proto::tables::{
     AuthzCacheClear, AuthzRule, AuthzRules, AuthzRulesKind, AuthzRulesSet, BannedAdd, BannedAs,
-    BannedRow, Op, RegistryRemove, RetainedDelete, RouteRemove, SharedRemove, SubscriptionRemove,
-    op::Kind,
+    BannedRow, Op, RegistryRemove, RetainedDelete, RouteRemove, SettingDelete, SettingRow,
+    SettingSet, SharedRemove, SubscriptionRemove, op::Kind,
 };
 use prost::Message;
 
@@ -24,6 +24,18 @@ fn ban(who: &str) -> Op {
             until: 200,
         }),
         now_s: 100,
+    }))
+}
+
+fn setting(key: &str, value: &'static [u8]) -> Op {
+    op(Kind::SettingSet(SettingSet {
+        row: Some(SettingRow {
+            ns: "test".into(),
+            key: key.into(),
+            value: value.into(),
+            version: 0,
+        }),
+        expect_version: None,
     }))
 }
 
@@ -61,6 +73,8 @@ fn first_ops() -> Vec<Op> {
         retain("r/2", b"two", Some(9_000)),
         ban("bad"),
         authz("alice", "t/#"),
+        setting("a", b"1"),
+        setting("b", b"2"),
     ]);
     ops
 }
@@ -102,6 +116,12 @@ fn later_ops() -> Vec<Op> {
         retain("r/3", b"three", None),
         ban("worse"),
         authz("bob", "u/#"),
+        setting("a", b"1 again"),
+        op(Kind::SettingDelete(SettingDelete {
+            ns: "test".into(),
+            key: "b".into(),
+            expect_version: None,
+        })),
         op(Kind::AuthzCacheClear(AuthzCacheClear {})),
     ]);
     ops
@@ -134,6 +154,7 @@ fn a_source_builds_the_snapshot_of_its_capture_while_the_tables_move_on() {
     assert_ne!(now.banned, then.banned);
     assert_ne!(now.authz_rules, then.authz_rules);
     assert_ne!(now.authz_epoch, then.authz_epoch);
+    assert_ne!(now.settings, then.settings);
     // A source taken now builds the new state; the old one still builds the old.
     assert_eq!(live.snapshot_source().snapshot(), now);
     assert_eq!(source.snapshot().encode_to_vec(), at_capture);
