@@ -20,18 +20,18 @@
 //!   the node's file from `P` (EMQX's streaming view).
 //!
 //! Every route needs the API key when one is set ([`authorize`] first); bodies are bounded.
-//! Definitions are kept by [`super::defs`]. Asked by an operator, a change is repeated on
-//! every other replicant and the answer names the nodes that did not take it
-//! (`failed_nodes`); the list carries every node's file size; a download without `node`
-//! gathers every node's file, with `node` it is that node's (forwarded). Asked by another
-//! node (the fan-out), a route answers for this node only ([`super::cluster`]).
+//! Definitions are cluster rows ([`super::defs`]: the `settings` table), so a change made
+//! through any node reaches every node. Asked by an operator, the list carries every node's
+//! file size and a download without `node` gathers every node's file, with `node` it is
+//! that node's (forwarded); asked by another node (the fan-out), a route answers for this
+//! node only ([`super::cluster`]). Writes go through the cores (503 when they cannot commit).
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, put};
 use serde::Deserialize;
@@ -44,6 +44,7 @@ use crate::ctx::Ctx;
 use crate::http::api::{
     ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
 };
+use crate::settings::SettingsError;
 
 /// Largest request body.
 const MAX_BODY: usize = 256 * 1024;
@@ -136,29 +137,23 @@ async fn create(
     // A file left by an older trace of the same name is not part of this one.
     let _ = std::fs::remove_file(t.file(&spec.name));
     t.defs
-        .put(spec.clone())
+        .put(&ctx, &spec, true)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| write_error(e, &spec.name))?;
     sync_once(t, now);
-    let mut v = view(t, &spec, now).await;
-    if !ctx.cluster.fanout.is_internal(&headers) {
-        let mut same = json!({
-            "name": spec.name, "type": spec.filter.type_label(),
-            "start_at": spec.start_at, "end_at": spec.end_at,
-            "payload_encode": spec.payload_encode,
-        });
-        same[spec.filter.type_label()] = Value::String(spec.filter.value());
-        let body = Bytes::from(same.to_string());
-        let failed = cluster::repeat(&ctx, Method::POST, "/api/v5/trace", body, None).await;
-        with_failed(&mut v, failed);
-    }
-    Ok(Json(v).into_response())
+    Ok(Json(view(t, &spec, now).await).into_response())
 }
 
-/// Names the nodes that did not take a change, when there are any.
-fn with_failed(v: &mut Value, failed: Vec<String>) {
-    if !failed.is_empty() {
-        v["failed_nodes"] = json!(failed);
+/// The answer to a definition write that failed.
+fn write_error(e: SettingsError, name: &str) -> ApiError {
+    match e {
+        SettingsError::Conflict { .. } => error(
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+            format!("a trace named {name} exists"),
+        ),
+        SettingsError::Invalid(m) | SettingsError::Full(m) => bad_request(m),
+        SettingsError::Unavailable(e) => unavailable(e.to_string()),
     }
 }
 
@@ -177,18 +172,12 @@ async fn stop(
     if spec.stopped_at.is_none() {
         spec.stopped_at = Some(now);
         t.defs
-            .put(spec.clone())
+            .put(&ctx, &spec, false)
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| write_error(e, &name))?;
         sync_once(t, now);
     }
-    let mut v = view(t, &spec, now).await;
-    if !ctx.cluster.fanout.is_internal(&headers) {
-        let path = format!("/api/v5/trace/{name}/stop");
-        let tolerated = Some(StatusCode::NOT_FOUND);
-        let failed = cluster::repeat(&ctx, Method::PUT, &path, Bytes::new(), tolerated).await;
-        with_failed(&mut v, failed);
-    }
+    let v = view(t, &spec, now).await;
     Ok(Json(v).into_response())
 }
 
@@ -211,19 +200,14 @@ async fn remove(
     let t = &ctx.trace;
     let had = t
         .defs
-        .delete(&name)
+        .delete(&ctx, &name)
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| write_error(e, &name))?;
     if !had {
         return Err(no_trace(&name));
     }
     sync_once(t, now_s());
     let _ = std::fs::remove_file(t.file(&name));
-    if !ctx.cluster.fanout.is_internal(&headers) {
-        let path = format!("/api/v5/trace/{name}");
-        let tolerated = Some(StatusCode::NOT_FOUND);
-        cluster::repeat(&ctx, Method::DELETE, &path, Bytes::new(), tolerated).await;
-    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -235,16 +219,12 @@ async fn clear(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Respon
     let t = &ctx.trace;
     for spec in t.defs.list() {
         t.defs
-            .delete(&spec.name)
+            .delete(&ctx, &spec.name)
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| write_error(e, &spec.name))?;
         let _ = std::fs::remove_file(t.file(&spec.name));
     }
     sync_once(t, now_s());
-    if !ctx.cluster.fanout.is_internal(&headers) {
-        let path = "/api/v5/trace";
-        cluster::repeat(&ctx, Method::DELETE, path, Bytes::new(), None).await;
-    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1,11 +1,10 @@
-//! The trace API across the cluster, through the fan-out (`crate::fanout`): a change made
-//! through one node (create, stop, delete) is repeated on every other replicant; a list
-//! gathers each node's file sizes; a download gathers each node's file.
+//! The trace API's reads across the cluster, through the fan-out (`crate::fanout`): a list
+//! gathers each node's file sizes; a download gathers each node's file. (Definitions need
+//! no fan-out: they are rows of the `settings` table, on every node.)
 //!
 //! A call from another node (`Fanout::is_internal`) is answered for this node only and
-//! never fans out again. Until definitions live in the cluster's `settings` table, a
-//! replicant that joins later does not know the traces defined before it; a node that does
-//! not answer is named in the answer (`failed_nodes`, or its section of the download).
+//! never fans out again; a node that does not answer is named in its section of the
+//! download.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,30 +22,6 @@ fn others(ctx: &Ctx) -> Vec<String> {
     fanout::replicants(ctx)
         .into_iter()
         .filter(|n| n != me)
-        .collect()
-}
-
-/// Runs `method path` with `body` on every other replicant; the nodes that did not answer
-/// with a 2xx status (or with `tolerated`).
-pub async fn repeat(
-    ctx: &Arc<Ctx>,
-    method: Method,
-    path: &str,
-    body: Bytes,
-    tolerated: Option<StatusCode>,
-) -> Vec<String> {
-    let calls = others(ctx).into_iter().map(|node| {
-        let (method, body) = (method.clone(), body.clone());
-        async move {
-            let r = fanout::call_node(ctx, &node, method, path, body).await;
-            let ok = r.is_ok_and(|r| r.status.is_success() || Some(r.status) == tolerated);
-            (!ok).then_some(node)
-        }
-    });
-    futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
         .collect()
 }
 

@@ -1,41 +1,29 @@
-//! Where trace definitions are kept, behind the few calls the API and the recorder sync
-//! need (`list`, `get`, `put`, `delete`, `watch`).
+//! Where trace definitions are kept: the cluster's `settings` table, namespace [`NS`], key =
+//! the trace's name, value = the definition as JSON. Every replicant reads them from its
+//! replica, so a trace created through one node is recorded on every node.
 //!
-//! Today an in-memory map on this node (so a trace is defined per node, through that node's
-//! API); the calls are async so that moving the definitions into the cluster's `settings`
-//! table (namespace `trace`, value = the definition's JSON) changes nothing for callers.
-//! It never decides anything about a trace (bounds, validity): the API does.
+//! [`TraceDefs`] is this node's decoded copy, refreshed from the table ([`TraceDefs::reload`])
+//! whenever the replica applies an entry, so that connections and the recorder sync read
+//! definitions without decoding. Writes go through the cores (`crate::settings`). It never
+//! decides anything about a trace (bounds, validity): the API does.
 
 use std::collections::BTreeMap;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tracing::warn;
 
 use super::spec::TraceSpec;
+use crate::ctx::Ctx;
+use crate::settings::{self, SettingsError};
 
-/// Why a definition could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum DefsError {
-    /// The store could not commit the change (cluster storage: no core answered).
-    #[error("the trace definitions could not be written: {0}")]
-    Unavailable(String),
-}
+/// The `settings` namespace of trace definitions.
+pub const NS: &str = "trace";
 
-/// The trace definitions.
+/// This node's copy of the trace definitions.
+#[derive(Default)]
 pub struct TraceDefs {
     /// By name.
     map: Mutex<BTreeMap<String, TraceSpec>>,
-    /// Bumped on every change; the recorder sync waits on it.
-    version: watch::Sender<u64>,
-}
-
-impl Default for TraceDefs {
-    fn default() -> Self {
-        TraceDefs {
-            map: Mutex::new(BTreeMap::new()),
-            version: watch::Sender::new(0),
-        }
-    }
 }
 
 impl TraceDefs {
@@ -49,22 +37,42 @@ impl TraceDefs {
         self.map.lock().get(name).cloned()
     }
 
-    /// Stores `spec` (replacing one of the same name).
-    pub async fn put(&self, spec: TraceSpec) -> Result<(), DefsError> {
-        self.map.lock().insert(spec.name.clone(), spec);
-        self.version.send_modify(|v| *v += 1);
+    /// Re-reads the definitions from this node's replica (a value that does not decode is
+    /// skipped, with a warning).
+    pub fn reload(&self, ctx: &Ctx) {
+        let mut map = BTreeMap::new();
+        for (name, value, _) in settings::list(ctx, NS) {
+            match serde_json::from_slice::<TraceSpec>(&value) {
+                Ok(spec) if spec.name == name => {
+                    map.insert(name, spec);
+                }
+                _ => warn!(trace = %name, "a trace definition that does not decode is skipped"),
+            }
+        }
+        *self.map.lock() = map;
+    }
+
+    /// Stores `spec` through the cores (when `new`, only if no trace has its name:
+    /// [`SettingsError::Conflict`] otherwise), then reloads.
+    pub async fn put(&self, ctx: &Ctx, spec: &TraceSpec, new: bool) -> Result<(), SettingsError> {
+        let value = serde_json::to_vec(spec).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let expect = new.then_some(0);
+        settings::put(ctx, NS, &spec.name, value, expect).await?;
+        self.reload(ctx);
         Ok(())
     }
 
-    /// Removes the definition named `name`; whether there was one.
-    pub async fn delete(&self, name: &str) -> Result<bool, DefsError> {
-        let had = self.map.lock().remove(name).is_some();
-        self.version.send_modify(|v| *v += 1);
+    /// Removes the definition named `name` through the cores, then reloads; whether there
+    /// was one.
+    pub async fn delete(&self, ctx: &Ctx, name: &str) -> Result<bool, SettingsError> {
+        let had = settings::delete(ctx, NS, name, None).await?;
+        self.reload(ctx);
         Ok(had)
     }
 
-    /// Changes from now on.
-    pub fn watch(&self) -> watch::Receiver<u64> {
-        self.version.subscribe()
+    /// Sets the copy directly (unit tests without a cluster).
+    #[cfg(test)]
+    pub(crate) fn set_local(&self, specs: Vec<TraceSpec>) {
+        *self.map.lock() = specs.into_iter().map(|s| (s.name.clone(), s)).collect();
     }
 }

@@ -1,13 +1,15 @@
 //! Keeps this node's recorders in step with the trace definitions: a recorder runs for
 //! every trace inside its window (not stopped, start passed, end not reached); the others'
 //! recorders are dropped (their writer tasks finish the queued lines and end). Woken by every
-//! change of the definitions and once a second (windows open and close with time).
+//! change of the replica and once a second (windows open and close with time).
 //!
-//! Also the retention: a trace finished more than `trace.retention` ago is deleted with its
-//! files; a file in the trace directory that belongs to no trace (a restart lost its
-//! in-memory definition) is deleted once it has not changed for that long.
+//! Definitions are re-read from the replica whenever it applies an entry; a trace that is
+//! gone (deleted through any node) takes this node's file with it. Also the retention: a
+//! trace finished more than `trace.retention` ago is deleted (by whichever node sees it
+//! first); a file in the trace directory that belongs to no trace is deleted once it has
+//! not changed for that long.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -30,16 +32,32 @@ pub fn now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The task: syncs until the broker stops.
+/// The task: syncs until the broker stops, re-reading the definitions whenever the replica
+/// applies an entry.
 pub async fn run(ctx: Arc<Ctx>) {
     let traces = &ctx.trace;
-    let mut changes = traces.defs.watch();
+    let mut changes = crate::settings::watch(&ctx);
     let mut last_retention: Option<tokio::time::Instant> = None;
+    let mut known: HashSet<String> = HashSet::new();
     loop {
-        sync_once(traces, now_s());
+        traces.defs.reload(&ctx);
+        let now = now_s();
+        sync_once(traces, now);
+        // A trace deleted (through any node) takes this node's file with it.
+        let names: HashSet<String> = traces.defs.list().into_iter().map(|s| s.name).collect();
+        for gone in known.difference(&names) {
+            let _ = std::fs::remove_file(traces.file(gone));
+        }
+        known = names;
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(tokio::time::Instant::now());
-            retention(traces, now_s()).await;
+            for name in expired(traces, now) {
+                info!(trace = %name, "finished trace deleted after its retention");
+                if let Err(e) = traces.defs.delete(&ctx, &name).await {
+                    warn!(trace = %name, error = %e, "cannot delete a finished trace");
+                }
+            }
+            remove_orphans(traces);
         }
         tokio::select! {
             _ = ctx.admission.shutdown.cancelled() => break,
@@ -77,23 +95,25 @@ pub fn sync_once(traces: &Traces, now: u64) {
     traces.set_running(next);
 }
 
-/// Deletes traces finished more than the retention ago, with their files, and orphan files
-/// unchanged for that long.
-pub async fn retention(traces: &Traces, now: u64) {
+/// The traces finished more than the retention before `now`.
+pub fn expired(traces: &Traces, now: u64) -> Vec<String> {
+    let keep = traces.config.retention().as_secs();
+    traces
+        .defs
+        .list()
+        .into_iter()
+        .filter(|s| {
+            s.finished_at(now)
+                .is_some_and(|f| now.saturating_sub(f) >= keep)
+        })
+        .map(|s| s.name)
+        .collect()
+}
+
+/// Deletes the files in the trace directory that belong to no trace and have not changed
+/// for the retention.
+fn remove_orphans(traces: &Traces) {
     let keep = traces.config.retention();
-    for spec in traces.defs.list() {
-        let expired = spec
-            .finished_at(now)
-            .is_some_and(|f| now.saturating_sub(f) >= keep.as_secs());
-        if expired {
-            info!(trace = %spec.name, "finished trace deleted after its retention");
-            if let Err(e) = traces.defs.delete(&spec.name).await {
-                warn!(trace = %spec.name, error = %e, "cannot delete a finished trace");
-                continue;
-            }
-            let _ = std::fs::remove_file(traces.file(&spec.name));
-        }
-    }
     let known: Vec<_> = traces
         .defs
         .list()
@@ -142,8 +162,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn recorders_follow_windows_and_finished_traces_expire() {
+    #[test]
+    fn recorders_follow_windows_and_finished_traces_expire() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Traces::new("n@1", dir.path().join("trace"), TraceConfig::default());
         let now = now_s();
@@ -188,12 +208,9 @@ mod tests {
         assert_eq!(t.running().len(), 2);
         sync_once(&t, now + 100);
         assert!(!t.active());
-        // Kept for the retention after the end, then deleted with the file.
+        // Expired once the retention after the end has passed.
         let keep = t.config.retention().as_secs();
-        retention(&t, now + 100 + keep - 1).await;
-        assert_eq!(t.defs.list().len(), 2);
-        retention(&t, now + 100 + keep).await;
-        assert!(t.defs.list().is_empty());
-        assert!(!file.exists());
+        assert!(expired(&t, now + 100 + keep - 1).is_empty());
+        assert_eq!(expired(&t, now + 100 + keep), ["later", "now"]);
     }
 }
