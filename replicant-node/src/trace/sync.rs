@@ -167,14 +167,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Traces::new("n@1", dir.path().join("trace"), TraceConfig::default());
         let now = now_s();
-        t.defs
-            .put(spec("now", now - 5, now + 100))
-            .await
-            .expect("put");
-        t.defs
-            .put(spec("later", now + 50, now + 100))
-            .await
-            .expect("put");
+        t.defs.set_local(vec![
+            spec("now", now - 5, now + 100),
+            spec("later", now + 50, now + 100),
+        ]);
         sync_once(&t, now);
         assert!(t.active());
         assert_eq!(t.running().len(), 1, "only the trace in its window");
