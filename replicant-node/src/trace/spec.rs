@@ -281,7 +281,7 @@ mod tests {
         let later = TraceSpec::from_request(
             req(
                 json!({"name": "t2", "type": "ip_address", "ip_address": "10.0.0.1",
-                "start_at": "2027-01-15T08:00:00Z", "end_at": 1_900_000_000u64}),
+                "start_at": "2027-01-16T08:00:00Z", "end_at": 1_900_000_000u64}),
             ),
             now,
             1,
