@@ -204,7 +204,8 @@ impl BrokerBuilder {
         }
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
-                .with_core_link(Arc::new(ctx.tables.core.link().clone()));
+                .with_core_link(Arc::new(ctx.tables.core.link().clone()))
+                .with_gauges(ctx.clone());
             let token = ctx.admission.shutdown.clone();
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {

@@ -26,6 +26,7 @@ mod listeners;
 mod listeners_resolve;
 mod load;
 mod log;
+mod metrics;
 pub mod tls;
 mod trace;
 
@@ -45,6 +46,7 @@ pub use listeners::{
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
 pub use log::{LOG_LEVELS, LogConfig, LogFormat};
+pub use metrics::MetricsConfig;
 pub use trace::TraceConfig;
 
 /// A kibibyte, for byte defaults.
@@ -82,6 +84,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Online traces (`/api/v5/trace`): file size, count and retention bounds.
     pub trace: TraceConfig,
+    /// What the node measures beyond its counters (`[metrics]`): the sampled
+    /// publish-to-deliver latency.
+    pub metrics: MetricsConfig,
 }
 
 /// How this node reaches the core group.
