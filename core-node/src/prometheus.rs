@@ -434,6 +434,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Messages for a peer dropped instead of sent (at most once, never resent), by reason.",
     ),
     (
+        m::TRACE_EVENTS_DROPPED_TOTAL,
+        "Online-trace lines dropped instead of written (queue full, file full, file error).",
+    ),
+    (
         m::PEER_RECONNECTS_TOTAL,
         "Peer links connected again after losing their connection.",
     ),

@@ -176,6 +176,11 @@ impl BrokerBuilder {
             authn,
             banned: crate::banned::BanState::default(),
             alarms,
+            trace: crate::trace::Traces::new(
+                &config.node.name,
+                config.node.data_dir.join("trace"),
+                config.trace.clone(),
+            ),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -221,6 +226,7 @@ impl BrokerBuilder {
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
         tasks.spawn(crate::alarms::checks::run(ctx.clone()));
+        tasks.spawn(crate::trace::sync::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }

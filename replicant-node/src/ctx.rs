@@ -54,6 +54,8 @@ pub struct Ctx {
     pub banned: crate::banned::BanState,
     /// This node's alarms and the webhook their changes go to.
     pub alarms: crate::alarms::Alarms,
+    /// Online traces: the running recorders of this node and the definitions.
+    pub trace: crate::trace::Traces,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

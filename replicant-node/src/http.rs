@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod openapi;
+pub mod log_level;
 mod recorder;
 pub mod routes;
 

@@ -41,6 +41,7 @@ pub mod sessions;
 pub mod settings;
 pub mod shared_pick;
 pub mod sys;
+pub mod trace;
 pub mod unknown_claims;
 pub mod ws;
 

@@ -26,9 +26,11 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+mod log;
 mod metrics;
 mod sys_topics;
 pub mod tls;
+mod trace;
 
 pub use alarms::AlarmsConfig;
 pub use authn::{
@@ -46,8 +48,10 @@ pub use listeners::{
     ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
+pub use log::{LOG_LEVELS, LogConfig, LogFormat};
 pub use metrics::MetricsConfig;
 pub use sys_topics::{SysEventMessages, SysTopicsConfig};
+pub use trace::TraceConfig;
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -80,6 +84,10 @@ pub struct Config {
     /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
     /// `[[authorization.sources]]` tried in order).
     pub authorization: AuthorizationConfig,
+    /// Log lines: text or JSON, level and per-module directives.
+    pub log: LogConfig,
+    /// Online traces (`/api/v5/trace`): file size, count and retention bounds.
+    pub trace: TraceConfig,
     /// What the node measures beyond its counters (`[metrics]`): the sampled
     /// publish-to-deliver latency.
     pub metrics: MetricsConfig,

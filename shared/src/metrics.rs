@@ -401,6 +401,10 @@ pub const PEER_BATCHES_SENT_TOTAL: &str = "meshmq_peer_batches_sent_total";
 /// `cluster.peer_queue_len` messages or `cluster.peer_queue_bytes` bytes, `link_broken`,
 /// `too_large`, `stopped`).
 pub const PEER_MESSAGES_DROPPED_TOTAL: &str = "meshmq_peer_messages_dropped_total";
+/// Counter: online-trace lines dropped instead of written. Labels: `reason` (`queue_full`:
+/// the trace's queue held `trace.queue_len` lines; `file_full`: its file reached
+/// `trace.max_file_size`; `file_error`: the file could not be opened or written).
+pub const TRACE_EVENTS_DROPPED_TOTAL: &str = "meshmq_trace_events_dropped_total";
 /// Counter: peer links connected again after losing their connection. No labels.
 pub const PEER_RECONNECTS_TOTAL: &str = "meshmq_peer_reconnects_total";
 /// Counter: incoming peer streams dropped for a malformed frame. Labels: `reason` (frame
@@ -526,6 +530,7 @@ pub const COUNTERS: &[&str] = &[
     PEER_MESSAGES_SENT_TOTAL,
     PEER_BATCHES_SENT_TOTAL,
     PEER_MESSAGES_DROPPED_TOTAL,
+    TRACE_EVENTS_DROPPED_TOTAL,
     PEER_RECONNECTS_TOTAL,
     PEER_MALFORMED_TOTAL,
     PEER_HANDSHAKE_FAILURES_TOTAL,

@@ -27,7 +27,7 @@ const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 use super::refuse::{refuse, refuse_undecodable, refuse_with, refused};
 use super::setup::{Setup, connack, validate};
-use super::{Conn, reason_label};
+use super::{Conn, reason_label, traced};
 use crate::authn::{Credentials, Verdict};
 use crate::authz::AuthzClient;
 use crate::cluster;
@@ -37,6 +37,7 @@ use crate::listeners::ConnMeta;
 use crate::mailbox::{Mailbox, QueueLimits};
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
+use crate::trace::Event;
 use meshmq_shared::auth::acl::ClientInfo;
 
 /// Reads CONNECT and sets the connection up under its listener's rules (`meta`); `None`
@@ -99,6 +100,25 @@ where
             return refused(ctx, reader, writer).await;
         }
     };
+    let ip = peer.ip();
+    let connack_traced = |code: ReasonCode, present: bool| {
+        let e = Event::Connack {
+            reason: code.as_u8(),
+            session_present: present,
+        };
+        traced::record(ctx, &setup.client_id, ip, &e);
+    };
+    traced::record(
+        ctx,
+        &setup.client_id,
+        ip,
+        &Event::Connect {
+            username: connect.username.as_deref(),
+            proto: traced::proto_label(version),
+            keepalive: connect.keep_alive,
+            clean_start: connect.clean_start,
+        },
+    );
     // Bans first (as EMQX): a banned client is refused before any password is checked.
     if let Some(kind) = crate::banned::check(
         ctx,
@@ -108,6 +128,7 @@ where
     ) {
         metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
             .increment(1);
+        connack_traced(ReasonCode::Banned, false);
         refuse(&mut writer, version, ReasonCode::Banned).await;
         return refused(ctx, reader, writer).await;
     }
@@ -170,6 +191,7 @@ where
     crate::authn::count_result(matches!(verdict, Verdict::Allowed { .. }), anonymous);
     let (superuser, attached, auth_expires) = match verdict {
         Verdict::Refused(code) => {
+            connack_traced(code, false);
             refuse(&mut writer, version, code).await;
             return refused(ctx, reader, writer).await;
         }
@@ -198,15 +220,17 @@ where
     {
         metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
             .increment(1);
+        connack_traced(ReasonCode::Banned, false);
         refuse(&mut writer, version, ReasonCode::Banned).await;
         return refused(ctx, reader, writer).await;
     }
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
-    let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {
+    let Some((slot, session_present)) = claim(ctx, &connect, &setup, (id, ip), tx).await else {
         // The registry claim did not commit: without it this connection could not be the
         // one session of its client id cluster-wide. 5.0: 0x88 Server unavailable;
         // 3.1.1: return code 3 (the codec's mapping).
+        connack_traced(ReasonCode::ServerUnavailable, false);
         refuse(&mut writer, version, ReasonCode::ServerUnavailable).await;
         return refused(ctx, reader, writer).await;
     };
@@ -226,6 +250,7 @@ where
         connack.properties.authentication_data = Some(server_final.clone());
     }
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(ReasonCode::Success)).increment(1);
+    connack_traced(ReasonCode::Success, session_present);
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
         return None;
     }
@@ -337,7 +362,7 @@ async fn claim(
     ctx: &Arc<Ctx>,
     c: &Connect,
     setup: &Setup,
-    conn_id: u64,
+    (conn_id, ip): (u64, std::net::IpAddr),
     control: oneshot::Sender<Control>,
 ) -> Option<(Arc<SessionSlot>, bool)> {
     let mut control = Some(control);
@@ -368,6 +393,8 @@ async fn claim(
         let mut handed = false;
         if let Some(node) = &from {
             handed = handover::take::take_over(ctx, &slot, node, claimed.generation).await;
+            let e = Event::SessionTakeover { from: node };
+            traced::record(ctx, &setup.client_id, ip, &e);
         }
         // A session with expiry 0 ends with its connection; its row can still read
         // "connected" while its owner's removal waits to commit. Not handed over (nor resumed

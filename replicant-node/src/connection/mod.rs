@@ -23,6 +23,7 @@ mod restore;
 mod setup;
 mod subscribe;
 mod table_writes;
+mod traced;
 mod unsubscribe;
 
 use std::net::SocketAddr;
@@ -148,6 +149,7 @@ where
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
+    conn.trace(&traced::disconnect_event(exit));
     metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => exit.label()).increment(1);
     let client_id = conn.client_id.clone();
     Box::pin(conn.close(exit)).await;
@@ -344,6 +346,7 @@ where
         let drops = s.take_drops();
         mailbox.set_backlog(s.pending_len(), s.pending_bytes());
         drop(inner);
+        self.trace_drops(&drops);
         record_drops(drops);
         self.encode_out();
         Some(r)
@@ -369,6 +372,15 @@ where
                 }
                 Outgoing::Publish { msg, variant } => {
                     self.delivered += 1;
+                    if self.ctx.trace.active() {
+                        let e = crate::trace::Event::PublishOut {
+                            topic: &msg.topic,
+                            qos: traced::qos_num(variant.qos),
+                            payload: &msg.payload,
+                            retain: variant.retain,
+                        };
+                        traced::record(&self.ctx, &self.client_id, self.authz.info.peerhost, &e);
+                    }
                     if let Some(s) = msg.sampled.filter(|_| !variant.dup) {
                         self.sampled.push(s);
                     }

@@ -98,6 +98,12 @@ where
             }
             Some(Ok(())) => {}
         }
+        self.trace(&crate::trace::Event::PublishIn {
+            topic: &p.topic,
+            qos: super::traced::qos_num(p.qos),
+            payload: &p.payload,
+            retain: p.retain,
+        });
         // Checked with its retain flag and QoS, so rules can forbid retaining.
         let req = Request::Publish {
             topic: &p.topic,
@@ -115,6 +121,7 @@ where
             .await;
         if let Err(denied) = verdict {
             PublishDenied::from(denied).count();
+            self.trace(&crate::trace::Event::PublishDenied { topic: &p.topic });
             if authz.deny_action == DenyAction::Disconnect {
                 // 5.0: DISCONNECT 0x87 first; 3.1.1: the connection just closes.
                 self.queue_disconnect(ReasonCode::NotAuthorized);

@@ -35,6 +35,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     pub(super) async fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<Exit> {
+        for filter in &u.filters {
+            self.trace(&crate::trace::Event::Unsubscribe { filter });
+        }
         let mut reasons = Vec::with_capacity(u.filters.len());
         let removed = {
             let mut inner = self.slot.inner.lock();

@@ -29,4 +29,6 @@ pub fn documented(ctx: &Arc<Ctx>) -> OpenApiRouter {
         .merge(crate::authz::api::routes(ctx.clone()))
         .merge(crate::listeners::api::routes(ctx.clone()))
         .merge(crate::alarms::api::routes(ctx.clone()))
+        .merge(crate::http::log_level::routes(ctx.clone()))
+        .merge(crate::trace::api::routes(ctx.clone()))
 }

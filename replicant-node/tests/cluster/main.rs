@@ -51,4 +51,5 @@ mod settings;
 mod shared;
 mod sys;
 mod takeover;
+mod trace;
 mod wills;

@@ -276,6 +276,10 @@ fn out_of_range_values_are_rejected_with_the_key() {
             "listeners.max_connections",
         ),
         ("MESHMQ_LISTENERS__BACKLOG", "0", "listeners.backlog"),
+        ("MESHMQ_LOG__LEVEL", "loud", "log.level"),
+        ("MESHMQ_TRACE__RETENTION", "1s", "trace.retention"),
+        ("MESHMQ_TRACE__MAX_TRACES", "0", "trace.max_traces"),
+        ("MESHMQ_TRACE__MAX_FILE_SIZE", "10", "trace.max_file_size"),
         ("MESHMQ_NODE__NAME", " ", "node.name"),
         ("MESHMQ_MQTT__MAX_MQUEUE_LEN", "0", "mqtt.max_mqueue_len"),
         (
