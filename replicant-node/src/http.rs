@@ -1,5 +1,7 @@
 //! The node's HTTP endpoint: `GET /metrics`, `GET /health`, `GET /api/v5/status`, plus the
-//! API routes the broker hands in (`crate::evacuation::api`).
+//! API routes the broker hands in (`crate::evacuation::api`). `/health` and `/api/v5/status`
+//! are open (as EMQX's `/status`); `/metrics` is open unless `listeners.metrics_require_key`
+//! installs a guard ([`HttpState::with_metrics_guard`]).
 //!
 //! Owns the routes and their response bodies. The process-wide Prometheus recorder and the
 //! metric descriptions live in [`recorder`]. It must never touch MQTT sessions or the
@@ -24,7 +26,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -68,6 +70,9 @@ impl CoreLinkHealth for CoreLink {
     }
 }
 
+/// Checks a request to `/metrics` (`listeners.metrics_require_key`).
+pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Result<(), api::ApiError> + Send + Sync>;
+
 /// What the HTTP endpoint reports from.
 #[derive(Clone)]
 pub struct HttpState {
@@ -81,6 +86,8 @@ pub struct HttpState {
     started: Instant,
     /// Renders `/metrics`.
     prometheus: PrometheusHandle,
+    /// Checks `/metrics` requests when it needs a key (none: open).
+    metrics_guard: Option<MetricsGuard>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -101,7 +108,14 @@ impl HttpState {
             core_link: None,
             started: Instant::now(),
             prometheus: prometheus_handle(),
+            metrics_guard: None,
         }
+    }
+
+    /// `/metrics` answers only requests `guard` lets through.
+    pub fn with_metrics_guard(mut self, guard: MetricsGuard) -> Self {
+        self.metrics_guard = Some(guard);
+        self
     }
 
     /// Reports `link` as `core_link` in `/health`.
@@ -169,7 +183,12 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(guard) = &s.http.metrics_guard
+        && let Err(e) = guard(&headers)
+    {
+        return e.into_response();
+    }
     core_node::process_metrics::refresh();
     let body = s.http.prometheus.render();
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
