@@ -228,7 +228,8 @@ impl BrokerBuilder {
         }
         if let Some(l) = http_listener {
             let mut state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
-                .with_core_link(Arc::new(ctx.tables.core.link().clone()));
+                .with_core_link(Arc::new(ctx.tables.core.link().clone()))
+                .with_gauges(ctx.clone());
             if ctx.config.listeners.metrics_require_key {
                 let weak = Arc::downgrade(&ctx);
                 state = state.with_metrics_guard(Arc::new(move |headers| match weak.upgrade() {

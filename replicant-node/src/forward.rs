@@ -138,6 +138,10 @@ pub fn to_wire(msg: &Message, now: Instant) -> PeerMessage {
         user_properties: crate::message::user_properties_to_wire(p),
         from_client: msg.from_client.as_deref().unwrap_or_default().to_owned(),
         shared: None,
+        sampled_at_us: msg
+            .sampled
+            .as_ref()
+            .and_then(crate::delivery_latency::to_wire),
     }
 }
 
@@ -163,6 +167,9 @@ pub fn from_wire(pm: PeerMessage, now: Instant) -> Option<Message> {
         ..Properties::default()
     };
     let mut msg = Message::new(now, pm.topic, pm.payload, qos, pm.retain, properties);
+    msg.sampled = pm
+        .sampled_at_us
+        .map(|us| crate::delivery_latency::from_wire(us, now));
     if !pm.from_client.is_empty() {
         msg.from_client = Some(Arc::from(pm.from_client.as_str()));
     }

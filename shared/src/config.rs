@@ -25,6 +25,7 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+mod metrics;
 pub mod tls;
 
 pub use authn::{
@@ -42,6 +43,7 @@ pub use listeners::{
     ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
+pub use metrics::MetricsConfig;
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -76,6 +78,9 @@ pub struct Config {
     pub authorization: AuthorizationConfig,
     /// API keys of the HTTP API (EMQX's `api_key`): keys written at start from a file.
     pub api_key: ApiKeyConfig,
+    /// What the node measures beyond its counters (`[metrics]`): the sampled
+    /// publish-to-deliver latency.
+    pub metrics: MetricsConfig,
 }
 
 /// API keys created at start (EMQX's `api_key` section).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use meshmq_shared::codec::{ReasonCode, Will};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{SubscriptionFilter, parse_subscription};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::debug;
 
 use super::{Conn, Exit};
@@ -35,21 +35,19 @@ where
         // said DISCONNECT) has its socket dropped at once too (each kept socket counts
         // against the open-file limit); one that we closed gets a bounded lingering close
         // beside the bookkeeping, so that it can read why.
-        let linger = match exit {
+        let lingers = match exit {
             Exit::ServerClose(_) | Exit::Kicked { .. } | Exit::Banned | Exit::Shutdown => {
                 Some(self.ctx.close_linger())
             }
             Exit::ClientDisconnect(_) | Exit::Dropped => None,
         };
         let (closing, will, reader, writer) = self.into_closing();
-        match linger {
+        match lingers {
             // Beside the bookkeeping, in this task: the lingering socket still counts as a
             // connection (`max_connections`, the gauge) until it is dropped.
             Some(max) => {
-                let ((), ()) = tokio::join!(
-                    super::linger(reader, writer, max),
-                    closing.settle(exit, will)
-                );
+                let ((), ()) =
+                    tokio::join!(linger(reader, writer, max), closing.settle(exit, will));
             }
             None => {
                 drop((reader, writer));
@@ -109,7 +107,7 @@ impl Closing {
             }
             return;
         }
-        if let Exit::Kicked { session_ends } = exit {
+        if let Exit::Kicked { session_ends, .. } = exit {
             // The new owner has the session; only the will is ours to settle.
             if let Some(w) = will
                 && (session_ends || will_delay(&w) == 0)
@@ -148,6 +146,27 @@ impl Closing {
             spawn_expiry_timer(&self.ctx, &self.slot, epoch, expiry);
         }
     }
+}
+
+/// A lingering close: the write side is already shut down (our last packet and a FIN are on
+/// their way); reads and discards what the client still sends until it closes, or `max`
+/// passes, then drops the socket. Closing with unread input would make the kernel answer
+/// with a reset, and a client still sending (PUBRELs, PINGREQs) could lose the DISCONNECT
+/// or CONNACK that says why it was closed. Bounded in time and in memory (one small
+/// scratch buffer).
+pub(crate) async fn linger<R: AsyncRead + Unpin, W>(mut reader: R, writer: W, max: Duration) {
+    if !max.is_zero() {
+        let mut scratch = [0u8; 512];
+        let drain = async {
+            while let Ok(n) = reader.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(max, drain).await;
+    }
+    drop(writer);
 }
 
 fn will_delay(w: &Will) -> u32 {

@@ -132,6 +132,7 @@ where
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => {
                 crate::authn::scram::count_failure("timeout");
+                crate::authn::count_result(false, false);
                 metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "auth_timeout")
                     .increment(1);
                 return None;
@@ -164,6 +165,9 @@ where
                 Verdict::Refused(ReasonCode::ServerBusy)
             })
     };
+    // Anonymous: no authenticator was asked (none configured, or not on this listener).
+    let anonymous = enhanced.is_none() && (!rules.authenticate || !ctx.authn.is_enabled());
+    crate::authn::count_result(matches!(verdict, Verdict::Allowed { .. }), anonymous);
     let (superuser, attached, auth_expires) = match verdict {
         Verdict::Refused(code) => {
             refuse(&mut writer, version, code).await;
@@ -269,6 +273,7 @@ where
         congested: None,
         delivered: 0,
         drain_more: false,
+        sampled: Vec::new(),
         replays: Default::default(),
         enhanced: enhanced.map(|(method, _)| Box::new(enhanced_auth::Enhanced::new(method))),
         _live: live,
