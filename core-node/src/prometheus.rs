@@ -285,6 +285,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Requests to /api/v5/banned refused for their input (400).",
     ),
     (
+        m::ALARM_WEBHOOK_FAILURES_TOTAL,
+        "Alarm notifications the webhook dropped or gave up on, by reason.",
+    ),
+    (
+        m::ALARM_WEBHOOK_REQUESTS_TOTAL,
+        "Alarm webhook requests, by result (ok, error).",
+    ),
+    (
         m::SETTINGS_WRITES_REFUSED_TOTAL,
         "Writes to the settings table that did not apply, by reason (invalid, conflict, full, unavailable).",
     ),
@@ -510,6 +518,10 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (m::CORE_LEASES, "Replicant leases held by the leader."),
     (m::RAFT_LOG_ENTRIES, "Entries held in this core's log."),
     (m::PEER_LINKS_UP, "Outgoing peer links connected now."),
+    (
+        m::ALARMS_ACTIVE,
+        "1 while the alarm named by the label is active on this node, 0 once cleared.",
+    ),
 ];
 
 /// `# HELP` text of every histogram (all measured in seconds).

@@ -152,6 +152,10 @@ impl BrokerBuilder {
             None => None,
         };
         let authn = crate::authn::Chain::new(&config)?;
+        let alarms = crate::alarms::Alarms::new(
+            config.alarms.history_size,
+            crate::alarms::webhook::Webhook::start(&config.alarms, &shutdown)?,
+        );
         let ctx = Arc::new(Ctx {
             tables: TableState {
                 core,
@@ -191,6 +195,7 @@ impl BrokerBuilder {
             authn,
             banned: crate::banned::BanState::default(),
             api_keys: crate::api_keys::ApiKeys::default(),
+            alarms,
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -251,6 +256,7 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        tasks.spawn(crate::alarms::checks::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }

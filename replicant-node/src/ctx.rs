@@ -54,6 +54,8 @@ pub struct Ctx {
     pub banned: crate::banned::BanState,
     /// The HTTP API's keys, indexed by key id (`crate::api_keys`).
     pub api_keys: crate::api_keys::ApiKeys,
+    /// This node's alarms and the webhook their changes go to.
+    pub alarms: crate::alarms::Alarms,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

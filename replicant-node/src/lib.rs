@@ -7,6 +7,7 @@
 //! and publishes through [`publish`] and [`router`] into [`mailbox`]es; [`cluster`] writes
 //! the tables; [`broker`] wires listeners, [`http`] and [`ws`] together.
 
+pub mod alarms;
 pub mod api_keys;
 pub mod authn;
 pub mod authz;

@@ -104,7 +104,8 @@ pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
 /// `not_authorized`, `inflight_full_qos0`, `offline_qos0`, `session_ended`, `sys_topic`: a
 /// client's PUBLISH or will to `$SYS` or `$SYS/...`, the broker's own namespace, refused
 /// unless the authorizer grants it; 5.0 QoS 1/2 publishers got PUBACK/PUBREC 0x87, nothing
-/// was stored as retained).
+/// was stored as retained; `sys_event_client_id`: a `$SYS` client event not published
+/// because the client id contains `+`, `#` or `/` and cannot be one topic level).
 pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
 /// Counter: times a publishing connection stopped reading (for at most 50 ms) because a
 /// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len` or
@@ -198,6 +199,19 @@ pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
 /// Counter: REST requests to `/api/v5/banned` refused for their input (400, or 415 for a
 /// body not sent as `application/json`). No labels.
 pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
+/// Gauge: alarms active on this node, 1 while active, 0 once deactivated. Labels: `name`
+/// (the alarm's name, e.g. `core_link_down`, `listener_max_connections:tcp:default`: one
+/// per check, listener and peer node, a bounded set).
+pub const ALARMS_ACTIVE: &str = "meshmq_alarms_active";
+/// Counter: alarm notifications (activations and deactivations) the webhook gave up on or
+/// never sent. Labels: `reason` (`queue_full`: dropped, its URL's queue held
+/// `alarms.webhook_queue_len` or `webhook_queue_bytes`; `retries_exhausted`: every attempt
+/// failed).
+pub const ALARM_WEBHOOK_FAILURES_TOTAL: &str = "meshmq_alarm_webhook_failures_total";
+/// Counter: alarm webhook requests, by outcome. Labels: `result` (`ok`: a 2xx answer;
+/// `error`: a connection error, a timeout or another status, retried while retries are
+/// left).
+pub const ALARM_WEBHOOK_REQUESTS_TOTAL: &str = "meshmq_alarm_webhook_requests_total";
 /// Counter: writes to the `settings` table (`replicant_node::settings`) that did not apply.
 /// Labels: `reason` (`invalid`, `conflict`, `full`, `unavailable`).
 pub const SETTINGS_WRITES_REFUSED_TOTAL: &str = "meshmq_settings_writes_refused_total";
@@ -470,6 +484,8 @@ pub const COUNTERS: &[&str] = &[
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,
     BANNED_API_BAD_REQUESTS_TOTAL,
+    ALARM_WEBHOOK_FAILURES_TOTAL,
+    ALARM_WEBHOOK_REQUESTS_TOTAL,
     SETTINGS_WRITES_REFUSED_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
@@ -544,6 +560,7 @@ pub const GAUGES: &[&str] = &[
     CORE_LEASES,
     RAFT_LOG_ENTRIES,
     PEER_LINKS_UP,
+    ALARMS_ACTIVE,
 ];
 
 /// Every histogram name.

@@ -4,10 +4,11 @@
 //! Timers are tasks that capture the slot's `epoch`; a reconnect bumps it, so a timer that
 //! fires after the client came back does nothing.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshmq_shared::codec::{ReasonCode, Will};
+use meshmq_shared::codec::{ProtocolVersion, ReasonCode, Will};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{SubscriptionFilter, parse_subscription};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -21,6 +22,7 @@ use crate::message::Message;
 use crate::publish;
 use crate::sessions::ConnId;
 use crate::sessions::{Leaving, SessionSlot};
+use crate::sys::events;
 
 impl<S> Conn<S>
 where
@@ -63,6 +65,7 @@ where
             ctx,
             id,
             slot,
+            version,
             client_id,
             authz,
             will,
@@ -74,6 +77,7 @@ where
             ctx,
             id,
             slot,
+            version,
             client_id,
             authz,
         };
@@ -86,13 +90,53 @@ struct Closing {
     ctx: Arc<Ctx>,
     id: ConnId,
     slot: Arc<SessionSlot>,
+    /// The protocol version of the CONNECT (the `disconnected` event carries it).
+    version: ProtocolVersion,
     client_id: Arc<str>,
     /// The client as authorization sees it (its will is checked with its rights).
     authz: Arc<AuthzClient>,
 }
 
+/// Who a `$SYS` client event is about.
+pub(super) fn event_client(
+    authz: &AuthzClient,
+    version: ProtocolVersion,
+) -> events::ClientInfo<'_> {
+    events::ClientInfo {
+        client_id: &authz.info.client_id,
+        username: authz.info.username.as_deref(),
+        peer: authz.info.peerhost,
+        version,
+    }
+}
+
+/// The `reason` of the `disconnected` event: EMQX's names (`normal`, `takenover`,
+/// `discarded`, `kicked` (by an operator), `keepalive_timeout`, `tcp_closed` for a socket
+/// closed without DISCONNECT, ...).
+fn disconnect_reason(exit: Exit) -> Cow<'static, str> {
+    match exit {
+        Exit::ClientDisconnect(rc) | Exit::ServerClose(rc) => events::reason_name(rc),
+        Exit::Dropped => "tcp_closed".into(),
+        Exit::Kicked {
+            reason: ReasonCode::AdministrativeAction,
+            ..
+        } => "kicked".into(),
+        Exit::Kicked {
+            session_ends: false,
+            ..
+        } => "takenover".into(),
+        Exit::Kicked {
+            session_ends: true, ..
+        } => "discarded".into(),
+        Exit::Banned => "banned".into(),
+        Exit::Shutdown => "shutdown".into(),
+    }
+}
+
 impl Closing {
     async fn settle(self, exit: Exit, will: Option<Will>) {
+        let client = event_client(&self.authz, self.version);
+        events::client_disconnected(&self.ctx, &client, &disconnect_reason(exit));
         if exit == Exit::Shutdown {
             // The node is stopping: in-memory state (queue, in-flight) goes with it, but a
             // persistent session's subscriptions stay in the tables. Record the disconnect so

@@ -229,6 +229,7 @@ where
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
         return None;
     }
+    let clean_start = connect.clean_start;
     let Connect {
         client_id: _,
         username: _,
@@ -287,7 +288,20 @@ where
     conn.with_session(|s, now, out| s.attach(now, params, out));
     conn.slot.mailbox.set_online(true);
     conn.slot.mailbox.ready.notify_one();
+    announce(&conn, &setup, clean_start);
     Some(conn)
+}
+
+/// The `$SYS` `connected` event of a connection that was just accepted.
+fn announce<S>(conn: &Conn<S>, setup: &Setup, clean_start: bool) {
+    let info = crate::sys::events::ConnectInfo {
+        keepalive: setup.keep_alive,
+        clean_start,
+        expiry_interval: setup.expiry_secs,
+        connected_at_ms: cluster::now_ms(),
+    };
+    let client = super::close::event_client(&conn.authz, conn.version);
+    crate::sys::events::client_connected(&conn.ctx, &client, info);
 }
 
 enum FirstError {
