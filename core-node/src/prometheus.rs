@@ -245,6 +245,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Operator REST requests refused without an API key: browser-like (Origin, Host name).",
     ),
     (
+        m::API_KEY_REFUSED_TOTAL,
+        "REST requests refused 401 for their API key: missing, malformed, invalid, disabled or expired.",
+    ),
+    (
         m::AUTHN_IMPORT_ROWS_TOTAL,
         "Rows of imported user files, by result (success, override, skipped, failed).",
     ),

@@ -52,6 +52,8 @@ pub struct Ctx {
     pub authn: crate::authn::Chain,
     /// Bans on this node: live connections a new ban closes, flapping counters.
     pub banned: crate::banned::BanState,
+    /// The HTTP API's keys, indexed by key id (`crate::api_keys`).
+    pub api_keys: crate::api_keys::ApiKeys,
     /// This node's alarms and the webhook their changes go to.
     pub alarms: crate::alarms::Alarms,
     /// Online traces: the running recorders of this node and the definitions.

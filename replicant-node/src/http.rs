@@ -1,5 +1,7 @@
 //! The node's HTTP endpoint: `GET /metrics`, `GET /health`, `GET /api/v5/status`, plus the
-//! API routes the broker hands in (`crate::evacuation::api`).
+//! API routes the broker hands in (`crate::evacuation::api`). `/health` and `/api/v5/status`
+//! are open (as EMQX's `/status`); `/metrics` is open unless `listeners.metrics_require_key`
+//! installs a guard ([`HttpState::with_metrics_guard`]).
 //!
 //! Owns the routes and their response bodies. The process-wide Prometheus recorder and the
 //! metric descriptions live in [`recorder`]. It must never touch MQTT sessions or the
@@ -26,7 +28,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -83,6 +85,9 @@ impl CoreLinkHealth for CoreLink {
     }
 }
 
+/// Checks a request to `/metrics` (`listeners.metrics_require_key`).
+pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Result<(), api::ApiError> + Send + Sync>;
+
 /// What the HTTP endpoint reports from.
 #[derive(Clone)]
 pub struct HttpState {
@@ -98,6 +103,8 @@ pub struct HttpState {
     started: Instant,
     /// Renders `/metrics`.
     prometheus: PrometheusHandle,
+    /// Checks `/metrics` requests when it needs a key (none: open).
+    metrics_guard: Option<MetricsGuard>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -119,7 +126,14 @@ impl HttpState {
             gauges: None,
             started: Instant::now(),
             prometheus: prometheus_handle(),
+            metrics_guard: None,
         }
+    }
+
+    /// `/metrics` answers only requests `guard` lets through.
+    pub fn with_metrics_guard(mut self, guard: MetricsGuard) -> Self {
+        self.metrics_guard = Some(guard);
+        self
     }
 
     /// Reports `link` as `core_link` in `/health`.
@@ -210,7 +224,12 @@ pub async fn serve(
 #[utoipa::path(get, path = "/metrics", tag = "status",
     responses((status = 200, description = "Prometheus text exposition format",
                content_type = "text/plain", body = String)))]
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(guard) = &s.http.metrics_guard
+        && let Err(e) = guard(&headers)
+    {
+        return e.into_response();
+    }
     core_node::process_metrics::refresh();
     if let Some(g) = &s.http.gauges {
         g.refresh_gauges();

@@ -41,7 +41,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             setting("log.directives")
         )
     })?;
-    let broker = replicant_node::start(config).await?;
+    // The binary's standalone default: the API always needs a key (generated at first start).
+    let broker = replicant_node::Broker::builder(config)
+        .generate_api_key(true)
+        .start()
+        .await?;
     broker.run_until_signal().await;
     Ok(())
 }

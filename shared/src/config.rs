@@ -88,6 +88,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Online traces (`/api/v5/trace`): file size, count and retention bounds.
     pub trace: TraceConfig,
+    /// API keys of the HTTP API (EMQX's `api_key`): keys written at start from a file.
+    pub api_key: ApiKeyConfig,
     /// What the node measures beyond its counters (`[metrics]`): the sampled
     /// publish-to-deliver latency.
     pub metrics: MetricsConfig,
@@ -96,6 +98,21 @@ pub struct Config {
     pub sys_topics: SysTopicsConfig,
     /// Alarm checks (thresholds, how often) and the alarm webhook (replicants only).
     pub alarms: AlarmsConfig,
+}
+
+/// API keys created at start (EMQX's `api_key` section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// File of API keys created at start, one `api_key:api_secret` per line (EMQX's
+    /// format; a third field `:administrator` is accepted, other roles refused). A key id
+    /// is 1 to 64 of `A-Z a-z 0-9 _ -`; a secret 16 to 128 printable ASCII characters
+    /// without `:` (people choose these secrets: the minimum keeps them out of reach of a
+    /// guessing attack). Each key not in the cluster yet is added once (as the API key
+    /// named `bootstrap_<api_key>`); a key already there is left as it is, so delete it
+    /// through the API to change its secret. Setting it makes every operator route need a
+    /// key, and counts as a key for an `http_bind` off loopback.
+    pub bootstrap_file: Option<PathBuf>,
 }
 
 /// How this node reaches the core group.

@@ -184,6 +184,9 @@ pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
 /// (`origin`: an `Origin` header; `host`: a `Host` that is neither an IP address nor
 /// `localhost`).
 pub const API_FORBIDDEN_TOTAL: &str = "meshmq_api_forbidden_total";
+/// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`,
+/// `malformed`, `invalid`: unknown key or wrong secret, `disabled`, `expired`).
+pub const API_KEY_REFUSED_TOTAL: &str = "meshmq_api_key_refused_total";
 /// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
 /// `override`, `skipped`, `failed`).
 pub const AUTHN_IMPORT_ROWS_TOTAL: &str = "meshmq_authn_import_rows_total";
@@ -480,6 +483,7 @@ pub const COUNTERS: &[&str] = &[
     AUTHN_SCRAM_FAILURES_TOTAL,
     AUTHN_API_ERRORS_TOTAL,
     API_FORBIDDEN_TOTAL,
+    API_KEY_REFUSED_TOTAL,
     AUTHN_IMPORT_ROWS_TOTAL,
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,

@@ -4,7 +4,7 @@
 //! by direct transactions.
 //!
 //! One module per area: [`acks`] (what SUBACK and CONNACK may claim without a core
-//! majority), [`replication`] (writes through any replicant are seen everywhere;
+//! majority), [`api_keys`] (API keys of the REST API, on every replicant), [`replication`] (writes through any replicant are seen everywhere;
 //! a 100 000-op burst converges), [`failover`] (leader loss is invisible to replicants and
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
 //! the log was purged; it switches core and resumes), [`entry_bytes`] (transactions larger
@@ -28,6 +28,7 @@ mod common;
 mod acks;
 mod alarm_hook;
 mod alarms;
+mod api_keys;
 mod authn_api;
 mod authz;
 mod banned;

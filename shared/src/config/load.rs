@@ -183,11 +183,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if let Some(http) = config.listeners.http_bind
         && !http.ip().is_loopback()
         && config.listeners.api_key.is_none()
+        && config.api_key.bootstrap_file.is_none()
     {
         let reason = format!(
             "the HTTP API {http} is not on loopback and has no key: set listeners.api_key \
-             (operator routes then need Authorization: Bearer <key>), or bind http_bind to \
-             127.0.0.1"
+             or api_key.bootstrap_file (operator routes then need a key), or bind http_bind \
+             to 127.0.0.1"
         );
         return invalid("listeners.api_key", reason);
     }

@@ -482,6 +482,16 @@ fn an_http_api_off_loopback_needs_an_api_key() {
     );
     let keyed = TempToml::new("[listeners]\nhttp_bind = \"0.0.0.0:18083\"\napi_key = \"k3y\"\n");
     assert!(load_with_env(Some(keyed.path()), &[], &Overrides::default()).is_ok());
+    // A bootstrap file of API keys is a key source too (set through the environment).
+    let env = [(
+        "MESHMQ_API_KEY__BOOTSTRAP_FILE".to_owned(),
+        "/etc/meshmq/api_keys".to_owned(),
+    )];
+    let booted = load_with_env(Some(open.path()), &env, &Overrides::default()).expect("loads");
+    assert_eq!(
+        booted.api_key.bootstrap_file.as_deref(),
+        Some(std::path::Path::new("/etc/meshmq/api_keys"))
+    );
 }
 
 #[test]
