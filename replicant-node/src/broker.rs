@@ -23,7 +23,6 @@ use crate::core_handle::CoreHandle;
 use crate::ctx::{Admission, ClusterState, Ctx, LocalState, TableState};
 use crate::peer::{PeerConfig, Peers};
 use crate::router::Router;
-use crate::session::Limits;
 use crate::sessions::Sessions;
 use crate::{connection, http, sys};
 
@@ -152,7 +151,6 @@ impl BrokerBuilder {
             local: LocalState {
                 router: Router::new(config.mqtt.shared_subscription_strategy),
                 sessions: Sessions::default(),
-                limits: Limits::from_config(&config.mqtt),
                 queue_budget: crate::node_budget::NodeBudget::new(
                     usize::try_from(config.mqtt.max_node_mqueue_bytes).unwrap_or(usize::MAX),
                 ),
@@ -171,9 +169,12 @@ impl BrokerBuilder {
             authz,
             authn,
             banned: crate::banned::BanState::default(),
+            runtime: crate::configs::Runtime::new(config.clone()),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
+        // The replica is ready: the cluster's run-time overrides apply before any client.
+        crate::configs::refresh(&ctx);
         crate::cluster::announce_node(&ctx).await;
         // A node restarted mid-evacuation refuses from its first CONNECT.
         crate::evacuation::sync(&ctx);
@@ -214,6 +215,7 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        tasks.spawn(crate::configs::watch(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }

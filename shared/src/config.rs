@@ -25,6 +25,8 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+pub mod redact;
+pub mod runtime;
 pub mod tls;
 
 pub use authn::{
@@ -49,7 +51,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 pub use load::{
     ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
-    validate,
+    validate, validate_live,
 };
 
 /// The whole configuration of a node.

@@ -20,6 +20,7 @@ pub fn api(ctx: &Arc<Ctx>) -> Router {
         .merge(crate::banned::api::routes(ctx.clone()))
         .merge(crate::authz::api::routes(ctx.clone()))
         .merge(crate::listeners::api::routes(ctx.clone()))
+        .merge(crate::configs::api::routes(ctx.clone()))
 }
 
 /// The routes built with `utoipa-axum`, with their OpenAPI description.
