@@ -132,6 +132,10 @@ impl BrokerBuilder {
             None => None,
         };
         let authn = crate::authn::Chain::new(&config)?;
+        let alarms = crate::alarms::Alarms::new(
+            config.alarms.history_size,
+            crate::alarms::webhook::Webhook::start(&config.alarms, &shutdown)?,
+        );
         let ctx = Arc::new(Ctx {
             tables: TableState {
                 core,
@@ -170,6 +174,7 @@ impl BrokerBuilder {
             authn,
             banned: crate::banned::BanState::default(),
             runtime: crate::configs::Runtime::new(config.clone()),
+            alarms,
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
@@ -200,7 +205,8 @@ impl BrokerBuilder {
         }
         if let Some(l) = http_listener {
             let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
-                .with_core_link(Arc::new(ctx.tables.core.link().clone()));
+                .with_core_link(Arc::new(ctx.tables.core.link().clone()))
+                .with_gauges(ctx.clone());
             let token = ctx.admission.shutdown.clone();
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
@@ -216,6 +222,7 @@ impl BrokerBuilder {
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
         tasks.spawn(crate::configs::watch(ctx.clone()));
+        tasks.spawn(crate::alarms::checks::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }

@@ -55,6 +55,8 @@ pub struct Ctx {
     pub authn: crate::authn::Chain,
     /// Bans on this node: live connections a new ban closes, flapping counters.
     pub banned: crate::banned::BanState,
+    /// This node's alarms and the webhook their changes go to.
+    pub alarms: crate::alarms::Alarms,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

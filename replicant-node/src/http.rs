@@ -4,8 +4,8 @@
 //! Owns the routes and their response bodies. The process-wide Prometheus recorder and the
 //! metric descriptions live in [`recorder`]. It must never touch MQTT sessions or the
 //! cluster tables: everything it reports comes from [`HttpState`] (a connection counter,
-//! the core link's health and the Prometheus handle), so serving a scrape never contends
-//! with the broker's locks.
+//! the core link's health, the scrape-time gauges of `crate::node_metrics` and the
+//! Prometheus handle), so serving a scrape never contends with the broker's locks.
 //!
 //! `GET /health` answers 200 while the node serves clients and 503 once it is stopping.
 //! Its body names the link to the core group (`core_link`: `following`, `lagging` or
@@ -56,6 +56,18 @@ impl ConnectionCount for crate::ctx::Ctx {
     }
 }
 
+/// Something that sets gauges from its own state just before `/metrics` is rendered.
+pub trait ScrapeGauges: Send + Sync + 'static {
+    /// Sets them; must not block.
+    fn refresh_gauges(&self);
+}
+
+impl ScrapeGauges for crate::ctx::Ctx {
+    fn refresh_gauges(&self) {
+        crate::node_metrics::refresh(self);
+    }
+}
+
 /// Something that knows how the link to the core group stands.
 pub trait CoreLinkHealth: Send + Sync + 'static {
     /// The link's state now; must not block.
@@ -77,6 +89,8 @@ pub struct HttpState {
     connections: Arc<dyn ConnectionCount>,
     /// Source of `/health`'s `core_link` (none: the field is left out).
     core_link: Option<Arc<dyn CoreLinkHealth>>,
+    /// Sets the node's scrape-time gauges before `/metrics` is rendered.
+    gauges: Option<Arc<dyn ScrapeGauges>>,
     /// When the state was created (the broker's start, near enough): uptime.
     started: Instant,
     /// Renders `/metrics`.
@@ -99,6 +113,7 @@ impl HttpState {
             node: Arc::from(node.into()),
             connections,
             core_link: None,
+            gauges: None,
             started: Instant::now(),
             prometheus: prometheus_handle(),
         }
@@ -107,6 +122,12 @@ impl HttpState {
     /// Reports `link` as `core_link` in `/health`.
     pub fn with_core_link(mut self, link: Arc<dyn CoreLinkHealth>) -> Self {
         self.core_link = Some(link);
+        self
+    }
+
+    /// Lets `gauges` set its gauges before each `/metrics` render.
+    pub fn with_gauges(mut self, gauges: Arc<dyn ScrapeGauges>) -> Self {
+        self.gauges = Some(gauges);
         self
     }
 }
@@ -171,6 +192,9 @@ pub async fn serve(
 
 async fn metrics(State(s): State<AppState>) -> Response {
     core_node::process_metrics::refresh();
+    if let Some(g) = &s.http.gauges {
+        g.refresh_gauges();
+    }
     let body = s.http.prometheus.render();
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
 }

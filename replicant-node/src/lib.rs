@@ -7,6 +7,7 @@
 //! and publishes through [`publish`] and [`router`] into [`mailbox`]es; [`cluster`] writes
 //! the tables; [`broker`] wires listeners, [`http`] and [`ws`] together.
 
+pub mod alarms;
 pub mod authn;
 pub mod authz;
 pub mod banned;
@@ -19,6 +20,7 @@ pub mod core_handle;
 pub mod core_link;
 pub mod ctl;
 pub mod ctx;
+pub mod delivery_latency;
 pub mod evacuation;
 pub mod fanout;
 pub mod forward;
@@ -28,6 +30,7 @@ pub mod listeners;
 pub mod mailbox;
 pub mod message;
 pub mod node_budget;
+pub mod node_metrics;
 pub mod nodes;
 pub mod peer;
 pub mod publish;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod alarms;
 mod authn;
 mod authn_checks;
 mod authn_http;
@@ -25,10 +26,13 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+mod metrics;
 pub mod redact;
 pub mod runtime;
+mod sys_topics;
 pub mod tls;
 
+pub use alarms::AlarmsConfig;
 pub use authn::{
     AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
     UserIdType,
@@ -44,6 +48,8 @@ pub use listeners::{
     ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
+pub use metrics::MetricsConfig;
+pub use sys_topics::{SysEventMessages, SysTopicsConfig};
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -76,6 +82,14 @@ pub struct Config {
     /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
     /// `[[authorization.sources]]` tried in order).
     pub authorization: AuthorizationConfig,
+    /// What the node measures beyond its counters (`[metrics]`): the sampled
+    /// publish-to-deliver latency.
+    pub metrics: MetricsConfig,
+    /// What the broker publishes under `$SYS/brokers/{node}/...` and how often (EMQX's
+    /// `sys_topics`).
+    pub sys_topics: SysTopicsConfig,
+    /// Alarm checks (thresholds, how often) and the alarm webhook (replicants only).
+    pub alarms: AlarmsConfig,
 }
 
 /// How this node reaches the core group.

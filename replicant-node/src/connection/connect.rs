@@ -132,6 +132,7 @@ where
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => {
                 crate::authn::scram::count_failure("timeout");
+                crate::authn::count_result(false, false);
                 metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "auth_timeout")
                     .increment(1);
                 return None;
@@ -164,6 +165,9 @@ where
                 Verdict::Refused(ReasonCode::ServerBusy)
             })
     };
+    // Anonymous: no authenticator was asked (none configured, or not on this listener).
+    let anonymous = enhanced.is_none() && (!rules.authenticate || !ctx.authn.is_enabled());
+    crate::authn::count_result(matches!(verdict, Verdict::Allowed { .. }), anonymous);
     let (superuser, attached, auth_expires) = match verdict {
         Verdict::Refused(code) => {
             refuse(&mut writer, version, code).await;
@@ -225,6 +229,7 @@ where
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
         return None;
     }
+    let clean_start = connect.clean_start;
     let Connect {
         client_id: _,
         username: _,
@@ -269,6 +274,7 @@ where
         congested: None,
         delivered: 0,
         drain_more: false,
+        sampled: Vec::new(),
         replays: Default::default(),
         enhanced: enhanced.map(|(method, _)| Box::new(enhanced_auth::Enhanced::new(method))),
         _live: live,
@@ -282,7 +288,20 @@ where
     conn.with_session(|s, now, out| s.attach(now, params, out));
     conn.slot.mailbox.set_online(true);
     conn.slot.mailbox.ready.notify_one();
+    announce(&conn, &setup, clean_start);
     Some(conn)
+}
+
+/// The `$SYS` `connected` event of a connection that was just accepted.
+fn announce<S>(conn: &Conn<S>, setup: &Setup, clean_start: bool) {
+    let info = crate::sys::events::ConnectInfo {
+        keepalive: setup.keep_alive,
+        clean_start,
+        expiry_interval: setup.expiry_secs,
+        connected_at_ms: cluster::now_ms(),
+    };
+    let client = super::close::event_client(&conn.authz, conn.version);
+    crate::sys::events::client_connected(&conn.ctx, &client, info);
 }
 
 enum FirstError {

@@ -64,6 +64,7 @@ where
     /// The session was taken over while this connection was still reading.
     pub(super) fn kicked(&self) -> Option<Exit> {
         Some(Exit::Kicked {
+            reason: ReasonCode::SessionTakenOver,
             session_ends: false,
         })
     }
@@ -133,16 +134,12 @@ where
             Some(Ok(inbound)) => inbound.route,
         };
         if let Some(p) = route {
-            let mut msg = Message::new(
-                Instant::now(),
-                p.topic,
-                p.payload,
-                p.qos,
-                p.retain,
-                p.properties,
-            );
+            let now = Instant::now();
+            let every = self.ctx.config.metrics.latency_sample_every;
+            let mut msg = Message::new(now, p.topic, p.payload, p.qos, p.retain, p.properties);
             msg.from = Some(self.slot.id);
             msg.from_client = Some(self.client_id.clone());
+            msg.sampled = crate::delivery_latency::sample(every, now);
             let congested = if store {
                 publish::publish(&self.ctx, Arc::new(msg)).await
             } else {

@@ -25,5 +25,7 @@ pub fn api(ctx: &Arc<Ctx>) -> Router {
 
 /// The routes built with `utoipa-axum`, with their OpenAPI description.
 pub fn documented(ctx: &Arc<Ctx>) -> OpenApiRouter {
-    OpenApiRouter::new().merge(crate::nodes::api::routes(ctx.clone()))
+    OpenApiRouter::new()
+        .merge(crate::nodes::api::routes(ctx.clone()))
+        .merge(crate::alarms::api::routes(ctx.clone()))
 }

@@ -12,10 +12,12 @@
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
+//! [`sys`] (`$SYS` events and stats of one replicant seen on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
-//! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
+//! `load_rebalance` API), [`alarms`] (alarms raised and cleared by real conditions, the API,
+//! the webhook). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
 // The shared helpers re-export more of rumqttc than these tests use.
@@ -24,6 +26,8 @@
 mod common;
 
 mod acks;
+mod alarm_hook;
+mod alarms;
 mod authn_api;
 mod authz;
 mod banned;
@@ -46,5 +50,6 @@ mod replication;
 mod routing;
 mod settings;
 mod shared;
+mod sys;
 mod takeover;
 mod wills;

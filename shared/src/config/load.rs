@@ -204,6 +204,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         );
         return invalid("listeners.allow_anonymous", reason);
     }
+    if let Err((key, reason)) = config.sys_topics.check() {
+        return invalid(key, reason);
+    }
+    if let Err((key, reason)) = config.alarms.check() {
+        return invalid(key, reason);
+    }
     for (i, a) in config.authentication.iter().enumerate() {
         super::authn_checks::check(a).map_err(|(key, e)| ConfigError::Invalid {
             key,

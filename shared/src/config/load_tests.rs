@@ -75,6 +75,27 @@ fn flapping_detect_reads_as_emqx_writes_it() {
 }
 
 #[test]
+fn sys_topics_read_as_emqx_writes_them() {
+    let f = TempToml::new(
+        "[sys_topics]\nsys_msg_interval = \"disabled\"\nsys_heartbeat_interval = \"5s\"\n\
+         [sys_topics.sys_event_messages]\nclient_connected = false\n",
+    );
+    let e = env(&[(
+        "MESHMQ_SYS_TOPICS__SYS_EVENT_MESSAGES__CLIENT_DISCONNECTED",
+        "false",
+    )]);
+    let c = load_with_env(Some(f.path()), &e, &Overrides::default()).unwrap();
+    let s = &c.sys_topics;
+    assert_eq!(s.msg_interval(), None);
+    assert_eq!(
+        s.heartbeat_interval(),
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert!(!s.sys_event_messages.client_connected);
+    assert!(!s.sys_event_messages.client_disconnected);
+}
+
+#[test]
 fn toml_file_overrides_defaults() {
     let f = TempToml::new(
         "[node]\nname = \"n1\"\n[listeners]\nmqtt_bind = \"127.0.0.1:2883\"\n\
@@ -301,6 +322,11 @@ fn out_of_range_values_are_rejected_with_the_key() {
             "MESHMQ_FLAPPING_DETECT__BAN_TIME",
             "0s",
             "flapping_detect.ban_time",
+        ),
+        (
+            "MESHMQ_SYS_TOPICS__SYS_MSG_INTERVAL",
+            "100ms",
+            "sys_topics.sys_msg_interval",
         ),
     ];
     for (var, value, key) in cases {

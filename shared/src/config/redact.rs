@@ -17,9 +17,9 @@ pub const REDACTED: &str = "******";
 /// Object keys whose (non-null) value is a secret, wherever they appear.
 const SECRET_KEYS: &[&str] = &["api_key", "password", "secret"];
 /// Object keys whose value is a map of secrets (every value hidden, names shown).
-const SECRET_MAPS: &[&str] = &["headers"];
+const SECRET_MAPS: &[&str] = &["headers", "webhook_headers"];
 /// Object keys holding a URL whose user information is hidden.
-const URL_KEYS: &[&str] = &["url", "endpoint"];
+const URL_KEYS: &[&str] = &["url", "endpoint", "webhook_urls"];
 
 /// `config` as JSON, secrets replaced by [`REDACTED`].
 pub fn redacted(config: &Config) -> Value {
@@ -41,10 +41,18 @@ pub fn redact(tree: &mut Value) {
                     for value in m.values_mut() {
                         *value = Value::from(REDACTED);
                     }
-                } else if URL_KEYS.contains(&k.as_str())
-                    && let Value::String(s) = v
-                {
-                    *s = without_userinfo(s);
+                } else if URL_KEYS.contains(&k.as_str()) {
+                    match v {
+                        Value::String(s) => *s = without_userinfo(s),
+                        Value::Array(urls) => {
+                            for u in urls.iter_mut() {
+                                if let Value::String(s) = u {
+                                    *s = without_userinfo(s);
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
                 } else {
                     redact(v);
                 }
@@ -105,6 +113,10 @@ mechanism = "jwt"
 use_jwks = true
 endpoint = "https://SECRET-jwks-user:SECRET-jwks-pass@jwks.example/keys"
 
+[alarms]
+webhook_urls = ["https://SECRET-hook-user:SECRET-hook-pass@hooks.example/a"]
+webhook_headers = { authorization = "Bearer SECRET-hook-header" }
+
 [authorization]
 [[authorization.sources]]
 type = "http"
@@ -119,7 +131,7 @@ headers = { "x-api-key" = "SECRET-authz-header" }
         // Every marker really is in the unredacted form (the test would pass vacuously
         // otherwise).
         let raw = serde_json::to_string(&config).unwrap();
-        assert_eq!(raw.matches("SECRET-").count(), 10, "{raw}");
+        assert_eq!(raw.matches("SECRET-").count(), 13, "{raw}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("/etc/meshmq/key.pem"), "{shown}");
         assert!(
