@@ -15,6 +15,7 @@
 //! balancer that wants more reads `core_link.state`.
 
 pub mod api;
+pub mod openapi;
 mod recorder;
 pub mod routes;
 
@@ -26,11 +27,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::core_link::{CoreLink, LinkHealth};
 pub use recorder::{describe_all, prometheus_handle};
@@ -142,17 +144,19 @@ struct AppState {
 }
 
 /// Body of `/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Health {
     /// `ok`, or `stopping` once shutdown began.
     status: &'static str,
     /// The link to the core group, when the state has one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     core_link: Option<LinkHealth>,
 }
 
 /// Body of `/api/v5/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NodeStatus)]
 struct Status {
     /// Node name.
     node: String,
@@ -164,16 +168,27 @@ struct Status {
     connections: usize,
 }
 
+/// The routes, without a listener or state, with their OpenAPI description.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(health))
+        .routes(routes!(status))
+}
+
+/// The OpenAPI description of `/metrics`, `/health` and `/api/v5/status` (merged into the
+/// API's document by [`openapi`]).
+pub fn openapi_paths() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
 /// The routes, without a listener.
 fn router(state: HttpState, shutdown: CancellationToken) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .route("/api/v5/status", get(status))
-        .with_state(AppState {
-            http: state,
-            shutdown,
-        })
+    let (routes, _) = documented().split_for_parts();
+    routes.with_state(AppState {
+        http: state,
+        shutdown,
+    })
 }
 
 /// Serves the endpoint on `listener` until `shutdown` is cancelled; in-flight requests
@@ -190,6 +205,10 @@ pub async fn serve(
         .await
 }
 
+/// Every metric in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, description = "Prometheus text exposition format",
+               content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
     core_node::process_metrics::refresh();
     if let Some(g) = &s.http.gauges {
@@ -201,6 +220,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// 200 while serving (whatever the core link's state: see the module doc), 503 once
 /// stopping.
+#[utoipa::path(get, path = "/health", tag = "status",
+    responses((status = 200, description = "Serving (`core_link` says how the link to the cores stands)", body = Health),
+              (status = 503, description = "Stopping", body = Health)))]
 async fn health(State(s): State<AppState>) -> Response {
     let core_link = s.http.core_link.as_ref().map(|l| l.core_link_health());
     let (code, status) = if s.shutdown.is_cancelled() {
@@ -211,6 +233,9 @@ async fn health(State(s): State<AppState>) -> Response {
     (code, Json(Health { status, core_link })).into_response()
 }
 
+/// The node's name, version, uptime and live connections.
+#[utoipa::path(get, path = "/api/v5/status", tag = "status",
+    responses((status = 200, description = "This node", body = Status)))]
 async fn status(State(s): State<AppState>) -> Json<Status> {
     Json(Status {
         node: s.http.node.to_string(),

@@ -28,6 +28,7 @@
 pub mod acl;
 pub mod api;
 mod builtin;
+mod chain_api;
 pub(crate) mod http;
 pub mod import;
 mod import_json;

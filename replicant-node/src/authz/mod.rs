@@ -25,6 +25,7 @@ pub mod api;
 pub mod cache;
 mod hook;
 pub mod http;
+pub mod rules_json;
 #[cfg(test)]
 mod tests;
 

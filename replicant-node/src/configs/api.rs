@@ -20,18 +20,18 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{delete, get};
 use meshmq_proto::tables::{SettingRow, SettingSet, op};
 use meshmq_shared::config::redact::redacted;
 use meshmq_shared::config::runtime::{OverrideError, apply_overrides, is_runtime_key};
 use meshmq_shared::tables::rejection;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{NS, refresh, stored};
 use crate::cluster;
@@ -45,11 +45,11 @@ use crate::http::api::{
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/configs", get(get_all).put(put_all))
-        .route("/api/v5/configs/{root}", get(get_root).put(put_root))
-        .route("/api/v5/configs/{root}/{key}", delete(reset))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(get_all, put_all))
+        .routes(routes!(get_root, put_root))
+        .routes(routes!(reset))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }

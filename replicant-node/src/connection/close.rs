@@ -111,16 +111,23 @@ pub(super) fn event_client(
 }
 
 /// The `reason` of the `disconnected` event: EMQX's names (`normal`, `takenover`,
-/// `discarded`, `keepalive_timeout`, `tcp_closed` for a socket closed without DISCONNECT,
-/// ...).
+/// `discarded`, `kicked` (by an operator), `keepalive_timeout`, `tcp_closed` for a socket
+/// closed without DISCONNECT, ...).
 fn disconnect_reason(exit: Exit) -> Cow<'static, str> {
     match exit {
         Exit::ClientDisconnect(rc) | Exit::ServerClose(rc) => events::reason_name(rc),
         Exit::Dropped => "tcp_closed".into(),
         Exit::Kicked {
+            reason: ReasonCode::AdministrativeAction,
+            ..
+        } => "kicked".into(),
+        Exit::Kicked {
             session_ends: false,
+            ..
         } => "takenover".into(),
-        Exit::Kicked { session_ends: true } => "discarded".into(),
+        Exit::Kicked {
+            session_ends: true, ..
+        } => "discarded".into(),
         Exit::Banned => "banned".into(),
         Exit::Shutdown => "shutdown".into(),
     }

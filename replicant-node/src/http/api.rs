@@ -36,6 +36,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The JSON body of every error answer: `Error` in the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// EMQX-style code (`BAD_REQUEST`, `NOT_FOUND`, ...).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// The answers of [`authorize`], declared (`responses(..., Denied)`) by every route that
+/// calls it: the OpenAPI completeness test checks that every protected route declares 401.
+#[derive(utoipa::IntoResponses)]
+pub enum Denied {
+    /// No or wrong API key (`listeners.api_key` is set).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No API key is set and the request looks like a browser's (an `Origin` header, or a
+    /// `Host` that is a name other than `localhost`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
+
 /// An error answer.
 pub fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError {
