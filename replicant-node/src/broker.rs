@@ -23,7 +23,6 @@ use crate::core_handle::CoreHandle;
 use crate::ctx::{Admission, ClusterState, Ctx, LocalState, TableState};
 use crate::peer::{PeerConfig, Peers};
 use crate::router::Router;
-use crate::session::Limits;
 use crate::sessions::Sessions;
 use crate::{connection, http, sys};
 
@@ -175,7 +174,6 @@ impl BrokerBuilder {
             local: LocalState {
                 router: Router::new(config.mqtt.shared_subscription_strategy),
                 sessions: Sessions::default(),
-                limits: Limits::from_config(&config.mqtt),
                 queue_budget: crate::node_budget::NodeBudget::new(
                     usize::try_from(config.mqtt.max_node_mqueue_bytes).unwrap_or(usize::MAX),
                 ),
@@ -195,6 +193,7 @@ impl BrokerBuilder {
             authn,
             banned: crate::banned::BanState::default(),
             api_keys: crate::api_keys::ApiKeys::default(),
+            runtime: crate::configs::Runtime::new(config.clone()),
             alarms,
             trace: crate::trace::Traces::new(
                 &config.node.name,
@@ -204,6 +203,8 @@ impl BrokerBuilder {
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
+        // The replica is ready: the cluster's run-time overrides apply before any client.
+        crate::configs::refresh(&ctx);
         crate::cluster::announce_node(&ctx).await;
         if let Some((path, keys)) = &boot_keys {
             crate::api_keys::bootstrap::apply(&ctx, path, keys).await?;
@@ -261,6 +262,7 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        tasks.spawn(crate::configs::watch(ctx.clone()));
         tasks.spawn(crate::alarms::checks::run(ctx.clone()));
         tasks.spawn(crate::trace::sync::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {

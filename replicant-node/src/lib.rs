@@ -15,6 +15,7 @@ pub mod banned;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
+pub mod configs;
 pub mod connection;
 pub mod core_handle;
 pub mod core_link;

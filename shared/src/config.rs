@@ -28,6 +28,8 @@ mod listeners_resolve;
 mod load;
 mod log;
 mod metrics;
+pub mod redact;
+pub mod runtime;
 mod sys_topics;
 pub mod tls;
 mod trace;
@@ -59,7 +61,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 pub use load::{
     ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
-    validate,
+    validate, validate_live,
 };
 
 /// The whole configuration of a node.

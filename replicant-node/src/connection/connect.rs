@@ -34,7 +34,7 @@ use crate::cluster;
 use crate::ctx::Ctx;
 use crate::handover;
 use crate::listeners::ConnMeta;
-use crate::mailbox::{Mailbox, QueueLimits};
+use crate::mailbox::Mailbox;
 use crate::session::{ConnParams, Session};
 use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
 use crate::trace::Event;
@@ -477,10 +477,8 @@ pub(crate) async fn install_slot(
     generation: u64,
     expiry_secs: u32,
 ) -> Arc<SessionSlot> {
-    let mailbox = Arc::new(Mailbox::new(
-        QueueLimits::of(&ctx.config.mqtt),
-        ctx.local.queue_budget.clone(),
-    ));
+    let live = ctx.runtime.current();
+    let mailbox = Arc::new(Mailbox::new(live.queue, ctx.local.queue_budget.clone()));
     let params = ConnParams {
         version,
         receive_maximum: u16::MAX,
@@ -492,7 +490,7 @@ pub(crate) async fn install_slot(
         client_id: client_id.clone(),
         mailbox: mailbox.clone(),
         inner: parking_lot::Mutex::new(SlotInner {
-            session: Session::new(client_id.clone(), ctx.local.limits.clone(), params),
+            session: Session::new(client_id.clone(), live.limits.clone(), params),
             owner: owner.0,
             control: owner.1,
             generation,

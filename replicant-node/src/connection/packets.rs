@@ -193,7 +193,7 @@ where
                 self.queue_disconnect(ReasonCode::ProtocolError);
                 return Exit::ServerClose(ReasonCode::ProtocolError);
             }
-            let capped = expiry.min(self.ctx.config.mqtt.max_session_expiry);
+            let capped = expiry.min(self.ctx.runtime.current().config.mqtt.max_session_expiry);
             let mut inner = self.slot.inner.lock();
             if inner.owner == Some(self.id) {
                 inner.expiry_secs = capped;

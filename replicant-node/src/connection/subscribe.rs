@@ -410,7 +410,7 @@ struct SubscriptionQuota {
 impl SubscriptionQuota {
     fn of(ctx: &Ctx, slot: &SessionSlot) -> SubscriptionQuota {
         SubscriptionQuota {
-            max: ctx.config.mqtt.max_subscriptions,
+            max: ctx.runtime.current().config.mqtt.max_subscriptions,
             held: slot.inner.lock().session.subscriptions.len(),
             new: hashbrown::HashSet::new(),
         }

@@ -28,6 +28,7 @@ pub fn documented(ctx: &Arc<Ctx>) -> OpenApiRouter {
         .merge(crate::banned::api::routes(ctx.clone()))
         .merge(crate::authz::api::routes(ctx.clone()))
         .merge(crate::listeners::api::routes(ctx.clone()))
+        .merge(crate::configs::api::routes(ctx.clone()))
         .merge(crate::alarms::api::routes(ctx.clone()))
         .merge(crate::http::log_level::routes(ctx.clone()))
         .merge(crate::trace::api::routes(ctx.clone()))

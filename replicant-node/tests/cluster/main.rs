@@ -33,6 +33,7 @@ mod authn_api;
 mod authz;
 mod banned;
 mod catchup;
+mod configs;
 mod entry_bytes;
 mod evacuation;
 mod evacuation_restart;
