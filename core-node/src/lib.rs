@@ -15,6 +15,7 @@
 pub mod api;
 pub mod background;
 pub mod http;
+pub mod logging;
 pub mod node;
 pub mod process_metrics;
 pub mod prometheus;

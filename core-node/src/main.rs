@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use core_node::http::HttpConfig;
 use core_node::http::auth::{ApiKey, SecretArg};
 use core_node::node::{CoreConfig, CoreError, CoreNode, RaftTimings, batcher::GroupCommit};
+use meshmq_shared::config::{LogConfig, LogFormat};
 use meshmq_shared::quic::certs::{self, CertPaths};
 use meshmq_shared::quic::tls::{self, Identity};
 use meshmq_shared::startup;
@@ -108,6 +109,16 @@ struct RunArgs {
         default_value_t = RaftTimings::default().keep_after_snapshot
     )]
     keep_after_snapshot: u64,
+    /// Log line format: `text` or `json` (one object per line).
+    #[arg(long, env = "MESHMQ_LOG__FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Level of meshmq's own log lines (trace, debug, info, warn, error, off); `RUST_LOG`,
+    /// when set, replaces it and --log-directives.
+    #[arg(long, env = "MESHMQ_LOG__LEVEL", default_value = "info")]
+    log_level: String,
+    /// Per-module log levels in `RUST_LOG` syntax (`core_node::raft=debug,openraft=info`).
+    #[arg(long, env = "MESHMQ_LOG__DIRECTIVES", default_value = "")]
+    log_directives: String,
 }
 
 fn parse_members(raw: &[String]) -> anyhow::Result<Vec<(u64, String)>> {
@@ -171,16 +182,31 @@ fn http_config(a: &RunArgs, certs: &CertPaths) -> anyhow::Result<HttpConfig> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| startup::DEFAULT_LOG_FILTER.into()),
-        )
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.run) {
+        return startup::report_failure(&*e, &e);
+    }
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => startup::report_failure(&*e, &e),
     }
+}
+
+/// Installs the logger from the `--log-*` flags (`RUST_LOG` wins over level and
+/// directives), naming this core on every line.
+fn init_logging(a: &RunArgs) -> anyhow::Result<()> {
+    let config = LogConfig {
+        format: if a.log_format == "json" {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        },
+        level: a.log_level.clone(),
+        directives: a.log_directives.clone(),
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    core_node::logging::init(&config, &format!("core-{}", a.node_id), rust_log.as_deref())
+        .map_err(|e| anyhow::anyhow!("cannot set up logging (--log-level / MESHMQ_LOG__LEVEL, --log-directives / MESHMQ_LOG__DIRECTIVES, RUST_LOG): {e}"))
 }
 
 /// A core start-up failure as one line naming the flag behind it.

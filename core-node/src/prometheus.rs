@@ -42,8 +42,11 @@ fn install() -> PrometheusHandle {
         .try_fold(PrometheusBuilder::new(), |b, matcher| {
             b.set_buckets_for_metric(matcher, m::COUNT_BUCKETS)
         });
+    // A full name wins over the suffix (the exporter tries `Full` matchers first).
+    let latency = Matcher::Full(m::DELIVERY_LATENCY_SECONDS.to_string());
     let builder = match counts
         .and_then(|b| b.set_buckets_for_metric(matcher, m::TABLE_TRANSACTION_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(latency, m::DELIVERY_LATENCY_BUCKETS))
     {
         Ok(b) => b,
         Err(e) => {
@@ -128,7 +131,7 @@ const COUNTER_HELP: &[(&str, &str)] = &[
     ),
     (
         m::DISCONNECTS_TOTAL,
-        "Connections ended after CONNACK, by reason.",
+        "Connections ended after CONNACK, each counted once, by reason (normal, sock_closed, keepalive_timeout, takenover, discarded, kicked, ...).",
     ),
     (
         m::SESSIONS_EXPIRED_TOTAL,
@@ -210,6 +213,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Authorization answers per source asked, by source and result (allow, deny, nomatch).",
     ),
     (
+        m::AUTHZ_DECISIONS_TOTAL,
+        "Authorization decisions, each counted once, by result (allow, deny) and what decided (superuser, cache, a source, no_match, hook, sys_topic).",
+    ),
+    (
+        m::AUTHN_RESULTS_TOTAL,
+        "Authentication outcomes of CONNECTs, by result (success, success_anonymous, failure).",
+    ),
+    (
         m::AUTHZ_CACHE_TOTAL,
         "Lookups in the per-connection authorization cache, by result (hit, miss).",
     ),
@@ -232,6 +243,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
     (
         m::API_FORBIDDEN_TOTAL,
         "Operator REST requests refused without an API key: browser-like (Origin, Host name).",
+    ),
+    (
+        m::API_KEY_REFUSED_TOTAL,
+        "REST requests refused 401 for their API key: missing, malformed, invalid, disabled or expired.",
     ),
     (
         m::AUTHN_IMPORT_ROWS_TOTAL,
@@ -280,6 +295,14 @@ const COUNTER_HELP: &[(&str, &str)] = &[
     (
         m::API_KICKED_TOTAL,
         "Clients kicked through DELETE /api/v5/clients/{clientid} on this node.",
+    ),
+    (
+        m::ALARM_WEBHOOK_FAILURES_TOTAL,
+        "Alarm notifications the webhook dropped or gave up on, by reason.",
+    ),
+    (
+        m::ALARM_WEBHOOK_REQUESTS_TOTAL,
+        "Alarm webhook requests, by result (ok, error).",
     ),
     (
         m::SETTINGS_WRITES_REFUSED_TOTAL,
@@ -427,6 +450,10 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Messages for a peer dropped instead of sent (at most once, never resent), by reason.",
     ),
     (
+        m::TRACE_EVENTS_DROPPED_TOTAL,
+        "Online-trace lines dropped instead of written (queue full, file full, file error).",
+    ),
+    (
         m::PEER_RECONNECTS_TOTAL,
         "Peer links connected again after losing their connection.",
     ),
@@ -465,7 +492,18 @@ const GAUGE_HELP: &[(&str, &str)] = &[
         m::RETAINED_REPLAYS,
         "Retained replays of new subscriptions running or waiting on this node.",
     ),
-    (m::MESSAGES_QUEUED, "Messages waiting in session queues."),
+    (
+        m::MESSAGES_QUEUED,
+        "Messages waiting in this node's session queues (offline, or beyond the in-flight window).",
+    ),
+    (
+        m::LISTENER_CONNECTIONS,
+        "Connections on a listener now (handshakes included), by listener.",
+    ),
+    (
+        m::LISTENER_MAX_CONNECTIONS,
+        "A listener's own max_connections, by listener.",
+    ),
     (
         m::REPLICA_APPLIED_INDEX,
         "Index of the last entry applied to this replicant's replica.",
@@ -496,6 +534,10 @@ const GAUGE_HELP: &[(&str, &str)] = &[
     (m::CORE_LEASES, "Replicant leases held by the leader."),
     (m::RAFT_LOG_ENTRIES, "Entries held in this core's log."),
     (m::PEER_LINKS_UP, "Outgoing peer links connected now."),
+    (
+        m::ALARMS_ACTIVE,
+        "1 while the alarm named by the label is active on this node, 0 once cleared.",
+    ),
 ];
 
 /// `# HELP` text of every histogram (all measured in seconds).
@@ -507,6 +549,10 @@ const HISTOGRAM_HELP: &[(&str, &str)] = &[
     (
         m::TABLE_TRANSACTION_SECONDS,
         "Cluster table transaction latency.",
+    ),
+    (
+        m::DELIVERY_LATENCY_SECONDS,
+        "Sampled time from a PUBLISH accepted to its copy written to a subscriber's connection, by path (local, remote).",
     ),
     (
         m::CORE_TRANSACT_SECONDS,

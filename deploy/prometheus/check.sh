@@ -20,8 +20,10 @@
 set -euo pipefail
 
 # Dashboard metrics whose series only exist once their event happened, and which this script
-# does not cause: a peer link's drops and publishers paused by back-pressure.
-NOT_PROVOKED="meshmq_peer_messages_dropped_total meshmq_publish_backpressure_total"
+# does not cause: a peer link's drops and publishers paused by back-pressure; and a
+# listener's own cap, which only exists when a listener sets max_connections (the dev
+# cluster's do not).
+NOT_PROVOKED="meshmq_peer_messages_dropped_total meshmq_publish_backpressure_total meshmq_listener_max_connections"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 base=26000

@@ -23,7 +23,6 @@ use crate::core_handle::CoreHandle;
 use crate::ctx::{Admission, ClusterState, Ctx, LocalState, TableState};
 use crate::peer::{PeerConfig, Peers};
 use crate::router::Router;
-use crate::session::Limits;
 use crate::sessions::Sessions;
 use crate::{connection, http, sys};
 
@@ -31,6 +30,8 @@ use crate::{connection, http, sys};
 pub struct BrokerBuilder {
     config: Config,
     authz: Arc<dyn Authorizer>,
+    /// Generate an API key at first start when there is none (the standalone binary).
+    generate_api_key: bool,
 }
 
 /// Entry point: `Broker::builder(config).start().await`.
@@ -42,6 +43,7 @@ impl Broker {
         BrokerBuilder {
             config,
             authz: Arc::new(AllowAll),
+            generate_api_key: false,
         }
     }
 }
@@ -55,6 +57,15 @@ impl BrokerBuilder {
     /// Uses `authz` to authorize PUBLISH and SUBSCRIBE.
     pub fn authorizer(mut self, authz: Arc<dyn Authorizer>) -> BrokerBuilder {
         self.authz = authz;
+        self
+    }
+
+    /// With `on`, a standalone node (embedded core) whose HTTP listener is enabled and that
+    /// has no key of any kind generates one at first start, writes it to
+    /// `<node.data_dir>/default_api_key.conf` and logs that path (`crate::api_keys::bootstrap`).
+    /// The `replicant-node` binary turns it on; embedders and tests choose.
+    pub fn generate_api_key(mut self, on: bool) -> BrokerBuilder {
+        self.generate_api_key = on;
         self
     }
 
@@ -72,11 +83,18 @@ impl BrokerBuilder {
         if let Some(http) = config.listeners.http_bind
             && !http.ip().is_loopback()
             && config.listeners.api_key.is_none()
+            && config.api_key.bootstrap_file.is_none()
         {
             anyhow::bail!(
-                "the HTTP API {http} is not on loopback and has no key: set listeners.api_key"
+                "the HTTP API {http} is not on loopback and has no key: set listeners.api_key \
+                 or api_key.bootstrap_file"
             );
         }
+        // A bad key file stops the start before anything is bound.
+        let boot_keys = match &config.api_key.bootstrap_file {
+            Some(path) => Some((path.clone(), crate::api_keys::bootstrap::read(path)?)),
+            None => None,
+        };
         // Rules (and a file source's acl_file) are checked before anything is bound.
         meshmq_shared::config::authz::validate(&config.authorization)
             .map_err(|(key, reason)| anyhow::anyhow!("{key}: {reason}"))?;
@@ -133,6 +151,10 @@ impl BrokerBuilder {
             None => None,
         };
         let authn = crate::authn::Chain::new(&config)?;
+        let alarms = crate::alarms::Alarms::new(
+            config.alarms.history_size,
+            crate::alarms::webhook::Webhook::start(&config.alarms, &shutdown)?,
+        );
         let ctx = Arc::new(Ctx {
             tables: TableState {
                 core,
@@ -152,7 +174,6 @@ impl BrokerBuilder {
             local: LocalState {
                 router: Router::new(config.mqtt.shared_subscription_strategy),
                 sessions: Sessions::default(),
-                limits: Limits::from_config(&config.mqtt),
                 queue_budget: crate::node_budget::NodeBudget::new(
                     usize::try_from(config.mqtt.max_node_mqueue_bytes).unwrap_or(usize::MAX),
                 ),
@@ -171,10 +192,29 @@ impl BrokerBuilder {
             authz,
             authn,
             banned: crate::banned::BanState::default(),
+            api_keys: crate::api_keys::ApiKeys::default(),
+            runtime: crate::configs::Runtime::new(config.clone()),
+            alarms,
+            trace: crate::trace::Traces::new(
+                &config.node.name,
+                config.node.data_dir.join("trace"),
+                config.trace.clone(),
+            ),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
+        // The replica is ready: the cluster's run-time overrides apply before any client.
+        crate::configs::refresh(&ctx);
         crate::cluster::announce_node(&ctx).await;
+        if let Some((path, keys)) = &boot_keys {
+            crate::api_keys::bootstrap::apply(&ctx, path, keys).await?;
+        }
+        if self.generate_api_key
+            && ctx.config.listeners.http_bind.is_some()
+            && ctx.tables.core.embedded().is_some()
+        {
+            crate::api_keys::bootstrap::default_key(&ctx).await?;
+        }
         // A node restarted mid-evacuation refuses from its first CONNECT.
         crate::evacuation::sync(&ctx);
         let mqtt_addr = listeners
@@ -198,8 +238,16 @@ impl BrokerBuilder {
             peers.set_api_handler(crate::fanout::peer_handler(Arc::downgrade(&ctx)));
         }
         if let Some(l) = http_listener {
-            let state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
-                .with_core_link(Arc::new(ctx.tables.core.link().clone()));
+            let mut state = http::HttpState::new(ctx.config.node.name.clone(), ctx.clone())
+                .with_core_link(Arc::new(ctx.tables.core.link().clone()))
+                .with_gauges(ctx.clone());
+            if ctx.config.listeners.metrics_require_key {
+                let weak = Arc::downgrade(&ctx);
+                state = state.with_metrics_guard(Arc::new(move |headers| match weak.upgrade() {
+                    Some(ctx) => crate::http::api::authorize(&ctx, headers),
+                    None => Err(crate::http::api::unavailable("the node is stopping")),
+                }));
+            }
             let token = ctx.admission.shutdown.clone();
             tasks.spawn(async move {
                 if let Err(e) = http::serve(l, state, api, token).await {
@@ -214,6 +262,9 @@ impl BrokerBuilder {
         tasks.spawn(connection::moved::watch_remote_claims(ctx.clone()));
         tasks.spawn(crate::evacuation::watch(ctx.clone()));
         tasks.spawn(crate::banned::live::watch(ctx.clone()));
+        tasks.spawn(crate::configs::watch(ctx.clone()));
+        tasks.spawn(crate::alarms::checks::run(ctx.clone()));
+        tasks.spawn(crate::trace::sync::run(ctx.clone()));
         for l in listeners.all().iter().filter(|l| l.running()) {
             info!(listener = %l.id, addr = ?l.addr, "listening");
         }
@@ -317,6 +368,8 @@ impl BrokerHandle {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        // Breaks the Ctx → router → Ctx cycle, so the node's state is dropped with it.
+        self.ctx.cluster.fanout.clear_router();
         self.ctx.tables.core.shutdown().await;
     }
 

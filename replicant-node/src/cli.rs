@@ -51,7 +51,7 @@ pub struct Cli {
 /// Subcommands (none: run the broker).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Talk to a running node's HTTP API (evacuation): `ctl rebalance start --evacuation`.
+    /// Talk to a running node's HTTP API (evacuation, traces): `ctl rebalance start --evacuation`.
     Ctl(crate::ctl::Ctl),
 }
 

@@ -382,7 +382,7 @@ pub fn retain_op(msg: &Message, limits: RetainLimits) -> Op {
 /// tables make when the write applies, taken early so that the client can be answered;
 /// a write of another node committed in between can still make the apply refuse it.
 pub fn retained_fits(ctx: &Ctx, topic: &str, bytes: usize) -> Result<(), RetainedQuota> {
-    let l = RetainLimits::of(&ctx.config.mqtt);
+    let l = RetainLimits::of(&ctx.runtime.current().config.mqtt);
     ctx.tables
         .core
         .read(|t| t.retained_fits(topic, bytes as u64, l.max_messages, l.max_bytes))
@@ -397,7 +397,7 @@ pub fn count_retained_refused(quota: RetainedQuota) {
 /// node's retained limits. A write the tables refuse for a quota is counted (by the quota
 /// the replica now sees exceeded) and returns false.
 pub async fn retain(ctx: &Ctx, msg: &Message) -> bool {
-    let limits = RetainLimits::of(&ctx.config.mqtt);
+    let limits = RetainLimits::of(&ctx.runtime.current().config.mqtt);
     let outcomes = transact(&ctx.tables, vec![retain_op(msg, limits)]).await;
     let refused = matches!(
         outcomes.first(),

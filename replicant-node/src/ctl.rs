@@ -11,6 +11,10 @@
 //!     [--rel-sess-threshold 1.1] [rates and waits as above]
 //! replicant-node ctl rebalance stop --rebalance [--node COORDINATOR]
 //! replicant-node ctl rebalance node-status | global-status | availability
+//! replicant-node ctl trace start NAME (--clientid C | --topic T | --ip-address A)
+//!     [--duration SECS] [--payload-encode text|hex|hidden]
+//! replicant-node ctl trace stop|delete|download NAME
+//! replicant-node ctl trace list
 //! ```
 //!
 //! Prints the JSON answer; exits non-zero on an error answer (the message is printed).
@@ -48,6 +52,56 @@ pub enum CtlCommand {
     /// Evacuation (and, later, rebalance) of replicants.
     #[command(subcommand)]
     Rebalance(Rebalance),
+    /// Online traces (`/api/v5/trace`) of the node behind `--api`.
+    #[command(subcommand)]
+    Trace(Trace),
+}
+
+/// `ctl trace ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum Trace {
+    /// Start recording a client id, a topic filter or a peer address now.
+    Start(TraceStart),
+    /// Stop a trace (its file is kept).
+    Stop {
+        /// The trace's name.
+        name: String,
+    },
+    /// Delete a trace and its file.
+    Delete {
+        /// The trace's name.
+        name: String,
+    },
+    /// Every trace with its status and file size.
+    List,
+    /// Print the trace's file.
+    Download {
+        /// The trace's name.
+        name: String,
+    },
+}
+
+/// `ctl trace start`
+#[derive(Debug, Clone, Args)]
+#[group(id = "what", required = true, multiple = false, args = ["clientid", "topic", "ip_address"])]
+pub struct TraceStart {
+    /// The trace's name (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Trace this client id.
+    #[arg(long)]
+    pub clientid: Option<String>,
+    /// Trace this topic filter.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Trace clients from this address.
+    #[arg(long)]
+    pub ip_address: Option<String>,
+    /// Seconds to record (default 600).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub duration: u64,
+    /// How payloads are written: text, hex or hidden (default).
+    #[arg(long, value_name = "HOW")]
+    pub payload_encode: Option<String>,
 }
 
 /// `ctl rebalance ...`
@@ -182,12 +236,44 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
             let path = format!("{base}/global_status");
             expect_ok(call(to, "GET", &path, Vec::new()).await?)
         }
+        CtlCommand::Trace(t) => run_trace(to, t).await,
         CtlCommand::Rebalance(Rebalance::Availability) => {
             let path = format!("{base}/availability_check");
             let (status, body) = call(to, "GET", &path, Vec::new()).await?;
             Ok(format!("{status} {body}"))
         }
     }
+}
+
+/// `ctl trace ...`: one call to the trace API.
+async fn run_trace(to: (SocketAddr, Option<&str>), t: Trace) -> anyhow::Result<String> {
+    let base = "/api/v5/trace";
+    let (method, path, body) = match t {
+        Trace::Start(a) => {
+            let (kind, value) = match (a.clientid, a.topic, a.ip_address) {
+                (Some(c), _, _) => ("clientid", c),
+                (_, Some(t), _) => ("topic", t),
+                (_, _, Some(ip)) => ("ip_address", ip),
+                _ => bail!("give --clientid, --topic or --ip-address"),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut req = serde_json::json!({
+                "name": a.name, "type": kind, kind: value,
+                "end_at": now.saturating_add(a.duration),
+            });
+            if let Some(enc) = a.payload_encode {
+                req["payload_encode"] = enc.into();
+            }
+            ("POST", base.to_owned(), serde_json::to_vec(&req)?)
+        }
+        Trace::Stop { name } => ("PUT", format!("{base}/{name}/stop"), Vec::new()),
+        Trace::Delete { name } => ("DELETE", format!("{base}/{name}"), Vec::new()),
+        Trace::List => ("GET", base.to_owned(), Vec::new()),
+        Trace::Download { name } => ("GET", format!("{base}/{name}/download"), Vec::new()),
+    };
+    expect_ok(call(to, method, &path, body).await?)
 }
 
 fn expect_ok((status, body): (u16, String)) -> anyhow::Result<String> {

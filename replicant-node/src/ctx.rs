@@ -29,15 +29,18 @@ use crate::node_budget::NodeBudget;
 use crate::peer::Peers;
 use crate::route_writer::RouteWriter;
 use crate::router::Router;
-use crate::session::Limits;
 use crate::sessions::Sessions;
 use crate::shared_pick::SharedPicker;
 use crate::unknown_claims::UnknownClaims;
 
 /// Everything a connection task needs, shared by all of them.
 pub struct Ctx {
-    /// The node configuration.
+    /// The node's base configuration (file, environment, flags). The keys that may change
+    /// at run time are read from [`Ctx::runtime`] instead.
     pub config: Config,
+    /// The effective configuration (base with the cluster's run-time overrides) and the
+    /// limits derived from it, swapped when an override changes (`crate::configs`).
+    pub runtime: crate::configs::Runtime,
     /// The cluster tables and what writes them for this node.
     pub tables: TableState,
     /// The other replicants (cluster mode).
@@ -52,6 +55,12 @@ pub struct Ctx {
     pub authn: crate::authn::Chain,
     /// Bans on this node: live connections a new ban closes, flapping counters.
     pub banned: crate::banned::BanState,
+    /// The HTTP API's keys, indexed by key id (`crate::api_keys`).
+    pub api_keys: crate::api_keys::ApiKeys,
+    /// This node's alarms and the webhook their changes go to.
+    pub alarms: crate::alarms::Alarms,
+    /// Online traces: the running recorders of this node and the definitions.
+    pub trace: crate::trace::Traces,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.
@@ -86,8 +95,6 @@ pub struct LocalState {
     pub router: Router,
     /// Local sessions.
     pub sessions: Sessions,
-    /// Session limits derived from the configuration.
-    pub limits: Limits,
     /// Bytes every session of this node may hold together (`mqtt.max_node_mqueue_bytes`).
     pub queue_budget: Arc<NodeBudget>,
     /// Source of session and connection ids.

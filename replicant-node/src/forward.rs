@@ -4,9 +4,12 @@
 //! forwarded again.
 //!
 //! Owns the conversion between [`Message`] and the wire `PeerMessage`. The transport is in
-//! [`crate::peer`]; which nodes match is the tables' `route_nodes_matching`. Node-local
-//! topics (`$SYS/...`) are never forwarded. Shared-group members are picked cluster-wide
-//! by the publishing node (`crate::shared_pick`), which forwards to the picked member only.
+//! [`crate::peer`]; which nodes match is the tables' `route_nodes_matching`. A message on
+//! a `$SYS/...` topic is forwarded only when the broker itself published it
+//! ([`sys_to_peers`], called by `crate::sys` alone: its events, stats and heartbeat reach
+//! subscribers on every node); [`to_peers`] never forwards one. Shared-group members are
+//! picked cluster-wide by the publishing node (`crate::shared_pick`), which forwards to the
+//! picked member only.
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -22,12 +25,24 @@ use crate::peer::{Congested, Deliver};
 /// Forwards `msg` to every other node with a matching route; returns how many nodes, and a
 /// link found congested (publisher back-pressure), if any.
 pub fn to_peers(ctx: &Ctx, msg: &Message) -> (usize, Option<Congested>) {
-    let Some(peers) = &ctx.cluster.peers else {
-        return (0, None);
-    };
     if msg.topic.starts_with("$SYS/") {
         return (0, None);
     }
+    send(ctx, msg)
+}
+
+/// Forwards one of the broker's own `$SYS` messages (built by `crate::sys`, never a
+/// client's) to every other node with a matching route; returns how many nodes. QoS 0: a
+/// congested link is not waited for.
+pub fn sys_to_peers(ctx: &Ctx, msg: &Message) -> usize {
+    send(ctx, msg).0
+}
+
+/// [`to_peers`] without the `$SYS` rule.
+fn send(ctx: &Ctx, msg: &Message) -> (usize, Option<Congested>) {
+    let Some(peers) = &ctx.cluster.peers else {
+        return (0, None);
+    };
     let me = ctx.node();
     let mut targets: Vec<(String, String)> = Vec::new();
     ctx.tables.core.read(|t| {
@@ -138,6 +153,10 @@ pub fn to_wire(msg: &Message, now: Instant) -> PeerMessage {
         user_properties: crate::message::user_properties_to_wire(p),
         from_client: msg.from_client.as_deref().unwrap_or_default().to_owned(),
         shared: None,
+        sampled_at_us: msg
+            .sampled
+            .as_ref()
+            .and_then(crate::delivery_latency::to_wire),
     }
 }
 
@@ -163,6 +182,9 @@ pub fn from_wire(pm: PeerMessage, now: Instant) -> Option<Message> {
         ..Properties::default()
     };
     let mut msg = Message::new(now, pm.topic, pm.payload, qos, pm.retain, properties);
+    msg.sampled = pm
+        .sampled_at_us
+        .map(|us| crate::delivery_latency::from_wire(us, now));
     if !pm.from_client.is_empty() {
         msg.from_client = Some(Arc::from(pm.from_client.as_str()));
     }

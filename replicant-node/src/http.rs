@@ -1,11 +1,13 @@
 //! The node's HTTP endpoint: `GET /metrics`, `GET /health`, `GET /api/v5/status`, plus the
-//! API routes the broker hands in (`crate::evacuation::api`).
+//! API routes the broker hands in (`crate::evacuation::api`). `/health` and `/api/v5/status`
+//! are open (as EMQX's `/status`); `/metrics` is open unless `listeners.metrics_require_key`
+//! installs a guard ([`HttpState::with_metrics_guard`]).
 //!
 //! Owns the routes and their response bodies. The process-wide Prometheus recorder and the
 //! metric descriptions live in [`recorder`]. It must never touch MQTT sessions or the
 //! cluster tables: everything it reports comes from [`HttpState`] (a connection counter,
-//! the core link's health and the Prometheus handle), so serving a scrape never contends
-//! with the broker's locks.
+//! the core link's health, the scrape-time gauges of `crate::node_metrics` and the
+//! Prometheus handle), so serving a scrape never contends with the broker's locks.
 //!
 //! `GET /health` answers 200 while the node serves clients and 503 once it is stopping.
 //! Its body names the link to the core group (`core_link`: `following`, `lagging` or
@@ -15,6 +17,8 @@
 //! balancer that wants more reads `core_link.state`.
 
 pub mod api;
+pub mod log_level;
+pub mod openapi;
 mod recorder;
 pub mod routes;
 
@@ -24,13 +28,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::core_link::{CoreLink, LinkHealth};
 pub use recorder::{describe_all, prometheus_handle};
@@ -56,6 +61,18 @@ impl ConnectionCount for crate::ctx::Ctx {
     }
 }
 
+/// Something that sets gauges from its own state just before `/metrics` is rendered.
+pub trait ScrapeGauges: Send + Sync + 'static {
+    /// Sets them; must not block.
+    fn refresh_gauges(&self);
+}
+
+impl ScrapeGauges for crate::ctx::Ctx {
+    fn refresh_gauges(&self) {
+        crate::node_metrics::refresh(self);
+    }
+}
+
 /// Something that knows how the link to the core group stands.
 pub trait CoreLinkHealth: Send + Sync + 'static {
     /// The link's state now; must not block.
@@ -68,6 +85,9 @@ impl CoreLinkHealth for CoreLink {
     }
 }
 
+/// Checks a request to `/metrics` (`listeners.metrics_require_key`).
+pub type MetricsGuard = Arc<dyn Fn(&HeaderMap) -> Result<(), api::ApiError> + Send + Sync>;
+
 /// What the HTTP endpoint reports from.
 #[derive(Clone)]
 pub struct HttpState {
@@ -77,10 +97,14 @@ pub struct HttpState {
     connections: Arc<dyn ConnectionCount>,
     /// Source of `/health`'s `core_link` (none: the field is left out).
     core_link: Option<Arc<dyn CoreLinkHealth>>,
+    /// Sets the node's scrape-time gauges before `/metrics` is rendered.
+    gauges: Option<Arc<dyn ScrapeGauges>>,
     /// When the state was created (the broker's start, near enough): uptime.
     started: Instant,
     /// Renders `/metrics`.
     prometheus: PrometheusHandle,
+    /// Checks `/metrics` requests when it needs a key (none: open).
+    metrics_guard: Option<MetricsGuard>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -99,14 +123,28 @@ impl HttpState {
             node: Arc::from(node.into()),
             connections,
             core_link: None,
+            gauges: None,
             started: Instant::now(),
             prometheus: prometheus_handle(),
+            metrics_guard: None,
         }
+    }
+
+    /// `/metrics` answers only requests `guard` lets through.
+    pub fn with_metrics_guard(mut self, guard: MetricsGuard) -> Self {
+        self.metrics_guard = Some(guard);
+        self
     }
 
     /// Reports `link` as `core_link` in `/health`.
     pub fn with_core_link(mut self, link: Arc<dyn CoreLinkHealth>) -> Self {
         self.core_link = Some(link);
+        self
+    }
+
+    /// Lets `gauges` set its gauges before each `/metrics` render.
+    pub fn with_gauges(mut self, gauges: Arc<dyn ScrapeGauges>) -> Self {
+        self.gauges = Some(gauges);
         self
     }
 }
@@ -121,17 +159,19 @@ struct AppState {
 }
 
 /// Body of `/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Health {
     /// `ok`, or `stopping` once shutdown began.
     status: &'static str,
     /// The link to the core group, when the state has one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     core_link: Option<LinkHealth>,
 }
 
 /// Body of `/api/v5/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NodeStatus)]
 struct Status {
     /// Node name.
     node: String,
@@ -143,16 +183,27 @@ struct Status {
     connections: usize,
 }
 
+/// The routes, without a listener or state, with their OpenAPI description.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(health))
+        .routes(routes!(status))
+}
+
+/// The OpenAPI description of `/metrics`, `/health` and `/api/v5/status` (merged into the
+/// API's document by [`openapi`]).
+pub fn openapi_paths() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
 /// The routes, without a listener.
 fn router(state: HttpState, shutdown: CancellationToken) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .route("/api/v5/status", get(status))
-        .with_state(AppState {
-            http: state,
-            shutdown,
-        })
+    let (routes, _) = documented().split_for_parts();
+    routes.with_state(AppState {
+        http: state,
+        shutdown,
+    })
 }
 
 /// Serves the endpoint on `listener` until `shutdown` is cancelled; in-flight requests
@@ -169,14 +220,29 @@ pub async fn serve(
         .await
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+/// Every metric in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, description = "Prometheus text exposition format",
+               content_type = "text/plain", body = String)))]
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(guard) = &s.http.metrics_guard
+        && let Err(e) = guard(&headers)
+    {
+        return e.into_response();
+    }
     core_node::process_metrics::refresh();
+    if let Some(g) = &s.http.gauges {
+        g.refresh_gauges();
+    }
     let body = s.http.prometheus.render();
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
 }
 
 /// 200 while serving (whatever the core link's state: see the module doc), 503 once
 /// stopping.
+#[utoipa::path(get, path = "/health", tag = "status",
+    responses((status = 200, description = "Serving (`core_link` says how the link to the cores stands)", body = Health),
+              (status = 503, description = "Stopping", body = Health)))]
 async fn health(State(s): State<AppState>) -> Response {
     let core_link = s.http.core_link.as_ref().map(|l| l.core_link_health());
     let (code, status) = if s.shutdown.is_cancelled() {
@@ -187,6 +253,9 @@ async fn health(State(s): State<AppState>) -> Response {
     (code, Json(Health { status, core_link })).into_response()
 }
 
+/// The node's name, version, uptime and live connections.
+#[utoipa::path(get, path = "/api/v5/status", tag = "status",
+    responses((status = 200, description = "This node", body = Status)))]
 async fn status(State(s): State<AppState>) -> Json<Status> {
     Json(Status {
         node: s.http.node.to_string(),

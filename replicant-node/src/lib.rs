@@ -7,18 +7,22 @@
 //! and publishes through [`publish`] and [`router`] into [`mailbox`]es; [`cluster`] writes
 //! the tables; [`broker`] wires listeners, [`http`] and [`ws`] together.
 
+pub mod alarms;
 pub mod api;
+pub mod api_keys;
 pub mod authn;
 pub mod authz;
 pub mod banned;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
+pub mod configs;
 pub mod connection;
 pub mod core_handle;
 pub mod core_link;
 pub mod ctl;
 pub mod ctx;
+pub mod delivery_latency;
 pub mod evacuation;
 pub mod fanout;
 pub mod forward;
@@ -28,6 +32,7 @@ pub mod listeners;
 pub mod mailbox;
 pub mod message;
 pub mod node_budget;
+pub mod node_metrics;
 pub mod nodes;
 pub mod peer;
 pub mod publish;
@@ -39,6 +44,7 @@ pub mod sessions;
 pub mod settings;
 pub mod shared_pick;
 pub mod sys;
+pub mod trace;
 pub mod unknown_claims;
 pub mod ws;
 

@@ -201,7 +201,8 @@ impl Mailbox {
     /// Mirrors the session's pending queue (`n` deliveries, `bytes` bytes) without claiming
     /// to drain the mailbox: a hand-over that imported or exported the session's state.
     pub fn set_pending(&self, n: usize, bytes: usize) {
-        self.backlog.store(n, Ordering::Release);
+        let old_n = self.backlog.swap(n, Ordering::AcqRel);
+        self.node.count_queued(signed(n) - signed(old_n));
         let old = self.backlog_bytes.swap(bytes, Ordering::AcqRel);
         self.node.change(old, bytes);
     }
@@ -295,6 +296,8 @@ impl Mailbox {
         }
         let (len, bytes) = (q.items.len(), q.bytes);
         drop(q);
+        self.node
+            .count_queued(isize::from(accepted) - signed(evicted));
         let dropped = evicted > 0 || !accepted;
         match refused {
             Some(reason) => count_dropped(reason, 1),
@@ -377,6 +380,7 @@ impl Mailbox {
         let left = (q.items.len(), q.bytes);
         drop(q);
         self.node.give_back(bytes);
+        self.node.count_queued(-signed(n));
         left
     }
 
@@ -416,6 +420,7 @@ impl Mailbox {
         };
         drop(q);
         self.node.give_back(bytes);
+        self.node.count_queued(-signed(n));
         stop
     }
 
@@ -442,6 +447,7 @@ impl Mailbox {
         *q = Queue::default();
         drop(q);
         self.node.give_back(bytes);
+        self.node.count_queued(-signed(n));
         self.wake_if_drained(0, 0);
         n
     }
@@ -453,7 +459,14 @@ impl Drop for Mailbox {
         let held =
             self.queue.get_mut().bytes + *self.backlog_bytes.get_mut() + *self.writing.get_mut();
         self.node.give_back(held);
+        let queued = self.queue.get_mut().items.len() + *self.backlog.get_mut();
+        self.node.count_queued(-signed(queued));
     }
+}
+
+/// A count as a signed delta (saturating: no queue holds `isize::MAX` messages).
+fn signed(n: usize) -> isize {
+    isize::try_from(n).unwrap_or(isize::MAX)
 }
 
 /// Counts `n` deliveries dropped for `reason`.

@@ -360,3 +360,34 @@ fn the_connection_takes_in_order_what_its_window_and_write_admit() {
     let got: Vec<u8> = out.iter().map(|d| d.msg.payload[0]).collect();
     assert_eq!(got, vec![3, 4, 5, 6]);
 }
+
+#[test]
+fn the_node_counts_every_message_its_queues_hold() {
+    let node = NodeBudget::new(usize::MAX);
+    let a = Mailbox::new(limits(3, QueueDropPolicy::DropOldest), node.clone());
+    let b = Mailbox::new(limits(3, QueueDropPolicy::DropNewest), node.clone());
+    for n in 0..5 {
+        a.push(delivery(n, QoS::AtLeastOnce));
+        b.push(delivery(n, QoS::AtLeastOnce));
+    }
+    assert_eq!(
+        node.queued(),
+        6,
+        "each queue keeps 3: evicted and refused ones go"
+    );
+    let mut out = Vec::new();
+    a.take_admitted(100, usize::MAX, 1, &mut out);
+    assert_eq!(node.queued(), 5, "taken for sending");
+    a.set_pending(4, 8);
+    assert_eq!(node.queued(), 9, "the session's own queue counts");
+    a.set_pending(1, 2);
+    assert_eq!(node.queued(), 6);
+    b.drain(1, &mut out);
+    assert_eq!(node.queued(), 5);
+    assert_eq!(b.clear(), 2);
+    assert_eq!(node.queued(), 3);
+    drop(a);
+    assert_eq!(node.queued(), 0, "a dropped mailbox takes its count along");
+    drop(b);
+    assert_eq!(node.queued(), 0);
+}

@@ -32,6 +32,9 @@ pub struct Message {
     pub from: Option<SessionId>,
     /// The publisher's client id (hash_clientid strategy, logs).
     pub from_client: Option<Arc<str>>,
+    /// Set on the messages sampled for the delivery latency histogram
+    /// ([`crate::delivery_latency`]).
+    pub sampled: Option<crate::delivery_latency::Sampled>,
     /// What the message counts for in queues ([`counted_bytes`]), computed once.
     size: usize,
     /// Cached encodings of the plain QoS 0 variant: [3.1.1, 5.0].
@@ -80,6 +83,7 @@ impl Message {
             expires_at,
             from: None,
             from_client: None,
+            sampled: None,
             qos0_cache: [OnceLock::new(), OnceLock::new()],
         }
     }

@@ -1,12 +1,13 @@
 //! The node-wide byte budget (`mqtt.max_node_mqueue_bytes`) of what every session holds for
 //! its client: the mailboxes, the sessions' pending queues and the writes in progress.
 //!
-//! Owns one counter and its bound. Mailboxes take bytes for new deliveries
+//! Owns one counter and its bound, and the count of messages those queues hold (the
+//! `meshmq_messages_queued` gauge, read when `/metrics` is scraped). Mailboxes take bytes for new deliveries
 //! ([`NodeBudget::try_take`], refused past the bound) and move or give back what they
 //! already hold; it never blocks and never counts a drop (the caller does).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 /// The bytes every session of the node holds for its client (queues and writes in
 /// progress), against `mqtt.max_node_mqueue_bytes`.
@@ -14,6 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct NodeBudget {
     held: AtomicUsize,
     max: usize,
+    /// Messages queued in the mailboxes and the sessions' pending queues (signed: a
+    /// mailbox's decrement may land before another's increment).
+    queued: AtomicIsize,
 }
 
 impl NodeBudget {
@@ -22,7 +26,20 @@ impl NodeBudget {
         Arc::new(NodeBudget {
             held: AtomicUsize::new(0),
             max: max.max(1),
+            queued: AtomicIsize::new(0),
         })
+    }
+
+    /// Messages queued in this node's sessions now.
+    pub fn queued(&self) -> usize {
+        usize::try_from(self.queued.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// `n` more messages queued (negative: fewer).
+    pub(crate) fn count_queued(&self, n: isize) {
+        if n != 0 {
+            self.queued.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Bytes held now.

@@ -42,6 +42,8 @@ pub enum Control {
     /// An operator kicked the client (`DELETE /api/v5/clients/{clientid}`): send DISCONNECT
     /// 0x98 Administrative action (5.0; 3.1.1: just close) and close; the will is published
     /// at once and the session is discarded, as EMQX's kick does.
+    /// The connection ends as `Exit::Kicked` with reason 0x98 (counted and reported as
+    /// `kicked`).
     AdminKick,
     /// The node is being evacuated: send DISCONNECT 0x9C Use another server (5.0, with
     /// `server_reference` if set; 3.1.1: just close) and close as a server-side close

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod alarms;
 mod authn;
 mod authn_checks;
 mod authn_http;
@@ -25,8 +26,15 @@ mod flapping;
 mod listeners;
 mod listeners_resolve;
 mod load;
+mod log;
+mod metrics;
+pub mod redact;
+pub mod runtime;
+mod sys_topics;
 pub mod tls;
+mod trace;
 
+pub use alarms::AlarmsConfig;
 pub use authn::{
     AuthenticatorConfig, BuiltInDatabase, BuiltInDatabaseConfig, PasswordBased, ScramConfig,
     UserIdType,
@@ -42,6 +50,10 @@ pub use listeners::{
     ListenerConfig, ListenerKind, ListenerSpec, ListenersConfig, WebsocketOptions,
 };
 pub use listeners_resolve::{DEFAULT_NAME, ListenerError, open_listener};
+pub use log::{LOG_LEVELS, LogConfig, LogFormat};
+pub use metrics::MetricsConfig;
+pub use sys_topics::{SysEventMessages, SysTopicsConfig};
+pub use trace::TraceConfig;
 
 /// A kibibyte, for byte defaults.
 const KIB: usize = 1024;
@@ -49,7 +61,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 pub use load::{
     ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
-    validate,
+    validate, validate_live,
 };
 
 /// The whole configuration of a node.
@@ -74,6 +86,35 @@ pub struct Config {
     /// Authorization of PUBLISH and SUBSCRIBE (`[authorization]`, with
     /// `[[authorization.sources]]` tried in order).
     pub authorization: AuthorizationConfig,
+    /// Log lines: text or JSON, level and per-module directives.
+    pub log: LogConfig,
+    /// Online traces (`/api/v5/trace`): file size, count and retention bounds.
+    pub trace: TraceConfig,
+    /// API keys of the HTTP API (EMQX's `api_key`): keys written at start from a file.
+    pub api_key: ApiKeyConfig,
+    /// What the node measures beyond its counters (`[metrics]`): the sampled
+    /// publish-to-deliver latency.
+    pub metrics: MetricsConfig,
+    /// What the broker publishes under `$SYS/brokers/{node}/...` and how often (EMQX's
+    /// `sys_topics`).
+    pub sys_topics: SysTopicsConfig,
+    /// Alarm checks (thresholds, how often) and the alarm webhook (replicants only).
+    pub alarms: AlarmsConfig,
+}
+
+/// API keys created at start (EMQX's `api_key` section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// File of API keys created at start, one `api_key:api_secret` per line (EMQX's
+    /// format; a third field `:administrator` is accepted, other roles refused). A key id
+    /// is 1 to 64 of `A-Z a-z 0-9 _ -`; a secret 16 to 128 printable ASCII characters
+    /// without `:` (people choose these secrets: the minimum keeps them out of reach of a
+    /// guessing attack). Each key not in the cluster yet is added once (as the API key
+    /// named `bootstrap_<api_key>`); a key already there is left as it is, so delete it
+    /// through the API to change its secret. Setting it makes every operator route need a
+    /// key, and counts as a key for an `http_bind` off loopback.
+    pub bootstrap_file: Option<PathBuf>,
 }
 
 /// How this node reaches the core group.

@@ -9,6 +9,12 @@
 //! Label values are small fixed sets (reason labels, packet type names, `0`/`1`/`2` for QoS);
 //! never put a client id or a topic in a label.
 
+mod buckets;
+mod process;
+
+pub use buckets::*;
+pub use process::*;
+
 /// Gauge: live MQTT connections. Labels: `transport` (`tcp`, `ssl`, `ws`, `wss`).
 pub const CONNECTIONS: &str = "meshmq_connections";
 /// Counter: connections accepted by a listener (before CONNECT). No labels.
@@ -19,9 +25,22 @@ pub const CONNECTIONS_ACCEPTED_TOTAL: &str = "meshmq_connections_accepted_total"
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "meshmq_connections_refused_total";
 /// Counter: CONNACK packets sent. Labels: `reason` (reason code label, `success` included).
 pub const CONNACK_TOTAL: &str = "meshmq_connack_total";
-/// Counter: connections that ended after CONNACK. Labels: `reason` (DISCONNECT reason code
-/// label, or why the server closed the connection).
+/// Counter: connections that ended after their CONNACK, each counted once when it closes.
+/// Labels: `reason` (EMQX's names where it has one: `normal`: the client sent DISCONNECT;
+/// `sock_closed`: the socket closed or failed without DISCONNECT (a write that failed or
+/// timed out included); `keepalive_timeout`; `takenover`: a new connection resumed the
+/// session; `discarded`: a new connection with clean start ended it; `kicked`: an operator
+/// closed it; `banned`; `evacuated`: this node's evacuation moved it (0x9C);
+/// `not_authorized`: a publish denied with `deny_action = disconnect`, credentials expired,
+/// or a failed re-authentication; `quota_exceeded`; `frame_too_large`; `protocol_error`: any
+/// other protocol violation, a malformed packet included; `server_shutdown`).
 pub const DISCONNECTS_TOTAL: &str = "meshmq_disconnects_total";
+/// Gauge: connections on a listener now (TLS and WebSocket handshakes included). Labels:
+/// `listener` (`type:name`, e.g. `tcp:default`).
+pub const LISTENER_CONNECTIONS: &str = "meshmq_listener_connections";
+/// Gauge: a listener's `max_connections` (listeners without a cap of their own have no
+/// series). Labels: `listener`.
+pub const LISTENER_MAX_CONNECTIONS: &str = "meshmq_listener_max_connections";
 /// Gauge: sessions held on this node, connected or not. No labels.
 pub const SESSIONS: &str = "meshmq_sessions";
 /// Counter: sessions discarded because their expiry interval ran out. No labels.
@@ -85,16 +104,24 @@ pub const MESSAGES_DELIVERED_TOTAL: &str = "meshmq_messages_delivered_total";
 /// `not_authorized`, `inflight_full_qos0`, `offline_qos0`, `session_ended`, `sys_topic`: a
 /// client's PUBLISH or will to `$SYS` or `$SYS/...`, the broker's own namespace, refused
 /// unless the authorizer grants it; 5.0 QoS 1/2 publishers got PUBACK/PUBREC 0x87, nothing
-/// was stored as retained).
+/// was stored as retained; `sys_event_client_id`: a `$SYS` client event not published
+/// because the client id contains `+`, `#` or `/` and cannot be one topic level).
 pub const MESSAGES_DROPPED_TOTAL: &str = "meshmq_messages_dropped_total";
 /// Counter: times a publishing connection stopped reading (for at most 50 ms) because a
 /// subscriber queue it feeds was past its high-water mark (half of `mqtt.max_mqueue_len` or
 /// of `mqtt.max_mqueue_bytes`) or a peer link it feeds was half full (in messages or
 /// bytes). Labels: `on` (`subscriber_queue`, `peer_link`).
 pub const PUBLISH_BACKPRESSURE_TOTAL: &str = "meshmq_publish_backpressure_total";
-/// Gauge: messages waiting in session queues (offline, or beyond the in-flight window).
-/// No labels.
+/// Gauge: messages waiting in the session queues of this node (offline sessions, or beyond a
+/// session's in-flight window; what a connection is writing is not counted). No labels.
 pub const MESSAGES_QUEUED: &str = "meshmq_messages_queued";
+/// Histogram: seconds from a client's PUBLISH being accepted to a copy of it being written
+/// to a subscriber's connection, for one in `metrics.latency_sample_every` accepted
+/// PUBLISHes (every subscriber of a sampled message is measured; redeliveries are not).
+/// Labels: `path` (`local`: publisher and subscriber on this node, measured on one clock;
+/// `remote`: the message came from another replicant, measured from the publishing node's
+/// wall clock, so clock skew between the nodes is included).
+pub const DELIVERY_LATENCY_SECONDS: &str = "meshmq_message_delivery_latency_seconds";
 /// Counter: MQTT packets decoded. Labels: `type` (packet type, e.g. `publish`).
 pub const PACKETS_RECEIVED_TOTAL: &str = "meshmq_packets_received_total";
 /// Counter: MQTT packets encoded and written. Labels: `type` (packet type, e.g. `puback`).
@@ -116,6 +143,13 @@ pub const AUTHZ_DENIED_TOTAL: &str = "meshmq_authz_denied_total";
 /// attached at CONNECT, `file`, `built_in_database`, `hook`: the embedder's authorizer),
 /// `result` (`allow`, `deny`, `nomatch`).
 pub const AUTHZ_TOTAL: &str = "meshmq_authorization_total";
+/// Counter: authorization decisions, each counted once (a PUBLISH, a will, a SUBSCRIBE
+/// filter). Labels: `result` (`allow`, `deny`), `source`: what decided (`superuser`;
+/// `cache`: the connection's cache; `client`, `file`, `built_in_database`, `http`: the first
+/// rule that matched, EMQX's `matched.allow/deny`; `no_match`: no rule matched and
+/// `authorization.no_match` decided, EMQX's `nomatch`; `hook`: the embedder's authorizer
+/// denied; `sys_topic`: a publish into `$SYS` without a grant).
+pub const AUTHZ_DECISIONS_TOTAL: &str = "meshmq_authorization_decisions_total";
 /// Counter: lookups in the per-connection authorization cache. Labels: `result` (`hit`,
 /// `miss`).
 pub const AUTHZ_CACHE_TOTAL: &str = "meshmq_authorization_cache_total";
@@ -123,6 +157,12 @@ pub const AUTHZ_CACHE_TOTAL: &str = "meshmq_authorization_cache_total";
 /// `authenticator` (EMQX's id, e.g. `password_based:built_in_database`), `result` (`allow`,
 /// `deny`, `ignore`, `error`).
 pub const AUTHN_TOTAL: &str = "meshmq_authentication_total";
+/// Counter: authentication outcomes of CONNECTs, each counted once (EMQX's
+/// `authentication.success`, `.success.anonymous`, `.failure`). Labels: `result`
+/// (`success`: an authenticator or SCRAM exchange allowed it; `success_anonymous`: no
+/// authenticator was asked (none configured, or `enable_authn = false` on the listener);
+/// `failure`: refused, timed out or overloaded).
+pub const AUTHN_RESULTS_TOTAL: &str = "meshmq_authentication_results_total";
 /// Counter: CONNECTs refused because the password-hashing queue was full or their check
 /// waited longer than `mqtt.connect_timeout`. No labels.
 pub const AUTHN_OVERLOAD_TOTAL: &str = "meshmq_authentication_overload_total";
@@ -144,6 +184,9 @@ pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
 /// (`origin`: an `Origin` header; `host`: a `Host` that is neither an IP address nor
 /// `localhost`).
 pub const API_FORBIDDEN_TOTAL: &str = "meshmq_api_forbidden_total";
+/// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`,
+/// `malformed`, `invalid`: unknown key or wrong secret, `disabled`, `expired`).
+pub const API_KEY_REFUSED_TOTAL: &str = "meshmq_api_key_refused_total";
 /// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
 /// `override`, `skipped`, `failed`).
 pub const AUTHN_IMPORT_ROWS_TOTAL: &str = "meshmq_authn_import_rows_total";
@@ -166,6 +209,19 @@ pub const API_PUBLISHED_TOTAL: &str = "meshmq_api_published_total";
 /// Counter: clients kicked through `DELETE /api/v5/clients/{clientid}` on this node (the
 /// connection closed with DISCONNECT 0x98 and the session discarded). No labels.
 pub const API_KICKED_TOTAL: &str = "meshmq_api_kicked_total";
+/// Gauge: alarms active on this node, 1 while active, 0 once deactivated. Labels: `name`
+/// (the alarm's name, e.g. `core_link_down`, `listener_max_connections:tcp:default`: one
+/// per check, listener and peer node, a bounded set).
+pub const ALARMS_ACTIVE: &str = "meshmq_alarms_active";
+/// Counter: alarm notifications (activations and deactivations) the webhook gave up on or
+/// never sent. Labels: `reason` (`queue_full`: dropped, its URL's queue held
+/// `alarms.webhook_queue_len` or `webhook_queue_bytes`; `retries_exhausted`: every attempt
+/// failed).
+pub const ALARM_WEBHOOK_FAILURES_TOTAL: &str = "meshmq_alarm_webhook_failures_total";
+/// Counter: alarm webhook requests, by outcome. Labels: `result` (`ok`: a 2xx answer;
+/// `error`: a connection error, a timeout or another status, retried while retries are
+/// left).
+pub const ALARM_WEBHOOK_REQUESTS_TOTAL: &str = "meshmq_alarm_webhook_requests_total";
 /// Counter: writes to the `settings` table (`replicant_node::settings`) that did not apply.
 /// Labels: `reason` (`invalid`, `conflict`, `full`, `unavailable`).
 pub const SETTINGS_WRITES_REFUSED_TOTAL: &str = "meshmq_settings_writes_refused_total";
@@ -358,6 +414,10 @@ pub const PEER_BATCHES_SENT_TOTAL: &str = "meshmq_peer_batches_sent_total";
 /// `cluster.peer_queue_len` messages or `cluster.peer_queue_bytes` bytes, `link_broken`,
 /// `too_large`, `stopped`).
 pub const PEER_MESSAGES_DROPPED_TOTAL: &str = "meshmq_peer_messages_dropped_total";
+/// Counter: online-trace lines dropped instead of written. Labels: `reason` (`queue_full`:
+/// the trace's queue held `trace.queue_len` lines; `file_full`: its file reached
+/// `trace.max_file_size`; `file_error`: the file could not be opened or written).
+pub const TRACE_EVENTS_DROPPED_TOTAL: &str = "meshmq_trace_events_dropped_total";
 /// Counter: peer links connected again after losing their connection. No labels.
 pub const PEER_RECONNECTS_TOTAL: &str = "meshmq_peer_reconnects_total";
 /// Counter: incoming peer streams dropped for a malformed frame. Labels: `reason` (frame
@@ -373,49 +433,6 @@ pub const PEER_LINKS_UP: &str = "meshmq_peer_links_up";
 pub const PEER_BARRIER_SECONDS: &str = "meshmq_peer_barrier_seconds";
 /// Counter: peer barriers that gave up at their timeout with a node yet to ack. No labels.
 pub const PEER_BARRIER_TIMEOUTS_TOTAL: &str = "meshmq_peer_barrier_timeouts_total";
-
-/// Process figures every node exports under the Prometheus client libraries' standard names
-/// (no `meshmq_` prefix), read from the OS when `/metrics` is scraped. Gauges, no labels;
-/// `process_cpu_seconds_total` (user + system CPU seconds) is a gauge only because the
-/// recorder's counters hold whole numbers; `rate()` applies to it as to a counter.
-pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
-/// Gauge: resident set size in bytes.
-pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
-/// Gauge: virtual memory size in bytes.
-pub const PROCESS_VIRTUAL_MEMORY_BYTES: &str = "process_virtual_memory_bytes";
-/// Gauge: open file descriptors.
-pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
-/// Gauge: the soft limit on open file descriptors (0: unlimited).
-pub const PROCESS_MAX_FDS: &str = "process_max_fds";
-/// Gauge: process start time, seconds since the Unix epoch.
-pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
-/// Gauge: OS threads of the process.
-pub const PROCESS_THREADS: &str = "process_threads";
-/// Every process metric name.
-pub const PROCESS: &[&str] = &[
-    PROCESS_CPU_SECONDS_TOTAL,
-    PROCESS_RESIDENT_MEMORY_BYTES,
-    PROCESS_VIRTUAL_MEMORY_BYTES,
-    PROCESS_OPEN_FDS,
-    PROCESS_MAX_FDS,
-    PROCESS_START_TIME_SECONDS,
-    PROCESS_THREADS,
-];
-
-/// Histograms counted in ops or transactions rather than seconds.
-pub const COUNT_HISTOGRAMS: &[&str] = &[CORE_GROUP_COMMIT_OPS, CORE_GROUP_COMMIT_TRANSACTIONS];
-
-/// Bucket upper bounds for [`COUNT_HISTOGRAMS`].
-pub const COUNT_BUCKETS: &[f64] = &[
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0,
-];
-
-/// Bucket upper bounds, in seconds, for [`TABLE_TRANSACTION_SECONDS`]: from an in-process
-/// apply (tens of µs) to a slow Raft round trip.
-pub const TABLE_TRANSACTION_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5,
-];
 
 /// Counter: WebSocket upgrades refused or abandoned before the hand-off to MQTT. Labels:
 /// `reason` (`path`: 404; `origin`: 403, `Origin` not allowed; `subprotocol`: 400, none of
@@ -468,12 +485,15 @@ pub const COUNTERS: &[&str] = &[
     PROTOCOL_ERRORS_TOTAL,
     AUTHZ_DENIED_TOTAL,
     AUTHZ_TOTAL,
+    AUTHZ_DECISIONS_TOTAL,
     AUTHZ_CACHE_TOTAL,
     AUTHN_TOTAL,
+    AUTHN_RESULTS_TOTAL,
     AUTHN_OVERLOAD_TOTAL,
     AUTHN_SCRAM_FAILURES_TOTAL,
     AUTHN_API_ERRORS_TOTAL,
     API_FORBIDDEN_TOTAL,
+    API_KEY_REFUSED_TOTAL,
     AUTHN_IMPORT_ROWS_TOTAL,
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,
@@ -481,6 +501,8 @@ pub const COUNTERS: &[&str] = &[
     MGMT_API_BAD_REQUESTS_TOTAL,
     API_PUBLISHED_TOTAL,
     API_KICKED_TOTAL,
+    ALARM_WEBHOOK_FAILURES_TOTAL,
+    ALARM_WEBHOOK_REQUESTS_TOTAL,
     SETTINGS_WRITES_REFUSED_TOTAL,
     FLAPPING_BANS_TOTAL,
     FLAPPING_UNTRACKED_TOTAL,
@@ -525,6 +547,7 @@ pub const COUNTERS: &[&str] = &[
     PEER_MESSAGES_SENT_TOTAL,
     PEER_BATCHES_SENT_TOTAL,
     PEER_MESSAGES_DROPPED_TOTAL,
+    TRACE_EVENTS_DROPPED_TOTAL,
     PEER_RECONNECTS_TOTAL,
     PEER_MALFORMED_TOTAL,
     PEER_HANDSHAKE_FAILURES_TOTAL,
@@ -534,6 +557,8 @@ pub const COUNTERS: &[&str] = &[
 /// Every gauge name.
 pub const GAUGES: &[&str] = &[
     CONNECTIONS,
+    LISTENER_CONNECTIONS,
+    LISTENER_MAX_CONNECTIONS,
     EVACUATING,
     SESSIONS,
     SUBSCRIPTIONS,
@@ -553,6 +578,7 @@ pub const GAUGES: &[&str] = &[
     CORE_LEASES,
     RAFT_LOG_ENTRIES,
     PEER_LINKS_UP,
+    ALARMS_ACTIVE,
 ];
 
 /// Every histogram name.
@@ -564,6 +590,7 @@ pub const HISTOGRAMS: &[&str] = &[
     REPLICA_APPLY_WAIT_SECONDS,
     PEER_BARRIER_SECONDS,
     AUTHN_SECONDS,
+    DELIVERY_LATENCY_SECONDS,
 ];
 
 #[cfg(test)]
@@ -597,5 +624,6 @@ mod tests {
                 .all(|n| !n.ends_with("_total"))
         );
         assert!(TABLE_TRANSACTION_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        assert!(DELIVERY_LATENCY_BUCKETS.windows(2).all(|w| w[0] < w[1]));
     }
 }

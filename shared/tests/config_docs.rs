@@ -238,6 +238,7 @@ fn type_name(root: &Value, s: &Value, key: &str) -> String {
     let name = match base.as_slice() {
         ["boolean"] => "boolean".to_owned(),
         ["integer"] => integer_range(s),
+        ["number"] => "number".to_owned(),
         ["string"] => match s.get("format").and_then(Value::as_str) {
             None => "string".to_owned(),
             Some("socket-address") => "address `ip:port`".to_owned(),

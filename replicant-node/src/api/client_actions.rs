@@ -19,22 +19,25 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use meshmq_shared::codec::QoS;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::clients::{client_not_found, own_node};
 use super::nodes::{self, encode};
-use super::{bad, counted, sub_replay};
+use super::{bad, body_bytes, counted, sub_replay};
 use crate::connection::sub_apply::{self, FilterVerdict, SubscriptionQuota};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, parse_json, require_json, unavailable};
+use crate::http::api::{
+    ApiError, Denied, ErrorBody, authorize, parse_json, require_json, unavailable,
+};
 use crate::session::SubOpts;
 use crate::sessions::SessionSlot;
 
@@ -43,29 +46,23 @@ pub const MAX_BULK: usize = 1_000;
 /// Largest request body.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    let mut r = Router::new();
-    for prefix in [
-        "/api/v5/clients/{clientid}",
-        "/api/v5/nodes/{node}/clients/{clientid}",
-    ] {
-        r = r
-            .route(&format!("{prefix}/subscriptions"), get(subscriptions))
-            .route(&format!("{prefix}/subscribe"), post(subscribe_one))
-            .route(&format!("{prefix}/subscribe/bulk"), post(subscribe_bulk))
-            .route(&format!("{prefix}/unsubscribe"), post(unsubscribe_one))
-            .route(
-                &format!("{prefix}/unsubscribe/bulk"),
-                post(unsubscribe_bulk),
-            );
-    }
-    r.layer(DefaultBodyLimit::max(MAX_BODY)).with_state(ctx)
+/// The routes (the cluster-wide ones here, their node-local twins in
+/// `super::client_node_actions`), with the broker as their state.
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(subscriptions))
+        .routes(routes!(subscribe_one))
+        .routes(routes!(subscribe_bulk))
+        .routes(routes!(unsubscribe_one))
+        .routes(routes!(unsubscribe_bulk))
+        .merge(super::client_node_actions::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ctx)
 }
 
 /// The path's parameters: the client, and the node for node-local routes.
 #[derive(Debug, Deserialize)]
-struct Target {
+pub(super) struct Target {
     clientid: String,
     node: Option<String>,
 }
@@ -253,15 +250,23 @@ async fn route<T>(
     Ok((status, Json(v)).into_response())
 }
 
-/// The client's subscriptions.
-#[utoipa::path(get, path = "/api/v5/clients/{clientid}/subscriptions", tag = "clients",
-    params(("clientid" = String, Path, description = "client id")),
-    responses((status = 200, description = "[{clientid, node, topic, qos, nl, rap, rh}]"),
-              (status = 404, description = "unknown client")))]
-async fn subscriptions(
-    State(ctx): State<Arc<Ctx>>,
+/// Reads a JSON body of this API once the caller is authorized (413 / 415 / 400 counted);
+/// the value and the raw bytes (forwarded as they came to the node that has the client).
+fn body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(T, Bytes), ApiError> {
+    require_json(headers).inspect_err(counted("clients"))?;
+    let raw = body_bytes("clients", raw)?;
+    let v = parse_json(&raw).inspect_err(counted("clients"))?;
+    Ok((v, raw))
+}
+
+/// `GET .../subscriptions`: the client's subscriptions, sorted by filter.
+pub(super) async fn list_subs(
+    ctx: Arc<Ctx>,
     headers: HeaderMap,
-    Path(t): Path<Target>,
+    t: Target,
 ) -> Result<Response, ApiError> {
     admit(&ctx, &headers, &t)?;
     let here = ctx.local.sessions.get(&t.clientid).and_then(|slot| {
@@ -281,43 +286,29 @@ async fn subscriptions(
     route(&ctx, &t, Ok(here), ("/subscriptions", Bytes::new()), answer).await
 }
 
-/// Reads a JSON body of this API (415 / 400 counted).
-fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, b: &[u8]) -> Result<T, ApiError> {
-    require_json(headers).inspect_err(counted("clients"))?;
-    parse_json(b).inspect_err(counted("clients"))
-}
-
-/// Subscribes the client to one filter.
-#[utoipa::path(post, path = "/api/v5/clients/{clientid}/subscribe", tag = "clients",
-    request_body = SubBody,
-    responses((status = 200, description = "the subscription"), (status = 400, description = "refused"),
-              (status = 404, description = "unknown client"), (status = 503, description = "not committed")))]
-async fn subscribe_one(
-    State(ctx): State<Arc<Ctx>>,
+/// `POST .../subscribe`: one filter; 200 with the subscription.
+pub(super) async fn sub_one(
+    ctx: Arc<Ctx>,
     headers: HeaderMap,
-    Path(t): Path<Target>,
-    raw: Bytes,
+    t: Target,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     admit(&ctx, &headers, &t)?;
-    let sub: SubBody = body(&headers, &raw)?;
+    let (sub, raw): (SubBody, _) = body(&headers, raw)?;
     let here = subscribe_here(&ctx, &t.clientid, std::slice::from_ref(&sub)).await;
     let answer = |mut v: Vec<Value>| Json(v.pop().unwrap_or(Value::Null)).into_response();
     route(&ctx, &t, here, ("/subscribe", raw), answer).await
 }
 
-/// Subscribes the client to up to [`MAX_BULK`] filters.
-#[utoipa::path(post, path = "/api/v5/clients/{clientid}/subscribe/bulk", tag = "clients",
-    request_body = Vec<SubBody>,
-    responses((status = 200, description = "the subscriptions"), (status = 400, description = "refused"),
-              (status = 404, description = "unknown client"), (status = 503, description = "not committed")))]
-async fn subscribe_bulk(
-    State(ctx): State<Arc<Ctx>>,
+/// `POST .../subscribe/bulk`: up to [`MAX_BULK`] filters; 200 with the list.
+pub(super) async fn sub_bulk(
+    ctx: Arc<Ctx>,
     headers: HeaderMap,
-    Path(t): Path<Target>,
-    raw: Bytes,
+    t: Target,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     admit(&ctx, &headers, &t)?;
-    let subs: Vec<SubBody> = body(&headers, &raw)?;
+    let (subs, raw): (Vec<SubBody>, _) = body(&headers, raw)?;
     if subs.is_empty() || subs.len() > MAX_BULK {
         return Err(bad(
             "clients",
@@ -329,35 +320,29 @@ async fn subscribe_bulk(
     route(&ctx, &t, here, ("/subscribe/bulk", raw), answer).await
 }
 
-/// Unsubscribes the client from one filter: 204.
-#[utoipa::path(post, path = "/api/v5/clients/{clientid}/unsubscribe", tag = "clients",
-    request_body = UnsubBody,
-    responses((status = 204, description = "done"), (status = 404, description = "unknown client")))]
-async fn unsubscribe_one(
-    State(ctx): State<Arc<Ctx>>,
+/// `POST .../unsubscribe`: one filter; 204.
+pub(super) async fn unsub_one(
+    ctx: Arc<Ctx>,
     headers: HeaderMap,
-    Path(t): Path<Target>,
-    raw: Bytes,
+    t: Target,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     admit(&ctx, &headers, &t)?;
-    let u: UnsubBody = body(&headers, &raw)?;
+    let (u, raw): (UnsubBody, _) = body(&headers, raw)?;
     let here = unsubscribe_here(&ctx, &t.clientid, vec![u.topic]).await;
     let answer = |()| StatusCode::NO_CONTENT.into_response();
     route(&ctx, &t, here, ("/unsubscribe", raw), answer).await
 }
 
-/// Unsubscribes the client from up to [`MAX_BULK`] filters: 204.
-#[utoipa::path(post, path = "/api/v5/clients/{clientid}/unsubscribe/bulk", tag = "clients",
-    request_body = Vec<UnsubBody>,
-    responses((status = 204, description = "done"), (status = 404, description = "unknown client")))]
-async fn unsubscribe_bulk(
-    State(ctx): State<Arc<Ctx>>,
+/// `POST .../unsubscribe/bulk`: up to [`MAX_BULK`] filters; 204.
+pub(super) async fn unsub_bulk(
+    ctx: Arc<Ctx>,
     headers: HeaderMap,
-    Path(t): Path<Target>,
-    raw: Bytes,
+    t: Target,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     admit(&ctx, &headers, &t)?;
-    let list: Vec<UnsubBody> = body(&headers, &raw)?;
+    let (list, raw): (Vec<UnsubBody>, _) = body(&headers, raw)?;
     if list.is_empty() || list.len() > MAX_BULK {
         return Err(bad(
             "clients",
@@ -368,4 +353,86 @@ async fn unsubscribe_bulk(
     let here = unsubscribe_here(&ctx, &t.clientid, topics).await;
     let answer = |()| StatusCode::NO_CONTENT.into_response();
     route(&ctx, &t, here, ("/unsubscribe/bulk", raw), answer).await
+}
+
+/// The client's subscriptions, wherever it is.
+#[utoipa::path(get, path = "/api/v5/clients/{clientid}/subscriptions", tag = "clients",
+    params(("clientid" = String, Path, description = "client id")),
+    responses((status = 200, description = "[{clientid, node, topic, qos, nl, rap, rh}]", body = Object),
+              Denied, (status = 404, description = "unknown client", body = ErrorBody),
+              (status = 503, description = "not found and a node did not answer", body = ErrorBody)))]
+async fn subscriptions(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(t): Path<Target>,
+) -> Result<Response, ApiError> {
+    list_subs(ctx, headers, t).await
+}
+
+/// Subscribes the client, wherever it is, to one filter.
+#[utoipa::path(post, path = "/api/v5/clients/{clientid}/subscribe", tag = "clients",
+    params(("clientid" = String, Path, description = "client id")), request_body = SubBody,
+    responses((status = 200, description = "the subscription", body = Object), Denied,
+              (status = 400, description = "refused (the filter named)", body = ErrorBody),
+              (status = 404, description = "unknown client", body = ErrorBody),
+              (status = 415, description = "not JSON", body = ErrorBody),
+              (status = 503, description = "not committed, or a node did not answer", body = ErrorBody)))]
+async fn subscribe_one(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(t): Path<Target>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    sub_one(ctx, headers, t, raw).await
+}
+
+/// Subscribes the client, wherever it is, to up to [`MAX_BULK`] filters.
+#[utoipa::path(post, path = "/api/v5/clients/{clientid}/subscribe/bulk", tag = "clients",
+    params(("clientid" = String, Path, description = "client id")), request_body = Vec<SubBody>,
+    responses((status = 200, description = "the subscriptions", body = Object), Denied,
+              (status = 400, description = "refused (the filter named)", body = ErrorBody),
+              (status = 404, description = "unknown client", body = ErrorBody),
+              (status = 415, description = "not JSON", body = ErrorBody),
+              (status = 503, description = "not committed, or a node did not answer", body = ErrorBody)))]
+async fn subscribe_bulk(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(t): Path<Target>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    sub_bulk(ctx, headers, t, raw).await
+}
+
+/// Unsubscribes the client, wherever it is, from one filter: 204.
+#[utoipa::path(post, path = "/api/v5/clients/{clientid}/unsubscribe", tag = "clients",
+    params(("clientid" = String, Path, description = "client id")), request_body = UnsubBody,
+    responses((status = 204, description = "done (whether or not it had the filter)"), Denied,
+              (status = 400, description = "bad body", body = ErrorBody),
+              (status = 404, description = "unknown client", body = ErrorBody),
+              (status = 415, description = "not JSON", body = ErrorBody),
+              (status = 503, description = "not committed, or a node did not answer", body = ErrorBody)))]
+async fn unsubscribe_one(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(t): Path<Target>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    unsub_one(ctx, headers, t, raw).await
+}
+
+/// Unsubscribes the client, wherever it is, from up to [`MAX_BULK`] filters: 204.
+#[utoipa::path(post, path = "/api/v5/clients/{clientid}/unsubscribe/bulk", tag = "clients",
+    params(("clientid" = String, Path, description = "client id")), request_body = Vec<UnsubBody>,
+    responses((status = 204, description = "done"), Denied,
+              (status = 400, description = "bad body", body = ErrorBody),
+              (status = 404, description = "unknown client", body = ErrorBody),
+              (status = 415, description = "not JSON", body = ErrorBody),
+              (status = 503, description = "not committed, or a node did not answer", body = ErrorBody)))]
+async fn unsubscribe_bulk(
+    State(ctx): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(t): Path<Target>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    unsub_bulk(ctx, headers, t, raw).await
 }

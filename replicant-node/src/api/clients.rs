@@ -16,32 +16,29 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use meshmq_shared::metrics as m;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::clients_query::{ClientFilter, client_json, select};
 use super::nodes::{self, encode};
 use super::{MAX_LIMIT, MAX_PAGE, Paging, bad, number};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, error, not_found, unavailable};
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, error, not_found, unavailable};
 use crate::sessions::{Control, Leaving};
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/clients", get(list))
-        .route("/api/v5/clients/{clientid}", get(get_one).delete(kick))
-        .route("/api/v5/nodes/{node}/clients", get(node_list))
-        .route(
-            "/api/v5/nodes/{node}/clients/{clientid}",
-            get(node_get).delete(node_kick),
-        )
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get_one, kick))
+        .routes(routes!(node_list))
+        .routes(routes!(node_get, node_kick))
         .with_state(ctx)
 }
 
@@ -143,8 +140,9 @@ pub fn parse_filters(
            ("lte_created_at" = Option<String>, Query, description = "unix ms or RFC 3339"),
            ("gte_connected_at" = Option<String>, Query, description = "unix ms or RFC 3339"),
            ("lte_connected_at" = Option<String>, Query, description = "unix ms or RFC 3339")),
-    responses((status = 200, description = "a page of clients"),
-              (status = 400, description = "bad query"), (status = 401, description = "no key")))]
+    responses((status = 200, description = "a page of clients (`meta.failed_nodes` names the nodes that did not answer)", body = Object),
+              Denied, (status = 400, description = "bad query", body = ErrorBody),
+              (status = 503, description = "`node` given and that node did not answer", body = ErrorBody)))]
 async fn list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -185,8 +183,9 @@ async fn list(
 /// One client, wherever it is connected.
 #[utoipa::path(get, path = "/api/v5/clients/{clientid}", tag = "clients",
     params(("clientid" = String, Path, description = "client id")),
-    responses((status = 200, description = "the client"), (status = 404, description = "unknown"),
-              (status = 503, description = "not found and a node did not answer")))]
+    responses((status = 200, description = "the client", body = Object), Denied,
+              (status = 404, description = "unknown (`CLIENTID_NOT_FOUND`)", body = ErrorBody),
+              (status = 503, description = "not found and a node did not answer", body = ErrorBody)))]
 async fn get_one(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -210,8 +209,9 @@ async fn get_one(
 /// Kicks a client wherever it is connected and discards its session: 204.
 #[utoipa::path(delete, path = "/api/v5/clients/{clientid}", tag = "clients",
     params(("clientid" = String, Path, description = "client id")),
-    responses((status = 204, description = "kicked"), (status = 404, description = "unknown"),
-              (status = 503, description = "not found and a node did not answer")))]
+    responses((status = 204, description = "kicked"), Denied,
+              (status = 404, description = "unknown (`CLIENTID_NOT_FOUND`)", body = ErrorBody),
+              (status = 503, description = "not found and a node did not answer", body = ErrorBody)))]
 async fn kick(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -230,8 +230,9 @@ async fn kick(
     params(("node" = String, Path, description = "this node's name"),
            ("offset" = Option<u32>, Query, description = "matches to skip"),
            ("limit" = Option<u32>, Query, description = "0..=10000 (0: count only)")),
-    responses((status = 200, description = "{data, meta: {count}}"),
-              (status = 404, description = "another node's name")))]
+    responses((status = 200, description = "{data, meta: {count}}", body = Object), Denied,
+              (status = 400, description = "bad query", body = ErrorBody),
+              (status = 404, description = "another node's name", body = ErrorBody)))]
 async fn node_list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -260,7 +261,8 @@ async fn node_list(
 #[utoipa::path(get, path = "/api/v5/nodes/{node}/clients/{clientid}", tag = "clients",
     params(("node" = String, Path, description = "this node's name"),
            ("clientid" = String, Path, description = "client id")),
-    responses((status = 200, description = "the client"), (status = 404, description = "unknown")))]
+    responses((status = 200, description = "the client", body = Object), Denied,
+              (status = 404, description = "unknown, or another node's name", body = ErrorBody)))]
 async fn node_get(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -281,7 +283,8 @@ async fn node_get(
 #[utoipa::path(delete, path = "/api/v5/nodes/{node}/clients/{clientid}", tag = "clients",
     params(("node" = String, Path, description = "this node's name"),
            ("clientid" = String, Path, description = "client id")),
-    responses((status = 204, description = "kicked"), (status = 404, description = "unknown")))]
+    responses((status = 204, description = "kicked"), Denied,
+              (status = 404, description = "unknown, or another node's name", body = ErrorBody)))]
 async fn node_kick(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,

@@ -211,7 +211,7 @@ pub fn client_json(ctx: &Ctx, slot: &SessionSlot) -> Option<Value> {
         "expiry_interval": inner.expiry_secs,
         "created_at": rfc3339_ms(slot.created_at_ms),
         "subscriptions_cnt": s.subscriptions.len(),
-        "subscriptions_max": bound(ctx.config.mqtt.max_subscriptions),
+        "subscriptions_max": bound(ctx.runtime.current().config.mqtt.max_subscriptions),
         "inflight_cnt": s.inflight_len(),
         "inflight_max": s.inflight_max(),
         "mqueue_len": s.pending_len() + queued,

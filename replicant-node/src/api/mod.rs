@@ -5,7 +5,9 @@
 //! Owns the routes and what they share: paging (`page`, `limit`, the `meta` object), the
 //! bounded query numbers and the 400 answer that is counted
 //! (`meshmq_mgmt_api_bad_requests_total{api}`). Every handler calls
-//! [`authorize`](crate::http::api::authorize) first. It never holds a session or replica lock
+//! [`authorize`](crate::http::api::authorize) first, before any extractor may refuse the
+//! request (queries and bodies are taken as `Result`s), and declares `Denied` among its
+//! OpenAPI responses. It never holds a session or replica lock
 //! across an await, and never builds an answer larger than one page.
 //!
 //! Client and subscription data live on the node a client is connected to: the node-local
@@ -14,6 +16,7 @@
 //! messages are cluster tables every replica holds whole: read locally.
 
 mod client_actions;
+mod client_node_actions;
 pub mod clients;
 pub mod clients_query;
 mod nodes;
@@ -25,12 +28,15 @@ mod topics;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
 use meshmq_shared::metrics as m;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, bad_request};
+use crate::http::api::{ApiError, bad_request, error};
 
 /// Largest page (EMQX's bound on `limit`).
 pub const MAX_LIMIT: usize = 10_000;
@@ -41,8 +47,9 @@ pub const MAX_PAGE: usize = 1_000_000;
 /// Longest text a filter of a query may carry (client id, username, topic, fuzzy match).
 pub const MAX_FILTER_LEN: usize = 65_535;
 
-/// Every route of this module, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
+/// Every route of this module (built with `utoipa-axum`: each handler's `#[utoipa::path]`
+/// goes into the OpenAPI document), with the broker as their state.
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
     topics::routes(ctx.clone())
         .merge(retained::routes(ctx.clone()))
         .merge(publish::routes(ctx.clone()))
@@ -62,6 +69,25 @@ pub fn counted(api: &'static str) -> impl FnOnce(&ApiError) {
     move |_| {
         metrics::counter!(m::MGMT_API_BAD_REQUESTS_TOTAL, "api" => api).increment(1);
     }
+}
+
+/// The request body, read once the caller is authorized (the extractor's rejection is
+/// taken as a value, so that a request without the key is a 401 whatever its body): a body
+/// over the route's bound is a 413 `PAYLOAD_TOO_LARGE`, another read failure a 400; both
+/// counted under `api`.
+pub fn body_bytes(api: &'static str, b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        metrics::counter!(m::MGMT_API_BAD_REQUESTS_TOTAL, "api" => api).increment(1);
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "the request body is larger than this route takes",
+            )
+        } else {
+            bad_request(e.body_text())
+        }
+    })
 }
 
 /// `page` and `limit` of a list query.

@@ -16,23 +16,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::post;
 use base64::Engine;
 use meshmq_shared::codec::{self, Packet, Properties, ProtocolVersion, QoS};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{bad, counted};
+use super::{bad, body_bytes, counted};
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, error, parse_json, require_json};
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, error, parse_json, require_json};
 use crate::message::Message;
 
 /// Most messages in one bulk request.
@@ -41,10 +42,10 @@ pub const MAX_BULK: usize = 1_000;
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/publish", post(one))
-        .route("/api/v5/publish/bulk", post(bulk))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(one))
+        .routes(routes!(bulk))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
@@ -202,17 +203,19 @@ async fn send(ctx: &Arc<Ctx>, c: Checked) -> (StatusCode, Value) {
 
 /// Publishes one message.
 #[utoipa::path(post, path = "/api/v5/publish", tag = "publish", request_body = PublishBody,
-    responses((status = 200, description = "{id}: delivered"),
-              (status = 202, description = "no matching subscribers"),
-              (status = 400, description = "bad message"), (status = 401, description = "no key"),
-              (status = 415, description = "not JSON")))]
+    responses((status = 200, description = "{id}: delivered", body = Object),
+              (status = 202, description = "no matching subscribers", body = Object), Denied,
+              (status = 400, description = "bad message", body = ErrorBody),
+              (status = 413, description = "body too large", body = ErrorBody),
+              (status = 415, description = "not JSON", body = ErrorBody)))]
 async fn one(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     require_json(&headers).inspect_err(counted("publish"))?;
+    let body = body_bytes("publish", body)?;
     let b: PublishBody = parse_json(&body).inspect_err(counted("publish"))?;
     let checked = check(&ctx, b).inspect_err(|_| {
         metrics::counter!(m::API_PUBLISHED_TOTAL, "result" => "refused").increment(1);
@@ -223,16 +226,18 @@ async fn one(
 
 /// Publishes up to [`MAX_BULK`] messages, all checked first.
 #[utoipa::path(post, path = "/api/v5/publish/bulk", tag = "publish", request_body = Vec<PublishBody>,
-    responses((status = 200, description = "one result per message"),
-              (status = 400, description = "a bad message (none published)"),
-              (status = 401, description = "no key"), (status = 415, description = "not JSON")))]
+    responses((status = 200, description = "one result per message", body = Object), Denied,
+              (status = 400, description = "a bad message (none published)", body = ErrorBody),
+              (status = 413, description = "body too large", body = ErrorBody),
+              (status = 415, description = "not JSON", body = ErrorBody)))]
 async fn bulk(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     require_json(&headers).inspect_err(counted("publish"))?;
+    let body = body_bytes("publish", body)?;
     let list: Vec<PublishBody> = parse_json(&body).inspect_err(counted("publish"))?;
     if list.is_empty() || list.len() > MAX_BULK {
         return Err(refuse(format!(

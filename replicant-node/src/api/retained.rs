@@ -14,31 +14,28 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use base64::Engine;
 use meshmq_proto::tables::{RetainedDelete, RetainedMessage, op};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Paging, bad, now_ms, rfc3339_ms, text};
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, not_found, unavailable};
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, not_found, unavailable};
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/mqtt/retainer/messages", get(list))
-        .route(
-            "/api/v5/mqtt/retainer/message/{topic}",
-            get(one).delete(remove),
-        )
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, remove))
         .with_state(ctx)
 }
 
@@ -117,8 +114,8 @@ fn full(r: &RetainedMessage) -> Value {
     params(("page" = Option<u32>, Query, description = "page, from 1"),
            ("limit" = Option<u32>, Query, description = "1..=10000"),
            ("topic" = Option<String>, Query, description = "topic filter (wildcards allowed)")),
-    responses((status = 200, description = "a page of retained messages (no payload)"),
-              (status = 400, description = "bad query"), (status = 401, description = "no key")))]
+    responses((status = 200, description = "a page of retained messages (no payload)", body = Object),
+              Denied, (status = 400, description = "bad query", body = ErrorBody)))]
 async fn list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -154,8 +151,8 @@ async fn list(
 /// The retained message of `topic` (percent-encoded in the path), with its payload.
 #[utoipa::path(get, path = "/api/v5/mqtt/retainer/message/{topic}", tag = "retainer",
     params(("topic" = String, Path, description = "topic name, percent-encoded")),
-    responses((status = 200, description = "the message, payload base64"),
-              (status = 404, description = "no retained message")))]
+    responses((status = 200, description = "the message, payload base64", body = Object), Denied,
+              (status = 404, description = "no retained message", body = ErrorBody)))]
 async fn one(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -176,9 +173,9 @@ async fn one(
 /// Deletes the retained message of `topic` through the cores: 204, or 404 when none.
 #[utoipa::path(delete, path = "/api/v5/mqtt/retainer/message/{topic}", tag = "retainer",
     params(("topic" = String, Path, description = "topic name, percent-encoded")),
-    responses((status = 204, description = "deleted"),
-              (status = 404, description = "no retained message"),
-              (status = 503, description = "the cores could not commit")))]
+    responses((status = 204, description = "deleted"), Denied,
+              (status = 404, description = "no retained message", body = ErrorBody),
+              (status = 503, description = "the cores could not commit", body = ErrorBody)))]
 async fn remove(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,

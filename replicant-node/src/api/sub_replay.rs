@@ -33,7 +33,7 @@ pub fn wanted(opts: &SubOpts, is_new: bool, shared: bool) -> bool {
 /// Hands the retained messages matching `filter` to `slot`'s queue (see the module doc);
 /// returns how many were queued.
 pub fn replay(ctx: &Ctx, slot: &SessionSlot, filter: &str, opts: SubOpts) -> usize {
-    let max = ctx.config.mqtt.max_mqueue_len.max(1);
+    let max = ctx.runtime.current().config.mqtt.max_mqueue_len.max(1);
     let mut cursor = None;
     let mut chunk = VecDeque::new();
     let mut queued = 0;

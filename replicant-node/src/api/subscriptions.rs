@@ -10,28 +10,28 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use meshmq_shared::topic::{self, SubscriptionFilter};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::client_actions::sub_json;
 use super::clients::{Pairs, own_node};
 use super::nodes::{self, encode};
 use super::{MAX_FILTER_LEN, MAX_LIMIT, MAX_PAGE, Paging, bad, number};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, unavailable};
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, unavailable};
 use crate::session::SubOpts;
 use crate::sessions::Leaving;
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/subscriptions", get(list))
-        .route("/api/v5/nodes/{node}/subscriptions", get(node_list))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(node_list))
         .with_state(ctx)
 }
 
@@ -155,8 +155,9 @@ fn local_page(ctx: &Ctx, f: &SubFilter, offset: usize, limit: usize) -> (usize, 
            ("share_group" = Option<String>, Query, description = "shared group"),
            ("match_topic" = Option<String>, Query, description = "filter the subscriptions' filters must match"),
            ("node" = Option<String>, Query, description = "only this node")),
-    responses((status = 200, description = "a page of subscriptions"),
-              (status = 400, description = "bad query"), (status = 401, description = "no key")))]
+    responses((status = 200, description = "a page of subscriptions (`meta.failed_nodes` names the nodes that did not answer)", body = Object),
+              Denied, (status = 400, description = "bad query", body = ErrorBody),
+              (status = 503, description = "`node` given and that node did not answer", body = ErrorBody)))]
 async fn list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -200,8 +201,9 @@ async fn list(
     params(("node" = String, Path, description = "this node's name"),
            ("offset" = Option<u32>, Query, description = "matches to skip"),
            ("limit" = Option<u32>, Query, description = "0..=10000 (0: count only)")),
-    responses((status = 200, description = "{data, meta: {count}}"),
-              (status = 404, description = "another node's name")))]
+    responses((status = 200, description = "{data, meta: {count}}", body = Object), Denied,
+              (status = 400, description = "bad query", body = ErrorBody),
+              (status = 404, description = "another node's name", body = ErrorBody)))]
 async fn node_list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,

@@ -9,23 +9,23 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Paging, bad, text};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, error};
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, error};
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/topics", get(list))
-        .route("/api/v5/topics/{topic}", get(one))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
         .with_state(ctx)
 }
 
@@ -50,8 +50,8 @@ fn item(topic: &str, node: &str) -> Value {
            ("limit" = Option<u32>, Query, description = "1..=10000"),
            ("topic" = Option<String>, Query, description = "exact topic filter"),
            ("node" = Option<String>, Query, description = "node name")),
-    responses((status = 200, description = "a page of {topic, node}"),
-              (status = 400, description = "bad query"), (status = 401, description = "no key")))]
+    responses((status = 200, description = "a page of {topic, node}", body = Object), Denied,
+              (status = 400, description = "bad query", body = ErrorBody)))]
 async fn list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -87,8 +87,8 @@ async fn list(
 /// 404 `TOPIC_NOT_FOUND`.
 #[utoipa::path(get, path = "/api/v5/topics/{topic}", tag = "topics",
     params(("topic" = String, Path, description = "topic filter, percent-encoded")),
-    responses((status = 200, description = "[{topic, node}]"),
-              (status = 404, description = "no route")))]
+    responses((status = 200, description = "[{topic, node}]", body = Object), Denied,
+              (status = 404, description = "no route (`TOPIC_NOT_FOUND`)", body = ErrorBody)))]
 async fn one(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,

@@ -19,25 +19,26 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use meshmq_proto::tables::{AuthUser, AuthUserDelete, AuthUserSet, Op, op, op_result::Outcome};
 use meshmq_shared::config::AuthenticatorConfig;
 use meshmq_shared::metrics as m;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::import::MAX_PASSWORD_LEN;
 use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::http::api::{
-    ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
+    ApiError, Denied, ErrorBody, authorize, bad_request, error, not_found, parse_json,
+    require_json, unavailable,
 };
 
 /// Largest JSON body of the user routes (a user id and a password fit well within).
@@ -51,30 +52,19 @@ const MAX_LIKE_LEN: usize = 1024;
 const SCAN_CHUNK: usize = 1000;
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    let users = Router::new()
-        .route("/api/v5/authentication", get(list_authenticators))
-        .route("/api/v5/authentication/{id}", get(get_authenticator))
-        .route(
-            "/api/v5/authentication/{id}/users",
-            get(list_users).post(create_user),
-        )
-        .route(
-            "/api/v5/authentication/{id}/users/{user_id}",
-            get(get_user).put(update_user).delete(delete_user),
-        )
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    let users = OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user, delete_user))
         .layer(DefaultBodyLimit::max(MAX_USER_BODY));
-    let transfer = Router::new()
-        .route(
-            "/api/v5/authentication/{id}/import_users",
-            axum::routing::post(super::transfer::import_users),
-        )
-        .route(
-            "/api/v5/authentication/{id}/export_users",
-            get(super::transfer::export_users),
-        )
+    let transfer = OpenApiRouter::new()
+        .routes(routes!(super::transfer::import_users))
+        .routes(routes!(super::transfer::export_users))
         .layer(DefaultBodyLimit::max(super::import::MAX_IMPORT_BYTES));
-    users.merge(transfer).with_state(ctx)
+    super::chain_api::routes()
+        .merge(users)
+        .merge(transfer)
+        .with_state(ctx)
 }
 
 /// Answers an error and counts it (`meshmq_authn_api_errors_total{code}`).
@@ -107,99 +97,26 @@ pub(super) fn built_in(ctx: &Ctx, id: &str) -> Result<NewPassword, ApiError> {
     }
 }
 
-/// An authenticator as the API shows it. Each kind says what it shows: a kind with a
-/// secret in its settings (a JWT key, an HTTP header) must leave it out here.
-fn describe(a: &AuthenticatorConfig) -> Value {
-    match a {
-        AuthenticatorConfig::BuiltInDatabase(c) => json!({
-            "id": a.id(),
-            "mechanism": "password_based",
-            "backend": "built_in_database",
-            "enable": c.enable,
-            "user_id_type": c.user_id_type,
-            "password_hash_algorithm": c.password_hash_algorithm,
-        }),
-        AuthenticatorConfig::Scram(c) => json!({
-            "id": a.id(),
-            "mechanism": "scram",
-            "backend": "built_in_database",
-            "enable": c.enable,
-            "algorithm": c.algorithm,
-            "iteration_count": c.iteration_count,
-        }),
-        // Never the secret; the public key and the claims are not secrets but stay out too.
-        AuthenticatorConfig::Jwt(c) => json!({
-            "id": a.id(),
-            "mechanism": "jwt",
-            "enable": c.enable,
-            "from": c.from,
-            "use_jwks": c.use_jwks,
-            "algorithm": c.algorithm,
-            "endpoint": c.endpoint,
-            "refresh_interval": c.refresh_interval,
-            "acl_claim_name": c.acl_claim_name,
-            "disconnect_after_expire": c.disconnect_after_expire,
-            "leeway": c.leeway,
-        }),
-        // Header values and the body template may hold credentials: names only; the URL
-        // may carry user info: shown without it.
-        AuthenticatorConfig::Http(c) => json!({
-            "id": a.id(),
-            "mechanism": "password_based",
-            "backend": "http",
-            "enable": c.enable,
-            "method": c.method,
-            "url": without_userinfo(&c.url),
-            "headers": c.headers.keys().collect::<Vec<_>>(),
-            "request_timeout": c.request_timeout,
-            "pool_size": c.pool_size,
-        }),
-    }
-}
-
-/// `url` without a `user:password@` part.
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-async fn list_authenticators(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_key(&ctx, &headers) {
-        return fail(e);
-    }
-    let list: Vec<Value> = ctx.config.authentication.iter().map(describe).collect();
-    Json(list).into_response()
-}
-
-async fn get_authenticator(
-    State(ctx): State<Arc<Ctx>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = check_key(&ctx, &headers) {
-        return fail(e);
-    }
-    match ctx.config.authentication.iter().find(|a| a.id() == id) {
-        Some(a) => Json(describe(a)).into_response(),
-        None => fail(not_found(format!("authenticator {id:?} not found"))),
-    }
-}
-
 /// Query of the users list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page, from 1 (default 1).
     page: Option<usize>,
+    /// Users per page, 1..=10000 (default 100).
     limit: Option<usize>,
+    /// Only user ids containing this text.
     like_user_id: Option<String>,
+    /// Only superusers (`true`) or only the others (`false`).
     is_superuser: Option<bool>,
 }
 
+/// The authenticator's users, paged and filtered.
+#[utoipa::path(get, path = "/api/v5/authentication/{id}/users", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`"), ListQuery),
+    responses((status = 200, description = "`{data: [{user_id, is_superuser}], meta: {page, limit, \
+count, hasnext}}`", body = Object), Denied,
+              (status = 400, description = "Bad input (the field named), or an authenticator that keeps no users", body = ErrorBody), (status = 404, description = "No such authenticator", body = ErrorBody)))]
 async fn list_users(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,
@@ -269,21 +186,35 @@ async fn list_users(
 }
 
 /// Body of `POST .../users`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
+    /// The username or client id (the authenticator's `user_id_type`).
     user_id: String,
+    /// The password, stored hashed.
     password: String,
+    /// Whether the user passes every authorization check (default false).
     #[serde(default)]
     is_superuser: bool,
 }
 
 /// Body of `PUT .../users/{user_id}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UserUpdate {
+    /// A new password.
     password: Option<String>,
+    /// A new superuser flag.
     is_superuser: Option<bool>,
+}
+
+/// A user as the API shows it (never its password or hash).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct UserJson {
+    /// The username or client id.
+    user_id: String,
+    /// Whether the user passes every authorization check.
+    is_superuser: bool,
 }
 
 /// Parses a JSON body (400 naming the problem and the field, never echoing the body).
@@ -345,8 +276,11 @@ async fn write(ctx: &Ctx, op: op::Kind) -> Result<(), Response> {
     }
 }
 
-fn user_json(u: &AuthUser) -> Value {
-    json!({ "user_id": u.user_id, "is_superuser": u.is_superuser })
+fn user_json(u: &AuthUser) -> UserJson {
+    UserJson {
+        user_id: u.user_id.clone(),
+        is_superuser: u.is_superuser,
+    }
 }
 
 fn check_user_id(user_id: &str) -> Result<(), ApiError> {
@@ -359,6 +293,12 @@ fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Adds a user.
+#[utoipa::path(post, path = "/api/v5/authentication/{id}/users", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`")), request_body = NewUser,
+    responses((status = 201, description = "Added", body = UserJson), Denied, (status = 400, description = "Bad input (the field named), or an authenticator that keeps no users", body = ErrorBody), (status = 404, description = "No such authenticator", body = ErrorBody),
+              (status = 409, description = "The user exists", body = ErrorBody),
+              (status = 413, description = "The body is too large", body = ErrorBody), (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody), (status = 503, description = "The cores could not commit, or the hashing queue is full", body = ErrorBody)))]
 async fn create_user(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,
@@ -409,6 +349,10 @@ async fn create_user(
     }
 }
 
+/// One user.
+#[utoipa::path(get, path = "/api/v5/authentication/{id}/users/{user_id}", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`"), ("user_id" = String, Path, description = "The user")),
+    responses((status = 200, description = "The user", body = UserJson), Denied, (status = 400, description = "Bad input (the field named), or an authenticator that keeps no users", body = ErrorBody), (status = 404, description = "No such authenticator or user", body = ErrorBody)))]
 async fn get_user(
     State(ctx): State<Arc<Ctx>>,
     Path((id, user_id)): Path<(String, String)>,
@@ -430,6 +374,11 @@ async fn get_user(
     }
 }
 
+/// Changes a user's password or superuser flag.
+#[utoipa::path(put, path = "/api/v5/authentication/{id}/users/{user_id}", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`"), ("user_id" = String, Path, description = "The user")), request_body = UserUpdate,
+    responses((status = 200, description = "The user", body = UserJson), Denied, (status = 400, description = "Bad input (the field named), or an authenticator that keeps no users", body = ErrorBody), (status = 404, description = "No such authenticator or user", body = ErrorBody),
+              (status = 413, description = "The body is too large", body = ErrorBody), (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody), (status = 503, description = "The cores could not commit, or the hashing queue is full", body = ErrorBody)))]
 async fn update_user(
     State(ctx): State<Arc<Ctx>>,
     Path((id, user_id)): Path<(String, String)>,
@@ -471,6 +420,11 @@ async fn update_user(
     }
 }
 
+/// Removes a user.
+#[utoipa::path(delete, path = "/api/v5/authentication/{id}/users/{user_id}", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`"), ("user_id" = String, Path, description = "The user")),
+    responses((status = 204, description = "Removed"), Denied, (status = 400, description = "Bad input (the field named), or an authenticator that keeps no users", body = ErrorBody), (status = 404, description = "No such authenticator or user", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn delete_user(
     State(ctx): State<Arc<Ctx>>,
     Path((id, user_id)): Path<(String, String)>,
@@ -488,17 +442,5 @@ async fn delete_user(
     match write(&ctx, op::Kind::AuthUserDelete(AuthUserDelete { user_id })).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(r) => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn user_info_is_cut_from_a_url() {
-        use super::without_userinfo as w;
-        assert_eq!(w("http://u:p@h:80/a@b"), "http://h:80/a@b");
-        assert_eq!(w("https://h/x?y=@"), "https://h/x?y=@");
-        assert_eq!(w("http://a@b@h"), "http://h");
-        assert_eq!(w("not a url"), "not a url");
     }
 }

@@ -21,12 +21,14 @@
 //! counts `error` and is treated as ignore.
 //!
 //! Owns the decision and its metrics (`meshmq_authentication_total{authenticator,result}`,
+//! `meshmq_authentication_results_total{result}` once per CONNECT,
 //! `meshmq_authentication_seconds{authenticator}`). It never logs a password, a hash or a
 //! salt, and never runs a slow hash on the runtime's threads ([`pool`]).
 
 pub mod acl;
 pub mod api;
 mod builtin;
+mod chain_api;
 pub(crate) mod http;
 pub mod import;
 mod import_json;
@@ -282,4 +284,16 @@ impl Chain {
         }
         Verdict::Refused(ReasonCode::NotAuthorized)
     }
+}
+
+/// Counts the authentication outcome of one CONNECT, once
+/// (`meshmq_authentication_results_total{result}`): `allowed` by an authenticator or, when
+/// `anonymous`, without one being asked; otherwise refused.
+pub(crate) fn count_result(allowed: bool, anonymous: bool) {
+    let result = match (allowed, anonymous) {
+        (true, true) => "success_anonymous",
+        (true, false) => "success",
+        (false, _) => "failure",
+    };
+    metrics::counter!(m::AUTHN_RESULTS_TOTAL, "result" => result).increment(1);
 }

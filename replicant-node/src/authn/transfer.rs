@@ -44,7 +44,7 @@ use super::import::{self, Format, Parsed, PasswordType, Row, Secret};
 use super::new_password::NewPassword;
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{bad_request, error, unavailable};
+use crate::http::api::{Denied, ErrorBody, bad_request, error, unavailable};
 
 /// Most encoded bytes of one import batch (one Raft entry): a quarter of the 256 KiB an
 /// AppendEntries request carries, so a batch never travels alone in an oversized request.
@@ -62,8 +62,10 @@ const SLOW_CHUNK: usize = 1;
 const EXPORT_PAGE: usize = 1000;
 
 /// Query of `import_users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ImportQuery {
+    /// `hash` (the default), `plain` or `mosquitto`.
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -90,6 +92,17 @@ struct Tally {
     skipped: usize,
 }
 
+/// Imports users from a JSON or CSV file (multipart field `filename`, or the raw body).
+#[utoipa::path(post, path = "/api/v5/authentication/{id}/import_users", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`"), ImportQuery),
+    request_body(content = Object, description = "The file: multipart/form-data, application/json \
+or text/csv", content_type = "multipart/form-data"),
+    responses((status = 200, description = "`{total, success, override, skipped, failed, errors}`", body = Object),
+              Denied, (status = 400, description = "Bad query or file", body = ErrorBody),
+              (status = 404, description = "No such authenticator", body = ErrorBody),
+              (status = 413, description = "The file is too large", body = ErrorBody),
+              (status = 429, description = "An import is already running on this node", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 pub(super) async fn import_users(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,
@@ -446,6 +459,12 @@ fn settle(
     }
 }
 
+/// Every user as the JSON list `type=hash` imports (streamed).
+#[utoipa::path(get, path = "/api/v5/authentication/{id}/export_users", tag = "authentication",
+    params(("id" = String, Path, description = "Authenticator id, `password_based:built_in_database`")),
+    responses((status = 200, description = "`[{user_id, password_hash, salt, ...}]`", body = [Object]),
+              Denied, (status = 400, description = "An authenticator that keeps no users", body = ErrorBody),
+              (status = 404, description = "No such authenticator", body = ErrorBody)))]
 pub(super) async fn export_users(
     State(ctx): State<Arc<Ctx>>,
     Path(id): Path<String>,

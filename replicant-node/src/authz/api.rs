@@ -17,25 +17,26 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{delete, get};
 use core_node::api::split_entries;
 use meshmq_proto::tables::{
-    AuthzCacheClear, AuthzRule, AuthzRules, AuthzRulesDelete, AuthzRulesKind, AuthzRulesSet,
-    op::Kind, op_result::Outcome,
+    AuthzCacheClear, AuthzRules, AuthzRulesDelete, AuthzRulesKind, AuthzRulesSet, op::Kind,
+    op_result::Outcome,
 };
-use meshmq_shared::auth::acl::{self, Who};
-use meshmq_shared::tables::authz_rules::{MAX_KEY_LEN, MAX_RULES};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::rules_json::{Entry, RuleJson, key_name, row};
 use crate::cluster;
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, bad_request, not_found, unavailable};
+use crate::http::api::{
+    ApiError, Denied, ErrorBody, authorize, bad_request, not_found, unavailable,
+};
 
 /// Largest request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -44,138 +45,136 @@ pub const MAX_POST_ENTRIES: usize = 1000;
 /// Largest `limit` of a page.
 pub const MAX_PAGE_LIMIT: usize = 1000;
 
-const BASE: &str = "/api/v5/authorization/sources/built_in_database/rules";
+const USERS: AuthzRulesKind = AuthzRulesKind::Username;
+const CLIENTS: AuthzRulesKind = AuthzRulesKind::Clientid;
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route(
-            &format!("{BASE}/users"),
-            get(|s, h, q| list(s, h, q, AuthzRulesKind::Username))
-                .post(|s, h, b| post_many(s, h, b, AuthzRulesKind::Username)),
-        )
-        .route(
-            &format!("{BASE}/users/{{key}}"),
-            get(|s, h, k| get_one(s, h, k, AuthzRulesKind::Username))
-                .put(|s, h, k, b| put_one(s, h, k, b, AuthzRulesKind::Username))
-                .delete(|s, h, k| delete_one(s, h, k, AuthzRulesKind::Username)),
-        )
-        .route(
-            &format!("{BASE}/clients"),
-            get(|s, h, q| list(s, h, q, AuthzRulesKind::Clientid))
-                .post(|s, h, b| post_many(s, h, b, AuthzRulesKind::Clientid)),
-        )
-        .route(
-            &format!("{BASE}/clients/{{key}}"),
-            get(|s, h, k| get_one(s, h, k, AuthzRulesKind::Clientid))
-                .put(|s, h, k, b| put_one(s, h, k, b, AuthzRulesKind::Clientid))
-                .delete(|s, h, k| delete_one(s, h, k, AuthzRulesKind::Clientid)),
-        )
-        .route(
-            &format!("{BASE}/all"),
-            get(get_all).post(post_all).delete(delete_all),
-        )
-        .route("/api/v5/authorization/cache", delete(clear_cache))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, post_users))
+        .routes(routes!(get_user, put_user, delete_user))
+        .routes(routes!(list_clients, post_clients))
+        .routes(routes!(get_client, put_client, delete_client))
+        .routes(routes!(get_all, post_all, delete_all))
+        .routes(routes!(clear_cache))
         .with_state(ctx)
 }
 
-/// A rule as the API reads and writes it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RuleJson {
-    /// Topic name or filter.
-    pub topic: String,
-    /// `allow` / `deny`.
-    pub permission: String,
-    /// `publish` / `subscribe` / `all`.
-    pub action: String,
-    /// QoS levels (default: all).
-    #[serde(default)]
-    pub qos: Vec<u32>,
-    /// `true` / `false` / `"all"` (default).
-    #[serde(default)]
-    pub retain: Option<RetainJson>,
+/// A page of `{username|clientid, rules}` (no `hasnext`, as EMQX's).
+type PageResult = Result<Response, ApiError>;
+
+/// The users' rules, paged.
+#[utoipa::path(get, path = "/api/v5/authorization/sources/built_in_database/rules/users",
+    tag = "authorization", params(PageQuery),
+    responses((status = 200, description = "`{data: [{username, rules}], meta: {page, limit, count}}`",
+               body = Object), Denied,
+              (status = 400, description = "Bad paging", body = ErrorBody)))]
+async fn list_users(s: State<Arc<Ctx>>, h: HeaderMap, q: Query<PageQuery>) -> PageResult {
+    list(s, h, q, USERS).await
 }
 
-/// `retain` as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum RetainJson {
-    /// `true` / `false`.
-    Flag(bool),
-    /// `"all"`.
-    Word(String),
+/// Sets the rules of each user listed (replacing theirs).
+#[utoipa::path(post, path = "/api/v5/authorization/sources/built_in_database/rules/users",
+    tag = "authorization", request_body = Vec<Entry>,
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 400, description = "A bad entry or rule (named)", body = ErrorBody),
+              (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
+async fn post_users(s: State<Arc<Ctx>>, h: HeaderMap, b: Bytes) -> PageResult {
+    post_many(s, h, b, USERS).await
 }
 
-impl RuleJson {
-    fn to_row(&self) -> AuthzRule {
-        let retain = match &self.retain {
-            None => "all".to_owned(),
-            Some(RetainJson::Flag(b)) => b.to_string(),
-            Some(RetainJson::Word(w)) => w.clone(),
-        };
-        AuthzRule {
-            topic: self.topic.clone(),
-            permission: self.permission.clone(),
-            action: self.action.clone(),
-            qos: self.qos.clone(),
-            retain,
-        }
-    }
-
-    fn from_row(r: &AuthzRule) -> Self {
-        let retain = match r.retain.as_str() {
-            "true" => RetainJson::Flag(true),
-            "false" => RetainJson::Flag(false),
-            _ => RetainJson::Word("all".into()),
-        };
-        RuleJson {
-            topic: r.topic.clone(),
-            permission: r.permission.clone(),
-            action: r.action.clone(),
-            qos: if r.qos.is_empty() {
-                vec![0, 1, 2]
-            } else {
-                r.qos.clone()
-            },
-            retain: Some(retain),
-        }
-    }
+/// One user's rules.
+#[utoipa::path(get, path = "/api/v5/authorization/sources/built_in_database/rules/users/{username}",
+    tag = "authorization", params(("username" = String, Path, description = "The username")),
+    responses((status = 200, description = "`{username, rules}`", body = Object), Denied,
+              (status = 404, description = "No rules for this user", body = ErrorBody)))]
+async fn get_user(s: State<Arc<Ctx>>, h: HeaderMap, k: Path<String>) -> PageResult {
+    get_one(s, h, k, USERS).await
 }
 
-/// `{username|clientid, rules}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    clientid: Option<String>,
-    rules: Vec<RuleJson>,
+/// Sets one user's rules.
+#[utoipa::path(put, path = "/api/v5/authorization/sources/built_in_database/rules/users/{username}",
+    tag = "authorization", params(("username" = String, Path, description = "The username")),
+    request_body = Entry,
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 400, description = "A bad rule (named), or another username", body = ErrorBody),
+              (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
+async fn put_user(s: State<Arc<Ctx>>, h: HeaderMap, k: Path<String>, b: Bytes) -> PageResult {
+    put_one(s, h, k, b, USERS).await
 }
 
-impl Entry {
-    fn key(&self, kind: AuthzRulesKind) -> Option<&str> {
-        match kind {
-            AuthzRulesKind::Username => self.username.as_deref(),
-            AuthzRulesKind::Clientid => self.clientid.as_deref(),
-            _ => None,
-        }
-    }
+/// Removes one user's rules.
+#[utoipa::path(delete, path = "/api/v5/authorization/sources/built_in_database/rules/users/{username}",
+    tag = "authorization", params(("username" = String, Path, description = "The username")),
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 404, description = "No rules for this user", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
+async fn delete_user(s: State<Arc<Ctx>>, h: HeaderMap, k: Path<String>) -> PageResult {
+    delete_one(s, h, k, USERS).await
+}
+
+/// The clients' rules, paged.
+#[utoipa::path(get, path = "/api/v5/authorization/sources/built_in_database/rules/clients",
+    tag = "authorization", params(PageQuery),
+    responses((status = 200, description = "`{data: [{clientid, rules}], meta: {page, limit, count}}`",
+               body = Object), Denied,
+              (status = 400, description = "Bad paging", body = ErrorBody)))]
+async fn list_clients(s: State<Arc<Ctx>>, h: HeaderMap, q: Query<PageQuery>) -> PageResult {
+    list(s, h, q, CLIENTS).await
+}
+
+/// Sets the rules of each client listed (replacing theirs).
+#[utoipa::path(post, path = "/api/v5/authorization/sources/built_in_database/rules/clients",
+    tag = "authorization", request_body = Vec<Entry>,
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 400, description = "A bad entry or rule (named)", body = ErrorBody),
+              (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
+async fn post_clients(s: State<Arc<Ctx>>, h: HeaderMap, b: Bytes) -> PageResult {
+    post_many(s, h, b, CLIENTS).await
+}
+
+/// One client's rules.
+#[utoipa::path(get, path = "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}",
+    tag = "authorization", params(("clientid" = String, Path, description = "The client id")),
+    responses((status = 200, description = "`{clientid, rules}`", body = Object), Denied,
+              (status = 404, description = "No rules for this client", body = ErrorBody)))]
+async fn get_client(s: State<Arc<Ctx>>, h: HeaderMap, k: Path<String>) -> PageResult {
+    get_one(s, h, k, CLIENTS).await
+}
+
+/// Sets one client's rules.
+#[utoipa::path(put, path = "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}",
+    tag = "authorization", params(("clientid" = String, Path, description = "The client id")),
+    request_body = Entry,
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 400, description = "A bad rule (named), or another client id", body = ErrorBody),
+              (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
+async fn put_client(s: State<Arc<Ctx>>, h: HeaderMap, k: Path<String>, b: Bytes) -> PageResult {
+    put_one(s, h, k, b, CLIENTS).await
+}
+
+/// Removes one client's rules.
+#[utoipa::path(delete, path = "/api/v5/authorization/sources/built_in_database/rules/clients/{clientid}",
+    tag = "authorization", params(("clientid" = String, Path, description = "The client id")),
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 404, description = "No rules for this client", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
+async fn delete_client(s: State<Arc<Ctx>>, h: HeaderMap, k: Path<String>) -> PageResult {
+    delete_one(s, h, k, CLIENTS).await
 }
 
 /// `?page=&limit=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page, from 1 (default 1).
     page: Option<usize>,
+    /// Entries per page, 1..=1000 (default 100).
     limit: Option<usize>,
-}
-
-fn key_name(kind: AuthzRulesKind) -> &'static str {
-    match kind {
-        AuthzRulesKind::Clientid => "clientid",
-        _ => "username",
-    }
 }
 
 /// A JSON body (`Content-Type: application/json`, as every JSON-body route takes it); its
@@ -188,28 +187,6 @@ fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> R
     }
     crate::http::api::require_json(headers)?;
     crate::http::api::parse_json(body)
-}
-
-/// The table row for (kind, key, rules), checked as the table will check it.
-fn row(kind: AuthzRulesKind, key: &str, rules: &[RuleJson]) -> Result<AuthzRules, ApiError> {
-    if kind != AuthzRulesKind::All && (key.is_empty() || key.len() > MAX_KEY_LEN) {
-        return Err(bad_request(format!(
-            "{} must be 1..={MAX_KEY_LEN} bytes",
-            key_name(kind)
-        )));
-    }
-    if rules.len() > MAX_RULES {
-        return Err(bad_request(format!("more than {MAX_RULES} rules")));
-    }
-    let rules: Vec<AuthzRule> = rules.iter().map(RuleJson::to_row).collect();
-    for (i, r) in rules.iter().enumerate() {
-        acl::from_row(r, Who::All).map_err(|e| bad_request(format!("rules[{i}]: {e}")))?;
-    }
-    Ok(AuthzRules {
-        kind: kind as i32,
-        key: key.to_owned(),
-        rules,
-    })
 }
 
 /// Commits `kinds` in entries of at most `MAX_OPS_PER_ENTRY` ops and `MAX_ENTRY_BYTES`
@@ -347,12 +324,18 @@ async fn delete_one(
 }
 
 /// `{rules}` of the all list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AuthzRulesAll)]
 struct AllBody {
+    /// The rules for every client, in order (at most 100).
     rules: Vec<RuleJson>,
 }
 
+/// The rules for every client.
+#[utoipa::path(get, path = "/api/v5/authorization/sources/built_in_database/rules/all",
+    tag = "authorization",
+    responses((status = 200, description = "`{rules}`", body = AllBody), Denied))]
 async fn get_all(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     let rules = ctx.tables.core.read(|t| {
@@ -363,6 +346,13 @@ async fn get_all(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Resp
     Ok(Json(json!({ "rules": rules })).into_response())
 }
 
+/// Sets the rules for every client.
+#[utoipa::path(post, path = "/api/v5/authorization/sources/built_in_database/rules/all",
+    tag = "authorization", request_body = AllBody,
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 400, description = "A bad rule (named)", body = ErrorBody),
+              (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn post_all(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -373,6 +363,11 @@ async fn post_all(
     commit(&ctx, vec![set_op(row(AuthzRulesKind::All, "", &b.rules)?)]).await
 }
 
+/// Removes the rules for every client.
+#[utoipa::path(delete, path = "/api/v5/authorization/sources/built_in_database/rules/all",
+    tag = "authorization",
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn delete_all(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     let op = Kind::AuthzRulesDelete(AuthzRulesDelete {
@@ -382,6 +377,10 @@ async fn delete_all(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<R
     commit(&ctx, vec![op]).await
 }
 
+/// Every connection of the cluster drops its authorization cache.
+#[utoipa::path(delete, path = "/api/v5/authorization/cache", tag = "authorization",
+    responses((status = 204, description = "Committed"), Denied,
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn clear_cache(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,

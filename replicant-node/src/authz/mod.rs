@@ -12,8 +12,9 @@
 //! Decisions are cached per connection ([`cache`]) and dropped when the cluster's
 //! authorization epoch moves (a rule change in the built-in database, or
 //! `DELETE /api/v5/authorization/cache`). Owns the metrics
-//! `meshmq_authorization_total{source,result}` and
-//! `meshmq_authorization_cache_total{result}`. It never blocks: it runs on connection
+//! `meshmq_authorization_total{source,result}` (every source asked),
+//! `meshmq_authorization_decisions_total{result,source}` (once per decision, by what
+//! decided) and `meshmq_authorization_cache_total{result}`. It never blocks: it runs on connection
 //! tasks, and the built-in database is the local replica. An `http` source ([`http`]) is
 //! asked asynchronously ([`Authz::check_async`], awaited by the connection's task, the
 //! cache in front); a decision in which the service failed is not cached.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod cache;
 mod hook;
 pub mod http;
+pub mod rules_json;
 #[cfg(test)]
 mod tests;
 
@@ -198,7 +200,8 @@ impl Authz {
     }
 
     /// May `client` do `req`? `cache` is the connection's (`None` for wills). Counts the
-    /// per-source results and the cache hits/misses; the caller counts the refusal.
+    /// per-source results, the cache hits/misses and the decision; the caller counts the
+    /// refusal.
     pub fn check(
         &self,
         tables: &crate::ctx::TableState,
@@ -206,27 +209,15 @@ impl Authz {
         cache: Option<&Cache>,
         req: Request<'_>,
     ) -> Result<(), Denied> {
-        let sys = matches!(req, Request::Publish { topic, .. } if is_sys_topic(topic));
-        if client.info.superuser && !sys {
-            return Ok(());
-        }
-        let epoch = match cache {
-            Some(c) => {
-                let epoch = tables.core.read(Tables::authz_epoch);
-                if let Some(v) = c.get(epoch, &req) {
-                    metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "hit").increment(1);
-                    return v;
-                }
-                metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "miss").increment(1);
-                Some(epoch)
-            }
-            None => None,
+        let epoch = match early(tables, client, cache, &req) {
+            Early::Decided(v) => return v,
+            Early::Epoch(epoch) => epoch,
         };
-        let verdict = tables.core.read(|t| self.decide(t, client, &req));
+        let (verdict, by) = tables.core.read(|t| self.decide(t, client, &req));
         if let (Some(c), Some(epoch)) = (cache, epoch) {
             c.put(epoch, &req, verdict);
         }
-        verdict
+        decided(by, verdict)
     }
 
     /// True when a source is an HTTP service: [`check_async`](Self::check_async) must be
@@ -247,28 +238,16 @@ impl Authz {
         if !self.has_async_sources() {
             return self.check(tables, client, cache, req);
         }
-        let sys = matches!(req, Request::Publish { topic, .. } if is_sys_topic(topic));
-        if client.info.superuser && !sys {
-            return Ok(());
-        }
-        let epoch = match cache {
-            Some(c) => {
-                let epoch = tables.core.read(Tables::authz_epoch);
-                if let Some(v) = c.get(epoch, &req) {
-                    metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "hit").increment(1);
-                    return v;
-                }
-                metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "miss").increment(1);
-                Some(epoch)
-            }
-            None => None,
+        let epoch = match early(tables, client, cache, &req) {
+            Early::Decided(v) => return v,
+            Early::Epoch(epoch) => epoch,
         };
-        let (decided, failed) = self.rules_decide_async(tables, client, &req).await;
-        let verdict = self.finish(client, &req, decided);
+        let (rule, failed) = self.rules_decide_async(tables, client, &req).await;
+        let (verdict, by) = self.finish(client, &req, rule);
         if let (Some(c), Some(epoch), false) = (cache, epoch, failed) {
             c.put(epoch, &req, verdict);
         }
-        verdict
+        decided(by, verdict)
     }
 
     /// [`rules_decide`](Self::rules_decide) with the HTTP sources asked; true when one
@@ -278,13 +257,13 @@ impl Authz {
         tables: &crate::ctx::TableState,
         client: &AuthzClient,
         req: &Request<'_>,
-    ) -> (Option<Permission>, bool) {
+    ) -> (Option<(Permission, &'static str)>, bool) {
         let c = &client.info;
         if !client.attached.is_empty() {
             let d = acl::decide(&client.attached, c, req);
             count("client", d);
-            if d.is_some() {
-                return (d, false);
+            if let Some(p) = d {
+                return (Some((p, "client")), false);
             }
         }
         let mut failed = false;
@@ -302,32 +281,34 @@ impl Authz {
                 other => tables.core.read(|t| other.decide(t, c, req)),
             };
             count(s.label(), d);
-            if d.is_some() {
-                return (d, failed);
+            if let Some(p) = d {
+                return (Some((p, s.label())), failed);
             }
         }
         (None, failed)
     }
 
-    /// The decision itself, uncached.
+    /// The decision itself, uncached, and what decided it.
     fn decide(
         &self,
         tables: &Tables,
         client: &AuthzClient,
         req: &Request<'_>,
-    ) -> Result<(), Denied> {
-        let decided = self.rules_decide(tables, client, req);
-        self.finish(client, req, decided)
+    ) -> (Result<(), Denied>, &'static str) {
+        let rule = self.rules_decide(tables, client, req);
+        self.finish(client, req, rule)
     }
 
-    /// The verdict once the rules said `decided`: the `$SYS` grant, superuser, the hook,
-    /// `no_match`.
+    /// The verdict once the rules said `rule` (the permission of the first rule that
+    /// matched, and its source): the `$SYS` grant, superuser, the hook, `no_match`. With
+    /// the `source` label of what decided.
     fn finish(
         &self,
         client: &AuthzClient,
         req: &Request<'_>,
-        decided: Option<Permission>,
-    ) -> Result<(), Denied> {
+        rule: Option<(Permission, &'static str)>,
+    ) -> (Result<(), Denied>, &'static str) {
+        let decided = rule.map(|(p, _)| p);
         let c = &client.info;
         let sys_topic = match *req {
             Request::Publish { topic, .. } if is_sys_topic(topic) => Some(topic),
@@ -338,10 +319,10 @@ impl Authz {
                 .allows_sys_publish(&c.client_id, c.username.as_deref(), t)
         });
         if sys_topic.is_some() && !(sys_granted || decided == Some(Permission::Allow)) {
-            return Err(Denied::SysTopic);
+            return (Err(Denied::SysTopic), "sys_topic");
         }
         if c.superuser {
-            return Ok(());
+            return (Ok(()), "superuser");
         }
         let (action, topic) = match *req {
             Request::Publish { topic, .. } => (AuthzAction::Publish, topic),
@@ -352,14 +333,15 @@ impl Authz {
             .check(&c.client_id, c.username.as_deref(), action, topic)
         {
             metrics::counter!(m::AUTHZ_TOTAL, "source" => "hook", "result" => "deny").increment(1);
-            return Err(Denied::NotAuthorized);
+            return (Err(Denied::NotAuthorized), "hook");
         }
-        match decided.unwrap_or(match self.no_match {
-            NoMatch::Allow => Permission::Allow,
-            NoMatch::Deny => Permission::Deny,
-        }) {
-            Permission::Allow => Ok(()),
-            Permission::Deny => Err(Denied::NotAuthorized),
+        let (permission, by) = rule.unwrap_or(match self.no_match {
+            NoMatch::Allow => (Permission::Allow, "no_match"),
+            NoMatch::Deny => (Permission::Deny, "no_match"),
+        });
+        match permission {
+            Permission::Allow => (Ok(()), by),
+            Permission::Deny => (Err(Denied::NotAuthorized), by),
         }
     }
 
@@ -369,24 +351,88 @@ impl Authz {
         tables: &Tables,
         client: &AuthzClient,
         req: &Request<'_>,
-    ) -> Option<Permission> {
+    ) -> Option<(Permission, &'static str)> {
         let c = &client.info;
         if !client.attached.is_empty() {
             let d = acl::decide(&client.attached, c, req);
             count("client", d);
-            if d.is_some() {
-                return d;
+            if let Some(p) = d {
+                return Some((p, "client"));
             }
         }
         for s in &self.sources {
             let d = s.decide(tables, c, req);
             count(s.label(), d);
-            if d.is_some() {
-                return d;
+            if let Some(p) = d {
+                return Some((p, s.label()));
             }
         }
         None
     }
+}
+
+/// What is decided before the rules are read: a superuser (but for `$SYS`), or the
+/// connection's cache.
+enum Early {
+    /// The verdict, counted.
+    Decided(Result<(), Denied>),
+    /// Ask the rules; the cache's epoch to store the answer under (`None`: no cache).
+    Epoch(Option<u64>),
+}
+
+/// The superuser's pass and the cache lookup (hits and misses counted).
+fn early(
+    tables: &crate::ctx::TableState,
+    client: &AuthzClient,
+    cache: Option<&Cache>,
+    req: &Request<'_>,
+) -> Early {
+    let sys = matches!(req, Request::Publish { topic, .. } if is_sys_topic(topic));
+    if client.info.superuser && !sys {
+        return Early::Decided(decided("superuser", Ok(())));
+    }
+    let Some(c) = cache else {
+        return Early::Epoch(None);
+    };
+    let epoch = tables.core.read(Tables::authz_epoch);
+    if let Some(v) = c.get(epoch, req) {
+        metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "hit").increment(1);
+        return Early::Decided(decided("cache", v));
+    }
+    metrics::counter!(m::AUTHZ_CACHE_TOTAL, "result" => "miss").increment(1);
+    Early::Epoch(Some(epoch))
+}
+
+/// Counts a decision once (`meshmq_authorization_decisions_total{result,source}`), `by`
+/// what made it, and passes the verdict on.
+fn decided(by: &'static str, verdict: Result<(), Denied>) -> Result<(), Denied> {
+    // One arm per label pair: literal labels make static keys, so counting a decision (on
+    // every PUBLISH) allocates nothing.
+    macro_rules! count {
+        ($result:literal) => {
+            match by {
+                "superuser" => count!($result, "superuser"),
+                "cache" => count!($result, "cache"),
+                "client" => count!($result, "client"),
+                "file" => count!($result, "file"),
+                "built_in_database" => count!($result, "built_in_database"),
+                "http" => count!($result, "http"),
+                "no_match" => count!($result, "no_match"),
+                "hook" => count!($result, "hook"),
+                _ => count!($result, "sys_topic"),
+            }
+        };
+        ($result:literal, $source:literal) => {
+            metrics::counter!(m::AUTHZ_DECISIONS_TOTAL, "result" => $result, "source" => $source)
+                .increment(1)
+        };
+    }
+    if verdict.is_ok() {
+        count!("allow");
+    } else {
+        count!("deny");
+    }
+    verdict
 }
 
 fn count(source: &'static str, d: Option<Permission>) {

@@ -59,7 +59,9 @@ fn sources_in_order_then_no_match() {
     ]}));
     let a = Authz::new(&cfg, Arc::new(Hook)).expect("authz");
     let t = Tables::new();
-    let d = |c: &AuthzClient, topic: &str| a.decide(&t, c, &publish(topic));
+    let d = |c: &AuthzClient, topic: &str| a.decide(&t, c, &publish(topic)).0;
+    // What decided: the `source` label of meshmq_authorization_decisions_total.
+    let by = |c: &AuthzClient, topic: &str| a.decide(&t, c, &publish(topic)).1;
     let user = client(false);
     assert_eq!(
         d(&user, "a/deny"),
@@ -94,6 +96,13 @@ fn sources_in_order_then_no_match() {
         "but not the $SYS rule"
     );
     assert_eq!(d(&root, "$SYS/hook/x"), Ok(()));
+
+    assert_eq!(by(&user, "a/deny"), "file");
+    assert_eq!(by(&user, "a/ok"), "file");
+    assert_eq!(by(&user, "b"), "no_match");
+    assert_eq!(by(&user, "hook/deny"), "hook");
+    assert_eq!(by(&user, "$SYS/other"), "sys_topic");
+    assert_eq!(by(&root, "b"), "superuser");
 }
 
 #[test]
@@ -101,10 +110,13 @@ fn without_sources_the_hook_and_sys_rule_are_what_they_were() {
     let a = Authz::new(&AuthorizationConfig::default(), Arc::new(AllowAll)).expect("authz");
     let t = Tables::new();
     let user = client(false);
-    assert_eq!(a.decide(&t, &user, &publish("a/b")), Ok(()));
-    assert_eq!(a.decide(&t, &user, &publish("$SYS")), Err(Denied::SysTopic));
+    assert_eq!(a.decide(&t, &user, &publish("a/b")).0, Ok(()));
     assert_eq!(
-        a.decide(&t, &user, &publish("$SYS/x")),
+        a.decide(&t, &user, &publish("$SYS")).0,
+        Err(Denied::SysTopic)
+    );
+    assert_eq!(
+        a.decide(&t, &user, &publish("$SYS/x")).0,
         Err(Denied::SysTopic)
     );
 }

@@ -20,12 +20,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{delete, get};
 use meshmq_proto::tables::{BannedAs, BannedDelete, BannedRow, op};
 use meshmq_shared::metrics as m;
 use meshmq_shared::tables::banned::{self as table, IpNet};
@@ -36,8 +34,11 @@ use super::{AddError, as_from_label, as_label, now_s, rfc3339};
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::http::api::{
-    ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
+    ApiError, Denied, ErrorBody, authorize, bad_request, error, not_found, parse_json,
+    require_json, unavailable,
 };
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest request body (a `who` of 65 535 bytes, JSON-escaped, fits).
 pub const MAX_BODY: usize = 512 * 1024;
@@ -47,10 +48,10 @@ pub const MAX_LIMIT: usize = 10_000;
 const DEFAULT_BY: &str = "mgmt_api";
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/banned", get(list).post(create).delete(clear))
-        .route("/api/v5/banned/{as}/{who}", delete(remove))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, create, clear))
+        .routes(routes!(remove))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
@@ -79,16 +80,28 @@ pub fn to_json(row: &BannedRow) -> Value {
 }
 
 /// `GET /api/v5/banned` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Page, from 1 (default 1).
+    #[param(value_type = Option<u64>)]
     page: Option<String>,
+    /// Bans per page, 1..=10000 (default 100).
+    #[param(value_type = Option<u64>)]
     limit: Option<String>,
+    /// Only the ban of this client id.
     clientid: Option<String>,
+    /// Only the ban of this username.
     username: Option<String>,
+    /// Only the ban of this IP address.
     peerhost: Option<String>,
+    /// Not supported (400).
     like_clientid: Option<String>,
+    /// Not supported (400).
     like_username: Option<String>,
+    /// Not supported (400).
     like_peerhost: Option<String>,
+    /// Not supported (400).
     like_peerhost_net: Option<String>,
 }
 
@@ -133,6 +146,11 @@ fn number(name: &str, v: Option<&str>, default: usize, max: usize) -> Result<usi
     }
 }
 
+/// The bans, paged; at most one exact filter.
+#[utoipa::path(get, path = "/api/v5/banned", tag = "banned", params(PageQuery),
+    responses((status = 200, description = "`{data: [{as, who, by, reason, at, until}], meta: \
+{page, limit, count, hasnext}}`", body = Object), Denied,
+              (status = 400, description = "Bad paging, a `like_*` filter or two filters", body = ErrorBody)))]
 async fn list(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -168,15 +186,23 @@ async fn list(
 }
 
 /// `POST /api/v5/banned` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    /// `clientid`, `username`, `peerhost` or `peerhost_net`.
     #[serde(rename = "as")]
     kind: String,
+    /// The client id, username, IP address or CIDR network banned.
     who: String,
+    /// Who banned (default `mgmt_api`).
     by: Option<String>,
+    /// Why.
     reason: Option<String>,
+    /// From when: unix seconds or RFC 3339 text (default now).
+    #[schema(value_type = Option<Object>)]
     at: Option<Value>,
+    /// Until when: unix seconds, RFC 3339 text or `"infinity"` (the default).
+    #[schema(value_type = Option<Object>)]
     until: Option<Value>,
 }
 
@@ -264,6 +290,13 @@ fn row_from(body: CreateBody, now: u64) -> Result<BannedRow, ApiError> {
     })
 }
 
+/// Bans a client id, username, address or network.
+#[utoipa::path(post, path = "/api/v5/banned", tag = "banned", request_body = CreateBody,
+    responses((status = 200, description = "The ban", body = Object), Denied,
+              (status = 400, description = "Bad input, `until` not in the future, \
+`ALREADY_EXISTS` (the message is the ban in force) or `QUOTA_EXCEEDED`", body = ErrorBody),
+              (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn create(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -298,6 +331,14 @@ async fn create(
     }
 }
 
+/// Lifts one ban.
+#[utoipa::path(delete, path = "/api/v5/banned/{as}/{who}", tag = "banned",
+    params(("as" = String, Path, description = "`clientid`, `username`, `peerhost` or `peerhost_net`"),
+           ("who" = String, Path, description = "What is banned (URL-encoded)")),
+    responses((status = 204, description = "Lifted"), Denied,
+              (status = 400, description = "Unknown `as`", body = ErrorBody),
+              (status = 404, description = "No such ban", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn remove(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -314,6 +355,10 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Lifts every ban.
+#[utoipa::path(delete, path = "/api/v5/banned", tag = "banned",
+    responses((status = 204, description = "Every ban lifted"), Denied,
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn clear(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     write_delete(&ctx, BannedAs::Unspecified, String::new(), true).await?;

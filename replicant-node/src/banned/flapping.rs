@@ -141,7 +141,8 @@ impl Detector {
 
 /// A connection of `client_id` ended: counts it, and bans the client id when it flaps.
 pub fn disconnected(ctx: &Arc<Ctx>, client_id: &str) {
-    let cfg = &ctx.config.flapping_detect;
+    let live = ctx.runtime.current();
+    let cfg = &live.config.flapping_detect;
     if !cfg.enable {
         return;
     }

@@ -4,13 +4,14 @@
 //! Timers are tasks that capture the slot's `epoch`; a reconnect bumps it, so a timer that
 //! fires after the client came back does nothing.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshmq_shared::codec::{ReasonCode, Will};
+use meshmq_shared::codec::{ProtocolVersion, ReasonCode, Will};
 use meshmq_shared::metrics as m;
 use meshmq_shared::topic::{SubscriptionFilter, parse_subscription};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tracing::debug;
 
 use super::{Conn, Exit};
@@ -21,6 +22,7 @@ use crate::message::Message;
 use crate::publish;
 use crate::sessions::ConnId;
 use crate::sessions::{Leaving, SessionSlot};
+use crate::sys::events;
 
 impl<S> Conn<S>
 where
@@ -35,23 +37,19 @@ where
         // said DISCONNECT) has its socket dropped at once too (each kept socket counts
         // against the open-file limit); one that we closed gets a bounded lingering close
         // beside the bookkeeping, so that it can read why.
-        let linger = match exit {
-            Exit::ServerClose(_)
-            | Exit::Kicked { .. }
-            | Exit::Banned
-            | Exit::AdminKick
-            | Exit::Shutdown => Some(self.ctx.close_linger()),
+        let lingers = match exit {
+            Exit::ServerClose(_) | Exit::Kicked { .. } | Exit::Banned | Exit::Shutdown => {
+                Some(self.ctx.close_linger())
+            }
             Exit::ClientDisconnect(_) | Exit::Dropped => None,
         };
         let (closing, will, reader, writer) = self.into_closing();
-        match linger {
+        match lingers {
             // Beside the bookkeeping, in this task: the lingering socket still counts as a
             // connection (`max_connections`, the gauge) until it is dropped.
             Some(max) => {
-                let ((), ()) = tokio::join!(
-                    super::linger(reader, writer, max),
-                    closing.settle(exit, will)
-                );
+                let ((), ()) =
+                    tokio::join!(linger(reader, writer, max), closing.settle(exit, will));
             }
             None => {
                 drop((reader, writer));
@@ -67,6 +65,7 @@ where
             ctx,
             id,
             slot,
+            version,
             client_id,
             authz,
             will,
@@ -78,6 +77,7 @@ where
             ctx,
             id,
             slot,
+            version,
             client_id,
             authz,
         };
@@ -90,13 +90,53 @@ struct Closing {
     ctx: Arc<Ctx>,
     id: ConnId,
     slot: Arc<SessionSlot>,
+    /// The protocol version of the CONNECT (the `disconnected` event carries it).
+    version: ProtocolVersion,
     client_id: Arc<str>,
     /// The client as authorization sees it (its will is checked with its rights).
     authz: Arc<AuthzClient>,
 }
 
+/// Who a `$SYS` client event is about.
+pub(super) fn event_client(
+    authz: &AuthzClient,
+    version: ProtocolVersion,
+) -> events::ClientInfo<'_> {
+    events::ClientInfo {
+        client_id: &authz.info.client_id,
+        username: authz.info.username.as_deref(),
+        peer: authz.info.peerhost,
+        version,
+    }
+}
+
+/// The `reason` of the `disconnected` event: EMQX's names (`normal`, `takenover`,
+/// `discarded`, `kicked` (by an operator), `keepalive_timeout`, `tcp_closed` for a socket
+/// closed without DISCONNECT, ...).
+fn disconnect_reason(exit: Exit) -> Cow<'static, str> {
+    match exit {
+        Exit::ClientDisconnect(rc) | Exit::ServerClose(rc) => events::reason_name(rc),
+        Exit::Dropped => "tcp_closed".into(),
+        Exit::Kicked {
+            reason: ReasonCode::AdministrativeAction,
+            ..
+        } => "kicked".into(),
+        Exit::Kicked {
+            session_ends: false,
+            ..
+        } => "takenover".into(),
+        Exit::Kicked {
+            session_ends: true, ..
+        } => "discarded".into(),
+        Exit::Banned => "banned".into(),
+        Exit::Shutdown => "shutdown".into(),
+    }
+}
+
 impl Closing {
     async fn settle(self, exit: Exit, will: Option<Will>) {
+        let client = event_client(&self.authz, self.version);
+        events::client_disconnected(&self.ctx, &client, &disconnect_reason(exit));
         if exit == Exit::Shutdown {
             // The node is stopping: in-memory state (queue, in-flight) goes with it, but a
             // persistent session's subscriptions stay in the tables. Record the disconnect so
@@ -111,7 +151,11 @@ impl Closing {
             }
             return;
         }
-        if let Exit::Kicked { session_ends } = exit {
+        // An operator's kick: this connection still owns the session, which ends here.
+        let operator_kick = exit.is_operator_kick();
+        if let Exit::Kicked { session_ends, .. } = exit
+            && !operator_kick
+        {
             // The new owner has the session; only the will is ours to settle.
             if let Some(w) = will
                 && (session_ends || will_delay(&w) == 0)
@@ -135,7 +179,7 @@ impl Closing {
         // A banned client's session ends with its connection (nothing left to resume), and
         // its will is dropped: a ban is no moment for one last message from that client. A
         // kicked client's session ends too, but its will goes out at once (as EMQX's kick).
-        let ends = matches!(exit, Exit::Banned | Exit::AdminKick);
+        let ends = exit == Exit::Banned || operator_kick;
         let send_will =
             exit != Exit::Banned && !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
         if let Some(w) = will.filter(|_| send_will) {
@@ -153,6 +197,27 @@ impl Closing {
             spawn_expiry_timer(&self.ctx, &self.slot, epoch, expiry);
         }
     }
+}
+
+/// A lingering close: the write side is already shut down (our last packet and a FIN are on
+/// their way); reads and discards what the client still sends until it closes, or `max`
+/// passes, then drops the socket. Closing with unread input would make the kernel answer
+/// with a reset, and a client still sending (PUBRELs, PINGREQs) could lose the DISCONNECT
+/// or CONNACK that says why it was closed. Bounded in time and in memory (one small
+/// scratch buffer).
+pub(crate) async fn linger<R: AsyncRead + Unpin, W>(mut reader: R, writer: W, max: Duration) {
+    if !max.is_zero() {
+        let mut scratch = [0u8; 512];
+        let drain = async {
+            while let Ok(n) = reader.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(max, drain).await;
+    }
+    drop(writer);
 }
 
 fn will_delay(w: &Will) -> u32 {

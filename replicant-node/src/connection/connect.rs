@@ -27,16 +27,17 @@ const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 use super::refuse::{refuse, refuse_undecodable, refuse_with, refused};
 use super::setup::{Setup, connack, validate};
-use super::{Conn, reason_label};
+use super::{Conn, reason_label, traced};
 use crate::authn::{Credentials, Verdict};
 use crate::authz::AuthzClient;
 use crate::cluster;
 use crate::ctx::Ctx;
 use crate::handover;
 use crate::listeners::ConnMeta;
-use crate::mailbox::{Mailbox, QueueLimits};
+use crate::mailbox::Mailbox;
 use crate::session::{ConnParams, Session};
 use crate::sessions::{ConnInfo, Control, Leaving, SessionSlot, SlotInner};
+use crate::trace::Event;
 use meshmq_shared::auth::acl::ClientInfo;
 
 /// Reads CONNECT and sets the connection up under its listener's rules (`meta`); `None`
@@ -99,6 +100,25 @@ where
             return refused(ctx, reader, writer).await;
         }
     };
+    let ip = peer.ip();
+    let connack_traced = |code: ReasonCode, present: bool| {
+        let e = Event::Connack {
+            reason: code.as_u8(),
+            session_present: present,
+        };
+        traced::record(ctx, &setup.client_id, ip, &e);
+    };
+    traced::record(
+        ctx,
+        &setup.client_id,
+        ip,
+        &Event::Connect {
+            username: connect.username.as_deref(),
+            proto: traced::proto_label(version),
+            keepalive: connect.keep_alive,
+            clean_start: connect.clean_start,
+        },
+    );
     // Bans first (as EMQX): a banned client is refused before any password is checked.
     if let Some(kind) = crate::banned::check(
         ctx,
@@ -108,6 +128,7 @@ where
     ) {
         metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
             .increment(1);
+        connack_traced(ReasonCode::Banned, false);
         refuse(&mut writer, version, ReasonCode::Banned).await;
         return refused(ctx, reader, writer).await;
     }
@@ -132,6 +153,7 @@ where
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => {
                 crate::authn::scram::count_failure("timeout");
+                crate::authn::count_result(false, false);
                 metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "reason" => "auth_timeout")
                     .increment(1);
                 return None;
@@ -164,8 +186,12 @@ where
                 Verdict::Refused(ReasonCode::ServerBusy)
             })
     };
+    // Anonymous: no authenticator was asked (none configured, or not on this listener).
+    let anonymous = enhanced.is_none() && (!rules.authenticate || !ctx.authn.is_enabled());
+    crate::authn::count_result(matches!(verdict, Verdict::Allowed { .. }), anonymous);
     let (superuser, attached, auth_expires) = match verdict {
         Verdict::Refused(code) => {
+            connack_traced(code, false);
             refuse(&mut writer, version, code).await;
             return refused(ctx, reader, writer).await;
         }
@@ -194,15 +220,17 @@ where
     {
         metrics::counter!(m::BANNED_REFUSED_TOTAL, "as" => crate::banned::as_label(kind))
             .increment(1);
+        connack_traced(ReasonCode::Banned, false);
         refuse(&mut writer, version, ReasonCode::Banned).await;
         return refused(ctx, reader, writer).await;
     }
     let (tx, control) = oneshot::channel();
     let id = ctx.next_id();
-    let Some((slot, session_present)) = claim(ctx, &connect, &setup, id, tx).await else {
+    let Some((slot, session_present)) = claim(ctx, &connect, &setup, (id, ip), tx).await else {
         // The registry claim did not commit: without it this connection could not be the
         // one session of its client id cluster-wide. 5.0: 0x88 Server unavailable;
         // 3.1.1: return code 3 (the codec's mapping).
+        connack_traced(ReasonCode::ServerUnavailable, false);
         refuse(&mut writer, version, ReasonCode::ServerUnavailable).await;
         return refused(ctx, reader, writer).await;
     };
@@ -231,9 +259,11 @@ where
         connack.properties.authentication_data = Some(server_final.clone());
     }
     metrics::counter!(m::CONNACK_TOTAL, "reason" => reason_label(ReasonCode::Success)).increment(1);
+    connack_traced(ReasonCode::Success, session_present);
     if codec::encode(&Packet::ConnAck(connack), version, &mut wbuf).is_err() {
         return None;
     }
+    let clean_start = connect.clean_start;
     let Connect {
         client_id: _,
         username: _,
@@ -278,6 +308,7 @@ where
         congested: None,
         delivered: 0,
         drain_more: false,
+        sampled: Vec::new(),
         replays: Default::default(),
         enhanced: enhanced.map(|(method, _)| Box::new(enhanced_auth::Enhanced::new(method))),
         _live: live,
@@ -291,7 +322,20 @@ where
     conn.with_session(|s, now, out| s.attach(now, params, out));
     conn.slot.mailbox.set_online(true);
     conn.slot.mailbox.ready.notify_one();
+    announce(&conn, &setup, clean_start);
     Some(conn)
+}
+
+/// The `$SYS` `connected` event of a connection that was just accepted.
+fn announce<S>(conn: &Conn<S>, setup: &Setup, clean_start: bool) {
+    let info = crate::sys::events::ConnectInfo {
+        keepalive: setup.keep_alive,
+        clean_start,
+        expiry_interval: setup.expiry_secs,
+        connected_at_ms: cluster::now_ms(),
+    };
+    let client = super::close::event_client(&conn.authz, conn.version);
+    crate::sys::events::client_connected(&conn.ctx, &client, info);
 }
 
 enum FirstError {
@@ -327,7 +371,7 @@ async fn claim(
     ctx: &Arc<Ctx>,
     c: &Connect,
     setup: &Setup,
-    conn_id: u64,
+    (conn_id, ip): (u64, std::net::IpAddr),
     control: oneshot::Sender<Control>,
 ) -> Option<(Arc<SessionSlot>, bool)> {
     let mut control = Some(control);
@@ -358,6 +402,8 @@ async fn claim(
         let mut handed = false;
         if let Some(node) = &from {
             handed = handover::take::take_over(ctx, &slot, node, claimed.generation).await;
+            let e = Event::SessionTakeover { from: node };
+            traced::record(ctx, &setup.client_id, ip, &e);
         }
         // A session with expiry 0 ends with its connection; its row can still read
         // "connected" while its owner's removal waits to commit. Not handed over (nor resumed
@@ -440,10 +486,8 @@ pub(crate) async fn install_slot(
     generation: u64,
     expiry_secs: u32,
 ) -> Arc<SessionSlot> {
-    let mailbox = Arc::new(Mailbox::new(
-        QueueLimits::of(&ctx.config.mqtt),
-        ctx.local.queue_budget.clone(),
-    ));
+    let live = ctx.runtime.current();
+    let mailbox = Arc::new(Mailbox::new(live.queue, ctx.local.queue_budget.clone()));
     let params = ConnParams {
         version,
         receive_maximum: u16::MAX,
@@ -455,7 +499,7 @@ pub(crate) async fn install_slot(
         client_id: client_id.clone(),
         mailbox: mailbox.clone(),
         inner: parking_lot::Mutex::new(SlotInner {
-            session: Session::new(client_id.clone(), ctx.local.limits.clone(), params),
+            session: Session::new(client_id.clone(), live.limits.clone(), params),
             owner: owner.0,
             control: owner.1,
             generation,

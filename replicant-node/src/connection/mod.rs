@@ -13,6 +13,7 @@ mod adopt;
 mod close;
 mod connect;
 mod enhanced_auth;
+mod exit;
 mod listener_rules;
 pub mod moved;
 mod packets;
@@ -23,6 +24,7 @@ mod setup;
 pub(crate) mod sub_apply;
 mod subscribe;
 mod table_writes;
+mod traced;
 pub(crate) mod unsubscribe;
 
 use std::net::SocketAddr;
@@ -44,7 +46,9 @@ use crate::session::Outgoing;
 use crate::sessions::{ConnId, Control, SessionSlot};
 
 pub(crate) use adopt::{Adopted, adopt};
+use close::linger;
 pub(crate) use close::{end_session, end_session_moved};
+use exit::Exit;
 
 /// Most deliveries taken from the mailbox per wake-up (keeps one busy subscriber from
 /// starving its own socket reads; the write budget may stop it sooner).
@@ -57,26 +61,6 @@ const READ_MAX: usize = 64 * 1024;
 const WBUF_KEEP: usize = 16 * 1024;
 /// Longest a publisher waits for a congested subscriber queue before reading on.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(50);
-
-/// Why the main loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    /// The client sent DISCONNECT with this reason (0x00 normal, 0x04 with will).
-    ClientDisconnect(ReasonCode),
-    /// The socket closed or failed without DISCONNECT.
-    Dropped,
-    /// We closed it for a protocol reason (DISCONNECT already queued for 5.0).
-    ServerClose(ReasonCode),
-    /// Another connection took the session (or discarded it).
-    Kicked { session_ends: bool },
-    /// A ban matched the client (DISCONNECT 0x98 already queued for 5.0); the session ends.
-    Banned,
-    /// An operator kicked the client (DISCONNECT 0x98 already queued for 5.0); the will is
-    /// published at once and the session ends.
-    AdminKick,
-    /// The broker is stopping.
-    Shutdown,
-}
 
 /// Starts the task for an admitted connection (`meta` holds its listener's and the node's
 /// connection slots, released when the task ends). `peer` is the client's address (the one
@@ -140,6 +124,10 @@ struct Conn<S> {
     /// The last take from the mailbox stopped at its count or byte limit: take again once
     /// the write is done.
     drain_more: bool,
+    /// Sampled messages encoded into the write buffer: their delivery latency is recorded
+    /// once the write succeeds ([`crate::delivery_latency`]). Empty, without capacity, for
+    /// nearly every write.
+    sampled: Vec<crate::delivery_latency::Sampled>,
     /// Retained replays of new subscriptions, fed to the session turn by turn.
     replays: replay::Replays,
     /// MQTT 5 enhanced authentication (connected with an Authentication Method): boxed,
@@ -162,6 +150,8 @@ where
     tracing::Span::current().record("client_id", &*conn.client_id);
     let exit = conn.main_loop().await;
     debug!(?exit, "connection closing");
+    conn.trace(&traced::disconnect_event(exit));
+    metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => exit.label()).increment(1);
     let client_id = conn.client_id.clone();
     Box::pin(conn.close(exit)).await;
     if exit != Exit::Shutdown {
@@ -193,20 +183,18 @@ where
                 _ = self.ctx.admission.shutdown.cancelled() => Some(Exit::Shutdown),
                 // Polled only until it fires: the loop ends then.
                 c = &mut self.control => match c {
-                    Ok(Control::Kick { session_ends, .. }) => Some(Exit::Kicked { session_ends }),
+                    Ok(Control::Kick { reason, session_ends }) => Some(Exit::Kicked { reason, session_ends }),
                     Ok(Control::Banned) => {
                         self.queue_disconnect(ReasonCode::AdministrativeAction);
                         Some(Exit::Banned)
                     }
-                    Ok(Control::AdminKick) => {
-                        self.queue_disconnect(ReasonCode::AdministrativeAction);
-                        Some(Exit::AdminKick)
-                    }
+                    // DISCONNECT 0x98 is queued below, as for every `Kicked`.
+                    Ok(Control::AdminKick) => Some(Exit::Kicked { reason: ReasonCode::AdministrativeAction, session_ends: true }),
                     Ok(Control::Evict { server_reference }) => {
                         self.queue_disconnect_to(ReasonCode::UseAnotherServer, server_reference);
                         Some(Exit::ServerClose(ReasonCode::UseAnotherServer))
                     }
-                    Err(_) => Some(Exit::Kicked { session_ends: false }),
+                    Err(_) => Some(Exit::Kicked { reason: ReasonCode::SessionTakenOver, session_ends: false }),
                 },
                 r = self.reader.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => Some(Exit::Dropped),
@@ -249,8 +237,8 @@ where
                 _ = std::future::ready(()), if replay_turn => None,
             };
             if let Some(e) = exit {
-                if matches!(e, Exit::Kicked { .. }) {
-                    self.queue_disconnect(ReasonCode::SessionTakenOver);
+                if let Exit::Kicked { reason, .. } = e {
+                    self.queue_disconnect(reason);
                 }
                 if e == Exit::Shutdown {
                     self.queue_disconnect(ReasonCode::ServerShuttingDown);
@@ -368,6 +356,7 @@ where
                 .mqueue_dropped
                 .fetch_add(dropped, Ordering::Relaxed);
         }
+        self.trace_drops(&drops);
         record_drops(drops);
         self.encode_out();
         Some(r)
@@ -393,6 +382,18 @@ where
                 }
                 Outgoing::Publish { msg, variant } => {
                     self.delivered += 1;
+                    if self.ctx.trace.active() {
+                        let e = crate::trace::Event::PublishOut {
+                            topic: &msg.topic,
+                            qos: traced::qos_num(variant.qos),
+                            payload: &msg.payload,
+                            retain: variant.retain,
+                        };
+                        traced::record(&self.ctx, &self.client_id, self.authz.info.peerhost, &e);
+                    }
+                    if let Some(s) = msg.sampled.filter(|_| !variant.dup) {
+                        self.sampled.push(s);
+                    }
                     if variant.is_plain_qos0()
                         && let Some(bytes) = msg.cached_qos0(self.version)
                     {
@@ -416,7 +417,6 @@ where
     /// As [`queue_disconnect`](Self::queue_disconnect), with an MQTT 5 Server Reference.
     fn queue_disconnect_to(&mut self, reason: ReasonCode, server_reference: Option<Arc<str>>) {
         if self.version.is_v5() {
-            metrics::counter!(m::DISCONNECTS_TOTAL, "reason" => reason_label(reason)).increment(1);
             let mut d = Disconnect::new(reason);
             d.properties.server_reference = server_reference.map(|r| r.to_string());
             self.out.push(Outgoing::Packet(Packet::Disconnect(d)));
@@ -456,12 +456,31 @@ where
             self.wbuf = BytesMut::new();
         }
         metrics::counter!(m::BYTES_SENT_TOTAL).increment(n as u64);
+        self.observe_sampled(matches!(r, Ok(Ok(()))));
         match r {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "write timed out",
             )),
+        }
+    }
+
+    /// Records the delivery latency of the sampled messages just written (`written`: the
+    /// write succeeded; otherwise they were not delivered and are forgotten).
+    fn observe_sampled(&mut self, written: bool) {
+        if self.sampled.is_empty() {
+            return;
+        }
+        if written {
+            let now = Instant::now();
+            for s in &self.sampled {
+                crate::delivery_latency::observe(s, now);
+            }
+        }
+        self.sampled.clear();
+        if self.sampled.capacity() > 64 {
+            self.sampled = Vec::new();
         }
     }
 
@@ -495,27 +514,6 @@ where
         };
         metrics::counter!(m::PUBLISH_BACKPRESSURE_TOTAL, "on" => on).increment(1);
     }
-}
-
-/// A lingering close: the write side is already shut down (our last packet and a FIN are on
-/// their way); reads and discards what the client still sends until it closes, or `max`
-/// passes, then drops the socket. Closing with unread input would make the kernel answer
-/// with a reset, and a client still sending (PUBRELs, PINGREQs) could lose the DISCONNECT
-/// or CONNACK that says why it was closed. Bounded in time and in memory (one small
-/// scratch buffer).
-pub(crate) async fn linger<R: AsyncRead + Unpin, W>(mut reader: R, writer: W, max: Duration) {
-    if !max.is_zero() {
-        let mut scratch = [0u8; 512];
-        let drain = async {
-            while let Ok(n) = reader.read(&mut scratch).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(max, drain).await;
-    }
-    drop(writer);
 }
 
 /// The earlier of two optional deadlines.

@@ -64,6 +64,7 @@ where
     /// The session was taken over while this connection was still reading.
     pub(super) fn kicked(&self) -> Option<Exit> {
         Some(Exit::Kicked {
+            reason: ReasonCode::SessionTakenOver,
             session_ends: false,
         })
     }
@@ -101,6 +102,12 @@ where
             }
             Some(Ok(())) => {}
         }
+        self.trace(&crate::trace::Event::PublishIn {
+            topic: &p.topic,
+            qos: super::traced::qos_num(p.qos),
+            payload: &p.payload,
+            retain: p.retain,
+        });
         // Checked with its retain flag and QoS, so rules can forbid retaining.
         let req = Request::Publish {
             topic: &p.topic,
@@ -118,6 +125,7 @@ where
             .await;
         if let Err(denied) = verdict {
             PublishDenied::from(denied).count();
+            self.trace(&crate::trace::Event::PublishDenied { topic: &p.topic });
             if authz.deny_action == DenyAction::Disconnect {
                 // 5.0: DISCONNECT 0x87 first; 3.1.1: the connection just closes.
                 self.queue_disconnect(ReasonCode::NotAuthorized);
@@ -137,16 +145,12 @@ where
             Some(Ok(inbound)) => inbound.route,
         };
         if let Some(p) = route {
-            let mut msg = Message::new(
-                Instant::now(),
-                p.topic,
-                p.payload,
-                p.qos,
-                p.retain,
-                p.properties,
-            );
+            let now = Instant::now();
+            let every = self.ctx.config.metrics.latency_sample_every;
+            let mut msg = Message::new(now, p.topic, p.payload, p.qos, p.retain, p.properties);
             msg.from = Some(self.slot.id);
             msg.from_client = Some(self.client_id.clone());
+            msg.sampled = crate::delivery_latency::sample(every, now);
             let congested = if store {
                 publish::publish(&self.ctx, Arc::new(msg)).await
             } else {
@@ -193,7 +197,7 @@ where
                 self.queue_disconnect(ReasonCode::ProtocolError);
                 return Exit::ServerClose(ReasonCode::ProtocolError);
             }
-            let capped = expiry.min(self.ctx.config.mqtt.max_session_expiry);
+            let capped = expiry.min(self.ctx.runtime.current().config.mqtt.max_session_expiry);
             let mut inner = self.slot.inner.lock();
             if inner.owner == Some(self.id) {
                 inner.expiry_secs = capped;

@@ -27,7 +27,8 @@ pub(super) struct Setup {
 
 /// Checks a CONNECT against the configuration; the reason code to refuse with otherwise.
 pub(super) fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
-    let cfg = &ctx.config.mqtt;
+    let live = ctx.runtime.current();
+    let cfg = &live.config.mqtt;
     let v5 = c.protocol.is_v5();
     if let Some(method) = &c.properties.authentication_method
         && ctx.authn.scram(method).is_none()
@@ -80,7 +81,8 @@ pub(super) fn validate(ctx: &Ctx, c: &Connect) -> Result<Setup, ReasonCode> {
 
 /// The successful CONNACK: what the broker assigned or changed, and its limits (5.0).
 pub(super) fn connack(ctx: &Ctx, c: &Connect, setup: &Setup, session_present: bool) -> ConnAck {
-    let cfg = &ctx.config.mqtt;
+    let live = ctx.runtime.current();
+    let cfg = &live.config.mqtt;
     let mut p = Properties::default();
     if c.protocol.is_v5() {
         if setup.assigned {

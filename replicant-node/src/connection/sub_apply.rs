@@ -309,7 +309,7 @@ impl SubscriptionQuota {
     /// The quota of `slot`'s session now.
     pub(crate) fn of(ctx: &Ctx, slot: &SessionSlot) -> SubscriptionQuota {
         SubscriptionQuota {
-            max: ctx.config.mqtt.max_subscriptions,
+            max: ctx.runtime.current().config.mqtt.max_subscriptions,
             held: slot.inner.lock().session.subscriptions.len(),
             new: hashbrown::HashSet::new(),
         }

@@ -56,6 +56,10 @@ where
         let mut valid = Vec::new();
         let mut quota = SubscriptionQuota::of(&self.ctx, &self.slot);
         for (index, (filter, o)) in sub.filters.iter().enumerate() {
+            self.trace(&crate::trace::Event::Subscribe {
+                filter,
+                qos: super::traced::qos_num(o.qos),
+            });
             let opts = SubOpts {
                 qos: o.qos,
                 no_local: o.no_local,

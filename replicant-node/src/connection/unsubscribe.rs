@@ -40,6 +40,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     pub(super) async fn on_unsubscribe(&mut self, u: Unsubscribe) -> Option<Exit> {
+        for filter in &u.filters {
+            self.trace(&crate::trace::Event::Unsubscribe { filter });
+        }
         let Some(mut reasons) = unsubscribe(&self.ctx, &self.slot, Some(self.id), &u.filters).await
         else {
             return self.kicked();

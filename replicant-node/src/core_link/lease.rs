@@ -38,10 +38,14 @@ pub async fn run(shared: Arc<Shared>) {
         }
         match renew(&shared).await {
             Ok(()) => {
+                shared.no_leader.store(false, Ordering::Relaxed);
                 shared.leases_ok.fetch_add(1, Ordering::Relaxed);
                 debug!("lease renewed");
             }
             Err((reason, detail)) => {
+                if reason == "not_leader" {
+                    shared.no_leader.store(true, Ordering::Relaxed);
+                }
                 shared.lease_failures.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::REPLICA_LEASE_FAILURES_TOTAL, "reason" => reason).increment(1);
                 warn!(reason, detail = %detail, "lease renewal failed");

@@ -26,7 +26,7 @@ mod transact;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use meshmq_shared::quic::Identity;
@@ -161,6 +161,9 @@ pub(crate) struct Shared {
     commit_index: AtomicU64,
     /// Why the last follow attempt ended (reported when start fails).
     last_error: Mutex<String>,
+    /// The last lease renewal was answered "not the leader" and no core it reached could
+    /// name or reach one (set and cleared by the lease task; see [`CoreLink::no_leader`]).
+    no_leader: AtomicBool,
     /// See [`LinkStats`].
     core_switches: AtomicU64,
     /// See [`LinkStats`].
@@ -249,6 +252,14 @@ impl CoreLink {
         )
     }
 
+    /// True while the core group has no leader as far as this link can tell: the last lease
+    /// renewal was answered "not the leader" by the core it asked (and by the leader that
+    /// core named, if any). Cleared by the next renewal a leader accepts. What a replicant
+    /// knows of Raft comes only through its link: with the link down this stays as it was.
+    pub fn no_leader(&self) -> bool {
+        self.shared.no_leader.load(Ordering::Relaxed)
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> LinkStats {
         let s = &self.shared;
@@ -289,6 +300,7 @@ impl Shared {
             current: Mutex::new(None),
             commit_index: AtomicU64::new(0),
             last_error: Mutex::new("no attempt yet".into()),
+            no_leader: AtomicBool::new(false),
             core_switches: AtomicU64::new(0),
             malformed_frames: AtomicU64::new(0),
             leases_ok: AtomicU64::new(0),

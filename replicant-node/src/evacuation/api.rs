@@ -15,46 +15,35 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use meshmq_proto::tables::{self, NodeRole, NodeState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{WriteError, now_ms, write_status};
 use crate::ctx::Ctx;
+use crate::http::api::{Denied, ErrorBody};
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route(
-            "/api/v5/load_rebalance/{node}/evacuation/start",
-            post(start),
-        )
-        .route("/api/v5/load_rebalance/{node}/evacuation/stop", post(stop))
-        .route(
-            "/api/v5/load_rebalance/{node}/start",
-            post(super::rebalance::start),
-        )
-        .route(
-            "/api/v5/load_rebalance/{node}/stop",
-            post(super::rebalance::stop),
-        )
-        .route("/api/v5/load_rebalance/status", get(status))
-        .route("/api/v5/load_rebalance/global_status", get(global_status))
-        .route(
-            "/api/v5/load_rebalance/availability_check",
-            get(availability_check),
-        )
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(stop))
+        .routes(routes!(super::rebalance::start))
+        .routes(routes!(super::rebalance::stop))
+        .routes(routes!(status))
+        .routes(routes!(global_status))
+        .routes(routes!(availability_check))
         .with_state(ctx)
 }
 
 /// Body of `evacuation/start`.
-#[derive(Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StartRequest {
     /// Seconds from start to refusing CONNECTs (default 60).
@@ -162,6 +151,18 @@ pub fn plan(ctx: &Ctx, node: &str, req: StartRequest) -> Result<tables::Evacuati
     })
 }
 
+/// Starts evacuating `node`: refuses new CONNECTs, evicts its connections, then migrates
+/// its sessions.
+#[utoipa::path(post, path = "/api/v5/load_rebalance/{node}/evacuation/start", tag = "load_rebalance",
+    params(("node" = String, Path, description = "The replicant to evacuate")),
+    request_body(content = Option<StartRequest>, description = "Every field optional; \
+an empty body takes the defaults"),
+    responses((status = 200, description = "The plan written", body = Object), Denied,
+              (status = 400, description = "Bad input, a node that is not a running replicant, \
+or nowhere to migrate to", body = ErrorBody),
+              (status = 404, description = "Unknown node", body = ErrorBody),
+              (status = 409, description = "Already being evacuated", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn start(
     State(ctx): State<Arc<Ctx>>,
     Path(node): Path<String>,
@@ -199,6 +200,13 @@ async fn start(
     }
 }
 
+/// Stops evacuating `node`: it takes clients again.
+#[utoipa::path(post, path = "/api/v5/load_rebalance/{node}/evacuation/stop", tag = "load_rebalance",
+    params(("node" = String, Path, description = "The evacuated replicant")),
+    responses((status = 200, description = "`{node}`", body = Object), Denied,
+              (status = 400, description = "Not being evacuated", body = ErrorBody),
+              (status = 404, description = "Unknown node", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 async fn stop(
     State(ctx): State<Arc<Ctx>>,
     Path(node): Path<String>,
@@ -217,6 +225,10 @@ async fn stop(
     }
 }
 
+/// This node's evacuation or rebalance, if any.
+#[utoipa::path(get, path = "/api/v5/load_rebalance/status", tag = "load_rebalance",
+    responses((status = 200, description = "`{status: enabled, ...}` with the progress, or \
+`{status: disabled, node}`", body = Object), Denied))]
 async fn status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&ctx, &headers) {
         return e.into_response();
@@ -234,6 +246,9 @@ async fn status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     }
 }
 
+/// Every evacuation and rebalance in the cluster (from the `nodes` table).
+#[utoipa::path(get, path = "/api/v5/load_rebalance/global_status", tag = "load_rebalance",
+    responses((status = 200, description = "`{evacuations: [..], rebalances: [..]}`", body = Object), Denied))]
 async fn global_status(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&ctx, &headers) {
         return e.into_response();
@@ -276,6 +291,10 @@ fn row_json((node, e): (String, tables::Evacuation)) -> serde_json::Value {
     })
 }
 
+/// For load balancers: 503 while this node is evacuated or stopping. Open (no API key).
+#[utoipa::path(get, path = "/api/v5/load_rebalance/availability_check", tag = "load_rebalance",
+    responses((status = 200, description = "This node takes clients", body = Object),
+              (status = 503, description = "This node is being evacuated or is stopping", body = ErrorBody)))]
 async fn availability_check(State(ctx): State<Arc<Ctx>>) -> Response {
     if ctx.admission.evacuation.unavailable() || ctx.admission.shutdown.is_cancelled() {
         error(

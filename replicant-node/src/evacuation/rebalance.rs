@@ -26,9 +26,10 @@ use serde_json::json;
 use super::api::{ApiError, DEFAULT_EVICT_RATE, DEFAULT_WAIT_SECS, authorize, bad_request, error};
 use super::{REBALANCE, WriteError, now_ms, write_status};
 use crate::ctx::Ctx;
+use crate::http::api::{Denied, ErrorBody};
 
 /// Body of `{node}/start` (every field optional).
-#[derive(Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RebalanceRequest {
     /// Replicants to balance (default: every running replicant).
@@ -177,7 +178,16 @@ fn check(ctx: &Ctx, coordinator: &str, req: &RebalanceRequest) -> Result<Vec<Str
     Ok(nodes)
 }
 
-/// `POST /api/v5/load_rebalance/{node}/start`
+/// `POST /api/v5/load_rebalance/{node}/start`: starts a rebalance `{node}` coordinates.
+#[utoipa::path(post, path = "/api/v5/load_rebalance/{node}/start", tag = "load_rebalance",
+    params(("node" = String, Path, description = "The coordinating node")),
+    request_body(content = Option<RebalanceRequest>, description = "Every field optional; \
+an empty body takes the defaults"),
+    responses((status = 200, description = "`{coordinator, donors, recipients, connection_goal, \
+session_goal, counts}`", body = Object), Denied,
+              (status = 400, description = "Bad input, or nothing to balance", body = ErrorBody),
+              (status = 409, description = "A donor is already being evacuated or rebalanced", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 pub(super) async fn start(
     State(ctx): State<Arc<Ctx>>,
     Path(coordinator): Path<String>,
@@ -315,6 +325,11 @@ async fn mark_donors(
 
 /// `POST /api/v5/load_rebalance/{node}/stop`: every donor of the rebalance `{node}`
 /// coordinates goes back to RUNNING.
+#[utoipa::path(post, path = "/api/v5/load_rebalance/{node}/stop", tag = "load_rebalance",
+    params(("node" = String, Path, description = "The coordinating node")),
+    responses((status = 200, description = "`{coordinator, stopped: [donors]}`", body = Object), Denied,
+              (status = 400, description = "No rebalance coordinated by `node` is running", body = ErrorBody),
+              (status = 503, description = "The cores could not commit", body = ErrorBody)))]
 pub(super) async fn stop(
     State(ctx): State<Arc<Ctx>>,
     Path(coordinator): Path<String>,

@@ -18,7 +18,7 @@
 //! Bounded: calls time out after [`CALL_TIMEOUT`]; a call is at most `peer::MAX_CALL`
 //! bytes and a reply `peer::MAX_REPLY`. It never holds a lock across a call.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -43,8 +43,10 @@ const MAX_PATH: usize = 8 * 1024;
 pub struct Fanout {
     /// Random, hex; never logged, never sent to another process.
     token: String,
-    /// The node's API router, installed once the broker built it.
-    router: OnceLock<axum::Router>,
+    /// The node's API router, installed once the broker built it, taken out at shutdown:
+    /// its routes hold the `Ctx` that holds this, a cycle that would otherwise keep the node
+    /// (and a standalone node's store) alive after it stopped.
+    router: Mutex<Option<axum::Router>>,
 }
 
 impl std::fmt::Debug for Fanout {
@@ -59,7 +61,7 @@ impl Default for Fanout {
         let token = bytes.iter().map(|b| format!("{b:02x}")).collect();
         Self {
             token,
-            router: OnceLock::new(),
+            router: Mutex::new(None),
         }
     }
 }
@@ -67,7 +69,23 @@ impl Default for Fanout {
 impl Fanout {
     /// Installs the router calls run through (the first one stays).
     pub fn set_router(&self, router: axum::Router) {
-        let _ = self.router.set(router);
+        let mut slot = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(router);
+        }
+    }
+
+    /// Drops the router (the node is stopping): calls answer [`FanoutError::NotReady`].
+    pub fn clear_router(&self) {
+        self.router.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// The router, if installed.
+    fn router(&self) -> Option<axum::Router> {
+        self.router
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether `headers` carry this process's marker: the request was made by the fan-out
@@ -262,13 +280,7 @@ async fn local(
     path: &str,
     body: Bytes,
 ) -> Result<NodeReply, FanoutError> {
-    let router = ctx
-        .cluster
-        .fanout
-        .router
-        .get()
-        .cloned()
-        .ok_or(FanoutError::NotReady)?;
+    let router = ctx.cluster.fanout.router().ok_or(FanoutError::NotReady)?;
     let token =
         HeaderValue::from_str(&ctx.cluster.fanout.token).map_err(|_| FanoutError::NotReady)?;
     let mut req = Request::builder()

@@ -1,9 +1,9 @@
 //! What every REST route shares: the JSON error answer (`{"code": ..., "message": ...}`, as
-//! EMQX's API answers) and the operator check (`Authorization: Bearer <listeners.api_key>`).
+//! EMQX's API answers) and the operator check (an API key, `crate::api_keys`).
 //!
 //! Owns no route. A route module builds its `Router` with the broker's `Ctx` as state, calls
 //! [`authorize`] first in every operator handler, and answers failures with [`ApiError`].
-//! Start-up refuses an HTTP listener off loopback without an API key
+//! Start-up refuses an HTTP listener off loopback without a key source
 //! (`meshmq_shared::config::validate`), so "no key" only ever means "loopback only"; there
 //! [`authorize`] refuses what looks like a browser's request (CSRF, DNS rebinding).
 //! JSON-body routes also call [`require_json`].
@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use meshmq_shared::metrics as m;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::ctx::Ctx;
 
@@ -34,6 +33,29 @@ impl IntoResponse for ApiError {
         let body = json!({ "code": self.code, "message": self.message });
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The JSON body of every error answer: `Error` in the OpenAPI document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// EMQX-style code (`BAD_REQUEST`, `NOT_FOUND`, ...).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// The answers of [`authorize`], declared (`responses(..., Denied)`) by every route that
+/// calls it: the OpenAPI completeness test checks that every protected route declares 401.
+#[derive(utoipa::IntoResponses)]
+pub enum Denied {
+    /// No or wrong API key (`listeners.api_key` is set).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No API key is set and the request looks like a browser's (an `Origin` header, or a
+    /// `Host` that is a name other than `localhost`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
 }
 
 /// An error answer.
@@ -64,38 +86,26 @@ pub fn unavailable(message: impl Into<String>) -> ApiError {
     )
 }
 
-/// The operator check. A call made by the cluster fan-out (`crate::fanout`) passes. With `listeners.api_key` set: the `Authorization: Bearer` token
-/// (401 otherwise). Without a key the HTTP listener is on loopback (start-up refuses
-/// otherwise), where a web page the operator visits could still reach it through the
-/// browser (CSRF, or DNS rebinding: a name of the attacker's that resolves to 127.0.0.1),
-/// so a request that looks like a browser's is refused, 403 `FORBIDDEN`: one with an
-/// `Origin` header (browsers send it on every cross-origin request and on POSTs; curl and
-/// scripts do not), or whose `Host` is neither an IP address nor `localhost[:port]`. With a
-/// key, a browser cannot send `Authorization` cross-origin without a CORS preflight, which
-/// this API never grants.
+/// The operator check. A call made by the cluster fan-out (`crate::fanout`) passes. When a
+/// key is required (`listeners.api_key` or `api_key.bootstrap_file` configured, or an API
+/// key in the cluster): the request's `Authorization` must hold a valid key
+/// ([`crate::api_keys::authorize`], 401 otherwise). Without any key the HTTP listener is on
+/// loopback (start-up refuses otherwise), where a web page the operator visits could still
+/// reach it through the browser (CSRF, or DNS rebinding: a name of the attacker's that
+/// resolves to 127.0.0.1), so a request that looks like a browser's is refused, 403
+/// `FORBIDDEN`: one with an `Origin` header (browsers send it on every cross-origin request
+/// and on POSTs; curl and scripts do not), or whose `Host` is neither an IP address nor
+/// `localhost[:port]`. With a key, a browser cannot send `Authorization` cross-origin
+/// without a CORS preflight, which this API never grants.
 pub fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
     // A call the fan-out made in this process, for an operator another node checked.
     if ctx.cluster.fanout.is_internal(headers) {
         return Ok(());
     }
-    let Some(key) = ctx.config.listeners.api_key.as_deref() else {
-        return browser_check(headers);
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compared as digests: the time taken tells nothing about the key or its length.
-    if digest(given).ct_eq(&digest(key)).into() {
-        Ok(())
-    } else {
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "this route needs Authorization: Bearer <listeners.api_key>",
-        ))
+    if crate::api_keys::ApiKeys::required(ctx) {
+        return crate::api_keys::authorize(ctx, headers);
     }
+    browser_check(headers)
 }
 
 /// Without an API key: refuses a request with an `Origin` header or a `Host` that is a name
@@ -108,7 +118,7 @@ fn browser_check(headers: &HeaderMap) -> Result<(), ApiError> {
     if headers.contains_key(header::ORIGIN) {
         return refuse(
             "origin",
-            "a request with an Origin header (from a browser) needs listeners.api_key to be set",
+            "a request with an Origin header (from a browser) needs an API key to be set",
         );
     }
     let local = headers
@@ -118,7 +128,7 @@ fn browser_check(headers: &HeaderMap) -> Result<(), ApiError> {
     if !local {
         return refuse(
             "host",
-            "without listeners.api_key the Host header must be an IP address or localhost",
+            "without an API key the Host header must be an IP address or localhost",
         );
     }
     Ok(())
@@ -224,11 +234,6 @@ fn nameable(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-}
-
-fn digest(s: &str) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes()).into()
 }
 
 #[cfg(test)]

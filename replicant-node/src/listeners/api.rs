@@ -16,25 +16,26 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Json;
-use axum::routing::{get, post};
 use meshmq_shared::config::tls::ClientAuth;
 use serde_json::{Value, json};
 
 use super::Listener;
 use super::reload::{ReloadError, reload_now};
 use crate::ctx::Ctx;
-use crate::http::api::{ApiError, authorize, bad_request, not_found};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, bad_request, not_found};
 
 /// The routes, with the broker as their state.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/api/v5/listeners", get(list))
-        .route("/api/v5/listeners/{id}", get(one))
-        .route("/api/v5/listeners/{id}/reload", post(reload))
+pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(reload))
         .with_state(ctx)
 }
 
@@ -75,6 +76,10 @@ pub fn to_json(l: &Listener) -> Value {
     v
 }
 
+/// Every configured listener, enabled or not.
+#[utoipa::path(get, path = "/api/v5/listeners", tag = "listeners",
+    responses((status = 200, description = "Every listener (`id`, `type`, `bind`, `running`, \
+counts, `ssl` for TLS listeners)", body = [Object]), Denied))]
 async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&ctx, &headers)?;
     let all: Vec<Value> = ctx
@@ -96,6 +101,11 @@ fn find(ctx: &Ctx, id: &str) -> Result<Arc<Listener>, ApiError> {
         .ok_or_else(|| not_found(format!("no listener {id:?} (ids are type:name)")))
 }
 
+/// One listener.
+#[utoipa::path(get, path = "/api/v5/listeners/{id}", tag = "listeners",
+    params(("id" = String, Path, description = "Listener id, `type:name` (`ssl:default`)")),
+    responses((status = 200, description = "The listener", body = Object), Denied,
+              (status = 404, description = "No such listener", body = ErrorBody)))]
 async fn one(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,
@@ -105,6 +115,14 @@ async fn one(
     Ok(Json(to_json(&*find(&ctx, &id)?)))
 }
 
+/// Re-reads a TLS listener's certificate files now.
+#[utoipa::path(post, path = "/api/v5/listeners/{id}/reload", tag = "listeners",
+    params(("id" = String, Path, description = "Listener id, `type:name` (`ssl:default`)")),
+    responses((status = 200, description = "`{id, changed, certificate}`", body = Object), Denied,
+              (status = 400, description = "Not a TLS listener, or the new files do not load \
+(the previous certificate stays in use)", body = ErrorBody),
+              (status = 404, description = "No such listener", body = ErrorBody),
+              (status = 500, description = "The reload was aborted", body = ErrorBody)))]
 async fn reload(
     State(ctx): State<Arc<Ctx>>,
     headers: HeaderMap,

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use super::{NodeInfo, from_row, this_node};
 use crate::ctx::Ctx;
 use crate::fanout::{self, NodeReply};
-use crate::http::api::{ApiError, authorize, error, not_found};
+use crate::http::api::{ApiError, Denied, ErrorBody, authorize, error, not_found};
 
 /// The routes, with the broker as their state.
 pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
@@ -32,8 +32,7 @@ pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
 
 /// Every node of the cluster.
 #[utoipa::path(get, path = "/api/v5/nodes", tag = "nodes",
-    responses((status = 200, description = "Every node", body = [NodeInfo]),
-              (status = 401, description = "No or wrong API key")))]
+    responses((status = 200, description = "Every node", body = [NodeInfo]), Denied))]
 async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     let mut out: Vec<serde_json::Value> = Vec::new();
@@ -52,10 +51,9 @@ async fn list(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> Result<Respons
 /// One node.
 #[utoipa::path(get, path = "/api/v5/nodes/{node}", tag = "nodes",
     params(("node" = String, Path, description = "Node name")),
-    responses((status = 200, description = "The node", body = NodeInfo),
-              (status = 401, description = "No or wrong API key"),
-              (status = 404, description = "No such node"),
-              (status = 503, description = "The node did not answer")))]
+    responses((status = 200, description = "The node", body = NodeInfo), Denied,
+              (status = 404, description = "No such node", body = ErrorBody),
+              (status = 503, description = "The node did not answer", body = ErrorBody)))]
 async fn one(
     State(ctx): State<Arc<Ctx>>,
     Path(node): Path<String>,

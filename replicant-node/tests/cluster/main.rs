@@ -4,7 +4,7 @@
 //! by direct transactions.
 //!
 //! One module per area: [`acks`] (what SUBACK and CONNACK may claim without a core
-//! majority), [`replication`] (writes through any replicant are seen everywhere;
+//! majority), [`api_keys`] (API keys of the REST API, on every replicant), [`replication`] (writes through any replicant are seen everywhere;
 //! a 100 000-op burst converges), [`failover`] (leader loss is invisible to replicants and
 //! their clients), [`catchup`] (a replicant catches up from the log, or from a snapshot when
 //! the log was purged; it switches core and resumes), [`entry_bytes`] (transactions larger
@@ -13,10 +13,12 @@
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
 //! [`api_clients`] and [`api_messages`] (the clients, subscriptions, topics, publish and retained
-//! REST API across replicants), [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
+//! REST API across replicants), [`sys`] (`$SYS` events and stats of one replicant seen on another),
+//! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
-//! `load_rebalance` API). [`harness`] starts and stops the nodes. Tests run one at a time
+//! `load_rebalance` API), [`alarms`] (alarms raised and cleared by real conditions, the API,
+//! the webhook). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
 // The shared helpers re-export more of rumqttc than these tests use.
@@ -25,12 +27,16 @@
 mod common;
 
 mod acks;
+mod alarm_hook;
+mod alarms;
 mod api_clients;
+mod api_keys;
 mod api_messages;
 mod authn_api;
 mod authz;
 mod banned;
 mod catchup;
+mod configs;
 mod entry_bytes;
 mod evacuation;
 mod evacuation_restart;
@@ -48,5 +54,7 @@ mod replication;
 mod routing;
 mod settings;
 mod shared;
+mod sys;
 mod takeover;
+mod trace;
 mod wills;

@@ -154,3 +154,48 @@ async fn a_replicant_that_is_down_does_not_block_delivery_to_others() {
     r2.shutdown().await;
     cluster.stop().await;
 }
+
+/// `meshmq_message_delivery_latency_seconds_count{path}` as the process recorder holds it
+/// (every replicant of this process shares it).
+fn latency_count(path: &str) -> f64 {
+    let text = replicant_node::http::prometheus_handle().render();
+    let name = "meshmq_message_delivery_latency_seconds_count";
+    crate::common::metric_sum(&text, name, &[("path", path)]).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampled_messages_forwarded_to_a_peer_are_measured_as_remote() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let every = |c: &mut meshmq_shared::config::Config| c.metrics.latency_sample_every = 1;
+    let r1 = cluster.start_replicant_with("r1", every).await;
+    let r2 = cluster.start_replicant_with("r2", every).await;
+    let (local, remote) = (latency_count("local"), latency_count("remote"));
+    let mut sub = v5::connect(r1.mqtt_addr(), &unique("lat-sub"), |_| {}).await;
+    sub.subscribe("lat/x", v5::QoS::AtLeastOnce).await;
+    assert!(wait_until(WAIT, || has_route(&r2, "lat/x", "r1")).await);
+    let mut publisher = v5::connect(r2.mqtt_addr(), &unique("lat-pub"), |_| {}).await;
+    for i in 0..3 {
+        publisher
+            .publish("lat/x", v5::QoS::AtLeastOnce, false, &i.to_string())
+            .await;
+    }
+    for _ in 0..3 {
+        sub.recv_publish().await;
+    }
+    // Observed once r1's write is done: the subscriber may have read it a moment before.
+    let measured = wait_until(WAIT, || latency_count("remote") == remote + 3.0).await;
+    assert!(
+        measured,
+        "remote count {}",
+        latency_count("remote") - remote
+    );
+    assert_eq!(
+        latency_count("local"),
+        local,
+        "no delivery on the publisher's node"
+    );
+    r1.shutdown().await;
+    r2.shutdown().await;
+    cluster.stop().await;
+}

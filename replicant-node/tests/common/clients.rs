@@ -96,6 +96,7 @@ macro_rules! spawn_forwarder {
 /// An MQTT 3.1.1 rumqttc client.
 pub mod v4 {
     use super::*;
+    #[allow(unused_imports)] // not every test target uses every name
     pub use rumqttc::{
         AsyncClient, ConnAck, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, Publish, QoS,
     };

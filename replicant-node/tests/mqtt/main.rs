@@ -34,6 +34,7 @@ mod retained_replay;
 mod sessions;
 mod shared_subs;
 mod subscribe_acks;
+mod sys_events;
 mod sys_publish;
 mod topics;
 mod v5_properties;

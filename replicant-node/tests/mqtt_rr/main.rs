@@ -43,6 +43,8 @@ mod sessions;
 mod shared_subs;
 #[path = "../mqtt/subscribe_acks.rs"]
 mod subscribe_acks;
+#[path = "../mqtt/sys_events.rs"]
+mod sys_events;
 #[path = "../mqtt/sys_publish.rs"]
 mod sys_publish;
 #[path = "../mqtt/topics.rs"]

@@ -38,11 +38,16 @@ pub struct ListenersConfig {
     /// caps it at `net.core.somaxconn`). Under a reconnect storm a short queue overflows and
     /// every dropped SYN costs its client a 1 s (then 3 s, ...) retransmission.
     pub backlog: u32,
-    /// Bearer token the HTTP API's operator routes require (`Authorization: Bearer ...`):
-    /// `load_rebalance`, `authentication`, `authorization`, `banned`, `listeners`. `/health`,
-    /// `/metrics` and the availability check stay open. None: no token, allowed only while
-    /// `http_bind` is on loopback (start-up refuses otherwise).
+    /// A static key for the HTTP API (`Authorization: Bearer <key>`), accepted besides the
+    /// API keys of `/api/v5/api_key` and `api_key.bootstrap_file`. Every route needs a key
+    /// once any is set or exists, except `/health`, `/api/v5/status`, the availability check
+    /// and (unless `metrics_require_key`) `/metrics`. None, no bootstrap file and no API
+    /// key: allowed only while `http_bind` is on loopback (start-up refuses otherwise), and
+    /// browser-like requests are refused.
     pub api_key: Option<String>,
+    /// Whether `/metrics` needs an API key too (false: Prometheus scrapes without one, as
+    /// EMQX's Prometheus endpoint).
+    pub metrics_require_key: bool,
     /// Milliseconds one write to an MQTT client may take (its socket or WebSocket accepting
     /// what the broker sends) before the client is taken for dead and closed (EMQX's
     /// `tcp_options.send_timeout`, 15 s). A client that stops reading holds its connection
@@ -73,6 +78,7 @@ impl Default for ListenersConfig {
             max_connections: 1_000_000,
             backlog: 4096,
             api_key: None,
+            metrics_require_key: false,
             send_timeout_ms: 15_000,
             allow_anonymous: false,
             tcp: BTreeMap::new(),
@@ -92,6 +98,7 @@ impl std::fmt::Debug for ListenersConfig {
             .field("max_connections", &self.max_connections)
             .field("backlog", &self.backlog)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("metrics_require_key", &self.metrics_require_key)
             .field("send_timeout_ms", &self.send_timeout_ms)
             .field("allow_anonymous", &self.allow_anonymous)
             .field("tcp", &self.tcp)

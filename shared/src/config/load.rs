@@ -165,7 +165,6 @@ fn apply_overrides(config: &mut Config, o: &Overrides) {
 /// Range checks on the merged configuration.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
-    let m = &config.mqtt;
     if config.node.name.trim().is_empty() {
         return invalid("node.name", "must not be empty".into());
     }
@@ -183,11 +182,12 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if let Some(http) = config.listeners.http_bind
         && !http.ip().is_loopback()
         && config.listeners.api_key.is_none()
+        && config.api_key.bootstrap_file.is_none()
     {
         let reason = format!(
             "the HTTP API {http} is not on loopback and has no key: set listeners.api_key \
-             (operator routes then need Authorization: Bearer <key>), or bind http_bind to \
-             127.0.0.1"
+             or api_key.bootstrap_file (operator routes then need a key), or bind http_bind \
+             to 127.0.0.1"
         );
         return invalid("listeners.api_key", reason);
     }
@@ -205,7 +205,16 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         );
         return invalid("listeners.allow_anonymous", reason);
     }
-    if let Err((key, reason)) = config.flapping_detect.check() {
+    if let Err((key, reason)) = config.sys_topics.check() {
+        return invalid(key, reason);
+    }
+    if let Err((key, reason)) = config.alarms.check() {
+        return invalid(key, reason);
+    }
+    if let Err((key, reason)) = config.log.check() {
+        return invalid(key, reason);
+    }
+    if let Err((key, reason)) = config.trace.check() {
         return invalid(key, reason);
     }
     for (i, a) in config.authentication.iter().enumerate() {
@@ -215,6 +224,58 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         })?;
     }
     if let Err((key, reason)) = super::authz::validate(&config.authorization) {
+        return invalid(key, reason);
+    }
+    validate_live(config)?;
+    if config.listeners.send_timeout_ms == 0 {
+        return invalid("listeners.send_timeout_ms", "must be greater than 0".into());
+    }
+    for (key, value) in [
+        (
+            "cluster.peer_queue_len",
+            config.cluster.peer_queue_len as u64,
+        ),
+        (
+            "cluster.peer_queue_bytes",
+            config.cluster.peer_queue_bytes as u64,
+        ),
+        (
+            "cluster.follow_max_snapshot_bytes",
+            config.cluster.follow_max_snapshot_bytes,
+        ),
+    ] {
+        if value == 0 {
+            return invalid(key, "must be greater than 0".into());
+        }
+    }
+    if config.cluster.transact_timeout_ms < 100 {
+        return invalid(
+            "cluster.transact_timeout_ms",
+            format!(
+                "must be at least 100, got {}",
+                config.cluster.transact_timeout_ms
+            ),
+        );
+    }
+    if config.cluster.transact_linger_ms > 100 {
+        return invalid(
+            "cluster.transact_linger_ms",
+            format!(
+                "must be at most 100, got {}",
+                config.cluster.transact_linger_ms
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The checks of the sections that may change at run time (`[mqtt]`, `[flapping_detect]`):
+/// part of [`validate`], and what a run-time change (`PUT /api/v5/configs`) is checked
+/// with, so both refuse the same values with the same message.
+pub fn validate_live(config: &Config) -> Result<(), ConfigError> {
+    let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
+    let m = &config.mqtt;
+    if let Err((key, reason)) = config.flapping_detect.check() {
         return invalid(key, reason);
     }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
@@ -243,9 +304,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if m.await_rel_timeout == 0 {
         return invalid("mqtt.await_rel_timeout", "must be greater than 0".into());
     }
-    if config.listeners.send_timeout_ms == 0 {
-        return invalid("listeners.send_timeout_ms", "must be greater than 0".into());
-    }
     for (key, value) in [
         ("mqtt.max_mqueue_len", m.max_mqueue_len as u64),
         ("mqtt.max_mqueue_bytes", m.max_mqueue_bytes as u64),
@@ -255,18 +313,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             m.max_write_buffer_bytes as u64,
         ),
         ("mqtt.max_topic_alias_bytes", m.max_topic_alias_bytes as u64),
-        (
-            "cluster.peer_queue_len",
-            config.cluster.peer_queue_len as u64,
-        ),
-        (
-            "cluster.peer_queue_bytes",
-            config.cluster.peer_queue_bytes as u64,
-        ),
-        (
-            "cluster.follow_max_snapshot_bytes",
-            config.cluster.follow_max_snapshot_bytes,
-        ),
     ] {
         if value == 0 {
             return invalid(key, "must be greater than 0".into());
@@ -278,24 +324,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             m.max_mqueue_bytes, m.max_node_mqueue_bytes
         );
         return invalid("mqtt.max_node_mqueue_bytes", reason);
-    }
-    if config.cluster.transact_timeout_ms < 100 {
-        return invalid(
-            "cluster.transact_timeout_ms",
-            format!(
-                "must be at least 100, got {}",
-                config.cluster.transact_timeout_ms
-            ),
-        );
-    }
-    if config.cluster.transact_linger_ms > 100 {
-        return invalid(
-            "cluster.transact_linger_ms",
-            format!(
-                "must be at most 100, got {}",
-                config.cluster.transact_linger_ms
-            ),
-        );
     }
     Ok(())
 }

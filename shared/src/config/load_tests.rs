@@ -75,6 +75,27 @@ fn flapping_detect_reads_as_emqx_writes_it() {
 }
 
 #[test]
+fn sys_topics_read_as_emqx_writes_them() {
+    let f = TempToml::new(
+        "[sys_topics]\nsys_msg_interval = \"disabled\"\nsys_heartbeat_interval = \"5s\"\n\
+         [sys_topics.sys_event_messages]\nclient_connected = false\n",
+    );
+    let e = env(&[(
+        "MESHMQ_SYS_TOPICS__SYS_EVENT_MESSAGES__CLIENT_DISCONNECTED",
+        "false",
+    )]);
+    let c = load_with_env(Some(f.path()), &e, &Overrides::default()).unwrap();
+    let s = &c.sys_topics;
+    assert_eq!(s.msg_interval(), None);
+    assert_eq!(
+        s.heartbeat_interval(),
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert!(!s.sys_event_messages.client_connected);
+    assert!(!s.sys_event_messages.client_disconnected);
+}
+
+#[test]
 fn toml_file_overrides_defaults() {
     let f = TempToml::new(
         "[node]\nname = \"n1\"\n[listeners]\nmqtt_bind = \"127.0.0.1:2883\"\n\
@@ -255,6 +276,10 @@ fn out_of_range_values_are_rejected_with_the_key() {
             "listeners.max_connections",
         ),
         ("MESHMQ_LISTENERS__BACKLOG", "0", "listeners.backlog"),
+        ("MESHMQ_LOG__LEVEL", "loud", "log.level"),
+        ("MESHMQ_TRACE__RETENTION", "1s", "trace.retention"),
+        ("MESHMQ_TRACE__MAX_TRACES", "0", "trace.max_traces"),
+        ("MESHMQ_TRACE__MAX_FILE_SIZE", "10", "trace.max_file_size"),
         ("MESHMQ_NODE__NAME", " ", "node.name"),
         ("MESHMQ_MQTT__MAX_MQUEUE_LEN", "0", "mqtt.max_mqueue_len"),
         (
@@ -301,6 +326,11 @@ fn out_of_range_values_are_rejected_with_the_key() {
             "MESHMQ_FLAPPING_DETECT__BAN_TIME",
             "0s",
             "flapping_detect.ban_time",
+        ),
+        (
+            "MESHMQ_SYS_TOPICS__SYS_MSG_INTERVAL",
+            "100ms",
+            "sys_topics.sys_msg_interval",
         ),
     ];
     for (var, value, key) in cases {
@@ -452,6 +482,16 @@ fn an_http_api_off_loopback_needs_an_api_key() {
     );
     let keyed = TempToml::new("[listeners]\nhttp_bind = \"0.0.0.0:18083\"\napi_key = \"k3y\"\n");
     assert!(load_with_env(Some(keyed.path()), &[], &Overrides::default()).is_ok());
+    // A bootstrap file of API keys is a key source too (set through the environment).
+    let env = [(
+        "MESHMQ_API_KEY__BOOTSTRAP_FILE".to_owned(),
+        "/etc/meshmq/api_keys".to_owned(),
+    )];
+    let booted = load_with_env(Some(open.path()), &env, &Overrides::default()).expect("loads");
+    assert_eq!(
+        booted.api_key.bootstrap_file.as_deref(),
+        Some(std::path::Path::new("/etc/meshmq/api_keys"))
+    );
 }
 
 #[test]

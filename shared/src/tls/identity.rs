@@ -76,6 +76,11 @@ pub fn not_after_rfc3339(leaf_der: &[u8]) -> Option<String> {
         .ok()
 }
 
+/// The certificate's `notAfter` as Unix seconds.
+pub fn not_after_unix(leaf_der: &[u8]) -> Option<i64> {
+    Some(parse(leaf_der)?.validity().not_after.timestamp())
+}
+
 /// The certificate as PEM text (`-----BEGIN CERTIFICATE-----`, 64-column lines, `\n`).
 pub fn pem_text(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);

@@ -196,6 +196,13 @@ impl ServerTls {
         self.options.client_auth()
     }
 
+    /// When the default certificate in use expires (its `notAfter`, Unix seconds); `None`
+    /// if it cannot be read.
+    pub fn not_after_unix(&self) -> Option<i64> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        identity::not_after_unix(&current.leaf)
+    }
+
     /// For the API: the default certificate's subject CN (`subject_cn`), its expiry
     /// (`not_after`, RFC 3339), when it was loaded (`loaded_at_ms`, unix ms), and the SNI
     /// names served with other certificates (`sni`).

@@ -1,0 +1,192 @@
+//! Run-time configuration (`/api/v5/configs`): a change made through r1 is applied on r2
+//! (its effective config shows it, a new client there gets the new CONNACK limits) and kept
+//! across r2's restart (applied before its first client); a key that needs a restart and a
+//! bad value are refused with 400 and change nothing; the API key is required; secrets are
+//! redacted; deleting an override brings the node's own value back.
+
+use meshmq_shared::codec::{ConnAck, ProtocolVersion, ReasonCode};
+use replicant_node::broker::BrokerHandle;
+use serde_json::{Value, json};
+
+use crate::common::raw::{RawClient, connect_packet};
+use crate::common::{http_call, unique, wait_until};
+use crate::harness::{Cluster, WAIT, fast_timings, serial};
+
+const KEY: &str = "configs-test-key";
+
+async fn call(r: &BrokerHandle, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let addr = r.http_addr().expect("http listener");
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let (status, text) = http_call(addr, method, path, &body, Some(KEY)).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A new 5.0 client's CONNACK on `r` (keep-alive 60 asked).
+async fn connack(r: &BrokerHandle) -> ConnAck {
+    let (_c, ack) = RawClient::connect_with(
+        r.mqtt_addr(),
+        connect_packet(ProtocolVersion::V5, &unique("cfg")),
+    )
+    .await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    ack
+}
+
+fn receive_maximum(r: &BrokerHandle) -> u16 {
+    r.ctx().runtime.current().config.mqtt.receive_maximum
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_r1_applies_on_r2_and_survives_its_restart() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let key = |c: &mut meshmq_shared::config::Config| c.listeners.api_key = Some(KEY.into());
+    let r1 = cluster.start_replicant_with("r1", key).await;
+    let r2 = cluster.start_replicant_with("r2", key).await;
+    assert_eq!(connack(&r2).await.properties.receive_maximum, Some(32));
+
+    // The API key is required; the effective config hides it.
+    let addr1 = r1.http_addr().expect("http");
+    let (status, _) = http_call(addr1, "GET", "/api/v5/configs", "", None).await;
+    assert_eq!(status, 401);
+    let (status, all) = call(&r1, "GET", "/api/v5/configs", &Value::Null).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["listeners"]["api_key"], "******");
+    assert!(!all.to_string().contains(KEY), "{all}");
+    assert_eq!(all["mqtt"]["receive_maximum"], 32);
+
+    // A change through r1.
+    let change = json!({ "receive_maximum": 7, "server_keepalive": 20 });
+    let (status, mqtt) = call(&r1, "PUT", "/api/v5/configs/mqtt", &change).await;
+    assert_eq!(status, 200, "{mqtt}");
+    assert_eq!(
+        (
+            mqtt["receive_maximum"].clone(),
+            mqtt["server_keepalive"].clone()
+        ),
+        (json!(7), json!(20))
+    );
+    assert!(
+        wait_until(WAIT, || receive_maximum(&r2) == 7).await,
+        "r2 applies it"
+    );
+    let (status, mqtt2) = call(&r2, "GET", "/api/v5/configs/mqtt", &Value::Null).await;
+    assert_eq!((status, mqtt2["receive_maximum"].clone()), (200, json!(7)));
+    let ack = connack(&r2).await;
+    assert_eq!(ack.properties.receive_maximum, Some(7), "new client on r2");
+    assert_eq!(
+        ack.properties.server_keep_alive,
+        Some(20),
+        "keep-alive capped on r2"
+    );
+
+    // A key that needs a restart, alone or with a run-time key: 400 naming it, nothing changes.
+    for body in [
+        json!({ "max_packet_size": 100 }),
+        json!({ "max_inflight": 3, "max_packet_size": 100 }),
+    ] {
+        let (status, answer) = call(&r1, "PUT", "/api/v5/configs/mqtt", &body).await;
+        assert_eq!(status, 400, "{answer}");
+        let msg = answer["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("mqtt.max_packet_size") && msg.contains("restart"),
+            "{msg}"
+        );
+    }
+    let (status, answer) = call(
+        &r1,
+        "PUT",
+        "/api/v5/configs",
+        &json!({ "node": { "name": "x" } }),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    // A bad value: the loader's message.
+    let (status, answer) = call(
+        &r1,
+        "PUT",
+        "/api/v5/configs/mqtt",
+        &json!({ "max_inflight": 0 }),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must be greater than 0"),
+        "{answer}"
+    );
+    let (status, answer) = call(
+        &r1,
+        "PUT",
+        "/api/v5/configs/flapping_detect",
+        &json!({ "ban_time": "soon" }),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (_, mqtt) = call(&r1, "GET", "/api/v5/configs/mqtt", &Value::Null).await;
+    assert_eq!(
+        (
+            mqtt["max_inflight"].clone(),
+            mqtt["max_packet_size"].clone()
+        ),
+        (json!(32), json!(1_048_576))
+    );
+    let (status, _) = call(&r1, "GET", "/api/v5/configs/nope", &Value::Null).await;
+    assert_eq!(status, 404);
+
+    // r2 restarts: the change applies from its first client.
+    r2.shutdown().await;
+    let r2 = cluster.start_replicant_with("r2", key).await;
+    assert_eq!(
+        receive_maximum(&r2),
+        7,
+        "applied before the broker returned"
+    );
+    assert_eq!(
+        connack(&r2).await.properties.receive_maximum,
+        Some(7),
+        "after restart"
+    );
+    // Another node's view, through r1.
+    let (status, other) = call(&r1, "GET", "/api/v5/configs?node=r2", &Value::Null).await;
+    assert_eq!(
+        (status, other["mqtt"]["receive_maximum"].clone()),
+        (200, json!(7)),
+        "{other}"
+    );
+
+    // Reset through r2: r1 gets its own value back.
+    let (status, _) = call(
+        &r2,
+        "DELETE",
+        "/api/v5/configs/mqtt/receive_maximum",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(
+        wait_until(WAIT, || receive_maximum(&r1) == 32).await,
+        "r1 back to 32"
+    );
+    let (status, _) = call(
+        &r2,
+        "DELETE",
+        "/api/v5/configs/mqtt/receive_maximum",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404);
+    for r in [r1, r2] {
+        r.shutdown().await;
+    }
+    cluster.stop().await;
+}
