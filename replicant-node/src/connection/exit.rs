@@ -133,6 +133,8 @@ mod tests {
         ];
         for (exit, label) in cases {
             assert_eq!(exit.label(), label, "{exit:?}");
+            // Only an operator's kick leaves the session to this connection to end.
+            assert_eq!(exit.is_operator_kick(), label == "kicked", "{exit:?}");
         }
     }
 }

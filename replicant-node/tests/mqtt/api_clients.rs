@@ -11,7 +11,14 @@ use serde_json::{Value, json};
 
 use super::api_messages::{call, enc, keyed_broker, node_name};
 use crate::common::raw::{RawClient, connect_packet, will};
-use crate::common::{TestBroker, WAIT, unique, wait_until_async};
+use crate::common::{TestBroker, WAIT, metric_sum, metrics_text, unique, wait_until_async};
+
+/// `meshmq_disconnects_total{reason="kicked"}` now (the recorder is shared by the tests of
+/// this binary: compare before and after).
+async fn kicked_disconnects(b: &TestBroker) -> f64 {
+    let text = metrics_text(b).await;
+    metric_sum(&text, "meshmq_disconnects_total", &[("reason", "kicked")]).unwrap_or(0.0)
+}
 
 /// The data of a list answer.
 fn data(v: &Value) -> &Vec<Value> {
@@ -177,6 +184,7 @@ async fn a_kick_disconnects_sends_the_will_and_discards_the_session() {
     c.will = Some(will("wills/kicked", "gone", QoS::AtMostOnce));
     c.properties.session_expiry_interval = Some(300);
     let (mut live, _) = RawClient::connect_with(b.mqtt_addr(), c).await;
+    let kicked_before = kicked_disconnects(&b).await;
     let (status, _) = call(
         &b,
         "DELETE",
@@ -189,6 +197,14 @@ async fn a_kick_disconnects_sends_the_will_and_discards_the_session() {
     assert!(
         matches!(seen.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::AdministrativeAction),
         "DISCONNECT 0x98, got {seen:?}"
+    );
+    let counted = wait_until_async(WAIT, || async {
+        kicked_disconnects(&b).await > kicked_before
+    })
+    .await;
+    assert!(
+        counted,
+        "the kick is counted as disconnect reason \"kicked\""
     );
     assert_eq!(&watcher.recv_publish().await.payload[..], b"gone");
     let gone = wait_until_async(WAIT, || async {
