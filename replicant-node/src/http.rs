@@ -17,8 +17,8 @@
 //! balancer that wants more reads `core_link.state`.
 
 pub mod api;
-pub mod openapi;
 pub mod log_level;
+pub mod openapi;
 mod recorder;
 pub mod routes;
 
