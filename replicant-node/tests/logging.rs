@@ -58,11 +58,15 @@ fn connect_and_disconnect(addr: SocketAddr) {
 }
 
 /// `PUT /api/v5/log/level` with `body`; the status.
+/// The node's static API key (the binary's standalone default requires a key).
+const KEY: &str = "logging-test-static-key";
+
 fn put_level(http: SocketAddr, body: &str) -> u16 {
     let mut s = TcpStream::connect(http).expect("http connect");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     let req = format!(
         "PUT /api/v5/log/level HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\
+         Authorization: Bearer {KEY}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -94,6 +98,7 @@ fn json_lines_and_a_level_changed_at_run_time() {
         .args(["--http-bind", "127.0.0.1:0", "--node-name", "log-node"])
         .env_remove("RUST_LOG")
         .env("MESHMQ_LOG__FORMAT", "json")
+        .env("MESHMQ_LISTENERS__API_KEY", KEY)
         .env("MESHMQ_LOG__LEVEL", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -50,7 +50,10 @@ impl std::fmt::Debug for ApiKeys {
 /// The namespace as last read: (name, version) of every row, and the records by key id.
 #[derive(Default)]
 struct Index {
-    rows: Vec<(String, u64)>,
+    /// The rows the index was built from: name, version and value. The value is compared
+    /// too: a version restarts at 1 when a name is deleted and written again, so (name,
+    /// version) alone would keep a revoked key's record.
+    rows: Vec<(String, u64, Vec<u8>)>,
     by_id: HashMap<String, Arc<KeyRecord>>,
 }
 
@@ -151,23 +154,29 @@ impl ApiKeys {
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = ctx.tables.core.read(|t| {
             let mut rows = t.settings_in(NS);
-            let same = index
-                .rows
-                .iter()
-                .all(|(k, v)| rows.next().is_some_and(|r| &r.key == k && r.version == *v));
+            let same = index.rows.iter().all(|(k, v, b)| {
+                rows.next()
+                    .is_some_and(|r| &r.key == k && r.version == *v && r.value[..] == b[..])
+            });
             if same && rows.next().is_none() {
                 return None;
             }
             Some(
                 t.settings_in(NS)
-                    .map(|r| (r.key.clone(), r.version, KeyRecord::decode(&r.value)))
+                    .map(|r| {
+                        let rec = KeyRecord::decode(&r.value);
+                        (r.key.clone(), r.version, r.value.to_vec(), rec)
+                    })
                     .collect::<Vec<_>>(),
             )
         });
         if let Some(rows) = fresh {
-            index.rows = rows.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
+            index.rows = rows
+                .iter()
+                .map(|(k, v, b, _)| (k.clone(), *v, b.clone()))
+                .collect();
             index.by_id.clear();
-            for (_, _, rec) in rows {
+            for (_, _, _, rec) in rows {
                 // A value that is not a record is skipped; the first row of an id wins.
                 if let Some(rec) = rec {
                     index

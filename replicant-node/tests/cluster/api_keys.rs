@@ -424,3 +424,42 @@ async fn restart_generating(config: meshmq_shared::config::Config) -> replicant_
         }
     }
 }
+
+/// A name deleted and made again starts over at version 1: a node that saw the old key and
+/// no request since must still refuse it (its index is rebuilt from the values, not the
+/// versions alone) and accept the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_and_made_again_under_its_name_refuses_the_old_secret_everywhere() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster.start_replicant("r2").await;
+    let (h1, h2) = (r1.http_addr().expect("http"), r2.http_addr().expect("http"));
+    let (status, made) = call(
+        h1,
+        "POST",
+        "/api/v5/api_key",
+        None,
+        Some(&json!({"name": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let admin = Key::from_answer(&made).basic();
+    let ops_body = json!({"name": "ops"});
+    let (status, made) = call(h1, "POST", "/api/v5/api_key", Some(&admin), Some(&ops_body)).await;
+    assert_eq!(status, 200, "{made}");
+    let old = Key::from_answer(&made).basic();
+    assert!(accepted(h2, &old).await, "the first ops key works on r2");
+    // Revoked and made again through r1, with no request to r2 in between.
+    let (status, _) = call(h1, "DELETE", "/api/v5/api_key/ops", Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, made) = call(h1, "POST", "/api/v5/api_key", Some(&admin), Some(&ops_body)).await;
+    assert_eq!(status, 200, "{made}");
+    let new = Key::from_answer(&made).basic();
+    assert!(accepted(h2, &new).await, "the new ops key works on r2");
+    refused(h2, &old).await;
+    refused(h1, &old).await;
+    r1.shutdown().await;
+    r2.shutdown().await;
+    cluster.stop().await;
+}
