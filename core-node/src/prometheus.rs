@@ -285,6 +285,18 @@ const COUNTER_HELP: &[(&str, &str)] = &[
         "Requests to /api/v5/banned refused for their input (400).",
     ),
     (
+        m::MGMT_API_BAD_REQUESTS_TOTAL,
+        "Requests to the clients, subscriptions, topics, publish and retained API refused for their input.",
+    ),
+    (
+        m::API_PUBLISHED_TOTAL,
+        "Messages published through /api/v5/publish, by result.",
+    ),
+    (
+        m::API_KICKED_TOTAL,
+        "Clients kicked through DELETE /api/v5/clients/{clientid} on this node.",
+    ),
+    (
         m::ALARM_WEBHOOK_FAILURES_TOTAL,
         "Alarm notifications the webhook dropped or gave up on, by reason.",
     ),

@@ -8,6 +8,7 @@
 //! the tables; [`broker`] wires listeners, [`http`] and [`ws`] together.
 
 pub mod alarms;
+pub mod api;
 pub mod api_keys;
 pub mod authn;
 pub mod authz;

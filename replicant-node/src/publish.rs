@@ -37,6 +37,12 @@ pub async fn publish(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> 
 /// subscribers that asked for Retain As Published): for a retained PUBLISH refused by the
 /// retained quota whose client cannot be told (QoS 0, MQTT 3.1.1).
 pub fn deliver(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> {
+    deliver_reach(ctx, msg).0
+}
+
+/// [`deliver`], also telling whether the message matched a local subscriber or went to
+/// another node (the REST API's publish answers "no matching subscribers" otherwise).
+pub fn deliver_reach(ctx: &Arc<Ctx>, msg: Arc<Message>) -> (Option<Backpressure>, bool) {
     let mut targets = Vec::new();
     let (mut remote, mut peer) = (0, None);
     if ctx.cluster.peers.is_some() {
@@ -49,13 +55,15 @@ pub fn deliver(ctx: &Arc<Ctx>, msg: Arc<Message>) -> Option<Backpressure> {
     let local = push(targets);
     let (forwarded, congested) = crate::forward::to_peers(ctx, &msg);
     remote += forwarded;
-    if !local.matched && remote == 0 {
+    let reached = local.matched || remote > 0;
+    if !reached {
         count_unmatched();
     }
-    local
+    let backpressure = local
         .congested
         .map(Backpressure::Mailbox)
-        .or(congested.or(peer).map(Backpressure::Peer))
+        .or(congested.or(peer).map(Backpressure::Peer));
+    (backpressure, reached)
 }
 
 /// What local delivery did.

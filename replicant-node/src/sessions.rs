@@ -7,7 +7,9 @@
 //! Timers (will delay, session expiry) capture the slot's `epoch` and act only if no
 //! connection came back since.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use hashbrown::HashMap;
 use meshmq_shared::codec::ReasonCode;
@@ -37,6 +39,12 @@ pub enum Control {
     /// A ban that matches this client was applied: send DISCONNECT 0x98 Administrative
     /// action (5.0; 3.1.1: just close) and close; the session ends with the connection.
     Banned,
+    /// An operator kicked the client (`DELETE /api/v5/clients/{clientid}`): send DISCONNECT
+    /// 0x98 Administrative action (5.0; 3.1.1: just close) and close; the will is published
+    /// at once and the session is discarded, as EMQX's kick does.
+    /// The connection ends as `Exit::Kicked` with reason 0x98 (counted and reported as
+    /// `kicked`).
+    AdminKick,
     /// The node is being evacuated: send DISCONNECT 0x9C Use another server (5.0, with
     /// `server_reference` if set; 3.1.1: just close) and close as a server-side close
     /// (the session stays for its expiry, the will follows the normal rules).
@@ -65,6 +73,41 @@ pub struct SlotInner {
     pub ended: bool,
     /// Where the session stands with respect to another node that claimed its client id.
     pub leaving: Leaving,
+    /// The latest connection as the REST API shows it (`None` for a session restored or
+    /// adopted without a connection yet).
+    pub conn_info: Option<Arc<ConnInfo>>,
+    /// When the latest connection ended (unix ms; 0 while connected or never connected).
+    pub disconnected_at_ms: u64,
+}
+
+/// What the REST API shows about a session's connection, recorded at CONNECT.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The authenticated user name.
+    pub username: Option<Arc<str>>,
+    /// The client's address (the one a proxy header named, if any).
+    pub peer: SocketAddr,
+    /// The protocol level (3: 3.1, 4: 3.1.1, 5: 5.0).
+    pub proto_ver: u8,
+    /// The keep-alive in force, seconds.
+    pub keepalive: u16,
+    /// Clean Start (3.1.1: Clean Session).
+    pub clean_start: bool,
+    /// When the CONNECT succeeded (unix ms).
+    pub connected_at_ms: u64,
+    /// The listener it came in on (`tcp:default`).
+    pub listener: Arc<str>,
+}
+
+/// Counters of a session for the REST API (relaxed atomics: figures, not decisions).
+#[derive(Debug, Default)]
+pub struct SlotStats {
+    /// PUBLISH packets received from the client.
+    pub recv_msg: AtomicU64,
+    /// PUBLISH packets sent to the client.
+    pub send_msg: AtomicU64,
+    /// Deliveries dropped from the session's queue (full, expired, too large).
+    pub mqueue_dropped: AtomicU64,
 }
 
 /// A session claimed by another node, on its way there.
@@ -91,6 +134,10 @@ pub struct SessionSlot {
     pub mailbox: Arc<Mailbox>,
     /// Session state and ownership.
     pub inner: Mutex<SlotInner>,
+    /// When the session was created (unix ms).
+    pub created_at_ms: u64,
+    /// Message counters (REST API).
+    pub stats: SlotStats,
 }
 
 /// Sessions of this node by client id.
@@ -135,5 +182,16 @@ impl Sessions {
     /// Every slot (for shutdown).
     pub fn all(&self) -> Vec<Arc<SessionSlot>> {
         self.by_client.lock().values().cloned().collect()
+    }
+
+    /// The slots whose client id `keep` accepts (the map's lock is held while `keep` runs:
+    /// it must not lock a slot).
+    pub fn select(&self, mut keep: impl FnMut(&str) -> bool) -> Vec<Arc<SessionSlot>> {
+        self.by_client
+            .lock()
+            .iter()
+            .filter(|(id, _)| keep(id))
+            .map(|(_, slot)| slot.clone())
+            .collect()
     }
 }

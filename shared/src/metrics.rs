@@ -199,6 +199,16 @@ pub const BANNED_KICKED_TOTAL: &str = "meshmq_banned_kicked_total";
 /// Counter: REST requests to `/api/v5/banned` refused for their input (400, or 415 for a
 /// body not sent as `application/json`). No labels.
 pub const BANNED_API_BAD_REQUESTS_TOTAL: &str = "meshmq_banned_api_bad_requests_total";
+/// Counter: REST requests to the clients, subscriptions, topics, publish and retained routes
+/// refused for their input (400, 413, 415). Labels: `api` (`clients`, `subscriptions`,
+/// `topics`, `publish`, `retained`).
+pub const MGMT_API_BAD_REQUESTS_TOTAL: &str = "meshmq_mgmt_api_bad_requests_total";
+/// Counter: messages published through `/api/v5/publish` (and `/publish/bulk`), by outcome.
+/// Labels: `result` (`delivered`, `no_subscribers`, `refused`).
+pub const API_PUBLISHED_TOTAL: &str = "meshmq_api_published_total";
+/// Counter: clients kicked through `DELETE /api/v5/clients/{clientid}` on this node (the
+/// connection closed with DISCONNECT 0x98 and the session discarded). No labels.
+pub const API_KICKED_TOTAL: &str = "meshmq_api_kicked_total";
 /// Gauge: alarms active on this node, 1 while active, 0 once deactivated. Labels: `name`
 /// (the alarm's name, e.g. `core_link_down`, `listener_max_connections:tcp:default`: one
 /// per check, listener and peer node, a bounded set).
@@ -488,6 +498,9 @@ pub const COUNTERS: &[&str] = &[
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,
     BANNED_API_BAD_REQUESTS_TOTAL,
+    MGMT_API_BAD_REQUESTS_TOTAL,
+    API_PUBLISHED_TOTAL,
+    API_KICKED_TOTAL,
     ALARM_WEBHOOK_FAILURES_TOTAL,
     ALARM_WEBHOOK_REQUESTS_TOTAL,
     SETTINGS_WRITES_REFUSED_TOTAL,

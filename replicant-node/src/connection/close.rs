@@ -151,7 +151,11 @@ impl Closing {
             }
             return;
         }
-        if let Exit::Kicked { session_ends, .. } = exit {
+        // An operator's kick: this connection still owns the session, which ends here.
+        let operator_kick = exit.is_operator_kick();
+        if let Exit::Kicked { session_ends, .. } = exit
+            && !operator_kick
+        {
             // The new owner has the session; only the will is ours to settle.
             if let Some(w) = will
                 && (session_ends || will_delay(&w) == 0)
@@ -168,13 +172,16 @@ impl Closing {
             inner.owner = None;
             inner.control = None;
             inner.epoch += 1;
+            inner.disconnected_at_ms = crate::api::now_ms();
             (inner.epoch, inner.expiry_secs, inner.generation)
         };
         self.slot.mailbox.set_online(false);
         // A banned client's session ends with its connection (nothing left to resume), and
-        // its will is dropped: a ban is no moment for one last message from that client.
-        let ends = exit == Exit::Banned;
-        let send_will = !ends && !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
+        // its will is dropped: a ban is no moment for one last message from that client. A
+        // kicked client's session ends too, but its will goes out at once (as EMQX's kick).
+        let ends = exit == Exit::Banned || operator_kick;
+        let send_will =
+            exit != Exit::Banned && !matches!(exit, Exit::ClientDisconnect(ReasonCode::Success));
         if let Some(w) = will.filter(|_| send_will) {
             let delay = if ends { 0 } else { will_delay(&w).min(expiry) };
             if delay == 0 {

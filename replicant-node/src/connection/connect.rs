@@ -36,7 +36,7 @@ use crate::handover;
 use crate::listeners::ConnMeta;
 use crate::mailbox::Mailbox;
 use crate::session::{ConnParams, Session};
-use crate::sessions::{Control, Leaving, SessionSlot, SlotInner};
+use crate::sessions::{ConnInfo, Control, Leaving, SessionSlot, SlotInner};
 use crate::trace::Event;
 use meshmq_shared::auth::acl::ClientInfo;
 
@@ -244,6 +244,15 @@ where
     if crate::banned::check(ctx, &setup.client_id, username.as_deref(), peer.ip()).is_some() {
         crate::banned::live::kick(ctx, id, &setup.client_id);
     }
+    slot.inner.lock().conn_info = Some(Arc::new(ConnInfo {
+        username: username.as_deref().map(Arc::from),
+        peer,
+        proto_ver: version.level(),
+        keepalive: setup.keep_alive,
+        clean_start: connect.clean_start,
+        connected_at_ms: crate::api::now_ms(),
+        listener: Arc::from(meta.listener().id.as_str()),
+    }));
     let mut connack = connack(ctx, &connect, &setup, session_present);
     if let Some((method, server_final)) = &enhanced {
         connack.properties.authentication_method = Some(method.clone());
@@ -498,7 +507,11 @@ pub(crate) async fn install_slot(
             epoch: 1,
             ended: false,
             leaving: Leaving::No,
+            conn_info: None,
+            disconnected_at_ms: 0,
         }),
+        created_at_ms: crate::api::now_ms(),
+        stats: Default::default(),
     });
     ctx.local.router.register(slot.id, mailbox);
     if let Some(prev) = ctx.local.sessions.insert(slot.clone()) {

@@ -30,6 +30,18 @@ pub(super) enum Exit {
 }
 
 impl Exit {
+    /// An operator closed the connection (`DELETE /api/v5/clients/{clientid}`): unlike a
+    /// takeover, the connection still owns its session, which ends with it.
+    pub(super) fn is_operator_kick(self) -> bool {
+        matches!(
+            self,
+            Exit::Kicked {
+                reason: ReasonCode::AdministrativeAction,
+                ..
+            }
+        )
+    }
+
     /// The `reason` label of `meshmq_disconnects_total`.
     pub(super) fn label(self) -> &'static str {
         match self {
@@ -121,6 +133,8 @@ mod tests {
         ];
         for (exit, label) in cases {
             assert_eq!(exit.label(), label, "{exit:?}");
+            // Only an operator's kick leaves the session to this connection to end.
+            assert_eq!(exit.is_operator_kick(), label == "kicked", "{exit:?}");
         }
     }
 }

@@ -21,10 +21,11 @@ mod refuse;
 mod replay;
 mod restore;
 mod setup;
+pub(crate) mod sub_apply;
 mod subscribe;
 mod table_writes;
 mod traced;
-mod unsubscribe;
+pub(crate) mod unsubscribe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -187,6 +188,8 @@ where
                         self.queue_disconnect(ReasonCode::AdministrativeAction);
                         Some(Exit::Banned)
                     }
+                    // DISCONNECT 0x98 is queued below, as for every `Kicked`.
+                    Ok(Control::AdminKick) => Some(Exit::Kicked { reason: ReasonCode::AdministrativeAction, session_ends: true }),
                     Ok(Control::Evict { server_reference }) => {
                         self.queue_disconnect_to(ReasonCode::UseAnotherServer, server_reference);
                         Some(Exit::ServerClose(ReasonCode::UseAnotherServer))
@@ -346,6 +349,13 @@ where
         let drops = s.take_drops();
         mailbox.set_backlog(s.pending_len(), s.pending_bytes());
         drop(inner);
+        let dropped = drops.queue_full + drops.expired + drops.too_large;
+        if dropped > 0 {
+            self.slot
+                .stats
+                .mqueue_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
         self.trace_drops(&drops);
         record_drops(drops);
         self.encode_out();
@@ -418,6 +428,10 @@ where
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.delivered > 0 {
             metrics::counter!(m::MESSAGES_DELIVERED_TOTAL).increment(self.delivered);
+            self.slot
+                .stats
+                .send_msg
+                .fetch_add(self.delivered, Ordering::Relaxed);
             self.delivered = 0;
         }
         if self.wbuf.is_empty() {

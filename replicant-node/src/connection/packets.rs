@@ -71,6 +71,10 @@ where
 
     async fn on_publish(&mut self, mut p: Publish) -> Option<Exit> {
         metrics::counter!(m::MESSAGES_RECEIVED_TOTAL, "qos" => qos_label(p.qos)).increment(1);
+        self.slot
+            .stats
+            .recv_msg
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !p.properties.subscription_identifiers.is_empty() {
             // MQTT-3.3.4-6: only the server puts Subscription Identifiers in a PUBLISH.
             metrics::counter!(m::PROTOCOL_ERRORS_TOTAL, "reason" => "subscription_identifier")

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use meshmq_shared::codec::{ProtocolVersion, QoS};
+use meshmq_shared::codec::{ProtocolVersion, QoS, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Conn, Exit};
@@ -69,6 +69,10 @@ pub(super) fn disconnect_event(exit: Exit) -> Event<'static> {
         Exit::ClientDisconnect(r) => ("client", Some(r.as_u8())),
         Exit::Dropped => ("socket_closed", None),
         Exit::ServerClose(r) => ("server", Some(r.as_u8())),
+        Exit::Kicked {
+            reason: ReasonCode::AdministrativeAction,
+            ..
+        } => ("kicked", Some(0x98)),
         Exit::Kicked { .. } => ("taken_over", Some(0x8E)),
         Exit::Banned => ("banned", Some(0x98)),
         Exit::Shutdown => ("shutdown", Some(0x8B)),

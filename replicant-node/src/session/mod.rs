@@ -204,6 +204,16 @@ impl Session {
         self.inflight.len()
     }
 
+    /// Size of the in-flight window: our cap and the client's Receive Maximum, the lower.
+    pub fn inflight_max(&self) -> usize {
+        usize::from(self.conn.receive_maximum.min(self.limits.max_inflight))
+    }
+
+    /// The node's limits this session runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Number of deliveries waiting for room in the in-flight window.
     pub fn pending_len(&self) -> usize {
         self.pending.len()

@@ -12,7 +12,8 @@
 //! through one replicant reach the other; they survive a full restart), [`lease`] (a silent replicant's rows
 //! are purged), [`routing`] and [`shared`] (messages and shared groups across replicants),
 //! [`authz`] (built-in authorization rules written on one replicant, enforced on another),
-//! [`sys`] (`$SYS` events and stats of one replicant seen on another),
+//! [`api_clients`] and [`api_messages`] (the clients, subscriptions, topics, publish and retained
+//! REST API across replicants), [`sys`] (`$SYS` events and stats of one replicant seen on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
@@ -28,7 +29,9 @@ mod common;
 mod acks;
 mod alarm_hook;
 mod alarms;
+mod api_clients;
 mod api_keys;
+mod api_messages;
 mod authn_api;
 mod authz;
 mod banned;

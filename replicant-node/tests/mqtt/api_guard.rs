@@ -1,7 +1,7 @@
 //! The operator API without `listeners.api_key` (HTTP listener on loopback) refuses what a
 //! browser would send: any request with an `Origin` header, or a `Host` that is a name
 //! other than `localhost` (DNS rebinding), with 403 `FORBIDDEN`, on the authentication,
-//! banned and load-rebalance routes alike, and writes nothing. Scripts (no `Origin`, an IP
+//! banned, load-rebalance, clients, topics, publish and retained routes alike, and writes nothing. Scripts (no `Origin`, an IP
 //! or `localhost` host) still get through; with a key, the key alone decides. JSON-body
 //! routes refuse a body not declared `application/json` (415).
 
@@ -41,6 +41,21 @@ fn routes() -> Vec<(&'static str, String, &'static [u8])> {
         ),
         ("DELETE", "/api/v5/banned".into(), b""),
         ("GET", "/api/v5/load_rebalance/status".into(), b""),
+        ("GET", "/api/v5/clients".into(), b""),
+        ("DELETE", "/api/v5/clients/c".into(), b""),
+        (
+            "POST",
+            "/api/v5/clients/c/subscribe".into(),
+            br#"{"topic":"t"}"#,
+        ),
+        ("GET", "/api/v5/subscriptions".into(), b""),
+        ("GET", "/api/v5/topics".into(), b""),
+        (
+            "POST",
+            "/api/v5/publish".into(),
+            br#"{"topic":"t","payload":"p"}"#,
+        ),
+        ("DELETE", "/api/v5/mqtt/retainer/message/t".into(), b""),
     ]
 }
 
@@ -157,7 +172,7 @@ async fn json_body_routes_need_the_json_content_type() {
             .0,
         201
     );
-    let cases: [(&str, String, &[u8]); 4] = [
+    let cases: [(&str, String, &[u8]); 7] = [
         ("POST", USERS.into(), br#"{"user_id":"v","password":"p"}"#),
         (
             "POST",
@@ -169,6 +184,13 @@ async fn json_body_routes_need_the_json_content_type() {
             "POST",
             "/api/v5/banned".into(),
             br#"{"as":"clientid","who":"c"}"#,
+        ),
+        ("POST", "/api/v5/publish".into(), br#"{"topic":"t"}"#),
+        ("POST", "/api/v5/publish/bulk".into(), br#"[{"topic":"t"}]"#),
+        (
+            "POST",
+            "/api/v5/clients/c/subscribe".into(),
+            br#"{"topic":"t"}"#,
         ),
     ];
     for (method, path, body) in cases {

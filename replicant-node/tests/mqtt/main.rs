@@ -8,7 +8,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod api_clients;
 mod api_guard;
+mod api_messages;
 mod authn;
 mod authn_api;
 mod authn_api_input;

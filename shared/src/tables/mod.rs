@@ -58,6 +58,7 @@ mod source_tests;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use meshmq_proto::tables::{
     Applied, NodeRow, OpResult, RejectReason, Rejected, Snapshot, op_result::Outcome,
@@ -70,6 +71,7 @@ pub use node_counts::Held;
 pub use projected::NotesError;
 pub use retained_walk::{ChunkBudget, RetainedCursor};
 pub use source::{SnapshotSource, Table};
+pub use views::{RetainedView, RoutesView};
 
 /// All cluster tables with their indexes; see the module doc.
 ///
