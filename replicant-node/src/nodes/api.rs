@@ -61,7 +61,7 @@ async fn one(
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
     if node == ctx.node() {
-        return Ok(Json(this_node(&ctx)).into_response());
+        return Ok(Json(this_node(&ctx).await).into_response());
     }
     let row = ctx.tables.core.read(|t| t.node(&node).cloned());
     let Some(row) = row else {

@@ -39,7 +39,8 @@ pub struct NodeInfo {
     /// Live MQTT connections on the node now (replicants that answered).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_connections: Option<u64>,
-    /// Memory of the machine, bytes (replicants that answered, Linux).
+    /// Memory the node may use, bytes: the machine's, or its cgroup's limit when lower
+    /// (replicants that answered, Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_total: Option<u64>,
     /// Resident memory of the node's process, bytes (replicants that answered, Linux).
@@ -82,8 +83,8 @@ pub fn from_row(row: &NodeRow) -> NodeInfo {
     }
 }
 
-/// This node, with its live figures.
-pub fn this_node(ctx: &Ctx) -> NodeInfo {
+/// This node, with its live figures (the `/proc` readings are taken on a blocking thread).
+pub async fn this_node(ctx: &Ctx) -> NodeInfo {
     let row = ctx.tables.core.read(|t| t.node(ctx.node()).cloned());
     let mut info = match &row {
         Some(row) => from_row(row),
@@ -106,34 +107,13 @@ pub fn this_node(ctx: &Ctx) -> NodeInfo {
     info.uptime =
         Some(u64::try_from(ctx.admission.started.elapsed().as_millis()).unwrap_or(u64::MAX));
     info.live_connections = Some(ctx.admission.connections.load(Ordering::Relaxed) as u64);
-    info.memory_total = proc::memory_total();
-    info.memory_used = proc::resident();
-    info.max_fds = proc::max_fds();
+    // The same readings as the memory and descriptor alarms (cgroup-aware).
+    let r = tokio::task::spawn_blocking(crate::alarms::readings::read)
+        .await
+        .unwrap_or_default();
+    info.memory_total = r.mem_total;
+    info.memory_used = r.proc_rss;
+    info.max_fds = r.fds_max;
     info.core_link = Some(ctx.tables.core.link().health());
     info
-}
-
-/// Small `/proc` readings (Linux; `None` elsewhere or when unreadable).
-mod proc {
-    /// `MemTotal` of `/proc/meminfo`, bytes.
-    pub fn memory_total() -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        kib.checked_mul(1024)
-    }
-
-    /// Resident set size of this process (`/proc/self/statm`, pages × 4 KiB).
-    pub fn resident() -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-        pages.checked_mul(4096)
-    }
-
-    /// The soft open-file limit (`/proc/self/limits`).
-    pub fn max_fds() -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-        line.split_whitespace().nth(3)?.parse().ok()
-    }
 }
