@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::common::api_client::Api;
 use crate::common::raw::RawClient;
-use crate::common::unique;
+use crate::common::{unique, wait_until_async};
 use crate::harness::{Cluster, WAIT, fast_timings, serial};
 use meshmq_shared::codec::ProtocolVersion;
 
@@ -21,16 +21,19 @@ fn entry<'a>(list: &'a Value, node: &str) -> &'a Value {
 
 /// Asks r1 for `/api/v5/nodes` until `until` holds of the answer (within [`WAIT`]).
 async fn nodes_until(api: &Api, what: &str, until: impl Fn(&Value) -> bool) -> Value {
-    let end = tokio::time::Instant::now() + WAIT;
-    loop {
+    let last = std::sync::Mutex::new(Value::Null);
+    let (seen, until) = (&last, &until);
+    let held = wait_until_async(WAIT, move || async move {
         let (status, body) = api.get("/api/v5/nodes").await;
         assert_eq!(status, 200, "{body}");
-        if until(&body) {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < end, "{what}: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let ok = until(&body);
+        *seen.lock().expect("last answer") = body;
+        ok
+    })
+    .await;
+    let body = last.into_inner().expect("last answer");
+    assert!(held, "{what}: {body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
