@@ -5,8 +5,8 @@
 //! Outgoing ([`super::Peers::api_call`]): one short-lived connection per call, bounded by
 //! the caller's timeout and by [`MAX_REPLY`]; it never reuses or disturbs the forwarding
 //! links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
-//! [`super::Peers::set_api_handler`] (its API router), at most [`MAX_CONCURRENT`] at once on
-//! this node; a call read within [`READ_TIMEOUT`] or dropped. A malformed or oversized call
+//! [`super::Peers::set_api_handler`] (its API router); at most [`MAX_CONCURRENT`] calls are
+//! read or served at once on this node, each read within [`READ_TIMEOUT`] or dropped. A malformed or oversized call
 //! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. It never
 //! interprets a call (the handler does) and never panics on what a peer sends.
 
@@ -29,7 +29,8 @@ use super::link::Dialer;
 pub const MAX_CALL: usize = 1 << 20;
 /// Largest reply accepted.
 pub const MAX_REPLY: usize = 16 << 20;
-/// Most calls served at once on this node; more wait for a slot within the read timeout.
+/// Most calls read or served at once on this node; more wait for a slot within the read
+/// timeout, then get a 503.
 const MAX_CONCURRENT: usize = 64;
 /// A call must arrive within this long after its stream opened.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,37 +106,22 @@ pub(super) async fn serve(
     mut recv: quinn::RecvStream,
     remote: SocketAddr,
 ) {
-    let read = tokio::time::timeout(
-        READ_TIMEOUT,
-        frame::read_msg::<ApiCall>(&mut recv, MAX_CALL),
-    );
-    let call = match read.await {
-        Ok(Ok(Some(call))) => call,
-        Ok(Ok(None)) => return,
-        Ok(Err(
-            e @ (FrameError::Decode(..) | FrameError::TooLarge { .. } | FrameError::Truncated),
-        )) => return malformed(&mut recv, remote, e.label()),
-        Ok(Err(e)) => {
-            debug!(%remote, error = %e, "API call stream ended");
-            return;
-        }
-        Err(_) => return malformed(&mut recv, remote, "api_call_timeout"),
-    };
-    let reply = match inbound.handler.get().cloned() {
-        None => unavailable("this node's API is not ready"),
-        Some(handler) => {
-            let slot = tokio::time::timeout(READ_TIMEOUT, inbound.slots.clone().acquire_owned());
-            match slot.await {
-                Ok(Ok(_permit)) => {
-                    debug!(from = %call.from, method = %call.method, "API call from a peer");
-                    match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
-                        Ok(reply) => reply,
-                        Err(_) => unavailable("the call timed out on the called node"),
-                    }
-                }
-                _ => unavailable("too many API calls on the called node"),
+    // A slot is taken before the call is read, so that at most MAX_CONCURRENT calls (and
+    // their bodies) are held in memory at once.
+    let slot = tokio::time::timeout(READ_TIMEOUT, inbound.slots.clone().acquire_owned()).await;
+    let reply = match (slot, inbound.handler.get().cloned()) {
+        (Ok(Ok(_permit)), Some(handler)) => {
+            let Some(call) = read_call(&mut recv, remote).await else {
+                return;
+            };
+            debug!(from = ?call.from, method = ?call.method, "API call from a peer");
+            match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
+                Ok(reply) => reply,
+                Err(_) => unavailable("the call timed out on the called node"),
             }
         }
+        (_, None) => unavailable("this node's API is not ready"),
+        _ => unavailable("too many API calls on the called node"),
     };
     if let Err(e) = frame::write_msg(&mut send, &reply).await {
         debug!(%remote, error = %e, "API reply not delivered");
@@ -144,6 +130,28 @@ pub(super) async fn serve(
     let _ = send.finish();
     // Let the reply leave before the stream is dropped (the caller closes the connection).
     let _ = tokio::time::timeout(READ_TIMEOUT, send.stopped()).await;
+}
+
+/// Reads one call within [`READ_TIMEOUT`]; a malformed or late one is counted and dropped.
+async fn read_call(recv: &mut quinn::RecvStream, remote: SocketAddr) -> Option<ApiCall> {
+    let read = tokio::time::timeout(READ_TIMEOUT, frame::read_msg::<ApiCall>(recv, MAX_CALL));
+    match read.await {
+        Ok(Ok(call)) => call,
+        Ok(Err(
+            e @ (FrameError::Decode(..) | FrameError::TooLarge { .. } | FrameError::Truncated),
+        )) => {
+            malformed(recv, remote, e.label());
+            None
+        }
+        Ok(Err(e)) => {
+            debug!(%remote, error = %e, "API call stream ended");
+            None
+        }
+        Err(_) => {
+            malformed(recv, remote, "api_call_timeout");
+            None
+        }
+    }
 }
 
 /// A 503 reply in the API's error shape.
