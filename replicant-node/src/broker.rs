@@ -200,6 +200,7 @@ impl BrokerBuilder {
                 config.node.data_dir.join("trace"),
                 config.trace.clone(),
             ),
+            stats_max: crate::sys::stats::Maxima::default(),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));

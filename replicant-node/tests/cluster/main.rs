@@ -54,6 +54,7 @@ mod replication;
 mod routing;
 mod settings;
 mod shared;
+mod stats_api;
 mod sys;
 mod takeover;
 mod trace;
