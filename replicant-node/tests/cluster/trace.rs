@@ -292,6 +292,7 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
     let ctl = |command| Ctl {
         api: r1.http_addr().expect("http"),
         api_key: Some(KEY.into()),
+        api_key_file: None,
         command: CtlCommand::Trace(command),
     };
     let listed = replicant_node::ctl::run(ctl(Trace::List))
