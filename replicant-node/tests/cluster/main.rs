@@ -37,6 +37,7 @@ mod authz;
 mod banned;
 mod catchup;
 mod configs;
+mod ctl;
 mod entry_bytes;
 mod evacuation;
 mod evacuation_restart;
