@@ -218,7 +218,12 @@ mod tests {
         assert!(parse(&["config", "set", "mqtt.max_inflight", "64"]).is_ok());
         assert!(parse(&["stats", "--aggregate"]).is_ok());
         let both = ["--api-key", "k:s", "--api-key-file", "/f", "stats"];
-        assert!(parse(&both).is_err(), "one key source");
+        let c = parse(&both).unwrap();
+        assert_eq!(
+            c.api_key_file,
+            Some(PathBuf::from("/f")),
+            "the file wins in ctl::run"
+        );
     }
 
     #[test]

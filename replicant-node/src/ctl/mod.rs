@@ -67,8 +67,9 @@ pub struct Ctl {
     )]
     pub api_key: Option<String>,
     /// A file whose first line is the API key (`key:secret`), such as the standalone
-    /// node's `<data_dir>/default_api_key.conf`.
-    #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
+    /// node's `<data_dir>/default_api_key.conf`; it wins over `--api-key` and the
+    /// environment.
+    #[arg(long, value_name = "FILE")]
     pub api_key_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]

@@ -21,6 +21,7 @@ const KEY: &str = "ctl-test-key-0123456789";
 enum Key<'a> {
     Flag(&'a str),
     Env(&'a str),
+    File(&'a std::path::Path),
 }
 
 /// Runs `replicant-node ctl --api API ARGS...` to completion: (success, stdout, stderr).
@@ -34,6 +35,9 @@ async fn ctl(api: SocketAddr, key: Key<'_>, args: &[&str]) -> (bool, String, Str
         }
         Key::Env(k) => {
             cmd.env("MESHMQ_CTL_API_KEY", k);
+        }
+        Key::File(f) => {
+            cmd.arg("--api-key-file").arg(f);
         }
     }
     cmd.args(args);
@@ -156,7 +160,13 @@ async fn ctl_drives_clients_publish_config_bans_and_stats() {
         counted,
         "ctl stats counts r1's one connection and subscription"
     );
-    let (_, metrics) = ok(api, &["metrics", "--aggregate"]).await;
+    // The key from a file (first line), as the standalone node writes it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("key.conf");
+    std::fs::write(&file, format!("{KEY}\n")).expect("key file");
+    let (success, out, err) = ctl(api, Key::File(&file), &["metrics", "--aggregate"]).await;
+    assert!(success, "{out} {err}");
+    let metrics: Value = serde_json::from_str(out.trim()).expect("JSON");
     assert!(metrics["messages.received"].is_u64(), "{metrics}");
 
     // A wrong key: non-zero exit, the server's message, no key printed.
