@@ -4,6 +4,8 @@
 //! bad value are refused with 400 and change nothing; the API key is required; secrets are
 //! redacted; deleting an override brings the node's own value back.
 
+use meshmq_proto::tables::op_result::Outcome;
+use meshmq_proto::tables::{SettingDelete, SettingRow, SettingSet, op};
 use meshmq_shared::codec::{ConnAck, ProtocolVersion, ReasonCode};
 use replicant_node::broker::BrokerHandle;
 use serde_json::{Value, json};
@@ -185,6 +187,75 @@ async fn a_change_through_r1_applies_on_r2_and_survives_its_restart() {
     )
     .await;
     assert_eq!(status, 404);
+    for r in [r1, r2] {
+        r.shutdown().await;
+    }
+    cluster.stop().await;
+}
+
+fn max_inflight(r: &BrokerHandle) -> u32 {
+    u32::from(r.ctx().runtime.current().config.mqtt.max_inflight)
+}
+
+/// A key deleted and set again starts over at row version 1: every node must apply the new
+/// value though (key, version) is what it saw before. The API sequence (PUT a, DELETE, PUT b)
+/// first; then the delete and the new value in one table entry, so that no node can see the
+/// state in between (what a node that fell behind sees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_deleted_and_set_again_applies_its_new_value_everywhere() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let key = |c: &mut meshmq_shared::config::Config| c.listeners.api_key = Some(KEY.into());
+    let r1 = cluster.start_replicant_with("r1", key).await;
+    let r2 = cluster.start_replicant_with("r2", key).await;
+    let path = "/api/v5/configs/mqtt";
+    let (status, answer) = call(&r1, "PUT", path, &json!({ "max_inflight": 5 })).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(wait_until(WAIT, || max_inflight(&r2) == 5).await, "r2: a");
+    let (status, _) = call(
+        &r1,
+        "DELETE",
+        "/api/v5/configs/mqtt/max_inflight",
+        &Value::Null,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, answer) = call(&r1, "PUT", path, &json!({ "max_inflight": 9 })).await;
+    assert_eq!(status, 200, "{answer}");
+    for r in [&r1, &r2] {
+        assert!(wait_until(WAIT, || max_inflight(r) == 9).await, "b");
+    }
+
+    // Delete and set in one entry: the row is back at version 1 with another value.
+    let row = SettingRow {
+        ns: "config".into(),
+        key: "mqtt.max_inflight".into(),
+        value: b"11".to_vec().into(),
+        version: 0,
+    };
+    let ops = vec![
+        replicant_node::cluster::op(op::Kind::SettingDelete(SettingDelete {
+            ns: row.ns.clone(),
+            key: row.key.clone(),
+            expect_version: Some(1),
+        })),
+        replicant_node::cluster::op(op::Kind::SettingSet(SettingSet {
+            row: Some(row),
+            expect_version: Some(0),
+        })),
+    ];
+    let outcomes = replicant_node::cluster::try_transact(&r1.ctx().tables, ops)
+        .await
+        .expect("committed");
+    for outcome in outcomes {
+        assert!(matches!(outcome, Outcome::Ok(_)), "{outcome:?}");
+    }
+    for (name, r) in [("r1", &r1), ("r2", &r2)] {
+        assert!(
+            wait_until(WAIT, || max_inflight(r) == 11).await,
+            "{name} applies the value written again at version 1"
+        );
+    }
     for r in [r1, r2] {
         r.shutdown().await;
     }
