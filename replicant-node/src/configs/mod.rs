@@ -9,19 +9,24 @@
 //! before it accepts clients (its replica is ready when the context is built).
 //!
 //! Owns [`Runtime`] (read once per CONNECT, SUBSCRIBE or disconnect, never per message) and
-//! the rebuild. It never writes the table itself (the API does) and never logs a value.
+//! the rebuild, which also puts a changed `log.level` / `log.directives` in force in the
+//! node's logger (at start too, when the table holds them). The alarm checker reads its
+//! thresholds from the effective configuration at each check. It never writes the table
+//! itself (the API does) and never logs a value.
 
 pub mod api;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use core_node::logging::{self, LogError};
 use meshmq_proto::tables::SettingRow;
-use meshmq_shared::config::Config;
 use meshmq_shared::config::runtime::apply_overrides;
+use meshmq_shared::config::{Config, LogConfig};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 use crate::ctx::Ctx;
 use crate::mailbox::QueueLimits;
@@ -60,6 +65,9 @@ pub struct Runtime {
     base: Config,
     current: RwLock<Arc<Live>>,
     refreshing: Mutex<()>,
+    /// Bumped after every swap of `current`, for tasks that wait on a key (the alarm
+    /// checker's interval).
+    swapped: watch::Sender<u64>,
 }
 
 impl Runtime {
@@ -68,6 +76,7 @@ impl Runtime {
         Runtime {
             current: RwLock::new(Arc::new(Live::new(base.clone(), Vec::new()))),
             refreshing: Mutex::new(()),
+            swapped: watch::Sender::new(0),
             base,
         }
     }
@@ -75,6 +84,11 @@ impl Runtime {
     /// The effective configuration now.
     pub fn current(&self) -> Arc<Live> {
         self.current.read().clone()
+    }
+
+    /// Told (a new value) every time the effective configuration is rebuilt.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.swapped.subscribe()
     }
 
     /// The configuration from file, environment and flags, without overrides.
@@ -164,8 +178,27 @@ pub fn refresh(ctx: &Ctx) -> bool {
     };
     let changed: Vec<&str> = changed_keys(&current.overrides, &seen);
     info!(keys = ?changed, node = %ctx.node(), "run-time configuration applied");
+    if config.log != current.config.log {
+        apply_log_filter(&config.log);
+    }
     *runtime.current.write() = Arc::new(Live::new(config, seen));
+    runtime.swapped.send_modify(|n| *n = n.wrapping_add(1));
     true
+}
+
+/// Puts `log`'s level and directives in force in this process's logger (they changed in
+/// the effective configuration). This replaces a node-local change made through
+/// `PUT /api/v5/log/level` since. A process that runs the broker without the node's logger
+/// (an embedding program, the tests) has nothing to change.
+fn apply_log_filter(log: &LogConfig) {
+    match logging::set_log_filter(&log.level, &log.directives) {
+        Ok(()) => {}
+        Err(LogError::NotInstalled) => {
+            debug!("log filter changed in the configuration; no logger of ours to apply it to");
+        }
+        // The value passed validate_live, which parses it as the logger does.
+        Err(e) => warn!(error = %e, "run-time log filter not applied"),
+    }
 }
 
 /// The overrides applied one at a time, each kept only if the result still checks.
