@@ -2,7 +2,10 @@
 //! (its effective config shows it, a new client there gets the new CONNACK limits) and kept
 //! across r2's restart (applied before its first client); a key that needs a restart and a
 //! bad value are refused with 400 and change nothing; the API key is required; secrets are
-//! redacted; deleting an override brings the node's own value back.
+//! redacted; deleting an override brings the node's own value back; a key deleted and set
+//! again (its row back at version 1) is applied with its new value; alarm thresholds and
+//! interval changed through r1 raise and clear an alarm on r2, and the log keys reach r2,
+//! both kept across its restart (the logger itself: tests/logging.rs, on the real binary).
 
 use meshmq_proto::tables::op_result::Outcome;
 use meshmq_proto::tables::{SettingDelete, SettingRow, SettingSet, op};
