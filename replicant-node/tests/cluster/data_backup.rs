@@ -3,7 +3,8 @@
 //! message (QoS 1 with properties) and a run-time config override through its API; its
 //! export is imported into a fresh cluster B through b1, and b2 then authenticates the
 //! user over MQTT, enforces the rule, refuses the banned client, delivers the retained
-//! message with its payload and properties, and shows the override in `GET /api/v5/configs`.
+//! message with its payload and properties, accepts A's API key and shows the override in
+//! `GET /api/v5/configs`.
 //! Also: the key is required, a bad document (not JSON, another version, one bad row) is
 //! refused with 400 and writes nothing, and the import answers its counts.
 
@@ -48,8 +49,9 @@ async fn connect(r: &BrokerHandle, id: &str, user: &str, pw: &str) -> (RawClient
     (client, ack.code)
 }
 
-/// Cluster A's data, written through its API and an MQTT client.
-async fn fill(a1: &BrokerHandle) {
+/// Cluster A's data, written through its API and an MQTT client; the API key made there
+/// (`id:secret`).
+async fn fill(a1: &BrokerHandle) -> String {
     let user = json!({ "user_id": "alice", "password": "alice-pw" });
     let (status, v) = api(a1).json("POST", USERS, &user).await;
     assert_eq!(status, 201, "{v}");
@@ -72,13 +74,22 @@ async fn fill(a1: &BrokerHandle) {
         ..Properties::default()
     };
     assert_eq!(publisher.publish_full(p).await, ReasonCode::Success);
+    let (status, made) = api(a1)
+        .json("POST", "/api/v5/api_key", &json!({ "name": "ops" }))
+        .await;
+    assert_eq!(status, 200, "{made}");
+    format!(
+        "{}:{}",
+        made["api_key"].as_str().unwrap_or_default(),
+        made["api_secret"].as_str().unwrap_or_default()
+    )
 }
 
-/// Cluster A: the data, then its export.
-async fn export_from_a() -> Value {
+/// Cluster A: the data, then its export and A's API key.
+async fn export_from_a() -> (Value, String) {
     let cluster = Cluster::start(3, fast_timings()).await;
     let a1 = cluster.start_replicant_with("a1", config).await;
-    fill(&a1).await;
+    let key = fill(&a1).await;
     let (status, _) = Api::new(a1.http_addr().expect("http")).get(EXPORT).await;
     assert_eq!(status, 401, "the key is required");
     let (status, doc) = api(&a1).get(EXPORT).await;
@@ -90,8 +101,11 @@ async fn export_from_a() -> Value {
     assert_eq!(doc["retained"].as_array().map(Vec::len), Some(1), "{doc}");
     assert_eq!(doc["settings"]["config"]["mqtt.receive_maximum"], 7);
     assert!(doc.get("trace").is_none() && doc["settings"].get("trace").is_none());
+    assert_eq!(doc["settings"]["api_key"]["ops"]["enable"], true, "{doc}");
+    let secret = key.split(':').nth(1).unwrap_or("?");
+    assert!(!doc.to_string().contains(secret), "no secret in the export");
     cluster.stop().await;
-    doc
+    (doc, key)
 }
 
 async fn import(r: &BrokerHandle, body: &[u8]) -> (u16, Value) {
@@ -132,7 +146,7 @@ async fn refusals(b1: &BrokerHandle, doc: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_of_one_cluster_imported_into_a_fresh_one_holds_everywhere() {
     let _serial = serial().await;
-    let doc = export_from_a().await;
+    let (doc, a_key) = export_from_a().await;
 
     let cluster = Cluster::start(1, fast_timings()).await;
     let b1 = cluster.start_replicant_with("b1", config).await;
@@ -146,7 +160,7 @@ async fn an_export_of_one_cluster_imported_into_a_fresh_one_holds_everywhere() {
         ("authz_rules", 1),
         ("banned", 1),
         ("retained", 1),
-        ("settings", 1),
+        ("settings", 2),
     ] {
         assert_eq!(counts[table], n, "{table}: {counts}");
     }
@@ -191,7 +205,8 @@ async fn an_export_of_one_cluster_imported_into_a_fresh_one_holds_everywhere() {
     })
     .await;
     assert!(applied, "b2 applies the imported override");
-    let (status, configs) = api(&b2).get("/api/v5/configs").await;
+    let with_a_key = Api::new(b2.http_addr().expect("http")).with_key(Some(&a_key));
+    let (status, configs) = with_a_key.get("/api/v5/configs").await;
     assert_eq!((status, configs["mqtt"]["receive_maximum"].clone()), (200, json!(7)));
 
     // Importing again is an upsert: same counts, nothing doubled.
