@@ -6,13 +6,16 @@
 //! message with its payload and properties, accepts A's API key and shows the override in
 //! `GET /api/v5/configs`.
 //! Also: the key is required, a bad document (not JSON, another version, one bad row) is
-//! refused with 400 and writes nothing, and the import answers its counts.
+//! refused with 400 and writes nothing, and the import answers its counts. A large export
+//! (more rows than a page, more bytes than a chunk) streams every row once; an import is an
+//! upsert (rows the file lacks stay) and leaves out expired messages.
 
 use meshmq_shared::codec::ProtocolVersion::V5;
 use meshmq_shared::codec::{Properties, QoS, ReasonCode};
 use meshmq_shared::config::{
     AuthenticatorConfig, AuthzSourceConfig, BuiltInDatabaseConfig, Config,
 };
+use meshmq_proto::tables::op;
 use meshmq_shared::tables::BannedAs;
 use replicant_node::BrokerHandle;
 use serde_json::{Value, json};
@@ -20,7 +23,7 @@ use serde_json::{Value, json};
 use crate::common::api_client::Api;
 use crate::common::raw::{RawClient, connect_packet, publish_packet};
 use crate::common::{unique, wait_until};
-use crate::harness::{Cluster, WAIT, fast_timings, serial};
+use crate::harness::{Cluster, WAIT, assert_applied, fast_timings, retained_op, serial};
 
 const KEY: &str = "data-backup-test-key";
 const USERS: &str = "/api/v5/authentication/password_based:built_in_database/users";
@@ -213,5 +216,64 @@ async fn an_export_of_one_cluster_imported_into_a_fresh_one_holds_everywhere() {
     let (status, again) = import(&b2, doc.to_string().as_bytes()).await;
     assert_eq!((status, again["auth_users"].clone()), (200, json!(1)), "{again}");
     assert_eq!(b2.core().read(|t| t.banned_count()), 1);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_export_streams_every_row_once_and_an_import_is_an_upsert() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(1, fast_timings()).await;
+    let r1 = cluster.start_replicant_with("r1", config).await;
+    let r2 = cluster.start_replicant_with("r2", config).await;
+    // More rows than a page and more bytes than a chunk; an expired one and a `$SYS` one.
+    const N: usize = 1300;
+    let big = "x".repeat(2048);
+    let mut ops: Vec<_> = (0..N)
+        .map(|i| retained_op(&format!("bulk/{i:05}"), &big))
+        .collect();
+    let mut expired = retained_op("gone/x", "old");
+    if let Some(op::Kind::RetainedSet(s)) = &mut expired.kind {
+        s.message.as_mut().expect("message").expires_at_ms = Some(1);
+    }
+    ops.push(expired);
+    ops.push(retained_op("$SYS/brokers/r1/x", "sys"));
+    for chunk in ops.chunks(200) {
+        let committed = r1.core().transact(chunk.to_vec()).await.expect("transact");
+        assert_applied(&committed.results);
+    }
+    let (status, body) = api(&r1).raw("GET", EXPORT, None, b"").await;
+    assert_eq!(status, 200);
+    assert!(body.len() > N * 2048 * 4 / 3, "{} bytes", body.len());
+    let doc: Value = serde_json::from_slice(&body).expect("the streamed document parses");
+    let topics: Vec<&str> = doc["retained"]
+        .as_array()
+        .expect("retained")
+        .iter()
+        .filter_map(|m| m["topic"].as_str())
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| format!("bulk/{i:05}")).collect();
+    assert_eq!(topics, want, "every message once, in topic order, none expired or $SYS");
+
+    // Upsert: a message written after the export stays; an expired one in the file is
+    // left out and counted.
+    let committed = r1
+        .core()
+        .transact(vec![retained_op("extra/x", "kept")])
+        .await
+        .expect("transact");
+    assert_applied(&committed.results);
+    let mut doc = doc;
+    if let Some(list) = doc["retained"].as_array_mut() {
+        list.push(json!({ "topic": "late/x", "payload": "eA==", "qos": 0,
+                          "published_at_ms": 1, "expires_at_ms": 2 }));
+    }
+    let (status, counts) = import(&r2, doc.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(counts["retained"], N, "{counts}");
+    assert_eq!(counts["skipped"]["retained"], 1, "{counts}");
+    let kept = r2.core().read(|t| {
+        t.retained("extra/x").is_some() && t.retained("late/x").is_none()
+    });
+    assert!(kept, "rows the file lacks stay; expired ones are not written");
     cluster.stop().await;
 }
