@@ -309,10 +309,15 @@ async fn run_data(to: (SocketAddr, Option<&str>), d: Data) -> anyhow::Result<Str
             let Some(file) = file else { return Ok(body) };
             std::fs::write(&file, body.as_bytes())
                 .with_context(|| format!("writing {}", file.display()))?;
-            Ok(format!("exported {} bytes to {}", body.len(), file.display()))
+            Ok(format!(
+                "exported {} bytes to {}",
+                body.len(),
+                file.display()
+            ))
         }
         Data::Import { file } => {
-            let doc = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let doc =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let path = "/api/v5/data/import";
             expect_ok(call_within(to, "POST", path, doc, DATA_TIMEOUT).await?)
         }

@@ -81,7 +81,10 @@ async fn import(State(ctx): State<Arc<Ctx>>, request: Request) -> Result<Respons
     authorize(&ctx, request.headers())?;
     require_json(request.headers()).inspect_err(|_| counted("import", "bad_request"))?;
     let result = run(&ctx, request).await;
-    counted("import", result.as_ref().map_or_else(DataError::label, |_| "ok"));
+    counted(
+        "import",
+        result.as_ref().map_or_else(DataError::label, |_| "ok"),
+    );
     Ok(Json(result?).into_response())
 }
 

@@ -129,7 +129,9 @@ pub async fn run(ctx: &Arc<Ctx>, plan: Plan) -> Result<Report, DataError> {
     let mut report = Report::default();
     for (t, name) in TABLES.iter().enumerate() {
         if plan.skipped[t] > 0 {
-            report.skipped.insert((*name).into(), plan.skipped[t].into());
+            report
+                .skipped
+                .insert((*name).into(), plan.skipped[t].into());
         }
     }
     let has_config = plan.has_config;

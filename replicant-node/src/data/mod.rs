@@ -27,7 +27,13 @@ pub const FORMAT_VERSION: u64 = 1;
 pub const MAX_IMPORT_BYTES: usize = 512 * 1024 * 1024;
 /// The tables of a document, in the order they are exported and written; the labels of
 /// `meshmq_data_import_rows_total{table}` and the keys of the import's counts.
-pub const TABLES: [&str; 5] = ["auth_users", "authz_rules", "banned", "retained", "settings"];
+pub const TABLES: [&str; 5] = [
+    "auth_users",
+    "authz_rules",
+    "banned",
+    "retained",
+    "settings",
+];
 /// `settings` namespaces that are neither exported nor imported: their rows name files on
 /// the node that wrote them.
 pub const LOCAL_NAMESPACES: &[&str] = &[crate::trace::defs::NS];

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use core_node::api::{MAX_ENTRY_BYTES, op_bytes};
 use meshmq_proto::tables::{
-    AuthUserSet, AuthzRulesSet, BannedDelete, BannedAdd, Op, RetainedSet, SettingRow, SettingSet,
+    AuthUserSet, AuthzRulesSet, BannedAdd, BannedDelete, Op, RetainedSet, SettingRow, SettingSet,
     op,
 };
 use meshmq_shared::config::runtime::{apply_overrides, is_runtime_key};
@@ -104,7 +104,11 @@ pub fn build(ctx: &Ctx, body: &[u8]) -> Result<Plan, DataError> {
         None => return Err(DataError::Field("`version` is missing".into())),
     }
     let doc: Document = crate::http::api::parse_json(body).map_err(|e| {
-        DataError::Field(e.message.trim_start_matches("invalid request body: ").into())
+        DataError::Field(
+            e.message
+                .trim_start_matches("invalid request body: ")
+                .into(),
+        )
     })?;
     let mut planner = Planner::new(ctx);
     planner.users(doc.auth_users)?;
@@ -228,8 +232,7 @@ impl<'a> Planner<'a> {
             if !seen.insert(m.topic.clone()) {
                 return Err(row_error(3, i, "the topic appears twice"));
             }
-            if m.topic.starts_with("$SYS/") || m.expires_at_ms.is_some_and(|e| e <= self.now_ms)
-            {
+            if m.topic.starts_with("$SYS/") || m.expires_at_ms.is_some_and(|e| e <= self.now_ms) {
                 self.plan.skipped[3] += 1;
                 continue;
             }
@@ -325,8 +328,7 @@ impl<'a> Planner<'a> {
             if LOCAL_NAMESPACES.contains(&row.ns.as_str()) {
                 return Err(DataError::Row {
                     at,
-                    message: "this namespace is tied to a node's files and is not imported"
-                        .into(),
+                    message: "this namespace is tied to a node's files and is not imported".into(),
                 });
             }
             let set = op::Kind::SettingSet(SettingSet {

@@ -10,12 +10,12 @@
 //! (more rows than a page, more bytes than a chunk) streams every row once; an import is an
 //! upsert (rows the file lacks stay) and leaves out expired messages.
 
+use meshmq_proto::tables::op;
 use meshmq_shared::codec::ProtocolVersion::V5;
 use meshmq_shared::codec::{Properties, QoS, ReasonCode};
 use meshmq_shared::config::{
     AuthenticatorConfig, AuthzSourceConfig, BuiltInDatabaseConfig, Config,
 };
-use meshmq_proto::tables::op;
 use meshmq_shared::tables::BannedAs;
 use replicant_node::BrokerHandle;
 use serde_json::{Value, json};
@@ -100,7 +100,10 @@ async fn export_from_a() -> (Value, String) {
     assert_eq!(doc["version"], 1);
     assert_eq!(doc["node"], "a1");
     assert_eq!(doc["auth_users"][0]["user_id"], "alice");
-    assert!(doc["auth_users"][0]["password"]["hash"].is_string(), "{doc}");
+    assert!(
+        doc["auth_users"][0]["password"]["hash"].is_string(),
+        "{doc}"
+    );
     assert_eq!(doc["retained"].as_array().map(Vec::len), Some(1), "{doc}");
     assert_eq!(doc["settings"]["config"]["mqtt.receive_maximum"], 7);
     assert!(doc.get("trace").is_none() && doc["settings"].get("trace").is_none());
@@ -124,13 +127,20 @@ async fn refusals(b1: &BrokerHandle, doc: &Value) {
         .await;
     assert_eq!(status, 401, "the key is required");
     let (status, v) = import(b1, b"{\"version\":1,").await;
-    assert_eq!((status, v["code"].as_str()), (400, Some("BAD_REQUEST")), "{v}");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("BAD_REQUEST")),
+        "{v}"
+    );
     let mut other = doc.clone();
     other["version"] = json!(2);
     other["from_the_future"] = json!(true);
     let (status, v) = import(b1, other.to_string().as_bytes()).await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["message"].as_str().is_some_and(|m| m.contains("version")), "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("version")),
+        "{v}"
+    );
     let mut bad = doc.clone();
     bad["retained"][0]["qos"] = json!(7);
     let (status, v) = import(b1, bad.to_string().as_bytes()).await;
@@ -138,7 +148,9 @@ async fn refusals(b1: &BrokerHandle, doc: &Value) {
     let message = v["message"].as_str().unwrap_or_default();
     assert!(message.contains("retained[0]"), "names the row: {message}");
     assert!(!message.contains("alice-pw"), "{message}");
-    let (status, v) = api(b1).call("POST", IMPORT, Some("text/plain"), b"{}").await;
+    let (status, v) = api(b1)
+        .call("POST", IMPORT, Some("text/plain"), b"{}")
+        .await;
     assert_eq!(status, 415, "{v}");
     let empty = b1.core().read(|t| {
         t.auth_user_count() == 0 && t.banned_count() == 0 && t.retained("keep/t").is_none()
@@ -183,8 +195,14 @@ async fn an_export_of_one_cluster_imported_into_a_fresh_one_holds_everywhere() {
     assert_eq!(code, ReasonCode::Success, "the user authenticates on b2");
     let (_, code) = connect(&b2, &unique("alice"), "alice", "wrong").await;
     assert_ne!(code, ReasonCode::Success, "a wrong password is refused");
-    let denied = alice.publish("secret/x", "p", QoS::AtLeastOnce, false).await;
-    assert_eq!(denied, ReasonCode::NotAuthorized, "the authz rule holds on b2");
+    let denied = alice
+        .publish("secret/x", "p", QoS::AtLeastOnce, false)
+        .await;
+    assert_eq!(
+        denied,
+        ReasonCode::NotAuthorized,
+        "the authz rule holds on b2"
+    );
     // The ban.
     let (_, code) = connect(&b2, "banned-client", "alice", "alice-pw").await;
     assert_eq!(code, ReasonCode::Banned, "the banned client id is refused");
@@ -210,11 +228,18 @@ async fn an_export_of_one_cluster_imported_into_a_fresh_one_holds_everywhere() {
     assert!(applied, "b2 applies the imported override");
     let with_a_key = Api::new(b2.http_addr().expect("http")).with_key(Some(&a_key));
     let (status, configs) = with_a_key.get("/api/v5/configs").await;
-    assert_eq!((status, configs["mqtt"]["receive_maximum"].clone()), (200, json!(7)));
+    assert_eq!(
+        (status, configs["mqtt"]["receive_maximum"].clone()),
+        (200, json!(7))
+    );
 
     // Importing again is an upsert: same counts, nothing doubled.
     let (status, again) = import(&b2, doc.to_string().as_bytes()).await;
-    assert_eq!((status, again["auth_users"].clone()), (200, json!(1)), "{again}");
+    assert_eq!(
+        (status, again["auth_users"].clone()),
+        (200, json!(1)),
+        "{again}"
+    );
     assert_eq!(b2.core().read(|t| t.banned_count()), 1);
     cluster.stop().await;
 }
@@ -252,7 +277,10 @@ async fn a_large_export_streams_every_row_once_and_an_import_is_an_upsert() {
         .filter_map(|m| m["topic"].as_str())
         .collect();
     let want: Vec<String> = (0..N).map(|i| format!("bulk/{i:05}")).collect();
-    assert_eq!(topics, want, "every message once, in topic order, none expired or $SYS");
+    assert_eq!(
+        topics, want,
+        "every message once, in topic order, none expired or $SYS"
+    );
 
     // Upsert: a message written after the export stays; an expired one in the file is
     // left out and counted.
@@ -271,9 +299,12 @@ async fn a_large_export_streams_every_row_once_and_an_import_is_an_upsert() {
     assert_eq!(status, 200, "{counts}");
     assert_eq!(counts["retained"], N, "{counts}");
     assert_eq!(counts["skipped"]["retained"], 1, "{counts}");
-    let kept = r2.core().read(|t| {
-        t.retained("extra/x").is_some() && t.retained("late/x").is_none()
-    });
-    assert!(kept, "rows the file lacks stay; expired ones are not written");
+    let kept = r2
+        .core()
+        .read(|t| t.retained("extra/x").is_some() && t.retained("late/x").is_none());
+    assert!(
+        kept,
+        "rows the file lacks stay; expired ones are not written"
+    );
     cluster.stop().await;
 }

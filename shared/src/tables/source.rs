@@ -174,7 +174,11 @@ impl SnapshotSource {
 impl SnapshotSource {
     /// Up to `limit` users with ids after `after` (from the first when `None`), in id order.
     pub fn auth_users_page(&self, after: Option<&str>, limit: usize) -> Vec<AuthUser> {
-        self.auth_users.page(after, limit).into_iter().cloned().collect()
+        self.auth_users
+            .page(after, limit)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     /// Up to `limit` rule lists after `after` (kind as its number, key), in (kind, key) order.
