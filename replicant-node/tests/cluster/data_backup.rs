@@ -8,7 +8,8 @@
 //! Also: the key is required, a bad document (not JSON, another version, one bad row) is
 //! refused with 400 and writes nothing, and the import answers its counts. A large export
 //! (more rows than a page, more bytes than a chunk) streams every row once; an import is an
-//! upsert (rows the file lacks stay) and leaves out expired messages.
+//! upsert (rows the file lacks stay) and leaves out expired messages; `ctl data export`
+//! and `ctl data import` do the same.
 
 use meshmq_proto::tables::op;
 use meshmq_shared::codec::ProtocolVersion::V5;
@@ -18,6 +19,7 @@ use meshmq_shared::config::{
 };
 use meshmq_shared::tables::BannedAs;
 use replicant_node::BrokerHandle;
+use replicant_node::ctl::{Ctl, CtlCommand, Data};
 use serde_json::{Value, json};
 
 use crate::common::api_client::Api;
@@ -306,5 +308,28 @@ async fn a_large_export_streams_every_row_once_and_an_import_is_an_upsert() {
         kept,
         "rows the file lacks stay; expired ones are not written"
     );
+
+    // The same through `ctl data export --file F` and `ctl data import F`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backup.json");
+    let ctl = |command| Ctl {
+        api: r2.http_addr().expect("http"),
+        api_key: Some(KEY.into()),
+        command: CtlCommand::Data(command),
+    };
+    let said = replicant_node::ctl::run(ctl(Data::Export {
+        file: Some(file.clone()),
+    }))
+    .await
+    .expect("ctl data export");
+    assert!(said.contains("backup.json"), "{said}");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("a document");
+    assert_eq!(saved["retained"].as_array().map(Vec::len), Some(N + 1));
+    let answer = replicant_node::ctl::run(ctl(Data::Import { file }))
+        .await
+        .expect("ctl data import");
+    let counts: Value = serde_json::from_str(&answer).expect("counts");
+    assert_eq!(counts["retained"], N + 1, "{counts}");
     cluster.stop().await;
 }
