@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-use super::{Credentials, Decision, Failure, acl, template};
+use super::{Credentials, Decision, Failure, UserName, acl, template};
 
 /// Largest answer read from the service.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -139,6 +139,7 @@ impl HttpAuth {
                 superuser: false,
                 acl: None,
                 expires: None,
+                username: UserName::AsSent,
             }); // 204
         };
         match answer.result.as_str() {
@@ -157,6 +158,7 @@ impl HttpAuth {
                     superuser: super::jwt::is_superuser(answer.is_superuser.as_ref()),
                     acl,
                     expires: None,
+                    username: UserName::AsSent,
                 })
             }
             "deny" => Ok(Decision::Deny),
@@ -262,7 +264,8 @@ mod tests {
             Some(Decision::Allow {
                 superuser: false,
                 acl: None,
-                expires: None
+                expires: None,
+                username: UserName::AsSent,
             })
         );
     }

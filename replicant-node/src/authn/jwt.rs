@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::pool::HashPool;
-use super::{Credentials, Decision, Failure, acl, template};
+use super::{Credentials, Decision, Failure, UserName, acl, template};
 
 /// Largest JWKS answer read.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -108,6 +108,11 @@ impl JwtAuth {
             disconnect_after_expire: c.disconnect_after_expire,
             _refresh: refresh,
         })
+    }
+
+    /// Whether the token is read from the User Name field (`from = "username"`).
+    pub(super) fn reads_username(&self) -> bool {
+        matches!(self.from, JwtFrom::Username)
     }
 
     pub(super) async fn check(
@@ -208,12 +213,31 @@ impl JwtAuth {
                 let at = exp.saturating_add(self.leeway);
                 std::time::UNIX_EPOCH + Duration::from_secs(at.min(u64::from(u32::MAX) * 4))
             });
+        // A token read from the User Name must not stay the client's name: it would be
+        // shown in $SYS events, the clients API and traces, and anyone who reads it can
+        // connect as this client until it expires.
+        let username = match self.from {
+            JwtFrom::Password => UserName::AsSent,
+            JwtFrom::Username => UserName::Replaced(claimed_name(&claims)),
+        };
         Ok(Decision::Allow {
             superuser: is_superuser(claims.get("is_superuser")),
             acl,
             expires,
+            username,
         })
     }
+}
+
+/// The user name a token read from the User Name field stands for: its `username` claim,
+/// else its `sub`, if that is a string an MQTT User Name could be (at most 65 535 bytes,
+/// no U+0000); otherwise none.
+fn claimed_name(claims: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    ["username", "sub"]
+        .iter()
+        .find_map(|c| claims.get(*c).and_then(|v| v.as_str()))
+        .filter(|s| !s.is_empty() && s.len() <= usize::from(u16::MAX) && !s.contains('\0'))
+        .map(str::to_owned)
 }
 
 /// EMQX's reading of `is_superuser`: `true`, `"true"` or `1`.
@@ -392,6 +416,7 @@ mod tests {
             superuser,
             acl,
             expires,
+            username,
         }) = a.check(&pool, creds(&t)).await
         else {
             panic!("allowed")
@@ -411,7 +436,8 @@ mod tests {
             Decision::Allow {
                 superuser: false,
                 acl: None,
-                expires: None
+                expires: None,
+                username: UserName::AsSent,
             },
             "no exp: no expiry"
         );
