@@ -129,7 +129,10 @@ fn reading_sys_needs_loopback_a_superuser_or_an_allow_rule() {
     let d = |c: &AuthzClient, f: &str| a.decide(&t, c, &subscribe(f)).0;
     let nobody = remote("u1", false);
     assert_eq!(d(&nobody, "$SYS/#"), Err(Denied::SysTopic));
-    assert_eq!(d(&nobody, "$SYS/brokers/+/clients/+/connected"), Err(Denied::SysTopic));
+    assert_eq!(
+        d(&nobody, "$SYS/brokers/+/clients/+/connected"),
+        Err(Denied::SysTopic)
+    );
     assert_eq!(d(&nobody, "$SYS"), Err(Denied::SysTopic));
     assert_eq!(d(&nobody, "a/#"), Ok(()), "other filters: no_match allows");
     assert_eq!(d(&remote("ops", false), "$SYS/#"), Ok(()), "an allow rule");

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use core_node::api::{MAX_ENTRY_BYTES, op_bytes};
+use core_node::api::{MAX_ENTRY_BYTES, batch_bytes};
 use meshmq_proto::tables::{
     AuthUserSet, AuthzRulesSet, BannedAdd, BannedDelete, Op, RetainedSet, SettingRow, SettingSet,
     op,
@@ -149,11 +149,14 @@ impl<'a> Planner<'a> {
     /// Applies `ops` to the scratch tables; the table's refusal of any, as the row's error.
     /// Also refuses a row too large for one log entry.
     fn admit(&mut self, table: usize, at: String, ops: Vec<Op>) -> Result<(), DataError> {
-        let bytes: usize = ops.iter().map(op_bytes).sum();
-        if bytes > MAX_ENTRY_BYTES / 2 {
+        // Written alone in its batch if need be, but one log entry is the most.
+        let bytes = batch_bytes(&ops);
+        if bytes > MAX_ENTRY_BYTES {
             return Err(DataError::Row {
                 at,
-                message: format!("the row is {bytes} bytes, over {}", MAX_ENTRY_BYTES / 2),
+                message: format!(
+                    "the row is {bytes} bytes, over the {MAX_ENTRY_BYTES} of one log entry"
+                ),
             });
         }
         for o in &ops {

@@ -257,7 +257,10 @@ mod tests {
         let line = big.line("T", "r1", who, PayloadEncode::Hidden);
         assert!(line.len() < 2 * TEXT_LIMIT, "{}", line.len());
         assert!(
-            line.ends_with(&format!("\" topic_omitted_bytes={}\n", long.len() - (TEXT_LIMIT - 1))),
+            line.ends_with(&format!(
+                "\" topic_omitted_bytes={}\n",
+                long.len() - (TEXT_LIMIT - 1)
+            )),
             "cut before the two-byte character: {}",
             &line[line.len() - 60..]
         );

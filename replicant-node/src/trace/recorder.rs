@@ -84,12 +84,7 @@ impl Recorder {
 
 /// The writer thread (file I/O blocks: it never runs on the async runtime): appends each
 /// line, flushing whenever the queue is empty, until every sender is gone.
-fn write_lines(
-    mut rx: mpsc::Receiver<String>,
-    queued: &AtomicUsize,
-    path: &Path,
-    max_bytes: u64,
-) {
+fn write_lines(mut rx: mpsc::Receiver<String>, queued: &AtomicUsize, path: &Path, max_bytes: u64) {
     let (mut file, mut written) = match open(path) {
         Ok((f, len)) => (std::io::BufWriter::new(f), len),
         Err(e) => {

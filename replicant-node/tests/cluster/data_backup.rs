@@ -154,6 +154,38 @@ async fn refusals(b1: &BrokerHandle, doc: &Value) {
         .call("POST", IMPORT, Some("text/plain"), b"{}")
         .await;
     assert_eq!(status, 415, "{v}");
+    // More bad rows, each named, each refusing the whole document.
+    let cases: [(&str, Value, &str); 5] = [
+        (
+            "/auth_users/1",
+            doc["auth_users"][0].clone(),
+            "auth_users[1]",
+        ),
+        ("/auth_users/0/password/name", json!("md5"), "auth_users[0]"),
+        ("/banned/0/as", json!("nickname"), "banned[0]"),
+        (
+            "/settings/config/mqtt.max_packet_size",
+            json!(10),
+            "mqtt.max_packet_size",
+        ),
+        ("/settings/trace", json!({ "t1": {} }), "settings.trace"),
+    ];
+    for (pointer, value, named) in cases {
+        let mut bad = doc.clone();
+        let (parent, field) = pointer.rsplit_once('/').expect("pointer");
+        let slot = bad.pointer_mut(parent).expect("parent");
+        match slot {
+            Value::Array(list) => list.push(value),
+            Value::Object(map) => {
+                map.insert(field.to_owned(), value);
+            }
+            _ => panic!("{pointer}"),
+        }
+        let (status, v) = import(b1, bad.to_string().as_bytes()).await;
+        let message = v["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{pointer}: {v}");
+        assert!(message.contains(named), "{pointer}: {message}");
+    }
     let empty = b1.core().read(|t| {
         t.auth_user_count() == 0 && t.banned_count() == 0 && t.retained("keep/t").is_none()
     });

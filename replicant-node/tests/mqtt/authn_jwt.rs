@@ -228,7 +228,10 @@ async fn a_token_in_the_username_is_never_shown_as_the_name() {
     w.subscribe("$SYS/brokers/+/clients/+/connected", QoS::AtMostOnce)
         .await;
     for (claims, shown) in [
-        (json!({"username": "alice", "sub": "ignored"}), json!("alice")),
+        (
+            json!({"username": "alice", "sub": "ignored"}),
+            json!("alice"),
+        ),
         (json!({"sub": "bob"}), json!("bob")),
         (json!({"username": 7}), Value::Null),
     ] {
