@@ -323,6 +323,18 @@ async fn refresh_jwks(
     keys: std::sync::Weak<RwLock<Arc<[Key]>>>,
     stop: CancellationToken,
 ) {
+    // Logged by host and port only: the URL may carry credentials (`user:pass@`, a token
+    // in the query).
+    let host = reqwest::Url::parse(&endpoint).map_or_else(
+        |_| "?".to_owned(),
+        |u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or("?"),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        },
+    );
     loop {
         let fetched = tokio::time::timeout(JWKS_TIMEOUT, fetch_jwks(&client, &endpoint)).await;
         let result = match fetched {
@@ -333,17 +345,17 @@ async fn refresh_jwks(
             }
             Ok(Ok(_)) => {
                 warn!(
-                    endpoint,
+                    jwks_host = %host,
                     "jwt: the JWKS holds no usable key; keeping the last keys"
                 );
                 "error"
             }
             Ok(Err(e)) => {
-                warn!(endpoint, error = %e, "jwt: JWKS fetch failed; keeping the last keys");
+                warn!(jwks_host = %host, error = %e, "jwt: JWKS fetch failed; keeping the last keys");
                 "error"
             }
             Err(_) => {
-                warn!(endpoint, "jwt: JWKS fetch timed out; keeping the last keys");
+                warn!(jwks_host = %host, "jwt: JWKS fetch timed out; keeping the last keys");
                 "error"
             }
         };
@@ -422,6 +434,7 @@ mod tests {
             panic!("allowed")
         };
         assert!(superuser);
+        assert_eq!(username, UserName::AsSent, "the token came as the password");
         let acl = acl.expect("rules");
         assert_eq!((acl.len(), acl[0].topic.as_str()), (1, "t/${clientid}"));
         assert_eq!(
