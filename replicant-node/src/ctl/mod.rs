@@ -13,6 +13,7 @@
 //!   banned del AS WHO
 //!   config get [ROOT]  |  config set KEY VALUE
 //!   stats|metrics [--aggregate] [--node N]
+//!   data export [--file F]  |  data import F
 //!   rebalance ...  |  trace ...   (see rebalance.rs, trace.rs)
 //! ```
 //!
@@ -29,6 +30,7 @@
 mod banned;
 mod clients;
 mod config;
+pub mod data;
 mod messages;
 mod rebalance;
 mod trace;
@@ -117,6 +119,9 @@ pub enum CtlCommand {
     Stats(Figures),
     /// EMQX's metrics (messages, packets, bytes, ...) of every replicant.
     Metrics(Figures),
+    /// Backup of the cluster's data (`/api/v5/data/export` and `/import`).
+    #[command(subcommand)]
+    Data(data::Data),
 }
 
 /// Bound of one API call.
@@ -155,6 +160,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
         CtlCommand::Config(c) => config::run(to, c).await,
         CtlCommand::Stats(f) => config::figures(to, "stats", f).await,
         CtlCommand::Metrics(f) => config::figures(to, "metrics", f).await,
+        CtlCommand::Data(d) => data::run(to, d).await,
     }
 }
 
@@ -243,8 +249,18 @@ pub(crate) async fn call(
     path: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
+    call_within(to, (method, path, body), CALL_TIMEOUT, MAX_ANSWER).await
+}
+
+/// [`call`] with its own deadline and answer bound.
+pub(crate) async fn call_within(
+    to: To<'_>,
+    (method, path, body): (&str, &str, Vec<u8>),
+    timeout: Duration,
+    max_answer: usize,
+) -> anyhow::Result<(u16, String)> {
     let api = to.api;
-    tokio::time::timeout(CALL_TIMEOUT, async {
+    tokio::time::timeout(timeout, async {
         let stream = tokio::net::TcpStream::connect(api)
             .await
             .with_context(|| format!("connecting to {api}"))?;
@@ -263,7 +279,7 @@ pub(crate) async fn call(
         let req = req.body(Full::new(Bytes::from(body)))?;
         let resp = sender.send_request(req).await.context("HTTP request")?;
         let status = resp.status().as_u16();
-        let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+        let bytes = Limited::new(resp.into_body(), max_answer)
             .collect()
             .await
             .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
@@ -271,7 +287,7 @@ pub(crate) async fn call(
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     })
     .await
-    .with_context(|| format!("no answer from {api} in {CALL_TIMEOUT:?}"))?
+    .with_context(|| format!("no answer from {api} in {timeout:?}"))?
 }
 
 #[cfg(test)]
