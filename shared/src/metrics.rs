@@ -347,6 +347,15 @@ pub const PEER_MALFORMED_TOTAL: &str = "meshmq_peer_malformed_total";
 pub const PEER_HANDSHAKE_FAILURES_TOTAL: &str = "meshmq_peer_handshake_failures_total";
 /// Gauge: outgoing peer links connected now. No labels.
 pub const PEER_LINKS_UP: &str = "meshmq_peer_links_up";
+/// Counter: REST API calls from peers refused before they ran. Labels: `reason`
+/// (`certificate`: no usable name in the caller's certificate, or not the name it stated;
+/// `not_replicant`: the certified name is not a replicant of the node table; `route`: not a
+/// node-local route the fan-out makes).
+pub const PEER_API_REFUSED_TOTAL: &str = "meshmq_peer_api_refused_total";
+/// Counter: incoming peer connections accepted (links and API calls alike). No labels.
+pub const PEER_CONNECTIONS_ACCEPTED_TOTAL: &str = "meshmq_peer_connections_accepted_total";
+/// Gauge: incoming peer connections open now (capped at 1 024). No labels.
+pub const PEER_CONNECTIONS: &str = "meshmq_peer_connections";
 /// Histogram: seconds a peer barrier took (queueing it on every connected link until every
 /// such node acked, or the timeout). No labels.
 pub const PEER_BARRIER_SECONDS: &str = "meshmq_peer_barrier_seconds";
@@ -471,6 +480,8 @@ pub const COUNTERS: &[&str] = &[
     PEER_MALFORMED_TOTAL,
     PEER_HANDSHAKE_FAILURES_TOTAL,
     PEER_BARRIER_TIMEOUTS_TOTAL,
+    PEER_API_REFUSED_TOTAL,
+    PEER_CONNECTIONS_ACCEPTED_TOTAL,
 ];
 
 /// Every gauge name.
@@ -497,6 +508,7 @@ pub const GAUGES: &[&str] = &[
     CORE_LEASES,
     RAFT_LOG_ENTRIES,
     PEER_LINKS_UP,
+    PEER_CONNECTIONS,
     ALARMS_ACTIVE,
 ];
 

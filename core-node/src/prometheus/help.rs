@@ -390,6 +390,14 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
         m::PEER_BARRIER_TIMEOUTS_TOTAL,
         "Peer barriers that gave up at their timeout with a node yet to ack.",
     ),
+    (
+        m::PEER_API_REFUSED_TOTAL,
+        "REST API calls from peers refused before they ran, by reason.",
+    ),
+    (
+        m::PEER_CONNECTIONS_ACCEPTED_TOTAL,
+        "Incoming peer connections accepted.",
+    ),
 ];
 
 /// `# HELP` text of every gauge.
@@ -455,6 +463,7 @@ pub(super) const GAUGE_HELP: &[(&str, &str)] = &[
     (m::CORE_LEASES, "Replicant leases held by the leader."),
     (m::RAFT_LOG_ENTRIES, "Entries held in this core's log."),
     (m::PEER_LINKS_UP, "Outgoing peer links connected now."),
+    (m::PEER_CONNECTIONS, "Incoming peer connections open now."),
     (
         m::ALARMS_ACTIVE,
         "1 while the alarm named by the label is active on this node, 0 once cleared.",

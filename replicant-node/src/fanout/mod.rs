@@ -17,6 +17,14 @@
 //!
 //! Bounded: calls time out after [`CALL_TIMEOUT`]; a call is at most `peer::MAX_CALL`
 //! bytes and a reply `peer::MAX_REPLY`. It never holds a lock across a call.
+//!
+//! Who may call: a call from a peer runs only when the certificate of the connection names
+//! the node the call says it comes from (checked by `peer::api_call`), that node is a
+//! replicant of the node table (not a core, not a node that left: node certificates carry no
+//! role, so the table is what tells a replicant), and the call is one the fan-out makes
+//! ([`allowed`]). Anything else is refused with 403 before it reaches the router.
+
+mod allowed;
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -28,6 +36,8 @@ use meshmq_proto::peer::{ApiCall, ApiReply};
 use meshmq_proto::tables::{NodeRole, NodeState};
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
+
+use meshmq_shared::metrics as m;
 
 use crate::ctx::Ctx;
 use crate::peer::{ApiCallError, ApiHandler, MAX_CALL, MAX_REPLY};
@@ -170,7 +180,7 @@ pub async fn call_node(
     path_and_query: &str,
     body: Bytes,
 ) -> Result<NodeReply, FanoutError> {
-    check(&method, path_and_query, &body)?;
+    check(&method, path_and_query, &body, node)?;
     if node == ctx.node() {
         let call = tokio::time::timeout(CALL_TIMEOUT, local(ctx, method, path_and_query, body));
         return call.await.map_err(|_| FanoutError::Timeout)?;
@@ -230,8 +240,16 @@ pub fn peer_handler(ctx: Weak<Ctx>) -> ApiHandler {
             let Ok(method) = Method::from_bytes(call.method.as_bytes()) else {
                 return error_reply(StatusCode::BAD_REQUEST, "invalid method");
             };
+            if !is_replicant(&ctx, &call.from) {
+                refused("not_replicant", &call.from);
+                return crate::peer::forbidden("the calling node is not a replicant of this cluster");
+            }
             let body = call.body;
-            if let Err(e) = check(&method, &call.path, &body) {
+            if !allowed::allowed(&method, &call.path, ctx.node()) {
+                refused("route", &call.from);
+                return crate::peer::forbidden("not a route the cluster fan-out calls");
+            }
+            if let Err(e) = check(&method, &call.path, &body, ctx.node()) {
                 return error_reply(StatusCode::BAD_REQUEST, &e.to_string());
             }
             match local(&ctx, method, &call.path, body).await {
@@ -246,13 +264,33 @@ pub fn peer_handler(ctx: Weak<Ctx>) -> ApiHandler {
     })
 }
 
-/// The calls the fan-out makes: an API path, a plain method, bounded sizes.
-fn check(method: &Method, path: &str, body: &Bytes) -> Result<(), FanoutError> {
+/// Whether `node` is a replicant of the node table that has not left.
+fn is_replicant(ctx: &Ctx, node: &str) -> bool {
+    ctx.tables.core.read(|t| {
+        t.node(node).is_some_and(|r| {
+            r.role == NodeRole::Replicant as i32 && r.status != NodeState::Left as i32
+        })
+    })
+}
+
+/// Counts and logs a refused call from a peer (the stated name escaped, bounded).
+fn refused(reason: &'static str, from: &str) {
+    metrics::counter!(m::PEER_API_REFUSED_TOTAL, "reason" => reason).increment(1);
+    let from: String = from.chars().take(64).collect();
+    tracing::warn!(from = ?from, reason, "API call from a peer refused");
+}
+
+/// The calls the fan-out makes to node `node`: an API path on the allow-list
+/// ([`allowed`]), a plain method, bounded sizes.
+fn check(method: &Method, path: &str, body: &Bytes, node: &str) -> Result<(), FanoutError> {
     if ![Method::GET, Method::POST, Method::PUT, Method::DELETE].contains(method) {
         return Err(FanoutError::Invalid("method"));
     }
     if !path.starts_with("/api/v5/") || path.len() > MAX_PATH || path.contains("..") {
         return Err(FanoutError::Invalid("path"));
+    }
+    if !allowed::allowed(method, path, node) {
+        return Err(FanoutError::Invalid("route"));
     }
     if body.len() > MAX_CALL - MAX_PATH {
         return Err(FanoutError::Invalid("body too large"));

@@ -7,8 +7,12 @@
 //! links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
 //! [`super::Peers::set_api_handler`] (its API router); at most [`MAX_CONCURRENT`] calls are
 //! read or served at once on this node, each read within [`READ_TIMEOUT`] or dropped. A malformed or oversized call
-//! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. It never
-//! interprets a call (the handler does) and never panics on what a peer sends.
+//! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. A call whose
+//! stated `from` is not the node its connection's certificate was issued to (the
+//! certificate's common name, see `crate::core_handle::cert_name`) is refused with 403 and
+//! counted in `meshmq_peer_api_refused_total{reason="certificate"}`; what else a caller may
+//! do is the handler's decision (`crate::fanout`). It never interprets a call (the handler
+//! does) and never panics on what a peer sends.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -99,13 +103,24 @@ pub(super) async fn call(
     Ok(reply?)
 }
 
-/// Serves one incoming call stream: reads the call, runs the handler, writes the reply.
+/// Who opened a call stream, as the connection's handshake established it.
+pub(super) struct Caller {
+    /// The peer's address.
+    pub(super) remote: SocketAddr,
+    /// The common name of its certificate (checked against the cluster CA), if usable.
+    pub(super) certified: Option<Arc<str>>,
+}
+
+/// Serves one incoming call stream: reads the call, checks that the name it states is the
+/// one its certificate carries (403 otherwise), runs the handler, writes the reply. The
+/// handler sees a `from` that the certificate vouches for.
 pub(super) async fn serve(
     inbound: Arc<Inbound>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    remote: SocketAddr,
+    caller: Caller,
 ) {
+    let remote = caller.remote;
     // A slot is taken before the call is read, so that at most MAX_CONCURRENT calls (and
     // their bodies) are held in memory at once.
     let slot = tokio::time::timeout(READ_TIMEOUT, inbound.slots.clone().acquire_owned()).await;
@@ -115,9 +130,16 @@ pub(super) async fn serve(
                 return;
             };
             debug!(from = ?call.from, method = ?call.method, "API call from a peer");
-            match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
-                Ok(reply) => reply,
-                Err(_) => unavailable("the call timed out on the called node"),
+            if !certifies(caller.certified.as_deref(), &call.from) {
+                metrics::counter!(m::PEER_API_REFUSED_TOTAL, "reason" => "certificate")
+                    .increment(1);
+                warn!(%remote, from = ?call.from, "API call whose stated node is not the certificate's; refused");
+                forbidden("the caller's certificate does not name the node it says it is")
+            } else {
+                match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
+                    Ok(reply) => reply,
+                    Err(_) => unavailable("the call timed out on the called node"),
+                }
             }
         }
         (_, None) => unavailable("this node's API is not ready"),
@@ -154,11 +176,28 @@ async fn read_call(recv: &mut quinn::RecvStream, remote: SocketAddr) -> Option<A
     }
 }
 
+/// Whether a certificate whose common name is `certified` may speak for node `from`: a
+/// node's certificate is issued under its name made file-safe
+/// (`crate::core_handle::cert_name`).
+fn certifies(certified: Option<&str>, from: &str) -> bool {
+    certified.is_some_and(|cn| !from.is_empty() && crate::core_handle::cert_name(from) == cn)
+}
+
 /// A 503 reply in the API's error shape.
 fn unavailable(message: &str) -> ApiReply {
-    let body = serde_json::json!({"code": "SERVICE_UNAVAILABLE", "message": message});
+    reply(503, "SERVICE_UNAVAILABLE", message)
+}
+
+/// A 403 reply in the API's error shape (a call refused before it ran).
+pub fn forbidden(message: &str) -> ApiReply {
+    reply(403, "FORBIDDEN", message)
+}
+
+/// A reply in the API's error shape.
+fn reply(status: u32, code: &str, message: &str) -> ApiReply {
+    let body = serde_json::json!({"code": code, "message": message});
     ApiReply {
-        status: 503,
+        status,
         body: body.to_string().into_bytes().into(),
         content_type: "application/json".into(),
     }

@@ -41,7 +41,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use api_call::{ApiCallError, ApiFuture, ApiHandler, MAX_CALL, MAX_REPLY};
+pub use api_call::{ApiCallError, ApiFuture, ApiHandler, MAX_CALL, MAX_REPLY, forbidden};
 use barrier::Barriers;
 pub use barrier::{ANSWER_WITHIN, BarrierReport};
 use link::{Dialer, Link};

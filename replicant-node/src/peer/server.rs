@@ -151,6 +151,9 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
             return;
         }
     };
+    // The name the cluster CA certified for this peer (its certificate's common name): API
+    // calls are checked against it, never against the name the caller states.
+    let certified = certified_name(&conn);
     loop {
         let stream = tokio::select! {
             biased;
@@ -163,7 +166,11 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
                 tokio::spawn(read_stream(ctx.clone(), recv, remote));
             }
             Ok(Stream::Bi((send, recv))) => {
-                tokio::spawn(api_call::serve(ctx.api.clone(), send, recv, remote));
+                let caller = api_call::Caller {
+                    remote,
+                    certified: certified.clone(),
+                };
+                tokio::spawn(api_call::serve(ctx.api.clone(), send, recv, caller));
             }
             Err(e) => {
                 debug!(%remote, error = %e, "peer connection ended");
@@ -171,6 +178,17 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
             }
         }
     }
+}
+
+/// The common name of the peer's leaf certificate (verified against the cluster CA by the
+/// handshake), `None` when it has none usable.
+fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    meshmq_shared::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
 }
 
 /// A stream a peer opened: forwarding (unidirectional) or an API call (bidirectional).
