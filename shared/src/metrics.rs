@@ -350,7 +350,8 @@ pub const PEER_LINKS_UP: &str = "meshmq_peer_links_up";
 /// Counter: REST API calls from peers refused before they ran. Labels: `reason`
 /// (`certificate`: no usable name in the caller's certificate, or not the name it stated;
 /// `not_replicant`: the certified name is not a replicant of the node table; `route`: not a
-/// node-local route the fan-out makes).
+/// node-local route the fan-out makes; `nested`: a fan-out asked for while serving a
+/// fan-out call, refused so that calls never go deeper than one).
 pub const PEER_API_REFUSED_TOTAL: &str = "meshmq_peer_api_refused_total";
 /// Counter: incoming peer connections accepted (links and API calls alike). No labels.
 pub const PEER_CONNECTIONS_ACCEPTED_TOTAL: &str = "meshmq_peer_connections_accepted_total";

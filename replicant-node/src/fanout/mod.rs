@@ -14,6 +14,9 @@
 //! `/api/v5/nodes/{node}/...`) that answers for its own node only. A node-local route asked
 //! for another node forwards with [`call_node`], except when the request is itself internal
 //! ([`Fanout::is_internal`]): then it answers 404, so that calls never bounce between nodes.
+//! Whatever a route does, a call made while serving a fan-out call (from a peer or
+//! in-process) is refused here, in one place: [`call_node`] and [`call_all`] answer
+//! [`FanoutError::Nested`] inside such a call, so the fan-out is never deeper than one.
 //!
 //! Bounded: calls time out after [`CALL_TIMEOUT`]; a call is at most `peer::MAX_CALL`
 //! bytes and a reply `peer::MAX_REPLY`. It never holds a lock across a call.
@@ -48,6 +51,21 @@ pub const INTERNAL_HEADER: &str = "x-meshmq-internal";
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest path-and-query accepted.
 const MAX_PATH: usize = 8 * 1024;
+
+tokio::task_local! {
+    /// Set while this task serves a call the fan-out made (the router runs the route in
+    /// the same task): a fan-out from inside it is refused.
+    static SERVING_CALL: ();
+}
+
+/// [`FanoutError::Nested`] when this task is serving a fan-out call.
+fn not_nested() -> Result<(), FanoutError> {
+    if SERVING_CALL.try_with(|_| ()).is_ok() {
+        metrics::counter!(m::PEER_API_REFUSED_TOTAL, "reason" => "nested").increment(1);
+        return Err(FanoutError::Nested);
+    }
+    Ok(())
+}
 
 /// What the fan-out keeps on a node: the marker token and the API router calls run through.
 pub struct Fanout {
@@ -150,6 +168,9 @@ pub enum FanoutError {
     /// The call did not complete within [`CALL_TIMEOUT`].
     #[error("timed out")]
     Timeout,
+    /// Asked while serving a fan-out call: an internal call never fans out again.
+    #[error("a call made by the fan-out cannot fan out again")]
+    Nested,
 }
 
 /// Names of the replicants that serve clients now (running or evacuating), this node
@@ -180,6 +201,7 @@ pub async fn call_node(
     path_and_query: &str,
     body: Bytes,
 ) -> Result<NodeReply, FanoutError> {
+    not_nested()?;
     check(&method, path_and_query, &body, node)?;
     if node == ctx.node() {
         let call = tokio::time::timeout(CALL_TIMEOUT, local(ctx, method, path_and_query, body));
@@ -332,7 +354,7 @@ async fn local(
     let req = req
         .body(Body::from(body))
         .map_err(|_| FanoutError::Invalid("path"))?;
-    let resp = match router.oneshot(req).await {
+    let resp = match SERVING_CALL.scope((), router.oneshot(req)).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     };
@@ -354,5 +376,20 @@ fn error_reply(status: StatusCode, message: &str) -> ApiReply {
         status: u32::from(status.as_u16()),
         body: body.to_string().into_bytes().into(),
         content_type: "application/json".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fan_out_from_inside_a_fan_out_call_is_refused() {
+        assert!(not_nested().is_ok(), "an operator's request may fan out");
+        let inside = SERVING_CALL.scope((), async { not_nested() }).await;
+        assert!(matches!(inside, Err(FanoutError::Nested)), "{inside:?}");
+        // A task spawned from outside a call is not inside one.
+        let spawned = tokio::spawn(async { not_nested().is_ok() }).await;
+        assert!(spawned.is_ok_and(|ok| ok));
     }
 }
