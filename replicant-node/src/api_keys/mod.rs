@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod mode;
 pub mod record;
 
 use std::collections::HashMap;
@@ -92,11 +93,11 @@ static DUMMY: LazyLock<KeyRecord> = LazyLock::new(|| {
 });
 
 impl ApiKeys {
-    /// Whether an operator route needs a key on this node: the static key or a bootstrap
-    /// file is configured, or the cluster holds an API key.
+    /// Whether an operator route needs a key, decided for the cluster ([`mode`]): this node
+    /// or another has a key source configured, or the cluster holds an API key.
     pub fn required(ctx: &Ctx) -> bool {
-        ctx.config.listeners.api_key.is_some()
-            || ctx.config.api_key.bootstrap_file.is_some()
+        mode::configured_here(ctx)
+            || mode::configured_anywhere(ctx)
             || ctx.tables.core.read(|t| t.settings_in(NS).next().is_some())
     }
 

@@ -87,8 +87,8 @@ pub fn unavailable(message: impl Into<String>) -> ApiError {
 }
 
 /// The operator check. A call made by the cluster fan-out (`crate::fanout`) passes. When a
-/// key is required (`listeners.api_key` or `api_key.bootstrap_file` configured, or an API
-/// key in the cluster): the request's `Authorization` must hold a valid key
+/// key is required (`listeners.api_key` or `api_key.bootstrap_file` configured on any node
+/// of the cluster, or an API key in the cluster: `crate::api_keys::mode`): the request's `Authorization` must hold a valid key
 /// ([`crate::api_keys::authorize`], 401 otherwise). Without any key the HTTP listener is on
 /// loopback (start-up refuses otherwise), where a web page the operator visits could still
 /// reach it through the browser (CSRF, or DNS rebinding: a name of the attacker's that

@@ -463,3 +463,37 @@ async fn a_key_deleted_and_made_again_under_its_name_refuses_the_old_secret_ever
     r2.shutdown().await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_key_cannot_mint_keys_while_another_node_requires_one() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    const STATIC: &str = "static-key-of-r1-0123456789";
+    let r1 = cluster
+        .start_replicant_with("r1", |c| c.listeners.api_key = Some(STATIC.into()))
+        .await;
+    let r2 = cluster.start_replicant("r2").await;
+    let (h1, h2) = (r1.http_addr().expect("http"), r2.http_addr().expect("http"));
+    let mint = json!({"name": "minted-on-r2"});
+
+    // r2 has no key of its own, but r1 does: r2 requires one too, so its loopback users
+    // cannot mint a key that r1 would accept.
+    let (status, body) = call(h2, "POST", "/api/v5/api_key", None, Some(&mint)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(call(h2, "GET", "/api/v5/api_key", None, None).await.0, 401);
+    let bearer = format!("Bearer {STATIC}");
+    assert_eq!(call(h1, "GET", "/api/v5/api_key", Some(&bearer), None).await.0, 200);
+
+    // r1 restarts without its key: no node has a key source and the cluster has no key, so
+    // every node is back in the loopback-only mode.
+    r1.shutdown().await;
+    let r1 = cluster.start_replicant("r1").await;
+    let open = wait_until_async(WAIT, || async {
+        call(h2, "GET", "/api/v5/api_key", None, None).await.0 == 200
+    })
+    .await;
+    assert!(open, "r2 is keyless once no node has a key source");
+    r2.shutdown().await;
+    r1.shutdown().await;
+    cluster.stop().await;
+}
