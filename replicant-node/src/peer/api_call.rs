@@ -2,9 +2,9 @@
 //! bidirectional stream to another node's peer endpoint (mutual TLS against the cluster CA),
 //! writes one `ApiCall` frame and reads one `ApiReply` frame.
 //!
-//! Outgoing ([`super::Peers::api_call`]): one short-lived connection per call, bounded by
-//! the caller's timeout and by [`MAX_REPLY`]; it never reuses or disturbs the forwarding
-//! links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
+//! Outgoing ([`super::Peers::api_call`]): one pooled connection per called node ([`Pool`],
+//! closed after [`API_IDLE`] unused), one stream per call, bounded by the caller's timeout
+//! and by [`MAX_REPLY`]; it never disturbs the forwarding links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
 //! [`super::Peers::set_api_handler`] (its API router); at most [`MAX_CONCURRENT`] calls are
 //! read or served at once on this node, each read within [`READ_TIMEOUT`] or dropped. A malformed or oversized call
 //! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. A call whose
@@ -14,16 +14,17 @@
 //! do is the handler's decision (`crate::fanout`). It never interprets a call (the handler
 //! does) and never panics on what a peer sends.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meshmq_proto::peer::{ApiCall, ApiReply};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::endpoint;
-use meshmq_shared::quic::frame::{self, FrameError};
+use meshmq_shared::quic::frame::{self, FrameError, RequestError};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -87,20 +88,113 @@ impl Inbound {
     }
 }
 
-/// Makes one call to the peer endpoint at `addr`, bounded by `timeout`.
+/// Outgoing API connections, one per peer address, reused by every call to it (they count
+/// against the called node's connection cap, so one per node pair, not one per call). A
+/// connection idle for [`API_IDLE`] is closed by the next call that looks (to any node).
+#[derive(Default)]
+pub(super) struct Pool {
+    /// The slot of each address called; its async lock serialises dialing that address.
+    slots: parking_lot::Mutex<HashMap<SocketAddr, Slot>>,
+}
+
+/// One address's connection, if any, and when it was last used.
+type Slot = Arc<tokio::sync::Mutex<Option<(quinn::Connection, Instant)>>>;
+
+/// A pooled connection unused this long is closed.
+pub(super) const API_IDLE: Duration = Duration::from_secs(30);
+
+impl Pool {
+    /// A live connection to `addr`: the pooled one, or a new one (dialed within `deadline`)
+    /// that is pooled. The flag tells a pooled connection (which may have gone stale) from a
+    /// fresh one.
+    async fn get(
+        &self,
+        dialer: &Dialer,
+        addr: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) -> Result<(quinn::Connection, bool), ApiCallError> {
+        self.close_idle(addr);
+        let slot = self.slots.lock().entry(addr).or_default().clone();
+        let mut slot = tokio::time::timeout_at(deadline, slot.lock())
+            .await
+            .map_err(|_| ApiCallError::Exchange(FrameError::Timeout))?;
+        if let Some((conn, used)) = slot.as_mut()
+            && conn.close_reason().is_none()
+        {
+            *used = Instant::now();
+            return Ok((conn.clone(), true));
+        }
+        let ep = dialer.endpoint_for(addr).map_err(ApiCallError::Dial)?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let conn = endpoint::connect(&ep, addr, left).await?;
+        *slot = Some((conn.clone(), Instant::now()));
+        Ok((conn, false))
+    }
+
+    /// Forgets `conn` if it is still the one pooled for `addr` (it failed).
+    fn drop_conn(&self, addr: SocketAddr, conn: &quinn::Connection) {
+        let slot = self.slots.lock().get(&addr).cloned();
+        if let Some(slot) = slot
+            && let Ok(mut slot) = slot.try_lock()
+            && slot.as_ref().is_some_and(|(c, _)| c.stable_id() == conn.stable_id())
+        {
+            slot.take();
+        }
+        conn.close(0u32.into(), b"failed");
+    }
+
+    /// Closes and forgets the connections (other than `addr`'s) idle for [`API_IDLE`].
+    fn close_idle(&self, addr: SocketAddr) {
+        let mut slots = self.slots.lock();
+        slots.retain(|a, slot| {
+            if *a == addr {
+                return true;
+            }
+            let Ok(mut s) = slot.try_lock() else {
+                return true;
+            };
+            match s.as_ref() {
+                Some((c, used)) if used.elapsed() < API_IDLE && c.close_reason().is_none() => true,
+                _ => {
+                    if let Some((c, _)) = s.take() {
+                        c.close(0u32.into(), b"idle");
+                    }
+                    false
+                }
+            }
+        });
+    }
+}
+
+/// Makes one call to the peer endpoint at `addr` on its pooled connection, bounded by
+/// `timeout`. A pooled connection found broken is replaced once: for any call when the
+/// request certainly did not leave, for a `GET` (which changes nothing) in any case.
 pub(super) async fn call(
     dialer: &Dialer,
+    pool: &Pool,
     addr: SocketAddr,
     call: &ApiCall,
     timeout: Duration,
 ) -> Result<ApiReply, ApiCallError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let ep = dialer.endpoint_for(addr).map_err(ApiCallError::Dial)?;
-    let conn = endpoint::connect(&ep, addr, timeout).await?;
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let reply = frame::request::<ApiCall, ApiReply>(&conn, call, MAX_REPLY, left).await;
-    conn.close(0u32.into(), b"done");
-    Ok(reply?)
+    loop {
+        let (conn, pooled) = pool.get(dialer, addr, deadline).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match frame::request_once::<ApiCall, ApiReply>(&conn, call, MAX_REPLY, left).await {
+            Ok(reply) => return Ok(reply),
+            Err(e) => {
+                pool.drop_conn(addr, &conn);
+                let retry = pooled
+                    && (matches!(e, RequestError::NotSent(_)) || call.method == "GET")
+                    && tokio::time::Instant::now() < deadline;
+                if !retry {
+                    return Err(ApiCallError::Exchange(match e {
+                        RequestError::NotSent(e) | RequestError::MaybeSent(e) => e,
+                    }));
+                }
+            }
+        }
+    }
 }
 
 /// Who opened a call stream, as the connection's handshake established it.

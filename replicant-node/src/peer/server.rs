@@ -60,6 +60,8 @@ pub(super) struct ServerCounters {
     pub(super) malformed: AtomicU64,
     /// Connections whose handshake failed.
     pub(super) handshake_failures: AtomicU64,
+    /// Connections accepted (a permit taken).
+    pub(super) accepted: AtomicU64,
 }
 
 /// What the accept loop and its tasks share.
@@ -124,6 +126,8 @@ pub(super) async fn accept_loop(ep: quinn::Endpoint, dialer: Arc<Dialer>, ctx: A
             incoming.refuse();
             continue;
         };
+        ctx.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::PEER_CONNECTIONS_ACCEPTED_TOTAL).increment(1);
         tokio::spawn(connection(ctx.clone(), incoming, permit));
     }
     dialer.close();
@@ -133,6 +137,7 @@ pub(super) async fn accept_loop(ep: quinn::Endpoint, dialer: Arc<Dialer>, ctx: A
 
 /// Completes the handshake and spawns a reader per unidirectional stream.
 async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
+    let _open = OpenGauge::new();
     let remote = incoming.remote_address();
     // The handshake is bounded by the idle timeout.
     let conn = tokio::select! {
@@ -189,6 +194,22 @@ fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
         .ok()?;
     let leaf = certs.first()?;
     meshmq_shared::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
+}
+
+/// Counts an incoming connection in `meshmq_peer_connections` while it lives.
+struct OpenGauge;
+
+impl OpenGauge {
+    fn new() -> Self {
+        metrics::gauge!(m::PEER_CONNECTIONS).increment(1.0);
+        OpenGauge
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(m::PEER_CONNECTIONS).decrement(1.0);
+    }
 }
 
 /// A stream a peer opened: forwarding (unidirectional) or an API call (bidirectional).

@@ -1,10 +1,11 @@
 //! The peer API (REST calls between replicants over the peer endpoint, mutual TLS against
 //! the cluster CA): only the fan-out's node-local routes run, only for a caller whose
 //! certificate names a replicant of the node table, and the name it states must be its
-//! certificate's.
+//! certificate's; fan-out calls reuse one connection per node instead of one each.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use axum::http::Method;
 use bytes::Bytes;
 use meshmq_proto::peer::{ApiCall, ApiReply};
 use meshmq_shared::quic::certs::CertPaths;
@@ -91,6 +92,39 @@ async fn peer_calls_are_limited_to_replicants_and_the_fan_out_routes() {
     assert_eq!(peer_call(&certs, "r3", a1, "r3", nodes_r1).await, 403);
     assert_eq!(peer_call(&certs, "r3", a1, "r2", nodes_r1).await, 403);
 
+    r2.shutdown().await;
+    r1.shutdown().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_calls_reuse_one_connection_per_node() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let r1 = cluster.start_replicant("r1").await;
+    let r2 = cluster.start_replicant("r2").await;
+    let ctx = r1.ctx();
+    let call = || {
+        replicant_node::fanout::call_node(ctx, "r2", Method::GET, "/api/v5/nodes/r2", Bytes::new())
+    };
+    let first = wait_until_async(WAIT, || async {
+        call().await.is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(first, "r1 reaches r2's API through the fan-out");
+    let before = r2.peers().expect("peers").stats().connections_accepted;
+    for _ in 0..20 {
+        let reply = call().await.expect("an answer");
+        assert_eq!(reply.status, 200);
+    }
+    let concurrent = futures_util::future::join_all((0..20).map(|_| call())).await;
+    assert!(concurrent.iter().all(|r| r.as_ref().is_ok_and(|r| r.status == 200)));
+    let after = r2.peers().expect("peers").stats().connections_accepted;
+    assert!(
+        after <= before + 1,
+        "40 fan-out calls opened {} connections on r2",
+        after - before
+    );
     r2.shutdown().await;
     r1.shutdown().await;
     cluster.stop().await;
