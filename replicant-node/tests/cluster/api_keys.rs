@@ -395,11 +395,37 @@ async fn the_standalone_default_generates_a_key_file_once() {
     assert_eq!(key_count(h, &key.basic()).await, 1);
     broker.shutdown().await;
     // Started again: the same file, no second key.
-    let broker = restart_generating(config).await;
+    let broker = restart_generating(config.clone()).await;
     let h = broker.http_addr().expect("http");
     assert_eq!(std::fs::read_to_string(&file).expect("file"), text);
     assert_eq!(key_count(h, &key.basic()).await, 1);
+    let dir = config.node.data_dir.clone();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "no temporary file left: {left:?}");
+    // An operator deletes it: it is not made again, with its file or without.
+    let (status, list) = call(h, "GET", "/api/v5/api_key", Some(&key.basic()), None).await;
+    assert_eq!(status, 200);
+    let name = list[0]["name"].as_str().expect("name").to_owned();
+    let path = format!("/api/v5/api_key/{name}");
+    let deleted = call(h, "DELETE", &path, Some(&key.basic()), None).await.0;
+    assert_eq!(deleted, 204);
     broker.shutdown().await;
+    for file_kept in [true, false] {
+        if !file_kept {
+            std::fs::remove_file(&file).expect("remove the file");
+        }
+        let broker = restart_generating(config.clone()).await;
+        let h = broker.http_addr().expect("http");
+        // No key left anywhere: the loopback-only mode, with no key listed.
+        let (status, list) = call(h, "GET", "/api/v5/api_key", None, None).await;
+        assert_eq!((status, list), (200, json!([])), "file kept: {file_kept}");
+        assert_eq!(file.exists(), file_kept, "no new key file");
+        broker.shutdown().await;
+    }
 }
 
 /// Starts a standalone broker that generates its key on `config`, retrying while the
