@@ -14,6 +14,8 @@
 //! Owns the rows of [`NS_MODE`]. It never holds a secret: a row says only that a node has a
 //! key source, not which.
 
+use std::time::Duration;
+
 use crate::ctx::Ctx;
 use crate::settings::{self, SettingsError};
 
@@ -36,10 +38,26 @@ pub fn configured_anywhere(ctx: &Ctx) -> bool {
         .read(|t| t.settings_in(NS_MODE).any(|r| r.key.starts_with(CONFIGURED)))
 }
 
+/// How long [`record`] keeps trying while the cores cannot commit (no leader yet).
+const RECORD_WITHIN: Duration = Duration::from_secs(15);
+
 /// Records (or removes) this node's row so that it says whether this node has a key
 /// source now. Called at start, once the node follows the cores, before the HTTP listener
-/// serves.
+/// serves; retried for [`RECORD_WITHIN`] while the cores cannot commit.
 pub async fn record(ctx: &Ctx) -> Result<(), SettingsError> {
+    let deadline = tokio::time::Instant::now() + RECORD_WITHIN;
+    loop {
+        match record_once(ctx).await {
+            Err(SettingsError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// One attempt of [`record`].
+async fn record_once(ctx: &Ctx) -> Result<(), SettingsError> {
     let key = format!("{CONFIGURED}{}", ctx.node());
     let present = settings::get(ctx, NS_MODE, &key).is_some();
     match (configured_here(ctx), present) {
