@@ -182,6 +182,12 @@ async fn a_key_made_on_r1_works_on_r2_until_disabled_expired_or_deleted() {
         (json!({"name": "ops"}), 409),
         (json!({"name": "1bad"}), 400),
         (json!({"name": "x", "expired_at": "yesterday"}), 400),
+        // 0 is not "never" (only absent, null and "infinity" are), and a past time is no
+        // time for a new key.
+        (json!({"name": "x", "expired_at": 0}), 400),
+        (json!({"name": "x", "expired_at": "1970-01-01T00:00:00Z"}), 400),
+        (json!({"name": "x", "expired_at": 1000}), 400),
+        (json!({"name": "x", "expired_at": "2020-01-01T00:00:00Z"}), 400),
         (json!({"name": "x", "role": "viewer"}), 400),
         (json!({"desc": "no name"}), 400),
     ] {
@@ -217,6 +223,9 @@ async fn a_key_made_on_r1_works_on_r2_until_disabled_expired_or_deleted() {
     let past = json!({"expired_at": "2020-01-01T00:00:00Z"});
     let (status, v) = call(h1, "PUT", path, a, Some(&past)).await;
     assert_eq!((status, v["expired"].as_bool()), (200, Some(true)), "{v}");
+    refused(h1, &ops.basic()).await;
+    let (status, v) = call(h1, "PUT", path, a, Some(&json!({"expired_at": 0}))).await;
+    assert_eq!(status, 400, "0 does not mean never: {v}");
     refused(h1, &ops.basic()).await;
     let (status, v) = call(h1, "PUT", path, a, Some(&json!({"expired_at": "infinity"}))).await;
     assert_eq!((status, v["expired_at"].as_str()), (200, Some("infinity")));
