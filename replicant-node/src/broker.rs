@@ -80,6 +80,7 @@ impl BrokerBuilder {
                  loopback: add an authenticator, or set listeners.allow_anonymous"
             );
         }
+        meshmq_shared::config::check_static_api_key(&config)?;
         if let Some(http) = config.listeners.http_bind
             && !http.ip().is_loopback()
             && config.listeners.api_key.is_none()

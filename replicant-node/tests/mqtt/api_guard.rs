@@ -139,10 +139,10 @@ async fn without_a_key_browser_requests_are_refused_on_every_operator_route() {
 async fn with_a_key_the_key_alone_decides() {
     let b = common::start_broker(|c| {
         builtin(UserIdType::Username)(c);
-        c.listeners.api_key = Some("k3y".into());
+        c.listeners.api_key = Some("k3y-0123456789abcdef".into());
     })
     .await;
-    let api = api(&b).with_key(Some("k3y"));
+    let api = api(&b).with_key(Some("k3y-0123456789abcdef"));
     let headers = [
         ("Host", "broker.example.com:8080"),
         ("Origin", "https://dashboard.example.com"),
