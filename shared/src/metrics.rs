@@ -186,8 +186,10 @@ pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
 /// (`origin`: an `Origin` header; `host`: a `Host` that is neither an IP address nor
 /// `localhost`).
 pub const API_FORBIDDEN_TOTAL: &str = "meshmq_api_forbidden_total";
-/// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`,
-/// `malformed`, `invalid`: unknown key or wrong secret, `disabled`, `expired`).
+/// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`: no
+/// usable `Authorization`; `malformed`: not `id:secret`; `invalid`: anything that depends on
+/// the cluster's keys — unknown key, wrong secret, disabled or expired — in one label, so
+/// that `/metrics` never tells which: the detail is logged, without the secret).
 pub const API_KEY_REFUSED_TOTAL: &str = "meshmq_api_key_refused_total";
 /// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
 /// `override`, `skipped`, `failed`).

@@ -167,7 +167,7 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
     ),
     (
         m::API_KEY_REFUSED_TOTAL,
-        "REST requests refused 401 for their API key: missing, malformed, invalid, disabled or expired.",
+        "REST requests refused 401 for their API key: missing, malformed, or invalid (unknown, wrong, disabled or expired alike).",
     ),
     (
         m::AUTHN_IMPORT_ROWS_TOTAL,

@@ -33,9 +33,10 @@ pub fn configured_here(ctx: &Ctx) -> bool {
 
 /// Whether some node of the cluster recorded a key source (this one included).
 pub fn configured_anywhere(ctx: &Ctx) -> bool {
-    ctx.tables
-        .core
-        .read(|t| t.settings_in(NS_MODE).any(|r| r.key.starts_with(CONFIGURED)))
+    ctx.tables.core.read(|t| {
+        t.settings_in(NS_MODE)
+            .any(|r| r.key.starts_with(CONFIGURED))
+    })
 }
 
 /// How long [`record`] keeps trying while the cores cannot commit (no leader yet).

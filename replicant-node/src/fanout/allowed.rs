@@ -39,7 +39,14 @@ const ALLOWED: &[(Method, &[Seg])] = &[
     ),
     (
         Method::POST,
-        &[Lit("nodes"), Me, Lit("clients"), Any, Lit("subscribe"), Lit("bulk")],
+        &[
+            Lit("nodes"),
+            Me,
+            Lit("clients"),
+            Any,
+            Lit("subscribe"),
+            Lit("bulk"),
+        ],
     ),
     (
         Method::POST,
@@ -47,7 +54,14 @@ const ALLOWED: &[(Method, &[Seg])] = &[
     ),
     (
         Method::POST,
-        &[Lit("nodes"), Me, Lit("clients"), Any, Lit("unsubscribe"), Lit("bulk")],
+        &[
+            Lit("nodes"),
+            Me,
+            Lit("clients"),
+            Any,
+            Lit("unsubscribe"),
+            Lit("bulk"),
+        ],
     ),
     (Method::GET, &[Lit("nodes"), Me, Lit("subscriptions")]),
     (Method::GET, &[Lit("nodes"), Me, Lit("alarms")]),
@@ -93,12 +107,18 @@ mod tests {
             (Method::GET, "/api/v5/nodes/r2/clients?offset=0&limit=0"),
             (Method::DELETE, "/api/v5/nodes/r2/clients/c%2F1"),
             (Method::POST, "/api/v5/nodes/r2/clients/c1/subscribe/bulk"),
-            (Method::GET, "/api/v5/nodes/r2/alarms?activated=true&limit=10"),
+            (
+                Method::GET,
+                "/api/v5/nodes/r2/alarms?activated=true&limit=10",
+            ),
             (Method::POST, "/api/v5/nodes/r2/alarms/deactivated"),
             (Method::GET, "/api/v5/configs"),
             (Method::GET, "/api/v5/trace"),
             (Method::GET, "/api/v5/trace/t1/download?node=r2"),
-            (Method::GET, "/api/v5/trace/t1/log?node=r2&position=0&bytes=10"),
+            (
+                Method::GET,
+                "/api/v5/trace/t1/log?node=r2&position=0&bytes=10",
+            ),
         ] {
             assert!(allowed(&m, p, "r2"), "{m} {p}");
         }

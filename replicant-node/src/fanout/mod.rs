@@ -264,7 +264,9 @@ pub fn peer_handler(ctx: Weak<Ctx>) -> ApiHandler {
             };
             if !is_replicant(&ctx, &call.from) {
                 refused("not_replicant", &call.from);
-                return crate::peer::forbidden("the calling node is not a replicant of this cluster");
+                return crate::peer::forbidden(
+                    "the calling node is not a replicant of this cluster",
+                );
             }
             let body = call.body;
             if !allowed::allowed(&method, &call.path, ctx.node()) {

@@ -136,7 +136,9 @@ impl Pool {
         let slot = self.slots.lock().get(&addr).cloned();
         if let Some(slot) = slot
             && let Ok(mut slot) = slot.try_lock()
-            && slot.as_ref().is_some_and(|(c, _)| c.stable_id() == conn.stable_id())
+            && slot
+                .as_ref()
+                .is_some_and(|(c, _)| c.stable_id() == conn.stable_id())
         {
             slot.take();
         }

@@ -369,7 +369,14 @@ impl Peers {
         call: &meshmq_proto::peer::ApiCall,
         timeout: std::time::Duration,
     ) -> Result<meshmq_proto::peer::ApiReply, ApiCallError> {
-        api_call::call(&self.shared.dialer, &self.shared.api_pool, addr, call, timeout).await
+        api_call::call(
+            &self.shared.dialer,
+            &self.shared.api_pool,
+            addr,
+            call,
+            timeout,
+        )
+        .await
     }
 
     /// Non-blocking. Queues `msg` for `node` at `addr` ("host:port"), creating that node's

@@ -185,9 +185,15 @@ async fn a_key_made_on_r1_works_on_r2_until_disabled_expired_or_deleted() {
         // 0 is not "never" (only absent, null and "infinity" are), and a past time is no
         // time for a new key.
         (json!({"name": "x", "expired_at": 0}), 400),
-        (json!({"name": "x", "expired_at": "1970-01-01T00:00:00Z"}), 400),
+        (
+            json!({"name": "x", "expired_at": "1970-01-01T00:00:00Z"}),
+            400,
+        ),
         (json!({"name": "x", "expired_at": 1000}), 400),
-        (json!({"name": "x", "expired_at": "2020-01-01T00:00:00Z"}), 400),
+        (
+            json!({"name": "x", "expired_at": "2020-01-01T00:00:00Z"}),
+            400,
+        ),
         (json!({"name": "x", "role": "viewer"}), 400),
         (json!({"desc": "no name"}), 400),
     ] {
@@ -517,7 +523,12 @@ async fn a_node_without_a_key_cannot_mint_keys_while_another_node_requires_one()
     assert_eq!(status, 401, "{body}");
     assert_eq!(call(h2, "GET", "/api/v5/api_key", None, None).await.0, 401);
     let bearer = format!("Bearer {STATIC}");
-    assert_eq!(call(h1, "GET", "/api/v5/api_key", Some(&bearer), None).await.0, 200);
+    assert_eq!(
+        call(h1, "GET", "/api/v5/api_key", Some(&bearer), None)
+            .await
+            .0,
+        200
+    );
 
     // r1 restarts without its key: no node has a key source and the cluster has no key, so
     // every node is back in the loopback-only mode.

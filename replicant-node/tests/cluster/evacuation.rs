@@ -461,7 +461,19 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
     assert_eq!(code, 400, "an evacuating node is no target: {answer}");
     let (code, _) = post_key(api, &start("r2"), "{}").await;
     assert_eq!(code, 409);
-    let again = ctl(api, &["--api-key", key, "rebalance", "start", "--evacuation", "--node", "r2"]).await;
+    let again = ctl(
+        api,
+        &[
+            "--api-key",
+            key,
+            "rebalance",
+            "start",
+            "--evacuation",
+            "--node",
+            "r2",
+        ],
+    )
+    .await;
     assert!(
         !again.status.success(),
         "the CLI reports the conflict: {again:?}"
@@ -476,14 +488,8 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
     })
     .await;
     assert!(unavailable);
-    let (code, body) = crate::common::http_call(
-        api,
-        "GET",
-        &format!("{API}/status"),
-        "",
-        Some(key),
-    )
-    .await;
+    let (code, body) =
+        crate::common::http_call(api, "GET", &format!("{API}/status"), "", Some(key)).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("waiting_health_check"), "{body}");
     RawClient::connect(r2.mqtt_addr(), ProtocolVersion::V5, &unique("ev-hc")).await;

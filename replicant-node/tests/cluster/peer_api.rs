@@ -3,14 +3,14 @@
 //! certificate names a replicant of the node table, and the name it states must be its
 //! certificate's; fan-out calls reuse one connection per node instead of one each.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use axum::http::Method;
 use bytes::Bytes;
 use meshmq_proto::peer::{ApiCall, ApiReply};
 use meshmq_shared::quic::certs::CertPaths;
 use meshmq_shared::quic::{ALPN_PEER, Identity, endpoint, frame};
 use replicant_node::broker::BrokerHandle;
+use std::net::SocketAddr;
+use std::path::Path;
 
 use crate::common::cluster::core_name;
 use crate::common::wait_until_async;
@@ -33,7 +33,12 @@ async fn peer_call(
         path: path.into(),
         body: Bytes::from(body.to_owned()),
         from: from.into(),
-        content_type: if body.is_empty() { "" } else { "application/json" }.into(),
+        content_type: if body.is_empty() {
+            ""
+        } else {
+            "application/json"
+        }
+        .into(),
     };
     let reply: ApiReply = frame::request(&conn, &call, 1 << 20, WAIT)
         .await
@@ -75,13 +80,21 @@ async fn peer_calls_are_limited_to_replicants_and_the_fan_out_routes() {
         ("POST", "/api/v5/banned", r#"{"as":"clientid","who":"x"}"#),
         ("GET", "/api/v5/nodes/r2/clients", ""),
     ] {
-        assert_eq!(peer_call(&certs, "r2", a1, "r2", call).await, 403, "{call:?}");
+        assert_eq!(
+            peer_call(&certs, "r2", a1, "r2", call).await,
+            403,
+            "{call:?}"
+        );
     }
     let (status, keys) = crate::common::api_client::Api::new(r1.http_addr().expect("http"))
         .get("/api/v5/api_key")
         .await;
     assert_eq!(status, 200, "{keys}");
-    assert_eq!(keys, serde_json::json!([]), "no key was minted through the peer API");
+    assert_eq!(
+        keys,
+        serde_json::json!([]),
+        "no key was minted through the peer API"
+    );
 
     // A CA-signed certificate that is not a running replicant's: a core's, a replicant
     // that never joined; and a replicant's certificate stating another node's name.
@@ -118,7 +131,11 @@ async fn fan_out_calls_reuse_one_connection_per_node() {
         assert_eq!(reply.status, 200);
     }
     let concurrent = futures_util::future::join_all((0..20).map(|_| call())).await;
-    assert!(concurrent.iter().all(|r| r.as_ref().is_ok_and(|r| r.status == 200)));
+    assert!(
+        concurrent
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.status == 200))
+    );
     let after = r2.peers().expect("peers").stats().connections_accepted;
     assert!(
         after <= before + 1,

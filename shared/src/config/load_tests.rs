@@ -584,7 +584,13 @@ fn a_static_api_key_needs_16_characters_and_the_error_never_shows_it() {
         let err = load_with_env(Some(toml.path()), &[], &Overrides::default()).unwrap_err();
         let msg = err.to_string();
         assert!(
-            matches!(err, ConfigError::Invalid { key: "listeners.api_key", .. }),
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "listeners.api_key",
+                    ..
+                }
+            ),
             "{msg}"
         );
         assert!(msg.contains("at least 16 characters"), "{msg}");
