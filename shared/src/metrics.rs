@@ -181,10 +181,11 @@ pub const AUTHN_SCRAM_FAILURES_TOTAL: &str = "meshmq_authentication_scram_failur
 /// with an error. Labels: `code` (`BAD_REQUEST`, `NOT_FOUND`, `ALREADY_EXISTS`,
 /// `UNAUTHORIZED`, `SERVICE_UNAVAILABLE`, ...).
 pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
-/// Counter: operator REST requests refused 403 because no `listeners.api_key` is set and
-/// they look like they come from a browser (CSRF, DNS rebinding). Labels: `reason`
+/// Counter: operator REST requests refused 403 because no key is required and they look
+/// like they come from a browser (CSRF, DNS rebinding). Labels: `reason`
 /// (`origin`: an `Origin` header; `host`: a `Host` that is neither an IP address nor
-/// `localhost`).
+/// `localhost`), or, with keys, because they carry HTTP Basic credentials from another
+/// origin (`ambient`: what a browser attaches on its own).
 pub const API_FORBIDDEN_TOTAL: &str = "meshmq_api_forbidden_total";
 /// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`: no
 /// usable `Authorization`; `malformed`: not `id:secret`; `invalid`: anything that depends on

@@ -163,7 +163,7 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
     ),
     (
         m::API_FORBIDDEN_TOTAL,
-        "Operator REST requests refused without an API key: browser-like (Origin, Host name).",
+        "Operator REST requests refused 403 as a browser's: without keys, browser-like (Origin, Host name); with keys, Basic credentials from another origin.",
     ),
     (
         m::API_KEY_REFUSED_TOTAL,
