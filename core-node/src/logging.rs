@@ -224,8 +224,33 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write!(writer, "{} [{}] ", rfc3339_now(), self.node)?;
-        self.inner.format_event(ctx, writer, event)
+        // Formatted whole, then escaped: a field may hold what a client sent (a client id,
+        // a topic), and a line break or a terminal escape in it must not forge a line.
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.strip_suffix('\n').unwrap_or(&line);
+        writer.write_str(&escape_controls(body))?;
+        writer.write_char('\n')
     }
+}
+
+/// `text` with every control character but tab written as an escape (`\n`, `\r`,
+/// `\u{1b}` ...), so one event is one line and no terminal sequence reaches the log.
+pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() && c != '\t' => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -83,6 +83,27 @@ fn text_lines_carry_timestamp_and_node() {
 }
 
 #[test]
+fn text_fields_from_clients_cannot_forge_a_line_or_a_terminal_escape() {
+    let buf = Buf::default();
+    let sub = subscriber(LogFormat::Text, "r1", "info", buf.clone()).expect("subscriber");
+    let who = "x\n2026-01-01T00:00:00Z [r1]  INFO forged\r\u{1b}]0;pwned\u{7}\u{9b}";
+    tracing::subscriber::with_default(sub, || {
+        let span = tracing::info_span!("conn", peer = %who);
+        let _in = span.enter();
+        tracing::warn!(client_id = %who, "refused {}", who);
+    });
+    let lines = buf.lines();
+    assert_eq!(lines.len(), 1, "one event, one line: {lines:?}");
+    let line = &lines[0];
+    assert!(
+        !line.chars().any(|c| c.is_control() && c != '\t'),
+        "{line:?}"
+    );
+    assert!(line.contains("x\\n2026-01-01"), "{line}");
+    assert!(line.contains("\\u{1b}]0;pwned\\u{7}\\u{9b}"), "{line}");
+}
+
+#[test]
 fn filter_text_keeps_dependencies_quiet_unless_named() {
     let t = filter_text("debug", "").expect("ok");
     assert!(t.starts_with("debug,openraft=warn,"), "{t}");

@@ -131,6 +131,14 @@ fn check(ctx: &Ctx, b: PublishBody) -> Result<Checked, ApiError> {
             "topic is not a valid topic name (no wildcards, 1..=65535 bytes)",
         ));
     }
+    // `$SYS` is the broker's own: a message there would pass for one of its events,
+    // statistics or alarms (or overwrite its retained `version`).
+    if crate::authz::is_sys_topic(&b.topic) {
+        return Err(refuse("topics under $SYS are the broker's own"));
+    }
+    if b.clientid.as_ref().is_some_and(|c| c.len() > usize::from(u16::MAX)) {
+        return Err(refuse("clientid is longer than 65535 bytes"));
+    }
     let qos = QoS::from_u8(b.qos).ok_or_else(|| refuse("qos must be 0, 1 or 2"))?;
     if b.retain && !cfg.retain_available {
         return Err(refuse(

@@ -11,7 +11,7 @@ use meshmq_shared::config::UserIdType;
 use tracing::warn;
 
 use super::pool::HashPool;
-use super::{Credentials, Decision, Failure};
+use super::{Credentials, Decision, Failure, UserName};
 use crate::ctx::TableState;
 
 pub(super) struct BuiltIn {
@@ -65,6 +65,7 @@ impl BuiltIn {
                     superuser,
                     acl: None,
                     expires: None,
+                    username: UserName::AsSent,
                 }
             } else {
                 Decision::Deny
@@ -87,6 +88,7 @@ impl BuiltIn {
                 superuser,
                 acl: None,
                 expires: None,
+                username: UserName::AsSent,
             }),
             Ok(false) => Ok(Decision::Deny),
             Err(e) => {

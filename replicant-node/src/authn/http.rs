@@ -17,7 +17,14 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-use super::{Credentials, Decision, Failure, acl, template};
+use crate::log_gate::LogGate;
+
+use super::{Credentials, Decision, Failure, UserName, acl, template};
+
+/// One line per 10 s while the service fails (`held`: the failures not logged since);
+/// `meshmq_authentication_total{result="error"}` counts each.
+static SERVICE_DOWN: std::sync::LazyLock<LogGate> =
+    std::sync::LazyLock::new(|| LogGate::new(Duration::from_secs(10)));
 
 /// Largest answer read from the service.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -126,11 +133,18 @@ impl HttpAuth {
         let answer = match asked {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
-                warn!(client_id = creds.client_id, error = %e, "http authentication failed");
+                if let Some(held) = SERVICE_DOWN.pass() {
+                    warn!(client_id = creds.client_id, error = %e, held, "http authentication failed");
+                }
                 return Err(Failure::Unavailable);
             }
             Err(_) => {
-                warn!(client_id = creds.client_id, "http authentication timed out");
+                if let Some(held) = SERVICE_DOWN.pass() {
+                    warn!(
+                        client_id = creds.client_id,
+                        held, "http authentication timed out"
+                    );
+                }
                 return Err(Failure::Unavailable);
             }
         };
@@ -139,6 +153,7 @@ impl HttpAuth {
                 superuser: false,
                 acl: None,
                 expires: None,
+                username: UserName::AsSent,
             }); // 204
         };
         match answer.result.as_str() {
@@ -157,6 +172,7 @@ impl HttpAuth {
                     superuser: super::jwt::is_superuser(answer.is_superuser.as_ref()),
                     acl,
                     expires: None,
+                    username: UserName::AsSent,
                 })
             }
             "deny" => Ok(Decision::Deny),
@@ -262,7 +278,8 @@ mod tests {
             Some(Decision::Allow {
                 superuser: false,
                 acl: None,
-                expires: None
+                expires: None,
+                username: UserName::AsSent,
             })
         );
     }

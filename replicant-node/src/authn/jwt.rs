@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::pool::HashPool;
-use super::{Credentials, Decision, Failure, acl, template};
+use super::{Credentials, Decision, Failure, UserName, acl, template};
 
 /// Largest JWKS answer read.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -108,6 +108,11 @@ impl JwtAuth {
             disconnect_after_expire: c.disconnect_after_expire,
             _refresh: refresh,
         })
+    }
+
+    /// Whether the token is read from the User Name field (`from = "username"`).
+    pub(super) fn reads_username(&self) -> bool {
+        matches!(self.from, JwtFrom::Username)
     }
 
     pub(super) async fn check(
@@ -208,12 +213,31 @@ impl JwtAuth {
                 let at = exp.saturating_add(self.leeway);
                 std::time::UNIX_EPOCH + Duration::from_secs(at.min(u64::from(u32::MAX) * 4))
             });
+        // A token read from the User Name must not stay the client's name: it would be
+        // shown in $SYS events, the clients API and traces, and anyone who reads it can
+        // connect as this client until it expires.
+        let username = match self.from {
+            JwtFrom::Password => UserName::AsSent,
+            JwtFrom::Username => UserName::Replaced(claimed_name(&claims)),
+        };
         Ok(Decision::Allow {
             superuser: is_superuser(claims.get("is_superuser")),
             acl,
             expires,
+            username,
         })
     }
+}
+
+/// The user name a token read from the User Name field stands for: its `username` claim,
+/// else its `sub`, if that is a string an MQTT User Name could be (at most 65 535 bytes,
+/// no U+0000); otherwise none.
+fn claimed_name(claims: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    ["username", "sub"]
+        .iter()
+        .find_map(|c| claims.get(*c).and_then(|v| v.as_str()))
+        .filter(|s| !s.is_empty() && s.len() <= usize::from(u16::MAX) && !s.contains('\0'))
+        .map(str::to_owned)
 }
 
 /// EMQX's reading of `is_superuser`: `true`, `"true"` or `1`.
@@ -299,6 +323,18 @@ async fn refresh_jwks(
     keys: std::sync::Weak<RwLock<Arc<[Key]>>>,
     stop: CancellationToken,
 ) {
+    // Logged by host and port only: the URL may carry credentials (`user:pass@`, a token
+    // in the query).
+    let host = reqwest::Url::parse(&endpoint).map_or_else(
+        |_| "?".to_owned(),
+        |u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or("?"),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        },
+    );
     loop {
         let fetched = tokio::time::timeout(JWKS_TIMEOUT, fetch_jwks(&client, &endpoint)).await;
         let result = match fetched {
@@ -309,17 +345,17 @@ async fn refresh_jwks(
             }
             Ok(Ok(_)) => {
                 warn!(
-                    endpoint,
+                    jwks_host = %host,
                     "jwt: the JWKS holds no usable key; keeping the last keys"
                 );
                 "error"
             }
             Ok(Err(e)) => {
-                warn!(endpoint, error = %e, "jwt: JWKS fetch failed; keeping the last keys");
+                warn!(jwks_host = %host, error = %e, "jwt: JWKS fetch failed; keeping the last keys");
                 "error"
             }
             Err(_) => {
-                warn!(endpoint, "jwt: JWKS fetch timed out; keeping the last keys");
+                warn!(jwks_host = %host, "jwt: JWKS fetch timed out; keeping the last keys");
                 "error"
             }
         };
@@ -392,11 +428,13 @@ mod tests {
             superuser,
             acl,
             expires,
+            username,
         }) = a.check(&pool, creds(&t)).await
         else {
             panic!("allowed")
         };
         assert!(superuser);
+        assert_eq!(username, UserName::AsSent, "the token came as the password");
         let acl = acl.expect("rules");
         assert_eq!((acl.len(), acl[0].topic.as_str()), (1, "t/${clientid}"));
         assert_eq!(
@@ -411,7 +449,8 @@ mod tests {
             Decision::Allow {
                 superuser: false,
                 acl: None,
-                expires: None
+                expires: None,
+                username: UserName::AsSent,
             },
             "no exp: no expiry"
         );

@@ -90,11 +90,25 @@ pub enum Decision {
         /// When the credentials stop being valid (a JWT's `exp` with
         /// `disconnect_after_expire`): the connection is closed then.
         expires: Option<std::time::SystemTime>,
+        /// The client's user name from now on (see [`UserName`]).
+        username: UserName,
     },
     /// The credentials are wrong: refuse.
     Deny,
     /// Not this authenticator's client (unknown user, no password): ask the next.
     Ignore,
+}
+
+/// The user name a client has once it is let in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UserName {
+    /// The User Name field of its CONNECT.
+    #[default]
+    AsSent,
+    /// Not the field: it carried a credential (a JWT read `from = "username"`), which must
+    /// never be shown as the user's name ($SYS events, the clients API, traces, `${username}`
+    /// rules, bans). This name comes from the token's claims, or there is none.
+    Replaced(Option<String>),
 }
 
 /// The chain's verdict on a CONNECT.
@@ -108,6 +122,8 @@ pub enum Verdict {
         acl: Option<acl::Acl>,
         /// When the connection must be closed (see [`Decision::Allow`]).
         expires: Option<std::time::SystemTime>,
+        /// The client's user name from now on (see [`UserName`]).
+        username: UserName,
     },
     /// Refuse with this reason code (the codec maps it for 3.1.1).
     Refused(ReasonCode),
@@ -213,6 +229,14 @@ impl Chain {
         !self.authenticators.is_empty()
     }
 
+    /// Whether a CONNECT's User Name may carry a credential (a JWT authenticator reads its
+    /// token from it): then the field is never recorded as the user's name.
+    pub fn username_is_secret(&self) -> bool {
+        self.authenticators
+            .iter()
+            .any(|a| matches!(a, Authenticator::Jwt(j) if j.reads_username()))
+    }
+
     /// The enabled SCRAM authenticator answering the Authentication Method `method` (the
     /// first in the chain's order); `None`: the method is refused (0x8C).
     pub(crate) fn scram(&self, method: &str) -> Option<&scram::Scram> {
@@ -229,6 +253,7 @@ impl Chain {
                 superuser: false,
                 acl: None,
                 expires: None,
+                username: UserName::AsSent,
             };
         }
         let mut overloaded = false;
@@ -257,11 +282,13 @@ impl Chain {
                     superuser,
                     acl,
                     expires,
+                    username,
                 }) => {
                     return Verdict::Allowed {
                         superuser,
                         acl,
                         expires,
+                        username,
                     };
                 }
                 Ok(Decision::Deny) => {

@@ -24,6 +24,12 @@ use tracing::warn;
 use crate::authn::http::{MAX_RESPONSE_BYTES, client, read_bounded};
 use crate::authn::template::{cert_field, render_with};
 use crate::listeners::CertNames;
+use crate::log_gate::LogGate;
+
+/// One line per 10 s while the service fails (`held`: the failures not logged since);
+/// `meshmq_authorization_total{source="http",result}` counts each.
+static SERVICE_DOWN: std::sync::LazyLock<LogGate> =
+    std::sync::LazyLock::new(|| LogGate::new(Duration::from_secs(10)));
 
 /// See the module doc.
 pub struct HttpSource {
@@ -113,11 +119,15 @@ impl HttpSource {
         let answer = match tokio::time::timeout(self.timeout, self.ask(&fields)).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
-                warn!(client_id = %c.client_id, error = %e, "http authorization failed");
+                if let Some(held) = SERVICE_DOWN.pass() {
+                    warn!(client_id = %c.client_id, error = %e, held, "http authorization failed");
+                }
                 return Err(());
             }
             Err(_) => {
-                warn!(client_id = %c.client_id, "http authorization timed out");
+                if let Some(held) = SERVICE_DOWN.pass() {
+                    warn!(client_id = %c.client_id, held, "http authorization timed out");
+                }
                 return Err(());
             }
         };

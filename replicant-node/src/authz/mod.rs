@@ -7,7 +7,8 @@
 //! sources (`[[authorization.sources]]`) in order; the first rule that matches decides, and
 //! `authorization.no_match` decides when none does. Publishing into `$SYS` needs an
 //! explicit grant (the hook's `allows_sys_publish`, or an allow rule naming the topic; a
-//! leading wildcard never matches `$SYS`), whoever the client is.
+//! leading wildcard never matches `$SYS`), whoever the client is. Subscribing to `$SYS`
+//! needs a loopback address, a superuser or an explicit allow rule (EMQX's default rules).
 //!
 //! Decisions are cached per connection ([`cache`]) and dropped when the cluster's
 //! authorization epoch moves (a rule change in the built-in database, or
@@ -115,7 +116,8 @@ fn builtin_decide(tables: &Tables, c: &ClientInfo, req: &Request<'_>) -> Option<
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
-    /// A publication into `$SYS` without an explicit grant.
+    /// A publication into `$SYS` without an explicit grant, or a `$SYS` subscription from
+    /// another machine without one.
     SysTopic,
     /// A rule, the hook, or `no_match = deny`.
     NotAuthorized,
@@ -319,6 +321,14 @@ impl Authz {
                 .allows_sys_publish(&c.client_id, c.username.as_deref(), t)
         });
         if sys_topic.is_some() && !(sys_granted || decided == Some(Permission::Allow)) {
+            return (Err(Denied::SysTopic), "sys_topic");
+        }
+        // Reading `$SYS` (its client events name every client, user and address): as
+        // EMQX's default rules, only a client on this machine, a superuser, or one an
+        // explicit allow rule names.
+        let sys_read = matches!(*req, Request::Subscribe { filter, .. } if is_sys_topic(filter));
+        let local = c.peerhost.to_canonical().is_loopback();
+        if sys_read && !(local || c.superuser || decided == Some(Permission::Allow)) {
             return (Err(Denied::SysTopic), "sys_topic");
         }
         if c.superuser {

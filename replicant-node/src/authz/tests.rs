@@ -105,6 +105,44 @@ fn sources_in_order_then_no_match() {
     assert_eq!(by(&root, "b"), "superuser");
 }
 
+fn subscribe(filter: &str) -> Request<'_> {
+    Request::Subscribe {
+        filter,
+        full: filter,
+        qos: 0,
+    }
+}
+
+#[test]
+fn reading_sys_needs_loopback_a_superuser_or_an_allow_rule() {
+    let cfg = config(serde_json::json!({ "sources": [{ "type": "file", "rules": [
+        { "permission": "allow", "who": { "username": "ops" }, "action": "subscribe",
+          "topics": ["$SYS/#"] }]}]}));
+    let a = Authz::new(&cfg, Arc::new(AllowAll)).expect("authz");
+    let t = Tables::new();
+    let remote = |user: &str, superuser: bool| {
+        let mut c = client(superuser);
+        c.info.peerhost = "203.0.113.9".parse().expect("ip");
+        c.info.username = Some(Arc::from(user));
+        c
+    };
+    let d = |c: &AuthzClient, f: &str| a.decide(&t, c, &subscribe(f)).0;
+    let nobody = remote("u1", false);
+    assert_eq!(d(&nobody, "$SYS/#"), Err(Denied::SysTopic));
+    assert_eq!(
+        d(&nobody, "$SYS/brokers/+/clients/+/connected"),
+        Err(Denied::SysTopic)
+    );
+    assert_eq!(d(&nobody, "$SYS"), Err(Denied::SysTopic));
+    assert_eq!(d(&nobody, "a/#"), Ok(()), "other filters: no_match allows");
+    assert_eq!(d(&remote("ops", false), "$SYS/#"), Ok(()), "an allow rule");
+    assert_eq!(d(&remote("u1", true), "$SYS/#"), Ok(()), "a superuser");
+    assert_eq!(d(&client(false), "$SYS/#"), Ok(()), "loopback, as EMQX");
+    let mut mapped = client(false);
+    mapped.info.peerhost = "::ffff:127.0.0.1".parse().expect("ip");
+    assert_eq!(d(&mapped, "$SYS/#"), Ok(()), "v4-mapped loopback");
+}
+
 #[test]
 fn without_sources_the_hook_and_sys_rule_are_what_they_were() {
     let a = Authz::new(&AuthorizationConfig::default(), Arc::new(AllowAll)).expect("authz");

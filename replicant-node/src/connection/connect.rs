@@ -28,7 +28,7 @@ const MAX_AUTH_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 use super::refuse::{refuse, refuse_undecodable, refuse_with, refused};
 use super::setup::{Setup, connack, validate};
 use super::{Conn, reason_label, traced};
-use crate::authn::{Credentials, Verdict};
+use crate::authn::{Credentials, UserName, Verdict};
 use crate::authz::AuthzClient;
 use crate::cluster;
 use crate::ctx::Ctx;
@@ -113,7 +113,11 @@ where
         &setup.client_id,
         ip,
         &Event::Connect {
-            username: connect.username.as_deref(),
+            // A token in the User Name is not a name: never written to a trace.
+            username: connect
+                .username
+                .as_deref()
+                .filter(|_| !ctx.authn.username_is_secret()),
             proto: traced::proto_label(version),
             keepalive: connect.keep_alive,
             clean_start: connect.clean_start,
@@ -168,6 +172,7 @@ where
                     superuser: allowed.superuser,
                     acl: None,
                     expires: None,
+                    username: UserName::AsSent,
                 }
             }
         }
@@ -177,6 +182,7 @@ where
             superuser: false,
             acl: None,
             expires: None,
+            username: UserName::AsSent,
         }
     } else {
         tokio::time::timeout(timeout, ctx.authn.authenticate(&ctx.tables, creds))
@@ -189,7 +195,7 @@ where
     // Anonymous: no authenticator was asked (none configured, or not on this listener).
     let anonymous = enhanced.is_none() && (!rules.authenticate || !ctx.authn.is_enabled());
     crate::authn::count_result(matches!(verdict, Verdict::Allowed { .. }), anonymous);
-    let (superuser, attached, auth_expires) = match verdict {
+    let (named, superuser, attached, auth_expires) = match verdict {
         Verdict::Refused(code) => {
             connack_traced(code, false);
             refuse(&mut writer, version, code).await;
@@ -201,7 +207,9 @@ where
             superuser,
             acl,
             expires,
+            username: named,
         } => (
+            named,
             superuser,
             acl.map(|a| crate::authz::attached_rules(&a))
                 .unwrap_or_default(),
@@ -213,7 +221,11 @@ where
             }),
         ),
     };
-    // The exchange named the user (SCRAM without a User Name): its bans hold too.
+    // A token read from the User Name is replaced by the name its claims give (or none).
+    if let UserName::Replaced(name) = named {
+        username = name;
+    }
+    // The exchange or the token named the user: its bans hold too.
     if username != connect.username
         && let Some(kind) =
             crate::banned::check(ctx, &setup.client_id, username.as_deref(), peer.ip())

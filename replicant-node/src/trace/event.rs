@@ -5,13 +5,31 @@
 //! ```
 //!
 //! Strings are written escaped and quoted (a client id or topic with a line break stays on
-//! its line); payloads only as the trace's `payload_encode` says, cut at
-//! [`PAYLOAD_LIMIT`] bytes.
+//! its line), cut at [`TEXT_LIMIT`] bytes (then `<key>_omitted_bytes=N` follows); payloads
+//! only as the trace's `payload_encode` says, cut at [`PAYLOAD_LIMIT`] bytes.
 
 use std::fmt::Write as _;
 
 use super::Subject;
 use super::spec::{PAYLOAD_LIMIT, PayloadEncode};
+
+/// The most of a client id, user name, topic or filter a line holds, in bytes (a client
+/// may send 64 KiB of each; a trace line stays small).
+pub const TEXT_LIMIT: usize = 1024;
+
+/// Writes ` key="s"` escaped, cut at [`TEXT_LIMIT`] bytes (on a character boundary), and
+/// ` key_omitted_bytes=N` when cut.
+fn text(l: &mut String, key: &str, s: &str) -> std::fmt::Result {
+    let mut end = s.len().min(TEXT_LIMIT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    write!(l, " {key}={:?}", &s[..end])?;
+    if end < s.len() {
+        write!(l, " {key}_omitted_bytes={}", s.len() - end)?;
+    }
+    Ok(())
+}
 
 /// Something that happened to a traced client.
 #[derive(Debug)]
@@ -125,13 +143,9 @@ impl Event<'_> {
     /// The line (with its `\n`) at time `ts` on `node`.
     pub fn line(&self, ts: &str, node: &str, who: Subject<'_>, enc: PayloadEncode) -> String {
         let mut l = String::with_capacity(160);
-        let _ = write!(
-            l,
-            "{ts} node={node:?} clientid={:?} peer={} event={}",
-            who.client_id,
-            who.ip,
-            self.name()
-        );
+        let _ = write!(l, "{ts} node={node:?}");
+        let _ = text(&mut l, "clientid", who.client_id);
+        let _ = write!(l, " peer={} event={}", who.ip, self.name());
         let _ = self.fields(&mut l, enc);
         l.push('\n');
         l
@@ -144,11 +158,13 @@ impl Event<'_> {
                 proto,
                 keepalive,
                 clean_start,
-            } => write!(
-                l,
-                " username={:?} proto={proto} keepalive={keepalive} clean_start={clean_start}",
-                username.unwrap_or("")
-            ),
+            } => {
+                text(l, "username", username.unwrap_or(""))?;
+                write!(
+                    l,
+                    " proto={proto} keepalive={keepalive} clean_start={clean_start}"
+                )
+            }
             Event::Connack {
                 reason,
                 session_present,
@@ -156,9 +172,12 @@ impl Event<'_> {
                 l,
                 " reason=0x{reason:02x} session_present={session_present}"
             ),
-            Event::SessionTakeover { from } => write!(l, " from={from:?}"),
-            Event::Subscribe { filter, qos } => write!(l, " filter={filter:?} qos={qos}"),
-            Event::Unsubscribe { filter } => write!(l, " filter={filter:?}"),
+            Event::SessionTakeover { from } => text(l, "from", from),
+            Event::Subscribe { filter, qos } => {
+                text(l, "filter", filter)?;
+                write!(l, " qos={qos}")
+            }
+            Event::Unsubscribe { filter } => text(l, "filter", filter),
             Event::PublishIn {
                 topic,
                 qos,
@@ -171,14 +190,15 @@ impl Event<'_> {
                 payload,
                 retain,
             } => {
+                text(l, "topic", topic)?;
                 write!(
                     l,
-                    " topic={topic:?} qos={qos} size={} retain={retain} payload=",
+                    " qos={qos} size={} retain={retain} payload=",
                     payload.len()
                 )?;
                 write_payload(l, payload, enc)
             }
-            Event::PublishDenied { topic } => write!(l, " topic={topic:?}"),
+            Event::PublishDenied { topic } => text(l, "topic", topic),
             Event::Dropped { reason, count } => write!(l, " reason={reason} count={count}"),
             Event::Disconnect { by, reason } => match reason {
                 Some(r) => write!(l, " by={by} reason=0x{r:02x}"),
@@ -231,6 +251,18 @@ mod tests {
         assert!(
             e.line("T", "r1", who, PayloadEncode::Hex)
                 .ends_with("payload=7333637265740a\n")
+        );
+        let long = format!("{}é{}", "t".repeat(TEXT_LIMIT - 1), "x".repeat(70_000));
+        let big = Event::PublishDenied { topic: &long };
+        let line = big.line("T", "r1", who, PayloadEncode::Hidden);
+        assert!(line.len() < 2 * TEXT_LIMIT, "{}", line.len());
+        assert!(
+            line.ends_with(&format!(
+                "\" topic_omitted_bytes={}\n",
+                long.len() - (TEXT_LIMIT - 1)
+            )),
+            "cut before the two-byte character: {}",
+            &line[line.len() - 60..]
         );
         let d = Event::Disconnect {
             by: "client",

@@ -1,7 +1,8 @@
 //! One running trace on this node: the bounded queue of its lines and the task appending
 //! them to `<data_dir>/trace/<name>-<node>.log`.
 //!
-//! Connections only ever `try_send` into the queue: a full queue drops the line (counted,
+//! Connections only ever `try_send` into the queue: a full queue (`trace.queue_len` lines,
+//! or [`QUEUE_BYTES`] bytes) drops the line (counted,
 //! `meshmq_trace_events_dropped_total{reason="queue_full"}`), never waits. The file stops
 //! growing at `trace.max_file_size` (further lines counted as `file_full`). The thread ends
 //! when the last handle to the recorder is dropped (the trace stopped), after writing what
@@ -9,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use meshmq_shared::metrics as m;
 use std::io::Write;
@@ -17,12 +19,18 @@ use tracing::warn;
 
 use super::spec::TraceSpec;
 
+/// The most bytes of lines queued for one trace's writer (a line is at most a few KiB:
+/// strings and payloads are cut, see `event`).
+pub const QUEUE_BYTES: usize = 8 << 20;
+
 /// A running trace on this node.
 pub struct Recorder {
     /// Its definition (what it matches, how payloads are written).
     pub spec: TraceSpec,
     /// Lines for the writer task.
     tx: mpsc::Sender<String>,
+    /// Bytes of the lines in `tx`, shared with the writer.
+    queued: Arc<AtomicUsize>,
 }
 
 /// The file of trace `name` on node `node` in `dir`: the node name with every character but
@@ -51,19 +59,24 @@ impl Recorder {
     /// file, `queue_len` lines queued.
     pub fn start(spec: TraceSpec, path: PathBuf, max_bytes: u64, queue_len: usize) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(queue_len.max(1));
+        let queued = Arc::new(AtomicUsize::new(0));
         let name = format!("trace-{}", spec.name.chars().take(8).collect::<String>());
+        let counted = queued.clone();
         let spawned = std::thread::Builder::new()
             .name(name)
-            .spawn(move || write_lines(rx, &path, max_bytes));
+            .spawn(move || write_lines(rx, &counted, &path, max_bytes));
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start a trace writer thread");
         }
-        Arc::new(Recorder { spec, tx })
+        Arc::new(Recorder { spec, tx, queued })
     }
 
-    /// Queues `line` (a full queue drops it, counted).
+    /// Queues `line` (a queue full in lines or bytes drops it, counted).
     pub fn push(&self, line: String) {
-        if self.tx.try_send(line).is_err() {
+        let len = line.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before + len > QUEUE_BYTES || self.tx.try_send(line).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
             dropped("queue_full");
         }
     }
@@ -71,18 +84,20 @@ impl Recorder {
 
 /// The writer thread (file I/O blocks: it never runs on the async runtime): appends each
 /// line, flushing whenever the queue is empty, until every sender is gone.
-fn write_lines(mut rx: mpsc::Receiver<String>, path: &Path, max_bytes: u64) {
+fn write_lines(mut rx: mpsc::Receiver<String>, queued: &AtomicUsize, path: &Path, max_bytes: u64) {
     let (mut file, mut written) = match open(path) {
         Ok((f, len)) => (std::io::BufWriter::new(f), len),
         Err(e) => {
             warn!(path = %path.display(), error = %e, "cannot open the trace file");
-            while rx.blocking_recv().is_some() {
+            while let Some(line) = rx.blocking_recv() {
+                queued.fetch_sub(line.len(), Ordering::AcqRel);
                 dropped("file_error");
             }
             return;
         }
     };
     while let Some(line) = rx.blocking_recv() {
+        queued.fetch_sub(line.len(), Ordering::AcqRel);
         let len = line.len() as u64;
         if written + len > max_bytes {
             dropped("file_full");

@@ -250,6 +250,8 @@ async fn publish_refuses_bad_messages_with_a_message() {
         json!({"topic": "a", "payload": "x", "unknown": 1}),
         json!({"payload": "x"}),
         json!({"topic": "a", "payload": "x".repeat(2000)}),
+        json!({"topic": "$SYS/brokers/r1/version", "payload": "forged", "retain": true}),
+        json!({"topic": "a", "payload": "x", "clientid": "c".repeat(70_000)}),
     ] {
         let (status, v) = call(&b, "POST", "/api/v5/publish", body.clone()).await;
         assert_eq!(status, 400, "{body}: {v}");

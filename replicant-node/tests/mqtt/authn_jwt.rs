@@ -214,6 +214,44 @@ async fn verify_claims_placeholders_and_the_token_in_the_username() {
     assert_eq!(code, ReasonCode::NotAuthorized, "the password is not read");
 }
 
+/// A token read from the User Name is a credential: the client's name becomes the
+/// token's `username` claim (else `sub`), and the token itself is never published in the
+/// `$SYS` connected event, where other clients could read and replay it.
+#[tokio::test]
+async fn a_token_in_the_username_is_never_shown_as_the_name() {
+    let key = hmac("s3cret");
+    let b = common::start_broker(jwt_entry(|j| j.from = JwtFrom::Username)).await;
+    let mut watcher = connect_packet(V5, &common::unique("sys-watch"));
+    watcher.username = Some(sign(Algorithm::HS256, None, &key, &json!({"sub": "w"})));
+    let (mut w, ack) = RawClient::connect_with(b.mqtt_addr(), watcher).await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    w.subscribe("$SYS/brokers/+/clients/+/connected", QoS::AtMostOnce)
+        .await;
+    for (claims, shown) in [
+        (
+            json!({"username": "alice", "sub": "ignored"}),
+            json!("alice"),
+        ),
+        (json!({"sub": "bob"}), json!("bob")),
+        (json!({"username": 7}), Value::Null),
+    ] {
+        let id = common::unique("jwt-name");
+        let token = sign(Algorithm::HS256, None, &key, &claims);
+        let code = connect_with(&b, V5, &id, Some(&token), None).await;
+        assert_eq!(code, ReasonCode::Success, "{claims}");
+        let event = loop {
+            let p = w.recv_publish().await;
+            if p.topic.ends_with(&format!("/clients/{id}/connected")) {
+                break p;
+            }
+        };
+        let text = String::from_utf8_lossy(&event.payload).into_owned();
+        assert!(!text.contains(&token), "the token leaked: {text}");
+        let v: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["username"], shown, "{text}");
+    }
+}
+
 /// The JWKS document of `(kid, raw P-256 point)` keys.
 fn jwks(keys: &[(&str, &[u8])]) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -2,8 +2,10 @@
 //! secret replaced by [`REDACTED`], as EMQX does.
 //!
 //! Owns the list of secret-bearing fields: the API key, TLS key passwords, JWT HMAC
-//! secrets, HTTP authenticator/authorizer header values (they may carry credentials) and
-//! credentials in a URL (`https://user:pass@host`). Paths to key files are not secret and
+//! secrets, HTTP authenticator/authorizer header values (they may carry credentials), the
+//! literal values of their request bodies (templates such as `${username}` are shown),
+//! credentials in a URL (`https://user:pass@host`, query values) and the path of a webhook
+//! URL (Slack-style hooks keep their secret there). Paths to key files are not secret and
 //! are shown. A new secret field must be added to [`SECRET_KEYS`] (the test below sets
 //! every one and checks none shows).
 
@@ -18,8 +20,12 @@ pub const REDACTED: &str = "******";
 const SECRET_KEYS: &[&str] = &["api_key", "password", "secret"];
 /// Object keys whose value is a map of secrets (every value hidden, names shown).
 const SECRET_MAPS: &[&str] = &["headers", "webhook_headers"];
-/// Object keys holding a URL whose user information is hidden.
-const URL_KEYS: &[&str] = &["url", "endpoint", "webhook_urls"];
+/// Object keys holding a URL whose user information and query values are hidden.
+const URL_KEYS: &[&str] = &["url", "endpoint"];
+/// Object keys holding webhook URLs: only scheme, host and port are shown.
+const WEBHOOK_KEYS: &[&str] = &["webhook_urls"];
+/// Object keys whose value is a request body template: literal values hidden.
+const BODY_MAPS: &[&str] = &["body"];
 
 /// `config` as JSON, secrets replaced by [`REDACTED`].
 pub fn redacted(config: &Config) -> Value {
@@ -41,18 +47,18 @@ pub fn redact(tree: &mut Value) {
                     for value in m.values_mut() {
                         *value = Value::from(REDACTED);
                     }
-                } else if URL_KEYS.contains(&k.as_str()) {
-                    match v {
-                        Value::String(s) => *s = without_userinfo(s),
-                        Value::Array(urls) => {
-                            for u in urls.iter_mut() {
-                                if let Value::String(s) = u {
-                                    *s = without_userinfo(s);
-                                }
-                            }
+                } else if BODY_MAPS.contains(&k.as_str())
+                    && let Value::Object(m) = v
+                {
+                    for value in m.values_mut() {
+                        if !value.as_str().is_some_and(|t| t.contains("${")) {
+                            *value = Value::from(REDACTED);
                         }
-                        _ => {}
                     }
+                } else if URL_KEYS.contains(&k.as_str()) {
+                    each_string(v, |s| without_query_values(&without_userinfo(s)));
+                } else if WEBHOOK_KEYS.contains(&k.as_str()) {
+                    each_string(v, origin_only);
                 } else {
                     redact(v);
                 }
@@ -60,6 +66,54 @@ pub fn redact(tree: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
+    }
+}
+
+/// Applies `f` to `v` if it is a string, or to each string of an array.
+fn each_string(v: &mut Value, f: impl Fn(&str) -> String) {
+    match v {
+        Value::String(s) => *s = f(s),
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                if let Value::String(s) = item {
+                    *s = f(s);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `...?a=1&b` → `...?a=******&b` (names shown, values hidden); the fragment is dropped.
+fn without_query_values(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or(url);
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((name, _)) => format!("{name}={REDACTED}"),
+            None => p.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// `scheme://user:pass@host:port/path?q` → `scheme://host:port/******` (path and query
+/// hidden when there are any).
+fn origin_only(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return REDACTED.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let host = authority.rfind('@').map_or(authority, |at| &authority[at + 1..]);
+    let tail = &rest[authority_end..];
+    if tail.is_empty() || tail == "/" {
+        format!("{scheme}://{host}{tail}")
+    } else {
+        format!("{scheme}://{host}/{REDACTED}")
     }
 }
 
@@ -105,8 +159,9 @@ secret = "SECRET-jwt-hmac"
 [[authentication]]
 mechanism = "password_based"
 backend = "http"
-url = "https://SECRET-user:SECRET-url-pass@auth.example/check"
+url = "https://SECRET-user:SECRET-url-pass@auth.example/check?token=SECRET-query#SECRET-frag"
 headers = { authorization = "Bearer SECRET-authn-header" }
+body = { username = "${username}", client_secret = "SECRET-body" }
 
 [[authentication]]
 mechanism = "jwt"
@@ -114,7 +169,7 @@ use_jwks = true
 endpoint = "https://SECRET-jwks-user:SECRET-jwks-pass@jwks.example/keys"
 
 [alarms]
-webhook_urls = ["https://SECRET-hook-user:SECRET-hook-pass@hooks.example/a"]
+webhook_urls = ["https://SECRET-hook-user:SECRET-hook-pass@hooks.example/a", "https://hooks.slack.example/services/SECRET-slack-path"]
 webhook_headers = { authorization = "Bearer SECRET-hook-header" }
 
 [authorization]
@@ -131,11 +186,16 @@ headers = { "x-api-key" = "SECRET-authz-header" }
         // Every marker really is in the unredacted form (the test would pass vacuously
         // otherwise).
         let raw = serde_json::to_string(&config).unwrap();
-        assert_eq!(raw.matches("SECRET-").count(), 13, "{raw}");
+        assert_eq!(raw.matches("SECRET-").count(), 17, "{raw}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("/etc/meshmq/key.pem"), "{shown}");
         assert!(
-            shown.contains("https://******@auth.example/check"),
+            shown.contains("https://******@auth.example/check?token=******\""),
+            "{shown}"
+        );
+        assert!(shown.contains("\"username\":\"${username}\""), "{shown}");
+        assert!(
+            shown.contains("\"https://hooks.slack.example/******\""),
             "{shown}"
         );
         assert!(shown.contains("https://authz.example/check"), "{shown}");
