@@ -583,16 +583,10 @@ fn a_static_api_key_needs_16_characters_and_the_error_never_shows_it() {
         let toml = TempToml::new(&format!("[listeners]\napi_key = \"{short}\"\n"));
         let err = load_with_env(Some(toml.path()), &[], &Overrides::default()).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            matches!(
-                err,
-                ConfigError::Invalid {
-                    key: "listeners.api_key",
-                    ..
-                }
-            ),
-            "{msg}"
-        );
+        let ConfigError::Invalid { key, .. } = err else {
+            panic!("{msg}")
+        };
+        assert_eq!(key, "listeners.api_key", "{msg}");
         assert!(msg.contains("at least 16 characters"), "{msg}");
         assert!(short.len() < 8 || !msg.contains(short), "{msg}");
     }
