@@ -137,6 +137,10 @@ if command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/nu
     || echo "check.sh: note: evacuation start refused: $(cat "$work/evac.out" 2>/dev/null)"
   evacuated() { ! kill -0 "$sub2_pid" 2>/dev/null; }
   poll 30 "r2's connection evicted" evacuated || true
+  # Sessions move after connections: stopping before the persistent one moved would leave
+  # the migration counter without a series.
+  migrated() { curl -fsS --max-time 2 "http://127.0.0.1:$((base + 402))/metrics" | grep '^meshmq_evacuation_sessions_migrated_total' > /dev/null; }
+  poll 30 "r2's persistent session migrated" migrated || true
   # r2 refuses CONNECTs while it is evacuated.
   mosquitto_pub -h 127.0.0.1 -p "$r2" -i check-refused -t meshmq/check -m refused 2> "$work/refused.err" \
     && echo "check.sh: note: r2 accepted a CONNECT while evacuated"

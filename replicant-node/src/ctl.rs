@@ -15,6 +15,8 @@
 //!     [--duration SECS] [--payload-encode text|hex|hidden]
 //! replicant-node ctl trace stop|delete|download NAME
 //! replicant-node ctl trace list
+//! replicant-node ctl data export [--file F]
+//! replicant-node ctl data import F
 //! ```
 //!
 //! Prints the JSON answer; exits non-zero on an error answer (the message is printed).
@@ -55,6 +57,25 @@ pub enum CtlCommand {
     /// Online traces (`/api/v5/trace`) of the node behind `--api`.
     #[command(subcommand)]
     Trace(Trace),
+    /// Backup of the cluster's data (`/api/v5/data/export` and `/import`).
+    #[command(subcommand)]
+    Data(Data),
+}
+
+/// `ctl data ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum Data {
+    /// Export users, rules, bans, retained messages and settings (to stdout, or a file).
+    Export {
+        /// Write the document to this file instead of printing it.
+        #[arg(long, value_name = "F")]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Import a document made by `data export` (upsert).
+    Import {
+        /// The document.
+        file: std::path::PathBuf,
+    },
 }
 
 /// `ctl trace ...`
@@ -183,6 +204,8 @@ pub struct StartArgs {
 
 /// Bound of one API call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of a data export or import (a large document takes a while).
+const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Runs the command; the answer's JSON on success.
 pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
@@ -237,6 +260,7 @@ pub async fn run(ctl: Ctl) -> anyhow::Result<String> {
             expect_ok(call(to, "GET", &path, Vec::new()).await?)
         }
         CtlCommand::Trace(t) => run_trace(to, t).await,
+        CtlCommand::Data(d) => run_data(to, d).await,
         CtlCommand::Rebalance(Rebalance::Availability) => {
             let path = format!("{base}/availability_check");
             let (status, body) = call(to, "GET", &path, Vec::new()).await?;
@@ -276,6 +300,30 @@ async fn run_trace(to: (SocketAddr, Option<&str>), t: Trace) -> anyhow::Result<S
     expect_ok(call(to, method, &path, body).await?)
 }
 
+/// `ctl data ...`: the export (printed or written to a file) or an import.
+async fn run_data(to: (SocketAddr, Option<&str>), d: Data) -> anyhow::Result<String> {
+    match d {
+        Data::Export { file } => {
+            let path = "/api/v5/data/export";
+            let body = expect_ok(call_within(to, "GET", path, Vec::new(), DATA_TIMEOUT).await?)?;
+            let Some(file) = file else { return Ok(body) };
+            std::fs::write(&file, body.as_bytes())
+                .with_context(|| format!("writing {}", file.display()))?;
+            Ok(format!(
+                "exported {} bytes to {}",
+                body.len(),
+                file.display()
+            ))
+        }
+        Data::Import { file } => {
+            let doc =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = "/api/v5/data/import";
+            expect_ok(call_within(to, "POST", path, doc, DATA_TIMEOUT).await?)
+        }
+    }
+}
+
 fn expect_ok((status, body): (u16, String)) -> anyhow::Result<String> {
     if (200..300).contains(&status) {
         Ok(body)
@@ -302,12 +350,23 @@ async fn node_or_self(
 
 /// One HTTP/1.1 request to `api`; the status and the body.
 async fn call(
-    (api, key): (SocketAddr, Option<&str>),
+    to: (SocketAddr, Option<&str>),
     method: &str,
     path: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
-    tokio::time::timeout(CALL_TIMEOUT, async {
+    call_within(to, method, path, body, CALL_TIMEOUT).await
+}
+
+/// [`call`] with its own deadline.
+async fn call_within(
+    (api, key): (SocketAddr, Option<&str>),
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
+    tokio::time::timeout(timeout, async {
         let stream = tokio::net::TcpStream::connect(api)
             .await
             .with_context(|| format!("connecting to {api}"))?;
@@ -330,5 +389,5 @@ async fn call(
         Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     })
     .await
-    .with_context(|| format!("no answer from {api} in {CALL_TIMEOUT:?}"))?
+    .with_context(|| format!("no answer from {api} in {timeout:?}"))?
 }

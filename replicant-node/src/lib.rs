@@ -22,6 +22,7 @@ pub mod core_handle;
 pub mod core_link;
 pub mod ctl;
 pub mod ctx;
+pub mod data;
 pub mod delivery_latency;
 pub mod evacuation;
 pub mod fanout;

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -57,15 +58,15 @@ fn connect_and_disconnect(addr: SocketAddr) {
     let _ = s.read_to_end(&mut rest); // the server closes after handling DISCONNECT
 }
 
-/// `PUT /api/v5/log/level` with `body`; the status.
 /// The node's static API key (the binary's standalone default requires a key).
 const KEY: &str = "logging-test-static-key";
 
-fn put_level(http: SocketAddr, body: &str) -> u16 {
+/// A request to the node's API with the key; the status and the body.
+fn api(http: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(http).expect("http connect");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
     let req = format!(
-        "PUT /api/v5/log/level HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\
          Authorization: Bearer {KEY}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -73,11 +74,28 @@ fn put_level(http: SocketAddr, body: &str) -> u16 {
     s.write_all(req.as_bytes()).expect("write");
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    answer
+    let status = answer
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// `PUT /api/v5/log/level` with `body`; the status.
+fn put_level(http: SocketAddr, body: &str) -> u16 {
+    api(http, "PUT", "/api/v5/log/level", body).0
+}
+
+/// The node's filter in force (`GET /api/v5/log/level`): its level.
+fn level_in_force(http: SocketAddr) -> String {
+    let (status, body) = api(http, "GET", "/api/v5/log/level", "");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["level"].as_str().unwrap_or_default().to_owned()
 }
 
 /// An address in a `Some(127.0.0.1:1234)` or `127.0.0.1:1234` field.
@@ -89,11 +107,10 @@ fn addr_field(v: &Value) -> SocketAddr {
     s.parse().unwrap_or_else(|_| panic!("address {s}"))
 }
 
-#[test]
-fn json_lines_and_a_level_changed_at_run_time() {
-    let data = tempfile::tempdir().expect("tempdir");
+/// Starts the binary, standalone, on `data`, JSON lines at info; its stdout lines.
+fn start(data: &Path) -> (Kill, Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_replicant-node"));
-    cmd.args(["--data-dir", data.path().to_str().expect("utf-8")])
+    cmd.args(["--data-dir", data.to_str().expect("utf-8")])
         .args(["--mqtt-bind", "127.0.0.1:0", "--ws-bind", "127.0.0.1:0"])
         .args(["--http-bind", "127.0.0.1:0", "--node-name", "log-node"])
         .env_remove("RUST_LOG")
@@ -111,6 +128,21 @@ fn json_lines_and_a_level_changed_at_run_time() {
             let _ = tx.send(line);
         }
     });
+    (child, rx)
+}
+
+/// The MQTT and HTTP addresses of a `meshmq broker started` line.
+fn addrs(started: &Value) -> (SocketAddr, SocketAddr) {
+    (
+        addr_field(&started["fields"]["mqtt_addr"]),
+        addr_field(&started["fields"]["http_addr"]),
+    )
+}
+
+#[test]
+fn json_lines_and_a_level_changed_at_run_time() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_child, rx) = start(data.path());
     let mut seen = Vec::new();
     let started = line_where(&rx, &mut seen, |v| v["message"] == "meshmq broker started");
     for v in &seen {
@@ -123,8 +155,7 @@ fn json_lines_and_a_level_changed_at_run_time() {
             "{ts}"
         );
     }
-    let mqtt = addr_field(&started["fields"]["mqtt_addr"]);
-    let http = addr_field(&started["fields"]["http_addr"]);
+    let (mqtt, http) = addrs(&started);
     // At info: a connection's end is not logged.
     connect_and_disconnect(mqtt);
     assert_eq!(
@@ -148,4 +179,48 @@ fn json_lines_and_a_level_changed_at_run_time() {
         closing["span"]["client_id"], "a",
         "the connection span's fields: {closing}"
     );
+}
+
+/// `log.level` through the configuration API (cluster-wide, stored): in force at once (a
+/// debug line appears), over a node-local change made since (`PUT /api/v5/log/level`) only
+/// until the next start, and in force again from the start after a restart on the same
+/// data (the standalone node's embedded core keeps the table).
+#[test]
+fn the_configured_log_level_applies_at_once_and_again_after_a_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (child, rx) = start(data.path());
+    let mut seen = Vec::new();
+    let started = line_where(&rx, &mut seen, |v| v["message"] == "meshmq broker started");
+    let (mqtt, http) = addrs(&started);
+    assert_eq!(level_in_force(http), "info");
+    let (status, body) = api(
+        http,
+        "PUT",
+        "/api/v5/configs/log",
+        r#"{"directives":"x=loud"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("log.directives"), "{body}");
+    let (status, body) = api(http, "PUT", "/api/v5/configs/log", r#"{"level":"debug"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(level_in_force(http), "debug", "applied through the logger");
+    connect_and_disconnect(mqtt);
+    line_where(&rx, &mut seen, |v| v["message"] == "connection closing");
+    // A node-local change holds until the restart.
+    assert_eq!(put_level(http, r#"{"level":"warn"}"#), 200);
+    assert_eq!(level_in_force(http), "warn");
+    drop(child);
+
+    let (_child, rx) = start(data.path());
+    let mut seen = Vec::new();
+    let started = line_where(&rx, &mut seen, |v| v["message"] == "meshmq broker started");
+    let (mqtt, http) = addrs(&started);
+    assert_eq!(
+        level_in_force(http),
+        "debug",
+        "the stored level, from the start"
+    );
+    connect_and_disconnect(mqtt);
+    let closing = line_where(&rx, &mut seen, |v| v["message"] == "connection closing");
+    assert_eq!(closing["level"], "DEBUG");
 }

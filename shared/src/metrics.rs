@@ -11,10 +11,12 @@
 
 mod buckets;
 mod core_group;
+mod data;
 mod process;
 
 pub use buckets::*;
 pub use core_group::*;
+pub use data::*;
 pub use process::*;
 
 /// Gauge: live MQTT connections. Labels: `transport` (`tcp`, `ssl`, `ws`, `wss`).
@@ -427,6 +429,8 @@ pub const COUNTERS: &[&str] = &[
     API_FORBIDDEN_TOTAL,
     API_KEY_REFUSED_TOTAL,
     AUTHN_IMPORT_ROWS_TOTAL,
+    DATA_TRANSFERS_TOTAL,
+    DATA_IMPORT_ROWS_TOTAL,
     BANNED_REFUSED_TOTAL,
     BANNED_KICKED_TOTAL,
     BANNED_API_BAD_REQUESTS_TOTAL,

@@ -174,6 +174,14 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
         "Rows of imported user files, by result (success, override, skipped, failed).",
     ),
     (
+        m::DATA_TRANSFERS_TOTAL,
+        "Data exports and imports through the API, by kind and result.",
+    ),
+    (
+        m::DATA_IMPORT_ROWS_TOTAL,
+        "Rows written by data imports, by table.",
+    ),
+    (
         m::BANNED_REFUSED_TOTAL,
         "CONNECTs refused because a ban matched, by what it matched (as).",
     ),

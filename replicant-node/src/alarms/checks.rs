@@ -1,7 +1,9 @@
 //! The alarm checks: every `alarms.check_interval` one task takes a [`Snapshot`] of what it
 //! watches (memory and descriptors, the core link, the peer links, the listeners' counts
 //! and certificates), [`evaluate`]s it against the thresholds, and activates or deactivates
-//! alarms so that exactly the conditions that hold are active.
+//! alarms so that exactly the conditions that hold are active. Interval and thresholds are
+//! read from the node's effective configuration (`ctx.runtime`) at each check, so a
+//! run-time change applies from the next one.
 //!
 //! Owns the conditions, their names, messages and hysteresis (an alarm clears a little
 //! below the level that raised it, so a reading that hovers at the threshold does not
@@ -216,19 +218,30 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// Runs the checks until shutdown; the first one at once.
+/// Runs the checks until shutdown; the first one at once. The interval and thresholds are
+/// the effective configuration's at each check (`PUT /api/v5/configs/alarms` changes
+/// them); a new interval counts from the last check.
 pub async fn run(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(ctx.config.alarms.interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut swapped = ctx.runtime.subscribe();
     let mut seen_before: HashSet<String> = HashSet::new();
     loop {
-        tokio::select! {
-            _ = ctx.admission.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+        let checked = tokio::time::Instant::now();
+        let cfg = ctx.runtime.current().config.alarms.clone();
         let snap = snapshot(&ctx).await;
-        let findings = evaluate(&ctx.config.alarms, &snap, &|n| ctx.alarms.is_active(n));
+        let findings = evaluate(&cfg, &snap, &|n| ctx.alarms.is_active(n));
         seen_before = apply(&ctx, findings, &seen_before);
+        loop {
+            let next = checked + ctx.runtime.current().config.alarms.interval();
+            tokio::select! {
+                () = ctx.admission.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(next) => break,
+                changed = swapped.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -136,7 +136,10 @@ fn check(ctx: &Ctx, b: PublishBody) -> Result<Checked, ApiError> {
     if crate::authz::is_sys_topic(&b.topic) {
         return Err(refuse("topics under $SYS are the broker's own"));
     }
-    if b.clientid.as_ref().is_some_and(|c| c.len() > usize::from(u16::MAX)) {
+    if b.clientid
+        .as_ref()
+        .is_some_and(|c| c.len() > usize::from(u16::MAX))
+    {
         return Err(refuse("clientid is longer than 65535 bytes"));
     }
     let qos = QoS::from_u8(b.qos).ok_or_else(|| refuse("qos must be 0, 1 or 2"))?;

@@ -39,7 +39,7 @@ mod new_password;
 pub mod pool;
 pub mod scram;
 pub(crate) mod template;
-mod transfer;
+pub(crate) mod transfer;
 
 use std::time::Instant;
 

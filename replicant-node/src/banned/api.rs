@@ -208,7 +208,7 @@ struct CreateBody {
 
 /// A time field: unix seconds or RFC 3339 text (`until` also `"infinity"`: 0), at most
 /// the year 9999.
-fn time_field(name: &str, v: &Value, infinity_ok: bool) -> Result<u64, ApiError> {
+pub(crate) fn time_field(name: &str, v: &Value, infinity_ok: bool) -> Result<u64, ApiError> {
     let t = time_value(name, v, infinity_ok)?;
     if t > table::MAX_TIME {
         return Err(bad(format!("{name} is after the year 9999")));
@@ -230,7 +230,7 @@ fn time_value(name: &str, v: &Value, infinity_ok: bool) -> Result<u64, ApiError>
 }
 
 /// `who` in the form the table keeps (a canonical address for `peerhost`).
-fn canonical_who(kind: BannedAs, who: &str) -> Result<String, ApiError> {
+pub(crate) fn canonical_who(kind: BannedAs, who: &str) -> Result<String, ApiError> {
     match kind {
         BannedAs::Peerhost => who
             .parse::<IpAddr>()

@@ -147,7 +147,7 @@ async fn put_all(
 
 /// Changes run-time keys of one section.
 #[utoipa::path(put, path = "/api/v5/configs/{root}", tag = "configs",
-    params(("root" = String, Path, description = "Section: mqtt or flapping_detect")),
+    params(("root" = String, Path, description = "Section: mqtt, flapping_detect, alarms or log")),
     request_body(content = Object, description = "{\"<key>\": value}"),
     responses((status = 200, description = "The new section, redacted"),
               (status = 400, description = "A key needs a restart, or a value is refused"),

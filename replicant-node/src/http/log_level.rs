@@ -8,9 +8,11 @@
 //!   node's logger (an embedding program).
 //!
 //! Owns the routes only: the logger and its reload handle are `core_node::logging`'s. The
-//! change is this node's, until its next start; a cluster-wide change is a configuration
-//! change (the configuration API may call [`core_node::logging::set_log_filter`] on each
-//! node).
+//! change is this node's alone and temporary (for debugging one node): it is not stored,
+//! and holds until the node restarts or the cluster-wide `log.level` / `log.directives`
+//! change (`PUT /api/v5/configs/log`, kept in the cluster tables and applied by every
+//! replicant, see `crate::configs`), whichever comes first. `GET` shows the filter in force
+//! on this node, whichever of the two set it.
 
 use std::sync::Arc;
 

@@ -33,5 +33,6 @@ pub fn documented(ctx: &Arc<Ctx>) -> OpenApiRouter {
         .merge(crate::http::log_level::routes(ctx.clone()))
         .merge(crate::trace::api::routes(ctx.clone()))
         .merge(crate::api_keys::api::routes(ctx.clone()))
+        .merge(crate::data::api::routes(ctx.clone()))
         .merge(crate::api::routes(ctx.clone()))
 }

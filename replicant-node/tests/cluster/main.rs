@@ -18,7 +18,7 @@
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API), [`alarms`] (alarms raised and cleared by real conditions, the API,
-//! the webhook). [`harness`] starts and stops the nodes. Tests run one at a time
+//! the webhook), [`data_backup`] (an export of one cluster imported into a fresh one). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
 // The shared helpers re-export more of rumqttc than these tests use.
@@ -37,6 +37,7 @@ mod authz;
 mod banned;
 mod catchup;
 mod configs;
+mod data_backup;
 mod entry_bytes;
 mod evacuation;
 mod evacuation_restart;

@@ -221,12 +221,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if let Err((key, reason)) = config.sys_topics.check() {
         return invalid(key, reason);
     }
-    if let Err((key, reason)) = config.alarms.check() {
-        return invalid(key, reason);
-    }
-    if let Err((key, reason)) = config.log.check() {
-        return invalid(key, reason);
-    }
     if let Err((key, reason)) = config.trace.check() {
         return invalid(key, reason);
     }
@@ -282,14 +276,21 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The checks of the sections that may change at run time (`[mqtt]`, `[flapping_detect]`):
-/// part of [`validate`], and what a run-time change (`PUT /api/v5/configs`) is checked
-/// with, so both refuse the same values with the same message.
+/// The checks of the sections that may change at run time (`[mqtt]`, `[flapping_detect]`,
+/// `[alarms]`, `[log]`): part of [`validate`], and what a run-time change
+/// (`PUT /api/v5/configs`) is checked with, so both refuse the same values with the same
+/// message.
 pub fn validate_live(config: &Config) -> Result<(), ConfigError> {
     let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
     let m = &config.mqtt;
-    if let Err((key, reason)) = config.flapping_detect.check() {
-        return invalid(key, reason);
+    for check in [
+        config.flapping_detect.check(),
+        config.alarms.check(),
+        config.log.check(),
+    ] {
+        if let Err((key, reason)) = check {
+            return invalid(key, reason);
+        }
     }
     if !(MIN_PACKET_SIZE_LIMIT..=MAX_PACKET_SIZE_LIMIT).contains(&m.max_packet_size) {
         let reason = format!(

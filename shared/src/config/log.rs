@@ -6,8 +6,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Log output: format, level and per-module directives. `RUST_LOG`, when set, replaces
-/// `level` and `directives` at start-up (the format still applies); a run-time change
-/// through the API (`PUT /api/v5/log/level`) replaces both until the next start.
+/// `level` and `directives` at start-up (the format still applies). On replicants `level`
+/// and `directives` are run-time keys (`PUT /api/v5/configs/log`, every replicant, kept
+/// across restarts; applied over `RUST_LOG` when set); `PUT /api/v5/log/level` changes one
+/// node's filter until its next start or the next change of these keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -48,8 +50,8 @@ pub enum LogFormat {
 pub const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 impl LogConfig {
-    /// The key and the reason of the first invalid setting. The directives' syntax is
-    /// checked when the logger is installed (the filter parser lives with it).
+    /// The key and the reason of the first invalid setting; the directives are parsed as
+    /// the logger parses them (`RUST_LOG` syntax).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if !LOG_LEVELS.contains(&self.level.to_ascii_lowercase().as_str()) {
             return Err((
@@ -57,9 +59,55 @@ impl LogConfig {
                 format!("{:?} is not one of {}", self.level, LOG_LEVELS.join(", ")),
             ));
         }
-        if self.directives.len() > 4096 {
+        if self.directives.len() > MAX_DIRECTIVES_LEN {
             return Err(("log.directives", "longer than 4096 bytes".into()));
         }
-        Ok(())
+        check_directives(&self.directives).map_err(|e| ("log.directives", e))
+    }
+}
+
+/// Longest `log.directives`, in bytes.
+pub const MAX_DIRECTIVES_LEN: usize = 4096;
+
+/// Whether `directives` (comma separated, `RUST_LOG` syntax) parse; the first one that does
+/// not, with the parser's reason.
+pub fn check_directives(directives: &str) -> Result<(), String> {
+    for d in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        if let Err(e) = d.parse::<tracing_subscriber::filter::Directive>() {
+            let shown: String = d.chars().take(128).collect();
+            return Err(format!("{shown:?} is not a log directive ({e})"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_directives_are_checked() {
+        let ok = LogConfig {
+            level: "DEBUG".into(),
+            directives: "replicant_node::peer=trace, openraft=info,warn".into(),
+            ..LogConfig::default()
+        };
+        assert_eq!(ok.check(), Ok(()));
+        for (level, directives, key) in [
+            ("loud", "", "log.level"),
+            ("info", "a=b=c", "log.directives"),
+            ("info", "x=loud", "log.directives"),
+        ] {
+            let c = LogConfig {
+                level: level.into(),
+                directives: directives.into(),
+                ..LogConfig::default()
+            };
+            assert_eq!(c.check().map_err(|e| e.0), Err(key), "{level} {directives}");
+        }
     }
 }

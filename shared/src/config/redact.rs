@@ -108,7 +108,9 @@ fn origin_only(url: &str) -> String {
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let host = authority.rfind('@').map_or(authority, |at| &authority[at + 1..]);
+    let host = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
     let tail = &rest[authority_end..];
     if tail.is_empty() || tail == "/" {
         format!("{scheme}://{host}{tail}")

@@ -8,6 +8,9 @@
 //! the replicant keeps the overrides in the cluster `settings` table and swaps what it
 //! derives from the result.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use serde_json::Value;
 
 use super::Config;
@@ -34,6 +37,14 @@ pub const RUNTIME_KEYS: &[&str] = &[
     "flapping_detect.max_count",
     "flapping_detect.window_time",
     "flapping_detect.ban_time",
+    "alarms.check_interval",
+    "alarms.sysmem_high_watermark",
+    "alarms.procmem_high_watermark",
+    "alarms.fd_high_watermark",
+    "alarms.replication_lag_threshold",
+    "alarms.cert_expiry_days",
+    "log.level",
+    "log.directives",
 ];
 
 /// Whether `key` (dotted) may change at run time.
@@ -63,30 +74,63 @@ pub enum OverrideError {
 }
 
 /// `base` with every (dotted key, value) of `overrides` set, checked as the loader checks
-/// the sections that may change. Every key must be a run-time key. Only the run-time
-/// sections go through JSON; the rest of `base` is kept as it is.
+/// the sections that may change. Every key must be a run-time key. Only the sections the
+/// overrides name go through JSON; the rest of `base` is kept as it is.
 pub fn apply_overrides(
     base: &Config,
     overrides: &[(String, Value)],
 ) -> Result<Config, OverrideError> {
-    let mut mqtt = to_tree(&base.mqtt)?;
-    let mut flapping = to_tree(&base.flapping_detect)?;
+    let mut trees: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
     for (key, value) in overrides {
         let (section, leaf) = key
             .split_once('.')
             .filter(|_| is_runtime_key(key))
             .ok_or_else(|| OverrideError::NotRuntime(key.clone()))?;
-        let tree = match section {
-            "mqtt" => &mut mqtt,
-            _ => &mut flapping,
+        let tree = match trees.entry(section) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(
+                tree_of(base, section)?.ok_or_else(|| OverrideError::NotRuntime(key.clone()))?,
+            ),
         };
         tree.insert(leaf.to_owned(), value.clone());
     }
     let mut config = base.clone();
-    config.mqtt = from_tree(mqtt, "mqtt", overrides)?;
-    config.flapping_detect = from_tree(flapping, "flapping_detect", overrides)?;
+    for (section, tree) in trees {
+        set_section(&mut config, section, tree, overrides)?;
+    }
     super::validate_live(&config).map_err(|e| OverrideError::Invalid(e.to_string()))?;
     Ok(config)
+}
+
+/// Section `section` of `config` as a JSON object; `None` for a section with no run-time key.
+fn tree_of(
+    config: &Config,
+    section: &str,
+) -> Result<Option<serde_json::Map<String, Value>>, OverrideError> {
+    match section {
+        "mqtt" => to_tree(&config.mqtt).map(Some),
+        "flapping_detect" => to_tree(&config.flapping_detect).map(Some),
+        "alarms" => to_tree(&config.alarms).map(Some),
+        "log" => to_tree(&config.log).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Replaces section `section` of `config` with `tree` (one [`tree_of`] knows).
+fn set_section(
+    config: &mut Config,
+    section: &str,
+    tree: serde_json::Map<String, Value>,
+    overrides: &[(String, Value)],
+) -> Result<(), OverrideError> {
+    match section {
+        "mqtt" => config.mqtt = from_tree(tree, section, overrides)?,
+        "flapping_detect" => config.flapping_detect = from_tree(tree, section, overrides)?,
+        "alarms" => config.alarms = from_tree(tree, section, overrides)?,
+        "log" => config.log = from_tree(tree, section, overrides)?,
+        _ => return Err(OverrideError::NotRuntime(section.to_owned())),
+    }
+    Ok(())
 }
 
 /// A section as a JSON object.
@@ -125,12 +169,7 @@ fn from_tree<T: serde::de::DeserializeOwned>(
 /// The value of dotted `key` in `config` as JSON (`None` for an unknown key).
 pub fn value_of(config: &Config, key: &str) -> Option<Value> {
     let (section, leaf) = key.split_once('.')?;
-    let tree = match section {
-        "mqtt" => to_tree(&config.mqtt).ok()?,
-        "flapping_detect" => to_tree(&config.flapping_detect).ok()?,
-        _ => return None,
-    };
-    tree.get(leaf).cloned()
+    tree_of(config, section).ok()??.get(leaf).cloned()
 }
 
 #[cfg(test)]
@@ -179,6 +218,59 @@ mod tests {
             matches!(&e, OverrideError::Type { key, .. } if key == "mqtt.max_inflight"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn alarm_thresholds_and_the_log_filter_apply_and_are_checked_like_the_file() {
+        let base = Config::default();
+        let c = apply_overrides(
+            &base,
+            &[
+                ("alarms.sysmem_high_watermark".into(), json!(1.5)),
+                ("alarms.check_interval".into(), json!("1s")),
+                ("alarms.cert_expiry_days".into(), json!(0)),
+                ("log.level".into(), json!("debug")),
+                ("log.directives".into(), json!("replicant_node::peer=trace")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.alarms.sysmem_high_watermark, 1.5);
+        assert_eq!(c.alarms.check_interval, "1s");
+        assert_eq!(c.alarms.cert_expiry_days, 0);
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.log.directives, "replicant_node::peer=trace");
+        assert_eq!(c.alarms.webhook_urls, base.alarms.webhook_urls);
+        for (key, value, message) in [
+            ("alarms.fd_high_watermark", json!(101), "not a percentage"),
+            ("alarms.check_interval", json!("2h"), "must be between"),
+            ("log.level", json!("loud"), "is not one of"),
+            ("log.directives", json!("a=b=c"), "is not a log directive"),
+        ] {
+            let e = apply_overrides(&base, &one(key, value)).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(key) && text.contains(message),
+                "{key}: {text}"
+            );
+            let loaded = super::super::validate(&apply_unchecked(&base, key, &e));
+            assert!(loaded.is_err(), "{key}: the loader refuses it too");
+        }
+        for key in ["alarms.webhook_urls", "alarms.history_size", "log.format"] {
+            let e = apply_overrides(&base, &one(key, json!(1))).unwrap_err();
+            assert_eq!(e, OverrideError::NotRuntime(key.into()));
+        }
+    }
+
+    /// `base` with the value `e` was about: the same bad value set directly, for the loader.
+    fn apply_unchecked(base: &Config, key: &str, _e: &OverrideError) -> Config {
+        let mut c = base.clone();
+        match key {
+            "alarms.fd_high_watermark" => c.alarms.fd_high_watermark = 101.0,
+            "alarms.check_interval" => c.alarms.check_interval = "2h".into(),
+            "log.level" => c.log.level = "loud".into(),
+            _ => c.log.directives = "a=b=c".into(),
+        }
+        c
     }
 
     #[test]

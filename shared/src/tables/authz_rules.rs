@@ -79,6 +79,20 @@ impl AuthzRulesTable {
             .collect()
     }
 
+    /// Up to `limit` rows of every kind after (`kind`, `key`) (from the first when `None`),
+    /// in (kind, key) order.
+    pub(super) fn page_after(&self, after: Option<(i32, &str)>, limit: usize) -> Vec<AuthzRules> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |(k, key)| {
+            Bound::Excluded((k, key.to_owned()))
+        });
+        self.by_key
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
     /// Adds or replaces (after [`check`]); bumps the epoch.
     pub(super) fn set(&mut self, row: &AuthzRules) {
         self.by_key.insert((row.kind, row.key.clone()), row.clone());

@@ -7,7 +7,7 @@
 //! nodes it changes, so the source keeps seeing the rows as they were. It never holds an
 //! index (tries, by-level trees, expiry queues): a snapshot carries rows only.
 
-use meshmq_proto::tables::Snapshot;
+use meshmq_proto::tables::{AuthUser, AuthzRules, RetainedMessage, Snapshot};
 use prost::Message;
 
 use super::{
@@ -166,6 +166,36 @@ impl SnapshotSource {
         self.table(Table::Banned).encode_raw(&mut buf);
         self.table(Table::Settings).encode_raw(&mut buf);
         buf
+    }
+}
+
+/// Pages of the captured rows, for a reader that streams them (a data export): each page
+/// is cloned on its own, so at most one page is held besides the capture.
+impl SnapshotSource {
+    /// Up to `limit` users with ids after `after` (from the first when `None`), in id order.
+    pub fn auth_users_page(&self, after: Option<&str>, limit: usize) -> Vec<AuthUser> {
+        self.auth_users
+            .page(after, limit)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Up to `limit` rule lists after `after` (kind as its number, key), in (kind, key) order.
+    pub fn authz_rules_page(&self, after: Option<(i32, &str)>, limit: usize) -> Vec<AuthzRules> {
+        self.authz_rules.page_after(after, limit)
+    }
+
+    /// Up to `limit` retained messages with topics after `after`, in topic order (expired
+    /// ones and the broker's own `$SYS` topics included: the reader decides).
+    pub fn retained_page(&self, after: Option<&str>, limit: usize) -> Vec<RetainedMessage> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.retained
+            .range::<_, str>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|m| RetainedMessage::clone(&m.0))
+            .collect()
     }
 }
 
