@@ -20,7 +20,7 @@ mod client_actions;
 mod client_node_actions;
 pub mod clients;
 pub mod clients_query;
-mod nodes;
+pub(crate) mod nodes;
 mod publish;
 mod retained;
 mod stats;

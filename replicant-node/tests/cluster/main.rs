@@ -49,6 +49,7 @@ mod health;
 mod leader_crash;
 mod lease;
 mod nodes_api;
+mod peer_api;
 mod projection;
 mod rebalance;
 mod reconnect;
