@@ -64,6 +64,8 @@ const ALLOWED: &[(Method, &[Seg])] = &[
         ],
     ),
     (Method::GET, &[Lit("nodes"), Me, Lit("subscriptions")]),
+    (Method::GET, &[Lit("nodes"), Me, Lit("stats")]),
+    (Method::GET, &[Lit("nodes"), Me, Lit("metrics")]),
     (Method::GET, &[Lit("nodes"), Me, Lit("alarms")]),
     (Method::DELETE, &[Lit("nodes"), Me, Lit("alarms")]),
     (
