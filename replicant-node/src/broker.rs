@@ -80,6 +80,7 @@ impl BrokerBuilder {
                  loopback: add an authenticator, or set listeners.allow_anonymous"
             );
         }
+        meshmq_shared::config::check_static_api_key(&config)?;
         if let Some(http) = config.listeners.http_bind
             && !http.ip().is_loopback()
             && config.listeners.api_key.is_none()
@@ -200,12 +201,17 @@ impl BrokerBuilder {
                 config.node.data_dir.join("trace"),
                 config.trace.clone(),
             ),
+            stats_max: crate::sys::stats::Maxima::default(),
             config,
         });
         let _ = ctx_slot.set(Arc::downgrade(&ctx));
         // The replica is ready: the cluster's run-time overrides apply before any client.
         crate::configs::refresh(&ctx);
         crate::cluster::announce_node(&ctx).await;
+        // Whether this node has a key source is a cluster fact (`api_keys::mode`).
+        crate::api_keys::mode::record(&ctx).await.map_err(|e| {
+            anyhow::anyhow!("cannot record whether this node has an API key source: {e}")
+        })?;
         if let Some((path, keys)) = &boot_keys {
             crate::api_keys::bootstrap::apply(&ctx, path, keys).await?;
         }

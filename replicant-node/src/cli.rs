@@ -51,7 +51,8 @@ pub struct Cli {
 /// Subcommands (none: run the broker).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Talk to a running node's HTTP API (evacuation, traces): `ctl rebalance start --evacuation`.
+    /// Talk to a running node's HTTP API (clients, subscriptions, publish, retained, bans,
+    /// config, stats, metrics, evacuation, traces): `ctl clients list`.
     Ctl(crate::ctl::Ctl),
 }
 
@@ -178,6 +179,50 @@ mod tests {
             ])
             .is_err(),
             "--nodes is for a rebalance"
+        );
+    }
+
+    #[test]
+    fn ctl_everyday_commands_parse() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["replicant-node", "ctl"];
+            all.extend_from_slice(args);
+            match Cli::try_parse_from(all).map(|c| c.command) {
+                Ok(Some(Command::Ctl(ctl))) => Ok(ctl),
+                Ok(None) => panic!("ctl expected"),
+                Err(e) => Err(e),
+            }
+        };
+        use crate::ctl::{Banned, Clients, CtlCommand, Subscriptions};
+        let c = parse(&["clients", "list", "--node", "r1", "--page", "2"]).unwrap();
+        let CtlCommand::Clients(Clients::List(l)) = c.command else {
+            panic!("clients list expected")
+        };
+        assert_eq!((l.node.as_deref(), l.paging.page), (Some("r1"), Some(2)));
+        let c = parse(&["subscriptions", "add", "c/1", "t/#", "--qos", "1"]).unwrap();
+        let CtlCommand::Subscriptions(Subscriptions::Add { clientid, qos, .. }) = c.command else {
+            panic!("subscriptions add expected")
+        };
+        assert_eq!((clientid.as_str(), qos), ("c/1", 1));
+        let c = parse(&["banned", "add", "--username", "u", "--duration", "60"]).unwrap();
+        assert!(matches!(c.command, CtlCommand::Banned(Banned::Add(_))));
+        assert!(
+            parse(&["banned", "add", "--duration", "60"]).is_err(),
+            "who is required"
+        );
+        assert!(parse(&["banned", "add", "--username", "u", "--clientid", "c"]).is_err());
+        let t = ["trace", "start", "n", "--topic", "t/#", "--duration", "60"];
+        assert!(parse(&t).is_ok(), "{:?}", parse(&t).err());
+        assert!(parse(&["trace", "start", "n", "--duration", "60"]).is_err());
+        assert!(parse(&["publish", "t", "p", "--retain", "--qos", "2"]).is_ok());
+        assert!(parse(&["config", "set", "mqtt.max_inflight", "64"]).is_ok());
+        assert!(parse(&["stats", "--aggregate"]).is_ok());
+        let both = ["--api-key", "k:s", "--api-key-file", "/f", "stats"];
+        let c = parse(&both).unwrap();
+        assert_eq!(
+            c.api_key_file,
+            Some(PathBuf::from("/f")),
+            "the file wins in ctl::run"
         );
     }
 

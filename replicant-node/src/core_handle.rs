@@ -37,7 +37,7 @@ pub struct CoreHandle {
 
 /// The certificate name of a node: its name with anything but ASCII letters, digits, `-`
 /// and `.` turned into `-` (`meshmq@127.0.0.1` → `meshmq-127.0.0.1`), at most 63 chars.
-fn cert_name(node: &str) -> String {
+pub fn cert_name(node: &str) -> String {
     let name: String = node
         .chars()
         .map(|c| {

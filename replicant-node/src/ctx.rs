@@ -61,6 +61,8 @@ pub struct Ctx {
     pub alarms: crate::alarms::Alarms,
     /// Online traces: the running recorders of this node and the definitions.
     pub trace: crate::trace::Traces,
+    /// High-water marks of the stats (`$SYS` and `GET /api/v5/stats`).
+    pub stats_max: crate::sys::stats::Maxima,
 }
 
 /// The cluster tables: local replica and the link to the cores, and this node's writers.

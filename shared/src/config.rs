@@ -60,8 +60,8 @@ const KIB: usize = 1024;
 /// A mebibyte, for byte defaults.
 const MIB: usize = 1024 * KIB;
 pub use load::{
-    ConfigError, ENV_PREFIX, ENV_SEPARATOR, Overrides, env_var, load, load_with_env, setting,
-    validate, validate_live,
+    ConfigError, ENV_PREFIX, ENV_SEPARATOR, MIN_STATIC_API_KEY_LEN, Overrides,
+    check_static_api_key, env_var, load, load_with_env, setting, validate, validate_live,
 };
 
 /// The whole configuration of a node.

@@ -183,13 +183,16 @@ pub const AUTHN_SCRAM_FAILURES_TOTAL: &str = "meshmq_authentication_scram_failur
 /// with an error. Labels: `code` (`BAD_REQUEST`, `NOT_FOUND`, `ALREADY_EXISTS`,
 /// `UNAUTHORIZED`, `SERVICE_UNAVAILABLE`, ...).
 pub const AUTHN_API_ERRORS_TOTAL: &str = "meshmq_authn_api_errors_total";
-/// Counter: operator REST requests refused 403 because no `listeners.api_key` is set and
-/// they look like they come from a browser (CSRF, DNS rebinding). Labels: `reason`
+/// Counter: operator REST requests refused 403 because no key is required and they look
+/// like they come from a browser (CSRF, DNS rebinding). Labels: `reason`
 /// (`origin`: an `Origin` header; `host`: a `Host` that is neither an IP address nor
-/// `localhost`).
+/// `localhost`), or, with keys, because they carry HTTP Basic credentials from another
+/// origin (`ambient`: what a browser attaches on its own).
 pub const API_FORBIDDEN_TOTAL: &str = "meshmq_api_forbidden_total";
-/// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`,
-/// `malformed`, `invalid`: unknown key or wrong secret, `disabled`, `expired`).
+/// Counter: REST requests refused 401 for their API key. Labels: `reason` (`missing`: no
+/// usable `Authorization`; `malformed`: not `id:secret`; `invalid`: anything that depends on
+/// the cluster's keys — unknown key, wrong secret, disabled or expired — in one label, so
+/// that `/metrics` never tells which: the detail is logged, without the secret).
 pub const API_KEY_REFUSED_TOTAL: &str = "meshmq_api_key_refused_total";
 /// Counter: rows of `import_users` files, by outcome. Labels: `result` (`success`,
 /// `override`, `skipped`, `failed`).
@@ -349,6 +352,16 @@ pub const PEER_MALFORMED_TOTAL: &str = "meshmq_peer_malformed_total";
 pub const PEER_HANDSHAKE_FAILURES_TOTAL: &str = "meshmq_peer_handshake_failures_total";
 /// Gauge: outgoing peer links connected now. No labels.
 pub const PEER_LINKS_UP: &str = "meshmq_peer_links_up";
+/// Counter: REST API calls from peers refused before they ran. Labels: `reason`
+/// (`certificate`: no usable name in the caller's certificate, or not the name it stated;
+/// `not_replicant`: the certified name is not a replicant of the node table; `route`: not a
+/// node-local route the fan-out makes; `nested`: a fan-out asked for while serving a
+/// fan-out call, refused so that calls never go deeper than one).
+pub const PEER_API_REFUSED_TOTAL: &str = "meshmq_peer_api_refused_total";
+/// Counter: incoming peer connections accepted (links and API calls alike). No labels.
+pub const PEER_CONNECTIONS_ACCEPTED_TOTAL: &str = "meshmq_peer_connections_accepted_total";
+/// Gauge: incoming peer connections open now (capped at 1 024). No labels.
+pub const PEER_CONNECTIONS: &str = "meshmq_peer_connections";
 /// Histogram: seconds a peer barrier took (queueing it on every connected link until every
 /// such node acked, or the timeout). No labels.
 pub const PEER_BARRIER_SECONDS: &str = "meshmq_peer_barrier_seconds";
@@ -475,6 +488,8 @@ pub const COUNTERS: &[&str] = &[
     PEER_MALFORMED_TOTAL,
     PEER_HANDSHAKE_FAILURES_TOTAL,
     PEER_BARRIER_TIMEOUTS_TOTAL,
+    PEER_API_REFUSED_TOTAL,
+    PEER_CONNECTIONS_ACCEPTED_TOTAL,
 ];
 
 /// Every gauge name.
@@ -501,6 +516,7 @@ pub const GAUGES: &[&str] = &[
     CORE_LEASES,
     RAFT_LOG_ENTRIES,
     PEER_LINKS_UP,
+    PEER_CONNECTIONS,
     ALARMS_ACTIVE,
 ];
 

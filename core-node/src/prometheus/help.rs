@@ -163,11 +163,11 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
     ),
     (
         m::API_FORBIDDEN_TOTAL,
-        "Operator REST requests refused without an API key: browser-like (Origin, Host name).",
+        "Operator REST requests refused 403 as a browser's: without keys, browser-like (Origin, Host name); with keys, Basic credentials from another origin.",
     ),
     (
         m::API_KEY_REFUSED_TOTAL,
-        "REST requests refused 401 for their API key: missing, malformed, invalid, disabled or expired.",
+        "REST requests refused 401 for their API key: missing, malformed, or invalid (unknown, wrong, disabled or expired alike).",
     ),
     (
         m::AUTHN_IMPORT_ROWS_TOTAL,
@@ -398,6 +398,14 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
         m::PEER_BARRIER_TIMEOUTS_TOTAL,
         "Peer barriers that gave up at their timeout with a node yet to ack.",
     ),
+    (
+        m::PEER_API_REFUSED_TOTAL,
+        "REST API calls from peers refused before they ran, by reason.",
+    ),
+    (
+        m::PEER_CONNECTIONS_ACCEPTED_TOTAL,
+        "Incoming peer connections accepted.",
+    ),
 ];
 
 /// `# HELP` text of every gauge.
@@ -463,6 +471,7 @@ pub(super) const GAUGE_HELP: &[(&str, &str)] = &[
     (m::CORE_LEASES, "Replicant leases held by the leader."),
     (m::RAFT_LOG_ENTRIES, "Entries held in this core's log."),
     (m::PEER_LINKS_UP, "Outgoing peer links connected now."),
+    (m::PEER_CONNECTIONS, "Incoming peer connections open now."),
     (
         m::ALARMS_ACTIVE,
         "1 while the alarm named by the label is active on this node, 0 once cleared.",

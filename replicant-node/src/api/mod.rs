@@ -1,6 +1,7 @@
-//! The operator REST API for clients, subscriptions, topics, publishing and retained
-//! messages, in EMQX 5's paths and JSON shapes (`/api/v5/clients`, `/subscriptions`,
-//! `/topics`, `/publish`, `/mqtt/retainer/...`): see docs/api.md.
+//! The operator REST API for clients, subscriptions, topics, publishing, retained
+//! messages, stats and metrics, in EMQX 5's paths and JSON shapes (`/api/v5/clients`,
+//! `/subscriptions`, `/topics`, `/publish`, `/mqtt/retainer/...`, `/stats`, `/metrics`):
+//! see docs/api.md.
 //!
 //! Owns the routes and what they share: paging (`page`, `limit`, the `meta` object), the
 //! bounded query numbers and the 400 answer that is counted
@@ -19,9 +20,10 @@ mod client_actions;
 mod client_node_actions;
 pub mod clients;
 pub mod clients_query;
-mod nodes;
+pub(crate) mod nodes;
 mod publish;
 mod retained;
+mod stats;
 mod sub_replay;
 mod subscriptions;
 mod topics;
@@ -55,7 +57,8 @@ pub fn routes(ctx: Arc<Ctx>) -> OpenApiRouter {
         .merge(publish::routes(ctx.clone()))
         .merge(clients::routes(ctx.clone()))
         .merge(client_actions::routes(ctx.clone()))
-        .merge(subscriptions::routes(ctx))
+        .merge(subscriptions::routes(ctx.clone()))
+        .merge(stats::routes(ctx))
 }
 
 /// Counts a refused input of `api` and builds its 400.

@@ -12,7 +12,8 @@
 //! - `DELETE /api/v5/api_key/{name}`: 204, 404 if there is none.
 //!
 //! `expired_at` is RFC 3339 text, unix seconds, or `"infinity"` / `null` / absent for no
-//! expiry. Every route needs a key when one is required ([`authorize`] first). Writes go
+//! expiry; `0` is refused (400), and so is a past time on create (a change may set one: the
+//! key is expired at once). Every route needs a key when one is required ([`authorize`] first). Writes go
 //! through the cores with compare-and-set on the row's version (409 `CONFLICT` if another
 //! write got in between). It never logs a secret.
 
@@ -108,11 +109,14 @@ fn view(name: &str, r: &KeyRecord) -> Value {
     })
 }
 
-/// `expired_at`: absent, `null` or `"infinity"` → 0 (never).
-fn expiry(v: Option<&Value>) -> Result<u64, ApiError> {
+/// `expired_at` as stored (0: never). Only absent, `null` or `"infinity"` mean never; `0`
+/// (unix seconds or the RFC 3339 epoch) is refused rather than read as never, and so is a
+/// time already past when a key is created (`now`, unix seconds). A change may set a past
+/// time: the key is then expired at once.
+fn expiry(v: Option<&Value>, now: Option<u64>) -> Result<u64, ApiError> {
     let t = match v {
-        None | Some(Value::Null) => 0,
-        Some(Value::String(s)) if s == "infinity" => 0,
+        None | Some(Value::Null) => return Ok(0),
+        Some(Value::String(s)) if s == "infinity" => return Ok(0),
         Some(Value::String(s)) => {
             rfc3339::parse(s).ok_or_else(|| bad_request("expired_at is not an RFC 3339 time"))?
         }
@@ -125,6 +129,14 @@ fn expiry(v: Option<&Value>) -> Result<u64, ApiError> {
             ));
         }
     };
+    if t == 0 {
+        return Err(bad_request(
+            "expired_at 0 is not \"never\": leave it out, or send null or \"infinity\"",
+        ));
+    }
+    if now.is_some_and(|now| t <= now) {
+        return Err(bad_request("expired_at is in the past"));
+    }
     if t > MAX_TIME {
         return Err(bad_request("expired_at is after the year 9999"));
     }
@@ -179,7 +191,7 @@ async fn create(
     require_json(&headers)?;
     let b: CreateBody = parse_json(&body)?;
     record::check_name(&b.name).map_err(bad_request)?;
-    let expired_at = expiry(b.expired_at.as_ref())?;
+    let expired_at = expiry(b.expired_at.as_ref(), Some(now_s()))?;
     let desc = desc(b.desc)?.unwrap_or_default();
     if settings::list(&ctx, NS).len() >= MAX_KEYS {
         return Err(error(
@@ -248,7 +260,7 @@ async fn update(
         rec.enable = e;
     }
     if b.expired_at.is_some() {
-        rec.expired_at = expiry(b.expired_at.as_ref())?;
+        rec.expired_at = expiry(b.expired_at.as_ref(), None)?;
     }
     settings::put(&ctx, NS, &name, rec.encode(), Some(version)).await?;
     tracing::info!(name = %name, enable = rec.enable, "API key changed");

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
+use super::mode;
 use super::record::{self, KeyRecord, NS};
 use crate::ctx::Ctx;
 use crate::settings::{self, SettingsError};
@@ -191,12 +192,33 @@ pub async fn apply(ctx: &Ctx, path: &Path, keys: &[BootKey]) -> Result<usize, Bo
 }
 
 /// The standalone binary's first start: with no key of any kind, generates one, stores it
-/// and writes `api_key:api_secret` to `<data_dir>/default_api_key.conf` (mode 0600), then
-/// logs the file's path. When that file exists, only logs its path.
+/// and writes `api_key:api_secret` to `<data_dir>/default_api_key.conf` (mode 0600, through
+/// a temporary file and a rename), records in the settings table that the cluster's default
+/// key was generated (`super::mode::DEFAULT_GENERATED`), then logs the file's path.
+///
+/// Only once per cluster: when the file exists, its key is checked against the table and
+/// only logged about (a key an operator deleted, disabled or let expire is never made
+/// again); when the record exists and the file does not, nothing is generated.
 pub async fn default_key(ctx: &Ctx) -> Result<(), BootstrapError> {
     let path = ctx.config.node.data_dir.join(DEFAULT_FILE);
     if path.exists() {
-        info!(file = %path.display(), "the HTTP API's generated key is in this file");
+        if file_key_valid(ctx, &path) {
+            info!(file = %path.display(), "the HTTP API's generated key is in this file");
+        } else {
+            warn!(
+                file = %path.display(),
+                "the generated API key in this file is no longer valid (deleted, disabled or \
+                 expired through the API); it is not generated again"
+            );
+        }
+        return mark_generated(ctx, &path).await;
+    }
+    if settings::get(ctx, mode::NS_MODE, mode::DEFAULT_GENERATED).is_some() {
+        info!(
+            file = %path.display(),
+            "this cluster's default API key was generated before and its file is gone: no \
+             other is generated (make keys through the API, or set api_key.bootstrap_file)"
+        );
         return Ok(());
     }
     if super::ApiKeys::required(ctx) {
@@ -207,7 +229,7 @@ pub async fn default_key(ctx: &Ctx) -> Result<(), BootstrapError> {
         path: path.clone(),
         source,
     };
-    // The file first, created new: a key is never stored that nobody can read back.
+    // The file first: a key is never stored that nobody can read back.
     write_private(&path, &format!("{id}:{secret}\n")).map_err(gen_err)?;
     let name = format!("bootstrap_{id}");
     let rec = KeyRecord::new(&id, &secret, "generated at first start".into(), true, 0);
@@ -215,6 +237,7 @@ pub async fn default_key(ctx: &Ctx) -> Result<(), BootstrapError> {
         let _ = std::fs::remove_file(&path);
         return Err(BootstrapError::Write { path, id, source });
     }
+    mark_generated(ctx, &path).await?;
     warn!(
         file = %path.display(),
         "generated an API key for the HTTP API (every operator route now needs it): \
@@ -223,10 +246,47 @@ pub async fn default_key(ctx: &Ctx) -> Result<(), BootstrapError> {
     Ok(())
 }
 
-/// Creates `path` (it must not exist) readable by its owner only, with `text`.
+/// Whether the key in the generated file is a valid key of the cluster now.
+fn file_key_valid(ctx: &Ctx, path: &Path) -> bool {
+    let Ok(keys) = read(path) else {
+        return false;
+    };
+    let now = crate::banned::now_s();
+    keys.first().is_some_and(|k| {
+        ctx.api_keys
+            .by_id(ctx, &k.id)
+            .is_some_and(|r| r.verify(&k.secret) && r.enable && !r.expired(now))
+    })
+}
+
+/// Records that the cluster's default key was generated (once; later calls find it).
+async fn mark_generated(ctx: &Ctx, path: &Path) -> Result<(), BootstrapError> {
+    if settings::get(ctx, mode::NS_MODE, mode::DEFAULT_GENERATED).is_some() {
+        return Ok(());
+    }
+    let at = crate::banned::now_s().to_string().into_bytes();
+    match settings::put(ctx, mode::NS_MODE, mode::DEFAULT_GENERATED, at, Some(0)).await {
+        Ok(_) | Err(SettingsError::Conflict { .. }) => Ok(()),
+        Err(source) => Err(BootstrapError::Write {
+            path: path.to_owned(),
+            id: mode::DEFAULT_GENERATED.into(),
+            source,
+        }),
+    }
+}
+
+/// Writes `text` to `path` (which must not exist) readable by its owner only: into a new
+/// temporary file next to it (mode 0600 from its creation), synced, then renamed, so the
+/// file is never seen half-written or with wider permissions.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    // A temporary file left by a crash holds a key that was never stored.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -235,9 +295,17 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    let written = (|| {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod mode;
 pub mod record;
 
 use std::collections::HashMap;
@@ -73,14 +74,26 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The metric label.
+    /// The metric label: `missing` and `malformed` say only what the request held; every
+    /// refusal that depends on the cluster's keys is `invalid`, so that the open `/metrics`
+    /// never tells an unknown id from a wrong secret or a disabled or expired key (which
+    /// would confirm a guessed id or secret). [`Refusal::detail`] goes to the log instead.
     pub fn label(self) -> &'static str {
         match self {
             Refusal::Missing => "missing",
             Refusal::Malformed => "malformed",
-            Refusal::Invalid => "invalid",
-            Refusal::Disabled => "disabled",
-            Refusal::Expired => "expired",
+            Refusal::Invalid | Refusal::Disabled | Refusal::Expired => "invalid",
+        }
+    }
+
+    /// What exactly was refused, for the log.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Refusal::Missing => "missing",
+            Refusal::Malformed => "malformed",
+            Refusal::Invalid => "unknown key or wrong secret",
+            Refusal::Disabled => "disabled key",
+            Refusal::Expired => "expired key",
         }
     }
 }
@@ -92,11 +105,11 @@ static DUMMY: LazyLock<KeyRecord> = LazyLock::new(|| {
 });
 
 impl ApiKeys {
-    /// Whether an operator route needs a key on this node: the static key or a bootstrap
-    /// file is configured, or the cluster holds an API key.
+    /// Whether an operator route needs a key, decided for the cluster ([`mode`]): this node
+    /// or another has a key source configured, or the cluster holds an API key.
     pub fn required(ctx: &Ctx) -> bool {
-        ctx.config.listeners.api_key.is_some()
-            || ctx.config.api_key.bootstrap_file.is_some()
+        mode::configured_here(ctx)
+            || mode::configured_anywhere(ctx)
             || ctx.tables.core.read(|t| t.settings_in(NS).next().is_some())
     }
 
@@ -140,13 +153,17 @@ impl ApiKeys {
         if !matched {
             return Err(Refusal::Invalid);
         }
-        if !rec.enable {
-            return Err(Refusal::Disabled);
-        }
-        if rec.expired(now) {
-            return Err(Refusal::Expired);
-        }
-        Ok(())
+        let refused = if !rec.enable {
+            Refusal::Disabled
+        } else if rec.expired(now) {
+            Refusal::Expired
+        } else {
+            return Ok(());
+        };
+        // The right secret of a key that may not be used: the operator wants to know which
+        // (the id is the key's public half; an id that matched nothing is never logged).
+        tracing::info!(api_key = %rec.key_id, reason = refused.detail(), "API key refused");
+        Err(refused)
     }
 
     /// Runs `f` on the index, rebuilt first if the namespace changed in the replica.
@@ -196,6 +213,10 @@ pub fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
     let now = crate::banned::now_s();
     ctx.api_keys.check(ctx, headers, now).map_err(|r| {
         metrics::counter!(m::API_KEY_REFUSED_TOTAL, "reason" => r.label()).increment(1);
+        tracing::debug!(
+            reason = r.detail(),
+            "API request refused for its credentials"
+        );
         let message = match r {
             Refusal::Missing => {
                 "this route needs an API key: Authorization: Basic base64(api_key:api_secret)"
@@ -209,4 +230,22 @@ pub fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
 fn digest(s: &str) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(s.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn the_metric_label_never_tells_what_the_cluster_knows_of_a_key() {
+        let key_dependent = [Refusal::Invalid, Refusal::Disabled, Refusal::Expired];
+        for r in key_dependent {
+            assert_eq!(r.label(), "invalid", "{r:?}");
+        }
+        assert_eq!(Refusal::Missing.label(), "missing");
+        assert_eq!(Refusal::Malformed.label(), "malformed");
+        let details: std::collections::HashSet<_> =
+            key_dependent.iter().map(|r| r.detail()).collect();
+        assert_eq!(details.len(), 3, "the log keeps the detail");
+    }
 }

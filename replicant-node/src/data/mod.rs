@@ -11,7 +11,8 @@
 //! - [`api`] holds the routes.
 //!
 //! Left out on purpose: traces (the `trace` namespace: a trace is tied to files on the node
-//! that recorded it), sessions and routes (live state), the broker's own `$SYS` retained
+//! that recorded it), the key-mode rows (`api_key.mode`: they describe this cluster's
+//! nodes), sessions and routes (live state), the broker's own `$SYS` retained
 //! messages. This module never logs a row (users carry hashes, API keys hashed secrets,
 //! retained messages payloads): logs carry counts only.
 
@@ -35,8 +36,10 @@ pub const TABLES: [&str; 5] = [
     "settings",
 ];
 /// `settings` namespaces that are neither exported nor imported: their rows name files on
-/// the node that wrote them.
-pub const LOCAL_NAMESPACES: &[&str] = &[crate::trace::defs::NS];
+/// the node that wrote them (traces), or describe this cluster's own nodes (which of them
+/// has an API key source, whether the default key was generated: `api_keys::mode`), which
+/// another cluster must not inherit.
+pub const LOCAL_NAMESPACES: &[&str] = &[crate::trace::defs::NS, crate::api_keys::mode::NS_MODE];
 
 /// Why an import was refused or stopped.
 #[derive(Debug, thiserror::Error)]

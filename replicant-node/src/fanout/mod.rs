@@ -14,9 +14,20 @@
 //! `/api/v5/nodes/{node}/...`) that answers for its own node only. A node-local route asked
 //! for another node forwards with [`call_node`], except when the request is itself internal
 //! ([`Fanout::is_internal`]): then it answers 404, so that calls never bounce between nodes.
+//! Whatever a route does, a call made while serving a fan-out call (from a peer or
+//! in-process) is refused here, in one place: [`call_node`] and [`call_all`] answer
+//! [`FanoutError::Nested`] inside such a call, so the fan-out is never deeper than one.
 //!
 //! Bounded: calls time out after [`CALL_TIMEOUT`]; a call is at most `peer::MAX_CALL`
 //! bytes and a reply `peer::MAX_REPLY`. It never holds a lock across a call.
+//!
+//! Who may call: a call from a peer runs only when the certificate of the connection names
+//! the node the call says it comes from (checked by `peer::api_call`), that node is a
+//! replicant of the node table (not a core, not a node that left: node certificates carry no
+//! role, so the table is what tells a replicant), and the call is one the fan-out makes
+//! ([`allowed`]). Anything else is refused with 403 before it reaches the router.
+
+mod allowed;
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -29,6 +40,8 @@ use meshmq_proto::tables::{NodeRole, NodeState};
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 
+use meshmq_shared::metrics as m;
+
 use crate::ctx::Ctx;
 use crate::peer::{ApiCallError, ApiHandler, MAX_CALL, MAX_REPLY};
 
@@ -38,6 +51,21 @@ pub const INTERNAL_HEADER: &str = "x-meshmq-internal";
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest path-and-query accepted.
 const MAX_PATH: usize = 8 * 1024;
+
+tokio::task_local! {
+    /// Set while this task serves a call the fan-out made (the router runs the route in
+    /// the same task): a fan-out from inside it is refused.
+    static SERVING_CALL: ();
+}
+
+/// [`FanoutError::Nested`] when this task is serving a fan-out call.
+fn not_nested() -> Result<(), FanoutError> {
+    if SERVING_CALL.try_with(|_| ()).is_ok() {
+        metrics::counter!(m::PEER_API_REFUSED_TOTAL, "reason" => "nested").increment(1);
+        return Err(FanoutError::Nested);
+    }
+    Ok(())
+}
 
 /// What the fan-out keeps on a node: the marker token and the API router calls run through.
 pub struct Fanout {
@@ -140,6 +168,9 @@ pub enum FanoutError {
     /// The call did not complete within [`CALL_TIMEOUT`].
     #[error("timed out")]
     Timeout,
+    /// Asked while serving a fan-out call: an internal call never fans out again.
+    #[error("a call made by the fan-out cannot fan out again")]
+    Nested,
 }
 
 /// Names of the replicants that serve clients now (running or evacuating), this node
@@ -170,7 +201,8 @@ pub async fn call_node(
     path_and_query: &str,
     body: Bytes,
 ) -> Result<NodeReply, FanoutError> {
-    check(&method, path_and_query, &body)?;
+    not_nested()?;
+    check(&method, path_and_query, &body, node)?;
     if node == ctx.node() {
         let call = tokio::time::timeout(CALL_TIMEOUT, local(ctx, method, path_and_query, body));
         return call.await.map_err(|_| FanoutError::Timeout)?;
@@ -230,8 +262,18 @@ pub fn peer_handler(ctx: Weak<Ctx>) -> ApiHandler {
             let Ok(method) = Method::from_bytes(call.method.as_bytes()) else {
                 return error_reply(StatusCode::BAD_REQUEST, "invalid method");
             };
+            if !is_replicant(&ctx, &call.from) {
+                refused("not_replicant", &call.from);
+                return crate::peer::forbidden(
+                    "the calling node is not a replicant of this cluster",
+                );
+            }
             let body = call.body;
-            if let Err(e) = check(&method, &call.path, &body) {
+            if !allowed::allowed(&method, &call.path, ctx.node()) {
+                refused("route", &call.from);
+                return crate::peer::forbidden("not a route the cluster fan-out calls");
+            }
+            if let Err(e) = check(&method, &call.path, &body, ctx.node()) {
                 return error_reply(StatusCode::BAD_REQUEST, &e.to_string());
             }
             match local(&ctx, method, &call.path, body).await {
@@ -246,13 +288,33 @@ pub fn peer_handler(ctx: Weak<Ctx>) -> ApiHandler {
     })
 }
 
-/// The calls the fan-out makes: an API path, a plain method, bounded sizes.
-fn check(method: &Method, path: &str, body: &Bytes) -> Result<(), FanoutError> {
+/// Whether `node` is a replicant of the node table that has not left.
+fn is_replicant(ctx: &Ctx, node: &str) -> bool {
+    ctx.tables.core.read(|t| {
+        t.node(node).is_some_and(|r| {
+            r.role == NodeRole::Replicant as i32 && r.status != NodeState::Left as i32
+        })
+    })
+}
+
+/// Counts and logs a refused call from a peer (the stated name escaped, bounded).
+fn refused(reason: &'static str, from: &str) {
+    metrics::counter!(m::PEER_API_REFUSED_TOTAL, "reason" => reason).increment(1);
+    let from: String = from.chars().take(64).collect();
+    tracing::warn!(from = ?from, reason, "API call from a peer refused");
+}
+
+/// The calls the fan-out makes to node `node`: an API path on the allow-list
+/// ([`allowed`]), a plain method, bounded sizes.
+fn check(method: &Method, path: &str, body: &Bytes, node: &str) -> Result<(), FanoutError> {
     if ![Method::GET, Method::POST, Method::PUT, Method::DELETE].contains(method) {
         return Err(FanoutError::Invalid("method"));
     }
     if !path.starts_with("/api/v5/") || path.len() > MAX_PATH || path.contains("..") {
         return Err(FanoutError::Invalid("path"));
+    }
+    if !allowed::allowed(method, path, node) {
+        return Err(FanoutError::Invalid("route"));
     }
     if body.len() > MAX_CALL - MAX_PATH {
         return Err(FanoutError::Invalid("body too large"));
@@ -294,7 +356,7 @@ async fn local(
     let req = req
         .body(Body::from(body))
         .map_err(|_| FanoutError::Invalid("path"))?;
-    let resp = match router.oneshot(req).await {
+    let resp = match SERVING_CALL.scope((), router.oneshot(req)).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     };
@@ -316,5 +378,20 @@ fn error_reply(status: StatusCode, message: &str) -> ApiReply {
         status: u32::from(status.as_u16()),
         body: body.to_string().into_bytes().into(),
         content_type: "application/json".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fan_out_from_inside_a_fan_out_call_is_refused() {
+        assert!(not_nested().is_ok(), "an operator's request may fan out");
+        let inside = SERVING_CALL.scope((), async { not_nested() }).await;
+        assert!(matches!(inside, Err(FanoutError::Nested)), "{inside:?}");
+        // A task spawned from outside a call is not inside one.
+        let spawned = tokio::spawn(async { not_nested().is_ok() }).await;
+        assert!(spawned.is_ok_and(|ok| ok));
     }
 }

@@ -53,7 +53,8 @@ pub enum Denied {
     #[response(status = 401)]
     Unauthorized(ErrorBody),
     /// No API key is set and the request looks like a browser's (an `Origin` header, or a
-    /// `Host` that is a name other than `localhost`).
+    /// `Host` that is a name other than `localhost`); or, with keys, Basic credentials sent
+    /// from another origin.
     #[response(status = 403)]
     Forbidden(ErrorBody),
 }
@@ -87,25 +88,87 @@ pub fn unavailable(message: impl Into<String>) -> ApiError {
 }
 
 /// The operator check. A call made by the cluster fan-out (`crate::fanout`) passes. When a
-/// key is required (`listeners.api_key` or `api_key.bootstrap_file` configured, or an API
-/// key in the cluster): the request's `Authorization` must hold a valid key
+/// key is required (`listeners.api_key` or `api_key.bootstrap_file` configured on any node
+/// of the cluster, or an API key in the cluster: `crate::api_keys::mode`): the request's `Authorization` must hold a valid key
 /// ([`crate::api_keys::authorize`], 401 otherwise). Without any key the HTTP listener is on
 /// loopback (start-up refuses otherwise), where a web page the operator visits could still
 /// reach it through the browser (CSRF, or DNS rebinding: a name of the attacker's that
 /// resolves to 127.0.0.1), so a request that looks like a browser's is refused, 403
 /// `FORBIDDEN`: one with an `Origin` header (browsers send it on every cross-origin request
 /// and on POSTs; curl and scripts do not), or whose `Host` is neither an IP address nor
-/// `localhost[:port]`. With a key, a browser cannot send `Authorization` cross-origin
-/// without a CORS preflight, which this API never grants.
+/// `localhost[:port]`. With keys, a browser cannot be made to send a `Bearer` header
+/// cross-origin without a CORS preflight, which this API never grants; it may attach Basic
+/// credentials it cached, so those are refused from another origin ([`ambient_check`]).
 pub fn authorize(ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
     // A call the fan-out made in this process, for an operator another node checked.
     if ctx.cluster.fanout.is_internal(headers) {
         return Ok(());
     }
     if crate::api_keys::ApiKeys::required(ctx) {
+        ambient_check(headers)?;
         return crate::api_keys::authorize(ctx, headers);
     }
     browser_check(headers)
+}
+
+/// With keys: refuses (403, `meshmq_api_forbidden_total{reason="ambient"}`) a request that
+/// carries HTTP Basic credentials and an `Origin` other than its own (`Origin` is not
+/// `http(s)://` + its `Host`). A browser attaches Basic credentials it has cached to a
+/// cross-origin request on its own (an ambient credential a page of another site can make
+/// it use, CSRF); it never sends a `Bearer` header it was not told to, and a page can only
+/// set one through a CORS preflight, which this API never grants. So Bearer and a
+/// same-origin Basic pass, and scripts (no `Origin`) are not concerned.
+fn ambient_check(headers: &HeaderMap) -> Result<(), ApiError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    let foreign = headers
+        .get_all(header::ORIGIN)
+        .iter()
+        .any(|o| !same_origin(o.to_str().unwrap_or(""), headers));
+    if basic && foreign {
+        metrics::counter!(m::API_FORBIDDEN_TOTAL, "reason" => "ambient").increment(1);
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "Basic credentials from another origin (a browser's cached credentials) are \
+             refused: send the key as Authorization: Bearer, or call from the same origin",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `origin` (`scheme://host[:port]`) is the request's own: its `Host`, with the
+/// scheme's default port when one of the two leaves it out.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let (rest, default_port) = if let Some(r) = origin.strip_prefix("http://") {
+        (r, ":80")
+    } else if let Some(r) = origin.strip_prefix("https://") {
+        (r, ":443")
+    } else {
+        return false;
+    };
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (hosts.next(), hosts.next()) else {
+        return false;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let with_port = |h: &str| {
+        let bare_v6 = h.ends_with(']');
+        if h.rsplit_once(':')
+            .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            && !bare_v6
+        {
+            h.to_ascii_lowercase()
+        } else {
+            format!("{}{default_port}", h.to_ascii_lowercase())
+        }
+    };
+    !rest.is_empty() && with_port(rest) == with_port(host)
 }
 
 /// Without an API key: refuses a request with an `Origin` header or a `Host` that is a name
@@ -313,6 +376,39 @@ mod tests {
             "",
         ] {
             assert!(!literal_or_localhost(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_from_another_origin_are_refused() {
+        let with = |auth: &str, origin: Option<&str>, host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, auth.parse().expect("value"));
+            h.insert(header::HOST, host.parse().expect("value"));
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().expect("value"));
+            }
+            ambient_check(&h).map_err(|e| e.status)
+        };
+        let basic = "Basic aWQ6c2VjcmV0";
+        let bearer = "Bearer id:secret";
+        assert!(with(basic, None, "b.example:8080").is_ok(), "a script");
+        assert!(with(basic, Some("http://b.example:8080"), "b.example:8080").is_ok());
+        assert!(with(basic, Some("http://B.example"), "b.example:80").is_ok());
+        assert!(with(basic, Some("https://b.example"), "b.example").is_ok());
+        assert!(with(bearer, Some("https://evil.example"), "b.example:8080").is_ok());
+        for (origin, host) in [
+            ("https://evil.example", "b.example:8080"),
+            ("http://b.example:8081", "b.example:8080"),
+            ("https://b.example:8080", "b.example"),
+            ("null", "b.example"),
+            ("http://", "b.example"),
+        ] {
+            assert_eq!(
+                with(basic, Some(origin), host),
+                Err(StatusCode::FORBIDDEN),
+                "{origin} {host}"
+            );
         }
     }
 

@@ -2,24 +2,29 @@
 //! bidirectional stream to another node's peer endpoint (mutual TLS against the cluster CA),
 //! writes one `ApiCall` frame and reads one `ApiReply` frame.
 //!
-//! Outgoing ([`super::Peers::api_call`]): one short-lived connection per call, bounded by
-//! the caller's timeout and by [`MAX_REPLY`]; it never reuses or disturbs the forwarding
-//! links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
+//! Outgoing ([`super::Peers::api_call`]): one pooled connection per called node ([`Pool`],
+//! closed after [`API_IDLE`] unused), one stream per call, bounded by the caller's timeout
+//! and by [`MAX_REPLY`]; it never disturbs the forwarding links. Incoming ([`serve`]): the call is handed to the handler the broker installed with
 //! [`super::Peers::set_api_handler`] (its API router); at most [`MAX_CONCURRENT`] calls are
 //! read or served at once on this node, each read within [`READ_TIMEOUT`] or dropped. A malformed or oversized call
-//! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. It never
-//! interprets a call (the handler does) and never panics on what a peer sends.
+//! is counted in `meshmq_peer_malformed_total{reason}` and its stream dropped. A call whose
+//! stated `from` is not the node its connection's certificate was issued to (the
+//! certificate's common name, see `crate::core_handle::cert_name`) is refused with 403 and
+//! counted in `meshmq_peer_api_refused_total{reason="certificate"}`; what else a caller may
+//! do is the handler's decision (`crate::fanout`). It never interprets a call (the handler
+//! does) and never panics on what a peer sends.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meshmq_proto::peer::{ApiCall, ApiReply};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::endpoint;
-use meshmq_shared::quic::frame::{self, FrameError};
+use meshmq_shared::quic::frame::{self, FrameError, RequestError};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -83,29 +88,135 @@ impl Inbound {
     }
 }
 
-/// Makes one call to the peer endpoint at `addr`, bounded by `timeout`.
+/// Outgoing API connections, one per peer address, reused by every call to it (they count
+/// against the called node's connection cap, so one per node pair, not one per call). A
+/// connection idle for [`API_IDLE`] is closed by the next call that looks (to any node).
+#[derive(Default)]
+pub(super) struct Pool {
+    /// The slot of each address called; its async lock serialises dialing that address.
+    slots: parking_lot::Mutex<HashMap<SocketAddr, Slot>>,
+}
+
+/// One address's connection, if any, and when it was last used.
+type Slot = Arc<tokio::sync::Mutex<Option<(quinn::Connection, Instant)>>>;
+
+/// A pooled connection unused this long is closed.
+pub(super) const API_IDLE: Duration = Duration::from_secs(30);
+
+impl Pool {
+    /// A live connection to `addr`: the pooled one, or a new one (dialed within `deadline`)
+    /// that is pooled. The flag tells a pooled connection (which may have gone stale) from a
+    /// fresh one.
+    async fn get(
+        &self,
+        dialer: &Dialer,
+        addr: SocketAddr,
+        deadline: tokio::time::Instant,
+    ) -> Result<(quinn::Connection, bool), ApiCallError> {
+        self.close_idle(addr);
+        let slot = self.slots.lock().entry(addr).or_default().clone();
+        let mut slot = tokio::time::timeout_at(deadline, slot.lock())
+            .await
+            .map_err(|_| ApiCallError::Exchange(FrameError::Timeout))?;
+        if let Some((conn, used)) = slot.as_mut()
+            && conn.close_reason().is_none()
+        {
+            *used = Instant::now();
+            return Ok((conn.clone(), true));
+        }
+        let ep = dialer.endpoint_for(addr).map_err(ApiCallError::Dial)?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let conn = endpoint::connect(&ep, addr, left).await?;
+        *slot = Some((conn.clone(), Instant::now()));
+        Ok((conn, false))
+    }
+
+    /// Forgets `conn` if it is still the one pooled for `addr` (it failed).
+    fn drop_conn(&self, addr: SocketAddr, conn: &quinn::Connection) {
+        let slot = self.slots.lock().get(&addr).cloned();
+        if let Some(slot) = slot
+            && let Ok(mut slot) = slot.try_lock()
+            && slot
+                .as_ref()
+                .is_some_and(|(c, _)| c.stable_id() == conn.stable_id())
+        {
+            slot.take();
+        }
+        conn.close(0u32.into(), b"failed");
+    }
+
+    /// Closes and forgets the connections (other than `addr`'s) idle for [`API_IDLE`].
+    fn close_idle(&self, addr: SocketAddr) {
+        let mut slots = self.slots.lock();
+        slots.retain(|a, slot| {
+            if *a == addr {
+                return true;
+            }
+            let Ok(mut s) = slot.try_lock() else {
+                return true;
+            };
+            match s.as_ref() {
+                Some((c, used)) if used.elapsed() < API_IDLE && c.close_reason().is_none() => true,
+                _ => {
+                    if let Some((c, _)) = s.take() {
+                        c.close(0u32.into(), b"idle");
+                    }
+                    false
+                }
+            }
+        });
+    }
+}
+
+/// Makes one call to the peer endpoint at `addr` on its pooled connection, bounded by
+/// `timeout`. A pooled connection found broken is replaced once: for any call when the
+/// request certainly did not leave, for a `GET` (which changes nothing) in any case.
 pub(super) async fn call(
     dialer: &Dialer,
+    pool: &Pool,
     addr: SocketAddr,
     call: &ApiCall,
     timeout: Duration,
 ) -> Result<ApiReply, ApiCallError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let ep = dialer.endpoint_for(addr).map_err(ApiCallError::Dial)?;
-    let conn = endpoint::connect(&ep, addr, timeout).await?;
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let reply = frame::request::<ApiCall, ApiReply>(&conn, call, MAX_REPLY, left).await;
-    conn.close(0u32.into(), b"done");
-    Ok(reply?)
+    loop {
+        let (conn, pooled) = pool.get(dialer, addr, deadline).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match frame::request_once::<ApiCall, ApiReply>(&conn, call, MAX_REPLY, left).await {
+            Ok(reply) => return Ok(reply),
+            Err(e) => {
+                pool.drop_conn(addr, &conn);
+                let retry = pooled
+                    && (matches!(e, RequestError::NotSent(_)) || call.method == "GET")
+                    && tokio::time::Instant::now() < deadline;
+                if !retry {
+                    return Err(ApiCallError::Exchange(match e {
+                        RequestError::NotSent(e) | RequestError::MaybeSent(e) => e,
+                    }));
+                }
+            }
+        }
+    }
 }
 
-/// Serves one incoming call stream: reads the call, runs the handler, writes the reply.
+/// Who opened a call stream, as the connection's handshake established it.
+pub(super) struct Caller {
+    /// The peer's address.
+    pub(super) remote: SocketAddr,
+    /// The common name of its certificate (checked against the cluster CA), if usable.
+    pub(super) certified: Option<Arc<str>>,
+}
+
+/// Serves one incoming call stream: reads the call, checks that the name it states is the
+/// one its certificate carries (403 otherwise), runs the handler, writes the reply. The
+/// handler sees a `from` that the certificate vouches for.
 pub(super) async fn serve(
     inbound: Arc<Inbound>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    remote: SocketAddr,
+    caller: Caller,
 ) {
+    let remote = caller.remote;
     // A slot is taken before the call is read, so that at most MAX_CONCURRENT calls (and
     // their bodies) are held in memory at once.
     let slot = tokio::time::timeout(READ_TIMEOUT, inbound.slots.clone().acquire_owned()).await;
@@ -115,9 +226,16 @@ pub(super) async fn serve(
                 return;
             };
             debug!(from = ?call.from, method = ?call.method, "API call from a peer");
-            match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
-                Ok(reply) => reply,
-                Err(_) => unavailable("the call timed out on the called node"),
+            if !certifies(caller.certified.as_deref(), &call.from) {
+                metrics::counter!(m::PEER_API_REFUSED_TOTAL, "reason" => "certificate")
+                    .increment(1);
+                warn!(%remote, from = ?call.from, "API call whose stated node is not the certificate's; refused");
+                forbidden("the caller's certificate does not name the node it says it is")
+            } else {
+                match tokio::time::timeout(SERVE_TIMEOUT, handler(call)).await {
+                    Ok(reply) => reply,
+                    Err(_) => unavailable("the call timed out on the called node"),
+                }
             }
         }
         (_, None) => unavailable("this node's API is not ready"),
@@ -154,11 +272,28 @@ async fn read_call(recv: &mut quinn::RecvStream, remote: SocketAddr) -> Option<A
     }
 }
 
+/// Whether a certificate whose common name is `certified` may speak for node `from`: a
+/// node's certificate is issued under its name made file-safe
+/// (`crate::core_handle::cert_name`).
+fn certifies(certified: Option<&str>, from: &str) -> bool {
+    certified.is_some_and(|cn| !from.is_empty() && crate::core_handle::cert_name(from) == cn)
+}
+
 /// A 503 reply in the API's error shape.
 fn unavailable(message: &str) -> ApiReply {
-    let body = serde_json::json!({"code": "SERVICE_UNAVAILABLE", "message": message});
+    reply(503, "SERVICE_UNAVAILABLE", message)
+}
+
+/// A 403 reply in the API's error shape (a call refused before it ran).
+pub fn forbidden(message: &str) -> ApiReply {
+    reply(403, "FORBIDDEN", message)
+}
+
+/// A reply in the API's error shape.
+fn reply(status: u32, code: &str, message: &str) -> ApiReply {
+    let body = serde_json::json!({"code": code, "message": message});
     ApiReply {
-        status: 503,
+        status,
         body: body.to_string().into_bytes().into(),
         content_type: "application/json".into(),
     }

@@ -41,7 +41,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use api_call::{ApiCallError, ApiFuture, ApiHandler, MAX_CALL, MAX_REPLY};
+pub use api_call::{ApiCallError, ApiFuture, ApiHandler, MAX_CALL, MAX_REPLY, forbidden};
 use barrier::Barriers;
 pub use barrier::{ANSWER_WITHIN, BarrierReport};
 use link::{Dialer, Link};
@@ -183,6 +183,8 @@ pub struct PeerStats {
     pub malformed: u64,
     /// Incoming connections whose handshake failed (certificate refused, wrong ALPN...).
     pub handshake_failures: u64,
+    /// Incoming connections accepted (forwarding links and API calls alike).
+    pub connections_accepted: u64,
     /// [`Peers::barrier`] calls that gave up at their timeout.
     pub barrier_timeouts: u64,
     /// Barrier entries received from peers.
@@ -299,6 +301,8 @@ struct Shared {
     runtime: Handle,
     /// Serves REST API calls from peers once the broker installed its handler.
     api: Arc<api_call::Inbound>,
+    /// The outgoing API calls' connections, one per node.
+    api_pool: api_call::Pool,
 }
 
 impl Peers {
@@ -339,6 +343,7 @@ impl Peers {
             shutdown: shutdown.clone(),
             runtime: runtime.clone(),
             api: api.clone(),
+            api_pool: api_call::Pool::default(),
         });
         let ctx = server::ServerCtx::new(deliver, cfg.on_session, server, barriers, shutdown, api);
         runtime.spawn(server::accept_loop(ep, dialer, ctx));
@@ -357,14 +362,21 @@ impl Peers {
     }
 
     /// Calls the REST API of the node whose peer endpoint is at `addr` (see `api_call`),
-    /// on a connection of its own, within `timeout`.
+    /// on the connection pooled for it, within `timeout`.
     pub async fn api_call(
         &self,
         addr: SocketAddr,
         call: &meshmq_proto::peer::ApiCall,
         timeout: std::time::Duration,
     ) -> Result<meshmq_proto::peer::ApiReply, ApiCallError> {
-        api_call::call(&self.shared.dialer, addr, call, timeout).await
+        api_call::call(
+            &self.shared.dialer,
+            &self.shared.api_pool,
+            addr,
+            call,
+            timeout,
+        )
+        .await
     }
 
     /// Non-blocking. Queues `msg` for `node` at `addr` ("host:port"), creating that node's
@@ -476,6 +488,7 @@ impl Peers {
             received: server.received.load(Ordering::Relaxed),
             malformed: server.malformed.load(Ordering::Relaxed),
             handshake_failures: server.handshake_failures.load(Ordering::Relaxed),
+            connections_accepted: server.accepted.load(Ordering::Relaxed),
             barrier_timeouts: barriers.timeouts.load(Ordering::Relaxed),
             barriers_received: barriers.received.load(Ordering::Relaxed),
             barriers_unanswered: barriers.unanswered.load(Ordering::Relaxed),

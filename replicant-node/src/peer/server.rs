@@ -60,6 +60,8 @@ pub(super) struct ServerCounters {
     pub(super) malformed: AtomicU64,
     /// Connections whose handshake failed.
     pub(super) handshake_failures: AtomicU64,
+    /// Connections accepted (a permit taken).
+    pub(super) accepted: AtomicU64,
 }
 
 /// What the accept loop and its tasks share.
@@ -124,6 +126,8 @@ pub(super) async fn accept_loop(ep: quinn::Endpoint, dialer: Arc<Dialer>, ctx: A
             incoming.refuse();
             continue;
         };
+        ctx.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::PEER_CONNECTIONS_ACCEPTED_TOTAL).increment(1);
         tokio::spawn(connection(ctx.clone(), incoming, permit));
     }
     dialer.close();
@@ -133,6 +137,7 @@ pub(super) async fn accept_loop(ep: quinn::Endpoint, dialer: Arc<Dialer>, ctx: A
 
 /// Completes the handshake and spawns a reader per unidirectional stream.
 async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
+    let _open = OpenGauge::new();
     let remote = incoming.remote_address();
     // The handshake is bounded by the idle timeout.
     let conn = tokio::select! {
@@ -151,6 +156,9 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
             return;
         }
     };
+    // The name the cluster CA certified for this peer (its certificate's common name): API
+    // calls are checked against it, never against the name the caller states.
+    let certified = certified_name(&conn);
     loop {
         let stream = tokio::select! {
             biased;
@@ -163,13 +171,44 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
                 tokio::spawn(read_stream(ctx.clone(), recv, remote));
             }
             Ok(Stream::Bi((send, recv))) => {
-                tokio::spawn(api_call::serve(ctx.api.clone(), send, recv, remote));
+                let caller = api_call::Caller {
+                    remote,
+                    certified: certified.clone(),
+                };
+                tokio::spawn(api_call::serve(ctx.api.clone(), send, recv, caller));
             }
             Err(e) => {
                 debug!(%remote, error = %e, "peer connection ended");
                 return;
             }
         }
+    }
+}
+
+/// The common name of the peer's leaf certificate (verified against the cluster CA by the
+/// handshake), `None` when it has none usable.
+fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    meshmq_shared::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
+}
+
+/// Counts an incoming connection in `meshmq_peer_connections` while it lives.
+struct OpenGauge;
+
+impl OpenGauge {
+    fn new() -> Self {
+        metrics::gauge!(m::PEER_CONNECTIONS).increment(1.0);
+        OpenGauge
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(m::PEER_CONNECTIONS).decrement(1.0);
     }
 }
 

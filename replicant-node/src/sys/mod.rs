@@ -3,7 +3,7 @@
 //!
 //! - at start, `version` and `sysdescr`, retained (one table transaction);
 //! - every `sys_heartbeat_interval`, `uptime` (seconds) and `datetime` (RFC 3339, UTC);
-//! - every `sys_msg_interval`, `stats/...` and `metrics/...` ([`stats`]);
+//! - every `sys_msg_interval`, `stats/...` and `metrics/...` ([`stats`], [`metrics`]);
 //! - on client connect and disconnect, `clients/{clientid}/connected|disconnected`
 //!   ([`events`]).
 //!
@@ -17,6 +17,7 @@
 
 pub mod events;
 pub mod housekeeping;
+pub mod metrics;
 pub mod stats;
 
 use std::sync::Arc;
@@ -54,13 +55,12 @@ async fn periodic(ctx: Arc<Ctx>) {
     let mut heartbeat = cfg.heartbeat_interval().map(every);
     let mut msgs = cfg.msg_interval().map(every);
     let mut sample = every(SAMPLE_INTERVAL);
-    let mut maxima = stats::Maxima::default();
     loop {
         tokio::select! {
             _ = ctx.admission.shutdown.cancelled() => return,
             _ = tick(&mut heartbeat) => publish_heartbeat(&ctx),
-            _ = tick(&mut msgs) => publish_stats(&ctx, &mut maxima),
-            _ = sample.tick() => maxima.sample(&ctx),
+            _ = tick(&mut msgs) => publish_stats(&ctx),
+            _ = sample.tick() => ctx.stats_max.sample(&ctx),
         }
     }
 }
@@ -119,16 +119,16 @@ fn publish_heartbeat(ctx: &Ctx) {
     publish_sys(ctx, &sys_message(ctx, "datetime", datetime.into(), false));
 }
 
-/// Every `stats/...` and `metrics/...` topic.
-fn publish_stats(ctx: &Ctx, maxima: &mut stats::Maxima) {
-    for (name, v) in stats::stats(ctx, maxima) {
-        let msg = sys_message(ctx, &format!("stats/{name}"), v.to_string().into(), false);
-        publish_sys(ctx, &msg);
+/// Every `stats/...` and `metrics/...` topic (EMQX's names with `/` for `.`).
+fn publish_stats(ctx: &Ctx) {
+    for (name, v) in stats::stats(ctx) {
+        let topic = format!("stats/{}", name.replace('.', "/"));
+        publish_sys(ctx, &sys_message(ctx, &topic, v.to_string().into(), false));
     }
     let text = crate::http::prometheus_handle().render();
-    for (name, v) in stats::metrics(&text) {
-        let msg = sys_message(ctx, &format!("metrics/{name}"), v.to_string().into(), false);
-        publish_sys(ctx, &msg);
+    for (name, v) in metrics::metrics(&text) {
+        let topic = format!("metrics/{}", name.replace('.', "/"));
+        publish_sys(ctx, &sys_message(ctx, &topic, v.to_string().into(), false));
     }
 }
 

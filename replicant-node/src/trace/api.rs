@@ -20,6 +20,8 @@
 //!   the node's file from `P` (EMQX's streaming view).
 //!
 //! Every route needs the API key when one is set ([`authorize`] first); bodies are bounded.
+//! A `{name}` in a path is checked against the trace name rules (400 otherwise) before it is
+//! used in a file path or in the path of a call to another node.
 //! Definitions are cluster rows ([`super::defs`]: the `settings` table), so a change made
 //! through any node reaches every node. Asked by an operator, the list carries every node's
 //! file size and a download without `node` gathers every node's file, with `node` it is
@@ -38,6 +40,7 @@ use serde_json::{Value, json};
 use super::spec::{CreateRequest, Status, TraceSpec};
 use super::sync::{now_s, sync_once};
 use super::{Traces, cluster};
+use crate::api::nodes::encode;
 use crate::ctx::Ctx;
 use crate::http::api::{
     ApiError, authorize, bad_request, error, not_found, parse_json, require_json, unavailable,
@@ -165,6 +168,7 @@ async fn stop(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
+    checked(&name)?;
     let t = &ctx.trace;
     let mut spec = t.defs.get(&name).ok_or_else(|| no_trace(&name))?;
     let now = now_s();
@@ -178,6 +182,19 @@ async fn stop(
     }
     let v = view(t, &spec, now).await;
     Ok(Json(v).into_response())
+}
+
+/// 400 unless `name` follows the rules a trace's name was created with
+/// ([`super::spec::valid_name`]): checked before the name goes into a file path or the path
+/// of a call to another node (`..`, `/` and `%` never do).
+fn checked(name: &str) -> Result<(), ApiError> {
+    if super::spec::valid_name(name) {
+        Ok(())
+    } else {
+        Err(bad_request(
+            "invalid trace name: letters, digits, `-` and `_` only",
+        ))
+    }
 }
 
 fn no_trace(name: &str) -> ApiError {
@@ -196,6 +213,7 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
+    checked(&name)?;
     let t = &ctx.trace;
     let had = t
         .defs
@@ -290,6 +308,7 @@ async fn download(
     query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
+    checked(&name)?;
     let Ok(Query(q)) = query else {
         return Err(bad_request("invalid query string"));
     };
@@ -303,7 +322,7 @@ async fn download(
             .await
             .ok_or_else(|| no_trace(&name))?,
         Target::There(node) => {
-            let path = format!("/api/v5/trace/{name}/download?node={node}");
+            let path = format!("/api/v5/trace/{name}/download?node={}", encode(&node));
             return forwarded(&ctx, &node, &path).await;
         }
     };
@@ -345,13 +364,17 @@ async fn log_view(
     query: Result<Query<NodeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&ctx, &headers)?;
+    checked(&name)?;
     let Ok(Query(q)) = query else {
         return Err(bad_request("invalid query string"));
     };
     let t = &ctx.trace;
     if let Target::There(node) = target(&ctx, &headers, &q, false)? {
         let (p, b) = (q.position.unwrap_or(0), q.bytes.unwrap_or(LOG_BYTES.0));
-        let path = format!("/api/v5/trace/{name}/log?node={node}&position={p}&bytes={b}");
+        let path = format!(
+            "/api/v5/trace/{name}/log?node={}&position={p}&bytes={b}",
+            encode(&node)
+        );
         return forwarded(&ctx, &node, &path).await;
     }
     t.defs.get(&name).ok_or_else(|| no_trace(&name))?;

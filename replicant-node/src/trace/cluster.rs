@@ -54,6 +54,9 @@ pub async fn log_sizes(ctx: &Arc<Ctx>) -> HashMap<String, Map<String, Value>> {
 /// Every replicant's section of trace `name`'s download, in node-name order: each node's own
 /// (`?node=` itself), or a line saying why there is none. `None` when no node has the trace.
 pub async fn download_all(ctx: &Arc<Ctx>, name: &str) -> Option<Vec<u8>> {
+    if !super::spec::valid_name(name) {
+        return None;
+    }
     let path = format!("/api/v5/trace/{name}/download?node={{node}}");
     let replies = fanout::call_all(ctx, Method::GET, &path, Bytes::new()).await;
     let mut out = Vec::new();

@@ -19,7 +19,7 @@ use crate::common::{metric_sum, metrics_text, test_config, unique, wait_until_as
 use crate::harness::{Cluster, WAIT, fast_timings, serial};
 
 /// The API key of these tests.
-const KEY: &str = "alarms-test-key";
+const KEY: &str = "alarms-test-key-0123456789";
 
 /// Checks every 50 ms; memory and descriptor checks never fire (100 %).
 fn quick(c: &mut Config) {

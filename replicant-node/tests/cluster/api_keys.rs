@@ -182,6 +182,18 @@ async fn a_key_made_on_r1_works_on_r2_until_disabled_expired_or_deleted() {
         (json!({"name": "ops"}), 409),
         (json!({"name": "1bad"}), 400),
         (json!({"name": "x", "expired_at": "yesterday"}), 400),
+        // 0 is not "never" (only absent, null and "infinity" are), and a past time is no
+        // time for a new key.
+        (json!({"name": "x", "expired_at": 0}), 400),
+        (
+            json!({"name": "x", "expired_at": "1970-01-01T00:00:00Z"}),
+            400,
+        ),
+        (json!({"name": "x", "expired_at": 1000}), 400),
+        (
+            json!({"name": "x", "expired_at": "2020-01-01T00:00:00Z"}),
+            400,
+        ),
         (json!({"name": "x", "role": "viewer"}), 400),
         (json!({"desc": "no name"}), 400),
     ] {
@@ -217,6 +229,9 @@ async fn a_key_made_on_r1_works_on_r2_until_disabled_expired_or_deleted() {
     let past = json!({"expired_at": "2020-01-01T00:00:00Z"});
     let (status, v) = call(h1, "PUT", path, a, Some(&past)).await;
     assert_eq!((status, v["expired"].as_bool()), (200, Some(true)), "{v}");
+    refused(h1, &ops.basic()).await;
+    let (status, v) = call(h1, "PUT", path, a, Some(&json!({"expired_at": 0}))).await;
+    assert_eq!(status, 400, "0 does not mean never: {v}");
     refused(h1, &ops.basic()).await;
     let (status, v) = call(h1, "PUT", path, a, Some(&json!({"expired_at": "infinity"}))).await;
     assert_eq!((status, v["expired_at"].as_str()), (200, Some("infinity")));
@@ -395,11 +410,37 @@ async fn the_standalone_default_generates_a_key_file_once() {
     assert_eq!(key_count(h, &key.basic()).await, 1);
     broker.shutdown().await;
     // Started again: the same file, no second key.
-    let broker = restart_generating(config).await;
+    let broker = restart_generating(config.clone()).await;
     let h = broker.http_addr().expect("http");
     assert_eq!(std::fs::read_to_string(&file).expect("file"), text);
     assert_eq!(key_count(h, &key.basic()).await, 1);
+    let dir = config.node.data_dir.clone();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "no temporary file left: {left:?}");
+    // An operator deletes it: it is not made again, with its file or without.
+    let (status, list) = call(h, "GET", "/api/v5/api_key", Some(&key.basic()), None).await;
+    assert_eq!(status, 200);
+    let name = list[0]["name"].as_str().expect("name").to_owned();
+    let path = format!("/api/v5/api_key/{name}");
+    let deleted = call(h, "DELETE", &path, Some(&key.basic()), None).await.0;
+    assert_eq!(deleted, 204);
     broker.shutdown().await;
+    for file_kept in [true, false] {
+        if !file_kept {
+            std::fs::remove_file(&file).expect("remove the file");
+        }
+        let broker = restart_generating(config.clone()).await;
+        let h = broker.http_addr().expect("http");
+        // No key left anywhere: the loopback-only mode, with no key listed.
+        let (status, list) = call(h, "GET", "/api/v5/api_key", None, None).await;
+        assert_eq!((status, list), (200, json!([])), "file kept: {file_kept}");
+        assert_eq!(file.exists(), file_kept, "no new key file");
+        broker.shutdown().await;
+    }
 }
 
 /// Starts a standalone broker that generates its key on `config`, retrying while the
@@ -461,5 +502,44 @@ async fn a_key_deleted_and_made_again_under_its_name_refuses_the_old_secret_ever
     refused(h1, &old).await;
     r1.shutdown().await;
     r2.shutdown().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_key_cannot_mint_keys_while_another_node_requires_one() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    const STATIC: &str = "static-key-of-r1-0123456789";
+    let r1 = cluster
+        .start_replicant_with("r1", |c| c.listeners.api_key = Some(STATIC.into()))
+        .await;
+    let r2 = cluster.start_replicant("r2").await;
+    let (h1, h2) = (r1.http_addr().expect("http"), r2.http_addr().expect("http"));
+    let mint = json!({"name": "minted-on-r2"});
+
+    // r2 has no key of its own, but r1 does: r2 requires one too, so its loopback users
+    // cannot mint a key that r1 would accept.
+    let (status, body) = call(h2, "POST", "/api/v5/api_key", None, Some(&mint)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(call(h2, "GET", "/api/v5/api_key", None, None).await.0, 401);
+    let bearer = format!("Bearer {STATIC}");
+    assert_eq!(
+        call(h1, "GET", "/api/v5/api_key", Some(&bearer), None)
+            .await
+            .0,
+        200
+    );
+
+    // r1 restarts without its key: no node has a key source and the cluster has no key, so
+    // every node is back in the loopback-only mode.
+    r1.shutdown().await;
+    let r1 = cluster.start_replicant("r1").await;
+    let open = wait_until_async(WAIT, || async {
+        call(h2, "GET", "/api/v5/api_key", None, None).await.0 == 200
+    })
+    .await;
+    assert!(open, "r2 is keyless once no node has a key source");
+    r2.shutdown().await;
+    r1.shutdown().await;
     cluster.stop().await;
 }

@@ -19,7 +19,8 @@ use meshmq_shared::config::{
 };
 use meshmq_shared::tables::BannedAs;
 use replicant_node::BrokerHandle;
-use replicant_node::ctl::{Ctl, CtlCommand, Data};
+use replicant_node::ctl::data::Data;
+use replicant_node::ctl::{Ctl, CtlCommand};
 use serde_json::{Value, json};
 
 use crate::common::api_client::Api;
@@ -347,6 +348,7 @@ async fn a_large_export_streams_every_row_once_and_an_import_is_an_upsert() {
     let ctl = |command| Ctl {
         api: r2.http_addr().expect("http"),
         api_key: Some(KEY.into()),
+        api_key_file: None,
         command: CtlCommand::Data(command),
     };
     let said = replicant_node::ctl::run(ctl(Data::Export {

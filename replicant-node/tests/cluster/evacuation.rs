@@ -400,11 +400,14 @@ async fn evacuation_moves_2000_clients_and_every_queued_message() {
 async fn evacuation_api_refuses_what_it_cannot_do() {
     let _serial = serial().await;
     let cluster = Cluster::start(3, fast_timings()).await;
-    let key = "s3cret";
+    let key = "s3cret-evacuation-key";
     let r1 = cluster
         .start_replicant_with("r1", |c| c.listeners.api_key = Some(key.into()))
         .await;
-    let r2 = cluster.start_replicant("r2").await;
+    // Whether a key is needed is decided for the cluster: r2 needs one too (its own).
+    let r2 = cluster
+        .start_replicant_with("r2", |c| c.listeners.api_key = Some(key.into()))
+        .await;
     // r1 wants its API key on operator routes; its availability check stays open.
     let (code, answer) = http_post(http(&r1), &format!("{API}/r2/evacuation/start"), "{}").await;
     assert_eq!(code, 401, "{answer}");
@@ -427,16 +430,18 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
         ("r1", r#"{"colour": "blue"}"#, 400),
     ];
     for (node, body, want) in cases {
-        let (code, answer) = http_post(api, &start(node), body).await;
+        let (code, answer) = post_key(api, &start(node), body).await;
         assert_eq!(code, want, "{node} {body}: {answer}");
         assert!(answer.contains("message"), "{answer}");
     }
-    let (code, answer) = http_post(api, &format!("{API}/r1/evacuation/stop"), "").await;
+    let (code, answer) = post_key(api, &format!("{API}/r1/evacuation/stop"), "").await;
     assert_eq!(code, 400, "{answer}");
     // Started from a shell: `replicant-node ctl ... rebalance start --evacuation`.
     let out = ctl(
         api,
         &[
+            "--api-key",
+            key,
             "rebalance",
             "start",
             "--evacuation",
@@ -452,11 +457,23 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
         String::from_utf8_lossy(&out.stdout).contains("\"wait_health_check\":3600"),
         "{out:?}"
     );
-    let (code, answer) = http_post(api, &start("r1"), r#"{"migrate_to": ["r2"]}"#).await;
+    let (code, answer) = post_key(api, &start("r1"), r#"{"migrate_to": ["r2"]}"#).await;
     assert_eq!(code, 400, "an evacuating node is no target: {answer}");
-    let (code, _) = http_post(api, &start("r2"), "{}").await;
+    let (code, _) = post_key(api, &start("r2"), "{}").await;
     assert_eq!(code, 409);
-    let again = ctl(api, &["rebalance", "start", "--evacuation", "--node", "r2"]).await;
+    let again = ctl(
+        api,
+        &[
+            "--api-key",
+            key,
+            "rebalance",
+            "start",
+            "--evacuation",
+            "--node",
+            "r2",
+        ],
+    )
+    .await;
     assert!(
         !again.status.success(),
         "the CLI reports the conflict: {again:?}"
@@ -471,14 +488,22 @@ async fn evacuation_api_refuses_what_it_cannot_do() {
     })
     .await;
     assert!(unavailable);
-    assert_eq!(status_of(&r2).await["state"], "waiting_health_check");
+    let (code, body) =
+        crate::common::http_call(api, "GET", &format!("{API}/status"), "", Some(key)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("waiting_health_check"), "{body}");
     RawClient::connect(r2.mqtt_addr(), ProtocolVersion::V5, &unique("ev-hc")).await;
-    let (code, answer) = http_post(api, &format!("{API}/r2/evacuation/stop"), "").await;
+    let (code, answer) = post_key(api, &format!("{API}/r2/evacuation/stop"), "").await;
     assert_eq!(code, 200, "{answer}");
     for r in [r1, r2] {
         r.shutdown().await;
     }
     cluster.stop().await;
+}
+
+/// `POST path` with `body` and the static key of `evacuation_api_refuses_what_it_cannot_do`.
+async fn post_key(api: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    crate::common::http_call(api, "POST", path, body, Some("s3cret-evacuation-key")).await
 }
 
 /// Runs `replicant-node ctl --api ADDR ARGS...` (the real binary) to completion.

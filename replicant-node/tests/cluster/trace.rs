@@ -292,6 +292,7 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
     let ctl = |command| Ctl {
         api: r1.http_addr().expect("http"),
         api_key: Some(KEY.into()),
+        api_key_file: None,
         command: CtlCommand::Trace(command),
     };
     let listed = replicant_node::ctl::run(ctl(Trace::List))
@@ -361,6 +362,50 @@ async fn traces_by_topic_and_ip_stop_delete_list_and_bounds() {
     assert_eq!(status, 204);
     let (_, list) = a.call("GET", "/api/v5/trace", None, b"").await;
     assert_eq!(list, json!([]));
+    r1.shutdown().await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_name_that_breaks_the_name_rules_is_refused_before_any_path_is_built() {
+    let _serial = serial().await;
+    let cluster = Cluster::start(3, fast_timings()).await;
+    let key = |c: &mut meshmq_shared::config::Config| c.listeners.api_key = Some(KEY.into());
+    let r1 = cluster.start_replicant_with("r1", key).await;
+    let r2 = cluster.start_replicant_with("r2", key).await;
+    let a = api(r1.http_addr());
+    let (status, body) = create(&a, json!({"name": "t-ok", "type": "topic", "topic": "x/#"})).await;
+    assert_eq!(status, 200, "{body}");
+    for name in [
+        "..%2F..%2Ft-ok",
+        "%2e%2e",
+        "%2E%2E%2Ft-ok",
+        "t-ok%2F..",
+        "a%2Fb",
+        "t-ok%00",
+    ] {
+        for (m, p) in [
+            ("GET", format!("/api/v5/trace/{name}/download")),
+            ("GET", format!("/api/v5/trace/{name}/download?node=r2")),
+            ("GET", format!("/api/v5/trace/{name}/log?node=r2")),
+            ("GET", format!("/api/v5/trace/{name}/log")),
+            ("PUT", format!("/api/v5/trace/{name}/stop")),
+            ("DELETE", format!("/api/v5/trace/{name}")),
+        ] {
+            let (status, raw) = a.raw(m, &p, None, b"").await;
+            let body = String::from_utf8_lossy(&raw);
+            assert_eq!(status, 400, "{m} {p}: {body}");
+            assert!(body.contains("invalid trace name"), "{m} {p}: {body}");
+        }
+    }
+    // A good name still goes to the other node (the node's name encoded in the query).
+    let (status, raw) = a
+        .raw("GET", "/api/v5/trace/t-ok/download?node=r2", None, b"")
+        .await;
+    let body = String::from_utf8_lossy(&raw);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("node r2"), "{body}");
+    r2.shutdown().await;
     r1.shutdown().await;
     cluster.stop().await;
 }

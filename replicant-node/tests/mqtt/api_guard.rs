@@ -5,6 +5,7 @@
 //! or `localhost` host) still get through; with a key, the key alone decides. JSON-body
 //! routes refuse a body not declared `application/json` (415).
 
+use base64::Engine as _;
 use meshmq_proto::tables::BannedAs;
 use meshmq_shared::config::UserIdType;
 use serde_json::Value;
@@ -139,10 +140,10 @@ async fn without_a_key_browser_requests_are_refused_on_every_operator_route() {
 async fn with_a_key_the_key_alone_decides() {
     let b = common::start_broker(|c| {
         builtin(UserIdType::Username)(c);
-        c.listeners.api_key = Some("k3y".into());
+        c.listeners.api_key = Some("k3y-0123456789abcdef".into());
     })
     .await;
-    let api = api(&b).with_key(Some("k3y"));
+    let api = api(&b).with_key(Some("k3y-0123456789abcdef"));
     let headers = [
         ("Host", "broker.example.com:8080"),
         ("Origin", "https://dashboard.example.com"),
@@ -159,6 +160,61 @@ async fn with_a_key_the_key_alone_decides() {
     assert_eq!(status, 201, "{v}");
     let (status, v) = send(&api.with_key(None), "GET", USERS, &headers, b"").await;
     assert_eq!((status, v["code"].as_str()), (401, Some("UNAUTHORIZED")));
+
+    // An API key sent as HTTP Basic (what a browser caches and attaches on its own) is
+    // refused from another origin, accepted from the same origin and from scripts.
+    let (status, made) = api
+        .json(
+            "POST",
+            "/api/v5/api_key",
+            &serde_json::json!({"name": "browser"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+    let pair = format!(
+        "{}:{}",
+        made["api_key"].as_str().expect("id"),
+        made["api_secret"].as_str().expect("secret")
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    );
+    let bare = api.with_key(None);
+    let with = |origin: &'static str| {
+        [
+            ("Host", "broker.example.com:8080"),
+            ("Origin", origin),
+            ("Authorization", basic.as_str()),
+        ]
+    };
+    let (status, v) = send(
+        &bare,
+        "GET",
+        USERS,
+        &with("https://dashboard.example.com"),
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{v}"
+    );
+    let (status, v) = send(
+        &bare,
+        "GET",
+        USERS,
+        &with("http://broker.example.com:8080"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "same origin: {v}");
+    let script = [
+        ("Host", "broker.example.com:8080"),
+        ("Authorization", basic.as_str()),
+    ];
+    assert_eq!(send(&bare, "GET", USERS, &script, b"").await.0, 200);
 }
 
 #[tokio::test]

@@ -214,7 +214,7 @@ async fn users_are_created_read_listed_changed_and_deleted() {
 async fn every_route_needs_the_api_key_when_one_is_set() {
     let b = common::start_broker(|c| {
         builtin(UserIdType::Username)(c);
-        c.listeners.api_key = Some("s3cret-key".into());
+        c.listeners.api_key = Some("s3cret-key-0123456789".into());
     })
     .await;
     let routes = [
@@ -242,7 +242,7 @@ async fn every_route_needs_the_api_key_when_one_is_set() {
     }
     assert!(b.nodes()[0].core().read(|t| t.auth_user("u").is_none()));
     let (status, v) = api
-        .with_key(Some("s3cret-key"))
+        .with_key(Some("s3cret-key-0123456789"))
         .call(
             "POST",
             &format!("{IMPORT}?type=plain"),
@@ -252,7 +252,7 @@ async fn every_route_needs_the_api_key_when_one_is_set() {
         .await;
     assert_eq!((status, v["success"].as_u64()), (200, Some(1)), "{v}");
     let (status, _) = api
-        .with_key(Some("s3cret-key"))
+        .with_key(Some("s3cret-key-0123456789"))
         .get(&format!("{USERS}/u"))
         .await;
     assert_eq!(status, 200);

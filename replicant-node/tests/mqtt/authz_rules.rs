@@ -359,7 +359,7 @@ async fn settle(b: &TestBroker) {
 
 #[tokio::test]
 async fn built_in_rules_through_the_api() {
-    const KEY: &str = "authz-test-key";
+    const KEY: &str = "authz-test-key-0123456789";
     let b = common::start_broker(|c| {
         c.listeners.api_key = Some(KEY.into());
         authz(json!({ "sources": [{ "type": "built_in_database" }] }))(c);

@@ -43,7 +43,8 @@ pub struct ListenersConfig {
     /// once any is set or exists, except `/health`, `/api/v5/status`, the availability check
     /// and (unless `metrics_require_key`) `/metrics`. None, no bootstrap file and no API
     /// key: allowed only while `http_bind` is on loopback (start-up refuses otherwise), and
-    /// browser-like requests are refused.
+    /// browser-like requests are refused. At least 16 characters. Setting it on any node puts
+    /// every node of the cluster in key mode; the key itself is accepted by this node only.
     pub api_key: Option<String>,
     /// Whether `/metrics` needs an API key too (false: Prometheus scrapes without one, as
     /// EMQX's Prometheus endpoint).

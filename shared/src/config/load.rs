@@ -162,6 +162,26 @@ fn apply_overrides(config: &mut Config, o: &Overrides) {
     }
 }
 
+/// Shortest `listeners.api_key` accepted: as for a secret a person chooses in an API key
+/// bootstrap file, 16 characters keep it out of reach of guessing at the rate an HTTP
+/// listener answers.
+pub const MIN_STATIC_API_KEY_LEN: usize = 16;
+
+/// `listeners.api_key`, when set, is at least [`MIN_STATIC_API_KEY_LEN`] characters. The
+/// error names the setting, never the value.
+pub fn check_static_api_key(config: &Config) -> Result<(), ConfigError> {
+    match config.listeners.api_key.as_deref() {
+        Some(k) if k.chars().count() < MIN_STATIC_API_KEY_LEN => Err(ConfigError::Invalid {
+            key: "listeners.api_key",
+            reason: format!(
+                "must be at least {MIN_STATIC_API_KEY_LEN} characters when set (a shorter \
+                 key can be guessed)"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Range checks on the merged configuration.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
@@ -171,14 +191,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.listeners.max_connections == 0 {
         return invalid("listeners.max_connections", "must be greater than 0".into());
     }
-    if config
-        .listeners
-        .api_key
-        .as_deref()
-        .is_some_and(str::is_empty)
-    {
-        return invalid("listeners.api_key", "must not be empty when set".into());
-    }
+    check_static_api_key(config)?;
     if let Some(http) = config.listeners.http_bind
         && !http.ip().is_loopback()
         && config.listeners.api_key.is_none()

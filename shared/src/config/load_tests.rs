@@ -480,7 +480,9 @@ fn an_http_api_off_loopback_needs_an_api_key() {
         msg.contains("0.0.0.0:18083") && !msg.contains('\n'),
         "{msg}"
     );
-    let keyed = TempToml::new("[listeners]\nhttp_bind = \"0.0.0.0:18083\"\napi_key = \"k3y\"\n");
+    let keyed = TempToml::new(
+        "[listeners]\nhttp_bind = \"0.0.0.0:18083\"\napi_key = \"k3y-0123456789abc\"\n",
+    );
     assert!(load_with_env(Some(keyed.path()), &[], &Overrides::default()).is_ok());
     // A bootstrap file of API keys is a key source too (set through the environment).
     let env = [(
@@ -573,4 +575,21 @@ fn a_scram_authenticator_loads_in_emqx_form_and_its_iteration_count_is_checked()
     )
     .unwrap_err();
     assert!(sha1.to_string().contains("sha1"), "{sha1}");
+}
+
+#[test]
+fn a_static_api_key_needs_16_characters_and_the_error_never_shows_it() {
+    for short in ["", "k", "sh0rt-s3cr3t-15"] {
+        let toml = TempToml::new(&format!("[listeners]\napi_key = \"{short}\"\n"));
+        let err = load_with_env(Some(toml.path()), &[], &Overrides::default()).unwrap_err();
+        let msg = err.to_string();
+        let ConfigError::Invalid { key, .. } = err else {
+            panic!("{msg}")
+        };
+        assert_eq!(key, "listeners.api_key", "{msg}");
+        assert!(msg.contains("at least 16 characters"), "{msg}");
+        assert!(short.len() < 8 || !msg.contains(short), "{msg}");
+    }
+    let ok = TempToml::new("[listeners]\napi_key = \"sixteen-chars-ok\"\n");
+    assert!(load_with_env(Some(ok.path()), &[], &Overrides::default()).is_ok());
 }
