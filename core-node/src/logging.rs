@@ -235,10 +235,12 @@ where
     }
 }
 
-/// `text` with every control character but tab written as an escape (`\n`, `\r`,
-/// `\u{1b}` ...), so one event is one line and no terminal sequence reaches the log.
+/// `text` with every control character but tab, the Unicode line and paragraph
+/// separators and the bidirectional formatting marks written as an escape (`\n`, `\r`,
+/// `\u{1b}`, `\u{202e}` ...), so one event is one line, no terminal sequence reaches the
+/// log, and no client id can reorder what a reader sees.
 pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
+    if !text.chars().any(escaped) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -246,11 +248,22 @@ pub(crate) fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() && c != '\t' => out.extend(c.escape_unicode()),
+            c if escaped(c) => out.extend(c.escape_unicode()),
             c => out.push(c),
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Whether `c` is written escaped in a text log line.
+fn escaped(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+        )
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 #[cfg(test)]

@@ -86,7 +86,8 @@ fn text_lines_carry_timestamp_and_node() {
 fn text_fields_from_clients_cannot_forge_a_line_or_a_terminal_escape() {
     let buf = Buf::default();
     let sub = subscriber(LogFormat::Text, "r1", "info", buf.clone()).expect("subscriber");
-    let who = "x\n2026-01-01T00:00:00Z [r1]  INFO forged\r\u{1b}]0;pwned\u{7}\u{9b}";
+    let who =
+        "x\n2026-01-01T00:00:00Z [r1]  INFO forged\r\u{1b}]0;pwned\u{7}\u{9b}\u{202e}\u{2028}";
     tracing::subscriber::with_default(sub, || {
         let span = tracing::info_span!("conn", peer = %who);
         let _in = span.enter();
@@ -100,7 +101,10 @@ fn text_fields_from_clients_cannot_forge_a_line_or_a_terminal_escape() {
         "{line:?}"
     );
     assert!(line.contains("x\\n2026-01-01"), "{line}");
-    assert!(line.contains("\\u{1b}]0;pwned\\u{7}\\u{9b}"), "{line}");
+    assert!(
+        line.contains("\\u{1b}]0;pwned\\u{7}\\u{9b}\\u{202e}\\u{2028}"),
+        "{line}"
+    );
 }
 
 #[test]

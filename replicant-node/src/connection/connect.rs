@@ -222,8 +222,19 @@ where
         ),
     };
     // A token read from the User Name is replaced by the name its claims give (or none).
-    if let UserName::Replaced(name) = named {
-        username = name;
+    match named {
+        UserName::Replaced(name) => username = name,
+        // A JWT in the User Name let in by another way (a listener without authentication,
+        // or a later authenticator while the JWT one had no keys) is still a credential.
+        UserName::AsSent
+            if ctx.authn.username_is_secret()
+                && username
+                    .as_deref()
+                    .is_some_and(|u| jsonwebtoken::decode_header(u).is_ok()) =>
+        {
+            username = None;
+        }
+        UserName::AsSent => {}
     }
     // The exchange or the token named the user: its bans hold too.
     if username != connect.username

@@ -164,7 +164,9 @@ impl Export {
         let page = self.source.retained_page(after.as_deref(), PAGE);
         let full = page.len() == PAGE;
         for m in &page {
-            if m.topic.starts_with("$SYS/") || m.expires_at_ms.is_some_and(|e| e <= self.now_ms) {
+            if crate::authz::is_sys_topic(&m.topic)
+                || m.expires_at_ms.is_some_and(|e| e <= self.now_ms)
+            {
                 continue;
             }
             push(out, &mut self.first, &RetainedJson::from_row(m));

@@ -235,7 +235,9 @@ impl<'a> Planner<'a> {
             if !seen.insert(m.topic.clone()) {
                 return Err(row_error(3, i, "the topic appears twice"));
             }
-            if m.topic.starts_with("$SYS/") || m.expires_at_ms.is_some_and(|e| e <= self.now_ms) {
+            if crate::authz::is_sys_topic(&m.topic)
+                || m.expires_at_ms.is_some_and(|e| e <= self.now_ms)
+            {
                 self.plan.skipped[3] += 1;
                 continue;
             }

@@ -35,6 +35,11 @@ pub(super) fn client_addr(
         return (peer, Source::Peer);
     }
     let ip = match forwarded_ip(cfg, headers) {
+        // A header never makes a client local: a loopback address grants reading `$SYS`,
+        // and a proxy's header names a client that came from the network.
+        Ok(Some(ip)) if ip.to_canonical().is_loopback() || ip.is_unspecified() => {
+            return (peer, Source::Malformed("address"));
+        }
         Ok(Some(ip)) => ip,
         Ok(None) => return (peer, Source::Peer),
         Err(()) => return (peer, Source::Malformed("address")),
@@ -203,6 +208,10 @@ mod tests {
             "203.0.113.7, junk",
             "300.1.1.1",
             "[203.0.113.7]",
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0",
+            "::ffff:127.0.0.2",
         ] {
             let h = headers(&[("x-forwarded-for", xff)]);
             assert_eq!(
