@@ -51,9 +51,7 @@ pub fn redact(tree: &mut Value) {
                     && let Value::Object(m) = v
                 {
                     for value in m.values_mut() {
-                        if !value.as_str().is_some_and(|t| t.contains("${")) {
-                            *value = Value::from(REDACTED);
-                        }
+                        *value = Value::from(placeholders_only(value.as_str().unwrap_or("")));
                     }
                 } else if URL_KEYS.contains(&k.as_str()) {
                     each_string(v, |s| without_query_values(&without_userinfo(s)));
@@ -67,6 +65,35 @@ pub fn redact(tree: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
+}
+
+/// A body template as shown: its `${...}` placeholders, each literal part (which may be a
+/// static token, `Bearer abc${clientid}`) as [`REDACTED`].
+fn placeholders_only(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        let (literal, tail) = match rest.find("${") {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        if !literal.is_empty() {
+            out.push_str(REDACTED);
+        }
+        match tail.find('}') {
+            Some(end) if !tail.is_empty() => {
+                out.push_str(&tail[..=end]);
+                rest = &tail[end + 1..];
+            }
+            _ => {
+                if !tail.is_empty() {
+                    out.push_str(REDACTED);
+                }
+                rest = "";
+            }
+        }
+    }
+    out
 }
 
 /// Applies `f` to `v` if it is a string, or to each string of an array.
@@ -94,7 +121,9 @@ fn without_query_values(url: &str) -> String {
         .split('&')
         .map(|p| match p.split_once('=') {
             Some((name, _)) => format!("{name}={REDACTED}"),
-            None => p.to_owned(),
+            None if p.is_empty() => String::new(),
+            // A bare parameter may be the token itself.
+            None => REDACTED.to_owned(),
         })
         .collect();
     format!("{base}?{}", pairs.join("&"))
@@ -161,9 +190,9 @@ secret = "SECRET-jwt-hmac"
 [[authentication]]
 mechanism = "password_based"
 backend = "http"
-url = "https://SECRET-user:SECRET-url-pass@auth.example/check?token=SECRET-query#SECRET-frag"
+url = "https://SECRET-user:SECRET-url-pass@auth.example/check?token=SECRET-query&SECRET-bare#SECRET-frag"
 headers = { authorization = "Bearer SECRET-authn-header" }
-body = { username = "${username}", client_secret = "SECRET-body" }
+body = { username = "${username}", client_secret = "SECRET-body", auth = "Bearer SECRET-mixed-${clientid}" }
 
 [[authentication]]
 mechanism = "jwt"
@@ -188,14 +217,15 @@ headers = { "x-api-key" = "SECRET-authz-header" }
         // Every marker really is in the unredacted form (the test would pass vacuously
         // otherwise).
         let raw = serde_json::to_string(&config).unwrap();
-        assert_eq!(raw.matches("SECRET-").count(), 17, "{raw}");
+        assert_eq!(raw.matches("SECRET-").count(), 19, "{raw}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("/etc/meshmq/key.pem"), "{shown}");
         assert!(
-            shown.contains("https://******@auth.example/check?token=******\""),
+            shown.contains("https://******@auth.example/check?token=******&******\""),
             "{shown}"
         );
         assert!(shown.contains("\"username\":\"${username}\""), "{shown}");
+        assert!(shown.contains("\"auth\":\"******${clientid}\""), "{shown}");
         assert!(
             shown.contains("\"https://hooks.slack.example/******\""),
             "{shown}"
