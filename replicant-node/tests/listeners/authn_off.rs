@@ -71,3 +71,51 @@ async fn a_listener_without_authentication_skips_the_chain_only_there() {
     let (_c, ack) = RawClient::connect_with(internal, connect_packet(V5, "internal-banned")).await;
     assert_eq!(ack.code, ReasonCode::Banned);
 }
+
+/// With a JWT authenticator reading tokens from the User Name, a token sent as the name on
+/// a listener without authentication is still a credential: it is never the client's name
+/// (nor published in the `$SYS` connected event), while a plain name stays.
+#[tokio::test]
+async fn a_token_in_the_username_is_not_a_name_on_a_listener_without_authentication() {
+    use meshmq_shared::config::{JwtConfig, JwtFrom};
+    let b = start(|c| {
+        c.authentication = vec![AuthenticatorConfig::Jwt(JwtConfig {
+            secret: Some("s3cret-for-this-test".into()),
+            from: JwtFrom::Username,
+            ..JwtConfig::default()
+        })];
+        add_listener(c, ListenerKind::Tcp, "internal", |l| {
+            l.enable_authn = false;
+        });
+    })
+    .await;
+    let internal = addr(&b, "tcp:internal");
+    let mut w = RawClient::connect(internal, V5, "sys-watcher").await;
+    w.subscribe("$SYS/brokers/+/clients/+/connected", QoS::AtMostOnce)
+        .await;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "device-1"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"s3cret-for-this-test").expect("hmac key"),
+    )
+    .expect("token");
+    for (id, name, shown) in [
+        ("with-token", token.as_str(), serde_json::Value::Null),
+        ("with-name", "bob", json!("bob")),
+    ] {
+        let mut c = connect_packet(V5, id);
+        c.username = Some(name.into());
+        let (_c, ack) = RawClient::connect_with(internal, c).await;
+        assert_eq!(ack.code, ReasonCode::Success, "{id}");
+        let event = loop {
+            let p = w.recv_publish().await;
+            if p.topic.ends_with(&format!("/clients/{id}/connected")) {
+                break p;
+            }
+        };
+        let text = String::from_utf8_lossy(&event.payload).into_owned();
+        assert!(!text.contains(&token), "the token leaked: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["username"], shown, "{text}");
+    }
+}
