@@ -203,18 +203,8 @@ pub(crate) async fn send_json(
     expect_ok(call(to, method, path, serde_json::to_vec(body)?).await?)
 }
 
-/// Percent-encodes a path segment or a query value (RFC 3986: unreserved characters kept).
-pub(crate) fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Percent-encodes a path segment or a query value (the API's own encoder).
+pub(crate) use crate::api::nodes::encode;
 
 /// `path` with the given query pairs (those that are `Some`), values percent-encoded.
 pub(crate) fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {

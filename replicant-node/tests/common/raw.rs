@@ -265,6 +265,16 @@ impl RawClient {
             .unwrap_or_else(|e| panic!("expected a PUBLISH: {e:?}"))
     }
 
+    /// The next PUBLISH whose topic ends with `suffix` (other packets stay in the backlog).
+    pub async fn recv_publish_ending(&mut self, suffix: &str) -> Publish {
+        self.recv_where(WAIT, |p| match p {
+            Packet::Publish(p) if p.topic.ends_with(suffix) => Some(p.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("expected a PUBLISH to *{suffix}: {e:?}"))
+    }
+
     /// The next PUBLISH within `timeout`.
     pub async fn try_recv_publish(&mut self, timeout: Duration) -> Result<Publish, RecvError> {
         self.recv_where(timeout, |p| match p {

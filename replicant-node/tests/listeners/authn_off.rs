@@ -107,12 +107,9 @@ async fn a_token_in_the_username_is_not_a_name_on_a_listener_without_authenticat
         c.username = Some(name.into());
         let (_c, ack) = RawClient::connect_with(internal, c).await;
         assert_eq!(ack.code, ReasonCode::Success, "{id}");
-        let event = loop {
-            let p = w.recv_publish().await;
-            if p.topic.ends_with(&format!("/clients/{id}/connected")) {
-                break p;
-            }
-        };
+        let event = w
+            .recv_publish_ending(&format!("/clients/{id}/connected"))
+            .await;
         let text = String::from_utf8_lossy(&event.payload).into_owned();
         assert!(!text.contains(&token), "the token leaked: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");

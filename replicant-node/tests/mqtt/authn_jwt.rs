@@ -239,12 +239,9 @@ async fn a_token_in_the_username_is_never_shown_as_the_name() {
         let token = sign(Algorithm::HS256, None, &key, &claims);
         let code = connect_with(&b, V5, &id, Some(&token), None).await;
         assert_eq!(code, ReasonCode::Success, "{claims}");
-        let event = loop {
-            let p = w.recv_publish().await;
-            if p.topic.ends_with(&format!("/clients/{id}/connected")) {
-                break p;
-            }
-        };
+        let event = w
+            .recv_publish_ending(&format!("/clients/{id}/connected"))
+            .await;
         let text = String::from_utf8_lossy(&event.payload).into_owned();
         assert!(!text.contains(&token), "the token leaked: {text}");
         let v: Value = serde_json::from_str(&text).expect("json");
