@@ -38,22 +38,37 @@ pub(super) fn client_addr(
         // A header never makes a client local: a loopback address grants reading `$SYS`,
         // and a proxy's header names a client that came from the network.
         Ok(Some(ip)) if ip.to_canonical().is_loopback() || ip.is_unspecified() => {
-            return (peer, Source::Malformed("address"));
+            return (not_local(peer), Source::Malformed("address"));
         }
         Ok(Some(ip)) => ip,
         Ok(None) => return (peer, Source::Peer),
-        Err(()) => return (peer, Source::Malformed("address")),
+        Err(()) => return (not_local(peer), Source::Malformed("address")),
     };
     let mut ports = headers.get_all(&cfg.port_header).iter();
     let port = match (ports.next(), ports.next()) {
         (None, _) => peer.port(),
         (Some(v), None) => match v.to_str().ok().and_then(|s| s.trim().parse::<u16>().ok()) {
             Some(p) => p,
-            None => return (peer, Source::Malformed("port")),
+            None => return (not_local(peer), Source::Malformed("port")),
         },
-        (Some(_), Some(_)) => return (peer, Source::Malformed("port")),
+        (Some(_), Some(_)) => return (not_local(peer), Source::Malformed("port")),
     };
     (SocketAddr::new(ip, port), Source::Forwarded)
+}
+
+/// The address used when a trusted proxy's header cannot be read: the proxy's own, but
+/// never a loopback one (a proxy on this host would otherwise make any client that spoils
+/// the header local, which grants reading `$SYS`): then the unspecified address.
+fn not_local(peer: SocketAddr) -> SocketAddr {
+    if peer.ip().to_canonical().is_loopback() {
+        let ip = match peer {
+            SocketAddr::V4(_) => IpAddr::from([0u8; 4]),
+            SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
+        };
+        SocketAddr::new(ip, peer.port())
+    } else {
+        peer
+    }
 }
 
 /// The first untrusted hop from the right of the address header (the leftmost one when
@@ -198,9 +213,17 @@ mod tests {
     }
 
     #[test]
-    fn malformed_headers_keep_the_peer() {
-        let c = cfg(&["127.0.0.1"]);
+    fn malformed_headers_keep_the_peer_but_never_a_local_one() {
+        let c = cfg(&["127.0.0.1", "10.0.0.0/8"]);
+        let remote = addr("10.1.1.1:5000");
+        let h = headers(&[("x-forwarded-for", "junk")]);
+        assert_eq!(
+            client_addr(&c, remote, &h),
+            (remote, Source::Malformed("address"))
+        );
+        // A proxy on this host: the client's address is unknown, not loopback.
         let peer = addr("127.0.0.1:5000");
+        let unknown = addr("0.0.0.0:5000");
         for xff in [
             "unknown",
             "",
@@ -216,7 +239,7 @@ mod tests {
             let h = headers(&[("x-forwarded-for", xff)]);
             assert_eq!(
                 client_addr(&c, peer, &h),
-                (peer, Source::Malformed("address")),
+                (unknown, Source::Malformed("address")),
                 "{xff:?}"
             );
         }
@@ -230,7 +253,7 @@ mod tests {
             ]);
             assert_eq!(
                 client_addr(&c, peer, &h),
-                (peer, Source::Malformed("port")),
+                (unknown, Source::Malformed("port")),
                 "{port:?}"
             );
         }
