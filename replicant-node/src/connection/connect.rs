@@ -226,8 +226,10 @@ where
         UserName::Replaced(name) => username = name,
         // A JWT in the User Name let in by another way (a listener without authentication,
         // or a later authenticator while the JWT one had no keys) is still a credential.
+        // (Not a SCRAM exchange's user: re-authentication checks that name.)
         UserName::AsSent
-            if ctx.authn.username_is_secret()
+            if enhanced.is_none()
+                && ctx.authn.username_is_secret()
                 && username
                     .as_deref()
                     .is_some_and(|u| jsonwebtoken::decode_header(u).is_ok()) =>
