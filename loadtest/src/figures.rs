@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::disconnects::Tally;
 use crate::hist::Hist;
 
 /// Error messages kept (later ones are only counted).
@@ -120,6 +121,20 @@ pub struct Figures {
     pub tls_full: u64,
     /// TLS handshakes resumed from loadtest's session store (`--tls-resume`).
     pub tls_resumed: u64,
+    /// Live connections lost (closed or disconnected by the broker, not by the client),
+    /// all clients (see `disconnects`).
+    #[serde(default)]
+    pub disconnects: u64,
+    /// Most live connections one client lost.
+    #[serde(default)]
+    pub max_disconnects_per_client: u64,
+    /// Clients by live connections lost: `{"0": n, "1": n, "2+": n}`.
+    #[serde(default)]
+    pub clients_by_disconnects: BTreeMap<String, u64>,
+    /// Reconnects of clients keeping their session (`-C false`) that found it gone
+    /// (CONNACK Session Present = 0).
+    #[serde(default)]
+    pub sessions_lost: u64,
 }
 
 fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -190,6 +205,25 @@ impl Figures {
         self.e2e_latency.add(&other.e2e_latency);
         self.tls_full += other.tls_full;
         self.tls_resumed += other.tls_resumed;
+        let mut tally = Tally::from_report(
+            &self.clients_by_disconnects,
+            self.disconnects,
+            self.max_disconnects_per_client,
+        );
+        tally.merge(&Tally::from_report(
+            &other.clients_by_disconnects,
+            other.disconnects,
+            other.max_disconnects_per_client,
+        ));
+        self.set_disconnects(&tally);
+        self.sessions_lost += other.sessions_lost;
+    }
+
+    /// Writes the per-client disconnect counts.
+    pub fn set_disconnects(&mut self, tally: &Tally) {
+        self.disconnects = tally.total;
+        self.max_disconnects_per_client = tally.max;
+        self.clients_by_disconnects = tally.by_count();
     }
 
     /// Errors after connecting, all reasons.
