@@ -250,9 +250,8 @@ pub async fn run_client(
         };
         let Some(mut session) = count_attempt(&live, &client_id, attempt) else {
             retry += 1;
-            if !(resumes && lost > 0 && retry <= disconnects::MAX_RETRIES)
-                || !pause(&stop, disconnects::backoff(retry)).await
-            {
+            let again = resumes && lost > 0 && retry <= disconnects::MAX_RETRIES;
+            if !again || !pause(&stop, disconnects::backoff(retry)).await {
                 break;
             }
             next = disconnects::next_targets(&targets, &last, index);
