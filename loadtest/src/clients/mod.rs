@@ -217,6 +217,47 @@ fn referenced(mut list: Vec<Endpoint>, index: usize) -> Vec<Target> {
         .collect()
 }
 
+/// Counts an accepted connect: the client's first, or a reconnect that found its session
+/// gone (`resumes` and Session Present = 0).
+fn count_connected(live: &Live, ever_connected: &mut bool, resumes: bool, present: bool) {
+    if *ever_connected && resumes && !present {
+        add(&live.sessions_lost, 1);
+    }
+    if !*ever_connected {
+        *ever_connected = true;
+        add(&live.clients_connected, 1);
+    }
+    live.opened();
+}
+
+/// After a role loop ended with `outcome` (neither stopped nor done): whether a live
+/// connection was lost, and where to go — `Some(Some(list))` a Server Reference,
+/// `Some(None)` the next of the run's servers, `None` nowhere (the client ends; the error
+/// is counted).
+fn after_loss(
+    outcome: Outcome,
+    resumes: bool,
+    stop: &Stop,
+    live: &Live,
+    client_id: &str,
+) -> (bool, Option<Option<Vec<Endpoint>>>) {
+    match outcome {
+        Outcome::Moved(list) => {
+            add(&live.redirects, 1);
+            (true, Some(Some(list)))
+        }
+        Outcome::Failed(err) => {
+            let lost = !stop.is_set() && !is_idle(&err);
+            if resumes && lost {
+                return (true, Some(None));
+            }
+            live.error(client_id, reason_of(&err), &err);
+            (lost, None)
+        }
+        Outcome::Stopped | Outcome::Done => (false, None),
+    }
+}
+
 /// Runs client `index` of `plan` until the run stops, its count is done, or it fails. A
 /// client that keeps its session ([`resumes`]) reconnects when it loses its connection:
 /// to the Server Reference it was given, otherwise to the next of the run's servers, at
@@ -258,23 +299,10 @@ pub async fn run_client(
             continue;
         };
         retry = 0;
-        if ever_connected && resumes && !session.session_present {
-            add(&live.sessions_lost, 1);
-        }
-        if !ever_connected {
-            ever_connected = true;
-            add(&live.clients_connected, 1);
-        }
-        live.opened();
+        count_connected(&live, &mut ever_connected, resumes, session.session_present);
         last = session.endpoint.clone();
-        let outcome = serve(
-            &mut session,
-            &mut role,
-            index,
-            &client_id,
-            (&plan, &live, &stop),
-        )
-        .await;
+        let ctx = (&*plan, &*live, &stop);
+        let outcome = serve(&mut session, &mut role, index, &client_id, ctx).await;
         if matches!(outcome, Outcome::Stopped | Outcome::Done) {
             session.goodbye().await;
             live.closed();
@@ -282,24 +310,12 @@ pub async fn run_client(
         }
         drop(session);
         live.closed();
-        match outcome {
-            Outcome::Moved(list) => {
-                lost += 1;
-                add(&live.redirects, 1);
-                next = referenced(list, index);
-            }
-            Outcome::Failed(err) if resumes && !stop.is_set() && !is_idle(&err) => {
-                lost += 1;
-                next = disconnects::next_targets(&targets, &last, index);
-            }
-            Outcome::Failed(err) => {
-                if !stop.is_set() && !is_idle(&err) {
-                    lost += 1;
-                }
-                live.error(&client_id, reason_of(&err), &err);
-                break;
-            }
-            Outcome::Stopped | Outcome::Done => break,
+        let (counted, again) = after_loss(outcome, resumes, &stop, &live, &client_id);
+        lost += u64::from(counted);
+        match again {
+            Some(Some(list)) => next = referenced(list, index),
+            Some(None) => next = disconnects::next_targets(&targets, &last, index),
+            None => break,
         }
     }
     live.client_done(lost);
