@@ -27,7 +27,10 @@ use crate::harness::{Cluster, fast_timings, serial};
 /// seconds it took).
 async fn ctl(api: SocketAddr, args: &[&str]) -> (bool, String, String, f64) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_replicant-node"));
-    cmd.env_remove("MESHMQ_CTL_API_KEY");
+    // Without a backtrace request the error is one line (shared/src/startup.rs).
+    for var in ["MESHMQ_CTL_API_KEY", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"] {
+        cmd.env_remove(var);
+    }
     cmd.arg("ctl").arg("--api").arg(api.to_string()).args(args);
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("run replicant-node ctl"))
