@@ -288,6 +288,11 @@ mod tests {
             ..CycleFigures::default()
         });
         a.tls_resumed = 2;
+        let mut tally = Tally::default();
+        tally.record(1);
+        tally.record(0);
+        a.set_disconnects(&tally);
+        a.sessions_lost = 1;
         a.cycles[0].tls_full = 1;
         a.cycles[0].broker_cpu_secs = Some(0.5);
         let mut b = a.clone();
@@ -296,6 +301,9 @@ mod tests {
         b.subscribers[0].client = 1;
         b.connect_failures.insert("refused".into(), 2);
         b.cycles[0].connect_secs = 4.0;
+        let mut tally = Tally::default();
+        tally.record(3);
+        b.set_disconnects(&tally);
         let json = serde_json::to_string(&b).unwrap();
         let b: Figures = serde_json::from_str(&json).unwrap();
         a.merge(&b);
@@ -309,5 +317,21 @@ mod tests {
         assert_eq!((a.cycles[0].connected, a.cycles[0].connect_secs), (6, 4.0));
         assert_eq!((a.tls_resumed, a.cycles[0].tls_full), (4, 2));
         assert_eq!(a.cycles[0].broker_cpu_secs, Some(0.7));
+        assert_eq!((a.disconnects, a.max_disconnects_per_client), (4, 3));
+        let by: Vec<u64> = a.clients_by_disconnects.values().copied().collect();
+        assert_eq!(by, [1, 1, 1], "0, 1 and 2+ each once");
+        assert_eq!(a.sessions_lost, 2);
+        // A report from before these fields (a worker of an older build) reads as zeros.
+        let mut v = serde_json::to_value(&a).unwrap();
+        for k in [
+            "disconnects",
+            "max_disconnects_per_client",
+            "clients_by_disconnects",
+            "sessions_lost",
+        ] {
+            v.as_object_mut().unwrap().remove(k).unwrap();
+        }
+        let old: Figures = serde_json::from_value(v).unwrap();
+        assert_eq!((old.disconnects, old.sessions_lost), (0, 0));
     }
 }
