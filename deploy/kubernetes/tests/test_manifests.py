@@ -223,6 +223,18 @@ class Manifests(unittest.TestCase):
                 self.assertEqual(ru["maxUnavailable"], 0)
                 self.assertGreaterEqual(int(ru["maxSurge"]), 1)
 
+    def test_services_and_budgets_cover_both_upgrade_tracks(self):
+        # The each-client-once upgrade runs a second Deployment (another track) beside the
+        # first: the Deployment's selector names its track, nothing else may.
+        for name, objs in self.each():
+            with self.subTest(rendering=name):
+                d, _ = self.replicant(objs)
+                self.assertIn("meshmq.io/track", d["spec"]["selector"]["matchLabels"])
+                for svc in of_kind(objs, "Service"):
+                    self.assertNotIn("meshmq.io/track", svc["spec"].get("selector", {}))
+                for pdb in of_kind(objs, "PodDisruptionBudget"):
+                    self.assertNotIn("meshmq.io/track", pdb["spec"]["selector"]["matchLabels"])
+
     def test_replicants_follow_the_cores_headless_service(self):
         for name, objs in self.each():
             with self.subTest(rendering=name):
