@@ -179,6 +179,12 @@ class Manifests(unittest.TestCase):
                 self.assertGreater(wait, 0)
                 self.assertGreater(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
                                    wait, "the grace period must outlast the evacuation wait")
+                # The node leaves the endpoints before it starts closing clients.
+                probe = c["readinessProbe"]
+                unready_after = probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+                health_wait = int(args[args.index("--wait-health-check") + 1])
+                self.assertGreater(health_wait, unready_after,
+                                   "clients would be closed while the pod still gets new ones")
                 # Hooks get no $(VAR) expansion: a --node argument would be taken literally.
                 self.assertNotIn("--node", args)
                 self.assertFalse(any("$(" in a for a in cmd), cmd)
