@@ -221,6 +221,12 @@ class Manifests(unittest.TestCase):
                 self.assertNotEqual(live["path"], AVAILABILITY_CHECK,
                                     "an evacuating node must not be restarted")
 
+    def test_the_autoscaler_owns_the_replicant_count(self):
+        for name, objs in self.each():
+            with self.subTest(rendering=name):
+                d, _ = self.replicant(objs)
+                self.assertNotIn("replicas", d["spec"], "apply would reset the HPA's count")
+
     def test_rolling_update_brings_new_replicants_up_first(self):
         for name, objs in self.each():
             with self.subTest(rendering=name):
