@@ -4,11 +4,11 @@
 
 Starts the three cores of the StatefulSet and two replicants of the Deployment as local
 processes with exactly the environment and arguments of their containers, the downward API
-filled in as the kubelet would (pod name, namespace, pod index, pod IP = 127.0.0.1), and the
-only changes a single machine forces: the cores' DNS names become localhost, every port is a
+filled in as the kubelet would (pod name, namespace, pod index, pod IP = 127.0.0.1), and
+the only changes a single machine forces: the cores' DNS names become localhost, every port is a
 free one (listeners stay on 0.0.0.0, so the secure-default checks of a listener off loopback
-apply as in a pod), every path moves under a temporary directory. The CA and the API keys are made as
-docs/kubernetes.md says. Then it checks, each with a deadline:
+apply as in a pod), every path moves under a temporary directory. The CA and the API keys
+are made as docs/kubernetes.md says. Then it checks, each with a deadline:
 
 - the cores form one group from their initial members and each knows the leader;
 - each node issued its own certificate (core-<index>, <pod name>) from the CA;
@@ -232,46 +232,61 @@ class Cluster:
                 p.wait()
 
 
-def check(cl):
+def same_leader(cl):
+    """The leader id when every core's /health names the same one, else None."""
+    ids = []
+    for port in cl.core_http.values():
+        status, body = http(f"http://127.0.0.1:{port}/health")
+        ids.append(json.loads(body).get("leader_id") if status == 200 else None)
+    return ids[0] if None not in ids and len(set(ids)) == 1 else None
+
+
+def check_cores(cl):
     key = (cl.secret_files["meshmq-api-keys"] / "core-api-key").read_text()
-    leaders = wait_for("every core knows the same leader", lambda: (lambda ls: ls if len(
-        set(ls)) == 1 and None not in ls else None)([json.loads(b).get("leader_id") if s == 200
-        else None for s, b in (http(f"http://127.0.0.1:{p}/health")
-                               for p in cl.core_http.values())]), cluster=cl)
+    leader = wait_for("every core knows the same leader", lambda: same_leader(cl), cluster=cl)
     status, body = http(f"http://127.0.0.1:{cl.core_http[cl.core_ids[0]]}/api/v5/cluster",
                         auth=f"Bearer {key}")
     assert status == 200, (status, body)
     voters = sorted(m["id"] for m in json.loads(body)["members"] if m["voter"])
     assert voters == cl.core_ids, voters
-    print(f"run_rendered: cores {voters} formed one group, leader {leaders[0]}")
+    print(f"run_rendered: cores {voters} formed one group, leader {leader}")
     for i in cl.core_ids:
         certs = cl.work / f"{cl.sts['metadata']['name']}-{i}" / "run/meshmq/certs"
         assert (certs / f"core-{i}.pem").exists(), f"core {i} issued no certificate"
-    cl.start_replicants()
+
+
+def check_replicants(cl):
     for r in cl.replicants:
         probe = r["c"]["readinessProbe"]["httpGet"]["path"]
         wait_for(f"{r['pod']} ready", lambda r=r, probe=probe:
                  http(f"http://127.0.0.1:{r['http']}{probe}")[0] == 200, cluster=cl)
         assert (r["certs"] / f"{r['pod']}.pem").exists(), f"{r['pod']}: no certificate"
-        s, b = http(f"http://127.0.0.1:{r['http']}/api/v5/status")
-        assert json.loads(b)["node"] == r["pod"], b
+        _, body = http(f"http://127.0.0.1:{r['http']}/api/v5/status")
+        assert json.loads(body)["node"] == r["pod"], body
     print("run_rendered: replicants ready, node name = pod name, certificates issued")
-    bootstrap = (cl.secret_files["meshmq-api-keys"] / "replicant-bootstrap").read_text().strip()
-    basic = "Basic " + b64encode(bootstrap.encode()).decode()
+
+
+def check_login(cl, basic):
     r0 = cl.replicants[0]
     users = (f"http://127.0.0.1:{r0['http']}/api/v5/authentication/"
              "password_based:built_in_database/users")
-    s, b = http(users, auth=basic, data=json.dumps(
+    status, body = http(users, auth=basic, data=json.dumps(
         {"user_id": "sensor-1", "password": "s3cret-pw"}).encode())
-    assert s in (200, 201), (s, b)
+    assert status in (200, 201), (status, body)
     loadtest = cl.bin / "loadtest"
-    if loadtest.exists():
-        for password, want in (("s3cret-pw", "1 ok"), ("wrong-pw", "0 ok")):
-            out = subprocess.run([str(loadtest), "conn", "-h", "127.0.0.1", "-p", str(r0["mqtt"]),
-                                  "-c", "1", "--duration", "1", "-u", "sensor-1",
-                                  "-P", password], capture_output=True, text=True, timeout=60)
-            assert f"connect   {want}" in out.stdout, out.stdout + out.stderr
-        print("run_rendered: a user made with the Secret's API key connects; a wrong password does not")
+    if not loadtest.exists():
+        print("run_rendered: no loadtest binary: the login is not tried")
+        return
+    for password, want in (("s3cret-pw", "1 ok"), ("wrong-pw", "0 ok")):
+        out = subprocess.run([str(loadtest), "conn", "-h", "127.0.0.1", "-p", str(r0["mqtt"]),
+                              "-c", "1", "--duration", "1", "-u", "sensor-1",
+                              "-P", password], capture_output=True, text=True, timeout=60)
+        assert f"connect   {want}" in out.stdout, out.stdout + out.stderr
+    print("run_rendered: a user made with the Secret's API key connects; a wrong password does not")
+
+
+def check_prestop(cl, basic):
+    r0 = cl.replicants[0]
     prestop = list(r0["prestop"])
     helptext = subprocess.run([prestop[0], "ctl", "rebalance", "start", "--help"],
                               capture_output=True, text=True).stdout
@@ -285,36 +300,52 @@ def check(cl):
     assert out.returncode == 0, out.stdout + out.stderr
     probe = r0["c"]["readinessProbe"]["httpGet"]["path"]
     assert http(f"http://127.0.0.1:{r0['http']}{probe}")[0] == 503, "still ready while evacuating"
-    state = lambda: json.loads(http(f"http://127.0.0.1:{r0['http']}/api/v5/load_rebalance/status",
-                                    auth=basic)[1] or "{}").get("state")
+
+    def state():
+        _, body = http(f"http://127.0.0.1:{r0['http']}/api/v5/load_rebalance/status", auth=basic)
+        return json.loads(body or "{}").get("state")
+
     if waits:
         assert state() == "prohibiting", state()
     else:
         wait_for("the evacuated node reaches prohibiting", lambda: state() == "prohibiting",
-                 deadline=120)
+                 deadline=120, cluster=cl)
     print("run_rendered: the preStop command evacuated its own pod (readiness 503, prohibiting)")
+
+
+def check(cl):
+    check_cores(cl)
+    cl.start_replicants()
+    check_replicants(cl)
+    bootstrap = (cl.secret_files["meshmq-api-keys"] / "replicant-bootstrap").read_text().strip()
+    basic = "Basic " + b64encode(bootstrap.encode()).decode()
+    check_login(cl, basic)
+    check_prestop(cl, basic)
 
 
 def main():
     rendered, bin_dir = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="meshmq-run-rendered-")
+    keep = os.environ.get("MESHMQ_RUN_RENDERED_KEEP") == "1"
     cl = Cluster(rendered, bin_dir, work)
+    failure = None
     try:
         cl.secrets()
         cl.start_cores()
         check(cl)
-    except AssertionError as e:
+    except (AssertionError, OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
+        failure = f"{type(e).__name__}: {e}" if not isinstance(e, AssertionError) else str(e)
+    finally:
+        # Every process started here stops, whatever happened.
         cl.stop()
-        keep = os.environ.get("MESHMQ_RUN_RENDERED_KEEP") == "1"
+    if failure is not None:
         where = f"logs in {work}" if keep else "MESHMQ_RUN_RENDERED_KEEP=1 keeps the logs"
-        print(f"run_rendered: FAILED: {e} ({where})", file=sys.stderr)
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
-        return 1
-    cl.stop()
-    shutil.rmtree(work, ignore_errors=True)
-    print("run_rendered: ok")
-    return 0
+        print(f"run_rendered: FAILED: {failure} ({where})", file=sys.stderr)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    if failure is None:
+        print("run_rendered: ok")
+    return 0 if failure is None else 1
 
 
 if __name__ == "__main__":
