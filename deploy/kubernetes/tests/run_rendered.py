@@ -1,4 +1,4 @@
-"""Runs the rendered base on this machine, with the real binaries, as the pods would run.
+"""Runs a rendering (base or overlay) here with the real binaries, as its pods would run.
 
     python run_rendered.py RENDERED.yaml BIN_DIR
 
@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,18 @@ class Cluster:
         keys.mkdir()
         (keys / "replicant-bootstrap").write_text(f"admin:{os.urandom(24).hex()}\n")
         (keys / "core-api-key").write_text(os.urandom(32).hex())
-        self.secret_files = {"meshmq-cluster-ca": ca, "meshmq-api-keys": keys}
+        # The clients' TLS certificate (an overlay's kubernetes.io/tls Secret): any
+        # certificate does; this one is from the cluster CA, for localhost.
+        gen = self.work / "gen-tls"
+        shutil.copytree(ca, gen)
+        subprocess.run([str(self.bin / "core-node"), "gen-certs", "--out", str(gen),
+                        "--nodes", "mqtt-tls"], check=True, capture_output=True)
+        tls = self.work / "secret-tls"
+        tls.mkdir()
+        shutil.copy(gen / "mqtt-tls.pem", tls / "tls.crt")
+        shutil.copy(gen / "mqtt-tls.key", tls / "tls.key")
+        self.secret_files = {"meshmq-cluster-ca": ca, "meshmq-api-keys": keys,
+                             "meshmq-mqtt-tls": tls}
 
     def mounts(self, workload, c, pod_dir):
         """Container path -> local path for every mount (secrets copied, dirs created)."""
@@ -198,6 +210,7 @@ class Cluster:
             pod_dir = self.work / pod
             paths = self.mounts(self.dep, c, pod_dir)
             ports = {"1883": free_port(), "8083": free_port(), "18083": free_port(),
+                     "8883": free_port(), "8084": free_port(),
                      "5370": free_port(socket.SOCK_DGRAM)}
 
             def rewrite(v, paths=paths, ports=ports):
@@ -216,6 +229,9 @@ class Cluster:
             prestop = [rewrite(a) for a in c["lifecycle"]["preStop"]["exec"]["command"]]
             prestop[0] = str(self.bin / Path(prestop[0]).name)
             self.replicants.append({"pod": pod, "http": ports["18083"], "mqtt": ports["1883"],
+                                    "tls": ports["8883"] if any(
+                                        k.startswith("MESHMQ_LISTENERS__SSL__") for k in env)
+                                    else None,
                                     "certs": Path(rewrite(env["MESHMQ_CLUSTER__CERTS_DIR"])),
                                     "prestop": prestop, "c": c})
 
@@ -264,6 +280,19 @@ def check_replicants(cl):
         _, body = http(f"http://127.0.0.1:{r['http']}/api/v5/status")
         assert json.loads(body)["node"] == r["pod"], body
     print("run_rendered: replicants ready, node name = pod name, certificates issued")
+
+
+def check_tls(cl):
+    """With the overlay's TLS listener: it serves the Secret's certificate."""
+    r0 = cl.replicants[0]
+    if r0["tls"] is None:
+        return
+    ctx = ssl.create_default_context(cafile=str(cl.secret_files["meshmq-cluster-ca"] / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", r0["tls"]), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+            cn = dict(x[0] for x in conn.getpeercert()["subject"]).get("commonName")
+    assert cn == "mqtt-tls", cn
+    print("run_rendered: MQTT over TLS serves the certificate of the Secret")
 
 
 def check_login(cl, basic):
@@ -317,6 +346,7 @@ def check(cl):
     check_cores(cl)
     cl.start_replicants()
     check_replicants(cl)
+    check_tls(cl)
     bootstrap = (cl.secret_files["meshmq-api-keys"] / "replicant-bootstrap").read_text().strip()
     basic = "Basic " + b64encode(bootstrap.encode()).decode()
     check_login(cl, basic)
