@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # node-lib.sh: shell functions shared by the meshmq instance user data (core, replicant,
 # monitoring). Terraform inlines this file into each user-data script (templatefile), so it
 # is plain bash with no Terraform interpolation. It installs and configures; it never
