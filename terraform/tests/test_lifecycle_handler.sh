@@ -128,6 +128,17 @@ run_handler() { # extra env assignments...
     timeout 120 "$root/terraform/scripts/lifecycle-handler" > "$work/handler.log" 2>&1
 }
 
+# 0. The connections metric: r1 publishes its 3 connections for the group.
+publish() {
+  env ASG_NAME=meshmq-test-asg MESHMQ_API="$r1_api" AWS_CLI="$work/bin/aws" \
+    "$root/terraform/scripts/publish-connections" 2>>"$work/publish.log"
+}
+publish || fail "publish-connections failed: $(cat "$work/publish.log")"
+grep -q -- "cloudwatch put-metric-data --namespace Meshmq --metric-name ConnectionsPerNode --unit Count --dimensions AutoScalingGroupName=meshmq-test-asg --value 3$" "$work/aws.log" \
+  || fail "no ConnectionsPerNode=3 published: $(cat "$work/aws.log")"
+rm -f "$work/aws.log"
+ok "publish-connections: ConnectionsPerNode 3 for the group"
+
 # 1. A bad setting: exit 2, nothing called.
 rc=0; run_handler ASG_NAME= || rc=$?
 [ "$rc" = 2 ] || fail "without ASG_NAME the handler exited $rc, not 2"
@@ -160,6 +171,12 @@ echo "$status" | grep -q '"state":"prohibiting"' || fail "r1 is not prohibiting:
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$r1_api/api/v5/load_rebalance/availability_check")
 [ "$code" = 503 ] || fail "r1's availability check answers $code, not 503"
 ok "r1 prohibiting, availability check 503"
+
+# A leaving node publishes no connection count.
+rm -f "$work/aws.log"
+publish || fail "publish-connections failed on an evacuated node"
+[ ! -e "$work/aws.log" ] || fail "an evacuated node published a metric: $(cat "$work/aws.log")"
+ok "publish-connections: nothing from the evacuated node"
 
 want_on_r2="tf-lc-1:r2:False tf-lc-2:r2:False tf-lc-3:r2:False"
 got=$(clients_on "$r2_api")

@@ -55,8 +55,11 @@ wait_for() { # seconds, description, command...
 r="$work/rendered"
 python3 "$root/terraform/tests/render_user_data.py" --out "$r" --base-port "$base"
 for s in core replicant monitoring; do bash -n "$r/$s.sh" || fail "$s user data is not valid bash"; done
+# The heredoc body ends with the blank line before its terminator: drop it, then compare.
 cmp -s <(sed -e '$!b' -e '/^$/d' "$r/meshmq-lifecycle") "$root/terraform/scripts/lifecycle-handler" \
-  || diff <(cat "$r/meshmq-lifecycle") "$root/terraform/scripts/lifecycle-handler" | head -5
+  || fail "the user data installs a meshmq-lifecycle that differs from terraform/scripts/lifecycle-handler"
+cmp -s <(sed -e '$!b' -e '/^$/d' "$r/meshmq-connections") "$root/terraform/scripts/publish-connections" \
+  || fail "the user data installs a meshmq-connections that differs from terraform/scripts/publish-connections"
 grep -q '^ASG_NAME=test-replicants$' "$r/lifecycle.env" && grep -q '^LIFECYCLE_HOOK_NAME=meshmq-evacuate$' "$r/lifecycle.env" \
   || fail "lifecycle.env does not name the group and the hook: $(cat "$r/lifecycle.env")"
 grep -q '^MESHMQ_CORE__INITIAL_MEMBERS=1=core-1.test.meshmq.internal:4370,2=' "$r/core.env" \
