@@ -234,6 +234,28 @@ def check_prometheus(tf_root):
     return problems
 
 
+def check_example_basics(tf_root):
+    """examples/basic: pinned provider, default tags, the outputs a user needs; modules pin too."""
+    problems = []
+    ex = example(tf_root)
+    pins = [rp.get("aws", {}) for t in ex.module.settings for rp in t.get("required_providers", [])]
+    if not pins or g.literal(pins[0].get("source")) != "hashicorp/aws" or not (g.literal(pins[0].get("version")) or "").startswith("~>"):
+        problems.append("examples/basic does not pin hashicorp/aws with ~>")
+    aws = ex.module.providers.get("aws", {})
+    tags = aws.get("default_tags", [{}])[0].get("tags", "")
+    if "meshmq:cluster" not in tags:
+        problems.append("the aws provider has no default_tags with meshmq:cluster")
+    for out in ("mqtt_endpoint", "mqtts_endpoint", "ws_endpoint", "wss_endpoint", "grafana_url", "prometheus_url"):
+        if out not in ex.module.outputs:
+            problems.append(f"examples/basic has no output {out}")
+    for call in ex.module.calls:
+        child = ex.child(call).module
+        versions = [rp.get("aws", {}).get("version") for t in child.settings for rp in t.get("required_providers", [])]
+        if not versions or not versions[0]:
+            problems.append(f"module {call} does not constrain the aws provider version")
+    return problems
+
+
 # Values each validated variable of examples/basic must accept (True) or refuse (False).
 VALIDATION_CASES = {
     "region": [({"region": "eu-north-1"}, True), ({"region": "us-gov-west-1"}, True),
@@ -336,6 +358,9 @@ class RealTree(unittest.TestCase):
     def test_variable_validations(self):
         self.assertEqual(check_validations(TF_ROOT), [])
 
+    def test_example_basics(self):
+        self.assertEqual(check_example_basics(TF_ROOT), [])
+
 
 class BrokenCopies(unittest.TestCase):
     """Each check notices a deliberately broken copy."""
@@ -422,6 +447,16 @@ resource "aws_vpc_security_group_ingress_rule" "oops" {
         self.assertFinds(check_validations,
                          Broken("examples/basic/variables.tf", "var.replicant_min <= var.replicant_desired && var.replicant_desired <= var.replicant_max", "var.replicant_desired >= 0"),
                          "replicant_desired")
+
+    def test_example_without_default_tags(self):
+        self.assertFinds(check_example_basics,
+                         Broken("examples/basic/versions.tf", '"meshmq:cluster" = var.name', '"cluster" = var.name'),
+                         "default_tags")
+
+    def test_example_provider_unpinned(self):
+        self.assertFinds(check_example_basics,
+                         Broken("examples/basic/versions.tf", 'version = "~> 5.70"', 'version = ">= 5.0"'),
+                         "pin")
 
     def test_admin_cidrs_world_accepted(self):
         self.assertFinds(check_validations,

@@ -53,6 +53,8 @@ class Module:
         self.locals = {}
         self.outputs = {}
         self.calls = {}
+        self.settings = []  # terraform {} blocks
+        self.providers = {}
         files = sorted(f for f in os.listdir(self.path) if f.endswith(".tf"))
         if not files:
             raise FileNotFoundError(f"no .tf files in {self.path}")
@@ -75,6 +77,9 @@ class Module:
                 self.outputs.update(block)
             for block in doc.get("module", []):
                 self.calls.update(block)
+            self.settings.extend(doc.get("terraform", []))
+            for block in doc.get("provider", []):
+                self.providers.update(block)
 
     def of_type(self, rtype):
         return [(name, body) for t, name, body in self.resources if t == rtype]

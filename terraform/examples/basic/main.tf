@@ -25,7 +25,7 @@ module "core" {
   vpc_id                    = aws_vpc.this.id
   subnet_ids                = aws_subnet.private[*].id
   instance_type             = var.instance_types.core
-  ami_id                    = nonsensitive(data.aws_ssm_parameter.al2023.value)
+  ami_id                    = data.aws_ssm_parameter.al2023.insecure_value
   meshmq_version            = var.meshmq_version
   release_url               = local.release_url
   release_sha256            = var.release_sha256
@@ -42,7 +42,7 @@ module "replicants" {
   vpc_id                        = aws_vpc.this.id
   subnet_ids                    = aws_subnet.private[*].id
   instance_type                 = var.instance_types.replicant
-  ami_id                        = nonsensitive(data.aws_ssm_parameter.al2023.value)
+  ami_id                        = data.aws_ssm_parameter.al2023.insecure_value
   meshmq_version                = var.meshmq_version
   release_url                   = local.release_url
   release_sha256                = var.release_sha256
@@ -81,7 +81,7 @@ module "monitoring" {
   vpc_id         = aws_vpc.this.id
   subnet_id      = aws_subnet.public[0].id
   instance_type  = var.instance_types.monitoring
-  ami_id         = nonsensitive(data.aws_ssm_parameter.al2023_x86.value)
+  ami_id         = data.aws_ssm_parameter.al2023_x86.insecure_value
   allowed_cidrs  = var.admin_cidrs
   ssm_prefix     = local.ssm_prefix
   kms_key_arn    = var.kms_key_arn
