@@ -73,14 +73,18 @@ http="127.0.0.1:$((base + 411))"
 mqtt_port=$((base + 211))
 health_port=$((base + 711))
 
-# What put-secrets and the user data provide: the CA, the shared replicant certificate under
-# the node's name, the API key file.
+# What put-secrets and the user data provide: the CA certificate, the shared replicant
+# certificate under the node's name, the API key file.
 "$bin_dir/core-node" gen-certs --out "$cluster/certs" --nodes replicant >/dev/null
 etc="$work/etc/meshmq"
 mkdir -p "$etc/certs" "$work/var/replicant"
 cp "$cluster/certs/ca.pem" "$etc/certs/ca.pem"
 cp "$cluster/certs/replicant.pem" "$etc/certs/$node.pem"
 cp "$cluster/certs/replicant.key" "$etc/certs/$node.key"
+# No CA key, as on an instance: only the user data's empty placeholder.
+grep -q '^install -m 0400 -o root -g root /dev/null /etc/meshmq/certs/ca.key$' "$r/replicant.sh" \
+  || fail "the replicant user data no longer writes the ca.key placeholder: update this test"
+: > "$etc/certs/ca.key"
 api_key="admin:$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (umask 077 && echo "$api_key" > "$etc/api-keys")
 sed -e "s|/etc/meshmq|$etc|g" -e "s|/var/lib/meshmq|$work/var|g" -e "s|\$instance_id|$node|g" \
