@@ -4,7 +4,8 @@ and pulls files out of the rendered replicant script, for test_user_data.sh.
   python3 render_user_data.py --out DIR --base-port B
 
 Writes DIR/{core,replicant,monitoring}.sh (the rendered scripts, as an instance would get
-them after gunzip) and, from replicant.sh, the bodies of its heredocs: replicant.env,
+them after gunzip), core-{1,2,3}.env (three cores on loopback: QUIC B+811.., HTTP B+821..,
+members named localhost:port) and, from replicant.sh, the bodies of its heredocs: replicant.env,
 replicant.toml, lifecycle.env, haproxy.cfg (with the placeholders the user data's sed
 replaces, replaced the same way), meshmq-lifecycle, meshmq-connections. The replicant is
 rendered with loopback ports from B (MQTT B+211, WS B+311, HTTP B+411, peer B+511, health
@@ -84,15 +85,21 @@ def main():
         "wait_health_check": "30",
         "wait_takeover": "60",
     })
-    core = render(os.path.join(MODULES, "core", "user-data.sh.tftpl"), {
-        **common,
-        "core_id": "2",
-        "advertise": '"core-2.test.meshmq.internal:4370"',
-        "members": '"1=core-1.test.meshmq.internal:4370,2=core-2.test.meshmq.internal:4370,3=core-3.test.meshmq.internal:4370"',
-        "quic_port": "4370",
-        "http_port": "18084",
-        "volume_id": '"vol-0123456789abcdef0"',
-    })
+    # Three cores on loopback: QUIC B+810+i, HTTP B+820+i, members by name (localhost).
+    members = ",".join(f"{i}=localhost:{b + 810 + i}" for i in (1, 2, 3))
+    cores = {
+        i: render(os.path.join(MODULES, "core", "user-data.sh.tftpl"), {
+            **common,
+            "core_id": str(i),
+            "advertise": hcl_string(f"localhost:{b + 810 + i}"),
+            "members": hcl_string(members),
+            "quic_port": str(b + 810 + i),
+            "http_port": str(b + 820 + i),
+            "volume_id": '"vol-0123456789abcdef0"',
+        })
+        for i in (1, 2, 3)
+    }
+    core = cores[1]
     monitoring = render(os.path.join(MODULES, "monitoring", "user-data.sh.tftpl"), {
         "node_lib": script("node-lib.sh"),
         "prometheus_yml_b64": '"Z2xvYmFsOiB7fQo="',
@@ -106,7 +113,8 @@ def main():
     files["replicant.env"] = heredoc(replicant, "cat > /etc/meshmq/replicant.env")
     files["replicant.toml"] = heredoc(replicant, "cat > /etc/meshmq/replicant.toml")
     files["lifecycle.env"] = heredoc(replicant, "cat > /etc/meshmq/lifecycle.env")
-    files["core.env"] = heredoc(core, "cat > /etc/meshmq/core.env")
+    for i, text in cores.items():
+        files[f"core-{i}.env"] = heredoc(text, "cat > /etc/meshmq/core.env")
     files["meshmq-lifecycle"] = heredoc(replicant, "cat > /usr/local/bin/meshmq-lifecycle")
     files["meshmq-connections"] = heredoc(replicant, "cat > /usr/local/bin/meshmq-connections")
     shim = heredoc(replicant, "cat > /etc/haproxy/haproxy.cfg")

@@ -5,8 +5,10 @@
 #   terraform/tests/test_user_data.sh [--bin-dir DIR] [--base-port B]
 #
 # Renders the core, replicant and monitoring templates with `terraform console`
-# (render_user_data.py; replicant ports moved to loopback test ports from B), checks them
-# with bash -n, starts `scripts/dev-cluster up --bin-dir DIR --base-port B`, gives a third
+# (render_user_data.py; ports moved to loopback test ports from B), checks them with
+# bash -n, runs three core-nodes from exactly the rendered core environments (they must
+# elect a leader; their API needs the key), starts `scripts/dev-cluster up --bin-dir DIR
+# --base-port B`, gives a third
 # replicant exactly the rendered replicant.env and replicant.toml (paths moved into a
 # scratch dir, the instance id i-0userdatatest, the shared `replicant` certificate under
 # that name as put-secrets and the user data do) and the rendered HAProxy health shim, and
@@ -62,13 +64,59 @@ cmp -s <(sed -e '$!b' -e '/^$/d' "$r/meshmq-connections") "$root/terraform/scrip
   || fail "the user data installs a meshmq-connections that differs from terraform/scripts/publish-connections"
 grep -q '^ASG_NAME=test-replicants$' "$r/lifecycle.env" && grep -q '^LIFECYCLE_HOOK_NAME=meshmq-evacuate$' "$r/lifecycle.env" \
   || fail "lifecycle.env does not name the group and the hook: $(cat "$r/lifecycle.env")"
-grep -q '^MESHMQ_CORE__INITIAL_MEMBERS=1=core-1.test.meshmq.internal:4370,2=' "$r/core.env" \
+grep -q "^MESHMQ_CORE__INITIAL_MEMBERS=1=localhost:$((base + 811)),2=" "$r/core-1.env" \
   || fail "core.env has no initial members"
 ok "core, replicant and monitoring user data render and parse; the handler is installed as written"
 
+# Runs a node from a rendered env file, logging to $1.
+run_rendered() { # log, env file, command...
+  local log=$1 envfile=$2; shift 2
+  (
+    while IFS= read -r line; do
+      case "$line" in ''|'#'*) continue ;; esac
+      export "${line?}"
+    done < "$envfile"
+    exec "$@"
+  ) > "$log" 2>&1 &
+  pids+=($!)
+}
+etc="$work/etc/meshmq"
+node="i-0userdatatest"
+localize() { # rendered env -> the same with scratch paths and this test's instance
+  sed -e "s|/etc/meshmq|$etc|g" -e "s|/var/lib/meshmq|$work/var|g" -e "s|\$instance_id|$node|g" \
+    -e 's|\$private_ip|127.0.0.1|g' "$1"
+}
+mkdir -p "$etc/certs" "$work/var/replicant"
+
+# 1. Three cores from the rendered core user data (certificates from a CA of their own,
+# the ca.key placeholder, the API key file as put-secrets makes it) elect a leader.
+"$bin_dir/core-node" gen-certs --out "$work/core-ca" --nodes core-1,core-2,core-3 >/dev/null
+cp "$work/core-ca/ca.pem" "$work/core-ca"/core-*.pem "$work/core-ca"/core-*.key "$etc/certs/"
+grep -q '^install -m 0400 -o root -g root /dev/null /etc/meshmq/certs/ca.key$' "$r/core.sh" \
+  || fail "the core user data no longer writes the ca.key placeholder: update this test"
+: > "$etc/certs/ca.key"
+core_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077 && echo "$core_key" > "$etc/core-api-key")
+for i in 1 2 3; do
+  localize "$r/core-$i.env" | sed "s|$work/var/core|$work/var/core-$i|" > "$work/core-$i.env"
+  run_rendered "$work/core-$i.log" "$work/core-$i.env" "$bin_dir/core-node"
+done
+core1="http://127.0.0.1:$((base + 821))"
+voters() {
+  curl -fs --max-time 2 -H "Authorization: Bearer $core_key" "$core1/api/v5/cluster" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if d.get("leader_id") and sum(1 for m in d.get("members", []) if m.get("voter")) == 3 else 1)' 2>/dev/null
+}
+wait_for 30 "the rendered cores to elect a leader with 3 voters" voters
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$core1/api/v5/cluster")
+[ "$code" = 401 ] || fail "a rendered core's cluster API answered $code without the key, not 401"
+ok "three cores from the rendered core user data: a leader, three voters, the API needs the key"
+
+# 2. A replicant from the rendered replicant user data, next to a dev cluster (whose CA it
+# gets instead of the cores' above).
 "$root/scripts/dev-cluster" up --bin-dir "$bin_dir" --base-port "$base" --dir "$cluster" >/dev/null
 r1_api="127.0.0.1:$((base + 401))"
-node=i-0userdatatest
 http="127.0.0.1:$((base + 411))"
 mqtt_port=$((base + 211))
 health_port=$((base + 711))
@@ -76,8 +124,6 @@ health_port=$((base + 711))
 # What put-secrets and the user data provide: the CA certificate, the shared replicant
 # certificate under the node's name, the API key file.
 "$bin_dir/core-node" gen-certs --out "$cluster/certs" --nodes replicant >/dev/null
-etc="$work/etc/meshmq"
-mkdir -p "$etc/certs" "$work/var/replicant"
 cp "$cluster/certs/ca.pem" "$etc/certs/ca.pem"
 cp "$cluster/certs/replicant.pem" "$etc/certs/$node.pem"
 cp "$cluster/certs/replicant.key" "$etc/certs/$node.key"
@@ -87,19 +133,11 @@ grep -q '^install -m 0400 -o root -g root /dev/null /etc/meshmq/certs/ca.key$' "
 : > "$etc/certs/ca.key"
 api_key="admin:$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (umask 077 && echo "$api_key" > "$etc/api-keys")
-sed -e "s|/etc/meshmq|$etc|g" -e "s|/var/lib/meshmq|$work/var|g" -e "s|\$instance_id|$node|g" \
-  -e 's|\$private_ip|127.0.0.1|g' "$r/replicant.env" > "$work/replicant.env"
+localize "$r/replicant.env" > "$work/replicant.env"
 cp "$r/replicant.toml" "$work/replicant.toml"
 grep -q '\$' "$work/replicant.env" && fail "unfilled shell variables in replicant.env: $(grep '\$' "$work/replicant.env")"
 
-(
-  while IFS= read -r line; do
-    case "$line" in ''|'#'*) continue ;; esac
-    export "${line?}"
-  done < "$work/replicant.env"
-  exec "$bin_dir/replicant-node" --config "$work/replicant.toml"
-) > "$work/node.log" 2>&1 &
-pids+=($!)
+run_rendered "$work/node.log" "$work/replicant.env" "$bin_dir/replicant-node" --config "$work/replicant.toml"
 health_ok() { curl -fs --max-time 2 -o /dev/null "http://$http/health"; }
 wait_for 30 "the rendered replicant to become ready" health_ok
 listed() { curl -fsS --max-time 5 -u "$api_key" "http://$r1_api/api/v5/nodes" 2>/dev/null | grep -q "\"$node\"" \
