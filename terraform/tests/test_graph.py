@@ -126,6 +126,11 @@ def check_target_groups(tf_root):
     attached = lb.module.of_type("aws_autoscaling_attachment")
     if not attached or "aws_lb_target_group.replicants" not in attached[0][1]["for_each"]:
         problems.append("the target groups are not attached to the ASG")
+    # With separate attachments the ASG must ignore target_group_arns, or the next apply
+    # detaches them (the aws provider's documented pitfall).
+    asg = rg.module.resource("aws_autoscaling_group", "replicants")
+    if "target_group_arns" not in json.dumps(asg.get("lifecycle", [{}])[0].get("ignore_changes", "")):
+        problems.append("the ASG does not ignore target_group_arns although the load balancer attaches them")
     # The replicants admit the health port from the NLB, and their health shim reads PROXY.
     from_lb = rg.module.resource("aws_vpc_security_group_ingress_rule", "from_lb")
     if "health" not in json.dumps(rg.module.locals.get("lb_ports", "")) or "local.lb_ports" not in from_lb["for_each"]:
@@ -415,6 +420,11 @@ resource "aws_vpc_security_group_ingress_rule" "oops" {
         self.assertFinds(check_target_groups,
                          Broken("modules/aws/load_balancer/main.tf", "proxy_protocol_v2    = true", "proxy_protocol_v2    = false"),
                          "proxy_protocol_v2")
+
+    def test_asg_would_detach_target_groups(self):
+        self.assertFinds(check_target_groups,
+                         Broken("modules/aws/replicant_group/main.tf", "ignore_changes = [desired_capacity, target_group_arns, load_balancers]", "ignore_changes = [desired_capacity]"),
+                         "target_group_arns")
 
     def test_health_check_wrong_path(self):
         self.assertFinds(check_target_groups,

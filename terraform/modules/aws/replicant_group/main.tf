@@ -169,8 +169,10 @@ resource "aws_autoscaling_group" "replicants" {
     propagate_at_launch = true
   }
   lifecycle {
-    # The scaling policies own the size once the group exists.
-    ignore_changes = [desired_capacity]
+    # The scaling policies own the size once the group exists; modules/aws/load_balancer
+    # attaches the target groups (aws_autoscaling_attachment), so this resource must not
+    # take them off again.
+    ignore_changes = [desired_capacity, target_group_arns, load_balancers]
   }
 }
 
