@@ -18,7 +18,8 @@ imds() {
 fetch_param() {
   local name=$1 file=$2 mode=$3 attempt
   install -d -m 0750 -o root -g meshmq "$(dirname "$file")"
-  for attempt in 1 2 3 4 5 6; do
+  # Up to about ten minutes: the parameters may be written in the same apply.
+  for attempt in $(seq 1 12); do
     if aws ssm get-parameter --with-decryption --name "$name" --query Parameter.Value \
       --output text --cli-connect-timeout 5 --cli-read-timeout 20 > "$file.tmp"; then
       chown root:meshmq "$file.tmp"
@@ -27,7 +28,7 @@ fetch_param() {
       return 0
     fi
     echo "user-data: cannot read parameter $name (attempt $attempt)" >&2
-    sleep $((attempt * 5))
+    sleep $((attempt < 6 ? attempt * 5 : 60))
   done
   rm -f "$file.tmp"
   return 1

@@ -8,6 +8,7 @@ Run: scripts/check-terraform (it makes the venv), or
      python -m unittest discover -s terraform/tests -p 'test_graph.py'
 """
 
+import fnmatch
 import json
 import os
 import re
@@ -261,6 +262,48 @@ def check_example_basics(tf_root):
     return problems
 
 
+def _names_read(template):
+    """SSM names a user-data template fetches, with its template variables as `*`."""
+    names = re.findall(r'fetch_param "\$\{ssm_prefix\}/([^"]+)"', template)
+    return {re.sub(r"\$\{\w+\}", "*", n) for n in names}
+
+
+def literal_names(expr):
+    """Parameter names quoted in an HCL expression (`${n}` as `*`)."""
+    found = re.findall(r'"((?:certs/)?[a-z${}-]+(?:\.pem|\.key|-key|-password))"', expr)
+    return {n.replace("${n}", "*") for n in found}
+
+
+def check_secret_names(tf_root):
+    """What the user data reads is what put-secrets and secrets_tls write, and what IAM allows."""
+    problems = []
+    written = set()
+    for line in read(tf_root, "scripts", "put-secrets").splitlines():
+        m = re.match(r'\s*put "?([^" ]+)"? ', line)
+        if m:
+            written.add(re.sub(r"\$\{?\w+\}?", "*", m.group(1)))
+    tls = g.Module(os.path.join(tf_root, "modules", "aws", "secrets_tls"))
+    tls_written = literal_names(tls.locals["names"])
+    if literal_names(tls.locals["values"]) != tls_written:
+        problems.append(f"secrets_tls: names {sorted(tls_written)} and values {sorted(literal_names(tls.locals['values']))} differ")
+    modules = {"core": "core", "replicants": "replicant_group", "monitoring": "monitoring"}
+    for call, directory in modules.items():
+        reads = _names_read(read(tf_root, "modules", "aws", directory, "user-data.sh.tftpl"))
+        if not reads:
+            problems.append(f"{call}: the user data reads no secret")
+        iam = read(tf_root, "modules", "aws", directory, "iam.tf")
+        allowed = [re.sub(r"^\$\{local\.param_arn\}/", "", a) for a in re.findall(r'"(\$\{local\.param_arn\}/[^"]+)"', iam)]
+        allowed += re.findall(r'parameter\$\{var\.ssm_prefix\}/([^"]+)"', iam)
+        for name in sorted(reads):
+            if not any(fnmatch.fnmatch(name.replace("*", "1"), a) or fnmatch.fnmatch(a, name) for a in written):
+                problems.append(f"{call} reads {name}, which put-secrets does not write")
+            if not name.startswith("mqtt-tls") and not any(fnmatch.fnmatch(name.replace("*", "1"), a.replace("*", "1")) or fnmatch.fnmatch(name.replace("*", "1"), a) for a in tls_written):
+                problems.append(f"{call} reads {name}, which secrets_tls does not write")
+            if not any(fnmatch.fnmatch(name.replace("*", "1"), a) for a in allowed):
+                problems.append(f"{call} reads {name}, which its IAM policy does not allow")
+    return problems
+
+
 # Values each validated variable of examples/basic must accept (True) or refuse (False).
 VALIDATION_CASES = {
     "region": [({"region": "eu-north-1"}, True), ({"region": "us-gov-west-1"}, True),
@@ -366,6 +409,9 @@ class RealTree(unittest.TestCase):
     def test_example_basics(self):
         self.assertEqual(check_example_basics(TF_ROOT), [])
 
+    def test_secret_names_agree(self):
+        self.assertEqual(check_secret_names(TF_ROOT), [])
+
 
 class BrokenCopies(unittest.TestCase):
     """Each check notices a deliberately broken copy."""
@@ -467,6 +513,26 @@ resource "aws_vpc_security_group_ingress_rule" "oops" {
         self.assertFinds(check_example_basics,
                          Broken("examples/basic/versions.tf", 'version = "~> 5.70"', 'version = ">= 5.0"'),
                          "pin")
+
+    def test_user_data_reads_unwritten_secret(self):
+        self.assertFinds(check_secret_names,
+                         Broken("modules/aws/core/user-data.sh.tftpl", '"${ssm_prefix}/core-api-key"', '"${ssm_prefix}/core-api-token"'),
+                         "put-secrets does not write")
+
+    def test_iam_misses_a_secret(self):
+        self.assertFinds(check_secret_names,
+                         Broken("modules/aws/replicant_group/iam.tf", '"${local.param_arn}/replicant-api-key",', ""),
+                         "IAM policy does not allow")
+
+    def test_tls_module_misses_a_secret(self):
+        self.assertFinds(check_secret_names,
+                         Broken("modules/aws/secrets_tls/main.tf", '["certs/ca.pem", "core-api-key", "replicant-api-key", "grafana-admin-password"]', '["certs/ca.pem", "core-api-key", "replicant-api-key"]'),
+                         "secrets_tls does not write")
+
+    def test_tls_module_names_and_values_differ(self):
+        self.assertFinds(check_secret_names,
+                         Broken("modules/aws/secrets_tls/main.tf", '"grafana-admin-password" = random_password.grafana.result', '"grafana-password" = random_password.grafana.result'),
+                         "differ")
 
     def test_admin_cidrs_world_accepted(self):
         self.assertFinds(check_validations,

@@ -1,7 +1,8 @@
 # The whole meshmq cluster in one root module: network, cores, replicants, load balancer,
 # monitoring. Secrets (cluster CA, node certificates, API keys, Grafana's password) are put
 # into SSM Parameter Store under /meshmq/<name> by terraform/scripts/put-secrets before the
-# first apply, so none of them is in the Terraform state.
+# first apply, so none of them is in the Terraform state; or, with secrets_in_terraform,
+# made here by modules/aws/secrets_tls (and then all of them are in the state).
 
 locals {
   ssm_prefix = "/meshmq/${var.name}"
@@ -18,8 +19,17 @@ data "aws_ssm_parameter" "al2023_x86" {
   name = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 }
 
+module "secrets" {
+  source     = "../../modules/aws/secrets_tls"
+  count      = var.secrets_in_terraform ? 1 : 0
+  core_count = var.core_count
+  ssm_prefix = local.ssm_prefix
+  kms_key_id = var.kms_key_arn
+}
+
 module "core" {
   source                    = "../../modules/aws/core"
+  depends_on                = [module.secrets]
   name                      = var.name
   core_count                = var.core_count
   vpc_id                    = aws_vpc.this.id
@@ -38,6 +48,7 @@ module "core" {
 
 module "replicants" {
   source                        = "../../modules/aws/replicant_group"
+  depends_on                    = [module.secrets]
   name                          = var.name
   vpc_id                        = aws_vpc.this.id
   subnet_ids                    = aws_subnet.private[*].id
@@ -77,6 +88,7 @@ module "load_balancer" {
 
 module "monitoring" {
   source         = "../../modules/aws/monitoring"
+  depends_on     = [module.secrets]
   name           = var.name
   vpc_id         = aws_vpc.this.id
   subnet_id      = aws_subnet.public[0].id

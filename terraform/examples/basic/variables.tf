@@ -185,6 +185,12 @@ variable "dns_zone" {
   default     = "meshmq.internal"
 }
 
+variable "secrets_in_terraform" {
+  description = "Make the CA, certificates, API keys and Grafana password with the tls/random providers (modules/aws/secrets_tls) instead of terraform/scripts/put-secrets. Puts every private key and password in the state in clear text."
+  type        = bool
+  default     = false
+}
+
 variable "kms_key_arn" {
   description = "KMS key of the SecureString parameters if not the account's aws/ssm key."
   type        = string

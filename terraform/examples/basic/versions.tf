@@ -6,6 +6,15 @@ terraform {
       source  = "hashicorp/aws"
       version = "~> 5.70"
     }
+    # Only used with secrets_in_terraform = true (modules/aws/secrets_tls).
+    tls = {
+      source  = "hashicorp/tls"
+      version = "~> 4.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 }
 
