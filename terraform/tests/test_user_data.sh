@@ -56,7 +56,12 @@ wait_for() { # seconds, description, command...
 
 r="$work/rendered"
 python3 "$root/terraform/tests/render_user_data.py" --out "$r" --base-port "$base"
-for s in core replicant monitoring; do bash -n "$r/$s.sh" || fail "$s user data is not valid bash"; done
+for s in core replicant monitoring; do
+  bash -n "$r/$s.sh" || fail "$s user data is not valid bash"
+  if command -v shellcheck >/dev/null; then
+    shellcheck -S warning "$r/$s.sh" || fail "shellcheck warns about the rendered $s user data"
+  fi
+done
 # The heredoc body ends with the blank line before its terminator: drop it, then compare.
 cmp -s <(sed -e '$!b' -e '/^$/d' "$r/meshmq-lifecycle") "$root/terraform/scripts/lifecycle-handler" \
   || fail "the user data installs a meshmq-lifecycle that differs from terraform/scripts/lifecycle-handler"
