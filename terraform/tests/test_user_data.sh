@@ -94,12 +94,12 @@ localize() { # rendered env -> the same with scratch paths and this test's insta
 mkdir -p "$etc/certs" "$work/var/replicant"
 
 # 1. Three cores from the rendered core user data (certificates from a CA of their own,
-# the ca.key placeholder, the API key file as put-secrets makes it) elect a leader.
+# no CA key, the API key file as put-secrets makes it) elect a leader.
 "$bin_dir/core-node" gen-certs --out "$work/core-ca" --nodes core-1,core-2,core-3 >/dev/null
 cp "$work/core-ca/ca.pem" "$work/core-ca"/core-*.pem "$work/core-ca"/core-*.key "$etc/certs/"
-grep -q '^install -m 0400 -o root -g root /dev/null /etc/meshmq/certs/ca.key$' "$r/core.sh" \
-  || fail "the core user data no longer writes the ca.key placeholder: update this test"
-: > "$etc/certs/ca.key"
+# The CA's key never reaches an instance, not even as a placeholder.
+! grep -q 'ca\.key' "$r/core.sh" || fail "the core user data writes a ca.key"
+[ ! -e "$etc/certs/ca.key" ] || fail "a ca.key is in the core's certificate directory"
 core_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (umask 077 && echo "$core_key" > "$etc/core-api-key")
 for i in 1 2 3; do
@@ -132,10 +132,10 @@ health_port=$((base + 711))
 cp "$cluster/certs/ca.pem" "$etc/certs/ca.pem"
 cp "$cluster/certs/replicant.pem" "$etc/certs/$node.pem"
 cp "$cluster/certs/replicant.key" "$etc/certs/$node.key"
-# No CA key, as on an instance: only the user data's empty placeholder.
-grep -q '^install -m 0400 -o root -g root /dev/null /etc/meshmq/certs/ca.key$' "$r/replicant.sh" \
-  || fail "the replicant user data no longer writes the ca.key placeholder: update this test"
-: > "$etc/certs/ca.key"
+# No CA key, as on an instance.
+# The CA's key never reaches an instance, not even as a placeholder.
+! grep -q 'ca\.key' "$r/replicant.sh" || fail "the replicant user data writes a ca.key"
+[ ! -e "$etc/certs/ca.key" ] || fail "a ca.key is in the replicant's certificate directory"
 api_key="admin:$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (umask 077 && echo "$api_key" > "$etc/api-keys")
 localize "$r/replicant.env" > "$work/replicant.env"
