@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::disconnects::Tally;
 use crate::hist::Hist;
 
 /// Error messages kept (later ones are only counted).
@@ -120,6 +121,20 @@ pub struct Figures {
     pub tls_full: u64,
     /// TLS handshakes resumed from loadtest's session store (`--tls-resume`).
     pub tls_resumed: u64,
+    /// Live connections lost (closed or disconnected by the broker, not by the client),
+    /// all clients (see `disconnects`).
+    #[serde(default)]
+    pub disconnects: u64,
+    /// Most live connections one client lost.
+    #[serde(default)]
+    pub max_disconnects_per_client: u64,
+    /// Clients by live connections lost: `{"0": n, "1": n, "2+": n}`.
+    #[serde(default)]
+    pub clients_by_disconnects: BTreeMap<String, u64>,
+    /// Reconnects of clients keeping their session (`-C false`) that found it gone
+    /// (CONNACK Session Present = 0).
+    #[serde(default)]
+    pub sessions_lost: u64,
 }
 
 fn add_map(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -190,6 +205,25 @@ impl Figures {
         self.e2e_latency.add(&other.e2e_latency);
         self.tls_full += other.tls_full;
         self.tls_resumed += other.tls_resumed;
+        let mut tally = Tally::from_report(
+            &self.clients_by_disconnects,
+            self.disconnects,
+            self.max_disconnects_per_client,
+        );
+        tally.merge(&Tally::from_report(
+            &other.clients_by_disconnects,
+            other.disconnects,
+            other.max_disconnects_per_client,
+        ));
+        self.set_disconnects(&tally);
+        self.sessions_lost += other.sessions_lost;
+    }
+
+    /// Writes the per-client disconnect counts.
+    pub fn set_disconnects(&mut self, tally: &Tally) {
+        self.disconnects = tally.total;
+        self.max_disconnects_per_client = tally.max;
+        self.clients_by_disconnects = tally.by_count();
     }
 
     /// Errors after connecting, all reasons.
@@ -254,6 +288,11 @@ mod tests {
             ..CycleFigures::default()
         });
         a.tls_resumed = 2;
+        let mut tally = Tally::default();
+        tally.record(1);
+        tally.record(0);
+        a.set_disconnects(&tally);
+        a.sessions_lost = 1;
         a.cycles[0].tls_full = 1;
         a.cycles[0].broker_cpu_secs = Some(0.5);
         let mut b = a.clone();
@@ -262,6 +301,9 @@ mod tests {
         b.subscribers[0].client = 1;
         b.connect_failures.insert("refused".into(), 2);
         b.cycles[0].connect_secs = 4.0;
+        let mut tally = Tally::default();
+        tally.record(3);
+        b.set_disconnects(&tally);
         let json = serde_json::to_string(&b).unwrap();
         let b: Figures = serde_json::from_str(&json).unwrap();
         a.merge(&b);
@@ -275,5 +317,21 @@ mod tests {
         assert_eq!((a.cycles[0].connected, a.cycles[0].connect_secs), (6, 4.0));
         assert_eq!((a.tls_resumed, a.cycles[0].tls_full), (4, 2));
         assert_eq!(a.cycles[0].broker_cpu_secs, Some(0.7));
+        assert_eq!((a.disconnects, a.max_disconnects_per_client), (4, 3));
+        let by: Vec<u64> = a.clients_by_disconnects.values().copied().collect();
+        assert_eq!(by, [1, 1, 1], "0, 1 and 2+ each once");
+        assert_eq!(a.sessions_lost, 2);
+        // A report from before these fields (a worker of an older build) reads as zeros.
+        let mut v = serde_json::to_value(&a).unwrap();
+        for k in [
+            "disconnects",
+            "max_disconnects_per_client",
+            "clients_by_disconnects",
+            "sessions_lost",
+        ] {
+            v.as_object_mut().unwrap().remove(k).unwrap();
+        }
+        let old: Figures = serde_json::from_value(v).unwrap();
+        assert_eq!((old.disconnects, old.sessions_lost), (0, 0));
     }
 }

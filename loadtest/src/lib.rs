@@ -26,6 +26,7 @@ pub mod clients;
 pub mod config;
 pub mod counters;
 pub mod cpu;
+pub mod disconnects;
 pub mod endpoint;
 pub mod failure;
 pub mod fanout;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::disconnects::Tally;
 use crate::figures::{CycleFigures, Figures, MAX_MESSAGES, Progress, SubscriberFigures};
 use crate::hist::Hist;
 
@@ -45,6 +46,10 @@ pub struct Live {
     pub received: AtomicU64,
     /// Received without a mark.
     pub unmarked: AtomicU64,
+    /// Reconnects that found the session gone (Session Present = 0 with `-C false`).
+    pub sessions_lost: AtomicU64,
+    /// Finished clients by live connections lost.
+    disconnects: Mutex<Tally>,
     connect_failures: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
     messages: Mutex<Vec<String>>,
@@ -72,6 +77,8 @@ impl Default for Live {
             acked: AtomicU64::new(0),
             received: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
+            sessions_lost: AtomicU64::new(0),
+            disconnects: Mutex::default(),
             connect_failures: Mutex::default(),
             errors: Mutex::default(),
             messages: Mutex::default(),
@@ -170,6 +177,13 @@ impl Live {
         }
     }
 
+    /// A client finished, having lost `lost` live connections.
+    pub fn client_done(&self, lost: u64) {
+        if let Ok(mut t) = self.disconnects.lock() {
+            t.record(lost);
+        }
+    }
+
     /// A storm phase finished.
     pub fn cycle_done(&self, cycle: CycleFigures) {
         if let Ok(mut c) = self.cycles.lock() {
@@ -212,7 +226,8 @@ impl Live {
         subscribers.sort_by_key(|s| s.client);
         let mut cycles = self.cycles.lock().map(|c| c.clone()).unwrap_or_default();
         cycles.sort_by_key(|c| c.cycle);
-        Figures {
+        let tally = self.disconnects.lock().map(|t| *t).unwrap_or_default();
+        let mut figures = Figures {
             processes: 1,
             connect_attempts: load(&self.attempts),
             connected: load(&self.connected),
@@ -248,7 +263,10 @@ impl Live {
                 .lock()
                 .map(|h| h.clone())
                 .unwrap_or_default(),
+            sessions_lost: load(&self.sessions_lost),
             ..Figures::default()
-        }
+        };
+        figures.set_disconnects(&tally);
+        figures
     }
 }

@@ -181,6 +181,15 @@ impl PhaseReport {
                 by_reason(&f.connect_failures)
             ));
         }
+        if f.disconnects > 0 || f.sessions_lost > 0 {
+            line(format!(
+                "reconnect {} connections lost by the broker (most by one client: {}; clients by count {}); {} sessions lost",
+                f.disconnects,
+                f.max_disconnects_per_client,
+                by_reason(&f.clients_by_disconnects),
+                f.sessions_lost
+            ));
+        }
         let tls = self.transport == "tls" || self.transport == "wss";
         if tls {
             line(format!(
@@ -319,8 +328,18 @@ mod tests {
             connected: 4,
             received: 10,
             lost: 1,
+            disconnects: 3,
+            max_disconnects_per_client: 2,
+            sessions_lost: 1,
             ..Figures::default()
         };
+        f.clients_by_disconnects = [
+            ("0".to_owned(), 2),
+            ("1".to_owned(), 1),
+            ("2+".to_owned(), 1),
+        ]
+        .into_iter()
+        .collect();
         f.connect_latency.record(1500);
         f.subscribers.push(crate::figures::SubscriberFigures {
             client: 1,
@@ -347,6 +366,11 @@ mod tests {
         let text = r.to_text();
         assert!(text.contains("lost 1, duplicated 0"), "{text}");
         assert!(text.contains("1 of 1 subscribers"), "{text}");
+        assert!(
+            text.contains("3 connections lost by the broker (most by one client: 2"),
+            "{text}"
+        );
+        assert!(text.contains("1 sessions lost"), "{text}");
         assert!(text.contains("cycle 0"), "{text}");
         assert!(!text.contains("tls "), "{text}");
         let mut info = r.clone();

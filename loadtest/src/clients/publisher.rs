@@ -5,6 +5,10 @@
 //!
 //! The frame is encoded once per client and re-marked per message. Every wait is bounded:
 //! a stalled write, and the wait for the last acks, end with a timeout.
+//!
+//! The unacknowledged messages outlive a connection: after a reconnect they are sent
+//! again first (PUBLISH with DUP set, or PUBREL for QoS 2 past PUBREC), as MQTT requires of
+//! a client resuming its session, so a broker that disconnects a publisher loses nothing.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -33,6 +37,27 @@ enum Stage {
     Released,
 }
 
+/// One unacknowledged message: its stage and what its mark said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Inflight {
+    stage: Stage,
+    seq: u64,
+    sent_ns: u64,
+}
+
+impl Inflight {
+    fn sent(seq: u64, sent_ns: u64) -> Inflight {
+        Inflight {
+            stage: Stage::Sent,
+            seq,
+            sent_ns,
+        }
+    }
+}
+
+/// The DUP flag of a PUBLISH's first byte.
+const DUP: u8 = 0x08;
+
 /// What a publisher keeps across reconnects.
 #[derive(Debug)]
 pub struct PublishState {
@@ -46,6 +71,8 @@ pub struct PublishState {
     seq: u64,
     next_id: u16,
     out: Vec<u8>,
+    /// Unacknowledged QoS 1/2 messages by packet id.
+    window: HashMap<u16, Inflight>,
 }
 
 impl PublishState {
@@ -71,6 +98,7 @@ impl PublishState {
             seq: 0,
             next_id: 1,
             out: Vec::with_capacity(BATCH_BYTES),
+            window: HashMap::new(),
         })
     }
 
@@ -78,13 +106,39 @@ impl PublishState {
         self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.seq))
     }
 
-    fn take_id(&mut self, window: &HashMap<u16, Stage>) -> u16 {
-        while self.next_id == 0 || window.contains_key(&self.next_id) {
+    fn take_id(&mut self) -> u16 {
+        while self.next_id == 0 || self.window.contains_key(&self.next_id) {
             self.next_id = self.next_id.wrapping_add(1);
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         id
+    }
+
+    /// The frames that send the unacknowledged messages again, oldest first: PUBLISH with
+    /// DUP, or PUBREL once PUBREC came.
+    fn resend_frames(&mut self) -> Vec<u8> {
+        let mut inflight: Vec<(u16, Inflight)> =
+            self.window.iter().map(|(k, v)| (*k, *v)).collect();
+        inflight.sort_by_key(|(_, m)| m.seq);
+        let mut out = Vec::new();
+        for (id, m) in inflight {
+            match m.stage {
+                Stage::Sent => {
+                    let mark = Mark {
+                        sent_ns: m.sent_ns,
+                        seq: m.seq,
+                        run: self.run,
+                        publisher: self.publisher,
+                    };
+                    let at = out.len();
+                    self.template.append(&mut out, &mark, id);
+                    out[at] |= DUP;
+                }
+                Stage::Released => out.extend_from_slice(&wire::pubrel(id)),
+            }
+        }
+        out
     }
 }
 
@@ -98,7 +152,12 @@ pub async fn publish(
     stop: &Stop,
 ) -> Outcome {
     let opts = &plan.opts;
-    let mut window: HashMap<u16, Stage> = HashMap::new();
+    let again = state.resend_frames();
+    if !again.is_empty()
+        && let Err(e) = write_timed(session, &again, opts.timeout).await
+    {
+        return Outcome::Failed(e);
+    }
     let mut ping = ping_timer(opts.keep_alive);
     let mut acks_due: Option<Instant> = None;
     let per_batch = (BATCH_BYTES / state.template.frame_len()).max(1);
@@ -109,13 +168,13 @@ pub async fn publish(
             return Outcome::Stopped;
         }
         let left = state.left();
-        if left == 0 && window.is_empty() {
+        if left == 0 && state.window.is_empty() {
             return Outcome::Done;
         }
         let room = if state.qos == 0 {
             per_batch
         } else {
-            state.inflight_max - window.len()
+            state.inflight_max - state.window.len()
         };
         let due = state
             .pacer
@@ -125,15 +184,16 @@ pub async fn publish(
         if n > 0 {
             state.out.clear();
             for _ in 0..n {
+                let sent_ns = wall_ns();
                 let id = if state.qos > 0 {
-                    let id = state.take_id(&window);
-                    window.insert(id, Stage::Sent);
+                    let id = state.take_id();
+                    state.window.insert(id, Inflight::sent(state.seq, sent_ns));
                     id
                 } else {
                     0
                 };
                 let mark = Mark {
-                    sent_ns: wall_ns(),
+                    sent_ns,
                     seq: state.seq,
                     run: state.run,
                     publisher: state.publisher,
@@ -153,7 +213,7 @@ pub async fn publish(
             }
         }
         if state.left() == 0 {
-            if window.is_empty() {
+            if state.window.is_empty() {
                 continue;
             }
             if acks_due.is_none() {
@@ -163,12 +223,13 @@ pub async fn publish(
         // Go on at once while more may be sent now; otherwise wait for acks, the schedule,
         // the ping timer or the stop.
         let more_now = state.left() > 0
-            && (state.qos == 0 || window.len() < state.inflight_max)
+            && (state.qos == 0 || state.window.len() < state.inflight_max)
             && state
                 .pacer
                 .as_ref()
                 .is_none_or(|p| p.due(Instant::now()) > 0);
-        let can_send = state.left() > 0 && (state.qos == 0 || window.len() < state.inflight_max);
+        let can_send =
+            state.left() > 0 && (state.qos == 0 || state.window.len() < state.inflight_max);
         let next_at = state.pacer.as_ref().map(|p| p.next_at());
         session.buf.reserve(4096);
         tokio::select! {
@@ -177,7 +238,7 @@ pub async fn publish(
             read = session.stream.read_buf(&mut session.buf) => match read {
                 Ok(0) => return Outcome::Failed(Closed.into()),
                 Ok(_) => {
-                    let (acked, found) = match take_acks(&mut session.buf, &mut window) {
+                    let (acked, found) = match take_acks(&mut session.buf, &mut state.window) {
                         Ok(r) => r,
                         Err(e) => return Outcome::Failed(e),
                     };
@@ -228,7 +289,7 @@ struct Acks {
 /// (reason >= 0x80) releases it uncounted.
 fn take_acks(
     buf: &mut bytes::BytesMut,
-    window: &mut HashMap<u16, Stage>,
+    window: &mut HashMap<u16, Inflight>,
 ) -> anyhow::Result<(u64, Acks)> {
     let mut pos = 0;
     let mut acked = 0;
@@ -248,8 +309,8 @@ fn take_acks(
                 if let Some((id, code)) = wire::ack_packet_id(body) {
                     if code >= 0x80 {
                         window.remove(&id);
-                    } else if let Some(stage) = window.get_mut(&id) {
-                        *stage = Stage::Released;
+                    } else if let Some(m) = window.get_mut(&id) {
+                        m.stage = Stage::Released;
                         found.pubrels.extend_from_slice(&wire::pubrel(id));
                     }
                 }
@@ -272,7 +333,8 @@ mod tests {
 
     #[test]
     fn acks_release_ids_and_qos2_goes_through_pubrel() {
-        let mut window = HashMap::from([(1, Stage::Sent), (2, Stage::Sent), (3, Stage::Sent)]);
+        let sent = |seq| Inflight::sent(seq, 7);
+        let mut window = HashMap::from([(1, sent(0)), (2, sent(1)), (3, sent(2))]);
         let mut buf = bytes::BytesMut::new();
         buf.extend_from_slice(&wire::puback(1));
         buf.extend_from_slice(&wire::pubrec(2));
@@ -282,7 +344,7 @@ mod tests {
         let (acked, found) = take_acks(&mut buf, &mut window).unwrap();
         assert_eq!(acked, 1);
         assert_eq!(found.pubrels, wire::pubrel(2));
-        assert_eq!(window.get(&2), Some(&Stage::Released));
+        assert_eq!(window.get(&2).map(|m| m.stage), Some(Stage::Released));
         assert!(!window.contains_key(&3));
         assert_eq!(buf.len(), 3, "a partial ack stays buffered");
         buf.clear();
@@ -292,5 +354,42 @@ mod tests {
         assert_eq!(acked, 1);
         assert!(window.is_empty());
         assert_eq!(found.disconnect, Some(vec![]));
+    }
+
+    #[test]
+    fn unacknowledged_messages_are_sent_again_with_dup_or_pubrel() {
+        let released = Inflight {
+            stage: Stage::Released,
+            seq: 3,
+            sent_ns: 9,
+        };
+        let mut state = PublishState {
+            template: PublishTemplate::new(wire::MqttVersion::V5, "t", 1, 40).unwrap(),
+            qos: 1,
+            inflight_max: 10,
+            limit: None,
+            pacer: None,
+            run: 3,
+            publisher: 2,
+            seq: 5,
+            next_id: 1,
+            out: Vec::new(),
+            window: HashMap::from([(7, Inflight::sent(4, 9)), (6, released)]),
+        };
+        let out = state.resend_frames();
+        let rel = wire::pubrel(6);
+        assert_eq!(&out[..rel.len()], &rel[..], "the older one first");
+        let header = frame_at(&out, rel.len()).unwrap().unwrap();
+        assert_eq!(header.kind(), kind::PUBLISH);
+        assert_ne!(header.first & DUP, 0, "DUP set");
+        let start = rel.len() + header.header_len;
+        let body = &out[start..rel.len() + header.frame_len()];
+        let p = wire::parse_publish(wire::MqttVersion::V5, header.first, body).unwrap();
+        assert_eq!(p.packet_id, 7);
+        let m = wire::read_mark(p.payload).unwrap();
+        assert_eq!((m.seq, m.run, m.publisher, m.sent_ns), (4, 3, 2, 9));
+        assert_eq!(out.len(), rel.len() + header.frame_len());
+        state.window.clear();
+        assert!(state.resend_frames().is_empty());
     }
 }

@@ -20,6 +20,9 @@ use crate::seqcheck::SeqTracker;
 use crate::session::Session;
 use crate::wire::{self, MqttVersion, kind};
 
+/// What the idle timeout of a subscriber without `--duration` waited for.
+pub const IDLE: &str = "a message (no --duration)";
+
 /// Free space kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -171,7 +174,7 @@ pub async fn receive(
                 }
             }
             _ = idle_sleep, if idle.is_some() => {
-                return Outcome::Failed(Timeout("a message (no --duration)").into());
+                return Outcome::Failed(Timeout(IDLE).into());
             }
         }
     }

@@ -4,7 +4,7 @@
 //! ```text
 //! replicant-node ctl rebalance start --evacuation [--node N] [--wait-health-check S]
 //!     [--conn-evict-rate N] [--sess-evict-rate N] [--redirect-to HOST:PORT]
-//!     [--wait-takeover S] [--migrate-to N1,N2]
+//!     [--wait-takeover S] [--migrate-to N1,N2] [--wait-done SECS]
 //! replicant-node ctl rebalance stop [--node N]
 //! replicant-node ctl rebalance start [--node COORDINATOR] [--nodes N1,N2,N3]
 //!     [--abs-conn-threshold 1000] [--rel-conn-threshold 1.1] [--abs-sess-threshold 1000]
@@ -13,8 +13,17 @@
 //! replicant-node ctl rebalance node-status | global-status | availability
 //! ```
 //!
-//! Owns these commands' flags; the calls go through [`super::call`].
+//! `--wait-done SECS` makes an evacuation one command for scripts (rolling upgrade, a
+//! Kubernetes preStop, a lifecycle hook): start it (a node already evacuating is fine),
+//! then poll the node's state every [`POLL`] until it is `prohibiting` (every connection
+//! and session moved), failing after SECS.
+//!
+//! Owns these commands' flags; the calls go through [`super::call`]. Never waits without
+//! a deadline: each poll has the call timeout, the whole wait has SECS.
 
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{To, call, expect_ok, node_or_self};
@@ -96,7 +105,16 @@ pub struct StartArgs {
         requires = "evacuation"
     )]
     pub migrate_to: Vec<String>,
+    /// Evacuation: after starting it (or finding it under way), wait until the node has
+    /// moved every connection and session (state `prohibiting`); fail after SECS.
+    #[arg(long, value_name = "SECS", requires = "evacuation")]
+    pub wait_done: Option<u64>,
 }
+
+/// Time between two looks at an evacuation's state (`--wait-done`).
+const POLL: Duration = Duration::from_millis(250);
+/// The state of an evacuation that has moved everything.
+const DONE: &str = "prohibiting";
 
 /// Runs `ctl rebalance ...`; the answer's JSON.
 pub(super) async fn run(to: To<'_>, r: Rebalance) -> anyhow::Result<String> {
@@ -131,7 +149,16 @@ pub(super) async fn run(to: To<'_>, r: Rebalance) -> anyhow::Result<String> {
             };
             let body = serde_json::to_vec(&req)?;
             let path = format!("{base}/{node}/evacuation/start");
-            expect_ok(call(to, "POST", &path, body).await?)
+            let answer = call(to, "POST", &path, body).await?;
+            match a.wait_done {
+                None => expect_ok(answer),
+                // 409: already under way (or done): wait for it all the same.
+                Some(_) if answer.0 == 409 => wait_done(to, &node, a.wait_done).await,
+                Some(_) => {
+                    expect_ok(answer)?;
+                    wait_done(to, &node, a.wait_done).await
+                }
+            }
         }
         Rebalance::Stop { node, rebalance } => {
             let node = node_or_self(to, node).await?;
@@ -154,5 +181,48 @@ pub(super) async fn run(to: To<'_>, r: Rebalance) -> anyhow::Result<String> {
             let (status, body) = call(to, "GET", &path, Vec::new()).await?;
             Ok(format!("{status} {body}"))
         }
+    }
+}
+
+/// Polls `node`'s evacuation until its state is `prohibiting`; the last status seen.
+/// The node behind `--api` answers from its own status; another node from the cluster's
+/// `global_status` (its row in the `nodes` table).
+async fn wait_done(to: To<'_>, node: &str, secs: Option<u64>) -> anyhow::Result<String> {
+    let secs = secs.unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let own = node_or_self(to, None).await? == node;
+    loop {
+        let (state, body) = evacuation_state(to, node, own).await?;
+        if state == DONE {
+            return Ok(body);
+        }
+        if Instant::now() + POLL > deadline {
+            bail!("evacuation of {node} not done after {secs} s (state: {state})");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The evacuation state of `node` (`none` when it is not being evacuated) and the JSON
+/// it came in.
+async fn evacuation_state(to: To<'_>, node: &str, own: bool) -> anyhow::Result<(String, String)> {
+    let base = "/api/v5/load_rebalance";
+    if own {
+        let body = super::get(to, &format!("{base}/status")).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).context("status answer")?;
+        let state = v["state"].as_str().unwrap_or("none").to_owned();
+        return Ok((state, body));
+    }
+    let body = super::get(to, &format!("{base}/global_status")).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("global_status answer")?;
+    let row = v["evacuations"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["node"] == node));
+    match row {
+        Some(r) => Ok((
+            r["state"].as_str().unwrap_or("none").to_owned(),
+            r.to_string(),
+        )),
+        None => Ok(("none".to_owned(), body)),
     }
 }

@@ -17,7 +17,8 @@
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
-//! `load_rebalance` API), [`alarms`] (alarms raised and cleared by real conditions, the API,
+//! `load_rebalance` API), [`evacuate_wait`] (`ctl ... --wait-done` and loadtest's disconnect
+//! counts while a node is evacuated), [`alarms`] (alarms raised and cleared by real conditions, the API,
 //! the webhook), [`data_backup`] (an export of one cluster imported into a fresh one). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
@@ -40,6 +41,7 @@ mod configs;
 mod ctl;
 mod data_backup;
 mod entry_bytes;
+mod evacuate_wait;
 mod evacuation;
 mod evacuation_restart;
 mod failover;
