@@ -34,6 +34,41 @@ fetch_param() {
   return 1
 }
 
+# issue_node_cert DIR NAME CA_KEY: a certificate and key for node NAME, signed by the cluster
+# CA (DIR/ca.pem and the key in the file CA_KEY), written as DIR/NAME.pem and DIR/NAME.key
+# (root:meshmq, 0640). The shape `core-node gen-certs` issues: ECDSA P-256 (PKCS#8 key),
+# CN=NAME, O=meshmq, DNS names meshmq.cluster (the name nodes verify each other by),
+# localhost and NAME, IPs 127.0.0.1 and ::1, server and client auth. Peers accept a
+# replicant's calls only under a certificate whose CN is its node name. openssl rather than
+# gen-certs: it signs with any CA (gen-certs rebuilds the issuer name from its own fixed
+# form and refuses a CA made by the Terraform tls provider, see secrets_tls). The result
+# is verified against ca.pem before it is kept. Never prints or copies the CA key.
+issue_node_cert() (
+  set -euo pipefail
+  local dir=$1 name=$2 ca_key=$3 tmp serial
+  # Beside the result, so that the final moves are renames on one file system.
+  tmp=$(mktemp -d "$dir/.issue.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  serial=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/key.pem"
+  openssl req -new -key "$tmp/key.pem" -subj "/CN=$name/O=meshmq" -out "$tmp/csr.pem"
+  cat > "$tmp/ext.cnf" <<EXT
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:meshmq.cluster, DNS:localhost, IP:127.0.0.1, IP:::1, DNS:$name
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EXT
+  openssl x509 -req -in "$tmp/csr.pem" -CA "$dir/ca.pem" -CAkey "$ca_key" -set_serial "0x$serial" \
+    -days 3650 -sha256 -extfile "$tmp/ext.cnf" -out "$tmp/cert.pem"
+  openssl verify -CAfile "$dir/ca.pem" -purpose sslclient "$tmp/cert.pem" >/dev/null
+  chown root:meshmq "$tmp/key.pem" "$tmp/cert.pem"
+  chmod 0640 "$tmp/key.pem" "$tmp/cert.pem"
+  mv "$tmp/key.pem" "$dir/$name.key"
+  mv "$tmp/cert.pem" "$dir/$name.pem"
+)
+
 # install_release VERSION URL SHA256: the release tarball into /opt/meshmq/VERSION (its
 # core-node and replicant-node, wherever the tarball keeps them), checked against SHA256
 # when given, and /opt/meshmq/current pointing at it.

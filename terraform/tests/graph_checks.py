@@ -2,7 +2,8 @@
 
 What it owns: one function per property the AWS modules and examples/basic must hold
 (ASG and scale-in hook, NLB target groups, ports closed to the world, Prometheus discovery,
-variable validations, the example's pins and tags, secret names), each returning the
+variable validations, the example's pins and tags, secret names, the replicants' own
+certificates and who may read the CA key), each returning the
 problems it finds in a given terraform/ tree (empty: none). It never changes the tree and
 never talks to AWS; resolving references is tfgraph's job.
 """
@@ -271,6 +272,74 @@ def literal_names(expr):
     return {n.replace("${n}", "*") for n in found}
 
 
+def _iam_allowed(tf_root, directory):
+    """The parameter names (patterns, under the SSM prefix) a module's IAM policy lets it read."""
+    iam = read(tf_root, "modules", "aws", directory, "iam.tf")
+    allowed = [re.sub(r"^\$\{local\.param_arn\}/", "", a) for a in re.findall(r'"(\$\{local\.param_arn\}/[^"]+)"', iam)]
+    allowed += re.findall(r'parameter\$\{var\.ssm_prefix\}/([^"]+)"', iam)
+    return allowed
+
+
+def check_replicant_certificate(tf_root):
+    """Each replicant issues its own certificate, named after its instance, and keeps no CA key.
+
+    Peers accept a replicant's API calls only under a certificate whose common name is the
+    node name it states (the instance id), so one certificate shared by the group breaks
+    every cross-node call. The user data must read the CA (certificate and key) and no node
+    certificate, name the node and issue its certificate after the instance id, read the CA
+    key outside /etc/meshmq and delete it (on failure too) before any service starts. Only
+    the replicants' role may read the CA key; nothing writes a shared replicant certificate.
+    """
+    problems = []
+    ud = read(tf_root, "modules", "aws", "replicant_group", "user-data.sh.tftpl")
+    lib = read(tf_root, "scripts", "node-lib.sh")
+    certs_read = {n for n in _names_read(ud) if n.startswith("certs/")}
+    if certs_read != {"certs/ca.pem", "certs/ca.key"}:
+        problems.append(f"the replicant user data reads {sorted(certs_read)}, not exactly the CA's certificate and "
+                        "key (a certificate shared by the replicants is refused by their peers)")
+    start = ud.find("systemctl enable")
+    issue = re.search(r'^issue_node_cert (\S+) "\$instance_id" "?(\$\w+)/ca\.key"?$', ud, re.M)
+    if not issue or issue.start() > start:
+        problems.append('the replicant user data does not issue its certificate as "$instance_id" before starting the services')
+    if not re.search(r"^MESHMQ_NODE__NAME=\$instance_id$", ud, re.M):
+        problems.append("the replicant's node name is not its instance id (the name its certificate carries)")
+    if issue and not re.search(rf'MESHMQ_CLUSTER__CERTS_DIR={re.escape(issue.group(1))}$', ud, re.M):
+        problems.append(f"the certificate is issued into {issue.group(1)}, not the node's certs_dir")
+    key_fetch = re.search(r'^fetch_param "\$\{ssm_prefix\}/certs/ca\.key" "(\$\w+)/ca\.key"', ud, re.M)
+    if not key_fetch:
+        problems.append("the replicant user data does not read the CA key into a directory of its own")
+    else:
+        var = re.escape(key_fetch.group(1))
+        made = re.search(rf"^{var[2:]}=\$\(mktemp -d /run/", ud, re.M)
+        trap = re.search(rf"""^trap 'rm -rf "{var}"' EXIT$""", ud, re.M)
+        removed = re.search(rf'^rm -rf "{var}"$', ud, re.M)
+        if not made:
+            problems.append("the CA key is not read into a fresh directory under /run (memory)")
+        if not trap or trap.start() > key_fetch.start():
+            problems.append("the CA key is not deleted when the user data fails after reading it")
+        if not removed or removed.start() > start or removed.start() < key_fetch.start():
+            problems.append("the CA key is not deleted before the services start")
+    fn = re.search(r"^issue_node_cert\(\) \($(.*?)^\)$", lib, re.M | re.S)
+    if not fn:
+        problems.append("node-lib.sh has no issue_node_cert")
+    elif '-subj "/CN=$name/' not in fn.group(1) or "DNS:meshmq.cluster" not in fn.group(1):
+        problems.append("issue_node_cert does not put the node name in the common name and meshmq.cluster in the names")
+    for directory, may in (("replicant_group", True), ("core", False), ("monitoring", False)):
+        allows = any(fnmatch.fnmatch("certs/ca.key", a) for a in _iam_allowed(tf_root, directory))
+        if allows != may:
+            problems.append(f"{directory}: its IAM policy {'does not allow' if may else 'allows'} reading certs/ca.key")
+    put = read(tf_root, "scripts", "put-secrets")
+    tls = g.Module(os.path.join(tf_root, "modules", "aws", "secrets_tls"))
+    tls_names = literal_names(tls.locals["names"])
+    if re.search(r"^put certs/replicant", put, re.M) or re.search(r"--nodes [^\n]*replicant", put):
+        problems.append("put-secrets still makes a certificate shared by the replicants")
+    if "replicant" in str(tls.locals["nodes"]) or any("replicant." in n for n in tls_names):
+        problems.append("secrets_tls still makes a certificate shared by the replicants")
+    if "certs/ca.key" not in tls_names or not re.search(r"^put certs/ca\.key ", put, re.M):
+        problems.append("put-secrets and secrets_tls must both store certs/ca.key (the replicants issue from it)")
+    return problems
+
+
 def check_secret_names(tf_root):
     """What the user data reads is what put-secrets and secrets_tls write, and what IAM allows."""
     problems = []
@@ -288,9 +357,7 @@ def check_secret_names(tf_root):
         reads = _names_read(read(tf_root, "modules", "aws", directory, "user-data.sh.tftpl"))
         if not reads:
             problems.append(f"{call}: the user data reads no secret")
-        iam = read(tf_root, "modules", "aws", directory, "iam.tf")
-        allowed = [re.sub(r"^\$\{local\.param_arn\}/", "", a) for a in re.findall(r'"(\$\{local\.param_arn\}/[^"]+)"', iam)]
-        allowed += re.findall(r'parameter\$\{var\.ssm_prefix\}/([^"]+)"', iam)
+        allowed = _iam_allowed(tf_root, directory)
         for name in sorted(reads):
             if not any(fnmatch.fnmatch(name.replace("*", "1"), a) or fnmatch.fnmatch(a, name) for a in written):
                 problems.append(f"{call} reads {name}, which put-secrets does not write")

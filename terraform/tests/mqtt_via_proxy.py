@@ -2,8 +2,11 @@
 it; prints the CONNACK return code, or `closed` when the server closes without one.
 
   python3 mqtt_via_proxy.py HOST PORT CLIENT_ID [--proxy-from IP:PORT] [--user U --password P]
+      [--hold SECS]
 
-Test code only (test_user_data.sh): no retries, a 5 s timeout on every wait.
+After a CONNACK 0 it holds the connection open for up to --hold seconds (default 5) or until
+the server closes it. Test code only (test_user_data.sh): no retries, a 5 s timeout on every
+other wait.
 """
 
 import argparse
@@ -47,6 +50,7 @@ def main():
     p.add_argument("--proxy-from")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--hold", type=float, default=5)
     a = p.parse_args()
     with socket.create_connection((a.host, a.port), timeout=5) as s:
         data = b""
@@ -63,7 +67,7 @@ def main():
             print(reply[3], flush=True)
             if reply[3] == 0:
                 # Hold the connection open until the caller has looked.
-                s.settimeout(5)
+                s.settimeout(a.hold)
                 try:
                     s.recv(1)
                 except (socket.timeout, ConnectionResetError):

@@ -3,14 +3,16 @@ and pulls files out of the rendered replicant script, for test_user_data.sh.
 
   python3 render_user_data.py --out DIR --base-port B
 
-Writes DIR/{core,replicant,monitoring}.sh (the rendered scripts, as an instance would get
-them after gunzip), core-{1,2,3}.env (three cores on loopback: QUIC B+811.., HTTP B+821..,
-members named localhost:port) and, from replicant.sh, the bodies of its heredocs: replicant.env,
-replicant.toml, lifecycle.env, haproxy.cfg (with the placeholders the user data's sed
-replaces, replaced the same way), meshmq-lifecycle, meshmq-connections. The replicant is
-rendered with loopback ports from B (MQTT B+211, WS B+311, HTTP B+411, peer B+511, health
-B+711), the cores of a dev cluster at localhost:B+1..3 and PROXY trust 127.0.0.1/32, so the
-test can run it next to `scripts/dev-cluster up --base-port B`. Test code only.
+Writes DIR/{core,replicant,replicant-2,monitoring}.sh (the rendered scripts, as an instance
+would get them after gunzip), core-{1,2,3}.env (three cores on loopback: QUIC B+811..,
+HTTP B+821.., members named localhost:port) and, from replicant.sh, the bodies of its
+heredocs: replicant.env, replicant.toml, lifecycle.env, haproxy.cfg (with the placeholders
+the user data's sed replaces, replaced the same way), meshmq-lifecycle, meshmq-connections,
+and its node-certificate block (node-cert.sh, the lines between its `# >>> node certificate`
+and `# <<< node certificate` markers), and replicant-2.env from replicant-2.sh. Replicant
+k (1 or 2) is rendered with loopback ports from B (MQTT B+210+k, WS B+310+k, HTTP B+410+k,
+peer B+510+k, health B+710+k), the three cores above (localhost:B+811..813) and PROXY
+trust 127.0.0.1/32. Test code only.
 """
 
 import argparse
@@ -53,6 +55,36 @@ def heredoc(text, opener):
     return m.group(2) + "\n"
 
 
+def marked(text, what):
+    """The lines between `# >>> what` and `# <<< what` (the markers excluded)."""
+    m = re.search(rf"^# >>> {re.escape(what)}\n(.*?)^# <<< {re.escape(what)}$", text, re.S | re.M)
+    if not m:
+        raise SystemExit(f"no '# >>> {what}' block in the rendered user data")
+    return m.group(1)
+
+
+def render_replicant(common, b, k):
+    """The replicant user data for test replicant k: ports from B+k, the three test cores."""
+    return render(os.path.join(MODULES, "replicant_group", "user-data.sh.tftpl"), {
+        **common,
+        "lifecycle_handler": script("lifecycle-handler"),
+        "publish_conns": script("publish-connections"),
+        "health_shim": script("health-shim.cfg"),
+        "cores": hcl_string(", ".join(f"localhost:{b + 810 + i}" for i in (1, 2, 3))),
+        "proxy_trusted": '"127.0.0.1/32"',
+        "tls_passthrough": "false",
+        "allow_anonymous": "false",
+        "ports": "{" + ", ".join(f"{name} = {v}" for name, v in {
+            "mqtt": b + 210 + k, "mqtts": b + 610 + k, "ws": b + 310 + k, "wss": b + 910 + k,
+            "http": b + 410 + k, "peer": b + 510 + k, "health": b + 710 + k}.items()) + "}",
+        "asg_name": '"test-replicants"',
+        "hook_name": '"meshmq-evacuate"',
+        "evacuate_timeout": "900",
+        "wait_health_check": "30",
+        "wait_takeover": "60",
+    })
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -67,24 +99,8 @@ def main():
         "release_sha256": '""',
         "ssm_prefix": '"/meshmq/test"',
     }
-    replicant = render(os.path.join(MODULES, "replicant_group", "user-data.sh.tftpl"), {
-        **common,
-        "lifecycle_handler": script("lifecycle-handler"),
-        "publish_conns": script("publish-connections"),
-        "health_shim": script("health-shim.cfg"),
-        "cores": hcl_string(", ".join(f"localhost:{b + i}" for i in (1, 2, 3))),
-        "proxy_trusted": '"127.0.0.1/32"',
-        "tls_passthrough": "false",
-        "allow_anonymous": "false",
-        "ports": "{" + ", ".join(f"{k} = {v}" for k, v in {
-            "mqtt": b + 211, "mqtts": b + 611, "ws": b + 311, "wss": b + 811,
-            "http": b + 411, "peer": b + 511, "health": b + 711}.items()) + "}",
-        "asg_name": '"test-replicants"',
-        "hook_name": '"meshmq-evacuate"',
-        "evacuate_timeout": "900",
-        "wait_health_check": "30",
-        "wait_takeover": "60",
-    })
+    replicants = {k: render_replicant(common, b, k) for k in (1, 2)}
+    replicant = replicants[1]
     # Three cores on loopback: QUIC B+810+i, HTTP B+820+i, members by name (localhost).
     members = ",".join(f"{i}=localhost:{b + 810 + i}" for i in (1, 2, 3))
     cores = {
@@ -109,7 +125,10 @@ def main():
         "retention": '"15d"',
         "ssm_prefix": '"/meshmq/test"',
     })
-    files = {"replicant.sh": replicant, "core.sh": core, "monitoring.sh": monitoring}
+    files = {"replicant.sh": replicant, "replicant-2.sh": replicants[2], "core.sh": core,
+             "monitoring.sh": monitoring}
+    files["replicant-2.env"] = heredoc(replicants[2], "cat > /etc/meshmq/replicant.env")
+    files["node-cert.sh"] = marked(replicant, "node certificate")
     files["replicant.env"] = heredoc(replicant, "cat > /etc/meshmq/replicant.env")
     files["replicant.toml"] = heredoc(replicant, "cat > /etc/meshmq/replicant.toml")
     files["lifecycle.env"] = heredoc(replicant, "cat > /etc/meshmq/lifecycle.env")

@@ -19,6 +19,7 @@ from graph_checks import (
     check_core_closed_to_world,
     check_example_basics,
     check_prometheus,
+    check_replicant_certificate,
     check_secret_names,
     check_target_groups,
     check_validations,
@@ -41,6 +42,7 @@ class Broken:
         path = os.path.join(self.dir, "terraform", self.rel_path)
         text = read(path)
         if self.old not in text:
+            shutil.rmtree(self.dir)
             raise AssertionError(f"{self.old!r} not in {self.rel_path}: update the test")
         with open(path, "w") as f:
             f.write(text.replace(self.old, self.new, 1))
@@ -83,6 +85,9 @@ class RealTree(unittest.TestCase):
 
     def test_secret_names_agree(self):
         self.assertEqual(check_secret_names(TF_ROOT), [])
+
+    def test_replicants_issue_their_own_certificate(self):
+        self.assertEqual(check_replicant_certificate(TF_ROOT), [])
 
 
 class BrokenCopies(unittest.TestCase):
@@ -198,13 +203,79 @@ resource "aws_vpc_security_group_ingress_rule" "oops" {
 
     def test_tls_module_misses_a_secret(self):
         self.assertFinds(check_secret_names,
-                         Broken("modules/aws/secrets_tls/main.tf", '["certs/ca.pem", "core-api-key", "replicant-api-key", "grafana-admin-password"]', '["certs/ca.pem", "core-api-key", "replicant-api-key"]'),
+                         Broken("modules/aws/secrets_tls/main.tf", '["certs/ca.pem", "certs/ca.key", "core-api-key", "replicant-api-key", "grafana-admin-password"]', '["certs/ca.pem", "certs/ca.key", "core-api-key", "replicant-api-key"]'),
                          "secrets_tls does not write")
 
     def test_tls_module_names_and_values_differ(self):
         self.assertFinds(check_secret_names,
                          Broken("modules/aws/secrets_tls/main.tf", '"grafana-admin-password" = random_password.grafana.result', '"grafana-password" = random_password.grafana.result'),
                          "differ")
+
+    def test_replicants_share_one_certificate(self):
+        shared = ('fetch_param "${ssm_prefix}/certs/replicant.pem" "/etc/meshmq/certs/$instance_id.pem" 0640\n'
+                  'fetch_param "${ssm_prefix}/certs/replicant.key" "/etc/meshmq/certs/$instance_id.key" 0640')
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/replicant_group/user-data.sh.tftpl",
+                                'issue_node_cert /etc/meshmq/certs "$instance_id" "$ca_key_dir/ca.key"', shared),
+                         "shared by the replicants")
+
+    def test_certificate_under_a_fixed_name(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/replicant_group/user-data.sh.tftpl",
+                                'issue_node_cert /etc/meshmq/certs "$instance_id"', "issue_node_cert /etc/meshmq/certs replicant"),
+                         '"$instance_id"')
+
+    def test_ca_key_left_on_the_instance(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/replicant_group/user-data.sh.tftpl", 'rm -rf "$ca_key_dir"\n', ""),
+                         "before the services start")
+
+    def test_ca_key_kept_on_failure(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/replicant_group/user-data.sh.tftpl", """trap 'rm -rf "$ca_key_dir"' EXIT\n""", ""),
+                         "fails")
+
+    def test_ca_key_on_disk(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/replicant_group/user-data.sh.tftpl", "mktemp -d /run/meshmq-ca", "mktemp -d /etc/meshmq/ca"),
+                         "/run")
+
+    def test_certificate_without_the_node_name(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("scripts/node-lib.sh", '-subj "/CN=$name/O=meshmq"', '-subj "/CN=replicant/O=meshmq"'),
+                         "common name")
+
+    def test_core_role_reads_ca_key(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/core/iam.tf", '"${local.param_arn}/certs/core-*",', '"${local.param_arn}/certs/*",'),
+                         "core: its IAM policy allows reading certs/ca.key")
+
+    def test_monitoring_role_reads_ca_key(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/monitoring/iam.tf", "parameter${var.ssm_prefix}/grafana-admin-password", "parameter${var.ssm_prefix}/*"),
+                         "monitoring: its IAM policy allows reading certs/ca.key")
+
+    def test_replicant_role_cannot_read_ca_key(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/replicant_group/iam.tf", '"${local.param_arn}/certs/ca.key",', ""),
+                         "replicant_group: its IAM policy does not allow")
+
+    def test_put_secrets_makes_shared_certificate(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("scripts/put-secrets", 'put certs/ca.pem "$out/certs/ca.pem"',
+                                'put certs/ca.pem "$out/certs/ca.pem"\nput certs/replicant.pem "$out/certs/replicant.pem"'),
+                         "put-secrets still makes")
+
+    def test_tls_module_makes_shared_certificate(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/secrets_tls/main.tf", 'nodes = [for i in range(1, var.core_count + 1) : "core-${i}"]',
+                                'nodes = concat([for i in range(1, var.core_count + 1) : "core-${i}"], ["replicant"])'),
+                         "secrets_tls still makes")
+
+    def test_tls_module_without_ca_key(self):
+        self.assertFinds(check_replicant_certificate,
+                         Broken("modules/aws/secrets_tls/main.tf", '["certs/ca.pem", "certs/ca.key", ', '["certs/ca.pem", '),
+                         "certs/ca.key")
 
     def test_admin_cidrs_world_accepted(self):
         self.assertFinds(check_validations,

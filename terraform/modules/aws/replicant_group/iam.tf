@@ -1,6 +1,8 @@
-# The replicants' instance profile: read the cluster CA, the replicant certificate and key,
-# the replicant API key (and the MQTT TLS pair in passthrough mode) from SSM; heartbeat and
-# complete this group's scale-in hook; publish the connections metric. Nothing else.
+# The replicants' instance profile: read the cluster CA's certificate and key (each replicant
+# issues its own certificate at first boot, see the user data), the replicant API key (and
+# the MQTT TLS pair in passthrough mode) from SSM; heartbeat and complete this group's
+# scale-in hook; publish the connections metric. Nothing else. Reading ca.key means a
+# compromised instance can mint node certificates (terraform/README.md, Known gaps).
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -28,8 +30,7 @@ data "aws_iam_policy_document" "replicant" {
     actions = ["ssm:GetParameter"]
     resources = concat([
       "${local.param_arn}/certs/ca.pem",
-      "${local.param_arn}/certs/replicant.pem",
-      "${local.param_arn}/certs/replicant.key",
+      "${local.param_arn}/certs/ca.key",
       "${local.param_arn}/replicant-api-key",
       ], var.tls_mode == "passthrough" ? [
       "${local.param_arn}/mqtt-tls.pem",

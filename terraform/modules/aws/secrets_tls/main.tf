@@ -1,24 +1,27 @@
 # The cluster's secrets made by Terraform instead of terraform/scripts/put-secrets: a cluster
-# CA, a certificate per core and one shared by the replicants (the shape `core-node
-# gen-certs` writes: ECDSA P-256, DNS names meshmq.cluster, localhost and the node name,
-# server and client auth), the API keys and Grafana's password, stored as SecureString
-# parameters under the same names put-secrets uses.
+# CA (its key too: each replicant issues its own certificate from it at first boot), a
+# certificate per core (the shape `core-node gen-certs` writes: ECDSA P-256, DNS names
+# meshmq.cluster, localhost and the node name, server and client auth), the API keys and
+# Grafana's password, stored as SecureString parameters under the same names put-secrets
+# uses.
 #
 # WARNING: every private key, the CA's included, and every password is then in the
 # Terraform state in clear text. Use this only with an encrypted backend whose access is as
 # restricted as the secrets themselves; put-secrets keeps them out of the state.
 
 locals {
-  nodes = concat([for i in range(1, var.core_count + 1) : "core-${i}"], ["replicant"])
+  # Only the cores: a replicant's name (its instance id) is known only when it boots.
+  nodes = [for i in range(1, var.core_count + 1) : "core-${i}"]
   # Parameter names are built without touching the secret values, so they can key for_each.
   names = concat(
-    ["certs/ca.pem", "core-api-key", "replicant-api-key", "grafana-admin-password"],
+    ["certs/ca.pem", "certs/ca.key", "core-api-key", "replicant-api-key", "grafana-admin-password"],
     [for n in local.nodes : "certs/${n}.pem"],
     [for n in local.nodes : "certs/${n}.key"],
   )
   values = merge(
     {
       "certs/ca.pem"           = tls_self_signed_cert.ca.cert_pem
+      "certs/ca.key"           = tls_private_key.ca.private_key_pem_pkcs8
       "core-api-key"           = random_password.core_api_key.result
       "replicant-api-key"      = "admin:${random_password.replicant_api_secret.result}"
       "grafana-admin-password" = random_password.grafana.result
