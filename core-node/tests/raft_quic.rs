@@ -147,6 +147,7 @@ fn node_up(i: u64) -> EntryData {
                 role: NodeRole::Replicant as i32,
                 incarnation: i,
                 peer_addr: String::new(),
+                wire: None,
             })),
         }],
     };

@@ -187,6 +187,8 @@ impl Replica {
             Some(Kind::SnapshotBegin(_) | Kind::SnapshotChunk(_) | Kind::SnapshotEnd(_)) => Err(
                 ReplicaError::Malformed("streamed snapshot frame outside a snapshot stream"),
             ),
+            // The follow stream ends on a refusal before applying anything.
+            Some(Kind::Refused(_)) => Err(ReplicaError::Malformed("refusal frame applied")),
             None => Err(ReplicaError::Malformed("frame without a kind")),
         }
     }
@@ -360,6 +362,7 @@ mod tests {
             role: NodeRole::Replicant as i32,
             incarnation: 1,
             peer_addr: String::new(),
+            wire: None,
         };
         Batch {
             ops: vec![Op {

@@ -101,6 +101,7 @@ fn node_up(node: String) -> op::Kind {
         role: NodeRole::Replicant as i32,
         incarnation: 1,
         peer_addr: String::new(),
+        wire: None,
     })
 }
 

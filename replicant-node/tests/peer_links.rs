@@ -102,6 +102,7 @@ fn try_start(
         queue_bytes,
         applied: applied_rx,
         on_session: None,
+        wire: meshmq_shared::wire_version::WireVersion::CURRENT,
     };
     let peers = Peers::start(cfg, deliver, stop.clone())?;
     Ok(Node {
@@ -413,6 +414,7 @@ async fn garbage_on_a_stream_is_counted_and_the_server_keeps_serving() {
     let hello = PeerHello {
         node: "g".into(),
         incarnation: 1,
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     };
 
     // 1. Garbage instead of a hello.

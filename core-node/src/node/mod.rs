@@ -182,6 +182,8 @@ pub struct CoreNode {
     compacting: std::sync::atomic::AtomicBool,
     /// What this core has received of a Raft snapshot being sent to it.
     snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt,
+    /// The inter-node protocol version this core speaks, shared with its Raft client.
+    pub wire: Arc<crate::wire::Wire>,
 }
 
 impl CoreNode {
@@ -211,7 +213,9 @@ impl CoreNode {
             .map_err(|e| CoreError::Endpoint(e.to_string()))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
         let raft_cfg = raft_config(&cfg.timings)?;
-        let network = Network::bounded(cfg.node_id, endpoint.clone(), cfg.timings.rpc_frame_bytes);
+        let wire = crate::wire::Wire::shared();
+        let rpc_bytes = cfg.timings.rpc_frame_bytes;
+        let network = Network::speaking(cfg.node_id, endpoint.clone(), rpc_bytes, wire.clone());
         let raft = Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
             .await
             .map_err(|e| CoreError::Raft(e.to_string()))?;
@@ -233,6 +237,7 @@ impl CoreNode {
             follow_snapshots: follow_snapshot::FollowSnapshots::default(),
             compacting: std::sync::atomic::AtomicBool::new(false),
             snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt::default(),
+            wire,
         });
         core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
         core.tasks.spawn(lease::run(Arc::clone(&core)));
@@ -339,6 +344,7 @@ impl CoreNode {
                 batch: Some(Batch { ops }),
                 forwarded: true,
             })),
+            wire: self.wire.proto(),
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         // A leader that died with the request in hand never answers; Raft notices first
@@ -373,7 +379,8 @@ impl CoreNode {
         match answer {
             Ok(Response {
                 kind: Some(response::Kind::Transact(t)),
-            }) => api::from_wire(t),
+                wire,
+            }) if self.wire.check_answer(wire.as_ref(), &addr).is_ok() => api::from_wire(t),
             // The leader served the request but its answer is unusable: outcome unknown.
             Ok(_) => Err(TransactError::Timeout),
             Err(Delivery::NotSent(e)) => Err(TransactError::Unavailable(e)),

@@ -203,6 +203,8 @@ struct Shared {
     peers: parking_lot::Mutex<HashMap<String, Slot>>,
     /// Largest request frame sent to a peer core.
     rpc_bytes: usize,
+    /// The inter-node protocol version sent with every RPC and checked in every answer.
+    wire: Arc<crate::wire::Wire>,
 }
 
 impl Network {
@@ -216,13 +218,27 @@ impl Network {
     /// As [`new`](Self::new), sending no request frame over `rpc_bytes` (clamped to
     /// `frame::MAX_FRAME`, which peers read at most).
     pub fn bounded(id: NodeId, endpoint: quinn::Endpoint, rpc_bytes: usize) -> Self {
+        Self::speaking(id, endpoint, rpc_bytes, crate::wire::Wire::shared())
+    }
+
+    /// As [`bounded`](Self::bounded), speaking the inter-node protocol version of `wire`.
+    pub fn speaking(
+        id: NodeId,
+        endpoint: quinn::Endpoint,
+        rpc_bytes: usize,
+        wire: Arc<crate::wire::Wire>,
+    ) -> Self {
+        let rpc_bytes = rpc_bytes.min(frame::MAX_FRAME);
+        let peers = parking_lot::Mutex::new(HashMap::new());
+        let shared = Shared {
+            id,
+            endpoint,
+            peers,
+            rpc_bytes,
+            wire,
+        };
         Network {
-            shared: Arc::new(Shared {
-                id,
-                endpoint,
-                peers: parking_lot::Mutex::new(HashMap::new()),
-                rpc_bytes: rpc_bytes.min(frame::MAX_FRAME),
-            }),
+            shared: Arc::new(shared),
         }
     }
 
@@ -373,7 +389,11 @@ impl PeerClient {
                 }));
             }
         };
-        let req = Request { kind: Some(kind) };
+        let wire = &self.net.shared.wire;
+        let req = Request {
+            kind: Some(kind),
+            wire: wire.proto(),
+        };
         let bytes = req.encoded_len();
         if bytes > self.net.shared.rpc_bytes {
             return Err(Failure::TooLarge(TransportError::TooLarge {
@@ -386,8 +406,19 @@ impl PeerClient {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let sent = frame::request::<Request, Response>(&conn, &req, frame::MAX_FRAME, remaining);
         match tokio::time::timeout_at(deadline, sent).await {
-            Ok(Ok(Response { kind: Some(kind) })) => Ok(kind),
-            Ok(Ok(Response { kind: None })) => {
+            Ok(Ok(Response { wire: theirs, .. }))
+                if wire.check_answer(theirs.as_ref(), &self.addr).is_err() =>
+            {
+                Err(Failure::Network(TransportError::UnexpectedReply {
+                    rpc,
+                    addr: self.addr.clone(),
+                    got: "an answer of another inter-node protocol major",
+                }))
+            }
+            Ok(Ok(Response {
+                kind: Some(kind), ..
+            })) => Ok(kind),
+            Ok(Ok(Response { kind: None, .. })) => {
                 Err(Failure::Network(TransportError::UnexpectedReply {
                     rpc,
                     addr: self.addr.clone(),

@@ -111,7 +111,10 @@ pub async fn handle(raft: &Raft, receipt: &SnapshotReceipt, kind: request::Kind)
             message: e.to_string(),
         })
     });
-    Response { kind: Some(kind) }
+    Response {
+        kind: Some(kind),
+        wire: None,
+    }
 }
 
 async fn vote(raft: &Raft, req: &pb::VoteRequest) -> Result<response::Kind, RpcServeError> {
