@@ -111,9 +111,10 @@ pub async fn handle(raft: &Raft, receipt: &SnapshotReceipt, kind: request::Kind)
             message: e.to_string(),
         })
     });
+    // The build's version; the core's endpoint sets its own (`crate::wire`).
     Response {
         kind: Some(kind),
-        wire: None,
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     }
 }
 
