@@ -14,6 +14,7 @@ pub mod follow_snapshot;
 pub mod lease;
 pub mod members;
 pub mod server;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -180,6 +181,8 @@ pub struct CoreNode {
     follow_snapshots: follow_snapshot::FollowSnapshots,
     /// A compaction on demand runs (`compact.rs`): one at a time.
     compacting: std::sync::atomic::AtomicBool,
+    /// A leadership transfer runs (`transfer.rs`): new writes are refused meanwhile.
+    transferring: std::sync::atomic::AtomicBool,
     /// What this core has received of a Raft snapshot being sent to it.
     snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt,
     /// The inter-node protocol version this core speaks, shared with its Raft client.
@@ -236,6 +239,7 @@ impl CoreNode {
             follow_limits: cfg.follow,
             follow_snapshots: follow_snapshot::FollowSnapshots::default(),
             compacting: std::sync::atomic::AtomicBool::new(false),
+            transferring: std::sync::atomic::AtomicBool::new(false),
             snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt::default(),
             wire,
         });
@@ -317,6 +321,11 @@ impl CoreNode {
             return Err(TransactError::NotLeader {
                 leader: self.leader().map(|(_, a)| a),
             });
+        }
+        if self.transferring.load(Ordering::Acquire) {
+            return Err(TransactError::Unavailable(
+                "leadership transfer in progress".into(),
+            ));
         }
         self.batcher.submit(ops).await
     }

@@ -419,6 +419,7 @@ fn kind_name(kind: &response::Kind) -> &'static str {
         response::Kind::Transact(_) => "transact",
         response::Kind::Lease(_) => "lease",
         response::Kind::Status(_) => "status",
+        response::Kind::Elect(_) => "elect",
         response::Kind::Error(_) => "error",
     }
 }
