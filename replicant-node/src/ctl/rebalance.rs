@@ -4,7 +4,7 @@
 //! ```text
 //! replicant-node ctl rebalance start --evacuation [--node N] [--wait-health-check S]
 //!     [--conn-evict-rate N] [--sess-evict-rate N] [--redirect-to HOST:PORT]
-//!     [--wait-takeover S] [--migrate-to N1,N2]
+//!     [--wait-takeover S] [--migrate-to N1,N2] [--wait-done SECS]
 //! replicant-node ctl rebalance stop [--node N]
 //! replicant-node ctl rebalance start [--node COORDINATOR] [--nodes N1,N2,N3]
 //!     [--abs-conn-threshold 1000] [--rel-conn-threshold 1.1] [--abs-sess-threshold 1000]
@@ -13,11 +13,19 @@
 //! replicant-node ctl rebalance node-status | global-status | availability
 //! ```
 //!
+//! With `--wait-done SECS` the evacuation start is idempotent (a node already evacuating is
+//! not an error) and the command returns only once the node reports `prohibiting` (every
+//! connection and session moved) in `global_status`, or fails with one line after SECS.
+//!
 //! Owns these commands' flags; the calls go through [`super::call`].
 
-use clap::{Args, Subcommand};
+use std::time::Duration;
 
-use super::{To, call, expect_ok, node_or_self};
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use tokio::time::Instant;
+
+use super::{CALL_TIMEOUT, MAX_ANSWER, To, call, call_within, expect_ok, node_or_self};
 use crate::evacuation::api::StartRequest;
 use crate::evacuation::rebalance::RebalanceRequest;
 
@@ -96,7 +104,15 @@ pub struct StartArgs {
         requires = "evacuation"
     )]
     pub migrate_to: Vec<String>,
+    /// Evacuation: wait until the node is done (`prohibiting`: every connection and session
+    /// moved), at most SECS; exit 1 if not done by then. Starting an evacuation of a node
+    /// that already evacuates is then not an error (the wait covers it).
+    #[arg(long, value_name = "SECS", requires = "evacuation")]
+    pub wait_done: Option<u64>,
 }
+
+/// How often `--wait-done` asks for the evacuation's state.
+const WAIT_DONE_POLL: Duration = Duration::from_millis(500);
 
 /// Runs `ctl rebalance ...`; the answer's JSON.
 pub(super) async fn run(to: To<'_>, r: Rebalance) -> anyhow::Result<String> {
@@ -131,7 +147,15 @@ pub(super) async fn run(to: To<'_>, r: Rebalance) -> anyhow::Result<String> {
             };
             let body = serde_json::to_vec(&req)?;
             let path = format!("{base}/{node}/evacuation/start");
-            expect_ok(call(to, "POST", &path, body).await?)
+            let answer = call(to, "POST", &path, body).await?;
+            let Some(secs) = a.wait_done else {
+                return expect_ok(answer);
+            };
+            // 409: already being evacuated (a lifecycle hook, then a preStop): wait for it.
+            if answer.0 != 409 {
+                expect_ok(answer)?;
+            }
+            wait_done(to, &node, Duration::from_secs(secs)).await
         }
         Rebalance::Stop { node, rebalance } => {
             let node = node_or_self(to, node).await?;
@@ -154,5 +178,77 @@ pub(super) async fn run(to: To<'_>, r: Rebalance) -> anyhow::Result<String> {
             let (status, body) = call(to, "GET", &path, Vec::new()).await?;
             Ok(format!("{status} {body}"))
         }
+    }
+}
+
+/// Polls `global_status` until `node`'s evacuation is `prohibiting`, at most `bound`; the
+/// answer is `{"node": N, "state": "prohibiting"}`. A failed poll is retried until the bound
+/// (the node may be busy); the error says what was seen last.
+async fn wait_done(to: To<'_>, node: &str, bound: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + bound;
+    let path = "/api/v5/load_rebalance/global_status";
+    let mut last = String::from("no answer yet");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!(
+                "the evacuation of {node} was not done within {} s (last seen: {last})",
+                bound.as_secs()
+            );
+        }
+        let call = ("GET", path, Vec::new());
+        match call_within(to, call, left.min(CALL_TIMEOUT), MAX_ANSWER).await {
+            Ok((200, body)) => match evacuation_state(&body, node) {
+                Some(state) if state == "prohibiting" => {
+                    return Ok(serde_json::json!({"node": node, "state": state}).to_string());
+                }
+                Some(state) => last = format!("state {state}"),
+                None => last = format!("{node} is not being evacuated"),
+            },
+            Ok((status, body)) => last = format!("HTTP {status}: {}", one_line(&body)),
+            Err(e) => last = one_line(&format!("{e:#}")),
+        }
+        tokio::time::sleep(WAIT_DONE_POLL.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
+    }
+}
+
+/// The `state` of `node`'s entry in a `global_status` answer's `evacuations`.
+fn evacuation_state(body: &str, node: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["evacuations"]
+        .as_array()?
+        .iter()
+        .find(|e| e["node"] == node)?["state"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// `text` on one line, at most 200 characters.
+fn one_line(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_state_of_one_node() {
+        let body = r#"{"evacuations": [{"node": "r1", "state": "evicting_conns"},
+                       {"node": "r2", "state": "prohibiting"}], "rebalances": []}"#;
+        assert_eq!(evacuation_state(body, "r2").as_deref(), Some("prohibiting"));
+        assert_eq!(
+            evacuation_state(body, "r1").as_deref(),
+            Some("evicting_conns")
+        );
+        assert_eq!(evacuation_state(body, "r3"), None);
+        assert_eq!(evacuation_state("not json", "r1"), None);
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
     }
 }

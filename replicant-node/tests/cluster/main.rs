@@ -16,7 +16,7 @@
 //! REST API across replicants), [`sys`] (`$SYS` events and stats of one replicant seen on another),
 //! [`takeover`], [`handover`], [`reconnect`] and [`wills`] (sessions follow their client to
 //! another replicant), [`banned`] (bans hold on every replicant), [`settings`] (the generic
-//! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
+//! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`], [`evacuation_wait`] and [`rebalance`] (the
 //! `load_rebalance` API), [`alarms`] (alarms raised and cleared by real conditions, the API,
 //! the webhook), [`data_backup`] (an export of one cluster imported into a fresh one), [`wire`]
 //! (the inter-node protocol version between replicants and cores). [`harness`] starts and stops the nodes. Tests run one at a time
@@ -43,6 +43,7 @@ mod data_backup;
 mod entry_bytes;
 mod evacuation;
 mod evacuation_restart;
+mod evacuation_wait;
 mod failover;
 mod handover;
 mod harness;
