@@ -20,6 +20,7 @@ use meshmq_proto::tables::{Batch, NodeRole, NodeUp, Op, RouteAdd, RouteRemove, o
 use meshmq_shared::follow_snapshot;
 use meshmq_shared::quic::{ALPN_CORE, CertPaths, Identity, certs, endpoint, frame};
 use meshmq_shared::tables::{Tables, ok_result};
+use meshmq_shared::wire_version::WireVersion;
 use parking_lot::Mutex;
 use replicant_node::core_link::health::LAGGING_ENTRIES;
 use replicant_node::core_link::{CoreLink, CoreLinkConfig, CoreLinkError, LinkHealth, LinkState};
@@ -247,7 +248,11 @@ async fn serve(
         }
         _ => return,
     };
-    let _ = frame::write_msg(&mut send, &Response { kind: Some(kind) }).await;
+    let resp = Response {
+        kind: Some(kind),
+        wire: Some(WireVersion::CURRENT.to_proto()),
+    };
+    let _ = frame::write_msg(&mut send, &resp).await;
     let _ = send.finish();
 }
 
@@ -327,7 +332,12 @@ async fn write(
     send: &mut quinn::SendStream,
     kind: follow_frame::Kind,
 ) -> Result<(), frame::FrameError> {
-    frame::write_msg(send, &FollowFrame { kind: Some(kind) }).await
+    // Every frame says the version: the follower checks the first.
+    let frame = FollowFrame {
+        kind: Some(kind),
+        wire: Some(WireVersion::CURRENT.to_proto()),
+    };
+    frame::write_msg(send, &frame).await
 }
 
 /// Three kinds of bad frame in turn: a length over the limit, bytes that do not decode, and
