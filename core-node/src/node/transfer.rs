@@ -17,7 +17,8 @@
 //!    (every [`RETRY_ELECT`]) until the leases have run out;
 //! 4. once another core leads (or the deadline passes), writes and campaigning resume.
 //!
-//! It never changes membership, and a failed transfer leaves the leader leading.
+//! It never changes membership. A failed transfer normally leaves the leader leading; a
+//! target that campaigned and lost may have made the group elect again, as any election.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
