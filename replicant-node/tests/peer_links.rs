@@ -86,7 +86,19 @@ fn try_start(
     id: Identity,
     node: &str,
     bind: SocketAddr,
+    bounds: (usize, usize),
+) -> Result<Node, PeerError> {
+    let wire = meshmq_shared::wire_version::WireVersion::CURRENT;
+    try_start_speaking(id, node, bind, bounds, wire)
+}
+
+/// As [`try_start`], sending `wire` as the protocol version in its hellos.
+fn try_start_speaking(
+    id: Identity,
+    node: &str,
+    bind: SocketAddr,
     (queue_len, queue_bytes): (usize, usize),
+    wire: meshmq_shared::wire_version::WireVersion,
 ) -> Result<Node, PeerError> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
@@ -102,7 +114,7 @@ fn try_start(
         queue_bytes,
         applied: applied_rx,
         on_session: None,
-        wire: meshmq_shared::wire_version::WireVersion::CURRENT,
+        wire,
     };
     let peers = Peers::start(cfg, deliver, stop.clone())?;
     Ok(Node {
@@ -473,7 +485,7 @@ async fn a_hello_of_another_protocol_major_is_refused_and_counted() {
             })
             .unwrap_or(0.0) as u64
     };
-    let dir = cert_dir(&["b", "g"]);
+    let dir = cert_dir(&["b", "g", "x"]);
     let b = start(&dir, "b", 16);
     let b_sock = b.peers.local_addr();
     let id = identity(&dir, "g");

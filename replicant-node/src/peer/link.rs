@@ -21,6 +21,7 @@ use meshmq_proto::peer::{PeerHello, PeerMessage, SessionItem};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError, MAX_FRAME};
 use meshmq_shared::quic::{ALPN_PEER, CLOSE_SHUTDOWN, Identity, endpoint};
+use meshmq_shared::wire_version::WireVersion;
 use parking_lot::Mutex;
 use prost::Message as _;
 use tokio::runtime::Handle;
@@ -392,6 +393,16 @@ impl LinkTask {
             };
             if let Err(e) = wrote {
                 counters.dropped(DropReason::LinkBroken, n);
+                if let FrameError::Write(quinn::WriteError::Stopped(code)) = &e
+                    && code.into_inner() == u64::from(super::server::STOP_WIRE_REFUSED)
+                {
+                    metrics::counter!(m::WIRE_PROTOCOL_REFUSED_TOTAL, "peer" => "replicant")
+                        .increment(1);
+                    let ours = WireVersion::from_proto(self.hello.wire.as_ref());
+                    return Ok(format!(
+                        "the peer refused this node's inter-node protocol {ours} (another major)"
+                    ));
+                }
                 return Ok(format!("writing a batch: {e}"));
             }
             counters.sent.fetch_add(n as u64, Ordering::Relaxed);
