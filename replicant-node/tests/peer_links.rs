@@ -544,4 +544,18 @@ async fn a_hello_of_another_protocol_major_is_refused_and_counted() {
         b.count_from("g") == 1
     })
     .await;
+
+    // A node of another major linking to b: b refuses every stream, the sender sees the
+    // refusal (counted on both ends), nothing is delivered.
+    let before = refused();
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let other = WireVersion::new(ours.major + 1, 0);
+    let x = try_start_speaking(identity(&dir, "x"), "x", any_port, (16, QUEUE_BYTES), other)
+        .expect("x starts");
+    x.peers.connect("b", &b.addr());
+    for i in 0..5 {
+        x.peers.forward("b", &b.addr(), msg("x", i));
+    }
+    wait_for("refused at both ends", || refused() >= before + 2).await;
+    assert_eq!(b.count_from("x"), 0);
 }
