@@ -411,6 +411,13 @@ fn ensure_dev_is_idempotent_and_keys_are_private() {
     assert_eq!(after[0], before[0]);
     assert_ne!(after[1], before[1]);
     Identity::load(&third).unwrap().check().unwrap();
+    // A production node: the CA certificate and its own files from a secret store, never the
+    // CA's key. Nothing is generated and nothing is missing.
+    std::fs::remove_file(certs_dir.join("ca.key")).unwrap();
+    let fourth = certs::ensure_dev(&certs_dir, "dev").unwrap();
+    assert_eq!(read_all(&fourth), after);
+    assert!(!certs_dir.join("ca.key").exists());
+    Identity::load(&fourth).unwrap().check().unwrap();
 }
 
 #[tokio::test]

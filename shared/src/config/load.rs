@@ -361,9 +361,17 @@ impl EnvPairs {
     }
 }
 
-/// `MESHMQ_MQTT__SERVER_KEEPALIVE` → `mqtt.server_keepalive`; `None` for other variables.
+/// Variables with the prefix that belong to a tool, not to the node's settings: read by
+/// `replicant-node ctl`, so a node's environment may carry them without failing its start.
+const NOT_SETTINGS: &[&str] = &["MESHMQ_CTL_API_KEY"];
+
+/// `MESHMQ_MQTT__SERVER_KEEPALIVE` → `mqtt.server_keepalive`; `None` for other variables
+/// (and for [`NOT_SETTINGS`]).
 fn env_key(name: &str) -> Option<String> {
     let name = name.trim();
+    if NOT_SETTINGS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        return None;
+    }
     let head = name.get(..ENV_PREFIX.len())?;
     if !head.eq_ignore_ascii_case(ENV_PREFIX) {
         return None;

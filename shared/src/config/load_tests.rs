@@ -56,6 +56,8 @@ fn unrelated_environment_is_ignored() {
         ("PATH", "/bin"),
         ("MESHMQ_", "x"),
         ("MESHMQX_MQTT__RECEIVE_MAXIMUM", "1"),
+        // ctl's own variable: a node that has it in its environment still starts.
+        ("MESHMQ_CTL_API_KEY", "key:secret"),
     ]);
     let c = load_with_env(None, &e, &Overrides::default()).unwrap();
     assert_eq!(c, Config::default());

@@ -142,13 +142,15 @@ pub fn generate(out: &Path, nodes: &[String]) -> Result<(), CertError> {
 }
 
 /// Returns the CA, certificate and key paths of `node` in `dir`, generating whatever is
-/// missing first: nothing when all four files exist (they are not rewritten), a node
-/// certificate when only the CA exists, everything in an empty directory.
+/// missing first: nothing when the CA certificate and the node's certificate and key exist
+/// (they are not rewritten, and the CA's private key need not be there: production nodes
+/// get their certificates from a secret store and never hold the CA key), a node
+/// certificate when only the CA (certificate and key) exists, everything in an empty
+/// directory.
 pub fn ensure_dev(dir: &Path, node: &str) -> Result<CertPaths, CertError> {
     validate_node(node)?;
     let paths = CertPaths::in_dir(dir, node);
-    let ca_key = dir.join(CA_KEY_FILE);
-    let wanted = [&paths.ca, &ca_key, &paths.cert, &paths.key];
+    let wanted = [&paths.ca, &paths.cert, &paths.key];
     let mut all_there = true;
     for path in wanted {
         all_there &= path.try_exists().map_err(io_err(path))?;

@@ -1,0 +1,63 @@
+# The cores' instance profile: read the cluster CA, this cluster's core certificates and keys
+# and the core API key from SSM Parameter Store, nothing else (plus Session Manager when
+# enabled).
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  param_arn = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter${var.ssm_prefix}"
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "secrets" {
+  statement {
+    sid     = "CoreSecrets"
+    actions = ["ssm:GetParameter"]
+    resources = [
+      "${local.param_arn}/certs/ca.pem",
+      "${local.param_arn}/certs/core-*",
+      "${local.param_arn}/core-api-key",
+    ]
+  }
+  dynamic "statement" {
+    for_each = var.kms_key_arn == "" ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role" "core" {
+  name_prefix        = "${var.name}-core-"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+resource "aws_iam_role_policy" "secrets" {
+  name   = "meshmq-core-secrets"
+  role   = aws_iam_role.core.id
+  policy = data.aws_iam_policy_document.secrets.json
+}
+
+resource "aws_iam_role_policy_attachment" "session_manager" {
+  count      = var.enable_session_manager ? 1 : 0
+  role       = aws_iam_role.core.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "core" {
+  name_prefix = "${var.name}-core-"
+  role        = aws_iam_role.core.name
+}

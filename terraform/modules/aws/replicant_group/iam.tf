@@ -1,0 +1,87 @@
+# The replicants' instance profile: read the cluster CA, the replicant certificate and key,
+# the replicant API key (and the MQTT TLS pair in passthrough mode) from SSM; heartbeat and
+# complete this group's scale-in hook; publish the connections metric. Nothing else.
+
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  arn_tail  = "${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}"
+  param_arn = "arn:${data.aws_partition.current.partition}:ssm:${local.arn_tail}:parameter${var.ssm_prefix}"
+  asg_arn   = "arn:${data.aws_partition.current.partition}:autoscaling:${local.arn_tail}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
+}
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "replicant" {
+  statement {
+    sid     = "ReplicantSecrets"
+    actions = ["ssm:GetParameter"]
+    resources = concat([
+      "${local.param_arn}/certs/ca.pem",
+      "${local.param_arn}/certs/replicant.pem",
+      "${local.param_arn}/certs/replicant.key",
+      "${local.param_arn}/replicant-api-key",
+      ], var.tls_mode == "passthrough" ? [
+      "${local.param_arn}/mqtt-tls.pem",
+      "${local.param_arn}/mqtt-tls.key",
+    ] : [])
+  }
+  statement {
+    sid = "ScaleInHook"
+    actions = [
+      "autoscaling:CompleteLifecycleAction",
+      "autoscaling:RecordLifecycleActionHeartbeat",
+    ]
+    resources = [local.asg_arn]
+  }
+  statement {
+    sid       = "ConnectionsMetric"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = ["Meshmq"]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.kms_key_arn == "" ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
+resource "aws_iam_role" "replicant" {
+  name_prefix        = "${var.name}-replicant-"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+resource "aws_iam_role_policy" "replicant" {
+  name   = "meshmq-replicant"
+  role   = aws_iam_role.replicant.id
+  policy = data.aws_iam_policy_document.replicant.json
+}
+
+resource "aws_iam_role_policy_attachment" "session_manager" {
+  count      = var.enable_session_manager ? 1 : 0
+  role       = aws_iam_role.replicant.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "replicant" {
+  name_prefix = "${var.name}-replicant-"
+  role        = aws_iam_role.replicant.name
+}
