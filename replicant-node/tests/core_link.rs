@@ -302,7 +302,7 @@ async fn follow_stream(
     }
     loop {
         if st.garbage.load(Ordering::SeqCst) {
-            return send_garbage(send, st).await;
+            return failures::send_garbage(send, st).await;
         }
         let len = *rx.borrow_and_update();
         if next <= len {
@@ -338,23 +338,6 @@ async fn write(
         wire: Some(WireVersion::CURRENT.to_proto()),
     };
     frame::write_msg(send, &frame).await
-}
-
-/// Three kinds of bad frame in turn: a length over the limit, bytes that do not decode, and
-/// a frame that decodes to no kind at all.
-async fn send_garbage(
-    send: &mut quinn::SendStream,
-    st: &CoreState,
-) -> Result<(), frame::FrameError> {
-    let bytes: &[u8] = match st.garbage_sent.fetch_add(1, Ordering::SeqCst) % 3 {
-        0 => &[0xff, 0xff, 0xff, 0xff],
-        1 => &[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        _ => &[0, 0, 0, 0],
-    };
-    send.write_all(bytes).await?;
-    // Keep the stream open: the client must react to the bytes, not to an end of stream.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    Ok(())
 }
 
 // ---------- helpers ----------

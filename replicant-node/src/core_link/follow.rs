@@ -202,7 +202,9 @@ async fn frames(
             }
             Ok(Some(frame)) => frame,
         };
+        // A frame without a kind is malformed (the replica says so below), not a refusal.
         if std::mem::take(&mut first)
+            && frame.kind.is_some()
             && let Err(refused) = check_wire(shared, conn, &frame)
         {
             return end("wire_refused", refused, true, progress);
