@@ -20,3 +20,4 @@ pub mod node;
 pub mod process_metrics;
 pub mod prometheus;
 pub mod raft;
+pub mod wire;

@@ -61,6 +61,7 @@ async fn transact(conn: &quinn::Connection, ops: Vec<Op>) -> Result<u64, Transac
             batch: Some(Batch { ops }),
             forwarded: false,
         })),
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     };
     let resp: Response = frame::request(conn, &req, frame::MAX_FRAME, Duration::from_secs(5))
         .await
@@ -94,6 +95,7 @@ async fn replica_of(conn: &quinn::Connection) -> Tables {
             node: "crash-test".into(),
             projected: false,
         })),
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     };
     frame::write_msg(&mut send, &req).await.unwrap();
     let mut tables = Tables::new();
@@ -142,6 +144,7 @@ async fn replica_of(conn: &quinn::Connection) -> Tables {
             }
             follow_frame::Kind::Heartbeat(h) if h.commit_index == applied => return tables,
             follow_frame::Kind::Heartbeat(_) => {}
+            follow_frame::Kind::Refused(e) => panic!("follow refused: {}", e.message),
         }
     }
 }

@@ -129,6 +129,7 @@ async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -
             node: projected.clone().unwrap_or_else(|| "follow-test".into()),
             projected: projected.is_some(),
         })),
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     };
     frame::write_msg(&mut send, &req).await.expect("send");
     let mut f = Followed {
@@ -185,6 +186,7 @@ async fn follow(conn: &quinn::Connection, from: u64, until: u64, base: Tables) -
                 }
             }
             follow_frame::Kind::Snapshot(_) => panic!("a snapshot in one frame"),
+            follow_frame::Kind::Refused(e) => panic!("follow refused: {}", e.message),
             follow_frame::Kind::Heartbeat(_) => {}
         }
     }
@@ -364,6 +366,7 @@ async fn open_follow(
             node: "follow-test".into(),
             projected: false,
         })),
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     };
     frame::write_msg(&mut send, &req).await.expect("send");
     (send, recv)

@@ -17,6 +17,7 @@ use core_node::raft::types::{EntryData, Node, NodeId, Raft};
 use meshmq_proto::core::{Request, Response, request, response};
 use meshmq_proto::tables::{Batch, NodeRole, NodeUp, Op, op::Kind};
 use meshmq_shared::quic::{ALPN_CORE, certs, endpoint, frame, tls::Identity};
+use meshmq_shared::wire_version::WireVersion;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use openraft::error::RPCError;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -147,6 +148,7 @@ fn node_up(i: u64) -> EntryData {
                 role: NodeRole::Replicant as i32,
                 incarnation: i,
                 peer_addr: String::new(),
+                wire: None,
             })),
         }],
     };
@@ -291,19 +293,45 @@ async fn transport_failures_map_to_openraft_errors() {
         kind: Some(response::Kind::Error(meshmq_proto::core::Error {
             message: "no raft here".to_owned(),
         })),
+        wire: Some(WireVersion::CURRENT.to_proto()),
     };
     let wrong_kind = Response {
         kind: Some(response::Kind::Status(Default::default())),
+        wire: Some(WireVersion::CURRENT.to_proto()),
     };
     let vote_without_vote = Response {
         kind: Some(response::Kind::Vote(Default::default())),
+        wire: Some(WireVersion::CURRENT.to_proto()),
+    };
+    // A vote answer of another protocol major: refused, whatever it says.
+    let other_major = Response {
+        kind: Some(response::Kind::Vote(Default::default())),
+        wire: Some(WireVersion::new(WireVersion::CURRENT.major + 1, 0).to_proto()),
+    };
+    let no_version = Response {
+        kind: Some(response::Kind::Vote(Default::default())),
+        wire: None,
     };
     let cases = [
         (Some(framed(&error_reply)), "no raft here"),
         (Some(framed(&wrong_kind)), "status"),
         (Some(framed(&vote_without_vote)), "malformed"),
         (Some(vec![0, 0, 0, 3, 0xff, 0xff, 0xff]), ""),
-        (Some(framed(&Response { kind: None })), "empty"),
+        (
+            Some(framed(&Response {
+                kind: None,
+                wire: Some(WireVersion::CURRENT.to_proto()),
+            })),
+            "empty",
+        ),
+        (
+            Some(framed(&other_major)),
+            "speaks meshmq inter-node protocol",
+        ),
+        (
+            Some(framed(&no_version)),
+            "sent no meshmq inter-node protocol version",
+        ),
     ];
     for (answer, says) in cases {
         let peer = bind(certs_dir.path(), "c2");
@@ -335,6 +363,7 @@ async fn transport_failures_map_to_openraft_errors() {
         "remote_error",
         "malformed",
         "network",
+        "wire_refused",
     ] {
         assert!(rpc_counted("vote", result), "no vote/{result} count");
     }

@@ -63,6 +63,7 @@ fn node_up(node: &str) -> Kind {
         role: NodeRole::Replicant as i32,
         incarnation: 1,
         peer_addr: String::new(),
+        wire: None,
     })
 }
 

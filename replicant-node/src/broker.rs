@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use meshmq_shared::config::{Config, setting};
+use meshmq_shared::wire_version::WireVersion;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -32,6 +33,8 @@ pub struct BrokerBuilder {
     authz: Arc<dyn Authorizer>,
     /// Generate an API key at first start when there is none (the standalone binary).
     generate_api_key: bool,
+    /// The inter-node protocol version this node speaks (its build's but in tests).
+    wire: WireVersion,
 }
 
 /// Entry point: `Broker::builder(config).start().await`.
@@ -44,6 +47,7 @@ impl Broker {
             config,
             authz: Arc::new(AllowAll),
             generate_api_key: false,
+            wire: WireVersion::CURRENT,
         }
     }
 }
@@ -66,6 +70,14 @@ impl BrokerBuilder {
     /// The `replicant-node` binary turns it on; embedders and tests choose.
     pub fn generate_api_key(mut self, on: bool) -> BrokerBuilder {
         self.generate_api_key = on;
+        self
+    }
+
+    /// Speaks inter-node protocol `wire` instead of this build's version: for tests of
+    /// mixed versions only (no configuration key sets it).
+    #[doc(hidden)]
+    pub fn wire_version(mut self, wire: WireVersion) -> BrokerBuilder {
+        self.wire = wire;
         self
     }
 
@@ -103,7 +115,7 @@ impl BrokerBuilder {
         // Install the process-wide metrics recorder before anything records.
         let _ = http::prometheus_handle();
         let incarnation = crate::cluster::now_ms();
-        let core = CoreHandle::start(&config, incarnation).await?;
+        let core = CoreHandle::start(&config, incarnation, self.wire).await?;
         let shutdown = CancellationToken::new();
         // The peer endpoint starts before the context exists; its deliveries find the
         // context through this slot (and are dropped until it is set).
@@ -120,6 +132,7 @@ impl BrokerBuilder {
                 queue_bytes: config.cluster.peer_queue_bytes,
                 applied: core.replica().subscribe_applied(),
                 on_session: Some(crate::handover::on_session_fn(ctx_slot.clone())),
+                wire: self.wire,
             };
             Some(
                 Peers::start(

@@ -138,6 +138,7 @@ pub async fn announce_node(ctx: &Ctx) {
             .as_ref()
             .map(|p| p.local_addr().to_string())
             .unwrap_or_default(),
+        wire: Some(ctx.tables.core.link().wire_version().to_proto()),
     };
     transact(&ctx.tables, vec![op(op::Kind::NodeUp(up))]).await;
 }

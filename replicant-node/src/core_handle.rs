@@ -109,7 +109,12 @@ fn embedded_failed(e: CoreError) -> anyhow::Error {
 impl CoreHandle {
     /// Starts (standalone: the embedded core, then) the link, and returns once the replica
     /// has caught up with the core it follows.
-    pub async fn start(config: &Config, incarnation: u64) -> anyhow::Result<Self> {
+    /// `wire`: the inter-node protocol version this node speaks (its build's but in tests).
+    pub async fn start(
+        config: &Config,
+        incarnation: u64,
+        wire: meshmq_shared::wire_version::WireVersion,
+    ) -> anyhow::Result<Self> {
         let certs_dir = certs_dir(config);
         let node = &config.node.name;
         let (embedded, cores) = if config.cluster.cores.is_empty() {
@@ -144,6 +149,7 @@ impl CoreHandle {
             transact_linger: Duration::from_millis(config.cluster.transact_linger_ms),
             max_snapshot_bytes: config.cluster.follow_max_snapshot_bytes,
             max_frame: meshmq_shared::quic::frame::MAX_FRAME,
+            wire,
         };
         let link = CoreLink::start(link_cfg, replica.clone(), shutdown.clone())
             .await

@@ -30,7 +30,7 @@ pub mod forward;
 pub mod handover;
 pub mod http;
 pub mod listeners;
-pub mod log_gate;
+pub use meshmq_shared::log_gate;
 pub mod mailbox;
 pub mod message;
 pub mod node_budget;

@@ -187,6 +187,8 @@ impl Replica {
             Some(Kind::SnapshotBegin(_) | Kind::SnapshotChunk(_) | Kind::SnapshotEnd(_)) => Err(
                 ReplicaError::Malformed("streamed snapshot frame outside a snapshot stream"),
             ),
+            // The follow stream ends on a refusal before applying anything.
+            Some(Kind::Refused(_)) => Err(ReplicaError::Malformed("refusal frame applied")),
             None => Err(ReplicaError::Malformed("frame without a kind")),
         }
     }
@@ -360,6 +362,7 @@ mod tests {
             role: NodeRole::Replicant as i32,
             incarnation: 1,
             peer_addr: String::new(),
+            wire: None,
         };
         Batch {
             ops: vec![Op {
@@ -391,6 +394,7 @@ mod tests {
             })
             .collect();
         FollowFrame {
+            wire: None,
             kind: Some(Kind::Entries(FollowEntries {
                 entries,
                 commit_index: 0,
@@ -442,6 +446,7 @@ mod tests {
         source.apply_batch(1, &node_up("r1"));
         source.apply_batch(2, &route("s/+"));
         let snap = |index| FollowFrame {
+            wire: None,
             kind: Some(Kind::Snapshot(FollowSnapshot {
                 index,
                 tables: Some(source.snapshot()),
@@ -463,10 +468,14 @@ mod tests {
     fn malformed_frames_are_errors_not_panics() {
         let r = Replica::new();
         assert!(matches!(
-            r.apply(FollowFrame { kind: None }),
+            r.apply(FollowFrame {
+                kind: None,
+                wire: None,
+            }),
             Err(ReplicaError::Malformed(_))
         ));
         let no_tables = FollowFrame {
+            wire: None,
             kind: Some(Kind::Snapshot(FollowSnapshot {
                 index: 5,
                 tables: None,
@@ -477,6 +486,7 @@ mod tests {
             Err(ReplicaError::Malformed(_))
         ));
         let hb = FollowFrame {
+            wire: None,
             kind: Some(Kind::Heartbeat(FollowHeartbeat { commit_index: 9 })),
         };
         r.apply(hb).expect("heartbeat");
@@ -507,6 +517,7 @@ mod tests {
         assert_eq!(bans.try_recv(), Ok(BanSeen::Added(row)));
         assert!(bans.try_recv().is_err(), "a refused add is not announced");
         let snap = FollowFrame {
+            wire: None,
             kind: Some(Kind::Snapshot(FollowSnapshot {
                 index: 5,
                 tables: Some(Tables::new().snapshot()),

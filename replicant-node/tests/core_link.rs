@@ -20,6 +20,7 @@ use meshmq_proto::tables::{Batch, NodeRole, NodeUp, Op, RouteAdd, RouteRemove, o
 use meshmq_shared::follow_snapshot;
 use meshmq_shared::quic::{ALPN_CORE, CertPaths, Identity, certs, endpoint, frame};
 use meshmq_shared::tables::{Tables, ok_result};
+use meshmq_shared::wire_version::WireVersion;
 use parking_lot::Mutex;
 use replicant_node::core_link::health::LAGGING_ENTRIES;
 use replicant_node::core_link::{CoreLink, CoreLinkConfig, CoreLinkError, LinkHealth, LinkState};
@@ -101,6 +102,7 @@ fn node_up(node: String) -> op::Kind {
         role: NodeRole::Replicant as i32,
         incarnation: 1,
         peer_addr: String::new(),
+        wire: None,
     })
 }
 
@@ -246,7 +248,11 @@ async fn serve(
         }
         _ => return,
     };
-    let _ = frame::write_msg(&mut send, &Response { kind: Some(kind) }).await;
+    let resp = Response {
+        kind: Some(kind),
+        wire: Some(WireVersion::CURRENT.to_proto()),
+    };
+    let _ = frame::write_msg(&mut send, &resp).await;
     let _ = send.finish();
 }
 
@@ -296,7 +302,7 @@ async fn follow_stream(
     }
     loop {
         if st.garbage.load(Ordering::SeqCst) {
-            return send_garbage(send, st).await;
+            return failures::send_garbage(send, st).await;
         }
         let len = *rx.borrow_and_update();
         if next <= len {
@@ -326,24 +332,12 @@ async fn write(
     send: &mut quinn::SendStream,
     kind: follow_frame::Kind,
 ) -> Result<(), frame::FrameError> {
-    frame::write_msg(send, &FollowFrame { kind: Some(kind) }).await
-}
-
-/// Three kinds of bad frame in turn: a length over the limit, bytes that do not decode, and
-/// a frame that decodes to no kind at all.
-async fn send_garbage(
-    send: &mut quinn::SendStream,
-    st: &CoreState,
-) -> Result<(), frame::FrameError> {
-    let bytes: &[u8] = match st.garbage_sent.fetch_add(1, Ordering::SeqCst) % 3 {
-        0 => &[0xff, 0xff, 0xff, 0xff],
-        1 => &[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        _ => &[0, 0, 0, 0],
+    // Every frame says the version: the follower checks the first.
+    let frame = FollowFrame {
+        kind: Some(kind),
+        wire: Some(WireVersion::CURRENT.to_proto()),
     };
-    send.write_all(bytes).await?;
-    // Keep the stream open: the client must react to the bytes, not to an end of stream.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    Ok(())
+    frame::write_msg(send, &frame).await
 }
 
 // ---------- helpers ----------

@@ -86,7 +86,19 @@ fn try_start(
     id: Identity,
     node: &str,
     bind: SocketAddr,
+    bounds: (usize, usize),
+) -> Result<Node, PeerError> {
+    let wire = meshmq_shared::wire_version::WireVersion::CURRENT;
+    try_start_speaking(id, node, bind, bounds, wire)
+}
+
+/// As [`try_start`], sending `wire` as the protocol version in its hellos.
+fn try_start_speaking(
+    id: Identity,
+    node: &str,
+    bind: SocketAddr,
     (queue_len, queue_bytes): (usize, usize),
+    wire: meshmq_shared::wire_version::WireVersion,
 ) -> Result<Node, PeerError> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
@@ -102,6 +114,7 @@ fn try_start(
         queue_bytes,
         applied: applied_rx,
         on_session: None,
+        wire,
     };
     let peers = Peers::start(cfg, deliver, stop.clone())?;
     Ok(Node {
@@ -413,6 +426,7 @@ async fn garbage_on_a_stream_is_counted_and_the_server_keeps_serving() {
     let hello = PeerHello {
         node: "g".into(),
         incarnation: 1,
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
     };
 
     // 1. Garbage instead of a hello.
@@ -453,4 +467,95 @@ async fn garbage_on_a_stream_is_counted_and_the_server_keeps_serving() {
     wait_for("a's messages at b", || b.count_from("a") == 100).await;
     assert_eq!(b.seqs_from("a"), (0..100).collect::<Vec<_>>());
     assert_eq!(b.got.lock().len(), 100, "nothing from the garbage streams");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_of_another_protocol_major_is_refused_and_counted() {
+    use meshmq_proto::peer::PeerBatch;
+    use meshmq_shared::wire_version::WireVersion;
+    let scrape = replicant_node::http::prometheus_handle();
+    let refused = || {
+        scrape
+            .render()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("meshmq_wire_protocol_refused_total{peer=\"replicant\"} ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0) as u64
+    };
+    let dir = cert_dir(&["b", "g", "x"]);
+    let b = start(&dir, "b", 16);
+    let b_sock = b.peers.local_addr();
+    let id = identity(&dir, "g");
+    let ep = endpoint::client(&id, ALPN_PEER, b_sock).expect("client endpoint");
+    let conn = endpoint::connect(&ep, b_sock, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    let ours = WireVersion::CURRENT;
+    let before = refused();
+
+    // Another major, and no version at all: the stream is stopped with code 2, nothing of
+    // it is delivered, and each refusal is counted.
+    for wire in [Some(WireVersion::new(ours.major + 1, 0)), None] {
+        let mut s = conn.open_uni().await.expect("stream");
+        let hello = PeerHello {
+            node: "g".into(),
+            incarnation: 1,
+            wire: wire.map(WireVersion::to_proto),
+        };
+        frame::write_msg(&mut s, &hello).await.expect("hello");
+        let batch = PeerBatch {
+            messages: vec![msg("g", 0)],
+            ..Default::default()
+        };
+        let _ = frame::write_msg(&mut s, &batch).await;
+        let stopped = tokio::time::timeout(Duration::from_secs(5), s.stopped())
+            .await
+            .expect("stopped in time");
+        assert_eq!(
+            stopped.ok().flatten().map(quinn::VarInt::into_inner),
+            Some(2),
+            "{wire:?}"
+        );
+    }
+    wait_for("both refusals counted", || refused() >= before + 2).await;
+    assert_eq!(
+        b.count_from("g"),
+        0,
+        "nothing delivered from refused streams"
+    );
+
+    // A newer minor of the same major is served.
+    let mut s = conn.open_uni().await.expect("stream");
+    let hello = PeerHello {
+        node: "g".into(),
+        incarnation: 1,
+        wire: Some(WireVersion::new(ours.major, ours.minor + 1).to_proto()),
+    };
+    frame::write_msg(&mut s, &hello).await.expect("hello");
+    let batch = PeerBatch {
+        messages: vec![msg("g", 7)],
+        ..Default::default()
+    };
+    frame::write_msg(&mut s, &batch).await.expect("batch");
+    wait_for("the newer minor's message delivered", || {
+        b.count_from("g") == 1
+    })
+    .await;
+
+    // A node of another major linking to b: b refuses every stream, the sender sees the
+    // refusal (counted on both ends), nothing is delivered.
+    let before = refused();
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let other = WireVersion::new(ours.major + 1, 0);
+    let x = try_start_speaking(identity(&dir, "x"), "x", any_port, (16, QUEUE_BYTES), other)
+        .expect("x starts");
+    x.peers.connect("b", &b.addr());
+    for i in 0..5 {
+        x.peers.forward("b", &b.addr(), msg("x", i));
+    }
+    wait_for("refused at both ends", || refused() >= before + 2).await;
+    assert_eq!(b.count_from("x"), 0);
 }

@@ -101,6 +101,7 @@ fn node_ops() -> BoxedStrategy<Kind> {
     prop_oneof![
         (node(), small32(), small()).prop_map(|(node, role, incarnation)| Kind::NodeUp(NodeUp {
             peer_addr: String::new(),
+            wire: None,
             addr: format!("{node}:1883"),
             node,
             role: role as i32,

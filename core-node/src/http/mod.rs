@@ -1,7 +1,8 @@
 //! The core's admin HTTP: `/metrics` (Prometheus), `/health`, and the cluster API
 //! (`GET /api/v5/cluster`, `POST /api/v5/cluster/cores` to add a core, `DELETE
 //! /api/v5/cluster/cores/{id}` to remove one, `POST /api/v5/cluster/snapshot[?purge=true]` to
-//! build a Raft snapshot of this core now and optionally purge its log up to it). Membership
+//! build a Raft snapshot of this core now and optionally purge its log up to it, `POST
+//! /api/v5/cluster/leader/transfer` to hand the leadership to another voter). Membership
 //! changes are made by the leader; any other core answers 421 with the leader's core address.
 //!
 //! The cluster API (and `/metrics` when [`HttpConfig::metrics_auth`] is set) needs a
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod server;
+pub mod transfer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,6 +128,7 @@ pub fn router(core: Arc<CoreNode>, access: Access, metrics_auth: bool) -> Router
         .route("/api/v5/cluster/cores", post(add_core))
         .route("/api/v5/cluster/cores/{id}", delete(remove_core))
         .route("/api/v5/cluster/snapshot", post(snapshot))
+        .route("/api/v5/cluster/leader/transfer", post(transfer::transfer))
         .route_layer(from_fn(bounded_body))
         .with_state(core.clone());
     let metrics_route = Router::new().route("/metrics", get(metrics));

@@ -302,7 +302,10 @@ async fn send_snapshot(
 }
 
 async fn write(send: &mut quinn::SendStream, kind: Kind) -> Result<(), FrameError> {
-    let frame = FollowFrame { kind: Some(kind) };
+    let frame = FollowFrame {
+        kind: Some(kind),
+        wire: None,
+    };
     tokio::time::timeout(WRITE_TIMEOUT, frame::write_msg(send, &frame))
         .await
         .map_err(|_| FrameError::Timeout)?

@@ -36,6 +36,10 @@ pub struct MemberView {
     pub addr: String,
     /// Voter (true) or learner.
     pub voter: bool,
+    /// The inter-node protocol version the core speaks (`major.minor`): this core's own,
+    /// or the version another core last answered this one's Raft RPCs with; `null` when
+    /// not known here (ask that core, or the leader, which talks to every member).
+    pub wire_protocol: Option<String>,
 }
 
 /// The group as this core sees it.
@@ -53,6 +57,8 @@ pub struct GroupView {
     pub last_log_index: u64,
     /// Members (voters and learners).
     pub members: Vec<MemberView>,
+    /// The inter-node protocol version this core speaks (`major.minor`).
+    pub wire_protocol: String,
 }
 
 impl CoreNode {
@@ -101,6 +107,11 @@ impl CoreNode {
                 id: *id,
                 addr: node.addr.clone(),
                 voter: voters.contains(id),
+                wire_protocol: if *id == self.id {
+                    Some(self.wire.version().to_string())
+                } else {
+                    self.wire.seen(&node.addr).map(|v| v.to_string())
+                },
             })
             .collect();
         GroupView {
@@ -110,6 +121,7 @@ impl CoreNode {
             applied_index: m.last_applied.map_or(0, |l| l.index),
             last_log_index: m.last_log_index.unwrap_or(0),
             members,
+            wire_protocol: self.wire.version().to_string(),
         }
     }
 }

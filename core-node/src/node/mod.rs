@@ -14,6 +14,7 @@ pub mod follow_snapshot;
 pub mod lease;
 pub mod members;
 pub mod server;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -180,8 +181,12 @@ pub struct CoreNode {
     follow_snapshots: follow_snapshot::FollowSnapshots,
     /// A compaction on demand runs (`compact.rs`): one at a time.
     compacting: std::sync::atomic::AtomicBool,
+    /// A leadership transfer runs (`transfer.rs`): new writes are refused meanwhile.
+    transferring: std::sync::atomic::AtomicBool,
     /// What this core has received of a Raft snapshot being sent to it.
     snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt,
+    /// The inter-node protocol version this core speaks, shared with its Raft client.
+    pub wire: Arc<crate::wire::Wire>,
 }
 
 impl CoreNode {
@@ -211,7 +216,9 @@ impl CoreNode {
             .map_err(|e| CoreError::Endpoint(e.to_string()))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
         let raft_cfg = raft_config(&cfg.timings)?;
-        let network = Network::bounded(cfg.node_id, endpoint.clone(), cfg.timings.rpc_frame_bytes);
+        let wire = crate::wire::Wire::shared();
+        let rpc_bytes = cfg.timings.rpc_frame_bytes;
+        let network = Network::speaking(cfg.node_id, endpoint.clone(), rpc_bytes, wire.clone());
         let raft = Raft::new(cfg.node_id, raft_cfg, network, log.clone(), sm.clone())
             .await
             .map_err(|e| CoreError::Raft(e.to_string()))?;
@@ -232,7 +239,9 @@ impl CoreNode {
             follow_limits: cfg.follow,
             follow_snapshots: follow_snapshot::FollowSnapshots::default(),
             compacting: std::sync::atomic::AtomicBool::new(false),
+            transferring: std::sync::atomic::AtomicBool::new(false),
             snapshot_receipt: crate::raft::rpc_server::SnapshotReceipt::default(),
+            wire,
         });
         core.tasks.spawn(server::accept_loop(Arc::clone(&core)));
         core.tasks.spawn(lease::run(Arc::clone(&core)));
@@ -313,6 +322,11 @@ impl CoreNode {
                 leader: self.leader().map(|(_, a)| a),
             });
         }
+        if self.transferring.load(Ordering::Acquire) {
+            return Err(TransactError::Unavailable(
+                "leadership transfer in progress".into(),
+            ));
+        }
         self.batcher.submit(ops).await
     }
 
@@ -339,6 +353,7 @@ impl CoreNode {
                 batch: Some(Batch { ops }),
                 forwarded: true,
             })),
+            wire: self.wire.proto(),
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         // A leader that died with the request in hand never answers; Raft notices first
@@ -373,7 +388,8 @@ impl CoreNode {
         match answer {
             Ok(Response {
                 kind: Some(response::Kind::Transact(t)),
-            }) => api::from_wire(t),
+                wire,
+            }) if self.wire.check_answer(wire.as_ref(), &addr).is_ok() => api::from_wire(t),
             // The leader served the request but its answer is unusable: outcome unknown.
             Ok(_) => Err(TransactError::Timeout),
             Err(Delivery::NotSent(e)) => Err(TransactError::Unavailable(e)),

@@ -3,14 +3,17 @@
 //! `Transact`, `Lease`, `Status`, or `Follow` (whose answer is a stream of frames).
 //!
 //! One task per connection and one per stream; a bad request is answered with
-//! `Response::Error` and counted, never a panic. It holds no state of its own.
+//! `Response::Error` and counted, never a panic. It holds no state of its own. Every request
+//! is checked for the sender's inter-node protocol version first ([`crate::wire`]) and every
+//! answer carries this core's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshmq_proto::core::{
-    LeaseRequest, LeaseResponse, NotLeader, Request, Response, StatusResponse, TransactRequest,
-    lease_response, request::Kind as Req, response::Kind as Resp,
+    FollowFrame, FollowHeartbeat, LeaseRequest, LeaseResponse, NotLeader, Request, Response,
+    StatusResponse, TransactRequest, follow_frame, lease_response, request::Kind as Req,
+    response::Kind as Resp,
 };
 use meshmq_proto::raft::Blank;
 use meshmq_shared::metrics as m;
@@ -50,6 +53,8 @@ pub async fn accept_loop(core: Arc<CoreNode>) {
 }
 
 async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
+    // The name the cluster CA certified for the caller, for refusal messages.
+    let certified: Option<Arc<str>> = certified_name(&conn);
     loop {
         let stream = tokio::select! {
             _ = core.shutdown.cancelled() => {
@@ -63,9 +68,10 @@ async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
         };
         let Ok((send, recv)) = stream else { return };
         let task_core = Arc::clone(&core);
+        let certified = certified.clone();
         core.tasks.spawn(async move {
             let core = task_core;
-            if let Err(e) = serve_stream(&core, send, recv).await {
+            if let Err(e) = serve_stream(&core, send, recv, certified.as_deref()).await {
                 metrics::counter!(m::CORE_REQUEST_ERRORS_TOTAL, "reason" => e.label()).increment(1);
                 debug!(error = %e, "core endpoint: stream failed");
             }
@@ -77,6 +83,7 @@ async fn serve_stream(
     core: &Arc<CoreNode>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    certified: Option<&str>,
 ) -> Result<(), FrameError> {
     let req = tokio::time::timeout(
         REQUEST_TIMEOUT,
@@ -84,12 +91,27 @@ async fn serve_stream(
     )
     .await
     .map_err(|_| FrameError::Timeout)??;
-    let Some(Request { kind: Some(kind) }) = req else {
-        let resp = error_response("empty request");
+    let Some(mut req) = req else {
+        let resp = error_response(core, "empty request");
         return reply(&mut send, &resp).await;
     };
+    let Some(kind) = req.kind.take() else {
+        let resp = error_response(core, "empty request");
+        return reply(&mut send, &resp).await;
+    };
+    if let Err(refused) = core.wire.check_request(&req, &kind, certified) {
+        return refuse(core, &kind, &refused, &mut send).await;
+    }
     let resp = match kind {
         Req::Follow(f) => {
+            // The first frame carries this core's version (the follower checks it).
+            let hello = FollowFrame {
+                kind: Some(follow_frame::Kind::Heartbeat(FollowHeartbeat {
+                    commit_index: core.sm.applied_index(),
+                })),
+                wire: core.wire.proto(),
+            };
+            frame::write_msg(&mut send, &hello).await?;
             let r = super::follow::serve(core, f, &mut send).await;
             let _ = send.finish();
             return r;
@@ -97,15 +119,51 @@ async fn serve_stream(
         Req::Transact(t) => Resp::Transact(api::to_wire(transact(core, t).await)),
         Req::Lease(l) => Resp::Lease(lease(core, l).await),
         Req::Status(_) => Resp::Status(status(core)),
+        Req::Elect(e) => Resp::Elect(core.elect_now(e.from_leader).await),
         raft_rpc @ (Req::Vote(_) | Req::Append(_) | Req::Snapshot(_)) => {
-            return reply(
-                &mut send,
-                &rpc_server::handle(&core.raft, &core.snapshot_receipt, raft_rpc).await,
-            )
-            .await;
+            let mut resp = rpc_server::handle(&core.raft, &core.snapshot_receipt, raft_rpc).await;
+            resp.wire = core.wire.proto();
+            return reply(&mut send, &resp).await;
         }
     };
-    reply(&mut send, &Response { kind: Some(resp) }).await
+    let resp = Response {
+        kind: Some(resp),
+        wire: core.wire.proto(),
+    };
+    reply(&mut send, &resp).await
+}
+
+/// Answers a request of another protocol major: `Error` (a `refused` frame on a Follow
+/// stream), naming both versions, with this core's version.
+async fn refuse(
+    core: &CoreNode,
+    kind: &Req,
+    refused: &str,
+    send: &mut quinn::SendStream,
+) -> Result<(), FrameError> {
+    if matches!(kind, Req::Follow(_)) {
+        let frame = FollowFrame {
+            kind: Some(follow_frame::Kind::Refused(meshmq_proto::core::Error {
+                message: refused.to_owned(),
+            })),
+            wire: core.wire.proto(),
+        };
+        frame::write_msg(send, &frame).await?;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
+        return Ok(());
+    }
+    reply(send, &error_response(core, refused)).await
+}
+
+/// The common name of the caller's certificate (verified against the cluster CA).
+fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    meshmq_shared::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
 }
 
 async fn reply(send: &mut quinn::SendStream, resp: &Response) -> Result<(), FrameError> {
@@ -117,11 +175,12 @@ async fn reply(send: &mut quinn::SendStream, resp: &Response) -> Result<(), Fram
     Ok(())
 }
 
-fn error_response(message: &str) -> Response {
+fn error_response(core: &CoreNode, message: &str) -> Response {
     Response {
         kind: Some(Resp::Error(meshmq_proto::core::Error {
             message: message.to_owned(),
         })),
+        wire: core.wire.proto(),
     }
 }
 
@@ -153,6 +212,7 @@ async fn lease(core: &CoreNode, l: LeaseRequest) -> LeaseResponse {
             Some((id, addr)) if id != core.id => {
                 let req = Request {
                     kind: Some(Req::Lease(l)),
+                    wire: core.wire.proto(),
                 };
                 match core
                     .conns
@@ -161,7 +221,8 @@ async fn lease(core: &CoreNode, l: LeaseRequest) -> LeaseResponse {
                 {
                     Ok(Response {
                         kind: Some(Resp::Lease(r)),
-                    }) => return r,
+                        wire,
+                    }) if core.wire.check_answer(wire.as_ref(), &addr).is_ok() => return r,
                     _ => lease_response::Result::NotLeader(NotLeader {
                         leader_id: Some(id),
                         leader_addr: addr,

@@ -406,6 +406,10 @@ pub(super) const COUNTER_HELP: &[(&str, &str)] = &[
         m::PEER_CONNECTIONS_ACCEPTED_TOTAL,
         "Incoming peer connections accepted.",
     ),
+    (
+        m::WIRE_PROTOCOL_REFUSED_TOTAL,
+        "Inter-node handshakes refused for another inter-node protocol major, by the other end's role.",
+    ),
 ];
 
 /// `# HELP` text of every gauge.

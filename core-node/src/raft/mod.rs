@@ -5,6 +5,7 @@
 pub mod append_budget;
 pub mod convert;
 pub mod network;
+pub mod network_error;
 pub mod rpc_convert;
 pub mod rpc_server;
 pub mod store;

@@ -41,6 +41,8 @@ use tokio::time::Instant;
 
 use super::append_budget;
 use super::convert::ConvertError;
+use super::network_error::Failure;
+pub use super::network_error::TransportError;
 use super::rpc_convert as conv;
 use super::types::{Node, NodeId, TypeConfig};
 
@@ -73,115 +75,6 @@ pub const SNAPSHOT_ENVELOPE_BYTES: usize = 64 << 10;
 /// The RPC result of one call, as openraft wants it for RPC kind `E`'s remote errors.
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, E>>;
 
-/// Why one RPC to a peer core failed below the Raft level. Wrapped in openraft's
-/// `Unreachable` or `NetworkError` (its text is what openraft logs).
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The target's address (`BasicNode::addr`) did not resolve to a socket address.
-    #[error("cannot resolve core address {addr:?}: {reason}")]
-    Resolve {
-        /// The address as in the membership.
-        addr: String,
-        /// Why it did not resolve.
-        reason: String,
-    },
-    /// The QUIC/TLS handshake failed, was refused, or did not finish in time.
-    #[error("cannot connect to core {addr}: {reason}")]
-    Connect {
-        /// The address dialed.
-        addr: String,
-        /// The endpoint's error, as text.
-        reason: String,
-    },
-    /// The connection closed before the reply arrived (peer stopped or restarted).
-    #[error("connection to core {addr} lost: {reason}")]
-    ConnectionLost {
-        /// The peer's address.
-        addr: String,
-        /// The close reason or stream error, as text.
-        reason: String,
-    },
-    /// The stream failed while the connection stayed up (reset, malformed frame).
-    #[error("{rpc} to core {addr}: {reason}")]
-    Stream {
-        /// Which RPC.
-        rpc: &'static str,
-        /// The peer's address.
-        addr: String,
-        /// The framing error, as text.
-        reason: String,
-    },
-    /// The peer answered `Response::Error`.
-    #[error("core {addr} could not serve {rpc}: {message}")]
-    Remote {
-        /// Which RPC.
-        rpc: &'static str,
-        /// The peer's address.
-        addr: String,
-        /// The peer's error text.
-        message: String,
-    },
-    /// The peer answered with a response of another kind, or none.
-    #[error("core {addr} answered {got} to a {rpc} request")]
-    UnexpectedReply {
-        /// Which RPC.
-        rpc: &'static str,
-        /// The peer's address.
-        addr: String,
-        /// The kind of response it sent.
-        got: &'static str,
-    },
-    /// The request is over the core RPC frame bound; it was not sent.
-    #[error("{rpc} to core {addr} not sent: {bytes} bytes, over the core RPC frame bound of {max}")]
-    TooLarge {
-        /// Which RPC.
-        rpc: &'static str,
-        /// The peer's address.
-        addr: String,
-        /// The encoded request's bytes.
-        bytes: usize,
-        /// The bound.
-        max: usize,
-    },
-    /// The reply had the right kind but a missing or malformed field.
-    #[error("malformed {rpc} reply from core {addr}: {source}")]
-    Malformed {
-        /// Which RPC.
-        rpc: &'static str,
-        /// The peer's address.
-        addr: String,
-        /// What was wrong with it.
-        source: ConvertError,
-    },
-}
-
-/// How one RPC failed, before it is given openraft's shape (which depends on the RPC).
-enum Failure {
-    /// Could not reach the peer: openraft backs off before retrying.
-    Unreachable(TransportError),
-    /// The deadline passed with the connection up.
-    Timeout,
-    /// Anything else: openraft retries on its next replication round.
-    Network(TransportError),
-    /// Not sent: the request is over the core RPC frame bound.
-    TooLarge(TransportError),
-}
-
-impl Failure {
-    /// Label value of `meshmq_raft_rpc_total{result}`.
-    fn label(&self) -> &'static str {
-        match self {
-            Failure::Unreachable(_) => "unreachable",
-            Failure::Timeout => "timeout",
-            Failure::Network(TransportError::Remote { .. }) => "remote_error",
-            Failure::Network(TransportError::Malformed { .. })
-            | Failure::Network(TransportError::UnexpectedReply { .. }) => "malformed",
-            Failure::Network(_) => "network",
-            Failure::TooLarge(_) => "payload_too_large",
-        }
-    }
-}
-
 /// A connection slot for one target address; the async lock makes concurrent RPCs to that
 /// target wait for one dial instead of each dialing.
 type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
@@ -203,6 +96,8 @@ struct Shared {
     peers: parking_lot::Mutex<HashMap<String, Slot>>,
     /// Largest request frame sent to a peer core.
     rpc_bytes: usize,
+    /// The inter-node protocol version sent with every RPC and checked in every answer.
+    wire: Arc<crate::wire::Wire>,
 }
 
 impl Network {
@@ -216,13 +111,27 @@ impl Network {
     /// As [`new`](Self::new), sending no request frame over `rpc_bytes` (clamped to
     /// `frame::MAX_FRAME`, which peers read at most).
     pub fn bounded(id: NodeId, endpoint: quinn::Endpoint, rpc_bytes: usize) -> Self {
+        Self::speaking(id, endpoint, rpc_bytes, crate::wire::Wire::shared())
+    }
+
+    /// As [`bounded`](Self::bounded), speaking the inter-node protocol version of `wire`.
+    pub fn speaking(
+        id: NodeId,
+        endpoint: quinn::Endpoint,
+        rpc_bytes: usize,
+        wire: Arc<crate::wire::Wire>,
+    ) -> Self {
+        let rpc_bytes = rpc_bytes.min(frame::MAX_FRAME);
+        let peers = parking_lot::Mutex::new(HashMap::new());
+        let shared = Shared {
+            id,
+            endpoint,
+            peers,
+            rpc_bytes,
+            wire,
+        };
         Network {
-            shared: Arc::new(Shared {
-                id,
-                endpoint,
-                peers: parking_lot::Mutex::new(HashMap::new()),
-                rpc_bytes: rpc_bytes.min(frame::MAX_FRAME),
-            }),
+            shared: Arc::new(shared),
         }
     }
 
@@ -373,7 +282,11 @@ impl PeerClient {
                 }));
             }
         };
-        let req = Request { kind: Some(kind) };
+        let wire = &self.net.shared.wire;
+        let req = Request {
+            kind: Some(kind),
+            wire: wire.proto(),
+        };
         let bytes = req.encoded_len();
         if bytes > self.net.shared.rpc_bytes {
             return Err(Failure::TooLarge(TransportError::TooLarge {
@@ -385,18 +298,21 @@ impl PeerClient {
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let sent = frame::request::<Request, Response>(&conn, &req, frame::MAX_FRAME, remaining);
-        match tokio::time::timeout_at(deadline, sent).await {
-            Ok(Ok(Response { kind: Some(kind) })) => Ok(kind),
-            Ok(Ok(Response { kind: None })) => {
-                Err(Failure::Network(TransportError::UnexpectedReply {
-                    rpc,
-                    addr: self.addr.clone(),
-                    got: "an empty response",
-                }))
-            }
-            Ok(Err(frame::FrameError::Timeout)) | Err(_) => Err(Failure::Timeout),
-            Ok(Err(e)) => Err(self.stream_failure(rpc, &conn, e.to_string())),
+        let resp = match tokio::time::timeout_at(deadline, sent).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(frame::FrameError::Timeout)) | Err(_) => return Err(Failure::Timeout),
+            Ok(Err(e)) => return Err(self.stream_failure(rpc, &conn, e.to_string())),
+        };
+        if let Err(refused) = wire.check_answer(resp.wire.as_ref(), &self.addr) {
+            return Err(Failure::Network(TransportError::WireRefused(refused)));
         }
+        resp.kind.ok_or_else(|| {
+            Failure::Network(TransportError::UnexpectedReply {
+                rpc,
+                addr: self.addr.clone(),
+                got: "an empty response",
+            })
+        })
     }
 
     /// A failed exchange: `Unreachable` when the connection itself is gone (the next call
@@ -503,6 +419,7 @@ fn kind_name(kind: &response::Kind) -> &'static str {
         response::Kind::Transact(_) => "transact",
         response::Kind::Lease(_) => "lease",
         response::Kind::Status(_) => "status",
+        response::Kind::Elect(_) => "elect",
         response::Kind::Error(_) => "error",
     }
 }

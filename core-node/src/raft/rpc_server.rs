@@ -104,6 +104,7 @@ pub async fn handle(raft: &Raft, receipt: &SnapshotReceipt, kind: request::Kind)
         request::Kind::Follow(_) => Err(RpcServeError::NotRaft("follow")),
         request::Kind::Lease(_) => Err(RpcServeError::NotRaft("lease")),
         request::Kind::Status(_) => Err(RpcServeError::NotRaft("status")),
+        request::Kind::Elect(_) => Err(RpcServeError::NotRaft("elect")),
     };
     let kind = result.unwrap_or_else(|e| {
         tracing::debug!(error = %e, "raft rpc answered with an error");
@@ -111,7 +112,11 @@ pub async fn handle(raft: &Raft, receipt: &SnapshotReceipt, kind: request::Kind)
             message: e.to_string(),
         })
     });
-    Response { kind: Some(kind) }
+    // The build's version; the core's endpoint sets its own (`crate::wire`).
+    Response {
+        kind: Some(kind),
+        wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
+    }
 }
 
 async fn vote(raft: &Raft, req: &pb::VoteRequest) -> Result<response::Kind, RpcServeError> {

@@ -144,6 +144,7 @@ async fn open(
             node: shared.node.clone(),
             projected: shared.replica.projected_for().is_some(),
         })),
+        wire: shared.dialer.wire.proto(),
     };
     let opened = tokio::time::timeout(shared.request_timeout, async {
         let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -174,6 +175,7 @@ async fn frames(
     snapshot: &mut Receiver,
 ) -> Ended {
     let mut progress = false;
+    let mut first = true;
     let end = |reason: &'static str, detail: String, close: bool, progress: bool| Ended {
         reason,
         detail,
@@ -200,6 +202,13 @@ async fn frames(
             }
             Ok(Some(frame)) => frame,
         };
+        // A frame without a kind is malformed (the replica says so below), not a refusal.
+        if std::mem::take(&mut first)
+            && frame.kind.is_some()
+            && let Err(refused) = check_wire(shared, conn, &frame)
+        {
+            return end("wire_refused", refused, true, progress);
+        }
         let reported = reported_commit(&frame);
         let frame = match snapshot.on_frame(shared, frame) {
             Step::Apply(frame) => *frame,
@@ -228,6 +237,29 @@ async fn frames(
         }
         note_reported(shared, reported);
     }
+}
+
+/// Checks the version on the first frame of a stream (a core that refused this node sends
+/// `refused` with the reason); a core that accepts ends any refusal.
+fn check_wire(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    frame: &FollowFrame,
+) -> Result<(), String> {
+    let said = match &frame.kind {
+        Some(follow_frame::Kind::Refused(e)) => Some(e.message.as_str()),
+        _ => None,
+    };
+    let core = conn.remote_address().to_string();
+    shared.dialer.wire.check(frame.wire.as_ref(), &core, said)?;
+    if let Some(said) = said {
+        // Same major but refused anyway: say so, as a refusal.
+        let text = format!("refused by core {core}: {said}");
+        shared.dialer.wire.refuse(&text);
+        return Err(text);
+    }
+    shared.dialer.wire.accepted();
+    Ok(())
 }
 
 /// Notes the commit index a frame reported and sets the lag gauge.
@@ -294,7 +326,11 @@ fn reported_commit(frame: &FollowFrame) -> Option<u64> {
         Some(follow_frame::Kind::Heartbeat(h)) => Some(h.commit_index),
         Some(follow_frame::Kind::Snapshot(s)) => Some(s.index),
         Some(follow_frame::Kind::SnapshotEnd(e)) => Some(e.index),
-        Some(follow_frame::Kind::SnapshotBegin(_) | follow_frame::Kind::SnapshotChunk(_)) => None,
+        Some(
+            follow_frame::Kind::SnapshotBegin(_)
+            | follow_frame::Kind::SnapshotChunk(_)
+            | follow_frame::Kind::Refused(_),
+        ) => None,
         None => None,
     }
 }

@@ -42,6 +42,10 @@ pub struct LinkHealth {
     pub commit_index: u64,
     /// `commit_index − applied_index` (the `meshmq_replication_lag_entries` gauge).
     pub lag: u64,
+    /// Why the cores refuse this node's inter-node protocol version, while they do (left
+    /// out otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wire_refused: Option<String>,
 }
 
 impl LinkHealth {
@@ -60,6 +64,7 @@ impl LinkHealth {
             applied_index,
             commit_index,
             lag,
+            wire_refused: None,
         }
     }
 }

@@ -84,10 +84,17 @@ async fn send(shared: &Shared, conn: &quinn::Connection) -> Result<Renewal, Stri
             incarnation: shared.incarnation,
             ttl_ms,
         })),
+        wire: shared.dialer.wire.proto(),
     };
     let resp: Response = frame::request(conn, &req, frame::MAX_FRAME, shared.request_timeout)
         .await
         .map_err(|e| e.to_string())?;
+    let said = match &resp.kind {
+        Some(response::Kind::Error(e)) => Some(e.message.as_str()),
+        _ => None,
+    };
+    let core = conn.remote_address().to_string();
+    shared.dialer.wire.check(resp.wire.as_ref(), &core, said)?;
     match resp.kind {
         Some(response::Kind::Lease(l)) => match l.result {
             Some(lease_response::Result::Ok(_)) => Ok(Renewal::Ok),

@@ -23,6 +23,7 @@ pub mod pick;
 mod resend;
 mod snapshot;
 mod transact;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use meshmq_shared::quic::Identity;
+use meshmq_shared::wire_version::WireVersion;
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::oneshot;
@@ -65,6 +67,9 @@ pub struct CoreLinkConfig {
     ///
     /// [`frame::MAX_FRAME`]: meshmq_shared::quic::frame::MAX_FRAME
     pub max_frame: usize,
+    /// The inter-node protocol version sent to the cores ([`WireVersion::CURRENT`] but in
+    /// tests).
+    pub wire: WireVersion,
 }
 
 impl CoreLinkConfig {
@@ -82,6 +87,7 @@ impl CoreLinkConfig {
             transact_linger: Duration::from_millis(5),
             max_snapshot_bytes: 16 << 30,
             max_frame: meshmq_shared::quic::frame::MAX_FRAME,
+            wire: WireVersion::CURRENT,
         }
     }
 }
@@ -243,13 +249,27 @@ impl CoreLink {
         self.shared.commit_index.load(Ordering::Relaxed)
     }
 
-    /// Following, lagging or down, with the core and the indexes (for `/health`).
+    /// Following, lagging or down, with the core and the indexes (for `/health`), and why
+    /// the cores refuse this node's protocol version while they do.
     pub fn health(&self) -> LinkHealth {
-        LinkHealth::judge(
+        let mut health = LinkHealth::judge(
             self.current_core(),
             self.shared.replica.applied_index(),
             self.commit_index(),
-        )
+        );
+        health.wire_refused = self.wire_refused();
+        health
+    }
+
+    /// The inter-node protocol version this link speaks.
+    pub fn wire_version(&self) -> WireVersion {
+        self.shared.dialer.wire.version()
+    }
+
+    /// Why the cores refuse this node's inter-node protocol version, while they do (the
+    /// node is then not ready: see the availability check).
+    pub fn wire_refused(&self) -> Option<String> {
+        self.shared.dialer.wire.refused()
     }
 
     /// True while the core group has no leader as far as this link can tell: the last lease
@@ -296,7 +316,7 @@ impl Shared {
             max_snapshot_bytes: cfg.max_snapshot_bytes,
             max_frame: cfg.max_frame,
             replica,
-            dialer: Dialer::new(cfg.identity),
+            dialer: Dialer::new(cfg.identity, cfg.wire),
             current: Mutex::new(None),
             commit_index: AtomicU64::new(0),
             last_error: Mutex::new("no attempt yet".into()),

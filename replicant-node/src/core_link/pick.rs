@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use meshmq_proto::core::{Request, Response, StatusRequest, StatusResponse, request, response};
 use meshmq_shared::quic::{ALPN_CORE, Identity, endpoint, frame};
+use meshmq_shared::wire_version::WireVersion;
 use parking_lot::Mutex;
 use rand::Rng;
+
+use super::wire::WireGuard;
 
 /// How long one core may take to connect and answer `Status` before it is left out.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -68,6 +71,8 @@ pub struct Picked {
 pub struct Dialer {
     /// This node's TLS identity, presented to every core.
     identity: Identity,
+    /// This node's inter-node protocol version and the cores' refusal of it, if they refuse.
+    pub wire: WireGuard,
     /// Client endpoints: `[IPv4, IPv6]`.
     endpoints: Mutex<[Option<quinn::Endpoint>; 2]>,
     /// The last connection dialed per address; replaced when it has closed.
@@ -75,10 +80,11 @@ pub struct Dialer {
 }
 
 impl Dialer {
-    /// A dialer presenting `identity`.
-    pub fn new(identity: Identity) -> Self {
+    /// A dialer presenting `identity`, speaking the inter-node protocol version `wire`.
+    pub fn new(identity: Identity, wire: WireVersion) -> Self {
         Self {
             identity,
+            wire: WireGuard::new(wire),
             endpoints: Mutex::new([None, None]),
             conns: Mutex::new(HashMap::new()),
         }
@@ -179,10 +185,18 @@ pub async fn status(
         let conn = dialer.connect(addr, STATUS_TIMEOUT).await?;
         let req = Request {
             kind: Some(request::Kind::Status(StatusRequest {})),
+            wire: dialer.wire.proto(),
         };
         let resp: Response = frame::request(&conn, &req, frame::MAX_FRAME, STATUS_TIMEOUT)
             .await
             .map_err(|e| format!("status from {addr}: {e}"))?;
+        let said = match &resp.kind {
+            Some(response::Kind::Error(e)) => Some(e.message.as_str()),
+            _ => None,
+        };
+        dialer
+            .wire
+            .check(resp.wire.as_ref(), &addr.to_string(), said)?;
         match resp.kind {
             Some(response::Kind::Status(s)) => Ok((conn, s)),
             Some(response::Kind::Error(e)) => Err(format!("status from {addr}: {}", e.message)),

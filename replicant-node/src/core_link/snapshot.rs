@@ -90,7 +90,7 @@ impl Receiver {
             self.staging = None;
             return out_of_place(shared, "another frame inside a streamed snapshot");
         }
-        Step::Apply(Box::new(FollowFrame { kind }))
+        Step::Apply(Box::new(FollowFrame { kind, wire: None }))
     }
 
     /// The session ended: a snapshot still being received is dropped (counted).

@@ -18,6 +18,7 @@ use meshmq_shared::metrics as m;
 use meshmq_shared::quic::{self, frame};
 use tracing::warn;
 
+use super::wire::WireGuard;
 use super::{Backoff, CoreLink, Shared, pick};
 
 /// Where the next attempt goes.
@@ -102,6 +103,7 @@ impl Shared {
                 batch: Some(Batch { ops }),
                 forwarded: false,
             })),
+            wire: self.dialer.wire.proto(),
         };
         let mut target = Target::Current;
         let mut backoff = Backoff::new();
@@ -159,7 +161,13 @@ impl Shared {
         }
         .map_err(Failed::NotSent)?;
         let left = deadline.saturating_duration_since(Instant::now());
-        exchange(&conn, req, self.request_timeout.min(left)).await
+        exchange(
+            &conn,
+            req,
+            self.request_timeout.min(left),
+            &self.dialer.wire,
+        )
+        .await
     }
 
     /// Waits until the replica applied the committed entry.
@@ -189,6 +197,7 @@ async fn exchange(
     conn: &quinn::Connection,
     req: &Request,
     timeout: Duration,
+    wire: &WireGuard,
 ) -> Result<Committed, Failed> {
     let (mut send, mut recv) = match tokio::time::timeout(timeout, conn.open_bi()).await {
         Ok(Ok(streams)) => streams,
@@ -215,6 +224,14 @@ async fn exchange(
         Ok(Err(e)) => return Err(unknown(&format!("reading the reply: {e}"))),
         Err(_) => return Err(unknown("no reply in time")),
     };
+    let said = match &resp.kind {
+        Some(response::Kind::Error(e)) => Some(e.message.as_str()),
+        _ => None,
+    };
+    // Refused for its version: not served, so another core may be asked (none will).
+    let core = conn.remote_address().to_string();
+    wire.check(resp.wire.as_ref(), &core, said)
+        .map_err(Failed::NotSent)?;
     match resp.kind {
         Some(response::Kind::Transact(t)) => api::from_wire(t).map_err(Failed::Answer),
         // The core refused to serve the request at all (e.g. it could not decode it).

@@ -291,16 +291,25 @@ fn row_json((node, e): (String, tables::Evacuation)) -> serde_json::Value {
     })
 }
 
-/// For load balancers: 503 while this node is evacuated or stopping. Open (no API key).
+/// For load balancers: 503 while this node is evacuated or stopping, or while the cores
+/// refuse its inter-node protocol version. Open (no API key).
 #[utoipa::path(get, path = "/api/v5/load_rebalance/availability_check", tag = "load_rebalance",
     responses((status = 200, description = "This node takes clients", body = Object),
-              (status = 503, description = "This node is being evacuated or is stopping", body = ErrorBody)))]
+              (status = 503, description = "This node is being evacuated or is stopping, or the cores refuse its protocol version", body = ErrorBody)))]
 async fn availability_check(State(ctx): State<Arc<Ctx>>) -> Response {
     if ctx.admission.evacuation.unavailable() || ctx.admission.shutdown.is_cancelled() {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "SERVICE_UNAVAILABLE",
             "this node is being evacuated",
+        )
+        .into_response()
+    } else if let Some(refused) = ctx.tables.core.link().wire_refused() {
+        let message = format!("the cores refuse this node's inter-node protocol: {refused}");
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "WIRE_PROTOCOL_REFUSED",
+            &message,
         )
         .into_response()
     } else {

@@ -1,6 +1,6 @@
 //! What `GET /api/v5/nodes` reports about a replicant: EMQX's node fields (`node`, `node_status`,
 //! `role`, `version`, `uptime`, `connections`, `live_connections`, `memory_total`,
-//! `memory_used`, `max_fds`) plus ours (`sessions`, `core_link`).
+//! `memory_used`, `max_fds`) plus ours (`sessions`, `core_link`, `wire_protocol`).
 //!
 //! Owns reading this node's figures (from the broker's counters and `/proc`) and the row of a
 //! node known only from the `nodes` table (a core, or a replicant that did not answer). It
@@ -11,6 +11,7 @@ pub mod api;
 use std::sync::atomic::Ordering;
 
 use meshmq_proto::tables::{NodeRole, NodeRow, NodeState};
+use meshmq_shared::wire_version::WireVersion;
 use serde::Serialize;
 
 use crate::core_link::LinkHealth;
@@ -29,6 +30,9 @@ pub struct NodeInfo {
     /// Broker version (replicants that answered).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The inter-node protocol version the node speaks, `major.minor` (docs/upgrade.md);
+    /// `null` when not known (a row written without one).
+    pub wire_protocol: Option<String>,
     /// Milliseconds since the node started (replicants that answered).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime: Option<u64>,
@@ -72,6 +76,10 @@ pub fn from_row(row: &NodeRow) -> NodeInfo {
         node_status: status.into(),
         role: role.into(),
         version: None,
+        wire_protocol: row
+            .wire
+            .as_ref()
+            .map(|w| WireVersion::from_proto(Some(w)).to_string()),
         uptime: None,
         sessions: row.sessions,
         connections: row.connected_clients,
@@ -93,6 +101,7 @@ pub async fn this_node(ctx: &Ctx) -> NodeInfo {
             node_status: "running".into(),
             role: "replicant".into(),
             version: None,
+            wire_protocol: None,
             uptime: None,
             sessions: 0,
             connections: 0,
@@ -104,6 +113,7 @@ pub async fn this_node(ctx: &Ctx) -> NodeInfo {
         },
     };
     info.version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    info.wire_protocol = Some(ctx.tables.core.link().wire_version().to_string());
     info.uptime =
         Some(u64::try_from(ctx.admission.started.elapsed().as_millis()).unwrap_or(u64::MAX));
     info.live_connections = Some(ctx.admission.connections.load(Ordering::Relaxed) as u64);

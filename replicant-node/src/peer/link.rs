@@ -21,6 +21,7 @@ use meshmq_proto::peer::{PeerHello, PeerMessage, SessionItem};
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::frame::{self, FrameError, MAX_FRAME};
 use meshmq_shared::quic::{ALPN_PEER, CLOSE_SHUTDOWN, Identity, endpoint};
+use meshmq_shared::wire_version::WireVersion;
 use parking_lot::Mutex;
 use prost::Message as _;
 use tokio::runtime::Handle;
@@ -353,6 +354,25 @@ impl LinkTask {
         }
     }
 
+    /// Why the peer stopped the stream: a refusal of this node's protocol version (code
+    /// `STOP_WIRE_REFUSED`: counted, said), or another stop.
+    fn stopped_by_peer(
+        &self,
+        stopped: Result<Option<quinn::VarInt>, quinn::StoppedError>,
+    ) -> String {
+        match stopped {
+            Ok(Some(code)) if code.into_inner() == u64::from(super::server::STOP_WIRE_REFUSED) => {
+                metrics::counter!(m::WIRE_PROTOCOL_REFUSED_TOTAL, "peer" => "replicant")
+                    .increment(1);
+                let ours = WireVersion::from_proto(self.hello.wire.as_ref());
+                format!("the peer refused this node's inter-node protocol {ours} (another major)")
+            }
+            Ok(Some(code)) => format!("the peer stopped the stream (code {code})"),
+            Ok(None) => "the stream was closed".into(),
+            Err(e) => format!("the stream ended: {e}"),
+        }
+    }
+
     /// Opens the stream and writes the hello.
     async fn open(&self, conn: &quinn::Connection) -> Result<quinn::SendStream, FrameError> {
         let mut send = conn.open_uni().await?;
@@ -379,6 +399,7 @@ impl LinkTask {
                 biased;
                 _ = stop.cancelled() => return Err(()),
                 e = conn.closed() => return Ok(format!("connection closed: {e}")),
+                stopped = send.stopped() => return Ok(self.stopped_by_peer(stopped)),
                 b = queue.next_batch() => b,
             };
             let n = batch.messages.len();
@@ -392,6 +413,9 @@ impl LinkTask {
             };
             if let Err(e) = wrote {
                 counters.dropped(DropReason::LinkBroken, n);
+                if let FrameError::Write(quinn::WriteError::Stopped(code)) = e {
+                    return Ok(self.stopped_by_peer(Ok(Some(code))));
+                }
                 return Ok(format!("writing a batch: {e}"));
             }
             counters.sent.fetch_add(n as u64, Ordering::Relaxed);

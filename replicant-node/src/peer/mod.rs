@@ -72,6 +72,9 @@ pub struct PeerConfig {
     pub applied: watch::Receiver<u64>,
     /// Where session hand-over items from peers go (`None`: they are counted as malformed).
     pub on_session: Option<OnSession>,
+    /// The inter-node protocol version sent in every `PeerHello`; incoming hellos of another
+    /// major are refused.
+    pub wire: meshmq_shared::wire_version::WireVersion,
 }
 
 /// Called for every message received from a peer (on the receiving task; must not block).
@@ -331,6 +334,7 @@ impl Peers {
             hello: PeerHello {
                 node: cfg.node,
                 incarnation: cfg.incarnation,
+                wire: Some(cfg.wire.to_proto()),
             },
             queue_len: cfg.queue_len,
             queue_bytes: cfg.queue_bytes,
@@ -345,7 +349,15 @@ impl Peers {
             api: api.clone(),
             api_pool: api_call::Pool::default(),
         });
-        let ctx = server::ServerCtx::new(deliver, cfg.on_session, server, barriers, shutdown, api);
+        let ctx = server::ServerCtx::new(
+            deliver,
+            cfg.on_session,
+            server,
+            barriers,
+            shutdown,
+            api,
+            cfg.wire,
+        );
         runtime.spawn(server::accept_loop(ep, dialer, ctx));
         Ok(Peers { shared })
     }

@@ -9,7 +9,9 @@
 //! barrier's ack leaves. A malformed
 //! frame (undecodable, over the size limit, cut short, or a hello without a node name) is
 //! counted in `meshmq_peer_malformed_total{reason}` and ends that stream only; the
-//! connection and every other stream keep being served.
+//! connection and every other stream keep being served. A hello naming another inter-node
+//! protocol major (or none) is refused: counted in `meshmq_wire_protocol_refused_total`,
+//! logged (one line per 10 s), and the stream stopped with [`STOP_WIRE_REFUSED`].
 //!
 //! Waiting on the network is bounded by QUIC's idle timeout (keep-alive 1 s, idle 5 s, from
 //! `quic::endpoint::transport()`): a peer that died or became unreachable ends its
@@ -27,9 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshmq_proto::peer::{PeerBatch, PeerHello};
+use meshmq_shared::log_gate::LogGate;
 use meshmq_shared::metrics as m;
 use meshmq_shared::quic::CLOSE_SHUTDOWN;
 use meshmq_shared::quic::frame::{self, FrameError, MAX_FRAME};
+use meshmq_shared::wire_version::{self, WireVersion};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
@@ -48,6 +52,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HELLO: usize = 4_096;
 /// Application code sent with `STOP_SENDING` on a stream dropped for a malformed frame.
 const STOP_MALFORMED: u32 = 1;
+/// Application code sent with `STOP_SENDING` on a stream whose hello names another
+/// inter-node protocol major (or none).
+pub const STOP_WIRE_REFUSED: u32 = 2;
 /// How long shutdown waits for closed connections to drain before freeing the port.
 const DRAIN_WAIT: Duration = Duration::from_secs(3);
 
@@ -80,6 +87,10 @@ pub(super) struct ServerCtx {
     connections: Arc<Semaphore>,
     /// Serves REST API calls from peers (bidirectional streams).
     api: Arc<Inbound>,
+    /// The inter-node protocol version this node speaks; hellos of another major are refused.
+    wire: WireVersion,
+    /// Gates the refusal warning (one line per 10 s).
+    wire_gate: LogGate,
 }
 
 impl ServerCtx {
@@ -91,6 +102,7 @@ impl ServerCtx {
         barriers: Arc<Barriers>,
         shutdown: CancellationToken,
         api: Arc<Inbound>,
+        wire: WireVersion,
     ) -> Arc<Self> {
         Arc::new(Self {
             deliver,
@@ -100,7 +112,25 @@ impl ServerCtx {
             shutdown,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             api,
+            wire,
+            wire_gate: LogGate::new(Duration::from_secs(10)),
         })
+    }
+
+    /// Refuses a hello of another protocol major (or none): counted, logged (gated); the
+    /// sender is told to stop with [`STOP_WIRE_REFUSED`].
+    fn wire_refused(&self, hello: &PeerHello) -> bool {
+        let theirs = WireVersion::from_proto(hello.wire.as_ref());
+        if wire_version::check(self.wire, theirs).is_ok() {
+            return false;
+        }
+        let who = format!("replicant {}", hello.node);
+        let text = wire_version::refusal(&who, theirs, "replicant", self.wire);
+        metrics::counter!(m::WIRE_PROTOCOL_REFUSED_TOTAL, "peer" => "replicant").increment(1);
+        if let Some(held) = self.wire_gate.pass() {
+            warn!(refused = %text, held_back = held, "peer stream refused: another inter-node protocol major");
+        }
+        true
     }
 
     /// Counts a malformed frame.
@@ -239,6 +269,10 @@ async fn read_stream(ctx: Arc<ServerCtx>, mut recv: quinn::RecvStream, remote: S
         }
         Err(_) => return drop_stream(&ctx, &mut recv, remote, "hello_timeout"),
     };
+    if ctx.wire_refused(&hello) {
+        let _ = recv.stop(STOP_WIRE_REFUSED.into());
+        return;
+    }
     let span = tracing::info_span!("peer_in", from = %hello.node, incarnation = hello.incarnation);
     let mut answers = ctx.barriers.stream(&hello, ctx.shutdown.clone());
     read_batches(&ctx, &mut recv, remote, &hello.node, &mut answers)

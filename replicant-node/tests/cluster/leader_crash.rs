@@ -168,7 +168,7 @@ async fn subscribes_keep_their_promise_through_a_leader_crash() {
     let addrs: Vec<SocketAddr> = cores.iter().flatten().map(|c| c.addr).collect();
     let identity =
         Identity::load(&CertPaths::in_dir(certs.path(), "tester")).expect("tester identity");
-    let dialer = Dialer::new(identity);
+    let dialer = Dialer::new(identity, meshmq_shared::wire_version::WireVersion::CURRENT);
     let leader = agreed_leader(&dialer, &addrs).await;
 
     let replicant = |name: &str| {

@@ -19,7 +19,8 @@
 //! key/value table is seen on every replicant, with compare-and-set), [`evacuation`], [`evacuation_restart`] and [`rebalance`] (the
 //! `load_rebalance` API), [`evacuate_wait`] (`ctl ... --wait-done` and loadtest's disconnect
 //! counts while a node is evacuated), [`alarms`] (alarms raised and cleared by real conditions, the API,
-//! the webhook), [`data_backup`] (an export of one cluster imported into a fresh one). [`harness`] starts and stops the nodes. Tests run one at a time
+//! the webhook), [`data_backup`] (an export of one cluster imported into a fresh one), [`wire`]
+//! (the inter-node protocol version between replicants and cores). [`harness`] starts and stops the nodes. Tests run one at a time
 //! ([`harness::serial`]); every wait has a deadline.
 
 // The shared helpers re-export more of rumqttc than these tests use.
@@ -64,3 +65,4 @@ mod sys;
 mod takeover;
 mod trace;
 mod wills;
+mod wire;

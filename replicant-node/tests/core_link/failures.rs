@@ -120,3 +120,20 @@ async fn concurrent_transactions_share_requests_and_each_gets_its_own_results() 
     link.stop();
     core.kill();
 }
+
+/// Three kinds of bad frame in turn: a length over the limit, bytes that do not decode, and
+/// a frame that decodes to no kind at all.
+pub(super) async fn send_garbage(
+    send: &mut quinn::SendStream,
+    st: &CoreState,
+) -> Result<(), frame::FrameError> {
+    let bytes: &[u8] = match st.garbage_sent.fetch_add(1, Ordering::SeqCst) % 3 {
+        0 => &[0xff, 0xff, 0xff, 0xff],
+        1 => &[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        _ => &[0, 0, 0, 0],
+    };
+    send.write_all(bytes).await?;
+    // Keep the stream open: the client must react to the bytes, not to an end of stream.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Ok(())
+}

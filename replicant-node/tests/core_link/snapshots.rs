@@ -38,6 +38,7 @@ fn tables_upto(log: &Log, upto: u64) -> Tables {
 fn replica_upto(log: &Log, upto: u64) -> Replica {
     let replica = Replica::new();
     let frame = FollowFrame {
+        wire: None,
         kind: Some(follow_frame::Kind::Entries(FollowEntries {
             entries: log.slice(1, upto as usize),
             commit_index: upto,

@@ -83,3 +83,7 @@ pub const RAFT_APPEND_TRIMMED_TOTAL: &str = "meshmq_raft_append_trimmed_total";
 /// Counter: transactions a core refused whole because they do not fit one log entry.
 /// Labels: `reason` (`entry_ops`, `entry_bytes`).
 pub const CORE_TRANSACT_REFUSED_TOTAL: &str = "meshmq_core_transact_refused_total";
+/// Counter: inter-node handshakes refused because the two nodes speak different majors of
+/// the inter-node protocol (or one sent no version), counted on both ends. Labels: `peer`
+/// (`core`: the other end is a core; `replicant`: the other end is a replicant).
+pub const WIRE_PROTOCOL_REFUSED_TOTAL: &str = "meshmq_wire_protocol_refused_total";

@@ -103,6 +103,7 @@ impl Nodes {
                 // Set by apply right after (what the registry counts for this node).
                 connected_clients: 0,
                 sessions: 0,
+                wire: op.wire,
             },
         );
         Ok(outcome)

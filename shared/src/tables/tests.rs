@@ -21,6 +21,7 @@ pub(super) fn node_up(node: &str, incarnation: u64) -> Op {
         role: NodeRole::Replicant as i32,
         incarnation,
         peer_addr: String::new(),
+        wire: None,
     }))
 }
 

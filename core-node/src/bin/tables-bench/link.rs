@@ -49,6 +49,7 @@ impl Link {
                 batch: Some(Batch { ops }),
                 forwarded: false,
             })),
+            wire: Some(meshmq_shared::wire_version::WireVersion::CURRENT.to_proto()),
         };
         for _ in 0..ATTEMPTS {
             let conn = self.open_conn().await?;
