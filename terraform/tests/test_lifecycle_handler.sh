@@ -89,36 +89,9 @@ echo "region=\${AWS_REGION:-} \$*" >> "$work/aws.log"
 FAKE
 chmod +x "$work/bin/aws"
 
-# The evacuate-and-wait command is `ctl rebalance start --evacuation --wait-done SECS`.
-# Until that flag is in this tree's replicant-node, a shim implements it with the same
-# meaning (start, then poll node-status until prohibiting, exit 1 after SECS). Remove the
-# shim once every supported build has --wait-done.
+# The handler runs the real evacuate-and-wait command
+# (`ctl rebalance start --evacuation --wait-done SECS`) of this tree's replicant-node.
 meshmq_bin="$bin_dir/replicant-node"
-if ! "$meshmq_bin" ctl rebalance start --help 2>/dev/null | grep -q -- --wait-done; then
-  echo "note: $meshmq_bin has no --wait-done yet; using the test's shim for it"
-  cat > "$work/bin/replicant-node" <<SHIM
-#!/usr/bin/env bash
-set -euo pipefail
-real="$meshmq_bin"
-args=(); wait_done=""; api=()
-while [ \$# -gt 0 ]; do
-  case "\$1" in
-    --wait-done) wait_done=\$2; shift 2 ;;
-    --api|--api-key-file) api+=("\$1" "\$2"); args+=("\$1" "\$2"); shift 2 ;;
-    *) args+=("\$1"); shift ;;
-  esac
-done
-"\$real" "\${args[@]}" >/dev/null
-[ -n "\$wait_done" ] || exit 0
-deadline=\$((SECONDS + wait_done))
-until "\$real" ctl "\${api[@]}" rebalance node-status | grep -q '"state":"prohibiting"'; do
-  [ \$SECONDS -lt \$deadline ] || { echo "evacuation not done after \${wait_done}s" >&2; exit 1; }
-  sleep 0.5
-done
-SHIM
-  chmod +x "$work/bin/replicant-node"
-  meshmq_bin="$work/bin/replicant-node"
-fi
 
 run_handler() { # extra env assignments...
   env -u AWS_REGION -u AWS_DEFAULT_REGION ASG_NAME=meshmq-test-asg \
