@@ -54,7 +54,7 @@ pub async fn accept_loop(core: Arc<CoreNode>) {
 
 async fn serve_connection(core: Arc<CoreNode>, conn: quinn::Connection) {
     // The name the cluster CA certified for the caller, for refusal messages.
-    let certified: Option<Arc<str>> = certified_name(&conn);
+    let certified: Option<Arc<str>> = meshmq_shared::quic::endpoint::certified_name(&conn);
     loop {
         let stream = tokio::select! {
             _ = core.shutdown.cancelled() => {
@@ -156,15 +156,6 @@ async fn refuse(
     reply(send, &error_response(core, refused)).await
 }
 
-/// The common name of the caller's certificate (verified against the cluster CA).
-fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
-    let certs = conn
-        .peer_identity()?
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    let leaf = certs.first()?;
-    meshmq_shared::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
-}
 
 async fn reply(send: &mut quinn::SendStream, resp: &Response) -> Result<(), FrameError> {
     frame::write_msg(send, resp).await?;

@@ -188,7 +188,7 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
     };
     // The name the cluster CA certified for this peer (its certificate's common name): API
     // calls are checked against it, never against the name the caller states.
-    let certified = certified_name(&conn);
+    let certified = meshmq_shared::quic::endpoint::certified_name(&conn);
     loop {
         let stream = tokio::select! {
             biased;
@@ -215,16 +215,6 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
     }
 }
 
-/// The common name of the peer's leaf certificate (verified against the cluster CA by the
-/// handshake), `None` when it has none usable.
-fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
-    let certs = conn
-        .peer_identity()?
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
-    let leaf = certs.first()?;
-    meshmq_shared::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
-}
 
 /// Counts an incoming connection in `meshmq_peer_connections` while it lives.
 struct OpenGauge;

@@ -170,3 +170,14 @@ pub async fn connect(
         }),
     }
 }
+
+/// The common name of the peer's leaf certificate on `conn` (verified against the cluster
+/// CA by the handshake), `None` when it has none usable.
+pub fn certified_name(conn: &quinn::Connection) -> Option<Arc<str>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    crate::tls::identity::common_name(leaf.as_ref()).map(Arc::from)
+}
