@@ -162,3 +162,46 @@ async fn the_leader_hands_over_to_a_named_follower_and_writes_keep_working() {
         c.shutdown().await;
     }
 }
+
+/// A transfer whose caller goes away (its HTTP client hung up mid-transfer, the handler's
+/// future dropped) leaves the leader taking writes and able to campaign again, and a later
+/// transfer is not refused as busy. Only the leader's own certificate makes a core campaign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_transfer_leaves_the_leader_working_and_elect_needs_the_leader() {
+    let _ = core_node::prometheus::prometheus_handle();
+    let dir = tempfile::tempdir().unwrap();
+    let cores = three_cores(dir.path()).await;
+    let old = leader_of(&cores);
+    let target = cores.iter().find(|c| c.id != old.id).cloned().unwrap();
+    // The leader waits out at least one lease before it asks the target: 20 ms is mid-way.
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        old.transfer_leader(Some(target.id), std::time::Duration::from_secs(10)),
+    )
+    .await;
+    assert!(cut.is_err(), "the transfer was still running when dropped");
+    assert!(old.is_leader());
+    old.transact(vec![retained("after/dropped")])
+        .await
+        .expect("the leader takes writes again");
+
+    // Elect from anything but the leader's certificate, or naming a core that is not the
+    // leader, starts nothing.
+    for (from, cert) in [
+        (old.id, Some("r1")),
+        (old.id, None),
+        (old.id, Some(format!("core-{}", target.id)).as_deref()),
+        (target.id, Some(format!("core-{}", target.id)).as_deref()),
+    ] {
+        let r = target.elect_now(from, cert).await;
+        assert!(!r.started, "{from} {cert:?} started an election");
+    }
+    assert!(old.is_leader(), "no refused election moved the leadership");
+
+    // The flag was put back: a new transfer runs and succeeds.
+    let leader = old
+        .transfer_leader(Some(target.id), std::time::Duration::from_secs(10))
+        .await
+        .expect("a transfer after the dropped one");
+    assert_eq!(leader, target.id);
+}

@@ -119,7 +119,7 @@ async fn serve_stream(
         Req::Transact(t) => Resp::Transact(api::to_wire(transact(core, t).await)),
         Req::Lease(l) => Resp::Lease(lease(core, l).await),
         Req::Status(_) => Resp::Status(status(core)),
-        Req::Elect(e) => Resp::Elect(core.elect_now(e.from_leader).await),
+        Req::Elect(e) => Resp::Elect(core.elect_now(e.from_leader, certified).await),
         raft_rpc @ (Req::Vote(_) | Req::Append(_) | Req::Snapshot(_)) => {
             let mut resp = rpc_server::handle(&core.raft, &core.snapshot_receipt, raft_rpc).await;
             resp.wire = core.wire.proto();

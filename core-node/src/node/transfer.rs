@@ -74,9 +74,10 @@ impl CoreNode {
             return Err(TransferError::Busy);
         }
         self.raft.runtime_config().elect(false);
+        // Restores both on every way out, a dropped request (its HTTP client hung up) too:
+        // a leader left refusing writes and not campaigning would stall the cluster.
+        let _restore = Restore(self);
         let result = self.hand_over(to, timeout).await;
-        self.raft.runtime_config().elect(true);
-        self.transferring.store(false, Ordering::Release);
         match &result {
             Ok(leader) => info!(to, leader, "leadership transferred"),
             Err(e) => warn!(to, error = %e, "leadership transfer failed"),
@@ -194,14 +195,33 @@ impl CoreNode {
         }
     }
 
-    /// Serves `Elect` from the leader `from`: starts an election here unless this core
-    /// leads already or is not a voter.
-    pub async fn elect_now(&self, from: NodeId) -> ElectResponse {
+    /// Serves `Elect` from the leader `from`, sent by the holder of certificate
+    /// `certified`: starts an election here unless `from` is not this core's leader, the
+    /// certificate is not that leader's (`core-{from}`: a replicant, or another core,
+    /// cannot make a core campaign), this core leads already or is not a voter.
+    pub async fn elect_now(&self, from: NodeId, certified: Option<&str>) -> ElectResponse {
         let m = self.raft.metrics().borrow().clone();
         let refuse = |reason: String| ElectResponse {
             started: false,
             reason,
         };
+        if m.current_leader != Some(from) {
+            return refuse(format!(
+                "core {from} is not this core's leader (the leader is {:?})",
+                m.current_leader
+            ));
+        }
+        let leader_cert = format!("core-{from}");
+        if certified != Some(leader_cert.as_str()) {
+            warn!(
+                from,
+                certified = certified.unwrap_or("none"),
+                "election request refused: the caller's certificate is not the leader's"
+            );
+            return refuse(format!(
+                "the caller's certificate does not name {leader_cert}, the leader"
+            ));
+        }
         if m.current_leader == Some(self.id) {
             return refuse("this core is the leader already".into());
         }
@@ -224,5 +244,15 @@ impl CoreNode {
             },
             Err(e) => refuse(format!("raft: {e}")),
         }
+    }
+}
+
+/// Puts a transferring leader back to normal when dropped: campaigning again, writes taken.
+struct Restore<'a>(&'a CoreNode);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        self.0.raft.runtime_config().elect(true);
+        self.0.transferring.store(false, Ordering::Release);
     }
 }
