@@ -191,17 +191,31 @@ async fn wait_done(to: To<'_>, node: &str, secs: Option<u64>) -> anyhow::Result<
     let secs = secs.unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let own = node_or_self(to, None).await? == node;
+    // A poll that fails (the node busy evicting, a dropped connection) is retried until
+    // the deadline; only a run of failures in a row ends the wait early.
+    let mut failed = 0;
     loop {
-        let (state, body) = evacuation_state(to, node, own).await?;
-        if state == DONE {
-            return Ok(body);
-        }
+        let state = match evacuation_state(to, node, own).await {
+            Ok((state, body)) if state == DONE => return Ok(body),
+            Ok((state, _)) => {
+                failed = 0;
+                state
+            }
+            Err(e) if failed + 1 >= MAX_FAILED_POLLS => return Err(e),
+            Err(e) => {
+                failed += 1;
+                format!("unknown: {e:#}")
+            }
+        };
         if Instant::now() + POLL > deadline {
             bail!("evacuation of {node} not done after {secs} s (state: {state})");
         }
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Failed polls in a row that end `--wait-done` before its deadline.
+const MAX_FAILED_POLLS: u32 = 5;
 
 /// The evacuation state of `node` (`none` when it is not being evacuated) and the JSON
 /// it came in.
