@@ -20,8 +20,9 @@ fetch_param() {
   install -d -m 0750 -o root -g meshmq "$(dirname "$file")"
   # Up to about ten minutes: the parameters may be written in the same apply.
   for attempt in $(seq 1 12); do
-    if aws ssm get-parameter --with-decryption --name "$name" --query Parameter.Value \
-      --output text --cli-connect-timeout 5 --cli-read-timeout 20 > "$file.tmp"; then
+    # umask 077: the temporary file holds the secret before chmod; no one else may read it.
+    if (umask 077 && aws ssm get-parameter --with-decryption --name "$name" --query Parameter.Value \
+      --output text --cli-connect-timeout 5 --cli-read-timeout 20 > "$file.tmp"); then
       chown root:meshmq "$file.tmp"
       chmod "$mode" "$file.tmp"
       mv "$file.tmp" "$file"

@@ -416,3 +416,90 @@ def check_validations(tf_root):
             if got != expected:
                 problems.append(f"{name}: {values} {'accepted' if got else 'refused'}, expected {'accepted' if expected else 'refused'}")
     return problems
+
+
+def _lit(v):
+    return g.literal(v) if isinstance(v, str) and g.literal(v) is not None else v
+
+
+def check_iam_least_privilege(tf_root):
+    """No role gets AmazonSSMManagedInstanceCore (it reads every SSM parameter, the CA key
+    included) and no policy allows ssm:GetParameter* on "*"; Session Manager is off by default."""
+    problems = []
+    for directory in ("core", "replicant_group", "monitoring"):
+        m = g.Module(os.path.join(tf_root, "modules", "aws", directory))
+        for rtype, name, body in m.resources:
+            if "AmazonSSMManagedInstanceCore" in json.dumps(body):
+                problems.append(f"{directory}: {rtype}.{name} attaches AmazonSSMManagedInstanceCore")
+        for rtype, name, body in m.data:
+            if rtype != "aws_iam_policy_document":
+                continue
+            for st in body.get("statement", []) + [s for d in body.get("dynamic", []) for s in d.get("statement", {}).get("content", [])]:
+                actions = [_lit(a) for a in (st.get("actions") or [])] if isinstance(st.get("actions"), list) else [str(st.get("actions"))]
+                resources = [_lit(r) for r in (st.get("resources") or [])] if isinstance(st.get("resources"), list) else [str(st.get("resources"))]
+                reads = [a for a in actions if isinstance(a, str) and any(
+                    fnmatch.fnmatch(op, a) for op in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"))]
+                if reads and any(r == "*" or (isinstance(r, str) and r.endswith(":parameter/*")) for r in resources):
+                    problems.append(f"{directory}: {name} allows {reads} on every parameter")
+        default = _lit(m.variables.get("enable_session_manager", {}).get("default"))
+        if default is not False:
+            problems.append(f"{directory}: enable_session_manager defaults to {default}, not false")
+    ex_default = example(tf_root).module.variables.get("enable_session_manager", {}).get("default")
+    if ex_default is not False:
+        problems.append(f"examples/basic: enable_session_manager defaults to {ex_default}, not false")
+    return problems
+
+
+def check_api_listener_tls(tf_root):
+    """The replicants' REST API (the API key in every request) is published over TLS only."""
+    problems = []
+    lb = example(tf_root).child("load_balancer")
+    for name, body in lb.module.of_type("aws_lb_listener"):
+        if name != "api":
+            continue
+        if lb.eval(body.get("protocol")) != "TLS":
+            problems.append(f"aws_lb_listener.{name}: the REST API listener is not TLS")
+        for attr in ("certificate_arn", "ssl_policy"):
+            if attr not in body:
+                problems.append(f"aws_lb_listener.{name}: no {attr}")
+        pres = body.get("lifecycle", [{}])[0].get("precondition", [])
+        if not any("acm_certificate_arn" in str(p.get("condition", "")) for p in pres):
+            problems.append(f"aws_lb_listener.{name}: no precondition requiring acm_certificate_arn")
+        break
+    else:
+        problems.append("no aws_lb_listener.api")
+    return problems
+
+
+# Module variables that must refuse the whole internet themselves (not only examples/basic).
+MODULE_VALIDATION_CASES = {
+    ("load_balancer", "api_allowed_cidrs"): [
+        ({"api_allowed_cidrs": []}, True), ({"api_allowed_cidrs": ["203.0.113.0/24"]}, True),
+        ({"api_allowed_cidrs": ["0.0.0.0/0"]}, False), ({"api_allowed_cidrs": ["::/0"]}, False),
+        ({"api_allowed_cidrs": ["10.0.0.300/8"]}, False)],
+    ("monitoring", "allowed_cidrs"): [
+        ({"allowed_cidrs": ["203.0.113.0/24"]}, True), ({"allowed_cidrs": ["0.0.0.0/0"]}, False),
+        ({"allowed_cidrs": ["::/0"]}, False), ({"allowed_cidrs": []}, False)],
+    ("core", "release_sha256"): [({"release_sha256": "a" * 64}, True), ({"release_sha256": ""}, False),
+                                 ({"release_sha256": "A" * 64}, False)],
+    ("replicant_group", "release_sha256"): [({"release_sha256": "0" * 64}, True), ({"release_sha256": ""}, False)],
+}
+
+
+def check_module_validations(tf_root):
+    """The modules' own validations: no world CIDR for admin listeners, a required checksum."""
+    problems = []
+    for (directory, name), cases in MODULE_VALIDATION_CASES.items():
+        variables = g.Module(os.path.join(tf_root, "modules", "aws", directory)).variables
+        if name not in variables:
+            problems.append(f"{directory}: variable {name} is missing")
+            continue
+        for values, expected in cases:
+            try:
+                got = g.validation_holds(variables[name], values)
+            except AssertionError as e:
+                problems.append(f"{directory}.{name}: {e}")
+                break
+            if got != expected:
+                problems.append(f"{directory}.{name}: {values} {'accepted' if got else 'refused'}, expected {'accepted' if expected else 'refused'}")
+    return problems

@@ -15,9 +15,12 @@ import tfgraph as g
 from graph_checks import (
     REPO,
     TF_ROOT,
+    check_api_listener_tls,
     check_asg_and_hook,
     check_core_closed_to_world,
     check_example_basics,
+    check_iam_least_privilege,
+    check_module_validations,
     check_prometheus,
     check_replicant_certificate,
     check_secret_names,
@@ -88,6 +91,15 @@ class RealTree(unittest.TestCase):
 
     def test_replicants_issue_their_own_certificate(self):
         self.assertEqual(check_replicant_certificate(TF_ROOT), [])
+
+    def test_iam_least_privilege(self):
+        self.assertEqual(check_iam_least_privilege(TF_ROOT), [])
+
+    def test_api_listener_tls(self):
+        self.assertEqual(check_api_listener_tls(TF_ROOT), [])
+
+    def test_module_validations(self):
+        self.assertEqual(check_module_validations(TF_ROOT), [])
 
 
 class BrokenCopies(unittest.TestCase):
@@ -281,6 +293,52 @@ resource "aws_vpc_security_group_ingress_rule" "oops" {
         self.assertFinds(check_validations,
                          Broken("examples/basic/variables.tf", ' && !contains(["0.0.0.0/0", "::/0"], c)', ""),
                          "admin_cidrs")
+
+    def test_managed_ssm_policy_attached(self):
+        attach = '''
+resource "aws_iam_role_policy_attachment" "oops" {
+  role       = aws_iam_role.replicant.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+'''
+        self.assertFinds(check_iam_least_privilege,
+                         Broken("modules/aws/replicant_group/iam.tf", 'resource "aws_iam_instance_profile"', attach + '\nresource "aws_iam_instance_profile"'),
+                         "attaches AmazonSSMManagedInstanceCore")
+
+    def test_get_parameter_on_everything(self):
+        self.assertFinds(check_iam_least_privilege,
+                         Broken("modules/aws/core/iam.tf", 'actions   = ["ssm:UpdateInstanceInformation"]', 'actions   = ["ssm:UpdateInstanceInformation", "ssm:GetParameters"]'),
+                         "on every parameter")
+
+    def test_session_manager_on_by_default(self):
+        self.assertFinds(check_iam_least_privilege,
+                         Broken("modules/aws/monitoring/variables.tf", "default     = false", "default     = true"),
+                         "enable_session_manager defaults")
+
+    def test_api_listener_plain_tcp(self):
+        self.assertFinds(check_api_listener_tls,
+                         Broken("modules/aws/load_balancer/main.tf", 'port              = var.replicant_ports.http\n  protocol          = "TLS"', 'port              = var.replicant_ports.http\n  protocol          = "TCP"'),
+                         "not TLS")
+
+    def test_api_listener_without_certificate_check(self):
+        self.assertFinds(check_api_listener_tls,
+                         Broken("modules/aws/load_balancer/main.tf", "condition     = var.acm_certificate_arn != \"\"", "condition     = true"),
+                         "precondition")
+
+    def test_module_api_cidrs_world_accepted(self):
+        self.assertFinds(check_module_validations,
+                         Broken("modules/aws/load_balancer/variables.tf", ' && !contains(["0.0.0.0/0", "::/0"], c)', ""),
+                         "load_balancer.api_allowed_cidrs")
+
+    def test_module_monitoring_cidrs_world_accepted(self):
+        self.assertFinds(check_module_validations,
+                         Broken("modules/aws/monitoring/variables.tf", ' && !contains(["0.0.0.0/0", "::/0"], c)', ""),
+                         "monitoring.allowed_cidrs")
+
+    def test_release_checksum_optional(self):
+        self.assertFinds(check_module_validations,
+                         Broken("modules/aws/core/variables.tf", 'can(regex("^[0-9a-f]{64}$", var.release_sha256))', 'var.release_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.release_sha256))'),
+                         "core.release_sha256")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ module "core" {
   dns_zone_name             = aws_route53_zone.private.name
   ssm_prefix                = local.ssm_prefix
   kms_key_arn               = var.kms_key_arn
+  enable_session_manager    = var.enable_session_manager
   client_security_group_ids = [module.replicants.security_group_id, module.monitoring.security_group_id]
 }
 
@@ -60,6 +61,7 @@ module "replicants" {
   core_addresses                = module.core.core_addresses
   ssm_prefix                    = local.ssm_prefix
   kms_key_arn                   = var.kms_key_arn
+  enable_session_manager        = var.enable_session_manager
   min_size                      = var.replicant_min
   desired_capacity              = var.replicant_desired
   max_size                      = var.replicant_max
@@ -87,15 +89,16 @@ module "load_balancer" {
 }
 
 module "monitoring" {
-  source         = "../../modules/aws/monitoring"
-  depends_on     = [module.secrets]
-  name           = var.name
-  vpc_id         = aws_vpc.this.id
-  subnet_id      = aws_subnet.public[0].id
-  instance_type  = var.instance_types.monitoring
-  ami_id         = data.aws_ssm_parameter.al2023_x86.insecure_value
-  allowed_cidrs  = var.admin_cidrs
-  ssm_prefix     = local.ssm_prefix
-  kms_key_arn    = var.kms_key_arn
-  dashboard_json = file("${path.module}/../../../deploy/grafana/meshmq.json")
+  source                 = "../../modules/aws/monitoring"
+  depends_on             = [module.secrets]
+  name                   = var.name
+  vpc_id                 = aws_vpc.this.id
+  subnet_id              = aws_subnet.public[0].id
+  instance_type          = var.instance_types.monitoring
+  ami_id                 = data.aws_ssm_parameter.al2023_x86.insecure_value
+  allowed_cidrs          = var.admin_cidrs
+  ssm_prefix             = local.ssm_prefix
+  kms_key_arn            = var.kms_key_arn
+  enable_session_manager = var.enable_session_manager
+  dashboard_json         = file("${path.module}/../../../deploy/grafana/meshmq.json")
 }

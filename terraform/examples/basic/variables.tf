@@ -37,12 +37,11 @@ variable "release_url_template" {
 }
 
 variable "release_sha256" {
-  description = "SHA-256 of the release tarball (empty: not checked; set it in production)."
+  description = "SHA-256 of the release tarball (required: the instances refuse a tarball that does not match)."
   type        = string
-  default     = ""
   validation {
-    condition     = var.release_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.release_sha256))
-    error_message = "release_sha256: 64 lower-case hex digits, or empty."
+    condition     = can(regex("^[0-9a-f]{64}$", var.release_sha256))
+    error_message = "release_sha256: 64 lower-case hex digits (sha256sum of the release tarball)."
   }
 }
 
@@ -211,4 +210,10 @@ variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "enable_session_manager" {
+  description = "Let operators reach the instances with SSM Session Manager (the agent and its channels only, never the managed AmazonSSMManagedInstanceCore, which reads every parameter)."
+  type        = bool
+  default     = false
 }

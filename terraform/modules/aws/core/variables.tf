@@ -53,9 +53,12 @@ variable "release_url" {
 }
 
 variable "release_sha256" {
-  description = "SHA-256 of the release tarball (empty: not checked)."
+  description = "SHA-256 of the release tarball (required: the instances refuse a tarball that does not match)."
   type        = string
-  default     = ""
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.release_sha256))
+    error_message = "release_sha256: 64 lower-case hex digits (sha256sum of the release tarball)."
+  }
 }
 
 variable "data_volume_size_gb" {
@@ -101,7 +104,7 @@ variable "client_security_group_ids" {
 }
 
 variable "enable_session_manager" {
-  description = "Attach AmazonSSMManagedInstanceCore so operators reach the cores with SSM Session Manager (no SSH port)."
+  description = "Let operators reach the instances with SSM Session Manager (a hand-written policy: the agent and its channels, no parameter reads)."
   type        = bool
-  default     = true
+  default     = false
 }

@@ -146,14 +146,23 @@ resource "aws_lb_target_group" "api" {
   }
 }
 
+# TLS at the NLB (the API key travels in every request): never plain TCP.
 resource "aws_lb_listener" "api" {
   count             = length(var.api_allowed_cidrs) > 0 ? 1 : 0
   load_balancer_arn = aws_lb.this.arn
   port              = var.replicant_ports.http
-  protocol          = "TCP"
+  protocol          = "TLS"
+  certificate_arn   = var.acm_certificate_arn
+  ssl_policy        = var.ssl_policy
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.api[0].arn
+  }
+  lifecycle {
+    precondition {
+      condition     = var.acm_certificate_arn != ""
+      error_message = "api_allowed_cidrs (the REST API listener, TLS) needs acm_certificate_arn."
+    }
   }
 }
 

@@ -28,6 +28,12 @@ variable "api_allowed_cidrs" {
   description = "Networks allowed to reach the replicants' REST API through the NLB on 18083. Empty: no API listener."
   type        = list(string)
   default     = []
+  validation {
+    condition = alltrue([
+      for c in var.api_allowed_cidrs : can(cidrhost(c, 0)) && !contains(["0.0.0.0/0", "::/0"], c)
+    ])
+    error_message = "api_allowed_cidrs: valid CIDR blocks, and not 0.0.0.0/0 or ::/0 (the REST API is an admin interface)."
+  }
 }
 
 variable "autoscaling_group_name" {

@@ -46,10 +46,37 @@ resource "aws_iam_role_policy" "monitoring" {
   policy = data.aws_iam_policy_document.monitoring.json
 }
 
-resource "aws_iam_role_policy_attachment" "session_manager" {
-  count      = var.enable_session_manager ? 1 : 0
-  role       = aws_iam_role.monitoring.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# Session Manager only (not AmazonSSMManagedInstanceCore, which allows ssm:GetParameter(s)
+# on every parameter, the CA key included): the agent's registration and its channels.
+data "aws_iam_policy_document" "session_manager" {
+  statement {
+    sid       = "SessionManagerAgent"
+    actions   = ["ssm:UpdateInstanceInformation"]
+    resources = ["*"]
+  }
+  statement {
+    sid = "SessionManagerChannels"
+    actions = [
+      "ssmmessages:CreateControlChannel",
+      "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel",
+      "ssmmessages:OpenDataChannel",
+      "ec2messages:AcknowledgeMessage",
+      "ec2messages:DeleteMessage",
+      "ec2messages:FailMessage",
+      "ec2messages:GetEndpoint",
+      "ec2messages:GetMessages",
+      "ec2messages:SendReply",
+    ]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "session_manager" {
+  count  = var.enable_session_manager ? 1 : 0
+  name   = "meshmq-monitoring-session-manager"
+  role   = aws_iam_role.monitoring.id
+  policy = data.aws_iam_policy_document.session_manager.json
 }
 
 resource "aws_iam_instance_profile" "monitoring" {

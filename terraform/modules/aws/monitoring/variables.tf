@@ -33,6 +33,12 @@ variable "ami_id" {
 variable "allowed_cidrs" {
   description = "Networks allowed to open Grafana (3000) and Prometheus (9090)."
   type        = list(string)
+  validation {
+    condition = length(var.allowed_cidrs) > 0 && alltrue([
+      for c in var.allowed_cidrs : can(cidrhost(c, 0)) && !contains(["0.0.0.0/0", "::/0"], c)
+    ])
+    error_message = "allowed_cidrs: at least one valid CIDR block, and not 0.0.0.0/0 or ::/0."
+  }
 }
 
 variable "ssm_prefix" {
@@ -82,7 +88,7 @@ variable "retention" {
 }
 
 variable "enable_session_manager" {
-  description = "Attach AmazonSSMManagedInstanceCore (operators reach the instance with SSM Session Manager)."
+  description = "Let operators reach the instances with SSM Session Manager (a hand-written policy: the agent and its channels, no parameter reads)."
   type        = bool
-  default     = true
+  default     = false
 }
