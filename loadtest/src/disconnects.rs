@@ -18,6 +18,9 @@ use crate::session::Target;
 
 /// Reconnect attempts after one lost connection before the client gives up.
 pub const MAX_RETRIES: u32 = 10;
+/// Lost connections after which a client gives up: a broker that accepts and drops (or
+/// redirects) a client again and again must not make it loop for the whole run.
+pub const MAX_LOSSES: u64 = 100;
 /// First pause between reconnect attempts; doubled each time up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between reconnect attempts.
@@ -120,6 +123,15 @@ mod tests {
     }
 
     #[test]
+    fn no_pause_after_the_first_loss_then_growing() {
+        assert_eq!(pause_after_loss(0), Duration::ZERO);
+        assert_eq!(pause_after_loss(1), Duration::ZERO);
+        assert_eq!(pause_after_loss(2), Duration::from_millis(100));
+        assert_eq!(pause_after_loss(3), Duration::from_millis(200));
+        assert_eq!(pause_after_loss(MAX_LOSSES), MAX_BACKOFF);
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         assert_eq!(backoff(1), Duration::from_millis(100));
         assert_eq!(backoff(2), Duration::from_millis(200));
@@ -144,4 +156,14 @@ mod tests {
         assert_eq!(ports(next_targets(&all, &ep(9), 1)), [2, 3, 1]);
         assert!(next_targets(&[], &ep(1), 0).is_empty());
     }
+}
+
+/// The pause before reconnecting after the `lost`-th lost connection: none after the first
+/// (an evacuation moves a client once and it should come back at once), then growing as
+/// [`backoff`] does, so repeated losses cannot become a tight loop.
+pub fn pause_after_loss(lost: u64) -> Duration {
+    if lost <= 1 {
+        return Duration::ZERO;
+    }
+    backoff(u32::try_from(lost - 1).unwrap_or(u32::MAX))
 }

@@ -275,6 +275,7 @@ pub async fn run_client(
     let mut last = first.endpoint.clone();
     let mut next = vec![first];
     let (mut ever_connected, mut lost, mut retry) = (false, 0u64, 0u32);
+    let mut rounds = 0u64;
     let mut role = match new_role(&plan, index, &client_id) {
         Ok(role) => role,
         Err(err) => {
@@ -312,6 +313,16 @@ pub async fn run_client(
         live.closed();
         let (counted, again) = after_loss(outcome, resumes, &stop, &live, &client_id);
         lost += u64::from(counted);
+        // Every way round (counted or not: a redirect, a drop) counts towards the bound.
+        rounds += 1;
+        if again.is_some() && rounds >= disconnects::MAX_LOSSES {
+            let err = anyhow::anyhow!("gave up after {rounds} lost connections");
+            live.error(&client_id, "lost_too_often".into(), &err);
+            break;
+        }
+        if again.is_some() && !pause(&stop, disconnects::pause_after_loss(rounds)).await {
+            break;
+        }
         match again {
             Some(Some(list)) => next = referenced(list, index),
             Some(None) => next = disconnects::next_targets(&targets, &last, index),
