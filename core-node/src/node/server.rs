@@ -156,7 +156,6 @@ async fn refuse(
     reply(send, &error_response(core, refused)).await
 }
 
-
 async fn reply(send: &mut quinn::SendStream, resp: &Response) -> Result<(), FrameError> {
     frame::write_msg(send, resp).await?;
     let _ = send.finish();

@@ -215,7 +215,6 @@ async fn connection(ctx: Arc<ServerCtx>, incoming: quinn::Incoming, _permit: Own
     }
 }
 
-
 /// Counts an incoming connection in `meshmq_peer_connections` while it lives.
 struct OpenGauge;
 
