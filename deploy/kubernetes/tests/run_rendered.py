@@ -13,7 +13,8 @@ are made as docs/kubernetes.md says. Then it checks, each with a deadline:
 - the cores form one group from their initial members and each knows the leader; the
   leader hands its leadership over with the Secret's key (skipped on a core-node without
   `POST /api/v5/cluster/leader/transfer`);
-- each node issued its own certificate (core-<index>, <pod name>) from the CA;
+- each pod's init container issued its node's certificate (core-<index>, <pod name>) from
+  the CA (init containers run first, as the kubelet runs them), and no node runs with ca.key;
 - the replicants catch up and pass their readiness probe (the availability check);
 - a client authenticates with a user created through the API key of the Secret;
 - the preStop command of the Deployment, as written, evacuates its replicant: the readiness
@@ -145,6 +146,36 @@ class Cluster:
             out[m["mountPath"]] = str(local)
         return out
 
+    def init_containers(self, workload, pod_dir, fields):
+        """Runs the pod's init containers to completion, as the kubelet does before the
+        main container: same mounts (the emptyDirs are kept), environment and arguments
+        ($(VAR) expanded). Secret files mounted with subPath go away afterwards (they are
+        the init container's bind mounts, not files of the emptyDir)."""
+        for ic in workload["spec"]["template"]["spec"].get("initContainers", []):
+            paths = self.mounts(workload, ic, pod_dir)
+
+            def rewrite(v, paths=paths):
+                for mp, local in sorted(paths.items(), key=lambda kv: -len(kv[0])):
+                    if v.startswith(mp):
+                        return local + v[len(mp):]
+                return v
+
+            env = self.env(ic, fields, lambda v: v)
+            argv = list(ic.get("command", [])) + list(ic.get("args", []))
+            for k, val in env.items():
+                argv = [a.replace(f"$({k})", val) for a in argv]
+            argv = [rewrite(a) for a in argv]
+            argv[0] = str(self.bin / Path(argv[0]).name)
+            r = subprocess.run(argv, env={"PATH": "/usr/bin:/bin",
+                                          **{k: rewrite(v) for k, v in env.items()}},
+                               capture_output=True, text=True)
+            assert r.returncode == 0, (f"{pod_dir.name} init container {ic['name']} exited "
+                                       f"{r.returncode}: {r.stdout}{r.stderr}")
+            vols = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+            for m in ic.get("volumeMounts", []):
+                if "subPath" in m and "secret" in vols.get(m["name"], {}):
+                    Path(paths[m["mountPath"]]).unlink()
+
     def env(self, c, fields, rewrite):
         env = {}
         for src in c.get("envFrom", []):
@@ -183,6 +214,9 @@ class Cluster:
         for i in ids:
             pod = f"{name}-{i}"
             pod_dir = self.work / pod
+            fields = {"metadata.name": pod, "metadata.namespace": self.ns,
+                      "metadata.labels['apps.kubernetes.io/pod-index']": str(i)}
+            self.init_containers(self.sts, pod_dir, fields)
             paths = self.mounts(self.sts, c, pod_dir)
 
             def rewrite(v, i=i, paths=paths):
@@ -196,9 +230,7 @@ class Cluster:
                         return local + v[len(mp):]
                 return v.replace("/var/lib/meshmq", str(pod_dir / "var/lib/meshmq"))
 
-            env = self.env(c, {"metadata.name": pod, "metadata.namespace": self.ns,
-                               "metadata.labels['apps.kubernetes.io/pod-index']": str(i)},
-                           rewrite)
+            env = self.env(c, fields, rewrite)
             argv = [str(self.bin / Path(c["command"][0]).name)] + c.get("args", [])
             self.start(argv, env, pod_dir / "log")
         self.core_ids = list(ids)
@@ -210,6 +242,8 @@ class Cluster:
         for j in range(1, n + 1):
             pod = f"{self.dep['metadata']['name']}-5d8c7b9f4-x{j}k2p"
             pod_dir = self.work / pod
+            fields = {"metadata.name": pod, "status.podIP": "127.0.0.1"}
+            self.init_containers(self.dep, pod_dir, fields)
             paths = self.mounts(self.dep, c, pod_dir)
             ports = {"1883": free_port(), "8083": free_port(), "18083": free_port(),
                      "8883": free_port(), "8084": free_port(),
@@ -225,7 +259,7 @@ class Cluster:
                         return local + v[len(mp):]
                 return v
 
-            env = self.env(c, {"metadata.name": pod, "status.podIP": "127.0.0.1"}, rewrite)
+            env = self.env(c, fields, rewrite)
             argv = [str(self.bin / Path(c["command"][0]).name)] + [rewrite(a) for a in c["args"]]
             self.start(argv, env, pod_dir / "log")
             prestop = [rewrite(a) for a in c["lifecycle"]["preStop"]["exec"]["command"]]
@@ -271,6 +305,7 @@ def check_cores(cl):
     for i in cl.core_ids:
         certs = cl.work / f"{cl.sts['metadata']['name']}-{i}" / "run/meshmq/certs"
         assert (certs / f"core-{i}.pem").exists(), f"core {i} issued no certificate"
+        assert not (certs / "ca.key").exists(), f"core {i} runs with the CA key"
     check_leader_transfer(cl, key, leader)
 
 
@@ -296,6 +331,7 @@ def check_replicants(cl):
         wait_for(f"{r['pod']} ready", lambda r=r, probe=probe:
                  http(f"http://127.0.0.1:{r['http']}{probe}")[0] == 200, cluster=cl)
         assert (r["certs"] / f"{r['pod']}.pem").exists(), f"{r['pod']}: no certificate"
+        assert not (r["certs"] / "ca.key").exists(), f"{r['pod']} runs with the CA key"
         _, body = http(f"http://127.0.0.1:{r['http']}/api/v5/status")
         assert json.loads(body)["node"] == r["pod"], body
     print("run_rendered: replicants ready, node name = pod name, certificates issued")

@@ -147,6 +147,34 @@ def secret_key_at(workload, c, path):
     return v["secret"]["secretName"], rel
 
 
+def secret_keys_of_mount(workload, m):
+    """(secret name, key) of every Secret key the mount `m` exposes (projected too)."""
+    v = volume(workload, m["name"])
+    sources = []
+    if "secret" in v:
+        sources = [v["secret"]]
+    elif "projected" in v:
+        sources = [s["secret"] for s in v["projected"].get("sources", []) if "secret" in s]
+    out = []
+    for s in sources:
+        items = s.get("items")
+        if items:
+            paths = {i["path"]: i["key"] for i in items}
+        else:
+            # Without items, every key of the Secret: the cluster CA Secret holds ca.key.
+            paths = None
+        if "subPath" in m:
+            if paths is None:
+                out.append((s["secretName"], m["subPath"]))
+            elif m["subPath"] in paths:
+                out.append((s["secretName"], paths[m["subPath"]]))
+        elif paths is None:
+            out.append((s["secretName"], "*"))
+        else:
+            out += [(s["secretName"], k) for k in paths.values()]
+    return out
+
+
 class Manifests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -267,16 +295,71 @@ class Manifests(unittest.TestCase):
                 d, c = self.replicant(objs)
                 sts = one(objs, "StatefulSet", "meshmq-core")
                 core = container(sts, "core")
-                dirs = [(d, c, env_of(objs, c)["MESHMQ_CLUSTER__CERTS_DIR"]),
-                        (sts, core, env_of(objs, core)["MESHMQ_CORE__CERTS_DIR"])]
-                for w, ctr, certs in dirs:
-                    for f in ("ca.pem", "ca.key"):
-                        self.assertEqual(secret_key_at(w, ctr, f"{certs}/{f}"),
-                                         ("meshmq-cluster-ca", f))
-                    # The node writes its own certificate there: a writable emptyDir.
+                dirs = [(d, c, env_of(objs, c)["MESHMQ_CLUSTER__CERTS_DIR"], "$(POD_NAME)"),
+                        (sts, core, env_of(objs, core)["MESHMQ_CORE__CERTS_DIR"],
+                         "core-$(MESHMQ_CORE__NODE_ID)")]
+                for w, ctr, certs, node in dirs:
+                    self.assertEqual(secret_key_at(w, ctr, f"{certs}/ca.pem"),
+                                     ("meshmq-cluster-ca", "ca.pem"))
+                    # The certificate is there: a writable emptyDir the init container fills.
                     m = mount_for(ctr, f"{certs}/node.pem")
                     self.assertIn("emptyDir", volume(w, m["name"]))
-                    self.assertFalse(m.get("readOnly", False))
+                    # One init container issues it with the CA key, into the same volume.
+                    inits = [i for i in w["spec"]["template"]["spec"].get("initContainers", [])
+                             if i.get("args", [])[:1] == ["gen-certs"]]
+                    self.assertEqual(len(inits), 1, "one gen-certs init container")
+                    ic = inits[0]
+                    self.assertEqual(ic["command"], ["/usr/local/bin/core-node"])
+                    self.assertEqual(ic["image"], ctr["image"])
+                    self.assertEqual(ic["args"], ["gen-certs", "--out", certs, "--nodes", node])
+                    for f in ("ca.pem", "ca.key"):
+                        self.assertEqual(secret_key_at(w, ic, f"{certs}/{f}"),
+                                         ("meshmq-cluster-ca", f))
+                    im = mount_for(ic, f"{certs}/node.pem")
+                    self.assertEqual(im["name"], m["name"])
+                    self.assertFalse(im.get("readOnly", False))
+                    if node == "$(POD_NAME)":
+                        env = {e["name"]: e for e in ic.get("env", [])}
+                        self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"],
+                                         "metadata.name")
+
+    def test_no_long_running_container_mounts_the_ca_key(self):
+        """ca.key reaches init containers only: never a container that keeps running."""
+        for name, objs in self.each():
+            with self.subTest(rendering=name):
+                for w in of_kind(objs, "Deployment") + of_kind(objs, "StatefulSet"):
+                    spec = w["spec"]["template"]["spec"]
+                    for c in spec["containers"]:
+                        for m in c.get("volumeMounts", []):
+                            for secret, key in secret_keys_of_mount(w, m):
+                                self.assertFalse(
+                                    key == "ca.key" or (secret == "meshmq-cluster-ca"
+                                                        and key != "ca.pem"),
+                                    f"{w['metadata']['name']}/{c['name']} mounts "
+                                    f"{secret}/{key} at {m['mountPath']}")
+
+    def test_http_ports_take_only_the_clusters_pods_and_labelled_namespaces(self):
+        for name, objs in self.each():
+            with self.subTest(rendering=name):
+                pols = {p["metadata"]["name"]: p for p in of_kind(objs, "NetworkPolicy")}
+                for pol, port in (("meshmq-core", 18084), ("meshmq-replicant", 18083)):
+                    rules = [r for r in pols[pol]["spec"]["ingress"]
+                             if any(p.get("port") == port for p in r.get("ports", []))
+                             or not r.get("ports")]
+                    self.assertTrue(rules, f"{pol}: nothing admits {port}")
+                    for r in rules:
+                        self.assertTrue(r.get("from"), f"{pol}: {port} open to every namespace")
+                        for peer in r["from"]:
+                            self.assertNotIn("ipBlock", peer)
+                            ns = peer.get("namespaceSelector")
+                            if ns is not None:
+                                self.assertEqual(ns, {"matchLabels":
+                                                      {"meshmq.io/api-access": "true"}})
+                                self.assertNotIn("podSelector", peer)
+                            else:
+                                self.assertEqual(
+                                    peer["podSelector"]["matchLabels"].get(
+                                        "app.kubernetes.io/name"), "meshmq")
 
     # -- cores ------------------------------------------------------------------------
 
