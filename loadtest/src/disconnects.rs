@@ -97,6 +97,16 @@ impl Tally {
     }
 }
 
+/// The pause before reconnecting after the `lost`-th lost connection: none after the first
+/// (an evacuation moves a client once and it should come back at once), then growing as
+/// [`backoff`] does, so repeated losses cannot become a tight loop.
+pub fn pause_after_loss(lost: u64) -> Duration {
+    if lost <= 1 {
+        return Duration::ZERO;
+    }
+    backoff(u32::try_from(lost - 1).unwrap_or(u32::MAX))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -156,14 +166,4 @@ mod tests {
         assert_eq!(ports(next_targets(&all, &ep(9), 1)), [2, 3, 1]);
         assert!(next_targets(&[], &ep(1), 0).is_empty());
     }
-}
-
-/// The pause before reconnecting after the `lost`-th lost connection: none after the first
-/// (an evacuation moves a client once and it should come back at once), then growing as
-/// [`backoff`] does, so repeated losses cannot become a tight loop.
-pub fn pause_after_loss(lost: u64) -> Duration {
-    if lost <= 1 {
-        return Duration::ZERO;
-    }
-    backoff(u32::try_from(lost - 1).unwrap_or(u32::MAX))
 }
