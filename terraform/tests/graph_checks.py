@@ -426,7 +426,7 @@ def check_iam_least_privilege(tf_root):
     """No role gets AmazonSSMManagedInstanceCore (it reads every SSM parameter, the CA key
     included) and no policy allows ssm:GetParameter* on "*"; Session Manager is off by default."""
     problems = []
-    for directory in ("core", "replicant_group", "monitoring"):
+    for directory in ("core", "replicant_group", "monitoring", "instance_role"):
         m = g.Module(os.path.join(tf_root, "modules", "aws", directory))
         for rtype, name, body in m.resources:
             if "AmazonSSMManagedInstanceCore" in json.dumps(body):

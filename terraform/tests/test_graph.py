@@ -297,17 +297,17 @@ resource "aws_vpc_security_group_ingress_rule" "oops" {
     def test_managed_ssm_policy_attached(self):
         attach = '''
 resource "aws_iam_role_policy_attachment" "oops" {
-  role       = aws_iam_role.replicant.name
+  role       = aws_iam_role.this.name
   policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 '''
         self.assertFinds(check_iam_least_privilege,
-                         Broken("modules/aws/replicant_group/iam.tf", 'resource "aws_iam_instance_profile"', attach + '\nresource "aws_iam_instance_profile"'),
+                         Broken("modules/aws/instance_role/main.tf", 'resource "aws_iam_instance_profile"', attach + '\nresource "aws_iam_instance_profile"'),
                          "attaches AmazonSSMManagedInstanceCore")
 
     def test_get_parameter_on_everything(self):
         self.assertFinds(check_iam_least_privilege,
-                         Broken("modules/aws/core/iam.tf", 'actions   = ["ssm:UpdateInstanceInformation"]', 'actions   = ["ssm:UpdateInstanceInformation", "ssm:GetParameters"]'),
+                         Broken("modules/aws/instance_role/main.tf", 'actions   = ["ssm:UpdateInstanceInformation"]', 'actions   = ["ssm:UpdateInstanceInformation", "ssm:GetParameters"]'),
                          "on every parameter")
 
     def test_session_manager_on_by_default(self):

@@ -10,16 +10,6 @@ locals {
   param_arn = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter${var.ssm_prefix}"
 }
 
-data "aws_iam_policy_document" "assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
-    }
-  }
-}
-
 data "aws_iam_policy_document" "secrets" {
   statement {
     sid     = "CoreSecrets"
@@ -40,51 +30,10 @@ data "aws_iam_policy_document" "secrets" {
   }
 }
 
-resource "aws_iam_role" "core" {
-  name_prefix        = "${var.name}-core-"
-  assume_role_policy = data.aws_iam_policy_document.assume.json
-}
-
-resource "aws_iam_role_policy" "secrets" {
-  name   = "meshmq-core-secrets"
-  role   = aws_iam_role.core.id
-  policy = data.aws_iam_policy_document.secrets.json
-}
-
-# Session Manager only (not AmazonSSMManagedInstanceCore, which allows ssm:GetParameter(s)
-# on every parameter, the CA key included): the agent's registration and its channels.
-data "aws_iam_policy_document" "session_manager" {
-  statement {
-    sid       = "SessionManagerAgent"
-    actions   = ["ssm:UpdateInstanceInformation"]
-    resources = ["*"]
-  }
-  statement {
-    sid = "SessionManagerChannels"
-    actions = [
-      "ssmmessages:CreateControlChannel",
-      "ssmmessages:CreateDataChannel",
-      "ssmmessages:OpenControlChannel",
-      "ssmmessages:OpenDataChannel",
-      "ec2messages:AcknowledgeMessage",
-      "ec2messages:DeleteMessage",
-      "ec2messages:FailMessage",
-      "ec2messages:GetEndpoint",
-      "ec2messages:GetMessages",
-      "ec2messages:SendReply",
-    ]
-    resources = ["*"]
-  }
-}
-
-resource "aws_iam_role_policy" "session_manager" {
-  count  = var.enable_session_manager ? 1 : 0
-  name   = "meshmq-core-session-manager"
-  role   = aws_iam_role.core.id
-  policy = data.aws_iam_policy_document.session_manager.json
-}
-
-resource "aws_iam_instance_profile" "core" {
-  name_prefix = "${var.name}-core-"
-  role        = aws_iam_role.core.name
+module "role" {
+  source                 = "../instance_role"
+  name_prefix            = "${var.name}-core-"
+  policy_name            = "meshmq-core"
+  policy_json            = data.aws_iam_policy_document.secrets.json
+  enable_session_manager = var.enable_session_manager
 }

@@ -92,7 +92,7 @@ resource "aws_instance" "core" {
   instance_type          = var.instance_type
   subnet_id              = data.aws_subnet.core[count.index].id
   vpc_security_group_ids = [aws_security_group.core.id]
-  iam_instance_profile   = aws_iam_instance_profile.core.name
+  iam_instance_profile   = module.role.instance_profile_name
   # gzip: cloud-init unpacks it; keeps the script under EC2's 16 KiB user-data limit.
   user_data_base64 = base64gzip(templatefile("${path.module}/user-data.sh.tftpl", {
     node_lib       = file("${path.module}/../../../scripts/node-lib.sh")

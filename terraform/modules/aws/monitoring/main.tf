@@ -73,7 +73,7 @@ resource "aws_instance" "monitoring" {
   subnet_id                   = var.subnet_id
   associate_public_ip_address = var.associate_public_ip
   vpc_security_group_ids      = [aws_security_group.monitoring.id]
-  iam_instance_profile        = aws_iam_instance_profile.monitoring.name
+  iam_instance_profile        = module.role.instance_profile_name
   user_data_base64            = local.user_data
   user_data_replace_on_change = true
   metadata_options {

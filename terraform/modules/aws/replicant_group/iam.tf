@@ -14,16 +14,6 @@ locals {
   asg_arn   = "arn:${data.aws_partition.current.partition}:autoscaling:${local.arn_tail}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
 }
 
-data "aws_iam_policy_document" "assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
-    }
-  }
-}
-
 data "aws_iam_policy_document" "replicant" {
   statement {
     sid     = "ReplicantSecrets"
@@ -65,51 +55,10 @@ data "aws_iam_policy_document" "replicant" {
   }
 }
 
-resource "aws_iam_role" "replicant" {
-  name_prefix        = "${var.name}-replicant-"
-  assume_role_policy = data.aws_iam_policy_document.assume.json
-}
-
-resource "aws_iam_role_policy" "replicant" {
-  name   = "meshmq-replicant"
-  role   = aws_iam_role.replicant.id
-  policy = data.aws_iam_policy_document.replicant.json
-}
-
-# Session Manager only (not AmazonSSMManagedInstanceCore, which allows ssm:GetParameter(s)
-# on every parameter, the CA key included): the agent's registration and its channels.
-data "aws_iam_policy_document" "session_manager" {
-  statement {
-    sid       = "SessionManagerAgent"
-    actions   = ["ssm:UpdateInstanceInformation"]
-    resources = ["*"]
-  }
-  statement {
-    sid = "SessionManagerChannels"
-    actions = [
-      "ssmmessages:CreateControlChannel",
-      "ssmmessages:CreateDataChannel",
-      "ssmmessages:OpenControlChannel",
-      "ssmmessages:OpenDataChannel",
-      "ec2messages:AcknowledgeMessage",
-      "ec2messages:DeleteMessage",
-      "ec2messages:FailMessage",
-      "ec2messages:GetEndpoint",
-      "ec2messages:GetMessages",
-      "ec2messages:SendReply",
-    ]
-    resources = ["*"]
-  }
-}
-
-resource "aws_iam_role_policy" "session_manager" {
-  count  = var.enable_session_manager ? 1 : 0
-  name   = "meshmq-replicant-session-manager"
-  role   = aws_iam_role.replicant.id
-  policy = data.aws_iam_policy_document.session_manager.json
-}
-
-resource "aws_iam_instance_profile" "replicant" {
-  name_prefix = "${var.name}-replicant-"
-  role        = aws_iam_role.replicant.name
+module "role" {
+  source                 = "../instance_role"
+  name_prefix            = "${var.name}-replicant-"
+  policy_name            = "meshmq-replicant"
+  policy_json            = data.aws_iam_policy_document.replicant.json
+  enable_session_manager = var.enable_session_manager
 }

@@ -72,7 +72,7 @@ resource "aws_launch_template" "replicant" {
   vpc_security_group_ids = [aws_security_group.replicant.id]
   update_default_version = true
   iam_instance_profile {
-    arn = aws_iam_instance_profile.replicant.arn
+    arn = module.role.instance_profile_arn
   }
   metadata_options {
     http_endpoint               = "enabled"
